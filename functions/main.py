@@ -1,0 +1,95 @@
+"""Cloud Functions entry points of the tracker.
+
+Each entry point parses its parameters, calls one tracker operation and
+formats the answer. ``api`` routes by path to all of them, so one base URL
+serves the Go parsers' ``/v2/job/...`` paths and the status page.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import flask
+import functions_framework
+
+# The library sits beside this file in a deployed artifact and beside its
+# folder in the repository; make it importable from wherever we are started.
+for _dir in (Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent):
+    if (_dir / "shared").is_dir():
+        if str(_dir) not in sys.path:
+            sys.path.insert(0, str(_dir))
+        break
+
+from shared import runtime, status_page  # noqa: E402
+from shared.http_api import endpoint, error_response, json_response, parse  # noqa: E402
+from shared.model import State, utcnow  # noqa: E402
+from shared.schemas import ErrorParams, HeartbeatParams, StatusQuery, UpdateParams  # noqa: E402
+
+_UPDATE, _HEARTBEAT, _ERROR, _STATUS = UpdateParams(), HeartbeatParams(), ErrorParams(), StatusQuery()
+
+
+@functions_framework.http
+@endpoint(["POST"])
+def update(request: flask.Request) -> flask.Response:
+    """``/v2/job/update?id=&state=&detail=``: report progress or a new state."""
+    p = parse(_UPDATE, request)
+    previous = runtime.tracker().set_status(p["id"], p["state"], p["detail"])
+    return json_response({"ID": p["id"], "State": p["state"].value, "Previous": previous.value})
+
+
+@functions_framework.http
+@endpoint(["POST"])
+def heartbeat(request: flask.Request) -> flask.Response:
+    """``/v2/job/heartbeat?id=``: prove the job's parser is alive."""
+    p = parse(_HEARTBEAT, request)
+    recorded = runtime.tracker().heartbeat(p["id"])
+    return json_response({"ID": p["id"], "Recorded": recorded})
+
+
+@functions_framework.http
+@endpoint(["POST"])
+def error(request: flask.Request) -> flask.Response:
+    """``/v2/job/error?id=&error=``: report a parse error (state ``parseError``)."""
+    p = parse(_ERROR, request)
+    previous = runtime.tracker().set_status(p["id"], State.PARSE_ERROR, p["error"])
+    return json_response({"ID": p["id"], "State": State.PARSE_ERROR.value, "Previous": previous.value})
+
+
+@functions_framework.http
+@endpoint(["GET", "HEAD"])
+def status(request: flask.Request) -> flask.Response:
+    """``/status``: every job, oldest first; ``?format=json``, ``state=``, ``experiment=``, ``datatype=``."""
+    q = parse(_STATUS, request)
+    filters = {k: q[k] for k in ("state", "experiment", "datatype")}
+    tracker = runtime.tracker()
+    records = list(tracker.get_state(limit=q["limit"], **filters))
+    total = tracker.count(**filters) if len(records) == q["limit"] else len(records)
+    shown = {k: (str(v) if v is not None else None) for k, v in filters.items()}
+    if q["format"] == "json":
+        return json_response(status_page.render_json(records, total, shown))
+    return flask.Response(
+        status_page.render_html(records, total, shown, utcnow()), mimetype="text/html"
+    )
+
+
+#: Paths the ``api`` router serves: the Go parsers' paths and each entry point's name.
+ROUTES = {
+    "/v2/job/update": update,
+    "/v2/job/heartbeat": heartbeat,
+    "/v2/job/error": error,
+    "/update": update,
+    "/heartbeat": heartbeat,
+    "/error": error,
+    "/status": status,
+    "/": status,
+}
+
+
+@functions_framework.http
+def api(request: flask.Request) -> flask.Response:
+    """Route by path to every entry point: a drop-in base URL for the Go parsers."""
+    handler = ROUTES.get(request.path.rstrip("/") or "/")
+    if handler is None:
+        return error_response(404, f"no such path {request.path}; paths: {', '.join(sorted(ROUTES))}")
+    return handler(request)

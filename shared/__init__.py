@@ -1,0 +1,1 @@
+"""The tracker library every function imports: model, schemas, store, operations, HTTP helpers."""

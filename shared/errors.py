@@ -1,0 +1,44 @@
+"""Errors raised by tracker operations; the HTTP layer maps each to one status code."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shared.model import State
+
+
+class TrackerError(Exception):
+    """Base of every error a tracker operation raises on purpose."""
+
+
+class JobNotFound(TrackerError):
+    """No job has this key."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"job {key} not found")
+        self.key = key
+
+
+class JobAlreadyExists(TrackerError):
+    """The job is already in flight (neither complete nor failed)."""
+
+    def __init__(self, key: str, state: "State") -> None:
+        super().__init__(f"job {key} already exists in state {state.value}")
+        self.key = key
+        self.state = state
+
+
+class IllegalTransition(TrackerError):
+    """The transition table does not allow this change (or any change: a terminal job)."""
+
+    def __init__(self, key: str, current: "State", requested: "State") -> None:
+        if current is requested:
+            msg = f"job {key} is {current.value}, a terminal state; add the job again to restart it"
+        else:
+            msg = f"job {key} cannot go from {current.value} to {requested.value}"
+        super().__init__(msg)
+        self.key = key
+        self.current = current
+        self.requested = requested
+

@@ -1,0 +1,250 @@
+"""The pure job model: jobs, states and their status history.
+
+Nothing here does I/O. Every function that depends on the current time takes
+``now`` as an argument (defaulting to the wall clock only where the Go original
+read the clock implicitly), so callers and tests control time.
+
+Formats follow the Go tracker exactly: the key ``bucket/exp/type/YYYYMMDD``, the
+path ``gs://bucket/exp/type/YYYY/MM/DD/``, the partition ``type$YYYYMMDD`` and
+the failure label ``{prev}-failed``.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta, timezone
+
+UTC = timezone.utc
+
+#: Go's zero ``time.Time``; the heartbeat time of a job that never sent one.
+ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+
+#: Detail that touches the detail time but keeps the detail text (Go rule).
+KEEP_DETAIL = "-"
+
+_BUCKET = r"[a-z0-9](?:[a-z0-9._-]{1,220})[a-z0-9]"
+_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,98}[A-Za-z0-9])?"
+_KEY_RE = re.compile(
+    rf"^(?P<bucket>{_BUCKET})/(?P<experiment>{_NAME})/(?P<datatype>{_NAME})/(?P<date>\d{{8}})$"
+)
+#: Longest key accepted; well under Firestore's 1,500-byte document id limit.
+MAX_KEY_LENGTH = 400
+
+
+def utcnow() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class State(str, enum.Enum):
+    """A job state; the value is the exact wire string of the Go tracker."""
+
+    INIT = "init"
+    PARSING = "parsing"
+    PARSE_ERROR = "parseError"
+    POST_PROCESSING = "postProcessing"  # Go's ParseComplete
+    STABILIZING = "stabilizing"
+    LOADING = "loading"
+    DEDUPLICATING = "deduplicating"
+    COPYING = "copying"
+    JOINING = "joining"
+    DELETING = "deleting"
+    FINISHING = "finishing"
+    FAILED = "failed"
+    COMPLETE = "complete"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, name: str) -> "State":
+        """Return the state with wire string ``name``; ValueError names the valid ones."""
+        try:
+            return cls(name)
+        except ValueError:
+            valid = ", ".join(s.value for s in cls)
+            raise ValueError(f"unknown state {name!r}; valid states: {valid}") from None
+
+
+@dataclass(frozen=True)
+class Datasets:
+    """BigQuery datasets of a job: temporary, raw and joined (empty join: no join step)."""
+
+    tmp: str = ""
+    raw: str = ""
+    join: str = ""
+
+
+def yesterday_date(now: datetime | None = None) -> date:
+    """Return yesterday's UTC date: the date of the daily job."""
+    now = now or utcnow()
+    return now.astimezone(UTC).date() - timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work: all files of a bucket/experiment/datatype for one UTC date."""
+
+    bucket: str
+    experiment: str
+    datatype: str
+    date: date
+    filter: str = ""
+    datasets: Datasets = field(default_factory=Datasets)
+
+    def key(self) -> str:
+        """Return the job id, ``bucket/experiment/datatype/YYYYMMDD``."""
+        return f"{self.bucket}/{self.experiment}/{self.datatype}/{self.date:%Y%m%d}"
+
+    def path(self) -> str:
+        """Return the GCS prefix of the job's archives, ending in ``/``."""
+        day = f"{self.date:%Y/%m/%d}"
+        if self.datatype:
+            return f"gs://{self.bucket}/{self.experiment}/{self.datatype}/{day}/"
+        return f"gs://{self.bucket}/{self.experiment}/{day}/"
+
+    def prefix(self) -> str:
+        """Return :meth:`path` without ``gs://bucket/``; ValueError if the path is malformed."""
+        parts = self.path().split("/", 3)
+        if len(parts) != 4 or parts[0] != "gs:" or not parts[2] or not parts[3]:
+            raise ValueError(f"bad GCS path {self.path()!r}")
+        return parts[3]
+
+    def table_partition(self) -> str:
+        """Return the BigQuery partition decorator, ``datatype$YYYYMMDD``."""
+        return f"{self.datatype}${self.date:%Y%m%d}"
+
+    def is_daily(self, now: datetime | None = None) -> bool:
+        """Return whether the job's date is yesterday (UTC)."""
+        return self.date == yesterday_date(now)
+
+    yesterday_date = staticmethod(yesterday_date)
+
+    def __str__(self) -> str:
+        return f"{self.date:%Y%m%d}:{self.experiment}/{self.datatype}"
+
+    @classmethod
+    def from_key(cls, key: str) -> "Job":
+        """Return the job (without filter or datasets) that ``key`` names.
+
+        Raises ValueError for anything that is not a well-formed key with a real date.
+        """
+        if len(key) > MAX_KEY_LENGTH:
+            raise ValueError(f"job id longer than {MAX_KEY_LENGTH} characters")
+        m = _KEY_RE.match(key)
+        if not m:
+            raise ValueError(
+                f"malformed job id {key!r}; expected bucket/experiment/datatype/YYYYMMDD"
+            )
+        try:
+            day = datetime.strptime(m["date"], "%Y%m%d").date()
+        except ValueError:
+            raise ValueError(f"job id {key!r} has an invalid date {m['date']!r}") from None
+        return cls(m["bucket"], m["experiment"], m["datatype"], day)
+
+
+@dataclass(frozen=True)
+class StateInfo:
+    """One entry of a job's history: a state, when it began, and its latest detail."""
+
+    state: State
+    start: datetime
+    detail_time: datetime
+    detail: str = ""
+
+    def with_detail(self, detail: str, now: datetime) -> "StateInfo":
+        """Return a copy with the detail time set to ``now`` and, unless ``-``, the detail."""
+        text = self.detail if detail == KEEP_DETAIL else detail
+        return replace(self, detail=text, detail_time=now)
+
+
+@dataclass
+class Status:
+    """A job's progress: heartbeat time, update count and state history (oldest first)."""
+
+    history: list[StateInfo]
+    heartbeat_time: datetime = ZERO_TIME
+    update_count: int = 0
+
+    @classmethod
+    def new(cls, now: datetime | None = None) -> "Status":
+        """Return the status of a fresh job: one ``init`` entry."""
+        now = now or utcnow()
+        return cls(history=[StateInfo(State.INIT, now, now)])
+
+    @property
+    def last_state_info(self) -> StateInfo:
+        """The entry of the current state."""
+        return self.history[-1]
+
+    @property
+    def state(self) -> State:
+        """The current state."""
+        return self.history[-1].state
+
+    @property
+    def prev(self) -> State:
+        """The state before the current one, or ``init``."""
+        return self.history[-2].state if len(self.history) > 1 else State.INIT
+
+    @property
+    def label(self) -> str:
+        """The state for metrics; ``{prev}-failed`` when failed, e.g. ``loading-failed``."""
+        if self.state is State.FAILED:
+            return f"{self.prev.value}-{State.FAILED.value}"
+        return self.state.value
+
+    @property
+    def detail(self) -> str:
+        """The current entry's detail, or the previous entry's when the current is empty."""
+        last = self.history[-1]
+        if not last.detail and len(self.history) > 1:
+            return self.history[-2].detail
+        return last.detail
+
+    @property
+    def detail_time(self) -> datetime:
+        """When the current entry's detail was last set."""
+        return self.history[-1].detail_time
+
+    @property
+    def state_change_time(self) -> datetime:
+        """When the current state was entered."""
+        return self.history[-1].start
+
+    @property
+    def start_time(self) -> datetime:
+        """When the job was started (its first entry)."""
+        return self.history[0].start
+
+    @property
+    def elapsed(self) -> timedelta:
+        """Latest detail time minus start time, rounded to the second."""
+        seconds = (self.detail_time - self.start_time).total_seconds()
+        return timedelta(seconds=round(seconds))
+
+    @property
+    def error(self) -> str:
+        """The detail of a failed job, else empty."""
+        last = self.history[-1]
+        return last.detail if last.state is State.FAILED else ""
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the job is ``complete`` or ``failed``."""
+        return self.state in (State.COMPLETE, State.FAILED)
+
+    def set_detail(self, detail: str, now: datetime) -> StateInfo:
+        """Set the current entry's detail (``-`` keeps the text); return the previous entry."""
+        old = self.history[-1]
+        self.history[-1] = old.with_detail(detail, now)
+        return old
+
+    def new_state(self, state: State, now: datetime) -> StateInfo:
+        """Append an entry for ``state`` unless it is the current state; return the previous entry."""
+        old = self.history[-1]
+        if state is not old.state:
+            self.history.append(StateInfo(state, now, now))
+        return old

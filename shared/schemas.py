@@ -1,0 +1,184 @@
+"""Marshmallow schemas: the parser-facing request parameters and the Go-shaped JSON.
+
+Request schemas turn query-string or form parameters into validated Python
+values; a missing parameter and a malformed one raise different errors so the
+HTTP layer can answer the Go tracker's codes (422 no id, 424 no state or error)
+and 400 for the rest. Output schemas dump :mod:`shared.model` objects in the
+exact JSON shape of the Go tracker (``Job``, ``Status``, ``StateInfo``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    post_dump,
+    pre_load,
+    validate,
+)
+
+from shared.gotime import format_time, parse_time
+from shared.model import Job, State
+
+#: Longest detail or error text accepted, in characters. A GCS object name is at
+#: most 1,024 bytes, so a detail naming one archive always fits.
+MAX_DETAIL_LENGTH = 4096
+
+#: The message marshmallow reports for an absent required parameter.
+MISSING = "Missing data for required field."
+
+
+class JobId(fields.String):
+    """A job key, ``bucket/experiment/datatype/YYYYMMDD``, checked by :meth:`Job.from_key`."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            Job.from_key(text)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+        return text
+
+
+class StateName(fields.String):
+    """A state given by its wire string; unknown names are rejected with the valid list."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> State:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return State.parse(text)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else State(value).value
+
+
+class GoTime(fields.Field):
+    """A time in Go's RFC 3339 JSON format."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else format_time(value)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValidationError("expected an RFC 3339 time string")
+        try:
+            return parse_time(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+def _text(**kwargs: Any) -> fields.String:
+    return fields.String(validate=validate.Length(max=MAX_DETAIL_LENGTH), **kwargs)
+
+
+class _Params(Schema):
+    """Request parameters; unknown ones are ignored, empty ones count as missing."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    _empty_is_missing: tuple[str, ...] = ()
+
+    @pre_load
+    def _drop_empty(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {k: v for k, v in data.items() if not (k in self._empty_is_missing and v == "")}
+
+
+class HeartbeatParams(_Params):
+    """Parameters of ``/v2/job/heartbeat``."""
+
+    _empty_is_missing = ("id",)
+    id = JobId(required=True)
+
+
+class UpdateParams(_Params):
+    """Parameters of ``/v2/job/update``; ``detail`` defaults to empty."""
+
+    _empty_is_missing = ("id", "state")
+    id = JobId(required=True)
+    state = StateName(required=True)
+    detail = _text(load_default="")
+
+
+class ErrorParams(_Params):
+    """Parameters of ``/v2/job/error``."""
+
+    _empty_is_missing = ("id", "error")
+    id = JobId(required=True)
+    error = _text(required=True)
+
+
+class StatusQuery(_Params):
+    """Query of the status page: output format, filters and a row limit."""
+
+    _empty_is_missing = ("format", "state", "experiment", "datatype", "limit")
+    format = fields.String(load_default="html", validate=validate.OneOf(["html", "json"]))
+    state = StateName(load_default=None)
+    experiment = fields.String(
+        load_default=None, validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,100}$")
+    )
+    datatype = fields.String(
+        load_default=None, validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,100}$")
+    )
+    limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=100_000))
+
+
+class DatasetsSchema(Schema):
+    """Go ``Datasets``: ``{"Tmp", "Raw", "Join"}``."""
+
+    tmp = fields.String(data_key="Tmp", load_default="")
+    raw = fields.String(data_key="Raw", load_default="")
+    join = fields.String(data_key="Join", load_default="")
+
+
+class GoDate(GoTime):
+    """A job date, as Go's UTC-midnight ``time.Time``."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else f"{value:%Y-%m-%d}T00:00:00Z"
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        return super()._deserialize(value, attr, data, **kwargs).date()
+
+
+class JobSchema(Schema):
+    """Go ``Job``; ``Filter`` is omitted when empty, as Go's ``omitempty`` does."""
+
+    bucket = fields.String(data_key="Bucket", required=True)
+    experiment = fields.String(data_key="Experiment", required=True)
+    datatype = fields.String(data_key="Datatype", required=True)
+    date = GoDate(data_key="Date", required=True)
+    filter = fields.String(data_key="Filter", load_default="")
+    datasets = fields.Nested(DatasetsSchema, data_key="Datasets", load_default=dict)
+
+    @post_dump
+    def _omit_empty_filter(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if not data.get("Filter"):
+            data.pop("Filter", None)
+        return data
+
+
+class StateInfoSchema(Schema):
+    """Go ``StateInfo``."""
+
+    state = StateName(data_key="State", required=True)
+    start = GoTime(data_key="Start", required=True)
+    detail_time = GoTime(data_key="DetailTime", required=True)
+    detail = fields.String(data_key="Detail", load_default="")
+
+
+class StatusSchema(Schema):
+    """Go ``Status``: heartbeat time, update count and history."""
+
+    heartbeat_time = GoTime(data_key="HeartbeatTime", required=True)
+    update_count = fields.Integer(data_key="UpdateCount", required=True)
+    history = fields.List(
+        fields.Nested(StateInfoSchema), data_key="History", required=True,
+        validate=validate.Length(min=1),
+    )

@@ -1,0 +1,313 @@
+"""The Firestore job store: the only module that talks to Firestore.
+
+One document per job in the ``jobs`` collection (name configurable). The
+document id is the job key with ``%`` and ``/`` percent-encoded, so it is
+reversible and never contains ``/``. Beside the Go-shaped status the document
+keeps the fields queries need: ``state``, ``experiment``, ``datatype``,
+``date``, ``start_time``, ``last_update`` and ``last_activity`` (the later of
+the last heartbeat and the last update).
+
+The history is a map from entry index (``"0"``, ``"1"``, …) to entry, not an
+array, so a detail can be written to one entry by field path without reading
+the document in a transaction. Writes come in two kinds:
+
+* :meth:`JobStore.transact` — a read-write transaction for state changes: read,
+  let the caller decide, write the whole document.
+* :meth:`JobStore.write_detail` and :meth:`JobStore.write_heartbeat` — single
+  writes that cannot conflict (field paths, ``Increment``, the implicit
+  ``exists`` precondition of ``update``): the hot path of parsers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Any
+from urllib.parse import quote, unquote
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
+
+from shared.model import UTC, ZERO_TIME, Datasets, Job, State, StateInfo, Status
+
+#: Default collection of job documents.
+JOBS_COLLECTION = "jobs"
+
+#: Composite indexes the queries of this module need in production Firestore
+#: (the emulator needs none). Each is (collection, ((field, direction), …)).
+INDEXES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    (JOBS_COLLECTION, (("state", "ASCENDING"), ("start_time", "ASCENDING"))),
+    (JOBS_COLLECTION, (("experiment", "ASCENDING"), ("start_time", "ASCENDING"))),
+    (JOBS_COLLECTION, (("datatype", "ASCENDING"), ("start_time", "ASCENDING"))),
+)
+
+
+class DocumentMissing(Exception):
+    """The job document does not exist."""
+
+
+class DocumentExists(Exception):
+    """A create-only write found the job document already there."""
+
+
+class DocumentChanged(Exception):
+    """A compare-and-set write found the job document changed since it was read."""
+
+
+def doc_id(key: str) -> str:
+    """Return the Firestore document id of a job key (reversible percent-encoding)."""
+    return quote(key, safe="")
+
+
+def key_from_doc_id(document_id: str) -> str:
+    """Return the job key a document id encodes."""
+    return unquote(document_id)
+
+
+@dataclass
+class JobRecord:
+    """A job, its status and the store's bookkeeping, as read from one document."""
+
+    job: Job
+    status: Status
+    last_update: datetime
+    update_time: datetime | None = None  # Firestore's, for compare-and-set
+
+    @property
+    def key(self) -> str:
+        """The job key."""
+        return self.job.key()
+
+    @property
+    def last_activity(self) -> datetime:
+        """The later of the last heartbeat and the last update."""
+        return max(self.last_update, self.status.heartbeat_time)
+
+    @classmethod
+    def new(cls, job: Job, now: datetime) -> "JobRecord":
+        """Return the record of a freshly added job."""
+        return cls(job=job, status=Status.new(now), last_update=now)
+
+
+@dataclass
+class StoreStats:
+    """Counts of Firestore document reads and writes made through one store."""
+
+    reads: int = 0
+    writes: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def add(self, reads: int = 0, writes: int = 0) -> None:
+        """Count ``reads`` document reads and ``writes`` document writes."""
+        with self._lock:
+            self.reads += reads
+            self.writes += writes
+
+
+def _entry_path(index: int, name: str) -> str:
+    return FieldPath("history", str(index), name).to_api_repr()
+
+
+def _entry_to_doc(info: StateInfo) -> dict[str, Any]:
+    return {
+        "state": info.state.value,
+        "start": info.start,
+        "detail_time": info.detail_time,
+        "detail": info.detail,
+    }
+
+
+def _midnight(day: Any) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def to_document(record: JobRecord) -> dict[str, Any]:
+    """Return the Firestore document of a record."""
+    job, status = record.job, record.status
+    hb = status.heartbeat_time
+    return {
+        "key": job.key(),
+        "bucket": job.bucket,
+        "experiment": job.experiment,
+        "datatype": job.datatype,
+        "date": _midnight(job.date),
+        "filter": job.filter,
+        "datasets": {"tmp": job.datasets.tmp, "raw": job.datasets.raw, "join": job.datasets.join},
+        "state": status.state.value,
+        "history": {str(i): _entry_to_doc(e) for i, e in enumerate(status.history)},
+        "heartbeat_time": None if hb == ZERO_TIME else hb,
+        "update_count": status.update_count,
+        "start_time": status.start_time,
+        "last_update": record.last_update,
+        "last_activity": record.last_activity,
+    }
+
+
+def from_document(data: dict[str, Any], update_time: datetime | None = None) -> JobRecord:
+    """Return the record a Firestore document holds.
+
+    History entries without a state (left by a detail write that raced with a
+    restart) are ignored; the next state change rewrites the history whole.
+    """
+    ds = data.get("datasets") or {}
+    job = Job(
+        bucket=data["bucket"],
+        experiment=data["experiment"],
+        datatype=data["datatype"],
+        date=data["date"].astimezone(UTC).date(),
+        filter=data.get("filter", ""),
+        datasets=Datasets(ds.get("tmp", ""), ds.get("raw", ""), ds.get("join", "")),
+    )
+    entries = sorted(
+        ((int(i), e) for i, e in data["history"].items() if "state" in e), key=lambda p: p[0]
+    )
+    history = [
+        StateInfo(State(e["state"]), e["start"], e["detail_time"], e.get("detail", ""))
+        for _, e in entries
+    ]
+    status = Status(
+        history=history,
+        heartbeat_time=data.get("heartbeat_time") or ZERO_TIME,
+        update_count=data.get("update_count", 0),
+    )
+    return JobRecord(job, status, data["last_update"], update_time)
+
+
+class JobStore:
+    """Job documents in one Firestore collection."""
+
+    def __init__(self, client: firestore.Client, collection: str = JOBS_COLLECTION) -> None:
+        self.client = client
+        self.collection = client.collection(collection)
+        self.stats = StoreStats()
+
+    def _ref(self, key: str) -> firestore.DocumentReference:
+        return self.collection.document(doc_id(key))
+
+    def get(self, key: str) -> JobRecord | None:
+        """Return the job's record, or None if there is no such job (one read)."""
+        snap = self._ref(key).get()
+        self.stats.add(reads=1)
+        if not snap.exists:
+            return None
+        return from_document(snap.to_dict(), snap.update_time)
+
+    def create(self, record: JobRecord) -> None:
+        """Write a new job document; :class:`DocumentExists` if the key is taken."""
+        try:
+            self._ref(record.key).create(to_document(record))
+        except gexc.Conflict:
+            raise DocumentExists(record.key) from None
+        finally:
+            self.stats.add(writes=1)
+
+    def replace(self, record: JobRecord, if_update_time: datetime) -> None:
+        """Overwrite a job document only if it is unchanged since ``if_update_time``.
+
+        Raises :class:`DocumentChanged` if someone else wrote it first.
+        """
+        option = self.client.write_option(last_update_time=if_update_time)
+        try:
+            self._ref(record.key).update(to_document(record), option=option)
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            raise DocumentChanged(record.key) from None
+        finally:
+            self.stats.add(writes=1)
+
+    def transact(self, key: str, change: Callable[[JobRecord], JobRecord]) -> JobRecord:
+        """Apply ``change`` to the job's record in one read-write transaction.
+
+        ``change`` may raise to abort without writing; it may run more than once
+        if the transaction is retried, so it must not have side effects.
+        Raises :class:`DocumentMissing` if there is no such job.
+        """
+        ref = self._ref(key)
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> JobRecord:
+            snap = ref.get(transaction=transaction)
+            self.stats.add(reads=1)
+            if not snap.exists:
+                raise DocumentMissing(key)
+            record = change(from_document(snap.to_dict(), snap.update_time))
+            transaction.set(ref, to_document(record))
+            self.stats.add(writes=1)
+            return record
+
+        return run(self.client.transaction())
+
+    def write_detail(
+        self, key: str, index: int, detail: str | None, now: datetime, count: bool = True
+    ) -> None:
+        """Set history entry ``index``'s detail time (and detail, unless None) in one blind write.
+
+        With ``count`` the update count is incremented and the last update set.
+        Raises :class:`DocumentMissing` if the job is gone.
+        """
+        fields: dict[str, Any] = {_entry_path(index, "detail_time"): now}
+        if detail is not None:
+            fields[_entry_path(index, "detail")] = detail
+        if count:
+            fields.update(
+                update_count=firestore.Increment(1), last_update=now, last_activity=now
+            )
+        self._update(key, fields)
+
+    def write_heartbeat(self, key: str, now: datetime) -> None:
+        """Record a heartbeat at ``now`` in one blind write; DocumentMissing if the job is gone."""
+        self._update(key, {"heartbeat_time": now, "last_activity": now})
+
+    def _update(self, key: str, fields: dict[str, Any]) -> None:
+        try:
+            self._ref(key).update(fields)
+        except gexc.NotFound:
+            raise DocumentMissing(key) from None
+        finally:
+            self.stats.add(writes=1)
+
+    def delete(self, key: str) -> None:
+        """Delete the job's document (no error if absent)."""
+        self._ref(key).delete()
+        self.stats.add(writes=1)
+
+    def _query(
+        self, state: State | None, experiment: str | None, datatype: str | None
+    ) -> firestore.Query:
+        query: firestore.Query = self.collection
+        for name, value in (("state", state and state.value), ("experiment", experiment),
+                            ("datatype", datatype)):
+            if value is not None:
+                query = query.where(filter=FieldFilter(name, "==", value))
+        return query
+
+    def query(
+        self,
+        state: State | None = None,
+        experiment: str | None = None,
+        datatype: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[JobRecord]:
+        """Stream matching jobs, oldest start first."""
+        query = self._query(state, experiment, datatype).order_by("start_time")
+        if limit is not None:
+            query = query.limit(limit)
+        for snap in query.stream():
+            self.stats.add(reads=1)
+            yield from_document(snap.to_dict(), snap.update_time)
+
+    def count(
+        self,
+        state: State | None = None,
+        experiment: str | None = None,
+        datatype: str | None = None,
+    ) -> int:
+        """Count matching jobs with an aggregation query (no documents read)."""
+        result = self._query(state, experiment, datatype).count().get()
+        self.stats.add(reads=1)
+        return int(result[0][0].value)

@@ -1,0 +1,196 @@
+"""Tracker operations: the Go tracker's API over the Firestore job store.
+
+Every state change is one read-write transaction that checks the transition
+table. Same-state detail updates and heartbeats, the parsers' hot path, read
+the document once and then make one single write that cannot conflict: the
+detail lands on the history entry that was current when the request was read,
+which is the entry the request was accepted in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+
+from shared import transitions
+from shared.errors import JobAlreadyExists, JobNotFound
+from shared.model import KEEP_DETAIL, Job, State, Status, utcnow
+from shared.store import DocumentChanged, DocumentExists, DocumentMissing, JobRecord, JobStore
+
+log = logging.getLogger(__name__)
+
+#: Default window in which a second heartbeat is acknowledged without a write.
+HEARTBEAT_COALESCE = timedelta(seconds=5)
+
+Clock = Callable[[], datetime]
+
+
+class Tracker:
+    """Job tracker operations on a :class:`JobStore`; holds no job state in memory."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        clock: Clock = utcnow,
+        heartbeat_coalesce: timedelta = HEARTBEAT_COALESCE,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.heartbeat_coalesce = heartbeat_coalesce
+
+    def _record(self, key: str) -> JobRecord:
+        record = self.store.get(key)
+        if record is None:
+            raise JobNotFound(key)
+        return record
+
+    def add_job(self, job: Job) -> JobRecord:
+        """Start tracking ``job`` with a fresh status.
+
+        A complete or failed job with the same key is restarted (its document is
+        replaced by compare-and-set on its update time); any other existing job
+        raises :class:`JobAlreadyExists`. Exactly one of concurrent callers wins.
+        """
+        record = JobRecord.new(job, self.clock())
+        try:
+            self.store.create(record)
+            log.info("added job %s", record.key)
+            return record
+        except DocumentExists:
+            pass
+        existing = self.store.get(record.key)
+        if existing is None or existing.update_time is None:
+            raise JobAlreadyExists(record.key, State.INIT)  # deleted meanwhile; caller retries
+        if not existing.status.is_terminal:
+            raise JobAlreadyExists(record.key, existing.status.state)
+        try:
+            self.store.replace(record, if_update_time=existing.update_time)
+        except DocumentChanged:
+            raise JobAlreadyExists(record.key, existing.status.state) from None
+        log.info("restarted %s job %s", existing.status.state.value, record.key)
+        return record
+
+    def set_status(self, key: str, state: State, detail: str = "") -> State:
+        """Apply ``detail`` to the current state entry, then move to ``state`` if it differs.
+
+        Same state: a detail-only update (one read, one blind write). Another
+        state: one transaction checked against the transition table; an illegal
+        change raises :class:`IllegalTransition` and writes nothing. Either way
+        the update count grows by one. Returns the state before the update.
+        """
+        record = self._record(key)
+        current = record.status.state
+        transitions.check(key, current, state)
+        if state is current:
+            self._write_detail(record, detail)
+            return current
+
+        def change(rec: JobRecord) -> JobRecord:
+            now = self.clock()
+            transitions.check(key, rec.status.state, state)
+            rec.status.set_detail(detail, now)
+            rec.status.new_state(state, now)
+            rec.status.update_count += 1
+            rec.last_update = now
+            return rec
+
+        return self._transact(key, change)
+
+    def set_detail(self, key: str, detail: str) -> None:
+        """Set the current state entry's detail (``-`` keeps the text) and count an update."""
+        record = self._record(key)
+        transitions.check(key, record.status.state, record.status.state)
+        self._write_detail(record, detail)
+
+    def _write_detail(self, record: JobRecord, detail: str) -> None:
+        text = None if detail == KEEP_DETAIL else detail
+        index = len(record.status.history) - 1
+        try:
+            self.store.write_detail(record.key, index, text, self.clock())
+        except DocumentMissing:
+            raise JobNotFound(record.key) from None
+
+    def heartbeat(self, key: str) -> bool:
+        """Record that the job's parser is alive; return whether a write was made.
+
+        A heartbeat within the coalescing window of the last recorded one is
+        acknowledged without a write. A terminal job raises :class:`IllegalTransition`.
+        """
+        record = self._record(key)
+        transitions.check(key, record.status.state, record.status.state)
+        now = self.clock()
+        if now - record.status.heartbeat_time < self.heartbeat_coalesce:
+            return False
+        try:
+            self.store.write_heartbeat(key, now)
+        except DocumentMissing:
+            raise JobNotFound(key) from None
+        return True
+
+    def set_job_error(self, key: str, error: str) -> State:
+        """Mark the job ``failed`` with detail ``"{old state}: {error}"``; return the old state.
+
+        Like the Go tracker, this does not count as an update.
+        """
+
+        def change(rec: JobRecord) -> JobRecord:
+            now = self.clock()
+            old = rec.status.state
+            transitions.check(key, old, State.FAILED)
+            rec.status.new_state(State.FAILED, now)
+            rec.status.set_detail(f"{old.value}: {error}", now)
+            rec.last_update = now
+            return rec
+
+        return self._transact(key, change)
+
+    def _transact(self, key: str, change: Callable[[JobRecord], JobRecord]) -> State:
+        before: list[State] = []
+
+        def tracked(rec: JobRecord) -> JobRecord:
+            before[:] = [rec.status.state]
+            return change(rec)
+
+        try:
+            after = self.store.transact(key, tracked)
+        except DocumentMissing:
+            raise JobNotFound(key) from None
+        if after.status.state is not before[0]:
+            log.info("job %s: %s -> %s", key, before[0].value, after.status.state.value)
+        return before[0]
+
+    def get_status(self, key: str) -> Status:
+        """Return the job's status; :class:`JobNotFound` if there is none."""
+        return self._record(key).status
+
+    def get_record(self, key: str) -> JobRecord:
+        """Return the job, its status and bookkeeping; :class:`JobNotFound` if there is none."""
+        return self._record(key)
+
+    def get_state(
+        self,
+        state: State | None = None,
+        experiment: str | None = None,
+        datatype: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[JobRecord]:
+        """Stream the jobs matching the filters, oldest start first."""
+        return self.store.query(state, experiment, datatype, limit)
+
+    def count(
+        self,
+        state: State | None = None,
+        experiment: str | None = None,
+        datatype: str | None = None,
+    ) -> int:
+        """Return the number of jobs matching the filters (an aggregation query)."""
+        return self.store.count(state, experiment, datatype)
+
+    def num_jobs(self) -> int:
+        """Return the number of tracked jobs, complete ones not yet cleaned up included."""
+        return self.count()
+
+    def num_failed(self) -> int:
+        """Return the number of failed jobs."""
+        return self.count(state=State.FAILED)
