@@ -32,13 +32,15 @@ class JobAlreadyExists(TrackerError):
 class IllegalTransition(TrackerError):
     """The transition table does not allow this change (or any change: a terminal job)."""
 
-    def __init__(self, key: str, current: "State", requested: "State") -> None:
-        if current is requested:
-            msg = f"job {key} is {current.value}, a terminal state; add the job again to restart it"
+    def __init__(
+        self, key: str, current: "State", requested: "State", terminal: bool = False
+    ) -> None:
+        if terminal:
+            msg = (f"job {key} is {current.value}, a terminal state, so it cannot take "
+                   f"{requested.value}; add the job again to restart it")
         else:
             msg = f"job {key} cannot go from {current.value} to {requested.value}"
         super().__init__(msg)
         self.key = key
         self.current = current
         self.requested = requested
-

@@ -27,10 +27,15 @@ KEEP_DETAIL = "-"
 _BUCKET = r"[a-z0-9](?:[a-z0-9._-]{1,220})[a-z0-9]"
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,98}[A-Za-z0-9])?"
 _KEY_RE = re.compile(
-    rf"^(?P<bucket>{_BUCKET})/(?P<experiment>{_NAME})/(?P<datatype>{_NAME})/(?P<date>\d{{8}})$"
+    rf"^(?P<bucket>{_BUCKET})/(?P<experiment>{_NAME})/(?P<datatype>{_NAME})/(?P<date>[0-9]{{8}})\Z"
 )
 #: Longest key accepted; well under Firestore's 1,500-byte document id limit.
 MAX_KEY_LENGTH = 400
+
+
+def _ymd(day: date, sep: str = "") -> str:
+    """Format a date as ``YYYY{sep}MM{sep}DD`` with a four-digit year, as Go does."""
+    return f"{day.year:04d}{sep}{day.month:02d}{sep}{day.day:02d}"
 
 
 def utcnow() -> datetime:
@@ -96,11 +101,11 @@ class Job:
 
     def key(self) -> str:
         """Return the job id, ``bucket/experiment/datatype/YYYYMMDD``."""
-        return f"{self.bucket}/{self.experiment}/{self.datatype}/{self.date:%Y%m%d}"
+        return f"{self.bucket}/{self.experiment}/{self.datatype}/{_ymd(self.date)}"
 
     def path(self) -> str:
         """Return the GCS prefix of the job's archives, ending in ``/``."""
-        day = f"{self.date:%Y/%m/%d}"
+        day = _ymd(self.date, "/")
         if self.datatype:
             return f"gs://{self.bucket}/{self.experiment}/{self.datatype}/{day}/"
         return f"gs://{self.bucket}/{self.experiment}/{day}/"
@@ -114,7 +119,7 @@ class Job:
 
     def table_partition(self) -> str:
         """Return the BigQuery partition decorator, ``datatype$YYYYMMDD``."""
-        return f"{self.datatype}${self.date:%Y%m%d}"
+        return f"{self.datatype}${_ymd(self.date)}"
 
     def is_daily(self, now: datetime | None = None) -> bool:
         """Return whether the job's date is yesterday (UTC)."""
@@ -123,7 +128,7 @@ class Job:
     yesterday_date = staticmethod(yesterday_date)
 
     def __str__(self) -> str:
-        return f"{self.date:%Y%m%d}:{self.experiment}/{self.datatype}"
+        return f"{_ymd(self.date)}:{self.experiment}/{self.datatype}"
 
     @classmethod
     def from_key(cls, key: str) -> "Job":
@@ -221,9 +226,10 @@ class Status:
 
     @property
     def elapsed(self) -> timedelta:
-        """Latest detail time minus start time, rounded to the second."""
-        seconds = (self.detail_time - self.start_time).total_seconds()
-        return timedelta(seconds=round(seconds))
+        """Latest detail time minus start time, rounded to the second (halves away from zero, as Go)."""
+        micros = (self.detail_time - self.start_time) // timedelta(microseconds=1)
+        seconds = (abs(micros) + 500_000) // 1_000_000
+        return timedelta(seconds=seconds if micros >= 0 else -seconds)
 
     @property
     def error(self) -> str:

@@ -141,7 +141,7 @@ class GoDate(GoTime):
     """A job date, as Go's UTC-midnight ``time.Time``."""
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        return None if value is None else f"{value:%Y-%m-%d}T00:00:00Z"
+        return None if value is None else f"{value.year:04d}-{value:%m-%d}T00:00:00Z"
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         return super()._deserialize(value, attr, data, **kwargs).date()

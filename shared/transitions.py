@@ -52,7 +52,7 @@ def is_allowed(current: State, requested: State) -> bool:
 def check(key: str, current: State, requested: State) -> None:
     """Raise :class:`IllegalTransition` unless ``current → requested`` is allowed."""
     if not is_allowed(current, requested):
-        raise IllegalTransition(key, current, requested)
+        raise IllegalTransition(key, current, requested, terminal=current in TERMINAL)
 
 
 def as_markdown() -> str:

@@ -1,0 +1,28 @@
+# The two commands: `make run` (local stack) and `make test` (the test suite).
+# Both create the virtualenv .venv from requirements-dev.txt on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+## run: start the Firestore emulator and every function at http://127.0.0.1:$${PORT:-8080}
+run: $(VENV)/.installed
+	$(PY) -m local.stack
+
+## test: start the emulator, run every test, stop the emulator
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+## bench: the hot-path benchmark (prints a table, writes bench/results/)
+bench: $(VENV)/.installed
+	$(PY) -m bench.hot_path
+
+clean:
+	rm -rf $(VENV) .local .pytest_cache bench/results

@@ -1,0 +1,1 @@
+"""Local development: the Firestore emulator and the local stack behind ``make run``."""

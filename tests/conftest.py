@@ -1,0 +1,131 @@
+"""Fixtures: one Firestore emulator per session, a fresh project per test, a movable clock.
+
+The emulator is started from its jar when the first test needs it and stopped
+when the session ends, unless ``FIRESTORE_EMULATOR_HOST`` already points at a
+running one. Each test gets its own ``demo-<uuid>`` project, so tests never see
+each other's documents.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from local.emulator import FirestoreEmulator, free_port  # noqa: E402
+from local.stack import start_functions, stop_process  # noqa: E402
+from shared.model import UTC  # noqa: E402
+
+
+class FakeClock:
+    """A clock that stands still until moved; call it for the current time."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> datetime:
+        """Move the clock forward by ``timedelta(**kwargs)``; return the new time."""
+        self.now += timedelta(**kwargs)
+        return self.now
+
+
+@pytest.fixture(scope="session")
+def emulator_host() -> Iterator[str]:
+    """Host:port of a running Firestore emulator (started here if none is configured)."""
+    host = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    if host:
+        yield host
+        return
+    emulator = FirestoreEmulator(log_path=ROOT / ".pytest_cache" / "firestore-emulator.log")
+    (ROOT / ".pytest_cache").mkdir(exist_ok=True)
+    emulator.start()
+    os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
+    try:
+        yield emulator.host
+    finally:
+        emulator.stop()
+        os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+
+
+@pytest.fixture
+def project(emulator_host: str) -> str:
+    """A project of its own for this test."""
+    return f"demo-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def firestore_client(project: str):  # type: ignore[no-untyped-def]
+    """A Firestore client on this test's project."""
+    from google.cloud import firestore
+
+    return firestore.Client(project=project)
+
+
+@pytest.fixture
+def store(firestore_client):  # type: ignore[no-untyped-def]
+    """A job store on this test's project."""
+    from shared.store import JobStore
+
+    return JobStore(firestore_client)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock at 2026-11-27 12:00 UTC that moves only when told."""
+    return FakeClock()
+
+
+@pytest.fixture
+def tracker(store, clock):  # type: ignore[no-untyped-def]
+    """A tracker on this test's store and clock."""
+    from shared.tracker import Tracker
+
+    return Tracker(store, clock=clock)
+
+
+@pytest.fixture
+def http(tracker, monkeypatch):  # type: ignore[no-untyped-def]
+    """A Flask test client of the ``api`` router, wired to this test's tracker."""
+    from functions_framework import create_app
+
+    from shared import runtime
+
+    monkeypatch.setattr(runtime, "tracker", lambda: tracker)
+    app = create_app("api", str(ROOT / "functions" / "main.py"))
+    return app.test_client()
+
+
+@pytest.fixture
+def start_server(project: str, emulator_host: str) -> Iterator[Callable[..., str]]:
+    """Start a real functions-framework server on this test's project; return its base URL.
+
+    Keyword arguments become environment variables of the server. Every server
+    started is stopped when the test ends.
+    """
+    procs = []
+
+    def start(**env: str) -> str:
+        port = free_port()
+        procs.append(start_functions(
+            port, {"FIRESTORE_EMULATOR_HOST": emulator_host, "GOOGLE_CLOUD_PROJECT": project, **env},
+            quiet=True,
+        ))
+        return f"http://127.0.0.1:{port}"
+
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            stop_process(proc)

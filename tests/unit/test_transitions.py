@@ -1,0 +1,133 @@
+"""Unit tests for shared.transitions: every state pair against a hand-written edge list."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from shared.errors import IllegalTransition, TrackerError
+from shared.model import State
+from shared.transitions import PARSER_STATES, TERMINAL, as_markdown, check, is_allowed
+
+# Written out by hand from the brief; deliberately not derived from TRANSITIONS.
+ALL_STATES = [
+    "init", "parsing", "parseError", "postProcessing", "stabilizing", "loading",
+    "deduplicating", "copying", "joining", "deleting", "finishing", "failed", "complete",
+]
+NON_TERMINAL = [
+    "init", "parsing", "parseError", "postProcessing", "stabilizing", "loading",
+    "deduplicating", "copying", "joining", "deleting", "finishing",
+]
+PARSER_EDGES = {
+    ("init", "parsing"),
+    ("init", "parseError"),
+    ("parsing", "postProcessing"),
+    ("parsing", "parseError"),
+    ("parseError", "parsing"),
+    ("parseError", "postProcessing"),
+}
+CHAIN_EDGES = {
+    ("postProcessing", "loading"),
+    ("loading", "deduplicating"),
+    ("deduplicating", "copying"),
+    ("copying", "deleting"),
+    ("deleting", "joining"),
+    ("joining", "complete"),
+}
+OPTIONAL_EDGES = {
+    ("postProcessing", "stabilizing"),
+    ("stabilizing", "loading"),
+    ("joining", "finishing"),
+    ("finishing", "complete"),
+}
+FAILURE_EDGES = {(s, "failed") for s in NON_TERMINAL}
+SAME_STATE = {(s, s) for s in NON_TERMINAL}
+ALLOWED = PARSER_EDGES | CHAIN_EDGES | OPTIONAL_EDGES | FAILURE_EDGES | SAME_STATE
+
+ALL_PAIRS = list(itertools.product(ALL_STATES, repeat=2))
+FORBIDDEN = [pair for pair in ALL_PAIRS if pair not in ALLOWED]
+KEY = "pusher-mlab-oti/ndt/ndt7/20190102"
+
+
+def pair_id(pair: tuple[str, str]) -> str:
+    return f"{pair[0]}->{pair[1]}"
+
+
+def test_expected_table_is_consistent() -> None:
+    assert {s.value for s in State} == set(ALL_STATES)
+    assert len(ALLOWED) == 6 + 6 + 4 + 11 + 11
+    assert len(ALL_PAIRS) == 169
+    assert len(FORBIDDEN) == 169 - 38
+
+
+@pytest.mark.parametrize("pair", ALL_PAIRS, ids=pair_id)
+def test_is_allowed_every_pair(pair: tuple[str, str]) -> None:
+    current, requested = pair
+    assert is_allowed(State(current), State(requested)) is (pair in ALLOWED)
+
+
+@pytest.mark.parametrize("pair", sorted(ALLOWED), ids=pair_id)
+def test_check_passes_allowed(pair: tuple[str, str]) -> None:
+    assert check(KEY, State(pair[0]), State(pair[1])) is None
+
+
+@pytest.mark.parametrize("pair", FORBIDDEN, ids=pair_id)
+def test_check_rejects_forbidden(pair: tuple[str, str]) -> None:
+    current, requested = State(pair[0]), State(pair[1])
+    with pytest.raises(IllegalTransition) as info:
+        check(KEY, current, requested)
+    error = info.value
+    assert isinstance(error, TrackerError)
+    assert error.key == KEY
+    assert error.current is current
+    assert error.requested is requested
+    message = str(error)
+    assert KEY in message
+    assert current.value in message
+    assert requested.value in message
+    if current is requested:
+        assert "terminal" in message
+    if current.value in NON_TERMINAL:
+        assert "terminal" not in message
+
+
+@pytest.mark.parametrize("state", ["complete", "failed"])
+def test_terminal_same_state_message(state: str) -> None:
+    with pytest.raises(IllegalTransition, match=rf"job {KEY} is {state}, a terminal state"):
+        check(KEY, State(state), State(state))
+
+
+def test_non_terminal_message() -> None:
+    with pytest.raises(IllegalTransition, match=rf"^job {KEY} cannot go from init to complete$"):
+        check(KEY, State.INIT, State.COMPLETE)
+
+
+def test_terminal_set() -> None:
+    assert TERMINAL == {State.COMPLETE, State.FAILED}
+    assert isinstance(TERMINAL, frozenset)
+
+
+def test_parser_states() -> None:
+    assert PARSER_STATES == {State.INIT, State.PARSING, State.PARSE_ERROR}
+
+
+def test_markdown_has_header_and_one_row_per_state() -> None:
+    lines = as_markdown().splitlines()
+    assert lines[0].startswith("| from |")
+    assert lines[1] == "|---|---|"
+    rows = lines[2:]
+    assert len(rows) == len(ALL_STATES)
+    assert [row.split("|")[1].strip() for row in rows] == [f"`{s.value}`" for s in State]
+
+
+@pytest.mark.parametrize("state", ALL_STATES)
+def test_markdown_row_lists_targets(state: str) -> None:
+    rows = [line for line in as_markdown().splitlines() if line.startswith(f"| `{state}` |")]
+    assert len(rows) == 1
+    cell = rows[0].split("|")[2].strip()
+    expected = {b for a, b in ALLOWED if a == state and b != state}
+    if expected:
+        assert {t.strip().strip("`") for t in cell.split(",")} == expected
+    else:
+        assert "terminal" in cell
