@@ -44,3 +44,11 @@ class IllegalTransition(TrackerError):
         self.key = key
         self.current = current
         self.requested = requested
+
+
+class StoreUnavailable(TrackerError):
+    """The job store did not answer or asked to be retried later.
+
+    A read or transaction that fails this way changed nothing; a single write
+    that timed out may still have been applied, as with any lost answer.
+    """

@@ -17,7 +17,13 @@ from typing import Any
 import flask
 from marshmallow import Schema, ValidationError
 
-from shared.errors import IllegalTransition, JobAlreadyExists, JobNotFound, TrackerError
+from shared.errors import (
+    IllegalTransition,
+    JobAlreadyExists,
+    JobNotFound,
+    StoreUnavailable,
+    TrackerError,
+)
 from shared.schemas import MISSING
 
 log = logging.getLogger(__name__)
@@ -29,6 +35,7 @@ ERROR_STATUS: dict[type[TrackerError], int] = {
     JobNotFound: 410,
     IllegalTransition: 409,
     JobAlreadyExists: 409,
+    StoreUnavailable: 503,
 }
 
 #: Parameters whose absence has its own status code in the Go tracker, in the
@@ -107,8 +114,12 @@ def endpoint(methods: Iterable[str]) -> Callable[[Handler], Handler]:
                 return error_response(exc.status, exc.message, exc.fields)
             except TrackerError as exc:
                 status = ERROR_STATUS.get(type(exc), 400)
-                log.info("%s %s: %d %s", request.method, request.path, status, exc)
+                level = logging.WARNING if status >= 500 else logging.INFO
+                log.log(level, "%s %s: %d %s", request.method, request.path, status, exc)
                 return error_response(status, str(exc))
+            except Exception:
+                log.exception("%s %s failed", request.method, request.path)
+                return error_response(500, "internal error")
 
         return wrapper
 

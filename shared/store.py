@@ -20,11 +20,13 @@ the document in a transaction. Writes come in two kinds:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, time
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import quote, unquote
 
 from google.api_core import exceptions as gexc
@@ -32,6 +34,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
+from shared.errors import StoreUnavailable
 from shared.model import UTC, ZERO_TIME, Datasets, Job, State, StateInfo, Status
 
 #: Default collection of job documents.
@@ -56,6 +59,35 @@ class DocumentExists(Exception):
 
 class DocumentChanged(Exception):
     """A compare-and-set write found the job document changed since it was read."""
+
+
+#: Firestore errors that say "try again later", not "your request is wrong".
+TRANSIENT = (
+    gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError,
+    gexc.Aborted, gexc.TooManyRequests, gexc.ResourceExhausted, gexc.RetryError,
+)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+@contextlib.contextmanager
+def _transient_as_unavailable() -> Iterator[None]:
+    try:
+        yield
+    except TRANSIENT as exc:
+        raise StoreUnavailable(f"Firestore unavailable: {exc}") from exc
+
+
+def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Raise :class:`StoreUnavailable` for a transient Firestore error in ``method``."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with _transient_as_unavailable():
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 def doc_id(key: str) -> str:
@@ -190,6 +222,7 @@ class JobStore:
     def _ref(self, key: str) -> firestore.DocumentReference:
         return self.collection.document(doc_id(key))
 
+    @_guarded
     def get(self, key: str) -> JobRecord | None:
         """Return the job's record, or None if there is no such job (one read)."""
         snap = self._ref(key).get()
@@ -198,6 +231,7 @@ class JobStore:
             return None
         return from_document(snap.to_dict(), snap.update_time)
 
+    @_guarded
     def create(self, record: JobRecord) -> None:
         """Write a new job document; :class:`DocumentExists` if the key is taken."""
         try:
@@ -207,6 +241,7 @@ class JobStore:
         finally:
             self.stats.add(writes=1)
 
+    @_guarded
     def replace(self, record: JobRecord, if_update_time: datetime) -> None:
         """Overwrite a job document only if it is unchanged since ``if_update_time``.
 
@@ -220,6 +255,7 @@ class JobStore:
         finally:
             self.stats.add(writes=1)
 
+    @_guarded
     def transact(self, key: str, change: Callable[[JobRecord], JobRecord]) -> JobRecord:
         """Apply ``change`` to the job's record in one read-write transaction.
 
@@ -263,6 +299,7 @@ class JobStore:
         """Record a heartbeat at ``now`` in one blind write; DocumentMissing if the job is gone."""
         self._update(key, {"heartbeat_time": now, "last_activity": now})
 
+    @_guarded
     def _update(self, key: str, fields: dict[str, Any]) -> None:
         try:
             self._ref(key).update(fields)
@@ -271,6 +308,7 @@ class JobStore:
         finally:
             self.stats.add(writes=1)
 
+    @_guarded
     def delete(self, key: str) -> None:
         """Delete the job's document (no error if absent)."""
         self._ref(key).delete()
@@ -297,10 +335,12 @@ class JobStore:
         query = self._query(state, experiment, datatype).order_by("start_time")
         if limit is not None:
             query = query.limit(limit)
-        for snap in query.stream():
-            self.stats.add(reads=1)
-            yield from_document(snap.to_dict(), snap.update_time)
+        with _transient_as_unavailable():
+            for snap in query.stream():
+                self.stats.add(reads=1)
+                yield from_document(snap.to_dict(), snap.update_time)
 
+    @_guarded
     def count(
         self,
         state: State | None = None,

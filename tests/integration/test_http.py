@@ -6,6 +6,7 @@ import json
 from datetime import date
 
 import pytest
+from google.api_core import exceptions as gexc
 
 from shared.model import Job, State
 from shared.schemas import MAX_DETAIL_LENGTH
@@ -194,3 +195,29 @@ def test_document_id_round_trips_and_has_no_slash(key):
 
 def test_document_id_is_readable():
     assert doc_id(KEY) == "archive-bucket%2Fndt%2Fndt7%2F20190102"
+
+
+class _Broken:
+    """A document reference whose every call fails the way a sick service does."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        def fail(*args, **kwargs):  # type: ignore[no-untyped-def]
+            raise self.exc
+        return fail
+
+
+@pytest.mark.parametrize("exc,code", [
+    (gexc.ServiceUnavailable("down"), 503),
+    (gexc.DeadlineExceeded("slow"), 503),
+    (RuntimeError("bug"), 500),
+])
+def test_storage_failures_answer_5xx_in_json(http, store, job, monkeypatch, exc, code):
+    before = snapshot(store)
+    monkeypatch.setattr(store, "_ref", lambda key: _Broken(exc))
+    response = http.post("/v2/job/update", query_string={"id": KEY, "state": "parsing"})
+    assert response.status_code == code
+    assert response.get_json()["status"] == code
+    assert snapshot(store) == before  # read through the collection, not the broken refs

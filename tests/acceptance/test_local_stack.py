@@ -1,0 +1,74 @@
+"""The local stack as ``make run`` starts it, called the way the Go parsers call it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from local.emulator import free_port
+from local.stack import ROOT
+
+
+def post(url: str) -> tuple[int, dict]:
+    """POST with an empty body and no content type, as the Go client does."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"),
+                                    timeout=30) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def test_stack_serves_go_client_calls_and_stops_on_ctrl_c(emulator_host, project):
+    port = free_port()
+    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator_host, "PORT": str(port),
+           "GOOGLE_CLOUD_PROJECT": project}
+    proc = subprocess.Popen([sys.executable, "-m", "local.stack"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "Ctrl-C" in line or not line:
+                break
+        output = "".join(lines)
+        assert f"http://127.0.0.1:{port}" in output, output
+        key = output.split("Example jobs: ")[1].split(",")[0].strip()
+        base = f"http://127.0.0.1:{port}"
+
+        assert post(f"{base}/v2/job/update?id={key}&state=parsing&detail=starting+tasks")[0] == 200
+        assert post(f"{base}/v2/job/heartbeat?id={key}")[0] == 200
+        assert post(f"{base}/v2/job/update?id={key}&state=parsing&detail=gs%3A%2F%2Fa.tgz")[0] == 200
+        assert post(f"{base}/v2/job/update?id={key}")[0] == 424
+        assert post(f"{base}/v2/job/update?state=parsing")[0] == 422
+        assert post(f"{base}/v2/job/heartbeat?id=archive-measurement-lab/ndt/ndt7/20000101")[0] == 410
+        code, body = post(f"{base}/v2/job/update?id={key}&state=complete")
+        assert code == 409 and "from parsing to complete" in body["error"]
+        assert post(f"{base}/v2/job/update?id={key}&state=postProcessing")[0] == 200
+
+        with urllib.request.urlopen(f"{base}/status?format=json", timeout=30) as r:
+            jobs = {j["ID"]: j for j in json.loads(r.read())["Jobs"]}
+        assert jobs[key]["State"] == "postProcessing"
+        assert jobs[key]["Status"]["UpdateCount"] == 3
+        with urllib.request.urlopen(f"{base}/status", timeout=30) as r:
+            assert "postProcessing" in r.read().decode()
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        try:
+            urllib.request.urlopen(f"{base}/status", timeout=2)
+            raise AssertionError("the function server still answers after Ctrl-C")
+        except OSError:
+            pass
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
