@@ -7,6 +7,8 @@ serves the Go parsers' ``/v2/job/...`` paths and the status page.
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +27,10 @@ from shared import runtime, status_page  # noqa: E402
 from shared.http_api import endpoint, error_response, json_response, parse  # noqa: E402
 from shared.model import State, utcnow  # noqa: E402
 from shared.schemas import ErrorParams, HeartbeatParams, StatusQuery, UpdateParams  # noqa: E402
+
+logging.basicConfig(
+    level=os.environ.get("LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s"
+)
 
 _UPDATE, _HEARTBEAT, _ERROR, _STATUS = UpdateParams(), HeartbeatParams(), ErrorParams(), StatusQuery()
 

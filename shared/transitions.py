@@ -57,7 +57,7 @@ def check(key: str, current: State, requested: State) -> None:
 
 def as_markdown() -> str:
     """Return the table as Markdown, as the README shows it."""
-    lines = ["| from | may become (besides itself, for a detail update) |", "|---|---|"]
+    lines = ["| from | may become |", "|---|---|"]
     for state in State:
         nxt = TRANSITIONS[state]
         targets = ", ".join(f"`{s.value}`" for s in State if s in nxt)

@@ -1,0 +1,30 @@
+# The Firestore database and the composite indexes the tracker's queries need.
+# The list mirrors shared/store.py INDEXES; the emulator needs none, production does.
+
+resource "google_firestore_database" "default" {
+  name        = "(default)"
+  location_id = var.region
+  type        = "FIRESTORE_NATIVE"
+}
+
+locals {
+  job_indexes = {
+    state_start      = ["state", "start_time"]
+    experiment_start = ["experiment", "start_time"]
+    datatype_start   = ["datatype", "start_time"]
+  }
+}
+
+resource "google_firestore_index" "jobs" {
+  for_each   = local.job_indexes
+  database   = google_firestore_database.default.name
+  collection = var.jobs_collection
+
+  dynamic "fields" {
+    for_each = each.value
+    content {
+      field_path = fields.value
+      order      = "ASCENDING"
+    }
+  }
+}
