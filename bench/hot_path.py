@@ -54,6 +54,7 @@ from local.stack import start_functions, stop_process  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 RESULTS_JSON = RESULTS_DIR / "hot_path.json"
+EMULATOR_LOG = RESULTS_DIR / "firestore-emulator.log"
 
 #: Coalescing window the server runs with during the benchmark (every heartbeat writes).
 SERVER_COALESCE_SECONDS = "0"
@@ -84,7 +85,7 @@ class Latencies:
     max_ms: float
 
     @classmethod
-    def of(cls, seconds: Sequence[float]) -> "Latencies":
+    def of(cls, seconds: Sequence[float]) -> Latencies:
         """Summarise ``seconds`` (nearest-rank percentiles, in milliseconds)."""
         if not seconds:
             return cls(0, math.nan, math.nan, math.nan, math.nan)
@@ -560,9 +561,10 @@ def bench_per_call(client: Any, calls: int) -> list[PerCallResult]:
     measure("add_job (new key)", lambda t, i: t.add_job(jobs[i]), HEARTBEAT_COALESCE)
     for key in keys:
         setup.set_status(key, State.PARSING, "start")
-    measure("update, same state (parsing detail)",
-            lambda t, i: t.set_status(keys[i], State.PARSING, f"archive-{i}.tgz"),
-            HEARTBEAT_COALESCE)
+    previous = measure("update, same state (parsing detail)",
+                       lambda t, i: t.set_status(keys[i], State.PARSING, f"archive-{i}.tgz"),
+                       HEARTBEAT_COALESCE)
+    results[-1].note = _previous_note(previous, State.PARSING, calls)
     written = measure("heartbeat, coalescing off (0 s)", lambda t, i: t.heartbeat(keys[i]),
                       timedelta(0))
     results[-1].note = f"{sum(map(bool, written))} of {calls} wrote"
@@ -575,10 +577,17 @@ def bench_per_call(client: Any, calls: int) -> list[PerCallResult]:
     written = measure(f"heartbeat within the {HEARTBEAT_COALESCE.total_seconds():g} s window",
                       hb_in_window, HEARTBEAT_COALESCE)
     results[-1].note = f"{sum(map(bool, written))} of {calls} wrote; ms/call includes the priming heartbeat"
-    measure("state change parsing → postProcessing",
-            lambda t, i: t.set_status(keys[i], State.POST_PROCESSING, "parsed"),
-            HEARTBEAT_COALESCE)
+    previous = measure("state change parsing → postProcessing",
+                       lambda t, i: t.set_status(keys[i], State.POST_PROCESSING, "parsed"),
+                       HEARTBEAT_COALESCE)
+    results[-1].note = _previous_note(previous, State.PARSING, calls)
     return results
+
+
+def _previous_note(previous: Sequence[object], expected: Any, calls: int) -> str:
+    """Say how many calls found the job in ``expected`` (the figures assume all did)."""
+    found = sum(1 for p in previous if p is expected)
+    return f"{found} of {calls} found the job in {expected.value}"
 
 
 # --------------------------------------------------------------------------- output
@@ -641,7 +650,12 @@ def render(report: dict[str, Any]) -> str:
     bad = {r["scenario"] + f" ×{r['callers']}": r["status_codes"]
            for r in report["http"] if r["errors"]}
     if bad:
-        lines += ["", f"Status codes of scenarios with errors (0 = no answer): {bad}"]
+        lines += ["", f"Status codes of scenarios with errors (0 = no answer in "
+                  f"{cfg['request_timeout_s']:g} s): {bad}. A 500 is the server's answer to an "
+                  "unhandled Firestore error, such as the emulator's `Transaction lock timeout`."]
+    if report.get("emulator_lock_timeouts") is not None:
+        lines += ["", f"Emulator `Transaction lock timeout` failures during the run: "
+                  f"{report['emulator_lock_timeouts']} (log: {EMULATOR_LOG.relative_to(ROOT)})."]
     lines += [
         "",
         "## 3. Firestore document reads and writes per tracker call (in-process, `JobStore.stats`)",
@@ -673,7 +687,8 @@ def emulator_host() -> Iterator[tuple[str, FirestoreEmulator | None]]:
         yield host, None
         return
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    emulator = FirestoreEmulator(log_path=RESULTS_DIR / "firestore-emulator.log")
+    EMULATOR_LOG.unlink(missing_ok=True)  # one run per log, so its warnings are this run's
+    emulator = FirestoreEmulator(log_path=EMULATOR_LOG)
     try:
         emulator.start()
         yield emulator.host, emulator
@@ -694,7 +709,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hot-callers", type=int, default=32, help="callers on the one hot job")
     p.add_argument("--max-seconds", type=float, default=30.0,
                    help="time limit of each HTTP scenario (default %(default)s)")
-    p.add_argument("--timeout", type=float, default=30.0, help="timeout of one HTTP request")
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="timeout of one HTTP request (default %(default)s)")
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     p.add_argument("--json", type=Path, default=RESULTS_JSON, help="where to write the JSON")
     args = p.parse_args(argv)
@@ -744,7 +760,10 @@ def main(argv: list[str] | None = None) -> int:
             floor = bench_floor(client, args.floor_ops)
             txn_rate = floor[-1].ops_per_s
 
-            print(f"2/3 HTTP: creating {args.jobs + 1} parsing jobs …", file=sys.stderr, flush=True)
+            print("2/3 reads and writes per call …", file=sys.stderr, flush=True)
+            per_call = bench_per_call(client, args.calls)
+
+            print(f"3/3 HTTP: creating {args.jobs + 1} parsing jobs …", file=sys.stderr, flush=True)
             tracker = Tracker(JobStore(client))
             keys = create_parsing_jobs(tracker, [bench_job(i) for i in range(args.jobs)])
             hot_key = create_parsing_jobs(tracker, [bench_job(0, experiment="hot")])[0]
@@ -753,9 +772,6 @@ def main(argv: list[str] | None = None) -> int:
                               args.hot_callers, args.timeout, args.max_seconds)
             for r in http:
                 r.ratio_to_txn = r.requests_per_s / txn_rate
-
-            print("3/3 reads and writes per call …", file=sys.stderr, flush=True)
-            per_call = bench_per_call(client, args.calls)
 
             report: dict[str, Any] = {
                 "machine": machine_facts(host, emulator is not None),
@@ -769,6 +785,7 @@ def main(argv: list[str] | None = None) -> int:
                     "hot_callers": args.hot_callers,
                     "server_coalesce_seconds": SERVER_COALESCE_SECONDS,
                     "max_seconds_per_scenario": args.max_seconds,
+                    "request_timeout_s": args.timeout,
                     "quick": args.quick,
                 },
                 "floor": [asdict(r) for r in floor],
@@ -783,6 +800,7 @@ def main(argv: list[str] | None = None) -> int:
                 stop_process(server)
             if emulator is None:
                 _wipe(host, project)
+    report["emulator_lock_timeouts"] = _lock_timeouts() if emulator is not None else None
 
     report["run_seconds"] = time.perf_counter() - started
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -791,6 +809,14 @@ def main(argv: list[str] | None = None) -> int:
     args.json.write_text(json.dumps(_finite(report), indent=2, default=str) + "\n")
     print(render(report))
     return 0
+
+
+def _lock_timeouts() -> int | None:
+    """Count the emulator's "Transaction lock timeout" failures in this run's log."""
+    try:
+        return EMULATOR_LOG.read_text(errors="replace").count("Operation failed: Transaction lock timeout")
+    except OSError:
+        return None
 
 
 def _finite(value: Any) -> Any:

@@ -83,7 +83,7 @@ class FirestoreEmulator:
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> "FirestoreEmulator":
+    def start(self, timeout: float = 60.0) -> FirestoreEmulator:
         """Start the emulator and wait until it answers; EmulatorError if it cannot."""
         cmd = [check_java(), "-Xmx512m", "-cp", str(find_jar()), _MAIN, "start",
                "--host=127.0.0.1", f"--port={self.port}"]
@@ -128,7 +128,7 @@ class FirestoreEmulator:
                 proc.kill()
                 proc.wait()
 
-    def __enter__(self) -> "FirestoreEmulator":
+    def __enter__(self) -> FirestoreEmulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -23,7 +23,7 @@ class JobNotFound(TrackerError):
 class JobAlreadyExists(TrackerError):
     """The job is already in flight (neither complete nor failed)."""
 
-    def __init__(self, key: str, state: "State") -> None:
+    def __init__(self, key: str, state: State) -> None:
         super().__init__(f"job {key} already exists in state {state.value}")
         self.key = key
         self.state = state
@@ -33,7 +33,7 @@ class IllegalTransition(TrackerError):
     """The transition table does not allow this change (or any change: a terminal job)."""
 
     def __init__(
-        self, key: str, current: "State", requested: "State", terminal: bool = False
+        self, key: str, current: State, requested: State, terminal: bool = False
     ) -> None:
         if terminal:
             msg = (f"job {key} is {current.value}, a terminal state, so it cannot take "

@@ -64,7 +64,7 @@ class State(str, enum.Enum):
         return self.value
 
     @classmethod
-    def parse(cls, name: str) -> "State":
+    def parse(cls, name: str) -> State:
         """Return the state with wire string ``name``; ValueError names the valid ones."""
         try:
             return cls(name)
@@ -131,7 +131,7 @@ class Job:
         return f"{_ymd(self.date)}:{self.experiment}/{self.datatype}"
 
     @classmethod
-    def from_key(cls, key: str) -> "Job":
+    def from_key(cls, key: str) -> Job:
         """Return the job (without filter or datasets) that ``key`` names.
 
         Raises ValueError for anything that is not a well-formed key with a real date.
@@ -159,7 +159,7 @@ class StateInfo:
     detail_time: datetime
     detail: str = ""
 
-    def with_detail(self, detail: str, now: datetime) -> "StateInfo":
+    def with_detail(self, detail: str, now: datetime) -> StateInfo:
         """Return a copy with the detail time set to ``now`` and, unless ``-``, the detail."""
         text = self.detail if detail == KEEP_DETAIL else detail
         return replace(self, detail=text, detail_time=now)
@@ -174,7 +174,7 @@ class Status:
     update_count: int = 0
 
     @classmethod
-    def new(cls, now: datetime | None = None) -> "Status":
+    def new(cls, now: datetime | None = None) -> Status:
         """Return the status of a fresh job: one ``init`` entry."""
         now = now or utcnow()
         return cls(history=[StateInfo(State.INIT, now, now)])
@@ -236,11 +236,6 @@ class Status:
         """The detail of a failed job, else empty."""
         last = self.history[-1]
         return last.detail if last.state is State.FAILED else ""
-
-    @property
-    def is_terminal(self) -> bool:
-        """Whether the job is ``complete`` or ``failed``."""
-        return self.state in (State.COMPLETE, State.FAILED)
 
     def set_detail(self, detail: str, now: datetime) -> StateInfo:
         """Set the current entry's detail (``-`` keeps the text); return the previous entry."""

@@ -31,7 +31,7 @@ class Settings:
     heartbeat_coalesce: timedelta = HEARTBEAT_COALESCE
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         """Read the settings from the environment; ValueError names a malformed variable."""
         env = os.environ
         coalesce = env.get("HEARTBEAT_COALESCE_SECONDS")

@@ -120,7 +120,7 @@ class JobRecord:
         return max(self.last_update, self.status.heartbeat_time)
 
     @classmethod
-    def new(cls, job: Job, now: datetime) -> "JobRecord":
+    def new(cls, job: Job, now: datetime) -> JobRecord:
         """Return the record of a freshly added job."""
         return cls(job=job, status=Status.new(now), last_update=now)
 
@@ -278,21 +278,21 @@ class JobStore:
 
         return run(self.client.transaction())
 
-    def write_detail(
-        self, key: str, index: int, detail: str | None, now: datetime, count: bool = True
-    ) -> None:
-        """Set history entry ``index``'s detail time (and detail, unless None) in one blind write.
+    def write_detail(self, key: str, index: int, detail: str | None, now: datetime) -> None:
+        """Count an update that sets history entry ``index``'s detail, in one blind write.
 
-        With ``count`` the update count is incremented and the last update set.
-        Raises :class:`DocumentMissing` if the job is gone.
+        The entry's detail time becomes ``now`` and its detail ``detail`` (kept
+        when None); the update count grows by one. Raises
+        :class:`DocumentMissing` if the job is gone.
         """
-        fields: dict[str, Any] = {_entry_path(index, "detail_time"): now}
+        fields: dict[str, Any] = {
+            _entry_path(index, "detail_time"): now,
+            "update_count": firestore.Increment(1),
+            "last_update": now,
+            "last_activity": now,
+        }
         if detail is not None:
             fields[_entry_path(index, "detail")] = detail
-        if count:
-            fields.update(
-                update_count=firestore.Increment(1), last_update=now, last_activity=now
-            )
         self._update(key, fields)
 
     def write_heartbeat(self, key: str, now: datetime) -> None:

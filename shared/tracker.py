@@ -62,7 +62,7 @@ class Tracker:
         existing = self.store.get(record.key)
         if existing is None or existing.update_time is None:
             raise JobAlreadyExists(record.key, State.INIT)  # deleted meanwhile; caller retries
-        if not existing.status.is_terminal:
+        if existing.status.state not in transitions.TERMINAL:
             raise JobAlreadyExists(record.key, existing.status.state)
         try:
             self.store.replace(record, if_update_time=existing.update_time)

@@ -38,9 +38,6 @@ TRANSITIONS: Mapping[State, frozenset[State]] = {
 #: States a job never leaves except by being added again.
 TERMINAL: frozenset[State] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
 
-#: States in which a parser still owns the job.
-PARSER_STATES: frozenset[State] = frozenset({S.INIT, S.PARSING, S.PARSE_ERROR})
-
 
 def is_allowed(current: State, requested: State) -> bool:
     """Return whether a job in ``current`` may be updated to ``requested``."""

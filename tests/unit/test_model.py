@@ -313,7 +313,6 @@ def test_new_status_has_one_init_entry() -> None:
     assert status.label == "init"
     assert status.detail == ""
     assert status.error == ""
-    assert status.is_terminal is False
     assert status.elapsed == timedelta(0)
 
 
@@ -434,15 +433,6 @@ def test_elapsed_rounds_half_away_from_zero_like_go(detail_time: float, elapsed:
 )
 def test_error_only_when_failed(entries: list[tuple[str, str]], error: str) -> None:
     assert make_status(*entries).error == error
-
-
-@pytest.mark.parametrize(
-    ("state", "terminal"),
-    [(state, state in (State.COMPLETE, State.FAILED)) for state in State],
-)
-def test_is_terminal(state: State, terminal: bool) -> None:
-    entries = [("init", "")] if state is State.INIT else [("init", ""), (state.value, "")]
-    assert make_status(*entries).is_terminal is terminal
 
 
 @pytest.mark.parametrize(

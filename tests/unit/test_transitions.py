@@ -8,7 +8,7 @@ import pytest
 
 from shared.errors import IllegalTransition, TrackerError
 from shared.model import State
-from shared.transitions import PARSER_STATES, TERMINAL, as_markdown, check, is_allowed
+from shared.transitions import TERMINAL, as_markdown, check, is_allowed
 
 # Written out by hand from the brief; deliberately not derived from TRANSITIONS.
 ALL_STATES = [
@@ -106,10 +106,6 @@ def test_non_terminal_message() -> None:
 def test_terminal_set() -> None:
     assert TERMINAL == {State.COMPLETE, State.FAILED}
     assert isinstance(TERMINAL, frozenset)
-
-
-def test_parser_states() -> None:
-    assert PARSER_STATES == {State.INIT, State.PARSING, State.PARSE_ERROR}
 
 
 def test_markdown_has_header_and_one_row_per_state() -> None:
