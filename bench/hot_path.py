@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
@@ -166,7 +167,8 @@ def machine_facts(emulator_host: str, own_emulator: bool) -> dict[str, Any]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "emulator": "Firestore emulator jar" + ("" if own_emulator else " (external)"),
         "emulator_host": emulator_host,
-        "http_client": f"requests {requests.__version__}" if HAVE_REQUESTS else "http.client",
+        "http_client": (f"requests {metadata.version('requests')}" if HAVE_REQUESTS
+                        else "http.client"),
         "server": "functions-framework (gunicorn gthread), "
                   f"workers={os.environ.get('WORKERS', '1')}, "
                   f"threads={os.environ.get('THREADS', (os.cpu_count() or 1) * 4)}",
@@ -179,18 +181,16 @@ def machine_facts(emulator_host: str, own_emulator: bool) -> dict[str, Any]:
         facts["emulator_jar"] = f"unknown ({exc.__class__.__name__})"
     try:
         java = check_java()
-        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=20).stderr
+        out = subprocess.run([java, "-version"], capture_output=True, text=True,
+                             timeout=20, check=False).stderr
         facts["java"] = out.splitlines()[0] if out else "unknown"
     except Exception as exc:  # noqa: BLE001
         facts["java"] = f"unknown ({exc.__class__.__name__})"
-    try:
-        import functions_framework  # noqa: F401
-        from importlib.metadata import version
-
-        facts["functions_framework"] = version("functions-framework")
-        facts["google_cloud_firestore"] = version("google-cloud-firestore")
-    except Exception:  # noqa: BLE001
-        pass
+    for package in ("functions-framework", "google-cloud-firestore"):
+        try:
+            facts[package.replace("-", "_")] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            facts[package.replace("-", "_")] = "?"
     return facts
 
 
@@ -206,7 +206,7 @@ def _cpuinfo_field(name: str) -> str:
 
 def _meminfo_gib() -> float | None:
     try:
-        m = re.search(r"^MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.M)
+        m = re.search(r"^MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.MULTILINE)
         return round(int(m.group(1)) / 2**20, 1) if m else None
     except OSError:
         return None
@@ -228,7 +228,7 @@ def _emulator_version(jar: Path) -> str:
 
 
 def check_loopback(host: str) -> None:
-    """Exit unless ``host`` (``host:port``) is on this machine: the benchmark only talks to 127.0.0.1."""
+    """Exit unless ``host`` (``host:port``) is a loopback address; the benchmark stays local."""
     name = urlsplit(f"//{host}").hostname or ""
     if name == "localhost":
         return
@@ -320,7 +320,7 @@ class Caller(Protocol):
     """One caller's persistent connection to the server."""
 
     def post(self, path: str) -> int:
-        """POST ``path`` (with its query string) and an empty body; return the status (0: no answer)."""
+        """POST ``path`` (query string included), empty body; return the status (0: none)."""
 
     def get(self, path: str) -> int:
         """GET ``path``; return the status (0: no answer)."""
@@ -366,7 +366,7 @@ class HttpClientCaller:
         self.conn: http.client.HTTPConnection | None = None
 
     def _send(self, method: str, path: str) -> int:
-        for attempt in range(2):  # one reconnect if the server closed an idle connection
+        for _ in range(2):  # one reconnect if the server closed an idle connection
             if self.conn is None:
                 self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             try:
@@ -576,7 +576,8 @@ def bench_per_call(client: Any, calls: int) -> list[PerCallResult]:
 
     written = measure(f"heartbeat within the {HEARTBEAT_COALESCE.total_seconds():g} s window",
                       hb_in_window, HEARTBEAT_COALESCE)
-    results[-1].note = f"{sum(map(bool, written))} of {calls} wrote; ms/call includes the priming heartbeat"
+    results[-1].note = (f"{sum(map(bool, written))} of {calls} wrote; "
+                        "ms/call includes the priming heartbeat")
     previous = measure("state change parsing → postProcessing",
                        lambda t, i: t.set_status(keys[i], State.POST_PROCESSING, "parsed"),
                        HEARTBEAT_COALESCE)
@@ -603,14 +604,14 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         "# Tracker hot-path benchmark",
         "",
-        f"- Machine: {m['cpu_count']} CPUs, model `{m['cpu_model'] or '?'}`"
-        f" (platform.processor() = `{m['platform_processor'] or ''}`), "
-        f"{m['memory_gib']} GiB, load average at start {m['loadavg_at_start']}; {m['platform']}",
+        (f"- Machine: {m['cpu_count']} CPUs, model `{m['cpu_model'] or '?'}`"
+         f" (platform.processor() = `{m['platform_processor'] or ''}`), "
+         f"{m['memory_gib']} GiB, load average at start {m['loadavg_at_start']}; {m['platform']}"),
         f"- Python: {m['python']}; HTTP client: {m['http_client']}",
-        f"- Emulator: {m['emulator']} {m.get('emulator_version', '?')} at {m['emulator_host']}"
-        f" ({m.get('emulator_jar', '?')}; {m.get('java', '?')})",
-        f"- Server: {m['server']}, functions-framework {m.get('functions_framework', '?')}, "
-        f"google-cloud-firestore {m.get('google_cloud_firestore', '?')}, on 127.0.0.1",
+        (f"- Emulator: {m['emulator']} {m.get('emulator_version', '?')} at {m['emulator_host']}"
+         f" ({m.get('emulator_jar', '?')}; {m.get('java', '?')})"),
+        (f"- Server: {m['server']}, functions-framework {m.get('functions_framework', '?')}, "
+         f"google-cloud-firestore {m.get('google_cloud_firestore', '?')}, on 127.0.0.1"),
         f"- Project `{cfg['project']}`; benchmark, server and emulator share the machine's CPUs.",
         "",
         "## 1. The floor: the Firestore client directly, sequential, one thread",
@@ -623,13 +624,13 @@ def render(report: dict[str, Any]) -> str:
                      f"{_f(r['p50_ms'], 2)} | {_f(r['p99_ms'], 2)} |")
     lines += [
         "",
-        "## 2. Through HTTP: functions-framework server, POST with the parameters in the "
-        "query string and an empty body",
+        ("## 2. Through HTTP: functions-framework server, POST with the parameters in the "
+         "query string and an empty body"),
         "",
-        f"Server run with `HEARTBEAT_COALESCE_SECONDS={cfg['server_coalesce_seconds']}`, so every "
-        "heartbeat writes (the default 5 s window would acknowledge most without a write). "
-        "Updates are same-state `parsing` detail updates; every job was moved to `parsing` "
-        "first. × txn = requests/s ÷ bare transactions/s of the floor.",
+        (f"Server run with `HEARTBEAT_COALESCE_SECONDS={cfg['server_coalesce_seconds']}`, so "
+         "every heartbeat writes (the default 5 s window would acknowledge most without a "
+         "write). Updates are same-state `parsing` detail updates; every job was moved to "
+         "`parsing` first. × txn = requests/s ÷ bare transactions/s of the floor."),
         "",
         "| scenario | callers | requests | errors | requests/s | p50 ms | p99 ms | × txn |",
         "|---|--:|--:|--:|--:|--:|--:|--:|",
@@ -650,12 +651,14 @@ def render(report: dict[str, Any]) -> str:
     bad = {r["scenario"] + f" ×{r['callers']}": r["status_codes"]
            for r in report["http"] if r["errors"]}
     if bad:
-        lines += ["", f"Status codes of scenarios with errors (0 = no answer in "
-                  f"{cfg['request_timeout_s']:g} s): {bad}. A 500 is the server's answer to an "
-                  "unhandled Firestore error, such as the emulator's `Transaction lock timeout`."]
+        lines += ["", (f"Status codes of scenarios with errors (0 = no answer in "
+                       f"{cfg['request_timeout_s']:g} s): {bad}. A 500 is the server's answer "
+                       "to an unexpected Firestore error, such as the emulator's "
+                       "`Transaction lock timeout`.")]
     if report.get("emulator_lock_timeouts") is not None:
-        lines += ["", f"Emulator `Transaction lock timeout` failures during the run: "
-                  f"{report['emulator_lock_timeouts']} (log: {EMULATOR_LOG.relative_to(ROOT)})."]
+        lines += ["", (f"Emulator `Transaction lock timeout` failures during the run: "
+                       f"{report['emulator_lock_timeouts']} "
+                       f"(log: {EMULATOR_LOG.relative_to(ROOT)}).")]
     lines += [
         "",
         "## 3. Firestore document reads and writes per tracker call (in-process, `JobStore.stats`)",
@@ -666,8 +669,7 @@ def render(report: dict[str, Any]) -> str:
     for r in report["per_call"]:
         lines.append(f"| {r['operation']} | {r['calls']} | {_f(r['reads_per_call'], 2)} | "
                      f"{_f(r['writes_per_call'], 2)} | {_f(r['ms_per_call'], 2)} | {r['note']} |")
-    lines += ["", f"Run time: {report['run_seconds']:.1f} s. "
-              f"JSON: {report['json_path']}"]
+    lines += ["", f"Run time: {report['run_seconds']:.1f} s. JSON: {report['json_path']}"]
     return "\n".join(lines)
 
 
@@ -700,9 +702,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line; ``--quick`` shrinks every size that was not given."""
     p = argparse.ArgumentParser(prog="python -m bench.hot_path",
                                 description=__doc__.splitlines()[0])
-    p.add_argument("--requests", type=int, help="requests per HTTP scenario (default 400; quick 100)")
-    p.add_argument("--floor-ops", type=int, help="ops per floor measurement (default 300; quick 100)")
-    p.add_argument("--calls", type=int, help="calls per per-call measurement (default 30; quick 10)")
+    p.add_argument("--requests", type=int,
+                   help="requests per HTTP scenario (default 400; quick 100)")
+    p.add_argument("--floor-ops", type=int,
+                   help="ops per floor measurement (default 300; quick 100)")
+    p.add_argument("--calls", type=int,
+                   help="calls per per-call measurement (default 30; quick 10)")
     p.add_argument("--jobs", type=int, default=64, help="jobs the many-job scenarios spread over")
     p.add_argument("--concurrency", default="1,8",
                    help="caller counts of the many-job scenarios (default %(default)s)")
@@ -715,9 +720,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=RESULTS_JSON, help="where to write the JSON")
     args = p.parse_args(argv)
     quick = args.quick
-    args.requests = args.requests or (100 if quick else 400)
-    args.floor_ops = args.floor_ops or (100 if quick else 300)
-    args.calls = args.calls or (10 if quick else 30)
+    if args.requests is None:
+        args.requests = 100 if quick else 400
+    if args.floor_ops is None:
+        args.floor_ops = 100 if quick else 300
+    if args.calls is None:
+        args.calls = 10 if quick else 30
     try:
         args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
     except ValueError:
@@ -725,7 +733,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("requests", "floor_ops", "calls", "jobs", "hot_callers"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if not args.concurrency or min(args.concurrency) < 1 or max(args.concurrency + [args.hot_callers]) > 256:
+    callers = [*args.concurrency, args.hot_callers]
+    if not args.concurrency or min(callers) < 1 or max(callers) > 256:
         p.error("callers must be between 1 and 256")
     return args
 
@@ -814,7 +823,8 @@ def main(argv: list[str] | None = None) -> int:
 def _lock_timeouts() -> int | None:
     """Count the emulator's "Transaction lock timeout" failures in this run's log."""
     try:
-        return EMULATOR_LOG.read_text(errors="replace").count("Operation failed: Transaction lock timeout")
+        text = EMULATOR_LOG.read_text(errors="replace")
+        return text.count("Operation failed: Transaction lock timeout")
     except OSError:
         return None
 
@@ -834,7 +844,8 @@ def _wipe(host: str, project: str) -> None:
     """Delete the benchmark project's documents from an external (loopback) emulator."""
     url = f"http://{host}/emulator/v1/projects/{project}/databases/(default)/documents"
     try:
-        urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10).close()  # noqa: S310
+        request = urllib.request.Request(url, method="DELETE")
+        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 (loopback only)
     except OSError as exc:
         print(f"could not wipe {project}: {exc}", file=sys.stderr)
 

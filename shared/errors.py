@@ -21,12 +21,13 @@ class JobNotFound(TrackerError):
 
 
 class JobAlreadyExists(TrackerError):
-    """The job is already in flight (neither complete nor failed)."""
+    """The job is in flight, or this very offer of it was already handed out."""
 
-    def __init__(self, key: str, state: State) -> None:
+    def __init__(self, key: str, state: State, offer: str = "") -> None:
         super().__init__(f"job {key} already exists in state {state.value}")
         self.key = key
         self.state = state
+        self.offer = offer
 
 
 class IllegalTransition(TrackerError):

@@ -46,6 +46,7 @@ INDEXES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     (JOBS_COLLECTION, (("state", "ASCENDING"), ("start_time", "ASCENDING"))),
     (JOBS_COLLECTION, (("experiment", "ASCENDING"), ("start_time", "ASCENDING"))),
     (JOBS_COLLECTION, (("datatype", "ASCENDING"), ("start_time", "ASCENDING"))),
+    (JOBS_COLLECTION, (("state", "ASCENDING"), ("reoffer", "ASCENDING"))),
 )
 
 
@@ -108,6 +109,10 @@ class JobRecord:
     status: Status
     last_update: datetime
     update_time: datetime | None = None  # Firestore's, for compare-and-set
+    #: The next-job offer that handed this run of the job out ("" if added otherwise).
+    offer: str = ""
+    #: An offer that came while the job was in flight; it is made again when the job ends.
+    reoffer: str = ""
 
     @property
     def key(self) -> str:
@@ -120,9 +125,9 @@ class JobRecord:
         return max(self.last_update, self.status.heartbeat_time)
 
     @classmethod
-    def new(cls, job: Job, now: datetime) -> JobRecord:
+    def new(cls, job: Job, now: datetime, offer: str = "") -> JobRecord:
         """Return the record of a freshly added job."""
-        return cls(job=job, status=Status.new(now), last_update=now)
+        return cls(job=job, status=Status.new(now), last_update=now, offer=offer)
 
 
 @dataclass
@@ -178,6 +183,8 @@ def to_document(record: JobRecord) -> dict[str, Any]:
         "start_time": status.start_time,
         "last_update": record.last_update,
         "last_activity": record.last_activity,
+        "offer": record.offer,
+        "reoffer": record.reoffer,
     }
 
 
@@ -208,7 +215,8 @@ def from_document(data: dict[str, Any], update_time: datetime | None = None) -> 
         heartbeat_time=data.get("heartbeat_time") or ZERO_TIME,
         update_count=data.get("update_count", 0),
     )
-    return JobRecord(job, status, data["last_update"], update_time)
+    return JobRecord(job, status, data["last_update"], update_time,
+                     offer=data.get("offer", ""), reoffer=data.get("reoffer", ""))
 
 
 class JobStore:
@@ -295,6 +303,19 @@ class JobStore:
             fields[_entry_path(index, "detail")] = detail
         self._update(key, fields)
 
+    def write_reoffer(self, key: str, offer: str) -> None:
+        """Ask, in one blind write, that the job be offered again as ``offer`` when it ends."""
+        self._update(key, {"reoffer": offer})
+
+    def query_reoffers(self, states: list[State], limit: int) -> Iterator[JobRecord]:
+        """Stream jobs in ``states`` that wait to be offered again."""
+        query = (self.collection.where(filter=FieldFilter("state", "in", [s.value for s in states]))
+                 .where(filter=FieldFilter("reoffer", ">", "")).limit(limit))
+        with _transient_as_unavailable():
+            for snap in query.stream():
+                self.stats.add(reads=1)
+                yield from_document(snap.to_dict(), snap.update_time)
+
     def write_heartbeat(self, key: str, now: datetime) -> None:
         """Record a heartbeat at ``now`` in one blind write; DocumentMissing if the job is gone."""
         self._update(key, {"heartbeat_time": now, "last_activity": now})
@@ -351,3 +372,33 @@ class JobStore:
         result = self._query(state, experiment, datatype).count().get()
         self.stats.add(reads=1)
         return int(result[0][0].value)
+
+
+#: Default collection of the job service's cursors.
+CURSORS_COLLECTION = "cursors"
+
+
+class CursorStore:
+    """Forward-only cursors of the job service: one document per stream.
+
+    A cursor is a hint, not a lock: it only moves forward (Firestore's
+    ``Maximum`` transform, a single write that cannot conflict), so any number
+    of callers read and advance it at once.
+    """
+
+    def __init__(self, client: firestore.Client, collection: str = CURSORS_COLLECTION) -> None:
+        self.collection = client.collection(collection)
+        self.stats = StoreStats()
+
+    @_guarded
+    def get(self, name: str) -> int | None:
+        """Return the cursor's position, or None if it was never set (one read)."""
+        snap = self.collection.document(name).get()
+        self.stats.add(reads=1)
+        return snap.get("position") if snap.exists else None
+
+    @_guarded
+    def advance(self, name: str, position: int) -> None:
+        """Move the cursor to ``position`` unless it is already further (one blind write)."""
+        self.collection.document(name).set({"position": firestore.Maximum(position)}, merge=True)
+        self.stats.add(writes=1)

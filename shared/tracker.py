@@ -45,31 +45,47 @@ class Tracker:
             raise JobNotFound(key)
         return record
 
-    def add_job(self, job: Job) -> JobRecord:
-        """Start tracking ``job`` with a fresh status.
+    def add_job(self, job: Job, offer: str = "") -> JobRecord:
+        """Start tracking ``job`` with a fresh status, as handed out by ``offer`` (if any).
 
         A complete or failed job with the same key is restarted (its document is
-        replaced by compare-and-set on its update time); any other existing job
-        raises :class:`JobAlreadyExists`. Exactly one of concurrent callers wins.
+        replaced by compare-and-set on its update time) unless ``offer`` is the
+        offer that started it; any other existing job raises
+        :class:`JobAlreadyExists`. Of concurrent callers exactly one succeeds.
         """
-        record = JobRecord.new(job, self.clock())
-        try:
-            self.store.create(record)
-            log.info("added job %s", record.key)
+        record = JobRecord.new(job, self.clock(), offer)
+        for _ in range(3):
+            try:
+                self.store.create(record)
+                log.info("added job %s %s", record.key, offer)
+                return record
+            except DocumentExists:
+                pass
+            existing = self.store.get(record.key)
+            if existing is None or existing.update_time is None:
+                continue  # removed meanwhile: create it again
+            state = existing.status.state
+            if state not in transitions.TERMINAL or (offer and existing.offer == offer):
+                raise JobAlreadyExists(record.key, state, existing.offer)
+            try:
+                self.store.replace(record, if_update_time=existing.update_time)
+            except DocumentChanged:
+                continue  # someone else wrote it first: look again
+            log.info("restarted %s job %s %s", state.value, record.key, offer)
             return record
-        except DocumentExists:
-            pass
-        existing = self.store.get(record.key)
-        if existing is None or existing.update_time is None:
-            raise JobAlreadyExists(record.key, State.INIT)  # deleted meanwhile; caller retries
-        if existing.status.state not in transitions.TERMINAL:
-            raise JobAlreadyExists(record.key, existing.status.state)
+        raise JobAlreadyExists(record.key, State.INIT, offer)
+
+    def request_reoffer(self, key: str, offer: str) -> None:
+        """Ask that the in-flight job be offered again as ``offer`` once it is complete or failed."""
         try:
-            self.store.replace(record, if_update_time=existing.update_time)
-        except DocumentChanged:
-            raise JobAlreadyExists(record.key, existing.status.state) from None
-        log.info("restarted %s job %s", existing.status.state.value, record.key)
-        return record
+            self.store.write_reoffer(key, offer)
+        except DocumentMissing:
+            raise JobNotFound(key) from None
+        log.info("job %s is in flight; %s will offer it again when it ends", key, offer)
+
+    def pending_reoffers(self, limit: int) -> Iterator[JobRecord]:
+        """Stream ended jobs that wait to be offered again."""
+        return self.store.query_reoffers(sorted(transitions.TERMINAL), limit)
 
     def set_status(self, key: str, state: State, detail: str = "") -> State:
         """Apply ``detail`` to the current state entry, then move to ``state`` if it differs.
