@@ -26,13 +26,24 @@ for _dir in (Path(__file__).resolve().parent, Path(__file__).resolve().parent.pa
 from shared import runtime, status_page  # noqa: E402
 from shared.http_api import endpoint, error_response, json_response, parse  # noqa: E402
 from shared.model import State, utcnow  # noqa: E402
-from shared.schemas import ErrorParams, HeartbeatParams, StatusQuery, UpdateParams  # noqa: E402
+from shared.schemas import (  # noqa: E402
+    ErrorParams,
+    HeartbeatParams,
+    JobSchema,
+    StatusQuery,
+    UpdateParams,
+)
 
 logging.basicConfig(
     level=os.environ.get("LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s"
 )
 
 _UPDATE, _HEARTBEAT, _ERROR, _STATUS = UpdateParams(), HeartbeatParams(), ErrorParams(), StatusQuery()
+_JOB = JobSchema()
+
+#: The Go tracker's answer when there is no job, and when to ask again (seconds).
+NO_JOB_FOUND = "No job found. Try again."
+NO_JOB_RETRY_AFTER = 10
 
 
 @functions_framework.http
@@ -63,6 +74,17 @@ def error(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
+@endpoint(["POST"])
+def next_job(request: flask.Request) -> flask.Response:
+    """``/v2/job/next``: hand out the next job; 503 ``No job found. Try again.`` if none."""
+    record = runtime.job_service().next_job()
+    if record is None:
+        return flask.Response(NO_JOB_FOUND, status=503, mimetype="text/plain",
+                              headers={"Retry-After": str(NO_JOB_RETRY_AFTER)})
+    return json_response({"ID": record.key, "Job": _JOB.dump(record.job)})
+
+
+@functions_framework.http
 @endpoint(["GET", "HEAD"])
 def status(request: flask.Request) -> flask.Response:
     """``/status``: every job, oldest first; ``?format=json``, ``state=``, ``experiment=``, ``datatype=``."""
@@ -81,9 +103,11 @@ def status(request: flask.Request) -> flask.Response:
 
 #: Paths the ``api`` router serves: the Go parsers' paths and each entry point's name.
 ROUTES = {
+    "/v2/job/next": next_job,
     "/v2/job/update": update,
     "/v2/job/heartbeat": heartbeat,
     "/v2/job/error": error,
+    "/next_job": next_job,
     "/update": update,
     "/heartbeat": heartbeat,
     "/error": error,

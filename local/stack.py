@@ -1,10 +1,12 @@
-"""The local stack: the Firestore emulator and every function behind one base URL.
+"""The local stack: the emulators and every function behind one base URL.
 
-``make run`` runs ``python -m local.stack``. It starts the emulator (unless
-``FIRESTORE_EMULATOR_HOST`` points at a running one), serves the ``api`` router
-with functions-framework on ``http://127.0.0.1:$PORT`` (default 8080), adds a
-few example jobs so the endpoints have something to act on, and stops
-everything on Ctrl-C.
+``make run`` runs ``python -m local.stack``. It starts the Firestore emulator
+(unless ``FIRESTORE_EMULATOR_HOST`` points at a running one) and the GCS
+emulator (files kept under ``.local/gcs``), seeds a demo bucket with archives
+for yesterday and for days of the last ten, checks the job-service config
+(``local/demo-config.yml`` unless ``GARDENER_CONFIG`` names another), serves
+the ``api`` router with functions-framework on ``http://127.0.0.1:$PORT``
+(default 8080), and stops everything on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -17,14 +19,19 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from local.emulator import EmulatorError, FirestoreEmulator
+from local.gcs_emulator import GcsEmulator, client, seed
+from shared.config import ConfigError, load_config
+from shared.model import utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "functions" / "main.py"
 DEFAULT_PROJECT = "demo-gardener"
+DEMO_CONFIG = ROOT / "local" / "demo-config.yml"
+DEMO_BUCKET = "archive-demo"
 
 
 def start_functions(
@@ -64,28 +71,26 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def seed_examples(project: str, emulator_host: str) -> list[str]:
-    """Add a few example jobs (yesterday's date) so the endpoints have work; return their keys."""
-    os.environ["FIRESTORE_EMULATOR_HOST"] = emulator_host
-    from google.cloud import firestore
+def demo_archives(today: date) -> list[str]:
+    """Object names of the demo bucket: yesterday for every source, and a scatter of older days."""
+    names = []
+    yesterday = today - timedelta(days=1)
+    for back in range(1, 11):
+        day = today - timedelta(days=back)
+        stamp = f"{day:%Y%m%d}T000000Z"
+        kinds = [("ndt", "ndt7")] if back % 3 else []
+        if back % 2 == 0:
+            kinds.append(("wehe", "scamper1"))
+        if day == yesterday:
+            kinds = [("ndt", "annotation2"), ("ndt", "ndt7"), ("wehe", "scamper1")]
+        for exp, datatype in kinds:
+            names.append(f"{exp}/{datatype}/{day:%Y/%m/%d}/{stamp}-{datatype}-mlab1-demo-{exp}.tgz")
+    return names
 
-    from shared.errors import JobAlreadyExists
-    from shared.model import Datasets, Job, yesterday_date
-    from shared.store import JobStore
-    from shared.tracker import Tracker
 
-    tracker = Tracker(JobStore(firestore.Client(project=project)))
-    day = yesterday_date()
-    keys = []
-    for offset, datatype in enumerate(("ndt7", "annotation2", "tcpinfo")):
-        job = Job("archive-measurement-lab", "ndt", datatype, day - timedelta(days=offset),
-                  datasets=Datasets("tmp_ndt", "raw_ndt", "ndt" if datatype != "annotation2" else ""))
-        try:
-            tracker.add_job(job)
-        except JobAlreadyExists:
-            pass
-        keys.append(job.key())
-    return keys
+def demo_env(today: date) -> dict[str, str]:
+    """Environment that fills the demo config's placeholders."""
+    return {"DEMO_BUCKET": DEMO_BUCKET, "DEMO_START_DATE": f"{today - timedelta(days=10):%Y-%m-%d}"}
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -99,34 +104,54 @@ def main(argv: list[str] | None = None) -> int:
                         help="port of the base URL (default: $PORT or 8080)")
     parser.add_argument("--project", default=os.environ.get("GOOGLE_CLOUD_PROJECT", DEFAULT_PROJECT),
                         help="Firestore project (default: %(default)s)")
-    parser.add_argument("--no-examples", action="store_true", help="do not add example jobs")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
 
-    emulator = None
-    host = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    local_dir = ROOT / ".local"
+    local_dir.mkdir(exist_ok=True)
+    env = {"GOOGLE_CLOUD_PROJECT": args.project}
+    config_path = os.environ.get("GARDENER_CONFIG")
+    if not config_path:
+        config_path = str(DEMO_CONFIG)
+        env.update(demo_env(utcnow().date()))
+    env["GARDENER_CONFIG"] = config_path
     try:
+        load_config(config_path, {**os.environ, **env})
+    except ConfigError as exc:
+        print(f"error: bad config {config_path}:\n{exc}", file=sys.stderr)
+        return 1
+
+    firestore_emulator = gcs = server = None
+    try:
+        host = os.environ.get("FIRESTORE_EMULATOR_HOST")
         if not host:
-            emulator = FirestoreEmulator(log_path=ROOT / ".local" / "firestore-emulator.log")
-            (ROOT / ".local").mkdir(exist_ok=True)
-            emulator.start()
-            host = emulator.host
-        print(f"Firestore emulator: {host} (project {args.project})", flush=True)
-        env = {"FIRESTORE_EMULATOR_HOST": host, "GOOGLE_CLOUD_PROJECT": args.project}
+            firestore_emulator = FirestoreEmulator(log_path=local_dir / "firestore-emulator.log")
+            host = firestore_emulator.start().host
+        gcs_url = os.environ.get("STORAGE_EMULATOR_HOST")
+        if not gcs_url:
+            gcs = GcsEmulator(root=local_dir / "gcs", log_path=local_dir / "gcs-emulator.log")
+            gcs_url = gcs.start().url
+        if config_path == str(DEMO_CONFIG):
+            seed(client(gcs_url, args.project), DEMO_BUCKET, demo_archives(utcnow().date()))
+        env.update(FIRESTORE_EMULATOR_HOST=host, STORAGE_EMULATOR_HOST=gcs_url)
         server = start_functions(args.port, env)
     except (EmulatorError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        if emulator:
-            emulator.stop()
         return 1
+    finally:
+        if server is None:
+            for emulator in (gcs, firestore_emulator):
+                if emulator:
+                    emulator.stop()
 
     base = f"http://127.0.0.1:{args.port}"
-    keys = [] if args.no_examples else seed_examples(args.project, host)
+    print(f"Firestore emulator: {host} (project {args.project}); GCS emulator: {gcs_url}")
+    print(f"Config: {config_path}")
     print(f"Tracker at {base}  (status page: {base}/status, JSON: {base}/status?format=json)")
-    if keys:
-        print(f"Example jobs: {', '.join(keys)}. Try:")
-        print(f"  curl -X POST '{base}/v2/job/update?id={keys[0]}&state=parsing&detail=starting'")
-        print(f"  curl -X POST '{base}/v2/job/heartbeat?id={keys[0]}'")
+    print("Try:")
+    print(f"  curl -X POST {base}/v2/job/next")
+    print(f"  curl -X POST '{base}/v2/job/update?id=<ID>&state=parsing&detail=starting'")
+    print(f"  curl -X POST '{base}/v2/job/heartbeat?id=<ID>'")
     print("Ctrl-C stops everything.", flush=True)
     try:
         while server.poll() is None:
@@ -138,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         stop_process(server)
-        if emulator:
-            emulator.stop()
+        for emulator in (gcs, firestore_emulator):
+            if emulator:
+                emulator.stop()
 
 
 if __name__ == "__main__":

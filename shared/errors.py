@@ -47,7 +47,11 @@ class IllegalTransition(TrackerError):
         self.requested = requested
 
 
-class StoreUnavailable(TrackerError):
+class Unavailable(TrackerError):
+    """A backing service (Firestore, GCS) did not answer or asked to be retried later."""
+
+
+class StoreUnavailable(Unavailable):
     """The job store did not answer or asked to be retried later.
 
     A read or transaction that fails this way changed nothing; a single write

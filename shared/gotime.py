@@ -56,3 +56,50 @@ def format_duration(value: timedelta) -> str:
     if minutes:
         return f"{sign}{minutes}m{seconds}s"
     return f"{sign}{seconds}s"
+
+
+#: Nanoseconds per unit of Go's ``time.ParseDuration``.
+_DURATION_UNITS = {
+    "ns": 1,
+    "us": 1_000,
+    "\u00b5s": 1_000,  # µs, MICRO SIGN
+    "\u03bcs": 1_000,  # μs, GREEK SMALL LETTER MU
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60 * 1_000_000_000,
+    "h": 3600 * 1_000_000_000,
+}
+_DURATION_PAIR = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h)"
+_DURATION_RE = re.compile(rf"[-+]?(?:0|(?:{_DURATION_PAIR})+)")
+_DURATION_PAIR_RE = re.compile(
+    r"(?P<int>[0-9]*)(?:\.(?P<frac>[0-9]*))?(?P<unit>ns|us|\u00b5s|\u03bcs|ms|s|m|h)"
+)
+#: Go durations are int64 nanoseconds.
+_MAX_DURATION_NS = 2**63 - 1
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a Go ``time.ParseDuration`` string (``5h``, ``10h30m``, ``1.5h``, ``500ms``, ``0``).
+
+    A leading ``+`` or ``-`` is allowed, as in Go; units are ns, us, µs, ms, s, m, h.
+    Arithmetic is exact; precision below a microsecond is dropped (towards zero).
+    Raises ValueError for anything else, including values beyond Go's int64 range.
+    """
+    if not isinstance(text, str) or not _DURATION_RE.fullmatch(text):
+        raise ValueError(
+            f"invalid duration {text!r}: expected a Go duration such as "
+            '"5h", "10h30m", "1.5h", "90s", "500ms" or "0"'
+        )
+    negative = text.startswith("-")
+    nanos = 0
+    for m in _DURATION_PAIR_RE.finditer(text.lstrip("+-")):
+        unit = _DURATION_UNITS[m["unit"]]
+        frac = m["frac"] or ""
+        # Exact: (int.frac) * unit, truncated to whole nanoseconds as Go does.
+        nanos += int(m["int"] or "0") * unit + int(frac or "0") * unit // 10 ** len(frac)
+    if nanos > _MAX_DURATION_NS + (1 if negative else 0):
+        raise ValueError(
+            f"invalid duration {text!r}: out of range (Go durations are at most ~292 years)"
+        )
+    micros = nanos // 1_000
+    return timedelta(microseconds=-micros if negative else micros)

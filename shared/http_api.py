@@ -21,8 +21,8 @@ from shared.errors import (
     IllegalTransition,
     JobAlreadyExists,
     JobNotFound,
-    StoreUnavailable,
     TrackerError,
+    Unavailable,
 )
 from shared.schemas import MISSING
 
@@ -30,12 +30,12 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[flask.Request], flask.Response]
 
-#: HTTP status of each tracker error.
+#: HTTP status of each kind of tracker error (subclasses answer as their base).
 ERROR_STATUS: dict[type[TrackerError], int] = {
     JobNotFound: 410,
     IllegalTransition: 409,
     JobAlreadyExists: 409,
-    StoreUnavailable: 503,
+    Unavailable: 503,
 }
 
 #: Parameters whose absence has its own status code in the Go tracker, in the
@@ -113,7 +113,7 @@ def endpoint(methods: Iterable[str]) -> Callable[[Handler], Handler]:
             except HttpError as exc:
                 return error_response(exc.status, exc.message, exc.fields)
             except TrackerError as exc:
-                status = ERROR_STATUS.get(type(exc), 400)
+                status = next((ERROR_STATUS[c] for c in type(exc).__mro__ if c in ERROR_STATUS), 400)
                 level = logging.WARNING if status >= 500 else logging.INFO
                 log.log(level, "%s %s: %d %s", request.method, request.path, status, exc)
                 return error_response(status, str(exc))

@@ -12,9 +12,12 @@ import os
 from dataclasses import dataclass
 from datetime import timedelta
 
-from google.cloud import firestore
+from google.cloud import firestore, storage
 
-from shared.store import JOBS_COLLECTION, JobStore
+from shared.config import default_config_path, load_config
+from shared.gcs import ArchiveLister
+from shared.job_service import JobService
+from shared.store import JOBS_COLLECTION, CursorStore, JobStore
 from shared.tracker import HEARTBEAT_COALESCE, Tracker
 
 
@@ -49,8 +52,29 @@ class Settings:
 
 
 @functools.cache
+def settings() -> Settings:
+    """Return this process's settings, read once."""
+    return Settings.from_env()
+
+
+@functools.cache
+def _firestore() -> firestore.Client:
+    return firestore.Client(project=settings().project)
+
+
+@functools.cache
 def tracker() -> Tracker:
-    """Return this process's tracker, built on first use from :meth:`Settings.from_env`."""
-    settings = Settings.from_env()
-    client = firestore.Client(project=settings.project)
-    return Tracker(JobStore(client, settings.collection), heartbeat_coalesce=settings.heartbeat_coalesce)
+    """Return this process's tracker, built on first use."""
+    s = settings()
+    return Tracker(JobStore(_firestore(), s.collection), heartbeat_coalesce=s.heartbeat_coalesce)
+
+
+@functools.cache
+def job_service() -> JobService:
+    """Return this process's job service; its config is read from :func:`default_config_path`.
+
+    A bad config raises :class:`shared.config.ConfigError` naming every bad field.
+    """
+    config = load_config(default_config_path())
+    archives = ArchiveLister(storage.Client(project=settings().project))
+    return JobService(tracker(), CursorStore(_firestore()), archives, config)

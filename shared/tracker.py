@@ -16,7 +16,13 @@ from datetime import datetime, timedelta
 from shared import transitions
 from shared.errors import JobAlreadyExists, JobNotFound
 from shared.model import KEEP_DETAIL, Job, State, Status, utcnow
-from shared.store import DocumentChanged, DocumentExists, DocumentMissing, JobRecord, JobStore
+from shared.store import (
+    DocumentChanged,
+    DocumentExists,
+    DocumentMissing,
+    JobRecord,
+    JobStore,
+)
 
 log = logging.getLogger(__name__)
 

@@ -59,6 +59,33 @@ def emulator_host() -> Iterator[str]:
         os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
 
 
+@pytest.fixture(scope="session")
+def gcs_url() -> Iterator[str]:
+    """URL of a running GCS emulator (a memory one started here if none is configured)."""
+    url = os.environ.get("STORAGE_EMULATOR_HOST")
+    if url:
+        yield url
+        return
+    from local.gcs_emulator import GcsEmulator
+
+    (ROOT / ".pytest_cache").mkdir(exist_ok=True)
+    emulator = GcsEmulator(log_path=ROOT / ".pytest_cache" / "gcs-emulator.log").start()
+    os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
+    try:
+        yield emulator.url
+    finally:
+        emulator.stop()
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+
+
+@pytest.fixture
+def gcs_client(gcs_url: str):  # type: ignore[no-untyped-def]
+    """A storage client bound to the GCS emulator."""
+    from local.gcs_emulator import client
+
+    return client(gcs_url)
+
+
 @pytest.fixture
 def project(emulator_host: str) -> str:
     """A project of its own for this test."""

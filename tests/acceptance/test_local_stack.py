@@ -22,13 +22,17 @@ def post(url: str) -> tuple[int, dict]:
                                     timeout=30) as r:
             return r.status, json.loads(r.read() or b"{}")
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+        body = e.read()
+        if e.headers.get_content_type() != "application/json":
+            return e.code, {"text": body.decode()}
+        return e.code, json.loads(body or b"{}")
 
 
-def test_stack_serves_go_client_calls_and_stops_on_ctrl_c(emulator_host, project):
+def test_stack_serves_go_client_calls_and_stops_on_ctrl_c(emulator_host, gcs_url, project):
     port = free_port()
     env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator_host, "PORT": str(port),
-           "GOOGLE_CLOUD_PROJECT": project}
+           "GOOGLE_CLOUD_PROJECT": project, "STORAGE_EMULATOR_HOST": gcs_url}
+    env.pop("GARDENER_CONFIG", None)
     proc = subprocess.Popen([sys.executable, "-m", "local.stack"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -41,8 +45,19 @@ def test_stack_serves_go_client_calls_and_stops_on_ctrl_c(emulator_host, project
                 break
         output = "".join(lines)
         assert f"http://127.0.0.1:{port}" in output, output
-        key = output.split("Example jobs: ")[1].split(",")[0].strip()
         base = f"http://127.0.0.1:{port}"
+
+        # The demo bucket has archives: the first next hands out a job in the Go shape.
+        code, job = post(f"{base}/v2/job/next")
+        assert code == 200, job
+        key = job["ID"]
+        assert set(job) == {"ID", "Job"}
+        assert job["Job"]["Bucket"] == "archive-demo" and job["Job"]["Date"].endswith("T00:00:00Z")
+        handed = {key}
+        while (answer := post(f"{base}/v2/job/next"))[0] == 200:
+            assert answer[1]["ID"] not in handed
+            handed.add(answer[1]["ID"])
+        assert len(handed) > 3
 
         assert post(f"{base}/v2/job/update?id={key}&state=parsing&detail=starting+tasks")[0] == 200
         assert post(f"{base}/v2/job/heartbeat?id={key}")[0] == 200

@@ -1,0 +1,549 @@
+"""The job service's configuration: the Go gardener's YAML format, strictly validated.
+
+Where the config comes from
+---------------------------
+A deployment reads one YAML file: the path in the ``GARDENER_CONFIG``
+environment variable if it is set, else ``config/gardener.yml`` shipped with the
+function source (the directory that holds the ``shared`` package; see
+:func:`default_config_path`). ``{{NAME}}`` placeholders (``{{ NAME }}`` too) in
+any string value are filled from the function's environment variables, e.g.
+``bucket: archive-{{NDT_SOURCE_PROJECT}}``; a placeholder whose variable is not
+set is an error. Substitution happens after YAML parsing, so a value may hold
+any character; a value that is *only* a placeholder must be quoted
+(``bucket: "{{BUCKET}}"``), or YAML reads the braces as a mapping.
+
+Format (the Go service's, plus the optional ``daily_delay``)::
+
+    start_date: 2015-11-19          # first date of the historical stream
+    tracker:
+      timeout: 5h                   # Go durations: 5h, 1m, 10h30m, 1.5h, 500ms
+    monitor:
+      polling_interval: 1m
+    daily_delay: 10h30m             # optional: the daily job for D is available
+                                    # at D + 24h + daily_delay (UTC)
+    sources:                        # at least one; jobs of a date go out in this order
+    - bucket: archive-measurement-lab
+      experiment: ndt
+      datatype: ndt7
+      filter: ""                    # optional regex over archive names
+      target_datasets: {tmp: tmp_ndt, raw: raw_ndt, join: ndt}  # join optional
+      daily_only: true              # optional, default false
+      full_history: false           # optional, default false; not with daily_only
+
+Unknown or repeated keys are errors. Every problem is collected and reported
+in one :class:`ConfigError`, each line prefixed by the dotted path of the bad
+value, e.g. ``sources[3].target_datasets.tmp: ...``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml  # type: ignore[import-untyped]
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    pre_load,
+    validate,
+    validates_schema,
+)
+from marshmallow.error_store import SCHEMA
+
+from shared.gotime import parse_duration
+from shared.model import Datasets, Job
+
+#: Environment variable holding the config file's path.
+CONFIG_ENV = "GARDENER_CONFIG"
+
+#: How long after the end of day D the daily job for D becomes available.
+DEFAULT_DAILY_DELAY = timedelta(hours=10, minutes=30)
+
+#: The path prefix of problems that concern the whole file.
+ROOT = "config"
+
+_Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One bucket/experiment/datatype the job service hands out jobs for."""
+
+    bucket: str
+    experiment: str
+    datatype: str
+    filter: str = ""
+    datasets: Datasets = field(default_factory=Datasets)
+    daily_only: bool = False
+    full_history: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    """The job service's configuration; sources in config order."""
+
+    start_date: date
+    tracker_timeout: timedelta
+    polling_interval: timedelta
+    sources: tuple[Source, ...]
+    daily_delay: timedelta = DEFAULT_DAILY_DELAY
+
+
+class ConfigError(ValueError):
+    """A bad config: the message lists every problem, one ``path: message`` per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+# --- validators --------------------------------------------------------------
+
+_BUCKET_CHARS_RE = re.compile(r"[a-z0-9._-]+")
+_IPV4_RE = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+#: The job key rule of shared.model for experiment and datatype.
+_KEY_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,98}[A-Za-z0-9])?")
+#: BigQuery table names and dataset ids (restricted to ASCII word characters).
+_BQ_NAME_RE = re.compile(r"[A-Za-z0-9_]{1,1024}")
+_ISO_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def bucket_problem(name: str) -> str | None:
+    """Return why ``name`` is not a valid GCS bucket name, or None if it is."""
+    limit = 222 if "." in name else 63
+    if not 3 <= len(name) <= limit:
+        return f"must be 3-{limit} characters long, not {len(name)}" + (
+            "" if "." in name else " (up to 222 if it contains dots)"
+        )
+    if not _BUCKET_CHARS_RE.fullmatch(name):
+        return "may contain only lowercase letters, digits, '-', '_' and '.'"
+    if not (name[0].isalnum() and name[-1].isalnum()):
+        return "must start and end with a letter or digit"
+    if any(not part for part in name.split(".")):
+        return "must not contain empty dot-separated parts ('..')"
+    if any(len(part) > 63 for part in name.split(".")):
+        return "each dot-separated part must be at most 63 characters"
+    if _IPV4_RE.fullmatch(name):
+        return "must not be an IP address"
+    if name.startswith("goog"):
+        return "must not start with 'goog'"
+    if "google" in name:
+        return "must not contain 'google'"
+    return None
+
+
+def _check_bucket(name: str) -> None:
+    problem = bucket_problem(name)
+    if problem:
+        raise ValidationError(f"invalid bucket name {name!r}: {problem}")
+
+
+def _check_experiment(name: str) -> None:
+    if not _KEY_NAME_RE.fullmatch(name):
+        raise ValidationError(
+            f"invalid experiment {name!r}: must be 1-100 letters, digits, '_', '.' or '-',"
+            " starting and ending with a letter or digit"
+        )
+
+
+def _check_datatype(name: str) -> None:
+    if not _BQ_NAME_RE.fullmatch(name):
+        raise ValidationError(
+            f"invalid datatype {name!r}: must be a BigQuery table name"
+            " (letters, digits and '_' only)"
+        )
+    if not _KEY_NAME_RE.fullmatch(name):
+        raise ValidationError(
+            f"invalid datatype {name!r}: must be at most 100 characters and start and end"
+            " with a letter or digit (job id rule)"
+        )
+
+
+def _check_dataset(name: str) -> None:
+    if not _BQ_NAME_RE.fullmatch(name):
+        raise ValidationError(
+            f"invalid BigQuery dataset id {name!r}: must be 1-1024 letters, digits or '_'"
+        )
+
+
+def _check_optional_dataset(name: str) -> None:
+    if name:
+        _check_dataset(name)
+
+
+def _check_filter(pattern: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValidationError(f"invalid regular expression {pattern!r}: {exc}") from None
+
+
+def _positive(value: timedelta) -> None:
+    if value <= timedelta(0):
+        raise ValidationError("must be greater than 0")
+
+
+def _non_negative(value: timedelta) -> None:
+    if value < timedelta(0):
+        raise ValidationError("must not be negative")
+
+
+# --- fields ------------------------------------------------------------------
+
+#: Messages of a required field that is absent or empty.
+_REQUIRED: dict[str, Any] = {"required": "missing", "null": "missing (the value is empty)"}
+
+
+class _Text(fields.String):
+    """A string; anything else (a number, a list) is an error."""
+
+    default_error_messages: dict[str, Any] = {"invalid": "expected a string"}  # noqa: RUF012
+
+
+class _Flag(fields.Field):
+    """A boolean: YAML true/false, or the strings ``true``/``false`` (from a placeholder)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise ValidationError(f"expected true or false, got {value!r}")
+
+
+class _Duration(fields.Field):
+    """A Go duration string (``5h``, ``10h30m``); a bare number other than 0 is an error."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> timedelta:
+        if isinstance(value, bool):
+            raise ValidationError(f"expected a Go duration such as \"5h\", got {value!r}")
+        if isinstance(value, (int, float)):
+            if value == 0:
+                return timedelta(0)
+            raise ValidationError(
+                f"expected a Go duration with a unit, such as \"{value}s\" or \"{value}m\";"
+                f" got the bare number {value!r}"
+            )
+        if not isinstance(value, str):
+            raise ValidationError(f"expected a Go duration such as \"5h\", got {value!r}")
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class _Date(fields.Field):
+    """A calendar date: a YAML date or a ``YYYY-MM-DD`` string."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> date:
+        if isinstance(value, datetime):
+            raise ValidationError("expected a date YYYY-MM-DD, not a date and time")
+        if isinstance(value, date):
+            return value
+        if isinstance(value, str) and _ISO_DATE_RE.fullmatch(value):
+            try:
+                return date.fromisoformat(value)
+            except ValueError as exc:
+                raise ValidationError(f"invalid date {value!r}: {exc}") from None
+        raise ValidationError(f"expected a date YYYY-MM-DD, got {value!r}")
+
+
+# --- schemas -----------------------------------------------------------------
+
+
+class _Strict(Schema):
+    """A mapping with a fixed set of keys; unknown keys are errors naming the allowed ones."""
+
+    class Meta:
+        unknown = RAISE
+
+    #: Keys that may be given as null, meaning "not given" (as Go's YAML decoder does).
+    _nullable: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        keys = ", ".join(
+            sorted(f.data_key or name for name, f in self.load_fields.items())
+        )
+        self.error_messages = {
+            **self.error_messages,
+            "type": "expected a mapping",
+            "unknown": f"unknown key (expected one of: {keys})",
+        }
+
+    @pre_load
+    def _drop_nulls(self, data: Any, **kwargs: Any) -> Any:
+        if isinstance(data, Mapping) and self._nullable:
+            return {k: v for k, v in data.items() if not (k in self._nullable and v is None)}
+        return data
+
+
+class DatasetsSchema(_Strict):
+    """``target_datasets``: BigQuery datasets ``tmp`` and ``raw``, optional ``join``."""
+
+    _nullable = ("join",)
+    tmp = _Text(required=True, error_messages=_REQUIRED, validate=_check_dataset)
+    raw = _Text(required=True, error_messages=_REQUIRED, validate=_check_dataset)
+    join = _Text(load_default="", validate=_check_optional_dataset)
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> Datasets:
+        return Datasets(**data)
+
+
+class SourceSchema(_Strict):
+    """One entry of ``sources``."""
+
+    _nullable = ("filter", "daily_only", "full_history")
+    bucket = _Text(required=True, error_messages=_REQUIRED, validate=_check_bucket)
+    experiment = _Text(required=True, error_messages=_REQUIRED, validate=_check_experiment)
+    datatype = _Text(required=True, error_messages=_REQUIRED, validate=_check_datatype)
+    filter = _Text(load_default="", validate=_check_filter)
+    datasets = fields.Nested(
+        DatasetsSchema, data_key="target_datasets", required=True, error_messages=_REQUIRED
+    )
+    daily_only = _Flag(load_default=False)
+    full_history = _Flag(load_default=False)
+
+    @validates_schema(skip_on_field_errors=False)
+    def _check_source(self, data: dict[str, Any], **kwargs: Any) -> None:
+        problems = []
+        if data.get("daily_only") and data.get("full_history"):
+            problems.append("daily_only and full_history cannot both be true")
+        if all(k in data for k in ("bucket", "experiment", "datatype")):
+            job = Job(data["bucket"], data["experiment"], data["datatype"], date(2000, 1, 1))
+            try:
+                Job.from_key(job.key())
+            except ValueError as exc:
+                problems.append(f"the job ids of this source would be invalid: {exc}")
+        if problems:
+            raise ValidationError(problems)
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> Source:
+        return Source(**data)
+
+
+class TrackerSchema(_Strict):
+    """``tracker``: the ``timeout`` of a job that makes no progress."""
+
+    timeout = _Duration(required=True, error_messages=_REQUIRED, validate=_positive)
+
+
+class MonitorSchema(_Strict):
+    """``monitor``: the post-processing ``polling_interval``."""
+
+    polling_interval = _Duration(required=True, error_messages=_REQUIRED, validate=_positive)
+
+
+_NO_SOURCES = "at least one source is required"
+
+
+class ConfigSchema(_Strict):
+    """The whole config file; loads into a :class:`Config`."""
+
+    start_date = _Date(required=True, error_messages=_REQUIRED)
+    tracker = fields.Nested(TrackerSchema, required=True, error_messages=_REQUIRED)
+    monitor = fields.Nested(MonitorSchema, required=True, error_messages=_REQUIRED)
+    sources = fields.List(
+        fields.Nested(SourceSchema),
+        required=True,
+        validate=validate.Length(min=1, error=_NO_SOURCES),
+        error_messages={"required": _NO_SOURCES, "null": _NO_SOURCES,
+                        "invalid": "expected a list of sources"},
+    )
+    daily_delay = _Duration(load_default=DEFAULT_DAILY_DELAY, validate=_non_negative)
+
+    @validates_schema
+    def _check_unique(self, data: dict[str, Any], **kwargs: Any) -> None:
+        seen: dict[tuple[str, str, str], int] = {}
+        duplicates: dict[int, list[str]] = {}
+        for i, source in enumerate(data.get("sources", ())):
+            ident = (source.bucket, source.experiment, source.datatype)
+            if ident in seen:
+                message = (f"same bucket, experiment and datatype as sources[{seen[ident]}];"
+                           " their job ids would collide")
+                duplicates[i] = [message]
+            seen.setdefault(ident, i)
+        if duplicates:
+            raise ValidationError(duplicates, field_name="sources")  # type: ignore[arg-type]
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> Config:
+        return Config(
+            start_date=data["start_date"],
+            tracker_timeout=data["tracker"]["timeout"],
+            polling_interval=data["monitor"]["polling_interval"],
+            sources=tuple(data["sources"]),
+            daily_delay=data["daily_delay"],
+        )
+
+
+# --- YAML and placeholders ---------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects repeated keys and keeps dates as strings.
+
+    Dates are validated by :class:`_Date`, so an impossible date is reported
+    with its path instead of as a YAML error.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            if isinstance(key_node, yaml.MappingNode):
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    "found a mapping used as a key; a value that is only a {{NAME}}"
+                    ' placeholder must be quoted, e.g. "{{NAME}}"', key_node.start_mark,
+                )
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # unhashable: SafeLoader reports it below
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found duplicate key {key!r} (first at line {first + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(
+    "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node)
+)
+
+_PLACEHOLDER_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _substitute(
+    node: Any, env: Mapping[str, str], path: _Path, problems: dict[_Path, list[str]]
+) -> Any:
+    """Return ``node`` with ``{{NAME}}`` in every string value replaced from ``env``."""
+    if isinstance(node, str):
+
+        def fill(m: re.Match[str]) -> str:
+            name = m[1]
+            if not _ENV_NAME_RE.fullmatch(name):
+                problem = f"malformed placeholder {m[0]!r}: expected {{{{NAME}}}}"
+            elif name not in env:
+                problem = f"environment variable {name} is not set"
+            else:
+                return env[name]
+            if problem not in problems.setdefault(path, []):
+                problems[path].append(problem)
+            return m[0]
+
+        return _PLACEHOLDER_RE.sub(fill, node)
+    if isinstance(node, dict):
+        return {k: _substitute(v, env, (*path, k), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, env, (*path, i), problems) for i, v in enumerate(node)]
+    return node
+
+
+# --- errors ------------------------------------------------------------------
+
+
+def _format_path(path: _Path) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or ROOT
+
+
+def _sort_key(item: tuple[_Path, str]) -> tuple[Any, ...]:
+    path, message = item
+    parts = tuple((0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in path)
+    return (parts, message)
+
+
+def _flatten(messages: Any, path: _Path, out: list[tuple[_Path, str]]) -> None:
+    """Append ``(path, message)`` for every leaf of marshmallow's nested error dict."""
+    if isinstance(messages, dict):
+        for key, sub in messages.items():
+            _flatten(sub, path if key == SCHEMA else (*path, key), out)
+    elif isinstance(messages, list):
+        for sub in messages:
+            _flatten(sub, path, out)
+    else:
+        out.append((path, str(messages)))
+
+
+def _raise(problems: list[tuple[_Path, str]]) -> NoReturn:
+    unique = sorted(set(problems), key=_sort_key)
+    raise ConfigError([f"{_format_path(path)}: {message}" for path, message in unique])
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is None:
+        return f"invalid YAML: {problem}"
+    return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
+# --- public entry points -----------------------------------------------------
+
+
+def parse_config(text: str, env: Mapping[str, str] | None = None) -> Config:
+    """Parse and validate a YAML config; ``{{NAME}}`` placeholders come from ``env``.
+
+    ``env`` defaults to ``os.environ``. Raises :class:`ConfigError` listing every problem.
+    """
+    env = os.environ if env is None else env
+    try:
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: safe
+    except yaml.YAMLError as exc:
+        _raise([((), _yaml_problem(exc))])
+    if data is None:
+        _raise([((), "the config is empty")])
+    if not isinstance(data, dict):
+        _raise([((), "expected a mapping with start_date, tracker, monitor and sources")])
+    env_problems: dict[_Path, list[str]] = {}
+    data = _substitute(data, env, (), env_problems)
+    problems = [(path, m) for path, messages in env_problems.items() for m in messages]
+    try:
+        config: Config = ConfigSchema().load(data)
+    except ValidationError as exc:
+        schema_problems: list[tuple[_Path, str]] = []
+        _flatten(exc.messages, (), schema_problems)
+        # A value with an unfilled placeholder is reported once, for its placeholder.
+        problems += [p for p in schema_problems if p[0] not in env_problems]
+    if problems:
+        _raise(problems)
+    return config
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the YAML config at ``path`` (see :func:`parse_config`)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{ROOT}: config file {os.fspath(path)} not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{ROOT}: cannot read config file {os.fspath(path)}: {exc}"]) from None
+    return parse_config(text, env)
+
+
+def default_config_path() -> Path:
+    """Return ``$GARDENER_CONFIG`` if set, else ``config/gardener.yml`` beside ``shared/``."""
+    configured = os.environ.get(CONFIG_ENV)
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parent.parent / "config" / "gardener.yml"

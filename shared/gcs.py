@@ -1,0 +1,106 @@
+"""Archive files in GCS: the only module of the library that talks to GCS.
+
+The tracker asks one question of GCS: does a job have archive files, that is,
+is there at least one object under ``gs://<bucket>/<experiment>/<datatype>/YYYY/MM/DD/``?
+:class:`ArchiveLister` answers it with a single list request of at most one
+object. Transient GCS errors become :class:`ArchiveUnavailable`, an
+:class:`~shared.errors.Unavailable`, as transient Firestore errors become
+``StoreUnavailable`` in :mod:`shared.store`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import requests
+from google.api_core import exceptions as gexc
+from google.auth import exceptions as auth_exc
+from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from shared.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+#: GCS and transport errors that say "try again later", not "your request is wrong".
+TRANSIENT: tuple[type[BaseException], ...] = (
+    gexc.ServiceUnavailable, gexc.InternalServerError, gexc.BadGateway, gexc.GatewayTimeout,
+    gexc.DeadlineExceeded, gexc.TooManyRequests, gexc.RetryError,
+    requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError, ConnectionError, auth_exc.TransportError,
+)
+
+
+class ArchiveUnavailable(Unavailable):
+    """GCS did not answer, or asked to be retried later, while listing archive files."""
+
+    def __init__(self, bucket: str, prefix: str, cause: BaseException) -> None:
+        super().__init__(f"GCS unavailable listing gs://{bucket}/{prefix}: {cause}")
+        self.bucket = bucket
+        self.prefix = prefix
+
+
+class ArchiveLister:
+    """Answers whether archive files exist under a bucket prefix; counts its list requests.
+
+    It takes over ``client``: the client's background bucket-metadata fetches
+    are switched off, so each check is exactly the list request it counts.
+
+    ``timeout`` bounds each HTTP request (seconds); ``deadline`` bounds all the
+    attempts of one check, retried on transient errors with the storage
+    library's default policy (backoff from 1 s).
+    """
+
+    def __init__(
+        self, client: storage.Client, timeout: float = 10.0, deadline: float = 30.0
+    ) -> None:
+        self._client = client
+        # google-cloud-storage >= 3.11 fetches a bucket's metadata (storage.buckets.get)
+        # in a background thread on a client's first object operation on it, only
+        # to label tracing spans (googleapis/google-cloud-python#17650): a GCS call
+        # not asked for, and denied to object-only roles. Switch it off for this
+        # client; DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA=true does it process-wide.
+        if getattr(client, "_bucket_metadata_cache", None) is not None:
+            client._bucket_metadata_cache = None
+        self.timeout = timeout
+        self.deadline = deadline
+        self._retry = DEFAULT_RETRY.with_timeout(deadline)
+        self._lock = threading.Lock()
+        #: List requests (pages) asked for so far; retries of one request count once.
+        self.calls: int = 0
+
+    def _count(self, n: int) -> None:
+        with self._lock:
+            self.calls += n
+
+    def has_files(self, bucket: str, prefix: str) -> bool:
+        """Return True iff at least one object exists under ``gs://bucket/prefix``.
+
+        ``prefix`` must end in ``/`` so that ``2019/01/02/`` never matches
+        ``2019/01/02x/`` (ValueError otherwise). A missing bucket answers False
+        and logs a warning; a transient error raises :class:`ArchiveUnavailable`.
+        """
+        if not bucket:
+            raise ValueError("bucket must not be empty")
+        if not prefix.endswith("/"):
+            raise ValueError(f"prefix {prefix!r} must end in '/'")
+        blobs = self._client.list_blobs(
+            bucket, prefix=prefix, max_results=1, timeout=self.timeout, retry=self._retry
+        )
+        done = False
+        try:
+            # One page of at most one object; a further page is asked for only
+            # if GCS answers an empty page with a continuation token.
+            found = next(iter(blobs), None) is not None
+            done = True
+            return found
+        except gexc.NotFound:
+            log.warning("bucket %s does not exist: no archive files under gs://%s/%s",
+                        bucket, bucket, prefix)
+            return False
+        except TRANSIENT as exc:
+            raise ArchiveUnavailable(bucket, prefix, exc) from exc
+        finally:
+            # A request that failed was still made, though no page came back.
+            self._count(blobs.page_number + (0 if done else 1))

@@ -1,0 +1,153 @@
+"""Next-job: order, GCS file check, exactly-once hand-out and re-offers, on both emulators."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import date, timedelta
+
+import pytest
+
+from shared.config import Config, Source
+from shared.gcs import ArchiveLister
+from shared.job_service import JobService
+from shared.model import Datasets, Job, State
+from shared.store import CursorStore
+
+NOW_DAY = date(2026, 11, 27)  # the FakeClock's day; it stands at 12:00 UTC
+YESTERDAY = NOW_DAY - timedelta(days=1)
+DS = Datasets("tmp_ndt", "raw_ndt", "ndt")
+
+
+@pytest.fixture
+def bucket(gcs_client):  # type: ignore[no-untyped-def]
+    """A fresh bucket on the GCS emulator."""
+    name = f"archive-{uuid.uuid4().hex[:12]}"
+    gcs_client.create_bucket(name)
+    return name
+
+
+def make_config(bucket: str, *specs: tuple[str, bool], start: date = NOW_DAY - timedelta(days=7)
+                ) -> Config:
+    """A config with one source per (datatype, daily_only)."""
+    sources = tuple(Source(bucket, "ndt", dt, "", DS, daily_only, False) for dt, daily_only in specs)
+    return Config(start_date=start, tracker_timeout=timedelta(hours=6),
+                  polling_interval=timedelta(minutes=1), sources=sources)
+
+
+def put_files(gcs_client, bucket: str, datatype: str, *days: date) -> set[str]:  # type: ignore[no-untyped-def]
+    """Put one archive for each day; return the job keys that now have files."""
+    b = gcs_client.bucket(bucket)
+    for day in days:
+        b.blob(f"ndt/{datatype}/{day:%Y/%m/%d}/20190102T000000Z-archive.tgz").upload_from_string(b"x")
+    return {Job(bucket, "ndt", datatype, day).key() for day in days}
+
+
+@pytest.fixture
+def make_service(tracker, firestore_client, gcs_client, clock):  # type: ignore[no-untyped-def]
+    """Build a job service on this test's Firestore project, the GCS emulator and clock."""
+
+    def make(config: Config, max_steps: int = 64) -> JobService:
+        return JobService(tracker, CursorStore(firestore_client), ArchiveLister(gcs_client),
+                          config, clock=clock, max_steps=max_steps)
+
+    return make
+
+
+def drain(service: JobService) -> list[str]:
+    """Call next until it answers no job; return the keys in hand-out order."""
+    keys = []
+    while (record := service.next_job()) is not None:
+        keys.append(record.key)
+    return keys
+
+
+def key(bucket: str, datatype: str, day: date) -> str:
+    return Job(bucket, "ndt", datatype, day).key()
+
+
+def test_daily_first_then_historical_passing_over_jobs_without_files(
+        make_service, gcs_client, bucket, tracker):
+    service = make_service(make_config(bucket, ("a", True), ("b", False), ("c", False)))
+    put_files(gcs_client, bucket, "a", YESTERDAY)
+    put_files(gcs_client, bucket, "b", YESTERDAY, NOW_DAY - timedelta(days=6))
+    put_files(gcs_client, bucket, "c", NOW_DAY - timedelta(days=5))
+
+    handed = drain(service)
+    assert handed == [
+        key(bucket, "a", YESTERDAY),  # daily: every source of yesterday, config order
+        key(bucket, "b", YESTERDAY),  # (c has no files yesterday: passed over)
+        key(bucket, "b", NOW_DAY - timedelta(days=6)),  # historical, oldest day first
+        key(bucket, "c", NOW_DAY - timedelta(days=5)),
+    ]
+    record = tracker.get_record(handed[0])
+    assert record.job.datasets == DS and record.offer == f"daily/0/{YESTERDAY:%Y%m%d}/0"
+    assert tracker.get_record(handed[2]).offer.startswith("historical/0/")
+
+
+def test_in_flight_job_is_offered_again_when_it_ends(make_service, gcs_client, bucket, tracker, clock):
+    service = make_service(make_config(bucket, ("b", False), start=NOW_DAY - timedelta(days=3)))
+    day = NOW_DAY - timedelta(days=3)
+    put_files(gcs_client, bucket, "b", day)
+    first = service.next_job()
+    assert first is not None and first.key == key(bucket, "b", day)
+    tracker.set_status(first.key, State.PARSING)
+    # The historical stream comes round again while the job is still parsing.
+    assert drain(service) == []
+    assert tracker.get_record(first.key).reoffer.startswith("historical/1/")
+
+    tracker.set_job_error(first.key, "parser died")
+    clock.advance(minutes=1)
+    again = service.next_job()
+    assert again is not None and again.key == first.key
+    assert again.status.state is State.INIT and again.offer.startswith("historical/1/")
+    assert again.reoffer == ""
+
+
+def test_32_concurrent_callers_hand_out_each_job_exactly_once(make_service, gcs_client, bucket):
+    config = make_config(bucket, ("a", True), ("b", False), ("c", False))
+    days = [NOW_DAY - timedelta(days=d) for d in range(1, 8)]
+    expected = (put_files(gcs_client, bucket, "a", *days[::2])
+                | put_files(gcs_client, bucket, "b", *days)
+                | put_files(gcs_client, bucket, "c", *days[1::2]))
+    # a is daily-only: of its days only yesterday is ever offered.
+    expected -= {key(bucket, "a", d) for d in days[1:]}
+    service = make_service(config)
+    handed: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(32)
+
+    def caller() -> None:
+        barrier.wait()
+        mine = drain(service)
+        with lock:
+            handed.extend(mine)
+
+    threads = [threading.Thread(target=caller) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(handed) == len(set(handed)), "a job was handed out twice"
+    assert set(handed) == expected
+
+
+def test_restart_resumes_from_the_cursor(make_service, gcs_client, bucket):
+    config = make_config(bucket, ("b", False))
+    days = [NOW_DAY - timedelta(days=d) for d in range(2, 8)]
+    expected = put_files(gcs_client, bucket, "b", *days)
+    first = [make_service(config).next_job().key for _ in range(2)]
+    rest = drain(make_service(config))  # a new instance: nothing in memory carries over
+    assert len(first + rest) == len(expected) and set(first + rest) == expected
+
+
+def test_bounded_steps_then_resume(make_service, gcs_client, bucket):
+    config = make_config(bucket, ("b", False))
+    last = NOW_DAY - timedelta(days=2)
+    # Six empty candidates come first: yesterday's daily job and five historical days.
+    put_files(gcs_client, bucket, "b", last)
+    service = make_service(config, max_steps=3)
+    assert service.next_job() is None  # three empty candidates looked at
+    assert service.next_job() is None  # three more, resumed from the cursor
+    found = service.next_job()
+    assert found is not None and found.key == key(bucket, "b", last)
