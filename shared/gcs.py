@@ -85,16 +85,14 @@ class ArchiveLister:
             raise ValueError("bucket must not be empty")
         if not prefix.endswith("/"):
             raise ValueError(f"prefix {prefix!r} must end in '/'")
-        blobs = self._client.list_blobs(
-            bucket, prefix=prefix, max_results=1, timeout=self.timeout, retry=self._retry
-        )
-        done = False
+        blobs = None
         try:
+            blobs = self._client.list_blobs(
+                bucket, prefix=prefix, max_results=1, timeout=self.timeout, retry=self._retry
+            )
             # One page of at most one object; a further page is asked for only
             # if GCS answers an empty page with a continuation token.
-            found = next(iter(blobs), None) is not None
-            done = True
-            return found
+            return next(iter(blobs), None) is not None
         except gexc.NotFound:
             log.warning("bucket %s does not exist: no archive files under gs://%s/%s",
                         bucket, bucket, prefix)
@@ -102,5 +100,5 @@ class ArchiveLister:
         except TRANSIENT as exc:
             raise ArchiveUnavailable(bucket, prefix, exc) from exc
         finally:
-            # A request that failed was still made, though no page came back.
-            self._count(blobs.page_number + (0 if done else 1))
+            # Pages fetched; a request that failed was still made.
+            self._count(max(1, getattr(blobs, "page_number", 0)))

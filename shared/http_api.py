@@ -17,6 +17,7 @@ from typing import Any
 import flask
 from marshmallow import Schema, ValidationError
 
+from shared.config import ConfigError
 from shared.errors import (
     IllegalTransition,
     JobAlreadyExists,
@@ -117,6 +118,9 @@ def endpoint(methods: Iterable[str]) -> Callable[[Handler], Handler]:
                 level = logging.WARNING if status >= 500 else logging.INFO
                 log.log(level, "%s %s: %d %s", request.method, request.path, status, exc)
                 return error_response(status, str(exc))
+            except ConfigError as exc:
+                log.error("configuration error:\n%s", exc)
+                return error_response(500, f"configuration error: {exc}")
             except Exception:
                 log.exception("%s %s failed", request.method, request.path)
                 return error_response(500, "internal error")

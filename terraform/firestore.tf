@@ -12,6 +12,7 @@ locals {
     state_start      = ["state", "start_time"]
     experiment_start = ["experiment", "start_time"]
     datatype_start   = ["datatype", "start_time"]
+    state_reoffer    = ["state", "reoffer"]
   }
 }
 

@@ -151,3 +151,79 @@ def test_bounded_steps_then_resume(make_service, gcs_client, bucket):
     assert service.next_job() is None  # three more, resumed from the cursor
     found = service.next_job()
     assert found is not None and found.key == key(bucket, "b", last)
+
+
+@pytest.fixture
+def next_http(http, make_service, monkeypatch):  # type: ignore[no-untyped-def]
+    """The HTTP test client with ``runtime.job_service`` built on ``config`` (set by the test)."""
+    from shared import runtime
+
+    def wire(config: Config) -> object:
+        service = make_service(config)
+        monkeypatch.setattr(runtime, "job_service", lambda: service)
+        return http
+
+    return wire
+
+
+def test_next_over_http_answers_the_go_json_then_503(next_http, gcs_client, bucket):
+    sources = (Source(bucket, "ndt", "ndt7", r".*\.tgz$", DS, False, False),
+               Source(bucket, "ndt", "ndt5", "", Datasets("tmp_ndt", "raw_ndt", ""), False, False))
+    config = Config(start_date=NOW_DAY - timedelta(days=3), tracker_timeout=timedelta(hours=6),
+                    polling_interval=timedelta(minutes=1), sources=sources)
+    day = NOW_DAY - timedelta(days=3)
+    put_files(gcs_client, bucket, "ndt7", day)
+    put_files(gcs_client, bucket, "ndt5", day)
+    http = next_http(config)
+
+    assert http.get("/v2/job/next").status_code == 405
+    first = http.post("/v2/job/next")
+    assert first.status_code == 200
+    assert first.get_json() == {
+        "ID": key(bucket, "ndt7", day),
+        "Job": {"Bucket": bucket, "Experiment": "ndt", "Datatype": "ndt7",
+                "Date": f"{day:%Y-%m-%d}T00:00:00Z", "Filter": r".*\.tgz$",
+                "Datasets": {"Tmp": "tmp_ndt", "Raw": "raw_ndt", "Join": "ndt"}}}
+    second = http.post("/next_job")
+    assert second.status_code == 200 and "Filter" not in second.get_json()["Job"]
+
+    none = http.post("/v2/job/next")
+    assert none.status_code == 503
+    assert none.get_data(as_text=True) == "No job found. Try again."
+    assert none.headers["Retry-After"] == "10"
+
+
+def test_gcs_down_answers_503_and_loses_nothing(next_http, make_service, gcs_client, bucket,
+                                                monkeypatch, tracker):
+    from google.api_core import exceptions as gexc
+
+    day = NOW_DAY - timedelta(days=3)
+    config = make_config(bucket, ("b", False), start=day)
+    put_files(gcs_client, bucket, "b", day)
+    http = next_http(config)
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise gexc.ServiceUnavailable("GCS is down")
+
+    monkeypatch.setattr(gcs_client, "list_blobs", down)
+    response = http.post("/v2/job/next")
+    assert response.status_code == 503
+    assert "GCS unavailable" in response.get_json()["error"]
+    assert tracker.num_jobs() == 0
+    monkeypatch.undo()
+
+    found = make_service(config).next_job()  # GCS is back: the same job is still first
+    assert found is not None and found.key == key(bucket, "b", day)
+
+
+def test_bad_config_answers_500_naming_the_field(http, monkeypatch, tmp_path):
+    from shared import runtime
+
+    bad = tmp_path / "gardener.yml"
+    bad.write_text("start_date: 2019-01-01\ntracker: {timeout: 5h}\n"
+                   "monitor: {polling_interval: 1m}\nsources: []\n")
+    monkeypatch.setenv("GARDENER_CONFIG", str(bad))
+    runtime.job_service.cache_clear()
+    response = http.post("/v2/job/next")
+    assert response.status_code == 500
+    assert "sources" in response.get_json()["error"]
