@@ -681,16 +681,19 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 @contextmanager
-def emulator_host() -> Iterator[tuple[str, FirestoreEmulator | None]]:
-    """Yield the emulator's host:port, starting (and finally stopping) one if none is configured."""
+def emulator_host(log_path: Path = EMULATOR_LOG) -> Iterator[tuple[str, FirestoreEmulator | None]]:
+    """Yield the emulator's host:port, starting (and finally stopping) one if none is configured.
+
+    The emulator started here logs to ``log_path`` (emptied first).
+    """
     host = os.environ.get("FIRESTORE_EMULATOR_HOST")
     if host:
         check_loopback(host)
         yield host, None
         return
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    EMULATOR_LOG.unlink(missing_ok=True)  # one run per log, so its warnings are this run's
-    emulator = FirestoreEmulator(log_path=EMULATOR_LOG)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.unlink(missing_ok=True)  # one run per log, so its warnings are this run's
+    emulator = FirestoreEmulator(log_path=log_path)
     try:
         emulator.start()
         yield emulator.host, emulator

@@ -85,7 +85,9 @@ def test_daily_first_then_historical_passing_over_jobs_without_files(
     assert tracker.get_record(handed[2]).offer.startswith("historical/0/")
 
 
-def test_in_flight_job_is_offered_again_when_it_ends(make_service, gcs_client, bucket, tracker, clock):
+@pytest.mark.parametrize("ending", ["failed", "complete"])
+def test_in_flight_job_is_offered_again_when_it_ends(make_service, gcs_client, bucket, tracker, clock,
+                                                     ending):
     service = make_service(make_config(bucket, ("b", False), start=NOW_DAY - timedelta(days=3)))
     day = NOW_DAY - timedelta(days=3)
     put_files(gcs_client, bucket, "b", day)
@@ -96,7 +98,12 @@ def test_in_flight_job_is_offered_again_when_it_ends(make_service, gcs_client, b
     assert drain(service) == []
     assert tracker.get_record(first.key).reoffer.startswith("historical/1/")
 
-    tracker.set_job_error(first.key, "parser died")
+    if ending == "failed":
+        tracker.set_job_error(first.key, "parser died")
+    else:
+        for state in (State.POST_PROCESSING, State.LOADING, State.DEDUPLICATING, State.COPYING,
+                      State.DELETING, State.JOINING, State.COMPLETE):
+            tracker.set_status(first.key, state)
     clock.advance(minutes=1)
     again = service.next_job()
     assert again is not None and again.key == first.key
