@@ -59,29 +59,11 @@ def test_add_job_restarts_a_finished_job(tracker, clock, finish):
     assert status.update_count == 0
 
 
-def test_concurrent_restarts_have_exactly_one_winner(tracker):
-    tracker.add_job(JOB)
-    tracker.set_job_error(KEY, "boom")
-    results: list[str] = []
-    barrier = threading.Barrier(8)
-
-    def restart() -> None:
-        barrier.wait()
-        try:
-            tracker.add_job(JOB)
-            results.append("won")
-        except JobAlreadyExists:
-            results.append("lost")
-
-    threads = [threading.Thread(target=restart) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results.count("won") == 1
-
-
-def test_concurrent_creates_have_exactly_one_winner(tracker):
+@pytest.mark.parametrize("before", ["absent", "failed"])
+def test_concurrent_adds_have_exactly_one_winner(tracker, before):
+    if before == "failed":
+        tracker.add_job(JOB)
+        tracker.set_job_error(KEY, "boom")
     results: list[str] = []
     barrier = threading.Barrier(8)
 
@@ -99,6 +81,7 @@ def test_concurrent_creates_have_exactly_one_winner(tracker):
     for t in threads:
         t.join()
     assert results.count("won") == 1
+    assert tracker.get_status(KEY).state is State.INIT
 
 
 def test_set_status_applies_detail_to_the_entry_it_leaves(tracker, clock):
