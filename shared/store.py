@@ -40,6 +40,9 @@ from shared.model import UTC, ZERO_TIME, Datasets, Job, State, StateInfo, Status
 #: Default collection of job documents.
 JOBS_COLLECTION = "jobs"
 
+#: Most writes Firestore accepts in one batch commit (the emulator does not enforce it).
+MAX_BATCH = 500
+
 #: Composite indexes the queries of this module need in production Firestore
 #: (the emulator needs none). Each is (collection, ((field, direction), …)).
 INDEXES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
@@ -334,6 +337,45 @@ class JobStore:
         """Delete the job's document (no error if absent)."""
         self._ref(key).delete()
         self.stats.add(writes=1)
+
+    def stream_all(self) -> Iterator[JobRecord]:
+        """Stream every job document, in document id order, without holding them in memory."""
+        with _transient_as_unavailable():
+            for snap in self.collection.order_by("__name__").stream():
+                self.stats.add(reads=1)
+                yield from_document(snap.to_dict(), snap.update_time)
+
+    @_guarded
+    def create_missing(self, records: list[JobRecord]) -> list[str]:
+        """Create the records whose keys have no document yet; return the keys created.
+
+        Existing documents are never touched. Reads and writes go in batches of
+        at most :data:`MAX_BATCH` documents (Firestore's limit on one commit).
+        """
+        created: list[str] = []
+        for start in range(0, len(records), MAX_BATCH):
+            chunk = records[start:start + MAX_BATCH]
+            refs = [self._ref(r.key) for r in chunk]
+            present = {snap.id for snap in self.client.get_all(refs) if snap.exists}
+            self.stats.add(reads=len(refs))
+            batch = self.client.batch()
+            todo = [(ref, r) for ref, r in zip(refs, chunk) if ref.id not in present]
+            for ref, record in todo:
+                batch.create(ref, to_document(record))
+            if not todo:
+                continue
+            try:
+                batch.commit()
+                created.extend(r.key for _, r in todo)
+            except gexc.Conflict:  # created meanwhile by someone else: one by one
+                for ref, record in todo:
+                    try:
+                        ref.create(to_document(record))
+                        created.append(record.key)
+                    except gexc.Conflict:
+                        pass
+            self.stats.add(writes=len(todo))
+        return created
 
     def _query(
         self, state: State | None, experiment: str | None, datatype: str | None

@@ -231,3 +231,15 @@ def test_get_state_filters_and_orders_oldest_first(tracker, clock):
     assert tracker.num_jobs() == 4
     assert tracker.num_failed() == 1
     assert tracker.count(datatype="ndt7", state=State.INIT) == 1
+
+
+def test_stream_all_and_create_missing(store, clock):
+    from shared.store import MAX_BATCH, JobRecord
+
+    records = [JobRecord.new(Job("b1", "ndt", "ndt7", date(2019, 1, 1) + timedelta(days=i)), clock())
+               for i in range(MAX_BATCH + 20)]
+    assert sorted(store.create_missing(records[:10])) == sorted(r.key for r in records[:10])
+    created = store.create_missing(records)  # spans two batches; the first ten exist already
+    assert sorted(created) == sorted(r.key for r in records[10:])
+    assert store.create_missing(records) == []
+    assert sorted(r.key for r in store.stream_all()) == sorted(r.key for r in records)
