@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench clean
+.PHONY: run test bench bench-next clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,14 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
-## bench: the hot-path benchmark (prints a table, writes bench/results/)
+## bench: both benchmarks, hot path then next job (prints tables, writes bench/results/)
 bench: $(VENV)/.installed
 	$(PY) -m bench.hot_path
+	$(PY) -m bench.next_job
+
+## bench-next: the next-job benchmark alone (prints tables, writes bench/results/next_job.json)
+bench-next: $(VENV)/.installed
+	$(PY) -m bench.next_job
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache bench/results

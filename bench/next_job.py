@@ -8,17 +8,18 @@ sources, ``start_date`` some 60 days back) to a temporary file and seeds one
 archive under the prefix of three of every four (source, day) pairs, so the
 job service passes over the rest. Then it measures, in one run:
 
-1. in-process, on a fresh ``demo-bench-<uuid>`` project, a
-   :class:`~shared.job_service.JobService` built directly: the Firestore
-   document reads and writes (``JobStore.stats`` and ``CursorStore.stats``)
-   and GCS list requests (``ArchiveLister.calls``) of every call that hands a
-   job out, and of calls that answer "no job" once every candidate is out;
-2. through HTTP, a real functions-framework server of the ``api`` router,
-   restarted on a fresh project for each level of 1, 8 and 32 concurrent
-   callers: each caller POSTs ``/v2/job/next`` with an empty body, as the Go
-   client does, until it is answered 503 ``No job found. Try again.`` (or the
-   hand-out budget or time limit is reached). Every job handed out is checked:
-   no key twice, and the keys handed out must be exactly the seeded candidates.
+1. through HTTP, a real functions-framework server of the ``api`` router,
+   restarted on a fresh ``demo-bench-<uuid>`` project for each level of 1, 8
+   and 32 concurrent callers: each caller POSTs ``/v2/job/next`` with an empty
+   body, as the Go client does, until it is answered 503 ``No job found. Try
+   again.`` (or the hand-out budget or time limit is reached). Every job handed
+   out is checked: no key twice, and the keys handed out must be exactly the
+   seeded candidates;
+2. in-process, on another fresh project, a :class:`~shared.job_service.JobService`
+   built directly: the Firestore document reads and writes (``JobStore.stats``
+   and ``CursorStore.stats``) and GCS list requests (``ArchiveLister.calls``)
+   of every call that hands a job out, and of calls that answer "no job" once
+   every candidate is out. This part runs first, and so also warms the emulators.
 
 It prints Markdown tables and writes the figures as JSON to
 ``bench/results/next_job.json``. Everything it talks to is on 127.0.0.1; the
@@ -38,13 +39,15 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -56,7 +59,6 @@ from bench.hot_path import (  # noqa: E402
     RequestsCaller,
     _f,
     _finite,
-    _interrupt,
     _wipe,
     emulator_host,
     machine_facts,
@@ -65,6 +67,7 @@ from local.emulator import free_port  # noqa: E402
 from local.gcs_emulator import GcsEmulator, find_binary, seed  # noqa: E402
 from local.gcs_emulator import client as gcs_client_for  # noqa: E402
 from local.stack import start_functions, stop_process  # noqa: E402
+from shared.model import utcnow  # noqa: E402
 
 RESULTS_JSON = RESULTS_DIR / "next_job.json"
 EMULATOR_LOG = RESULTS_DIR / "next_job-firestore-emulator.log"
@@ -85,6 +88,40 @@ SOURCES: tuple[tuple[str, str, str, str, str], ...] = (
 
 #: One (source, day) pair in this many has no archive: the job service passes it over.
 SKIP_EVERY = 4
+
+
+# --------------------------------------------------------------------------- signals
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, except inside :func:`deferred_interrupts`."""
+
+    deferring = False
+    pending = False
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    if _Interrupts.deferring:
+        _Interrupts.pending = True
+        return
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back until the block is done, then raise KeyboardInterrupt.
+
+    Around starting a process, so that its handle is kept (and the process
+    stopped) whenever the interrupt comes.
+    """
+    _Interrupts.deferring = True
+    try:
+        yield
+    finally:
+        _Interrupts.deferring = False
+        if _Interrupts.pending:
+            _Interrupts.pending = False
+            raise KeyboardInterrupt
 
 
 # --------------------------------------------------------------------------- results
@@ -117,6 +154,7 @@ class HttpLevel:
     warmup_handouts: int
     requests: int
     no_job: int
+    early_no_job: int
     errors: int
     seconds_to_last_handout: float
     seconds_total: float
@@ -224,8 +262,10 @@ def archive_names(start: date, end: date) -> list[str]:
 
 
 def enumerate_candidates(config: Any, now: datetime) -> list[Any]:
-    """Return every candidate the two streams offer at ``now``: the daily one, then one
-    historical cycle (the job service's own iterators, bounded)."""
+    """Return every candidate the streams offer at ``now``: daily, then one historical cycle.
+
+    It walks the job service's own iterators (:mod:`shared.iterators`), bounded.
+    """
     from shared.iterators import Stream, candidate, initial_position
 
     found = []
@@ -241,7 +281,7 @@ def enumerate_candidates(config: Any, now: datetime) -> list[Any]:
 
 
 def expected_keys(config: Any, now: datetime) -> set[str]:
-    """Return the keys of the candidates at ``now`` that have an archive: what ``next`` hands out."""
+    """Return the keys of the candidates at ``now`` with an archive: what ``next`` hands out."""
     return {c.job.key() for c in enumerate_candidates(config, now)
             if has_archive(c.position.source, c.position.day)}
 
@@ -292,9 +332,10 @@ def bench_per_call(fs_client: Any, gcs_client: Any, config: Any, no_job_calls: i
         seconds = time.perf_counter() - t0
         after = (store.stats.reads, store.stats.writes, cursors.stats.reads,
                  cursors.stats.writes, archives.calls)
-        d = [a - b for a, b in zip(after, before, strict=True)]
+        jr, jw, cr, cw, lists = (a - b for a, b in zip(after, before, strict=True))
         stream = record.offer.split("/", 1)[0] if record is not None else ""
-        sample = CallSample("hand-out" if record else "no job", stream, *d, seconds)
+        sample = CallSample("hand-out" if record else "no job", stream, jr, jw, cr, cw, lists,
+                            seconds)
         samples.append(sample)
         return sample
 
@@ -304,23 +345,24 @@ def bench_per_call(fs_client: Any, gcs_client: Any, config: Any, no_job_calls: i
     for _ in range(no_job_calls - 1):
         one()
 
-    handouts = [s for s in samples if s.kind == "hand-out"]
     no_jobs = [s for s in samples if s.kind == "no job"]
     first_no_job = samples.index(no_jobs[0]) if no_jobs else len(samples)
+    handouts = samples[:first_no_job]  # every call before the first "no job" handed one out
     late_handouts = [s for s in samples[first_no_job:] if s.kind == "hand-out"]
     costs = []
     if handouts:
-        costs.append(CallCost.of("hand-out, all", handouts[:first_no_job]))
+        costs.append(CallCost.of("hand-out, all", handouts))
         for stream in ("daily", "historical"):
-            of_stream = [s for s in handouts[:first_no_job] if s.stream == stream]
+            of_stream = [s for s in handouts if s.stream == stream]
             if of_stream:
                 costs.append(CallCost.of(f"hand-out, {stream} stream", of_stream))
     if no_jobs:
+        steps = max(s.gcs_lists for s in no_jobs)
         costs.append(CallCost.of(
             "no job, every candidate out", no_jobs,
-            note=(f"walks {MAX_STEPS} candidates of the next historical cycle: each one "
-                  "listed in GCS; each with files found in flight (create refused, get, "
-                  "re-offer mark)")))
+            note=(f"walks {steps} candidates of the next historical cycle (at most "
+                  f"{MAX_STEPS} per call, at most one cycle): each one listed in GCS; each "
+                  "with files is found in flight (create refused, get, re-offer mark)")))
     if late_handouts:
         costs.append(CallCost.of("hand-out after a no-job answer (unexpected)", late_handouts))
     return costs, samples
@@ -334,13 +376,22 @@ class NextCaller(RequestsCaller):
 
     def next(self) -> tuple[int, str]:
         """POST ``/v2/job/next`` with an empty body; return the status (0: none) and the body."""
-        import requests
-
         try:
             response = self.session.post(self.base + NEXT_PATH, timeout=self.timeout)
             return int(response.status_code), response.text
         except requests.RequestException:
             return 0, ""
+
+
+def handed_key(status: int, body: str) -> str | None:
+    """Return the ``ID`` of a 200 answer's JSON body, or None (not 200, or no ID)."""
+    if status != 200:
+        return None
+    try:
+        key = json.loads(body)["ID"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return key if isinstance(key, str) else None
 
 
 @dataclass
@@ -384,14 +435,14 @@ def run_callers(base: str, callers: int, max_handouts: int, max_seconds: float,
                 t0 = time.perf_counter()
                 status, body = caller.next()
                 t1 = time.perf_counter()
-                key = json.loads(body)["ID"] if status == 200 else None
+                key = handed_key(status, body)
                 no_job = status == 503 and body.strip() == NO_JOB_FOUND
                 with lock:
                     answers.append(_Answer(status, key, no_job, t1 - t0, t1))
                     handed[0] += key is not None
                 if no_job:
                     return
-                errors_in_a_row = 0 if status == 200 else errors_in_a_row + 1
+                errors_in_a_row = 0 if key is not None else errors_in_a_row + 1
                 if errors_in_a_row >= max_errors:
                     limited.set()
                     return
@@ -414,37 +465,45 @@ def bench_http_level(callers: int, env: dict[str, str], config: Any, max_handout
     """Start a server on a fresh project, run one concurrency level, stop the server."""
     project = env["GOOGLE_CLOUD_PROJECT"]
     port = free_port()
+    server = None
     t0 = time.perf_counter()
-    server = start_functions(port, env, quiet=True)
     try:
+        with deferred_interrupts():
+            server = start_functions(port, env, quiet=True)
         server_start = time.perf_counter() - t0
         base = f"http://127.0.0.1:{port}"
-        expected_before = expected_keys(config, datetime.now().astimezone())
+        expected_before = expected_keys(config, utcnow())
         # Warm-up (not timed): builds the server's job service; its job counts in the checks.
         warm = NextCaller(base, timeout)
         try:
             status, body = warm.next()
         finally:
             warm.close()
-        warm_keys = [json.loads(body)["ID"]] if status == 200 else []
+        warm_key = handed_key(status, body)
+        warm_keys = [warm_key] if warm_key is not None else []
         start, total, answers, limited = run_callers(base, callers, max_handouts, max_seconds,
                                                      timeout)
-        expected_after = expected_keys(config, datetime.now().astimezone())
+        expected_after = expected_keys(config, utcnow())
     finally:
-        stop_process(server)
+        if server is not None:
+            stop_process(server)
 
     keys = warm_keys + [a.key for a in answers if a.key is not None]
     counts = Counter(keys)
     handed = set(keys)
-    expected = expected_before if handed != expected_after else expected_after
+    # The set is what the clock allowed at the start or at the end (they differ only
+    # if the level ran across a daily or 36-hour boundary).
+    expected = expected_after if handed == expected_after else expected_before
     ok = [a for a in answers if a.key is not None]
     no_job = [a for a in answers if a.no_job]
-    drain = max((a.finished_at for a in ok), default=start) - start
+    last = max((a.finished_at for a in ok), default=start)
+    drain = last - start
     lat, nj = Latencies.of([a.seconds for a in ok]), Latencies.of([a.seconds for a in no_job])
     codes = Counter(str(a.status) for a in answers)
     return HttpLevel(
         callers=callers, project=project, expected=len(expected), handouts=len(ok),
         warmup_handouts=len(warm_keys), requests=len(answers), no_job=len(no_job),
+        early_no_job=sum(1 for a in no_job if a.finished_at < last),
         errors=sum(1 for a in answers if a.key is None and not a.no_job),
         seconds_to_last_handout=drain, seconds_total=total,
         handouts_per_s=len(ok) / drain if drain > 0 else math.nan,
@@ -469,7 +528,7 @@ def render(report: dict[str, Any]) -> str:
          f" (platform.processor() = `{m['platform_processor'] or ''}`), "
          f"{m['memory_gib']} GiB, load average at start {m['loadavg_at_start']}; {m['platform']}"),
         f"- Python: {m['python']}; HTTP client: {m['http_client']}",
-        (f"- Firestore emulator: {m['emulator']} {m.get('emulator_version', '?')} at "
+        (f"- Emulator: {m['emulator']} {m.get('emulator_version', '?')} at "
          f"{m['emulator_host']} ({m.get('emulator_jar', '?')}; {m.get('java', '?')})"),
         (f"- GCS emulator: {m['gcs_emulator']} at {m['gcs_emulator_url']}; "
          f"google-cloud-storage {m['google_cloud_storage']}"),
@@ -479,7 +538,9 @@ def render(report: dict[str, Any]) -> str:
         (f"- Config: {w['sources']} sources in bucket `{w['bucket']}`, start_date "
          f"{w['start_date']} ({w['days_back']} days back), tracker timeout 6h, default "
          f"daily_delay. Candidates: {w['daily_candidates']} daily + "
-         f"{w['historical_candidates']} historical = {w['distinct_candidates']} distinct jobs; "
+         f"{w['historical_candidates']} historical ("
+         f"{w['daily_candidates'] + w['historical_candidates'] - w['distinct_candidates']} "
+         f"offered by both) = {w['distinct_candidates']} distinct jobs; "
          f"archives seeded for {w['seeded_candidates']} (3 of 4 source-days, "
          f"{w['objects_seeded']} objects), {w['passed_over']} passed over for want of files."),
         "",
@@ -489,8 +550,9 @@ def render(report: dict[str, Any]) -> str:
         ("Each level runs on a fresh Firestore project with its own server. One untimed "
          "warm-up request hands out the first job (it counts in the checks). Hand-outs/s = "
          "timed hand-outs ÷ time to the last hand-out; p50/p99 are of the 200 answers; "
-         "\"total s\" includes each caller's final no-job answer. Complete: the keys handed "
-         "out equal the seeded candidates' keys."),
+         "\"total s\" includes each caller's final no-job answer; an early 503 came back "
+         "before the last hand-out (its caller stopped while jobs were left). Complete: the "
+         "keys handed out equal the seeded candidates' keys."),
         "",
         ("| callers | hand-outs | requests | 503 no job | errors | s to last hand-out | "
          "total s | hand-outs/s | p50 ms | p99 ms | no-job p50 ms | no-job max ms | "
@@ -503,7 +565,7 @@ def render(report: dict[str, Any]) -> str:
         mark = " (limit hit)" if r["stopped_early"] else ""
         lines.append(
             f"| {r['callers']}{mark} | {r['handouts']} + {r['warmup_handouts']} | "
-            f"{r['requests']} | {r['no_job']} | {r['errors']} | "
+            f"{r['requests']} | {r['no_job']} ({r['early_no_job']} early) | {r['errors']} | "
             f"{_f(r['seconds_to_last_handout'], 2)} | {_f(r['seconds_total'], 2)} | "
             f"{_f(r['handouts_per_s'])} | {_f(r['p50_ms'])} | {_f(r['p99_ms'])} | "
             f"{_f(r['no_job_p50_ms'])} | {_f(r['no_job_max_ms'])} | {r['duplicates']} | "
@@ -605,86 +667,98 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark, print the tables, write the JSON; return the exit status."""
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    started = time.perf_counter()
-    projects: list[str] = []
-    report: dict[str, Any] = {}
+def measure(args: argparse.Namespace, stack: ExitStack, host: str, own_emulator: bool,
+            projects: list[str]) -> dict[str, Any]:
+    """Start the GCS emulator, write the config, seed, and run every measurement.
+
+    Everything started is registered on ``stack``; every Firestore project used is
+    appended to ``projects`` (so that it can be wiped from an external emulator).
+    """
+    from google.cloud import firestore
+
+    from shared.config import load_config
 
     def new_project() -> str:
         projects.append(f"demo-bench-{uuid.uuid4().hex[:12]}")
         return projects[-1]
 
-    with ExitStack() as stack:
-        host, emulator = stack.enter_context(emulator_host(EMULATOR_LOG))
-        try:
+    GCS_LOG.unlink(missing_ok=True)
+    gcs = GcsEmulator(log_path=GCS_LOG)
+    stack.callback(gcs.stop)  # registered first: stopped even if its start is interrupted
+    with deferred_interrupts():
+        gcs.start()
+    gcs_client = gcs_client_for(gcs.url)
+    workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-next-")))
+
+    today = utcnow().date()
+    start = today - timedelta(days=args.days)
+    bucket = f"archive-bench-{uuid.uuid4().hex[:8]}"
+    config_path = workdir / "gardener.yml"
+    config_path.write_text(config_yaml(bucket, start))
+    config = load_config(config_path, {})
+    names = archive_names(start, today)
+    _progress(f"emulators {host} and {gcs.url}; seeding {len(names)} archives …")
+    seed(gcs_client, bucket, names)
+    workload = describe_workload(config, bucket, args.days, len(names), utcnow())
+
+    project = new_project()
+    _progress(f"in-process calls (table 2), project {project} …")
+    per_call, samples = bench_per_call(
+        firestore.Client(project=project), gcs_client, config, args.no_job_calls,
+        max_calls=workload.distinct_candidates + 10)
+
+    http: list[HttpLevel] = []
+    for callers in args.concurrency:
+        project = new_project()
+        _progress(f"HTTP (table 1), {callers} caller(s), project {project} …")
+        http.append(bench_http_level(callers, {
+            "FIRESTORE_EMULATOR_HOST": host,
+            "STORAGE_EMULATOR_HOST": gcs.url,
+            "GOOGLE_CLOUD_PROJECT": project,
+            "GARDENER_CONFIG": str(config_path),
+        }, config, args.max_handouts, args.max_seconds, args.timeout))
+
+    machine = machine_facts(host, own_emulator)
+    machine.update(gcs_facts(), gcs_emulator_url=gcs.url)
+    return {
+        "machine": machine,
+        "config": {
+            "projects": list(projects),
+            "config_yaml": config_path.read_text(),
+            "concurrency": args.concurrency,
+            "max_handouts": args.max_handouts,
+            "max_seconds_per_level": args.max_seconds,
+            "request_timeout_s": args.timeout,
+            "no_job_calls": args.no_job_calls,
+            "quick": args.quick,
+        },
+        "workload": asdict(workload),
+        "http": [asdict(r) for r in http],
+        "per_call": [asdict(c) for c in per_call],
+        "per_call_samples": [asdict(s) for s in samples],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the tables, write the JSON; return the exit status."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    started = time.perf_counter()
+    projects: list[str] = []
+    try:
+        with ExitStack() as stack:
+            host, emulator = stack.enter_context(emulator_host(EMULATOR_LOG))
             os.environ["FIRESTORE_EMULATOR_HOST"] = host
-            from google.cloud import firestore
-
-            from shared.config import load_config
-
-            GCS_LOG.unlink(missing_ok=True)
-            gcs = stack.enter_context(GcsEmulator(log_path=GCS_LOG))
-            gcs_client = gcs_client_for(gcs.url)
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-next-")))
-
-            today = datetime.now().astimezone().date()
-            start = today - timedelta(days=args.days)
-            bucket = f"archive-bench-{uuid.uuid4().hex[:8]}"
-            config_path = workdir / "gardener.yml"
-            config_path.write_text(config_yaml(bucket, start))
-            config = load_config(config_path, {})
-            names = archive_names(start, today)
-            _progress(f"emulators {host} and {gcs.url}; seeding {len(names)} archives …")
-            seed(gcs_client, bucket, names)
-            workload = describe_workload(config, bucket, args.days, len(names),
-                                         datetime.now().astimezone())
-
-            project = new_project()
-            _progress(f"1/2 in-process, project {project} …")
-            per_call, samples = bench_per_call(
-                firestore.Client(project=project), gcs_client, config, args.no_job_calls,
-                max_calls=workload.distinct_candidates + 10)
-
-            http: list[HttpLevel] = []
-            for callers in args.concurrency:
-                project = new_project()
-                _progress(f"2/2 HTTP, {callers} caller(s), project {project} …")
-                http.append(bench_http_level(callers, {
-                    "FIRESTORE_EMULATOR_HOST": host,
-                    "STORAGE_EMULATOR_HOST": gcs.url,
-                    "GOOGLE_CLOUD_PROJECT": project,
-                    "GARDENER_CONFIG": str(config_path),
-                }, config, args.max_handouts, args.max_seconds, args.timeout))
-
-            machine = machine_facts(host, emulator is not None)
-            machine.update(gcs_facts(), gcs_emulator_url=gcs.url)
-            report = {
-                "machine": machine,
-                "config": {
-                    "projects": projects,
-                    "config_yaml": config_path.read_text(),
-                    "concurrency": args.concurrency,
-                    "max_handouts": args.max_handouts,
-                    "max_seconds_per_level": args.max_seconds,
-                    "request_timeout_s": args.timeout,
-                    "no_job_calls": args.no_job_calls,
-                    "quick": args.quick,
-                },
-                "workload": asdict(workload),
-                "http": [asdict(r) for r in http],
-                "per_call": [asdict(c) for c in per_call],
-                "per_call_samples": [asdict(s) for s in samples],
-            }
-        except KeyboardInterrupt:
-            _progress("interrupted")
-            return 130
-        finally:
-            if emulator is None:
-                for p in projects:
-                    _wipe(host, p)
+            try:
+                report = measure(args, stack, host, emulator is not None, projects)
+            finally:
+                if emulator is None:  # an external emulator: leave nothing behind
+                    for project in projects:
+                        _wipe(host, project)
+    except KeyboardInterrupt:
+        _progress("interrupted")
+        return 130
 
     report["run_seconds"] = time.perf_counter() - started
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -692,12 +766,10 @@ def main(argv: list[str] | None = None) -> int:
                               if args.json.resolve().is_relative_to(ROOT) else args.json)
     args.json.write_text(json.dumps(_finite(report), indent=2, default=str) + "\n")
     print(render(report))
-    failed = [r for r in report["http"] if r["duplicates"] or not r["complete"]]
-    return 1 if failed else 0
-
-
-def _unused(values: Iterable[object]) -> None:  # pragma: no cover
-    """Keep linters quiet about names only some Python versions need."""
+    if any(r["duplicates"] for r in report["http"]):
+        _progress("a job was handed out twice")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

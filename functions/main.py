@@ -85,6 +85,13 @@ def next_job(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
+@endpoint(["POST"])
+def maintain(request: flask.Request) -> flask.Response:
+    """``/maintain`` (Cloud Scheduler): expire stale jobs, remove old complete ones, snapshot."""
+    return json_response(runtime.maintenance().run())
+
+
+@functions_framework.http
 @endpoint(["GET", "HEAD"])
 def status(request: flask.Request) -> flask.Response:
     """``/status``: every job, oldest first; ``?format=json``, ``state=``, ``experiment=``, ``datatype=``."""
@@ -111,6 +118,7 @@ ROUTES = {
     "/update": update,
     "/heartbeat": heartbeat,
     "/error": error,
+    "/maintain": maintain,
     "/status": status,
     "/": status,
 }

@@ -6,16 +6,20 @@ emulator (files kept under ``.local/gcs``), seeds a demo bucket with archives
 for yesterday and for days of the last ten, checks the job-service config
 (``local/demo-config.yml`` unless ``GARDENER_CONFIG`` names another), serves
 the ``api`` router with functions-framework on ``http://127.0.0.1:$PORT``
-(default 8080), and stops everything on Ctrl-C.
+(default 8080), calls the scheduled functions on a timer as Cloud Scheduler
+would (``/maintain`` every ``MAINTAIN_INTERVAL`` seconds, default 10), and
+stops everything on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +36,15 @@ SOURCE = ROOT / "functions" / "main.py"
 DEFAULT_PROJECT = "demo-gardener"
 DEMO_CONFIG = ROOT / "local" / "demo-config.yml"
 DEMO_BUCKET = "archive-demo"
+SNAPSHOT_BUCKET = "gardener-snapshots"
+
+#: Settings of the functions on the local stack, unless the environment sets them:
+#: snapshots into the emulated bucket, a quick retry, and an early clean-up.
+LOCAL_SETTINGS = {"SNAPSHOT_BUCKET": SNAPSHOT_BUCKET, "RETRY_BACKOFF": "30s",
+                  "CLEANUP_DELAY": "10m"}
+
+#: The scheduled functions and the environment variable that sets each one's interval.
+SCHEDULED = {"/maintain": "MAINTAIN_INTERVAL"}
 
 
 def start_functions(
@@ -93,6 +106,19 @@ def demo_env(today: date) -> dict[str, str]:
     return {"DEMO_BUCKET": DEMO_BUCKET, "DEMO_START_DATE": f"{today - timedelta(days=10):%Y-%m-%d}"}
 
 
+def tick(base: str, path: str, interval: float, stop: threading.Event) -> None:
+    """POST ``base + path`` every ``interval`` seconds until ``stop`` is set, as Cloud Scheduler does."""
+    while not stop.wait(interval):
+        try:
+            with urllib.request.urlopen(urllib.request.Request(base + path, data=b"", method="POST"),
+                                        timeout=max(interval, 30)) as r:
+                summary = json.loads(r.read())
+            if summary.get("expired"):
+                print(f"{path}: expired {', '.join(summary['expired'])}", flush=True)
+        except (OSError, ValueError) as exc:
+            print(f"{path}: {exc}", file=sys.stderr, flush=True)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -109,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
 
     local_dir = ROOT / ".local"
     local_dir.mkdir(exist_ok=True)
-    env = {"GOOGLE_CLOUD_PROJECT": args.project}
+    env = {"GOOGLE_CLOUD_PROJECT": args.project,
+           **{k: v for k, v in LOCAL_SETTINGS.items() if k not in os.environ}}
     config_path = os.environ.get("GARDENER_CONFIG")
     if not config_path:
         config_path = str(DEMO_CONFIG)
@@ -131,8 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         if not gcs_url:
             gcs = GcsEmulator(root=local_dir / "gcs", log_path=local_dir / "gcs-emulator.log")
             gcs_url = gcs.start().url
+        gcs_client = client(gcs_url, args.project)
         if config_path == str(DEMO_CONFIG):
-            seed(client(gcs_url, args.project), DEMO_BUCKET, demo_archives(utcnow().date()))
+            seed(gcs_client, DEMO_BUCKET, demo_archives(utcnow().date()))
+        if env.get("SNAPSHOT_BUCKET") == SNAPSHOT_BUCKET:
+            seed(gcs_client, SNAPSHOT_BUCKET, [])
         env.update(FIRESTORE_EMULATOR_HOST=host, STORAGE_EMULATOR_HOST=gcs_url)
         server = start_functions(args.port, env)
     except (EmulatorError, RuntimeError) as exc:
@@ -152,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  curl -X POST {base}/v2/job/next")
     print(f"  curl -X POST '{base}/v2/job/update?id=<ID>&state=parsing&detail=starting'")
     print(f"  curl -X POST '{base}/v2/job/heartbeat?id=<ID>'")
+    stop = threading.Event()
+    for path, variable in SCHEDULED.items():
+        interval = float(os.environ.get(variable, "10"))
+        threading.Thread(target=tick, args=(base, path, interval, stop), daemon=True).start()
+        print(f"Calling {path} every {interval:g} s ({variable}); snapshots go to "
+              f"gs://{env.get('SNAPSHOT_BUCKET')}/")
     print("Ctrl-C stops everything.", flush=True)
     try:
         while server.poll() is None:
@@ -162,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nstopping", flush=True)
         return 0
     finally:
+        stop.set()
         stop_process(server)
         for emulator in (gcs, firestore_emulator):
             if emulator:

@@ -1,8 +1,10 @@
 """The job service: which job ``next`` hands out, exactly once.
 
-Order: first ended jobs whose turn came while they were in flight (daily
-ones first), then the daily stream, then the historical stream
-(:mod:`shared.iterators`). A candidate is handed out only if GCS holds at
+Order: first ended jobs whose turn came while they were in flight (newest
+date first, so daily ones first; a failed one waits for its retry backoff),
+then failed jobs due a retry (newest date first, bounded
+attempts with backoff: :class:`shared.tracker.RetryPolicy`), then the daily
+stream, then the historical stream (:mod:`shared.iterators`). A candidate is handed out only if GCS holds at
 least one object under its prefix.
 
 Exactly once, without a hot cursor: the job document itself is the lock.
@@ -33,8 +35,11 @@ log = logging.getLogger(__name__)
 #: "no job"; with the cursors moving forward it resumes where it stopped.
 MAX_STEPS = 64
 
-#: Ended jobs waiting to be offered again that one request looks at.
+#: Ended jobs waiting to be offered again (or failed jobs due a retry) one request looks at.
 REOFFER_BATCH = 10
+
+#: Offer id prefix of a retry of a failed job: ``retry/2`` is its second attempt.
+RETRY = "retry"
 
 
 @dataclass
@@ -69,13 +74,28 @@ class JobService:
     def next_job(self) -> JobRecord | None:
         """Hand out the next job, or return None if no job is available now."""
         walk = _Walk()
-        return (self._reoffered() or self._from_stream(Stream.DAILY, walk)
+        return (self._reoffered() or self._retried() or self._from_stream(Stream.DAILY, walk)
                 or self._from_stream(Stream.HISTORICAL, walk))
+
+    def _retried(self) -> JobRecord | None:
+        for failed in self.tracker.retryable(self.clock(), REOFFER_BATCH):
+            offer = f"{RETRY}/{failed.attempts + 1}"
+            try:
+                started = self.tracker.add_job(failed.job, offer)
+            except JobAlreadyExists:
+                continue  # another caller retried it first
+            log.info("handing out %s again, attempt %d (%s)", started.key, started.attempts,
+                     started.last_error)
+            return started
+        return None
 
     def _reoffered(self) -> JobRecord | None:
         waiting = sorted(self.tracker.pending_reoffers(REOFFER_BATCH),
-                         key=lambda r: (not r.reoffer.startswith(Stream.DAILY.value), r.job.date))
+                         key=lambda r: r.job.date, reverse=True)
+        now = self.clock()
         for record in waiting:
+            if record.retry_at and record.retry_at > now:
+                continue  # a failed job still in its retry backoff: owed, but not yet
             try:
                 started = self.tracker.add_job(record.job, record.reoffer)
             except JobAlreadyExists:

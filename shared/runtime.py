@@ -1,53 +1,88 @@
-"""Process-wide wiring: settings from the environment, and the tracker built from them.
+"""Process-wide wiring: settings from the environment, and the services built from them.
 
-Nothing is created at import time; the first request builds the Firestore
-client and the tracker, and later requests of the same instance reuse them.
-No job state is kept here, only clients.
+Nothing is created at import time; the first request builds the clients and
+services, and later requests of the same instance reuse them. No job state is
+kept here, only clients.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from google.cloud import firestore, storage
 
 from shared.config import default_config_path, load_config
 from shared.gcs import ArchiveLister
+from shared.gotime import parse_duration
 from shared.job_service import JobService
+from shared.maintenance import CLEANUP_DELAY, Maintenance, MaintenancePolicy
 from shared.store import JOBS_COLLECTION, CursorStore, JobStore
-from shared.tracker import HEARTBEAT_COALESCE, Tracker
+from shared.tracker import HEARTBEAT_COALESCE, RetryPolicy, Tracker
+
+_T = TypeVar("_T")
+
+
+def _env(env: Mapping[str, str], name: str, parse: Callable[[str], _T], default: _T) -> _T:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r}: {exc}") from None
+
+
+def _seconds(text: str) -> timedelta:
+    value = float(text)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return timedelta(seconds=value)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Deployment settings, each read from one environment variable."""
+    """Deployment settings, each read from one environment variable (README, "Configuration")."""
 
-    #: Google Cloud project; on the emulator any ``demo-…`` name. ``GOOGLE_CLOUD_PROJECT``.
-    project: str | None
-    #: Collection of job documents. ``TRACKER_COLLECTION``.
-    collection: str = JOBS_COLLECTION
-    #: Heartbeats closer together than this are acknowledged without a write.
-    #: ``HEARTBEAT_COALESCE_SECONDS``.
-    heartbeat_coalesce: timedelta = HEARTBEAT_COALESCE
+    project: str | None = None  # GOOGLE_CLOUD_PROJECT
+    collection: str = JOBS_COLLECTION  # TRACKER_COLLECTION
+    heartbeat_coalesce: timedelta = HEARTBEAT_COALESCE  # HEARTBEAT_COALESCE_SECONDS
+    retry: RetryPolicy = RetryPolicy()  # RETRY_MAX_ATTEMPTS, RETRY_BACKOFF
+    cleanup_delay: timedelta = CLEANUP_DELAY  # CLEANUP_DELAY
+    snapshot_bucket: str | None = None  # SNAPSHOT_BUCKET; None: no snapshots
+    snapshot_prefix: str = "snapshots/"  # SNAPSHOT_PREFIX
+    snapshot_keep: int = 48  # SNAPSHOT_KEEP
 
     @classmethod
-    def from_env(cls) -> Settings:
-        """Read the settings from the environment; ValueError names a malformed variable."""
-        env = os.environ
-        coalesce = env.get("HEARTBEAT_COALESCE_SECONDS")
-        try:
-            seconds = float(coalesce) if coalesce else HEARTBEAT_COALESCE.total_seconds()
-        except ValueError:
-            raise ValueError(f"HEARTBEAT_COALESCE_SECONDS={coalesce!r} is not a number") from None
-        if seconds < 0:
-            raise ValueError("HEARTBEAT_COALESCE_SECONDS must not be negative")
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings; ValueError names a malformed variable."""
+        env = os.environ if env is None else env
+        d = cls()
         return cls(
             project=env.get("GOOGLE_CLOUD_PROJECT") or env.get("GCLOUD_PROJECT") or None,
             collection=env.get("TRACKER_COLLECTION") or JOBS_COLLECTION,
-            heartbeat_coalesce=timedelta(seconds=seconds),
+            heartbeat_coalesce=_env(env, "HEARTBEAT_COALESCE_SECONDS", _seconds,
+                                    d.heartbeat_coalesce),
+            retry=RetryPolicy(
+                max_attempts=_env(env, "RETRY_MAX_ATTEMPTS", _positive, d.retry.max_attempts),
+                backoff=_env(env, "RETRY_BACKOFF", parse_duration, d.retry.backoff),
+            ),
+            cleanup_delay=_env(env, "CLEANUP_DELAY", parse_duration, d.cleanup_delay),
+            snapshot_bucket=env.get("SNAPSHOT_BUCKET") or None,
+            snapshot_prefix=env.get("SNAPSHOT_PREFIX") or d.snapshot_prefix,
+            snapshot_keep=_env(env, "SNAPSHOT_KEEP", _positive, d.snapshot_keep),
         )
 
 
@@ -63,10 +98,16 @@ def _firestore() -> firestore.Client:
 
 
 @functools.cache
+def _storage() -> storage.Client:
+    return storage.Client(project=settings().project)
+
+
+@functools.cache
 def tracker() -> Tracker:
     """Return this process's tracker, built on first use."""
     s = settings()
-    return Tracker(JobStore(_firestore(), s.collection), heartbeat_coalesce=s.heartbeat_coalesce)
+    return Tracker(JobStore(_firestore(), s.collection), heartbeat_coalesce=s.heartbeat_coalesce,
+                   retry=s.retry)
 
 
 @functools.cache
@@ -76,5 +117,28 @@ def job_service() -> JobService:
     A bad config raises :class:`shared.config.ConfigError` naming every bad field.
     """
     config = load_config(default_config_path())
-    archives = ArchiveLister(storage.Client(project=settings().project))
-    return JobService(tracker(), CursorStore(_firestore()), archives, config)
+    return JobService(tracker(), CursorStore(_firestore()), ArchiveLister(_storage()), config)
+
+
+@functools.cache
+def maintenance() -> Maintenance:
+    """Return this process's maintenance; expiry follows the config's ``tracker.timeout``."""
+    config = load_config(default_config_path())
+    s = settings()
+    policy = MaintenancePolicy(expiration=config.tracker_timeout, cleanup_delay=s.cleanup_delay)
+    return Maintenance(tracker(), policy, _snapshot_writer(s))
+
+
+def _snapshot_writer(s: Settings) -> Callable[[datetime], dict[str, Any]] | None:
+    if not s.snapshot_bucket:
+        return None
+    from shared.snapshot import write_snapshot
+
+    bucket = _storage().bucket(s.snapshot_bucket)
+    store = tracker().store
+
+    def write(now: datetime) -> dict[str, Any]:
+        result = write_snapshot(store, bucket, now, prefix=s.snapshot_prefix, keep=s.snapshot_keep)
+        return dataclasses.asdict(result)
+
+    return write

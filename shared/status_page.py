@@ -46,6 +46,9 @@ def job_json(record: JobRecord) -> dict[str, Any]:
         "Error": status.error,
         "ElapsedSeconds": int(status.elapsed.total_seconds()),
         "LastActivity": format_time(record.last_activity),
+        "Attempts": record.attempts,
+        "LastError": record.last_error,
+        "RetryAt": format_time(record.retry_at) if record.retry_at else None,
     }
 
 
@@ -70,6 +73,8 @@ def render_html(
             "detail": r.status.detail,
             "updates": r.status.update_count,
             "error": r.status.error,
+            "attempts": r.attempts,
+            "last_error": r.last_error,
             "highlight": r.status.state in HIGHLIGHTED,
             "terminal": r.status.state in TERMINAL,
         }

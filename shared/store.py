@@ -50,6 +50,9 @@ INDEXES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     (JOBS_COLLECTION, (("experiment", "ASCENDING"), ("start_time", "ASCENDING"))),
     (JOBS_COLLECTION, (("datatype", "ASCENDING"), ("start_time", "ASCENDING"))),
     (JOBS_COLLECTION, (("state", "ASCENDING"), ("reoffer", "ASCENDING"))),
+    (JOBS_COLLECTION, (("state", "ASCENDING"), ("last_activity", "ASCENDING"))),
+    (JOBS_COLLECTION, (("state", "ASCENDING"), ("last_update", "ASCENDING"))),
+    (JOBS_COLLECTION, (("state", "ASCENDING"), ("retry_at", "ASCENDING"))),
 )
 
 
@@ -116,6 +119,12 @@ class JobRecord:
     offer: str = ""
     #: An offer that came while the job was in flight; it is made again when the job ends.
     reoffer: str = ""
+    #: Runs of this job since it last completed: 1 for the first, +1 per retry of a failure.
+    attempts: int = 1
+    #: The error of the previous run, when this run is a retry.
+    last_error: str = ""
+    #: When a failed job may be handed out again; None if it is not to be retried.
+    retry_at: datetime | None = None
 
     @property
     def key(self) -> str:
@@ -188,6 +197,9 @@ def to_document(record: JobRecord) -> dict[str, Any]:
         "last_activity": record.last_activity,
         "offer": record.offer,
         "reoffer": record.reoffer,
+        "attempts": record.attempts,
+        "last_error": record.last_error,
+        "retry_at": record.retry_at,
     }
 
 
@@ -219,7 +231,9 @@ def from_document(data: dict[str, Any], update_time: datetime | None = None) -> 
         update_count=data.get("update_count", 0),
     )
     return JobRecord(job, status, data["last_update"], update_time,
-                     offer=data.get("offer", ""), reoffer=data.get("reoffer", ""))
+                     offer=data.get("offer", ""), reoffer=data.get("reoffer", ""),
+                     attempts=data.get("attempts", 1), last_error=data.get("last_error", ""),
+                     retry_at=data.get("retry_at"))
 
 
 class JobStore:
@@ -312,12 +326,43 @@ class JobStore:
 
     def query_reoffers(self, states: list[State], limit: int) -> Iterator[JobRecord]:
         """Stream jobs in ``states`` that wait to be offered again."""
-        query = (self.collection.where(filter=FieldFilter("state", "in", [s.value for s in states]))
-                 .where(filter=FieldFilter("reoffer", ">", "")).limit(limit))
+        return self._stream(self._in_states(states).where(filter=FieldFilter("reoffer", ">", "")),
+                            limit)
+
+    def query_before(
+        self, states: list[State], field: str, cutoff: datetime, limit: int
+    ) -> Iterator[JobRecord]:
+        """Stream jobs in ``states`` whose time ``field`` is before ``cutoff``, earliest first.
+
+        ``field`` is ``last_activity``, ``last_update`` or ``retry_at`` (each has an index
+        with ``state``); jobs whose field is null never match.
+        """
+        query = (self._in_states(states).where(filter=FieldFilter(field, "<", cutoff))
+                 .order_by(field))
+        return self._stream(query, limit)
+
+    def _in_states(self, states: list[State]) -> firestore.Query:
+        return self.collection.where(filter=FieldFilter("state", "in", [s.value for s in states]))
+
+    def _stream(self, query: firestore.Query, limit: int | None) -> Iterator[JobRecord]:
+        if limit is not None:
+            query = query.limit(limit)
         with _transient_as_unavailable():
             for snap in query.stream():
                 self.stats.add(reads=1)
                 yield from_document(snap.to_dict(), snap.update_time)
+
+    @_guarded
+    def delete_if_unchanged(self, record: JobRecord) -> bool:
+        """Delete the job's document unless it changed since ``record`` was read."""
+        option = self.client.write_option(last_update_time=record.update_time)
+        try:
+            self._ref(record.key).delete(option=option)
+            return True
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return False
+        finally:
+            self.stats.add(writes=1)
 
     def write_heartbeat(self, key: str, now: datetime) -> None:
         """Record a heartbeat at ``now`` in one blind write; DocumentMissing if the job is gone."""
@@ -340,10 +385,7 @@ class JobStore:
 
     def stream_all(self) -> Iterator[JobRecord]:
         """Stream every job document, in document id order, without holding them in memory."""
-        with _transient_as_unavailable():
-            for snap in self.collection.order_by("__name__").stream():
-                self.stats.add(reads=1)
-                yield from_document(snap.to_dict(), snap.update_time)
+        return self._stream(self.collection.order_by("__name__"), None)
 
     @_guarded
     def create_missing(self, records: list[JobRecord]) -> list[str]:
@@ -395,13 +437,7 @@ class JobStore:
         limit: int | None = None,
     ) -> Iterator[JobRecord]:
         """Stream matching jobs, oldest start first."""
-        query = self._query(state, experiment, datatype).order_by("start_time")
-        if limit is not None:
-            query = query.limit(limit)
-        with _transient_as_unavailable():
-            for snap in query.stream():
-                self.stats.add(reads=1)
-                yield from_document(snap.to_dict(), snap.update_time)
+        return self._stream(self._query(state, experiment, datatype).order_by("start_time"), limit)
 
     @_guarded
     def count(

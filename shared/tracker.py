@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared import transitions
 from shared.errors import JobAlreadyExists, JobNotFound
+from shared.gotime import format_time
 from shared.model import KEEP_DETAIL, Job, State, Status, utcnow
 from shared.store import (
     DocumentChanged,
@@ -29,7 +31,31 @@ log = logging.getLogger(__name__)
 #: Default window in which a second heartbeat is acknowledged without a write.
 HEARTBEAT_COALESCE = timedelta(seconds=5)
 
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a failed job is handed out again, and after how long.
+
+    A job may run ``max_attempts`` times in all; after its n-th failed run it
+    waits ``backoff × 2^(n-1)`` before it may be handed out again.
+    """
+
+    max_attempts: int = 3
+    backoff: timedelta = timedelta(minutes=10)
+
+    def retry_at(self, attempts: int, failed_at: datetime) -> datetime | None:
+        """When a job that failed its ``attempts``-th run may run again; None if never."""
+        if attempts >= self.max_attempts:
+            return None
+        return failed_at + self.backoff * 2 ** (attempts - 1)
+
 Clock = Callable[[], datetime]
+
+_TICK = timedelta(microseconds=1)
+
+
+class _StillAlive(Exception):
+    """Aborts an expiry transaction: the job showed life since the query."""
 
 
 class Tracker:
@@ -40,10 +66,12 @@ class Tracker:
         store: JobStore,
         clock: Clock = utcnow,
         heartbeat_coalesce: timedelta = HEARTBEAT_COALESCE,
+        retry: RetryPolicy = RetryPolicy(),
     ) -> None:
         self.store = store
         self.clock = clock
         self.heartbeat_coalesce = heartbeat_coalesce
+        self.retry = retry
 
     def _record(self, key: str) -> JobRecord:
         record = self.store.get(key)
@@ -56,11 +84,13 @@ class Tracker:
 
         A complete or failed job with the same key is restarted (its document is
         replaced by compare-and-set on its update time) unless ``offer`` is the
-        offer that started it; any other existing job raises
-        :class:`JobAlreadyExists`. Of concurrent callers exactly one succeeds.
+        offer that started it, or an offer comes for a failed job still in its
+        retry backoff; any other existing job raises :class:`JobAlreadyExists`. Of concurrent callers exactly one succeeds.
+        Restarting a failed job counts one more attempt and keeps its error in
+        ``last_error``; restarting a complete one starts counting afresh.
         """
-        record = JobRecord.new(job, self.clock(), offer)
         for _ in range(3):
+            record = JobRecord.new(job, self.clock(), offer)
             try:
                 self.store.create(record)
                 log.info("added job %s %s", record.key, offer)
@@ -71,8 +101,12 @@ class Tracker:
             if existing is None or existing.update_time is None:
                 continue  # removed meanwhile: create it again
             state = existing.status.state
-            if state not in transitions.TERMINAL or (offer and existing.offer == offer):
+            if (state not in transitions.TERMINAL or (offer and existing.offer == offer)
+                    or (offer and existing.retry_at and existing.retry_at > record.last_update)):
                 raise JobAlreadyExists(record.key, state, existing.offer)
+            if state is State.FAILED:
+                record.attempts = existing.attempts + 1
+                record.last_error = existing.status.error
             try:
                 self.store.replace(record, if_update_time=existing.update_time)
             except DocumentChanged:
@@ -172,7 +206,10 @@ class Tracker:
 
         def tracked(rec: JobRecord) -> JobRecord:
             before[:] = [rec.status.state]
-            return change(rec)
+            rec = change(rec)
+            if rec.status.state is State.FAILED and before[0] is not State.FAILED:
+                rec.retry_at = self.retry.retry_at(rec.attempts, rec.last_update)
+            return rec
 
         try:
             after = self.store.transact(key, tracked)
@@ -181,6 +218,49 @@ class Tracker:
         if after.status.state is not before[0]:
             log.info("job %s: %s -> %s", key, before[0].value, after.status.state.value)
         return before[0]
+
+    def expire_stale(self, cutoff: datetime, limit: int) -> list[str]:
+        """Fail every job in flight whose last activity is before ``cutoff``; return their keys.
+
+        Each is one transaction that looks again: a job that heartbeated or
+        changed state since the query is left alone. The detail says why:
+        ``expired in parsing: no heartbeat or update since 2026-11-27T10:00:00Z``.
+        """
+        in_flight = [s for s in State if s not in transitions.TERMINAL]
+        expired = []
+        for stale in self.store.query_before(in_flight, "last_activity", cutoff, limit):
+            try:
+                self._transact(stale.key, lambda rec: self._expired(rec, cutoff))
+                expired.append(stale.key)
+            except (_StillAlive, JobNotFound):
+                continue
+        return expired
+
+    def _expired(self, rec: JobRecord, cutoff: datetime) -> JobRecord:
+        old = rec.status.state
+        if old in transitions.TERMINAL or rec.last_activity >= cutoff:
+            raise _StillAlive(rec.key)
+        now = self.clock()
+        transitions.check(rec.key, old, State.FAILED)
+        since = format_time(rec.last_activity)
+        rec.status.new_state(State.FAILED, now)
+        rec.status.set_detail(f"expired in {old.value}: no heartbeat or update since {since}", now)
+        rec.last_update = now
+        return rec
+
+    def remove_complete(self, cutoff: datetime, limit: int) -> int:
+        """Delete complete jobs last updated before ``cutoff``; return how many.
+
+        A job waiting to be offered again is kept until it is, and one that
+        changed since the query is left alone.
+        """
+        done = self.store.query_before([State.COMPLETE], "last_update", cutoff, limit)
+        return sum(self.store.delete_if_unchanged(r) for r in done if not r.reoffer)
+
+    def retryable(self, now: datetime, limit: int) -> list[JobRecord]:
+        """Return failed jobs whose backoff has passed, the newest job date first."""
+        due = self.store.query_before([State.FAILED], "retry_at", now + _TICK, limit)
+        return sorted(due, key=lambda r: r.job.date, reverse=True)
 
     def get_status(self, key: str) -> Status:
         """Return the job's status; :class:`JobNotFound` if there is none."""

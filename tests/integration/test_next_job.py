@@ -100,14 +100,17 @@ def test_in_flight_job_is_offered_again_when_it_ends(make_service, gcs_client, b
 
     if ending == "failed":
         tracker.set_job_error(first.key, "parser died")
+        clock.advance(minutes=9)
+        assert service.next_job() is None  # still owed, but in its retry backoff
     else:
         for state in (State.POST_PROCESSING, State.LOADING, State.DEDUPLICATING, State.COPYING,
                       State.DELETING, State.JOINING, State.COMPLETE):
             tracker.set_status(first.key, state)
-    clock.advance(minutes=1)
+    clock.advance(minutes=2)
     again = service.next_job()
     assert again is not None and again.key == first.key
-    assert again.status.state is State.INIT and again.offer.startswith("historical/1/")
+    assert again.status.state is State.INIT and again.offer.startswith("historical/")
+    assert again.offer != first.offer
     assert again.reoffer == ""
 
 
