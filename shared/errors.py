@@ -23,11 +23,12 @@ class JobNotFound(TrackerError):
 class JobAlreadyExists(TrackerError):
     """The job is in flight, or this very offer of it was already handed out."""
 
-    def __init__(self, key: str, state: State, offer: str = "") -> None:
+    def __init__(self, key: str, state: State, offer: str = "", reoffer: str = "") -> None:
         super().__init__(f"job {key} already exists in state {state.value}")
         self.key = key
         self.state = state
-        self.offer = offer
+        self.offer = offer  # the offer that started the existing run
+        self.reoffer = reoffer  # an offer it already owes, if any
 
 
 class IllegalTransition(TrackerError):

@@ -152,6 +152,8 @@ class JobService:
         except JobAlreadyExists as exc:
             if exc.offer == offer:
                 return None, True
+            if exc.reoffer:
+                return None, False  # it already owes one more run: nothing to add
             try:
                 self.tracker.request_reoffer(job.key(), offer)
             except JobNotFound:

@@ -103,7 +103,7 @@ class Tracker:
             state = existing.status.state
             if (state not in transitions.TERMINAL or (offer and existing.offer == offer)
                     or (offer and existing.retry_at and existing.retry_at > record.last_update)):
-                raise JobAlreadyExists(record.key, state, existing.offer)
+                raise JobAlreadyExists(record.key, state, existing.offer, existing.reoffer)
             if state is State.FAILED:
                 record.attempts = existing.attempts + 1
                 record.last_error = existing.status.error
