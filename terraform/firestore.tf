@@ -13,6 +13,9 @@ locals {
     experiment_start = ["experiment", "start_time"]
     datatype_start   = ["datatype", "start_time"]
     state_reoffer    = ["state", "reoffer"]
+    state_activity   = ["state", "last_activity"]
+    state_update     = ["state", "last_update"]
+    state_retry      = ["state", "retry_at"]
   }
 }
 
