@@ -87,3 +87,58 @@ def test_stack_serves_go_client_calls_and_stops_on_ctrl_c(emulator_host, gcs_url
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_silent_job_fails_is_handed_out_again_and_snapshots_appear(
+        emulator_host, gcs_url, gcs_client, project, tmp_path):
+    from datetime import timedelta
+
+    from shared.model import utcnow
+
+    day = utcnow().date() - timedelta(days=3)
+    bucket = "archive-accept-" + project[-8:]
+    gcs_client.create_bucket(bucket)
+    gcs_client.bucket(bucket).blob(f"ndt/ndt7/{day:%Y/%m/%d}/a.tgz").upload_from_string(b"x")
+    config = tmp_path / "gardener.yml"
+    config.write_text(
+        f"start_date: {day:%Y-%m-%d}\ntracker: {{timeout: 2s}}\nmonitor: {{polling_interval: 1m}}\n"
+        f"sources:\n  - bucket: {bucket}\n    experiment: ndt\n    datatype: ndt7\n"
+        f"    target_datasets: {{tmp: tmp_ndt, raw: raw_ndt}}\n")
+    port = free_port()
+    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator_host, "PORT": str(port),
+           "GOOGLE_CLOUD_PROJECT": project, "STORAGE_EMULATOR_HOST": gcs_url,
+           "GARDENER_CONFIG": str(config), "MAINTAIN_INTERVAL": "0.5", "RETRY_BACKOFF": "1s"}
+    proc = subprocess.Popen([sys.executable, "-m", "local.stack"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        while "Ctrl-C" not in (line := proc.stdout.readline()):
+            assert line, "the stack stopped before it was ready"
+        code, job = post(f"{base}/v2/job/next")
+        assert code == 200
+        key = job["ID"]
+        assert post(f"{base}/v2/job/update?id={key}&state=parsing&detail=starting")[0] == 200
+
+        # The parser goes silent: maintain expires the job, next hands it out again.
+        again, deadline = None, time.monotonic() + 30
+        while time.monotonic() < deadline:
+            code, answer = post(f"{base}/v2/job/next")
+            if code == 200:
+                again = answer
+                break
+            time.sleep(0.5)
+        assert again is not None and again["ID"] == key
+        with urllib.request.urlopen(f"{base}/status?format=json", timeout=30) as r:
+            status = json.loads(r.read())["Jobs"][0]
+        assert status["Attempts"] == 2
+        assert status["LastError"].startswith("expired in parsing: no heartbeat or update since")
+
+        names = [b.name for b in gcs_client.list_blobs("gardener-snapshots")]
+        assert "snapshots/latest.json" in names and len(names) >= 2
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

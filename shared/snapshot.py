@@ -1,0 +1,538 @@
+"""JobMap snapshots: every job exported to GCS in the Go tracker's state-file format, and back.
+
+The format is the Go Gardener's "saver struct v2" (``tracker.saverStructV2``)::
+
+    {"SaveTime": "<RFC 3339>",
+     "Statuses": {key: {"HeartbeatTime", "UpdateCount",
+                        "History": [{"State", "Start", "DetailTime", "Detail"}, ...]}},
+     "Jobs": {key: {"Bucket", "Experiment", "Datatype", "Date", "Filter" (omitted when empty),
+                    "Datasets": {"Tmp", "Raw", "Join"}}}}
+
+so a Go tracker can start from one of our snapshots and we can start from a Go
+state file. Times are Go's (``0001-01-01T00:00:00Z`` is the zero time: no
+heartbeat yet). Bookkeeping that Go has no field for (the offer and re-offer of
+the job service, retry counters) is not exported and comes back empty.
+
+**Export** (:func:`write_snapshot`) reads every job in one streamed query and
+writes a new, create-only object ``<prefix>YYYY-MM-DDTHH-MM-SS.ffffffZ.json``
+(names sort by time); memory stays bounded whatever the job count (statuses go
+straight into the upload, jobs through a temporary file that spills to disk
+beyond 8 MiB). Then ``<prefix>latest.json`` is pointed at it (the pointer only
+moves forward, to a later name) and all but the newest ``keep`` snapshots are
+deleted. A failed export leaves no partial object.
+
+**Import** (:func:`read_snapshot` / :func:`load_snapshot`, then
+:func:`import_snapshot`) validates the whole file first. A malformed file is
+refused with :class:`SnapshotError`, which lists every problem with its path
+(``Statuses["b/e/t/20190102"].History[0].State: unknown state 'x'``), and
+nothing is written. Refused:
+
+* not JSON, not an object, unknown top-level fields, missing ``SaveTime``,
+  ``Statuses`` or ``Jobs``;
+* a status or job entry with a bad or missing field (times must be RFC 3339;
+  nanoseconds and offsets are accepted, precision beyond microseconds is
+  dropped), an empty ``History`` or an unknown state, a negative ``UpdateCount``;
+* a key that is not a valid job key (``bucket/experiment/datatype/YYYYMMDD``);
+* a job (with a status) whose fields do not match its key;
+* a status without a ``Jobs`` entry: the job's bucket and datasets are unknown,
+  and making them up would send its data to the wrong place. Go never writes one.
+
+**Skipped, not refused:** a ``Jobs`` entry without a ``Statuses`` entry. It has
+no state to restore, and a Go tracker does not track it either: its first
+``GetState`` drops it as stale (its detail time is the zero time). The Go
+sample state file has one such leftover (``bucket/exp/type/20110102``, whose
+fields do not even match its key). Such entries must still be well-formed job
+objects, but their key is not checked; their keys are reported in
+:attr:`Snapshot.skipped` and :attr:`ImportResult.skipped`.
+
+**Existing jobs win:** import only creates jobs that are not in Firestore yet
+(:meth:`JobStore.create_missing`); a job already there is left untouched
+whatever its state, because the live state is newer than any snapshot.
+Importing the same file twice therefore changes nothing the second time, and an
+interrupted import can simply be run again. To restore a job from a snapshot
+over a live one, delete the live one first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import storage
+from google.cloud.storage.exceptions import InvalidResponse
+from google.cloud.storage.retry import DEFAULT_RETRY
+from marshmallow import RAISE, Schema, ValidationError, fields
+
+from shared.errors import Unavailable
+from shared.gcs import TRANSIENT
+from shared.gotime import format_time
+from shared.model import UTC, Datasets, Job, StateInfo, Status
+from shared.schemas import GoTime, JobSchema, StatusSchema
+from shared.store import JobRecord, JobStore
+
+#: Name of the pointer object under the snapshot prefix.
+POINTER_NAME = "latest.json"
+
+#: Default prefix of snapshot objects in the bucket.
+DEFAULT_PREFIX = "snapshots/"
+
+#: Snapshots kept by default (two days of half-hourly runs).
+DEFAULT_KEEP = 48
+
+#: Bytes of job entries held in memory before the spool spills to a temporary file.
+SPOOL_MAX = 8 * 1024 * 1024
+
+#: Bytes buffered before a chunk is uploaded (a multiple of 256 KiB, as resumable uploads require).
+UPLOAD_CHUNK = 8 * 1024 * 1024
+
+_SNAPSHOT_RE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{6}Z(?:_[0-9a-f]{8})?\.json\Z", re.ASCII
+)
+_STATUS = StatusSchema()
+_JOB = JobSchema()
+
+
+class SnapshotError(ValueError):
+    """A snapshot file is malformed; :attr:`problems` lists every problem found."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        head = f"snapshot refused ({count} problem{'s' if count != 1 else ''}, nothing written)"
+        super().__init__(head + ":\n  " + "\n  ".join(self.problems))
+
+
+class SnapshotUnavailable(Unavailable):
+    """GCS did not answer, or asked to be retried later, while reading or writing a snapshot."""
+
+
+@dataclass
+class SnapshotResult:
+    """What :func:`write_snapshot` did; every field is JSON-able."""
+
+    bucket: str
+    #: Name of the snapshot object written.
+    object: str
+    #: Jobs in it.
+    jobs: int
+    #: Its size in bytes.
+    bytes: int
+    #: Its ``SaveTime``, in Go's format.
+    save_time: str
+    #: Name of the pointer object.
+    latest: str
+    #: Whether the pointer now names this snapshot (False: it already named a later one).
+    latest_updated: bool
+    #: Old snapshot objects deleted, oldest first.
+    deleted: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ImportResult:
+    """What :func:`import_snapshot` did."""
+
+    #: Jobs the snapshot holds (skipped entries not counted).
+    total: int
+    #: Jobs created.
+    created: int
+    #: Jobs already in Firestore, left untouched.
+    already_present: int
+    #: Keys of ``Jobs`` entries without a status, not imported.
+    skipped: list[str] = field(default_factory=list)
+
+
+class Snapshot(list[JobRecord]):
+    """The jobs of a snapshot file (a list of records, by key), with its save time and skipped keys."""
+
+    def __init__(
+        self, records: Iterable[JobRecord] = (), save_time: datetime | None = None,
+        skipped: Iterable[str] = (),
+    ) -> None:
+        super().__init__(records)
+        #: The file's ``SaveTime``.
+        self.save_time = save_time
+        #: Keys of ``Jobs`` entries without a ``Statuses`` entry (see the module docstring).
+        self.skipped = list(skipped)
+
+
+class SnapshotSchema(Schema):
+    """The top level of a state file: ``SaveTime`` and the ``Statuses`` and ``Jobs`` maps.
+
+    Entries are objects here; :func:`parse_snapshot` validates each with
+    :class:`~shared.schemas.StatusSchema` or :class:`~shared.schemas.JobSchema`.
+    """
+
+    class Meta:
+        unknown = RAISE
+
+    save_time = GoTime(data_key="SaveTime", required=True)
+    statuses = fields.Dict(keys=fields.String(), values=fields.Raw(), data_key="Statuses",
+                           required=True)
+    jobs = fields.Dict(keys=fields.String(), values=fields.Raw(), data_key="Jobs", required=True)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _flatten(messages: Any, path: str) -> Iterator[str]:
+    """Yield ``path: message`` for every message of a marshmallow error tree."""
+    if isinstance(messages, dict):
+        for name, sub in messages.items():
+            if name == "_schema":
+                seg = ""
+            elif isinstance(name, int):
+                seg = f"[{name}]"
+            else:
+                seg = f".{name}" if path else str(name)
+            yield from _flatten(sub, path + seg)
+    elif isinstance(messages, list):
+        for sub in messages:
+            yield from _flatten(sub, path)
+    else:
+        yield f"{path or '(file)'}: {messages}"
+
+
+def _dumps(value: Any) -> str:
+    """Compact JSON, non-ASCII kept as UTF-8 (as Go writes it)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _where(kind: str, key: str) -> str:
+    return f"{kind}[{json.dumps(key, ensure_ascii=False)}]"
+
+
+def _load_entry(schema: Schema, raw: Any, where: str, problems: list[str]) -> dict[str, Any] | None:
+    try:
+        return schema.load(raw)
+    except ValidationError as exc:
+        problems.extend(_flatten(exc.messages, where))
+        return None
+
+
+def _status(data: dict[str, Any]) -> Status:
+    history = [StateInfo(e["state"], e["start"], e["detail_time"], e["detail"])
+               for e in data["history"]]
+    return Status(history=history, heartbeat_time=data["heartbeat_time"],
+                  update_count=data["update_count"])
+
+
+def _job(data: dict[str, Any]) -> Job:
+    ds = data["datasets"]
+    return Job(data["bucket"], data["experiment"], data["datatype"], data["date"], data["filter"],
+               Datasets(ds.get("tmp", ""), ds.get("raw", ""), ds.get("join", "")))
+
+
+def _mismatch(key: str, job: Job) -> str | None:
+    """Describe how ``job``'s fields differ from what ``key`` names, or None if they agree."""
+    named = Job.from_key(key)
+    diffs = [f"{name} {getattr(job, name)!s} (key: {getattr(named, name)!s})"
+             for name in ("bucket", "experiment", "datatype", "date")
+             if getattr(job, name) != getattr(named, name)]
+    return "fields do not match the key: " + ", ".join(diffs) if diffs else None
+
+
+def last_update_of(status: Status) -> datetime:
+    """Return a restored job's last update: its latest detail time, or the last start if later."""
+    return max(max(e.detail_time for e in status.history), status.history[-1].start)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def parse_snapshot(data: Any) -> Snapshot:
+    """Validate decoded state-file JSON and return its jobs; :class:`SnapshotError` lists every problem."""
+    if not isinstance(data, dict):
+        raise SnapshotError([f"(file): expected a JSON object, got {type(data).__name__}"])
+    problems: list[str] = []
+    try:
+        top = SnapshotSchema().load(data)
+    except ValidationError as exc:
+        problems.extend(_flatten(exc.messages, ""))
+        top = {}
+    raw_statuses: dict[str, Any] = _mapping(data.get("Statuses"))
+    raw_jobs: dict[str, Any] = _mapping(data.get("Jobs"))
+
+    statuses: dict[str, Status] = {}
+    for key, raw in raw_statuses.items():
+        where = _where("Statuses", key)
+        try:
+            Job.from_key(key)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+        if key not in raw_jobs:
+            problems.append(f"{where}: no Jobs entry for this key (a status cannot be restored "
+                            "without its job's bucket and datasets)")
+        loaded = _load_entry(_STATUS, raw, where, problems)
+        if loaded is None:
+            continue
+        if loaded["update_count"] < 0:
+            problems.append(f"{where}.UpdateCount: must not be negative")
+            continue
+        statuses[key] = _status(loaded)
+
+    jobs: dict[str, Job] = {}
+    skipped: list[str] = []
+    for key, raw in raw_jobs.items():
+        where = _where("Jobs", key)
+        loaded = _load_entry(_JOB, raw, where, problems)
+        if key not in raw_statuses:
+            skipped.append(key)  # no status: not restorable, and Go drops it too
+            continue
+        if loaded is None:
+            continue
+        job = _job(loaded)
+        try:
+            mismatch = _mismatch(key, job)
+        except ValueError:
+            continue  # an invalid key, reported with its status
+        if mismatch:
+            problems.append(f"{where}: {mismatch}")
+            continue
+        jobs[key] = job
+
+    if problems:
+        raise SnapshotError(problems)
+    records = [JobRecord(jobs[key], status, last_update_of(status))
+               for key, status in sorted(statuses.items())]
+    return Snapshot(records, top.get("save_time"), sorted(skipped))
+
+
+def _decode(content: str | bytes) -> Any:
+    try:
+        return json.loads(content)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise SnapshotError([f"(file): not valid JSON: {exc}"]) from None
+
+
+def read_snapshot(content: str | bytes) -> Snapshot:
+    """Validate a state file's text and return its jobs as records (a :class:`Snapshot` list).
+
+    Each record's last update is the latest detail time of its history.
+    Raises :class:`SnapshotError` listing every problem; see the module docstring.
+    """
+    return parse_snapshot(_decode(content))
+
+
+def _split_gs(url: str) -> tuple[str, str]:
+    bucket, _, name = url.removeprefix("gs://").partition("/")
+    if not bucket or not name:
+        raise ValueError(f"{url!r} is not gs://BUCKET/OBJECT")
+    return bucket, name
+
+
+def _download(client: storage.Client, bucket: str, name: str) -> bytes:
+    try:
+        with _gcs_errors(f"reading gs://{bucket}/{name}"):
+            return client.bucket(bucket).blob(name).download_as_bytes()
+    except gexc.NotFound:
+        raise FileNotFoundError(f"no such object gs://{bucket}/{name}") from None
+
+
+def _is_pointer(data: Any) -> bool:
+    return (isinstance(data, dict) and isinstance(data.get("object"), str)
+            and "Statuses" not in data and "Jobs" not in data)
+
+
+def load_snapshot(source: str, storage_client: storage.Client | None = None) -> Snapshot:
+    """Read and validate a state file from a local path or ``gs://BUCKET/OBJECT``.
+
+    A ``gs://`` pointer object (``latest.json``) is followed to the snapshot it
+    names. Raises :class:`SnapshotError` for a malformed file,
+    :class:`FileNotFoundError` if there is none, :class:`SnapshotUnavailable`
+    if GCS does not answer.
+    """
+    if not source.startswith("gs://"):
+        return read_snapshot(Path(source).read_bytes())
+    bucket, name = _split_gs(source)
+    client = storage_client or storage.Client()
+    data = _decode(_download(client, bucket, name))
+    if _is_pointer(data):
+        data = _decode(_download(client, bucket, data["object"]))
+    return parse_snapshot(data)
+
+
+def import_snapshot(store: JobStore, records: Sequence[JobRecord]) -> ImportResult:
+    """Create the records' jobs that Firestore does not have yet; leave existing ones untouched.
+
+    Importing the same records again creates nothing. ``records`` usually is a
+    :class:`Snapshot`, whose skipped keys are passed on in the result.
+    ValueError if two records share a key.
+    """
+    keys = [r.key for r in records]
+    if len(set(keys)) != len(keys):
+        raise ValueError("records to import must have distinct keys")
+    created = store.create_missing(list(records))
+    skipped = list(records.skipped) if isinstance(records, Snapshot) else []
+    return ImportResult(total=len(keys), created=len(created),
+                        already_present=len(keys) - len(created), skipped=skipped)
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+class _NameTaken(Exception):
+    """The create-only upload found an object of that name."""
+
+
+@contextlib.contextmanager
+def _gcs_errors(what: str) -> Iterator[None]:
+    """Turn transient GCS errors into :class:`SnapshotUnavailable`, raw upload errors into API errors."""
+    try:
+        yield
+    except InvalidResponse as exc:  # raised raw by the streaming uploader
+        response = exc.response
+        status = getattr(response, "status_code", 500)
+        converted = gexc.from_http_status(status, f"{what}: {exc}", response=response)
+        if isinstance(converted, TRANSIENT):
+            raise SnapshotUnavailable(f"GCS unavailable {what}: {exc}") from exc
+        raise converted from exc
+    except TRANSIENT as exc:
+        raise SnapshotUnavailable(f"GCS unavailable {what}: {exc}") from exc
+
+
+def snapshot_name(prefix: str, now: datetime) -> str:
+    """Return the object name of a snapshot saved at ``now``: ``<prefix>YYYY-MM-DDTHH-MM-SS.ffffffZ.json``."""
+    now = now.astimezone(UTC)
+    return f"{prefix}{now.year:04d}-{now:%m-%dT%H-%M-%S}.{now.microsecond:06d}Z.json"
+
+
+def _normal_prefix(prefix: str) -> str:
+    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+
+def _is_precondition_failure(exc: BaseException) -> bool:
+    if isinstance(exc, gexc.PreconditionFailed):
+        return True
+    return isinstance(exc, InvalidResponse) and getattr(exc.response, "status_code", 0) == 412
+
+
+def _upload(store: JobStore, blob: storage.Blob, save_time: str) -> tuple[int, int]:
+    """Stream every job into ``blob`` (create-only); return (jobs, bytes). No object on failure.
+
+    Raises :class:`_NameTaken` if the object exists after all.
+    """
+    count = 0
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX, mode="w+b") as spool:
+        writer: IO[bytes] = blob.open("wb", chunk_size=UPLOAD_CHUNK, if_generation_match=0,
+                                      content_type="application/json", retry=DEFAULT_RETRY)
+        try:
+            writer.write(b'{"SaveTime":' + json.dumps(save_time).encode() + b',"Statuses":{')
+            for record in store.stream_all():
+                key = _dumps(record.key)
+                sep = "," if count else ""
+                writer.write(f"{sep}{key}:{_dumps(_STATUS.dump(record.status))}".encode())
+                spool.write(f"{sep}{key}:{_dumps(_JOB.dump(record.job))}".encode())
+                count += 1
+            writer.write(b'},"Jobs":{')
+            spool.seek(0)
+            shutil.copyfileobj(spool, writer, 1024 * 1024)
+            writer.write(b"}}")
+            size = writer.tell()
+            writer.close()  # uploads the rest and creates the object
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                writer.terminate()  # type: ignore[attr-defined]  # cancel: no partial object
+            if _is_precondition_failure(exc):
+                raise _NameTaken(blob.name) from exc
+            raise
+    return count, size
+
+
+def _write_pointer(bucket: storage.Bucket, pointer: str, name: str, body: bytes) -> bool:
+    """Point ``pointer`` at ``name`` unless it names a later snapshot; return whether it was written."""
+    prefix = pointer[: -len(POINTER_NAME)]
+    for _ in range(3):
+        current = bucket.get_blob(pointer)
+        generation = 0
+        if current is not None:
+            generation = current.generation
+            try:
+                named = json.loads(current.download_as_bytes()).get("object")
+            except (ValueError, AttributeError, gexc.NotFound):
+                named = None
+            if (isinstance(named, str) and named.startswith(prefix)
+                    and _SNAPSHOT_RE.match(named[len(prefix):]) and named > name):
+                return False
+        try:
+            bucket.blob(pointer).upload_from_string(
+                body, content_type="application/json", if_generation_match=generation,
+            )
+            return True
+        except gexc.PreconditionFailed:
+            continue  # another export moved it meanwhile: look again
+    raise SnapshotUnavailable(f"gs://{bucket.name}/{pointer} keeps changing; try again")
+
+
+def _prune(bucket: storage.Bucket, prefix: str, keep: int, mine: str) -> list[str]:
+    """Delete all but the newest ``keep`` snapshots under ``prefix`` (never ``mine``)."""
+    blobs = {b.name: b for b in bucket.list_blobs(prefix=prefix, delimiter="/")
+             if _SNAPSHOT_RE.match(b.name[len(prefix):])}
+    names = sorted(blobs)
+    deleted = []
+    for name in names[: max(0, len(names) - keep)]:
+        if name == mine:
+            continue
+        try:
+            blobs[name].delete(if_generation_match=blobs[name].generation)
+            deleted.append(name)
+        except (gexc.NotFound, gexc.PreconditionFailed):
+            pass  # gone or replaced meanwhile (another export pruning)
+    return deleted
+
+
+def write_snapshot(
+    store: JobStore,
+    bucket: storage.Bucket,
+    now: datetime,
+    prefix: str = DEFAULT_PREFIX,
+    keep: int = DEFAULT_KEEP,
+) -> SnapshotResult:
+    """Export every job to a new object under ``prefix``, point ``latest.json`` at it, prune old ones.
+
+    Reads ``store.stream_all()`` once (again only if another export created the
+    same name meanwhile); memory stays bounded. The object is created only if
+    its name is free: an existing name (two exports in one microsecond) gets a
+    random suffix, once. ``prefix`` gets a trailing ``/`` if it lacks one;
+    ``keep`` (at least 1) snapshots remain. Transient GCS errors raise
+    :class:`SnapshotUnavailable`, Firestore ones ``StoreUnavailable``; a failed
+    export leaves no snapshot object behind.
+    """
+    if keep < 1:
+        raise ValueError("keep must be at least 1")
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    prefix = _normal_prefix(prefix)
+    base = snapshot_name(prefix, now)
+    save_time = format_time(now)
+    where = f"writing a snapshot to gs://{bucket.name}/{prefix}"
+    with _gcs_errors(where):
+        candidates = [base, f"{base[:-len('.json')]}_{secrets.token_hex(4)}.json"]
+        for name in candidates:
+            blob = bucket.blob(name)
+            if blob.exists():  # cheap check; the create-only upload settles races
+                continue
+            try:
+                jobs, size = _upload(store, blob, save_time)
+                break
+            except _NameTaken:
+                continue
+        else:
+            raise SnapshotUnavailable(f"{where}: {candidates[-1]} exists; try again later")
+        pointer = prefix + POINTER_NAME
+        body = json.dumps({"object": name, "SaveTime": save_time, "jobs": jobs}).encode()
+        updated = _write_pointer(bucket, pointer, name, body)
+        deleted = _prune(bucket, prefix, keep, name)
+    return SnapshotResult(bucket=bucket.name, object=name, jobs=jobs, bytes=size,
+                          save_time=save_time, latest=pointer, latest_updated=updated,
+                          deleted=deleted)
