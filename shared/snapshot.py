@@ -401,10 +401,14 @@ def _gcs_errors(what: str) -> Iterator[None]:
         raise SnapshotUnavailable(f"GCS unavailable {what}: {exc}") from exc
 
 
-def snapshot_name(prefix: str, now: datetime) -> str:
-    """Return the object name of a snapshot saved at ``now``: ``<prefix>YYYY-MM-DDTHH-MM-SS.ffffffZ.json``."""
+def snapshot_name(prefix: str, now: datetime, tag: str) -> str:
+    """Return the object name of a snapshot saved at ``now``.
+
+    ``<prefix>YYYY-MM-DDTHH-MM-SS.ffffffZ_<tag>.json``: names sort by time, and
+    the random ``tag`` keeps two exports at the same instant apart.
+    """
     now = now.astimezone(UTC)
-    return f"{prefix}{now.year:04d}-{now:%m-%dT%H-%M-%S}.{now.microsecond:06d}Z.json"
+    return f"{prefix}{now.year:04d}-{now:%m-%dT%H-%M-%S}.{now.microsecond:06d}Z_{tag}.json"
 
 
 def _normal_prefix(prefix: str) -> str:
@@ -500,10 +504,9 @@ def write_snapshot(
 ) -> SnapshotResult:
     """Export every job to a new object under ``prefix``, point ``latest.json`` at it, prune old ones.
 
-    Reads ``store.stream_all()`` once (again only if another export created the
-    same name meanwhile); memory stays bounded. The object is created only if
-    its name is free: an existing name (two exports in one microsecond) gets a
-    random suffix, once. ``prefix`` gets a trailing ``/`` if it lacks one;
+    Reads ``store.stream_all()`` once; memory stays bounded. The object name
+    carries the time and a random tag, and is created only if free (a
+    create-only precondition). ``prefix`` gets a trailing ``/`` if it lacks one;
     ``keep`` (at least 1) snapshots remain. Transient GCS errors raise
     :class:`SnapshotUnavailable`, Firestore ones ``StoreUnavailable``; a failed
     export leaves no snapshot object behind.
@@ -513,22 +516,14 @@ def write_snapshot(
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     prefix = _normal_prefix(prefix)
-    base = snapshot_name(prefix, now)
+    name = snapshot_name(prefix, now, secrets.token_hex(4))
     save_time = format_time(now)
     where = f"writing a snapshot to gs://{bucket.name}/{prefix}"
     with _gcs_errors(where):
-        candidates = [base, f"{base[:-len('.json')]}_{secrets.token_hex(4)}.json"]
-        for name in candidates:
-            blob = bucket.blob(name)
-            if blob.exists():  # cheap check; the create-only upload settles races
-                continue
-            try:
-                jobs, size = _upload(store, blob, save_time)
-                break
-            except _NameTaken:
-                continue
-        else:
-            raise SnapshotUnavailable(f"{where}: {candidates[-1]} exists; try again later")
+        try:
+            jobs, size = _upload(store, bucket.blob(name), save_time)
+        except _NameTaken:
+            raise SnapshotUnavailable(f"{where}: {name} exists; try again later") from None
         pointer = prefix + POINTER_NAME
         body = json.dumps({"object": name, "SaveTime": save_time, "jobs": jobs}).encode()
         updated = _write_pointer(bucket, pointer, name, body)

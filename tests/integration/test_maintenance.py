@@ -86,17 +86,27 @@ def test_old_complete_jobs_are_removed_failed_ones_stay(tracker, clock):
     assert {r.key for r in tracker.get_state()} == {recent.key(), failed.key(), owed.key()}
 
 
-def test_overlapping_runs_expire_each_job_once(tracker, clock):
+def test_overlapping_runs_expire_each_job_once_and_write_two_snapshots(tracker, store, clock,
+                                                                       gcs_client):
+    from shared.snapshot import write_snapshot
+
+    bucket = gcs_client.create_bucket(f"snapshots-{uuid.uuid4().hex[:12]}")
     stale = [job(d) for d in range(1, 13)]
     for j in stale:
         tracker.add_job(j)
     clock.advance(hours=1)
     results: list[list[str]] = []
+    objects: list[str] = []
     barrier = threading.Barrier(2)
+
+    def snapshot(now):  # type: ignore[no-untyped-def]
+        result = write_snapshot(store, bucket, now)
+        objects.append(result.object)
+        return {"object": result.object}
 
     def run() -> None:
         barrier.wait()
-        results.append(Maintenance(tracker, POLICY).run()["expired"])
+        results.append(Maintenance(tracker, POLICY, snapshot).run()["expired"])
 
     threads = [threading.Thread(target=run) for _ in range(2)]
     for t in threads:
@@ -105,6 +115,9 @@ def test_overlapping_runs_expire_each_job_once(tracker, clock):
         t.join()
     everything = results[0] + results[1]
     assert sorted(everything) == sorted(j.key() for j in stale)
+    assert len(set(objects)) == 2
+    names = {b.name for b in gcs_client.list_blobs(bucket)}
+    assert set(objects) <= names and "snapshots/latest.json" in names
     for j in stale:
         status = tracker.get_status(j.key())
         assert [e.state for e in status.history] == [State.INIT, State.FAILED]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -127,7 +128,7 @@ def test_export_writes_the_go_format_and_points_latest_at_it(tracker, clock, sto
 
     result = write_snapshot(store, bucket, now)
 
-    assert result.object == "snapshots/2026-11-27T12-03-38.735348Z.json"
+    assert re.fullmatch(r"snapshots/2026-11-27T12-03-38\.735348Z_[0-9a-f]{8}\.json", result.object)
     assert (result.bucket, result.jobs, result.latest) == (bucket.name, 4, "snapshots/latest.json")
     assert result.latest_updated and result.deleted == []
     assert names(bucket) == [result.object, "snapshots/latest.json"]
@@ -201,7 +202,7 @@ def test_two_exports_in_quick_succession_make_two_objects(store, tracker, bucket
 
     objects = [r.object for r in same + wall]
     assert len(set(objects)) == 4
-    assert same[1].object.startswith(same[0].object.removesuffix(".json") + "_")
+    assert all(o.startswith("snapshots/2026-11-27T12-00-00.000000Z_") for o in objects[:2])
     assert names(bucket) == sorted([*objects, "snapshots/latest.json"])
     for name in objects:
         assert read_snapshot(bucket.blob(name).download_as_bytes())[0].job.datatype == "ndt7"
@@ -260,17 +261,13 @@ def failing_close(monkeypatch):  # type: ignore[no-untyped-def]
     return arm
 
 
-def test_a_name_taken_during_the_upload_gets_a_suffix(store, tracker, bucket, clock, failing_close):
+def test_a_name_taken_during_the_upload_is_refused(store, tracker, bucket, clock, failing_close):
     tracker.add_job(Job("archive-a", "ndt", "ndt7", date(2026, 11, 26)))
     opened = failing_close(412)  # the create-only precondition fails: someone took the name
-
-    result = write_snapshot(store, bucket, clock())
-
-    base = "snapshots/2026-11-27T12-00-00.000000Z.json"
-    assert opened == [(base, 0), (result.object, 0)]
-    assert result.object.startswith(base.removesuffix(".json") + "_") and result.jobs == 1
-    assert names(bucket) == [result.object, "snapshots/latest.json"]
-    assert read_snapshot(bucket.blob(result.object).download_as_bytes())[0].job.datatype == "ndt7"
+    with pytest.raises(SnapshotUnavailable, match="exists"):
+        write_snapshot(store, bucket, clock())
+    assert [generation for _, generation in opened] == [0]
+    assert names(bucket) == []
 
 
 def test_a_server_error_during_the_upload_is_unavailable(store, bucket, clock, failing_close):
@@ -284,7 +281,7 @@ def test_gcs_outage_is_unavailable(store, bucket, clock, monkeypatch):
     def down(*args: Any, **kwargs: Any) -> bool:
         raise gexc.ServiceUnavailable("GCS is down")
 
-    monkeypatch.setattr(storage.Blob, "exists", down)
+    monkeypatch.setattr(storage.Blob, "open", down)
     with pytest.raises(SnapshotUnavailable) as info:
         write_snapshot(store, bucket, clock())
     assert isinstance(info.value, Unavailable) and "GCS is down" in str(info.value)
