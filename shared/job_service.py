@@ -2,10 +2,10 @@
 
 Order: first ended jobs whose turn came while they were in flight (newest
 date first, so daily ones first; a failed one waits for its retry backoff),
-then failed jobs due a retry (newest date first, bounded
-attempts with backoff: :class:`shared.tracker.RetryPolicy`), then the daily
-stream, then the historical stream (:mod:`shared.iterators`). A candidate is handed out only if GCS holds at
-least one object under its prefix.
+then failed jobs due a retry (newest date first; bounded attempts with
+backoff, :class:`shared.tracker.RetryPolicy`), then the daily stream, then the
+historical stream (:mod:`shared.iterators`). A stream's candidate is handed
+out only if GCS holds at least one object under its prefix.
 
 Exactly once, without a hot cursor: the job document itself is the lock.
 Creating it is a create-only write, and restarting a finished one is a
@@ -20,7 +20,6 @@ at a candidate, never a hand-out, and skips nothing.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from shared.config import Config
 from shared.errors import JobAlreadyExists, JobNotFound
@@ -40,11 +39,6 @@ REOFFER_BATCH = 10
 
 #: Offer id prefix of a retry of a failed job: ``retry/2`` is its second attempt.
 RETRY = "retry"
-
-
-@dataclass
-class _Walk:
-    steps: int = 0
 
 
 def _came_round(start: Position, position: Position) -> bool:
@@ -73,35 +67,29 @@ class JobService:
 
     def next_job(self) -> JobRecord | None:
         """Hand out the next job, or return None if no job is available now."""
-        walk = _Walk()
-        return (self._reoffered() or self._retried() or self._from_stream(Stream.DAILY, walk)
-                or self._from_stream(Stream.HISTORICAL, walk))
-
-    def _retried(self) -> JobRecord | None:
-        for failed in self.tracker.retryable(self.clock(), REOFFER_BATCH):
-            offer = f"{RETRY}/{failed.attempts + 1}"
-            try:
-                started = self.tracker.add_job(failed.job, offer)
-            except JobAlreadyExists:
-                continue  # another caller retried it first
-            log.info("handing out %s again, attempt %d (%s)", started.key, started.attempts,
-                     started.last_error)
-            return started
+        owed = self._owed()
+        if owed:
+            return owed
+        steps = 0
+        for stream in (Stream.DAILY, Stream.HISTORICAL):
+            started, steps = self._from_stream(stream, steps)
+            if started:
+                return started
         return None
 
-    def _reoffered(self) -> JobRecord | None:
-        waiting = sorted(self.tracker.pending_reoffers(REOFFER_BATCH),
-                         key=lambda r: r.job.date, reverse=True)
+    def _owed(self) -> JobRecord | None:
+        """Restart the first ended job owed a run: a re-offer, else a retry that is due."""
         now = self.clock()
-        for record in waiting:
-            if record.retry_at and record.retry_at > now:
-                continue  # a failed job still in its retry backoff: owed, but not yet
+        reoffers = sorted(self.tracker.pending_reoffers(REOFFER_BATCH),
+                          key=lambda r: r.job.date, reverse=True)
+        owed = [(r, r.reoffer) for r in reoffers if not (r.retry_at and r.retry_at > now)]
+        owed += [(r, f"{RETRY}/{r.attempts + 1}") for r in self.tracker.retryable(now, REOFFER_BATCH)]
+        for record, offer in owed:
             try:
-                started = self.tracker.add_job(record.job, record.reoffer)
+                started = self.tracker.add_job(record.job, offer)
             except JobAlreadyExists:
                 continue  # another caller restarted it first
-            log.info("handing out %s again (%s came while it was in flight)",
-                     started.key, record.reoffer)
+            log.info("handing out %s again as %s, attempt %d", started.key, offer, started.attempts)
             return started
         return None
 
@@ -111,27 +99,29 @@ class JobService:
             return initial_position(stream, self.config, self.clock())
         return Position.decode(stored)
 
-    def _from_stream(self, stream: Stream, walk: _Walk) -> JobRecord | None:
-        """Walk the stream from its cursor; advance the cursor past what was resolved."""
+    def _from_stream(self, stream: Stream, steps: int) -> tuple[JobRecord | None, int]:
+        """Walk the stream from its cursor, counting ``steps``; advance the cursor past what was resolved.
+
+        Returns the job handed out (or None) and the steps taken so far.
+        """
         position = start = self._cursor(stream)
         resolved: Position | None = None
         try:
-            while walk.steps < self.max_steps:
+            while steps < self.max_steps:
                 found = candidate(stream, self.config, position, self.clock())
                 if found is None or _came_round(start, found.position):
-                    return None
-                walk.steps += 1
+                    return None, steps
+                steps += 1
                 after = found.position.following()
                 started, contended = self._resolve(found)
                 resolved = position = after
                 if started:
                     log.info("handing out %s (%s)", started.key, found.offer)
-                    return started
+                    return started, steps
                 if contended:  # others walk this stretch too: jump to the furthest point known
                     position = max(after, self._cursor(stream))
-            log.info("no job in %d candidates; the next request goes on from the cursor",
-                     walk.steps)
-            return None
+            log.info("no job in %d candidates; the next request goes on from the cursor", steps)
+            return None, steps
         finally:
             if resolved is not None:
                 self.cursors.advance(stream.value, resolved.encode())
