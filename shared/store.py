@@ -401,7 +401,7 @@ class JobStore:
             present = {snap.id for snap in self.client.get_all(refs) if snap.exists}
             self.stats.add(reads=len(refs))
             batch = self.client.batch()
-            todo = [(ref, r) for ref, r in zip(refs, chunk) if ref.id not in present]
+            todo = [(ref, r) for ref, r in zip(refs, chunk, strict=True) if ref.id not in present]
             for ref, record in todo:
                 batch.create(ref, to_document(record))
             if not todo:

@@ -49,6 +49,7 @@ class RetryPolicy:
             return None
         return failed_at + self.backoff * 2 ** (attempts - 1)
 
+
 Clock = Callable[[], datetime]
 
 _TICK = timedelta(microseconds=1)
@@ -85,9 +86,10 @@ class Tracker:
         A complete or failed job with the same key is restarted (its document is
         replaced by compare-and-set on its update time) unless ``offer`` is the
         offer that started it, or an offer comes for a failed job still in its
-        retry backoff; any other existing job raises :class:`JobAlreadyExists`. Of concurrent callers exactly one succeeds.
-        Restarting a failed job counts one more attempt and keeps its error in
-        ``last_error``; restarting a complete one starts counting afresh.
+        retry backoff; any other existing job raises :class:`JobAlreadyExists`.
+        Of concurrent callers exactly one succeeds. Restarting a failed job
+        counts one more attempt and keeps its error in ``last_error``;
+        restarting a complete one starts counting afresh.
         """
         for _ in range(3):
             record = JobRecord.new(job, self.clock(), offer)
