@@ -40,6 +40,9 @@ from shared.model import UTC, ZERO_TIME, Datasets, Job, State, StateInfo, Status
 #: Default collection of job documents.
 JOBS_COLLECTION = "jobs"
 
+#: The lease time of a job no post-processing tick holds (a time always in the past).
+FREE = datetime(1970, 1, 1, tzinfo=UTC)
+
 #: Most writes Firestore accepts in one batch commit (the emulator does not enforce it).
 MAX_BATCH = 500
 
@@ -53,6 +56,7 @@ INDEXES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     (JOBS_COLLECTION, (("state", "ASCENDING"), ("last_activity", "ASCENDING"))),
     (JOBS_COLLECTION, (("state", "ASCENDING"), ("last_update", "ASCENDING"))),
     (JOBS_COLLECTION, (("state", "ASCENDING"), ("retry_at", "ASCENDING"))),
+    (JOBS_COLLECTION, (("state", "ASCENDING"), ("lease_until", "ASCENDING"))),
 )
 
 
@@ -125,6 +129,12 @@ class JobRecord:
     last_error: str = ""
     #: When a failed job may be handed out again; None if it is not to be retried.
     retry_at: datetime | None = None
+    #: The post-processing tick that holds the job, and until when (``FREE`` when none).
+    lease_owner: str = ""
+    lease_until: datetime = FREE
+    #: The BigQuery job of the current post-processing step, and the step's attempt.
+    step_job: str = ""
+    step_attempt: int = 0
 
     @property
     def key(self) -> str:
@@ -200,6 +210,10 @@ def to_document(record: JobRecord) -> dict[str, Any]:
         "attempts": record.attempts,
         "last_error": record.last_error,
         "retry_at": record.retry_at,
+        "lease_owner": record.lease_owner,
+        "lease_until": record.lease_until,
+        "step_job": record.step_job,
+        "step_attempt": record.step_attempt,
     }
 
 
@@ -233,7 +247,9 @@ def from_document(data: dict[str, Any], update_time: datetime | None = None) -> 
     return JobRecord(job, status, data["last_update"], update_time,
                      offer=data.get("offer", ""), reoffer=data.get("reoffer", ""),
                      attempts=data.get("attempts", 1), last_error=data.get("last_error", ""),
-                     retry_at=data.get("retry_at"))
+                     retry_at=data.get("retry_at"), lease_owner=data.get("lease_owner", ""),
+                     lease_until=data.get("lease_until") or FREE,
+                     step_job=data.get("step_job", ""), step_attempt=data.get("step_attempt", 0))
 
 
 class JobStore:
@@ -334,7 +350,7 @@ class JobStore:
     ) -> Iterator[JobRecord]:
         """Stream jobs in ``states`` whose time ``field`` is before ``cutoff``, earliest first.
 
-        ``field`` is ``last_activity``, ``last_update`` or ``retry_at`` (each has an index
+        ``field`` is ``last_activity``, ``last_update``, ``retry_at`` or ``lease_until`` (each has an index
         with ``state``); jobs whose field is null never match.
         """
         query = (self._in_states(states).where(filter=FieldFilter(field, "<", cutoff))
@@ -351,6 +367,23 @@ class JobStore:
             for snap in query.stream():
                 self.stats.add(reads=1)
                 yield from_document(snap.to_dict(), snap.update_time)
+
+    @_guarded
+    def lease_if_unchanged(self, record: JobRecord, owner: str, until: datetime) -> bool:
+        """Lease the job to ``owner`` until ``until`` unless it changed since ``record`` was read.
+
+        A single compare-and-set write: of concurrent callers exactly one wins,
+        and the losers fail at once instead of waiting on a lock.
+        """
+        option = self.client.write_option(last_update_time=record.update_time)
+        try:
+            self._ref(record.key).update({"lease_owner": owner, "lease_until": until},
+                                         option=option)
+            return True
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return False
+        finally:
+            self.stats.add(writes=1)
 
     @_guarded
     def delete_if_unchanged(self, record: JobRecord) -> bool:

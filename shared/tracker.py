@@ -19,6 +19,7 @@ from shared.errors import JobAlreadyExists, JobNotFound
 from shared.gotime import format_time
 from shared.model import KEEP_DETAIL, Job, State, Status, utcnow
 from shared.store import (
+    FREE,
     DocumentChanged,
     DocumentExists,
     DocumentMissing,
@@ -57,6 +58,10 @@ _TICK = timedelta(microseconds=1)
 
 class _StillAlive(Exception):
     """Aborts an expiry transaction: the job showed life since the query."""
+
+
+class LeaseLost(Exception):
+    """The lease on a job ran out and another tick holds it now; nothing was written."""
 
 
 class Tracker:
@@ -145,12 +150,7 @@ class Tracker:
             return current
 
         def change(rec: JobRecord) -> JobRecord:
-            now = self.clock()
-            transitions.check(key, rec.status.state, state)
-            rec.status.set_detail(detail, now)
-            rec.status.new_state(state, now)
-            rec.status.update_count += 1
-            rec.last_update = now
+            self.move(rec, state, detail, self.clock())
             return rec
 
         return self._transact(key, change)
@@ -193,12 +193,7 @@ class Tracker:
         """
 
         def change(rec: JobRecord) -> JobRecord:
-            now = self.clock()
-            old = rec.status.state
-            transitions.check(key, old, State.FAILED)
-            rec.status.new_state(State.FAILED, now)
-            rec.status.set_detail(f"{old.value}: {error}", now)
-            rec.last_update = now
+            self.fail(rec, f"{rec.status.state.value}: {error}", self.clock())
             return rec
 
         return self._transact(key, change)
@@ -208,13 +203,10 @@ class Tracker:
 
         def tracked(rec: JobRecord) -> JobRecord:
             before[:] = [rec.status.state]
-            rec = change(rec)
-            if rec.status.state is State.FAILED and before[0] is not State.FAILED:
-                rec.retry_at = self.retry.retry_at(rec.attempts, rec.last_update)
-            return rec
+            return change(rec)
 
         try:
-            after = self.store.transact(key, tracked)
+            after = self.store.transact(key, self._noting_failure(tracked))
         except DocumentMissing:
             raise JobNotFound(key) from None
         if after.status.state is not before[0]:
@@ -242,12 +234,8 @@ class Tracker:
         old = rec.status.state
         if old in transitions.TERMINAL or rec.last_activity >= cutoff:
             raise _StillAlive(rec.key)
-        now = self.clock()
-        transitions.check(rec.key, old, State.FAILED)
         since = format_time(rec.last_activity)
-        rec.status.new_state(State.FAILED, now)
-        rec.status.set_detail(f"expired in {old.value}: no heartbeat or update since {since}", now)
-        rec.last_update = now
+        self.fail(rec, f"expired in {old.value}: no heartbeat or update since {since}", self.clock())
         return rec
 
     def remove_complete(self, cutoff: datetime, limit: int) -> int:
@@ -263,6 +251,94 @@ class Tracker:
         """Return failed jobs whose backoff has passed, the newest job date first."""
         due = self.store.query_before([State.FAILED], "retry_at", now + _TICK, limit)
         return sorted(due, key=lambda r: r.job.date, reverse=True)
+
+    def leasable(self, states: list[State], now: datetime, limit: int) -> Iterator[JobRecord]:
+        """Stream jobs in ``states`` whose lease is free or has run out, longest free first."""
+        return self.store.query_before(states, "lease_until", now + _TICK, limit)
+
+    def claim(self, record: JobRecord, states: list[State], owner: str, until: datetime
+              ) -> JobRecord | None:
+        """Lease the job, as read in ``record``, to ``owner`` until ``until``; None if taken.
+
+        Only a job in ``states`` whose lease is free is claimed, by a
+        compare-and-set on its update time: of concurrent claimers exactly one
+        gets it, and the others fail at once (no lock is waited for).
+        """
+        if record.status.state not in states or record.lease_until > self.clock():
+            return None
+        if not self.store.lease_if_unchanged(record, owner, until):
+            return None
+        record.lease_owner, record.lease_until = owner, until
+        return record
+
+    def settle(
+        self,
+        key: str,
+        owner: str,
+        change: Callable[[JobRecord, datetime], None],
+        free_at: datetime | None = None,
+    ) -> JobRecord:
+        """Apply ``change`` to a job ``owner`` has leased, then release the lease.
+
+        One transaction: it raises :class:`LeaseLost` and writes nothing if the
+        lease is no longer ``owner``'s. ``change`` may call :meth:`move`; the
+        post-processor's visit counts as a heartbeat. The job may be claimed
+        again from ``free_at`` (default: at once).
+        """
+
+        before: list[State] = []
+
+        def apply(rec: JobRecord) -> JobRecord:
+            if rec.lease_owner != owner:
+                raise LeaseLost(key)
+            before[:] = [rec.status.state]
+            now = self.clock()
+            change(rec, now)
+            rec.status.heartbeat_time = max(rec.status.heartbeat_time, now)
+            rec.lease_owner, rec.lease_until = "", free_at or FREE
+            return rec
+
+        try:
+            record = self.store.transact(key, self._noting_failure(apply))
+        except DocumentMissing:
+            raise JobNotFound(key) from None
+        if record.status.state is not before[0]:
+            log.info("job %s: %s -> %s", key, before[0].value, record.status.state.value)
+        return record
+
+    @staticmethod
+    def move(rec: JobRecord, state: State, detail: str, now: datetime) -> None:
+        """Within a transaction's change: apply ``detail``, move to ``state`` (table-checked), count it.
+
+        Like Go's ``SetStatus``: the detail goes to the entry being left, and
+        a same-state move is a detail update.
+        """
+        transitions.check(rec.key, rec.status.state, state)
+        rec.status.set_detail(detail, now)
+        rec.status.new_state(state, now)
+        rec.status.update_count += 1
+        rec.last_update = now
+
+    @staticmethod
+    def fail(rec: JobRecord, detail: str, now: datetime) -> None:
+        """Within a transaction's change: move to ``failed`` (table-checked) with ``detail`` as its error."""
+        transitions.check(rec.key, rec.status.state, State.FAILED)
+        rec.status.new_state(State.FAILED, now)
+        rec.status.set_detail(detail, now)
+        rec.last_update = now
+
+    def _noting_failure(self, change: Callable[[JobRecord], JobRecord]
+                        ) -> Callable[[JobRecord], JobRecord]:
+        """Wrap a transaction's change: a job that becomes failed gets its retry time."""
+
+        def wrapped(rec: JobRecord) -> JobRecord:
+            was = rec.status.state
+            rec = change(rec)
+            if rec.status.state is State.FAILED and was is not State.FAILED:
+                rec.retry_at = self.retry.retry_at(rec.attempts, rec.last_update)
+            return rec
+
+        return wrapped
 
     def get_status(self, key: str) -> Status:
         """Return the job's status; :class:`JobNotFound` if there is none."""

@@ -16,6 +16,7 @@ locals {
     state_activity   = ["state", "last_activity"]
     state_update     = ["state", "last_update"]
     state_retry      = ["state", "retry_at"]
+    state_lease      = ["state", "lease_until"]
   }
 }
 
