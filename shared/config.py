@@ -54,12 +54,14 @@ from marshmallow import (
     post_load,
     pre_load,
     validate,
+    validates,
     validates_schema,
 )
 from marshmallow.error_store import SCHEMA
 
+from shared import transitions
 from shared.gotime import parse_duration
-from shared.model import Datasets, Job
+from shared.model import Datasets, Job, State
 
 #: Environment variable holding the config file's path.
 CONFIG_ENV = "GARDENER_CONFIG"
@@ -84,6 +86,8 @@ class Source:
     datasets: Datasets = field(default_factory=Datasets)
     daily_only: bool = False
     full_history: bool = False
+    #: Post-processing steps, in order; None for the standard chain, () for none.
+    pipeline: tuple[State, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -312,6 +316,17 @@ class SourceSchema(_Strict):
     )
     daily_only = _Flag(load_default=False)
     full_history = _Flag(load_default=False)
+    pipeline = fields.List(_Text(), load_default=None, allow_none=True)
+
+    @validates("pipeline")
+    def _check_pipeline(self, value: list[str] | None, **kwargs: Any) -> None:
+        if value is None:
+            return
+        try:
+            steps = [State.parse(name) for name in value]
+            transitions.check_path([State.POST_PROCESSING, *steps, State.COMPLETE])
+        except ValueError as exc:
+            raise ValidationError(f"not a pipeline the transition table allows: {exc}") from None
 
     @validates_schema(skip_on_field_errors=False)
     def _check_source(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -329,6 +344,8 @@ class SourceSchema(_Strict):
 
     @post_load
     def _make(self, data: dict[str, Any], **kwargs: Any) -> Source:
+        if data.get("pipeline") is not None:
+            data["pipeline"] = tuple(State.parse(name) for name in data["pipeline"])
         return Source(**data)
 
 

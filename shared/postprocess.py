@@ -13,7 +13,9 @@ repeated after a crash finds the job it started instead of starting another.
 
 The state names the step in progress: ``loading`` runs the load, and so on.
 ``postProcessing`` (and ``stabilizing``) just move to the first step; after
-the last step the job is ``complete``.
+the last step the job is ``complete``. A source may have its own pipeline
+(config ``pipeline``); an empty one carries the job straight to ``complete``
+without BigQuery.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from shared import transitions
@@ -104,18 +107,22 @@ class PostProcessor:
         tracker: Tracker,
         warehouse: Warehouse,
         policy: PostProcessPolicy = PostProcessPolicy(),
-        pipeline: tuple[State, ...] = STANDARD_PIPELINE,
+        pipelines: Mapping[tuple[str, str, str], tuple[State, ...]] | None = None,
         clock: Clock | None = None,
     ) -> None:
-        for a, b in zip((*ENTRY_STATES[:1], *pipeline), (*pipeline, S.COMPLETE), strict=True):
-            if not transitions.is_allowed(a, b):
-                raise ValueError(f"pipeline step {a.value} -> {b.value} is not an allowed transition")
+        self.pipelines = dict(pipelines or {})
+        for steps in (STANDARD_PIPELINE, *self.pipelines.values()):
+            transitions.check_path([S.POST_PROCESSING, *steps, S.COMPLETE])
         self.tracker = tracker
         self.warehouse = warehouse
         self.policy = policy
-        self.pipeline = pipeline
         self.clock = clock or tracker.clock
-        self.states = [*ENTRY_STATES, *pipeline, *EXIT_STATES]
+        steps = {s for p in (STANDARD_PIPELINE, *self.pipelines.values()) for s in p}
+        self.states = [*ENTRY_STATES, *sorted(steps), *EXIT_STATES]
+
+    def pipeline(self, job: Job) -> tuple[State, ...]:
+        """The steps of the job's source (the standard chain unless its config says otherwise)."""
+        return self.pipelines.get((job.bucket, job.experiment, job.datatype), STANDARD_PIPELINE)
 
     def tick(self) -> dict[str, Any]:
         """Claim up to ``batch`` jobs, act on each once, release them; return a JSON summary."""
@@ -143,24 +150,25 @@ class PostProcessor:
                  len(summary.retrying), len(summary.failed))
         return result
 
-    def _next(self, state: State) -> State:
-        if state in ENTRY_STATES:
-            return self.pipeline[0] if self.pipeline else S.COMPLETE
-        if state in EXIT_STATES or state is self.pipeline[-1]:
-            return S.COMPLETE
-        return self.pipeline[self.pipeline.index(state) + 1]
+    def _next(self, job: Job, state: State) -> State:
+        steps = self.pipeline(job)
+        if state in steps[:-1]:
+            return steps[steps.index(state) + 1]
+        if state in ENTRY_STATES and state not in steps:
+            return steps[0] if steps else S.COMPLETE
+        return S.COMPLETE
 
     def _act(self, record: JobRecord, owner: str, summary: TickSummary) -> None:
         state, key, job = record.status.state, record.key, record.job
         if state in ENTRY_STATES or state in EXIT_STATES:
-            self._move(record, owner, self._next(state), "", summary)
+            self._move(record, owner, self._next(job, state), "", summary)
             return
         if state is S.DELETING:
-            self._move(record, owner, self._next(state), self.warehouse.delete_partition(job),
+            self._move(record, owner, self._next(job, state), self.warehouse.delete_partition(job),
                        summary)
             return
         if state is S.JOINING and not job.datasets.join:
-            self._move(record, owner, self._next(state),
+            self._move(record, owner, self._next(job, state),
                        f"{job.datatype} does not require join", summary)
             return
         if state is S.JOINING and not record.step_job and self._annotation_pending(job):
@@ -189,7 +197,7 @@ class PostProcessor:
             self._release(record, owner, self.policy.poll, None)
             summary.waiting[key] = record.step_job
         elif outcome == "DONE":
-            self._move(record, owner, self._next(state), result.detail, summary)
+            self._move(record, owner, self._next(record.job, state), result.detail, summary)
         elif outcome == "RETRY" and record.step_attempt + 1 < self.policy.max_attempts:
             attempt = record.step_attempt + 1
             wait = self.policy.backoff * 2 ** (attempt - 1)

@@ -7,7 +7,7 @@ them, and a job leaves them only by being added again (a restart).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from shared.errors import IllegalTransition
 from shared.model import State
@@ -18,12 +18,13 @@ S = State
 #: every non-terminal state; the parser owns init/parsing/parseError, the
 #: post-processing chain owns the rest. ``stabilizing`` and ``finishing`` are
 #: optional steps the Go tracker declared; they may sit before loading and
-#: before complete.
+#: before complete. ``postProcessing → complete`` serves sources whose
+#: pipeline has no BigQuery step.
 TRANSITIONS: Mapping[State, frozenset[State]] = {
     S.INIT: frozenset({S.PARSING, S.PARSE_ERROR, S.FAILED}),
     S.PARSING: frozenset({S.POST_PROCESSING, S.PARSE_ERROR, S.FAILED}),
     S.PARSE_ERROR: frozenset({S.PARSING, S.POST_PROCESSING, S.FAILED}),
-    S.POST_PROCESSING: frozenset({S.STABILIZING, S.LOADING, S.FAILED}),
+    S.POST_PROCESSING: frozenset({S.STABILIZING, S.LOADING, S.COMPLETE, S.FAILED}),
     S.STABILIZING: frozenset({S.LOADING, S.FAILED}),
     S.LOADING: frozenset({S.DEDUPLICATING, S.FAILED}),
     S.DEDUPLICATING: frozenset({S.COPYING, S.FAILED}),
@@ -50,6 +51,13 @@ def check(key: str, current: State, requested: State) -> None:
     """Raise :class:`IllegalTransition` unless ``current → requested`` is allowed."""
     if not is_allowed(current, requested):
         raise IllegalTransition(key, current, requested, terminal=current in TERMINAL)
+
+
+def check_path(path: Sequence[State]) -> None:
+    """Raise ValueError unless each state of ``path`` may follow the one before it."""
+    for current, following in zip(path, path[1:]):
+        if following is current or not is_allowed(current, following):
+            raise ValueError(f"{following.value} cannot follow {current.value}")
 
 
 def as_markdown() -> str:

@@ -203,5 +203,26 @@ def test_permanent_error_fails_the_job_with_the_step(tracker, clock):
 
 
 def test_a_pipeline_the_table_forbids_is_refused(tracker):
-    with pytest.raises(ValueError, match="not an allowed transition"):
-        PostProcessor(tracker, MemoryWarehouse(), POLICY, pipeline=(S.COPYING, S.LOADING))
+    with pytest.raises(ValueError, match="cannot follow"):
+        PostProcessor(tracker, MemoryWarehouse(), POLICY, pipelines={("archive-bucket", "ndt", "ndt7"): (S.COPYING, S.LOADING)})
+
+
+def test_a_source_without_bigquery_steps_goes_straight_to_complete(tracker, clock):
+    key = ready(tracker, "pcap", Datasets("", "", ""))
+    warehouse = MemoryWarehouse()
+    processor = PostProcessor(tracker, warehouse, POLICY,
+                              pipelines={("archive-bucket", "ndt", "pcap"): ()}, clock=clock)
+    processor.tick()
+    assert [e.state for e in tracker.get_status(key).history][-2:] == [S.POST_PROCESSING, S.COMPLETE]
+    assert warehouse.starts == [] and warehouse.deleted == []
+
+
+def test_a_source_pipeline_is_followed(tracker, clock):
+    key = ready(tracker, "tcpinfo", Datasets("tmp_ndt", "raw_ndt", ""))
+    warehouse = MemoryWarehouse()
+    steps = (S.STABILIZING, S.LOADING, S.DEDUPLICATING, S.COPYING, S.DELETING, S.JOINING,
+             S.FINISHING)
+    processor = PostProcessor(tracker, warehouse, POLICY, clock=clock,
+                              pipelines={("archive-bucket", "ndt", "tcpinfo"): steps})
+    ticks(processor, clock, 20)
+    assert [e.state for e in tracker.get_status(key).history][3:] == [*steps, S.COMPLETE]

@@ -25,7 +25,7 @@ from shared.config import (
     parse_config,
 )
 from shared.gotime import parse_duration
-from shared.model import Datasets
+from shared.model import Datasets, State
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 GO_CONFIG = ROOT / "tests" / "data" / "go-gardener-config.yml"
@@ -255,7 +255,7 @@ INVALID: list[tuple[str, list[tuple[str, Any]], str, str]] = [
     ("unknown-monitor", [("monitor.interval", "1m")], "monitor.interval", "unknown key"),
     ("unknown-source", [("sources[1].bukket", "x")], "sources[1].bukket",
      ("unknown key (expected one of: bucket, daily_only, datatype, experiment, filter,"
-     " full_history, target_datasets)")),
+     " full_history, pipeline, target_datasets)")),
     # the source as a whole
     ("key-too-long", [("sources[0].bucket", DOTTED_222), ("sources[0].experiment", "e" * 100),
                       ("sources[0].datatype", "d" * 100)], "sources[0]",
@@ -657,3 +657,33 @@ def test_parse_duration(text: str, expected: timedelta) -> None:
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
+
+
+PIPELINE_BASE = """
+start_date: 2019-01-01
+tracker: {timeout: 5h}
+monitor: {polling_interval: 1m}
+sources:
+  - bucket: archive-a
+    experiment: ndt
+    datatype: ndt7
+    target_datasets: {tmp: tmp_ndt, raw: raw_ndt}
+"""
+
+
+@pytest.mark.parametrize("line,expected", [
+    ("", None),
+    ("    pipeline: []\n", ()),
+    ("    pipeline: [loading, deduplicating, copying, deleting, joining, finishing]\n",
+     (State.LOADING, State.DEDUPLICATING, State.COPYING, State.DELETING, State.JOINING,
+      State.FINISHING)),
+])
+def test_source_pipeline(line: str, expected: tuple[State, ...] | None) -> None:
+    assert parse_config(PIPELINE_BASE + line, {}).sources[0].pipeline == expected
+
+
+@pytest.mark.parametrize("steps", ["[copying, loading]", "[bogus]", "[loading, loading]",
+                                   "[failed]"])
+def test_a_pipeline_the_table_forbids_names_the_source(steps: str) -> None:
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.pipeline: .*transition table"):
+        parse_config(PIPELINE_BASE + f"    pipeline: {steps}\n", {})

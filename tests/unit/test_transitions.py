@@ -8,7 +8,7 @@ import pytest
 
 from shared.errors import IllegalTransition, TrackerError
 from shared.model import State
-from shared.transitions import TERMINAL, as_markdown, check, is_allowed
+from shared.transitions import TERMINAL, as_markdown, check, check_path, is_allowed
 
 # Written out by hand from the brief; deliberately not derived from TRANSITIONS.
 ALL_STATES = [
@@ -40,6 +40,7 @@ OPTIONAL_EDGES = {
     ("stabilizing", "loading"),
     ("joining", "finishing"),
     ("finishing", "complete"),
+    ("postProcessing", "complete"),  # a source without BigQuery steps
 }
 FAILURE_EDGES = {(s, "failed") for s in NON_TERMINAL}
 SAME_STATE = {(s, s) for s in NON_TERMINAL}
@@ -56,9 +57,9 @@ def pair_id(pair: tuple[str, str]) -> str:
 
 def test_expected_table_is_consistent() -> None:
     assert {s.value for s in State} == set(ALL_STATES)
-    assert len(ALLOWED) == 6 + 6 + 4 + 11 + 11
+    assert len(ALLOWED) == 6 + 6 + 5 + 11 + 11
     assert len(ALL_PAIRS) == 169
-    assert len(FORBIDDEN) == 169 - 38
+    assert len(FORBIDDEN) == 169 - 39
 
 
 @pytest.mark.parametrize("pair", ALL_PAIRS, ids=pair_id)
@@ -127,3 +128,18 @@ def test_markdown_row_lists_targets(state: str) -> None:
         assert {t.strip().strip("`") for t in cell.split(",")} == expected
     else:
         assert "terminal" in cell
+
+
+@pytest.mark.parametrize("path,ok", [
+    (["postProcessing", "loading", "deduplicating", "copying", "deleting", "joining", "complete"], True),
+    (["postProcessing", "complete"], True),
+    (["postProcessing", "copying", "complete"], False),
+    (["postProcessing", "loading", "loading", "deduplicating"], False),
+])
+def test_check_path(path: list[str], ok: bool) -> None:
+    states = [State(s) for s in path]
+    if ok:
+        check_path(states)
+    else:
+        with pytest.raises(ValueError, match="cannot follow"):
+            check_path(states)
