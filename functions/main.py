@@ -92,6 +92,13 @@ def maintain(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
+@endpoint(["POST"])
+def postprocess(request: flask.Request) -> flask.Response:
+    """``/postprocess`` (Cloud Scheduler): one post-processing tick over leased jobs."""
+    return json_response(runtime.postprocessor().tick())
+
+
+@functions_framework.http
 @endpoint(["GET", "HEAD"])
 def status(request: flask.Request) -> flask.Response:
     """``/status``: every job, oldest first; ``?format=json``, ``state=``, ``experiment=``, ``datatype=``."""
@@ -119,6 +126,7 @@ ROUTES = {
     "/heartbeat": heartbeat,
     "/error": error,
     "/maintain": maintain,
+    "/postprocess": postprocess,
     "/status": status,
     "/": status,
 }

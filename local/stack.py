@@ -44,7 +44,7 @@ LOCAL_SETTINGS = {"SNAPSHOT_BUCKET": SNAPSHOT_BUCKET, "RETRY_BACKOFF": "30s",
                   "CLEANUP_DELAY": "10m"}
 
 #: The scheduled functions and the environment variable that sets each one's interval.
-SCHEDULED = {"/maintain": "MAINTAIN_INTERVAL"}
+SCHEDULED = {"/maintain": "MAINTAIN_INTERVAL", "/postprocess": "POSTPROCESS_INTERVAL"}
 
 
 def start_functions(
@@ -113,8 +113,9 @@ def tick(base: str, path: str, interval: float, stop: threading.Event) -> None:
             with urllib.request.urlopen(urllib.request.Request(base + path, data=b"", method="POST"),
                                         timeout=max(interval, 30)) as r:
                 summary = json.loads(r.read())
-            if summary.get("expired"):
-                print(f"{path}: expired {', '.join(summary['expired'])}", flush=True)
+            for kind in ("expired", "moved", "failed"):
+                if summary.get(kind):
+                    print(f"{path}: {kind} {summary[kind]}", flush=True)
         except (OSError, ValueError) as exc:
             print(f"{path}: {exc}", file=sys.stderr, flush=True)
 
@@ -186,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     for path, variable in SCHEDULED.items():
         interval = float(os.environ.get(variable, "10"))
         threading.Thread(target=tick, args=(base, path, interval, stop), daemon=True).start()
-        print(f"Calling {path} every {interval:g} s ({variable}); snapshots go to "
-              f"gs://{env.get('SNAPSHOT_BUCKET')}/")
+        print(f"Calling {path} every {interval:g} s ({variable})")
+    print(f"Snapshots go to gs://{env.get('SNAPSHOT_BUCKET')}/")
     print("Ctrl-C stops everything.", flush=True)
     try:
         while server.poll() is None:

@@ -75,6 +75,15 @@ class Warehouse(Protocol):
         """Delete the job's temporary partition now; return a detail."""
 
 
+class NoWarehouse:
+    """The warehouse of a deployment whose every source has an empty pipeline: never called."""
+
+    def _unused(self, *args: object) -> Any:
+        raise RuntimeError("no BigQuery step is configured, yet one was asked for")
+
+    job_id = start = result = delete_partition = _unused
+
+
 @dataclass(frozen=True)
 class PostProcessPolicy:
     """How a tick works: batch, lease, retries of retryable BigQuery errors."""

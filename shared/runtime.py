@@ -17,11 +17,12 @@ from typing import Any, TypeVar
 
 from google.cloud import firestore, storage
 
-from shared.config import default_config_path, load_config
+from shared.config import ConfigError, default_config_path, load_config
 from shared.gcs import ArchiveLister
 from shared.gotime import parse_duration
 from shared.job_service import JobService
 from shared.maintenance import CLEANUP_DELAY, Maintenance, MaintenancePolicy
+from shared.postprocess import NoWarehouse, PostProcessor, PostProcessPolicy
 from shared.store import JOBS_COLLECTION, CursorStore, JobStore
 from shared.tracker import HEARTBEAT_COALESCE, RetryPolicy, Tracker
 
@@ -64,6 +65,8 @@ class Settings:
     snapshot_bucket: str | None = None  # SNAPSHOT_BUCKET; None: no snapshots
     snapshot_prefix: str = "snapshots/"  # SNAPSHOT_PREFIX
     snapshot_keep: int = 48  # SNAPSHOT_KEEP
+    input_bucket: str | None = None  # INPUT_BUCKET: where parsers write rows for BigQuery
+    bigquery_project: str | None = None  # BIGQUERY_PROJECT; default: the project
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +86,8 @@ class Settings:
             snapshot_bucket=env.get("SNAPSHOT_BUCKET") or None,
             snapshot_prefix=env.get("SNAPSHOT_PREFIX") or d.snapshot_prefix,
             snapshot_keep=_env(env, "SNAPSHOT_KEEP", _positive, d.snapshot_keep),
+            input_bucket=env.get("INPUT_BUCKET") or None,
+            bigquery_project=env.get("BIGQUERY_PROJECT") or None,
         )
 
 
@@ -142,3 +147,30 @@ def _snapshot_writer(s: Settings) -> Callable[[datetime], dict[str, Any]] | None
         return dataclasses.asdict(result)
 
     return write
+
+
+@functools.cache
+def postprocessor() -> PostProcessor:
+    """Return this process's post-processor: pipelines from the config, BigQuery if any needs it.
+
+    Raises :class:`ConfigError` when a source needs BigQuery steps and
+    ``INPUT_BUCKET`` is not set.
+    """
+    config = load_config(default_config_path())
+    s = settings()
+    pipelines = {(src.bucket, src.experiment, src.datatype): src.pipeline
+                 for src in config.sources if src.pipeline is not None}
+    policy = PostProcessPolicy(poll=config.polling_interval)
+    if all(src.pipeline == () for src in config.sources):
+        return PostProcessor(tracker(), NoWarehouse(), policy, pipelines)
+    if not s.input_bucket:
+        raise ConfigError(["INPUT_BUCKET: not set, but sources have BigQuery steps "
+                           "(set it, or give every source `pipeline: []`)"])
+    from google.cloud import bigquery
+
+    from shared.warehouse import Warehouse
+
+    project = s.bigquery_project or s.project
+    client = bigquery.Client(project=project)
+    return PostProcessor(tracker(), Warehouse(client, client.project, s.input_bucket), policy,
+                         pipelines)
