@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench bench-next clean
+.PHONY: run test bench bench-next bench-maintenance clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,14 +20,19 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
-## bench: both benchmarks, hot path then next job (prints tables, writes bench/results/)
+## bench: the three benchmarks, hot path, next job, then maintenance (prints tables, writes bench/results/)
 bench: $(VENV)/.installed
 	$(PY) -m bench.hot_path
 	$(PY) -m bench.next_job
+	$(PY) -m bench.maintenance
 
 ## bench-next: the next-job benchmark alone (prints tables, writes bench/results/next_job.json)
 bench-next: $(VENV)/.installed
 	$(PY) -m bench.next_job
+
+## bench-maintenance: the maintenance scale benchmark alone (prints tables, writes bench/results/maintenance.json)
+bench-maintenance: $(VENV)/.installed
+	$(PY) -m bench.maintenance
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache bench/results

@@ -24,9 +24,9 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 from shared import transitions
@@ -35,6 +35,8 @@ from shared.gotime import format_time
 from shared.model import Job, State
 from shared.store import JobRecord
 from shared.tracker import Clock, LeaseLost, Tracker
+from shared.warehouse import StepOutcome, StepRejected, StepResult
+from shared.warehouse import job_id as step_job_id
 
 log = logging.getLogger(__name__)
 
@@ -52,27 +54,20 @@ EXIT_STATES = (S.FINISHING,)
 ANNOTATION = "annotation2"
 
 
-class StepResult(Protocol):
-    """What the warehouse says of a started step: ``outcome`` and ``detail``."""
-
-    outcome: Any
-    detail: str
-
-
 class Warehouse(Protocol):
-    """The BigQuery side (:mod:`shared.warehouse`): starts steps and reads their results."""
-
-    def job_id(self, key: str, step: State, run: str, attempt: int) -> str:
-        """The deterministic BigQuery job id of one attempt of a step."""
+    """The BigQuery side (:class:`shared.warehouse.Warehouse`): starts steps, reads results."""
 
     def start(self, step: State, job: Job, job_id: str) -> None:
-        """Start the step under ``job_id``; nothing if that job exists already."""
+        """Start the step under ``job_id``; nothing if that job exists already.
+
+        Raises :class:`StepRejected` if BigQuery refuses it.
+        """
 
     def result(self, job_id: str) -> StepResult:
         """RUNNING, DONE, RETRY or FAILED, with a detail."""
 
-    def delete_partition(self, job: Job) -> str:
-        """Delete the job's temporary partition now; return a detail."""
+    def delete_partition(self, job: Job) -> StepResult:
+        """Delete the job's temporary partition now: DONE, RETRY or FAILED."""
 
 
 class NoWarehouse:
@@ -81,7 +76,7 @@ class NoWarehouse:
     def _unused(self, *args: object) -> Any:
         raise RuntimeError("no BigQuery step is configured, yet one was asked for")
 
-    job_id = start = result = delete_partition = _unused
+    start = result = delete_partition = _unused
 
 
 @dataclass(frozen=True)
@@ -173,8 +168,7 @@ class PostProcessor:
             self._move(record, owner, self._next(job, state), "", summary)
             return
         if state is S.DELETING:
-            self._move(record, owner, self._next(job, state), self.warehouse.delete_partition(job),
-                       summary)
+            self._settle_result(record, owner, self.warehouse.delete_partition(job), summary)
             return
         if state is S.JOINING and not job.datasets.join:
             self._move(record, owner, self._next(job, state),
@@ -187,8 +181,12 @@ class PostProcessor:
             return
         if not record.step_job:
             run = format_time(record.status.start_time)
-            job_id = self.warehouse.job_id(key, state, run, record.step_attempt)
-            self.warehouse.start(state, job, job_id)
+            job_id = step_job_id(key, state, run, record.step_attempt)
+            try:
+                self.warehouse.start(state, job, job_id)
+            except StepRejected as exc:
+                self._settle_result(record, owner, exc.result, summary)
+                return
 
             def started_step(rec: JobRecord, now: datetime) -> None:
                 rec.step_job = job_id
@@ -199,15 +197,21 @@ class PostProcessor:
         self._collect(record, owner, summary)
 
     def _collect(self, record: JobRecord, owner: str, summary: TickSummary) -> None:
-        key, state = record.key, record.status.state
         result = self.warehouse.result(record.step_job)
-        outcome = getattr(result.outcome, "name", str(result.outcome))
-        if outcome == "RUNNING":
+        if result.outcome is StepOutcome.RUNNING:
             self._release(record, owner, self.policy.poll, None)
-            summary.waiting[key] = record.step_job
-        elif outcome == "DONE":
+            summary.waiting[record.key] = record.step_job
+            return
+        self._settle_result(record, owner, result, summary)
+
+    def _settle_result(self, record: JobRecord, owner: str, result: StepResult,
+                       summary: TickSummary) -> None:
+        """Act on a finished step: next state, a retry with backoff, or failed."""
+        key, state = record.key, record.status.state
+        if result.outcome is StepOutcome.DONE:
             self._move(record, owner, self._next(record.job, state), result.detail, summary)
-        elif outcome == "RETRY" and record.step_attempt + 1 < self.policy.max_attempts:
+        elif (result.outcome is StepOutcome.RETRY
+              and record.step_attempt + 1 < self.policy.max_attempts):
             attempt = record.step_attempt + 1
             wait = self.policy.backoff * 2 ** (attempt - 1)
 

@@ -86,6 +86,31 @@ def gcs_client(gcs_url: str):  # type: ignore[no-untyped-def]
     return client(gcs_url)
 
 
+@pytest.fixture(scope="session")
+def bq_gcs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder the BigQuery emulator reads ``gs://bucket/path`` from (``{root}/bucket/path``)."""
+    return tmp_path_factory.mktemp("bq-gcs")
+
+
+@pytest.fixture(scope="session")
+def bq_url(bq_gcs_root: Path) -> Iterator[str]:
+    """URL of a BigQuery emulator (bqemulator) for the session."""
+    from local.bq_emulator import BqEmulator
+
+    (ROOT / ".pytest_cache").mkdir(exist_ok=True)
+    with BqEmulator(gcs_root=bq_gcs_root,
+                    log_path=ROOT / ".pytest_cache" / "bq-emulator.log") as emulator:
+        yield emulator.url
+
+
+@pytest.fixture
+def bq_client(bq_url: str):  # type: ignore[no-untyped-def]
+    """A BigQuery client bound to the emulator (project demo-gardener)."""
+    from local.bq_emulator import client
+
+    return client(bq_url)
+
+
 @pytest.fixture
 def project(emulator_host: str) -> str:
     """A project of its own for this test."""

@@ -8,7 +8,6 @@ BigQuery emulator in ``test_warehouse.py``.
 
 from __future__ import annotations
 
-import enum
 import threading
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -16,22 +15,15 @@ from datetime import date, timedelta
 import pytest
 
 from shared.model import Datasets, Job, State
-from shared.postprocess import PostProcessPolicy, PostProcessor
+from shared.postprocess import PostProcessor, PostProcessPolicy
+from shared.gotime import format_time
+from shared.warehouse import StepOutcome, StepResult, step_of
+from shared.warehouse import job_id as step_job_id
 
 S = State
 
 
-class Outcome(enum.Enum):
-    RUNNING = "running"
-    DONE = "done"
-    RETRY = "retry"
-    FAILED = "failed"
-
-
-@dataclass
-class Result:
-    outcome: Outcome
-    detail: str
+Outcome = StepOutcome
 
 
 @dataclass
@@ -44,9 +36,6 @@ class MemoryWarehouse:
     deleted: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def job_id(self, key: str, step: State, run: str, attempt: int) -> str:
-        return f"{key}|{step.value}|{run}|{attempt}"
-
     def start(self, step: State, job: Job, job_id: str) -> None:
         with self.lock:
             self.starts.append(job_id)
@@ -56,11 +45,11 @@ class MemoryWarehouse:
         step = self.jobs[job_id]
         outcomes = self.script.get(step) or [Outcome.DONE]
         outcome = outcomes.pop(0) if len(outcomes) > 1 else outcomes[0]
-        return Result(outcome, f"{step.value} {outcome.value}: 10 rows")
+        return StepResult(outcome, f"{step.value} {outcome.name.lower()}: 10 rows")
 
-    def delete_partition(self, job: Job) -> str:
+    def delete_partition(self, job: Job) -> StepResult:
         self.deleted.append(job.table_partition())
-        return f"deleted {job.table_partition()}"
+        return StepResult(StepOutcome.DONE, f"deleted {job.table_partition()}")
 
 
 POLICY = PostProcessPolicy(batch=50, lease=timedelta(minutes=5), max_attempts=3,
@@ -89,8 +78,8 @@ def test_a_job_goes_through_every_step_to_complete(tracker, clock):
     status = tracker.get_status(key)
     assert [e.state for e in status.history][2:] == [
         S.POST_PROCESSING, S.LOADING, S.DEDUPLICATING, S.COPYING, S.DELETING, S.JOINING, S.COMPLETE]
-    assert [j.split("|")[1] for j in warehouse.starts] == [
-        "loading", "deduplicating", "copying", "joining"]
+    assert [step_of(j).state for j in warehouse.starts] == [
+        S.LOADING, S.DEDUPLICATING, S.COPYING, S.JOINING]
     assert warehouse.deleted == ["ndt7$20261102"]
     record = tracker.get_record(key)
     assert record.lease_owner == "" and record.step_job == ""
@@ -157,7 +146,7 @@ def test_a_tick_repeated_after_a_crash_starts_no_second_bigquery_job(tracker, cl
     # A tick claims the job and starts the load, then dies before recording it.
     owner = "tick-crashed"
     record = tracker.claim(tracker.get_record(key), processor.states, owner, clock() + POLICY.lease)
-    job_id = warehouse.job_id(key, S.LOADING, record.status.start_time.strftime("%Y-%m-%dT%H:%M:%SZ"), 0)
+    job_id = step_job_id(key, S.LOADING, format_time(record.status.start_time), 0)
     warehouse.start(S.LOADING, record.job, job_id)
     assert tracker.get_record(key).step_job == ""
 
