@@ -25,13 +25,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
-from local.emulator import EmulatorError, free_port
+from local.emulator import EmulatorError, EmulatorProcess
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
@@ -98,17 +96,16 @@ def _status(url: str, timeout: float = 1.0) -> int:
         return int(r.status)
 
 
-class BqEmulator:
+class BqEmulator(EmulatorProcess):
     """One bqemulator process on 127.0.0.1, in memory; ``gs://`` loads read under ``gcs_root``."""
+
+    name = "BigQuery emulator"
 
     def __init__(
         self, port: int | None = None, gcs_root: Path | None = None, log_path: Path | None = None
     ) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(port, log_path)
         self.gcs_root = Path(gcs_root) if gcs_root is not None else None
-        self.log_path = log_path
-        self._proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
         """Return the command line that starts this emulator (gRPC on a random free port)."""
@@ -126,64 +123,19 @@ class BqEmulator:
             env["BQEMU_GCS_LOCAL_ROOT"] = str(self.gcs_root.resolve())
         return env
 
-    def start(self, timeout: float = 60.0) -> Self:
-        """Start the emulator and wait until it answers; EmulatorError if it cannot."""
-        if self._proc is not None and self._proc.poll() is None:
-            return self
+    def cwd(self) -> str:
+        """A folder without ``.bqemu.toml``, so only our settings apply."""
+        return tempfile.gettempdir()
+
+    def prepare(self) -> None:
+        """Check the package is installed; create the folder ``gs://`` loads read from."""
         check_installed()
         if self.gcs_root is not None:
             self.gcs_root.mkdir(parents=True, exist_ok=True)
-        cmd = self.command()
-        log: IO[bytes] | None = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
-        try:
-            # The working directory holds no .bqemu.toml, so only our settings apply.
-            self._proc = subprocess.Popen(
-                cmd, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                env=self.environment(), cwd=tempfile.gettempdir(), start_new_session=True,
-            )
-        except OSError as exc:
-            raise EmulatorError(f"cannot run {cmd[0]}: {exc}. {INSTALL_HINT}") from exc
-        finally:
-            if log is not None:
-                log.close()  # the child has its own copy
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._proc = None
-                where = f" (see {self.log_path})" if self.log_path else ""
-                raise EmulatorError(f"the BigQuery emulator exited with {code}{where}")
-            try:
-                if _status(f"{self.url}/readyz") == 200:
-                    return self
-            except (OSError, urllib.error.URLError):
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise EmulatorError(f"the BigQuery emulator did not answer on {self.url} in {timeout}s")
 
-    @property
-    def running(self) -> bool:
-        """Whether the emulator process started here is still alive."""
-        return self._proc is not None and self._proc.poll() is None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the emulator: SIGTERM, then SIGKILL after ``timeout`` seconds."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def is_ready(self) -> bool:
+        """The emulator answers ``/readyz``."""
+        return _status(f"{self.url}/readyz") == 200
 
 
 def client(url: str, project: str = DEMO_PROJECT) -> bigquery.Client:

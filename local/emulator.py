@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import IO, Self
 
 _JAR = "platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"
 _SDK_ROOTS = ("/usr/lib/google-cloud-sdk", "/usr/share/google-cloud-sdk", "~/google-cloud-sdk")
@@ -74,62 +75,134 @@ def _get(url: str, timeout: float = 1.0) -> str:
         return r.read().decode()
 
 
-class FirestoreEmulator:
-    """One Firestore emulator process on 127.0.0.1."""
+class EmulatorProcess:
+    """An emulator run as one child process on 127.0.0.1 that we start, wait for and stop.
+
+    Subclasses give the :meth:`command`, what :meth:`is_ready` asks, and
+    optionally an :meth:`environment`, a working directory and checks in
+    :meth:`prepare`.
+    """
+
+    #: Name used in messages.
+    name = "emulator"
+    #: Seconds between readiness checks.
+    poll = 0.2
 
     def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
         self.port = port or free_port()
-        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> FirestoreEmulator:
+    def command(self) -> list[str]:
+        """Return the command line that starts the emulator."""
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str] | None:
+        """Return the process environment (None: ours)."""
+        return None
+
+    def cwd(self) -> str | None:
+        """Return the working directory of the process (None: ours)."""
+        return None
+
+    def prepare(self) -> None:
+        """Check and create what the process needs; EmulatorError if something is missing."""
+
+    def is_ready(self) -> bool:
+        """Return whether the emulator answers; OSError while it cannot be reached."""
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        """Whether the process started here is still alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 60.0) -> Self:
         """Start the emulator and wait until it answers; EmulatorError if it cannot."""
-        cmd = [check_java(), "-Xmx512m", "-cp", str(find_jar()), _MAIN, "start",
-               "--host=127.0.0.1", f"--port={self.port}"]
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+        if self.running:
+            return self
+        self.prepare()
+        cmd = self.command()
+        log: IO[bytes] | None = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(
+                cmd, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                env=self.environment(), cwd=self.cwd(), start_new_session=True,
+            )
+        except OSError as exc:
+            raise EmulatorError(f"cannot run {cmd[0]}: {exc}") from exc
+        finally:
+            if log is not None:
+                log.close()  # the child has its own copy
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise EmulatorError(f"the Firestore emulator exited with {self._proc.returncode}")
+                code, self._proc = self._proc.returncode, None
+                where = f" (see {self.log_path})" if self.log_path else ""
+                raise EmulatorError(f"the {self.name} exited with {code}{where}")
             try:
-                if _get(f"http://{self.host}/").strip() == "Ok":
+                if self.is_ready():
                     return self
             except (OSError, urllib.error.URLError):
-                time.sleep(0.2)
+                pass
+            time.sleep(self.poll)
         self.stop()
-        raise EmulatorError(f"the Firestore emulator did not answer on {self.host} in {timeout}s")
+        raise EmulatorError(f"the {self.name} did not answer on {self.url} in {timeout}s")
 
-    def wipe(self, project: str) -> None:
-        """Delete every document of ``project``'s default database."""
-        req = urllib.request.Request(
-            f"http://{self.host}/emulator/v1/projects/{project}/databases/(default)/documents",
-            method="DELETE",
-        )
-        urllib.request.urlopen(req, timeout=10).close()  # noqa: S310
-
-    def stop(self) -> None:
-        """Shut the emulator down (``POST /shutdown``, then signals if needed)."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the emulator: SIGTERM, then SIGKILL after ``timeout`` seconds."""
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
+        proc.terminate()
         try:
-            urllib.request.urlopen(  # noqa: S310
-                urllib.request.Request(f"http://{self.host}/shutdown", method="POST"), timeout=5
-            ).close()
-            proc.wait(timeout=10)
-        except (OSError, urllib.error.URLError, subprocess.TimeoutExpired):
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
-    def __enter__(self) -> FirestoreEmulator:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class FirestoreEmulator(EmulatorProcess):
+    """One Firestore emulator process on 127.0.0.1."""
+
+    name = "Firestore emulator"
+
+    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+        super().__init__(port, log_path)
+        self.host = f"127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        """Return the java command line that runs the emulator's jar."""
+        return [check_java(), "-Xmx512m", "-cp", str(find_jar()), _MAIN, "start",
+                "--host=127.0.0.1", f"--port={self.port}"]
+
+    def is_ready(self) -> bool:
+        """The emulator answers ``Ok`` on ``/``."""
+        return _get(f"{self.url}/").strip() == "Ok"
+
+    def wipe(self, project: str) -> None:
+        """Delete every document of ``project``'s default database."""
+        req = urllib.request.Request(
+            f"{self.url}/emulator/v1/projects/{project}/databases/(default)/documents",
+            method="DELETE",
+        )
+        urllib.request.urlopen(req, timeout=10).close()  # noqa: S310
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the emulator to shut down (``POST /shutdown``), then stop the process."""
+        if self.running:
+            try:
+                urllib.request.urlopen(  # noqa: S310
+                    urllib.request.Request(f"{self.url}/shutdown", method="POST"), timeout=5
+                ).close()
+                self._proc.wait(timeout=timeout)  # type: ignore[union-attr]
+            except (OSError, urllib.error.URLError, subprocess.TimeoutExpired):
+                pass
+        super().stop(timeout)

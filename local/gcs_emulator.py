@@ -18,14 +18,11 @@ import importlib.util
 import os
 import platform
 import shutil
-import subprocess
-import time
-import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self
 
-from local.emulator import EmulatorError, free_port
+from local.emulator import EmulatorError, EmulatorProcess
 
 if TYPE_CHECKING:
     from google.cloud import storage
@@ -82,17 +79,17 @@ def _status(url: str, timeout: float = 1.0) -> int:
         return int(r.status)
 
 
-class GcsEmulator:
+class GcsEmulator(EmulatorProcess):
     """One fake-gcs-server process on 127.0.0.1: memory backend, or filesystem under ``root``."""
+
+    name = "GCS emulator"
+    poll = 0.1
 
     def __init__(
         self, port: int | None = None, root: Path | None = None, log_path: Path | None = None
     ) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(port, log_path)
         self.root = Path(root) if root is not None else None
-        self.log_path = log_path
-        self._proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
         """Return the command line that starts this emulator."""
@@ -102,60 +99,22 @@ class GcsEmulator:
             return [*cmd, "-backend", "memory"]
         return [*cmd, "-backend", "filesystem", "-filesystem-root", str(self.root.resolve())]
 
-    def start(self, timeout: float = 30.0) -> Self:
-        """Start the emulator and wait until it answers; EmulatorError if it cannot."""
-        if self._proc is not None and self._proc.poll() is None:
-            return self
-        cmd = self.command()
+    def prepare(self) -> None:
+        """Create the filesystem backend's folder."""
         if self.root is not None:
             self.root.mkdir(parents=True, exist_ok=True)
-        log: IO[bytes] | None = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
-        try:
-            self._proc = subprocess.Popen(cmd, stdout=log or subprocess.DEVNULL,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
-        except OSError as exc:
-            raise EmulatorError(f"cannot run {cmd[0]}: {exc}. {INSTALL_HINT}") from exc
-        finally:
-            if log is not None:
-                log.close()  # the child has its own copy
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._proc = None
-                where = f" (see {self.log_path})" if self.log_path else ""
-                raise EmulatorError(f"the GCS emulator exited with {code}{where}")
-            try:
-                if _status(f"{self.url}/storage/v1/b") == 200:
-                    return self
-            except (OSError, urllib.error.URLError):
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise EmulatorError(f"the GCS emulator did not answer on {self.url} in {timeout}s")
 
-    @property
-    def running(self) -> bool:
-        """Whether the emulator process started here is still alive."""
-        return self._proc is not None and self._proc.poll() is None
+    def is_ready(self) -> bool:
+        """The emulator lists buckets."""
+        return _status(f"{self.url}/storage/v1/b") == 200
+
+    def start(self, timeout: float = 30.0) -> Self:
+        """Start the emulator and wait until it answers; EmulatorError if it cannot."""
+        return super().start(timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the emulator: SIGTERM, then SIGKILL after ``timeout`` seconds."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().stop(timeout)
 
 
 def client(url: str, project: str = DEMO_PROJECT) -> storage.Client:
