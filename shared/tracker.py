@@ -153,7 +153,7 @@ class Tracker:
             self.move(rec, state, detail, self.clock())
             return rec
 
-        return self._transact(key, change)
+        return self._transact(key, change)[0]
 
     def set_detail(self, key: str, detail: str) -> None:
         """Set the current state entry's detail (``-`` keeps the text) and count an update."""
@@ -196,9 +196,11 @@ class Tracker:
             self.fail(rec, f"{rec.status.state.value}: {error}", self.clock())
             return rec
 
-        return self._transact(key, change)
+        return self._transact(key, change)[0]
 
-    def _transact(self, key: str, change: Callable[[JobRecord], JobRecord]) -> State:
+    def _transact(self, key: str, change: Callable[[JobRecord], JobRecord]
+                  ) -> tuple[State, JobRecord]:
+        """Apply ``change`` in one transaction; return the state before and the record after."""
         before: list[State] = []
 
         def tracked(rec: JobRecord) -> JobRecord:
@@ -211,7 +213,7 @@ class Tracker:
             raise JobNotFound(key) from None
         if after.status.state is not before[0]:
             log.info("job %s: %s -> %s", key, before[0].value, after.status.state.value)
-        return before[0]
+        return before[0], after
 
     def expire_stale(self, cutoff: datetime, limit: int) -> list[str]:
         """Fail every job in flight whose last activity is before ``cutoff``; return their keys.
@@ -286,25 +288,16 @@ class Tracker:
         again from ``free_at`` (default: at once).
         """
 
-        before: list[State] = []
-
         def apply(rec: JobRecord) -> JobRecord:
             if rec.lease_owner != owner:
                 raise LeaseLost(key)
-            before[:] = [rec.status.state]
             now = self.clock()
             change(rec, now)
             rec.status.heartbeat_time = max(rec.status.heartbeat_time, now)
             rec.lease_owner, rec.lease_until = "", free_at or FREE
             return rec
 
-        try:
-            record = self.store.transact(key, self._noting_failure(apply))
-        except DocumentMissing:
-            raise JobNotFound(key) from None
-        if record.status.state is not before[0]:
-            log.info("job %s: %s -> %s", key, before[0].value, record.status.state.value)
-        return record
+        return self._transact(key, apply)[1]
 
     @staticmethod
     def move(rec: JobRecord, state: State, detail: str, now: datetime) -> None:
