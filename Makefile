@@ -5,26 +5,31 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench bench-next bench-maintenance clean
+.PHONY: run test bench bench-next bench-maintenance bench-postprocess clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-## run: start the Firestore emulator and every function at http://127.0.0.1:$${PORT:-8080}
+## run: start the emulators and every function at http://127.0.0.1:$${PORT:-8080}
 run: $(VENV)/.installed
 	$(PY) -m local.stack
 
-## test: start the emulator, run every test, stop the emulator
+## test: start the emulators, run every test, stop the emulators
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
-## bench: the three benchmarks, hot path, next job, then maintenance (prints tables, writes bench/results/)
+## bench: every benchmark: hot path, next job, maintenance, post-processing (prints tables, writes bench/results/)
 bench: $(VENV)/.installed
 	$(PY) -m bench.hot_path
 	$(PY) -m bench.next_job
 	$(PY) -m bench.maintenance
+	$(PY) -m bench.postprocess
+
+## bench-postprocess: the post-processing tick benchmark alone (writes bench/results/postprocess.json)
+bench-postprocess: $(VENV)/.installed
+	$(PY) -m bench.postprocess
 
 ## bench-next: the next-job benchmark alone (prints tables, writes bench/results/next_job.json)
 bench-next: $(VENV)/.installed
