@@ -251,4 +251,4 @@ class PostProcessor:
             if detail is not None:
                 rec.status.set_detail(detail, now)
 
-        self.tracker.settle(record.key, owner, change, self.clock() + after)
+        self.tracker.settle(record.key, owner, change, self.clock() + after, progress=False)

@@ -279,13 +279,16 @@ class Tracker:
         owner: str,
         change: Callable[[JobRecord, datetime], None],
         free_at: datetime | None = None,
+        progress: bool = True,
     ) -> JobRecord:
         """Apply ``change`` to a job ``owner`` has leased, then release the lease.
 
         One transaction: it raises :class:`LeaseLost` and writes nothing if the
-        lease is no longer ``owner``'s. ``change`` may call :meth:`move`; the
-        post-processor's visit counts as a heartbeat. The job may be claimed
-        again from ``free_at`` (default: at once).
+        lease is no longer ``owner``'s. ``change`` may call :meth:`move`. A visit
+        that made ``progress`` counts as a heartbeat; a mere look (a BigQuery
+        job still running, a join still waiting) does not, so a job stuck there
+        expires like any other. The job may be claimed again from ``free_at``
+        (default: at once).
         """
 
         def apply(rec: JobRecord) -> JobRecord:
@@ -293,7 +296,8 @@ class Tracker:
                 raise LeaseLost(key)
             now = self.clock()
             change(rec, now)
-            rec.status.heartbeat_time = max(rec.status.heartbeat_time, now)
+            if progress:
+                rec.status.heartbeat_time = max(rec.status.heartbeat_time, now)
             rec.lease_owner, rec.lease_until = "", free_at or FREE
             return rec
 

@@ -215,3 +215,21 @@ def test_a_source_pipeline_is_followed(tracker, clock):
                               pipelines={("archive-bucket", "ndt", "tcpinfo"): steps})
     ticks(processor, clock, 20)
     assert [e.state for e in tracker.get_status(key).history][3:] == [*steps, S.COMPLETE]
+
+
+def test_a_step_that_never_finishes_expires_like_any_stuck_job(tracker, clock):
+    from shared.maintenance import Maintenance, MaintenancePolicy
+
+    key = ready(tracker)
+    warehouse = MemoryWarehouse(script={S.LOADING: [Outcome.RUNNING]})
+    processor = PostProcessor(tracker, warehouse, POLICY, clock=clock)
+    policy = MaintenancePolicy(expiration=timedelta(hours=6))
+    for _ in range(5):  # loading starts, then every look finds it running
+        processor.tick()
+        clock.advance(hours=1)
+    assert Maintenance(tracker, policy).run()["expired"] == []  # the start was progress
+    for _ in range(3):
+        processor.tick()
+        clock.advance(hours=1)
+    assert Maintenance(tracker, policy).run()["expired"] == [key]
+    assert tracker.get_status(key).error.startswith("expired in loading:")
