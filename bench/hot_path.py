@@ -814,13 +814,34 @@ def main(argv: list[str] | None = None) -> int:
                 _wipe(host, project)
     report["emulator_lock_timeouts"] = _lock_timeouts() if emulator is not None else None
 
-    report["run_seconds"] = time.perf_counter() - started
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    report["json_path"] = str(args.json.resolve().relative_to(ROOT)
-                              if args.json.resolve().is_relative_to(ROOT) else args.json)
-    args.json.write_text(json.dumps(_finite(report), indent=2, default=str) + "\n")
-    print(render(report))
+    publish(report, args.json, started, render)
     return 0
+
+
+def publish(report: dict[str, Any], path: Path, started: float,
+            render_report: Callable[[dict[str, Any]], str]) -> None:
+    """Finish a benchmark: note its run time, write ``report`` as JSON to ``path``, print it."""
+    report["run_seconds"] = time.perf_counter() - started
+    path.parent.mkdir(parents=True, exist_ok=True)
+    resolved = path.resolve()
+    report["json_path"] = str(resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else path)
+    path.write_text(json.dumps(_finite(report), indent=2, default=str) + "\n")
+    print(render_report(report))
+
+
+def size_list(maximum: int) -> Callable[[str], list[int]]:
+    """An argparse type: comma-separated job counts from 1 to ``maximum``, sorted, distinct."""
+
+    def parse(text: str) -> list[int]:
+        try:
+            sizes = sorted({int(x.replace("_", "")) for x in text.split(",") if x.strip()})
+        except ValueError:
+            raise argparse.ArgumentTypeError("--sizes takes comma-separated integers") from None
+        if not sizes or sizes[0] < 1 or sizes[-1] > maximum:
+            raise argparse.ArgumentTypeError(f"sizes must be between 1 and {maximum:,}")
+        return sizes
+
+    return parse
 
 
 def _lock_timeouts() -> int | None:

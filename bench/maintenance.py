@@ -72,7 +72,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.hot_path import RESULTS_DIR, _f, _finite, _wipe, emulator_host, machine_facts  # noqa: E402
+from bench.hot_path import (  # noqa: E402
+    RESULTS_DIR,
+    _f,
+    _wipe,
+    emulator_host,
+    machine_facts,
+    publish,
+    size_list,
+)
 from bench.next_job import _interrupt, _progress, deferred_interrupts, gcs_facts  # noqa: E402
 from local.gcs_emulator import GcsEmulator  # noqa: E402
 from local.gcs_emulator import client as gcs_client_for  # noqa: E402
@@ -784,21 +792,11 @@ def render(report: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- main
 
 
-def _sizes(text: str) -> list[int]:
-    try:
-        sizes = sorted({int(s.replace("_", "")) for s in text.split(",") if s.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError("--sizes takes comma-separated integers") from None
-    if not sizes or sizes[0] < 1 or sizes[-1] > MAX_SIZE:
-        raise argparse.ArgumentTypeError(f"sizes must be between 1 and {MAX_SIZE:,}")
-    return sizes
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line; ``--quick`` means sizes 1,000 and 10,000 unless ``--sizes`` is given."""
     p = argparse.ArgumentParser(prog="python -m bench.maintenance",
                                 description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", type=_sizes,
+    p.add_argument("--sizes", type=size_list(MAX_SIZE),
                    help="job counts, one fresh project each (default 1000,10000,100000)")
     p.add_argument("--quick", action="store_true", help="sizes 1000,10000")
     p.add_argument("--expiry-max", type=int, default=DEFAULT_EXPIRY_MAX,
@@ -897,12 +895,7 @@ def main(argv: list[str] | None = None) -> int:
         _progress("interrupted")
         return 130
 
-    report["run_seconds"] = time.perf_counter() - started
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    report["json_path"] = str(args.json.resolve().relative_to(ROOT)
-                              if args.json.resolve().is_relative_to(ROOT) else args.json)
-    args.json.write_text(json.dumps(_finite(report), indent=2, default=str) + "\n")
-    print(render(report))
+    publish(report, args.json, started, render)
     return 0
 
 

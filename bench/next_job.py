@@ -58,10 +58,10 @@ from bench.hot_path import (  # noqa: E402
     Latencies,
     RequestsCaller,
     _f,
-    _finite,
     _wipe,
     emulator_host,
     machine_facts,
+    publish,
 )
 from local.emulator import free_port  # noqa: E402
 from local.gcs_emulator import GcsEmulator, find_binary, seed  # noqa: E402
@@ -760,12 +760,7 @@ def main(argv: list[str] | None = None) -> int:
         _progress("interrupted")
         return 130
 
-    report["run_seconds"] = time.perf_counter() - started
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    report["json_path"] = str(args.json.resolve().relative_to(ROOT)
-                              if args.json.resolve().is_relative_to(ROOT) else args.json)
-    args.json.write_text(json.dumps(_finite(report), indent=2, default=str) + "\n")
-    print(render(report))
+    publish(report, args.json, started, render)
     if any(r["duplicates"] for r in report["http"]):
         _progress("a job was handed out twice")
         return 1

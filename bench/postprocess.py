@@ -36,7 +36,6 @@ the emulator it started is stopped at the end, also on error.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import signal
@@ -60,11 +59,12 @@ from bench.hot_path import (  # noqa: E402
     RESULTS_DIR,
     Latencies,
     _f,
-    _finite,
     _wipe,
     bench_job,
     emulator_host,
     machine_facts,
+    publish,
+    size_list,
 )
 from bench.next_job import _interrupt, _progress  # noqa: E402
 from shared.model import Job, State, StateInfo, utcnow  # noqa: E402
@@ -689,21 +689,11 @@ def overlap_notes(overlap: Sequence[dict[str, Any]], series: Sequence[dict[str, 
 # --------------------------------------------------------------------------- main
 
 
-def _sizes(text: str) -> list[int]:
-    try:
-        sizes = sorted({int(s.replace("_", "")) for s in text.split(",") if s.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError("--sizes takes comma-separated integers") from None
-    if not sizes or sizes[0] < 1 or sizes[-1] > MAX_SIZE:
-        raise argparse.ArgumentTypeError(f"sizes must be between 1 and {MAX_SIZE:,}")
-    return sizes
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line; ``--quick`` means sizes 10,100 unless ``--sizes`` is given."""
     p = argparse.ArgumentParser(prog="python -m bench.postprocess",
                                 description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", type=_sizes,
+    p.add_argument("--sizes", type=size_list(MAX_SIZE),
                    help="job counts, one fresh project per run (default 10,100,1000)")
     p.add_argument("--quick", action="store_true", help="sizes 10,100, for a smoke run")
     p.add_argument("--overlap-n", type=int, default=100,
@@ -798,12 +788,7 @@ def main(argv: list[str] | None = None) -> int:
         _progress("interrupted")
         return 130
 
-    report["run_seconds"] = time.perf_counter() - started
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    report["json_path"] = str(args.json.resolve().relative_to(ROOT)
-                              if args.json.resolve().is_relative_to(ROOT) else args.json)
-    args.json.write_text(json.dumps(_finite(report), indent=2, default=str) + "\n")
-    print(render(report))
+    publish(report, args.json, started, render)
     ok = all(Verification(**r["verification"]).ok and not r["stopped_early"]
              for r in [*report["series"], *report["overlap"]])
     if not ok:
