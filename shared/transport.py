@@ -16,7 +16,7 @@ decides what it means. Statuses listed in ``answers`` (the tracker's 503
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -113,6 +113,8 @@ class Transport:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         answers: Collection[int] = (),
+        data: Mapping[str, Any] | None = None,
+        accept: Callable[[requests.Response], bool] | None = None,
     ) -> requests.Response:
         """Send one call, retrying transient failures; return the final response.
 
@@ -120,7 +122,10 @@ class Transport:
         status is retryable and not in ``answers`` is retried; when attempts
         run out, or the connection keeps failing, :class:`TransportError`
         says which call failed and why. Other responses, 4xx included, are
-        returned as they are.
+        returned as they are. ``accept`` narrows ``answers`` further: a
+        retryable response is returned at once only if ``accept(response)``
+        is true (the no-job 503 of next-job, but not an overloaded 503).
+        ``data`` is sent as a form body, ``params`` in the query string.
         """
         url = self.url(path)
 
@@ -142,9 +147,12 @@ class Transport:
 
         def send() -> requests.Response:
             response = self.session.request(
-                method, url, params=params, json=json, timeout=self.timeout
+                method, url, params=params, data=data, json=json, timeout=self.timeout
             )
-            if response.status_code in RETRY_STATUSES and response.status_code not in answers:
+            status = response.status_code
+            if status in RETRY_STATUSES and not (
+                status in answers and (accept is None or accept(response))
+            ):
                 raise _RetryableStatus(response)
             return response
 

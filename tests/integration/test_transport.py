@@ -72,6 +72,15 @@ def test_listed_answers_are_not_retried(scripted: Scripted) -> None:
     assert len(scripted.seen) == 1
 
 
+def test_accept_returns_only_the_answers_it_recognises(scripted: Scripted) -> None:
+    scripted.script += [(503, '{"error": "Firestore unavailable"}'), (503, "No job found. Try again.")]
+    response = fast(scripted.url).request(
+        "POST", "/v2/job/next", call="next", answers=(503,),
+        accept=lambda r: r.text.startswith("No job found"))
+    assert response.text == "No job found. Try again."
+    assert len(scripted.seen) == 2
+
+
 def test_gives_up_after_the_attempts_and_names_the_call(scripted: Scripted) -> None:
     scripted.script += [(500, '{"error": "internal error"}')] * 3
     with pytest.raises(TransportError) as caught:
