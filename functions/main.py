@@ -23,7 +23,7 @@ for _dir in (Path(__file__).resolve().parent, Path(__file__).resolve().parent.pa
             sys.path.insert(0, str(_dir))
         break
 
-from shared import runtime, status_page  # noqa: E402
+from shared import logs, runtime, status_page  # noqa: E402
 from shared.http_api import endpoint, error_response, json_response, parse  # noqa: E402
 from shared.model import State, utcnow  # noqa: E402
 from shared.schemas import (  # noqa: E402
@@ -34,9 +34,7 @@ from shared.schemas import (  # noqa: E402
     UpdateParams,
 )
 
-logging.basicConfig(
-    level=os.environ.get("LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s"
-)
+logs.setup()
 
 _UPDATE, _HEARTBEAT, _ERROR, _STATUS = UpdateParams(), HeartbeatParams(), ErrorParams(), StatusQuery()
 _JOB = JobSchema()

@@ -25,6 +25,7 @@ from shared.errors import (
     TrackerError,
     Unavailable,
 )
+from shared.logs import request_trace
 from shared.schemas import MISSING
 
 log = logging.getLogger(__name__)
@@ -97,11 +98,18 @@ def error_response(status: int, message: str, fields: dict[str, Any] | None = No
 
 
 def endpoint(methods: Iterable[str]) -> Callable[[Handler], Handler]:
-    """Wrap a handler: answer 405 for other methods and map errors to status codes."""
+    """Wrap a handler: answer 405 for other methods and map errors to status codes.
+
+    Log lines written while the handler runs carry the request's trace id.
+    """
     allowed = tuple(methods)
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
+        def traced(request: flask.Request) -> flask.Response:
+            with request_trace(request.headers):
+                return wrapper(request)
+
         def wrapper(request: flask.Request) -> flask.Response:
             if request.method not in allowed:
                 response = error_response(
@@ -125,6 +133,6 @@ def endpoint(methods: Iterable[str]) -> Callable[[Handler], Handler]:
                 log.exception("%s %s failed", request.method, request.path)
                 return error_response(500, "internal error")
 
-        return wrapper
+        return traced
 
     return decorate

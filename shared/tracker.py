@@ -56,6 +56,19 @@ Clock = Callable[[], datetime]
 _TICK = timedelta(microseconds=1)
 
 
+def log_state_change(key: str, old: State | None, new: State, detail: str = "") -> None:
+    """Log one line for a job's change of state: fields ``job``, ``old_state``, ``new_state``, ``detail``.
+
+    Every state change passes here once: a job created or restarted
+    (``old`` None or terminal, ``new`` init) and every transaction that
+    changes the state (updates, errors, expiry, post-processing).
+    """
+    was = old.value if old is not None else "new"
+    log.info("job %s: %s -> %s%s", key, was, new.value, f" ({detail})" if detail else "",
+             extra={"job": key, "old_state": old.value if old is not None else None,
+                    "new_state": new.value, **({"detail": detail} if detail else {})})
+
+
 class _StillAlive(Exception):
     """Aborts an expiry transaction: the job showed life since the query."""
 
@@ -100,7 +113,7 @@ class Tracker:
             record = JobRecord.new(job, self.clock(), offer)
             try:
                 self.store.create(record)
-                log.info("added job %s %s", record.key, offer)
+                log_state_change(record.key, None, State.INIT, f"offer {offer}" if offer else "")
                 return record
             except DocumentExists:
                 pass
@@ -118,7 +131,9 @@ class Tracker:
                 self.store.replace(record, if_update_time=existing.update_time)
             except DocumentChanged:
                 continue  # someone else wrote it first: look again
-            log.info("restarted %s job %s %s", state.value, record.key, offer)
+            log_state_change(record.key, state, State.INIT,
+                             f"restarted by offer {offer}, attempt {record.attempts}"
+                             if offer else f"restarted, attempt {record.attempts}")
             return record
         raise JobAlreadyExists(record.key, State.INIT, offer)
 
@@ -212,7 +227,8 @@ class Tracker:
         except DocumentMissing:
             raise JobNotFound(key) from None
         if after.status.state is not before[0]:
-            log.info("job %s: %s -> %s", key, before[0].value, after.status.state.value)
+            reason = after.status.detail if after.status.state is State.FAILED else ""
+            log_state_change(key, before[0], after.status.state, reason)
         return before[0], after
 
     def expire_stale(self, cutoff: datetime, limit: int) -> list[str]:
