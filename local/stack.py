@@ -8,7 +8,10 @@ for yesterday and for days of the last ten, checks the job-service config
 the ``api`` router with functions-framework on ``http://127.0.0.1:$PORT``
 (default 8080), calls the scheduled functions on a timer as Cloud Scheduler
 would (``/maintain`` every ``MAINTAIN_INTERVAL`` seconds, default 10), and
-stops everything on Ctrl-C.
+stops everything on Ctrl-C. With ``--fleet N`` (or ``FLEET=N``) it also runs N
+simulated parsers (:mod:`local.fleet`) and, with the demo config, shortens the
+tracker timeout to 20 s, the timers to 5 s and the retry backoff to 10 s so
+every state shows within a minute.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from local.emulator import EmulatorError, FirestoreEmulator
+from local.fleet import Fleet
 from local.gcs_emulator import GcsEmulator, client, seed
 from shared.config import ConfigError, load_config
 from shared.model import utcnow
@@ -45,6 +49,15 @@ LOCAL_SETTINGS = {"SNAPSHOT_BUCKET": SNAPSHOT_BUCKET, "RETRY_BACKOFF": "30s",
 
 #: The scheduled functions and the environment variable that sets each one's interval.
 SCHEDULED = {"/maintain": "MAINTAIN_INTERVAL", "/postprocess": "POSTPROCESS_INTERVAL"}
+
+#: The demo config's tracker timeout (``DEMO_TIMEOUT``), without and with a fleet.
+DEMO_TIMEOUT, FLEET_DEMO_TIMEOUT = "3m", "20s"
+
+#: Seconds between scheduled calls while a fleet runs, unless the environment sets them.
+FLEET_INTERVALS = {"MAINTAIN_INTERVAL": "5", "POSTPROCESS_INTERVAL": "5"}
+
+#: Settings of the functions that a fleet shortens further, unless the environment sets them.
+FLEET_SETTINGS = {"RETRY_BACKOFF": "10s"}
 
 
 def start_functions(
@@ -101,9 +114,10 @@ def demo_archives(today: date) -> list[str]:
     return names
 
 
-def demo_env(today: date) -> dict[str, str]:
-    """Environment that fills the demo config's placeholders."""
-    return {"DEMO_BUCKET": DEMO_BUCKET, "DEMO_START_DATE": f"{today - timedelta(days=10):%Y-%m-%d}"}
+def demo_env(today: date, timeout: str = DEMO_TIMEOUT) -> dict[str, str]:
+    """Environment that fills the demo config's placeholders (``DEMO_TIMEOUT`` wins if set)."""
+    return {"DEMO_BUCKET": DEMO_BUCKET, "DEMO_START_DATE": f"{today - timedelta(days=10):%Y-%m-%d}",
+            "DEMO_TIMEOUT": os.environ.get("DEMO_TIMEOUT", timeout)}
 
 
 def tick(base: str, path: str, interval: float, stop: threading.Event) -> None:
@@ -131,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="port of the base URL (default: $PORT or 8080)")
     parser.add_argument("--project", default=os.environ.get("GOOGLE_CLOUD_PROJECT", DEFAULT_PROJECT),
                         help="Firestore project (default: %(default)s)")
+    parser.add_argument("--fleet", type=int, default=int(os.environ.get("FLEET") or 0),
+                        help="simulated parsers to run against the stack (default: $FLEET or 0)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
 
@@ -138,10 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     local_dir.mkdir(exist_ok=True)
     env = {"GOOGLE_CLOUD_PROJECT": args.project,
            **{k: v for k, v in LOCAL_SETTINGS.items() if k not in os.environ}}
+    if args.fleet:
+        env.update({k: v for k, v in FLEET_SETTINGS.items() if k not in os.environ})
     config_path = os.environ.get("GARDENER_CONFIG")
     if not config_path:
         config_path = str(DEMO_CONFIG)
-        env.update(demo_env(utcnow().date()))
+        env.update(demo_env(utcnow().date(), FLEET_DEMO_TIMEOUT if args.fleet else DEMO_TIMEOUT))
     env["GARDENER_CONFIG"] = config_path
     try:
         load_config(config_path, {**os.environ, **env})
@@ -184,11 +202,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  curl -X POST '{base}/v2/job/update?id=<ID>&state=parsing&detail=starting'")
     print(f"  curl -X POST '{base}/v2/job/heartbeat?id=<ID>'")
     stop = threading.Event()
+    intervals = FLEET_INTERVALS if args.fleet else {}
     for path, variable in SCHEDULED.items():
-        interval = float(os.environ.get(variable, "10"))
+        interval = float(os.environ.get(variable, intervals.get(variable, "10")))
         threading.Thread(target=tick, args=(base, path, interval, stop), daemon=True).start()
         print(f"Calling {path} every {interval:g} s ({variable})")
     print(f"Snapshots go to gs://{env.get('SNAPSHOT_BUCKET')}/")
+    fleet = Fleet(base, args.fleet).start() if args.fleet > 0 else None
+    if fleet:
+        timeout = f" (tracker timeout {env['DEMO_TIMEOUT']})" if "DEMO_TIMEOUT" in env else ""
+        print(f"Demo fleet: {args.fleet} simulated parsers{timeout}; watch {base}/status")
     print("Ctrl-C stops everything.", flush=True)
     try:
         while server.poll() is None:
@@ -199,7 +222,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\nstopping", flush=True)
         return 0
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan the emulators
         stop.set()
+        if fleet:
+            fleet.stop(timeout=5)
         stop_process(server)
         for emulator in (gcs, firestore_emulator):
             if emulator:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -41,6 +42,8 @@ def stack(emulator_host: str, gcs_url: str) -> Iterator[str]:
     try:
         while "Ctrl-C" not in (line := proc.stdout.readline()):
             assert line, "the stack stopped before it was ready"
+        # Keep reading, so the stack never blocks on a full pipe.
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
