@@ -136,3 +136,11 @@ def test_next_says_none_when_every_job_is_handed_out(client: TrackerClient) -> N
         assert assignment.key not in keys
         keys.add(assignment.key)
     assert client.next() is None
+
+
+def test_the_client_imports_no_storage_library() -> None:
+    code = ("import sys, shared.client; "
+            "print([m for m in sys.modules if m.startswith(('google.cloud.', 'shared.store'))])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
