@@ -10,7 +10,9 @@ service account). The local stack (``http://127.0.0.1:...``) needs none.
 Connection errors, 429 and 5xx answers are retried with exponential backoff
 and full jitter (tenacity); every other answer is returned to the caller, who
 decides what it means. Statuses listed in ``answers`` (the tracker's 503
-"no job" for next-job) are returned at once, never retried.
+"no job" for next-job) are returned at once, never retried; ``accept`` can
+narrow that to the answers it recognises (so an overloaded 503 is still
+retried).
 """
 
 from __future__ import annotations
