@@ -23,6 +23,7 @@ for _dir in (Path(__file__).resolve().parent, Path(__file__).resolve().parent.pa
             sys.path.insert(0, str(_dir))
         break
 
+from shared import metrics as prometheus_metrics  # noqa: E402
 from shared import runtime, status_page  # noqa: E402
 from shared.http_api import endpoint, error_response, json_response, parse  # noqa: E402
 from shared.model import State, utcnow  # noqa: E402
@@ -115,6 +116,15 @@ def status(request: flask.Request) -> flask.Response:
     )
 
 
+@functions_framework.http
+@endpoint(["GET"])
+def metrics(request: flask.Request) -> flask.Response:
+    """``/metrics``: job counts per source and state and the streams' dates, Prometheus text."""
+    service = runtime.job_service()
+    body = prometheus_metrics.scrape(runtime.tracker(), service.cursors, service.config)
+    return flask.Response(body, content_type=prometheus_metrics.CONTENT_TYPE)
+
+
 #: Paths the ``api`` router serves: the Go parsers' paths and each entry point's name.
 ROUTES = {
     "/v2/job/next": next_job,
@@ -129,6 +139,7 @@ ROUTES = {
     "/postprocess": postprocess,
     "/status": status,
     "/": status,
+    "/metrics": metrics,
 }
 
 
