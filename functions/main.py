@@ -24,8 +24,9 @@ for _dir in (Path(__file__).resolve().parent, Path(__file__).resolve().parent.pa
         break
 
 from shared import metrics as prometheus_metrics  # noqa: E402
+from shared import openapi  # noqa: E402
 from shared import runtime, status_page  # noqa: E402
-from shared.http_api import endpoint, error_response, json_response, parse  # noqa: E402
+from shared.http_api import Answer, endpoint, error_response, json_response, parse  # noqa: E402
 from shared.model import State, utcnow  # noqa: E402
 from shared.schemas import (  # noqa: E402
     ErrorParams,
@@ -48,7 +49,8 @@ NO_JOB_RETRY_AFTER = 10
 
 
 @functions_framework.http
-@endpoint(["POST"])
+@endpoint(["POST"], _UPDATE, {200: Answer("the new and previous state",
+                                             schema=openapi.UpdateAnswer())})
 def update(request: flask.Request) -> flask.Response:
     """``/v2/job/update?id=&state=&detail=``: report progress or a new state."""
     p = parse(_UPDATE, request)
@@ -57,7 +59,7 @@ def update(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-@endpoint(["POST"])
+@endpoint(["POST"], _HEARTBEAT, {200: Answer("acknowledged", schema=openapi.HeartbeatAnswer())})
 def heartbeat(request: flask.Request) -> flask.Response:
     """``/v2/job/heartbeat?id=``: prove the job's parser is alive."""
     p = parse(_HEARTBEAT, request)
@@ -66,7 +68,8 @@ def heartbeat(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-@endpoint(["POST"])
+@endpoint(["POST"], _ERROR, {200: Answer("the job is in parseError",
+                                            schema=openapi.UpdateAnswer())})
 def error(request: flask.Request) -> flask.Response:
     """``/v2/job/error?id=&error=``: report a parse error (state ``parseError``)."""
     p = parse(_ERROR, request)
@@ -75,7 +78,9 @@ def error(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-@endpoint(["POST"])
+@endpoint(["POST"], answers={
+    200: Answer("the job handed out", schema=openapi.NextJobAnswer()),
+    503: Answer(NO_JOB_FOUND, ("text/plain",))})
 def next_job(request: flask.Request) -> flask.Response:
     """``/v2/job/next``: hand out the next job; 503 ``No job found. Try again.`` if none."""
     record = runtime.job_service().next_job()
@@ -86,21 +91,22 @@ def next_job(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-@endpoint(["POST"])
+@endpoint(["POST"], answers={200: Answer("a summary of the run")})
 def maintain(request: flask.Request) -> flask.Response:
     """``/maintain`` (Cloud Scheduler): expire stale jobs, remove old complete ones, snapshot."""
     return json_response(runtime.maintenance().run())
 
 
 @functions_framework.http
-@endpoint(["POST"])
+@endpoint(["POST"], answers={200: Answer("a summary of the tick")})
 def postprocess(request: flask.Request) -> flask.Response:
     """``/postprocess`` (Cloud Scheduler): one post-processing tick over leased jobs."""
     return json_response(runtime.postprocessor().tick())
 
 
 @functions_framework.http
-@endpoint(["GET", "HEAD"])
+@endpoint(["GET", "HEAD"], _STATUS, {200: Answer("the page, or JSON with format=json",
+                                                   ("text/html", "application/json"))})
 def status(request: flask.Request) -> flask.Response:
     """``/status``: every job, oldest first; ``?format=json``, ``state=``, ``experiment=``, ``datatype=``."""
     q = parse(_STATUS, request)
@@ -117,7 +123,7 @@ def status(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-@endpoint(["GET"])
+@endpoint(["GET"], answers={200: Answer("Prometheus text", (prometheus_metrics.CONTENT_TYPE,))})
 def metrics(request: flask.Request) -> flask.Response:
     """``/metrics``: job counts per source and state and the streams' dates, Prometheus text."""
     service = runtime.job_service()
@@ -141,6 +147,16 @@ ROUTES = {
     "/": status,
     "/metrics": metrics,
 }
+
+
+@functions_framework.http
+@endpoint(["GET"], answers={200: Answer("this document")})
+def openapi_json(request: flask.Request) -> flask.Response:
+    """``/openapi.json``: the OpenAPI 3 document of every route the router serves."""
+    return json_response(openapi.document(ROUTES))
+
+
+ROUTES["/openapi.json"] = openapi_json
 
 
 @functions_framework.http
