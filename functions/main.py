@@ -108,17 +108,24 @@ def postprocess(request: flask.Request) -> flask.Response:
 @endpoint(["GET", "HEAD"], _STATUS, {200: Answer("the page, or JSON with format=json",
                                                    ("text/html", "application/json"))})
 def status(request: flask.Request) -> flask.Response:
-    """``/status``: every job, oldest first; ``?format=json``, ``state=``, ``experiment=``, ``datatype=``."""
+    """``/status``: every job, oldest first; ``?format=json``, ``state=``, ``experiment=``, ``datatype=``.
+
+    The HTML page counts the jobs of every state at the top, colours jobs near
+    expiry and refreshes itself every ``refresh`` seconds (0: never).
+    """
     q = parse(_STATUS, request)
     filters = {k: q[k] for k in ("state", "experiment", "datatype")}
     tracker = runtime.tracker()
     records = list(tracker.get_state(limit=q["limit"], **filters))
     total = tracker.count(**filters) if len(records) == q["limit"] else len(records)
     shown = {k: (str(v) if v is not None else None) for k, v in filters.items()}
+    counts = status_page.state_counts(tracker, q["experiment"], q["datatype"])
+    timeout = runtime.tracker_timeout()
     if q["format"] == "json":
-        return json_response(status_page.render_json(records, total, shown))
+        return json_response(status_page.render_json(records, total, shown, counts, timeout))
     return flask.Response(
-        status_page.render_html(records, total, shown, utcnow()), mimetype="text/html"
+        status_page.render_html(records, total, shown, utcnow(), counts, timeout, q["refresh"]),
+        mimetype="text/html",
     )
 
 

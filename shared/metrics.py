@@ -57,6 +57,20 @@ def stream_dates(config: Config, stream: Stream, position: Position) -> dict[Sou
     return dates
 
 
+def count_by_state(
+    tracker: Tracker, groups: list[tuple[str | None, str | None]]
+) -> dict[tuple[str | None, str | None, State], int]:
+    """Count the jobs of each (experiment, datatype) group in every state, a few queries at once.
+
+    None in a group matches anything; one aggregation query per group and state.
+    """
+    keys = [(e, d, s) for e, d in groups for s in State]
+    with ThreadPoolExecutor(PARALLEL_COUNTS) as pool:
+        values = pool.map(lambda k: tracker.count(state=k[2], experiment=k[0], datatype=k[1]),
+                          keys)
+        return dict(zip(keys, values, strict=True))
+
+
 class TrackerCollector(Collector):
     """Collects the tracker's metrics from Firestore when the registry is scraped."""
 
@@ -65,16 +79,9 @@ class TrackerCollector(Collector):
         self.cursors = cursors
         self.config = config
 
-    def _counts(self) -> dict[tuple[str, str, State], int]:
-        keys = [(e, d, s) for e, d in source_labels(self.config) for s in State]
-        with ThreadPoolExecutor(PARALLEL_COUNTS) as pool:
-            values = pool.map(lambda k: self.tracker.count(state=k[2], experiment=k[0],
-                                                           datatype=k[1]), keys)
-            return dict(zip(keys, values, strict=True))
-
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """Yield every metric family (one Firestore count per source and state)."""
-        counts = self._counts()
+        counts = count_by_state(self.tracker, list(source_labels(self.config)))
         in_flight = GaugeMetricFamily(
             "gardener_tasks_in_flight", "Jobs in each non-terminal state.",
             labels=["experiment", "datatype", "state"])
@@ -86,11 +93,12 @@ class TrackerCollector(Collector):
             "gardener_failed_jobs", "Jobs in the failed state (kept until retried).",
             labels=["experiment", "datatype"])
         for (experiment, datatype, state), n in counts.items():
-            jobs.add_metric([experiment, datatype, state.value], n)
+            source = [str(experiment), str(datatype)]
+            jobs.add_metric([*source, state.value], n)
             if state not in TERMINAL:
-                in_flight.add_metric([experiment, datatype, state.value], n)
+                in_flight.add_metric([*source, state.value], n)
             if state is State.FAILED:
-                failed.add_metric([experiment, datatype], n)
+                failed.add_metric(source, n)
         yield from (in_flight, jobs, failed)
         yield from self._cursor_metrics()
 
