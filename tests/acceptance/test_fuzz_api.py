@@ -123,7 +123,8 @@ def fuzz(operation: schemathesis.APIOperation, mode: schemathesis.GenerationMode
 
     @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=DERANDOMIZE,
               phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
-    @given(case=operation.as_strategy(generation_mode=mode), key=st.none() | st.sampled_from(keys))
+    @given(case=operation.as_strategy(generation_mode=mode),
+           key=st.sampled_from(keys) | st.none())
     def run(case: schemathesis.Case, key: str | None) -> None:
         if key and not negative and case.query and "id" in case.query:
             case.query["id"] = key  # a real job: real transitions, 200s and 409s
@@ -154,7 +155,7 @@ def test_fuzz_every_operation(fuzz_server, store):
         if any(True for _ in operation.iter_parameters()):  # nothing to break without parameters
             modes.append(schemathesis.GenerationMode.NEGATIVE)
         for mode in modes:
-            fuzz(operation, mode, base, [*keys, missing], store, seen)
+            fuzz(operation, mode, base, [missing, *keys], store, seen)
     codes = set().union(*seen.values())  # the fuzz reached the interesting answers
     assert {200, 400, 409, 410} <= codes, seen
 
