@@ -23,8 +23,10 @@ for _dir in (Path(__file__).resolve().parent, Path(__file__).resolve().parent.pa
             sys.path.insert(0, str(_dir))
         break
 
+from shared import metrics as prometheus_metrics  # noqa: E402
+from shared import openapi  # noqa: E402
 from shared import logs, runtime, status_page  # noqa: E402
-from shared.http_api import endpoint, error_response, json_response, parse  # noqa: E402
+from shared.http_api import Answer, endpoint, error_response, json_response, parse  # noqa: E402
 from shared.model import State, utcnow  # noqa: E402
 from shared.schemas import (  # noqa: E402
     ErrorParams,
@@ -45,7 +47,8 @@ NO_JOB_RETRY_AFTER = 10
 
 
 @functions_framework.http
-@endpoint(["POST"])
+@endpoint(["POST"], _UPDATE, {200: Answer("the new and previous state",
+                                             schema=openapi.UpdateAnswer())})
 def update(request: flask.Request) -> flask.Response:
     """``/v2/job/update?id=&state=&detail=``: report progress or a new state."""
     p = parse(_UPDATE, request)
@@ -54,7 +57,7 @@ def update(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-@endpoint(["POST"])
+@endpoint(["POST"], _HEARTBEAT, {200: Answer("acknowledged", schema=openapi.HeartbeatAnswer())})
 def heartbeat(request: flask.Request) -> flask.Response:
     """``/v2/job/heartbeat?id=``: prove the job's parser is alive."""
     p = parse(_HEARTBEAT, request)
@@ -63,7 +66,8 @@ def heartbeat(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-@endpoint(["POST"])
+@endpoint(["POST"], _ERROR, {200: Answer("the job is in parseError",
+                                            schema=openapi.UpdateAnswer())})
 def error(request: flask.Request) -> flask.Response:
     """``/v2/job/error?id=&error=``: report a parse error (state ``parseError``)."""
     p = parse(_ERROR, request)
@@ -72,7 +76,9 @@ def error(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-@endpoint(["POST"])
+@endpoint(["POST"], answers={
+    200: Answer("the job handed out", schema=openapi.NextJobAnswer()),
+    503: Answer(NO_JOB_FOUND, ("text/plain",))})
 def next_job(request: flask.Request) -> flask.Response:
     """``/v2/job/next``: hand out the next job; 503 ``No job found. Try again.`` if none."""
     record = runtime.job_service().next_job()
@@ -83,34 +89,51 @@ def next_job(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-@endpoint(["POST"])
+@endpoint(["POST"], answers={200: Answer("a summary of the run")})
 def maintain(request: flask.Request) -> flask.Response:
     """``/maintain`` (Cloud Scheduler): expire stale jobs, remove old complete ones, snapshot."""
     return json_response(runtime.maintenance().run())
 
 
 @functions_framework.http
-@endpoint(["POST"])
+@endpoint(["POST"], answers={200: Answer("a summary of the tick")})
 def postprocess(request: flask.Request) -> flask.Response:
     """``/postprocess`` (Cloud Scheduler): one post-processing tick over leased jobs."""
     return json_response(runtime.postprocessor().tick())
 
 
 @functions_framework.http
-@endpoint(["GET", "HEAD"])
+@endpoint(["GET", "HEAD"], _STATUS, {200: Answer("the page, or JSON with format=json",
+                                                   ("text/html", "application/json"))})
 def status(request: flask.Request) -> flask.Response:
-    """``/status``: every job, oldest first; ``?format=json``, ``state=``, ``experiment=``, ``datatype=``."""
+    """``/status``: every job, oldest first; ``?format=json``, ``state=``, ``experiment=``, ``datatype=``.
+
+    The HTML page counts the jobs of every state at the top, colours jobs near
+    expiry and refreshes itself every ``refresh`` seconds (0: never).
+    """
     q = parse(_STATUS, request)
     filters = {k: q[k] for k in ("state", "experiment", "datatype")}
     tracker = runtime.tracker()
     records = list(tracker.get_state(limit=q["limit"], **filters))
     total = tracker.count(**filters) if len(records) == q["limit"] else len(records)
     shown = {k: (str(v) if v is not None else None) for k, v in filters.items()}
+    counts = status_page.state_counts(tracker, q["experiment"], q["datatype"])
+    timeout = runtime.tracker_timeout()
     if q["format"] == "json":
-        return json_response(status_page.render_json(records, total, shown))
+        return json_response(status_page.render_json(records, total, shown, counts, timeout))
     return flask.Response(
-        status_page.render_html(records, total, shown, utcnow()), mimetype="text/html"
+        status_page.render_html(records, total, shown, utcnow(), counts, timeout, q["refresh"]),
+        mimetype="text/html",
     )
+
+
+@functions_framework.http
+@endpoint(["GET"], answers={200: Answer("Prometheus text", (prometheus_metrics.CONTENT_TYPE,))})
+def metrics(request: flask.Request) -> flask.Response:
+    """``/metrics``: job counts per source and state and the streams' dates, Prometheus text."""
+    service = runtime.job_service()
+    body = prometheus_metrics.scrape(runtime.tracker(), service.cursors, service.config)
+    return flask.Response(body, content_type=prometheus_metrics.CONTENT_TYPE)
 
 
 #: Paths the ``api`` router serves: the Go parsers' paths and each entry point's name.
@@ -127,7 +150,18 @@ ROUTES = {
     "/postprocess": postprocess,
     "/status": status,
     "/": status,
+    "/metrics": metrics,
 }
+
+
+@functions_framework.http
+@endpoint(["GET"], answers={200: Answer("this document")})
+def openapi_json(request: flask.Request) -> flask.Response:
+    """``/openapi.json``: the OpenAPI 3 document of every route the router serves."""
+    return json_response(openapi.document(ROUTES))
+
+
+ROUTES["/openapi.json"] = openapi_json
 
 
 @functions_framework.http

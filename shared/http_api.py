@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import flask
@@ -97,12 +98,30 @@ def error_response(status: int, message: str, fields: dict[str, Any] | None = No
     return json_response(body, status)
 
 
-def endpoint(methods: Iterable[str]) -> Callable[[Handler], Handler]:
+@dataclass(frozen=True)
+class Answer:
+    """An answer an endpoint gives besides its errors, as the OpenAPI document describes it."""
+
+    description: str
+    content: tuple[str, ...] = ("application/json",)
+    schema: Schema | None = None  # the JSON body's shape, if it has a fixed one
+
+
+def endpoint(
+    methods: Iterable[str],
+    params: Schema | None = None,
+    answers: Mapping[int, Answer] | None = None,
+) -> Callable[[Handler], Handler]:
     """Wrap a handler: answer 405 for other methods and map errors to status codes.
+
+    The wrapper carries what the OpenAPI document says of the endpoint:
+    ``methods`` (allowed), ``params`` (the schema its parameters are parsed
+    with) and ``answers`` (by status code, besides the errors).
 
     Log lines written while the handler runs carry the request's trace id.
     """
     allowed = tuple(methods)
+    described = dict(answers or {200: Answer("done")})
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
@@ -133,6 +152,9 @@ def endpoint(methods: Iterable[str]) -> Callable[[Handler], Handler]:
                 log.exception("%s %s failed", request.method, request.path)
                 return error_response(500, "internal error")
 
+        traced.methods = allowed  # type: ignore[attr-defined]
+        traced.params = params  # type: ignore[attr-defined]
+        traced.answers = described  # type: ignore[attr-defined]
         return traced
 
     return decorate

@@ -126,6 +126,16 @@ def job_service() -> JobService:
 
 
 @functools.cache
+def tracker_timeout() -> timedelta | None:
+    """Return the config's ``tracker.timeout`` (silent jobs expire after it); None if the
+    config cannot be loaded (the status page then shows no expiry)."""
+    try:
+        return load_config(default_config_path()).tracker_timeout
+    except (ConfigError, OSError):
+        return None
+
+
+@functools.cache
 def maintenance() -> Maintenance:
     """Return this process's maintenance; expiry follows the config's ``tracker.timeout``."""
     config = load_config(default_config_path())

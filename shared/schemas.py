@@ -115,9 +115,9 @@ class ErrorParams(_Params):
 
 
 class StatusQuery(_Params):
-    """Query of the status page: output format, filters and a row limit."""
+    """Query of the status page: output format, filters, a row limit, the refresh period (s, 0 off)."""
 
-    _empty_is_missing = ("format", "state", "experiment", "datatype", "limit")
+    _empty_is_missing = ("format", "state", "experiment", "datatype", "limit", "refresh")
     format = fields.String(load_default="html", validate=validate.OneOf(["html", "json"]))
     state = StateName(load_default=None)
     experiment = fields.String(
@@ -127,6 +127,7 @@ class StatusQuery(_Params):
         load_default=None, validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,100}$")
     )
     limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=100_000))
+    refresh = fields.Integer(load_default=30, validate=validate.Range(min=0, max=86_400))
 
 
 class DatasetsSchema(Schema):

@@ -1,23 +1,39 @@
-"""The status page: every tracked job as an HTML table (like the Go tracker's) or JSON."""
+"""The status page: every tracked job as an HTML table (like the Go tracker's) or JSON.
+
+The HTML page shows the count of jobs in each state at the top (each a link
+that filters by it), plain GET filter forms, each job's full history in a
+``<details>`` element, and colours rows by age: a job in flight whose last
+activity is more than half (``AGING``) or three quarters (``EXPIRING``) of
+the tracker timeout old stands out, as do failed jobs. It refreshes itself
+every ``refresh`` seconds with a meta refresh (``refresh=0`` turns it off).
+Nothing needs JavaScript, and every text from a job is escaped.
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import jinja2
 
 from shared.gotime import format_duration, format_time
+from shared.metrics import count_by_state
 from shared.model import State
 from shared.schemas import JobSchema, StatusSchema
 from shared.store import JobRecord
+from shared.tracker import Tracker
 from shared.transitions import TERMINAL
 
 #: States whose rows are highlighted, as in the Go tracker: waiting for a parser
 #: or for post-processing.
 HIGHLIGHTED = frozenset({State.INIT, State.POST_PROCESSING})
+
+#: Fractions of the tracker timeout since the last activity at which a row turns
+#: "aging" and "expiring".
+AGING = 0.5
+EXPIRING = 0.75
 
 _JOB = JobSchema()
 _STATUS = StatusSchema()
@@ -33,9 +49,34 @@ def _template() -> jinja2.Template:
     return env.get_template("status.html")
 
 
-def job_json(record: JobRecord) -> dict[str, Any]:
+def state_counts(tracker: Tracker, experiment: str | None, datatype: str | None
+                 ) -> dict[State, int]:
+    """Count the jobs in every state under the experiment and datatype filters."""
+    counts = count_by_state(tracker, [(experiment, datatype)])
+    return {state: counts[(experiment, datatype, state)] for state in State}
+
+
+def expires_at(record: JobRecord, timeout: timedelta | None) -> datetime | None:
+    """When a job in flight expires if nothing more is heard from it; None if it cannot."""
+    if timeout is None or record.status.state in TERMINAL:
+        return None
+    return record.last_activity + timeout
+
+
+def age_class(record: JobRecord, timeout: timedelta | None, now: datetime) -> str:
+    """The row's age colour: ``failed``, ``expiring``, ``aging``, or empty."""
+    if record.status.state is State.FAILED:
+        return "failed"
+    if timeout is None or record.status.state in TERMINAL or timeout <= timedelta(0):
+        return ""
+    silent = (now - record.last_activity) / timeout
+    return "expiring" if silent >= EXPIRING else "aging" if silent >= AGING else ""
+
+
+def job_json(record: JobRecord, timeout: timedelta | None = None) -> dict[str, Any]:
     """Return one job as JSON: Go-shaped ``Job`` and ``Status`` plus derived fields."""
     status = record.status
+    expiry = expires_at(record, timeout)
     return {
         "ID": record.key,
         "Job": _JOB.dump(record.job),
@@ -49,21 +90,59 @@ def job_json(record: JobRecord) -> dict[str, Any]:
         "Attempts": record.attempts,
         "LastError": record.last_error,
         "RetryAt": format_time(record.retry_at) if record.retry_at else None,
+        "ExpiresAt": format_time(expiry) if expiry else None,
     }
 
 
-def render_json(records: Iterable[JobRecord], total: int, filters: dict[str, Any]) -> dict[str, Any]:
-    """Return the JSON status document."""
-    jobs = [job_json(r) for r in records]
-    return {"Count": total, "Shown": len(jobs), "Filters": filters, "Jobs": jobs}
+def render_json(
+    records: Iterable[JobRecord],
+    total: int,
+    filters: dict[str, Any],
+    counts: Mapping[State, int] | None = None,
+    timeout: timedelta | None = None,
+) -> dict[str, Any]:
+    """Return the JSON status document; ``StateCounts`` counts every state under the
+    experiment and datatype filters."""
+    jobs = [job_json(r, timeout) for r in records]
+    document: dict[str, Any] = {"Count": total, "Shown": len(jobs), "Filters": filters,
+                                "Jobs": jobs}
+    if counts is not None:
+        document["StateCounts"] = {state.value: n for state, n in counts.items()}
+    return document
+
+
+def _span(delta: timedelta) -> str:
+    """A short human span: ``2d 3h``, ``3h 5m``, ``4m 10s``, ``12s``."""
+    seconds = max(0, int(delta.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
 
 
 def render_html(
-    records: Iterable[JobRecord], total: int, filters: dict[str, Any], now: datetime
+    records: Iterable[JobRecord],
+    total: int,
+    filters: dict[str, Any],
+    now: datetime,
+    counts: Mapping[State, int] | None = None,
+    timeout: timedelta | None = None,
+    refresh: int = 0,
 ) -> str:
-    """Return the HTML status page; every text from a job is escaped."""
-    rows = [
-        {
+    """Return the HTML status page; every text from a job is escaped.
+
+    ``counts`` (jobs per state under the experiment and datatype filters) fill
+    the summary at the top; ``timeout`` (the tracker timeout) colours rows by
+    age; ``refresh`` is the meta-refresh period in seconds, 0 for none.
+    """
+    rows = []
+    for r in records:
+        expiry = expires_at(r, timeout)
+        rows.append({
             "key": r.key,
             "job": str(r.job),
             "elapsed": format_duration(r.status.elapsed),
@@ -77,13 +156,32 @@ def render_html(
             "last_error": r.last_error,
             "highlight": r.status.state in HIGHLIGHTED,
             "terminal": r.status.state in TERMINAL,
-        }
-        for r in records
-    ]
+            "age": age_class(r, timeout, now),
+            "last_activity": format_time(r.last_activity),
+            "ago": f"{_span(now - r.last_activity)} ago",
+            "expires": format_time(expiry) if expiry else "",
+            "expires_in": (f"in {_span(expiry - now)}" if expiry > now else "due") if expiry
+            else "",
+            "history": [
+                {"state": h.state.value, "start": f"{h.start:%Y-%m-%d %H:%M:%S}",
+                 "detail_time": f"{h.detail_time:%m-%d %H:%M:%S}", "detail": h.detail}
+                for h in r.status.history
+            ],
+        })
+    shown = {k: v for k, v in filters.items() if v is not None}
+    base = {k: v for k, v in shown.items() if k != "state"}
+    if refresh:
+        base["refresh"] = refresh
     return _template().render(
         rows=rows,
         total=total,
-        filters={k: v for k, v in filters.items() if v is not None},
+        filters=shown,
+        base=base,
+        counts=[(s.value, n, s in TERMINAL) for s, n in counts.items()] if counts else [],
+        counted=sum(counts.values()) if counts else None,
         states=[s.value for s in State],
         generated=format_time(now),
+        refresh=refresh,
+        timeout=format_duration(timeout) if timeout else "",
+        no_refresh={**base, "refresh": 0, **({"state": shown["state"]} if "state" in shown else {})},
     )

@@ -180,7 +180,8 @@ def test_null_detail_rejected() -> None:
 # --- Status page query ------------------------------------------------------------
 
 
-QUERY_DEFAULTS = {"format": "html", "state": None, "experiment": None, "datatype": None, "limit": 1000}
+QUERY_DEFAULTS = {"format": "html", "state": None, "experiment": None, "datatype": None, "limit": 1000,
+                  "refresh": 30}
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,128 @@
+"""Prometheus metrics of the tracker, computed from Firestore at each scrape.
+
+Nothing is counted in process memory (an instance may serve one request and
+vanish): job counts come from Firestore aggregation count queries, one per
+(experiment, datatype) of the config and state, run a few at a time; the
+stream dates come from the job service's cursors. The names follow the Go
+Gardener's where they still mean the same thing; every metric is described in
+the README ("Metrics").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, time, timedelta
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from shared.config import Config
+from shared.iterators import Position, Stream
+from shared.model import State
+from shared.store import CursorStore
+from shared.tracker import Tracker
+from shared.transitions import TERMINAL
+
+#: Content type of a scrape's answer.
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+#: Count queries run at once during a scrape.
+PARALLEL_COUNTS = 8
+
+SourceLabels = tuple[str, str]  # (experiment, datatype)
+
+
+def source_labels(config: Config) -> list[SourceLabels]:
+    """Return the distinct (experiment, datatype) pairs of the config, in config order."""
+    return list(dict.fromkeys((s.experiment, s.datatype) for s in config.sources))
+
+
+def stream_dates(config: Config, stream: Stream, position: Position) -> dict[SourceLabels, datetime]:
+    """Return, per source of ``stream``, the last day its cursor has resolved (UTC midnight).
+
+    Sources before the cursor's source index have resolved the cursor's day,
+    the others the day before. Sources sharing (experiment, datatype) report
+    the earliest; ``daily_only`` sources are not in the historical stream.
+    """
+    dates: dict[SourceLabels, datetime] = {}
+    for index, source in enumerate(config.sources):
+        if stream is Stream.HISTORICAL and source.daily_only:
+            continue
+        day = position.day if index < position.source else position.day - timedelta(days=1)
+        when = datetime.combine(day, time(0), tzinfo=UTC)
+        labels = (source.experiment, source.datatype)
+        dates[labels] = min(when, dates.get(labels, when))
+    return dates
+
+
+def count_by_state(
+    tracker: Tracker, groups: list[tuple[str | None, str | None]]
+) -> dict[tuple[str | None, str | None, State], int]:
+    """Count the jobs of each (experiment, datatype) group in every state, a few queries at once.
+
+    None in a group matches anything; one aggregation query per group and state.
+    """
+    keys = [(e, d, s) for e, d in groups for s in State]
+    with ThreadPoolExecutor(PARALLEL_COUNTS) as pool:
+        values = pool.map(lambda k: tracker.count(state=k[2], experiment=k[0], datatype=k[1]),
+                          keys)
+        return dict(zip(keys, values, strict=True))
+
+
+class TrackerCollector(Collector):
+    """Collects the tracker's metrics from Firestore when the registry is scraped."""
+
+    def __init__(self, tracker: Tracker, cursors: CursorStore, config: Config) -> None:
+        self.tracker = tracker
+        self.cursors = cursors
+        self.config = config
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """Yield every metric family (one Firestore count per source and state)."""
+        counts = count_by_state(self.tracker, list(source_labels(self.config)))
+        in_flight = GaugeMetricFamily(
+            "gardener_tasks_in_flight", "Jobs in each non-terminal state.",
+            labels=["experiment", "datatype", "state"])
+        jobs = GaugeMetricFamily(
+            "gardener_jobs", "Job documents in each state, terminal ones included "
+            "(complete jobs until clean-up, failed jobs until retried).",
+            labels=["experiment", "datatype", "state"])
+        failed = GaugeMetricFamily(
+            "gardener_failed_jobs", "Jobs in the failed state (kept until retried).",
+            labels=["experiment", "datatype"])
+        for (experiment, datatype, state), n in counts.items():
+            source = [str(experiment), str(datatype)]
+            jobs.add_metric([*source, state.value], n)
+            if state not in TERMINAL:
+                in_flight.add_metric([*source, state.value], n)
+            if state is State.FAILED:
+                failed.add_metric(source, n)
+        yield from (in_flight, jobs, failed)
+        yield from self._cursor_metrics()
+
+    def _cursor_metrics(self) -> Iterator[GaugeMetricFamily]:
+        state_date = GaugeMetricFamily(
+            "gardener_state_date",
+            "Last day (Unix seconds of its UTC midnight) each source's stream has resolved.",
+            labels=["experiment", "datatype", "stream"])
+        cycle = GaugeMetricFamily(
+            "gardener_historical_cycle", "The historical stream's cycle (0 for the first pass).")
+        for stream in Stream:
+            stored = self.cursors.get(stream.value)
+            if stored is None:
+                continue
+            position = Position.decode(stored)
+            for (experiment, datatype), when in stream_dates(self.config, stream, position).items():
+                state_date.add_metric([experiment, datatype, stream.value], when.timestamp())
+            if stream is Stream.HISTORICAL:
+                cycle.add_metric([], position.cycle)
+        yield from (state_date, cycle)
+
+
+def scrape(tracker: Tracker, cursors: CursorStore, config: Config) -> bytes:
+    """Return the metrics in the Prometheus text format, computed now."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TrackerCollector(tracker, cursors, config))
+    return generate_latest(registry)

@@ -1,0 +1,163 @@
+"""The OpenAPI 3 document of the HTTP API, generated from the routes and their schemas.
+
+Every fact comes from the code: the paths from the router's route table, the
+methods, parameter schema and answers from what each handler's
+:func:`shared.http_api.endpoint` wrapper carries, the summary from the
+handler's docstring, and the error answers from the status codes
+:mod:`shared.http_api` gives (``ERROR_STATUS``, ``MISSING_STATUS``, 400, 405,
+500). A route whose handler is not wrapped by ``endpoint`` or has no docstring
+is refused (:class:`UndocumentedRoute`), so a new route cannot be served
+without being described.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import Schema, fields
+
+from shared.http_api import ERROR_STATUS, MISSING_STATUS, Answer
+from shared.model import _KEY_RE, MAX_KEY_LENGTH, State
+from shared.schemas import JobId, JobSchema, StateName
+
+OPENAPI_VERSION = "3.0.3"
+TITLE = "Gardener tracker"
+API_VERSION = "2"
+
+#: What each error status means, for the document's descriptions.
+ERROR_MEANING = {
+    400: "malformed parameter, or a tracker error without its own code",
+    404: "unknown path (router)",
+    405: "method not allowed; the Allow header names the allowed ones",
+    409: "the transition table forbids the change, the job is complete or failed, "
+         "or the job already exists",
+    410: "no such job",
+    422: "missing id",
+    424: "missing state or error",
+    500: "bad config or an unexpected error",
+    503: "Firestore, GCS or BigQuery unavailable; retry later",
+}
+
+#: Every state's wire name.
+STATE_NAMES = [s.value for s in State]
+
+#: A job key as a JSON-schema (ECMA) pattern, from the model's key expression.
+KEY_PATTERN = re.sub(r"\(\?P<\w+>", "(", _KEY_RE.pattern).replace(r"\Z", "$")
+
+
+class UndocumentedRoute(ValueError):
+    """A route's handler lacks what the document needs (``endpoint`` wrapper, docstring)."""
+
+
+class ErrorBody(Schema):
+    """Every error's JSON body."""
+
+    error = fields.String(required=True, metadata={"description": "what is wrong"})
+    status = fields.Integer(required=True, metadata={"description": "the HTTP status"})
+    field_errors = fields.Dict(data_key="fields",
+                               metadata={"description": "validation errors by parameter"})
+
+
+class UpdateAnswer(Schema):
+    """Answer of ``/v2/job/update`` and ``/v2/job/error``."""
+
+    ID = fields.String(required=True)
+    State = fields.String(required=True, metadata={"enum": STATE_NAMES})
+    Previous = fields.String(required=True, metadata={"enum": STATE_NAMES})
+
+
+class HeartbeatAnswer(Schema):
+    """Answer of ``/v2/job/heartbeat``; ``Recorded`` is false for a coalesced heartbeat."""
+
+    ID = fields.String(required=True)
+    Recorded = fields.Boolean(required=True)
+
+
+class NextJobAnswer(Schema):
+    """Answer of ``/v2/job/next``: the key and the Go-shaped job."""
+
+    ID = fields.String(required=True)
+    Job = fields.Nested(JobSchema, required=True)
+
+
+def _field_extras(self: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
+    """What the generic converter cannot see in our own field types."""
+    if isinstance(field, JobId):
+        return {"pattern": KEY_PATTERN, "maxLength": MAX_KEY_LENGTH}
+    if isinstance(field, StateName):
+        return {"enum": STATE_NAMES}
+    return {}
+
+
+def _summary(path: str, handler: Callable[..., Any]) -> tuple[str, str]:
+    for attribute in ("methods", "params", "answers"):
+        if not hasattr(handler, attribute):
+            raise UndocumentedRoute(f"{path}: handler {handler.__name__} is not wrapped by "
+                                    f"shared.http_api.endpoint (no {attribute!r})")
+    doc = (handler.__doc__ or "").strip()
+    if not doc:
+        raise UndocumentedRoute(f"{path}: handler {handler.__name__} has no docstring")
+    first, _, rest = doc.partition("\n")
+    return first.strip(), rest.strip()
+
+
+def _responses(handler: Any) -> dict[str, Any]:
+    codes = {400, 405, 500, *ERROR_STATUS.values()}
+    params: Schema | None = handler.params
+    if params is not None:
+        required = {name for name, f in params.fields.items() if f.required}
+        codes |= {code for name, code in MISSING_STATUS if name in required}
+    responses: dict[str, Any] = {}
+    for code in sorted(codes):
+        responses[str(code)] = {"description": ERROR_MEANING.get(code, "error"),
+                                "content": {"application/json": {"schema": ErrorBody}}}
+    answer: Answer
+    for code, answer in handler.answers.items():
+        content = {kind: ({"schema": answer.schema} if answer.schema is not None
+                          and kind == "application/json" else {}) for kind in answer.content}
+        if str(code) in responses:  # an answer that shares its code with an error
+            responses[str(code)]["description"] = f"{answer.description}; or {ERROR_MEANING[code]}"
+            responses[str(code)]["content"].update(
+                {k: v for k, v in content.items() if k != "application/json"})
+        else:
+            responses[str(code)] = {"description": answer.description, "content": content}
+    return responses
+
+
+def document(routes: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
+    """Return the OpenAPI 3 document of ``routes`` (path → handler), as a JSON-ready dict."""
+    spec = APISpec(title=TITLE, version=API_VERSION, openapi_version=OPENAPI_VERSION,
+                   plugins=[MarshmallowPlugin()],
+                   info={"description": "Parameters go in the query string (the Go client's "
+                                        "way) or a form body; the body wins."})
+    plugin: MarshmallowPlugin = spec.plugins[0]  # type: ignore[assignment]
+    plugin.converter.add_attribute_function(_field_extras)  # type: ignore[union-attr]
+    for path in sorted(routes):
+        handler: Any = routes[path]
+        summary, description = _summary(path, handler)
+        operations = {}
+        for method in handler.methods:
+            operation: dict[str, Any] = {
+                "summary": summary,
+                "operationId": f"{method.lower()}_{path.strip('/').replace('/', '_') or 'root'}"
+                               .replace(".", "_"),
+                "responses": _responses(handler),
+            }
+            if description:
+                operation["description"] = description
+            if handler.params is not None:
+                operation["parameters"] = [{"in": "query", "schema": handler.params}]
+            operations[method.lower()] = operation
+        spec.path(path=path, operations=operations)
+    result = spec.to_dict()
+    for item in result["paths"].values():  # an absent query parameter is absent, not null
+        for operation in item.values():
+            for parameter in operation.get("parameters", ()):
+                schema = parameter["schema"]
+                if schema.pop("nullable", False) and schema.get("default", 0) is None:
+                    del schema["default"]
+    return result

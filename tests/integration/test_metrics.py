@@ -1,0 +1,126 @@
+"""The ``/metrics`` endpoint, scraped after real operations on both emulators."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from shared.config import Config, Source
+from shared.gcs import ArchiveLister
+from shared.iterators import Position, Stream
+from shared.job_service import JobService
+from shared.metrics import stream_dates
+from shared.model import Datasets, Job, State
+from shared.store import CursorStore
+
+NOW_DAY = date(2026, 11, 27)  # the FakeClock's day
+DS = Datasets("tmp_ndt", "raw_ndt", "ndt")
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a scrape by (name, sorted labels)."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def midnight(day: date) -> float:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+
+
+@pytest.fixture
+def service(tracker, firestore_client, gcs_client, clock, monkeypatch):  # type: ignore[no-untyped-def]
+    """A job service with two sources (one daily only) and archives for three days each."""
+    from shared import runtime
+
+    bucket = f"metrics-{id(clock):x}"
+    gcs_client.create_bucket(bucket)
+    config = Config(
+        start_date=NOW_DAY - timedelta(days=3), tracker_timeout=timedelta(hours=6),
+        polling_interval=timedelta(minutes=1),
+        sources=(Source(bucket, "ndt", "ndt7", "", DS, False, False),
+                 Source(bucket, "ndt", "annotation2", "", DS, True, False)))
+    for datatype in ("ndt7", "annotation2"):
+        for back in (1, 2, 3):
+            day = NOW_DAY - timedelta(days=back)
+            gcs_client.bucket(bucket).blob(
+                f"ndt/{datatype}/{day:%Y/%m/%d}/x.tgz").upload_from_string(b"x")
+    svc = JobService(tracker, CursorStore(firestore_client), ArchiveLister(gcs_client), config,
+                     clock=clock)
+    monkeypatch.setattr(runtime, "job_service", lambda: svc)
+    return svc
+
+
+def test_metrics_after_real_operations(http, service, tracker):
+    handed = []
+    while (record := service.next_job()) is not None:
+        handed.append(record.key)
+    # daily: yesterday for both sources; historical: ndt7 for the two days before
+    assert len(handed) == 4
+    ndt7 = [k for k in handed if "/ndt7/" in k]
+    tracker.set_status(ndt7[0], State.PARSING)
+    tracker.set_status(ndt7[1], State.PARSING)
+    tracker.set_status(ndt7[1], State.FAILED, "gave up")
+    tracker.set_status(ndt7[2], State.PARSING)
+    tracker.set_status(ndt7[2], State.POST_PROCESSING)
+    tracker.set_status(ndt7[2], State.COMPLETE)
+
+    response = http.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain; version=")
+    got = samples(response.get_data(as_text=True))
+
+    def value(name: str, **labels: str) -> float:
+        return got[(name, tuple(sorted(labels.items())))]
+
+    assert value("gardener_tasks_in_flight", experiment="ndt", datatype="ndt7", state="parsing") == 1
+    assert value("gardener_tasks_in_flight", experiment="ndt", datatype="ndt7", state="init") == 0
+    assert value("gardener_tasks_in_flight", experiment="ndt", datatype="annotation2",
+                 state="init") == 1
+    assert ("gardener_tasks_in_flight", (("datatype", "ndt7"), ("experiment", "ndt"),
+                                         ("state", "failed"))) not in got
+    assert value("gardener_jobs", experiment="ndt", datatype="ndt7", state="failed") == 1
+    assert value("gardener_jobs", experiment="ndt", datatype="ndt7", state="complete") == 1
+    assert value("gardener_failed_jobs", experiment="ndt", datatype="ndt7") == 1
+    assert value("gardener_failed_jobs", experiment="ndt", datatype="annotation2") == 0
+    # the daily stream has resolved yesterday for both sources; the historical
+    # one has walked to its end (the day before yesterday) for ndt7 only
+    yesterday = NOW_DAY - timedelta(days=1)
+    assert value("gardener_state_date", experiment="ndt", datatype="ndt7",
+                 stream="daily") == midnight(yesterday)
+    assert value("gardener_state_date", experiment="ndt", datatype="annotation2",
+                 stream="daily") == midnight(yesterday)
+    assert value("gardener_state_date", experiment="ndt", datatype="ndt7",
+                 stream="historical") >= midnight(NOW_DAY - timedelta(days=2))
+    assert ("gardener_state_date", (("datatype", "annotation2"), ("experiment", "ndt"),
+                                    ("stream", "historical"))) not in got
+    assert value("gardener_historical_cycle") >= 0
+
+
+def test_metrics_before_any_hand_out_has_counts_but_no_dates(http, service, tracker):
+    tracker.add_job(Job(service.config.sources[0].bucket, "ndt", "ndt7", NOW_DAY))
+    got = samples(http.get("/metrics").get_data(as_text=True))
+    assert got[("gardener_tasks_in_flight", (("datatype", "ndt7"), ("experiment", "ndt"),
+                                             ("state", "init")))] == 1
+    assert not any(name == "gardener_state_date" for name, _ in got)
+
+
+def test_metrics_rejects_other_methods(http, service):
+    response = http.post("/metrics")
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET"
+
+
+def test_stream_dates_split_at_the_cursor_source():
+    sources = tuple(Source("b", "e", dt, "", DS, only, False)
+                    for dt, only in (("a", False), ("b", True), ("c", False)))
+    config = Config(start_date=date(2020, 1, 1), tracker_timeout=timedelta(hours=1),
+                    polling_interval=timedelta(minutes=1), sources=sources)
+    at = Position(0, date(2020, 1, 5), 1)
+    daily = stream_dates(config, Stream.DAILY, at)
+    assert daily[("e", "a")].date() == date(2020, 1, 5)
+    assert daily[("e", "b")].date() == date(2020, 1, 4)
+    historical = stream_dates(config, Stream.HISTORICAL, at)
+    assert ("e", "b") not in historical
+    assert historical[("e", "c")].date() == date(2020, 1, 4)

@@ -1,0 +1,70 @@
+"""The status page's pure parts: age colouring, expiry, spans, counts in the page and JSON."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from shared.model import UTC, Job, State, StateInfo
+from shared.status_page import _span, age_class, expires_at, render_html, render_json
+from shared.store import JobRecord
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+TIMEOUT = timedelta(minutes=10)
+
+
+def record(minutes_silent: float, *states: State, day: int = 1) -> JobRecord:
+    """A job last active ``minutes_silent`` ago, moved through ``states``."""
+    at = NOW - timedelta(minutes=minutes_silent)
+    rec = JobRecord.new(Job("archive-b", "ndt", "ndt7", date(2019, 1, day)), at)
+    for state in states:
+        rec.status.history.append(StateInfo(state, at, at, ""))
+    return rec
+
+
+def test_age_class_by_silence_against_the_timeout():
+    assert age_class(record(1, State.PARSING), TIMEOUT, NOW) == ""
+    assert age_class(record(5, State.PARSING), TIMEOUT, NOW) == "aging"
+    assert age_class(record(7.5, State.PARSING), TIMEOUT, NOW) == "expiring"
+    assert age_class(record(60, State.PARSING), TIMEOUT, NOW) == "expiring"
+    assert age_class(record(60, State.PARSING, State.COMPLETE), TIMEOUT, NOW) == ""
+    assert age_class(record(0, State.FAILED), TIMEOUT, NOW) == "failed"
+    assert age_class(record(60, State.PARSING), None, NOW) == ""
+
+
+def test_expiry_only_for_jobs_in_flight():
+    assert expires_at(record(4, State.PARSING), TIMEOUT) == NOW + timedelta(minutes=6)
+    assert expires_at(record(4, State.FAILED), TIMEOUT) is None
+    assert expires_at(record(4, State.PARSING), None) is None
+
+
+def test_span_is_short_and_human():
+    assert _span(timedelta(seconds=12)) == "12s"
+    assert _span(timedelta(minutes=4, seconds=10)) == "4m 10s"
+    assert _span(timedelta(hours=3, minutes=5, seconds=9)) == "3h 5m"
+    assert _span(timedelta(days=2, hours=3)) == "2d 3h"
+    assert _span(timedelta(seconds=-5)) == "0s"
+
+
+def test_page_has_counts_filters_refresh_and_escaped_history():
+    evil = record(8, State.PARSING, day=2)
+    evil.status.history[0] = StateInfo(State.INIT, NOW, NOW, "<b>bold</b>")
+    counts = {s: 0 for s in State} | {State.PARSING: 1, State.FAILED: 3}
+    page = render_html([evil], 1, {"state": None, "experiment": "ndt", "datatype": None}, NOW,
+                       counts, TIMEOUT, 15)
+    assert '<meta http-equiv="refresh" content="15">' in page
+    assert 'href="?experiment=ndt&amp;refresh=15&amp;state=failed"><span class="n">3</span>' in page
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page and "<b>bold" not in page
+    assert "age-expiring" in page and "in 2m 0s" in page
+    off = render_html([evil], 1, {}, NOW, counts, TIMEOUT, 0)
+    assert 'http-equiv="refresh"' not in off and "refresh every 30 s" in off
+
+
+def test_json_adds_counts_and_expiry_and_keeps_every_field():
+    counts = {s: 0 for s in State} | {State.PARSING: 2}
+    body = render_json([record(4, State.PARSING)], 1, {}, counts, TIMEOUT)
+    assert body["StateCounts"]["parsing"] == 2 and len(body["StateCounts"]) == len(State)
+    job = body["Jobs"][0]
+    assert job["ExpiresAt"] == "2026-11-27T12:06:00Z"
+    assert {"ID", "Job", "Status", "State", "Label", "Detail", "Error", "ElapsedSeconds",
+            "LastActivity", "Attempts", "LastError", "RetryAt"} <= set(job)
+    assert "StateCounts" not in render_json([], 0, {})
