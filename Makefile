@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench bench-next bench-maintenance bench-postprocess clean
+.PHONY: run test package bench bench-next bench-maintenance bench-postprocess clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ run: $(VENV)/.installed
 ## test: start the emulators, run every test, stop the emulators
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+## package: build the function source (build/function/) and its zip (build/function.zip) for Terraform
+package: $(VENV)/.installed
+	$(PY) -m deploy.package --out build/function
 
 ## bench: every benchmark: hot path, next job, maintenance, post-processing (prints tables, writes bench/results/)
 bench: $(VENV)/.installed
