@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # checkov lives in a virtualenv of its own (requirements-checkov.txt).
 CHECKOV_VENV ?= .venv-checkov
 
-.PHONY: run test package bench bench-next bench-maintenance bench-postprocess clean
+.PHONY: run test package deploy bench bench-next bench-maintenance bench-postprocess clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 ## package: build the function source (build/function/) and its zip (build/function.zip) for Terraform
 package: $(VENV)/.installed
 	$(PY) -m deploy.package --out build/function
+
+## deploy: test, package and deploy with Cloud Build (cloudbuild.yaml): make deploy PROJECT=p TF_STATE_BUCKET=b [REGION=r]
+REGION ?= us-central1
+deploy:
+	@test -n "$(PROJECT)" -a -n "$(TF_STATE_BUCKET)" || { echo "usage: make deploy PROJECT=... TF_STATE_BUCKET=... [REGION=$(REGION)]" >&2; exit 2; }
+	gcloud builds submit --project=$(PROJECT) --config=cloudbuild.yaml --substitutions=_TF_STATE_BUCKET=$(TF_STATE_BUCKET),_REGION=$(REGION) .
 
 ## bench: every benchmark: hot path, next job, maintenance, post-processing (prints tables, writes bench/results/)
 bench: $(VENV)/.installed

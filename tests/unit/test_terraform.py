@@ -158,7 +158,7 @@ def test_router_serves_only_the_parser_routes(tf: Config) -> None:
 
 
 def test_every_environment_variable_is_documented(tf: Config) -> None:
-    readme = (ROOT / "README.md").read_text().split("## Configuration")[1]
+    readme = (ROOT / "README.md").read_text().split("## Configuration")[1].split("\n## ")[0]
     set_in_tf = set(re.findall(r"\b([A-Z][A-Z_]+)\s+= ", tf.text))
     undocumented = {name for name in set_in_tf if f"`{name}`" not in readme}
     assert not undocumented, f"not in the README's Configuration table: {undocumented}"
@@ -259,6 +259,19 @@ def test_every_checkov_skip_gives_a_reason() -> None:
         for line in path.read_text().splitlines():
             if "checkov:skip" in line:
                 assert re.fullmatch(r"\s*#checkov:skip=CKV2?_[A-Z]+_\d+:\S.{20,}", line), line
+
+
+def test_example_variables_are_declared_and_no_required_one_is_missing(tf: Config) -> None:
+    import hcl2
+    from hcl2 import SerializationOptions
+
+    with (TERRAFORM_DIR / "terraform.tfvars.example").open() as f:
+        example = hcl2.load(f, serialization_options=SerializationOptions(
+            strip_string_quotes=True, explicit_blocks=False, with_comments=False))
+    assert set(example) <= set(tf.variables), set(example) - set(tf.variables)
+    required = {name for name, body in tf.variables.items() if "default" not in body}
+    # project and region come from the command line (cloudbuild.yaml: -var=project=...)
+    assert required - {"project"} <= set(example), required - set(example)
 
 
 def test_outputs_give_the_router_url_first(tf: Config) -> None:
