@@ -4,21 +4,38 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# checkov lives in a virtualenv of its own (requirements-checkov.txt).
+CHECKOV_VENV ?= .venv-checkov
 
-.PHONY: run test bench bench-next bench-maintenance bench-postprocess clean
+.PHONY: run test package deploy bench bench-next bench-maintenance bench-postprocess clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
 ## run: start the emulators and every function at http://127.0.0.1:$${PORT:-8080}
 run: $(VENV)/.installed
 	$(PY) -m local.stack
 
-## test: start the emulators, run every test, stop the emulators
-test: $(VENV)/.installed
-	$(PY) -m pytest
+## test: start the emulators, run every test (the offline deployment checks included), stop the emulators
+test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
+	OFFLINE_CHECKS_REQUIRED=1 CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
+
+## package: build the function source (build/function/) and its zip (build/function.zip) for Terraform
+package: $(VENV)/.installed
+	$(PY) -m deploy.package --out build/function
+
+## deploy: test, package and deploy with Cloud Build (cloudbuild.yaml): make deploy PROJECT=p TF_STATE_BUCKET=b [REGION=r]
+REGION ?= us-central1
+deploy:
+	@test -n "$(PROJECT)" -a -n "$(TF_STATE_BUCKET)" || { echo "usage: make deploy PROJECT=... TF_STATE_BUCKET=... [REGION=$(REGION)]" >&2; exit 2; }
+	gcloud builds submit --project=$(PROJECT) --config=cloudbuild.yaml --substitutions=_TF_STATE_BUCKET=$(TF_STATE_BUCKET),_REGION=$(REGION) .
 
 ## bench: every benchmark: hot path, next job, maintenance, post-processing (prints tables, writes bench/results/)
 bench: $(VENV)/.installed
@@ -40,4 +57,4 @@ bench-maintenance: $(VENV)/.installed
 	$(PY) -m bench.maintenance
 
 clean:
-	rm -rf $(VENV) .local .pytest_cache bench/results
+	rm -rf $(VENV) $(CHECKOV_VENV) build .local .pytest_cache bench/results

@@ -7,9 +7,8 @@ serves the Go parsers' ``/v2/job/...`` paths and the status page.
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import flask
@@ -26,6 +25,7 @@ for _dir in (Path(__file__).resolve().parent, Path(__file__).resolve().parent.pa
 from shared import metrics as prometheus_metrics  # noqa: E402
 from shared import openapi  # noqa: E402
 from shared import logs, runtime, status_page  # noqa: E402
+from shared.config import ConfigError  # noqa: E402
 from shared.http_api import Answer, endpoint, error_response, json_response, parse  # noqa: E402
 from shared.model import State, utcnow  # noqa: E402
 from shared.schemas import (  # noqa: E402
@@ -136,6 +136,12 @@ def metrics(request: flask.Request) -> flask.Response:
     return flask.Response(body, content_type=prometheus_metrics.CONTENT_TYPE)
 
 
+@endpoint(["GET"], answers={200: Answer("this document")})
+def openapi_json(request: flask.Request) -> flask.Response:
+    """``/openapi.json``: the OpenAPI 3 document of every route the router serves here."""
+    return json_response(openapi.document(_API_ROUTES))
+
+
 #: Paths the ``api`` router serves: the Go parsers' paths and each entry point's name.
 ROUTES = {
     "/v2/job/next": next_job,
@@ -151,23 +157,37 @@ ROUTES = {
     "/status": status,
     "/": status,
     "/metrics": metrics,
+    "/openapi.json": openapi_json,
 }
 
 
-@functions_framework.http
-@endpoint(["GET"], answers={200: Answer("this document")})
-def openapi_json(request: flask.Request) -> flask.Response:
-    """``/openapi.json``: the OpenAPI 3 document of every route the router serves."""
-    return json_response(openapi.document(ROUTES))
+#: Route groups ``API_ROUTES`` may enable (default: all); every path of ``ROUTES`` is in one.
+ROUTE_GROUPS = {
+    "parser": ("/v2/job/next", "/v2/job/update", "/v2/job/heartbeat", "/v2/job/error",
+               "/next_job", "/update", "/heartbeat", "/error"),
+    "scheduled": ("/maintain", "/postprocess"),
+    "status": ("/status", "/", "/metrics"),
+    "docs": ("/openapi.json",),
+}
 
 
-ROUTES["/openapi.json"] = openapi_json
+def enabled_routes(groups: frozenset[str] | None) -> dict[str, Callable[[flask.Request], flask.Response]]:
+    """Return the routes of ``groups`` (all when None); ConfigError names an unknown group."""
+    unknown = sorted((groups or frozenset()) - ROUTE_GROUPS.keys())
+    if unknown:
+        raise ConfigError([f"API_ROUTES: unknown route group {', '.join(map(repr, unknown))}; "
+                           f"groups: {', '.join(ROUTE_GROUPS)}"])
+    paths = {p for g, ps in ROUTE_GROUPS.items() if groups is None or g in groups for p in ps}
+    return {path: handler for path, handler in ROUTES.items() if path in paths}
+
+
+_API_ROUTES = enabled_routes(runtime.Settings.from_env().api_routes)
 
 
 @functions_framework.http
 def api(request: flask.Request) -> flask.Response:
-    """Route by path to every entry point: a drop-in base URL for the Go parsers."""
-    handler = ROUTES.get(request.path.rstrip("/") or "/")
+    """Route by path to the entry points of the enabled groups: a drop-in base URL for the Go parsers."""
+    handler = _API_ROUTES.get(request.path.rstrip("/") or "/")
     if handler is None:
-        return error_response(404, f"no such path {request.path}; paths: {', '.join(sorted(ROUTES))}")
+        return error_response(404, f"no such path {request.path}; paths: {', '.join(sorted(_API_ROUTES))}")
     return handler(request)

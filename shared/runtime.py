@@ -53,6 +53,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _names(text: str) -> frozenset[str]:
+    names = frozenset(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise ValueError("must name at least one")
+    return names
+
+
 @dataclass(frozen=True)
 class Settings:
     """Deployment settings, each read from one environment variable (README, "Configuration")."""
@@ -67,6 +74,8 @@ class Settings:
     snapshot_keep: int = 48  # SNAPSHOT_KEEP
     input_bucket: str | None = None  # INPUT_BUCKET: where parsers write rows for BigQuery
     bigquery_project: str | None = None  # BIGQUERY_PROJECT; default: the project
+    api_routes: frozenset[str] | None = None  # API_ROUTES: route groups of `api`; None: all
+    postprocess_batch: int = PostProcessPolicy.batch  # POSTPROCESS_BATCH: jobs per tick
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -88,6 +97,8 @@ class Settings:
             snapshot_keep=_env(env, "SNAPSHOT_KEEP", _positive, d.snapshot_keep),
             input_bucket=env.get("INPUT_BUCKET") or None,
             bigquery_project=env.get("BIGQUERY_PROJECT") or None,
+            api_routes=_env(env, "API_ROUTES", _names, d.api_routes),
+            postprocess_batch=_env(env, "POSTPROCESS_BATCH", _positive, d.postprocess_batch),
         )
 
 
@@ -170,7 +181,7 @@ def postprocessor() -> PostProcessor:
     s = settings()
     pipelines = {(src.bucket, src.experiment, src.datatype): src.pipeline
                  for src in config.sources if src.pipeline is not None}
-    policy = PostProcessPolicy(poll=config.polling_interval)
+    policy = PostProcessPolicy(batch=s.postprocess_batch, poll=config.polling_interval)
     if all(src.pipeline == () for src in config.sources):
         return PostProcessor(tracker(), NoWarehouse(), policy, pipelines)
     if not s.input_bucket:

@@ -4,13 +4,121 @@ variable "project" {
 }
 
 variable "region" {
-  description = "Region of the functions and the Firestore database."
+  description = "Region of the functions, the scheduler jobs, the buckets and the Firestore database."
   type        = string
   default     = "us-central1"
+}
+
+variable "name_prefix" {
+  description = "Prefix of every function, service account and scheduler job name."
+  type        = string
+  default     = "gardener"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,14}$", var.name_prefix))
+    error_message = "name_prefix: a lower-case letter, then up to 14 lower-case letters, digits or dashes."
+  }
 }
 
 variable "jobs_collection" {
   description = "Firestore collection of job documents (TRACKER_COLLECTION of the functions)."
   type        = string
   default     = "jobs"
+}
+
+variable "source_archive" {
+  description = "Zip of the function source, built by `make package`."
+  type        = string
+  default     = "../build/function.zip"
+}
+
+variable "snapshot_bucket" {
+  description = "Bucket created for the job snapshots of `maintain` (SNAPSHOT_BUCKET)."
+  type        = string
+}
+
+variable "snapshot_keep" {
+  description = "Snapshots kept by `maintain` (SNAPSHOT_KEEP); with the default schedule, 48 cover 8 hours."
+  type        = number
+  default     = 48
+}
+
+variable "input_bucket" {
+  description = "Existing bucket the parsers write rows to; the BigQuery loads read it (INPUT_BUCKET)."
+  type        = string
+}
+
+variable "archive_buckets" {
+  description = "Existing archive buckets `next` checks for files (the config's `bucket` values); the runtime account gets object viewer on each."
+  type        = list(string)
+  default     = []
+}
+
+variable "bigquery_project" {
+  description = "Project of the BigQuery datasets and jobs (BIGQUERY_PROJECT); empty: the tracker's project."
+  type        = string
+  default     = ""
+}
+
+variable "bigquery_datasets" {
+  description = "Existing datasets post-processing writes to (the config's target_datasets); the runtime account gets data editor on each."
+  type        = list(string)
+  default = [
+    "tmp_ndt", "raw_ndt", "ndt",
+    "tmp_utilization", "raw_utilization",
+    "tmp_msak", "raw_msak", "msak",
+    "tmp_wehe", "raw_wehe", "wehe",
+  ]
+}
+
+variable "config_environment" {
+  description = "Environment variables filling the config's {{NAME}} placeholders, e.g. NDT_SOURCE_PROJECT."
+  type        = map(string)
+  default     = {}
+}
+
+variable "parser_service_accounts" {
+  description = "Emails of the parsers' service accounts; each may invoke the parser-facing functions (api, next_job, update, heartbeat, error) and nothing else."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for email in var.parser_service_accounts : can(regex("^[^@:]+@[^@:]+$", email))])
+    error_message = "parser_service_accounts: plain service account emails (no member prefix)."
+  }
+}
+
+variable "operator_members" {
+  description = "IAM members (user:, group:, serviceAccount: or domain:) who may invoke the operator functions (status)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.operator_members : can(regex("^(user|group|serviceAccount|domain):[^:]+$", m))])
+    error_message = "operator_members: IAM members of a named principal (user:, group:, serviceAccount:, domain:)."
+  }
+}
+
+variable "maintain_schedule" {
+  description = "Cron schedule (UTC) of `maintain`: expiry, clean-up, snapshot."
+  type        = string
+  default     = "*/10 * * * *"
+}
+
+variable "postprocess_schedule" {
+  description = "Cron schedule (UTC) of `postprocess` ticks; see postprocess_batch for the sizing."
+  type        = string
+  default     = "* * * * *"
+}
+
+variable "postprocess_batch" {
+  description = "Jobs one `postprocess` tick visits at most (POSTPROCESS_BATCH); see functions.tf for the sizing."
+  type        = number
+  default     = 200
+}
+
+variable "log_level" {
+  description = "LOG_LEVEL of the functions."
+  type        = string
+  default     = "INFO"
 }

@@ -6,6 +6,11 @@ terraform {
       version = "~> 6.0"
     }
   }
+  # Partial configuration: the bucket comes from `terraform init -backend-config=bucket=...`
+  # (cloudbuild.yaml passes the _TF_STATE_BUCKET substitution).
+  backend "gcs" {
+    prefix = "gardener-tracker"
+  }
 }
 
 provider "google" {

@@ -1,0 +1,1 @@
+"""Deployment helpers: the packaging of the function source."""

@@ -1,0 +1,21 @@
+# The Google APIs the deployment uses. They stay enabled when the tracker is destroyed.
+
+locals {
+  services = toset([
+    "bigquery.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "firestore.googleapis.com",
+    "iam.googleapis.com",
+    "run.googleapis.com",
+    "storage.googleapis.com",
+    "artifactregistry.googleapis.com",
+  ])
+}
+
+resource "google_project_service" "apis" {
+  for_each           = local.services
+  service            = each.value
+  disable_on_destroy = false
+}

@@ -1,0 +1,32 @@
+"""Deployment settings reach the services the runtime builds."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared import runtime
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.emulator
+
+
+@pytest.fixture
+def fresh_runtime(monkeypatch: pytest.MonkeyPatch, project: str):  # type: ignore[no-untyped-def]
+    """The runtime's caches emptied before and after the test, on this test's project."""
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project)
+    cached = [runtime.settings, runtime._firestore, runtime._storage, runtime.tracker,
+              runtime.postprocessor]
+    for fn in cached:
+        fn.cache_clear()
+    yield runtime
+    for fn in cached:
+        fn.cache_clear()
+
+
+def test_postprocess_batch_sets_the_tick_batch(fresh_runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("GARDENER_CONFIG", str(ROOT / "local" / "demo-config.yml"))
+    monkeypatch.setenv("DEMO_START_DATE", "2026-11-01")
+    monkeypatch.setenv("DEMO_BUCKET", "demo-bucket")
+    monkeypatch.setenv("DEMO_TIMEOUT", "3m")
+    monkeypatch.setenv("POSTPROCESS_BATCH", "7")
+    assert fresh_runtime.postprocessor().policy.batch == 7

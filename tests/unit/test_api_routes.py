@@ -1,0 +1,75 @@
+"""``API_ROUTES`` and ``POSTPROCESS_BATCH``: parsing, and the router's groups covering its paths."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.config import ConfigError
+from shared.postprocess import PostProcessPolicy
+from shared.runtime import Settings
+
+MAIN = Path(__file__).resolve().parents[2] / "functions" / "main.py"
+
+
+def _load_main():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("main_under_test", MAIN)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def main():  # type: ignore[no-untyped-def]
+    return _load_main()
+
+
+def test_defaults_enable_every_group_and_the_policy_batch() -> None:
+    s = Settings.from_env({})
+    assert s.api_routes is None
+    assert s.postprocess_batch == PostProcessPolicy.batch == 50
+
+
+def test_values_are_read() -> None:
+    s = Settings.from_env({"API_ROUTES": " parser, status ,", "POSTPROCESS_BATCH": "200"})
+    assert s.api_routes == frozenset({"parser", "status"})
+    assert s.postprocess_batch == 200
+
+
+@pytest.mark.parametrize("name,value", [("API_ROUTES", " , "), ("POSTPROCESS_BATCH", "0"),
+                                        ("POSTPROCESS_BATCH", "many")])
+def test_malformed_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_every_route_is_in_exactly_one_group(main) -> None:  # type: ignore[no-untyped-def]
+    grouped = [path for paths in main.ROUTE_GROUPS.values() for path in paths]
+    assert sorted(grouped) == sorted(main.ROUTES), "ROUTES and ROUTE_GROUPS differ"
+
+
+def test_parser_group_holds_only_the_parser_paths(main) -> None:  # type: ignore[no-untyped-def]
+    routes = main.enabled_routes(frozenset({"parser"}))
+    assert set(routes) == {"/v2/job/next", "/v2/job/update", "/v2/job/heartbeat", "/v2/job/error",
+                           "/next_job", "/update", "/heartbeat", "/error"}
+    assert {h.__name__ for h in routes.values()} == {"next_job", "update", "heartbeat", "error"}
+
+
+def test_no_groups_given_means_every_route(main) -> None:  # type: ignore[no-untyped-def]
+    assert main.enabled_routes(None) == main.ROUTES
+
+
+def test_unknown_group_is_a_config_error_naming_it(main) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=r"API_ROUTES: unknown route group 'admins'.*parser"):
+        main.enabled_routes(frozenset({"parser", "admins"}))
+
+
+def test_unknown_group_stops_the_module_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_ROUTES", "parser,sheduled")
+    with pytest.raises(ConfigError, match="sheduled"):
+        _load_main()
+    sys.modules.pop("main_under_test", None)
