@@ -10,7 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import flask
 import functions_framework
@@ -24,9 +27,16 @@ for _dir in (Path(__file__).resolve().parent, Path(__file__).resolve().parent.pa
         break
 
 from shared import runtime, status_page  # noqa: E402
-from shared.http_api import endpoint, error_response, json_response, parse  # noqa: E402
+from shared.http_api import HttpError, endpoint, error_response, json_response, parse  # noqa: E402
 from shared.model import State, utcnow  # noqa: E402
 from shared.schemas import (  # noqa: E402
+    AdminFailParams,
+    AdminImportParams,
+    AdminJobParams,
+    AdminJobsQuery,
+    AdminNoParams,
+    AdminPauseParams,
+    AdminReprocessParams,
     ErrorParams,
     HeartbeatParams,
     JobSchema,
@@ -132,10 +142,125 @@ ROUTES = {
 }
 
 
+# --- operator control: /admin/... ------------------------------------------------------
+
+#: An admin handler: validated parameters and the operator's name in, a JSON-able answer out.
+AdminHandler = Callable[[dict[str, Any], str], Any]
+
+
+@dataclass(frozen=True)
+class AdminRoute:
+    """One sub-path of ``admin``: its methods, the schema of its parameters, what it does."""
+
+    methods: tuple[str, ...]
+    schema: Any
+    handler: AdminHandler
+    summary: str
+
+
+def _jobs(p: dict[str, Any], who: str) -> Any:
+    from shared.admin import JobFilter, job_view
+
+    records = runtime.admin().list_jobs(JobFilter(**p))
+    return {"Shown": len(records), "Jobs": [job_view(r) for r in records]}
+
+
+def _job(p: dict[str, Any], who: str) -> Any:
+    from shared.admin import job_view
+
+    return job_view(runtime.admin().job(p["id"]))
+
+
+def _retry(p: dict[str, Any], who: str) -> Any:
+    from shared.admin import job_view
+
+    return job_view(runtime.admin().retry(p["id"], who))
+
+
+def _fail(p: dict[str, Any], who: str) -> Any:
+    from shared.admin import job_view
+
+    previous, record = runtime.admin().fail(p["id"], p["reason"], who)
+    return {**job_view(record), "Previous": previous.value}
+
+
+def _reprocess(p: dict[str, Any], who: str) -> Any:
+    sources = [s for s in p["sources"].split(",") if s]
+    return runtime.admin().reprocess(p["first"], p["last"], sources, who)
+
+
+def _pause(p: dict[str, Any], who: str) -> Any:
+    from shared.admin import pause_json
+
+    return {"Paused": pause_json(runtime.admin().pause(p["target"], p["reason"], who))}
+
+
+def _resume(p: dict[str, Any], who: str) -> Any:
+    from shared.admin import pause_json
+
+    return {"Resumed": pause_json(runtime.admin().resume(p["target"], who)), "Who": who}
+
+
+#: Every sub-path of the ``admin`` entry point (declarative, for the API's documentation).
+ADMIN_ROUTES: dict[str, AdminRoute] = {
+    "/admin/jobs": AdminRoute(("GET",), AdminJobsQuery(), _jobs, "list and filter jobs"),
+    "/admin/job": AdminRoute(("GET",), AdminJobParams(), _job,
+                             "one job with its history, bookkeeping and audit"),
+    "/admin/job/retry": AdminRoute(("POST",), AdminJobParams(), _retry,
+                                   "make a failed job due for a retry now"),
+    "/admin/job/fail": AdminRoute(("POST",), AdminFailParams(), _fail,
+                                  "mark a job in flight failed with a reason"),
+    "/admin/reprocess": AdminRoute(("POST",), AdminReprocessParams(), _reprocess,
+                                   "queue reprocessing of job dates for sources"),
+    "/admin/pause": AdminRoute(("POST",), AdminPauseParams(), _pause,
+                               "pause the historical cycle or a source"),
+    "/admin/resume": AdminRoute(("POST",), AdminPauseParams(), _resume,
+                                "resume the historical cycle or a source"),
+    "/admin/controls": AdminRoute(("GET",), AdminNoParams(),
+                                  lambda p, who: runtime.admin().controls_view(),
+                                  "pauses in force and the reprocessing queue"),
+    "/admin/snapshot/export": AdminRoute(("POST",), AdminNoParams(),
+                                         lambda p, who: runtime.admin().export_snapshot(who),
+                                         "write a snapshot to SNAPSHOT_BUCKET now"),
+    "/admin/snapshot/import": AdminRoute(("POST",), AdminImportParams(),
+                                         lambda p, who: runtime.admin().import_snapshot(
+                                             p["source"], who),
+                                         "create the jobs of a snapshot in GCS that are missing"),
+}
+
+
+def _admin_call(route: AdminRoute) -> Callable[[flask.Request], flask.Response]:
+    @endpoint(route.methods)
+    def call(request: flask.Request) -> flask.Response:
+        from shared.admin import AdminRejected, operator
+
+        p = parse(route.schema, request)
+        who = operator(request.headers.get("Authorization", ""),
+                       request.headers.get("X-Operator", ""))
+        try:
+            return json_response(route.handler(p, who))
+        except AdminRejected as exc:
+            raise HttpError(exc.status, str(exc), exc.fields) from None
+
+    return call
+
+
+@functions_framework.http
+def admin(request: flask.Request) -> flask.Response:
+    """``/admin/...``: operator control (see :data:`ADMIN_ROUTES`); deployed alone, ``/admin`` may be left out."""
+    path = request.path.rstrip("/")
+    route = ADMIN_ROUTES.get(path if path.startswith("/admin/") else "/admin" + path)
+    if route is None:
+        return error_response(404, f"no such path {request.path}; paths: {', '.join(ADMIN_ROUTES)}")
+    return _admin_call(route)(request)
+
+
 @functions_framework.http
 def api(request: flask.Request) -> flask.Response:
     """Route by path to every entry point: a drop-in base URL for the Go parsers."""
     handler = ROUTES.get(request.path.rstrip("/") or "/")
+    if handler is None and request.path.startswith("/admin/"):
+        handler = admin
     if handler is None:
         return error_response(404, f"no such path {request.path}; paths: {', '.join(sorted(ROUTES))}")
     return handler(request)
