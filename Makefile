@@ -7,9 +7,10 @@ PY := $(VENV)/bin/python
 
 .PHONY: run test bench bench-next bench-maintenance bench-postprocess clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .  # the gardener command
 	touch $@
 
 ## run: start the emulators and every function at http://127.0.0.1:$${PORT:-8080}

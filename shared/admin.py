@@ -61,7 +61,7 @@ MAX_REPROCESS = 1000
 #: Who an action is recorded as when the request names no one.
 ANONYMOUS = "anonymous"
 
-_OPERATOR_RE = re.compile(r"^[\w.@+:/ -]{1,200}$")
+_OPERATOR_RE = re.compile(r"[\w.@+:/ -]{1,200}")
 
 #: Job dates of an open-ended date filter.
 _EARLIEST, _LATEST = date(1970, 1, 1), date(9999, 12, 31)
@@ -92,10 +92,10 @@ def operator(authorization: str, x_operator: str) -> str:
         except (ValueError, binascii.Error):
             claims = {}
         email = claims.get("email") if isinstance(claims, dict) else None
-        if isinstance(email, str) and _OPERATOR_RE.match(email):
+        if isinstance(email, str) and _OPERATOR_RE.fullmatch(email):
             return email
     name = x_operator.strip()
-    return name if _OPERATOR_RE.match(name) else ANONYMOUS
+    return name if _OPERATOR_RE.fullmatch(name) else ANONYMOUS
 
 
 def audit_json(entry: AuditEntry) -> dict[str, str]:

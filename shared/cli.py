@@ -15,6 +15,7 @@ import argparse
 import datetime as dt
 import getpass
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -262,6 +263,7 @@ def transport(args: argparse.Namespace) -> Transport:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return the exit status."""
     args = parser().parse_args(argv)  # exits 2 on a usage error
+    logging.basicConfig(level=logging.WARNING, format="gardener: %(message)s")
     method, path, params = build_request(args)
     try:
         response = transport(args).request(method, path, call=f"gardener {args.command}",
