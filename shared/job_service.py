@@ -3,9 +3,11 @@
 Order: first ended jobs whose turn came while they were in flight (newest
 date first, so daily ones first; a failed one waits for its retry backoff),
 then failed jobs due a retry (newest date first; bounded attempts with
-backoff, :class:`shared.tracker.RetryPolicy`), then the daily stream, then the
-historical stream (:mod:`shared.iterators`). A stream's candidate is handed
-out only if GCS holds at least one object under its prefix.
+backoff, :class:`shared.tracker.RetryPolicy`), then the daily stream, then
+the operator's queued reprocessing, then the historical stream
+(:mod:`shared.iterators`). A candidate is handed out only if GCS holds at
+least one object under its prefix. The operator's pauses are honoured: a
+paused source is passed over everywhere, a paused historical cycle not walked.
 
 Exactly once, without a hot cursor: the job document itself is the lock.
 Creating it is a create-only write, and restarting a finished one is a
