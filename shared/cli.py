@@ -65,7 +65,7 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
         return argparse.SUPPRESS if suppress else value
 
     parser.add_argument("--url", default=default(os.environ.get("GARDENER_URL") or DEFAULT_URL),
-                        help="the tracker's base URL (default: $GARDENER_URL or %s)" % DEFAULT_URL)
+                        help=f"the tracker's base URL (default: $GARDENER_URL or {DEFAULT_URL})")
     parser.add_argument("--json", action="store_true", default=default(False),
                         help="print the API's JSON answer instead of a table")
     parser.add_argument("--operator", default=default(None),
@@ -219,9 +219,9 @@ def _show_controls(body: dict[str, Any]) -> str:
 
 
 def _show_reprocess(body: dict[str, Any]) -> str:
-    lines = [f"queued {body['Queued']} jobs for reprocessing "
-             f"({body['AlreadyQueued']} were queued already)"]
-    return "\n".join(lines + [f"  {key}" for key in body["Jobs"]])
+    head = (f"queued {body['Queued']} jobs for reprocessing "
+            f"({body['AlreadyQueued']} were queued already)")
+    return "\n".join([head] + [f"  {key}" for key in body["Jobs"]])
 
 
 def _show_export(body: dict[str, Any]) -> str:
@@ -268,7 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         response = transport(args).request(method, path, call=f"gardener {args.command}",
                                             params=params)
-    except (TransportError, ValueError) as exc:
+    except ValueError as exc:  # a --url that is not http(s)
+        print(f"gardener: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TransportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_REJECTED
     if response.status_code != 200:

@@ -220,7 +220,7 @@ class AdminJobsQuery(_Params):
 class AdminJobParams(_Params):
     """``GET /admin/job`` and ``POST /admin/job/retry``: the job ``id``."""
 
-    _empty_is_missing = ("id",)
+    _empty_is_missing: tuple[str, ...] = ("id",)
     id = JobId(required=True)
 
 

@@ -15,7 +15,7 @@ from shared.config import Config, Source
 from shared.gcs import ArchiveLister
 from shared.job_service import JobService
 from shared.model import Datasets, Job, State
-from shared.store import ControlStore, CursorStore, ReprocessQueue, to_document
+from shared.store import ControlStore, CursorStore, ReprocessQueue
 
 NOW_DAY = date(2026, 11, 27)  # the FakeClock's day; it stands at 12:00 UTC
 YESTERDAY = NOW_DAY - timedelta(days=1)
