@@ -391,3 +391,18 @@ def test_wrong_methods_and_unknown_admin_paths(api):
     assert response.status_code == 405 and response.headers["Allow"] == "POST"
     assert api.post("/admin/jobs").status_code == 405
     assert api.get("/admin/nope").status_code == 404
+
+
+def test_failing_a_leased_job_releases_the_lease_so_the_tick_writes_nothing(admin, tracker, bucket,
+                                                                          clock):
+    from shared.tracker import LeaseLost
+
+    key = add(tracker, bucket, "a", YESTERDAY, State.PARSING, State.POST_PROCESSING)
+    claimed = tracker.claim(tracker.get_record(key), [State.POST_PROCESSING], "tick-1",
+                            clock() + timedelta(minutes=5))
+    assert claimed is not None
+    admin.fail(key, "wrong table", "alice")
+    with pytest.raises(LeaseLost):
+        tracker.settle(key, "tick-1", lambda rec, now: tracker.move(rec, State.COMPLETE, "", now))
+    record = tracker.get_record(key)
+    assert record.status.state is State.FAILED and record.lease_owner == ""
