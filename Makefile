@@ -9,9 +9,10 @@ CHECKOV_VENV ?= .venv-checkov
 
 .PHONY: run test package deploy bench bench-next bench-maintenance bench-postprocess clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .  # the gardener command
 	touch $@
 
 $(CHECKOV_VENV)/.installed: requirements-checkov.txt

@@ -22,11 +22,17 @@ for _dir in (Path(__file__).resolve().parent, Path(__file__).resolve().parent.pa
             sys.path.insert(0, str(_dir))
         break
 
+from shared import logs, openapi, runtime, status_page  # noqa: E402
 from shared import metrics as prometheus_metrics  # noqa: E402
-from shared import openapi  # noqa: E402
-from shared import logs, runtime, status_page  # noqa: E402
+from shared.admin_http import ADMIN_HANDLERS, ADMIN_ROUTES  # noqa: E402
 from shared.config import ConfigError  # noqa: E402
-from shared.http_api import Answer, endpoint, error_response, json_response, parse  # noqa: E402
+from shared.http_api import (  # noqa: E402
+    Answer,
+    endpoint,
+    error_response,
+    json_response,
+    parse,
+)
 from shared.model import State, utcnow  # noqa: E402
 from shared.schemas import (  # noqa: E402
     ErrorParams,
@@ -142,7 +148,7 @@ def openapi_json(request: flask.Request) -> flask.Response:
     return json_response(openapi.document(_API_ROUTES))
 
 
-#: Paths the ``api`` router serves: the Go parsers' paths and each entry point's name.
+#: Paths the ``api`` router serves: the Go parsers' paths, each entry point's name, ``/admin/...``.
 ROUTES = {
     "/v2/job/next": next_job,
     "/v2/job/update": update,
@@ -158,7 +164,18 @@ ROUTES = {
     "/": status,
     "/metrics": metrics,
     "/openapi.json": openapi_json,
+    **ADMIN_HANDLERS,
 }
+
+
+@functions_framework.http
+def admin(request: flask.Request) -> flask.Response:
+    """``/admin/...``: operator control (see :data:`ADMIN_ROUTES`); deployed alone, ``/admin`` may be left out."""
+    path = request.path.rstrip("/")
+    handler = ADMIN_HANDLERS.get(path if path.startswith("/admin/") else "/admin" + path)
+    if handler is None:
+        return error_response(404, f"no such path {request.path}; paths: {', '.join(ADMIN_ROUTES)}")
+    return handler(request)
 
 
 #: Route groups ``API_ROUTES`` may enable (default: all); every path of ``ROUTES`` is in one.
@@ -168,6 +185,7 @@ ROUTE_GROUPS = {
     "scheduled": ("/maintain", "/postprocess"),
     "status": ("/status", "/", "/metrics"),
     "docs": ("/openapi.json",),
+    "admin": tuple(ADMIN_ROUTES),
 }
 
 

@@ -3,9 +3,11 @@
 Order: first ended jobs whose turn came while they were in flight (newest
 date first, so daily ones first; a failed one waits for its retry backoff),
 then failed jobs due a retry (newest date first; bounded attempts with
-backoff, :class:`shared.tracker.RetryPolicy`), then the daily stream, then the
-historical stream (:mod:`shared.iterators`). A stream's candidate is handed
-out only if GCS holds at least one object under its prefix.
+backoff, :class:`shared.tracker.RetryPolicy`), then the daily stream, then
+the operator's queued reprocessing, then the historical stream
+(:mod:`shared.iterators`). A candidate is handed out only if GCS holds at
+least one object under its prefix. The operator's pauses are honoured: a
+paused source is passed over everywhere, a paused historical cycle not walked.
 
 Exactly once, without a hot cursor: the job document itself is the lock.
 Creating it is a create-only write, and restarting a finished one is a
@@ -21,11 +23,13 @@ from __future__ import annotations
 
 import logging
 
-from shared.config import Config
+from shared.config import Config, Source
 from shared.errors import JobAlreadyExists, JobNotFound
 from shared.gcs import ArchiveLister
+from shared.gotime import format_time
 from shared.iterators import Candidate, Position, Stream, candidate, initial_position
-from shared.store import CursorStore, JobRecord
+from shared.model import Job
+from shared.store import AuditEntry, ControlStore, CursorStore, JobRecord, ReprocessItem, ReprocessQueue
 from shared.tracker import Clock, Tracker
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,23 @@ REOFFER_BATCH = 10
 
 #: Offer id prefix of a retry of a failed job: ``retry/2`` is its second attempt.
 RETRY = "retry"
+
+#: Offer id prefix of an operator's reprocessing: ``reprocess/<token of the queued item>``.
+REPROCESS = "reprocess"
+
+#: The pause target that stops the historical stream (sources are paused by ``experiment/datatype``).
+HISTORICAL = "historical"
+
+#: Owed runs one request looks at while some source is paused (theirs are passed over).
+PAUSED_SCAN = 100
+
+#: Who a daily job deferred by a pause is queued for reprocessing by.
+DEFERRED_BY = "next-job (source paused)"
+
+
+def source_name(job: Job | Source) -> str:
+    """Return the operator's name of a job's source: ``experiment/datatype``."""
+    return f"{job.experiment}/{job.datatype}"
 
 
 def _came_round(start: Position, position: Position) -> bool:
@@ -57,6 +78,8 @@ class JobService:
         config: Config,
         clock: Clock | None = None,
         max_steps: int = MAX_STEPS,
+        queue: ReprocessQueue | None = None,
+        controls: ControlStore | None = None,
     ) -> None:
         self.tracker = tracker
         self.cursors = cursors
@@ -64,26 +87,44 @@ class JobService:
         self.config = config
         self.clock = clock or tracker.clock
         self.max_steps = max_steps
+        self.queue = queue
+        self.controls = controls
 
     def next_job(self) -> JobRecord | None:
-        """Hand out the next job, or return None if no job is available now."""
-        owed = self._owed()
+        """Hand out the next job, or return None if no job is available now.
+
+        Order: owed runs, the daily stream, queued reprocessing, the historical
+        stream. Paused sources are passed over everywhere (a daily job of a
+        paused source is queued for reprocessing, so it runs after the
+        resume); a paused historical cycle is not walked.
+        """
+        paused = self.paused()
+        owed = self._owed(paused)
         if owed:
             return owed
-        steps = 0
-        for stream in (Stream.DAILY, Stream.HISTORICAL):
-            started, steps = self._from_stream(stream, steps)
-            if started:
-                return started
-        return None
+        started, steps = self._from_stream(Stream.DAILY, 0, paused)
+        if started:
+            return started
+        started, steps = self._reprocess(steps, paused)
+        if started or HISTORICAL in paused:
+            return started
+        return self._from_stream(Stream.HISTORICAL, steps, paused)[0]
 
-    def _owed(self) -> JobRecord | None:
+    def paused(self) -> frozenset[str]:
+        """Return the pause targets in force: ``historical`` and source names (one query)."""
+        if self.controls is None:
+            return frozenset()
+        return frozenset(p.target for p in self.controls.all())
+
+    def _owed(self, paused: frozenset[str] = frozenset()) -> JobRecord | None:
         """Restart the first ended job owed a run: a re-offer, else a retry that is due."""
         now = self.clock()
-        reoffers = sorted(self.tracker.pending_reoffers(REOFFER_BATCH),
+        scan = PAUSED_SCAN if paused - {HISTORICAL} else REOFFER_BATCH
+        reoffers = sorted(self.tracker.pending_reoffers(scan),
                           key=lambda r: r.job.date, reverse=True)
         owed = [(r, r.reoffer) for r in reoffers if not (r.retry_at and r.retry_at > now)]
-        owed += [(r, f"{RETRY}/{r.attempts + 1}") for r in self.tracker.retryable(now, REOFFER_BATCH)]
+        owed += [(r, f"{RETRY}/{r.attempts + 1}") for r in self.tracker.retryable(now, scan)]
+        owed = [(r, offer) for r, offer in owed if source_name(r.job) not in paused]
         for record, offer in owed:
             try:
                 started = self.tracker.add_job(record.job, offer)
@@ -99,7 +140,65 @@ class JobService:
             return initial_position(stream, self.config, self.clock())
         return Position.decode(stored)
 
-    def _from_stream(self, stream: Stream, steps: int) -> tuple[JobRecord | None, int]:
+    def _reprocess(self, steps: int, paused: frozenset[str]) -> tuple[JobRecord | None, int]:
+        """Hand out the first queued reprocessing of a source that is not paused.
+
+        Exactly once: the hand-out is ``add_job`` with the offer
+        ``reprocess/<token>`` (create-only, or a compare-and-set restart of a
+        finished job, even in its retry backoff); a caller that finds the job
+        carrying that offer knows another caller handed it out. The item is
+        then removed (a delete guarded by its update time). A job in flight
+        is marked to be offered again when it ends; a job without files is
+        dropped from the queue.
+        """
+        if self.queue is None:
+            return None, steps
+        sources = sorted({source_name(s) for s in self.config.sources} - paused)
+        if not sources:
+            return None, steps
+        by_key = {(s.bucket, s.experiment, s.datatype): s for s in self.config.sources}
+        for item in self.queue.head(sources, REOFFER_BATCH):
+            if steps >= self.max_steps:
+                break
+            steps += 1
+            source = by_key.get((item.bucket, item.experiment, item.datatype))
+            if source is None:
+                log.warning("dropping queued reprocessing of %s: no such source in the config", item.key)
+                self.queue.remove(item)
+                continue
+            job = Job(item.bucket, item.experiment, item.datatype, item.date, source.filter,
+                      source.datasets)
+            offer = f"{REPROCESS}/{item.token}"
+            if not self.archives.has_files(job.bucket, job.prefix()):
+                log.info("no files under %s; dropping queued reprocessing %s", job.path(), offer)
+                self.queue.remove(item)
+                continue
+            note = AuditEntry(self.clock(), item.who, "reprocess",
+                              f"queued {format_time(item.queued_at)}; handed out as {offer}")
+            try:
+                started = self.tracker.add_job(job, offer, ignore_backoff=True, note=note)
+            except JobAlreadyExists as exc:
+                if exc.offer != offer and not exc.reoffer:
+                    try:
+                        self.tracker.request_reoffer(job.key(), offer)
+                    except JobNotFound:
+                        continue  # it ended and was removed meanwhile: the next call looks again
+                self.queue.remove(item)  # handed out by another caller, or owed when it ends
+                continue
+            self.queue.remove(item)
+            log.info("handing out %s (%s, queued by %s)", started.key, offer, item.who)
+            return started, steps
+        return None, steps
+
+    def _defer(self, found: Candidate) -> None:
+        """Queue a paused source's daily job for reprocessing, so it runs after the resume."""
+        if self.queue is None:
+            return
+        self.queue.add([ReprocessItem.new(found.job, DEFERRED_BY, self.clock())])
+        log.info("source of %s is paused; its daily job is queued for reprocessing", found.job.key())
+
+    def _from_stream(self, stream: Stream, steps: int, paused: frozenset[str] = frozenset()
+                     ) -> tuple[JobRecord | None, int]:
         """Walk the stream from its cursor, counting ``steps``; advance the cursor past what was resolved.
 
         Returns the job handed out (or None) and the steps taken so far.
@@ -113,6 +212,11 @@ class JobService:
                     return None, steps
                 steps += 1
                 after = found.position.following()
+                if source_name(found.job) in paused:  # passed over; a daily one is queued
+                    if stream is Stream.DAILY:
+                        self._defer(found)
+                    resolved = position = after
+                    continue
                 started, contended = self._resolve(found)
                 resolved = position = after
                 if started:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.cloud import firestore, storage
 
@@ -23,8 +23,11 @@ from shared.gotime import parse_duration
 from shared.job_service import JobService
 from shared.maintenance import CLEANUP_DELAY, Maintenance, MaintenancePolicy
 from shared.postprocess import NoWarehouse, PostProcessor, PostProcessPolicy
-from shared.store import JOBS_COLLECTION, CursorStore, JobStore
+from shared.store import JOBS_COLLECTION, ControlStore, CursorStore, JobStore, ReprocessQueue
 from shared.tracker import HEARTBEAT_COALESCE, RetryPolicy, Tracker
+
+if TYPE_CHECKING:
+    from shared.admin import Admin
 
 _T = TypeVar("_T")
 
@@ -76,6 +79,7 @@ class Settings:
     bigquery_project: str | None = None  # BIGQUERY_PROJECT; default: the project
     api_routes: frozenset[str] | None = None  # API_ROUTES: route groups of `api`; None: all
     postprocess_batch: int = PostProcessPolicy.batch  # POSTPROCESS_BATCH: jobs per tick
+    reprocess_max: int = 1000  # REPROCESS_MAX: jobs one reprocessing request may queue
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -99,6 +103,7 @@ class Settings:
             bigquery_project=env.get("BIGQUERY_PROJECT") or None,
             api_routes=_env(env, "API_ROUTES", _names, d.api_routes),
             postprocess_batch=_env(env, "POSTPROCESS_BATCH", _positive, d.postprocess_batch),
+            reprocess_max=_env(env, "REPROCESS_MAX", _positive, d.reprocess_max),
         )
 
 
@@ -133,7 +138,32 @@ def job_service() -> JobService:
     A bad config raises :class:`shared.config.ConfigError` naming every bad field.
     """
     config = load_config(default_config_path())
-    return JobService(tracker(), CursorStore(_firestore()), ArchiveLister(_storage()), config)
+    return JobService(tracker(), CursorStore(_firestore()), ArchiveLister(_storage()), config,
+                      queue=reprocess_queue(), controls=controls())
+
+
+@functools.cache
+def reprocess_queue() -> ReprocessQueue:
+    """Return this process's queue of operator reprocessing."""
+    return ReprocessQueue(_firestore())
+
+
+@functools.cache
+def controls() -> ControlStore:
+    """Return this process's store of operator pauses."""
+    return ControlStore(_firestore())
+
+
+@functools.cache
+def admin() -> Admin:
+    """Return this process's operator actions; snapshots go to ``SNAPSHOT_BUCKET``."""
+    from shared.admin import Admin
+    from shared.snapshot import load_snapshot
+
+    s = settings()
+    return Admin(tracker(), reprocess_queue(), controls(), load_config(default_config_path()),
+                 export=_snapshot_writer(s), load=lambda source: load_snapshot(source, _storage()),
+                 max_reprocess=s.reprocess_max)
 
 
 @functools.cache

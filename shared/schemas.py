@@ -19,6 +19,7 @@ from marshmallow import (
     post_dump,
     pre_load,
     validate,
+    validates_schema,
 )
 
 from shared.gotime import format_time, parse_time
@@ -183,3 +184,85 @@ class StatusSchema(Schema):
         fields.Nested(StateInfoSchema), data_key="History", required=True,
         validate=validate.Length(min=1),
     )
+
+
+# --- the operator's admin API ------------------------------------------------------------
+
+#: A source by its operator name, ``experiment/datatype``.
+SOURCE_NAME = r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}"
+_NAME_RE = r"^[A-Za-z0-9_.-]{1,100}$"
+
+#: Most jobs ``/admin/jobs`` lists in one answer.
+MAX_ADMIN_LIMIT = 10_000
+
+
+def _check_range(data: dict[str, Any]) -> None:
+    first, last = data.get("first"), data.get("last")
+    if first and last and first > last:
+        raise ValidationError(f"from ({first}) is after to ({last})", "to")
+
+
+class AdminJobsQuery(_Params):
+    """``GET /admin/jobs``: filters (state, experiment, datatype, job dates ``from``–``to``) and a limit."""
+
+    _empty_is_missing = ("state", "experiment", "datatype", "from", "to", "limit")
+    state = StateName(load_default=None)
+    experiment = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
+    datatype = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
+    first = fields.Date(data_key="from", load_default=None)
+    last = fields.Date(data_key="to", load_default=None)
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=MAX_ADMIN_LIMIT))
+
+    @validates_schema
+    def _range(self, data: dict[str, Any], **kwargs: Any) -> None:
+        _check_range(data)
+
+
+class AdminJobParams(_Params):
+    """``GET /admin/job`` and ``POST /admin/job/retry``: the job ``id``."""
+
+    _empty_is_missing: tuple[str, ...] = ("id",)
+    id = JobId(required=True)
+
+
+class AdminFailParams(AdminJobParams):
+    """``POST /admin/job/fail``: the job ``id`` and the ``reason`` (required)."""
+
+    _empty_is_missing = ("id", "reason")
+    reason = _text(required=True)
+
+
+class AdminReprocessParams(_Params):
+    """``POST /admin/reprocess``: job dates ``from``–``to`` and ``sources`` (comma-separated; all if absent)."""
+
+    _empty_is_missing = ("from", "to", "sources")
+    first = fields.Date(data_key="from", required=True)
+    last = fields.Date(data_key="to", required=True)
+    sources = fields.String(load_default="", validate=validate.Regexp(
+        rf"^(|{SOURCE_NAME}(,{SOURCE_NAME})*)$", error="expected experiment/datatype[,experiment/datatype...]"))
+
+    @validates_schema
+    def _range(self, data: dict[str, Any], **kwargs: Any) -> None:
+        _check_range(data)
+
+
+class AdminPauseParams(_Params):
+    """``POST /admin/pause`` and ``/admin/resume``: ``target`` (``historical`` or ``experiment/datatype``)."""
+
+    _empty_is_missing = ("target", "reason")
+    target = fields.String(required=True, validate=validate.Regexp(
+        rf"^(historical|{SOURCE_NAME})$", error="expected historical or experiment/datatype"))
+    reason = _text(load_default="")
+
+
+class AdminNoParams(_Params):
+    """Admin calls without parameters (``/admin/controls``, ``/admin/snapshot/export``)."""
+
+
+class AdminImportParams(_Params):
+    """``POST /admin/snapshot/import``: ``source``, a snapshot object ``gs://BUCKET/OBJECT``."""
+
+    _empty_is_missing = ("source",)
+    source = fields.String(required=True, validate=validate.Regexp(
+        r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^\r\n]{1,1024}$",
+        error="expected gs://BUCKET/OBJECT"))

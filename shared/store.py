@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import secrets
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime, time
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import quote, unquote
 
@@ -39,6 +40,9 @@ from shared.model import UTC, ZERO_TIME, Datasets, Job, State, StateInfo, Status
 
 #: Default collection of job documents.
 JOBS_COLLECTION = "jobs"
+
+#: Default collection of queued reprocessing, one document per job key.
+REPROCESS_COLLECTION = "reprocess"
 
 #: The lease time of a job no post-processing tick holds (a time always in the past).
 FREE = datetime(1970, 1, 1, tzinfo=UTC)
@@ -57,6 +61,10 @@ INDEXES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     (JOBS_COLLECTION, (("state", "ASCENDING"), ("last_update", "ASCENDING"))),
     (JOBS_COLLECTION, (("state", "ASCENDING"), ("retry_at", "ASCENDING"))),
     (JOBS_COLLECTION, (("state", "ASCENDING"), ("lease_until", "ASCENDING"))),
+    (JOBS_COLLECTION, (("state", "ASCENDING"), ("date", "ASCENDING"))),
+    (JOBS_COLLECTION, (("experiment", "ASCENDING"), ("date", "ASCENDING"))),
+    (JOBS_COLLECTION, (("datatype", "ASCENDING"), ("date", "ASCENDING"))),
+    (REPROCESS_COLLECTION, (("source", "ASCENDING"), ("rank", "ASCENDING"))),
 )
 
 
@@ -111,6 +119,20 @@ def key_from_doc_id(document_id: str) -> str:
     return unquote(document_id)
 
 
+#: Operator actions kept on a job document, newest last; older ones are dropped.
+AUDIT_KEEP = 20
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One operator action on a job: who did what, when."""
+
+    time: datetime
+    who: str
+    action: str
+    detail: str = ""
+
+
 @dataclass
 class JobRecord:
     """A job, its status and the store's bookkeeping, as read from one document."""
@@ -135,6 +157,12 @@ class JobRecord:
     #: The BigQuery job of the current post-processing step, and the step's attempt.
     step_job: str = ""
     step_attempt: int = 0
+    #: Operator actions on this job, oldest first, at most :data:`AUDIT_KEEP` (kept across restarts).
+    audit: list[AuditEntry] = field(default_factory=list)
+
+    def note(self, entry: AuditEntry) -> None:
+        """Append an operator action to the audit, dropping the oldest beyond :data:`AUDIT_KEEP`."""
+        self.audit = [*self.audit, entry][-AUDIT_KEEP:]
 
     @property
     def key(self) -> str:
@@ -214,6 +242,8 @@ def to_document(record: JobRecord) -> dict[str, Any]:
         "lease_until": record.lease_until,
         "step_job": record.step_job,
         "step_attempt": record.step_attempt,
+        "audit": [{"time": a.time, "who": a.who, "action": a.action, "detail": a.detail}
+                  for a in record.audit],
     }
 
 
@@ -249,7 +279,9 @@ def from_document(data: dict[str, Any], update_time: datetime | None = None) -> 
                      attempts=data.get("attempts", 1), last_error=data.get("last_error", ""),
                      retry_at=data.get("retry_at"), lease_owner=data.get("lease_owner", ""),
                      lease_until=data.get("lease_until") or FREE,
-                     step_job=data.get("step_job", ""), step_attempt=data.get("step_attempt", 0))
+                     step_job=data.get("step_job", ""), step_attempt=data.get("step_attempt", 0),
+                     audit=[AuditEntry(a["time"], a["who"], a["action"], a.get("detail", ""))
+                            for a in data.get("audit") or ()])
 
 
 class JobStore:
@@ -472,6 +504,21 @@ class JobStore:
         """Stream matching jobs, oldest start first."""
         return self._stream(self._query(state, experiment, datatype).order_by("start_time"), limit)
 
+    def query_dates(
+        self,
+        first: date,
+        last: date,
+        state: State | None = None,
+        experiment: str | None = None,
+        datatype: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[JobRecord]:
+        """Stream matching jobs whose date is from ``first`` to ``last`` (inclusive), by date."""
+        query = (self._query(state, experiment, datatype)
+                 .where(filter=FieldFilter("date", ">=", _midnight(first)))
+                 .where(filter=FieldFilter("date", "<=", _midnight(last))).order_by("date"))
+        return self._stream(query, limit)
+
     @_guarded
     def count(
         self,
@@ -513,3 +560,204 @@ class CursorStore:
         """Move the cursor to ``position`` unless it is already further (one blind write)."""
         self.collection.document(name).set({"position": firestore.Maximum(position)}, merge=True)
         self.stats.add(writes=1)
+
+
+@dataclass(frozen=True)
+class ReprocessItem:
+    """A job queued for reprocessing by an operator: handed out by next-job ahead of history."""
+
+    bucket: str
+    experiment: str
+    datatype: str
+    date: date
+    #: Unique per enqueue: the hand-out's offer is ``reprocess/<token>``.
+    token: str
+    #: Orders the queue: the enqueue time, then the item's place in its request.
+    rank: str
+    who: str
+    queued_at: datetime
+    update_time: datetime | None = None  # Firestore's, for the guarded delete
+
+    @classmethod
+    def new(cls, job: Job, who: str, now: datetime, seq: int = 0) -> ReprocessItem:
+        """Return a fresh item for ``job``, queued at ``now`` as the ``seq``-th of its request."""
+        rank = f"{now.astimezone(UTC):%Y%m%dT%H%M%S.%f}/{seq:06d}"
+        return cls(job.bucket, job.experiment, job.datatype, job.date, secrets.token_hex(8), rank,
+                   who, now)
+
+    @property
+    def source(self) -> str:
+        """The source's name, ``experiment/datatype``."""
+        return f"{self.experiment}/{self.datatype}"
+
+    @property
+    def key(self) -> str:
+        """The key of the job to reprocess."""
+        return Job(self.bucket, self.experiment, self.datatype, self.date).key()
+
+
+#: Most values one Firestore ``in`` filter takes.
+MAX_IN_VALUES = 30
+
+
+class ReprocessQueue:
+    """Queued reprocessing: one document per job key, so enqueueing twice queues once.
+
+    Nothing here is a hot document: next-job reads the head of the queue with
+    a query and removes what it handed out with a delete guarded by the
+    item's update time.
+    """
+
+    def __init__(self, client: firestore.Client, collection: str = REPROCESS_COLLECTION) -> None:
+        self.client = client
+        self.collection = client.collection(collection)
+        self.stats = StoreStats()
+
+    @staticmethod
+    def _to_document(item: ReprocessItem) -> dict[str, Any]:
+        return {"bucket": item.bucket, "experiment": item.experiment, "datatype": item.datatype,
+                "date": _midnight(item.date), "source": item.source, "token": item.token,
+                "rank": item.rank, "who": item.who, "queued_at": item.queued_at, "key": item.key}
+
+    @staticmethod
+    def _from_snapshot(snap: Any) -> ReprocessItem:
+        d = snap.to_dict()
+        return ReprocessItem(d["bucket"], d["experiment"], d["datatype"],
+                             d["date"].astimezone(UTC).date(), d["token"], d["rank"], d["who"],
+                             d["queued_at"], snap.update_time)
+
+    @_guarded
+    def add(self, items: list[ReprocessItem]) -> list[str]:
+        """Queue the items whose job keys are not queued yet; return the keys queued.
+
+        Writes go in batches of at most :data:`MAX_BATCH`; queued items are left as they are.
+        """
+        created: list[str] = []
+        for start in range(0, len(items), MAX_BATCH):
+            chunk = items[start:start + MAX_BATCH]
+            refs = [self.collection.document(doc_id(i.key)) for i in chunk]
+            present = {snap.id for snap in self.client.get_all(refs) if snap.exists}
+            self.stats.add(reads=len(refs))
+            todo = [(ref, i) for ref, i in zip(refs, chunk, strict=True) if ref.id not in present]
+            if not todo:
+                continue
+            batch = self.client.batch()
+            for ref, item in todo:
+                batch.create(ref, self._to_document(item))
+            try:
+                batch.commit()
+                created.extend(i.key for _, i in todo)
+            except gexc.Conflict:  # queued meanwhile by someone else: one by one
+                for ref, item in todo:
+                    with contextlib.suppress(gexc.Conflict):
+                        ref.create(self._to_document(item))
+                        created.append(item.key)
+            self.stats.add(writes=len(todo))
+        return created
+
+    def head(self, sources: list[str], limit: int) -> list[ReprocessItem]:
+        """Return the first ``limit`` items of ``sources`` (``experiment/datatype``) in queue order."""
+        found: list[ReprocessItem] = []
+        with _transient_as_unavailable():
+            for start in range(0, len(sources), MAX_IN_VALUES):
+                query = (self.collection
+                         .where(filter=FieldFilter("source", "in", sources[start:start + MAX_IN_VALUES]))
+                         .order_by("rank").limit(limit))
+                for snap in query.stream():
+                    self.stats.add(reads=1)
+                    found.append(self._from_snapshot(snap))
+        return sorted(found, key=lambda i: i.rank)[:limit]
+
+    @_guarded
+    def remove(self, item: ReprocessItem) -> bool:
+        """Remove the item unless it was queued again since it was read; return whether it was."""
+        option = self.client.write_option(last_update_time=item.update_time)
+        try:
+            self.collection.document(doc_id(item.key)).delete(option=option)
+            return True
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return False
+        finally:
+            self.stats.add(writes=1)
+
+    @_guarded
+    def count(self) -> int:
+        """Return the number of queued items (an aggregation query)."""
+        result = self.collection.count().get()
+        self.stats.add(reads=1)
+        return int(result[0][0].value)
+
+    def stream(self, limit: int) -> Iterator[ReprocessItem]:
+        """Stream the first ``limit`` items of the whole queue, in queue order."""
+        with _transient_as_unavailable():
+            for snap in self.collection.order_by("rank").limit(limit).stream():
+                self.stats.add(reads=1)
+                yield self._from_snapshot(snap)
+
+
+#: Default collection of the operator's pauses.
+CONTROLS_COLLECTION = "controls"
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A pause of a source (``experiment/datatype``) or of the whole historical cycle."""
+
+    target: str
+    who: str
+    since: datetime
+    reason: str = ""
+
+
+class ControlStore:
+    """The operator's pauses: one document per paused target, present while it is paused.
+
+    Next-job reads them all with one query per call; pausing and resuming are
+    single create-only or guarded writes, so nothing contends.
+    """
+
+    def __init__(self, client: firestore.Client, collection: str = CONTROLS_COLLECTION) -> None:
+        self.collection = client.collection(collection)
+        self.stats = StoreStats()
+
+    @_guarded
+    def pause(self, pause: Pause) -> Pause | None:
+        """Record the pause unless its target is paused already; return the pause in force before, if any."""
+        ref = self.collection.document(doc_id(pause.target))
+        try:
+            ref.create({"target": pause.target, "who": pause.who, "since": pause.since,
+                        "reason": pause.reason})
+            return None
+        except gexc.Conflict:
+            snap = ref.get()
+            self.stats.add(reads=1)
+            return self._from(snap.to_dict()) if snap.exists else None
+        finally:
+            self.stats.add(writes=1)
+
+    @_guarded
+    def resume(self, target: str) -> Pause | None:
+        """Lift the pause of ``target``; return it, or None if ``target`` was not paused."""
+        ref = self.collection.document(doc_id(target))
+        snap = ref.get()
+        self.stats.add(reads=1)
+        if not snap.exists:
+            return None
+        try:
+            ref.delete(option=firestore.Client.write_option(last_update_time=snap.update_time))
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return None  # lifted (or replaced) meanwhile by someone else
+        finally:
+            self.stats.add(writes=1)
+        return self._from(snap.to_dict())
+
+    @_guarded
+    def all(self) -> list[Pause]:
+        """Return every pause in force."""
+        pauses = [self._from(snap.to_dict()) for snap in self.collection.stream()]
+        self.stats.add(reads=max(1, len(pauses)))
+        return pauses
+
+    @staticmethod
+    def _from(data: dict[str, Any]) -> Pause:
+        return Pause(data["target"], data["who"], data["since"], data.get("reason", ""))

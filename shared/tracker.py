@@ -20,6 +20,7 @@ from shared.gotime import format_time
 from shared.model import KEEP_DETAIL, Job, State, Status, utcnow
 from shared.store import (
     FREE,
+    AuditEntry,
     DocumentChanged,
     DocumentExists,
     DocumentMissing,
@@ -98,7 +99,8 @@ class Tracker:
             raise JobNotFound(key)
         return record
 
-    def add_job(self, job: Job, offer: str = "") -> JobRecord:
+    def add_job(self, job: Job, offer: str = "", *, ignore_backoff: bool = False,
+                note: AuditEntry | None = None) -> JobRecord:
         """Start tracking ``job`` with a fresh status, as handed out by ``offer`` (if any).
 
         A complete or failed job with the same key is restarted (its document is
@@ -107,10 +109,14 @@ class Tracker:
         retry backoff; any other existing job raises :class:`JobAlreadyExists`.
         Of concurrent callers exactly one succeeds. Restarting a failed job
         counts one more attempt and keeps its error in ``last_error``;
-        restarting a complete one starts counting afresh.
+        restarting a complete one starts counting afresh. ``ignore_backoff``
+        restarts a failed job even within its backoff (operator reprocessing);
+        ``note`` is added to the job's audit, which a restart keeps.
         """
         for _ in range(3):
             record = JobRecord.new(job, self.clock(), offer)
+            if note is not None:
+                record.note(note)
             try:
                 self.store.create(record)
                 log_state_change(record.key, None, State.INIT, f"offer {offer}" if offer else "")
@@ -122,11 +128,15 @@ class Tracker:
                 continue  # removed meanwhile: create it again
             state = existing.status.state
             if (state not in transitions.TERMINAL or (offer and existing.offer == offer)
-                    or (offer and existing.retry_at and existing.retry_at > record.last_update)):
+                    or (offer and not ignore_backoff and existing.retry_at
+                        and existing.retry_at > record.last_update)):
                 raise JobAlreadyExists(record.key, state, existing.offer, existing.reoffer)
             if state is State.FAILED:
                 record.attempts = existing.attempts + 1
                 record.last_error = existing.status.error
+            record.audit = existing.audit
+            if note is not None:
+                record.note(note)
             try:
                 self.store.replace(record, if_update_time=existing.update_time)
             except DocumentChanged:
@@ -229,6 +239,28 @@ class Tracker:
         if after.status.state is not before[0]:
             reason = after.status.detail if after.status.state is State.FAILED else ""
             log_state_change(key, before[0], after.status.state, reason)
+        return before[0], after
+
+    def administer(self, key: str, change: Callable[[JobRecord, datetime], None]
+                   ) -> tuple[State, JobRecord]:
+        """Apply an operator's ``change`` in one transaction; return the state before and the record after.
+
+        ``change`` gets the record and the time, decides everything itself
+        (no retry time is set for it) and may raise to write nothing.
+        """
+        before: list[State] = []
+
+        def apply(rec: JobRecord) -> JobRecord:
+            before[:] = [rec.status.state]
+            change(rec, self.clock())
+            return rec
+
+        try:
+            after = self.store.transact(key, apply)
+        except DocumentMissing:
+            raise JobNotFound(key) from None
+        if after.status.state is not before[0]:
+            log.info("job %s: %s -> %s", key, before[0].value, after.status.state.value)
         return before[0], after
 
     def expire_stale(self, cutoff: datetime, limit: int) -> list[str]:

@@ -15,25 +15,30 @@ resource "google_firestore_database" "default" {
 }
 
 locals {
-  job_indexes = {
-    state_start      = ["state", "start_time"]
-    experiment_start = ["experiment", "start_time"]
-    datatype_start   = ["datatype", "start_time"]
-    state_reoffer    = ["state", "reoffer"]
-    state_activity   = ["state", "last_activity"]
-    state_update     = ["state", "last_update"]
-    state_retry      = ["state", "retry_at"]
-    state_lease      = ["state", "lease_until"]
+  # Every composite index, by collection; the same list as shared/store.py INDEXES.
+  firestore_indexes = {
+    jobs_state_start      = { collection = var.jobs_collection, fields = ["state", "start_time"] }
+    jobs_experiment_start = { collection = var.jobs_collection, fields = ["experiment", "start_time"] }
+    jobs_datatype_start   = { collection = var.jobs_collection, fields = ["datatype", "start_time"] }
+    jobs_state_reoffer    = { collection = var.jobs_collection, fields = ["state", "reoffer"] }
+    jobs_state_activity   = { collection = var.jobs_collection, fields = ["state", "last_activity"] }
+    jobs_state_update     = { collection = var.jobs_collection, fields = ["state", "last_update"] }
+    jobs_state_retry      = { collection = var.jobs_collection, fields = ["state", "retry_at"] }
+    jobs_state_lease      = { collection = var.jobs_collection, fields = ["state", "lease_until"] }
+    jobs_state_date       = { collection = var.jobs_collection, fields = ["state", "date"] }
+    jobs_experiment_date  = { collection = var.jobs_collection, fields = ["experiment", "date"] }
+    jobs_datatype_date    = { collection = var.jobs_collection, fields = ["datatype", "date"] }
+    reprocess_source_rank = { collection = "reprocess", fields = ["source", "rank"] }
   }
 }
 
-resource "google_firestore_index" "jobs" {
-  for_each   = local.job_indexes
+resource "google_firestore_index" "indexes" {
+  for_each   = local.firestore_indexes
   database   = google_firestore_database.default.name
-  collection = var.jobs_collection
+  collection = each.value.collection
 
   dynamic "fields" {
-    for_each = each.value
+    for_each = each.value.fields
     content {
       field_path = fields.value
       order      = "ASCENDING"

@@ -12,6 +12,7 @@ locals {
     status      = { entry_point = "status", memory = "512Mi", timeout = 120, max_instances = 3, invoker = "operators" }
     maintain    = { entry_point = "maintain", memory = "1Gi", timeout = 540, max_instances = 1, invoker = "scheduler" }
     postprocess = { entry_point = "postprocess", memory = "1Gi", timeout = 540, max_instances = 1, invoker = "scheduler" }
+    admin       = { entry_point = "admin", memory = "512Mi", timeout = 120, max_instances = 2, invoker = "operators" }
     metrics     = { entry_point = "metrics", memory = "256Mi", timeout = 60, max_instances = 2, invoker = "operators" }
   }
 

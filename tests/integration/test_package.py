@@ -108,9 +108,14 @@ def servers(artifact: Path, tmp_path: Path, project: str, emulator_host: str,
                GOOGLE_CLOUD_PROJECT=project, GOOGLE_APPLICATION_CREDENTIALS=str(adc),
                ANNOTATION_SOURCE_PROJECT=f"none-{uuid.uuid4().hex[:8]}",
                NDT_SOURCE_PROJECT=f"none-{uuid.uuid4().hex[:8]}", INPUT_BUCKET="unused")
-    check = subprocess.run([sys.executable, "-c", "import shared"], cwd=elsewhere, env=env,
-                           capture_output=True)
-    assert check.returncode != 0, "shared is importable without the artifact; the test proves nothing"
+    # The development environment may make the repository's `shared` importable (the
+    # console script's editable install); the artifact's main.py must load its own copy.
+    probe = (f"import runpy; runpy.run_path({str(artifact / 'main.py')!r}); "
+             "import shared; print(shared.__file__)")
+    check = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    assert Path(check.stdout.strip().splitlines()[-1]).is_relative_to(artifact), check.stdout
     procs, urls = [], {}
     try:
         for name in entry_points(artifact / "main.py"):

@@ -8,6 +8,7 @@ the code — entry points, schedules, Firestore indexes, grants, settings.
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 import shutil
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from shared.store import INDEXES
+from shared.store import INDEXES, JOBS_COLLECTION
 from tests.offline import ROOT, TERRAFORM_DIR, require, terraform_fmt_check
 
 MAIN = ROOT / "functions" / "main.py"
@@ -151,10 +152,7 @@ def test_invocation_is_granted_on_the_cloud_run_service_of_each_function(tf: Con
 
 def test_router_serves_only_the_parser_routes_and_their_document(tf: Config) -> None:
     assert tf.locals["function_environment"]["api"] == {"API_ROUTES": "parser,docs"}
-    routes = ast.parse(MAIN.read_text())
-    node = next(node.value for node in routes.body if isinstance(node, ast.Assign)
-                and any(getattr(t, "id", "") == "ROUTE_GROUPS" for t in node.targets))
-    groups = ast.literal_eval(node)
+    groups = importlib.import_module("functions.main").ROUTE_GROUPS
     assert all(path.startswith(("/v2/job/", "/next_job", "/update", "/heartbeat", "/error"))
                for path in groups["parser"])
     assert groups["docs"] == ("/openapi.json",)
@@ -204,12 +202,14 @@ def test_postprocess_capacity_covers_a_thousand_jobs_a_day_many_times(tf: Config
 
 
 def test_terraform_declares_every_index_of_the_store(tf: Config) -> None:
-    declared = {tuple(fields) for fields in tf.locals["job_indexes"].values()}
-    needed = {tuple(field for field, _ in fields) for _, fields in INDEXES}
+    names = {"${var.jobs_collection}": JOBS_COLLECTION}
+    declared = {(names.get(i["collection"], i["collection"]), tuple(i["fields"]))
+                for i in tf.locals["firestore_indexes"].values()}
+    needed = {(collection, tuple(field for field, _ in fields)) for collection, fields in INDEXES}
     assert needed <= declared, f"missing in terraform: {needed - declared}"
     assert all(direction == "ASCENDING" for _, fields in INDEXES for _, direction in fields)
-    index = tf.resource("google_firestore_index", "jobs")
-    assert index["collection"] == "${var.jobs_collection}"
+    index = tf.resource("google_firestore_index", "indexes")
+    assert index["collection"] == "${each.value.collection}"
     assert index["dynamic"][0]["fields"]["content"][0]["order"] == "ASCENDING"
     assert tf.resource("google_firestore_database", "default")["type"] == "FIRESTORE_NATIVE"
 

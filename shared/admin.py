@@ -1,0 +1,323 @@
+"""Operator control: list and inspect jobs, retry, fail, reprocess, pause, snapshots.
+
+Every action on a job is one Firestore transaction that checks the job first
+and writes nothing when it refuses, and it is recorded on the job's ``audit``
+(who, when, what; the newest :data:`shared.store.AUDIT_KEEP` are kept, across
+restarts). Reprocessing is queued, one document per job, and recorded on the
+job when next-job hands it out; pauses are documents of their own, holding
+who paused and why.
+
+Policies:
+
+* **retry** — only a ``failed`` job; it becomes due at once (``retry_at`` =
+  now), and next-job hands it out as the next retry: the run counts as one
+  more attempt. Past the attempt limit the operator's retry still runs it
+  once; if that run fails, it is not retried automatically.
+* **fail** — any non-terminal state (the transition table allows ``failed``
+  from each); ``complete`` and ``failed`` answer 409 naming the states. The
+  job is not retried automatically (``gardener retry`` runs it again), its
+  post-processing lease is cleared and an owed re-offer dropped.
+* **reprocess** — job dates up to yesterday, for sources of the config, at
+  most ``max_reprocess`` jobs per request; a job already queued stays queued once.
+* **pause** — ``historical`` stops the historical stream; a source
+  (``experiment/datatype``) stops all of its hand-outs: owed runs, daily (a
+  daily job coming due is queued for reprocessing), reprocessing, historical.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from shared import status_page, transitions
+from shared.config import Config
+from shared.errors import TrackerError
+from shared.gotime import format_time
+from shared.job_service import HISTORICAL, source_name
+from shared.model import UTC, Job, State
+from shared.store import (
+    FREE,
+    AuditEntry,
+    ControlStore,
+    JobRecord,
+    Pause,
+    ReprocessItem,
+    ReprocessQueue,
+)
+from shared.tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+#: Jobs one reprocessing request may queue (days × sources), unless configured otherwise.
+MAX_REPROCESS = 1000
+
+#: Who an action is recorded as when the request names no one.
+ANONYMOUS = "anonymous"
+
+_OPERATOR_RE = re.compile(r"[\w.@+:/ -]{1,200}")
+
+#: Job dates of an open-ended date filter.
+_EARLIEST, _LATEST = date(1970, 1, 1), date(9999, 12, 31)
+
+
+class AdminRejected(TrackerError):
+    """The operator's request was refused; :attr:`status` is the HTTP answer (400 or 409)."""
+
+    def __init__(self, status: int, message: str, fields: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.fields = fields or {}
+
+
+def operator(authorization: str, x_operator: str) -> str:
+    """Return who makes a request: the ID token's ``email``, else ``X-Operator``, else anonymous.
+
+    The token is NOT verified here: deployed, the function accepts only
+    authenticated callers, so Google's front end has verified it before the
+    request arrives; the claim is only read. Locally there is no token and
+    the ``X-Operator`` header names the operator.
+    """
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.count(".") == 2:
+        payload = token.split(".")[1]
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (ValueError, binascii.Error):
+            claims = {}
+        email = claims.get("email") if isinstance(claims, dict) else None
+        if isinstance(email, str) and _OPERATOR_RE.fullmatch(email):
+            return email
+    name = x_operator.strip()
+    return name if _OPERATOR_RE.fullmatch(name) else ANONYMOUS
+
+
+def audit_json(entry: AuditEntry) -> dict[str, str]:
+    """Return one audit entry as JSON."""
+    return {"Time": format_time(entry.time), "Who": entry.who, "Action": entry.action,
+            "Detail": entry.detail}
+
+
+def job_view(record: JobRecord) -> dict[str, Any]:
+    """Return a job as the admin API shows it: the status page's JSON, bookkeeping and audit."""
+    return {
+        **status_page.job_json(record),
+        "Offer": record.offer,
+        "Reoffer": record.reoffer,
+        "LeaseOwner": record.lease_owner,
+        "LeaseUntil": format_time(record.lease_until) if record.lease_until != FREE else None,
+        "Audit": [audit_json(a) for a in record.audit],
+    }
+
+
+def pause_json(pause: Pause | None) -> dict[str, str] | None:
+    """Return a pause as JSON (None when not paused)."""
+    if pause is None:
+        return None
+    return {"Target": pause.target, "Who": pause.who, "Since": format_time(pause.since),
+            "Reason": pause.reason}
+
+
+def item_json(item: ReprocessItem) -> dict[str, str]:
+    """Return a queued reprocessing as JSON."""
+    return {"ID": item.key, "Source": item.source, "Who": item.who,
+            "QueuedAt": format_time(item.queued_at)}
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs to list: equal state, experiment, datatype; job dates from ``first`` to ``last``."""
+
+    state: State | None = None
+    experiment: str | None = None
+    datatype: str | None = None
+    first: date | None = None
+    last: date | None = None
+    limit: int = 100
+
+
+class Admin:
+    """The operator's actions over the tracker, the reprocessing queue and the pauses."""
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        queue: ReprocessQueue,
+        controls: ControlStore,
+        config: Config,
+        export: Callable[[datetime], dict[str, Any]] | None = None,
+        load: Callable[[str], Any] | None = None,
+        max_reprocess: int = MAX_REPROCESS,
+    ) -> None:
+        self.tracker = tracker
+        self.queue = queue
+        self.controls = controls
+        self.config = config
+        self.export = export
+        self.load = load
+        self.max_reprocess = max_reprocess
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        """The tracker's clock."""
+        return self.tracker.clock
+
+    # --- looking ---------------------------------------------------------------------
+
+    def list_jobs(self, f: JobFilter) -> list[JobRecord]:
+        """Return the matching jobs: by job date with a date range, else oldest start first."""
+        if f.first is None and f.last is None:
+            return list(self.tracker.get_state(f.state, f.experiment, f.datatype, f.limit))
+        return list(self.tracker.store.query_dates(
+            f.first or _EARLIEST, f.last or _LATEST, f.state, f.experiment, f.datatype, f.limit))
+
+    def job(self, key: str) -> JobRecord:
+        """Return one job with its history, bookkeeping and audit; JobNotFound if none."""
+        return self.tracker.get_record(key)
+
+    # --- acting on one job -------------------------------------------------------------
+
+    def retry(self, key: str, who: str) -> JobRecord:
+        """Make a failed job due for a retry now; 409 for any other state."""
+        limit = self.tracker.retry.max_attempts
+
+        def change(rec: JobRecord, now: datetime) -> None:
+            state = rec.status.state
+            if state is not State.FAILED:
+                hint = "reprocess it" if state is State.COMPLETE else "mark it failed first"
+                raise AdminRejected(409, f"job {key} is {state.value}, not failed: only a failed "
+                                         f"job can be retried ({hint})")
+            nth = rec.attempts + 1
+            beyond = f", beyond the limit of {limit}" if nth > limit else ""
+            rec.retry_at = now
+            rec.note(AuditEntry(now, who, "retry", f"due now as attempt {nth}{beyond}"))
+
+        return self.tracker.administer(key, change)[1]
+
+    def fail(self, key: str, reason: str, who: str) -> tuple[State, JobRecord]:
+        """Mark a job in flight failed with ``reason``; return the state before and the job."""
+
+        def change(rec: JobRecord, now: datetime) -> None:
+            old = rec.status.state
+            transitions.check(key, old, State.FAILED)
+            Tracker.fail(rec, f"{old.value}: failed by {who}: {reason}", now)
+            dropped = f"; dropped the owed re-offer {rec.reoffer}" if rec.reoffer else ""
+            rec.retry_at, rec.reoffer = None, ""
+            rec.lease_owner, rec.lease_until = "", FREE
+            rec.note(AuditEntry(now, who, "fail", f"in {old.value}: {reason}{dropped}"))
+
+        return self.tracker.administer(key, change)
+
+    # --- reprocessing ---------------------------------------------------------------------
+
+    def reprocess(self, first: date, last: date, sources: list[str], who: str) -> dict[str, Any]:
+        """Queue the jobs of ``sources`` (all if empty) for job dates ``first``–``last``.
+
+        Refused (400, nothing written) for unknown sources, a range reaching
+        today or later, or more than ``max_reprocess`` jobs.
+        """
+        known = sorted({source_name(s) for s in self.config.sources})
+        unknown = sorted(set(sources) - set(known))
+        if unknown:
+            raise AdminRejected(400, f"unknown sources {', '.join(unknown)}; the config has "
+                                     f"{', '.join(known)}", {"sources": unknown})
+        now = self.clock()
+        yesterday = now.astimezone(UTC).date() - timedelta(days=1)
+        if first > last:
+            raise AdminRejected(400, f"from ({first}) is after to ({last})")
+        if last > yesterday:
+            raise AdminRejected(400, f"to ({last}) must be yesterday ({yesterday}) or earlier")
+        chosen = [s for s in self.config.sources if not sources or source_name(s) in sources]
+        days = (last - first).days + 1
+        count = days * len(chosen)
+        if count > self.max_reprocess:
+            raise AdminRejected(400, f"{days} days × {len(chosen)} sources = {count} jobs; at most "
+                                     f"{self.max_reprocess} per request")
+        items = [ReprocessItem.new(Job(s.bucket, s.experiment, s.datatype, first + timedelta(d)),
+                                   who, now, seq)
+                 for seq, (d, s) in enumerate((d, s) for d in range(days) for s in chosen)]
+        queued = self.queue.add(items)
+        log.info("%s queued %d jobs for reprocessing (%s to %s, %s); %d were queued already",
+                 who, len(queued), first, last, ", ".join(map(source_name, chosen)),
+                 count - len(queued))
+        return {"Queued": len(queued), "AlreadyQueued": count - len(queued), "Jobs": queued,
+                "Who": who, "Time": format_time(now)}
+
+    # --- pauses ------------------------------------------------------------------------
+
+    def _check_target(self, target: str) -> None:
+        known = sorted({source_name(s) for s in self.config.sources})
+        if target != HISTORICAL and target not in known:
+            raise AdminRejected(400, f"unknown pause target {target!r}; use {HISTORICAL} or a "
+                                     f"source: {', '.join(known)}")
+
+    def pause(self, target: str, reason: str, who: str) -> Pause:
+        """Pause ``historical`` or a source; 409 if it is paused already."""
+        self._check_target(target)
+        pause = Pause(target, who, self.clock(), reason)
+        before = self.controls.pause(pause)
+        if before is not None:
+            raise AdminRejected(409, f"{target} is paused already, by {before.who} since "
+                                     f"{format_time(before.since)}")
+        log.info("%s paused %s: %s", who, target, reason)
+        return pause
+
+    def resume(self, target: str, who: str) -> Pause:
+        """Lift the pause of ``target``; return it. 409 if it was not paused."""
+        self._check_target(target)
+        lifted = self.controls.resume(target)
+        if lifted is None:
+            raise AdminRejected(409, f"{target} is not paused")
+        log.info("%s resumed %s (paused by %s since %s)", who, target, lifted.who,
+                 format_time(lifted.since))
+        return lifted
+
+    def controls_view(self) -> dict[str, Any]:
+        """Return the pauses in force and the reprocessing queue (its size and head)."""
+        pauses = {p.target: p for p in self.controls.all()}
+        sources = sorted({source_name(s) for s in self.config.sources})
+        return {
+            "Historical": pause_json(pauses.get(HISTORICAL)),
+            "Sources": [{"Source": s, "Paused": pause_json(pauses.get(s))} for s in sources],
+            "ReprocessQueued": self.queue.count(),
+            "ReprocessNext": [item_json(i) for i in self.queue.stream(10)],
+        }
+
+    # --- snapshots ---------------------------------------------------------------------
+
+    def export_snapshot(self, who: str) -> dict[str, Any]:
+        """Write a snapshot now to the configured bucket; 409 if none is configured."""
+        if self.export is None:
+            raise AdminRejected(409, "no snapshot bucket is configured (set SNAPSHOT_BUCKET)")
+        result = self.export(self.clock())
+        log.info("%s exported a snapshot: %s", who, result.get("object"))
+        return {**result, "Who": who}
+
+    def import_snapshot(self, source: str, who: str) -> dict[str, Any]:
+        """Create the jobs of snapshot ``source`` (``gs://…``) that Firestore lacks.
+
+        A malformed file is refused (400, every problem listed, nothing written).
+        """
+        from google.api_core import exceptions as gexc
+
+        from shared.snapshot import SnapshotError, import_snapshot
+
+        if self.load is None:
+            raise AdminRejected(409, "snapshot import is not available here")
+        try:
+            snapshot = self.load(source)
+        except SnapshotError as exc:
+            raise AdminRejected(400, str(exc), {"problems": exc.problems}) from None
+        except (FileNotFoundError, gexc.NotFound):
+            raise AdminRejected(400, f"no such snapshot object {source}") from None
+        result = import_snapshot(self.tracker.store, snapshot)
+        log.info("%s imported %s: %d created, %d already present", who, source, result.created,
+                 result.already_present)
+        return {"Source": source, "Total": result.total, "Created": result.created,
+                "AlreadyPresent": result.already_present, "Skipped": result.skipped, "Who": who}

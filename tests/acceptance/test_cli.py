@@ -1,0 +1,132 @@
+"""The ``gardener`` command line against a real function server on the emulators."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from shared import cli
+from shared.model import utcnow
+
+GARDENER = Path(sys.executable).parent / "gardener"
+
+COMMANDS = ("jobs", "job", "retry", "fail", "reprocess", "pause", "resume", "controls", "export",
+            "import")
+
+
+@pytest.fixture
+def server(start_server, gcs_client, gcs_url, tmp_path):  # type: ignore[no-untyped-def]
+    """A server with a two-source config on a fresh archive bucket and a snapshot bucket."""
+    archive = f"archive-{uuid.uuid4().hex[:12]}"
+    snapshots = f"snap-{uuid.uuid4().hex[:12]}"
+    gcs_client.create_bucket(archive)
+    gcs_client.create_bucket(snapshots)
+    config = tmp_path / "config.yml"
+    start = utcnow().date() - timedelta(days=5)
+    sources = "".join(f"""
+  - bucket: {archive}
+    experiment: ndt
+    datatype: {dt}
+    target_datasets: {{tmp: tmp_ndt, raw: raw_ndt}}
+    pipeline: []""" for dt in ("a", "b"))
+    config.write_text(f"start_date: '{start}'\ntracker: {{timeout: 1h}}\n"
+                      f"monitor: {{polling_interval: 1m}}\nsources:{sources}\n")
+    for day in (start, start + timedelta(days=1)):
+        gcs_client.bucket(archive).blob(f"ndt/a/{day:%Y/%m/%d}/x.tgz").upload_from_string(b"x")
+    url = start_server(GARDENER_CONFIG=str(config), STORAGE_EMULATOR_HOST=gcs_url,
+                       SNAPSHOT_BUCKET=snapshots)
+    return {"url": url, "archive": archive, "snapshots": snapshots, "start": start}
+
+
+def run(capsys, url: str, *args: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+    """Run the command line in this process; return (exit status, stdout, stderr)."""
+    code = cli.main([*args, "--url", url, "--operator", "carol"])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def next_job(url: str) -> str:
+    with urllib.request.urlopen(urllib.request.Request(f"{url}/v2/job/next", data=b"",
+                                                       method="POST"), timeout=30) as r:
+        return json.loads(r.read())["ID"]
+
+
+def test_the_console_script_is_installed_and_every_command_has_help() -> None:
+    assert GARDENER.exists(), "run `make test` (it installs the gardener console script)"
+    top = subprocess.run([str(GARDENER), "--help"], capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert top.returncode == 0 and all(c in top.stdout for c in COMMANDS)
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as exit_:
+            cli.parser().parse_args([command, "--help"])
+        assert exit_.value.code == 0
+
+
+def test_operator_session_through_the_cli(server, capsys):
+    url = server["url"]
+    key = next_job(url)
+    assert key.endswith(f"/ndt/a/{server['start']:%Y%m%d}")
+
+    code, out, _ = run(capsys, url, "jobs")
+    assert code == 0 and key in out and "1 jobs" in out
+    code, out, _ = run(capsys, url, "jobs", "--state", "init", "--json")
+    assert code == 0 and [j["ID"] for j in json.loads(out)["Jobs"]] == [key]
+
+    code, out, _ = run(capsys, url, "fail", key, "--reason", "stuck archive")
+    assert code == 0 and "init -> failed" in out and "carol" in out
+    code, _, err = run(capsys, url, "fail", key, "--reason", "again")
+    assert code == 1 and "terminal" in err and "HTTP 409" in err
+    code, out, _ = run(capsys, url, "retry", key, "--json")
+    assert code == 0 and json.loads(out)["Audit"][-1]["Action"] == "retry"
+    assert next_job(url) == key  # due now
+
+    code, out, _ = run(capsys, url, "job", key, "--json")
+    body = json.loads(out)
+    assert [a["Action"] for a in body["Audit"]] == ["fail", "retry"]
+    assert {a["Who"] for a in body["Audit"]} == {"carol"} and body["Attempts"] == 2
+    code, out, _ = run(capsys, url, "job", key)
+    assert code == 0 and "History:" in out and "Audit:" in out and "stuck archive" in out
+
+    code, out, _ = run(capsys, url, "pause", "ndt/b", "--reason", "schema change")
+    assert code == 0 and "paused by carol" in out
+    code, out, _ = run(capsys, url, "controls", "--json")
+    assert json.loads(out)["Sources"][1]["Paused"]["Reason"] == "schema change"
+    code, out, _ = run(capsys, url, "resume", "ndt/b")
+    assert code == 0 and "resumed" in out
+    code, _, err = run(capsys, url, "resume", "ndt/b")
+    assert code == 1 and "not paused" in err
+
+    start = server["start"]
+    code, out, _ = run(capsys, url, "reprocess", "--from", f"{start}", "--to", f"{start}",
+                       "--source", "ndt/a")
+    assert code == 0 and "queued 1 jobs" in out
+    code, out, _ = run(capsys, url, "controls")
+    assert code == 0 and "Reprocessing queued: 1" in out and "historical" in out
+    code, _, err = run(capsys, url, "reprocess", "--from", f"{start}", "--to", f"{start}",
+                       "--source", "ndt/zz")
+    assert code == 1 and "unknown sources ndt/zz" in err
+
+    code, out, _ = run(capsys, url, "export", "--json")
+    exported = json.loads(out)
+    assert code == 0 and exported["jobs"] == 1 and exported["Who"] == "carol"
+    code, out, _ = run(capsys, url, "import", f"gs://{server['snapshots']}/{exported['latest']}")
+    assert code == 0 and "1 already present" in out
+
+
+def test_exit_codes_for_usage_errors_and_an_unreachable_tracker(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["reprocess", "--from", "yesterday", "--to", "2026-01-01"])
+    assert exit_.value.code == 2
+    code = cli.main(["controls", "--url", "http://127.0.0.1:9", "--timeout", "1"])
+    assert code == 1 and "gardener controls" in capsys.readouterr().err
+    assert cli.main(["controls", "--url", "ftp://h"]) == 2
+    script = subprocess.run([str(GARDENER), "fail", "x"], capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert script.returncode == 2 and "--reason" in script.stderr

@@ -1,0 +1,408 @@
+"""Operator control on the emulators: every admin action, its audit, refusals, reprocessing, pauses."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import uuid
+from datetime import date, timedelta
+
+import pytest
+
+from shared.admin import Admin
+from shared.config import Config, Source
+from shared.gcs import ArchiveLister
+from shared.job_service import JobService
+from shared.model import Datasets, Job, State
+from shared.store import ControlStore, CursorStore, ReprocessQueue
+
+NOW_DAY = date(2026, 11, 27)  # the FakeClock's day; it stands at 12:00 UTC
+YESTERDAY = NOW_DAY - timedelta(days=1)
+DS = Datasets("tmp_ndt", "raw_ndt", "ndt")
+ROOT_MAIN = __import__("pathlib").Path(__file__).resolve().parents[2] / "functions" / "main.py"
+
+
+@pytest.fixture
+def bucket(gcs_client):  # type: ignore[no-untyped-def]
+    name = f"archive-{uuid.uuid4().hex[:12]}"
+    gcs_client.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def config(bucket: str) -> Config:
+    """Two sources, ndt/a (daily and historical) and ndt/b, history from a week ago."""
+    sources = tuple(Source(bucket, "ndt", dt, "", DS) for dt in ("a", "b"))
+    return Config(start_date=NOW_DAY - timedelta(days=7), tracker_timeout=timedelta(hours=6),
+                  polling_interval=timedelta(minutes=1), sources=sources)
+
+
+def put_files(gcs_client, bucket: str, datatype: str, *days: date) -> list[str]:  # type: ignore[no-untyped-def]
+    b = gcs_client.bucket(bucket)
+    for day in days:
+        b.blob(f"ndt/{datatype}/{day:%Y/%m/%d}/20190102T000000Z-archive.tgz").upload_from_string(b"x")
+    return [Job(bucket, "ndt", datatype, day).key() for day in days]
+
+
+@pytest.fixture
+def snapshots(gcs_client):  # type: ignore[no-untyped-def]
+    name = f"snap-{uuid.uuid4().hex[:12]}"
+    return gcs_client.create_bucket(name)
+
+
+@pytest.fixture
+def admin(tracker, firestore_client, config, gcs_client, snapshots, clock):  # type: ignore[no-untyped-def]
+    from shared.snapshot import load_snapshot, write_snapshot
+
+    def export(now):  # type: ignore[no-untyped-def]
+        import dataclasses
+
+        return dataclasses.asdict(write_snapshot(tracker.store, snapshots, now))
+
+    return Admin(tracker, ReprocessQueue(firestore_client), ControlStore(firestore_client), config,
+                 export=export, load=lambda src: load_snapshot(src, gcs_client), max_reprocess=20)
+
+
+@pytest.fixture
+def service(tracker, firestore_client, gcs_client, config, clock):  # type: ignore[no-untyped-def]
+    def make() -> JobService:
+        return JobService(tracker, CursorStore(firestore_client), ArchiveLister(gcs_client), config,
+                          clock=clock, queue=ReprocessQueue(firestore_client),
+                          controls=ControlStore(firestore_client))
+
+    return make
+
+
+@pytest.fixture
+def api(admin, tracker, monkeypatch):  # type: ignore[no-untyped-def]
+    """A Flask test client of the ``api`` router, its admin wired to this test's stores."""
+    from functions_framework import create_app
+
+    from shared import runtime
+
+    monkeypatch.setattr(runtime, "tracker", lambda: tracker)
+    monkeypatch.setattr(runtime, "admin", lambda: admin)
+    return create_app("api", str(ROOT_MAIN)).test_client()
+
+
+def everything(firestore_client) -> dict:  # type: ignore[no-untyped-def]
+    """Every document of the test's project, by collection and id."""
+    return {c.id: {d.id: d.to_dict() for d in c.stream()} for c in firestore_client.collections()}
+
+
+def drain(service: JobService) -> list[str]:
+    keys = []
+    while (record := service.next_job()) is not None:
+        keys.append(record.key)
+    return keys
+
+
+def add(tracker, bucket: str, datatype: str, day: date, *states: State) -> str:  # type: ignore[no-untyped-def]
+    key = tracker.add_job(Job(bucket, "ndt", datatype, day, "", DS)).key
+    for state in states:
+        if state is State.FAILED:
+            tracker.set_job_error(key, "parser died")
+        else:
+            tracker.set_status(key, state)
+    return key
+
+
+OP = {"X-Operator": "alice"}
+
+
+# --- looking ---------------------------------------------------------------------------------
+
+
+def test_list_and_filter_jobs(api, tracker, bucket, clock):
+    k1 = add(tracker, bucket, "a", NOW_DAY - timedelta(days=5), State.PARSING)
+    clock.advance(seconds=1)
+    k2 = add(tracker, bucket, "b", NOW_DAY - timedelta(days=3), State.FAILED)
+    clock.advance(seconds=1)
+    k3 = add(tracker, bucket, "a", NOW_DAY - timedelta(days=1))
+
+    body = api.get("/admin/jobs").get_json()
+    assert [j["ID"] for j in body["Jobs"]] == [k1, k2, k3] and body["Shown"] == 3
+    assert [j["ID"] for j in api.get("/admin/jobs?state=failed").get_json()["Jobs"]] == [k2]
+    assert [j["ID"] for j in api.get("/admin/jobs?datatype=a").get_json()["Jobs"]] == [k1, k3]
+    ranged = api.get(f"/admin/jobs?from={NOW_DAY - timedelta(days=4)}&to={NOW_DAY}").get_json()
+    assert [j["ID"] for j in ranged["Jobs"]] == [k2, k3]
+    both = api.get(f"/admin/jobs?from={NOW_DAY - timedelta(days=6)}&datatype=a&limit=1").get_json()
+    assert [j["ID"] for j in both["Jobs"]] == [k1]
+
+
+@pytest.mark.parametrize("query, status, where", [
+    ("state=nope", 400, "state"), ("limit=0", 400, "limit"), ("from=2026-13-01", 400, "from"),
+    ("from=2026-01-05&to=2026-01-01", 400, "to"), ("experiment=a%20b", 400, "experiment"),
+])
+def test_bad_list_filters_answer_400_naming_the_field(api, query, status, where):
+    response = api.get(f"/admin/jobs?{query}")
+    assert response.status_code == status and where in response.get_json()["fields"]
+
+
+def test_show_one_job_with_history_and_audit(api, tracker, bucket):
+    key = add(tracker, bucket, "a", YESTERDAY, State.PARSING)
+    body = api.get(f"/admin/job?id={key}").get_json()
+    assert body["ID"] == key and body["State"] == "parsing" and body["Audit"] == []
+    assert [h["State"] for h in body["Status"]["History"]] == ["init", "parsing"]
+    assert api.get("/admin/job").status_code == 422
+    assert api.get("/admin/job?id=nope").status_code == 400
+    assert api.get(f"/admin/job?id={key[:-1]}9").status_code in (400, 410)
+    assert api.get(f"/admin/job?id={bucket}/ndt/a/20000101").status_code == 410
+
+
+# --- retry and fail --------------------------------------------------------------------------
+
+
+def test_retry_makes_a_failed_job_due_now_and_is_audited(api, tracker, bucket, clock, service,
+                                                         gcs_client):
+    put_files(gcs_client, bucket, "a", YESTERDAY)
+    key = add(tracker, bucket, "a", YESTERDAY, State.FAILED)
+    assert tracker.get_record(key).retry_at > clock()  # in its backoff
+    response = api.post(f"/admin/job/retry?id={key}", headers=OP)
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["RetryAt"] == body["Audit"][-1]["Time"]
+    assert body["Audit"][-1] | {"Time": ""} == {"Time": "", "Who": "alice", "Action": "retry",
+                                                "Detail": "due now as attempt 2"}
+    again = service().next_job()
+    assert again is not None and again.key == key and again.offer == "retry/2"
+    assert again.attempts == 2 and again.audit[-1].action == "retry"  # the audit survives the restart
+
+
+@pytest.mark.parametrize("states, hint", [((State.PARSING,), "mark it failed first"),
+                                          ((), "mark it failed first")])
+def test_retry_of_a_job_that_has_not_failed_is_refused_and_writes_nothing(
+        api, tracker, bucket, firestore_client, states, hint):
+    key = add(tracker, bucket, "a", YESTERDAY, *states)
+    before = everything(firestore_client)
+    response = api.post(f"/admin/job/retry?id={key}", headers=OP)
+    assert response.status_code == 409 and hint in response.get_json()["error"]
+    assert "not failed" in response.get_json()["error"]
+    assert everything(firestore_client) == before
+
+
+def test_fail_marks_a_job_in_flight_failed_with_the_reason(api, tracker, bucket, service, clock):
+    key = add(tracker, bucket, "a", YESTERDAY, State.PARSING)
+    response = api.post(f"/admin/job/fail?id={key}&reason=bad+archive", headers=OP)
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["State"] == "failed" and body["Previous"] == "parsing"
+    assert body["Error"] == "parsing: failed by alice: bad archive"
+    assert body["RetryAt"] is None
+    assert body["Audit"][-1]["Who"] == "alice" and body["Audit"][-1]["Detail"] == "in parsing: bad archive"
+    clock.advance(hours=5)
+    assert tracker.retryable(clock(), 10) == []  # not retried by itself
+    # The parser's late update is refused: the job is terminal.
+    assert api.post(f"/v2/job/update?id={key}&state=parsing").status_code == 409
+
+
+@pytest.mark.parametrize("final", [State.FAILED, State.COMPLETE])
+def test_fail_of_a_terminal_job_answers_409_naming_the_states(api, tracker, bucket, firestore_client,
+                                                             final):
+    path = (State.FAILED,) if final is State.FAILED else (
+        State.PARSING, State.POST_PROCESSING, State.COMPLETE)
+    key = add(tracker, bucket, "a", YESTERDAY, *path)
+    before = everything(firestore_client)
+    response = api.post(f"/admin/job/fail?id={key}&reason=x", headers=OP)
+    assert response.status_code == 409
+    assert f"is {final.value}" in response.get_json()["error"] and "failed" in response.get_json()["error"]
+    assert everything(firestore_client) == before
+
+
+@pytest.mark.parametrize("query, status", [("", 422), ("id=x&reason=r", 400), ("id={key}", 400),
+                                           ("id={key}&reason=" + "r" * 5000, 400)])
+def test_bad_fail_requests_write_nothing(api, tracker, bucket, firestore_client, query, status):
+    key = add(tracker, bucket, "a", YESTERDAY, State.PARSING)
+    before = everything(firestore_client)
+    assert api.post(f"/admin/job/fail?{query.format(key=key)}").status_code == status
+    assert everything(firestore_client) == before
+
+
+def test_operator_is_the_id_tokens_email_else_the_header_else_anonymous(api, tracker, bucket):
+    claims = base64.urlsafe_b64encode(json.dumps({"email": "bob@example.org"}).encode()).decode()
+    token = f"eyJhbGciOiJSUzI1NiJ9.{claims.rstrip('=')}.signature"
+    keys = [add(tracker, bucket, "a", NOW_DAY - timedelta(days=d), State.PARSING) for d in (1, 2, 3)]
+    for key, headers in zip(keys, [{"Authorization": f"Bearer {token}", **OP}, OP, {}]):
+        api.post(f"/admin/job/fail?id={key}&reason=r", headers=headers)
+    assert [tracker.get_record(k).audit[-1].who for k in keys] == ["bob@example.org", "alice",
+                                                                   "anonymous"]
+
+
+# --- reprocessing ---------------------------------------------------------------------------
+
+
+def test_reprocessing_goes_after_daily_and_before_historical_and_restarts_finished_jobs(
+        api, tracker, bucket, service, gcs_client):
+    old = [NOW_DAY - timedelta(days=d) for d in (6, 5, 4)]
+    put_files(gcs_client, bucket, "a", YESTERDAY, *old)
+    put_files(gcs_client, bucket, "b", *old)
+    done = add(tracker, bucket, "b", old[1], State.PARSING, State.POST_PROCESSING, State.COMPLETE)
+    failed = add(tracker, bucket, "b", old[2], State.FAILED)  # in its retry backoff
+
+    response = api.post(f"/admin/reprocess?from={old[1]}&to={old[2]}&sources=ndt/b", headers=OP)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["Queued"] == 2 and response.get_json()["Jobs"] == [done, failed]
+    again = api.post(f"/admin/reprocess?from={old[1]}&to={old[2]}&sources=ndt/b", headers=OP)
+    assert again.get_json() | {"Time": ""} == {"Queued": 0, "AlreadyQueued": 2, "Jobs": [],
+                                               "Who": "alice", "Time": ""}
+
+    handed = drain(service())
+    daily = Job(bucket, "ndt", "a", YESTERDAY).key()
+    assert handed[:3] == [daily, done, failed]  # daily, then the queue, then history
+    assert set(handed[3:]) == ({Job(bucket, "ndt", dt, d).key() for dt in "ab" for d in old}
+                               - {done, failed})
+    restarted = tracker.get_record(done)
+    assert restarted.status.state is State.INIT and restarted.offer.startswith("reprocess/")
+    assert restarted.audit[-1].who == "alice" and restarted.audit[-1].action == "reprocess"
+    assert tracker.get_record(failed).attempts == 2
+    assert api.get("/admin/controls").get_json()["ReprocessQueued"] == 0
+
+
+def test_queued_reprocessing_is_handed_out_once_under_concurrent_callers(
+        admin, tracker, bucket, service, gcs_client, clock):
+    days = [NOW_DAY - timedelta(days=d) for d in range(2, 8)]
+    keys = set(put_files(gcs_client, bucket, "a", *days) + put_files(gcs_client, bucket, "b", *days))
+    for key in keys:  # everything ran once already
+        tracker.add_job(Job.from_key(key))
+        for state in (State.PARSING, State.POST_PROCESSING, State.COMPLETE):
+            tracker.set_status(key, state)
+    admin.reprocess(days[-1], days[0], [], "alice")
+
+    handed: list[str] = []
+    lock = threading.Lock()
+
+    def caller() -> None:
+        svc = service()
+        while True:
+            record = svc.next_job()
+            if record is None or not record.offer.startswith("reprocess/"):
+                return
+            with lock:
+                handed.append(record.key)
+
+    threads = [threading.Thread(target=caller) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(handed) == sorted(keys)  # every queued job once, none twice
+    assert admin.queue.count() == 0
+
+
+def test_reprocessing_a_job_in_flight_offers_it_again_when_it_ends(
+        admin, tracker, bucket, service, gcs_client):
+    day = NOW_DAY - timedelta(days=3)
+    put_files(gcs_client, bucket, "a", day)
+    key = add(tracker, bucket, "a", day, State.PARSING)
+    admin.reprocess(day, day, ["ndt/a"], "alice")
+    svc = service()
+    assert svc.next_job() is None  # the queue item turns into a re-offer
+    assert tracker.get_record(key).reoffer.startswith("reprocess/")
+    assert admin.queue.count() == 0
+    for state in (State.POST_PROCESSING, State.COMPLETE):
+        tracker.set_status(key, state)
+    again = svc.next_job()
+    assert again is not None and again.key == key and again.offer.startswith("reprocess/")
+
+
+@pytest.mark.parametrize("query, message", [
+    ("from=2026-11-20&to=2026-11-21&sources=ndt/zz", "unknown sources ndt/zz"),
+    ("from=2026-11-20&to=2026-11-27", "must be yesterday"),
+    ("from=2026-10-01&to=2026-11-20", "at most 20 per request"),
+    ("from=2026-11-21&to=2026-11-20", "after to"),
+    ("from=2026-11-20", "to"),
+    ("from=2026-11-20&to=2026-11-21&sources=ndt", "experiment/datatype"),
+])
+def test_bad_reprocessing_requests_answer_400_and_queue_nothing(api, firestore_client, query,
+                                                                message):
+    response = api.post(f"/admin/reprocess?{query}", headers=OP)
+    assert response.status_code == 400 and message in json.dumps(response.get_json())
+    assert everything(firestore_client) == {}
+
+
+# --- pauses ---------------------------------------------------------------------------------
+
+
+def test_pausing_history_stops_the_historical_stream_until_resumed(api, bucket, service, gcs_client):
+    day = NOW_DAY - timedelta(days=5)
+    put_files(gcs_client, bucket, "a", YESTERDAY, day)
+    assert api.post("/admin/pause?target=historical&reason=backfill+later", headers=OP).status_code == 200
+    assert drain(service()) == [Job(bucket, "ndt", "a", YESTERDAY).key()]  # daily goes on
+    controls = api.get("/admin/controls").get_json()
+    assert controls["Historical"]["Who"] == "alice" and controls["Historical"]["Reason"] == "backfill later"
+    assert api.post("/admin/resume?target=historical", headers=OP).status_code == 200
+    assert drain(service()) == [Job(bucket, "ndt", "a", day).key()]
+
+
+def test_pausing_a_source_defers_its_daily_job_and_skips_its_history(
+        api, tracker, bucket, service, gcs_client):
+    day = NOW_DAY - timedelta(days=5)
+    put_files(gcs_client, bucket, "a", YESTERDAY, day)
+    put_files(gcs_client, bucket, "b", YESTERDAY, day)
+    assert api.post("/admin/pause?target=ndt/a", headers=OP).status_code == 200
+    assert drain(service()) == [Job(bucket, "ndt", "b", d).key() for d in (YESTERDAY, day)]
+    assert api.get("/admin/controls").get_json()["ReprocessQueued"] == 1  # a's daily, deferred
+    assert api.post("/admin/resume?target=ndt/a", headers=OP).status_code == 200
+    # The deferred daily job comes from the queue; a's history waits for the next cycle.
+    assert drain(service())[0] == Job(bucket, "ndt", "a", YESTERDAY).key()
+
+
+@pytest.mark.parametrize("path, status, message", [
+    ("/admin/pause?target=ndt/zz", 400, "unknown pause target"),
+    ("/admin/pause?target=a/b/c", 400, "historical or experiment/datatype"),
+    ("/admin/pause", 400, "target"),
+    ("/admin/resume?target=historical", 409, "not paused"),
+])
+def test_bad_pause_requests_write_nothing(api, firestore_client, path, status, message):
+    response = api.post(path, headers=OP)
+    assert response.status_code == status and message in json.dumps(response.get_json())
+    assert everything(firestore_client) == {}
+
+
+def test_pausing_twice_is_refused_naming_who_paused(api):
+    assert api.post("/admin/pause?target=ndt/b", headers=OP).status_code == 200
+    response = api.post("/admin/pause?target=ndt/b", headers={"X-Operator": "bob"})
+    assert response.status_code == 409 and "by alice" in response.get_json()["error"]
+
+
+# --- snapshots, methods, paths -------------------------------------------------------------
+
+
+def test_export_now_and_import_from_gcs(api, tracker, bucket, snapshots, firestore_client):
+    add(tracker, bucket, "a", YESTERDAY, State.PARSING)
+    body = api.post("/admin/snapshot/export", headers=OP).get_json()
+    assert body["jobs"] == 1 and body["Who"] == "alice" and snapshots.get_blob(body["object"])
+    imported = api.post(f"/admin/snapshot/import?source=gs://{snapshots.name}/{body['latest']}",
+                        headers=OP).get_json()
+    assert imported["Total"] == 1 and imported["Created"] == 0 and imported["AlreadyPresent"] == 1
+
+    snapshots.blob("bad.json").upload_from_string(b'{"Statuses": {"x": 1}}')
+    before = everything(firestore_client)
+    refused = api.post(f"/admin/snapshot/import?source=gs://{snapshots.name}/bad.json")
+    assert refused.status_code == 400 and refused.get_json()["fields"]["problems"]
+    assert api.post(f"/admin/snapshot/import?source=gs://{snapshots.name}/none.json").status_code == 400
+    assert api.post("/admin/snapshot/import?source=/etc/passwd").status_code == 400
+    assert everything(firestore_client) == before
+
+
+def test_wrong_methods_and_unknown_admin_paths(api):
+    response = api.get("/admin/job/retry?id=x")
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"
+    assert api.post("/admin/jobs").status_code == 405
+    assert api.get("/admin/nope").status_code == 404
+
+
+def test_failing_a_leased_job_releases_the_lease_so_the_tick_writes_nothing(admin, tracker, bucket,
+                                                                          clock):
+    from shared.tracker import LeaseLost
+
+    key = add(tracker, bucket, "a", YESTERDAY, State.PARSING, State.POST_PROCESSING)
+    claimed = tracker.claim(tracker.get_record(key), [State.POST_PROCESSING], "tick-1",
+                            clock() + timedelta(minutes=5))
+    assert claimed is not None
+    admin.fail(key, "wrong table", "alice")
+    with pytest.raises(LeaseLost):
+        tracker.settle(key, "tick-1", lambda rec, now: tracker.move(rec, State.COMPLETE, "", now))
+    record = tracker.get_record(key)
+    assert record.status.state is State.FAILED and record.lease_owner == ""
