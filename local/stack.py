@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  curl -X POST {base}/v2/job/next")
     print(f"  curl -X POST '{base}/v2/job/update?id=<ID>&state=parsing&detail=starting'")
     print(f"  curl -X POST '{base}/v2/job/heartbeat?id=<ID>'")
+    print(f"  curl {base}/metrics            # Prometheus text")
+    print(f"  curl {base}/openapi.json       # the API's OpenAPI 3 document")
+    print(f"  .venv/bin/gardener --url {base} jobs    # operator control (gardener --help)")
     stop = threading.Event()
     intervals = FLEET_INTERVALS if args.fleet else {}
     for path, variable in SCHEDULED.items():
