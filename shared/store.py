@@ -346,7 +346,7 @@ class CounterStore:
         reads = 0
         for snap in self.collection.stream():
             reads += 1
-            data = snap.to_dict()
+            data = snap.to_dict() or {}
             source = sums.setdefault((data["experiment"], data["datatype"]), {})
             for name, value in data.items():
                 if name not in ("experiment", "datatype") and isinstance(value, int):
@@ -393,6 +393,7 @@ class JobStore:
         try:
             batch.commit()
         except gexc.Conflict:
+            writes = 1  # refused whole: counted as the one refused create
             raise DocumentExists(record.key) from None
         finally:
             self.stats.add(writes=writes)
@@ -412,6 +413,7 @@ class JobStore:
         try:
             batch.commit()
         except (gexc.FailedPrecondition, gexc.NotFound):
+            writes = 1  # refused whole: counted as the one refused update
             raise DocumentChanged(record.key) from None
         finally:
             self.stats.add(writes=writes)
