@@ -229,3 +229,25 @@ def test_concurrent_completions_of_one_source_are_all_counted(tracker):
     assert tracker.store.counters.totals() == {("ndt", "ndt7"): {"started": workers,
                                                                  "completed": workers}}
     assert tracker.count(state=State.COMPLETE) == workers
+
+
+def test_concurrent_restarts_of_one_job_count_one_hand_out(tracker):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.errors import JobAlreadyExists
+
+    job = Job("b", "ndt", "ndt7", NOW_DAY)
+    tracker.add_job(job)
+    tracker.set_job_error(job.key(), "gone")
+
+    def restart(n: int) -> bool:
+        try:
+            tracker.add_job(job, f"offer-{n}", ignore_backoff=True)
+            return True
+        except JobAlreadyExists:
+            return False
+
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(restart, range(8)))
+    assert won.count(True) == 1
+    assert tracker.store.counters.totals() == {("ndt", "ndt7"): {"started": 2, "failed": 1}}
