@@ -3,7 +3,9 @@
 Nothing is counted in process memory (an instance may serve one request and
 vanish): job counts come from Firestore aggregation count queries, one per
 (experiment, datatype) of the config and state, run a few at a time; the
-stream dates come from the job service's cursors. The names follow the Go
+started/completed/failed totals are the sums of the counter shards kept in
+the state-change transactions (one query); the stream dates come from the
+job service's cursors. The names follow the Go
 Gardener's where they still mean the same thing; every metric is described in
 the README ("Metrics").
 """
@@ -15,14 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time, timedelta
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from shared.config import Config
 from shared.iterators import Position, Stream
 from shared.model import State
 from shared.store import CursorStore
-from shared.tracker import Tracker
+from shared.tracker import COMPLETED, FAILED, STARTED, Tracker
 from shared.transitions import TERMINAL
 
 #: Content type of a scrape's answer.
@@ -32,6 +34,16 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 PARALLEL_COUNTS = 8
 
 SourceLabels = tuple[str, str]  # (experiment, datatype)
+
+#: The totals exported, by the name they are kept under: (metric name, help).
+#: The names are the Go service's (``gardener_fail_total`` without its failure-kind label).
+TOTALS: dict[str, tuple[str, str]] = {
+    STARTED: ("gardener_started_total",
+              "Jobs handed out: new jobs, and complete or failed jobs started again."),
+    COMPLETED: ("gardener_completed_total", "Changes of a job into the complete state."),
+    FAILED: ("gardener_fail_total",
+             "Changes of a job into the failed state (errors, expiry, operators, post-processing)."),
+}
 
 
 def source_labels(config: Config) -> list[SourceLabels]:
@@ -79,8 +91,8 @@ class TrackerCollector(Collector):
         self.cursors = cursors
         self.config = config
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        """Yield every metric family (one Firestore count per source and state)."""
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        """Yield every metric family (one Firestore count per source and state, one totals query)."""
         counts = count_by_state(self.tracker, list(source_labels(self.config)))
         in_flight = GaugeMetricFamily(
             "gardener_tasks_in_flight", "Jobs in each non-terminal state.",
@@ -100,7 +112,19 @@ class TrackerCollector(Collector):
             if state is State.FAILED:
                 failed.add_metric(source, n)
         yield from (in_flight, jobs, failed)
+        yield from self._totals()
         yield from self._cursor_metrics()
+
+    def _totals(self) -> Iterator[CounterMetricFamily]:
+        """Yield the started/completed/failed totals of the config's sources (0 until counted)."""
+        kept = self.tracker.store.counters.totals()
+        families = {name: CounterMetricFamily(metric.removesuffix("_total"), text,
+                                              labels=["experiment", "datatype"])
+                    for name, (metric, text) in TOTALS.items()}
+        for source in source_labels(self.config):
+            for name, family in families.items():
+                family.add_metric(list(source), kept.get(source, {}).get(name, 0))
+        yield from families.values()
 
     def _cursor_metrics(self) -> Iterator[GaugeMetricFamily]:
         state_date = GaugeMetricFamily(

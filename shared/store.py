@@ -16,15 +16,20 @@ the document in a transaction. Writes come in two kinds:
 * :meth:`JobStore.write_detail` and :meth:`JobStore.write_heartbeat` — single
   writes that cannot conflict (field paths, ``Increment``, the implicit
   ``exists`` precondition of ``update``): the hot path of parsers.
+
+Creating, restarting and transacting may also add one to named totals of the
+job's source (:class:`CounterStore`) in the same commit, by a blind
+``Increment`` to one of its shard documents.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import random
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any, ParamSpec, TypeVar
@@ -284,13 +289,82 @@ def from_document(data: dict[str, Any], update_time: datetime | None = None) -> 
                             for a in data.get("audit") or ()])
 
 
-class JobStore:
-    """Job documents in one Firestore collection."""
+#: Default collection of the state-change totals' shard documents.
+COUNTERS_COLLECTION = "counters"
 
-    def __init__(self, client: firestore.Client, collection: str = JOBS_COLLECTION) -> None:
+#: Shard documents per source (experiment, datatype) for its totals.
+#:
+#: Firestore sustains about one write per second per document. A job run makes
+#: two counted changes (its hand-out, then its completion or failure), each one
+#: write to a shard of its source picked at random, so a source's shards share
+#: its counted changes: with 16 shards a source may make 16 counted changes a
+#: second — 8 job runs started and ended every second — before a shard nears one
+#: write a second. A source's jobs are days of archives, handed out a few a
+#: minute, so even a burst of 16 parsers finishing at once adds about one write
+#: per shard. A scrape reads every shard: 16 reads per source.
+COUNTER_SHARDS = 16
+
+
+def _counter_id(experiment: str, datatype: str, shard: int) -> str:
+    return f"{doc_id(f'{experiment}/{datatype}')}#{shard}"
+
+
+class CounterStore:
+    """Totals of named events per source, in sharded documents that nothing reads in a transaction.
+
+    One document per (experiment, datatype, shard) — id
+    ``<experiment>%2F<datatype>#<shard>`` — with fields ``experiment``,
+    ``datatype`` and one integer per name. An event adds ``Increment(1)`` to a
+    random shard as a blind write inside the caller's transaction or batch, so
+    counting never makes state changes contend; a total is the sum over the
+    shards. The documents are never deleted: totals survive clean-up and restarts.
+    """
+
+    def __init__(self, client: firestore.Client, collection: str = COUNTERS_COLLECTION,
+                 shards: int = COUNTER_SHARDS) -> None:
+        self.collection = client.collection(collection)
+        self.shards = shards
+        self.stats = StoreStats()
+
+    def add(self, writer: Any, experiment: str, datatype: str, names: Sequence[str]) -> int:
+        """Add one to each of ``names`` for the source, as a write in ``writer`` (a transaction or batch).
+
+        Returns the number of document writes added (0 when ``names`` is empty, else 1).
+        """
+        if not names:
+            return 0
+        ref = self.collection.document(
+            _counter_id(experiment, datatype, random.randrange(self.shards)))
+        writer.set(ref, {"experiment": experiment, "datatype": datatype,
+                         **{name: firestore.Increment(1) for name in names}}, merge=True)
+        return 1
+
+    @_guarded
+    def totals(self) -> dict[tuple[str, str], dict[str, int]]:
+        """Return every source's totals by name, summed over its shards (one query)."""
+        sums: dict[tuple[str, str], dict[str, int]] = {}
+        reads = 0
+        for snap in self.collection.stream():
+            reads += 1
+            data = snap.to_dict() or {}
+            source = sums.setdefault((data["experiment"], data["datatype"]), {})
+            for name, value in data.items():
+                if name not in ("experiment", "datatype") and isinstance(value, int):
+                    source[name] = source.get(name, 0) + value
+        self.stats.add(reads=max(1, reads))
+        return sums
+
+
+class JobStore:
+    """Job documents in one Firestore collection, and the totals of their state changes."""
+
+    def __init__(self, client: firestore.Client, collection: str = JOBS_COLLECTION,
+                 counters: CounterStore | None = None) -> None:
         self.client = client
         self.collection = client.collection(collection)
         self.stats = StoreStats()
+        #: Where :meth:`create`, :meth:`replace` and :meth:`transact` add their totals.
+        self.counters = counters or CounterStore(client)
 
     def _ref(self, key: str) -> firestore.DocumentReference:
         return self.collection.document(doc_id(key))
@@ -304,36 +378,55 @@ class JobStore:
             return None
         return from_document(snap.to_dict(), snap.update_time)
 
+    def _count(self, writer: Any, record: JobRecord, names: Sequence[str]) -> int:
+        return self.counters.add(writer, record.job.experiment, record.job.datatype, names)
+
     @_guarded
-    def create(self, record: JobRecord) -> None:
-        """Write a new job document; :class:`DocumentExists` if the key is taken."""
+    def create(self, record: JobRecord, count: Sequence[str] = ()) -> None:
+        """Write a new job document; :class:`DocumentExists` if the key is taken.
+
+        The totals named in ``count`` grow by one in the same commit.
+        """
+        batch = self.client.batch()
+        batch.create(self._ref(record.key), to_document(record))
+        writes = 1 + self._count(batch, record, count)
         try:
-            self._ref(record.key).create(to_document(record))
+            batch.commit()
         except gexc.Conflict:
+            writes = 1  # refused whole: counted as the one refused create
             raise DocumentExists(record.key) from None
         finally:
-            self.stats.add(writes=1)
+            self.stats.add(writes=writes)
 
     @_guarded
-    def replace(self, record: JobRecord, if_update_time: datetime) -> None:
+    def replace(self, record: JobRecord, if_update_time: datetime,
+                count: Sequence[str] = ()) -> None:
         """Overwrite a job document only if it is unchanged since ``if_update_time``.
 
-        Raises :class:`DocumentChanged` if someone else wrote it first.
+        Raises :class:`DocumentChanged` if someone else wrote it first. The
+        totals named in ``count`` grow by one in the same commit.
         """
         option = self.client.write_option(last_update_time=if_update_time)
+        batch = self.client.batch()
+        batch.update(self._ref(record.key), to_document(record), option=option)
+        writes = 1 + self._count(batch, record, count)
         try:
-            self._ref(record.key).update(to_document(record), option=option)
+            batch.commit()
         except (gexc.FailedPrecondition, gexc.NotFound):
+            writes = 1  # refused whole: counted as the one refused update
             raise DocumentChanged(record.key) from None
         finally:
-            self.stats.add(writes=1)
+            self.stats.add(writes=writes)
 
     @_guarded
-    def transact(self, key: str, change: Callable[[JobRecord], JobRecord]) -> JobRecord:
+    def transact(self, key: str, change: Callable[[JobRecord], JobRecord],
+                 count: Callable[[JobRecord], Sequence[str]] | None = None) -> JobRecord:
         """Apply ``change`` to the job's record in one read-write transaction.
 
         ``change`` may raise to abort without writing; it may run more than once
         if the transaction is retried, so it must not have side effects.
+        ``count``, given the changed record, names the totals that grow by one
+        in the same transaction (a blind write: the counters are not read).
         Raises :class:`DocumentMissing` if there is no such job.
         """
         ref = self._ref(key)
@@ -346,7 +439,8 @@ class JobStore:
                 raise DocumentMissing(key)
             record = change(from_document(snap.to_dict(), snap.update_time))
             transaction.set(ref, to_document(record))
-            self.stats.add(writes=1)
+            writes = 1 + (self._count(transaction, record, count(record)) if count else 0)
+            self.stats.add(writes=writes)
             return record
 
         return run(self.client.transaction())

@@ -1,7 +1,8 @@
 """Tracker operations: the Go tracker's API over the Firestore job store.
 
 Every state change is one read-write transaction that checks the transition
-table. Same-state detail updates and heartbeats, the parsers' hot path, read
+table, logs one line and adds to the source's totals (:func:`counted`) in the
+same transaction. Same-state detail updates and heartbeats, the parsers' hot path, read
 the document once and then make one single write that cannot conflict: the
 detail lands on the history entry that was current when the request was read,
 which is the entry the request was accepted in.
@@ -57,12 +58,33 @@ Clock = Callable[[], datetime]
 _TICK = timedelta(microseconds=1)
 
 
+#: The totals of state changes kept per source: hand-outs, completions, failures.
+STARTED, COMPLETED, FAILED = "started", "completed", "failed"
+
+
+def counted(old: State | None, new: State) -> tuple[str, ...]:
+    """Name the totals that a change from ``old`` (None: a new job) to ``new`` adds one to.
+
+    ``started`` counts a hand-out (a new job, or a finished one started again),
+    ``completed`` a change into ``complete``, ``failed`` a change into ``failed``.
+    """
+    if new is old:
+        return ()
+    if new is State.COMPLETE:
+        return (COMPLETED,)
+    if new is State.FAILED:
+        return (FAILED,)
+    if old is None or old in transitions.TERMINAL:
+        return (STARTED,)
+    return ()
+
+
 def log_state_change(key: str, old: State | None, new: State, detail: str = "") -> None:
     """Log one line for a job's change of state: fields ``job``, ``old_state``, ``new_state``, ``detail``.
 
     Every state change passes here once: a job created or restarted
     (``old`` None or terminal, ``new`` init) and every transaction that
-    changes the state (updates, errors, expiry, post-processing).
+    changes the state (updates, errors, expiry, post-processing, operators).
     """
     was = old.value if old is not None else "new"
     log.info("job %s: %s -> %s%s", key, was, new.value, f" ({detail})" if detail else "",
@@ -118,7 +140,7 @@ class Tracker:
             if note is not None:
                 record.note(note)
             try:
-                self.store.create(record)
+                self.store.create(record, count=counted(None, State.INIT))
                 log_state_change(record.key, None, State.INIT, f"offer {offer}" if offer else "")
                 return record
             except DocumentExists:
@@ -138,7 +160,8 @@ class Tracker:
             if note is not None:
                 record.note(note)
             try:
-                self.store.replace(record, if_update_time=existing.update_time)
+                self.store.replace(record, if_update_time=existing.update_time,
+                                   count=counted(state, State.INIT))
             except DocumentChanged:
                 continue  # someone else wrote it first: look again
             log_state_change(record.key, state, State.INIT,
@@ -225,21 +248,11 @@ class Tracker:
 
     def _transact(self, key: str, change: Callable[[JobRecord], JobRecord]
                   ) -> tuple[State, JobRecord]:
-        """Apply ``change`` in one transaction; return the state before and the record after."""
-        before: list[State] = []
+        """Apply ``change`` in one transaction; return the state before and the record after.
 
-        def tracked(rec: JobRecord) -> JobRecord:
-            before[:] = [rec.status.state]
-            return change(rec)
-
-        try:
-            after = self.store.transact(key, self._noting_failure(tracked))
-        except DocumentMissing:
-            raise JobNotFound(key) from None
-        if after.status.state is not before[0]:
-            reason = after.status.detail if after.status.state is State.FAILED else ""
-            log_state_change(key, before[0], after.status.state, reason)
-        return before[0], after
+        A job that becomes failed gets its retry time (:meth:`_noting_failure`).
+        """
+        return self._change(key, self._noting_failure(change))
 
     def administer(self, key: str, change: Callable[[JobRecord, datetime], None]
                    ) -> tuple[State, JobRecord]:
@@ -248,19 +261,33 @@ class Tracker:
         ``change`` gets the record and the time, decides everything itself
         (no retry time is set for it) and may raise to write nothing.
         """
-        before: list[State] = []
 
         def apply(rec: JobRecord) -> JobRecord:
-            before[:] = [rec.status.state]
             change(rec, self.clock())
             return rec
 
+        return self._change(key, apply)
+
+    def _change(self, key: str, change: Callable[[JobRecord], JobRecord]
+                ) -> tuple[State, JobRecord]:
+        """Apply ``change`` in one transaction that also counts it; log a change of state once.
+
+        Returns the state before and the record after.
+        """
+        before: list[State] = []
+
+        def tracked(rec: JobRecord) -> JobRecord:
+            before[:] = [rec.status.state]
+            return change(rec)
+
         try:
-            after = self.store.transact(key, apply)
+            after = self.store.transact(key, tracked,
+                                        count=lambda rec: counted(before[0], rec.status.state))
         except DocumentMissing:
             raise JobNotFound(key) from None
         if after.status.state is not before[0]:
-            log.info("job %s: %s -> %s", key, before[0].value, after.status.state.value)
+            reason = after.status.detail if after.status.state is State.FAILED else ""
+            log_state_change(key, before[0], after.status.state, reason)
         return before[0], after
 
     def expire_stale(self, cutoff: datetime, limit: int) -> list[str]:

@@ -124,3 +124,130 @@ def test_stream_dates_split_at_the_cursor_source():
     historical = stream_dates(config, Stream.HISTORICAL, at)
     assert ("e", "b") not in historical
     assert historical[("e", "c")].date() == date(2020, 1, 4)
+
+
+# --- started / completed / failed totals ------------------------------------------------
+
+
+def totals(text: str, source: tuple[str, str] = ("ndt", "ndt7")) -> dict[str, float]:
+    """The three totals of ``source`` in a scrape, by metric name."""
+    got = samples(text)
+    labels = (("datatype", source[1]), ("experiment", source[0]))
+    return {name: got[(name, labels)] for name in
+            ("gardener_started_total", "gardener_completed_total", "gardener_fail_total")}
+
+
+def finish(tracker, key: str) -> None:  # type: ignore[no-untyped-def]
+    tracker.set_status(key, State.PARSING)
+    tracker.set_status(key, State.POST_PROCESSING)
+    tracker.set_status(key, State.COMPLETE)
+
+
+def test_totals_count_hand_outs_completions_expiry_and_operator_fails(
+        http, service, tracker, clock, firestore_client):
+    from shared.admin import Admin
+    from shared.store import ControlStore, ReprocessQueue
+
+    before = totals(http.get("/metrics").get_data(as_text=True))
+    assert before == {"gardener_started_total": 0, "gardener_completed_total": 0,
+                      "gardener_fail_total": 0}
+    bucket = service.config.sources[0].bucket
+    keys = [tracker.add_job(Job(bucket, "ndt", "ndt7", NOW_DAY - timedelta(days=d))).key
+            for d in range(1, 6)]
+    finish(tracker, keys[0])
+    finish(tracker, keys[1])
+    tracker.set_status(keys[2], State.PARSING, "tasks")  # a detail and a move: no total
+    tracker.set_job_error(keys[2], "corrupt archive")
+    admin = Admin(tracker, ReprocessQueue(firestore_client), ControlStore(firestore_client),
+                  service.config)
+    admin.fail(keys[3], "bad day", "ops@example.org")
+    clock.advance(hours=7)
+    assert tracker.expire_stale(clock() - timedelta(hours=6), 10) == [keys[4]]
+    tracker.add_job(Job(bucket, "ndt", "annotation2", NOW_DAY))
+    tracker.add_job(Job(bucket, "ndt", "ndt7", NOW_DAY - timedelta(days=2)))  # restart a complete job
+    admin.retry(keys[2], "ops@example.org")  # no change of state: no total
+    # clean-up removes complete jobs; the totals stay
+    assert tracker.remove_complete(clock() + timedelta(seconds=1), 10) == 1
+
+    text = http.get("/metrics").get_data(as_text=True)
+    assert totals(text) == {"gardener_started_total": 6, "gardener_completed_total": 2,
+                            "gardener_fail_total": 3}
+    assert totals(text, ("ndt", "annotation2")) == {
+        "gardener_started_total": 1, "gardener_completed_total": 0, "gardener_fail_total": 0}
+    assert "# TYPE gardener_started_total counter" in text
+
+
+def test_rejected_changes_count_nothing(tracker, clock, firestore_client):
+    from shared.admin import Admin, AdminRejected
+    from shared.errors import IllegalTransition, JobAlreadyExists
+    from shared.store import ControlStore, ReprocessQueue
+
+    job = Job("b", "ndt", "ndt7", NOW_DAY)
+    tracker.add_job(job, "offer-1")
+    kept = tracker.store.counters.totals()
+    assert kept == {("ndt", "ndt7"): {"started": 1}}
+    with pytest.raises(IllegalTransition):
+        tracker.set_status(job.key(), State.COMPLETE)  # init -> complete is not allowed
+    with pytest.raises(JobAlreadyExists):
+        tracker.add_job(job, "offer-2")  # in flight: not restarted
+    admin = Admin(tracker, ReprocessQueue(firestore_client), ControlStore(firestore_client),
+                  Config(start_date=NOW_DAY, tracker_timeout=timedelta(hours=6),
+                         polling_interval=timedelta(minutes=1), sources=()))
+    with pytest.raises(AdminRejected):
+        admin.retry(job.key(), "ops@example.org")  # not failed
+    tracker.set_job_error(job.key(), "gone")
+    with pytest.raises(IllegalTransition):
+        tracker.set_job_error(job.key(), "again")  # failed is terminal
+    assert tracker.store.counters.totals() == {("ndt", "ndt7"): {"started": 1, "failed": 1}}
+
+
+def test_concurrent_completions_of_one_source_are_all_counted(tracker):
+    import threading
+
+    workers = 16
+    keys = [tracker.add_job(Job("b", "ndt", "ndt7", NOW_DAY - timedelta(days=d))).key
+            for d in range(workers)]
+    for key in keys:
+        tracker.set_status(key, State.PARSING)
+        tracker.set_status(key, State.POST_PROCESSING)
+    errors: list[BaseException] = []
+    start = threading.Barrier(workers)
+
+    def complete(key: str) -> None:
+        try:
+            start.wait()
+            tracker.set_status(key, State.COMPLETE)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=complete, args=(k,)) for k in keys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert tracker.store.counters.totals() == {("ndt", "ndt7"): {"started": workers,
+                                                                 "completed": workers}}
+    assert tracker.count(state=State.COMPLETE) == workers
+
+
+def test_concurrent_restarts_of_one_job_count_one_hand_out(tracker):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.errors import JobAlreadyExists
+
+    job = Job("b", "ndt", "ndt7", NOW_DAY)
+    tracker.add_job(job)
+    tracker.set_job_error(job.key(), "gone")
+
+    def restart(n: int) -> bool:
+        try:
+            tracker.add_job(job, f"offer-{n}", ignore_backoff=True)
+            return True
+        except JobAlreadyExists:
+            return False
+
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(restart, range(8)))
+    assert won.count(True) == 1
+    assert tracker.store.counters.totals() == {("ndt", "ndt7"): {"started": 2, "failed": 1}}

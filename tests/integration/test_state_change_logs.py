@@ -83,3 +83,21 @@ def test_exactly_one_line_per_state_change(tracker, clock, http, lines) -> None:
     assert expired["detail"].startswith("expired in parsing: no heartbeat or update since")
     assert expired["message"].startswith(f"job {silent}: parsing -> failed (expired in parsing")
     assert "attempt 2" in by_change[(silent, "failed", "init")]["message"]
+
+
+def test_an_operator_fail_is_one_state_change_line(tracker, firestore_client, lines) -> None:  # type: ignore[no-untyped-def]
+    from shared.admin import Admin
+    from shared.config import Config
+    from shared.store import ControlStore, ReprocessQueue
+
+    key = tracker.add_job(Job("archive-bucket", "ndt", "ndt7", date(2026, 11, 22))).key
+    admin = Admin(tracker, ReprocessQueue(firestore_client), ControlStore(firestore_client),
+                  Config(start_date=date(2026, 11, 1), tracker_timeout=timedelta(hours=6),
+                         polling_interval=timedelta(minutes=1), sources=()))
+    admin.fail(key, "bad day", "ops@example.org")
+    admin.retry(key, "ops@example.org")  # no change of state: no line
+
+    assert changes(lines) == [(key, None, "init"), (key, "init", "failed")]
+    failed = next(x for x in lines if x.get("new_state") == "failed")
+    assert failed["detail"] == "init: failed by ops@example.org: bad day"
+    assert failed["logger"] == "shared.tracker"
