@@ -27,7 +27,6 @@ sequence. Markdown to stdout, JSON to ``bench/results/lifecycle.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -328,9 +327,9 @@ def render(report: dict[str, Any]) -> str:
         (f"- Floor, same emulator, same run: bare single-document read+write transaction, "
          f"one thread: {_f(floor)}/s. × txn = requests/s ÷ that."),
         "",
-        "| parsers | jobs | jobs/s | requests/s | × txn | errors | duplicates | "
-        "next p50/p95/p99 ms | update p50/p95/p99 ms | heartbeat p50/p95/p99 ms | "
-        "postProcessing p50/p95/p99 ms |",
+        ("| parsers | jobs | jobs/s | requests/s | × txn | errors | duplicates | "
+         "next p50/p95/p99 ms | update p50/p95/p99 ms | heartbeat p50/p95/p99 ms | "
+         "postProcessing p50/p95/p99 ms |"),
         "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
 

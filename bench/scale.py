@@ -178,8 +178,8 @@ def render(report: dict[str, Any]) -> str:
          f"{m.get('emulator_version', '?')} ({report['config']['emulator_heap']})"),
         "- Jobs all in `parsing`, two days silent; status page at its default limit of 1,000 rows.",
         "",
-        f"| N jobs | status HTML s | status JSON s | server peak RSS MiB | expiry pass of {BATCH} s "
-        "| expiry pass tracemalloc MiB | export s | export RSS peak MiB | export tracemalloc MiB |",
+        (f"| N jobs | status HTML s | status JSON s | server peak RSS MiB | expiry pass of {BATCH} s "
+         "| expiry pass tracemalloc MiB | export s | export RSS peak MiB | export tracemalloc MiB |"),
         "|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:

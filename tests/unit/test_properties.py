@@ -15,13 +15,13 @@ inside a transaction (:meth:`Tracker.move`, :meth:`Tracker.fail`,
 from __future__ import annotations
 
 import copy
+import itertools
 from datetime import date, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-
-import pytest
 
 from shared import transitions
 from shared.errors import IllegalTransition
@@ -157,7 +157,7 @@ class JobLifecycle(RuleBasedStateMachine):
         history = self.record.status.history
         assert history and history[0].state is State.INIT
         transitions.check_path([e.state for e in history])  # raises on a non-edge or repeat
-        assert all(a.start <= b.start for a, b in zip(history, history[1:]))
+        assert all(a.start <= b.start for a, b in itertools.pairwise(history))
         assert all(e.detail_time >= e.start for e in history)
 
     @invariant()
@@ -187,7 +187,7 @@ TestJobLifecycle = JobLifecycle.TestCase
 @settings(max_examples=300, deadline=None)
 @given(st.lists(states, min_size=1, max_size=12))
 def test_check_path_accepts_exactly_the_chains_of_table_edges(path: list[State]) -> None:
-    legal = all(b is not a and transitions.is_allowed(a, b) for a, b in zip(path, path[1:]))
+    legal = all(b is not a and transitions.is_allowed(a, b) for a, b in itertools.pairwise(path))
     if legal:
         transitions.check_path(path)
     else:
