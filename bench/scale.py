@@ -135,14 +135,16 @@ def bench_size(n: int, ctx: Context, host: str, gcs_url: str) -> ScaleResult:
     now: datetime = utcnow()
     store = ctx.store()
     project = store.client.project
-    _progress(f"N={n:,}: loading into {project} …")
-    load = load_jobs(store, n, now)
     port = free_port()
+    # Started on the empty project: its readiness probe is a /status request, which
+    # at 100,000 jobs takes longer than the probe waits.
     with deferred_interrupts():
         server = start_functions(port, {"FIRESTORE_EMULATOR_HOST": host,
                                         "STORAGE_EMULATOR_HOST": gcs_url,
                                         "GOOGLE_CLOUD_PROJECT": project}, quiet=True)
     try:
+        _progress(f"N={n:,}: loading into {project} …")
+        load = load_jobs(store, n, now)
         caller = make_caller(f"http://127.0.0.1:{port}", 300.0)
         caller.get("/no-such-path")  # warm the connection and the worker
         _progress("    status page (HTML, JSON) …")
