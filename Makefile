@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # checkov lives in a virtualenv of its own (requirements-checkov.txt).
 CHECKOV_VENV ?= .venv-checkov
 
-.PHONY: run test package deploy bench bench-next bench-maintenance bench-postprocess clean
+.PHONY: run test package deploy bench bench-next bench-maintenance bench-postprocess bench-lifecycle bench-scale clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,16 @@ bench: $(VENV)/.installed
 	$(PY) -m bench.next_job
 	$(PY) -m bench.maintenance
 	$(PY) -m bench.postprocess
+	$(PY) -m bench.lifecycle
+	$(PY) -m bench.scale
+
+## bench-lifecycle: K parsers (1, 8, 32) doing next/update/heartbeat/postProcessing through HTTP (writes bench/results/lifecycle.json)
+bench-lifecycle: $(VENV)/.installed
+	$(PY) -m bench.lifecycle
+
+## bench-scale: status page (HTTP, HTML and JSON), expiry and snapshot export at 1k and 10k jobs; SIZES=1000,10000,100000 for more (writes bench/results/scale.json)
+bench-scale: $(VENV)/.installed
+	$(PY) -m bench.scale $(if $(SIZES),--sizes $(SIZES))
 
 ## bench-postprocess: the post-processing tick benchmark alone (writes bench/results/postprocess.json)
 bench-postprocess: $(VENV)/.installed

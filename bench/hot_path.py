@@ -84,6 +84,7 @@ class Latencies:
     p99_ms: float
     mean_ms: float
     max_ms: float
+    p95_ms: float = math.nan
 
     @classmethod
     def of(cls, seconds: Sequence[float]) -> Latencies:
@@ -97,6 +98,7 @@ class Latencies:
             p99_ms=percentile(ordered, 99) * 1000,
             mean_ms=sum(ordered) / len(ordered) * 1000,
             max_ms=ordered[-1] * 1000,
+            p95_ms=percentile(ordered, 95) * 1000,
         )
 
 

@@ -89,6 +89,11 @@ DEFAULT_PREFIX = "snapshots/"
 #: Snapshots kept by default (two days of half-hourly runs).
 DEFAULT_KEEP = 48
 
+#: Seconds an export keeps retrying a GCS request that fails transiently before it gives
+#: up with :class:`SnapshotUnavailable` (the storage library's own default is 120 s, longer
+#: than a function's 60 s default timeout, so a GCS outage would end in a killed request).
+GCS_DEADLINE = 30.0
+
 #: Bytes of job entries held in memory before the spool spills to a temporary file.
 SPOOL_MAX = 8 * 1024 * 1024
 
@@ -421,7 +426,8 @@ def _is_precondition_failure(exc: BaseException) -> bool:
     return isinstance(exc, InvalidResponse) and getattr(exc.response, "status_code", 0) == 412
 
 
-def _upload(store: JobStore, blob: storage.Blob, save_time: str) -> tuple[int, int]:
+def _upload(store: JobStore, blob: storage.Blob, save_time: str,
+            retry: Any = DEFAULT_RETRY) -> tuple[int, int]:
     """Stream every job into ``blob`` (create-only); return (jobs, bytes). No object on failure.
 
     Raises :class:`_NameTaken` if the object exists after all.
@@ -429,7 +435,7 @@ def _upload(store: JobStore, blob: storage.Blob, save_time: str) -> tuple[int, i
     count = 0
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX, mode="w+b") as spool:
         writer: IO[bytes] = blob.open("wb", chunk_size=UPLOAD_CHUNK, if_generation_match=0,
-                                      content_type="application/json", retry=DEFAULT_RETRY)
+                                      content_type="application/json", retry=retry)
         try:
             writer.write(b'{"SaveTime":' + json.dumps(save_time).encode() + b',"Statuses":{')
             for record in store.stream_all():
@@ -453,16 +459,17 @@ def _upload(store: JobStore, blob: storage.Blob, save_time: str) -> tuple[int, i
     return count, size
 
 
-def _write_pointer(bucket: storage.Bucket, pointer: str, name: str, body: bytes) -> bool:
+def _write_pointer(bucket: storage.Bucket, pointer: str, name: str, body: bytes,
+                   retry: Any = DEFAULT_RETRY) -> bool:
     """Point ``pointer`` at ``name`` unless it names a later snapshot; return whether it was written."""
     prefix = pointer[: -len(POINTER_NAME)]
     for _ in range(3):
-        current = bucket.get_blob(pointer)
+        current = bucket.get_blob(pointer, retry=retry)
         generation = 0
         if current is not None:
             generation = current.generation
             try:
-                named = json.loads(current.download_as_bytes()).get("object")
+                named = json.loads(current.download_as_bytes(retry=retry)).get("object")
             except (ValueError, AttributeError, gexc.NotFound):
                 named = None
             if (isinstance(named, str) and named.startswith(prefix)
@@ -471,6 +478,7 @@ def _write_pointer(bucket: storage.Bucket, pointer: str, name: str, body: bytes)
         try:
             bucket.blob(pointer).upload_from_string(
                 body, content_type="application/json", if_generation_match=generation,
+                retry=retry,
             )
             return True
         except gexc.PreconditionFailed:
@@ -478,9 +486,10 @@ def _write_pointer(bucket: storage.Bucket, pointer: str, name: str, body: bytes)
     raise SnapshotUnavailable(f"gs://{bucket.name}/{pointer} keeps changing; try again")
 
 
-def _prune(bucket: storage.Bucket, prefix: str, keep: int, mine: str) -> list[str]:
+def _prune(bucket: storage.Bucket, prefix: str, keep: int, mine: str,
+           retry: Any = DEFAULT_RETRY) -> list[str]:
     """Delete all but the newest ``keep`` snapshots under ``prefix`` (never ``mine``)."""
-    blobs = {b.name: b for b in bucket.list_blobs(prefix=prefix, delimiter="/")
+    blobs = {b.name: b for b in bucket.list_blobs(prefix=prefix, delimiter="/", retry=retry)
              if _SNAPSHOT_RE.match(b.name[len(prefix):])}
     names = sorted(blobs)
     deleted = []
@@ -488,7 +497,7 @@ def _prune(bucket: storage.Bucket, prefix: str, keep: int, mine: str) -> list[st
         if name == mine:
             continue
         try:
-            blobs[name].delete(if_generation_match=blobs[name].generation)
+            blobs[name].delete(if_generation_match=blobs[name].generation, retry=retry)
             deleted.append(name)
         except (gexc.NotFound, gexc.PreconditionFailed):
             pass  # gone or replaced meanwhile (another export pruning)
@@ -501,6 +510,7 @@ def write_snapshot(
     now: datetime,
     prefix: str = DEFAULT_PREFIX,
     keep: int = DEFAULT_KEEP,
+    deadline: float = GCS_DEADLINE,
 ) -> SnapshotResult:
     """Export every job to a new object under ``prefix``, point ``latest.json`` at it, prune old ones.
 
@@ -509,7 +519,8 @@ def write_snapshot(
     create-only precondition). ``prefix`` gets a trailing ``/`` if it lacks one;
     ``keep`` (at least 1) snapshots remain. Transient GCS errors raise
     :class:`SnapshotUnavailable`, Firestore ones ``StoreUnavailable``; a failed
-    export leaves no snapshot object behind.
+    export leaves no snapshot object behind. Each GCS request is retried for
+    at most ``deadline`` seconds.
     """
     if keep < 1:
         raise ValueError("keep must be at least 1")
@@ -519,15 +530,16 @@ def write_snapshot(
     name = snapshot_name(prefix, now, secrets.token_hex(4))
     save_time = format_time(now)
     where = f"writing a snapshot to gs://{bucket.name}/{prefix}"
+    retry = DEFAULT_RETRY.with_timeout(deadline)
     with _gcs_errors(where):
         try:
-            jobs, size = _upload(store, bucket.blob(name), save_time)
+            jobs, size = _upload(store, bucket.blob(name), save_time, retry)
         except _NameTaken:
             raise SnapshotUnavailable(f"{where}: {name} exists; try again later") from None
         pointer = prefix + POINTER_NAME
         body = json.dumps({"object": name, "SaveTime": save_time, "jobs": jobs}).encode()
-        updated = _write_pointer(bucket, pointer, name, body)
-        deleted = _prune(bucket, prefix, keep, name)
+        updated = _write_pointer(bucket, pointer, name, body, retry)
+        deleted = _prune(bucket, prefix, keep, name, retry)
     return SnapshotResult(bucket=bucket.name, object=name, jobs=jobs, bytes=size,
                           save_time=save_time, latest=pointer, latest_updated=updated,
                           deleted=deleted)

@@ -36,6 +36,7 @@ from typing import Any, ParamSpec, TypeVar
 from urllib.parse import quote, unquote
 
 from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry, if_exception_type
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
@@ -91,6 +92,20 @@ TRANSIENT = (
     gexc.Aborted, gexc.TooManyRequests, gexc.ResourceExhausted, gexc.RetryError,
 )
 
+#: Retry of the single writes of the hot path (detail, heartbeat, re-offer) and of the
+#: cursors: the client library retries a commit on UNAVAILABLE and RESOURCE_EXHAUSTED;
+#: this adds ABORTED (a write refused under contention, never applied, so safe to
+#: repeat even for an ``Increment``), with exponential backoff for at most 20 s.
+WRITE_RETRY = Retry(
+    predicate=if_exception_type(gexc.Aborted, gexc.ServiceUnavailable, gexc.ResourceExhausted),
+    initial=0.1, maximum=2.0, multiplier=2.0, timeout=20.0,
+)
+
+#: Idempotent single writes (heartbeat, re-offer, cursor ``Maximum``) are also repeated after
+#: DEADLINE_EXCEEDED: applying one twice changes nothing.
+IDEMPOTENT_WRITE_RETRY = WRITE_RETRY.with_predicate(if_exception_type(
+    gexc.Aborted, gexc.ServiceUnavailable, gexc.ResourceExhausted, gexc.DeadlineExceeded))
+
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -101,6 +116,19 @@ def _transient_as_unavailable() -> Iterator[None]:
         yield
     except TRANSIENT as exc:
         raise StoreUnavailable(f"Firestore unavailable: {exc}") from exc
+
+
+def _transient_cause(exc: BaseException) -> BaseException | None:
+    """The transient Firestore error behind a ``ValueError`` of the client's transaction runner.
+
+    The runner wraps a commit aborted on every attempt in ``ValueError`` (``from`` the
+    last ``Aborted``), and a failure before the transaction began becomes the
+    ``ValueError`` of its own rollback (with the failure as context).
+    """
+    for cause in (exc.__cause__, exc.__context__):
+        if isinstance(cause, TRANSIENT):
+            return cause
+    return None
 
 
 def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
@@ -443,7 +471,13 @@ class JobStore:
             self.stats.add(writes=writes)
             return record
 
-        return run(self.client.transaction())
+        try:
+            return run(self.client.transaction())
+        except ValueError as exc:
+            cause = _transient_cause(exc)
+            if cause is None:
+                raise
+            raise StoreUnavailable(f"Firestore unavailable: {cause}") from exc
 
     def write_detail(self, key: str, index: int, detail: str | None, now: datetime) -> None:
         """Count an update that sets history entry ``index``'s detail, in one blind write.
@@ -460,11 +494,11 @@ class JobStore:
         }
         if detail is not None:
             fields[_entry_path(index, "detail")] = detail
-        self._update(key, fields)
+        self._update(key, fields, WRITE_RETRY)
 
     def write_reoffer(self, key: str, offer: str) -> None:
         """Ask, in one blind write, that the job be offered again as ``offer`` when it ends."""
-        self._update(key, {"reoffer": offer})
+        self._update(key, {"reoffer": offer}, IDEMPOTENT_WRITE_RETRY)
 
     def query_reoffers(self, states: list[State], limit: int) -> Iterator[JobRecord]:
         """Stream jobs in ``states`` that wait to be offered again."""
@@ -525,12 +559,12 @@ class JobStore:
 
     def write_heartbeat(self, key: str, now: datetime) -> None:
         """Record a heartbeat at ``now`` in one blind write; DocumentMissing if the job is gone."""
-        self._update(key, {"heartbeat_time": now, "last_activity": now})
+        self._update(key, {"heartbeat_time": now, "last_activity": now}, IDEMPOTENT_WRITE_RETRY)
 
     @_guarded
-    def _update(self, key: str, fields: dict[str, Any]) -> None:
+    def _update(self, key: str, fields: dict[str, Any], retry: Retry) -> None:
         try:
-            self._ref(key).update(fields)
+            self._ref(key).update(fields, retry=retry)
         except gexc.NotFound:
             raise DocumentMissing(key) from None
         finally:
@@ -652,7 +686,8 @@ class CursorStore:
     @_guarded
     def advance(self, name: str, position: int) -> None:
         """Move the cursor to ``position`` unless it is already further (one blind write)."""
-        self.collection.document(name).set({"position": firestore.Maximum(position)}, merge=True)
+        self.collection.document(name).set({"position": firestore.Maximum(position)}, merge=True,
+                                           retry=IDEMPOTENT_WRITE_RETRY)
         self.stats.add(writes=1)
 
 

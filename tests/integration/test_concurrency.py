@@ -5,18 +5,28 @@ thread moves it ``parsing → postProcessing``, as a parser with many archives
 in flight does. On the emulator, contending read-write transactions on one
 document practically deadlock (2 s lock timeout), so this fails if the hot path
 uses them.
+
+And the job service with the hot path at once: 32 threads call next until no
+job is left while 16 update and heartbeat the jobs already handed out, several
+on the same job (repeated ``CONCURRENCY_REPEATS`` times, default 2): no
+duplicate hand-out, no lost update.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import random
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
+
+import pytest
 
 from shared.model import Job, State
 
@@ -50,7 +60,8 @@ def post(base: str, path: str, params: dict[str, str]) -> Call:
             status, text = r.status, r.read()
     except urllib.error.HTTPError as e:
         status, text = e.code, e.read()
-    return Call(path, params, status, json.loads(text or b"{}"), time.perf_counter() - start)
+    body = json.loads(text) if text.startswith(b"{") else {"text": text.decode()}
+    return Call(path, params, status, body, time.perf_counter() - start)
 
 
 def test_hot_job_under_32_concurrent_callers_while_it_changes_state(start_server, tracker):
@@ -119,3 +130,96 @@ def test_hot_job_under_32_concurrent_callers_while_it_changes_state(start_server
     assert status.history[1].detail in accepted_in["parsing"]
     assert status.history[2].detail in accepted_in["postProcessing"] | {""}
     assert status.history[0].detail == "starting tasks"
+
+
+# --------------------------------------------------------------------------- hand-out and updates
+
+NEXT_CALLERS = 32
+UPDATERS = 16
+#: Rounds of the mixed test in `make test`; CONCURRENCY_REPEATS raises it for a longer soak.
+REPEATS = int(os.environ.get("CONCURRENCY_REPEATS", "2"))
+
+
+@pytest.mark.parametrize("repeat", range(REPEATS))
+def test_32_next_callers_and_16_updaters_on_the_same_jobs(repeat, start_server, gcs_url, tracker,
+                                                         tmp_path):
+    """32 threads call next (and move what they get to parsing) until no job is left, while
+    16 send updates and heartbeats to the jobs handed out so far, several on the same job
+    at once: no job is handed out twice, every job with files is handed out, and every
+    update answered 200 is counted, once."""
+    from bench.next_job import archive_names, config_yaml, expected_keys
+    from local.gcs_emulator import client, seed
+    from shared.config import load_config
+    from shared.model import utcnow
+
+    today = utcnow().date()
+    start = today - timedelta(days=4)
+    bucket = f"archive-{uuid.uuid4().hex[:8]}"
+    config_path = tmp_path / "gardener.yml"
+    config_path.write_text(config_yaml(bucket, start))
+    available = expected_keys(load_config(config_path, {}), utcnow())
+    seed(client(gcs_url), bucket, archive_names(start, today))
+    base = start_server(GARDENER_CONFIG=str(config_path), STORAGE_EMULATOR_HOST=gcs_url,
+                        HEARTBEAT_COALESCE_SECONDS="0")
+
+    handed: list[str] = []
+    calls: list[Call] = []
+    lock = threading.Lock()
+    nexts_done = threading.Event()
+    go = threading.Barrier(NEXT_CALLERS + UPDATERS)
+
+    def next_caller() -> None:
+        go.wait()
+        while True:
+            call = post(base, "/v2/job/next", {})
+            with lock:
+                calls.append(call)
+            if call.status != 200:
+                return
+            # As a parser does: its job goes to parsing first, then its archives report.
+            started = post(base, "/v2/job/update",
+                           {"id": call.body["ID"], "state": "parsing", "detail": "start"})
+            with lock:
+                calls.append(started)
+                handed.append(call.body["ID"])
+
+    def updater(n: int) -> None:
+        rng = random.Random(n * 1000 + repeat)
+        go.wait()
+        rounds = 0
+        while not nexts_done.is_set() or rounds < 6:
+            with lock:
+                keys = list(handed)
+            if not keys:
+                time.sleep(0.01)
+                continue
+            rounds += 1
+            for key in rng.sample(keys, min(2, len(keys))):
+                for call in (post(base, "/v2/job/update",
+                                  {"id": key, "state": "parsing", "detail": f"u{n}-r{rounds}"}),
+                             post(base, "/v2/job/heartbeat", {"id": key})):
+                    with lock:
+                        calls.append(call)
+
+    nexters = [threading.Thread(target=next_caller) for _ in range(NEXT_CALLERS)]
+    updaters = [threading.Thread(target=updater, args=(n,)) for n in range(UPDATERS)]
+    for t in nexters + updaters:
+        t.start()
+    for t in nexters:
+        t.join()
+    nexts_done.set()
+    for t in updaters:
+        t.join()
+
+    assert len(handed) == len(set(handed)), "a job was handed out twice"
+    assert set(handed) == available
+    no_job = [c for c in calls if c.path == "/v2/job/next" and c.status != 200]
+    assert len(no_job) == NEXT_CALLERS and {c.status for c in no_job} == {503}
+    updates = [c for c in calls if c.path == "/v2/job/update"]
+    assert {c.status for c in calls if c.path != "/v2/job/next"} == {200}
+    for key in available:
+        accepted = [c for c in updates if c.params["id"] == key]
+        status = tracker.get_status(key)
+        assert status.update_count == len(accepted), key  # no update lost, none counted twice
+        assert [e.state for e in status.history] == [State.INIT, State.PARSING]
+        assert status.history[-1].detail in {c.params["detail"] for c in accepted}
