@@ -125,10 +125,12 @@ def status(request: flask.Request) -> flask.Response:
     shown = {k: (str(v) if v is not None else None) for k, v in filters.items()}
     counts = status_page.state_counts(tracker, q["experiment"], q["datatype"])
     timeout = runtime.tracker_timeout()
+    pauses = runtime.controls().all()
     if q["format"] == "json":
-        return json_response(status_page.render_json(records, total, shown, counts, timeout))
+        return json_response(status_page.render_json(records, total, shown, counts, timeout, pauses))
     return flask.Response(
-        status_page.render_html(records, total, shown, utcnow(), counts, timeout, q["refresh"]),
+        status_page.render_html(records, total, shown, utcnow(), counts, timeout, q["refresh"],
+                                pauses),
         mimetype="text/html",
     )
 

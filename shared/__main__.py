@@ -23,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from shared.cli import positive_int
 from shared.gotime import format_time
 from shared.model import utcnow
 
@@ -52,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
                     "but the newest --keep snapshots.")
     exp.add_argument("target", metavar="gs://BUCKET[/PREFIX]",
                      help="bucket, and prefix of the snapshot objects (default snapshots/)")
-    exp.add_argument("--keep", type=_positive, default=None, metavar="N",
+    exp.add_argument("--keep", type=positive_int, default=None, metavar="N",
                      help="snapshots to keep, at least 1 (default 48)")
 
     for sub in (imp, exp):
@@ -60,16 +61,6 @@ def _parser() -> argparse.ArgumentParser:
                          help="Google Cloud project (default: from the environment)")
         sub.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def _store(project: str | None) -> Any:

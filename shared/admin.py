@@ -51,6 +51,7 @@ from shared.store import (
     ReprocessItem,
     ReprocessQueue,
 )
+from shared.status_page import pause_json
 from shared.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -114,14 +115,6 @@ def job_view(record: JobRecord) -> dict[str, Any]:
         "LeaseUntil": format_time(record.lease_until) if record.lease_until != FREE else None,
         "Audit": [audit_json(a) for a in record.audit],
     }
-
-
-def pause_json(pause: Pause | None) -> dict[str, str] | None:
-    """Return a pause as JSON (None when not paused)."""
-    if pause is None:
-        return None
-    return {"Target": pause.target, "Who": pause.who, "Since": format_time(pause.since),
-            "Reason": pause.reason}
 
 
 def item_json(item: ReprocessItem) -> dict[str, str]:

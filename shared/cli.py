@@ -41,7 +41,8 @@ def _date(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
     try:
         value = int(text)
     except ValueError:
@@ -97,7 +98,7 @@ def parser() -> argparse.ArgumentParser:
                       help="only job dates from this day")
     jobs.add_argument("--to", dest="last", type=_date, metavar="YYYY-MM-DD",
                       help="only job dates up to this day")
-    jobs.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
+    jobs.add_argument("--limit", type=positive_int, default=100, help="at most this many (default 100)")
 
     job = command("job", "show one job: state, history, bookkeeping and the operators' audit")
     job.add_argument("id", metavar="ID", help="job id, bucket/experiment/datatype/YYYYMMDD")

@@ -22,7 +22,7 @@ from shared.gotime import format_duration, format_time
 from shared.metrics import count_by_state
 from shared.model import State
 from shared.schemas import JobSchema, StatusSchema
-from shared.store import JobRecord
+from shared.store import JobRecord, Pause
 from shared.tracker import Tracker
 from shared.transitions import TERMINAL
 
@@ -94,18 +94,27 @@ def job_json(record: JobRecord, timeout: timedelta | None = None) -> dict[str, A
     }
 
 
+def pause_json(pause: Pause | None) -> dict[str, str] | None:
+    """Return an operator's pause as JSON (None when not paused)."""
+    if pause is None:
+        return None
+    return {"Target": pause.target, "Who": pause.who, "Since": format_time(pause.since),
+            "Reason": pause.reason}
+
+
 def render_json(
     records: Iterable[JobRecord],
     total: int,
     filters: dict[str, Any],
     counts: Mapping[State, int] | None = None,
     timeout: timedelta | None = None,
+    pauses: Iterable[Pause] = (),
 ) -> dict[str, Any]:
     """Return the JSON status document; ``StateCounts`` counts every state under the
-    experiment and datatype filters."""
+    experiment and datatype filters, ``Paused`` lists the operators' pauses in force."""
     jobs = [job_json(r, timeout) for r in records]
     document: dict[str, Any] = {"Count": total, "Shown": len(jobs), "Filters": filters,
-                                "Jobs": jobs}
+                                "Paused": [pause_json(p) for p in pauses], "Jobs": jobs}
     if counts is not None:
         document["StateCounts"] = {state.value: n for state, n in counts.items()}
     return document
@@ -132,12 +141,14 @@ def render_html(
     counts: Mapping[State, int] | None = None,
     timeout: timedelta | None = None,
     refresh: int = 0,
+    pauses: Iterable[Pause] = (),
 ) -> str:
     """Return the HTML status page; every text from a job is escaped.
 
     ``counts`` (jobs per state under the experiment and datatype filters) fill
     the summary at the top; ``timeout`` (the tracker timeout) colours rows by
-    age; ``refresh`` is the meta-refresh period in seconds, 0 for none.
+    age; ``refresh`` is the meta-refresh period in seconds, 0 for none;
+    ``pauses`` (the operators' pauses in force) show as a banner.
     """
     rows = []
     for r in records:
@@ -182,6 +193,9 @@ def render_html(
         states=[s.value for s in State],
         generated=format_time(now),
         refresh=refresh,
+        pauses=[{"target": "the historical cycle" if p.target == "historical" else p.target,
+                 "who": p.who, "since": format_time(p.since), "reason": p.reason}
+                for p in pauses],
         timeout=format_duration(timeout) if timeout else "",
         no_refresh={**base, "refresh": 0, **({"state": shown["state"]} if "state" in shown else {})},
     )

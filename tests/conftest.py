@@ -149,12 +149,15 @@ def tracker(store, clock):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def http(tracker, monkeypatch):  # type: ignore[no-untyped-def]
-    """A Flask test client of the ``api`` router, wired to this test's tracker."""
+    """A Flask test client of the ``api`` router, wired to this test's tracker and pauses."""
     from functions_framework import create_app
 
     from shared import runtime
+    from shared.store import ControlStore
 
+    controls = ControlStore(tracker.store.client)
     monkeypatch.setattr(runtime, "tracker", lambda: tracker)
+    monkeypatch.setattr(runtime, "controls", lambda: controls)
     app = create_app("api", str(ROOT / "functions" / "main.py"))
     return app.test_client()
 

@@ -83,6 +83,7 @@ def api(admin, tracker, monkeypatch):  # type: ignore[no-untyped-def]
 
     monkeypatch.setattr(runtime, "tracker", lambda: tracker)
     monkeypatch.setattr(runtime, "admin", lambda: admin)
+    monkeypatch.setattr(runtime, "controls", lambda: admin.controls)
     return create_app("api", str(ROOT_MAIN)).test_client()
 
 
@@ -331,6 +332,9 @@ def test_pausing_history_stops_the_historical_stream_until_resumed(api, bucket, 
     assert drain(service()) == [Job(bucket, "ndt", "a", YESTERDAY).key()]  # daily goes on
     controls = api.get("/admin/controls").get_json()
     assert controls["Historical"]["Who"] == "alice" and controls["Historical"]["Reason"] == "backfill later"
+    status = api.get("/status?format=json").get_json()
+    assert [(p["Target"], p["Who"]) for p in status["Paused"]] == [("historical", "alice")]
+    assert "Paused:</strong> the historical cycle, by alice" in api.get("/status").get_data(as_text=True)
     assert api.post("/admin/resume?target=historical", headers=OP).status_code == 200
     assert drain(service()) == [Job(bucket, "ndt", "a", day).key()]
 

@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta
 
 from shared.model import UTC, Job, State, StateInfo
 from shared.status_page import _span, age_class, expires_at, render_html, render_json
-from shared.store import JobRecord
+from shared.store import JobRecord, Pause
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 TIMEOUT = timedelta(minutes=10)
@@ -68,3 +68,16 @@ def test_json_adds_counts_and_expiry_and_keeps_every_field():
     assert {"ID", "Job", "Status", "State", "Label", "Detail", "Error", "ElapsedSeconds",
             "LastActivity", "Attempts", "LastError", "RetryAt"} <= set(job)
     assert "StateCounts" not in render_json([], 0, {})
+
+
+def test_pauses_show_as_an_escaped_banner_and_in_the_json():
+    pauses = [Pause("historical", "alice", NOW, "backfill <later>"), Pause("ndt/ndt7", "bob", NOW)]
+    page = render_html([], 0, {}, NOW, pauses=pauses)
+    assert "Paused:</strong> the historical cycle, by alice" in page
+    assert "backfill &lt;later&gt;" in page and "<later>" not in page
+    assert "Paused:</strong> ndt/ndt7, by bob" in page
+    assert 'class="paused"' not in render_html([], 0, {}, NOW)
+    body = render_json([], 0, {}, pauses=pauses)
+    assert body["Paused"][0] == {"Target": "historical", "Who": "alice",
+                                 "Since": "2026-11-27T12:00:00Z", "Reason": "backfill <later>"}
+    assert render_json([], 0, {})["Paused"] == []
