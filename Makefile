@@ -38,7 +38,7 @@ deploy:
 	@test -n "$(PROJECT)" -a -n "$(TF_STATE_BUCKET)" || { echo "usage: make deploy PROJECT=... TF_STATE_BUCKET=... [REGION=$(REGION)]" >&2; exit 2; }
 	gcloud builds submit --project=$(PROJECT) --config=cloudbuild.yaml --substitutions=_TF_STATE_BUCKET=$(TF_STATE_BUCKET),_REGION=$(REGION) .
 
-## bench: every benchmark: hot path, next job, maintenance, post-processing (prints tables, writes bench/results/)
+## bench: every benchmark: hot path, next job, maintenance, post-processing, lifecycle, scale (prints tables, writes bench/results/)
 bench: $(VENV)/.installed
 	$(PY) -m bench.hot_path
 	$(PY) -m bench.next_job
