@@ -5,7 +5,7 @@ is there at least one object under ``gs://<bucket>/<experiment>/<datatype>/YYYY/
 :class:`ArchiveLister` answers it with a single list request of at most one
 object. Transient GCS errors become :class:`ArchiveUnavailable`, an
 :class:`~shared.errors.Unavailable`, as transient Firestore errors become
-``StoreUnavailable`` in :mod:`shared.store`.
+``StoreUnavailable`` in :mod:`shared.store.errors`.
 """
 
 from __future__ import annotations

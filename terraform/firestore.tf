@@ -1,5 +1,5 @@
 # The Firestore database and the composite indexes the tracker's queries need.
-# The list mirrors shared/store.py INDEXES; the emulator needs none, production does.
+# The list mirrors INDEXES in shared/store/indexes.py; the emulator needs none, production does.
 
 resource "google_firestore_database" "default" {
   name        = "(default)"
@@ -15,7 +15,7 @@ resource "google_firestore_database" "default" {
 }
 
 locals {
-  # Every composite index, by collection; the same list as shared/store.py INDEXES.
+  # Every composite index, by collection; the same list as INDEXES in shared/store/indexes.py.
   firestore_indexes = {
     jobs_state_start      = { collection = var.jobs_collection, fields = ["state", "start_time"] }
     jobs_experiment_start = { collection = var.jobs_collection, fields = ["experiment", "start_time"] }

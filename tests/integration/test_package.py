@@ -84,7 +84,8 @@ def test_artifact_holds_the_source_the_requirements_and_the_config(artifact: Pat
     assert not list(artifact.rglob("__pycache__"))
     with zipfile.ZipFile(artifact.with_name("function.zip")) as zf:
         names = set(zf.namelist())
-    assert {"main.py", "requirements.txt", "config/gardener.yml", "shared/runtime.py"} <= names
+    assert {"main.py", "requirements.txt", "config/gardener.yml", "shared/runtime.py",
+            "shared/store/__init__.py", "shared/store/jobs.py"} <= names
     assert not any(n.startswith(("tests/", "local/", "functions/")) for n in names)
 
 

@@ -1,0 +1,78 @@
+"""The Firestore store: the only package that talks to Firestore.
+
+One module per kind of document, all re-exported here (import from
+``shared.store``):
+
+* :mod:`~shared.store.documents` — the job document: its id, :class:`JobRecord`,
+  and the mapping between the two (pure).
+* :mod:`~shared.store.jobs` — :class:`JobStore`: the job documents, their
+  state-change transactions and the hot path's single writes.
+* :mod:`~shared.store.counters` — :class:`CounterStore`: the totals of state
+  changes per source, in sharded documents.
+* :mod:`~shared.store.cursors`, :mod:`~shared.store.reprocess`,
+  :mod:`~shared.store.controls` — the job service's cursors and the operator's
+  reprocessing queue and pauses.
+* :mod:`~shared.store.errors` — what the store raises and how it retries;
+  transient Firestore errors become :class:`~shared.errors.StoreUnavailable`.
+* :mod:`~shared.store.indexes` — every composite index the queries need.
+"""
+
+from shared.store._common import MAX_BATCH, StoreStats
+from shared.store.controls import CONTROLS_COLLECTION, ControlStore, Pause
+from shared.store.counters import COUNTER_SHARDS, COUNTERS_COLLECTION, CounterStore
+from shared.store.cursors import CURSORS_COLLECTION, CursorStore
+from shared.store.documents import (
+    AUDIT_KEEP,
+    FREE,
+    AuditEntry,
+    JobRecord,
+    doc_id,
+    from_document,
+    key_from_doc_id,
+    to_document,
+)
+from shared.store.errors import (
+    IDEMPOTENT_WRITE_RETRY,
+    TRANSIENT,
+    WRITE_RETRY,
+    DocumentChanged,
+    DocumentExists,
+    DocumentMissing,
+)
+from shared.store.indexes import INDEXES
+from shared.store.jobs import JOBS_COLLECTION, JobStore
+from shared.store.reprocess import MAX_IN_VALUES, REPROCESS_COLLECTION, ReprocessItem, ReprocessQueue
+
+__all__ = [
+    "AUDIT_KEEP",
+    "CONTROLS_COLLECTION",
+    "COUNTERS_COLLECTION",
+    "COUNTER_SHARDS",
+    "CURSORS_COLLECTION",
+    "FREE",
+    "IDEMPOTENT_WRITE_RETRY",
+    "INDEXES",
+    "JOBS_COLLECTION",
+    "MAX_BATCH",
+    "MAX_IN_VALUES",
+    "REPROCESS_COLLECTION",
+    "TRANSIENT",
+    "WRITE_RETRY",
+    "AuditEntry",
+    "ControlStore",
+    "CounterStore",
+    "CursorStore",
+    "DocumentChanged",
+    "DocumentExists",
+    "DocumentMissing",
+    "JobRecord",
+    "JobStore",
+    "Pause",
+    "ReprocessItem",
+    "ReprocessQueue",
+    "StoreStats",
+    "doc_id",
+    "from_document",
+    "key_from_doc_id",
+    "to_document",
+]

@@ -1,0 +1,174 @@
+"""The job document: its id, the record it holds, and the mapping between the two.
+
+One document per job. The document id is the job key with ``%`` and ``/``
+percent-encoded, so it is reversible and never contains ``/``. Beside the
+Go-shaped status the document keeps the fields queries need: ``state``,
+``experiment``, ``datatype``, ``date``, ``start_time``, ``last_update`` and
+``last_activity`` (the later of the last heartbeat and the last update). The
+history is a map from entry index (``"0"``, ``"1"``, …) to entry, not an
+array, so a detail can be written to one entry by field path without reading
+the document in a transaction. Pure: nothing here talks to Firestore.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, unquote
+
+from shared.model import UTC, ZERO_TIME, Datasets, Job, State, StateInfo, Status
+from shared.store._common import _midnight
+
+#: The lease time of a job no post-processing tick holds (a time always in the past).
+FREE = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def doc_id(key: str) -> str:
+    """Return the Firestore document id of a job key (reversible percent-encoding)."""
+    return quote(key, safe="")
+
+
+def key_from_doc_id(document_id: str) -> str:
+    """Return the job key a document id encodes."""
+    return unquote(document_id)
+
+
+#: Operator actions kept on a job document, newest last; older ones are dropped.
+AUDIT_KEEP = 20
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One operator action on a job: who did what, when."""
+
+    time: datetime
+    who: str
+    action: str
+    detail: str = ""
+
+
+@dataclass
+class JobRecord:
+    """A job, its status and the store's bookkeeping, as read from one document."""
+
+    job: Job
+    status: Status
+    last_update: datetime
+    update_time: datetime | None = None  # Firestore's, for compare-and-set
+    #: The next-job offer that handed this run of the job out ("" if added otherwise).
+    offer: str = ""
+    #: An offer that came while the job was in flight; it is made again when the job ends.
+    reoffer: str = ""
+    #: Runs of this job since it last completed: 1 for the first, +1 per retry of a failure.
+    attempts: int = 1
+    #: The error of the previous run, when this run is a retry.
+    last_error: str = ""
+    #: When a failed job may be handed out again; None if it is not to be retried.
+    retry_at: datetime | None = None
+    #: The post-processing tick that holds the job, and until when (``FREE`` when none).
+    lease_owner: str = ""
+    lease_until: datetime = FREE
+    #: The BigQuery job of the current post-processing step, and the step's attempt.
+    step_job: str = ""
+    step_attempt: int = 0
+    #: Operator actions on this job, oldest first, at most :data:`AUDIT_KEEP` (kept across restarts).
+    audit: list[AuditEntry] = field(default_factory=list)
+
+    def note(self, entry: AuditEntry) -> None:
+        """Append an operator action to the audit, dropping the oldest beyond :data:`AUDIT_KEEP`."""
+        self.audit = [*self.audit, entry][-AUDIT_KEEP:]
+
+    @property
+    def key(self) -> str:
+        """The job key."""
+        return self.job.key()
+
+    @property
+    def last_activity(self) -> datetime:
+        """The later of the last heartbeat and the last update."""
+        return max(self.last_update, self.status.heartbeat_time)
+
+    @classmethod
+    def new(cls, job: Job, now: datetime, offer: str = "") -> JobRecord:
+        """Return the record of a freshly added job."""
+        return cls(job=job, status=Status.new(now), last_update=now, offer=offer)
+
+
+def _entry_to_doc(info: StateInfo) -> dict[str, Any]:
+    return {
+        "state": info.state.value,
+        "start": info.start,
+        "detail_time": info.detail_time,
+        "detail": info.detail,
+    }
+
+
+def to_document(record: JobRecord) -> dict[str, Any]:
+    """Return the Firestore document of a record."""
+    job, status = record.job, record.status
+    hb = status.heartbeat_time
+    return {
+        "key": job.key(),
+        "bucket": job.bucket,
+        "experiment": job.experiment,
+        "datatype": job.datatype,
+        "date": _midnight(job.date),
+        "filter": job.filter,
+        "datasets": {"tmp": job.datasets.tmp, "raw": job.datasets.raw, "join": job.datasets.join},
+        "state": status.state.value,
+        "history": {str(i): _entry_to_doc(e) for i, e in enumerate(status.history)},
+        "heartbeat_time": None if hb == ZERO_TIME else hb,
+        "update_count": status.update_count,
+        "start_time": status.start_time,
+        "last_update": record.last_update,
+        "last_activity": record.last_activity,
+        "offer": record.offer,
+        "reoffer": record.reoffer,
+        "attempts": record.attempts,
+        "last_error": record.last_error,
+        "retry_at": record.retry_at,
+        "lease_owner": record.lease_owner,
+        "lease_until": record.lease_until,
+        "step_job": record.step_job,
+        "step_attempt": record.step_attempt,
+        "audit": [{"time": a.time, "who": a.who, "action": a.action, "detail": a.detail}
+                  for a in record.audit],
+    }
+
+
+def from_document(data: dict[str, Any], update_time: datetime | None = None) -> JobRecord:
+    """Return the record a Firestore document holds.
+
+    History entries without a state (left by a detail write that raced with a
+    restart) are ignored; the next state change rewrites the history whole.
+    """
+    ds = data.get("datasets") or {}
+    job = Job(
+        bucket=data["bucket"],
+        experiment=data["experiment"],
+        datatype=data["datatype"],
+        date=data["date"].astimezone(UTC).date(),
+        filter=data.get("filter", ""),
+        datasets=Datasets(ds.get("tmp", ""), ds.get("raw", ""), ds.get("join", "")),
+    )
+    entries = sorted(
+        ((int(i), e) for i, e in data["history"].items() if "state" in e), key=lambda p: p[0]
+    )
+    history = [
+        StateInfo(State(e["state"]), e["start"], e["detail_time"], e.get("detail", ""))
+        for _, e in entries
+    ]
+    status = Status(
+        history=history,
+        heartbeat_time=data.get("heartbeat_time") or ZERO_TIME,
+        update_count=data.get("update_count", 0),
+    )
+    return JobRecord(job, status, data["last_update"], update_time,
+                     offer=data.get("offer", ""), reoffer=data.get("reoffer", ""),
+                     attempts=data.get("attempts", 1), last_error=data.get("last_error", ""),
+                     retry_at=data.get("retry_at"), lease_owner=data.get("lease_owner", ""),
+                     lease_until=data.get("lease_until") or FREE,
+                     step_job=data.get("step_job", ""), step_attempt=data.get("step_attempt", 0),
+                     audit=[AuditEntry(a["time"], a["who"], a["action"], a.get("detail", ""))
+                            for a in data.get("audit") or ()])

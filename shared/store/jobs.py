@@ -1,0 +1,326 @@
+"""The job documents: reads, queries, and the writes of state changes and of the hot path.
+
+Writes come in two kinds:
+
+* :meth:`JobStore.transact` — a read-write transaction for state changes: read,
+  let the caller decide, write the whole document.
+* :meth:`JobStore.write_detail` and :meth:`JobStore.write_heartbeat` — single
+  writes that cannot conflict (field paths, ``Increment``, the implicit
+  ``exists`` precondition of ``update``): the hot path of parsers.
+
+Creating, restarting and transacting may also add one to named totals of the
+job's source (:class:`~shared.store.counters.CounterStore`) in the same commit,
+by a blind ``Increment`` to one of its shard documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
+
+from shared.errors import StoreUnavailable
+from shared.model import State
+from shared.store._common import MAX_BATCH, StoreStats, _midnight
+from shared.store.counters import CounterStore
+from shared.store.documents import JobRecord, doc_id, from_document, to_document
+from shared.store.errors import (
+    IDEMPOTENT_WRITE_RETRY,
+    WRITE_RETRY,
+    DocumentChanged,
+    DocumentExists,
+    DocumentMissing,
+    _guarded,
+    _transient_as_unavailable,
+    _transient_cause,
+)
+
+#: Default collection of job documents.
+JOBS_COLLECTION = "jobs"
+
+
+def _entry_path(index: int, name: str) -> str:
+    return FieldPath("history", str(index), name).to_api_repr()
+
+
+class JobStore:
+    """Job documents in one Firestore collection, and the totals of their state changes."""
+
+    def __init__(self, client: firestore.Client, collection: str = JOBS_COLLECTION,
+                 counters: CounterStore | None = None) -> None:
+        self.client = client
+        self.collection = client.collection(collection)
+        self.stats = StoreStats()
+        #: Where :meth:`create`, :meth:`replace` and :meth:`transact` add their totals.
+        self.counters = counters or CounterStore(client)
+
+    def _ref(self, key: str) -> firestore.DocumentReference:
+        return self.collection.document(doc_id(key))
+
+    @_guarded
+    def get(self, key: str) -> JobRecord | None:
+        """Return the job's record, or None if there is no such job (one read)."""
+        snap = self._ref(key).get()
+        self.stats.add(reads=1)
+        if not snap.exists:
+            return None
+        return from_document(snap.to_dict(), snap.update_time)
+
+    def _count(self, writer: Any, record: JobRecord, names: Sequence[str]) -> int:
+        return self.counters.add(writer, record.job.experiment, record.job.datatype, names)
+
+    @_guarded
+    def create(self, record: JobRecord, count: Sequence[str] = ()) -> None:
+        """Write a new job document; :class:`DocumentExists` if the key is taken.
+
+        The totals named in ``count`` grow by one in the same commit.
+        """
+        batch = self.client.batch()
+        batch.create(self._ref(record.key), to_document(record))
+        writes = 1 + self._count(batch, record, count)
+        try:
+            batch.commit()
+        except gexc.Conflict:
+            writes = 1  # refused whole: counted as the one refused create
+            raise DocumentExists(record.key) from None
+        finally:
+            self.stats.add(writes=writes)
+
+    @_guarded
+    def replace(self, record: JobRecord, if_update_time: datetime,
+                count: Sequence[str] = ()) -> None:
+        """Overwrite a job document only if it is unchanged since ``if_update_time``.
+
+        Raises :class:`DocumentChanged` if someone else wrote it first. The
+        totals named in ``count`` grow by one in the same commit.
+        """
+        option = self.client.write_option(last_update_time=if_update_time)
+        batch = self.client.batch()
+        batch.update(self._ref(record.key), to_document(record), option=option)
+        writes = 1 + self._count(batch, record, count)
+        try:
+            batch.commit()
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            writes = 1  # refused whole: counted as the one refused update
+            raise DocumentChanged(record.key) from None
+        finally:
+            self.stats.add(writes=writes)
+
+    @_guarded
+    def transact(self, key: str, change: Callable[[JobRecord], JobRecord],
+                 count: Callable[[JobRecord], Sequence[str]] | None = None) -> JobRecord:
+        """Apply ``change`` to the job's record in one read-write transaction.
+
+        ``change`` may raise to abort without writing; it may run more than once
+        if the transaction is retried, so it must not have side effects.
+        ``count``, given the changed record, names the totals that grow by one
+        in the same transaction (a blind write: the counters are not read).
+        Raises :class:`DocumentMissing` if there is no such job.
+        """
+        ref = self._ref(key)
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> JobRecord:
+            snap = ref.get(transaction=transaction)
+            self.stats.add(reads=1)
+            if not snap.exists:
+                raise DocumentMissing(key)
+            record = change(from_document(snap.to_dict(), snap.update_time))
+            transaction.set(ref, to_document(record))
+            writes = 1 + (self._count(transaction, record, count(record)) if count else 0)
+            self.stats.add(writes=writes)
+            return record
+
+        try:
+            return run(self.client.transaction())
+        except ValueError as exc:
+            cause = _transient_cause(exc)
+            if cause is None:
+                raise
+            raise StoreUnavailable(f"Firestore unavailable: {cause}") from exc
+
+    def write_detail(self, key: str, index: int, detail: str | None, now: datetime) -> None:
+        """Count an update that sets history entry ``index``'s detail, in one blind write.
+
+        The entry's detail time becomes ``now`` and its detail ``detail`` (kept
+        when None); the update count grows by one. Raises
+        :class:`DocumentMissing` if the job is gone.
+        """
+        fields: dict[str, Any] = {
+            _entry_path(index, "detail_time"): now,
+            "update_count": firestore.Increment(1),
+            "last_update": now,
+            "last_activity": now,
+        }
+        if detail is not None:
+            fields[_entry_path(index, "detail")] = detail
+        self._update(key, fields, WRITE_RETRY)
+
+    def write_reoffer(self, key: str, offer: str) -> None:
+        """Ask, in one blind write, that the job be offered again as ``offer`` when it ends."""
+        self._update(key, {"reoffer": offer}, IDEMPOTENT_WRITE_RETRY)
+
+    def query_reoffers(self, states: list[State], limit: int) -> Iterator[JobRecord]:
+        """Stream jobs in ``states`` that wait to be offered again."""
+        return self._stream(self._in_states(states).where(filter=FieldFilter("reoffer", ">", "")),
+                            limit)
+
+    def query_before(
+        self, states: list[State], field: str, cutoff: datetime, limit: int
+    ) -> Iterator[JobRecord]:
+        """Stream jobs in ``states`` whose time ``field`` is before ``cutoff``, earliest first.
+
+        ``field`` is ``last_activity``, ``last_update``, ``retry_at`` or ``lease_until`` (each has an index
+        with ``state``); jobs whose field is null never match.
+        """
+        query = (self._in_states(states).where(filter=FieldFilter(field, "<", cutoff))
+                 .order_by(field))
+        return self._stream(query, limit)
+
+    def _in_states(self, states: list[State]) -> firestore.Query:
+        return self.collection.where(filter=FieldFilter("state", "in", [s.value for s in states]))
+
+    def _stream(self, query: firestore.Query, limit: int | None) -> Iterator[JobRecord]:
+        if limit is not None:
+            query = query.limit(limit)
+        with _transient_as_unavailable():
+            for snap in query.stream():
+                self.stats.add(reads=1)
+                yield from_document(snap.to_dict(), snap.update_time)
+
+    @_guarded
+    def lease_if_unchanged(self, record: JobRecord, owner: str, until: datetime) -> bool:
+        """Lease the job to ``owner`` until ``until`` unless it changed since ``record`` was read.
+
+        A single compare-and-set write: of concurrent callers exactly one wins,
+        and the losers fail at once instead of waiting on a lock.
+        """
+        option = self.client.write_option(last_update_time=record.update_time)
+        try:
+            self._ref(record.key).update({"lease_owner": owner, "lease_until": until},
+                                         option=option)
+            return True
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return False
+        finally:
+            self.stats.add(writes=1)
+
+    @_guarded
+    def delete_if_unchanged(self, record: JobRecord) -> bool:
+        """Delete the job's document unless it changed since ``record`` was read."""
+        option = self.client.write_option(last_update_time=record.update_time)
+        try:
+            self._ref(record.key).delete(option=option)
+            return True
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return False
+        finally:
+            self.stats.add(writes=1)
+
+    def write_heartbeat(self, key: str, now: datetime) -> None:
+        """Record a heartbeat at ``now`` in one blind write; DocumentMissing if the job is gone."""
+        self._update(key, {"heartbeat_time": now, "last_activity": now}, IDEMPOTENT_WRITE_RETRY)
+
+    @_guarded
+    def _update(self, key: str, fields: dict[str, Any], retry: Retry) -> None:
+        try:
+            self._ref(key).update(fields, retry=retry)
+        except gexc.NotFound:
+            raise DocumentMissing(key) from None
+        finally:
+            self.stats.add(writes=1)
+
+    @_guarded
+    def delete(self, key: str) -> None:
+        """Delete the job's document (no error if absent)."""
+        self._ref(key).delete()
+        self.stats.add(writes=1)
+
+    def stream_all(self) -> Iterator[JobRecord]:
+        """Stream every job document, in document id order, without holding them in memory."""
+        return self._stream(self.collection.order_by("__name__"), None)
+
+    @_guarded
+    def create_missing(self, records: list[JobRecord]) -> list[str]:
+        """Create the records whose keys have no document yet; return the keys created.
+
+        Existing documents are never touched. Reads and writes go in batches of
+        at most :data:`MAX_BATCH` documents (Firestore's limit on one commit).
+        """
+        created: list[str] = []
+        for start in range(0, len(records), MAX_BATCH):
+            chunk = records[start:start + MAX_BATCH]
+            refs = [self._ref(r.key) for r in chunk]
+            present = {snap.id for snap in self.client.get_all(refs) if snap.exists}
+            self.stats.add(reads=len(refs))
+            batch = self.client.batch()
+            todo = [(ref, r) for ref, r in zip(refs, chunk, strict=True) if ref.id not in present]
+            for ref, record in todo:
+                batch.create(ref, to_document(record))
+            if not todo:
+                continue
+            try:
+                batch.commit()
+                created.extend(r.key for _, r in todo)
+            except gexc.Conflict:  # created meanwhile by someone else: one by one
+                for ref, record in todo:
+                    try:
+                        ref.create(to_document(record))
+                        created.append(record.key)
+                    except gexc.Conflict:
+                        pass
+            self.stats.add(writes=len(todo))
+        return created
+
+    def _query(
+        self, state: State | None, experiment: str | None, datatype: str | None
+    ) -> firestore.Query:
+        query: firestore.Query = self.collection
+        for name, value in (("state", state and state.value), ("experiment", experiment),
+                            ("datatype", datatype)):
+            if value is not None:
+                query = query.where(filter=FieldFilter(name, "==", value))
+        return query
+
+    def query(
+        self,
+        state: State | None = None,
+        experiment: str | None = None,
+        datatype: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[JobRecord]:
+        """Stream matching jobs, oldest start first."""
+        return self._stream(self._query(state, experiment, datatype).order_by("start_time"), limit)
+
+    def query_dates(
+        self,
+        first: date,
+        last: date,
+        state: State | None = None,
+        experiment: str | None = None,
+        datatype: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[JobRecord]:
+        """Stream matching jobs whose date is from ``first`` to ``last`` (inclusive), by date."""
+        query = (self._query(state, experiment, datatype)
+                 .where(filter=FieldFilter("date", ">=", _midnight(first)))
+                 .where(filter=FieldFilter("date", "<=", _midnight(last))).order_by("date"))
+        return self._stream(query, limit)
+
+    @_guarded
+    def count(
+        self,
+        state: State | None = None,
+        experiment: str | None = None,
+        datatype: str | None = None,
+    ) -> int:
+        """Count matching jobs with an aggregation query (no documents read)."""
+        result = self._query(state, experiment, datatype).count().get()
+        self.stats.add(reads=1)
+        return int(result[0][0].value)

@@ -1,0 +1,155 @@
+"""The operator's reprocessing queue: jobs next-job hands out ahead of history."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from shared.model import UTC, Job
+from shared.store._common import MAX_BATCH, StoreStats, _midnight
+from shared.store.documents import doc_id
+from shared.store.errors import _guarded, _transient_as_unavailable
+
+#: Default collection of queued reprocessing, one document per job key.
+REPROCESS_COLLECTION = "reprocess"
+
+
+@dataclass(frozen=True)
+class ReprocessItem:
+    """A job queued for reprocessing by an operator: handed out by next-job ahead of history."""
+
+    bucket: str
+    experiment: str
+    datatype: str
+    date: date
+    #: Unique per enqueue: the hand-out's offer is ``reprocess/<token>``.
+    token: str
+    #: Orders the queue: the enqueue time, then the item's place in its request.
+    rank: str
+    who: str
+    queued_at: datetime
+    update_time: datetime | None = None  # Firestore's, for the guarded delete
+
+    @classmethod
+    def new(cls, job: Job, who: str, now: datetime, seq: int = 0) -> ReprocessItem:
+        """Return a fresh item for ``job``, queued at ``now`` as the ``seq``-th of its request."""
+        rank = f"{now.astimezone(UTC):%Y%m%dT%H%M%S.%f}/{seq:06d}"
+        return cls(job.bucket, job.experiment, job.datatype, job.date, secrets.token_hex(8), rank,
+                   who, now)
+
+    @property
+    def source(self) -> str:
+        """The source's name, ``experiment/datatype``."""
+        return f"{self.experiment}/{self.datatype}"
+
+    @property
+    def key(self) -> str:
+        """The key of the job to reprocess."""
+        return Job(self.bucket, self.experiment, self.datatype, self.date).key()
+
+
+#: Most values one Firestore ``in`` filter takes.
+MAX_IN_VALUES = 30
+
+
+class ReprocessQueue:
+    """Queued reprocessing: one document per job key, so enqueueing twice queues once.
+
+    Nothing here is a hot document: next-job reads the head of the queue with
+    a query and removes what it handed out with a delete guarded by the
+    item's update time.
+    """
+
+    def __init__(self, client: firestore.Client, collection: str = REPROCESS_COLLECTION) -> None:
+        self.client = client
+        self.collection = client.collection(collection)
+        self.stats = StoreStats()
+
+    @staticmethod
+    def _to_document(item: ReprocessItem) -> dict[str, Any]:
+        return {"bucket": item.bucket, "experiment": item.experiment, "datatype": item.datatype,
+                "date": _midnight(item.date), "source": item.source, "token": item.token,
+                "rank": item.rank, "who": item.who, "queued_at": item.queued_at, "key": item.key}
+
+    @staticmethod
+    def _from_snapshot(snap: Any) -> ReprocessItem:
+        d = snap.to_dict()
+        return ReprocessItem(d["bucket"], d["experiment"], d["datatype"],
+                             d["date"].astimezone(UTC).date(), d["token"], d["rank"], d["who"],
+                             d["queued_at"], snap.update_time)
+
+    @_guarded
+    def add(self, items: list[ReprocessItem]) -> list[str]:
+        """Queue the items whose job keys are not queued yet; return the keys queued.
+
+        Writes go in batches of at most :data:`MAX_BATCH`; queued items are left as they are.
+        """
+        created: list[str] = []
+        for start in range(0, len(items), MAX_BATCH):
+            chunk = items[start:start + MAX_BATCH]
+            refs = [self.collection.document(doc_id(i.key)) for i in chunk]
+            present = {snap.id for snap in self.client.get_all(refs) if snap.exists}
+            self.stats.add(reads=len(refs))
+            todo = [(ref, i) for ref, i in zip(refs, chunk, strict=True) if ref.id not in present]
+            if not todo:
+                continue
+            batch = self.client.batch()
+            for ref, item in todo:
+                batch.create(ref, self._to_document(item))
+            try:
+                batch.commit()
+                created.extend(i.key for _, i in todo)
+            except gexc.Conflict:  # queued meanwhile by someone else: one by one
+                for ref, item in todo:
+                    with contextlib.suppress(gexc.Conflict):
+                        ref.create(self._to_document(item))
+                        created.append(item.key)
+            self.stats.add(writes=len(todo))
+        return created
+
+    def head(self, sources: list[str], limit: int) -> list[ReprocessItem]:
+        """Return the first ``limit`` items of ``sources`` (``experiment/datatype``) in queue order."""
+        found: list[ReprocessItem] = []
+        with _transient_as_unavailable():
+            for start in range(0, len(sources), MAX_IN_VALUES):
+                query = (self.collection
+                         .where(filter=FieldFilter("source", "in", sources[start:start + MAX_IN_VALUES]))
+                         .order_by("rank").limit(limit))
+                for snap in query.stream():
+                    self.stats.add(reads=1)
+                    found.append(self._from_snapshot(snap))
+        return sorted(found, key=lambda i: i.rank)[:limit]
+
+    @_guarded
+    def remove(self, item: ReprocessItem) -> bool:
+        """Remove the item unless it was queued again since it was read; return whether it was."""
+        option = self.client.write_option(last_update_time=item.update_time)
+        try:
+            self.collection.document(doc_id(item.key)).delete(option=option)
+            return True
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return False
+        finally:
+            self.stats.add(writes=1)
+
+    @_guarded
+    def count(self) -> int:
+        """Return the number of queued items (an aggregation query)."""
+        result = self.collection.count().get()
+        self.stats.add(reads=1)
+        return int(result[0][0].value)
+
+    def stream(self, limit: int) -> Iterator[ReprocessItem]:
+        """Stream the first ``limit`` items of the whole queue, in queue order."""
+        with _transient_as_unavailable():
+            for snap in self.collection.order_by("rank").limit(limit).stream():
+                self.stats.add(reads=1)
+                yield self._from_snapshot(snap)
