@@ -37,8 +37,8 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from importlib import metadata
@@ -678,8 +678,94 @@ def render(report: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- main
 
 
+class _Interrupts:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, except inside :func:`deferred_interrupts`."""
+
+    deferring = False
+    pending = False
+
+
 def _interrupt(signum: int, frame: object) -> None:
+    if _Interrupts.deferring:
+        _Interrupts.pending = True
+        return
     raise KeyboardInterrupt
+
+
+@contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back until the block is done, then raise KeyboardInterrupt.
+
+    Around starting a process, so that its handle is kept (and the process
+    stopped) whenever the interrupt comes.
+    """
+    _Interrupts.deferring = True
+    try:
+        yield
+    finally:
+        _Interrupts.deferring = False
+        if _Interrupts.pending:
+            _Interrupts.pending = False
+            raise KeyboardInterrupt
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def java_options(options: str) -> Iterator[None]:
+    """Set ``_JAVA_OPTIONS`` for the block: the JVM applies it after its command line's ``-Xmx``."""
+    old = os.environ.get("_JAVA_OPTIONS")
+    os.environ["_JAVA_OPTIONS"] = options
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("_JAVA_OPTIONS", None)
+        else:
+            os.environ["_JAVA_OPTIONS"] = old
+
+
+def run_on_emulator(
+    measure: Callable[[ExitStack, str, bool], dict[str, Any]],
+    cleanup: Callable[[str, bool], None],
+    log_path: Path,
+    heap: str | None = None,
+) -> dict[str, Any] | None:
+    """Run ``measure(stack, host, own_emulator)`` on a Firestore emulator; return its report.
+
+    The emulator is the configured one, or one started here (with Java heap
+    ``heap``, logging to ``log_path``) and stopped after. ``cleanup(host,
+    own_emulator)`` runs after ``measure`` whatever happens; everything
+    registered on ``stack`` is closed last. Returns None when interrupted
+    (Ctrl-C or SIGTERM).
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    try:
+        with ExitStack() as stack:
+            with java_options(f"-Xmx{heap}") if heap else nullcontext():
+                host, emulator = stack.enter_context(emulator_host(log_path))
+            os.environ["FIRESTORE_EMULATOR_HOST"] = host
+            try:
+                return measure(stack, host, emulator is not None)
+            finally:
+                cleanup(host, emulator is not None)
+    except KeyboardInterrupt:
+        _progress("interrupted")
+        return None
+
+
+def wipe_external(projects: Iterable[str]) -> Callable[[str, bool], None]:
+    """A ``run_on_emulator`` clean-up: delete ``projects``' documents from an external emulator."""
+
+    def cleanup(host: str, own_emulator: bool) -> None:
+        if not own_emulator:  # ours is stopped anyway
+            for project in projects:
+                _wipe(host, project)
+
+    return cleanup
 
 
 @contextmanager

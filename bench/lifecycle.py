@@ -27,8 +27,6 @@ sequence. Markdown to stdout, JSON to ``bench/results/lifecycle.json``.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
 import tempfile
 import threading
@@ -50,20 +48,19 @@ from bench.hot_path import (  # noqa: E402
     RESULTS_DIR,
     Latencies,
     _f,
-    _wipe,
+    _progress,
     bench_floor,
-    emulator_host,
+    deferred_interrupts,
     machine_facts,
     publish,
+    run_on_emulator,
+    wipe_external,
 )
 from bench.next_job import (  # noqa: E402
     NO_JOB_FOUND,
     NextCaller,
-    _interrupt,
-    _progress,
     archive_names,
     config_yaml,
-    deferred_interrupts,
     expected_keys,
     gcs_facts,
     handed_key,
@@ -453,22 +450,12 @@ def measure(args: argparse.Namespace, stack: ExitStack, host: str, own_emulator:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, write the JSON; return the exit status."""
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
     started = time.perf_counter()
     projects: list[str] = []
-    try:
-        with ExitStack() as stack:
-            host, emulator = stack.enter_context(emulator_host(EMULATOR_LOG))
-            os.environ["FIRESTORE_EMULATOR_HOST"] = host
-            try:
-                report = measure(args, stack, host, emulator is not None, projects)
-            finally:
-                if emulator is None:
-                    for project in projects:
-                        _wipe(host, project)
-    except KeyboardInterrupt:
-        _progress("interrupted")
+    report = run_on_emulator(
+        lambda stack, host, own: measure(args, stack, host, own, projects),
+        wipe_external(projects), EMULATOR_LOG)
+    if report is None:
         return 130
     publish(report, args.json, started, render)
     bad = [r for r in report["levels"] if r["duplicates"] or r["completed"] != r["jobs"]]

@@ -54,14 +54,13 @@ import math
 import os
 import re
 import resource
-import signal
 import statistics
 import sys
 import threading
 import time
 import tracemalloc
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
@@ -75,13 +74,15 @@ if str(ROOT) not in sys.path:
 from bench.hot_path import (  # noqa: E402
     RESULTS_DIR,
     _f,
+    _progress,
     _wipe,
-    emulator_host,
+    deferred_interrupts,
     machine_facts,
     publish,
+    run_on_emulator,
     size_list,
 )
-from bench.next_job import _interrupt, _progress, deferred_interrupts, gcs_facts  # noqa: E402
+from bench.next_job import gcs_facts  # noqa: E402
 from local.gcs_emulator import GcsEmulator  # noqa: E402
 from local.gcs_emulator import client as gcs_client_for  # noqa: E402
 from shared.maintenance import BATCH  # noqa: E402
@@ -814,18 +815,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def java_options(options: str) -> Iterator[None]:
-    """Set ``_JAVA_OPTIONS`` for the block: the JVM applies it after its command line's ``-Xmx``."""
-    old = os.environ.get("_JAVA_OPTIONS")
-    os.environ["_JAVA_OPTIONS"] = options
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("_JAVA_OPTIONS", None)
-        else:
-            os.environ["_JAVA_OPTIONS"] = old
+def wipe_contexts(contexts: list[Context]) -> Callable[[str, bool], None]:
+    """A ``run_on_emulator`` clean-up: wipe every context's projects (an external emulator
+    keeps nothing; ours frees memory)."""
+
+    def cleanup(host: str, own_emulator: bool) -> None:
+        for ctx in contexts:
+            ctx.wipe_all()
+
+    return cleanup
 
 
 def measure(args: argparse.Namespace, stack: ExitStack, host: str, own_emulator: bool,
@@ -877,22 +875,12 @@ def measure(args: argparse.Namespace, stack: ExitStack, host: str, own_emulator:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the tables, write the JSON; return the exit status."""
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
     started = time.perf_counter()
     contexts: list[Context] = []
-    try:
-        with ExitStack() as stack:
-            with java_options(f"-Xmx{args.emulator_heap}"):
-                host, emulator = stack.enter_context(emulator_host(EMULATOR_LOG))
-            os.environ["FIRESTORE_EMULATOR_HOST"] = host
-            try:
-                report = measure(args, stack, host, emulator is not None, contexts)
-            finally:
-                for ctx in contexts:  # an external emulator keeps nothing; ours frees memory
-                    ctx.wipe_all()
-    except KeyboardInterrupt:
-        _progress("interrupted")
+    report = run_on_emulator(
+        lambda stack, host, own: measure(args, stack, host, own, contexts),
+        wipe_contexts(contexts), EMULATOR_LOG, heap=args.emulator_heap)
+    if report is None:
         return 130
 
     publish(report, args.json, started, render)

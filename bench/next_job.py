@@ -31,16 +31,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import signal
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from importlib import metadata
@@ -58,10 +56,12 @@ from bench.hot_path import (  # noqa: E402
     Latencies,
     RequestsCaller,
     _f,
-    _wipe,
-    emulator_host,
+    _progress,
+    deferred_interrupts,
     machine_facts,
     publish,
+    run_on_emulator,
+    wipe_external,
 )
 from local.emulator import free_port  # noqa: E402
 from local.gcs_emulator import GcsEmulator, find_binary, seed  # noqa: E402
@@ -91,37 +91,6 @@ SKIP_EVERY = 4
 
 
 # --------------------------------------------------------------------------- signals
-
-
-class _Interrupts:
-    """SIGINT and SIGTERM raise KeyboardInterrupt, except inside :func:`deferred_interrupts`."""
-
-    deferring = False
-    pending = False
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    if _Interrupts.deferring:
-        _Interrupts.pending = True
-        return
-    raise KeyboardInterrupt
-
-
-@contextmanager
-def deferred_interrupts() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back until the block is done, then raise KeyboardInterrupt.
-
-    Around starting a process, so that its handle is kept (and the process
-    stopped) whenever the interrupt comes.
-    """
-    _Interrupts.deferring = True
-    try:
-        yield
-    finally:
-        _Interrupts.deferring = False
-        if _Interrupts.pending:
-            _Interrupts.pending = False
-            raise KeyboardInterrupt
 
 
 # --------------------------------------------------------------------------- results
@@ -663,10 +632,6 @@ def gcs_facts() -> dict[str, str]:
     return facts
 
 
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def measure(args: argparse.Namespace, stack: ExitStack, host: str, own_emulator: bool,
             projects: list[str]) -> dict[str, Any]:
     """Start the GCS emulator, write the config, seed, and run every measurement.
@@ -742,22 +707,12 @@ def measure(args: argparse.Namespace, stack: ExitStack, host: str, own_emulator:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the tables, write the JSON; return the exit status."""
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
     started = time.perf_counter()
     projects: list[str] = []
-    try:
-        with ExitStack() as stack:
-            host, emulator = stack.enter_context(emulator_host(EMULATOR_LOG))
-            os.environ["FIRESTORE_EMULATOR_HOST"] = host
-            try:
-                report = measure(args, stack, host, emulator is not None, projects)
-            finally:
-                if emulator is None:  # an external emulator: leave nothing behind
-                    for project in projects:
-                        _wipe(host, project)
-    except KeyboardInterrupt:
-        _progress("interrupted")
+    report = run_on_emulator(
+        lambda stack, host, own: measure(args, stack, host, own, projects),
+        wipe_external(projects), EMULATOR_LOG)
+    if report is None:
         return 130
 
     publish(report, args.json, started, render)

@@ -37,15 +37,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import signal
 import sys
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -59,14 +56,14 @@ from bench.hot_path import (  # noqa: E402
     RESULTS_DIR,
     Latencies,
     _f,
-    _wipe,
+    _progress,
     bench_job,
-    emulator_host,
     machine_facts,
     publish,
+    run_on_emulator,
     size_list,
+    wipe_external,
 )
-from bench.next_job import _interrupt, _progress  # noqa: E402
 from shared.model import Job, State, StateInfo, utcnow  # noqa: E402
 from shared.warehouse import StepOutcome, StepResult, step_of  # noqa: E402
 
@@ -770,22 +767,12 @@ def main(argv: list[str] | None = None) -> int:
     Exits 1 if a run stopped before every job was complete or a check failed.
     """
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
     started = time.perf_counter()
     projects = Projects()
-    try:
-        with ExitStack() as stack:
-            host, emulator = stack.enter_context(emulator_host(EMULATOR_LOG))
-            os.environ["FIRESTORE_EMULATOR_HOST"] = host
-            try:
-                report = measure(args, host, emulator is not None, projects)
-            finally:
-                if emulator is None:  # an external emulator: leave nothing behind
-                    for project in projects.names:
-                        _wipe(host, project)
-    except KeyboardInterrupt:
-        _progress("interrupted")
+    report = run_on_emulator(
+        lambda stack, host, own: measure(args, host, own, projects),
+        wipe_external(projects.names), EMULATOR_LOG)
+    if report is None:
         return 130
 
     publish(report, args.json, started, render)

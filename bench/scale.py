@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import sys
 import time
+import uuid
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -47,10 +47,12 @@ if str(ROOT) not in sys.path:
 from bench.hot_path import (  # noqa: E402
     RESULTS_DIR,
     _f,
-    emulator_host,
+    _progress,
+    deferred_interrupts,
     machine_facts,
     make_caller,
     publish,
+    run_on_emulator,
     size_list,
 )
 from bench.maintenance import (  # noqa: E402
@@ -62,12 +64,12 @@ from bench.maintenance import (  # noqa: E402
     _x,
     bench_export,
     growth,
-    java_options,
     load_jobs,
     traced,
     untraced,
+    wipe_contexts,
 )
-from bench.next_job import _interrupt, _progress, deferred_interrupts, gcs_facts  # noqa: E402
+from bench.next_job import gcs_facts  # noqa: E402
 from local.emulator import free_port  # noqa: E402
 from local.gcs_emulator import GcsEmulator  # noqa: E402
 from local.gcs_emulator import client as gcs_client_for  # noqa: E402
@@ -217,46 +219,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark, print the tables, write the JSON; return the exit status."""
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
-    started = time.perf_counter()
-    contexts: list[Context] = []
-    try:
-        with ExitStack() as stack:
-            with java_options(f"-Xmx{args.emulator_heap}"):
-                host, emulator = stack.enter_context(emulator_host(EMULATOR_LOG))
-            os.environ["FIRESTORE_EMULATOR_HOST"] = host
-            try:
-                GCS_LOG.unlink(missing_ok=True)
-                gcs = GcsEmulator(log_path=GCS_LOG)
-                stack.callback(gcs.stop)
-                with deferred_interrupts():
-                    gcs.start()
-                gcs_client = gcs_client_for(gcs.url)
-                import uuid
-
-                bucket = gcs_client.create_bucket(f"bench-scale-{uuid.uuid4().hex[:8]}")
-                ctx = Context(host, gcs_client, bucket)
-                contexts.append(ctx)
-                rows = [bench_size(n, ctx, host, gcs.url) for n in args.sizes]
-            finally:
-                for ctx in contexts:
-                    ctx.wipe_all()
-            machine = machine_facts(host, emulator is not None)
-            machine.update(gcs_facts())
-    except KeyboardInterrupt:
-        _progress("interrupted")
-        return 130
-    report = {
+def measure(args: argparse.Namespace, stack: ExitStack, host: str, own_emulator: bool,
+            contexts: list[Context]) -> dict[str, Any]:
+    """Start the GCS emulator and a bucket, then measure every size; return the report."""
+    GCS_LOG.unlink(missing_ok=True)
+    gcs = GcsEmulator(log_path=GCS_LOG)
+    stack.callback(gcs.stop)
+    with deferred_interrupts():
+        gcs.start()
+    gcs_client = gcs_client_for(gcs.url)
+    bucket = gcs_client.create_bucket(f"bench-scale-{uuid.uuid4().hex[:8]}")
+    ctx = Context(host, gcs_client, bucket)
+    contexts.append(ctx)
+    rows = [bench_size(n, ctx, host, gcs.url) for n in args.sizes]
+    machine = machine_facts(host, own_emulator)
+    machine.update(gcs_facts())
+    return {
         "machine": machine,
         "config": {"sizes": args.sizes, "batch": BATCH, "status_repeats": STATUS_REPEATS,
-                   "emulator_heap": (f"-Xmx{args.emulator_heap}" if emulator is not None
+                   "emulator_heap": (f"-Xmx{args.emulator_heap}" if own_emulator
                                      else "external emulator")},
         "sizes": [asdict(r) for r in rows],
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the tables, write the JSON; return the exit status."""
+    args = parse_args(argv)
+    started = time.perf_counter()
+    contexts: list[Context] = []
+    report = run_on_emulator(
+        lambda stack, host, own: measure(args, stack, host, own, contexts),
+        wipe_contexts(contexts), EMULATOR_LOG, heap=args.emulator_heap)
+    if report is None:
+        return 130
     publish(report, args.json, started, render)
     return 0
 
