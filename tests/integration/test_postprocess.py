@@ -41,7 +41,7 @@ class MemoryWarehouse:
             self.starts.append(job_id)
             self.jobs.setdefault(job_id, step)
 
-    def result(self, job_id: str) -> Result:
+    def result(self, job_id: str) -> StepResult:
         step = self.jobs[job_id]
         outcomes = self.script.get(step) or [Outcome.DONE]
         outcome = outcomes.pop(0) if len(outcomes) > 1 else outcomes[0]

@@ -1,0 +1,18 @@
+"""Static checks of the whole tree: pyflakes' errors (undefined names, unused imports, ...)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_no_pyflakes_errors() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--select", "F", "--output-format", "concise",
+         "--exclude", ".venv,.venv-checkov,build", "."],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
