@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -34,7 +36,7 @@ def service(tracker, firestore_client, gcs_client, clock, monkeypatch):  # type:
     """A job service with two sources (one daily only) and archives for three days each."""
     from shared import runtime
 
-    bucket = f"metrics-{id(clock):x}"
+    bucket = f"metrics-{uuid.uuid4().hex[:12]}"
     gcs_client.create_bucket(bucket)
     config = Config(
         start_date=NOW_DAY - timedelta(days=3), tracker_timeout=timedelta(hours=6),
