@@ -1,4 +1,4 @@
-"""Operator control: list and inspect jobs, retry, fail, reprocess, pause, snapshots.
+"""Operator control: list and inspect jobs, retry, fail, reprocess (and cancel it), pause, snapshots.
 
 Every action on a job is one Firestore transaction that checks the job first
 and writes nothing when it refuses, and it is recorded on the job's ``audit``
@@ -19,6 +19,8 @@ Policies:
   post-processing lease is cleared and an owed re-offer dropped.
 * **reprocess** — job dates up to yesterday, for sources of the config, at
   most ``max_reprocess`` jobs per request; a job already queued stays queued once.
+  **Cancel** takes the same range back: the items still queued are removed;
+  one next-job has claimed is handed out, never both.
 * **pause** — ``historical`` stops the historical stream; a source
   (``experiment/datatype``) stops all of its hand-outs: owed runs, daily (a
   daily job coming due is queued for reprocessing), reprocessing, historical.
@@ -135,6 +137,10 @@ class JobFilter:
     limit: int = 100
 
 
+def _source_names(jobs: list[Job]) -> str:
+    return ", ".join(sorted({f"{j.experiment}/{j.datatype}" for j in jobs}))
+
+
 class Admin:
     """The operator's actions over the tracker, the reprocessing queue and the pauses."""
 
@@ -209,18 +215,18 @@ class Admin:
 
     # --- reprocessing ---------------------------------------------------------------------
 
-    def reprocess(self, first: date, last: date, sources: list[str], who: str) -> dict[str, Any]:
-        """Queue the jobs of ``sources`` (all if empty) for job dates ``first``–``last``.
+    def _reprocess_jobs(self, first: date, last: date, sources: list[str],
+                        now: datetime) -> list[Job]:
+        """Return the jobs of ``sources`` (all if empty) for job dates ``first``–``last``, by date.
 
-        Refused (400, nothing written) for unknown sources, a range reaching
-        today or later, or more than ``max_reprocess`` jobs.
+        Refused (400) for unknown sources, a range reaching today or later, or
+        more than ``max_reprocess`` jobs.
         """
         known = sorted({source_name(s) for s in self.config.sources})
         unknown = sorted(set(sources) - set(known))
         if unknown:
             raise AdminRejected(400, f"unknown sources {', '.join(unknown)}; the config has "
                                      f"{', '.join(known)}", {"sources": unknown})
-        now = self.clock()
         yesterday = now.astimezone(UTC).date() - timedelta(days=1)
         if first > last:
             raise AdminRejected(400, f"from ({first}) is after to ({last})")
@@ -232,14 +238,39 @@ class Admin:
         if count > self.max_reprocess:
             raise AdminRejected(400, f"{days} days × {len(chosen)} sources = {count} jobs; at most "
                                      f"{self.max_reprocess} per request")
-        items = [ReprocessItem.new(Job(s.bucket, s.experiment, s.datatype, first + timedelta(d)),
-                                   who, now, seq)
-                 for seq, (d, s) in enumerate((d, s) for d in range(days) for s in chosen)]
-        queued = self.queue.add(items)
+        return [Job(s.bucket, s.experiment, s.datatype, first + timedelta(d))
+                for d in range(days) for s in chosen]
+
+    def reprocess(self, first: date, last: date, sources: list[str], who: str) -> dict[str, Any]:
+        """Queue the jobs of ``sources`` (all if empty) for job dates ``first``–``last``.
+
+        Refused (400, nothing written) for unknown sources, a range reaching
+        today or later, or more than ``max_reprocess`` jobs.
+        """
+        now = self.clock()
+        jobs = self._reprocess_jobs(first, last, sources, now)
+        count = len(jobs)
+        queued = self.queue.add([ReprocessItem.new(job, who, now, seq)
+                                 for seq, job in enumerate(jobs)])
         log.info("%s queued %d jobs for reprocessing (%s to %s, %s); %d were queued already",
-                 who, len(queued), first, last, ", ".join(map(source_name, chosen)),
-                 count - len(queued))
+                 who, len(queued), first, last, _source_names(jobs), count - len(queued))
         return {"Queued": len(queued), "AlreadyQueued": count - len(queued), "Jobs": queued,
+                "Who": who, "Time": format_time(now)}
+
+    def cancel_reprocess(self, first: date, last: date, sources: list[str],
+                         who: str) -> dict[str, Any]:
+        """Take back the queued reprocessing of ``sources`` (all if empty) for ``first``–``last``.
+
+        Validated as :meth:`reprocess` (400, nothing written). Removes every
+        item still queued; an item next-job has claimed is being handed out
+        and is left to it (``HandedOut``). Cancelling again removes nothing.
+        """
+        now = self.clock()
+        jobs = self._reprocess_jobs(first, last, sources, now)
+        cancelled, handed_out = self.queue.cancel([job.key() for job in jobs])
+        log.info("%s cancelled %d queued reprocessing jobs (%s to %s, %s); %d were being handed out",
+                 who, len(cancelled), first, last, _source_names(jobs), len(handed_out))
+        return {"Cancelled": len(cancelled), "HandedOut": len(handed_out), "Jobs": cancelled,
                 "Who": who, "Time": format_time(now)}
 
     # --- pauses ------------------------------------------------------------------------

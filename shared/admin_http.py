@@ -18,6 +18,7 @@ from shared import runtime
 from shared.admin import AdminRejected, JobFilter, job_view, operator, pause_json
 from shared.http_api import HttpError, endpoint, json_response, parse
 from shared.schemas import (
+    AdminCancelReprocessParams,
     AdminFailParams,
     AdminImportParams,
     AdminJobParams,
@@ -64,6 +65,11 @@ def _reprocess(p: dict[str, Any], who: str) -> Any:
     return runtime.admin().reprocess(p["first"], p["last"], sources, who)
 
 
+def _cancel_reprocess(p: dict[str, Any], who: str) -> Any:
+    sources = [s for s in p["sources"].split(",") if s]
+    return runtime.admin().cancel_reprocess(p["first"], p["last"], sources, who)
+
+
 def _pause(p: dict[str, Any], who: str) -> Any:
     return {"Paused": pause_json(runtime.admin().pause(p["target"], p["reason"], who))}
 
@@ -83,6 +89,9 @@ ADMIN_ROUTES: dict[str, AdminRoute] = {
                                   "mark a job in flight failed with a reason"),
     "/admin/reprocess": AdminRoute(("POST",), AdminReprocessParams(), _reprocess,
                                    "queue reprocessing of job dates for sources"),
+    "/admin/reprocess/cancel": AdminRoute(("POST",), AdminCancelReprocessParams(),
+                                          _cancel_reprocess,
+                                          "take back queued reprocessing of job dates for sources"),
     "/admin/pause": AdminRoute(("POST",), AdminPauseParams(), _pause,
                                "pause the historical cycle or a source"),
     "/admin/resume": AdminRoute(("POST",), AdminPauseParams(), _resume,

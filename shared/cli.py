@@ -110,14 +110,18 @@ def parser() -> argparse.ArgumentParser:
     fail.add_argument("id", metavar="ID", help="job id")
     fail.add_argument("--reason", required=True, help="why; recorded in the history and the audit")
 
-    rep = command("reprocess", "queue jobs of job dates FROM-TO for reprocessing, ahead of the "
-                               "historical cycle")
-    rep.add_argument("--from", dest="first", type=_date, required=True, metavar="YYYY-MM-DD",
-                     help="first job date")
-    rep.add_argument("--to", dest="last", type=_date, required=True, metavar="YYYY-MM-DD",
-                     help="last job date (yesterday at the latest)")
-    rep.add_argument("--source", dest="sources", action="append", default=[],
-                     metavar="EXPERIMENT/DATATYPE", help="a source (repeat for more; default: all)")
+    for name, help_text in (
+            ("reprocess", "queue jobs of job dates FROM-TO for reprocessing, ahead of the "
+                          "historical cycle"),
+            ("cancel-reprocess", "take back the queued reprocessing of job dates FROM-TO (jobs "
+                                 "already handed out are not affected)")):
+        rep = command(name, help_text)
+        rep.add_argument("--from", dest="first", type=_date, required=True, metavar="YYYY-MM-DD",
+                         help="first job date")
+        rep.add_argument("--to", dest="last", type=_date, required=True, metavar="YYYY-MM-DD",
+                         help="last job date (yesterday at the latest)")
+        rep.add_argument("--source", dest="sources", action="append", default=[],
+                         metavar="EXPERIMENT/DATATYPE", help="a source (repeat for more; default: all)")
 
     for name, verb in (("pause", "pause"), ("resume", "resume")):
         sub = command(name, f"{verb} the historical cycle or a source's hand-outs")
@@ -151,11 +155,11 @@ def build_request(args: argparse.Namespace) -> Request:
         return "POST", "/admin/job/retry", {"id": args.id}
     if c == "fail":
         return "POST", "/admin/job/fail", {"id": args.id, "reason": args.reason}
-    if c == "reprocess":
+    if c in ("reprocess", "cancel-reprocess"):
         params = {"from": args.first, "to": args.last}
         if args.sources:
             params["sources"] = ",".join(args.sources)
-        return "POST", "/admin/reprocess", params
+        return "POST", "/admin/reprocess" + ("/cancel" if c == "cancel-reprocess" else ""), params
     if c in ("pause", "resume"):
         params = {"target": args.target}
         if getattr(args, "reason", ""):
@@ -225,6 +229,13 @@ def _show_reprocess(body: dict[str, Any]) -> str:
     return "\n".join([head] + [f"  {key}" for key in body["Jobs"]])
 
 
+def _show_cancel_reprocess(body: dict[str, Any]) -> str:
+    head = f"cancelled {body['Cancelled']} queued reprocessing jobs"
+    if body["HandedOut"]:
+        head += f" ({body['HandedOut']} were being handed out and are left to run)"
+    return "\n".join([head] + [f"  {key}" for key in body["Jobs"]])
+
+
 def _show_export(body: dict[str, Any]) -> str:
     return (f"exported {body['jobs']} jobs to gs://{body['bucket']}/{body['object']} "
             f"({body['bytes']} bytes); pointer gs://{body['bucket']}/{body['latest']}")
@@ -244,6 +255,7 @@ SHOW: dict[str, Callable[[dict[str, Any]], str]] = {
     "retry": lambda b: f"{b['ID']} is due for a retry now\n\n" + _show_job(b),
     "fail": lambda b: f"{b['ID']}: {b['Previous']} -> failed\n\n" + _show_job(b),
     "reprocess": _show_reprocess,
+    "cancel-reprocess": _show_cancel_reprocess,
     "pause": lambda b: f"{b['Paused']['Target']}: {_show_pause(b['Paused'])}",
     "resume": lambda b: f"{b['Resumed']['Target']}: resumed (was {_show_pause(b['Resumed'])})",
     "controls": _show_controls,

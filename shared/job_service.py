@@ -143,11 +143,14 @@ class JobService:
     def _reprocess(self, steps: int, paused: frozenset[str]) -> tuple[JobRecord | None, int]:
         """Hand out the first queued reprocessing of a source that is not paused.
 
-        Exactly once: the hand-out is ``add_job`` with the offer
+        Exactly once: the item is first claimed (an update guarded by its
+        update time, which an operator's cancel, a delete guarded the same
+        way, cannot both win); the hand-out is ``add_job`` with the offer
         ``reprocess/<token>`` (create-only, or a compare-and-set restart of a
         finished job, even in its retry backoff); a caller that finds the job
         carrying that offer knows another caller handed it out. The item is
-        then removed (a delete guarded by its update time). A job in flight
+        then removed (a delete guarded by the claim's update time); a claim
+        left by a caller that died is claimed again by the next one. A job in flight
         is marked to be offered again when it ends; a job without files is
         dropped from the queue.
         """
@@ -173,6 +176,10 @@ class JobService:
                 log.info("no files under %s; dropping queued reprocessing %s", job.path(), offer)
                 self.queue.remove(item)
                 continue
+            claimed = self.queue.claim(item, self.clock())
+            if claimed is None:
+                continue  # claimed by another caller, or cancelled by an operator
+            item = claimed
             note = AuditEntry(self.clock(), item.who, "reprocess",
                               f"queued {format_time(item.queued_at)}; handed out as {offer}")
             try:

@@ -246,6 +246,10 @@ class AdminReprocessParams(_Params):
         _check_range(data)
 
 
+class AdminCancelReprocessParams(AdminReprocessParams):
+    """``POST /admin/reprocess/cancel``: as ``/admin/reprocess``, job dates ``from``–``to`` and ``sources``."""
+
+
 class AdminPauseParams(_Params):
     """``POST /admin/pause`` and ``/admin/resume``: ``target`` (``historical`` or ``experiment/datatype``)."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ class ReprocessItem:
     who: str
     queued_at: datetime
     update_time: datetime | None = None  # Firestore's, for the guarded delete
+    #: When next-job claimed it for a hand-out (None: not claimed); cancelling leaves it then.
+    claimed_at: datetime | None = None
 
     @classmethod
     def new(cls, job: Job, who: str, now: datetime, seq: int = 0) -> ReprocessItem:
@@ -84,7 +87,7 @@ class ReprocessQueue:
         d = snap.to_dict()
         return ReprocessItem(d["bucket"], d["experiment"], d["datatype"],
                              d["date"].astimezone(UTC).date(), d["token"], d["rank"], d["who"],
-                             d["queued_at"], snap.update_time)
+                             d["queued_at"], snap.update_time, d.get("claimed_at"))
 
     @_guarded
     def add(self, items: list[ReprocessItem]) -> list[str]:
@@ -139,6 +142,57 @@ class ReprocessQueue:
             return False
         finally:
             self.stats.add(writes=1)
+
+    @_guarded
+    def claim(self, item: ReprocessItem, now: datetime) -> ReprocessItem | None:
+        """Mark the item as being handed out, unless it changed or went since it was read.
+
+        Returns the claimed item (with its new update time, for the guarded
+        :meth:`remove`), or None when another caller claimed it first or it
+        was cancelled. The update is guarded by the item's update time, as is
+        :meth:`cancel`'s delete: of a claim and a cancel, exactly one wins.
+        """
+        option = self.client.write_option(last_update_time=item.update_time)
+        try:
+            result = self.collection.document(doc_id(item.key)).update({"claimed_at": now},
+                                                                       option=option)
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return None
+        finally:
+            self.stats.add(writes=1)
+        return dataclasses.replace(item, claimed_at=now, update_time=result.update_time)
+
+    @_guarded
+    def cancel(self, keys: list[str]) -> tuple[list[str], list[str]]:
+        """Remove the queued items of job ``keys`` that no hand-out has claimed.
+
+        Returns the keys cancelled and the keys found claimed by next-job
+        (being handed out, so left to it). Each delete is guarded by the
+        update time read, so an item claimed or removed meanwhile is not
+        cancelled either; the deletes go in batches of at most :data:`MAX_BATCH`.
+        """
+        cancelled: list[str] = []
+        claimed: list[str] = []
+        for start in range(0, len(keys), MAX_BATCH):
+            refs = [self.collection.document(doc_id(k)) for k in keys[start:start + MAX_BATCH]]
+            found = [self._from_snapshot(s) for s in self.client.get_all(refs) if s.exists]
+            self.stats.add(reads=len(refs))
+            claimed.extend(i.key for i in found if i.claimed_at is not None)
+            todo = [i for i in found if i.claimed_at is None]
+            if not todo:
+                continue
+            batch = self.client.batch()
+            for item in todo:
+                batch.delete(self.collection.document(doc_id(item.key)),
+                             option=self.client.write_option(last_update_time=item.update_time))
+            try:
+                batch.commit()
+                cancelled.extend(i.key for i in todo)
+                self.stats.add(writes=len(todo))
+            except (gexc.FailedPrecondition, gexc.NotFound):  # one changed meanwhile: one by one
+                cancelled.extend(i.key for i in todo if self.remove(i))
+        order = {k: n for n, k in enumerate(keys)}
+        return sorted(cancelled, key=order.__getitem__), sorted(claimed, key=order.__getitem__)
 
     @_guarded
     def count(self) -> int:

@@ -17,8 +17,8 @@ from shared.model import utcnow
 
 GARDENER = Path(sys.executable).parent / "gardener"
 
-COMMANDS = ("jobs", "job", "retry", "fail", "reprocess", "pause", "resume", "controls", "export",
-            "import")
+COMMANDS = ("jobs", "job", "retry", "fail", "reprocess", "cancel-reprocess", "pause", "resume",
+            "controls", "export", "import")
 
 
 @pytest.fixture
@@ -112,6 +112,22 @@ def test_operator_session_through_the_cli(server, capsys):
     code, _, err = run(capsys, url, "reprocess", "--from", f"{start}", "--to", f"{start}",
                        "--source", "ndt/zz")
     assert code == 1 and "unknown sources ndt/zz" in err
+    second = start + timedelta(days=1)
+    code, out, _ = run(capsys, url, "reprocess", "--from", f"{start}", "--to", f"{second}")
+    assert code == 0 and "queued 3 jobs" in out and "(1 were queued already)" in out
+    code, out, _ = run(capsys, url, "cancel-reprocess", "--from", f"{second}", "--to", f"{second}",
+                       "--json")
+    cancelled = json.loads(out)
+    assert code == 0 and cancelled["Cancelled"] == 2 and cancelled["Who"] == "carol"
+    assert sorted(cancelled["Jobs"]) == [f"{server['archive']}/ndt/{dt}/{second:%Y%m%d}"
+                                         for dt in "ab"]
+    code, out, _ = run(capsys, url, "cancel-reprocess", "--from", f"{second}", "--to", f"{second}")
+    assert code == 0 and "cancelled 0 queued reprocessing jobs" in out
+    code, _, err = run(capsys, url, "cancel-reprocess", "--from", f"{second}", "--to", f"{start}")
+    assert code == 1 and "after to" in err and "HTTP 400" in err
+    code, out, _ = run(capsys, url, "controls", "--json")
+    assert [i["ID"] for i in json.loads(out)["ReprocessNext"]] == [
+        f"{server['archive']}/ndt/a/{start:%Y%m%d}", f"{server['archive']}/ndt/b/{start:%Y%m%d}"]
 
     code, out, _ = run(capsys, url, "export", "--json")
     exported = json.loads(out)

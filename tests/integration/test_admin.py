@@ -1,9 +1,10 @@
-"""Operator control on the emulators: every admin action, its audit, refusals, reprocessing, pauses."""
+"""Operator control on the emulators: every admin action, its audit, refusals, reprocessing (and cancelling it), pauses."""
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 import uuid
 from datetime import date, timedelta
@@ -320,6 +321,152 @@ def test_bad_reprocessing_requests_answer_400_and_queue_nothing(api, firestore_c
     response = api.post(f"/admin/reprocess?{query}", headers=OP)
     assert response.status_code == 400 and message in json.dumps(response.get_json())
     assert everything(firestore_client) == {}
+
+
+# --- cancelling reprocessing ------------------------------------------------------------------
+
+
+def reprocess_handouts(service: JobService) -> list[str]:
+    """Call next-job until it hands out something other than queued reprocessing."""
+    keys = []
+    while (record := service.next_job()) is not None and record.offer.startswith("reprocess/"):
+        keys.append(record.key)
+    return keys
+
+
+def test_cancelling_a_sub_range_removes_only_those_and_again_removes_nothing(
+        api, bucket, service, gcs_client, caplog):
+    days = [NOW_DAY - timedelta(days=d) for d in (13, 12, 11, 10)]  # before the history starts
+    put_files(gcs_client, bucket, "a", *days)
+    put_files(gcs_client, bucket, "b", *days)
+    queued = api.post(f"/admin/reprocess?from={days[0]}&to={days[-1]}", headers=OP).get_json()
+    assert queued["Queued"] == 8
+
+    with caplog.at_level(logging.INFO, logger="shared.admin"):
+        response = api.post(f"/admin/reprocess/cancel?from={days[1]}&to={days[2]}&sources=ndt/b",
+                            headers={"X-Operator": "bob"})
+    assert response.status_code == 200, response.get_json()
+    gone = [Job(bucket, "ndt", "b", d).key() for d in days[1:3]]
+    assert response.get_json() | {"Time": ""} == {"Cancelled": 2, "HandedOut": 0, "Jobs": gone,
+                                                  "Who": "bob", "Time": ""}
+    assert (f"bob cancelled 2 queued reprocessing jobs ({days[1]} to {days[2]}, ndt/b)"
+            in caplog.text)
+    again = api.post(f"/admin/reprocess/cancel?from={days[1]}&to={days[2]}&sources=ndt/b",
+                     headers={"X-Operator": "bob"}).get_json()
+    assert (again["Cancelled"], again["Jobs"]) == (0, [])
+    assert api.get("/admin/controls").get_json()["ReprocessQueued"] == 6
+
+    assert reprocess_handouts(service()) == [k for k in queued["Jobs"] if k not in gone]
+    everything_left = api.post(f"/admin/reprocess/cancel?from={days[0]}&to={days[-1]}",
+                               headers=OP).get_json()
+    assert everything_left["Cancelled"] == 0  # all handed out: nothing to take back
+
+
+@pytest.mark.parametrize("query, message", [
+    ("from=2026-11-20&to=2026-11-21&sources=ndt/zz", "unknown sources ndt/zz"),
+    ("from=2026-11-20&to=2026-11-27", "must be yesterday"),
+    ("from=2026-10-01&to=2026-11-20", "at most 20 per request"),
+    ("from=2026-11-21&to=2026-11-20", "after to"),
+    ("to=2026-11-20", "from"),
+    ("from=2026-11-20&to=2026-11-21&sources=ndt/a,", "experiment/datatype"),
+])
+def test_bad_cancel_requests_answer_400_and_change_nothing(api, firestore_client, query, message):
+    assert api.post("/admin/reprocess?from=2026-11-20&to=2026-11-22", headers=OP).status_code == 200
+    before = everything(firestore_client)
+    response = api.post(f"/admin/reprocess/cancel?{query}", headers=OP)
+    assert response.status_code == 400 and message in json.dumps(response.get_json())
+    assert everything(firestore_client) == before
+    assert api.get("/admin/reprocess/cancel?from=2026-11-20&to=2026-11-20").status_code == 405
+    assert everything(firestore_client) == before
+
+
+def test_cancel_racing_with_next_job_hands_out_or_cancels_each_item_once(
+        admin, tracker, bucket, service, gcs_client, config):
+    days = [NOW_DAY - timedelta(days=d) for d in range(10, 40)]  # before the history starts
+    keys = set(put_files(gcs_client, bucket, "a", *days) + put_files(gcs_client, bucket, "b", *days))
+    wide = Admin(tracker, admin.queue, admin.controls, config, max_reprocess=100)
+    assert wide.reprocess(days[-1], days[0], [], "alice")["Queued"] == len(keys) == 60
+
+    handed: list[str] = []
+    answers: list[dict] = []
+    progress = threading.Condition()
+
+    def caller() -> None:
+        svc = service()
+        while (record := svc.next_job()) is not None and record.offer.startswith("reprocess/"):
+            with progress:
+                handed.append(record.key)
+                progress.notify_all()
+        with progress:
+            progress.notify_all()
+
+    def cancel() -> None:  # in the middle of the hand-outs
+        with progress:
+            progress.wait_for(lambda: len(handed) >= 10, timeout=60)
+        answers.append(wide.cancel_reprocess(days[-1], days[0], [], "bob"))
+
+    threads = [threading.Thread(target=caller) for _ in range(6)] + [threading.Thread(target=cancel)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    cancelled = answers[0]["Jobs"]
+    assert len(handed) == len(set(handed))  # none handed out twice
+    assert not set(handed) & set(cancelled)  # none both handed out and cancelled
+    assert set(handed) | set(cancelled) == keys  # every item one or the other
+    assert answers[0]["Cancelled"] == len(cancelled) and answers[0]["HandedOut"] <= len(handed)
+    assert all(tracker.store.get(k) is None for k in cancelled)  # never started
+    assert all(tracker.get_record(k).offer.startswith("reprocess/") for k in handed)
+    assert admin.queue.count() == 0
+
+
+def test_cancel_leaves_an_item_claimed_by_next_job_and_a_stale_claim_is_handed_out(
+        admin, tracker, bucket, service, gcs_client, clock):
+    day = NOW_DAY - timedelta(days=12)
+    put_files(gcs_client, bucket, "a", day)
+    admin.reprocess(day, day, ["ndt/a"], "alice")
+    [item] = admin.queue.head(["ndt/a"], 10)
+    claimed = admin.queue.claim(item, clock())  # as next-job does, then it died
+    assert claimed is not None and admin.queue.claim(item, clock()) is None  # the old read lost
+    answer = admin.cancel_reprocess(day, day, [], "bob")
+    assert (answer["Cancelled"], answer["HandedOut"]) == (0, 1)
+    record = service().next_job()
+    assert record is not None and record.key == item.key and record.offer == f"reprocess/{item.token}"
+    assert admin.queue.count() == 0
+
+    admin.reprocess(day, day, ["ndt/a"], "alice")
+    [queued] = admin.queue.head(["ndt/a"], 10)
+    assert admin.cancel_reprocess(day, day, [], "bob")["Cancelled"] == 1
+    assert admin.queue.claim(queued, clock()) is None  # next-job's claim after the cancel loses
+
+
+def test_cancel_deletes_in_batches_of_at_most_the_batch_limit(firestore_client, monkeypatch,
+                                                              clock):
+    from shared.store import reprocess
+
+    monkeypatch.setattr(reprocess, "MAX_BATCH", 4)
+    queue = ReprocessQueue(firestore_client)
+    jobs = [Job("b", "ndt", "a", NOW_DAY - timedelta(days=d)) for d in range(1, 11)]
+    queue.add([reprocess.ReprocessItem.new(j, "alice", clock(), n) for n, j in enumerate(jobs)])
+    sizes: list[int] = []
+    real_batch = firestore_client.batch
+
+    def batch():  # type: ignore[no-untyped-def]
+        b = real_batch()
+        commit = b.commit
+
+        def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+            results = commit(*args, **kwargs)
+            sizes.append(len(results))
+            return results
+
+        b.commit = counted
+        return b
+
+    monkeypatch.setattr(firestore_client, "batch", batch)
+    cancelled, handed_out = queue.cancel([j.key() for j in jobs] + ["b/ndt/a/20200101"])
+    assert cancelled == [j.key() for j in jobs] and handed_out == []
+    assert sizes == [4, 4, 2] and queue.count() == 0
 
 
 # --- pauses ---------------------------------------------------------------------------------

@@ -30,6 +30,11 @@ def call(*argv: str) -> cli.Request:
                                    "sources": "ndt/ndt7,wehe/scamper1"})),
     (["reprocess", "--from", "2026-01-01", "--to", "2026-01-01"],
      ("POST", "/admin/reprocess", {"from": "2026-01-01", "to": "2026-01-01"})),
+    (["cancel-reprocess", "--from", "2026-01-01", "--to", "2026-01-31", "--source", "ndt/ndt7"],
+     ("POST", "/admin/reprocess/cancel", {"from": "2026-01-01", "to": "2026-01-31",
+                                          "sources": "ndt/ndt7"})),
+    (["cancel-reprocess", "--from", "2026-01-01", "--to", "2026-01-01"],
+     ("POST", "/admin/reprocess/cancel", {"from": "2026-01-01", "to": "2026-01-01"})),
     (["pause", "historical", "--reason", "quota"],
      ("POST", "/admin/pause", {"target": "historical", "reason": "quota"})),
     (["resume", "ndt/ndt7"], ("POST", "/admin/resume", {"target": "ndt/ndt7"})),
@@ -56,7 +61,8 @@ def test_common_options_go_before_or_after_the_command(monkeypatch):
 @pytest.mark.parametrize("argv", [
     [], ["nope"], ["fail", "x"], ["reprocess", "--from", "2026-01-01"],
     ["reprocess", "--from", "2026-02-30", "--to", "2026-03-01"], ["jobs", "--state", "nope"],
-    ["jobs", "--limit", "0"], ["pause"], ["job"],
+    ["jobs", "--limit", "0"], ["pause"], ["job"], ["cancel-reprocess", "--to", "2026-01-01"],
+    ["cancel-reprocess", "--from", "2026-01-01", "--to", "soon"],
 ])
 def test_usage_errors_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
