@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import flask
 import functions_framework
@@ -151,7 +152,9 @@ def openapi_json(request: flask.Request) -> flask.Response:
 
 
 #: Paths the ``api`` router serves: the Go parsers' paths, each entry point's name, ``/admin/...``.
-ROUTES = {
+# (The cast: functions_framework.http annotates the function it returns as any HTTP
+# function, whatever it returns; the entry points return flask.Response.)
+ROUTES = cast("dict[str, Callable[[flask.Request], flask.Response]]", {
     "/v2/job/next": next_job,
     "/v2/job/update": update,
     "/v2/job/heartbeat": heartbeat,
@@ -167,7 +170,7 @@ ROUTES = {
     "/metrics": metrics,
     "/openapi.json": openapi_json,
     **ADMIN_HANDLERS,
-}
+})
 
 
 @functions_framework.http

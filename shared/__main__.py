@@ -73,7 +73,7 @@ def _store(project: str | None) -> Any:
 
 
 def _storage(project: str | None) -> Any:
-    from google.cloud import storage
+    import google.cloud.storage as storage  # the name form mypy resolves
 
     return storage.Client(project=project)
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 
+import google.cloud.storage as storage  # the name form mypy resolves
 import requests
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
-from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from shared.errors import Unavailable

@@ -18,9 +18,12 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pythonjsonlogger.json import JsonFormatter
+
+if TYPE_CHECKING:
+    from werkzeug.datastructures import Headers
 
 #: The Cloud Logging field that ties a line to its request's trace.
 TRACE_FIELD = "logging.googleapis.com/trace"
@@ -34,7 +37,7 @@ _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}
 TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
-def trace_id(headers: Mapping[str, str]) -> str | None:
+def trace_id(headers: Headers | Mapping[str, str]) -> str | None:
     """Return the trace id of ``X-Cloud-Trace-Context`` (``TRACE/SPAN;o=1``) or ``traceparent``."""
     match = _CLOUD_TRACE.match(headers.get("X-Cloud-Trace-Context", "") or "")
     if match is None:
@@ -45,7 +48,7 @@ def trace_id(headers: Mapping[str, str]) -> str | None:
 
 
 @contextmanager
-def request_trace(headers: Mapping[str, str]) -> Iterator[str | None]:
+def request_trace(headers: Headers | Mapping[str, str]) -> Iterator[str | None]:
     """Within the block, log lines carry the trace of the request with ``headers``."""
     token = current_trace.set(trace_id(headers))
     try:

@@ -121,8 +121,8 @@ class PostProcessor:
         self.warehouse = warehouse
         self.policy = policy
         self.clock = clock or tracker.clock
-        steps = {s for p in (STANDARD_PIPELINE, *self.pipelines.values()) for s in p}
-        self.states = [*ENTRY_STATES, *sorted(steps), *EXIT_STATES]
+        all_steps = {s for p in (STANDARD_PIPELINE, *self.pipelines.values()) for s in p}
+        self.states = [*ENTRY_STATES, *sorted(all_steps), *EXIT_STATES]
 
     def pipeline(self, job: Job) -> tuple[State, ...]:
         """The steps of the job's source (the standard chain unless its config says otherwise)."""

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from google.cloud import firestore, storage
+import google.cloud.storage as storage  # the name form mypy resolves
+from google.cloud import firestore
 
 from shared.config import ConfigError, default_config_path, load_config
 from shared.gcs import ArchiveLister

@@ -67,8 +67,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+import google.cloud.storage as storage  # the name form mypy resolves
 from google.api_core import exceptions as gexc
-from google.cloud import storage
 from google.cloud.storage.exceptions import InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
 from marshmallow import RAISE, Schema, ValidationError, fields

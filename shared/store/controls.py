@@ -10,7 +10,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from shared.store._common import StoreStats
-from shared.store.documents import doc_id
+from shared.store.documents import doc_id, streamed_fields
 from shared.store.errors import _guarded
 
 #: Default collection of the operator's pauses.
@@ -49,7 +49,8 @@ class ControlStore:
         except gexc.Conflict:
             snap = ref.get()
             self.stats.add(reads=1)
-            return self._from(snap.to_dict()) if snap.exists else None
+            data = snap.to_dict()  # None if the pause was lifted since the conflict
+            return self._from(data) if data is not None else None
         finally:
             self.stats.add(writes=1)
 
@@ -59,7 +60,8 @@ class ControlStore:
         ref = self.collection.document(doc_id(target))
         snap = ref.get()
         self.stats.add(reads=1)
-        if not snap.exists:
+        data = snap.to_dict()
+        if data is None:  # no such document: not paused
             return None
         try:
             ref.delete(option=firestore.Client.write_option(last_update_time=snap.update_time))
@@ -67,12 +69,12 @@ class ControlStore:
             return None  # lifted (or replaced) meanwhile by someone else
         finally:
             self.stats.add(writes=1)
-        return self._from(snap.to_dict())
+        return self._from(data)
 
     @_guarded
     def all(self) -> list[Pause]:
         """Return every pause in force."""
-        pauses = [self._from(snap.to_dict()) for snap in self.collection.stream()]
+        pauses = [self._from(streamed_fields(snap.to_dict())) for snap in self.collection.stream()]
         self.stats.add(reads=max(1, len(pauses)))
         return pauses
 

@@ -137,6 +137,15 @@ def to_document(record: JobRecord) -> dict[str, Any]:
     }
 
 
+def streamed_fields(data: dict[str, Any] | None) -> dict[str, Any]:
+    """Return the fields of a document that a query streamed (``snapshot.to_dict()``).
+
+    A query yields only documents that exist, whose ``to_dict()`` is never None.
+    """
+    assert data is not None, "a query streamed a missing document"
+    return data
+
+
 def from_document(data: dict[str, Any], update_time: datetime | None = None) -> JobRecord:
     """Return the record a Firestore document holds.
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.cloud import firestore
+from google.cloud.firestore_v1.aggregation import AggregationQuery
+from google.cloud.firestore_v1.base_aggregation import AggregationResult
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
@@ -29,7 +31,7 @@ from shared.errors import StoreUnavailable
 from shared.model import State
 from shared.store._common import MAX_BATCH, StoreStats, _midnight
 from shared.store.counters import CounterStore
-from shared.store.documents import JobRecord, doc_id, from_document, to_document
+from shared.store.documents import JobRecord, doc_id, from_document, streamed_fields, to_document
 from shared.store.errors import (
     IDEMPOTENT_WRITE_RETRY,
     WRITE_RETRY,
@@ -68,9 +70,10 @@ class JobStore:
         """Return the job's record, or None if there is no such job (one read)."""
         snap = self._ref(key).get()
         self.stats.add(reads=1)
-        if not snap.exists:
+        data = snap.to_dict()
+        if data is None:  # no such document
             return None
-        return from_document(snap.to_dict(), snap.update_time)
+        return from_document(data, snap.update_time)
 
     def _count(self, writer: Any, record: JobRecord, names: Sequence[str]) -> int:
         return self.counters.add(writer, record.job.experiment, record.job.datatype, names)
@@ -129,9 +132,10 @@ class JobStore:
         def run(transaction: firestore.Transaction) -> JobRecord:
             snap = ref.get(transaction=transaction)
             self.stats.add(reads=1)
-            if not snap.exists:
+            data = snap.to_dict()
+            if data is None:  # no such document
                 raise DocumentMissing(key)
-            record = change(from_document(snap.to_dict(), snap.update_time))
+            record = change(from_document(data, snap.update_time))
             transaction.set(ref, to_document(record))
             writes = 1 + (self._count(transaction, record, count(record)) if count else 0)
             self.stats.add(writes=writes)
@@ -192,7 +196,7 @@ class JobStore:
         with _transient_as_unavailable():
             for snap in query.stream():
                 self.stats.add(reads=1)
-                yield from_document(snap.to_dict(), snap.update_time)
+                yield from_document(streamed_fields(snap.to_dict()), snap.update_time)
 
     @_guarded
     def lease_if_unchanged(self, record: JobRecord, owner: str, until: datetime) -> bool:
@@ -280,8 +284,8 @@ class JobStore:
 
     def _query(
         self, state: State | None, experiment: str | None, datatype: str | None
-    ) -> firestore.Query:
-        query: firestore.Query = self.collection
+    ) -> firestore.Query | firestore.CollectionReference:
+        query: firestore.Query | firestore.CollectionReference = self.collection
         for name, value in (("state", state and state.value), ("experiment", experiment),
                             ("datatype", datatype)):
             if value is not None:
@@ -321,6 +325,10 @@ class JobStore:
         datatype: str | None = None,
     ) -> int:
         """Count matching jobs with an aggregation query (no documents read)."""
-        result = self._query(state, experiment, datatype).count().get()
+        # The library annotates Query.count() as returning the AggregationQuery class and
+        # AggregationQuery.get() as a list of results; they return an instance and a list of
+        # result lists (one per aggregation), as used here.
+        aggregation = cast(AggregationQuery, self._query(state, experiment, datatype).count())
+        result = cast("list[list[AggregationResult]]", aggregation.get())
         self.stats.add(reads=1)
         return int(result[0][0].value)
