@@ -410,6 +410,25 @@ def heartbeat_path(key: str) -> str:
     return "/v2/job/heartbeat?" + urlencode({"id": key})
 
 
+def timed_window(worker: Callable[[], None], callers: int, ready: threading.Barrier,
+                deadline: list[float], max_seconds: float, timeout: float) -> tuple[float, float]:
+    """Run ``callers`` threads of ``worker`` in one timed window; return its start and length.
+
+    Each worker warms up, then waits on ``ready`` (a barrier of ``callers + 1``);
+    the window opens when all are there, and ``deadline[0]`` is set to its end
+    ``max_seconds`` later. A thread still busy well after the deadline is left.
+    """
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(callers)]
+    for t in threads:
+        t.start()
+    ready.wait(timeout=60)
+    start = time.perf_counter()
+    deadline[0] = start + max_seconds
+    for t in threads:
+        t.join(timeout=max_seconds + 2 * timeout + 10)
+    return start, time.perf_counter() - start
+
+
 def run_http(
     base: str,
     requests_: Sequence[tuple[str, str]],
@@ -453,15 +472,7 @@ def run_http(
         finally:
             caller.close()
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(callers)]
-    for t in threads:
-        t.start()
-    ready.wait(timeout=60)
-    start = time.perf_counter()
-    deadline[0] = start + max_seconds
-    for t in threads:
-        t.join(timeout=max_seconds + 2 * timeout + 10)
-    elapsed = time.perf_counter() - start
+    _, elapsed = timed_window(worker, callers, ready, deadline, max_seconds, timeout)
     return elapsed, [r for r in results if r is not None], stopped.is_set()
 
 

@@ -61,6 +61,7 @@ from bench.hot_path import (  # noqa: E402
     machine_facts,
     publish,
     run_on_emulator,
+    timed_window,
     wipe_external,
 )
 from local.emulator import free_port  # noqa: E402
@@ -418,15 +419,8 @@ def run_callers(base: str, callers: int, max_handouts: int, max_seconds: float,
         finally:
             caller.close()
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(callers)]
-    for t in threads:
-        t.start()
-    ready.wait(timeout=60)
-    start = time.perf_counter()
-    deadline[0] = start + max_seconds
-    for t in threads:
-        t.join(timeout=max_seconds + 2 * timeout + 10)
-    return start, time.perf_counter() - start, answers, limited.is_set()
+    start, elapsed = timed_window(worker, callers, ready, deadline, max_seconds, timeout)
+    return start, elapsed, answers, limited.is_set()
 
 
 def bench_http_level(callers: int, env: dict[str, str], config: Any, max_handouts: int,

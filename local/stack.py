@@ -17,6 +17,7 @@ every state shows within a minute.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -95,6 +97,36 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@contextlib.contextmanager
+def launched(env: dict[str, str], port: int) -> Iterator[tuple[str, list[str]]]:
+    """Run ``python -m local.stack`` on ``port`` with environment ``env``, as ``make run`` does.
+
+    Yields the base URL, once the stack says it is ready, and the lines it
+    printed until then; Ctrl-C (SIGINT) stops it at the end, a kill if it
+    does not stop in 30 s.
+    """
+    proc = subprocess.Popen([sys.executable, "-m", "local.stack"], cwd=ROOT,
+                            env={**env, "PORT": str(port)}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    output: list[str] = []
+    try:
+        while "Ctrl-C" not in (line := proc.stdout.readline()):
+            if not line:
+                raise RuntimeError("the stack stopped before it was ready:\n" + "".join(output))
+            output.append(line)
+        # Keep reading, so the stack never blocks on a full pipe.
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
+        yield f"http://127.0.0.1:{port}", output
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def demo_archives(today: date) -> list[str]:

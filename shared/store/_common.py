@@ -1,4 +1,5 @@
-"""What the stores of this package share: the batch limit, the read/write counts, dates as times."""
+"""What the stores of this package share: the batch limit, the read/write counts, dates as
+times, the delete guarded by an update time."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
 
 from shared.model import UTC
 
@@ -32,3 +36,18 @@ class StoreStats:
 
 def _midnight(day: Any) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def delete_if_unchanged(ref: Any, update_time: datetime | None, stats: StoreStats) -> bool:
+    """Delete the document at ``ref`` unless it changed (or went) since ``update_time``.
+
+    Returns whether it was deleted; counts one write either way.
+    """
+    option = firestore.Client.write_option(last_update_time=update_time)
+    try:
+        ref.delete(option=option)
+        return True
+    except (gexc.FailedPrecondition, gexc.NotFound):
+        return False
+    finally:
+        stats.add(writes=1)

@@ -29,9 +29,15 @@ from google.cloud.firestore_v1.field_path import FieldPath
 
 from shared.errors import StoreUnavailable
 from shared.model import State
-from shared.store._common import MAX_BATCH, StoreStats, _midnight
+from shared.store._common import MAX_BATCH, StoreStats, _midnight, delete_if_unchanged
 from shared.store.counters import CounterStore
-from shared.store.documents import JobRecord, doc_id, from_document, streamed_fields, to_document
+from shared.store.documents import (
+    JobRecord,
+    doc_id,
+    from_document,
+    streamed_fields,
+    to_document,
+)
 from shared.store.errors import (
     IDEMPOTENT_WRITE_RETRY,
     WRITE_RETRY,
@@ -218,14 +224,7 @@ class JobStore:
     @_guarded
     def delete_if_unchanged(self, record: JobRecord) -> bool:
         """Delete the job's document unless it changed since ``record`` was read."""
-        option = self.client.write_option(last_update_time=record.update_time)
-        try:
-            self._ref(record.key).delete(option=option)
-            return True
-        except (gexc.FailedPrecondition, gexc.NotFound):
-            return False
-        finally:
-            self.stats.add(writes=1)
+        return delete_if_unchanged(self._ref(record.key), record.update_time, self.stats)
 
     def write_heartbeat(self, key: str, now: datetime) -> None:
         """Record a heartbeat at ``now`` in one blind write; DocumentMissing if the job is gone."""

@@ -15,7 +15,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.model import UTC, Job
-from shared.store._common import MAX_BATCH, StoreStats, _midnight
+from shared.store._common import MAX_BATCH, StoreStats, _midnight, delete_if_unchanged
 from shared.store.documents import doc_id
 from shared.store.errors import _guarded, _transient_as_unavailable
 
@@ -134,14 +134,8 @@ class ReprocessQueue:
     @_guarded
     def remove(self, item: ReprocessItem) -> bool:
         """Remove the item unless it was queued again since it was read; return whether it was."""
-        option = self.client.write_option(last_update_time=item.update_time)
-        try:
-            self.collection.document(doc_id(item.key)).delete(option=option)
-            return True
-        except (gexc.FailedPrecondition, gexc.NotFound):
-            return False
-        finally:
-            self.stats.add(writes=1)
+        return delete_if_unchanged(self.collection.document(doc_id(item.key)), item.update_time,
+                                   self.stats)
 
     @_guarded
     def claim(self, item: ReprocessItem, now: datetime) -> ReprocessItem | None:

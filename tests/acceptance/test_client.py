@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -14,7 +13,7 @@ import pytest
 import requests
 
 from local.emulator import free_port
-from local.stack import ROOT
+from local.stack import ROOT, launched
 from shared.client import (
     Assignment,
     BadRequest,
@@ -32,26 +31,13 @@ from shared.model import State
 def stack(emulator_host: str, gcs_url: str) -> Iterator[str]:
     """The local stack with the demo config on a project of its own; its base URL."""
     port = free_port()
-    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator_host, "PORT": str(port),
+    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator_host,
            "GOOGLE_CLOUD_PROJECT": f"demo-{uuid.uuid4().hex[:12]}",
            "STORAGE_EMULATOR_HOST": gcs_url, "POSTPROCESS_INTERVAL": "0.5"}
     env.pop("GARDENER_CONFIG", None)
     env.pop("FLEET", None)
-    proc = subprocess.Popen([sys.executable, "-m", "local.stack"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        while "Ctrl-C" not in (line := proc.stdout.readline()):
-            assert line, "the stack stopped before it was ready"
-        # Keep reading, so the stack never blocks on a full pipe.
-        threading.Thread(target=proc.stdout.read, daemon=True).start()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with launched(env, port) as (base, _):
+        yield base
 
 
 @pytest.fixture

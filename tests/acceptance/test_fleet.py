@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import threading
 import time
 import uuid
 
 import requests
 
 from local.emulator import free_port
-from local.stack import ROOT
+from local.stack import launched
 
 #: States the fleet must make visible, each at least once while the test watches.
 EXPECTED = {"parsing", "parseError", "postProcessing", "complete", "failed"}
@@ -20,23 +17,14 @@ EXPECTED = {"parsing", "parseError", "postProcessing", "complete", "failed"}
 
 def test_fleet_shows_every_kind_of_state(emulator_host: str, gcs_url: str) -> None:
     port = free_port()
-    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator_host, "PORT": str(port),
+    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator_host,
            "GOOGLE_CLOUD_PROJECT": f"demo-{uuid.uuid4().hex[:12]}",
            "STORAGE_EMULATOR_HOST": gcs_url, "FLEET": "3", "DEMO_TIMEOUT": "4s",
            "MAINTAIN_INTERVAL": "1", "POSTPROCESS_INTERVAL": "1", "RETRY_BACKOFF": "2s"}
     env.pop("GARDENER_CONFIG", None)
-    proc = subprocess.Popen([sys.executable, "-m", "local.stack"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
     seen: set[str] = set()
     attempts: list[int] = []
-    try:
-        output = []
-        while "Ctrl-C" not in (line := proc.stdout.readline()):
-            assert line, "the stack stopped before it was ready:\n" + "".join(output)
-            output.append(line)
-        # Keep reading, so the stack never blocks on a full pipe.
-        threading.Thread(target=proc.stdout.read, daemon=True).start()
+    with launched(env, port) as (base, output):
         assert any("Demo fleet: 3 simulated parsers (tracker timeout 4s)" in x for x in output)
         deadline = time.monotonic() + 45
         while time.monotonic() < deadline and not (EXPECTED <= seen and max(attempts, default=1) > 1):
@@ -46,10 +34,3 @@ def test_fleet_shows_every_kind_of_state(emulator_host: str, gcs_url: str) -> No
             time.sleep(0.3)
         assert EXPECTED <= seen, f"seen only {sorted(seen)}"
         assert max(attempts) > 1, "no failed job was handed out again"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 
 from local.emulator import free_port
-from local.stack import ROOT
+from local.stack import ROOT, launched
 
 
 def post(url: str) -> tuple[int, dict]:
@@ -112,16 +112,10 @@ def test_silent_job_fails_is_handed_out_again_and_snapshots_appear(
         f"start_date: {day:%Y-%m-%d}\ntracker: {{timeout: 2s}}\nmonitor: {{polling_interval: 1m}}\n"
         f"sources:\n  - bucket: {bucket}\n    experiment: ndt\n    datatype: ndt7\n"
         f"    target_datasets: {{tmp: tmp_ndt, raw: raw_ndt}}\n    pipeline: []\n")
-    port = free_port()
-    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator_host, "PORT": str(port),
+    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator_host,
            "GOOGLE_CLOUD_PROJECT": project, "STORAGE_EMULATOR_HOST": gcs_url,
            "GARDENER_CONFIG": str(config), "MAINTAIN_INTERVAL": "0.5", "RETRY_BACKOFF": "1s"}
-    proc = subprocess.Popen([sys.executable, "-m", "local.stack"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        while "Ctrl-C" not in (line := proc.stdout.readline()):
-            assert line, "the stack stopped before it was ready"
+    with launched(env, free_port()) as (base, _):
         code, job = post(f"{base}/v2/job/next")
         assert code == 200
         key = job["ID"]
@@ -143,10 +137,3 @@ def test_silent_job_fails_is_handed_out_again_and_snapshots_appear(
 
         names = [b.name for b in gcs_client.list_blobs("gardener-snapshots")]
         assert "snapshots/latest.json" in names and len(names) >= 2
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
