@@ -122,9 +122,9 @@ def status(request: flask.Request) -> flask.Response:
     filters = {k: q[k] for k in ("state", "experiment", "datatype")}
     tracker = runtime.tracker()
     records = list(tracker.get_state(limit=q["limit"], **filters))
-    total = tracker.count(**filters) if len(records) == q["limit"] else len(records)
-    shown = {k: (str(v) if v is not None else None) for k, v in filters.items()}
     counts = status_page.state_counts(tracker, q["experiment"], q["datatype"])
+    total = counts[q["state"]] if q["state"] else sum(counts.values())
+    shown = {k: (str(v) if v is not None else None) for k, v in filters.items()}
     timeout = runtime.tracker_timeout()
     pauses = runtime.controls().all()
     if q["format"] == "json":
