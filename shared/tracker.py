@@ -301,6 +301,8 @@ class Tracker:
         Each is one transaction that looks again: a job that heartbeated or
         changed state since the query is left alone. The detail says why:
         ``expired in parsing: no heartbeat or update since 2026-11-27T10:00:00Z``.
+        A post-processing lease on the job is cleared (with its step job), so
+        the tick that holds it drops its late result.
         """
         in_flight = [s for s in State if s not in transitions.TERMINAL]
         expired = []
