@@ -184,7 +184,7 @@ class PostProcessor:
         except (LeaseLost, JobNotFound) as exc:
             self._drop(key, exc, summary)
         except StoreUnavailable as exc:
-            self._abandon(key, owner, f"recording the outcome of {state.value}", exc, summary)
+            self._abandon(key, owner, f"visiting, in {state.value},", exc, summary)
             raise
         except Unavailable as exc:  # BigQuery did not answer: a later tick tries again
             self._defer(record, owner, str(exc), summary)

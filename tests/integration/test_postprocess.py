@@ -478,3 +478,17 @@ def test_a_step_job_bigquery_cannot_find_is_started_again_under_the_same_id(trac
     ticks(processor, clock)
     assert tracker.get_status(key).state is S.COMPLETE
     assert {j for j in warehouse.starts if step_of(j).state is S.LOADING} == {load}
+
+
+def test_postprocess_answers_200_listing_the_job_that_failed(tracker, clock, http, monkeypatch):
+    from shared import runtime
+
+    good, bare = ready(tracker, day=2), ready(tracker, datasets=Datasets("", "", ""), day=1)
+    processor = PostProcessor(tracker, MemoryWarehouse(), POLICY, clock=clock)
+    monkeypatch.setattr(runtime, "postprocessor", lambda: processor)
+    answers = [http.post("/postprocess") for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    reason = "no target datasets for BigQuery steps (tmp '', raw '')"
+    assert answers[0].get_json()["failed"] == {bare: reason}
+    assert answers[1].get_json()["started"].keys() == {good}
+    assert free(tracker, bare)
