@@ -16,6 +16,13 @@ The state names the step in progress: ``loading`` runs the load, and so on.
 the last step the job is ``complete``. A source may have its own pipeline
 (config ``pipeline``); an empty one carries the job straight to ``complete``
 without BigQuery.
+
+One bad job never stalls a tick: a job that cannot be processed (its source
+is not in the config, it has no datasets for its BigQuery steps, building its
+step raises) fails alone with the reason as its detail, and a transient
+BigQuery error leaves it to a later tick; either way its lease is released
+and the tick goes on. A result that comes back after the job left the state
+it was claimed in (expired, failed or restarted meanwhile) is dropped.
 """
 
 from __future__ import annotations
@@ -24,18 +31,18 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from shared import transitions
-from shared.errors import JobNotFound
+from shared.errors import JobNotFound, StoreUnavailable, Unavailable
 from shared.gotime import format_time
 from shared.model import Job, State
 from shared.store import JobRecord
 from shared.tracker import Clock, LeaseLost, Tracker
-from shared.warehouse import StepOutcome, StepRejected, StepResult
+from shared.warehouse import STEPS, StepOutcome, StepRejected, StepResult
 from shared.warehouse import job_id as step_job_id
 
 log = logging.getLogger(__name__)
@@ -100,7 +107,13 @@ class TickSummary:
     waiting: dict[str, str] = field(default_factory=dict)
     retrying: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    #: Results dropped because the job left the claimed state or lease meanwhile, with why.
+    dropped: dict[str, str] = field(default_factory=dict)
     skipped: int = 0
+
+
+class Unprocessable(Exception):
+    """A job that post-processing cannot carry on; the message says why."""
 
 
 class PostProcessor:
@@ -113,8 +126,12 @@ class PostProcessor:
         policy: PostProcessPolicy = PostProcessPolicy(),
         pipelines: Mapping[tuple[str, str, str], tuple[State, ...]] | None = None,
         clock: Clock | None = None,
+        sources: Collection[tuple[str, str, str]] | None = None,
     ) -> None:
+        """``sources``: the (bucket, experiment, datatype) of the config; a job of
+        another source fails (None: any source is taken, with the standard chain)."""
         self.pipelines = dict(pipelines or {})
+        self.sources = None if sources is None else frozenset(sources)
         for steps in (STANDARD_PIPELINE, *self.pipelines.values()):
             transitions.check_path([S.POST_PROCESSING, *steps, S.COMPLETE])
         self.tracker = tracker
@@ -137,22 +154,126 @@ class PostProcessor:
         candidates = list(self.tracker.leasable(self.states, now, self.policy.batch))
         random.shuffle(candidates)  # overlapping ticks then mostly claim different jobs
         for candidate in candidates:
-            record = self.tracker.claim(candidate, self.states, owner,
-                                        self.clock() + self.policy.lease)
+            try:
+                record = self.tracker.claim(candidate, self.states, owner,
+                                            self.clock() + self.policy.lease)
+            except StoreUnavailable as exc:
+                self._abandon(candidate.key, owner, "claiming", exc, summary)
+                raise
             if record is None:
                 summary.skipped += 1  # another tick has it
                 continue
-            try:
-                self._act(record, owner, summary)
-            except LeaseLost:
-                summary.skipped += 1
+            self._visit(record, owner, summary)
         result = {k: v for k, v in vars(summary).items()}
         result["duration_seconds"] = round(time.monotonic() - started, 3)
         result["time"] = format_time(now)
-        log.info("postprocess: %d started, %d moved, %d waiting, %d retrying, %d failed",
-                 len(summary.started), len(summary.moved), len(summary.waiting),
-                 len(summary.retrying), len(summary.failed))
+        log.info("postprocess: %d started, %d moved, %d waiting, %d retrying, %d failed, "
+                 "%d dropped", len(summary.started), len(summary.moved), len(summary.waiting),
+                 len(summary.retrying), len(summary.failed), len(summary.dropped))
         return result
+
+    def _visit(self, record: JobRecord, owner: str, summary: TickSummary) -> None:
+        """Act on one claimed job; whatever goes wrong with it stays with it.
+
+        Only an unavailable Firestore ends the tick (after trying to release
+        the lease): nothing more could be recorded anyway.
+        """
+        key, state = record.key, record.status.state
+        try:
+            self._act(record, owner, summary)
+        except (LeaseLost, JobNotFound) as exc:
+            self._drop(key, exc, summary)
+        except StoreUnavailable as exc:
+            self._abandon(key, owner, f"visiting, in {state.value},", exc, summary)
+            raise
+        except Unavailable as exc:  # BigQuery did not answer: a later tick tries again
+            self._defer(record, owner, str(exc), summary)
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, Unprocessable) else f"{type(exc).__name__}: {exc}"
+            log.warning("postprocess: job %s cannot be processed in %s: %s", key, state.value,
+                        reason, exc_info=not isinstance(exc, Unprocessable), extra={"job": key})
+            self._fail(record, owner, reason, summary)
+
+    def _guarded(self, record: JobRecord, owner: str, summary: TickSummary,
+                 write: Callable[[], None]) -> None:
+        """Run a follow-up ``write`` of :meth:`_visit`'s handlers; its own failure is logged."""
+        try:
+            write()
+        except (LeaseLost, JobNotFound) as exc:
+            self._drop(record.key, exc, summary)
+        except StoreUnavailable as exc:
+            self._abandon(record.key, owner, f"recording a failure in {record.status.state.value}",
+                          exc, summary)
+            raise
+        except Exception:
+            log.exception("postprocess: job %s: recording its outcome failed; its lease runs out",
+                          record.key, extra={"job": record.key})
+
+    def _fail(self, record: JobRecord, owner: str, reason: str, summary: TickSummary) -> None:
+        state = record.status.state
+
+        def fail(rec: JobRecord, now: datetime) -> None:
+            rec.step_job, rec.step_attempt = "", 0
+            self.tracker.fail(rec, f"{state.value}: {reason}", now)
+
+        def write() -> None:
+            self._settle(record, owner, fail)
+            summary.failed[record.key] = reason
+
+        self._guarded(record, owner, summary, write)
+
+    def _defer(self, record: JobRecord, owner: str, reason: str, summary: TickSummary) -> None:
+        """Release a job whose BigQuery call did not get through; look again after ``backoff``.
+
+        Its step, BigQuery job id and attempt stay as they are (a new attempt
+        could run the step twice); a job that never gets through expires.
+        """
+        log.warning("postprocess: job %s: %s; trying again later", record.key, reason,
+                    extra={"job": record.key})
+
+        def write() -> None:
+            self._release(record, owner, self.policy.backoff, f"{reason}; trying again later")
+            summary.retrying[record.key] = reason
+
+        self._guarded(record, owner, summary, write)
+
+    @staticmethod
+    def _drop(key: str, exc: Exception, summary: TickSummary) -> None:
+        reason = str(exc) if isinstance(exc, LeaseLost) else "removed meanwhile"
+        log.info("postprocess: job %s: result dropped: %s", key, reason, extra={"job": key})
+        summary.dropped[key] = reason
+
+    def _abandon(self, key: str, owner: str, doing: str, exc: StoreUnavailable,
+                 summary: TickSummary) -> None:
+        """Firestore failed while ``doing``: release ``key``'s lease if it can, log the tick so far."""
+        try:
+            self.tracker.settle(key, owner, lambda rec, now: None, progress=False)
+            lease = "its lease released"
+        except (LeaseLost, JobNotFound):
+            lease = "it holds no lease of this tick"
+        except Exception as again:
+            lease = f"its lease could not be released ({again}) and runs out by itself"
+        log.warning("postprocess: tick ended, Firestore unavailable while %s job %s (%s): %s; "
+                    "done before: %s", doing, key, lease, exc, vars(summary), extra={"job": key})
+
+    def _check(self, record: JobRecord) -> None:
+        """Raise :class:`Unprocessable` if the job cannot go on from its state."""
+        job, state = record.job, record.status.state
+        source = (job.bucket, job.experiment, job.datatype)
+        if self.sources is not None and source not in self.sources:
+            raise Unprocessable(f"source {'/'.join(source)} is not in the config")
+        if state in EXIT_STATES:
+            return
+        if any(step in STEPS for step in self.pipeline(job)) and not (
+                job.datasets.tmp and job.datasets.raw):
+            raise Unprocessable(f"no target datasets for BigQuery steps (tmp {job.datasets.tmp!r}, "
+                                f"raw {job.datasets.raw!r})")
+
+    def _settle(self, record: JobRecord, owner: str, change: Callable[[JobRecord, datetime], None],
+                free_at: datetime | None = None, progress: bool = True) -> None:
+        """Settle a claimed job; LeaseLost if it left the claimed state or lease meanwhile."""
+        self.tracker.settle(record.key, owner, change, free_at, progress,
+                            state=record.status.state)
 
     def _next(self, job: Job, state: State) -> State:
         steps = self.pipeline(job)
@@ -164,6 +285,7 @@ class PostProcessor:
 
     def _act(self, record: JobRecord, owner: str, summary: TickSummary) -> None:
         state, key, job = record.status.state, record.key, record.job
+        self._check(record)
         if state in ENTRY_STATES or state in EXIT_STATES:
             self._move(record, owner, self._next(job, state), "", summary)
             return
@@ -187,22 +309,57 @@ class PostProcessor:
             except StepRejected as exc:
                 self._settle_result(record, owner, exc.result, summary)
                 return
+            except Unavailable as exc:
+                # It may have started: keep its id, so a later look finds it or starts it again
+                # under the same id, never under another.
+                reason = str(exc)
+
+                def maybe_started(rec: JobRecord, now: datetime) -> None:
+                    rec.step_job = job_id
+                    rec.status.set_detail(f"{reason}; trying again later", now)
+
+                log.warning("postprocess: job %s: %s; trying again later", key, reason,
+                            extra={"job": key})
+                self._settle(record, owner, maybe_started, self.clock() + self.policy.backoff,
+                             progress=False)
+                summary.retrying[key] = reason
+                return
 
             def started_step(rec: JobRecord, now: datetime) -> None:
                 rec.step_job = job_id
 
-            self.tracker.settle(key, owner, started_step, self.clock() + self.policy.poll)
+            self._settle(record, owner, started_step, self.clock() + self.policy.poll)
             summary.started[key] = job_id
             return
         self._collect(record, owner, summary)
 
     def _collect(self, record: JobRecord, owner: str, summary: TickSummary) -> None:
         result = self.warehouse.result(record.step_job)
+        if result.outcome is StepOutcome.MISSING:
+            self._restart(record, owner, result, summary)
+            return
         if result.outcome is StepOutcome.RUNNING:
             self._release(record, owner, self.policy.poll, None)
             summary.waiting[record.key] = record.step_job
             return
         self._settle_result(record, owner, result, summary)
+
+    def _restart(self, record: JobRecord, owner: str, missing: StepResult,
+                 summary: TickSummary) -> None:
+        """Start the job's step again under the id BigQuery does not know.
+
+        Never under a new id: if the job does exist (a lookup in the wrong
+        location, say), BigQuery refuses the same id with Conflict, so the step
+        cannot run twice. Not progress: a job that stays missing expires.
+        """
+        try:
+            self.warehouse.start(record.status.state, record.job, record.step_job)
+        except StepRejected as exc:
+            self._settle_result(record, owner, exc.result, summary)
+            return
+        self._release(record, owner, self.policy.poll,
+                      f"{missing.detail}: started again under the same id")
+        summary.started[record.key] = record.step_job
 
     def _settle_result(self, record: JobRecord, owner: str, result: StepResult,
                        summary: TickSummary) -> None:
@@ -219,14 +376,14 @@ class PostProcessor:
                 rec.step_job, rec.step_attempt = "", attempt
                 self.tracker.move(rec, state, f"retry {attempt} in {wait}: {result.detail}", now)
 
-            self.tracker.settle(key, owner, retry, self.clock() + wait)
+            self._settle(record, owner, retry, self.clock() + wait)
             summary.retrying[key] = result.detail
         else:
             def fail(rec: JobRecord, now: datetime) -> None:
                 rec.step_job, rec.step_attempt = "", 0
                 self.tracker.fail(rec, f"{state.value}: {result.detail}", now)
 
-            self.tracker.settle(key, owner, fail)
+            self._settle(record, owner, fail)
             summary.failed[key] = result.detail
 
     def _annotation_pending(self, job: Job) -> bool:
@@ -243,7 +400,7 @@ class PostProcessor:
             rec.step_job, rec.step_attempt = "", 0
             self.tracker.move(rec, to, detail, now)
 
-        self.tracker.settle(record.key, owner, change)
+        self._settle(record, owner, change)
         summary.moved[record.key] = to.value
 
     def _release(self, record: JobRecord, owner: str, after: timedelta, detail: str | None) -> None:
@@ -251,4 +408,4 @@ class PostProcessor:
             if detail is not None:
                 rec.status.set_detail(detail, now)
 
-        self.tracker.settle(record.key, owner, change, self.clock() + after, progress=False)
+        self._settle(record, owner, change, self.clock() + after, progress=False)

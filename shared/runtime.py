@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -57,6 +58,16 @@ def _positive(text: str) -> int:
     return value
 
 
+#: BigQuery locations: a multi-region (``US``, ``EU``) or a region (``us-central1``).
+_LOCATION_RE = re.compile(r"[A-Za-z]{2,}(?:-[a-z]+[0-9]*)*\Z")
+
+
+def _location(text: str) -> str:
+    if not _LOCATION_RE.match(text):
+        raise ValueError("not a BigQuery location (such as US, EU or us-central1)")
+    return text
+
+
 def _names(text: str) -> frozenset[str]:
     names = frozenset(name.strip() for name in text.split(",") if name.strip())
     if not names:
@@ -78,6 +89,7 @@ class Settings:
     snapshot_keep: int = 48  # SNAPSHOT_KEEP
     input_bucket: str | None = None  # INPUT_BUCKET: where parsers write rows for BigQuery
     bigquery_project: str | None = None  # BIGQUERY_PROJECT; default: the project
+    bigquery_location: str = "US"  # BIGQUERY_LOCATION: where the datasets and jobs are
     api_routes: frozenset[str] | None = None  # API_ROUTES: route groups of `api`; None: all
     postprocess_batch: int = PostProcessPolicy.batch  # POSTPROCESS_BATCH: jobs per tick
     reprocess_max: int = 1000  # REPROCESS_MAX: jobs one reprocessing request may queue
@@ -102,6 +114,7 @@ class Settings:
             snapshot_keep=_env(env, "SNAPSHOT_KEEP", _positive, d.snapshot_keep),
             input_bucket=env.get("INPUT_BUCKET") or None,
             bigquery_project=env.get("BIGQUERY_PROJECT") or None,
+            bigquery_location=_env(env, "BIGQUERY_LOCATION", _location, d.bigquery_location),
             api_routes=_env(env, "API_ROUTES", _names, d.api_routes),
             postprocess_batch=_env(env, "POSTPROCESS_BATCH", _positive, d.postprocess_batch),
             reprocess_max=_env(env, "REPROCESS_MAX", _positive, d.reprocess_max),
@@ -203,7 +216,8 @@ def _snapshot_writer(s: Settings) -> Callable[[datetime], dict[str, Any]] | None
 
 @functools.cache
 def postprocessor() -> PostProcessor:
-    """Return this process's post-processor: pipelines from the config, BigQuery if any needs it.
+    """Return this process's post-processor: sources and pipelines from the config, BigQuery
+    (in ``BIGQUERY_LOCATION``) if any source needs it.
 
     Raises :class:`ConfigError` when a source needs BigQuery steps and
     ``INPUT_BUCKET`` is not set.
@@ -212,9 +226,10 @@ def postprocessor() -> PostProcessor:
     s = settings()
     pipelines = {(src.bucket, src.experiment, src.datatype): src.pipeline
                  for src in config.sources if src.pipeline is not None}
+    sources = {(src.bucket, src.experiment, src.datatype) for src in config.sources}
     policy = PostProcessPolicy(batch=s.postprocess_batch, poll=config.polling_interval)
     if all(src.pipeline == () for src in config.sources):
-        return PostProcessor(tracker(), NoWarehouse(), policy, pipelines)
+        return PostProcessor(tracker(), NoWarehouse(), policy, pipelines, sources=sources)
     if not s.input_bucket:
         raise ConfigError(["INPUT_BUCKET: not set, but sources have BigQuery steps "
                            "(set it, or give every source `pipeline: []`)"])
@@ -223,6 +238,6 @@ def postprocessor() -> PostProcessor:
     from shared.warehouse import Warehouse
 
     project = s.bigquery_project or s.project
-    client = bigquery.Client(project=project)
-    return PostProcessor(tracker(), Warehouse(client, client.project, s.input_bucket), policy,
-                         pipelines)
+    client = bigquery.Client(project=project, location=s.bigquery_location)
+    warehouse = Warehouse(client, client.project, s.input_bucket, location=s.bigquery_location)
+    return PostProcessor(tracker(), warehouse, policy, pipelines, sources=sources)

@@ -97,7 +97,12 @@ class _StillAlive(Exception):
 
 
 class LeaseLost(Exception):
-    """The lease on a job ran out and another tick holds it now; nothing was written."""
+    """The job is no longer the one a tick claimed; nothing was written.
+
+    Its lease ran out and another tick holds it, or the job left the claimed
+    state meanwhile (expired, failed by an operator or a parser, restarted),
+    which clears the lease.
+    """
 
 
 class Tracker:
@@ -296,6 +301,8 @@ class Tracker:
         Each is one transaction that looks again: a job that heartbeated or
         changed state since the query is left alone. The detail says why:
         ``expired in parsing: no heartbeat or update since 2026-11-27T10:00:00Z``.
+        A post-processing lease on the job is cleared (with its step job), so
+        the tick that holds it drops its late result.
         """
         in_flight = [s for s in State if s not in transitions.TERMINAL]
         expired = []
@@ -313,6 +320,9 @@ class Tracker:
             raise _StillAlive(rec.key)
         since = format_time(rec.last_activity)
         self.fail(rec, f"expired in {old.value}: no heartbeat or update since {since}", self.clock())
+        # A post-processing tick that holds the job loses it: its late result is dropped.
+        rec.lease_owner, rec.lease_until = "", FREE
+        rec.step_job, rec.step_attempt = "", 0
         return rec
 
     def remove_complete(self, cutoff: datetime, limit: int) -> int:
@@ -355,11 +365,14 @@ class Tracker:
         change: Callable[[JobRecord, datetime], None],
         free_at: datetime | None = None,
         progress: bool = True,
+        state: State | None = None,
     ) -> JobRecord:
         """Apply ``change`` to a job ``owner`` has leased, then release the lease.
 
         One transaction: it raises :class:`LeaseLost` and writes nothing if the
-        lease is no longer ``owner``'s. ``change`` may call :meth:`move`. A visit
+        lease is no longer ``owner``'s or the job is no longer in ``state``
+        (the state it was claimed in, if given), so a late result never lands
+        on an entry other than the claimed one. ``change`` may call :meth:`move`. A visit
         that made ``progress`` counts as a heartbeat; a mere look (a BigQuery
         job still running, a join still waiting) does not, so a job stuck there
         expires like any other. The job may be claimed again from ``free_at``
@@ -368,7 +381,9 @@ class Tracker:
 
         def apply(rec: JobRecord) -> JobRecord:
             if rec.lease_owner != owner:
-                raise LeaseLost(key)
+                raise LeaseLost(f"{key}: no longer leased to {owner}")
+            if state is not None and rec.status.state is not state:
+                raise LeaseLost(f"{key}: {rec.status.state.value} now, not {state.value}")
             now = self.clock()
             change(rec, now)
             if progress:

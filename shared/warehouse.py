@@ -61,6 +61,9 @@ class StepOutcome(str, enum.Enum):
     DONE = "done"  # it succeeded: move to the next state
     RETRY = "retry"  # it failed in a way worth retrying: start a new attempt later
     FAILED = "failed"  # it failed for good: fail the tracker job
+    #: BigQuery knows no job of that id: start it again under the same id (never a new one,
+    #: which could run the step twice; an id that does exist is refused with Conflict).
+    MISSING = "missing"
 
 
 @dataclass(frozen=True)
@@ -557,8 +560,8 @@ FROM raw_rows LEFT JOIN ann USING (id)
     def result(self, job_id: str) -> StepResult:
         """Return where the job ``job_id`` stands (see :class:`StepOutcome`).
 
-        A job that does not exist is RETRY (start it again). Raises
-        :class:`WarehouseUnavailable` if BigQuery did not answer.
+        A job that does not exist is MISSING (start it again under the same
+        id). Raises :class:`WarehouseUnavailable` if BigQuery did not answer.
         """
         step = step_of(job_id)
         label = step.label if step else "BigQuery"
@@ -566,7 +569,7 @@ FROM raw_rows LEFT JOIN ann USING (id)
             bq_job = self._client.get_job(job_id, project=self.project, location=self.location,
                                           retry=self._retry, timeout=self.timeout)
         except gexc.NotFound:
-            return StepResult(StepOutcome.RETRY, f"{label} job {job_id} not found")
+            return StepResult(StepOutcome.MISSING, f"{label} job {job_id} not found")
         except Exception as exc:
             if _is_transient(exc):
                 raise WarehouseUnavailable(f"reading job {job_id}", exc) from exc

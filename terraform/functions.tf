@@ -37,6 +37,7 @@ locals {
     SNAPSHOT_KEEP        = tostring(var.snapshot_keep)
     INPUT_BUCKET         = var.input_bucket
     BIGQUERY_PROJECT     = local.bigquery_project
+    BIGQUERY_LOCATION    = var.bigquery_location
     POSTPROCESS_BATCH    = tostring(var.postprocess_batch)
     LOG_LEVEL            = var.log_level
   })

@@ -60,6 +60,17 @@ variable "bigquery_project" {
   default     = ""
 }
 
+variable "bigquery_location" {
+  description = "Location of the BigQuery datasets and jobs (BIGQUERY_LOCATION): a multi-region such as US or EU, or a region such as us-central1."
+  type        = string
+  default     = "US"
+
+  validation {
+    condition     = can(regex("^[A-Za-z]{2,}(-[a-z]+[0-9]*)*$", var.bigquery_location))
+    error_message = "bigquery_location must be a BigQuery location such as US, EU or us-central1."
+  }
+}
+
 variable "bigquery_datasets" {
   description = "Existing datasets post-processing writes to (the config's target_datasets); the runtime account gets data editor on each."
   type        = list(string)

@@ -8,7 +8,9 @@ BigQuery emulator in ``test_warehouse.py``.
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -17,7 +19,7 @@ import pytest
 from shared.model import Datasets, Job, State
 from shared.postprocess import PostProcessor, PostProcessPolicy
 from shared.gotime import format_time
-from shared.warehouse import StepOutcome, StepResult, step_of
+from shared.warehouse import StepOutcome, StepResult, check_dataset, step_of
 from shared.warehouse import job_id as step_job_id
 
 S = State
@@ -35,13 +37,20 @@ class MemoryWarehouse:
     starts: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Called with the job id before each look at a job (to act meanwhile).
+    on_result: Callable[[str], None] | None = None
 
     def start(self, step: State, job: Job, job_id: str) -> None:
+        check_dataset(job.datasets.tmp)  # as the real one, before calling BigQuery
         with self.lock:
             self.starts.append(job_id)
             self.jobs.setdefault(job_id, step)
 
     def result(self, job_id: str) -> StepResult:
+        if self.on_result is not None:
+            self.on_result(job_id)
+        if job_id not in self.jobs:
+            return StepResult(Outcome.MISSING, f"job {job_id} not found")
         step = self.jobs[job_id]
         outcomes = self.script.get(step) or [Outcome.DONE]
         outcome = outcomes.pop(0) if len(outcomes) > 1 else outcomes[0]
@@ -233,3 +242,253 @@ def test_a_step_that_never_finishes_expires_like_any_stuck_job(tracker, clock):
         clock.advance(hours=1)
     assert Maintenance(tracker, policy).run()["expired"] == [key]
     assert tracker.get_status(key).error.startswith("expired in loading:")
+
+
+# -- One bad job never stalls a tick --------------------------------------------
+
+NDT7 = ("archive-bucket", "ndt", "ndt7")
+
+
+def free(tracker, key: str) -> bool:  # type: ignore[no-untyped-def]
+    """Whether no tick holds the job."""
+    record = tracker.get_record(key)
+    return record.lease_owner == "" and record.lease_until <= tracker.clock()
+
+
+def test_a_job_of_a_source_not_in_the_config_fails_alone(tracker, clock, caplog):
+    good, stray = ready(tracker, "ndt7"), ready(tracker, "tcpinfo")
+    processor = PostProcessor(tracker, MemoryWarehouse(), POLICY, clock=clock, sources={NDT7})
+    with caplog.at_level(logging.WARNING, logger="shared.postprocess"):
+        summary = processor.tick()
+    reason = "source archive-bucket/ndt/tcpinfo is not in the config"
+    assert summary["failed"] == {stray: reason} and summary["moved"] == {good: "loading"}
+    status = tracker.get_status(stray)
+    assert status.state is S.FAILED and status.error == f"postProcessing: {reason}"
+    assert free(tracker, stray)
+    assert any(stray in r.getMessage() and reason in r.getMessage() for r in caplog.records)
+    ticks(processor, clock)
+    assert tracker.get_status(good).state is S.COMPLETE
+
+
+def test_a_job_without_datasets_fails_alone(tracker, clock):
+    bare = ready(tracker, "ndt7", Datasets("", "", ""), day=1)  # as a Go state file imports it
+    good = ready(tracker, "ndt7", day=2)
+    processor = PostProcessor(tracker, MemoryWarehouse(), POLICY, clock=clock, sources={NDT7})
+    summary = processor.tick()
+    assert summary["failed"] == {bare: "no target datasets for BigQuery steps (tmp '', raw '')"}
+    assert tracker.get_status(bare).error.startswith("postProcessing: no target datasets")
+    assert free(tracker, bare)
+    ticks(processor, clock)
+    assert tracker.get_status(good).state is S.COMPLETE
+
+
+def test_a_job_whose_step_cannot_be_built_fails_alone(tracker, clock):
+    # Stored before names were checked (or imported): the load's dataset name is invalid.
+    bad = ready(tracker, "ndt7", Datasets("tmp ndt; DROP", "raw_ndt", "ndt"), day=1)
+    good = ready(tracker, "ndt7", day=2)
+    processor = PostProcessor(tracker, MemoryWarehouse(), POLICY, clock=clock)
+    processor.tick()  # both -> loading
+    summary = processor.tick()
+    assert summary["failed"] == {bad: "ValueError: invalid BigQuery dataset id 'tmp ndt; DROP'"}
+    assert tracker.get_status(bad).error == (
+        "loading: ValueError: invalid BigQuery dataset id 'tmp ndt; DROP'")
+    assert free(tracker, bad) and summary["started"].keys() == {good}
+    ticks(processor, clock)
+    assert tracker.get_status(good).state is S.COMPLETE
+
+
+def test_a_transient_bigquery_error_leaves_the_job_to_a_later_tick(tracker, clock):
+    from shared.warehouse import WarehouseUnavailable
+
+    flaky, good = ready(tracker, day=1), ready(tracker, day=2)
+    warehouse = MemoryWarehouse()
+    processor = PostProcessor(tracker, warehouse, POLICY, clock=clock)
+    processor.tick()  # -> loading
+    processor.tick()  # loads started
+    load = tracker.get_record(flaky).step_job
+    down = WarehouseUnavailable(f"reading job {load}", ConnectionError("reset"))
+
+    def fail_once(job_id: str) -> None:
+        if job_id == load:
+            warehouse.on_result = None
+            raise down
+
+    warehouse.on_result = fail_once
+    summary = processor.tick()
+    assert summary["retrying"] == {flaky: str(down)}
+    record = tracker.get_record(flaky)
+    assert record.status.state is S.LOADING and record.step_job == load
+    assert record.step_attempt == 0 and record.lease_owner == ""
+    assert record.status.detail == f"{down}; trying again later"
+    assert summary["moved"] == {good: "deduplicating"}
+    for _ in range(20):
+        processor.tick()
+        clock.advance(minutes=1)
+    assert tracker.get_status(flaky).state is S.COMPLETE
+    loads = {j for j in warehouse.starts if step_of(j).state is S.LOADING}
+    assert load in loads and len(loads) == 2  # one load per job: the same id was looked at again
+
+
+def test_a_start_whose_answer_is_lost_is_found_or_started_under_the_same_id(tracker, clock):
+    from shared.warehouse import WarehouseUnavailable
+
+    lost, unsent = ready(tracker, day=1), ready(tracker, day=2)
+    warehouse = MemoryWarehouse()
+    processor = PostProcessor(tracker, warehouse, POLICY, clock=clock)
+    processor.tick()  # -> loading
+    real_start, timed_out = warehouse.start, set()
+
+    def start(step: State, job: Job, job_id: str) -> None:
+        if step is S.LOADING and job_id not in timed_out:
+            timed_out.add(job_id)
+            if job.key() == lost:
+                real_start(step, job, job_id)  # it started, but the answer never came
+            raise WarehouseUnavailable(f"starting Load job {job_id}", TimeoutError("timed out"))
+        real_start(step, job, job_id)
+
+    warehouse.start = start  # type: ignore[method-assign]
+    summary = processor.tick()
+    assert summary["retrying"].keys() == {lost, unsent}
+    ids = {k: tracker.get_record(k).step_job for k in (lost, unsent)}
+    assert all(ids.values()) and all(tracker.get_record(k).lease_owner == "" for k in ids)
+    for _ in range(20):
+        processor.tick()
+        clock.advance(minutes=1)
+    assert {tracker.get_status(k).state for k in ids} == {S.COMPLETE}
+    loads = {j for j in warehouse.starts if step_of(j).state is S.LOADING}
+    assert loads == set(ids.values())  # each job's load under one id only
+
+
+def test_firestore_unavailable_ends_the_tick_with_the_lease_released(tracker, clock, caplog):
+    from shared.errors import StoreUnavailable
+
+    key = ready(tracker)
+    processor = PostProcessor(tracker, MemoryWarehouse(), POLICY, clock=clock)
+    real = tracker.store.transact
+    calls = []
+
+    def transact_failing_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 1:
+            raise StoreUnavailable("Firestore unavailable: commit: 503")
+        return real(*args, **kwargs)
+
+    tracker.store.transact = transact_failing_once
+    with caplog.at_level(logging.WARNING, logger="shared.postprocess"), \
+            pytest.raises(StoreUnavailable):
+        processor.tick()
+    tracker.store.transact = real
+    assert tracker.get_status(key).state is S.POST_PROCESSING
+    assert free(tracker, key)  # released, not left for the lease to run out
+    assert any("tick ended" in r.getMessage() and key in r.getMessage() for r in caplog.records)
+    processor.tick()
+    assert tracker.get_status(key).state is S.LOADING
+
+
+# -- Expiry, operators and ticks never corrupt each other -----------------------
+
+
+def expire(tracker, clock) -> list[str]:  # type: ignore[no-untyped-def]
+    """Expire every job in flight (as ``maintain`` does once they are stale)."""
+    return tracker.expire_stale(clock() + timedelta(days=1), 100)
+
+
+@pytest.mark.parametrize("outcome", [Outcome.RUNNING, Outcome.DONE, Outcome.RETRY, Outcome.FAILED])
+def test_expiry_during_a_tick_wins_and_the_late_result_is_dropped(tracker, clock, outcome):
+    key = ready(tracker)
+    warehouse = MemoryWarehouse(script={S.LOADING: [outcome]})
+    processor = PostProcessor(tracker, warehouse, POLICY, clock=clock)
+    processor.tick()  # -> loading
+    processor.tick()  # load started
+    warehouse.on_result = lambda job_id: expire(tracker, clock)  # expiry while the tick looks
+    summary = processor.tick()
+    assert summary["dropped"].keys() == {key}
+    assert not (summary["moved"].keys() | summary["failed"].keys() | summary["waiting"].keys()
+                | summary["retrying"].keys())
+    record = tracker.get_record(key)
+    error = record.status.error
+    assert record.status.state is S.FAILED and error.startswith("expired in loading: ")
+    assert record.lease_owner == "" and record.step_job == "" and record.step_attempt == 0
+    tracker.add_job(record.job, ignore_backoff=True)  # the retry
+    assert tracker.get_record(key).last_error == error
+
+
+def test_a_job_failed_by_its_parser_during_a_tick_keeps_its_error(tracker, clock):
+    key = ready(tracker)
+    warehouse = MemoryWarehouse(script={S.LOADING: [Outcome.RUNNING]})
+    processor = PostProcessor(tracker, warehouse, POLICY, clock=clock)
+    processor.tick()
+    processor.tick()
+    warehouse.on_result = lambda job_id: tracker.set_job_error(key, "rows rejected")
+    summary = processor.tick()
+    assert summary["dropped"].keys() == {key}
+    assert tracker.get_status(key).error == "loading: rows rejected"
+
+
+def test_an_operator_fail_and_retry_during_a_tick_drop_its_late_result(tracker, clock,
+                                                                      firestore_client):
+    from shared.admin import Admin
+    from shared.config import Config, Source
+    from shared.store import ControlStore, ReprocessQueue
+
+    key = ready(tracker)
+    warehouse = MemoryWarehouse()
+    processor = PostProcessor(tracker, warehouse, POLICY, clock=clock)
+    processor.tick()
+    processor.tick()
+    config = Config(date(2026, 11, 1), timedelta(hours=6), timedelta(minutes=1),
+                    (Source(*NDT7, datasets=JOIN),))
+    admin = Admin(tracker, ReprocessQueue(firestore_client), ControlStore(firestore_client),
+                  config)
+
+    def operator(job_id: str) -> None:
+        admin.fail(key, "bad rows", "ops@example.org")
+        admin.retry(key, "ops@example.org")
+        tracker.add_job(tracker.get_record(key).job, ignore_backoff=True)
+
+    warehouse.on_result = operator
+    summary = processor.tick()
+    assert summary["dropped"].keys() == {key}
+    record = tracker.get_record(key)
+    assert record.status.state is S.INIT and len(record.status.history) == 1
+    assert record.last_error == "loading: failed by ops@example.org: bad rows"
+
+
+# -- BigQuery answers NotFound for a job it started ----------------------------
+
+
+def test_a_step_job_bigquery_cannot_find_is_started_again_under_the_same_id(tracker, clock):
+    key = ready(tracker)
+    warehouse = MemoryWarehouse()
+    processor = PostProcessor(tracker, warehouse, POLICY, clock=clock)
+    processor.tick()  # -> loading
+    processor.tick()  # load started
+    load = tracker.get_record(key).step_job
+    hidden = {load: warehouse.jobs.pop(load)}  # a lookup that does not find it (another location)
+
+    def reappear(job_id: str) -> None:
+        warehouse.on_result = lambda _: warehouse.jobs.update(hidden)
+
+    warehouse.on_result = reappear
+    summary = processor.tick()
+    assert summary["started"] == {key: load}
+    record = tracker.get_record(key)
+    assert record.step_job == load and record.step_attempt == 0 and record.lease_owner == ""
+    assert record.status.detail == f"job {load} not found: started again under the same id"
+    ticks(processor, clock)
+    assert tracker.get_status(key).state is S.COMPLETE
+    assert {j for j in warehouse.starts if step_of(j).state is S.LOADING} == {load}
+
+
+def test_postprocess_answers_200_listing_the_job_that_failed(tracker, clock, http, monkeypatch):
+    from shared import runtime
+
+    good, bare = ready(tracker, day=2), ready(tracker, datasets=Datasets("", "", ""), day=1)
+    processor = PostProcessor(tracker, MemoryWarehouse(), POLICY, clock=clock)
+    monkeypatch.setattr(runtime, "postprocessor", lambda: processor)
+    answers = [http.post("/postprocess") for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    reason = "no target datasets for BigQuery steps (tmp '', raw '')"
+    assert answers[0].get_json()["failed"] == {bare: reason}
+    assert answers[1].get_json()["started"].keys() == {good}
+    assert free(tracker, bare)

@@ -30,3 +30,30 @@ def test_postprocess_batch_sets_the_tick_batch(fresh_runtime, monkeypatch) -> No
     monkeypatch.setenv("DEMO_TIMEOUT", "3m")
     monkeypatch.setenv("POSTPROCESS_BATCH", "7")
     assert fresh_runtime.postprocessor().policy.batch == 7
+
+
+def test_bigquery_location_and_sources_reach_the_postprocessor(fresh_runtime, monkeypatch,  # type: ignore[no-untyped-def]
+                                                               tmp_path) -> None:
+    from google.cloud import bigquery
+
+    config = (ROOT / "local" / "demo-config.yml").read_text().replace("    pipeline: []\n", "")
+    (tmp_path / "gardener.yml").write_text(config)
+    monkeypatch.setenv("GARDENER_CONFIG", str(tmp_path / "gardener.yml"))
+    monkeypatch.setenv("DEMO_START_DATE", "2026-11-01")
+    monkeypatch.setenv("DEMO_BUCKET", "demo-bucket")
+    monkeypatch.setenv("DEMO_TIMEOUT", "3m")
+    monkeypatch.setenv("INPUT_BUCKET", "parser-rows")
+    monkeypatch.setenv("BIGQUERY_PROJECT", "bq-project")
+    monkeypatch.setenv("BIGQUERY_LOCATION", "europe-west4")
+    clients: list[dict[str, object]] = []
+
+    class Client:  # stands in for bigquery.Client, which would look for credentials
+        def __init__(self, **kwargs: object) -> None:
+            clients.append(kwargs)
+            self.project = kwargs["project"]
+
+    monkeypatch.setattr(bigquery, "Client", Client)
+    processor = fresh_runtime.postprocessor()
+    assert clients == [{"project": "bq-project", "location": "europe-west4"}]
+    assert processor.warehouse.location == "europe-west4"
+    assert ("demo-bucket", "ndt", "ndt7") in processor.sources

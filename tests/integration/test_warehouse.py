@@ -446,11 +446,29 @@ def test_steps_cover_the_post_processing_states() -> None:
 # -- Results -----------------------------------------------------------------
 
 
-def test_unknown_job_is_retry(warehouse: Warehouse) -> None:
+def test_unknown_job_is_missing(warehouse: Warehouse) -> None:
+    """Not RETRY: a new attempt would run under a new id, and the step could run twice."""
     result = warehouse.result("gardener_copying_0123456789abcdef_r_0")
 
-    assert result.outcome is StepOutcome.RETRY
+    assert result.outcome is StepOutcome.MISSING
     assert result.detail == "Copy job gardener_copying_0123456789abcdef_r_0 not found"
+
+
+def test_a_missing_load_is_started_again_under_its_id_and_runs_once(
+        bq: bigquery.Client, job: Job, gcs_root: Path) -> None:
+    """What a tick does with a stored id BigQuery answers NotFound for: the same id, never a new one."""
+    warehouse = Warehouse(bq, PROJECT, INPUT_BUCKET, location="US")
+    make_table(bq, job.datasets.tmp, "ndt7", NDT7_SCHEMA)
+    put_files(gcs_root, job, {"a.json": [row("a", T1), row("b", T1)]})
+    load_id = jid(job, State.LOADING)  # stored, but the start never reached BigQuery
+
+    assert warehouse.result(load_id).outcome is StepOutcome.MISSING
+    warehouse.start(State.LOADING, job, load_id)
+    assert wait(warehouse, load_id).outcome is StepOutcome.DONE
+    warehouse.start(State.LOADING, job, load_id)  # a look that missed it again: nothing runs
+
+    assert [j.job_id for j in bq.list_jobs(max_results=1000)].count(load_id) == 1
+    assert rows_of(bq, f"SELECT COUNT(*) FROM `{PROJECT}.{job.datasets.tmp}.ndt7`") == [(2,)]
 
 
 def test_bigquery_that_does_not_answer_is_unavailable() -> None:
@@ -506,11 +524,13 @@ class FakeClient:
 
     def __post_init__(self) -> None:
         self.calls = []
+        self.locations: list[str | None] = []
         self._real = offline_client()
 
     def get_job(self, job_id: str, **kwargs: Any) -> Any:
         assert self.calls is not None
         self.calls.append("get_job")
+        self.locations.append(kwargs.get("location"))
         if isinstance(self.job, BaseException):
             raise self.job
         return self._real.job_from_resource(self.job)
@@ -518,6 +538,8 @@ class FakeClient:
     def _call(self, name: str, **kwargs: Any) -> None:
         assert self.calls is not None
         self.calls.append(name)
+        if name != "delete":  # a table is where its dataset is: no location to name
+            self.locations.append(kwargs.get("location"))
         if self.answer is not None:
             raise self.answer
 
@@ -603,6 +625,17 @@ def test_start_tolerates_conflict(step: State) -> None:
 
     kind = {"query": "query", "load": "load", "copy": "copy"}[STEPS[step].kind]
     assert client.calls == ["get_job", kind]
+
+
+@pytest.mark.parametrize("step", [State.LOADING, State.DEDUPLICATING, State.COPYING, State.JOINING])
+def test_every_start_and_lookup_names_the_location(step: State) -> None:
+    client = FakeClient()
+    wh = Warehouse(client, PROJECT, INPUT_BUCKET, location="EU")  # type: ignore[arg-type]
+
+    wh.start(step, JOB, jid(JOB, step))
+    wh.result(jid(JOB, step))
+
+    assert client.locations == ["EU", "EU", "EU"]  # lookup, insert, lookup
 
 
 def test_start_of_an_existing_job_asks_nothing_more() -> None:

@@ -46,3 +46,12 @@ def test_retry_policy_backoff_doubles_and_stops(attempts: int, wait: timedelta |
 
     at = RetryPolicy().retry_at(attempts, ZERO_TIME)
     assert (at - ZERO_TIME if at else None) == wait
+
+
+def test_bigquery_location_defaults_to_us_and_is_checked() -> None:
+    assert Settings.from_env({}).bigquery_location == "US"
+    for where in ("EU", "us-central1", "europe-west4", "northamerica-northeast1"):
+        assert Settings.from_env({"BIGQUERY_LOCATION": where}).bigquery_location == where
+    for bad in ("u", "us central1", "US;", "us-", "eu/west"):
+        with pytest.raises(ValueError, match="BIGQUERY_LOCATION"):
+            Settings.from_env({"BIGQUERY_LOCATION": bad})
