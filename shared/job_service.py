@@ -5,9 +5,11 @@ date first, so daily ones first; a failed one waits for its retry backoff),
 then failed jobs due a retry (newest date first; bounded attempts with
 backoff, :class:`shared.tracker.RetryPolicy`), then the daily stream, then
 the operator's queued reprocessing, then the historical stream
-(:mod:`shared.iterators`). A candidate is handed out only if GCS holds at
-least one object under its prefix. The operator's pauses are honoured: a
-paused source is passed over everywhere, a paused historical cycle not walked.
+(:mod:`shared.iterators`). A candidate, owed runs included, is handed out
+only if GCS holds at least one object under its prefix, and an owed run only
+if its source is still in the config. The operator's pauses are honoured: a
+paused source is passed over everywhere (its owed runs paged past), a paused
+historical cycle not walked.
 
 Exactly once, without a hot cursor: the job document itself is the lock.
 Creating it is a create-only write, and restarting a finished one is a
