@@ -114,9 +114,9 @@ def admin_endpoint(path: str, route: AdminRoute) -> Callable[[flask.Request], fl
 
     def call(request: flask.Request) -> flask.Response:
         p = parse(route.schema, request)
-        who = operator(request.headers.get("Authorization", ""),
-                       request.headers.get("X-Operator", ""))
         try:
+            who = operator(request.headers.get("Authorization", ""),
+                           request.headers.get("X-Operator", ""), request.host)
             return json_response(route.handler(p, who))
         except AdminRejected as exc:
             raise HttpError(exc.status, str(exc), exc.fields) from None

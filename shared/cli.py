@@ -5,8 +5,9 @@ local stack), prints a table or, with ``--json``, the API's JSON answer, and
 exits 0 when done, 1 when the tracker refused (its message on stderr) or could
 not be reached, 2 for a usage error. Deployed (https) URLs get a Google ID
 token from Application Default Credentials; the operator is then the token's
-email. Against the local stack the operator is ``--operator`` (default
-``$GARDENER_OPERATOR`` or the login name), sent as ``X-Operator``.
+email, verified by the tracker. Against the local stack the operator is
+``--operator`` (default ``$GARDENER_OPERATOR`` or the login name), sent as
+``X-Operator`` and recorded marked ``(unverified)``.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
                         help="print the API's JSON answer instead of a table")
     parser.add_argument("--operator", default=default(None),
                         help="who you are, for the audit, on the local stack (default: "
-                             "$GARDENER_OPERATOR or your login); deployed, your token's email counts")
+                             "$GARDENER_OPERATOR or your login), recorded as unverified; deployed, "
+                             "your token's verified email counts")
     parser.add_argument("--timeout", type=float, default=default(60.0), metavar="SECONDS",
                         help="per-call timeout (default 60)")
 

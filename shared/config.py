@@ -45,6 +45,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
+import re2  # type: ignore[import-untyped]
 import yaml  # type: ignore[import-untyped]
 from marshmallow import (
     RAISE,
@@ -53,7 +54,6 @@ from marshmallow import (
     fields,
     post_load,
     pre_load,
-    validate,
     validates,
     validates_schema,
 )
@@ -61,6 +61,7 @@ from marshmallow.error_store import SCHEMA
 
 from shared import transitions
 from shared.gotime import parse_duration
+from shared.iterators import MAX_SOURCES
 from shared.model import Datasets, Job, State
 
 #: Environment variable holding the config file's path.
@@ -183,11 +184,20 @@ def _check_optional_dataset(name: str) -> None:
         _check_dataset(name)
 
 
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the error is reported with the config's other problems
+
+
 def _check_filter(pattern: str) -> None:
+    """Refuse a filter the parsers cannot compile: they use Go's regexp, RE2 syntax."""
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValidationError(f"invalid regular expression {pattern!r}: {exc}") from None
+        re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(
+            exc.args[0], bytes) else str(exc)
+        raise ValidationError(
+            f"invalid regular expression {pattern!r}: RE2, the parsers' regexp syntax, refuses it:"
+            f" {reason}") from None
 
 
 def _positive(value: timedelta) -> None:
@@ -364,6 +374,15 @@ class MonitorSchema(_Strict):
 _NO_SOURCES = "at least one source is required"
 
 
+def _check_source_count(sources: list[Any]) -> None:
+    if not sources:
+        raise ValidationError(_NO_SOURCES)
+    if len(sources) > MAX_SOURCES:
+        raise ValidationError(
+            f"at most {MAX_SOURCES} sources (stream positions number them below {MAX_SOURCES});"
+            f" got {len(sources)}")
+
+
 class ConfigSchema(_Strict):
     """The whole config file; loads into a :class:`Config`."""
 
@@ -373,7 +392,7 @@ class ConfigSchema(_Strict):
     sources = fields.List(
         fields.Nested(SourceSchema),
         required=True,
-        validate=validate.Length(min=1, error=_NO_SOURCES),
+        validate=_check_source_count,
         error_messages={"required": _NO_SOURCES, "null": _NO_SOURCES,
                         "invalid": "expected a list of sources"},
     )

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 RESTART_WINDOW = timedelta(hours=36)
 
 _DAYS = 10_000_000  # more than any date ordinal
-_SOURCES = 1_000  # more sources than a config may have
+#: Sources a config may have at most: a position numbers its source below this.
+MAX_SOURCES = 1_000
 
 
 class Stream(str, enum.Enum):
@@ -48,12 +49,12 @@ class Position:
 
     def encode(self) -> int:
         """Return an integer that orders positions as the stream visits them."""
-        return (self.cycle * _DAYS + self.day.toordinal()) * _SOURCES + self.source
+        return (self.cycle * _DAYS + self.day.toordinal()) * MAX_SOURCES + self.source
 
     @classmethod
     def decode(cls, value: int) -> Position:
         """Return the position :meth:`encode` gave ``value`` for."""
-        rest, source = divmod(value, _SOURCES)
+        rest, source = divmod(value, MAX_SOURCES)
         cycle, ordinal = divmod(rest, _DAYS)
         return cls(cycle, date.fromordinal(ordinal), source)
 

@@ -5,9 +5,11 @@ date first, so daily ones first; a failed one waits for its retry backoff),
 then failed jobs due a retry (newest date first; bounded attempts with
 backoff, :class:`shared.tracker.RetryPolicy`), then the daily stream, then
 the operator's queued reprocessing, then the historical stream
-(:mod:`shared.iterators`). A candidate is handed out only if GCS holds at
-least one object under its prefix. The operator's pauses are honoured: a
-paused source is passed over everywhere, a paused historical cycle not walked.
+(:mod:`shared.iterators`). A candidate, owed runs included, is handed out
+only if GCS holds at least one object under its prefix, and an owed run only
+if its source is still in the config. The operator's pauses are honoured: a
+paused source is passed over everywhere (its owed runs paged past), a paused
+historical cycle not walked.
 
 Exactly once, without a hot cursor: the job document itself is the lock.
 Creating it is a create-only write, and restarting a finished one is a
@@ -22,6 +24,7 @@ at a candidate, never a hand-out, and skips nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 
 from shared.config import Config, Source
 from shared.errors import JobAlreadyExists, JobNotFound
@@ -50,8 +53,14 @@ REPROCESS = "reprocess"
 #: The pause target that stops the historical stream (sources are paused by ``experiment/datatype``).
 HISTORICAL = "historical"
 
-#: Owed runs one request looks at while some source is paused (theirs are passed over).
+#: The page of owed runs one query reads while some source is paused (theirs are paged past).
 PAUSED_SCAN = 100
+
+#: Pages of owed runs one request reads at most per query.
+OWED_PAGES = 10
+
+#: Who drops an owed run whose source left the config or whose files are gone (on the job's audit).
+DROPPED_BY = "next-job"
 
 #: Who a daily job deferred by a pause is queued for reprocessing by.
 DEFERRED_BY = "next-job (source paused)"
@@ -99,10 +108,10 @@ class JobService:
         resume); a paused historical cycle is not walked.
         """
         paused = self.paused()
-        owed = self._owed(paused)
-        if owed:
-            return owed
-        started, steps = self._from_stream(Stream.DAILY, 0, paused)
+        started, steps = self._owed(paused)
+        if started:
+            return started
+        started, steps = self._from_stream(Stream.DAILY, steps, paused)
         if started:
             return started
         started, steps = self._reprocess(steps, paused)
@@ -116,23 +125,74 @@ class JobService:
             return frozenset()
         return frozenset(p.target for p in self.controls.all())
 
-    def _owed(self, paused: frozenset[str] = frozenset()) -> JobRecord | None:
-        """Restart the first ended job owed a run: a re-offer, else a retry that is due."""
+    def _owed(self, paused: frozenset[str] = frozenset()) -> tuple[JobRecord | None, int]:
+        """Restart the first ended job owed a run: a re-offer, else a retry that is due.
+
+        Three queries, each read a page at a time: complete jobs owed a
+        re-offer, failed jobs not retried automatically but owed one, then
+        failed jobs due a retry (as their re-offer if they owe one, else
+        ``retry/N``); within a page the newest date first. A paused source's
+        runs are paged past (at most :data:`OWED_PAGES` pages a query). A run
+        whose source is no longer in the config, or whose prefix holds no
+        files, is dropped (:meth:`_check_owed`), so it never fills a page.
+        Returns the job handed out (or None) and the GCS checks made.
+        """
         now = self.clock()
-        scan = PAUSED_SCAN if paused - {HISTORICAL} else REOFFER_BATCH
-        reoffers = sorted(self.tracker.pending_reoffers(scan),
-                          key=lambda r: r.job.date, reverse=True)
-        owed = [(r, r.reoffer) for r in reoffers if not (r.retry_at and r.retry_at > now)]
-        owed += [(r, f"{RETRY}/{r.attempts + 1}") for r in self.tracker.retryable(now, scan)]
-        owed = [(r, offer) for r, offer in owed if source_name(r.job) not in paused]
-        for record, offer in owed:
-            try:
-                started = self.tracker.add_job(record.job, offer)
-            except JobAlreadyExists:
-                continue  # another caller restarted it first
-            log.info("handing out %s again as %s, attempt %d", started.key, offer, started.attempts)
-            return started
-        return None
+        size = PAUSED_SCAN if paused - {HISTORICAL} else REOFFER_BATCH
+        queries: tuple[tuple[Callable[[JobRecord | None], Iterable[JobRecord]], bool], ...] = (
+            (lambda after: self.tracker.pending_reoffers(size, after), False),
+            (lambda after: self.tracker.unretried_reoffers(size, after), False),
+            (lambda after: self.tracker.retryable(now, size, after), True),
+        )
+        steps = 0
+        for query, retry in queries:
+            after: JobRecord | None = None
+            for _ in range(OWED_PAGES):
+                page = list(query(after))
+                for record in sorted(page, key=lambda r: r.job.date, reverse=True):
+                    if source_name(record.job) in paused:
+                        continue
+                    if steps >= self.max_steps:
+                        return None, steps
+                    offer = record.reoffer or (f"{RETRY}/{record.attempts + 1}" if retry else "")
+                    steps += 1
+                    job = self._check_owed(record, offer)
+                    if job is None:
+                        continue
+                    try:
+                        started = self.tracker.add_job(job, offer)
+                    except JobAlreadyExists:
+                        continue  # another caller restarted it first
+                    log.info("handing out %s again as %s, attempt %d", started.key, offer,
+                             started.attempts)
+                    return started, steps
+                if len(page) < size:
+                    break
+                after = page[-1]
+        return None, steps
+
+    def _check_owed(self, record: JobRecord, offer: str) -> Job | None:
+        """Return the job to run for an owed ``offer``, with its source's current settings.
+
+        None, after dropping what the job is owed (recorded on its audit), if
+        its source is no longer in the config or its prefix holds no files: like
+        a stream candidate without files it is passed over; a stream offers it
+        again when files come.
+        """
+        name = source_name(record.job)
+        source = next((s for s in self.config.sources
+                       if (s.bucket, source_name(s)) == (record.job.bucket, name)), None)
+        if source is None:
+            why = f"{offer} dropped: source {record.job.bucket}/{name} is not in the config"
+            self.tracker.drop_owed(record.key, record, why, DROPPED_BY)
+            return None
+        job = Job(record.job.bucket, record.job.experiment, record.job.datatype, record.job.date,
+                  source.filter, source.datasets)
+        if not self.archives.has_files(job.bucket, job.prefix()):
+            self.tracker.drop_owed(record.key, record, f"{offer} dropped: no files under {job.path()}",
+                                   DROPPED_BY)
+            return None
+        return job
 
     def _cursor(self, stream: Stream) -> Position:
         stored = self.cursors.get(stream.value)

@@ -96,6 +96,10 @@ class _StillAlive(Exception):
     """Aborts an expiry transaction: the job showed life since the query."""
 
 
+class _NotOwed(Exception):
+    """Aborts dropping an owed run: the job changed since the query."""
+
+
 class LeaseLost(Exception):
     """The job is no longer the one a tick claimed; nothing was written.
 
@@ -183,9 +187,38 @@ class Tracker:
             raise JobNotFound(key) from None
         log.info("job %s is in flight; %s will offer it again when it ends", key, offer)
 
-    def pending_reoffers(self, limit: int) -> Iterator[JobRecord]:
-        """Stream ended jobs that wait to be offered again."""
-        return self.store.query_reoffers(sorted(transitions.TERMINAL), limit)
+    def pending_reoffers(self, limit: int, after: JobRecord | None = None) -> Iterator[JobRecord]:
+        """Stream complete jobs that wait to be offered again, a page after ``after``."""
+        return self.store.query_reoffers(State.COMPLETE, limit, after)
+
+    def unretried_reoffers(self, limit: int, after: JobRecord | None = None
+                           ) -> Iterator[JobRecord]:
+        """Stream failed jobs that are not retried automatically but wait to be offered again.
+
+        A failed job with a retry time comes with :meth:`retryable` once it is due.
+        """
+        return self.store.query_reoffers(State.FAILED, limit, after, no_retry=True)
+
+    def drop_owed(self, key: str, owed: JobRecord, why: str, who: str) -> bool:
+        """Drop the run the ended job ``owed`` (a re-offer, a retry), recording ``why`` on its audit.
+
+        One transaction; it writes nothing and returns False if the job is gone,
+        in flight again or owes another run since ``owed`` was read.
+        """
+
+        def change(rec: JobRecord, now: datetime) -> None:
+            if (rec.status.state not in transitions.TERMINAL
+                    or (rec.reoffer, rec.retry_at) != (owed.reoffer, owed.retry_at)):
+                raise _NotOwed(key)
+            rec.reoffer, rec.retry_at = "", None
+            rec.note(AuditEntry(now, who, "drop", why))
+
+        try:
+            self.administer(key, change)
+        except (_NotOwed, JobNotFound):
+            return False
+        log.warning("job %s: %s", key, why)
+        return True
 
     def set_status(self, key: str, state: State, detail: str = "") -> State:
         """Apply ``detail`` to the current state entry, then move to ``state`` if it differs.
@@ -328,16 +361,18 @@ class Tracker:
     def remove_complete(self, cutoff: datetime, limit: int) -> int:
         """Delete complete jobs last updated before ``cutoff``; return how many.
 
-        A job waiting to be offered again is kept until it is, and one that
-        changed since the query is left alone.
+        A job waiting to be offered again is kept until it is (the query leaves
+        it out, so it never fills a batch), and one that changed since the
+        query is left alone.
         """
-        done = self.store.query_before([State.COMPLETE], "last_update", cutoff, limit)
+        done = self.store.query_before([State.COMPLETE], "last_update", cutoff, limit,
+                                       equal={"reoffer": ""})
         return sum(self.store.delete_if_unchanged(r) for r in done if not r.reoffer)
 
-    def retryable(self, now: datetime, limit: int) -> list[JobRecord]:
-        """Return failed jobs whose backoff has passed, the newest job date first."""
-        due = self.store.query_before([State.FAILED], "retry_at", now + _TICK, limit)
-        return sorted(due, key=lambda r: r.job.date, reverse=True)
+    def retryable(self, now: datetime, limit: int, after: JobRecord | None = None
+                  ) -> list[JobRecord]:
+        """Return failed jobs whose backoff has passed, earliest due first, a page after ``after``."""
+        return list(self.store.query_before([State.FAILED], "retry_at", now + _TICK, limit, after))
 
     def leasable(self, states: list[State], now: datetime, limit: int) -> Iterator[JobRecord]:
         """Stream jobs in ``states`` whose lease is free or has run out, longest free first."""

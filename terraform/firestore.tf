@@ -21,6 +21,8 @@ locals {
     jobs_experiment_start = { collection = var.jobs_collection, fields = ["experiment", "start_time"] }
     jobs_datatype_start   = { collection = var.jobs_collection, fields = ["datatype", "start_time"] }
     jobs_state_reoffer    = { collection = var.jobs_collection, fields = ["state", "reoffer"] }
+    jobs_failed_reoffer   = { collection = var.jobs_collection, fields = ["state", "retry_at", "reoffer"] }
+    jobs_reoffer_update   = { collection = var.jobs_collection, fields = ["state", "reoffer", "last_update"] }
     jobs_state_activity   = { collection = var.jobs_collection, fields = ["state", "last_activity"] }
     jobs_state_update     = { collection = var.jobs_collection, fields = ["state", "last_update"] }
     jobs_state_retry      = { collection = var.jobs_collection, fields = ["state", "retry_at"] }

@@ -15,7 +15,7 @@ by a blind ``Increment`` to one of its shard documents.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, cast
 
@@ -51,6 +51,14 @@ from shared.store.errors import (
 
 #: Default collection of job documents.
 JOBS_COLLECTION = "jobs"
+
+
+def _page(query: firestore.Query, field: str, after: JobRecord | None) -> firestore.Query:
+    """Order ``query`` by ``field`` then document id, and start it after the job ``after``."""
+    query = query.order_by(field).order_by("__name__")
+    if after is None:
+        return query
+    return query.start_after({field: getattr(after, field), "__name__": doc_id(after.key)})
 
 
 def _entry_path(index: int, name: str) -> str:
@@ -176,22 +184,35 @@ class JobStore:
         """Ask, in one blind write, that the job be offered again as ``offer`` when it ends."""
         self._update(key, {"reoffer": offer}, IDEMPOTENT_WRITE_RETRY)
 
-    def query_reoffers(self, states: list[State], limit: int) -> Iterator[JobRecord]:
-        """Stream jobs in ``states`` that wait to be offered again."""
-        return self._stream(self._in_states(states).where(filter=FieldFilter("reoffer", ">", "")),
-                            limit)
+    def query_reoffers(self, state: State, limit: int, after: JobRecord | None = None,
+                       no_retry: bool = False) -> Iterator[JobRecord]:
+        """Stream jobs in ``state`` that wait to be offered again, by re-offer then key.
+
+        ``after``: the last job of the previous page. ``no_retry``: only jobs
+        without a retry time (a failed job that is not retried automatically).
+        """
+        query = self.collection.where(filter=FieldFilter("state", "==", state.value))
+        if no_retry:
+            query = query.where(filter=FieldFilter("retry_at", "==", None))
+        query = query.where(filter=FieldFilter("reoffer", ">", ""))
+        return self._stream(_page(query, "reoffer", after), limit)
 
     def query_before(
-        self, states: list[State], field: str, cutoff: datetime, limit: int
+        self, states: list[State], field: str, cutoff: datetime, limit: int,
+        after: JobRecord | None = None, equal: Mapping[str, Any] | None = None,
     ) -> Iterator[JobRecord]:
         """Stream jobs in ``states`` whose time ``field`` is before ``cutoff``, earliest first.
 
         ``field`` is ``last_activity``, ``last_update``, ``retry_at`` or ``lease_until`` (each has an index
-        with ``state``); jobs whose field is null never match.
+        with ``state``); jobs whose field is null never match. ``after``: the
+        last job of the previous page. ``equal``: fields that must have the
+        given values (``reoffer`` with ``last_update`` has its index).
         """
-        query = (self._in_states(states).where(filter=FieldFilter(field, "<", cutoff))
-                 .order_by(field))
-        return self._stream(query, limit)
+        query = self._in_states(states)
+        for name, value in (equal or {}).items():
+            query = query.where(filter=FieldFilter(name, "==", value))
+        query = query.where(filter=FieldFilter(field, "<", cutoff))
+        return self._stream(_page(query, field, after), limit)
 
     def _in_states(self, states: list[State]) -> firestore.Query:
         return self.collection.where(filter=FieldFilter("state", "in", [s.value for s in states]))

@@ -90,7 +90,7 @@ def test_operator_session_through_the_cli(server, capsys):
     code, out, _ = run(capsys, url, "job", key, "--json")
     body = json.loads(out)
     assert [a["Action"] for a in body["Audit"]] == ["fail", "retry"]
-    assert {a["Who"] for a in body["Audit"]} == {"carol"} and body["Attempts"] == 2
+    assert {a["Who"] for a in body["Audit"]} == {"carol (unverified)"} and body["Attempts"] == 2
     code, out, _ = run(capsys, url, "job", key)
     assert code == 0 and "History:" in out and "Audit:" in out and "stuck archive" in out
 
@@ -118,7 +118,7 @@ def test_operator_session_through_the_cli(server, capsys):
     code, out, _ = run(capsys, url, "cancel-reprocess", "--from", f"{second}", "--to", f"{second}",
                        "--json")
     cancelled = json.loads(out)
-    assert code == 0 and cancelled["Cancelled"] == 2 and cancelled["Who"] == "carol"
+    assert code == 0 and cancelled["Cancelled"] == 2 and cancelled["Who"] == "carol (unverified)"
     assert sorted(cancelled["Jobs"]) == [f"{server['archive']}/ndt/{dt}/{second:%Y%m%d}"
                                          for dt in "ab"]
     code, out, _ = run(capsys, url, "cancel-reprocess", "--from", f"{second}", "--to", f"{second}")
@@ -131,7 +131,7 @@ def test_operator_session_through_the_cli(server, capsys):
 
     code, out, _ = run(capsys, url, "export", "--json")
     exported = json.loads(out)
-    assert code == 0 and exported["jobs"] == 1 and exported["Who"] == "carol"
+    assert code == 0 and exported["jobs"] == 1 and exported["Who"] == "carol (unverified)"
     code, out, _ = run(capsys, url, "import", f"gs://{server['snapshots']}/{exported['latest']}")
     assert code == 0 and "1 already present" in out
 

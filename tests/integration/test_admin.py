@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import threading
@@ -17,6 +16,7 @@ from shared.gcs import ArchiveLister
 from shared.job_service import JobService
 from shared.model import Datasets, Job, State
 from shared.store import ControlStore, CursorStore, ReprocessQueue
+from tests.idtokens import CERTS, HOST, OTHER_KEY, signed, unsigned
 
 NOW_DAY = date(2026, 11, 27)  # the FakeClock's day; it stands at 12:00 UTC
 YESTERDAY = NOW_DAY - timedelta(days=1)
@@ -111,6 +111,10 @@ def add(tracker, bucket: str, datatype: str, day: date, *states: State) -> str: 
 
 
 OP = {"X-Operator": "alice"}
+#: Who a request with only OP is recorded as: the header is a claim no one verified.
+ALICE = "alice (unverified)"
+MALLORY = {"iss": "https://accounts.google.com", "aud": f"https://{HOST}",
+           "email": "mallory@example.org", "email_verified": True, "iat": 1, "exp": 9999999999}
 
 
 # --- looking ---------------------------------------------------------------------------------
@@ -165,7 +169,7 @@ def test_retry_makes_a_failed_job_due_now_and_is_audited(api, tracker, bucket, c
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert body["RetryAt"] == body["Audit"][-1]["Time"]
-    assert body["Audit"][-1] | {"Time": ""} == {"Time": "", "Who": "alice", "Action": "retry",
+    assert body["Audit"][-1] | {"Time": ""} == {"Time": "", "Who": ALICE, "Action": "retry",
                                                 "Detail": "due now as attempt 2"}
     again = service().next_job()
     assert again is not None and again.key == key and again.offer == "retry/2"
@@ -190,9 +194,9 @@ def test_fail_marks_a_job_in_flight_failed_with_the_reason(api, tracker, bucket,
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert body["State"] == "failed" and body["Previous"] == "parsing"
-    assert body["Error"] == "parsing: failed by alice: bad archive"
+    assert body["Error"] == f"parsing: failed by {ALICE}: bad archive"
     assert body["RetryAt"] is None
-    assert body["Audit"][-1]["Who"] == "alice" and body["Audit"][-1]["Detail"] == "in parsing: bad archive"
+    assert body["Audit"][-1]["Who"] == ALICE and body["Audit"][-1]["Detail"] == "in parsing: bad archive"
     clock.advance(hours=5)
     assert tracker.retryable(clock(), 10) == []  # not retried by itself
     # The parser's late update is refused: the job is terminal.
@@ -221,14 +225,35 @@ def test_bad_fail_requests_write_nothing(api, tracker, bucket, firestore_client,
     assert everything(firestore_client) == before
 
 
-def test_operator_is_the_id_tokens_email_else_the_header_else_anonymous(api, tracker, bucket):
-    claims = base64.urlsafe_b64encode(json.dumps({"email": "bob@example.org"}).encode()).decode()
-    token = f"eyJhbGciOiJSUzI1NiJ9.{claims.rstrip('=')}.signature"
-    keys = [add(tracker, bucket, "a", NOW_DAY - timedelta(days=d), State.PARSING) for d in (1, 2, 3)]
-    for key, headers in zip(keys, [{"Authorization": f"Bearer {token}", **OP}, OP, {}]):
-        api.post(f"/admin/job/fail?id={key}&reason=r", headers=headers)
-    assert [tracker.get_record(k).audit[-1].who for k in keys] == ["bob@example.org", "alice",
-                                                                   "anonymous"]
+@pytest.mark.parametrize("headers, deployed, status, who", [
+    ({"Authorization": f"Bearer {signed()}", **OP}, True, 200, "ops@example.org"),
+    ({"Authorization": f"Bearer {unsigned(MALLORY)}", **OP}, True, 401, None),
+    ({"Authorization": f"Bearer {signed(OTHER_KEY, email='mallory@example.org')}"}, True, 401,
+     None),
+    ({"Authorization": f"Bearer {signed(aud='https://other.a.run.app')}"}, True, 401, None),
+    (OP, False, 200, "alice (unverified)"),
+    ({}, True, 200, "anonymous"),
+], ids=["signed", "unsigned-mallory", "mallory-signed-by-another-key", "another-audience",
+        "header", "nothing-deployed"])
+def test_only_a_verified_id_token_names_the_operator(api, tracker, bucket, firestore_client,
+                                                     monkeypatch, headers, deployed, status, who):
+    """An ID token is verified against Google's certificates (here: a key made by the test)."""
+    from shared import admin as admin_module
+
+    monkeypatch.setattr(admin_module, "google_certs", lambda: CERTS)
+    if deployed:
+        monkeypatch.setenv("K_SERVICE", "admin")
+    else:
+        monkeypatch.delenv("K_SERVICE", raising=False)
+    key = add(tracker, bucket, "a", NOW_DAY - timedelta(days=1), State.PARSING)
+    before = everything(firestore_client)
+    response = api.post(f"/admin/job/fail?id={key}&reason=r", headers={"Host": HOST, **headers})
+    assert response.status_code == status
+    if who is None:
+        assert "the ID token is not valid" in response.get_json()["error"]
+        assert everything(firestore_client) == before
+    else:
+        assert tracker.get_record(key).audit[-1].who == who
 
 
 # --- reprocessing ---------------------------------------------------------------------------
@@ -247,7 +272,7 @@ def test_reprocessing_goes_after_daily_and_before_historical_and_restarts_finish
     assert response.get_json()["Queued"] == 2 and response.get_json()["Jobs"] == [done, failed]
     again = api.post(f"/admin/reprocess?from={old[1]}&to={old[2]}&sources=ndt/b", headers=OP)
     assert again.get_json() | {"Time": ""} == {"Queued": 0, "AlreadyQueued": 2, "Jobs": [],
-                                               "Who": "alice", "Time": ""}
+                                               "Who": ALICE, "Time": ""}
 
     handed = drain(service())
     daily = Job(bucket, "ndt", "a", YESTERDAY).key()
@@ -256,7 +281,7 @@ def test_reprocessing_goes_after_daily_and_before_historical_and_restarts_finish
                                - {done, failed})
     restarted = tracker.get_record(done)
     assert restarted.status.state is State.INIT and restarted.offer.startswith("reprocess/")
-    assert restarted.audit[-1].who == "alice" and restarted.audit[-1].action == "reprocess"
+    assert restarted.audit[-1].who == ALICE and restarted.audit[-1].action == "reprocess"
     assert tracker.get_record(failed).attempts == 2
     assert api.get("/admin/controls").get_json()["ReprocessQueued"] == 0
 
@@ -348,8 +373,8 @@ def test_cancelling_a_sub_range_removes_only_those_and_again_removes_nothing(
     assert response.status_code == 200, response.get_json()
     gone = [Job(bucket, "ndt", "b", d).key() for d in days[1:3]]
     assert response.get_json() | {"Time": ""} == {"Cancelled": 2, "HandedOut": 0, "Jobs": gone,
-                                                  "Who": "bob", "Time": ""}
-    assert (f"bob cancelled 2 queued reprocessing jobs ({days[1]} to {days[2]}, ndt/b)"
+                                                  "Who": "bob (unverified)", "Time": ""}
+    assert (f"bob (unverified) cancelled 2 queued reprocessing jobs ({days[1]} to {days[2]}, ndt/b)"
             in caplog.text)
     again = api.post(f"/admin/reprocess/cancel?from={days[1]}&to={days[2]}&sources=ndt/b",
                      headers={"X-Operator": "bob"}).get_json()
@@ -478,9 +503,9 @@ def test_pausing_history_stops_the_historical_stream_until_resumed(api, bucket, 
     assert api.post("/admin/pause?target=historical&reason=backfill+later", headers=OP).status_code == 200
     assert drain(service()) == [Job(bucket, "ndt", "a", YESTERDAY).key()]  # daily goes on
     controls = api.get("/admin/controls").get_json()
-    assert controls["Historical"]["Who"] == "alice" and controls["Historical"]["Reason"] == "backfill later"
+    assert controls["Historical"]["Who"] == ALICE and controls["Historical"]["Reason"] == "backfill later"
     status = api.get("/status?format=json").get_json()
-    assert [(p["Target"], p["Who"]) for p in status["Paused"]] == [("historical", "alice")]
+    assert [(p["Target"], p["Who"]) for p in status["Paused"]] == [("historical", ALICE)]
     assert "Paused:</strong> the historical cycle, by alice" in api.get("/status").get_data(as_text=True)
     assert api.post("/admin/resume?target=historical", headers=OP).status_code == 200
     assert drain(service()) == [Job(bucket, "ndt", "a", day).key()]
@@ -523,7 +548,7 @@ def test_pausing_twice_is_refused_naming_who_paused(api):
 def test_export_now_and_import_from_gcs(api, tracker, bucket, snapshots, firestore_client):
     add(tracker, bucket, "a", YESTERDAY, State.PARSING)
     body = api.post("/admin/snapshot/export", headers=OP).get_json()
-    assert body["jobs"] == 1 and body["Who"] == "alice" and snapshots.get_blob(body["object"])
+    assert body["jobs"] == 1 and body["Who"] == ALICE and snapshots.get_blob(body["object"])
     imported = api.post(f"/admin/snapshot/import?source=gs://{snapshots.name}/{body['latest']}",
                         headers=OP).get_json()
     assert imported["Total"] == 1 and imported["Created"] == 0 and imported["AlreadyPresent"] == 1

@@ -188,3 +188,24 @@ def test_maintain_over_http(http, tracker, clock, monkeypatch):
     assert body["expired"] == [job(1).key()] and body["jobs"] == 1 and "duration_seconds" in body
     status = http.get("/status?format=json").get_json()["Jobs"][0]
     assert status["Attempts"] == 1 and status["RetryAt"] is not None
+
+
+def test_complete_jobs_owed_a_reoffer_never_fill_the_clean_up_batch(tracker, store, clock,
+                                                                     monkeypatch):
+    """The oldest complete jobs all owe re-offers (say, of a paused source): the others still go."""
+    from shared import maintenance
+    from shared.store import JobRecord
+
+    monkeypatch.setattr(maintenance, "BATCH", 3)
+    records = []
+    for day in range(1, 7):
+        at = clock.now + timedelta(minutes=day)
+        record = JobRecord.new(job(day), at)
+        record.status.new_state(State.COMPLETE, at)
+        record.reoffer = "historical/1/x/0" if day <= 4 else ""
+        records.append(record)
+    store.create_missing(records)
+    clock.advance(hours=4)
+
+    assert Maintenance(tracker, POLICY).run()["removed_complete"] == 2
+    assert {r.key for r in tracker.get_state()} == {job(day).key() for day in range(1, 5)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 
@@ -12,7 +12,7 @@ from shared.config import Config, Source
 from shared.gcs import ArchiveLister
 from shared.job_service import JobService
 from shared.model import Datasets, Job, State
-from shared.store import CursorStore
+from shared.store import ControlStore, CursorStore, JobRecord, Pause
 
 NOW_DAY = date(2026, 11, 27)  # the FakeClock's day; it stands at 12:00 UTC
 YESTERDAY = NOW_DAY - timedelta(days=1)
@@ -237,3 +237,102 @@ def test_bad_config_answers_500_naming_the_field(http, monkeypatch, tmp_path):
     response = http.post("/v2/job/next")
     assert response.status_code == 500
     assert "sources" in response.get_json()["error"]
+
+
+# --- owed runs: re-offers and retries ----------------------------------------------------------
+
+LONG_AGO = date(2026, 10, 1)  # before every stream's start: only owed runs reach these days
+
+
+def ended(bucket: str, datatype: str, day: date, state: State, at: datetime, *, reoffer: str = "",
+          retry_at: datetime | None = None) -> JobRecord:
+    """A record of a job that ended in ``state`` at ``at``, owing ``reoffer`` or a retry at ``retry_at``."""
+    record = JobRecord.new(Job(bucket, "ndt", datatype, day, "", DS), at, "historical/0/x/0")
+    record.status.new_state(state, at)
+    record.reoffer, record.retry_at = reoffer, retry_at
+    return record
+
+
+def test_a_paused_source_with_many_due_retries_does_not_starve_another_sources(
+        make_service, firestore_client, store, gcs_client, bucket, clock):
+    """Due retries are read a page at a time by due time; a paused source's are paged past."""
+    config = make_config(bucket, ("a", False), ("b", False), start=NOW_DAY - timedelta(days=2))
+    earlier = clock.now - timedelta(hours=1)
+    days = [LONG_AGO + timedelta(days=i) for i in range(250)]
+    store.create_missing(
+        [ended(bucket, "a", day, State.FAILED, earlier, retry_at=earlier + timedelta(seconds=i))
+         for i, day in enumerate(days)]
+        + [ended(bucket, "b", LONG_AGO, State.FAILED, clock.now, retry_at=clock.now)])
+    put_files(gcs_client, bucket, "a", *days[:3])
+    put_files(gcs_client, bucket, "b", LONG_AGO)
+    ControlStore(firestore_client).pause(Pause("ndt/a", "alice", clock.now, "quota"))
+    service = JobService(make_service(config).tracker, CursorStore(firestore_client),
+                         ArchiveLister(gcs_client), config, clock=clock,
+                         controls=ControlStore(firestore_client))
+
+    handed = service.next_job()
+    assert handed is not None and handed.key == key(bucket, "b", LONG_AGO)
+    assert handed.offer == "retry/2"
+    assert service.next_job() is None  # a's retries wait for the resume
+
+
+def test_a_due_reoffer_is_not_held_up_by_failed_jobs_in_their_backoff(
+        make_service, store, gcs_client, bucket, clock):
+    """Re-offers of failed jobs in their backoff never fill the page a due re-offer is read in."""
+    config = make_config(bucket, ("a", False), start=NOW_DAY - timedelta(days=2))
+    later = clock.now + timedelta(hours=1)
+    days = [LONG_AGO + timedelta(days=i) for i in range(15)]
+    store.create_missing(
+        [ended(bucket, "a", day, State.FAILED, clock.now, reoffer=f"daily/0/{day:%Y%m%d}/0",
+               retry_at=later) for day in days[1:]]
+        + [ended(bucket, "a", days[0], State.COMPLETE, clock.now, reoffer="historical/1/x/0")])
+    put_files(gcs_client, bucket, "a", *days)
+    service = make_service(config)
+
+    handed = service.next_job()
+    assert handed is not None and handed.key == key(bucket, "a", days[0])
+    assert handed.offer == "historical/1/x/0"
+    assert service.next_job() is None  # the failed ones are still in their backoff
+    clock.advance(hours=2)
+    assert len(drain(service)) == len(days) - 1  # then each is handed out as its re-offer
+
+
+@pytest.mark.parametrize("state, reoffer, retry_at, in_config, files, handed, why", [
+    ("complete", "historical/1/x/0", None, True, True, "historical/1/x/0", None),
+    ("failed", "historical/1/x/0", None, True, True, "historical/1/x/0", None),
+    ("failed", "", "due", True, True, "retry/2", None),
+    ("complete", "historical/1/x/0", None, False, True, None,
+     "historical/1/x/0 dropped: source {bucket}/ndt/gone is not in the config"),
+    ("failed", "", "due", False, True, None,
+     "retry/2 dropped: source {bucket}/ndt/gone is not in the config"),
+    ("complete", "historical/1/x/0", None, True, False, None,
+     "historical/1/x/0 dropped: no files under gs://{bucket}/ndt/{datatype}/2026/10/01/"),
+    ("failed", "daily/0/x/0", "due", True, False, None,
+     "daily/0/x/0 dropped: no files under gs://{bucket}/ndt/{datatype}/2026/10/01/"),
+], ids=["reoffer-complete", "reoffer-failed-no-retry", "retry", "reoffer-source-gone",
+        "retry-source-gone", "reoffer-no-files", "retry-no-files"])
+def test_an_owed_run_is_handed_out_only_for_a_source_of_the_config_with_files(
+        make_service, store, tracker, gcs_client, bucket, clock,
+        state, reoffer, retry_at, in_config, files, handed, why):
+    """Like a stream candidate; what cannot run is dropped (on the audit), so it never clogs a page."""
+    datatype = "a" if in_config else "gone"
+    config = make_config(bucket, ("a", False), start=NOW_DAY - timedelta(days=2))
+    record = ended(bucket, datatype, LONG_AGO, State(state), clock.now - timedelta(hours=1),
+                   reoffer=reoffer, retry_at=clock.now if retry_at else None)
+    store.create_missing([record])
+    if files:
+        put_files(gcs_client, bucket, datatype, LONG_AGO)
+    service = make_service(config)
+
+    started = service.next_job()
+    after = tracker.get_record(record.key)
+    if handed:
+        assert started is not None and started.key == record.key and started.offer == handed
+        assert after.status.state is State.INIT and after.job.datasets == DS
+        return
+    assert started is None
+    assert after.status.state is State(state) and (after.reoffer, after.retry_at) == ("", None)
+    assert [(e.who, e.action, e.detail) for e in after.audit] == [
+        ("next-job", "drop", why.format(bucket=bucket, datatype=datatype))]
+    assert list(tracker.pending_reoffers(10)) == [] and tracker.retryable(clock.now, 10) == []
+    assert service.next_job() is None

@@ -1,14 +1,10 @@
-"""The operator command line's parser, its API calls and tables, and who an operator is."""
+"""The operator command line's parser, its API calls and tables."""
 
 from __future__ import annotations
-
-import base64
-import json
 
 import pytest
 
 from shared import cli
-from shared.admin import operator
 
 
 def call(*argv: str) -> cli.Request:
@@ -73,23 +69,3 @@ def test_usage_errors_exit_2(argv, capsys):
 def test_tables_align_columns():
     text = cli.table(("A", "LONGER"), [("xxxx", 1), ("y", None)])
     assert text.splitlines() == ["A     LONGER", "xxxx  1", "y"]
-
-
-def _token(claims: dict) -> str:
-    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
-    return f"Bearer eyJhbGciOiJSUzI1NiJ9.{payload}.sig"
-
-
-@pytest.mark.parametrize("authorization, header, who", [
-    (_token({"email": "ops@example.org"}), "alice", "ops@example.org"),
-    (_token({"sub": "123"}), "alice", "alice"),
-    ("Bearer not-a-token", "alice", "alice"),
-    ("Bearer a.!!!.c", "", "anonymous"),
-    ("", "", "anonymous"),
-    ("", "x" * 300, "anonymous"),
-    ("", "bad\nname", "anonymous"),
-    ("", " alice\n", "alice"),
-    (_token({"email": "<script>"}), "", "anonymous"),
-])
-def test_operator_from_the_token_email_else_the_header(authorization, header, who):
-    assert operator(authorization, header) == who

@@ -238,9 +238,16 @@ INVALID: list[tuple[str, list[tuple[str, Any]], str, str]] = [
      "sources[1].target_datasets.tmp", "invalid BigQuery dataset id"),
     # filter
     ("filter-bad-regex", [("sources[0].filter", "([a-z")], "sources[0].filter",
-     "invalid regular expression '([a-z': unterminated character set"),
+     "invalid regular expression '([a-z': RE2, the parsers' regexp syntax, refuses it: missing ]"),
     ("filter-bad-group", [("sources[0].filter", "a)")], "sources[0].filter",
-     "unbalanced parenthesis"),
+     "RE2, the parsers' regexp syntax, refuses it: unexpected )"),
+    # Python's re accepts these; the parsers' RE2 does not
+    ("filter-lookbehind", [("sources[0].filter", r"(?<=ndt)\.tgz$")], "sources[0].filter",
+     "RE2, the parsers' regexp syntax, refuses it: invalid perl operator: (?<="),
+    ("filter-lookahead", [("sources[0].filter", r"^(?!x).*")], "sources[0].filter",
+     "RE2, the parsers' regexp syntax, refuses it: invalid perl operator: (?!"),
+    ("filter-backreference", [("sources[0].filter", r"(a)\1")], "sources[0].filter",
+     "RE2, the parsers' regexp syntax, refuses it: invalid escape sequence: \\1"),
     ("filter-number", [("sources[0].filter", 5)], "sources[0].filter", "expected a string"),
     # flags
     ("daily-only-text", [("sources[0].daily_only", "maybe")], "sources[0].daily_only",
@@ -293,6 +300,8 @@ VALID_EDGES: list[tuple[str, list[tuple[str, Any]], str, Any]] = [
     ("datatype-100", [("sources[0].datatype", "d" * 100)], "datatype", "d" * 100),
     ("filter", [("sources[0].filter", r".*\.tgz$")], "filter", r".*\.tgz$"),
     ("filter-null", [("sources[0].filter", None)], "filter", ""),
+    ("filter-re2-named-group", [("sources[0].filter", r"(?P<day>\d{8}).*\.tgz$")], "filter",
+     r"(?P<day>\d{8}).*\.tgz$"),
     ("join-null", [("sources[0].target_datasets.join", None)], "datasets",
      Datasets("tmp_ndt", "raw_ndt", "")),
     ("join-empty", [("sources[0].target_datasets.join", "")], "datasets",
@@ -687,3 +696,24 @@ def test_source_pipeline(line: str, expected: tuple[State, ...] | None) -> None:
 def test_a_pipeline_the_table_forbids_names_the_source(steps: str) -> None:
     with pytest.raises(ConfigError, match=r"sources\[0\]\.pipeline: .*transition table"):
         parse_config(PIPELINE_BASE + f"    pipeline: {steps}\n", {})
+
+
+def _sources(n: int) -> list[dict[str, Any]]:
+    """``n`` distinct sources like BASE's second one."""
+    return [{**copy.deepcopy(BASE["sources"][1]), "datatype": f"type{i}"} for i in range(n)]
+
+
+@pytest.mark.parametrize("count, problem", [
+    (1, None),
+    (1000, None),
+    (1001, "sources: at most 1000 sources (stream positions number them below 1000); got 1001"),
+    (2500, "sources: at most 1000 sources (stream positions number them below 1000); got 2500"),
+], ids=["one", "1000", "1001", "2500"])
+def test_the_number_of_sources_is_capped_by_the_position_encoding(
+        count: int, problem: str | None) -> None:
+    """Positions count sources in base 1,000: a 1001st source would collide with the next day's first."""
+    text = dump(with_changes(("sources", _sources(count))))
+    if problem is None:
+        assert len(parse_config(text, {}).sources) == count
+    else:
+        assert rejected(text).problems == [problem]
