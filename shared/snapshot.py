@@ -76,9 +76,11 @@ from marshmallow import RAISE, Schema, ValidationError, fields
 from shared.errors import Unavailable
 from shared.gcs import TRANSIENT
 from shared.gotime import format_time
-from shared.model import UTC, Datasets, Job, StateInfo, Status
-from shared.schemas import GoTime, JobSchema, StatusSchema
-from shared.store import JobRecord, JobStore
+from shared import limits, transitions
+from shared.model import UTC, Datasets, Job, State, StateInfo, Status
+from shared.schemas import GoTime, JobSchema, StatusSchema, in_window
+from shared.store import MAX_BATCH, JobRecord, JobStore, doc_id
+from shared.store.documents import to_document
 
 #: Name of the pointer object under the snapshot prefix.
 POINTER_NAME = "latest.json"
@@ -115,6 +117,24 @@ class SnapshotError(ValueError):
         count = len(self.problems)
         head = f"snapshot refused ({count} problem{'s' if count != 1 else ''}, nothing written)"
         super().__init__(head + ":\n  " + "\n  ".join(self.problems))
+
+
+class ImportInterrupted(Exception):
+    """An import stopped mid-way (Firestore failed): the jobs created, those already there, those not written.
+
+    Batches are written whole or not at all, so :attr:`not_written` is exact
+    (a job created meanwhile by someone else aside). Importing the same file
+    again creates exactly the jobs still missing.
+    """
+
+    def __init__(self, created: list[str], already_present: list[str], not_written: list[str],
+                 cause: BaseException) -> None:
+        self.created, self.already_present, self.not_written = created, already_present, not_written
+        self.cause = cause
+        super().__init__(
+            f"import stopped by {type(cause).__name__}: {cause}; {len(created)} jobs created, "
+            f"{len(already_present)} already present, {len(not_written)} not written; "
+            "import the same file again to finish (only missing jobs are created)")
 
 
 class SnapshotUnavailable(Unavailable):
@@ -180,7 +200,7 @@ class SnapshotSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    save_time = GoTime(data_key="SaveTime", required=True)
+    save_time = GoTime(data_key="SaveTime", required=True, validate=in_window)
     statuses = fields.Dict(keys=fields.String(), values=fields.Raw(), data_key="Statuses",
                            required=True)
     jobs = fields.Dict(keys=fields.String(), values=fields.Raw(), data_key="Jobs", required=True)
@@ -281,8 +301,9 @@ def parse_snapshot(data: Any) -> Snapshot:
         loaded = _load_entry(_STATUS, raw, where, problems)
         if loaded is None:
             continue
-        if loaded["update_count"] < 0:
-            problems.append(f"{where}.UpdateCount: must not be negative")
+        edge = _illegal_edge(loaded["history"])
+        if edge:
+            problems.append(f"{where}.History{edge}")
             continue
         statuses[key] = _status(loaded)
 
@@ -306,11 +327,42 @@ def parse_snapshot(data: Any) -> Snapshot:
             continue
         jobs[key] = job
 
+    records = [JobRecord(jobs[key], status, last_update_of(status))
+               for key, status in sorted(statuses.items()) if key in jobs]
+    if not problems:  # only whole records: each problem above is reported once
+        for record in records:
+            problems.extend(f"{_where('Statuses', record.key)}: the job's document: {p}"
+                            for p in record_problems(record))
     if problems:
         raise SnapshotError(problems)
-    records = [JobRecord(jobs[key], status, last_update_of(status))
-               for key, status in sorted(statuses.items())]
     return Snapshot(records, top.get("save_time"), sorted(skipped))
+
+
+def _illegal_edge(history: list[dict[str, Any]]) -> str | None:
+    """Describe the first step of a loaded history the transition table does not allow.
+
+    The one exception: any state may follow ``failed``. The Go tracker accepted
+    every change, and its parsers kept updating a job after another task had
+    failed it, so Go histories hold such steps; the job's state is its last entry.
+    """
+    for i in range(1, len(history)):
+        before, after = history[i - 1]["state"], history[i]["state"]
+        if before is State.FAILED:
+            continue
+        if after is before or not transitions.is_allowed(before, after):
+            return (f"[{i}].State: {after.value} cannot follow {before.value} "
+                    "(see the transition table)")
+    return None
+
+
+def record_problems(record: JobRecord) -> list[str]:
+    """List what Firestore would refuse in the record's document (:func:`shared.limits.document_problems`).
+
+    The document name is bounded by Firestore's longest collection id, as the
+    collection is configurable.
+    """
+    name = limits.name_size("c" * limits.MAX_COLLECTION_ID_BYTES, doc_id(record.key))
+    return limits.document_problems(to_document(record), name)
 
 
 def _decode(content: str | bytes) -> Any:
@@ -372,12 +424,24 @@ def import_snapshot(store: JobStore, records: Sequence[JobRecord]) -> ImportResu
 
     Importing the same records again creates nothing. ``records`` usually is a
     :class:`Snapshot`, whose skipped keys are passed on in the result.
-    ValueError if two records share a key.
+    ValueError if two records share a key. Records go in batches of
+    :data:`~shared.store.MAX_BATCH`, each written whole or not at all; if
+    Firestore fails mid-way, :class:`ImportInterrupted` says which jobs were
+    created and which not, and importing again finishes the job.
     """
     keys = [r.key for r in records]
     if len(set(keys)) != len(keys):
         raise ValueError("records to import must have distinct keys")
-    created = store.create_missing(list(records))
+    created: list[str] = []
+    done = 0
+    try:
+        for done in range(0, len(records), MAX_BATCH):
+            created.extend(store.create_missing(list(records[done:done + MAX_BATCH])))
+    except Exception as exc:
+        made = set(created)
+        raise ImportInterrupted(
+            created=created, already_present=[k for k in keys[:done] if k not in made],
+            not_written=keys[done:], cause=exc) from exc
     skipped = list(records.skipped) if isinstance(records, Snapshot) else []
     return ImportResult(total=len(keys), created=len(created),
                         already_present=len(keys) - len(created), skipped=skipped)
