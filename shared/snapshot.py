@@ -18,8 +18,10 @@ writes a new, create-only object ``<prefix>YYYY-MM-DDTHH-MM-SS.ffffffZ.json``
 (names sort by time); memory stays bounded whatever the job count (statuses go
 straight into the upload, jobs through a temporary file that spills to disk
 beyond 8 MiB). Then ``<prefix>latest.json`` is pointed at it (the pointer only
-moves forward, to a later name) and all but the newest ``keep`` snapshots are
-deleted. A failed export leaves no partial object.
+moves forward, to a later name, except away from a snapshot named more than
+:data:`~shared.limits.MAX_CLOCK_SKEW` after the export's time: a clock far ahead
+wrote it) and all but the newest ``keep`` snapshots are deleted (such far-ahead
+snapshots counting as the oldest). A failed export leaves no partial object.
 
 **Import** (:func:`read_snapshot` / :func:`load_snapshot`, then
 :func:`import_snapshot`) validates the whole file first. A malformed file is
@@ -523,9 +525,33 @@ def _upload(store: JobStore, blob: storage.Blob, save_time: str,
     return count, size
 
 
-def _write_pointer(bucket: storage.Bucket, pointer: str, name: str, body: bytes,
+def _name_time(name: str) -> datetime | None:
+    """The time a snapshot object name (without its prefix) carries, or None if it is not one."""
+    if not _SNAPSHOT_RE.match(name):
+        return None
+    try:
+        return datetime.strptime(name[:26], "%Y-%m-%dT%H-%M-%S.%f").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _ahead(name: str, now: datetime) -> bool:
+    """Whether snapshot ``name`` (without prefix) is named more than the clock skew after ``now``.
+
+    Such a snapshot was written by a clock far ahead; it must not pin the
+    pointer nor outlive the real ones when pruning.
+    """
+    when = _name_time(name)
+    return when is not None and when > now + limits.MAX_CLOCK_SKEW
+
+
+def _write_pointer(bucket: storage.Bucket, pointer: str, name: str, body: bytes, now: datetime,
                    retry: Any = DEFAULT_RETRY) -> bool:
-    """Point ``pointer`` at ``name`` unless it names a later snapshot; return whether it was written."""
+    """Point ``pointer`` at ``name`` unless it names a later snapshot; return whether it was written.
+
+    A later snapshot named more than :data:`~shared.limits.MAX_CLOCK_SKEW` after ``now``
+    does not count: the pointer moves back from it.
+    """
     prefix = pointer[: -len(POINTER_NAME)]
     for _ in range(3):
         current = bucket.get_blob(pointer, retry=retry)
@@ -537,7 +563,8 @@ def _write_pointer(bucket: storage.Bucket, pointer: str, name: str, body: bytes,
             except (ValueError, AttributeError, gexc.NotFound):
                 named = None
             if (isinstance(named, str) and named.startswith(prefix)
-                    and _SNAPSHOT_RE.match(named[len(prefix):]) and named > name):
+                    and _SNAPSHOT_RE.match(named[len(prefix):]) and named > name
+                    and not _ahead(named[len(prefix):], now)):
                 return False
         try:
             bucket.blob(pointer).upload_from_string(
@@ -550,12 +577,15 @@ def _write_pointer(bucket: storage.Bucket, pointer: str, name: str, body: bytes,
     raise SnapshotUnavailable(f"gs://{bucket.name}/{pointer} keeps changing; try again")
 
 
-def _prune(bucket: storage.Bucket, prefix: str, keep: int, mine: str,
+def _prune(bucket: storage.Bucket, prefix: str, keep: int, mine: str, now: datetime,
            retry: Any = DEFAULT_RETRY) -> list[str]:
-    """Delete all but the newest ``keep`` snapshots under ``prefix`` (never ``mine``)."""
+    """Delete all but the newest ``keep`` snapshots under ``prefix`` (never ``mine``).
+
+    Snapshots named more than the clock skew after ``now`` count as the oldest.
+    """
     blobs = {b.name: b for b in bucket.list_blobs(prefix=prefix, delimiter="/", retry=retry)
              if _SNAPSHOT_RE.match(b.name[len(prefix):])}
-    names = sorted(blobs)
+    names = sorted(blobs, key=lambda n: (not _ahead(n[len(prefix):], now), n))
     deleted = []
     for name in names[: max(0, len(names) - keep)]:
         if name == mine:
@@ -602,8 +632,8 @@ def write_snapshot(
             raise SnapshotUnavailable(f"{where}: {name} exists; try again later") from None
         pointer = prefix + POINTER_NAME
         body = json.dumps({"object": name, "SaveTime": save_time, "jobs": jobs}).encode()
-        updated = _write_pointer(bucket, pointer, name, body, retry)
-        deleted = _prune(bucket, prefix, keep, name, retry)
+        updated = _write_pointer(bucket, pointer, name, body, now, retry)
+        deleted = _prune(bucket, prefix, keep, name, now, retry)
     return SnapshotResult(bucket=bucket.name, object=name, jobs=jobs, bytes=size,
                           save_time=save_time, latest=pointer, latest_updated=updated,
                           deleted=deleted)

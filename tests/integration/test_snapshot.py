@@ -217,6 +217,28 @@ def test_latest_pointer_never_moves_back(store, bucket, clock):
     assert bucket.blob(earlier.object).exists()
 
 
+def test_a_snapshot_from_a_clock_far_ahead_does_not_pin_the_pointer(store, bucket, clock):
+    ahead = write_snapshot(store, bucket, clock() + timedelta(days=3650), keep=2)  # a fast clock
+    assert ahead.latest_updated
+
+    right = write_snapshot(store, bucket, clock.advance(minutes=30), keep=2)
+    assert right.latest_updated
+    assert read_json(bucket, "snapshots/latest.json")["object"] == right.object
+    later = write_snapshot(store, bucket, clock.advance(minutes=30), keep=2)
+    assert later.latest_updated and read_json(bucket, "snapshots/latest.json")["object"] == (
+        later.object)
+    # Pruning counts it as the oldest: the two real ones are kept.
+    assert later.deleted == [ahead.object]
+    assert names(bucket) == sorted([right.object, later.object, "snapshots/latest.json"])
+
+
+def test_a_snapshot_ahead_by_less_than_the_skew_still_holds_the_pointer(store, bucket, clock):
+    ahead = write_snapshot(store, bucket, clock() + timedelta(hours=23))
+    behind = write_snapshot(store, bucket, clock())
+    assert not behind.latest_updated
+    assert read_json(bucket, "snapshots/latest.json")["object"] == ahead.object
+
+
 def test_failed_export_leaves_no_object(store, tracker, bucket, clock, monkeypatch):
     for day in range(1, 4):
         tracker.add_job(Job("archive-a", "ndt", "ndt7", date(2026, 11, day)))
