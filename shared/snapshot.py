@@ -34,6 +34,12 @@ nothing is written. Refused:
 * a status or job entry with a bad or missing field (times must be RFC 3339;
   nanoseconds and offsets are accepted, precision beyond microseconds is
   dropped), an empty ``History`` or an unknown state, a negative ``UpdateCount``;
+* anything Firestore would refuse (:mod:`shared.limits`): an ``UpdateCount``
+  beyond int64, a job document over 1 MiB, an indexed string over 1,500 bytes;
+  and times (job dates too) outside 1970 to 2200 (a ``HeartbeatTime`` may be
+  Go's zero time);
+* a history step the transition table does not allow, or a repeated state,
+  except after ``failed`` (see :func:`_illegal_edge`);
 * a key that is not a valid job key (``bucket/experiment/datatype/YYYYMMDD``);
 * a job (with a status) whose fields do not match its key;
 * a status without a ``Jobs`` entry: the job's bucket and datasets are unknown,
@@ -51,7 +57,8 @@ objects, but their key is not checked; their keys are reported in
 (:meth:`JobStore.create_missing`); a job already there is left untouched
 whatever its state, because the live state is newer than any snapshot.
 Importing the same file twice therefore changes nothing the second time, and an
-interrupted import can simply be run again. To restore a job from a snapshot
+interrupted import (:class:`ImportInterrupted` lists the jobs created and not
+written) can simply be run again. To restore a job from a snapshot
 over a live one, delete the live one first.
 """
 
