@@ -123,7 +123,7 @@ def _export(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return the exit status."""
     args = _parser().parse_args(argv)
-    from shared.snapshot import SnapshotError
+    from shared.snapshot import ImportInterrupted, SnapshotError
 
     try:
         out = _import(args) if args.command == "import-snapshot" else _export(args)
@@ -132,6 +132,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             print(json.dumps({"error": "snapshot refused", "problems": exc.problems}))
         return EXIT_REFUSED
+    except ImportInterrupted as exc:
+        lists = {"created": exc.created, "already_present": exc.already_present,
+                 "not_written": exc.not_written}
+        print(f"error: {exc}", file=sys.stderr)
+        for name, keys in lists.items():
+            print(f"{name.replace('_', ' ')} ({len(keys)}):", *keys, sep="\n  ", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": str(exc), **lists}))
+        return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - an operator command reports every failure
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         if args.json:

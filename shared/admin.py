@@ -73,7 +73,7 @@ _EARLIEST, _LATEST = date(1970, 1, 1), date(9999, 12, 31)
 
 
 class AdminRejected(TrackerError):
-    """The operator's request was refused; :attr:`status` is the HTTP answer (400 or 409)."""
+    """The operator's request was refused; :attr:`status` is the HTTP answer (400, 409, or 503)."""
 
     def __init__(self, status: int, message: str, fields: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -400,11 +400,12 @@ class Admin:
     def import_snapshot(self, source: str, who: str) -> dict[str, Any]:
         """Create the jobs of snapshot ``source`` (``gs://…``) that Firestore lacks.
 
-        A malformed file is refused (400, every problem listed, nothing written).
+        A malformed file is refused (400, every problem listed, nothing written); a
+        Firestore failure mid-way answers 503 with the keys created and not written.
         """
         from google.api_core import exceptions as gexc
 
-        from shared.snapshot import SnapshotError, import_snapshot
+        from shared.snapshot import ImportInterrupted, SnapshotError, import_snapshot
 
         if self.load is None:
             raise AdminRejected(409, "snapshot import is not available here")
@@ -414,7 +415,12 @@ class Admin:
             raise AdminRejected(400, str(exc), {"problems": exc.problems}) from None
         except (FileNotFoundError, gexc.NotFound):
             raise AdminRejected(400, f"no such snapshot object {source}") from None
-        result = import_snapshot(self.tracker.store, snapshot)
+        try:
+            result = import_snapshot(self.tracker.store, snapshot)
+        except ImportInterrupted as exc:
+            raise AdminRejected(503, str(exc), {
+                "Created": exc.created, "AlreadyPresent": exc.already_present,
+                "NotWritten": exc.not_written}) from exc
         log.info("%s imported %s: %d created, %d already present", who, source, result.created,
                  result.already_present)
         return {"Source": source, "Total": result.total, "Created": result.created,

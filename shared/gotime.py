@@ -41,8 +41,10 @@ def parse_time(text: str) -> datetime:
         tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
     try:
         return base.replace(microsecond=micros, tzinfo=tz).astimezone(UTC)
-    except OverflowError:  # before year 1 in UTC: Go's zero time in another zone
-        return ZERO_TIME
+    except OverflowError:
+        if base.year == 1:  # before year 1 in UTC: Go's zero time in another zone
+            return ZERO_TIME
+        raise ValueError(f"time out of range (after year 9999 in UTC): {text!r}") from None
 
 
 def format_duration(value: timedelta) -> str:

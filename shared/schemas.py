@@ -9,6 +9,7 @@ exact JSON shape of the Go tracker (``Job``, ``Status``, ``StateInfo``).
 
 from __future__ import annotations
 
+from datetime import date, datetime, time
 from typing import Any
 
 from marshmallow import (
@@ -23,11 +24,11 @@ from marshmallow import (
 )
 
 from shared.gotime import format_time, parse_time
-from shared.model import Job, State
+from shared.limits import INT64_MAX, MAX_TEXT_BYTES, time_problem
+from shared.model import UTC, Job, State
 
-#: Longest detail or error text accepted, in characters. A GCS object name is at
-#: most 1,024 bytes, so a detail naming one archive always fits.
-MAX_DETAIL_LENGTH = 4096
+#: Longest detail, error or reason accepted, in UTF-8 bytes (:data:`shared.limits.MAX_TEXT_BYTES`).
+MAX_DETAIL_LENGTH = MAX_TEXT_BYTES
 
 #: The message marshmallow reports for an absent required parameter.
 MISSING = "Missing data for required field."
@@ -74,8 +75,37 @@ class GoTime(fields.Field):
             raise ValidationError(str(exc)) from None
 
 
+def _within_text_bytes(text: str) -> None:
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_TEXT_BYTES:
+        raise ValidationError(f"{size} bytes (UTF-8); at most {MAX_TEXT_BYTES} are accepted")
+
+
 def _text(**kwargs: Any) -> fields.String:
-    return fields.String(validate=validate.Length(max=MAX_DETAIL_LENGTH), **kwargs)
+    return fields.String(validate=_within_text_bytes, **kwargs)
+
+
+def in_window(value: datetime | date) -> None:
+    """Refuse a time (or job date) outside the window the tracker stores (:mod:`shared.limits`)."""
+    when = value if isinstance(value, datetime) else datetime.combine(value, time(0), UTC)
+    problem = time_problem(when)
+    if problem:
+        raise ValidationError(problem)
+
+
+def _in_window_or_zero(value: datetime) -> None:
+    """As :func:`in_window`, but Go's zero time (no heartbeat yet) is allowed."""
+    problem = time_problem(value, zero_allowed=True)
+    if problem:
+        raise ValidationError(problem)
+
+
+def _count(value: int) -> None:
+    """Refuse a count Firestore cannot store (negative, or beyond int64)."""
+    if value < 0:
+        raise ValidationError("must not be negative")
+    if value > INT64_MAX:
+        raise ValidationError(f"{value} does not fit in a 64-bit integer (at most {INT64_MAX})")
 
 
 class _Params(Schema):
@@ -155,7 +185,7 @@ class JobSchema(Schema):
     bucket = fields.String(data_key="Bucket", required=True)
     experiment = fields.String(data_key="Experiment", required=True)
     datatype = fields.String(data_key="Datatype", required=True)
-    date = GoDate(data_key="Date", required=True)
+    date = GoDate(data_key="Date", required=True, validate=in_window)
     filter = fields.String(data_key="Filter", load_default="")
     datasets = fields.Nested(DatasetsSchema, data_key="Datasets", load_default=dict)
 
@@ -170,16 +200,21 @@ class StateInfoSchema(Schema):
     """Go ``StateInfo``."""
 
     state = StateName(data_key="State", required=True)
-    start = GoTime(data_key="Start", required=True)
-    detail_time = GoTime(data_key="DetailTime", required=True)
+    start = GoTime(data_key="Start", required=True, validate=in_window)
+    detail_time = GoTime(data_key="DetailTime", required=True, validate=in_window)
     detail = fields.String(data_key="Detail", load_default="")
 
 
 class StatusSchema(Schema):
-    """Go ``Status``: heartbeat time, update count and history."""
+    """Go ``Status``: heartbeat time, update count and history.
 
-    heartbeat_time = GoTime(data_key="HeartbeatTime", required=True)
-    update_count = fields.Integer(data_key="UpdateCount", required=True)
+    Loading checks what the store can hold: times within :data:`shared.limits.MIN_TIME`
+    to :data:`~shared.limits.MAX_TIME` (the heartbeat may be Go's zero time), a count
+    within int64.
+    """
+
+    heartbeat_time = GoTime(data_key="HeartbeatTime", required=True, validate=_in_window_or_zero)
+    update_count = fields.Integer(data_key="UpdateCount", required=True, validate=_count)
     history = fields.List(
         fields.Nested(StateInfoSchema), data_key="History", required=True,
         validate=validate.Length(min=1),

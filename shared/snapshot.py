@@ -18,8 +18,10 @@ writes a new, create-only object ``<prefix>YYYY-MM-DDTHH-MM-SS.ffffffZ.json``
 (names sort by time); memory stays bounded whatever the job count (statuses go
 straight into the upload, jobs through a temporary file that spills to disk
 beyond 8 MiB). Then ``<prefix>latest.json`` is pointed at it (the pointer only
-moves forward, to a later name) and all but the newest ``keep`` snapshots are
-deleted. A failed export leaves no partial object.
+moves forward, to a later name, except away from a snapshot named more than
+:data:`~shared.limits.MAX_CLOCK_SKEW` after the export's time: a clock far ahead
+wrote it) and all but the newest ``keep`` snapshots are deleted (such far-ahead
+snapshots counting as the oldest). A failed export leaves no partial object.
 
 **Import** (:func:`read_snapshot` / :func:`load_snapshot`, then
 :func:`import_snapshot`) validates the whole file first. A malformed file is
@@ -32,6 +34,12 @@ nothing is written. Refused:
 * a status or job entry with a bad or missing field (times must be RFC 3339;
   nanoseconds and offsets are accepted, precision beyond microseconds is
   dropped), an empty ``History`` or an unknown state, a negative ``UpdateCount``;
+* anything Firestore would refuse (:mod:`shared.limits`): an ``UpdateCount``
+  beyond int64, a job document over 1 MiB, an indexed string over 1,500 bytes;
+  and times (job dates too) outside 1970 to 2200 (a ``HeartbeatTime`` may be
+  Go's zero time);
+* a history step the transition table does not allow, or a repeated state,
+  except after ``failed`` (see :func:`_illegal_edge`);
 * a key that is not a valid job key (``bucket/experiment/datatype/YYYYMMDD``);
 * a job (with a status) whose fields do not match its key;
 * a status without a ``Jobs`` entry: the job's bucket and datasets are unknown,
@@ -49,7 +57,8 @@ objects, but their key is not checked; their keys are reported in
 (:meth:`JobStore.create_missing`); a job already there is left untouched
 whatever its state, because the live state is newer than any snapshot.
 Importing the same file twice therefore changes nothing the second time, and an
-interrupted import can simply be run again. To restore a job from a snapshot
+interrupted import (:class:`ImportInterrupted` lists the jobs created and not
+written) can simply be run again. To restore a job from a snapshot
 over a live one, delete the live one first.
 """
 
@@ -76,9 +85,11 @@ from marshmallow import RAISE, Schema, ValidationError, fields
 from shared.errors import Unavailable
 from shared.gcs import TRANSIENT
 from shared.gotime import format_time
-from shared.model import UTC, Datasets, Job, StateInfo, Status
-from shared.schemas import GoTime, JobSchema, StatusSchema
-from shared.store import JobRecord, JobStore
+from shared import limits, transitions
+from shared.model import UTC, Datasets, Job, State, StateInfo, Status
+from shared.schemas import GoTime, JobSchema, StatusSchema, in_window
+from shared.store import MAX_BATCH, JobRecord, JobStore, doc_id
+from shared.store.documents import to_document
 
 #: Name of the pointer object under the snapshot prefix.
 POINTER_NAME = "latest.json"
@@ -115,6 +126,24 @@ class SnapshotError(ValueError):
         count = len(self.problems)
         head = f"snapshot refused ({count} problem{'s' if count != 1 else ''}, nothing written)"
         super().__init__(head + ":\n  " + "\n  ".join(self.problems))
+
+
+class ImportInterrupted(Exception):
+    """An import stopped mid-way (Firestore failed): the jobs created, those already there, those not written.
+
+    Batches are written whole or not at all, so :attr:`not_written` is exact
+    (a job created meanwhile by someone else aside). Importing the same file
+    again creates exactly the jobs still missing.
+    """
+
+    def __init__(self, created: list[str], already_present: list[str], not_written: list[str],
+                 cause: BaseException) -> None:
+        self.created, self.already_present, self.not_written = created, already_present, not_written
+        self.cause = cause
+        super().__init__(
+            f"import stopped by {type(cause).__name__}: {cause}; {len(created)} jobs created, "
+            f"{len(already_present)} already present, {len(not_written)} not written; "
+            "import the same file again to finish (only missing jobs are created)")
 
 
 class SnapshotUnavailable(Unavailable):
@@ -180,7 +209,7 @@ class SnapshotSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    save_time = GoTime(data_key="SaveTime", required=True)
+    save_time = GoTime(data_key="SaveTime", required=True, validate=in_window)
     statuses = fields.Dict(keys=fields.String(), values=fields.Raw(), data_key="Statuses",
                            required=True)
     jobs = fields.Dict(keys=fields.String(), values=fields.Raw(), data_key="Jobs", required=True)
@@ -281,8 +310,9 @@ def parse_snapshot(data: Any) -> Snapshot:
         loaded = _load_entry(_STATUS, raw, where, problems)
         if loaded is None:
             continue
-        if loaded["update_count"] < 0:
-            problems.append(f"{where}.UpdateCount: must not be negative")
+        edge = _illegal_edge(loaded["history"])
+        if edge:
+            problems.append(f"{where}.History{edge}")
             continue
         statuses[key] = _status(loaded)
 
@@ -306,11 +336,42 @@ def parse_snapshot(data: Any) -> Snapshot:
             continue
         jobs[key] = job
 
+    records = [JobRecord(jobs[key], status, last_update_of(status))
+               for key, status in sorted(statuses.items()) if key in jobs]
+    if not problems:  # only whole records: each problem above is reported once
+        for record in records:
+            problems.extend(f"{_where('Statuses', record.key)}: the job's document: {p}"
+                            for p in record_problems(record))
     if problems:
         raise SnapshotError(problems)
-    records = [JobRecord(jobs[key], status, last_update_of(status))
-               for key, status in sorted(statuses.items())]
     return Snapshot(records, top.get("save_time"), sorted(skipped))
+
+
+def _illegal_edge(history: list[dict[str, Any]]) -> str | None:
+    """Describe the first step of a loaded history the transition table does not allow.
+
+    The one exception: any state may follow ``failed``. The Go tracker accepted
+    every change, and its parsers kept updating a job after another task had
+    failed it, so Go histories hold such steps; the job's state is its last entry.
+    """
+    for i in range(1, len(history)):
+        before, after = history[i - 1]["state"], history[i]["state"]
+        if before is State.FAILED:
+            continue
+        if after is before or not transitions.is_allowed(before, after):
+            return (f"[{i}].State: {after.value} cannot follow {before.value} "
+                    "(see the transition table)")
+    return None
+
+
+def record_problems(record: JobRecord) -> list[str]:
+    """List what Firestore would refuse in the record's document (:func:`shared.limits.document_problems`).
+
+    The document name is bounded by Firestore's longest collection id, as the
+    collection is configurable.
+    """
+    name = limits.name_size("c" * limits.MAX_COLLECTION_ID_BYTES, doc_id(record.key))
+    return limits.document_problems(to_document(record), name)
 
 
 def _decode(content: str | bytes) -> Any:
@@ -372,12 +433,24 @@ def import_snapshot(store: JobStore, records: Sequence[JobRecord]) -> ImportResu
 
     Importing the same records again creates nothing. ``records`` usually is a
     :class:`Snapshot`, whose skipped keys are passed on in the result.
-    ValueError if two records share a key.
+    ValueError if two records share a key. Records go in batches of
+    :data:`~shared.store.MAX_BATCH`, each written whole or not at all; if
+    Firestore fails mid-way, :class:`ImportInterrupted` says which jobs were
+    created and which not, and importing again finishes the job.
     """
     keys = [r.key for r in records]
     if len(set(keys)) != len(keys):
         raise ValueError("records to import must have distinct keys")
-    created = store.create_missing(list(records))
+    created: list[str] = []
+    done = 0
+    try:
+        for done in range(0, len(records), MAX_BATCH):
+            created.extend(store.create_missing(list(records[done:done + MAX_BATCH])))
+    except Exception as exc:
+        made = set(created)
+        raise ImportInterrupted(
+            created=created, already_present=[k for k in keys[:done] if k not in made],
+            not_written=keys[done:], cause=exc) from exc
     skipped = list(records.skipped) if isinstance(records, Snapshot) else []
     return ImportResult(total=len(keys), created=len(created),
                         already_present=len(keys) - len(created), skipped=skipped)
@@ -459,9 +532,33 @@ def _upload(store: JobStore, blob: storage.Blob, save_time: str,
     return count, size
 
 
-def _write_pointer(bucket: storage.Bucket, pointer: str, name: str, body: bytes,
+def _name_time(name: str) -> datetime | None:
+    """The time a snapshot object name (without its prefix) carries, or None if it is not one."""
+    if not _SNAPSHOT_RE.match(name):
+        return None
+    try:
+        return datetime.strptime(name[:26], "%Y-%m-%dT%H-%M-%S.%f").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _ahead(name: str, now: datetime) -> bool:
+    """Whether snapshot ``name`` (without prefix) is named more than the clock skew after ``now``.
+
+    Such a snapshot was written by a clock far ahead; it must not pin the
+    pointer nor outlive the real ones when pruning.
+    """
+    when = _name_time(name)
+    return when is not None and when > now + limits.MAX_CLOCK_SKEW
+
+
+def _write_pointer(bucket: storage.Bucket, pointer: str, name: str, body: bytes, now: datetime,
                    retry: Any = DEFAULT_RETRY) -> bool:
-    """Point ``pointer`` at ``name`` unless it names a later snapshot; return whether it was written."""
+    """Point ``pointer`` at ``name`` unless it names a later snapshot; return whether it was written.
+
+    A later snapshot named more than :data:`~shared.limits.MAX_CLOCK_SKEW` after ``now``
+    does not count: the pointer moves back from it.
+    """
     prefix = pointer[: -len(POINTER_NAME)]
     for _ in range(3):
         current = bucket.get_blob(pointer, retry=retry)
@@ -473,7 +570,8 @@ def _write_pointer(bucket: storage.Bucket, pointer: str, name: str, body: bytes,
             except (ValueError, AttributeError, gexc.NotFound):
                 named = None
             if (isinstance(named, str) and named.startswith(prefix)
-                    and _SNAPSHOT_RE.match(named[len(prefix):]) and named > name):
+                    and _SNAPSHOT_RE.match(named[len(prefix):]) and named > name
+                    and not _ahead(named[len(prefix):], now)):
                 return False
         try:
             bucket.blob(pointer).upload_from_string(
@@ -486,12 +584,15 @@ def _write_pointer(bucket: storage.Bucket, pointer: str, name: str, body: bytes,
     raise SnapshotUnavailable(f"gs://{bucket.name}/{pointer} keeps changing; try again")
 
 
-def _prune(bucket: storage.Bucket, prefix: str, keep: int, mine: str,
+def _prune(bucket: storage.Bucket, prefix: str, keep: int, mine: str, now: datetime,
            retry: Any = DEFAULT_RETRY) -> list[str]:
-    """Delete all but the newest ``keep`` snapshots under ``prefix`` (never ``mine``)."""
+    """Delete all but the newest ``keep`` snapshots under ``prefix`` (never ``mine``).
+
+    Snapshots named more than the clock skew after ``now`` count as the oldest.
+    """
     blobs = {b.name: b for b in bucket.list_blobs(prefix=prefix, delimiter="/", retry=retry)
              if _SNAPSHOT_RE.match(b.name[len(prefix):])}
-    names = sorted(blobs)
+    names = sorted(blobs, key=lambda n: (not _ahead(n[len(prefix):], now), n))
     deleted = []
     for name in names[: max(0, len(names) - keep)]:
         if name == mine:
@@ -538,8 +639,8 @@ def write_snapshot(
             raise SnapshotUnavailable(f"{where}: {name} exists; try again later") from None
         pointer = prefix + POINTER_NAME
         body = json.dumps({"object": name, "SaveTime": save_time, "jobs": jobs}).encode()
-        updated = _write_pointer(bucket, pointer, name, body, retry)
-        deleted = _prune(bucket, prefix, keep, name, retry)
+        updated = _write_pointer(bucket, pointer, name, body, now, retry)
+        deleted = _prune(bucket, prefix, keep, name, now, retry)
     return SnapshotResult(bucket=bucket.name, object=name, jobs=jobs, bytes=size,
                           save_time=save_time, latest=pointer, latest_updated=updated,
                           deleted=deleted)

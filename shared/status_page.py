@@ -20,7 +20,7 @@ import jinja2
 
 from shared.gotime import format_duration, format_time
 from shared.metrics import count_by_state
-from shared.model import State
+from shared.model import UTC, State
 from shared.schemas import JobSchema, StatusSchema
 from shared.store import JobRecord, Pause
 from shared.tracker import Tracker
@@ -56,11 +56,21 @@ def state_counts(tracker: Tracker, experiment: str | None, datatype: str | None
     return {state: counts[(experiment, datatype, state)] for state in State}
 
 
+#: The latest time Firestore (and Python) can hold: an expiry beyond it is shown as it.
+LATEST = datetime.max.replace(tzinfo=UTC)
+
+
 def expires_at(record: JobRecord, timeout: timedelta | None) -> datetime | None:
-    """When a job in flight expires if nothing more is heard from it; None if it cannot."""
+    """When a job in flight expires if nothing more is heard from it; None if it cannot.
+
+    A last activity so late that the sum passes year 9999 gives :data:`LATEST`.
+    """
     if timeout is None or record.status.state in TERMINAL:
         return None
-    return record.last_activity + timeout
+    try:
+        return record.last_activity + timeout
+    except OverflowError:
+        return LATEST
 
 
 def age_class(record: JobRecord, timeout: timedelta | None, now: datetime) -> str:

@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 
 from shared import transitions
 from shared.errors import JobAlreadyExists, JobNotFound
-from shared.gotime import format_time
+from shared.gotime import format_duration, format_time
+from shared.limits import MAX_CLOCK_SKEW
 from shared.model import KEEP_DETAIL, Job, State, Status, utcnow
 from shared.store import (
     FREE,
@@ -335,16 +336,26 @@ class Tracker:
         changed state since the query is left alone. The detail says why:
         ``expired in parsing: no heartbeat or update since 2026-11-27T10:00:00Z``.
         A post-processing lease on the job is cleared (with its step job), so
-        the tick that holds it drops its late result.
+        the tick that holds it drops its late result. A job whose last activity
+        is more than :data:`~shared.limits.MAX_CLOCK_SKEW` ahead of the clock
+        would otherwise never expire: it is failed too, its heartbeat brought
+        back to now, with a detail that says so.
         """
         in_flight = [s for s in State if s not in transitions.TERMINAL]
         expired = []
-        for stale in self.store.query_before(in_flight, "last_activity", cutoff, limit):
-            try:
-                self._transact(stale.key, lambda rec: self._expired(rec, cutoff))
-                expired.append(stale.key)
-            except (_StillAlive, JobNotFound):
-                continue
+        ahead = self.clock() + MAX_CLOCK_SKEW
+        for query, check in (
+            (self.store.query_before(in_flight, "last_activity", cutoff, limit),
+             lambda rec: self._expired(rec, cutoff)),
+            (self.store.query_after(in_flight, "last_activity", ahead, limit),
+             lambda rec: self._expired_ahead(rec, ahead)),
+        ):
+            for stale in query:
+                try:
+                    self._transact(stale.key, check)
+                    expired.append(stale.key)
+                except (_StillAlive, JobNotFound):
+                    continue
         return expired
 
     def _expired(self, rec: JobRecord, cutoff: datetime) -> JobRecord:
@@ -353,9 +364,25 @@ class Tracker:
             raise _StillAlive(rec.key)
         since = format_time(rec.last_activity)
         self.fail(rec, f"expired in {old.value}: no heartbeat or update since {since}", self.clock())
-        # A post-processing tick that holds the job loses it: its late result is dropped.
+        self._clear_lease(rec)
+        return rec
+
+    @staticmethod
+    def _clear_lease(rec: JobRecord) -> None:
+        """Take an expired job from the post-processing tick that holds it: its late result is dropped."""
         rec.lease_owner, rec.lease_until = "", FREE
         rec.step_job, rec.step_attempt = "", 0
+
+    def _expired_ahead(self, rec: JobRecord, ahead: datetime) -> JobRecord:
+        old = rec.status.state
+        if old in transitions.TERMINAL or rec.last_activity <= ahead:
+            raise _StillAlive(rec.key)
+        now = self.clock()
+        self.fail(rec, f"expired in {old.value}: last activity {format_time(rec.last_activity)} "
+                       f"is more than {format_duration(MAX_CLOCK_SKEW)} ahead of the clock "
+                       "(a clock far ahead, or a corrupt value)", now)
+        rec.status.heartbeat_time = min(rec.status.heartbeat_time, now)
+        self._clear_lease(rec)
         return rec
 
     def remove_complete(self, cutoff: datetime, limit: int) -> int:

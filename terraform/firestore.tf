@@ -32,6 +32,21 @@ locals {
     jobs_datatype_date    = { collection = var.jobs_collection, fields = ["datatype", "date"] }
     reprocess_source_rank = { collection = "reprocess", fields = ["source", "rank"] }
   }
+
+  # Free-text fields of a job document that no query uses: no single-field index, so a
+  # long detail is neither cut in an index (1,500 bytes) nor paid for. The same list as
+  # UNINDEXED_FIELDS in shared/limits.py; a map's subfields (history.N.detail) follow it.
+  unindexed_job_fields = ["history", "audit", "last_error", "filter"]
+}
+
+resource "google_firestore_field" "unindexed" {
+  for_each   = toset(local.unindexed_job_fields)
+  database   = google_firestore_database.default.name
+  collection = var.jobs_collection
+  field      = each.value
+
+  # An empty index_config removes the automatic single-field indexes.
+  index_config {}
 }
 
 resource "google_firestore_index" "indexes" {

@@ -146,12 +146,47 @@ def streamed_fields(data: dict[str, Any] | None) -> dict[str, Any]:
     return data
 
 
+def _plain(value: Any) -> Any:
+    """Return ``value`` with every datetime a plain one (microseconds), maps and lists walked.
+
+    The client reads times as ``DatetimeWithNanoseconds``, which it cannot write back
+    for the last second of year 9999 (it rounds that to year 10000 and Firestore
+    refuses the write); a plain datetime it writes correctly.
+    """
+    if isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day, value.hour, value.minute,
+                        value.second, value.microsecond, tzinfo=value.tzinfo)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+#: Detail of the entry that stands in for a stored history with no entries.
+NO_HISTORY = "no history in the stored document"
+
+
+def _stand_in_entry(data: dict[str, Any]) -> StateInfo:
+    """The entry read for a document whose history has none: its ``state``, since its start."""
+    when = data.get("start_time") or data["last_update"]
+    try:
+        state = State(data.get("state"))
+    except ValueError:
+        state = State.INIT
+    return StateInfo(state, when, when, NO_HISTORY)
+
+
 def from_document(data: dict[str, Any], update_time: datetime | None = None) -> JobRecord:
     """Return the record a Firestore document holds.
 
     History entries without a state (left by a detail write that raced with a
-    restart) are ignored; the next state change rewrites the history whole.
+    restart) are ignored; the next state change rewrites the history whole. A
+    history left with no entry reads as one entry in the document's ``state``
+    (detail :data:`NO_HISTORY`), so every status has a current state.
+    Times come back as plain datetimes (see :func:`_plain`).
     """
+    data = _plain(data)
     ds = data.get("datasets") or {}
     job = Job(
         bucket=data["bucket"],
@@ -167,7 +202,7 @@ def from_document(data: dict[str, Any], update_time: datetime | None = None) -> 
     history = [
         StateInfo(State(e["state"]), e["start"], e["detail_time"], e.get("detail", ""))
         for _, e in entries
-    ]
+    ] or [_stand_in_entry(data)]
     status = Status(
         history=history,
         heartbeat_time=data.get("heartbeat_time") or ZERO_TIME,

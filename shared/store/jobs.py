@@ -214,6 +214,17 @@ class JobStore:
         query = query.where(filter=FieldFilter(field, "<", cutoff))
         return self._stream(_page(query, field, after), limit)
 
+    def query_after(
+        self, states: list[State], field: str, bound: datetime, limit: int
+    ) -> Iterator[JobRecord]:
+        """Stream jobs in ``states`` whose time ``field`` is after ``bound``, latest first.
+
+        The mirror of :meth:`query_before`, on the same indexes.
+        """
+        query = (self._in_states(states).where(filter=FieldFilter(field, ">", bound))
+                 .order_by(field, direction=firestore.Query.DESCENDING))
+        return self._stream(query, limit)
+
     def _in_states(self, states: list[State]) -> firestore.Query:
         return self.collection.where(filter=FieldFilter("state", "in", [s.value for s in states]))
 

@@ -562,6 +562,29 @@ def test_export_now_and_import_from_gcs(api, tracker, bucket, snapshots, firesto
     assert everything(firestore_client) == before
 
 
+def test_an_import_stopped_mid_way_answers_503_with_what_was_written(api, tracker, bucket,
+                                                                     snapshots, monkeypatch):
+    from shared.errors import StoreUnavailable
+    from shared.store import JobStore
+
+    first = add(tracker, bucket, "a", YESTERDAY, State.PARSING)
+    second = add(tracker, bucket, "b", YESTERDAY, State.PARSING)
+    body = api.post("/admin/snapshot/export", headers=OP).get_json()
+    for key in (first, second):
+        tracker.store.delete(key)
+
+    def failing(self: JobStore, records: list) -> list[str]:  # type: ignore[type-arg]
+        raise StoreUnavailable("Firestore unavailable: deadline exceeded")
+
+    monkeypatch.setattr(JobStore, "create_missing", failing)
+    answer = api.post(f"/admin/snapshot/import?source=gs://{snapshots.name}/{body['object']}",
+                      headers=OP)
+    assert answer.status_code == 503
+    fields = answer.get_json()["fields"]
+    assert fields["Created"] == [] and sorted(fields["NotWritten"]) == sorted([first, second])
+    assert "import the same file again to finish" in answer.get_json()["error"]
+
+
 def test_wrong_methods_and_unknown_admin_paths(api):
     response = api.get("/admin/job/retry?id=x")
     assert response.status_code == 405 and response.headers["Allow"] == "POST"

@@ -217,6 +217,28 @@ def test_latest_pointer_never_moves_back(store, bucket, clock):
     assert bucket.blob(earlier.object).exists()
 
 
+def test_a_snapshot_from_a_clock_far_ahead_does_not_pin_the_pointer(store, bucket, clock):
+    ahead = write_snapshot(store, bucket, clock() + timedelta(days=3650), keep=2)  # a fast clock
+    assert ahead.latest_updated
+
+    right = write_snapshot(store, bucket, clock.advance(minutes=30), keep=2)
+    assert right.latest_updated
+    assert read_json(bucket, "snapshots/latest.json")["object"] == right.object
+    later = write_snapshot(store, bucket, clock.advance(minutes=30), keep=2)
+    assert later.latest_updated and read_json(bucket, "snapshots/latest.json")["object"] == (
+        later.object)
+    # Pruning counts it as the oldest: the two real ones are kept.
+    assert later.deleted == [ahead.object]
+    assert names(bucket) == sorted([right.object, later.object, "snapshots/latest.json"])
+
+
+def test_a_snapshot_ahead_by_less_than_the_skew_still_holds_the_pointer(store, bucket, clock):
+    ahead = write_snapshot(store, bucket, clock() + timedelta(hours=23))
+    behind = write_snapshot(store, bucket, clock())
+    assert not behind.latest_updated
+    assert read_json(bucket, "snapshots/latest.json")["object"] == ahead.object
+
+
 def test_failed_export_leaves_no_object(store, tracker, bucket, clock, monkeypatch):
     for day in range(1, 4):
         tracker.add_job(Job("archive-a", "ndt", "ndt7", date(2026, 11, day)))
@@ -564,3 +586,210 @@ def test_cli_help_and_usage_errors(emulator_host):
         assert proc.returncode == 0 and "--project" in proc.stdout and "--json" in proc.stdout
     bad_keep = run_cli("export-snapshot", "gs://b", "--keep", "0", emulator_host=emulator_host)
     assert bad_keep.returncode == 2 and "at least 1" in bad_keep.stderr
+
+
+# --- what Firestore would refuse is refused before the first write ---------------------------
+
+
+def many_jobs(count: int) -> dict[str, Any]:
+    """A valid file with ``count`` jobs, keys in sorted order."""
+    data = valid_file()
+    status = next(iter(data["Statuses"].values()))
+    data["Statuses"], data["Jobs"] = {}, {}
+    for n in range(count):
+        day = date(2019, 1, 1) + timedelta(days=n)
+        key = f"archive-a/ndt/ndt7/{day:%Y%m%d}"
+        data["Statuses"][key] = copy.deepcopy(status)
+        data["Jobs"][key] = {"Bucket": "archive-a", "Experiment": "ndt", "Datatype": "ndt7",
+                             "Date": f"{day:%Y-%m-%d}T00:00:00Z"}
+    return data
+
+
+def nth_status(data: dict[str, Any], n: int) -> dict[str, Any]:
+    return data["Statuses"][sorted(data["Statuses"])[n]]
+
+
+def test_an_update_count_beyond_int64_in_the_550th_job_writes_nothing(store):
+    data = many_jobs(600)
+    nth_status(data, 549)["UpdateCount"] = 2**63
+
+    with pytest.raises(SnapshotError) as info:
+        restore(store, json.dumps(data))
+
+    assert info.value.problems == [
+        f'Statuses["{sorted(data["Statuses"])[549]}"].UpdateCount: 9223372036854775808 does not '
+        "fit in a 64-bit integer (at most 9223372036854775807)"]
+    assert list(store.stream_all()) == []
+
+
+def test_a_document_firestore_would_refuse_as_too_large_is_refused_first(store):
+    data = many_jobs(2)
+    nth_status(data, 1)["History"][0]["Detail"] = "x" * 1_200_000  # > 1 MiB: Firestore refuses
+
+    with pytest.raises(SnapshotError) as info:
+        restore(store, json.dumps(data))
+
+    [problem] = info.value.problems
+    assert problem.startswith(f'Statuses["{sorted(data["Statuses"])[1]}"]: the job\'s document: '
+                              "document of 12")
+    assert "Firestore's limit is 1048576 (largest field: history)" in problem
+    assert list(store.stream_all()) == []
+
+
+def test_the_size_bound_is_what_the_emulator_enforces(store):
+    """The computed size is an upper bound: a document just inside it is stored, one beyond is not."""
+    from shared import limits
+    from shared.snapshot import record_problems
+    from shared.store import doc_id
+    from shared.store.documents import to_document
+
+    [record] = read_snapshot(json.dumps(valid_file()))
+    name = limits.name_size("c" * limits.MAX_COLLECTION_ID_BYTES, doc_id(record.key))
+    room = limits.MAX_DOCUMENT_BYTES - limits.document_size(to_document(record), name)
+    entry = record.status.history[0]
+    record.status.history[0] = entry.with_detail("x" * room, entry.detail_time)
+    assert record_problems(record) == []
+    assert store.create_missing([record]) == [record.key]
+
+    big = JobRecord(Job("archive-a", "ndt", "ndt7", date(2019, 1, 3), "", DS), record.status,
+                    record.last_update)
+    big.status.history[0] = entry.with_detail("x" * limits.MAX_DOCUMENT_BYTES, entry.detail_time)
+    assert "Firestore's limit is 1048576" in record_problems(big)[0]
+    with pytest.raises(gexc.InvalidArgument):  # and the emulator refuses it indeed
+        store.create_missing([big])
+
+
+def _set(path: tuple[Any, ...], value: Any) -> Any:
+    """A change of a valid file: set the value at ``path`` (an index one past a list appends)."""
+    def make(data: dict[str, Any]) -> dict[str, Any]:
+        target: Any = data
+        for step in path[:-1]:
+            target = target[step]
+        if isinstance(target, list) and path[-1] == len(target):
+            target.append(value)
+        else:
+            target[path[-1]] = value
+        return data
+    return make
+
+
+_STATUS0 = ("Statuses", "archive-a/ndt/ndt7/20190102")
+_JOB0 = ("Jobs", "archive-a/ndt/ndt7/20190102")
+BEYOND_LIMITS = {
+    "year 9999 in a zone west of UTC": (
+        _set((*_STATUS0, "History", 0, "Start"), "9999-12-31T23:00:00-05:00"),
+        "History[0].Start: time out of range (after year 9999 in UTC)"),
+    "a time after 2200": (
+        _set((*_STATUS0, "History", 0, "DetailTime"), "2300-01-01T00:00:00Z"),
+        "History[0].DetailTime: 2300-01-01T00:00:00+00:00 is outside 1970-01-01 to 2200-01-01"),
+    "a time before 1970": (
+        _set((*_STATUS0, "HeartbeatTime"), "1969-12-31T23:59:59Z"),
+        "HeartbeatTime: 1969-12-31T23:59:59+00:00 is outside 1970-01-01 to 2200-01-01 "
+        "(or the zero time)"),
+    "a save time in year 1": (
+        _set(("SaveTime",), "0001-01-01T00:00:00Z"), "SaveTime: 0001-01-01T00:00:00+00:00 is outside"),
+    "a job date after 2200": (
+        _set((*_JOB0, "Date"), "2201-01-02T00:00:00Z"), "Date: 2201-01-02T00:00:00+00:00 is outside"),
+    "an indexed string over 1,500 bytes": (
+        _set((*_JOB0, "Datasets"), {"Tmp": "t" * 1501}),
+        "the job's document: datasets.tmp: 1501 bytes; an indexed string holds at most 1500"),
+    "a step the transition table refuses": (
+        _set((*_STATUS0, "History", 1), {"State": "complete", "Start": "2026-11-27T11:00:00Z",
+                                         "DetailTime": "2026-11-27T11:00:00Z"}),
+        "History[1].State: complete cannot follow init (see the transition table)"),
+    "a repeated state": (
+        _set((*_STATUS0, "History", 1), {"State": "init", "Start": "2026-11-27T11:00:00Z",
+                                         "DetailTime": "2026-11-27T11:00:00Z"}),
+        "History[1].State: init cannot follow init"),
+}
+
+
+@pytest.mark.parametrize("case", list(BEYOND_LIMITS))
+def test_values_the_store_cannot_hold_are_refused(store, case):
+    make, reason = BEYOND_LIMITS[case]
+    with pytest.raises(SnapshotError) as info:
+        restore(store, json.dumps(make(valid_file())))
+    assert any(reason in p for p in info.value.problems), info.value.problems
+    assert list(store.stream_all()) == []
+
+
+def test_any_state_may_follow_failed_as_in_go_histories(store):
+    """The Go tracker accepted any change: parsers kept updating a job another task had failed."""
+    data = valid_file()
+    history = data["Statuses"]["archive-a/ndt/ndt7/20190102"]["History"]
+    for state in ("parsing", "failed", "parsing", "postProcessing"):
+        history.append({"State": state, "Start": "2026-11-27T11:30:00Z",
+                         "DetailTime": "2026-11-27T11:30:00Z", "Detail": state})
+
+    assert restore(store, json.dumps(data)).created == 1
+    [record] = store.stream_all()
+    assert record.status.state is State.POST_PROCESSING
+
+
+def test_the_zero_heartbeat_and_the_window_edges_are_accepted(store):
+    data = valid_file()
+    status = data["Statuses"]["archive-a/ndt/ndt7/20190102"]
+    status["History"][0]["Start"] = "1970-01-01T00:00:00Z"
+    status["History"][0]["DetailTime"] = "2199-12-31T23:59:59.999999999Z"
+    status["UpdateCount"] = 2**63 - 1
+    assert status["HeartbeatTime"] == GO_ZERO
+    assert restore(store, json.dumps(data)).created == 1
+
+
+def test_a_firestore_failure_mid_way_says_what_was_written_and_a_rerun_finishes(
+        store, monkeypatch):
+    data = many_jobs(1200)
+    keys = sorted(data["Statuses"])
+    snapshot = read_snapshot(json.dumps(data))
+    store.create_missing(list(snapshot[:3]))  # three already there
+    real = JobStore.create_missing
+    calls = []
+
+    def failing(self: JobStore, records: list[JobRecord]) -> list[str]:
+        calls.append(len(records))
+        if len(calls) == 2:
+            raise StoreUnavailable("Firestore unavailable: deadline exceeded")
+        return real(self, records)
+
+    monkeypatch.setattr(JobStore, "create_missing", failing)
+    with pytest.raises(snapshot_module.ImportInterrupted) as info:
+        import_snapshot(store, snapshot)
+
+    exc = info.value
+    assert exc.created == keys[3:500] and exc.already_present == keys[:3]
+    assert exc.not_written == keys[500:]
+    assert "497 jobs created, 3 already present, 700 not written" in str(exc)
+    assert sorted(r.key for r in store.stream_all()) == keys[:500]
+
+    monkeypatch.setattr(JobStore, "create_missing", real)
+    again = import_snapshot(store, snapshot)
+    assert (again.created, again.already_present) == (700, 500)
+    assert sorted(r.key for r in store.stream_all()) == keys
+
+
+def test_cli_lists_the_jobs_written_and_not_written(project, store, emulator_host, tmp_path,
+                                                      monkeypatch, capsys):
+    from shared import __main__ as cli
+
+    path = tmp_path / "many.json"
+    data = many_jobs(501)
+    path.write_text(json.dumps(data))
+    keys = sorted(data["Statuses"])
+    real = JobStore.create_missing
+
+    def failing(self: JobStore, records: list[JobRecord]) -> list[str]:
+        if len(records) == 1:
+            raise StoreUnavailable("Firestore unavailable")
+        return real(self, records)
+
+    monkeypatch.setattr(JobStore, "create_missing", failing)
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", emulator_host)
+    monkeypatch.delenv("TRACKER_COLLECTION", raising=False)
+
+    assert cli.main(["import-snapshot", str(path), "--project", project, "--json"]) == 1
+    out, err = capsys.readouterr()
+    body = json.loads(out)
+    assert body["created"] == keys[:500] and body["not_written"] == [keys[500]]
+    assert "500 jobs created, 0 already present, 1 not written" in err
+    assert f"not written (1):\n  {keys[500]}" in err
+    assert "import the same file again to finish" in err

@@ -188,3 +188,10 @@ def test_every_sample_file_time_round_trips() -> None:
 )
 def test_format_duration(value: timedelta, text: str) -> None:
     assert format_duration(value) == text
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:00:00-05:00", "9999-12-31T23:59:59.999999-00:01"])
+def test_parse_time_refuses_a_time_after_year_9999_in_utc(text: str) -> None:
+    # Not Go's zero time: refused, not turned into year 1.
+    with pytest.raises(ValueError, match="out of range"):
+        parse_time(text)

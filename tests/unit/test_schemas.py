@@ -97,10 +97,14 @@ def test_detail_and_error_are_plain_text(text: str) -> None:
 
 
 @pytest.mark.parametrize("char", ["x", "é", "日", "🚀"])
-def test_max_detail_length_counts_characters(char: str) -> None:
-    text = char * MAX_DETAIL_LENGTH
+def test_max_detail_length_counts_utf8_bytes(char: str) -> None:
+    # Bytes, as Firestore counts them: 4,096 four-byte characters would be 16 KiB per entry.
+    text = char * (MAX_DETAIL_LENGTH // len(char.encode()))
     assert UpdateParams().load({"id": KEY, "state": "parsing", "detail": text})["detail"] == text
     assert ErrorParams().load({"id": KEY, "error": text})["error"] == text
+    over = text + "x" * (MAX_DETAIL_LENGTH - len(text.encode()) + 1)
+    assert set(load_errors(UpdateParams(), {"id": KEY, "state": "parsing", "detail": over})) == {"detail"}
+    assert set(load_errors(ErrorParams(), {"id": KEY, "error": over})) == {"error"}
 
 
 def test_max_detail_length_value() -> None:

@@ -81,3 +81,16 @@ def test_pauses_show_as_an_escaped_banner_and_in_the_json():
     assert body["Paused"][0] == {"Target": "historical", "Who": "alice",
                                  "Since": "2026-11-27T12:00:00Z", "Reason": "backfill <later>"}
     assert render_json([], 0, {})["Paused"] == []
+
+
+def test_expiry_past_year_9999_is_clamped_not_an_overflow():
+    from shared.status_page import LATEST
+
+    rec = record(0, State.PARSING)
+    rec.last_update = datetime(9999, 12, 31, 23, 55, tzinfo=UTC)  # + 10 minutes: past 9999
+    assert expires_at(rec, TIMEOUT) == LATEST
+    assert age_class(rec, TIMEOUT, NOW) == ""
+    page = render_html([rec], 1, {}, NOW, timeout=TIMEOUT)
+    assert "9999-12-31T23:59:59.999999Z" in page
+    assert render_json([rec], 1, {}, timeout=TIMEOUT)["Jobs"][0]["ExpiresAt"] == (
+        "9999-12-31T23:59:59.999999Z")

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
+from shared.limits import UNINDEXED_FIELDS
 from shared.store import INDEXES, JOBS_COLLECTION
 from tests.offline import ROOT, TERRAFORM_DIR, require, terraform_fmt_check
 
@@ -212,6 +213,13 @@ def test_terraform_declares_every_index_of_the_store(tf: Config) -> None:
     assert index["collection"] == "${each.value.collection}"
     assert index["dynamic"][0]["fields"]["content"][0]["order"] == "ASCENDING"
     assert tf.resource("google_firestore_database", "default")["type"] == "FIRESTORE_NATIVE"
+
+
+def test_the_unindexed_job_fields_are_the_ones_the_limits_exempt(tf: Config) -> None:
+    assert set(tf.locals["unindexed_job_fields"]) == UNINDEXED_FIELDS
+    field = tf.resource("google_firestore_field", "unindexed")
+    assert field["collection"] == "${var.jobs_collection}"
+    assert field["index_config"] in ([{}], {}, [])
 
 
 # --- grants and buckets -----------------------------------------------------------------------

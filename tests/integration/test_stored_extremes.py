@@ -1,0 +1,104 @@
+"""No stored job breaks a page: any value Firestore can hold renders, expires and counts.
+
+The documents are written straight into the emulator (an import refuses such
+values, but the store can hold them: times from year 1 to 9999, int64 counts,
+a history without entries).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pytest
+
+from shared import admin, status_page
+from shared.limits import INT64_MAX, MAX_CLOCK_SKEW
+from shared.model import UTC, Datasets, Job, State, StateInfo, Status
+from shared.store import JobRecord, doc_id, to_document
+
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
+TIMEOUT = timedelta(hours=5)
+
+
+def put(store, day: int, state: State, when: datetime, **changes) -> str:  # type: ignore[no-untyped-def]
+    """Write a job document directly, every time set to ``when``; return its key."""
+    job = Job("archive-x", "ndt", "ndt7", date(2019, 1, day), "", Datasets("t", "r", ""))
+    history = [StateInfo(State.INIT, when, when)]
+    if state is not State.INIT:
+        history.append(StateInfo(state, when, when, "detail"))
+    record = JobRecord(job, Status(history, heartbeat_time=when, update_count=INT64_MAX), when)
+    document = {**to_document(record), **changes}
+    store.collection.document(doc_id(job.key())).set(document)
+    return job.key()
+
+
+@pytest.fixture
+def extremes(store):  # type: ignore[no-untyped-def]
+    """A job in year 9999, one in year 1, one whose history map is empty."""
+    return {
+        "future": put(store, 1, State.PARSING, LATEST),
+        "ancient": put(store, 2, State.PARSING, EARLIEST),
+        "no history": put(store, 3, State.PARSING, datetime(2026, 11, 27, tzinfo=UTC),
+                          history={}),
+    }
+
+
+def test_status_page_and_json_render_any_stored_job(http, extremes, monkeypatch):
+    from shared import runtime
+
+    monkeypatch.setattr(runtime, "tracker_timeout", lambda: TIMEOUT)
+    page = http.get("/status")
+    assert page.status_code == 200, page.get_data(as_text=True)[:2000]
+    html = page.get_data(as_text=True)
+    assert all(key in html for key in extremes.values())
+    assert "no history in the stored document" in html
+    body = http.get("/status", query_string={"format": "json"})
+    assert body.status_code == 200, body.get_data(as_text=True)[:2000]
+    jobs = {j["ID"]: j for j in body.get_json()["Jobs"]}
+    assert set(jobs) == set(extremes.values())
+    future = jobs[extremes["future"]]
+    assert future["ExpiresAt"] == "9999-12-31T23:59:59.999999Z"  # clamped, not an overflow
+    assert future["Status"]["UpdateCount"] == INT64_MAX
+    assert jobs[extremes["no history"]]["State"] == "parsing"
+
+
+def test_admin_views_render_any_stored_job(tracker, extremes):
+    for key in extremes.values():
+        view = admin.job_view(tracker.get_record(key))
+        assert view["ID"] == key
+        assert status_page.job_json(tracker.get_record(key), TIMEOUT)["ID"] == key
+
+
+def test_expiry_fails_a_job_whose_last_activity_is_beyond_any_clock_skew(tracker, clock, extremes):
+    now = clock()
+    expired = tracker.expire_stale(now - TIMEOUT, 100)
+
+    assert sorted(expired) == sorted(extremes.values())
+    future = tracker.get_record(extremes["future"])
+    assert future.status.state is State.FAILED
+    assert future.status.detail == (
+        "expired in parsing: last activity 9999-12-31T23:59:59.999999Z is more than 24h0m0s "
+        "ahead of the clock (a clock far ahead, or a corrupt value)")
+    assert future.last_activity == now  # no longer in the future: it is not expired again
+    assert tracker.get_record(extremes["ancient"]).status.detail.startswith(
+        "expired in parsing: no heartbeat or update since 0001-01-01T00:00:00Z")
+    assert tracker.expire_stale(now - TIMEOUT, 100) == []
+
+
+def test_a_job_ahead_of_the_clock_by_less_than_the_skew_is_left_alone(tracker, clock, store):
+    key = put(store, 4, State.PARSING, clock() + MAX_CLOCK_SKEW - timedelta(minutes=1))
+    assert tracker.expire_stale(clock() - TIMEOUT, 100) == []
+    assert tracker.get_record(key).status.state is State.PARSING
+
+
+def test_metrics_count_any_stored_job(tracker, firestore_client, extremes):
+    from shared.config import Config, Source
+    from shared.metrics import scrape
+    from shared.store import CursorStore
+
+    config = Config(start_date=date(2019, 1, 1), tracker_timeout=TIMEOUT,
+                    polling_interval=timedelta(minutes=1),
+                    sources=(Source("archive-x", "ndt", "ndt7", "", Datasets("t", "r", "")),))
+    text = scrape(tracker, CursorStore(firestore_client), config).decode()
+    assert 'gardener_jobs{datatype="ndt7",experiment="ndt",state="parsing"} 3.0' in text

@@ -1,0 +1,50 @@
+"""Firestore's limits in one place: sizes counted as Firestore counts them, and what is refused."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from shared.limits import (
+    INT64_MAX,
+    MAX_DOCUMENT_BYTES,
+    document_problems,
+    document_size,
+    name_size,
+    time_problem,
+)
+from shared.model import UTC, ZERO_TIME
+
+
+def test_sizes_follow_firestores_storage_size_example():
+    # The documented example: users/jeff/tasks/my_task_id with four fields is 147 bytes.
+    name = name_size("users", "jeff", "tasks", "my_task_id")
+    assert name == 44
+    fields = {"type": "Personal", "done": False, "priority": 1,
+              "description": "Learn Cloud Firestore"}
+    assert document_size(fields, name) == 147
+
+
+def test_maps_arrays_times_and_nulls_count_too():
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    assert document_size({"m": {"a": [1, "é"], "t": when, "n": None}}, 0) == (
+        2 + (2 + 8 + 3) + (2 + 8) + (2 + 1) + 32)
+
+
+def test_problems_name_the_field():
+    assert document_problems({"update_count": INT64_MAX, "key": "k" * 1500}, 100) == []
+    assert document_problems({"update_count": INT64_MAX + 1}, 100) == [
+        "update_count: 9223372036854775808 does not fit in a 64-bit integer"]
+    assert document_problems({"datasets": {"tmp": "é" * 751}}, 100) == [
+        "datasets.tmp: 1502 bytes; an indexed string holds at most 1500"]
+    assert document_problems({"history": {"0": {"detail": "x" * 5000}}}, 100) == []
+    [big] = document_problems({"history": {"0": {"detail": "x" * MAX_DOCUMENT_BYTES}}}, 100)
+    assert big.startswith("document of 1048") and big.endswith("(largest field: history)")
+
+
+def test_time_window():
+    assert time_problem(datetime(1970, 1, 1, tzinfo=UTC)) is None
+    assert time_problem(datetime(2199, 12, 31, 23, 59, tzinfo=UTC)) is None
+    assert time_problem(datetime(2200, 1, 1, tzinfo=UTC))
+    assert time_problem(ZERO_TIME)
+    assert time_problem(ZERO_TIME, zero_allowed=True) is None
+
