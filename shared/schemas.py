@@ -23,7 +23,7 @@ from marshmallow import (
 )
 
 from shared.gotime import format_time, parse_time
-from shared.model import Job, State
+from shared.model import Job, RunId, State
 
 #: Longest detail or error text accepted, in characters. A GCS object name is at
 #: most 1,024 bytes, so a detail naming one archive always fits.
@@ -43,6 +43,21 @@ class JobId(fields.String):
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
         return text
+
+
+class ParserJobId(fields.Field):
+    """The ``id`` a parser echoes: the ``key~run`` that ``next`` handed out, or a bare key."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> RunId:
+        if not isinstance(value, str):
+            raise ValidationError("Not a valid string.")
+        try:
+            return RunId.parse(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else str(value)
 
 
 class StateName(fields.String):
@@ -95,14 +110,14 @@ class HeartbeatParams(_Params):
     """Parameters of ``/v2/job/heartbeat``."""
 
     _empty_is_missing = ("id",)
-    id = JobId(required=True)
+    id = ParserJobId(required=True)
 
 
 class UpdateParams(_Params):
     """Parameters of ``/v2/job/update``; ``detail`` defaults to empty."""
 
     _empty_is_missing = ("id", "state")
-    id = JobId(required=True)
+    id = ParserJobId(required=True)
     state = StateName(required=True)
     detail = _text(load_default="")
 
@@ -111,7 +126,7 @@ class ErrorParams(_Params):
     """Parameters of ``/v2/job/error``."""
 
     _empty_is_missing = ("id", "error")
-    id = JobId(required=True)
+    id = ParserJobId(required=True)
     error = _text(required=True)
 
 
