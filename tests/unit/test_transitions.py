@@ -166,29 +166,29 @@ def test_parser_may_set_only_its_own_states(pair: tuple[str, str]) -> None:
         assert isinstance(info.value, NotParserState)
 
 
-@pytest.mark.parametrize(
-    ("current", "requested", "message"),
-    [
-        ("postProcessing", "complete",
-         f"job {KEY}: complete is set by post-processing (or an operator), not by a parser "
-         f"(the job is postProcessing)"),
-        ("postProcessing", "loading",
-         f"job {KEY}: loading is set by post-processing (or an operator), not by a parser "
-         f"(the job is postProcessing)"),
-        ("loading", "loading",
-         f"job {KEY} is loading, which post-processing (or an operator) owns; "
-         f"a parser cannot update it"),
-        ("loading", "deduplicating",
-         f"job {KEY} is loading, which post-processing (or an operator) owns; "
-         f"a parser cannot move it to deduplicating"),
-        ("copying", "failed",
-         f"job {KEY} is copying, which post-processing (or an operator) owns; "
-         f"a parser cannot move it to failed"),
-        ("init", "init",
-         f"job {KEY} is init, which next (a hand-out) owns; a parser cannot update it"),
-    ],
-    ids=lambda v: v if isinstance(v, str) and " " not in v else "",
-)
+REFUSALS = [
+    ("postProcessing", "complete",
+     f"job {KEY}: complete is set by post-processing (or an operator), not by a parser "
+     f"(the job is postProcessing)"),
+    ("postProcessing", "loading",
+     f"job {KEY}: loading is set by post-processing (or an operator), not by a parser "
+     f"(the job is postProcessing)"),
+    ("loading", "loading",
+     f"job {KEY} is loading, which post-processing (or an operator) owns; "
+     f"a parser cannot update it"),
+    ("loading", "deduplicating",
+     f"job {KEY} is loading, which post-processing (or an operator) owns; "
+     f"a parser cannot move it to deduplicating"),
+    ("copying", "failed",
+     f"job {KEY} is copying, which post-processing (or an operator) owns; "
+     f"a parser cannot move it to failed"),
+    ("init", "init",
+     f"job {KEY} is init, which next (a hand-out) owns; a parser cannot update it"),
+]
+
+
+@pytest.mark.parametrize(("current", "requested", "message"), REFUSALS,
+                         ids=[f"{c}->{r}" for c, r, _ in REFUSALS])
 def test_parser_refusal_names_the_owner(current: str, requested: str, message: str) -> None:
     with pytest.raises(NotParserState) as info:
         check(KEY, State(current), State(requested), Role.PARSER)
