@@ -83,7 +83,7 @@ class HeartbeatAnswer(Schema):
 
 
 class NextJobAnswer(Schema):
-    """Answer of ``/v2/job/next``: the key and the Go-shaped job."""
+    """Answer of ``/v2/job/next``: the ID (``key~run``, the ``id`` of later calls) and the Go-shaped job."""
 
     ID = fields.String(required=True)
     Job = fields.Nested(JobSchema, required=True)
