@@ -148,6 +148,27 @@ def test_a_job_stored_without_a_run_takes_bare_keys_only(http, tracker, store, c
     assert tracker.add_job(JOB).run  # the restart gives it one
 
 
+def test_a_run_that_ends_between_the_read_and_the_transaction_is_refused(
+        http, tracker, store, clock, firestore_client, monkeypatch):
+    old = hand_out(tracker)
+    assert http.post("/v2/job/update", query_string={"id": old, "state": "parsing"}
+                     ).status_code == 200
+    transact = store.transact
+
+    def restarted_first(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(store, "transact", transact)
+        tracker.set_job_error(KEY, "expired")
+        clock.advance(minutes=1)
+        tracker.add_job(JOB)
+        return transact(*args, **kwargs)
+
+    monkeypatch.setattr(store, "transact", restarted_first)
+    response = http.post("/v2/job/update", query_string={"id": old, "state": "postProcessing"})
+    assert response.status_code == 409 and "is no longer current" in response.get_json()["error"]
+    status = tracker.get_status(KEY)
+    assert [e.state for e in status.history] == [State.INIT] and status.update_count == 0
+
+
 # --- Item: parsers cannot set post-processing states -------------------------------
 
 
