@@ -63,13 +63,14 @@ from bench.next_job import (  # noqa: E402
     config_yaml,
     expected_keys,
     gcs_facts,
+    handed_id,
     handed_key,
 )
 from local.emulator import free_port  # noqa: E402
 from local.gcs_emulator import GcsEmulator, seed  # noqa: E402
 from local.gcs_emulator import client as gcs_client_for  # noqa: E402
 from local.stack import start_functions, stop_process  # noqa: E402
-from shared.model import utcnow  # noqa: E402
+from shared.model import RUN_SEPARATOR, utcnow  # noqa: E402
 
 RESULTS_JSON = RESULTS_DIR / "lifecycle.json"
 EMULATOR_LOG = RESULTS_DIR / "lifecycle-firestore-emulator.log"
@@ -121,8 +122,8 @@ class Parser:
                 status, body = int(response.status_code), response.text
             except Exception:  # noqa: BLE001 - a dead server: no answer
                 status, body = 0, ""
-            call = Call(endpoint, status, time.perf_counter() - t0, params.get("id", ""),
-                        params, body)
+            call = Call(endpoint, status, time.perf_counter() - t0,
+                        params.get("id", "").partition(RUN_SEPARATOR)[0], params, body)
             self.record(call)
             if status and status < 500:
                 return call
@@ -150,12 +151,15 @@ class Parser:
                     continue
                 if call.status != 200:
                     return  # no job left
-                self.work(call.key)
+                self.work(handed_id(call.status, call.body) or call.key)
         finally:
             self.caller.close()
 
     def work(self, key: str) -> None:
-        """Report a job's lifecycle: parsing, each archive, postProcessing (stop at a failure)."""
+        """Report a job's lifecycle: parsing, each archive, postProcessing (stop at a failure).
+
+        ``key`` is the ID ``next`` handed out (``key~run``) or a bare key.
+        """
         steps: list[tuple[str, str, dict[str, str]]] = [
             ("update parsing (start)", "/v2/job/update",
              {"id": key, "state": "parsing", "detail": f"{self.name}: {self.archives} archives"})]

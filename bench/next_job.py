@@ -68,7 +68,7 @@ from local.emulator import free_port  # noqa: E402
 from local.gcs_emulator import GcsEmulator, find_binary, seed  # noqa: E402
 from local.gcs_emulator import client as gcs_client_for  # noqa: E402
 from local.stack import start_functions, stop_process  # noqa: E402
-from shared.model import utcnow  # noqa: E402
+from shared.model import RUN_SEPARATOR, utcnow  # noqa: E402
 
 RESULTS_JSON = RESULTS_DIR / "next_job.json"
 EMULATOR_LOG = RESULTS_DIR / "next_job-firestore-emulator.log"
@@ -353,15 +353,21 @@ class NextCaller(RequestsCaller):
             return 0, ""
 
 
-def handed_key(status: int, body: str) -> str | None:
-    """Return the ``ID`` of a 200 answer's JSON body, or None (not 200, or no ID)."""
+def handed_id(status: int, body: str) -> str | None:
+    """Return the ``ID`` (``key~run``) of a 200 answer's JSON body, or None (not 200, or no ID)."""
     if status != 200:
         return None
     try:
-        key = json.loads(body)["ID"]
+        job_id = json.loads(body)["ID"]
     except (ValueError, KeyError, TypeError):
         return None
-    return key if isinstance(key, str) else None
+    return job_id if isinstance(job_id, str) else None
+
+
+def handed_key(status: int, body: str) -> str | None:
+    """Return the job key of a 200 answer's ``ID`` (without its run), or None."""
+    job_id = handed_id(status, body)
+    return None if job_id is None else job_id.partition(RUN_SEPARATOR)[0]
 
 
 @dataclass

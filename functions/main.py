@@ -34,7 +34,7 @@ from shared.http_api import (  # noqa: E402
     json_response,
     parse,
 )
-from shared.model import State, utcnow  # noqa: E402
+from shared.model import RunId, State, utcnow  # noqa: E402
 from shared.schemas import (  # noqa: E402
     ErrorParams,
     HeartbeatParams,
@@ -42,6 +42,7 @@ from shared.schemas import (  # noqa: E402
     StatusQuery,
     UpdateParams,
 )
+from shared.transitions import Role  # noqa: E402
 
 logs.setup()
 
@@ -57,10 +58,12 @@ NO_JOB_RETRY_AFTER = 10
 @endpoint(["POST"], _UPDATE, {200: Answer("the new and previous state",
                                              schema=openapi.UpdateAnswer())})
 def update(request: flask.Request) -> flask.Response:
-    """``/v2/job/update?id=&state=&detail=``: report progress or a new state."""
+    """``/v2/job/update?id=&state=&detail=``: report progress or a new state (parser states only)."""
     p = parse(_UPDATE, request)
-    previous = runtime.tracker().set_status(p["id"], p["state"], p["detail"])
-    return json_response({"ID": p["id"], "State": p["state"].value, "Previous": previous.value})
+    job_id: RunId = p["id"]
+    previous = runtime.tracker().set_status(job_id.key, p["state"], p["detail"],
+                                            by=Role.PARSER, run=job_id.run)
+    return json_response({"ID": str(job_id), "State": p["state"].value, "Previous": previous.value})
 
 
 @functions_framework.http
@@ -68,8 +71,9 @@ def update(request: flask.Request) -> flask.Response:
 def heartbeat(request: flask.Request) -> flask.Response:
     """``/v2/job/heartbeat?id=``: prove the job's parser is alive."""
     p = parse(_HEARTBEAT, request)
-    recorded = runtime.tracker().heartbeat(p["id"])
-    return json_response({"ID": p["id"], "Recorded": recorded})
+    job_id: RunId = p["id"]
+    recorded = runtime.tracker().heartbeat(job_id.key, run=job_id.run)
+    return json_response({"ID": str(job_id), "Recorded": recorded})
 
 
 @functions_framework.http
@@ -78,8 +82,11 @@ def heartbeat(request: flask.Request) -> flask.Response:
 def error(request: flask.Request) -> flask.Response:
     """``/v2/job/error?id=&error=``: report a parse error (state ``parseError``)."""
     p = parse(_ERROR, request)
-    previous = runtime.tracker().set_status(p["id"], State.PARSE_ERROR, p["error"])
-    return json_response({"ID": p["id"], "State": State.PARSE_ERROR.value, "Previous": previous.value})
+    job_id: RunId = p["id"]
+    previous = runtime.tracker().set_status(job_id.key, State.PARSE_ERROR, p["error"],
+                                            by=Role.PARSER, run=job_id.run)
+    return json_response({"ID": str(job_id), "State": State.PARSE_ERROR.value,
+                          "Previous": previous.value})
 
 
 @functions_framework.http
@@ -92,7 +99,7 @@ def next_job(request: flask.Request) -> flask.Response:
     if record is None:
         return flask.Response(NO_JOB_FOUND, status=503, mimetype="text/plain",
                               headers={"Retry-After": str(NO_JOB_RETRY_AFTER)})
-    return json_response({"ID": record.key, "Job": _JOB.dump(record.job)})
+    return json_response({"ID": str(RunId.of(record.key, record.run)), "Job": _JOB.dump(record.job)})
 
 
 @functions_framework.http

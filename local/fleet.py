@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from shared.client import TrackerCallError, TrackerClient
-from shared.model import State
+from shared.model import RUN_SEPARATOR, State
 
 log = logging.getLogger("local.fleet")
 
@@ -105,31 +105,31 @@ class Fleet:
                 if assignment is None:
                     self._stop.wait(self.policy.idle)
                     continue
-                self._work(client, rng, assignment.key, self._next_fate())
+                self._work(client, rng, assignment.id, self._next_fate())
             except TrackerCallError as exc:
                 log.warning("parser-%d: %s", n, exc)
                 self._count("refused")
                 self._stop.wait(self.policy.idle)
 
-    def _work(self, client: TrackerClient, rng: random.Random, key: str, fate: Fate) -> None:
+    def _work(self, client: TrackerClient, rng: random.Random, job_id: str, fate: Fate) -> None:
         archives = rng.randint(*self.policy.archives)
         stop_at = rng.randrange(1, archives) if fate is not Fate.FINISH and archives > 1 else archives
-        client.update(key, State.PARSING, f"starting {archives} archive tasks")
-        prefix = key.rsplit("/", 1)[0]
+        client.update(job_id, State.PARSING, f"starting {archives} archive tasks")
+        prefix = job_id.partition(RUN_SEPARATOR)[0].rsplit("/", 1)[0]
         for i in range(archives):
             if self._stop.is_set():
                 return
             if i == stop_at and fate is Fate.ERROR:
-                client.error(key, f"gs://{prefix}/archive-{i:03d}.tgz: corrupt gzip stream")
+                client.error(job_id, f"gs://{prefix}/archive-{i:03d}.tgz: corrupt gzip stream")
                 self._count("error")
                 return
             if i == stop_at and fate is Fate.SILENT:
                 self._count("silent")
                 return
-            client.heartbeat(key)
+            client.heartbeat(job_id)
             self._stop.wait(rng.uniform(*self.policy.seconds_per_archive))
-            client.update(key, State.PARSING, f"gs://{prefix}/archive-{i:03d}.tgz")
-        client.update(key, State.POST_PROCESSING, f"{archives} archives parsed")
+            client.update(job_id, State.PARSING, f"gs://{prefix}/archive-{i:03d}.tgz")
+        client.update(job_id, State.POST_PROCESSING, f"{archives} archives parsed")
         self._count("finish")
 
 

@@ -34,15 +34,24 @@ NO_JOB_TEXT = "No job found. Try again."
 
 @dataclass(frozen=True)
 class Assignment:
-    """A job handed out by ``next``: its key (the ``id`` of later calls) and the job."""
+    """A job handed out by ``next``: its ``ID`` (``key~run``, the ``id`` of later calls) and the job.
 
-    key: str
+    Calls with this ID are fenced: once the job is handed out again, they are
+    refused (:class:`TransitionRejected`) and change nothing.
+    """
+
+    id: str
     job: Job
+
+    @property
+    def key(self) -> str:
+        """The job key (the ID without its run token)."""
+        return self.job.key()
 
 
 @dataclass(frozen=True)
 class UpdateResult:
-    """The answer to ``update`` and ``error``: the job's new state and the state it left."""
+    """The answer to ``update`` and ``error``: the ID sent, the job's new state and the state it left."""
 
     key: str
     state: State
@@ -74,7 +83,8 @@ class JobGone(TrackerCallError):
 
 
 class TransitionRejected(TrackerCallError):
-    """409: the transition table forbids the change, or the job is complete or failed."""
+    """409: the transition table forbids the change, the job is complete or failed, the
+    state is not a parser's to set, or the run was handed out again since (stale)."""
 
 
 class TrackerUnavailable(TrackerCallError):
@@ -133,37 +143,40 @@ class TrackerClient:
             return None
         body = self._json("next", response)
         try:
-            key = body["ID"]
+            job_id = body["ID"]
             fields = JobSchema().load(body["Job"])
         except (KeyError, TypeError, ValidationError) as exc:
             raise TrackerCallError("next", response.status_code,
                                    f"unexpected answer {body!r}: {exc}", response.url) from None
         datasets = Datasets(**fields.pop("datasets"))
-        return Assignment(str(key), Job(datasets=datasets, **fields))
+        return Assignment(str(job_id), Job(datasets=datasets, **fields))
 
-    def update(self, key: str, state: State | str, detail: str = "") -> UpdateResult:
-        """Report progress (same state: a new detail) or move the job to ``state``."""
+    def update(self, job_id: str, state: State | str, detail: str = "") -> UpdateResult:
+        """Report progress (same state: a new detail) or move the job to ``state``.
+
+        ``job_id`` is the assignment's :attr:`~Assignment.id` (a bare key is not fenced).
+        """
         state_name = State.parse(state.value if isinstance(state, State) else state).value
         response = self._call("update", "/v2/job/update",
-                              data={"id": key, "state": state_name, "detail": detail})
+                              data={"id": job_id, "state": state_name, "detail": detail})
         return self._update_result("update", response)
 
-    def heartbeat(self, key: str) -> bool:
+    def heartbeat(self, job_id: str) -> bool:
         """Tell the tracker the job's parser is alive; return whether it was recorded.
 
         False means it was acknowledged without a write (another heartbeat came
         only seconds before); the job is alive either way.
         """
-        response = self._call("heartbeat", "/v2/job/heartbeat", data={"id": key})
+        response = self._call("heartbeat", "/v2/job/heartbeat", data={"id": job_id})
         body = self._json("heartbeat", response)
         if not isinstance(body, dict) or not isinstance(body.get("Recorded"), bool):
             raise TrackerCallError("heartbeat", response.status_code,
                                    f"unexpected answer {body!r}", response.url)
         return body["Recorded"]
 
-    def error(self, key: str, message: str) -> UpdateResult:
+    def error(self, job_id: str, message: str) -> UpdateResult:
         """Report a parse error: the job goes to ``parseError`` with ``message`` as detail."""
-        response = self._call("error", "/v2/job/error", data={"id": key, "error": message})
+        response = self._call("error", "/v2/job/error", data={"id": job_id, "error": message})
         return self._update_result("error", response)
 
     def _call(self, call: str, path: str, **kwargs: Any) -> requests.Response:

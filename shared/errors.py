@@ -48,6 +48,38 @@ class IllegalTransition(TrackerError):
         self.requested = requested
 
 
+class StaleRun(TrackerError):
+    """The caller's run of the job is over: the job was handed out again since."""
+
+    def __init__(self, key: str, run: str, current: str, started: str) -> None:
+        now = f"run {current}" if current else "a run without a token"
+        super().__init__(f"job {key}: run {run} is no longer current ({now} started "
+                         f"{started}); nothing was written")
+        self.key = key
+        self.run = run
+        self.current = current
+
+
+class NotParserState(TrackerError):
+    """A parser asked for a change that belongs to post-processing or operators."""
+
+    def __init__(self, key: str, current: State, requested: State, owner: str,
+                 owns_current: bool) -> None:
+        """``owner`` owns ``current`` if ``owns_current``, else ``requested``."""
+        if requested is current:
+            msg = f"job {key} is {current.value}, which {owner} owns; a parser cannot update it"
+        elif not owns_current:
+            msg = (f"job {key}: {requested.value} is set by {owner}, not by a parser "
+                   f"(the job is {current.value})")
+        else:
+            msg = (f"job {key} is {current.value}, which {owner} owns; a parser cannot "
+                   f"move it to {requested.value}")
+        super().__init__(msg)
+        self.key = key
+        self.current = current
+        self.requested = requested
+
+
 class Unavailable(TrackerError):
     """A backing service (Firestore, GCS) did not answer or asked to be retried later."""
 

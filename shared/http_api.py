@@ -2,7 +2,8 @@
 
 Status codes follow the Go tracker's handlers — 405 wrong method, 422 no id,
 424 no state or error, 410 unknown job — plus 409 for a transition the table
-forbids (or any change to a terminal job) and 400 for every other malformed
+forbids (or any change to a terminal job), for a state a parser does not own
+and for a run that is no longer current, and 400 for every other malformed
 parameter. Every error answers before anything is written.
 """
 
@@ -23,6 +24,8 @@ from shared.errors import (
     IllegalTransition,
     JobAlreadyExists,
     JobNotFound,
+    NotParserState,
+    StaleRun,
     TrackerError,
     Unavailable,
 )
@@ -38,6 +41,8 @@ ERROR_STATUS: dict[type[TrackerError], int] = {
     JobNotFound: 410,
     IllegalTransition: 409,
     JobAlreadyExists: 409,
+    NotParserState: 409,
+    StaleRun: 409,
     Unavailable: 503,
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import re
+import secrets
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 
@@ -31,6 +32,21 @@ _KEY_RE = re.compile(
 )
 #: Longest key accepted; well under Firestore's 1,500-byte document id limit.
 MAX_KEY_LENGTH = 400
+
+#: Separates the key from the run token in the ``ID`` that ``next`` hands out
+#: (never in a key, and unreserved in URLs).
+RUN_SEPARATOR = "~"
+#: Longest run token accepted in an ``id``.
+MAX_RUN_LENGTH = 32
+_RUN_RE = re.compile(rf"[0-9a-z]{{1,{MAX_RUN_LENGTH}}}\Z")
+
+#: History entries kept besides the first: older ones are dropped and counted.
+HISTORY_KEEP = 100
+#: The latest entries whose details are kept whole; older kept ones are cut to
+#: :data:`OLD_DETAIL_LENGTH` characters, so a job's history stays far below
+#: Firestore's 1 MiB document limit whatever its details.
+HISTORY_FULL_DETAILS = 10
+OLD_DETAIL_LENGTH = 200
 
 
 def _ymd(day: date, sep: str = "") -> str:
@@ -150,6 +166,43 @@ class Job:
         return cls(m["bucket"], m["experiment"], m["datatype"], day)
 
 
+def new_run() -> str:
+    """Return a fresh run token: 8 random lowercase hex characters."""
+    return secrets.token_hex(4)
+
+
+@dataclass(frozen=True)
+class RunId:
+    """A job key and, when the caller gave one, the run it was handed out for.
+
+    Written ``{key}~{run}`` (the ``ID`` that ``next`` hands out) or a bare key,
+    which names the job whatever its run.
+    """
+
+    key: str
+    run: str | None = None
+
+    def __str__(self) -> str:
+        return self.key if self.run is None else f"{self.key}{RUN_SEPARATOR}{self.run}"
+
+    @classmethod
+    def of(cls, key: str, run: str) -> RunId:
+        """Return the ID of run ``run`` of the job ``key`` (a bare key when ``run`` is empty)."""
+        return cls(key, run or None)
+
+    @classmethod
+    def parse(cls, text: str) -> RunId:
+        """Parse ``key`` or ``key~run``; ValueError says what is wrong."""
+        key, sep, run = text.partition(RUN_SEPARATOR)
+        Job.from_key(key)
+        if not sep:
+            return cls(key)
+        if not _RUN_RE.match(run):
+            raise ValueError(f"malformed run {run!r} after {RUN_SEPARATOR!r} in job id; expected "
+                             f"1 to {MAX_RUN_LENGTH} characters 0-9 a-z (the ID next handed out)")
+        return cls(key, run)
+
+
 @dataclass(frozen=True)
 class StateInfo:
     """One entry of a job's history: a state, when it began, and its latest detail."""
@@ -172,12 +225,23 @@ class Status:
     history: list[StateInfo]
     heartbeat_time: datetime = ZERO_TIME
     update_count: int = 0
+    #: Entries dropped between the first and the kept ones (see :data:`HISTORY_KEEP`).
+    dropped: int = 0
 
     @classmethod
     def new(cls, now: datetime | None = None) -> Status:
         """Return the status of a fresh job: one ``init`` entry."""
         now = now or utcnow()
         return cls(history=[StateInfo(State.INIT, now, now)])
+
+    @property
+    def current_index(self) -> int:
+        """The absolute index of the current entry, counting dropped entries."""
+        return len(self.history) - 1 + self.dropped
+
+    def index_of(self, position: int) -> int:
+        """The absolute index of ``history[position]`` (the first entry is always 0)."""
+        return position + self.dropped if position > 0 else 0
 
     @property
     def last_state_info(self) -> StateInfo:
@@ -244,8 +308,22 @@ class Status:
         return old
 
     def new_state(self, state: State, now: datetime) -> StateInfo:
-        """Append an entry for ``state`` unless it is the current state; return the previous entry."""
+        """Append an entry for ``state`` unless it is the current state; return the previous entry.
+
+        Beyond the first entry and :data:`HISTORY_KEEP` others, the oldest
+        after the first is dropped and counted in :attr:`dropped`; details
+        older than the latest :data:`HISTORY_FULL_DETAILS` entries are cut to
+        :data:`OLD_DETAIL_LENGTH` characters.
+        """
         old = self.history[-1]
         if state is not old.state:
             self.history.append(StateInfo(state, now, now))
+            excess = len(self.history) - 1 - HISTORY_KEEP
+            if excess > 0:
+                del self.history[1:1 + excess]
+                self.dropped += excess
+            aged = len(self.history) - 1 - HISTORY_FULL_DETAILS
+            if aged > 0 and len(self.history[aged].detail) > OLD_DETAIL_LENGTH:
+                entry = self.history[aged]
+                self.history[aged] = replace(entry, detail=entry.detail[:OLD_DETAIL_LENGTH - 1] + "…")
         return old

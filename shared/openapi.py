@@ -21,8 +21,8 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
 from shared.http_api import ERROR_STATUS, MISSING_STATUS, Answer
-from shared.model import _KEY_RE, MAX_KEY_LENGTH, State
-from shared.schemas import JobId, JobSchema, StateName
+from shared.model import _KEY_RE, _RUN_RE, MAX_KEY_LENGTH, MAX_RUN_LENGTH, RUN_SEPARATOR, State
+from shared.schemas import JobId, JobSchema, ParserJobId, StateName
 
 OPENAPI_VERSION = "3.0.3"
 TITLE = "Gardener tracker"
@@ -34,6 +34,7 @@ ERROR_MEANING = {
     404: "unknown path (router)",
     405: "method not allowed; the Allow header names the allowed ones",
     409: "the transition table forbids the change, the job is complete or failed, "
+         "the state is not the parser's to set, the run in the id is no longer current, "
          "or the job already exists",
     410: "no such job",
     422: "missing id",
@@ -47,6 +48,10 @@ STATE_NAMES = [s.value for s in State]
 
 #: A job key as a JSON-schema (ECMA) pattern, from the model's key expression.
 KEY_PATTERN = re.sub(r"\(\?P<\w+>", "(", _KEY_RE.pattern).replace(r"\Z", "$")
+
+#: A parser's job id: a key, optionally followed by ``~`` and the run token.
+RUN_ID_PATTERN = (KEY_PATTERN.removesuffix("$")
+                  + f"({RUN_SEPARATOR}{_RUN_RE.pattern.removesuffix(chr(92) + 'Z')})?$")
 
 
 class UndocumentedRoute(ValueError):
@@ -78,7 +83,7 @@ class HeartbeatAnswer(Schema):
 
 
 class NextJobAnswer(Schema):
-    """Answer of ``/v2/job/next``: the key and the Go-shaped job."""
+    """Answer of ``/v2/job/next``: the ID (``key~run``, the ``id`` of later calls) and the Go-shaped job."""
 
     ID = fields.String(required=True)
     Job = fields.Nested(JobSchema, required=True)
@@ -86,6 +91,8 @@ class NextJobAnswer(Schema):
 
 def _field_extras(self: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
     """What the generic converter cannot see in our own field types."""
+    if isinstance(field, ParserJobId):
+        return {"type": "string", "pattern": RUN_ID_PATTERN, "maxLength": MAX_KEY_LENGTH + len(RUN_SEPARATOR) + MAX_RUN_LENGTH}
     if isinstance(field, JobId):
         return {"pattern": KEY_PATTERN, "maxLength": MAX_KEY_LENGTH}
     if isinstance(field, StateName):

@@ -25,7 +25,7 @@ from marshmallow import (
 
 from shared.gotime import format_time, parse_time
 from shared.limits import INT64_MAX, MAX_TEXT_BYTES, time_problem
-from shared.model import UTC, Job, State
+from shared.model import UTC, Job, RunId, State
 
 #: Longest detail, error or reason accepted, in UTF-8 bytes (:data:`shared.limits.MAX_TEXT_BYTES`).
 MAX_DETAIL_LENGTH = MAX_TEXT_BYTES
@@ -44,6 +44,21 @@ class JobId(fields.String):
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
         return text
+
+
+class ParserJobId(fields.Field):
+    """The ``id`` a parser echoes: the ``key~run`` that ``next`` handed out, or a bare key."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> RunId:
+        if not isinstance(value, str):
+            raise ValidationError("Not a valid string.")
+        try:
+            return RunId.parse(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else str(value)
 
 
 class StateName(fields.String):
@@ -125,14 +140,14 @@ class HeartbeatParams(_Params):
     """Parameters of ``/v2/job/heartbeat``."""
 
     _empty_is_missing = ("id",)
-    id = JobId(required=True)
+    id = ParserJobId(required=True)
 
 
 class UpdateParams(_Params):
     """Parameters of ``/v2/job/update``; ``detail`` defaults to empty."""
 
     _empty_is_missing = ("id", "state")
-    id = JobId(required=True)
+    id = ParserJobId(required=True)
     state = StateName(required=True)
     detail = _text(load_default="")
 
@@ -141,7 +156,7 @@ class ErrorParams(_Params):
     """Parameters of ``/v2/job/error``."""
 
     _empty_is_missing = ("id", "error")
-    id = JobId(required=True)
+    id = ParserJobId(required=True)
     error = _text(required=True)
 
 

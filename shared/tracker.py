@@ -4,8 +4,13 @@ Every state change is one read-write transaction that checks the transition
 table, logs one line and adds to the source's totals (:func:`counted`) in the
 same transaction. Same-state detail updates and heartbeats, the parsers' hot path, read
 the document once and then make one single write that cannot conflict: the
-detail lands on the history entry that was current when the request was read,
-which is the entry the request was accepted in.
+detail is written for the run and the history entry that were current when the
+request was read, and counts only while they still are.
+
+Parsers name the run they were handed (``run``; see :class:`~shared.model.RunId`):
+a request for a run that is no longer the job's raises :class:`StaleRun` and
+writes nothing. Parsers (``by=Role.PARSER``) may only set the states they own
+(:data:`~shared.transitions.PARSER_STATES`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared import transitions
-from shared.errors import JobAlreadyExists, JobNotFound
+from shared.errors import JobAlreadyExists, JobNotFound, StaleRun
 from shared.gotime import format_duration, format_time
 from shared.limits import MAX_CLOCK_SKEW
 from shared.model import KEEP_DETAIL, Job, State, Status, utcnow
@@ -29,6 +34,7 @@ from shared.store import (
     JobRecord,
     JobStore,
 )
+from shared.transitions import Role
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +131,18 @@ class Tracker:
         self.heartbeat_coalesce = heartbeat_coalesce
         self.retry = retry
 
-    def _record(self, key: str) -> JobRecord:
+    def _record(self, key: str, run: str | None = None) -> JobRecord:
         record = self.store.get(key)
         if record is None:
             raise JobNotFound(key)
+        self._check_run(record, run)
         return record
+
+    @staticmethod
+    def _check_run(record: JobRecord, run: str | None) -> None:
+        """Raise :class:`StaleRun` unless ``run`` is None (no fencing) or the job's current run."""
+        if run is not None and run != record.run:
+            raise StaleRun(record.key, run, record.run, format_time(record.status.start_time))
 
     def add_job(self, job: Job, offer: str = "", *, ignore_backoff: bool = False,
                 note: AuditEntry | None = None) -> JobRecord:
@@ -221,22 +234,28 @@ class Tracker:
         log.warning("job %s: %s", key, why)
         return True
 
-    def set_status(self, key: str, state: State, detail: str = "") -> State:
+    def set_status(self, key: str, state: State, detail: str = "", *,
+                   by: Role = Role.OPERATOR, run: str | None = None) -> State:
         """Apply ``detail`` to the current state entry, then move to ``state`` if it differs.
 
         Same state: a detail-only update (one read, one blind write). Another
         state: one transaction checked against the transition table; an illegal
         change raises :class:`IllegalTransition` and writes nothing. Either way
         the update count grows by one. Returns the state before the update.
+        A parser (``by``) that asks for a state it does not own, or updates a
+        job in one, gets :class:`NotParserState`; a ``run`` that is not the
+        job's current run gets :class:`StaleRun`; neither writes anything.
         """
-        record = self._record(key)
+        record = self._record(key, run)
         current = record.status.state
-        transitions.check(key, current, state)
+        transitions.check(key, current, state, by)
         if state is current:
             self._write_detail(record, detail)
             return current
 
         def change(rec: JobRecord) -> JobRecord:
+            self._check_run(rec, run)
+            transitions.check(key, rec.status.state, state, by)
             self.move(rec, state, detail, self.clock())
             return rec
 
@@ -250,19 +269,21 @@ class Tracker:
 
     def _write_detail(self, record: JobRecord, detail: str) -> None:
         text = None if detail == KEEP_DETAIL else detail
-        index = len(record.status.history) - 1
+        index = record.status.current_index
         try:
-            self.store.write_detail(record.key, index, text, self.clock())
+            self.store.write_detail(record.key, record.run, index, text, self.clock())
         except DocumentMissing:
             raise JobNotFound(record.key) from None
 
-    def heartbeat(self, key: str) -> bool:
+    def heartbeat(self, key: str, run: str | None = None) -> bool:
         """Record that the job's parser is alive; return whether a write was made.
 
         A heartbeat within the coalescing window of the last recorded one is
-        acknowledged without a write. A terminal job raises :class:`IllegalTransition`.
+        acknowledged without a write. A terminal job raises
+        :class:`IllegalTransition`, a ``run`` that is not the job's current run
+        :class:`StaleRun`.
         """
-        record = self._record(key)
+        record = self._record(key, run)
         transitions.check(key, record.status.state, record.status.state)
         now = self.clock()
         if now - record.status.heartbeat_time < self.heartbeat_coalesce:

@@ -2,14 +2,17 @@
 
 A request for the current state is a detail-only update, allowed in every
 non-terminal state. ``complete`` and ``failed`` are terminal: nothing follows
-them, and a job leaves them only by being added again (a restart).
+them, and a job leaves them only by being added again (a restart). Parsers may
+only set the states they own (:data:`PARSER_STATES`); the others belong to
+post-processing and operators.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 
-from shared.errors import IllegalTransition
+from shared.errors import IllegalTransition, NotParserState
 from shared.model import State
 
 S = State
@@ -19,9 +22,10 @@ S = State
 #: post-processing chain owns the rest. ``stabilizing`` and ``finishing`` are
 #: optional steps the Go tracker declared; they may sit before loading and
 #: before complete. ``postProcessing → complete`` serves sources whose
-#: pipeline has no BigQuery step.
+#: pipeline has no BigQuery step. ``init → postProcessing`` serves a parser
+#: whose first ``parsing`` update was lost (the Go tracker accepts it too).
 TRANSITIONS: Mapping[State, frozenset[State]] = {
-    S.INIT: frozenset({S.PARSING, S.PARSE_ERROR, S.FAILED}),
+    S.INIT: frozenset({S.PARSING, S.PARSE_ERROR, S.POST_PROCESSING, S.FAILED}),
     S.PARSING: frozenset({S.POST_PROCESSING, S.PARSE_ERROR, S.FAILED}),
     S.PARSE_ERROR: frozenset({S.PARSING, S.POST_PROCESSING, S.FAILED}),
     S.POST_PROCESSING: frozenset({S.STABILIZING, S.LOADING, S.COMPLETE, S.FAILED}),
@@ -39,6 +43,29 @@ TRANSITIONS: Mapping[State, frozenset[State]] = {
 #: States a job never leaves except by being added again.
 TERMINAL: frozenset[State] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
 
+#: The states parsers own: the only ones ``update`` and ``error`` may set, or
+#: update in place. A parser may also give up (``failed``) on a job in one of
+#: them or in ``init``; every other state is set by post-processing or an operator.
+PARSER_STATES: frozenset[State] = frozenset({S.PARSING, S.PARSE_ERROR, S.POST_PROCESSING})
+
+
+class Role(str, enum.Enum):
+    """Who asks for a change: a parser (limited to :data:`PARSER_STATES`) or anyone else."""
+
+    PARSER = "parser"
+    OPERATOR = "operator"  # operators, post-processing, expiry: bound by the table only
+
+
+def owner(state: State) -> str:
+    """Name who sets ``state``, as the transitions table and refusals say it."""
+    if state is S.INIT:
+        return "next (a hand-out)"
+    if state in PARSER_STATES:
+        return "the parser"
+    if state is S.FAILED:
+        return "anyone (parser, post-processing, expiry, operator)"
+    return "post-processing (or an operator)"
+
 
 def is_allowed(current: State, requested: State) -> bool:
     """Return whether a job in ``current`` may be updated to ``requested``."""
@@ -47,10 +74,27 @@ def is_allowed(current: State, requested: State) -> bool:
     return requested is current or requested in TRANSITIONS[current]
 
 
-def check(key: str, current: State, requested: State) -> None:
-    """Raise :class:`IllegalTransition` unless ``current → requested`` is allowed."""
+def parser_may(current: State, requested: State) -> bool:
+    """Return whether a parser may ask for ``current → requested`` (the table aside)."""
+    if requested is S.FAILED:
+        return current is S.INIT or current in PARSER_STATES
+    return requested in PARSER_STATES and (current is S.INIT or current in PARSER_STATES)
+
+
+def check(key: str, current: State, requested: State, by: Role = Role.OPERATOR) -> None:
+    """Raise unless ``by`` may change a job in ``current`` to ``requested``.
+
+    :class:`IllegalTransition` if the table forbids it (or the job is
+    terminal), :class:`NotParserState` if a parser asks for a state it does
+    not own or updates a job in such a state.
+    """
+    terminal = current in TERMINAL
+    if by is Role.PARSER and not terminal and not parser_may(current, requested):
+        owns_current = current is not S.INIT and current not in PARSER_STATES
+        raise NotParserState(key, current, requested,
+                             owner(current if owns_current else requested), owns_current)
     if not is_allowed(current, requested):
-        raise IllegalTransition(key, current, requested, terminal=current in TERMINAL)
+        raise IllegalTransition(key, current, requested, terminal=terminal)
 
 
 def check_path(path: Sequence[State]) -> None:
@@ -62,9 +106,9 @@ def check_path(path: Sequence[State]) -> None:
 
 def as_markdown() -> str:
     """Return the table as Markdown, as the README shows it."""
-    lines = ["| from | may become |", "|---|---|"]
+    lines = ["| from | set by | may become |", "|---|---|---|"]
     for state in State:
         nxt = TRANSITIONS[state]
         targets = ", ".join(f"`{s.value}`" for s in State if s in nxt)
-        lines.append(f"| `{state.value}` | {targets or '— (terminal)'} |")
+        lines.append(f"| `{state.value}` | {owner(state)} | {targets or '— (terminal)'} |")
     return "\n".join(lines)

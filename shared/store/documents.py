@@ -6,8 +6,12 @@ Go-shaped status the document keeps the fields queries need: ``state``,
 ``experiment``, ``datatype``, ``date``, ``start_time``, ``last_update`` and
 ``last_activity`` (the later of the last heartbeat and the last update). The
 history is a map from entry index (``"0"``, ``"1"``, …) to entry, not an
-array, so a detail can be written to one entry by field path without reading
-the document in a transaction. Pure: nothing here talks to Firestore.
+array, keyed by absolute entry index (entries dropped from a long history,
+``history_dropped`` of them, leave gaps after ``"0"``). Every run of a job has
+a token, ``run``; the parsers' hot path writes only under ``live.{run}``
+(:func:`live_fields`), and :func:`from_document` folds the current run's live
+values into the record; writes of an old run or for an old entry are ignored.
+Pure: nothing here talks to Firestore.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
-from shared.model import UTC, ZERO_TIME, Datasets, Job, State, StateInfo, Status
+from google.cloud.firestore_v1.field_path import FieldPath
+
+from shared.model import UTC, ZERO_TIME, Datasets, Job, State, StateInfo, Status, new_run
 from shared.store._common import _midnight
 
 #: The lease time of a job no post-processing tick holds (a time always in the past).
@@ -74,6 +80,8 @@ class JobRecord:
     step_attempt: int = 0
     #: Operator actions on this job, oldest first, at most :data:`AUDIT_KEEP` (kept across restarts).
     audit: list[AuditEntry] = field(default_factory=list)
+    #: This run's token, new at every create and restart ("" for a job stored without one).
+    run: str = ""
 
     def note(self, entry: AuditEntry) -> None:
         """Append an operator action to the audit, dropping the oldest beyond :data:`AUDIT_KEEP`."""
@@ -92,7 +100,34 @@ class JobRecord:
     @classmethod
     def new(cls, job: Job, now: datetime, offer: str = "") -> JobRecord:
         """Return the record of a freshly added job."""
-        return cls(job=job, status=Status.new(now), last_update=now, offer=offer)
+        return cls(job=job, status=Status.new(now), last_update=now, offer=offer, run=new_run())
+
+
+#: The ``live`` key of a job without a run token (never a token: tokens are [0-9a-z]).
+NO_RUN = "-"
+
+
+def live_fields(run: str, index: int, detail: str | None, now: datetime) -> dict[str, Any]:
+    """Return the field paths of one hot-path update, as :func:`from_document` reads them.
+
+    Under ``live.{run}``: ``updates`` (to be incremented by the caller) and the
+    detail time and detail (kept when None) of history entry ``index``, under
+    ``entries.{index}``. A state change folds them into the document and drops them.
+    """
+    slot = run or NO_RUN
+
+    def path(*names: str) -> str:
+        return FieldPath("live", slot, *names).to_api_repr()
+
+    fields: dict[str, Any] = {path("entries", str(index), "detail_time"): now}
+    if detail is not None:
+        fields[path("entries", str(index), "detail")] = detail
+    return fields
+
+
+def live_updates_path(run: str) -> str:
+    """Return the field path of the count of hot-path updates of ``run``."""
+    return FieldPath("live", run or NO_RUN, "updates").to_api_repr()
 
 
 def _entry_to_doc(info: StateInfo) -> dict[str, Any]:
@@ -117,7 +152,11 @@ def to_document(record: JobRecord) -> dict[str, Any]:
         "filter": job.filter,
         "datasets": {"tmp": job.datasets.tmp, "raw": job.datasets.raw, "join": job.datasets.join},
         "state": status.state.value,
-        "history": {str(i): _entry_to_doc(e) for i, e in enumerate(status.history)},
+        "run": record.run,
+        "history": {str(status.index_of(i)): _entry_to_doc(e)
+                    for i, e in enumerate(status.history)},
+        "history_dropped": status.dropped,
+        "live": {},
         "heartbeat_time": None if hb == ZERO_TIME else hb,
         "update_count": status.update_count,
         "start_time": status.start_time,
@@ -178,13 +217,16 @@ def _stand_in_entry(data: dict[str, Any]) -> StateInfo:
 
 
 def from_document(data: dict[str, Any], update_time: datetime | None = None) -> JobRecord:
-    """Return the record a Firestore document holds.
+    """Return the record a Firestore document holds, the current run's live values folded in.
 
-    History entries without a state (left by a detail write that raced with a
-    restart) are ignored; the next state change rewrites the history whole. A
-    history left with no entry reads as one entry in the document's ``state``
-    (detail :data:`NO_HISTORY`), so every status has a current state.
-    Times come back as plain datetimes (see :func:`_plain`).
+    History entries without a state are ignored; a history left with no
+    entry reads as one entry in the document's ``state`` (detail
+    :data:`NO_HISTORY`), so every status has a current state. The live detail
+    of the current run applies to the current entry when it was written for
+    that entry and is not older; its update count adds to ``update_count``.
+    Live values of other runs or entries are ignored (the next state change,
+    which writes the document whole, drops them). Times come back as plain
+    datetimes (see :func:`_plain`).
     """
     data = _plain(data)
     ds = data.get("datasets") or {}
@@ -203,11 +245,19 @@ def from_document(data: dict[str, Any], update_time: datetime | None = None) -> 
         StateInfo(State(e["state"]), e["start"], e["detail_time"], e.get("detail", ""))
         for _, e in entries
     ] or [_stand_in_entry(data)]
+    run = data.get("run", "")
+    live = (data.get("live") or {}).get(run or NO_RUN) or {}
     status = Status(
         history=history,
         heartbeat_time=data.get("heartbeat_time") or ZERO_TIME,
-        update_count=data.get("update_count", 0),
+        update_count=data.get("update_count", 0) + live.get("updates", 0),
+        dropped=data.get("history_dropped", 0),
     )
+    written = (live.get("entries") or {}).get(str(status.current_index)) or {}
+    if "detail_time" in written and written["detail_time"] >= status.detail_time:
+        current = status.last_state_info
+        status.history[-1] = StateInfo(current.state, current.start, written["detail_time"],
+                                       written.get("detail", current.detail))
     return JobRecord(job, status, data["last_update"], update_time,
                      offer=data.get("offer", ""), reoffer=data.get("reoffer", ""),
                      attempts=data.get("attempts", 1), last_error=data.get("last_error", ""),
@@ -215,4 +265,5 @@ def from_document(data: dict[str, Any], update_time: datetime | None = None) -> 
                      lease_until=data.get("lease_until") or FREE,
                      step_job=data.get("step_job", ""), step_attempt=data.get("step_attempt", 0),
                      audit=[AuditEntry(a["time"], a["who"], a["action"], a.get("detail", ""))
-                            for a in data.get("audit") or ()])
+                            for a in data.get("audit") or ()],
+                     run=run)

@@ -6,7 +6,9 @@ Writes come in two kinds:
   let the caller decide, write the whole document.
 * :meth:`JobStore.write_detail` and :meth:`JobStore.write_heartbeat` — single
   writes that cannot conflict (field paths, ``Increment``, the implicit
-  ``exists`` precondition of ``update``): the hot path of parsers.
+  ``exists`` precondition of ``update``): the hot path of parsers. Details go
+  under ``live.{run}`` (:func:`~shared.store.documents.live_fields`), never
+  into the history a transaction writes.
 
 Creating, restarting and transacting may also add one to named totals of the
 job's source (:class:`~shared.store.counters.CounterStore`) in the same commit,
@@ -25,7 +27,6 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.aggregation import AggregationQuery
 from google.cloud.firestore_v1.base_aggregation import AggregationResult
 from google.cloud.firestore_v1.base_query import FieldFilter
-from google.cloud.firestore_v1.field_path import FieldPath
 
 from shared.errors import StoreUnavailable
 from shared.model import State
@@ -35,6 +36,8 @@ from shared.store.documents import (
     JobRecord,
     doc_id,
     from_document,
+    live_fields,
+    live_updates_path,
     streamed_fields,
     to_document,
 )
@@ -59,10 +62,6 @@ def _page(query: firestore.Query, field: str, after: JobRecord | None) -> firest
     if after is None:
         return query
     return query.start_after({field: getattr(after, field), "__name__": doc_id(after.key)})
-
-
-def _entry_path(index: int, name: str) -> str:
-    return FieldPath("history", str(index), name).to_api_repr()
 
 
 class JobStore:
@@ -163,21 +162,21 @@ class JobStore:
                 raise
             raise StoreUnavailable(f"Firestore unavailable: {cause}") from exc
 
-    def write_detail(self, key: str, index: int, detail: str | None, now: datetime) -> None:
-        """Count an update that sets history entry ``index``'s detail, in one blind write.
+    def write_detail(self, key: str, run: str, index: int, detail: str | None,
+                     now: datetime) -> None:
+        """Count an update of run ``run`` that sets history entry ``index``'s detail, in one blind write.
 
         The entry's detail time becomes ``now`` and its detail ``detail`` (kept
-        when None); the update count grows by one. Raises
+        when None); the run's update count grows by one. Readers apply it only
+        while ``run`` is the job's run and ``index`` its current entry. Raises
         :class:`DocumentMissing` if the job is gone.
         """
-        fields: dict[str, Any] = {
-            _entry_path(index, "detail_time"): now,
-            "update_count": firestore.Increment(1),
+        fields = live_fields(run, index, detail, now)
+        fields.update({
+            live_updates_path(run): firestore.Increment(1),
             "last_update": now,
             "last_activity": now,
-        }
-        if detail is not None:
-            fields[_entry_path(index, "detail")] = detail
+        })
         self._update(key, fields, WRITE_RETRY)
 
     def write_reoffer(self, key: str, offer: str) -> None:

@@ -54,17 +54,17 @@ def test_a_parser_loop_with_typed_results(client: TrackerClient, stack: str) -> 
     assignment = client.next()
     assert isinstance(assignment, Assignment)
     job = assignment.job
-    assert assignment.key == job.key()
+    assert assignment.key == job.key() and assignment.id.startswith(job.key() + "~")
     assert job.bucket == "archive-demo" and isinstance(job.date, date)
     assert job.datasets.tmp.startswith("tmp_")
 
-    started = client.update(assignment.key, State.PARSING, "starting 3 archives")
-    assert started == UpdateResult(assignment.key, State.PARSING, State.INIT)
+    started = client.update(assignment.id, State.PARSING, "starting 3 archives")
+    assert started == UpdateResult(assignment.id, State.PARSING, State.INIT)
     for n in range(3):
-        assert client.heartbeat(assignment.key) in (True, False)
-        progress = client.update(assignment.key, "parsing", f"gs://archive-demo/a{n}.tgz")
+        assert client.heartbeat(assignment.id) in (True, False)
+        progress = client.update(assignment.id, "parsing", f"gs://archive-demo/a{n}.tgz")
         assert progress.previous is State.PARSING
-    done = client.update(assignment.key, State.POST_PROCESSING, "3 archives parsed")
+    done = client.update(assignment.id, State.POST_PROCESSING, "3 archives parsed")
     assert (done.state, done.previous) == (State.POST_PROCESSING, State.PARSING)
 
     status = status_of(stack, assignment.key)
@@ -76,10 +76,10 @@ def test_a_parser_loop_with_typed_results(client: TrackerClient, stack: str) -> 
 def test_error_reports_parse_error_and_the_parser_may_go_on(client: TrackerClient) -> None:
     assignment = client.next()
     assert assignment is not None
-    client.update(assignment.key, State.PARSING)
-    result = client.error(assignment.key, "gs://archive-demo/bad.tgz: corrupt gzip")
+    client.update(assignment.id, State.PARSING)
+    result = client.error(assignment.id, "gs://archive-demo/bad.tgz: corrupt gzip")
     assert (result.state, result.previous) == (State.PARSE_ERROR, State.PARSING)
-    assert client.update(assignment.key, State.PARSING).previous is State.PARSE_ERROR
+    assert client.update(assignment.id, State.PARSING).previous is State.PARSE_ERROR
 
 
 def test_errors_are_typed_and_name_the_call(client: TrackerClient) -> None:
@@ -96,8 +96,9 @@ def test_errors_are_typed_and_name_the_call(client: TrackerClient) -> None:
     assignment = client.next()
     assert assignment is not None
     with pytest.raises(TransitionRejected) as rejected:
-        client.update(assignment.key, State.COMPLETE)
-    assert rejected.value.status == 409 and "from init to complete" in rejected.value.message
+        client.update(assignment.id, State.COMPLETE)
+    assert rejected.value.status == 409 and "complete is set by post-processing" in (
+        rejected.value.message)
     assert isinstance(rejected.value, TrackerCallError)
 
 

@@ -51,24 +51,25 @@ def test_stack_serves_go_client_calls_and_stops_on_ctrl_c(emulator_host, gcs_url
         # The demo bucket has archives: the first next hands out a job in the Go shape.
         code, job = post(f"{base}/v2/job/next")
         assert code == 200, job
-        key = job["ID"]
+        job_id = job["ID"]
+        key = job_id.partition("~")[0]  # the status page shows the key
         assert set(job) == {"ID", "Job"}
         assert job["Job"]["Bucket"] == "archive-demo" and job["Job"]["Date"].endswith("T00:00:00Z")
-        handed = {key}
+        handed = {job_id}
         while (answer := post(f"{base}/v2/job/next"))[0] == 200:
             assert answer[1]["ID"] not in handed
             handed.add(answer[1]["ID"])
         assert len(handed) > 3
 
-        assert post(f"{base}/v2/job/update?id={key}&state=parsing&detail=starting+tasks")[0] == 200
-        assert post(f"{base}/v2/job/heartbeat?id={key}")[0] == 200
-        assert post(f"{base}/v2/job/update?id={key}&state=parsing&detail=gs%3A%2F%2Fa.tgz")[0] == 200
-        assert post(f"{base}/v2/job/update?id={key}")[0] == 424
+        assert post(f"{base}/v2/job/update?id={job_id}&state=parsing&detail=starting+tasks")[0] == 200
+        assert post(f"{base}/v2/job/heartbeat?id={job_id}")[0] == 200
+        assert post(f"{base}/v2/job/update?id={job_id}&state=parsing&detail=gs%3A%2F%2Fa.tgz")[0] == 200
+        assert post(f"{base}/v2/job/update?id={job_id}")[0] == 424
         assert post(f"{base}/v2/job/update?state=parsing")[0] == 422
         assert post(f"{base}/v2/job/heartbeat?id=archive-measurement-lab/ndt/ndt7/20000101")[0] == 410
-        code, body = post(f"{base}/v2/job/update?id={key}&state=complete")
-        assert code == 409 and "from parsing to complete" in body["error"]
-        assert post(f"{base}/v2/job/update?id={key}&state=postProcessing")[0] == 200
+        code, body = post(f"{base}/v2/job/update?id={job_id}&state=complete")
+        assert code == 409 and "complete is set by post-processing" in body["error"]
+        assert post(f"{base}/v2/job/update?id={job_id}&state=postProcessing")[0] == 200
 
         # The demo sources have no BigQuery steps: the post-processing ticks complete the job.
         deadline = time.monotonic() + 30
@@ -118,8 +119,8 @@ def test_silent_job_fails_is_handed_out_again_and_snapshots_appear(
     with launched(env, free_port()) as (base, _):
         code, job = post(f"{base}/v2/job/next")
         assert code == 200
-        key = job["ID"]
-        assert post(f"{base}/v2/job/update?id={key}&state=parsing&detail=starting")[0] == 200
+        job_id = job["ID"]
+        assert post(f"{base}/v2/job/update?id={job_id}&state=parsing&detail=starting")[0] == 200
 
         # The parser goes silent: maintain expires the job, next hands it out again.
         again, deadline = None, time.monotonic() + 30
@@ -129,7 +130,9 @@ def test_silent_job_fails_is_handed_out_again_and_snapshots_appear(
                 again = answer
                 break
             time.sleep(0.5)
-        assert again is not None and again["ID"] == key
+        assert again is not None and again["ID"].partition("~")[0] == job_id.partition("~")[0]
+        assert again["ID"] != job_id  # a new run: the silent parser's ID is stale now
+        assert post(f"{base}/v2/job/heartbeat?id={job_id}")[0] == 409
         with urllib.request.urlopen(f"{base}/status?format=json", timeout=30) as r:
             status = json.loads(r.read())["Jobs"][0]
         assert status["Attempts"] == 2

@@ -28,7 +28,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from shared.model import Job, State
+from shared.model import Job, RunId, State
 
 JOB = Job("archive-bucket", "ndt", "ndt7", date(2019, 1, 2))
 KEY = JOB.key()
@@ -211,14 +211,15 @@ def test_32_next_callers_and_16_updaters_on_the_same_jobs(repeat, start_server, 
     for t in updaters:
         t.join()
 
-    assert len(handed) == len(set(handed)), "a job was handed out twice"
-    assert set(handed) == available
+    handed_keys = [RunId.parse(job_id).key for job_id in handed]
+    assert len(handed_keys) == len(set(handed_keys)), "a job was handed out twice"
+    assert set(handed_keys) == available
     no_job = [c for c in calls if c.path == "/v2/job/next" and c.status != 200]
     assert len(no_job) == NEXT_CALLERS and {c.status for c in no_job} == {503}
     updates = [c for c in calls if c.path == "/v2/job/update"]
     assert {c.status for c in calls if c.path != "/v2/job/next"} == {200}
     for key in available:
-        accepted = [c for c in updates if c.params["id"] == key]
+        accepted = [c for c in updates if RunId.parse(c.params["id"]).key == key]
         status = tracker.get_status(key)
         assert status.update_count == len(accepted), key  # no update lost, none counted twice
         assert [e.state for e in status.history] == [State.INIT, State.PARSING]

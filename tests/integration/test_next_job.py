@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from datetime import date, datetime, timedelta
@@ -176,7 +177,7 @@ def next_http(http, make_service, monkeypatch):  # type: ignore[no-untyped-def]
     return wire
 
 
-def test_next_over_http_answers_the_go_json_then_503(next_http, gcs_client, bucket):
+def test_next_over_http_answers_the_go_json_then_503(next_http, gcs_client, bucket, tracker):
     sources = (Source(bucket, "ndt", "ndt7", r".*\.tgz$", DS, False, False),
                Source(bucket, "ndt", "ndt5", "", Datasets("tmp_ndt", "raw_ndt", ""), False, False))
     config = Config(start_date=NOW_DAY - timedelta(days=3), tracker_timeout=timedelta(hours=6),
@@ -189,8 +190,10 @@ def test_next_over_http_answers_the_go_json_then_503(next_http, gcs_client, buck
     assert http.get("/v2/job/next").status_code == 405
     first = http.post("/v2/job/next")
     assert first.status_code == 200
+    run = tracker.get_record(key(bucket, "ndt7", day)).run
+    assert re.fullmatch(r"[0-9a-f]{8}", run)
     assert first.get_json() == {
-        "ID": key(bucket, "ndt7", day),
+        "ID": f"{key(bucket, 'ndt7', day)}~{run}",
         "Job": {"Bucket": bucket, "Experiment": "ndt", "Datatype": "ndt7",
                 "Date": f"{day:%Y-%m-%d}T00:00:00Z", "Filter": r".*\.tgz$",
                 "Datasets": {"Tmp": "tmp_ndt", "Raw": "raw_ndt", "Join": "ndt"}}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import flask
 import pytest
@@ -84,7 +85,10 @@ def test_update_requires_id_and_state_and_answers_their_missing_codes(served):
     state = next(p for p in operation["parameters"] if p["name"] == "state")
     assert "postProcessing" in state["schema"]["enum"]
     job_id = next(p for p in operation["parameters"] if p["name"] == "id")
-    assert job_id["schema"]["maxLength"] == 400
+    assert job_id["schema"]["maxLength"] == 400 + 1 + 32  # key ~ run
+    for text, matches in (("b-1/ndt/ndt7/20190102", True), ("b-1/ndt/ndt7/20190102~0a1b2c3d", True),
+                          ("b-1/ndt/ndt7/20190102~", False), ("b-1/ndt/ndt7/20190102~A1", False)):
+        assert bool(re.match(job_id["schema"]["pattern"], text)) is matches, text
 
 
 def test_every_operation_is_described(served):

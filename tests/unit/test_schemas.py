@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from marshmallow import Schema, ValidationError
 
-from shared.model import UTC, ZERO_TIME, Datasets, Job, State, StateInfo, Status
+from shared.model import UTC, ZERO_TIME, Datasets, Job, RunId, State, StateInfo, Status
 from shared.schemas import (
     MAX_DETAIL_LENGTH,
     MISSING,
@@ -58,7 +58,23 @@ def load_errors(schema: Schema, data: dict[str, Any]) -> dict[str, Any]:
     ],
 )
 def test_params_load(schema: Schema, data: dict[str, Any], expected: dict[str, Any]) -> None:
-    assert schema.load(data) == expected
+    assert schema.load(data) == {**expected, "id": RunId(KEY)}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (KEY, RunId(KEY)),
+        (KEY + "~0a1b2c3d", RunId(KEY, "0a1b2c3d")),
+        (KEY + "~z", RunId(KEY, "z")),
+        (KEY + "~" + "9" * 32, RunId(KEY, "9" * 32)),
+    ],
+    ids=["bare key", "key and run", "one-character run", "32-character run"],
+)
+@pytest.mark.parametrize("schema", [UpdateParams(), HeartbeatParams(), ErrorParams()], ids=lambda s: type(s).__name__)
+def test_parser_id_carries_the_run(schema: Schema, text: str, expected: RunId) -> None:
+    loaded = schema.load({"id": text, "state": "parsing", "error": "boom"})["id"]
+    assert loaded == expected and str(loaded) == text
 
 
 @pytest.mark.parametrize("wire", [s.value for s in State])
@@ -76,7 +92,7 @@ def test_update_accepts_every_state(wire: str) -> None:
     ],
 )
 def test_unknown_params_ignored(schema: Schema, data: dict[str, Any], expected: dict[str, Any]) -> None:
-    assert schema.load(data) == expected
+    assert schema.load(data) == {**expected, "id": RunId(KEY)}
 
 
 TEXTS = [
@@ -149,6 +165,12 @@ def test_missing_params(schema: Schema, data: dict[str, Any], missing: set[str])
         ("x" * 401, "longer than 400"),
         ("bucket/exp/type/20190230", "invalid date"),
         (123, "Not a valid string"),
+        (KEY + "~", "malformed run ''"),
+        (KEY + "~ABCD1234", "malformed run 'ABCD1234'"),
+        (KEY + "~0a1b~2c3d", "malformed run"),
+        (KEY + "~" + "a" * 33, "1 to 32 characters"),
+        (KEY + "~%7E", "malformed run"),
+        ("~0a1b2c3d", "malformed job id"),
     ],
 )
 @pytest.mark.parametrize("schema", [UpdateParams(), HeartbeatParams(), ErrorParams()], ids=lambda s: type(s).__name__)

@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from shared.errors import IllegalTransition, TrackerError
+from shared.errors import IllegalTransition, NotParserState, TrackerError
 from shared.model import State
-from shared.transitions import TERMINAL, as_markdown, check, check_path, is_allowed
+from shared.transitions import TERMINAL, Role, as_markdown, check, check_path, is_allowed
 
 # Written out by hand from the brief; deliberately not derived from TRANSITIONS.
 ALL_STATES = [
@@ -22,6 +22,7 @@ NON_TERMINAL = [
 PARSER_EDGES = {
     ("init", "parsing"),
     ("init", "parseError"),
+    ("init", "postProcessing"),  # the parser's first parsing update was lost
     ("parsing", "postProcessing"),
     ("parsing", "parseError"),
     ("parseError", "parsing"),
@@ -57,9 +58,9 @@ def pair_id(pair: tuple[str, str]) -> str:
 
 def test_expected_table_is_consistent() -> None:
     assert {s.value for s in State} == set(ALL_STATES)
-    assert len(ALLOWED) == 6 + 6 + 5 + 11 + 11
+    assert len(ALLOWED) == 7 + 6 + 5 + 11 + 11
     assert len(ALL_PAIRS) == 169
-    assert len(FORBIDDEN) == 169 - 39
+    assert len(FORBIDDEN) == 169 - 40
 
 
 @pytest.mark.parametrize("pair", ALL_PAIRS, ids=pair_id)
@@ -112,7 +113,7 @@ def test_terminal_set() -> None:
 def test_markdown_has_header_and_one_row_per_state() -> None:
     lines = as_markdown().splitlines()
     assert lines[0].startswith("| from |")
-    assert lines[1] == "|---|---|"
+    assert lines[1] == "|---|---|---|"
     rows = lines[2:]
     assert len(rows) == len(ALL_STATES)
     assert [row.split("|")[1].strip() for row in rows] == [f"`{s.value}`" for s in State]
@@ -122,7 +123,7 @@ def test_markdown_has_header_and_one_row_per_state() -> None:
 def test_markdown_row_lists_targets(state: str) -> None:
     rows = [line for line in as_markdown().splitlines() if line.startswith(f"| `{state}` |")]
     assert len(rows) == 1
-    cell = rows[0].split("|")[2].strip()
+    cell = rows[0].split("|")[3].strip()
     expected = {b for a, b in ALLOWED if a == state and b != state}
     if expected:
         assert {t.strip().strip("`") for t in cell.split(",")} == expected
@@ -143,3 +144,66 @@ def test_check_path(path: list[str], ok: bool) -> None:
     else:
         with pytest.raises(ValueError, match="cannot follow"):
             check_path(states)
+
+
+# What a parser may ask for, by hand: the table's edges among init and the
+# parser's states, same-state updates in its own states, and giving up.
+PARSER_OWNED = ["parsing", "parseError", "postProcessing"]
+PARSER_MAY = ({(a, b) for a, b in PARSER_EDGES}
+              | {(s, s) for s in PARSER_OWNED}
+              | {(s, "failed") for s in ["init", *PARSER_OWNED]})
+
+
+@pytest.mark.parametrize("pair", ALL_PAIRS, ids=pair_id)
+def test_parser_may_set_only_its_own_states(pair: tuple[str, str]) -> None:
+    current, requested = State(pair[0]), State(pair[1])
+    if pair in PARSER_MAY:
+        assert check(KEY, current, requested, Role.PARSER) is None
+        return
+    with pytest.raises((NotParserState, IllegalTransition)) as info:
+        check(KEY, current, requested, Role.PARSER)
+    if pair in ALLOWED:  # the table allows it, only the role forbids it
+        assert isinstance(info.value, NotParserState)
+
+
+REFUSALS = [
+    ("postProcessing", "complete",
+     f"job {KEY}: complete is set by post-processing (or an operator), not by a parser "
+     f"(the job is postProcessing)"),
+    ("postProcessing", "loading",
+     f"job {KEY}: loading is set by post-processing (or an operator), not by a parser "
+     f"(the job is postProcessing)"),
+    ("loading", "loading",
+     f"job {KEY} is loading, which post-processing (or an operator) owns; "
+     f"a parser cannot update it"),
+    ("loading", "deduplicating",
+     f"job {KEY} is loading, which post-processing (or an operator) owns; "
+     f"a parser cannot move it to deduplicating"),
+    ("copying", "failed",
+     f"job {KEY} is copying, which post-processing (or an operator) owns; "
+     f"a parser cannot move it to failed"),
+    ("init", "init",
+     f"job {KEY} is init, which next (a hand-out) owns; a parser cannot update it"),
+]
+
+
+@pytest.mark.parametrize(("current", "requested", "message"), REFUSALS,
+                         ids=[f"{c}->{r}" for c, r, _ in REFUSALS])
+def test_parser_refusal_names_the_owner(current: str, requested: str, message: str) -> None:
+    with pytest.raises(NotParserState) as info:
+        check(KEY, State(current), State(requested), Role.PARSER)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("terminal", ["complete", "failed"])
+def test_parser_on_a_terminal_job_gets_the_terminal_message(terminal: str) -> None:
+    with pytest.raises(IllegalTransition, match="a terminal state"):
+        check(KEY, State(terminal), State.PARSING, Role.PARSER)
+
+
+def test_markdown_names_who_sets_each_state() -> None:
+    owners = {line.split("|")[1].strip().strip("`"): line.split("|")[2].strip()
+              for line in as_markdown().splitlines()[2:]}
+    assert {s for s, who in owners.items() if who == "the parser"} == set(PARSER_OWNED)
+    assert owners["loading"].startswith("post-processing")
+    assert owners["complete"].startswith("post-processing")
