@@ -27,7 +27,6 @@ from google.cloud.firestore_v1.base_aggregation import AggregationResult
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from shared.errors import StoreUnavailable
 from shared.model import State
 from shared.store._common import MAX_BATCH, StoreStats, _midnight, delete_if_unchanged
 from shared.store.counters import CounterStore
@@ -47,6 +46,7 @@ from shared.store.errors import (
     _guarded,
     _transient_as_unavailable,
     _transient_cause,
+    _unavailable,
 )
 
 #: Default collection of job documents.
@@ -153,7 +153,7 @@ class JobStore:
             cause = _transient_cause(exc)
             if cause is None:
                 raise
-            raise StoreUnavailable(f"Firestore unavailable: {cause}") from exc
+            raise _unavailable(cause) from exc
 
     def write_detail(self, key: str, index: int, detail: str | None, now: datetime) -> None:
         """Count an update that sets history entry ``index``'s detail, in one blind write.

@@ -46,3 +46,11 @@ def test_retry_policy_backoff_doubles_and_stops(attempts: int, wait: timedelta |
 
     at = RetryPolicy().retry_at(attempts, ZERO_TIME)
     assert (at - ZERO_TIME if at else None) == wait
+
+
+def test_firestore_deadline_is_read_and_checked() -> None:
+    assert Settings.from_env({}).firestore_deadline == 20.0
+    assert Settings.from_env({"FIRESTORE_DEADLINE_SECONDS": "2.5"}).firestore_deadline == 2.5
+    for bad in ("0", "-1", "soon", "nan", "31"):
+        with pytest.raises(ValueError, match="FIRESTORE_DEADLINE_SECONDS"):
+            Settings.from_env({"FIRESTORE_DEADLINE_SECONDS": bad})
