@@ -10,12 +10,14 @@ commits, and a transaction's begin, commit and rollback alike):
   answer — a long stream that keeps answering (a snapshot export) is not cut.
 * **Per request.** :func:`budget` opens a budget of ``seconds`` that every
   call made under it shares: each call's deadline is at most what is left,
-  and a call (or a retry of one) started after it is spent fails at once.
-  The HTTP layer opens one per request.
+  and a call (or a retry of one) started after it is spent fails at once —
+  but a transaction's rollback, which releases its locks, still gets
+  :data:`ROLLBACK_GRACE`. The HTTP layer opens one per request.
 
 A call that runs out raises :class:`~shared.errors.StoreUnavailable` (``Firestore
 did not answer within N s``) at once: it is not retried by the client
-library's retry policies, which would otherwise repeat it for up to 300 s.
+library's retry policies, which would otherwise repeat it for up to 300 s;
+and those policies, which repeat a refused call, give up after ``seconds``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 import grpc  # type: ignore[import-untyped]
+from google.api_core.retry import Retry
 from google.cloud import firestore
 from google.cloud.firestore_v1.services.firestore import client as firestore_client
 from google.cloud.firestore_v1.services.firestore.transports.grpc import FirestoreGrpcTransport
@@ -42,6 +45,9 @@ _R = TypeVar("_R")
 
 #: Default of ``FIRESTORE_DEADLINE_SECONDS``: how long a request may wait on Firestore.
 DEFAULT_DEADLINE = 20.0
+
+#: Time a transaction's rollback gets when the budget is already spent (seconds).
+ROLLBACK_GRACE = 1.0
 
 #: How often the watchdog of streamed reads looks at them (seconds).
 _TICK = 0.1
@@ -102,6 +108,11 @@ def remaining() -> float | None:
     return None if b is None else b.until - time.monotonic()
 
 
+def _is_rollback(method: str | bytes) -> bool:
+    name = method.decode() if isinstance(method, bytes) else method
+    return name.endswith("/Rollback")
+
+
 class _Details(
     collections.namedtuple("_Details", ("method", "timeout", "metadata", "credentials",
                                         "wait_for_ready", "compression")),
@@ -136,7 +147,8 @@ class _Stream:
         try:
             return next(self._call)
         except grpc.RpcError as exc:
-            deadline = exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # type: ignore[attr-defined]
+            code = getattr(exc, "code", None)
+            deadline = code is not None and code() == grpc.StatusCode.DEADLINE_EXCEEDED
             if self.fired or (deadline and self._binding):
                 raise StoreUnavailable(self._message) from None
             raise
@@ -192,7 +204,9 @@ class DeadlineInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClie
         if b is not None:
             left = b.until - time.monotonic()
             if left <= 0:
-                raise StoreUnavailable(timeout_message(b.seconds))
+                if not _is_rollback(details.method):
+                    raise StoreUnavailable(timeout_message(b.seconds))
+                left = ROLLBACK_GRACE  # release the transaction's locks if Firestore can
             seconds = b.seconds
             cap = left if cap is None else min(cap, left)
         given: float | None = details.timeout
@@ -238,11 +252,29 @@ class DeadlineClient(firestore.Client):
                                               interceptor)
 
         self._transport_class = Transport
+        self._retries_bounded = False
 
     def _emulator_channel(self, transport: Any) -> Any:
         return grpc.intercept_channel(super()._emulator_channel(transport), self._interceptor)
 
     @property
     def _firestore_api(self) -> Any:
-        return self._firestore_api_helper(self._transport_class, firestore_client.FirestoreClient,
-                                          firestore_client)
+        api = self._firestore_api_helper(self._transport_class, firestore_client.FirestoreClient,
+                                         firestore_client)
+        if not self._retries_bounded:
+            self._retries_bounded = True
+            _bound_default_retries(api, self.deadline)
+        return api
+
+
+def _bound_default_retries(api: Any, seconds: float) -> None:
+    """Let the library's default retry of each RPC give up after ``seconds`` (not 60 to 300 s).
+
+    Inside a request the budget stops retries sooner; this bounds the calls of
+    bulk handlers, which have none (a refused connection is retried until then).
+    """
+    methods = getattr(getattr(api, "_transport", None), "_wrapped_methods", {})
+    for wrapped in methods.values():
+        retry = getattr(wrapped, "_retry", None)
+        if isinstance(retry, Retry) and (retry.timeout is None or retry.timeout > seconds):
+            wrapped._retry = retry.with_timeout(seconds)
