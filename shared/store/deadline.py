@@ -102,12 +102,6 @@ def in_budget(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     return run
 
 
-def remaining() -> float | None:
-    """Seconds left of the current budget (None: there is none)."""
-    b = _budget.get()
-    return None if b is None else b.until - time.monotonic()
-
-
 def _is_rollback(method: str | bytes) -> bool:
     name = method.decode() if isinstance(method, bytes) else method
     return name.endswith("/Rollback")
