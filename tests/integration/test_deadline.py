@@ -73,8 +73,9 @@ def own_emulator() -> Iterator[FirestoreEmulator]:
 
 @pytest.fixture
 def server(own_emulator: FirestoreEmulator, gcs_url: str, tmp_path: Path,
-           ) -> Iterator[tuple[str, str]]:
-    """A functions server on ``own_emulator`` with a 3 s deadline; (base URL, a job in parsing)."""
+           ) -> Iterator[tuple[str, str, str]]:
+    """A functions server on ``own_emulator`` with a 3 s deadline; (base URL, a job in parsing,
+    the project)."""
     from bench.next_job import archive_names, config_yaml
     from local.gcs_emulator import client, seed
     from shared.model import utcnow
@@ -86,9 +87,10 @@ def server(own_emulator: FirestoreEmulator, gcs_url: str, tmp_path: Path,
     config.write_text(config_yaml(bucket, start))
     seed(client(gcs_url), bucket, archive_names(start, today))
     port = free_port()
+    project = f"demo-{uuid.uuid4().hex[:12]}"
     proc = start_functions(port, {
         "FIRESTORE_EMULATOR_HOST": own_emulator.host,
-        "GOOGLE_CLOUD_PROJECT": f"demo-{uuid.uuid4().hex[:12]}",
+        "GOOGLE_CLOUD_PROJECT": project,
         "FIRESTORE_DEADLINE_SECONDS": str(DEADLINE), "HEARTBEAT_COALESCE_SECONDS": "0",
         "GARDENER_CONFIG": str(config), "STORAGE_EMULATOR_HOST": gcs_url,
     }, quiet=True)
@@ -99,7 +101,7 @@ def server(own_emulator: FirestoreEmulator, gcs_url: str, tmp_path: Path,
         key = body["ID"]
         status, body, _ = call(base, "POST", "/v2/job/update", {"id": key, "state": "parsing"})
         assert status == 200, body
-        yield base, key
+        yield base, key, project
     finally:
         stop_process(proc)
 
@@ -133,14 +135,27 @@ def assert_fast_503(name: str, answer: tuple[int, Any, float], *messages: str) -
 
 @pytest.mark.timeout(120)
 def test_a_frozen_firestore_answers_503_within_the_deadline_then_recovers(
-    own_emulator: FirestoreEmulator, server: tuple[str, str],
+    own_emulator: FirestoreEmulator, server: tuple[str, str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    base, key = server
+    from shared.errors import StoreUnavailable
+    from shared.store import DeadlineClient, JobStore, budget
+    from shared.store.deadline import ROLLBACK_GRACE
+
+    base, key, project = server
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", own_emulator.host)
     assert own_emulator._proc is not None
+    store = JobStore(DeadlineClient(project=project, deadline=DEADLINE))
+    store.get(key)  # connected
     os.kill(own_emulator._proc.pid, signal.SIGSTOP)
     try:
         for name, request in calls(key).items():
             assert_fast_503(name, request(base), NO_ANSWER)
+        # A state change's transaction (begin, read, commit, rollback), straight on the store.
+        start = time.monotonic()
+        with budget(DEADLINE), pytest.raises(StoreUnavailable, match=NO_ANSWER):
+            store.transact(key, lambda record: record)
+        assert time.monotonic() - start < DEADLINE + ROLLBACK_GRACE + 0.5
     finally:
         os.kill(own_emulator._proc.pid, signal.SIGCONT)
     status, body, elapsed = calls(key)["update"](base)
@@ -151,9 +166,9 @@ def test_a_frozen_firestore_answers_503_within_the_deadline_then_recovers(
 
 @pytest.mark.timeout(120)
 def test_a_stopped_firestore_answers_503_within_the_deadline(
-    own_emulator: FirestoreEmulator, server: tuple[str, str],
+    own_emulator: FirestoreEmulator, server: tuple[str, str, str],
 ) -> None:
-    base, key = server
+    base, key, _ = server
     assert own_emulator._proc is not None
     own_emulator._proc.kill()
     own_emulator._proc.wait()
