@@ -103,14 +103,14 @@ def next_job(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-@endpoint(["POST"], answers={200: Answer("a summary of the run")})
+@endpoint(["POST"], answers={200: Answer("a summary of the run")}, bulk=True)
 def maintain(request: flask.Request) -> flask.Response:
     """``/maintain`` (Cloud Scheduler): expire stale jobs, remove old complete ones, snapshot."""
     return json_response(runtime.maintenance().run())
 
 
 @functions_framework.http
-@endpoint(["POST"], answers={200: Answer("a summary of the tick")})
+@endpoint(["POST"], answers={200: Answer("a summary of the tick")}, bulk=True)
 def postprocess(request: flask.Request) -> flask.Response:
     """``/postprocess`` (Cloud Scheduler): one post-processing tick over leased jobs."""
     return json_response(runtime.postprocessor().tick())

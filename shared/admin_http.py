@@ -109,6 +109,10 @@ ADMIN_ROUTES: dict[str, AdminRoute] = {
 }
 
 
+#: Paths that work through many documents: no per-request Firestore budget (``endpoint(bulk=)``).
+BULK_PATHS = frozenset({"/admin/snapshot/export", "/admin/snapshot/import"})
+
+
 def admin_endpoint(path: str, route: AdminRoute) -> Callable[[flask.Request], flask.Response]:
     """Return the endpoint that serves ``path``: validate, name the operator, act, answer."""
 
@@ -123,7 +127,7 @@ def admin_endpoint(path: str, route: AdminRoute) -> Callable[[flask.Request], fl
 
     call.__name__ = "admin_" + path.removeprefix("/admin/").replace("/", "_")
     call.__doc__ = f"``{path}``: {route.summary}."
-    return endpoint(route.methods, route.schema)(call)
+    return endpoint(route.methods, route.schema, bulk=path in BULK_PATHS)(call)
 
 
 #: The endpoint of each ``/admin/...`` path.

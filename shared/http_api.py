@@ -4,7 +4,9 @@ Status codes follow the Go tracker's handlers — 405 wrong method, 422 no id,
 424 no state or error, 410 unknown job — plus 409 for a transition the table
 forbids (or any change to a terminal job), for a state a parser does not own
 and for a run that is no longer current, and 400 for every other malformed
-parameter. Every error answers before anything is written.
+parameter. Every error answers before anything is written. A backend that
+does not answer in time answers 503: each request's Firestore calls share one
+budget of ``FIRESTORE_DEADLINE_SECONDS`` (:mod:`shared.store.deadline`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import flask
 from marshmallow import Schema, ValidationError
 
+from shared import runtime
 from shared.config import ConfigError
 from shared.errors import (
     IllegalTransition,
@@ -31,6 +34,7 @@ from shared.errors import (
 )
 from shared.logs import request_trace
 from shared.schemas import MISSING
+from shared.store import budget
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +120,14 @@ def endpoint(
     methods: Iterable[str],
     params: Schema | None = None,
     answers: Mapping[int, Answer] | None = None,
+    bulk: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Wrap a handler: answer 405 for other methods and map errors to status codes.
+
+    The handler's Firestore calls share one budget of ``FIRESTORE_DEADLINE_SECONDS``,
+    counted from when it starts; a ``bulk`` handler (one that works through many
+    documents, within a longer function timeout) has none, and each of its
+    Firestore calls is bounded on its own (:mod:`shared.store.deadline`).
 
     The wrapper carries what the OpenAPI document says of the endpoint:
     ``methods`` (allowed), ``params`` (the schema its parameters are parsed
@@ -142,7 +152,8 @@ def endpoint(
                 response.headers["Allow"] = ", ".join(allowed)
                 return response
             try:
-                return handler(request)
+                with budget(None if bulk else runtime.settings().firestore_deadline):
+                    return handler(request)
             except HttpError as exc:
                 return error_response(exc.status, exc.message, exc.fields)
             except TrackerError as exc:

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 from shared.config import Config
 from shared.iterators import Position, Stream
 from shared.model import State
-from shared.store import CursorStore
+from shared.store import CursorStore, in_budget
 from shared.tracker import COMPLETED, FAILED, STARTED, Tracker
 from shared.transitions import TERMINAL
 
@@ -78,8 +78,12 @@ def count_by_state(
     """
     keys = [(e, d, s) for e, d in groups for s in State]
     with ThreadPoolExecutor(PARALLEL_COUNTS) as pool:
-        values = pool.map(lambda k: tracker.count(state=k[2], experiment=k[0], datatype=k[1]),
-                          keys)
+        # The pool's threads share the request's Firestore budget.
+        @in_budget
+        def count(k: tuple[str | None, str | None, State]) -> int:
+            return tracker.count(state=k[2], experiment=k[0], datatype=k[1])
+
+        values = pool.map(count, keys)
         return dict(zip(keys, values, strict=True))
 
 

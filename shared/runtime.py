@@ -25,13 +25,24 @@ from shared.gotime import parse_duration
 from shared.job_service import JobService
 from shared.maintenance import CLEANUP_DELAY, Maintenance, MaintenancePolicy
 from shared.postprocess import NoWarehouse, PostProcessor, PostProcessPolicy
-from shared.store import JOBS_COLLECTION, ControlStore, CursorStore, JobStore, ReprocessQueue
+from shared.store import (
+    DEFAULT_DEADLINE,
+    JOBS_COLLECTION,
+    ControlStore,
+    CursorStore,
+    DeadlineClient,
+    JobStore,
+    ReprocessQueue,
+)
 from shared.tracker import HEARTBEAT_COALESCE, RetryPolicy, Tracker
 
 if TYPE_CHECKING:
     from shared.admin import Admin
 
 _T = TypeVar("_T")
+
+#: Most ``FIRESTORE_DEADLINE_SECONDS`` may be: half the shortest function timeout (60 s).
+MAX_DEADLINE = 30.0
 
 
 def _env(env: Mapping[str, str], name: str, parse: Callable[[str], _T], default: _T) -> _T:
@@ -68,6 +79,13 @@ def _location(text: str) -> str:
     return text
 
 
+def _deadline(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= MAX_DEADLINE:  # also rejects nan
+        raise ValueError(f"must be more than 0 and at most {MAX_DEADLINE:g} seconds")
+    return value
+
+
 def _names(text: str) -> frozenset[str]:
     names = frozenset(name.strip() for name in text.split(",") if name.strip())
     if not names:
@@ -93,6 +111,7 @@ class Settings:
     api_routes: frozenset[str] | None = None  # API_ROUTES: route groups of `api`; None: all
     postprocess_batch: int = PostProcessPolicy.batch  # POSTPROCESS_BATCH: jobs per tick
     reprocess_max: int = 1000  # REPROCESS_MAX: jobs one reprocessing request may queue
+    firestore_deadline: float = DEFAULT_DEADLINE  # FIRESTORE_DEADLINE_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -118,6 +137,8 @@ class Settings:
             api_routes=_env(env, "API_ROUTES", _names, d.api_routes),
             postprocess_batch=_env(env, "POSTPROCESS_BATCH", _positive, d.postprocess_batch),
             reprocess_max=_env(env, "REPROCESS_MAX", _positive, d.reprocess_max),
+            firestore_deadline=_env(env, "FIRESTORE_DEADLINE_SECONDS", _deadline,
+                                    d.firestore_deadline),
         )
 
 
@@ -129,7 +150,8 @@ def settings() -> Settings:
 
 @functools.cache
 def _firestore() -> firestore.Client:
-    return firestore.Client(project=settings().project)
+    s = settings()
+    return DeadlineClient(project=s.project, deadline=s.firestore_deadline)
 
 
 @functools.cache

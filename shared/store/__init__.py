@@ -14,6 +14,8 @@ One module per kind of document, all re-exported here (import from
   reprocessing queue and pauses.
 * :mod:`~shared.store.errors` — what the store raises and how it retries;
   transient Firestore errors become :class:`~shared.errors.StoreUnavailable`.
+* :mod:`~shared.store.deadline` — :class:`DeadlineClient`, whose every call is
+  bounded, and the per-request :func:`budget` of Firestore time.
 * :mod:`~shared.store.indexes` — every composite index the queries need.
 """
 
@@ -21,6 +23,7 @@ from shared.store._common import MAX_BATCH, StoreStats
 from shared.store.controls import CONTROLS_COLLECTION, ControlStore, Pause
 from shared.store.counters import COUNTER_SHARDS, COUNTERS_COLLECTION, CounterStore
 from shared.store.cursors import CURSORS_COLLECTION, CursorStore
+from shared.store.deadline import DEFAULT_DEADLINE, DeadlineClient, budget, in_budget
 from shared.store.documents import (
     AUDIT_KEEP,
     FREE,
@@ -48,6 +51,7 @@ __all__ = [
     "CONTROLS_COLLECTION",
     "COUNTERS_COLLECTION",
     "COUNTER_SHARDS",
+    "DEFAULT_DEADLINE",
     "CURSORS_COLLECTION",
     "FREE",
     "IDEMPOTENT_WRITE_RETRY",
@@ -62,6 +66,7 @@ __all__ = [
     "ControlStore",
     "CounterStore",
     "CursorStore",
+    "DeadlineClient",
     "DocumentChanged",
     "DocumentExists",
     "DocumentMissing",
@@ -71,6 +76,8 @@ __all__ = [
     "ReprocessItem",
     "ReprocessQueue",
     "StoreStats",
+    "budget",
+    "in_budget",
     "doc_id",
     "from_document",
     "key_from_doc_id",

@@ -64,16 +64,24 @@ def _transient_as_unavailable() -> Iterator[None]:
 
 
 def _transient_cause(exc: BaseException) -> BaseException | None:
-    """The transient Firestore error behind a ``ValueError`` of the client's transaction runner.
+    """The transient Firestore error (or run-out deadline) behind a ``ValueError`` of the
+    client's transaction runner.
 
     The runner wraps a commit aborted on every attempt in ``ValueError`` (``from`` the
     last ``Aborted``), and a failure before the transaction began becomes the
     ``ValueError`` of its own rollback (with the failure as context).
     """
     for cause in (exc.__cause__, exc.__context__):
-        if isinstance(cause, TRANSIENT):
+        if isinstance(cause, (*TRANSIENT, StoreUnavailable)):
             return cause
     return None
+
+
+def _unavailable(cause: BaseException) -> StoreUnavailable:
+    """The :class:`StoreUnavailable` of a :func:`_transient_cause`."""
+    if isinstance(cause, StoreUnavailable):  # a deadline ran out (shared.store.deadline)
+        return StoreUnavailable(str(cause))
+    return StoreUnavailable(f"Firestore unavailable: {cause}")
 
 
 def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:

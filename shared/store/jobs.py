@@ -28,7 +28,6 @@ from google.cloud.firestore_v1.aggregation import AggregationQuery
 from google.cloud.firestore_v1.base_aggregation import AggregationResult
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from shared.errors import StoreUnavailable
 from shared.model import State
 from shared.store._common import MAX_BATCH, StoreStats, _midnight, delete_if_unchanged
 from shared.store.counters import CounterStore
@@ -50,6 +49,7 @@ from shared.store.errors import (
     _guarded,
     _transient_as_unavailable,
     _transient_cause,
+    _unavailable,
 )
 
 #: Default collection of job documents.
@@ -160,7 +160,7 @@ class JobStore:
             cause = _transient_cause(exc)
             if cause is None:
                 raise
-            raise StoreUnavailable(f"Firestore unavailable: {cause}") from exc
+            raise _unavailable(cause) from exc
 
     def write_detail(self, key: str, run: str, index: int, detail: str | None,
                      now: datetime) -> None:

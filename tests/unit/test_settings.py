@@ -55,3 +55,11 @@ def test_bigquery_location_defaults_to_us_and_is_checked() -> None:
     for bad in ("u", "us central1", "US;", "us-", "eu/west"):
         with pytest.raises(ValueError, match="BIGQUERY_LOCATION"):
             Settings.from_env({"BIGQUERY_LOCATION": bad})
+
+
+def test_firestore_deadline_is_read_and_checked() -> None:
+    assert Settings.from_env({}).firestore_deadline == 20.0
+    assert Settings.from_env({"FIRESTORE_DEADLINE_SECONDS": "2.5"}).firestore_deadline == 2.5
+    for bad in ("0", "-1", "soon", "nan", "31"):
+        with pytest.raises(ValueError, match="FIRESTORE_DEADLINE_SECONDS"):
+            Settings.from_env({"FIRESTORE_DEADLINE_SECONDS": bad})

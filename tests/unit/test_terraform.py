@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 import re
 import shutil
 from collections.abc import Iterator
@@ -288,3 +289,22 @@ def test_example_variables_are_declared_and_no_required_one_is_missing(tf: Confi
 def test_outputs_give_the_router_url_first(tf: Config) -> None:
     assert list(tf.outputs)[0] == "api_url"
     assert tf.outputs["api_url"]["value"] == '${google_cloudfunctions2_function.fn["api"].url}'
+
+
+def test_every_function_timeout_leaves_room_beyond_the_firestore_deadline(tf: Config) -> None:
+    """A request that waits out its Firestore budget still answers 503 before the platform's kill.
+
+    ``next`` may also wait out one GCS listing (``ArchiveLister``'s deadline) after it.
+    """
+    from shared.gcs import ArchiveLister
+    from shared.runtime import MAX_DEADLINE, Settings
+
+    environment = tf.locals["environment"]
+    assert "FIRESTORE_DEADLINE_SECONDS" not in str(environment)  # the default applies
+    deadline = Settings().firestore_deadline
+    gcs = inspect.signature(ArchiveLister).parameters["deadline"].default
+    for name, fn in tf.locals["functions"].items():
+        assert fn["timeout"] >= 2 * deadline, (name, fn["timeout"], deadline)
+        if name in ("api", "next_job"):
+            assert fn["timeout"] > deadline + gcs, (name, fn["timeout"], deadline, gcs)
+    assert MAX_DEADLINE <= min(fn["timeout"] for fn in tf.locals["functions"].values()) / 2
