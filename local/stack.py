@@ -63,11 +63,16 @@ FLEET_SETTINGS = {"RETRY_BACKOFF": "10s"}
 
 
 def start_functions(
-    port: int, env: dict[str, str], target: str = "api", quiet: bool = False
+    port: int, env: dict[str, str], target: str = "api", quiet: bool = False,
+    module: str = "functions_framework",
 ) -> subprocess.Popen[bytes]:
-    """Serve ``target`` from ``functions/main.py`` on 127.0.0.1:``port``; wait until it answers."""
+    """Serve ``target`` from ``functions/main.py`` on 127.0.0.1:``port``; wait until it answers.
+
+    ``module`` is what runs the server (``local.faults``: functions-framework
+    with injected Firestore faults).
+    """
     full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "functions_framework", f"--target={target}",
+    cmd = [sys.executable, "-m", module, f"--target={target}",
            f"--source={SOURCE}", "--host=127.0.0.1", f"--port={port}"]
     out = subprocess.DEVNULL if quiet else None
     proc = subprocess.Popen(cmd, env=full_env, cwd=ROOT, stdout=out, stderr=out,
