@@ -56,7 +56,6 @@ if str(ROOT) not in sys.path:
 from bench.hot_path import RESULTS_DIR, _progress  # noqa: E402
 from bench.soak_check import (  # noqa: E402
     INVARIANTS,
-    NO_JOB_FOUND,
     Entry,
     Fault,
     Final,
@@ -352,8 +351,15 @@ def read_final(host: str, project: str, final_maintain: float) -> Final:
 
     from shared.store import JOBS_COLLECTION, CounterStore
 
+    before = os.environ.get("FIRESTORE_EMULATOR_HOST")
     os.environ["FIRESTORE_EMULATOR_HOST"] = host  # the client finds the emulator only there
-    fs = firestore.Client(project=project)
+    try:
+        fs = firestore.Client(project=project)
+    finally:
+        if before is None:
+            os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+        else:
+            os.environ["FIRESTORE_EMULATOR_HOST"] = before
     read_at = time.time()
     jobs = {}
     for snap in fs.collection(JOBS_COLLECTION).stream():
@@ -368,13 +374,16 @@ def read_final(host: str, project: str, final_maintain: float) -> Final:
 
 
 def settle(rec: Recorder) -> float:
-    """The final ``postprocess`` and ``maintain`` (repeated until 200); return the maintain's start."""
+    """The final ``postprocess`` and ``maintain`` (each repeated until 200, at most 10 times).
+
+    Returns the start of the last ``maintain``.
+    """
     for call in ("postprocess", "maintain"):
-        for _ in range(5):
+        for _ in range(10):
             entry = rec.call("final", call, f"/{call}")
             if entry.status == 200:
                 break
-            time.sleep(1)
+            time.sleep(2)
     return entry.t0
 
 

@@ -91,6 +91,8 @@ class Schedule:
 
 def wrap_rpcs(api: Any, schedule: Schedule) -> None:
     """Wrap the raw gRPC callables of a Firestore GAPIC client so ``schedule`` can fail them."""
+    from google.api_core import exceptions as gexc
+
     transport = api._transport
     raw = {name: transport._wrapped_methods[getattr(transport, name)]._target for name in RPCS}
 
@@ -99,7 +101,7 @@ def wrap_rpcs(api: Any, schedule: Schedule) -> None:
             exc = schedule.draw(time.time())
             if exc is None:
                 return target(request, *args, **kwargs)
-            if name == "commit" and getattr(request, "transaction", None):
+            if name == "commit" and exc is gexc.Aborted and getattr(request, "transaction", None):
                 # Firestore ends a transaction whose commit fails, releasing its locks.
                 try:
                     raw["rollback"]({"database": request.database,
