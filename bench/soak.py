@@ -107,10 +107,15 @@ class Servers:
     ports: list[int]
     procs: list[Any] = field(default_factory=list)
 
+    def _start(self, i: int) -> Any:
+        log = RESULTS_DIR / f"soak-server-{i}.log"
+        return start_functions(self.ports[i], self.env, module="local.faults", log_path=log)
+
     def start(self) -> Servers:
-        """Start every server."""
-        self.procs = [start_functions(p, self.env, quiet=True, module="local.faults")
-                      for p in self.ports]
+        """Start every server (output to ``bench/results/soak-server-<i>.log``)."""
+        for i in range(len(self.ports)):
+            (RESULTS_DIR / f"soak-server-{i}.log").unlink(missing_ok=True)
+        self.procs = [self._start(i) for i in range(len(self.ports))]
         return self
 
     def url(self, i: int) -> str:
@@ -122,7 +127,7 @@ class Servers:
         proc = self.procs[i]
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        self.procs[i] = start_functions(self.ports[i], self.env, quiet=True, module="local.faults")
+        self.procs[i] = self._start(i)
 
     def stop(self) -> None:
         """Stop every server."""
@@ -195,7 +200,7 @@ def parser(world: World, n: int, rng: random.Random) -> None:
                     {"id": job_id, "state": state, "detail": detail}, run).status == 200
 
     while world.running():
-        if world.late and rng.random() < 0.3 and come_back_late(world, post, rng):
+        if world.late and rng.random() < 0.5 and come_back_late(world, post, rng):
             continue
         e = world.rec.call(actor, "next", "/v2/job/next", server=server)
         if e.status != 200:
@@ -235,12 +240,13 @@ def parser(world: World, n: int, rng: random.Random) -> None:
 
 def come_back_late(world: World, post: Callable[[str, str, dict[str, str], int], Entry],
                    rng: random.Random) -> bool:
-    """Report on an old job ID silenced long enough ago to have expired and been handed out again.
-
-    False if none is that old.
+    """Report on an old job ID: one whose job was handed out again since, else one silenced
+    long ago (twice what expiry and a retry take). False if there is none.
     """
     with world.lock:
-        old = [x for x in world.late if time.time() - x[2] > TIMEOUT + TICK + RETRY_BACKOFF]
+        again = {split_id(job_id)[0]: seq for job_id, seq in world.recent}
+        old = [x for x in world.late if again.get(split_id(x[0])[0], -1) > x[1]] or \
+            [x for x in world.late if time.time() - x[2] > 2 * (TIMEOUT + TICK + RETRY_BACKOFF)]
         if not old:
             return False
         job_id, run, _ = pick = rng.choice(old)

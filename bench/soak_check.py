@@ -13,7 +13,7 @@ The invariants (README, "Soak"):
     Two hand-outs of one key need, between them, something that may have
     ended the first run: a ``maintain`` answer that expired the key, a
     ``postprocess`` answer that completed or failed it, an operator ``fail``
-    or a parser ``failed`` update of it answered 200, or any such call whose
+    or a parser update of it to a terminal state answered 200, or any such call whose
     outcome is unknown (no answer or 5xx) and whose time overlaps.
 ``acked-updates-kept``
     The final document's run (the hand-out whose call brackets its
@@ -170,9 +170,13 @@ class Report:
         return Counter(name for name, _ in self.violations)
 
 
+#: The names of the terminal states.
+TERMINAL_STATES = frozenset(s.value for s in TERMINAL)
+
+
 def in_flight(state: str) -> bool:
     """Whether a job in ``state`` is in flight (not terminal; an unknown state counts)."""
-    return state not in {s.value for s in TERMINAL}
+    return state not in TERMINAL_STATES
 
 
 def split_id(job_id: str) -> tuple[str, str | None]:
@@ -232,7 +236,7 @@ def run_ends(log: Sequence[Entry]) -> dict[str, list[Entry]]:
                         body.get("failed") or {}):
                     ends[key].append(e)
         elif e.call == "admin/job/fail" or (e.call == "update"
-                                             and e.params.get("state") == "failed"):
+                                             and e.params.get("state") in TERMINAL_STATES):
             if e.status == 200 or e.unknown:
                 ends[_key(e)].append(e)
     return ends
@@ -351,6 +355,8 @@ def _count_events(log: Sequence[Entry]) -> tuple[int, int, int, int]:
         elif e.status == 200 and (e.call == "admin/job/fail" or (
                 e.call == "update" and e.params.get("state") == "failed")):
             failed += 1
+        elif e.status == 200 and e.call == "update" and e.params.get("state") == "complete":
+            completed += 1
     return handed, unknown, completed, failed
 
 
