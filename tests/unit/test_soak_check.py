@@ -128,7 +128,7 @@ def test_overlapping_handouts_do_not_make_each_other_stale() -> None:
 
 def test_a_parser_may_not_set_post_processing_states() -> None:
     log = clean_log()
-    log.add("update", run=0, id=KEY, state="complete", detail="rogue")
+    log.entries[-1] = Entry(3, 30, 31, "a", "update", {"id": KEY, "state": "complete"}, 200, "", 0)
     assert violated(log, final(doc(update_count=3))) == {"parser-states": 1}
 
 
