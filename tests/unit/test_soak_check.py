@@ -156,6 +156,8 @@ def test_a_lease_must_not_outlive_a_tick_that_answered() -> None:
     log = clean_log()  # the tick at t=30..31
     leased = doc(lease_owner="tick-1", lease_until=30.5 + 300)
     assert violated(log, final(leased)) == {"no-orphan-lease": 1}
+    log.entries[-1].status = 500
+    assert violated(log, final(leased)) == {"no-orphan-lease": 1, "server-errors": 1}
     log.entries[-1].status = 0  # killed: its lease runs out by itself
     log.entries[-1].body = ""
     log.add("postprocess", body={"moved": {KEY: "complete"}})
