@@ -329,7 +329,7 @@ class Plan:
         return cls(
             firestore=sorted((3 + rng.uniform(0, span - 5), rng.uniform(2, 5), rng.uniform(0.15, 0.5))
                              for _ in range(2 * n)),
-            pauses=sorted((3 + rng.uniform(0, span - 4), rng.uniform(1.5, 3.5)) for _ in range(n)),
+            pauses=sorted((3 + rng.uniform(0, span - 8), rng.uniform(2, 7)) for _ in range(n)),
             kills=sorted((3 + rng.uniform(0, max(7.0, span - LOCK_HELD)), rng.randrange(2))
                          for _ in range(n)),
         )
