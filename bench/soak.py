@@ -139,7 +139,12 @@ class Servers:
 
 
 class Recorder:
-    """Makes every call of the soak and logs it (thread-safe)."""
+    """Makes every call of the soak and logs it (thread-safe).
+
+    Each request has a connection of its own: a kept-alive connection that
+    the server closes while idle would fail the next request without an
+    answer, which only a killed server may cause.
+    """
 
     def __init__(self, servers: Servers) -> None:
         self.servers = servers
@@ -157,7 +162,8 @@ class Recorder:
         t0 = time.time()
         try:
             response = session.request(method, self.servers.url(server) + path, params=params,
-                                       headers={"X-Operator": "soak"}, timeout=CLIENT_TIMEOUT)
+                                       headers={"X-Operator": "soak", "Connection": "close"},
+                                       timeout=CLIENT_TIMEOUT)
             status, body = response.status_code, response.text
         except requests.RequestException:
             status, body = 0, ""
