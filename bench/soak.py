@@ -478,7 +478,7 @@ def run(seconds: float, seed_value: int, parsers: int = 4) -> Outcome:
             final = read_final(fs.host, project, final_maintain)
         finally:
             servers.stop()
-    limits = Limits(timeout=TIMEOUT, maintain_interval=2 * TICK)
+    limits = Limits(timeout=TIMEOUT, maintain_interval=2 * TICK, client_timeout=CLIENT_TIMEOUT)
     log = sorted(world.rec.log, key=lambda e: e.seq)
     return Outcome(seed_value, seconds, log, faults, final, check(log, faults, final, limits), plan)
 

@@ -48,7 +48,7 @@ The invariants (README, "Soak"):
     window (Firestore faults, emulator pause, server kill, each with a
     margin: 3 s, 8 s, and 65 s for a kill, whose open transactions hold their
     locks for 60 s on the emulator); a call without an answer overlaps a
-    server kill.
+    server kill, or timed out (``client_timeout``) in a fault window.
 """
 
 from __future__ import annotations
@@ -148,6 +148,8 @@ class Limits:
     #: server's open transaction keeps its documents locked for up to 60 s on the emulator.
     margins: tuple[tuple[str, float], ...] = (("firestore", 3.0), ("pause", 8.0), ("kill", 65.0))
     slack: float = 1.0
+    #: The client's timeout: a call without an answer after it timed out, not a dead server.
+    client_timeout: float = 30.0
 
     def margin(self, kind: str) -> float:
         """The margin after a fault window of ``kind``."""
@@ -405,7 +407,11 @@ def _check_errors(log: Sequence[Entry], faults: Sequence[Fault], limits: Limits,
 
     for e in log:
         r.checked["server-errors"] += 1
-        if e.status == 0:
+        if e.status == 0 and e.t1 - e.t0 >= limits.client_timeout - limits.slack:
+            if not during(e, ("firestore", "pause", "kill")):
+                r.fail("server-errors", f"{e.call} #{e.seq} got no answer in "
+                       f"{limits.client_timeout:g} s outside a fault window")
+        elif e.status == 0:
             if not during(e, ("kill",), limits.slack):
                 r.fail("server-errors", f"{e.call} #{e.seq} got no answer outside a server kill")
         elif e.status >= 500 and not (e.call == "next" and e.status == 503

@@ -186,6 +186,9 @@ def test_server_errors_only_as_503_in_fault_windows() -> None:
     assert violated(log, final(doc()), [Fault("kill", 100, 102)]) == {"server-errors": 1}
     log.entries[-1].status = 503
     assert violated(log, final(doc()), [Fault("kill", 100, 102)]) == {}  # a lock it left
+    log.entries[-1].status, log.entries[-1].t1 = 0, 140.0  # timed out, a lock it left
+    assert violated(log, final(doc()), [Fault("kill", 100, 102)]) == {}
+    assert violated(log, final(doc())) == {"server-errors": 2}
 
 
 @pytest.mark.parametrize("rate,expect_faults", [(0.0, False), (1.0, True)])
