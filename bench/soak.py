@@ -422,7 +422,7 @@ class Outcome:
 
 
 @contextmanager
-def emulators(workdir: Path) -> Iterator[tuple[FirestoreEmulator, str]]:
+def emulators() -> Iterator[tuple[FirestoreEmulator, str]]:
     """A Firestore emulator of our own (it gets paused) and a GCS emulator; stopped after."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
@@ -432,43 +432,56 @@ def emulators(workdir: Path) -> Iterator[tuple[FirestoreEmulator, str]]:
         yield fs, gcs.url
 
 
+def server_env(fs_host: str, gcs_url: str, project: str, today: date, schedule: Path) -> dict[str, str]:
+    """The function servers' environment: the demo config with the soak's short times."""
+    return {"FIRESTORE_EMULATOR_HOST": fs_host, "STORAGE_EMULATOR_HOST": gcs_url,
+            "GOOGLE_CLOUD_PROJECT": project, "GARDENER_CONFIG": str(DEMO_CONFIG),
+            **demo_env(today), "DEMO_TIMEOUT": f"{TIMEOUT:g}s",
+            "SNAPSHOT_BUCKET": SNAPSHOT_BUCKET, "SNAPSHOT_KEEP": "5",
+            "RETRY_BACKOFF": f"{RETRY_BACKOFF:g}s", "RETRY_MAX_ATTEMPTS": "5",
+            "CLEANUP_DELAY": "1h", "HEARTBEAT_COALESCE_SECONDS": "1",
+            "FIRESTORE_DEADLINE_SECONDS": "5", FAULTS_ENV: str(schedule)}
+
+
+def actors(world: World, rng: random.Random, parsers: int, days: list[date],
+           chaos_args: tuple[Any, ...]) -> list[threading.Thread]:
+    """Start the parsers, the tickers, the operator and the chaos, each with a seed of ``rng``."""
+    def seeded() -> random.Random:
+        return random.Random(rng.random())
+
+    threads = [threading.Thread(target=parser, args=(world, n, seeded())) for n in range(parsers)]
+    threads += [threading.Thread(target=ticker, args=(world, call, n, seeded()))
+                for call in ("maintain", "postprocess") for n in range(2)]
+    threads.append(threading.Thread(target=operator, args=(world, seeded(), days)))
+    threads.append(threading.Thread(target=chaos, args=(world, *chaos_args)))
+    for t in threads:
+        t.daemon = True
+        t.start()
+    return threads
+
+
 def run(seconds: float, seed_value: int, parsers: int = 4) -> Outcome:
     """Run the soak for ``seconds`` with seed ``seed_value``; return what happened and the report."""
     rng = random.Random(seed_value)
     plan = Plan.draw(random.Random(seed_value + 1), seconds)
     today = utcnow().date()
+    days = [today - timedelta(days=d) for d in range(1, 11)]
     project = f"demo-soak-{uuid.uuid4().hex[:8]}"
-    with tempfile.TemporaryDirectory(prefix="soak-") as tmp, emulators(Path(tmp)) as (fs, gcs_url):
+    with tempfile.TemporaryDirectory(prefix="soak-") as tmp, emulators() as (fs, gcs_url):
         gcs = client(gcs_url, project)
         seed(gcs, DEMO_BUCKET, demo_archives(today))
         seed(gcs, SNAPSHOT_BUCKET, [])
         schedule = Path(tmp) / "faults.json"
         write_schedule(schedule, seed_value, [])
-        env = {"FIRESTORE_EMULATOR_HOST": fs.host, "STORAGE_EMULATOR_HOST": gcs_url,
-               "GOOGLE_CLOUD_PROJECT": project, "GARDENER_CONFIG": str(DEMO_CONFIG),
-               **demo_env(today, f"{TIMEOUT:g}s"), "DEMO_TIMEOUT": f"{TIMEOUT:g}s",
-               "SNAPSHOT_BUCKET": SNAPSHOT_BUCKET, "SNAPSHOT_KEEP": "5", "RETRY_BACKOFF": f"{RETRY_BACKOFF:g}s",
-               "RETRY_MAX_ATTEMPTS": "5", "CLEANUP_DELAY": "1h", "HEARTBEAT_COALESCE_SECONDS": "1",
-               "FIRESTORE_DEADLINE_SECONDS": "5", FAULTS_ENV: str(schedule)}
-        servers = Servers(env, [free_port(), free_port()]).start()
+        servers = Servers(server_env(fs.host, gcs_url, project, today, schedule),
+                          [free_port(), free_port()]).start()
         try:
             started = time.time()
             windows = [Window(started + o, started + o + d, r) for o, d, r in plan.firestore]
             write_schedule(schedule, seed_value, windows)
             faults = [Fault("firestore", w.start, w.end) for w in windows]
             world = World(Recorder(servers), threading.Event(), started + seconds)
-            days = [today - timedelta(days=d) for d in range(1, 11)]
-            threads = [threading.Thread(target=parser, args=(world, n, random.Random(rng.random())))
-                       for n in range(parsers)]
-            threads += [threading.Thread(target=ticker, args=(world, call, n, random.Random(rng.random())))
-                        for call in ("maintain", "postprocess") for n in range(2)]
-            threads.append(threading.Thread(target=operator,
-                                            args=(world, random.Random(rng.random()), days)))
-            threads.append(threading.Thread(target=chaos,
-                                            args=(world, plan, started, servers, fs, faults)))
-            for t in threads:
-                t.daemon = True
-                t.start()
+            threads = actors(world, rng, parsers, days, (plan, started, servers, fs, faults))
             while time.time() < world.deadline:
                 time.sleep(0.5)
             world.stop.set()
