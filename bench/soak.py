@@ -94,6 +94,9 @@ LOCK_HELD = 60.0
 #: Per-request client timeout (seconds): longer than any pause, so only a kill leaves a call unanswered.
 CLIENT_TIMEOUT = 30.0
 
+#: The settings the invariants depend on.
+LIMITS = Limits(timeout=TIMEOUT, maintain_interval=2 * TICK, client_timeout=CLIENT_TIMEOUT)
+
 #: What a parser does with a job it is handed, and how often (weights).
 FATES = {"finish": 55, "silent": 10, "error": 10, "error-go-on": 8, "late": 10, "rogue": 7}
 
@@ -491,9 +494,8 @@ def run(seconds: float, seed_value: int, parsers: int = 4) -> Outcome:
             final = read_final(fs.host, project, final_maintain)
         finally:
             servers.stop()
-    limits = Limits(timeout=TIMEOUT, maintain_interval=2 * TICK, client_timeout=CLIENT_TIMEOUT)
     log = sorted(world.rec.log, key=lambda e: e.seq)
-    return Outcome(seed_value, seconds, log, faults, final, check(log, faults, final, limits), plan)
+    return Outcome(seed_value, seconds, log, faults, final, check(log, faults, final, LIMITS), plan)
 
 
 def table(outcome: Outcome) -> str:
@@ -527,7 +529,23 @@ def write_log(outcome: Outcome, path: Path) -> None:
         "faults": [asdict(f) for f in outcome.faults], "log": [asdict(e) for e in outcome.log],
         "violations": outcome.report.violations,
         "final": {k: asdict(v) for k, v in outcome.final.jobs.items()},
+        "counters": [[list(src), totals] for src, totals in outcome.final.counters.items()],
+        "read_at": outcome.final.read_at, "final_maintain": outcome.final.final_maintain,
     }, indent=1))
+
+
+def read_log(path: Path) -> Outcome:
+    """Read what :func:`write_log` wrote and check it again (with the current checker)."""
+    d = json.loads(path.read_text())
+    log = [Entry(**e) for e in d["log"]]
+    faults = [Fault(**f) for f in d["faults"]]
+    jobs = {k: JobDoc(**{**v, "history": [tuple(h) for h in v["history"]]})
+            for k, v in d["final"].items()}
+    final = Final(jobs, {(src[0], src[1]): totals for src, totals in d["counters"]},
+                  d["read_at"], d["final_maintain"])
+    plan = Plan(**{k: [tuple(x) for x in v] for k, v in d["plan"].items()})
+    return Outcome(d["seed"], d["seconds"], log, faults, final,
+                   check(log, faults, final, LIMITS), plan)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -536,7 +554,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=600.0, help="how long (default %(default)s)")
     p.add_argument("--seed", type=int, default=None, help="seed (default: random, printed)")
     p.add_argument("--parsers", type=int, default=4, help="parser threads (default %(default)s)")
+    p.add_argument("--recheck", type=Path, metavar="LOG",
+                   help="check the log of an earlier run again instead of running")
     args = p.parse_args(argv)
+    if args.recheck:
+        outcome = read_log(args.recheck)
+        print(table(outcome))
+        return 1 if outcome.report.violations else 0
     if not 20 <= args.seconds <= 6 * 3600 or not 1 <= args.parsers <= 32:
         p.error("--seconds must be 20 to 21600, --parsers 1 to 32")
     seed_value = args.seed if args.seed is not None else random.randrange(1_000_000)

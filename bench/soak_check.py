@@ -31,8 +31,9 @@ The invariants (README, "Soak"):
     allowed change (``shared.transitions.is_allowed``; entries left out of a
     bounded history are skipped), and the job's state is the last entry's.
 ``no-stale-in-flight``
-    After the final ``maintain``, no job in flight has been inactive longer
-    than the tracker timeout plus one maintain interval.
+    After the final ``maintain``, no job in flight had been inactive, when
+    that call started, for longer than the tracker timeout plus one maintain
+    interval.
 ``no-orphan-lease``
     No lease is still held at the end unless the tick that took it (the
     ``postprocess`` call whose time brackets ``lease_until − lease``) died
@@ -309,7 +310,7 @@ def _check_runs(log: Sequence[Entry], hs: list[Handout], final: Final, limits: L
 
 
 def _check_docs(log: Sequence[Entry], final: Final, limits: Limits, r: Report) -> None:
-    oldest = final.read_at - limits.timeout - limits.maintain_interval
+    oldest = final.final_maintain - limits.timeout - limits.maintain_interval
     ticks = [e for e in log if e.call == "postprocess"]
     for key, doc in final.jobs.items():
         r.checked["history-transitions"] += 1
@@ -331,7 +332,8 @@ def _check_docs(log: Sequence[Entry], final: Final, limits: Limits, r: Report) -
             r.checked["no-stale-in-flight"] += 1
             if doc.last_activity < oldest:
                 r.fail("no-stale-in-flight", f"{key} in {doc.state}, inactive for "
-                       f"{final.read_at - doc.last_activity:.1f} s after the final maintain")
+                       f"{final.final_maintain - doc.last_activity:.1f} s when the final "
+                       "maintain started")
         if doc.lease_owner and doc.lease_until > final.read_at:
             r.checked["no-orphan-lease"] += 1
             claimed = doc.lease_until - limits.lease

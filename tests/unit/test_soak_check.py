@@ -145,10 +145,10 @@ def test_no_job_in_flight_older_than_timeout_and_a_maintain_interval() -> None:
     log = Log()
     run = log.handout()
     log.add("update", run=run, id=KEY, state="parsing")
-    stale = doc(state="parsing", history=("init", "parsing"), update_count=1, last=50.0)
-    fin = final(stale, counters={"started": 1}, read_at=60.0)
+    stale = doc(state="parsing", history=("init", "parsing"), update_count=1, last=49.0)
+    fin = final(stale, counters={"started": 1}, read_at=60.0)  # the final maintain at 59
     assert violated(log, fin) == {"no-stale-in-flight": 1}
-    stale.last_activity = 55.0
+    stale.last_activity = 50.0
     assert violated(log, fin) == {}
 
 
