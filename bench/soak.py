@@ -353,15 +353,17 @@ def chaos(world: World, plan: Plan, started: float, servers: Servers,
         if world.stop.wait(max(0.0, started + offset - time.time())):
             return
         t0 = time.time()
-        if kind == "pause" and emulator.pid:
-            os.kill(emulator.pid, signal.SIGSTOP)
-            try:
-                time.sleep(arg)
-            finally:
-                os.kill(emulator.pid, signal.SIGCONT)
-        elif kind == "kill":
-            servers.kill_and_restart(int(arg))
-        faults.append(Fault(kind, t0, time.time()))
+        try:
+            if kind == "pause" and emulator.pid:
+                os.kill(emulator.pid, signal.SIGSTOP)
+                try:
+                    time.sleep(arg)
+                finally:
+                    os.kill(emulator.pid, signal.SIGCONT)
+            elif kind == "kill":
+                servers.kill_and_restart(int(arg))
+        finally:  # a server that did not come back shows as a violation, not a lost window
+            faults.append(Fault(kind, t0, time.time()))
 
 
 def _epoch(value: Any) -> float:
