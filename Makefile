@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # checkov lives in a virtualenv of its own (requirements-checkov.txt).
 CHECKOV_VENV ?= .venv-checkov
 
-.PHONY: run test package deploy bench bench-next bench-maintenance bench-postprocess bench-lifecycle bench-scale clean
+.PHONY: run test package deploy bench bench-next bench-maintenance bench-postprocess bench-lifecycle bench-scale soak clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,11 @@ bench-next: $(VENV)/.installed
 ## bench-maintenance: the maintenance scale benchmark alone (prints tables, writes bench/results/maintenance.json)
 bench-maintenance: $(VENV)/.installed
 	$(PY) -m bench.maintenance
+
+## soak: parsers, ticks, an operator and injected faults at once for SECONDS (600), then invariants: make soak [SECONDS=600] [SEED=n]
+SECONDS ?= 600
+soak: $(VENV)/.installed
+	$(PY) -m bench.soak --seconds $(SECONDS) $(if $(SEED),--seed $(SEED))
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) build .local .pytest_cache bench/results

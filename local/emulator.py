@@ -114,6 +114,11 @@ class EmulatorProcess:
         raise NotImplementedError
 
     @property
+    def pid(self) -> int | None:
+        """The process id of the emulator started here, or None."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         """Whether the process started here is still alive."""
         return self._proc is not None and self._proc.poll() is None

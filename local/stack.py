@@ -30,6 +30,7 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 from local.emulator import EmulatorError, FirestoreEmulator
 from local.fleet import Fleet
@@ -63,15 +64,27 @@ FLEET_SETTINGS = {"RETRY_BACKOFF": "10s"}
 
 
 def start_functions(
-    port: int, env: dict[str, str], target: str = "api", quiet: bool = False
+    port: int, env: dict[str, str], target: str = "api", quiet: bool = False,
+    module: str = "functions_framework", log_path: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Serve ``target`` from ``functions/main.py`` on 127.0.0.1:``port``; wait until it answers."""
+    """Serve ``target`` from ``functions/main.py`` on 127.0.0.1:``port``; wait until it answers.
+
+    ``module`` is what runs the server (``local.faults``: functions-framework
+    with injected Firestore faults); ``log_path``, if given, gets its output
+    (appended), else ``quiet`` discards it.
+    """
     full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "functions_framework", f"--target={target}",
+    cmd = [sys.executable, "-m", module, f"--target={target}",
            f"--source={SOURCE}", "--host=127.0.0.1", f"--port={port}"]
-    out = subprocess.DEVNULL if quiet else None
-    proc = subprocess.Popen(cmd, env=full_env, cwd=ROOT, stdout=out, stderr=out,
-                            start_new_session=True)
+    out: Any = subprocess.DEVNULL if quiet else None
+    if log_path is not None:
+        out = open(log_path, "ab")  # noqa: SIM115 - the child keeps its own copy
+    try:
+        proc = subprocess.Popen(cmd, env=full_env, cwd=ROOT, stdout=out, stderr=out,
+                                start_new_session=True)
+    finally:
+        if log_path is not None:
+            out.close()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
