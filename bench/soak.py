@@ -374,7 +374,7 @@ def read_final(host: str, project: str, final_maintain: float) -> Final:
     """Read every job document and the counters straight from the emulator at ``host``."""
     from google.cloud import firestore
 
-    from shared.store import JOBS_COLLECTION, CounterStore
+    from shared.store import JOBS_COLLECTION, CounterStore, from_document
 
     before = os.environ.get("FIRESTORE_EMULATOR_HOST")
     os.environ["FIRESTORE_EMULATOR_HOST"] = host  # the client finds the emulator only there
@@ -391,8 +391,11 @@ def read_final(host: str, project: str, final_maintain: float) -> Final:
         d = snap.to_dict() or {}
         history = sorted((int(i), h["state"]) for i, h in (d.get("history") or {}).items()
                          if isinstance(h, dict) and h.get("state"))
+        # The update count as every reader sees it: the stored base plus the current run's
+        # hot-path updates not yet folded in by a state change.
+        updates = from_document(d, snap.update_time).status.update_count
         jobs[d["key"]] = JobDoc(d["key"], d["experiment"], d["datatype"], d["state"], history,
-                                int(d.get("update_count") or 0), _epoch(d.get("start_time")),
+                                updates, _epoch(d.get("start_time")),
                                 _epoch(d.get("last_activity")), d.get("lease_owner") or "",
                                 _epoch(d.get("lease_until")))
     return Final(jobs, CounterStore(fs).totals(), read_at, final_maintain)
