@@ -174,3 +174,26 @@ def test_a_negative_count_shows_as_zero(tracker, store):
     shard = counts.shard_ids()[3]
     assert counts.repair("ndt", "ndt7", {"parsing": -2}, shard, counts.read().shards[shard][1])
     assert tracker.counts_by_state([("ndt", "ndt7")])[("ndt", "ndt7", State.PARSING)] == 0
+
+
+def test_a_scrape_reads_the_counter_shards_once_and_no_job(tracker, store, firestore_client):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from shared.metrics import scrape
+    from shared.store import CursorStore
+
+    for day in range(1, 6):
+        tracker.add_job(job(day, SOURCES[day % 2]))
+    config = Config(start_date=date(2026, 11, 1), tracker_timeout=timedelta(hours=1),
+                    polling_interval=timedelta(minutes=1),
+                    sources=tuple(Source("archive-bucket", e, d, "", DS, False, False)
+                                  for e, d in SOURCES[:2]))
+    job_reads, count_reads = store.stats.reads, store.state_counts.stats.reads
+    text = scrape(tracker, CursorStore(firestore_client), config).decode()
+    assert store.stats.reads == job_reads  # no aggregation query, no job read
+    assert store.state_counts.stats.reads - count_reads == STATE_COUNT_SHARDS
+    jobs = {tuple(sorted(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) if family.name == "gardener_jobs"
+            for s in family.samples}
+    assert jobs[(("datatype", "ndt7"), ("experiment", "ndt"), ("state", "init"))] == 2
+    assert jobs[(("datatype", "annotation2"), ("experiment", "ndt"), ("state", "init"))] == 3
