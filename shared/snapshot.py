@@ -88,7 +88,7 @@ from shared.gotime import format_time
 from shared import limits, transitions
 from shared.model import UTC, Datasets, Job, State, StateInfo, Status
 from shared.schemas import GoTime, JobSchema, StatusSchema, in_window
-from shared.store import CREATE_BATCH, JobRecord, JobStore, doc_id
+from shared.store import MAX_BATCH, JobRecord, JobStore, doc_id
 from shared.store.documents import to_document
 
 #: Name of the pointer object under the snapshot prefix.
@@ -434,7 +434,7 @@ def import_snapshot(store: JobStore, records: Sequence[JobRecord]) -> ImportResu
     Importing the same records again creates nothing. ``records`` usually is a
     :class:`Snapshot`, whose skipped keys are passed on in the result.
     ValueError if two records share a key. Records go in batches of
-    :data:`~shared.store.CREATE_BATCH`, each written whole (with its jobs' counts) or not at all; if
+    :data:`~shared.store.MAX_BATCH`, each written whole or not at all; if
     Firestore fails mid-way, :class:`ImportInterrupted` says which jobs were
     created and which not, and importing again finishes the job.
     """
@@ -444,8 +444,8 @@ def import_snapshot(store: JobStore, records: Sequence[JobRecord]) -> ImportResu
     created: list[str] = []
     done = 0
     try:
-        for done in range(0, len(records), CREATE_BATCH):
-            created.extend(store.create_missing(list(records[done:done + CREATE_BATCH])))
+        for done in range(0, len(records), MAX_BATCH):
+            created.extend(store.create_missing(list(records[done:done + MAX_BATCH])))
     except Exception as exc:
         made = set(created)
         raise ImportInterrupted(
