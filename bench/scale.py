@@ -10,13 +10,19 @@ on that project, and measures:
 
 1. ``GET /status`` (HTML) and ``GET /status?format=json`` through HTTP, the
    median of 3, and the server's peak RSS (the largest ``VmHWM`` of its
-   processes) once they were served;
+   processes) once they were served; then, in process, the Firestore reads
+   of one load as ``/status`` makes them (its rows and the job counts'
+   shards, counted through the stores' stats) and the total the counts show
+   (which must be N);
 2. one expiry pass as one ``maintain`` run does it
    (:meth:`~shared.tracker.Tracker.expire_stale` of
    :data:`shared.maintenance.BATCH` jobs): time, and tracemalloc peak of a
    second pass;
 3. a snapshot export of the N jobs (:func:`bench.maintenance.bench_export`:
-   time, sampled RSS, tracemalloc peak of a second export).
+   time, sampled RSS, tracemalloc peak of a second export);
+4. one reconciliation of the job counts as one ``maintain`` run does it
+   (:func:`~shared.maintenance.reconcile_counts`: one source, an aggregation
+   count per state), and the drift it found (must be none).
 
 Each figure is shown with its growth factor from the previous N.
 :mod:`bench.maintenance` measures the same export in more detail, the
@@ -59,6 +65,7 @@ from bench.maintenance import (  # noqa: E402
     DEFAULT_HEAP,
     EXPIRATION,
     MAX_SIZE,
+    STATUS_LIMIT,
     STATUS_REPEATS,
     Context,
     _x,
@@ -92,12 +99,16 @@ class ScaleResult:
     status_html_s: float
     status_json_s: float
     server_peak_rss_mib: float
+    status_reads: int
+    status_counted_total: int
     expiry_pass_s: float
     expiry_pass_jobs: int
     expiry_pass_traced_mib: float
     export_s: float
     export_rss_peak_mib: float
     export_traced_mib: float | None
+    reconcile_s: float
+    reconcile_drift: int
     project: str
 
 
@@ -130,8 +141,24 @@ def timed_get(caller: Any, path: str, repeats: int) -> float:
     return statistics.median(times)
 
 
+def status_reads(tracker: Any) -> tuple[int, int]:
+    """Build ``/status``'s rows and counts in process; return the reads it made and the total counted."""
+    from shared.status_page import state_counts
+    from shared.store import StateCountStore
+
+    store = tracker.store
+    counts: StateCountStore = store.state_counts
+    before = store.stats.reads + counts.stats.reads
+    rows = list(tracker.get_state(limit=STATUS_LIMIT))
+    total = sum(state_counts(tracker, None, None).values())
+    if len(rows) != min(total, STATUS_LIMIT):
+        raise RuntimeError(f"status shows {len(rows)} rows of {total}")
+    return store.stats.reads + counts.stats.reads - before, total
+
+
 def bench_size(n: int, ctx: Context, host: str, gcs_url: str) -> ScaleResult:
     """Load N jobs into a fresh project and measure the status page, an expiry pass and an export."""
+    from shared.maintenance import reconcile_counts
     from shared.tracker import Tracker
 
     now: datetime = utcnow()
@@ -156,6 +183,14 @@ def bench_size(n: int, ctx: Context, host: str, gcs_url: str) -> ScaleResult:
         caller.close()
     finally:
         stop_process(server)
+    reads, counted_total = status_reads(Tracker(store))
+    if counted_total != n:
+        raise RuntimeError(f"the job counts show {counted_total} jobs, not {n}")
+    _progress("    count reconciliation of one source …")
+    summary, reconcile = untraced(lambda: reconcile_counts(Tracker(store)))
+    drift = sum(abs(d) for d in summary.get("drift", {}).values())
+    if drift or "skipped" in summary:
+        raise RuntimeError(f"the count reconciliation found {summary}: the counts were not exact")
     _progress("    snapshot export (untraced, then traced) …")
     export = bench_export(store, ctx.bucket, f"scale-n{n}/", n)
     _progress(f"    expiry pass of {BATCH} (untraced, then traced) …")
@@ -166,9 +201,10 @@ def bench_size(n: int, ctx: Context, host: str, gcs_url: str) -> ScaleResult:
     ctx.wipe(project)
     for blob in ctx.bucket.list_blobs(prefix=f"scale-n{n}/"):
         blob.delete()
-    return ScaleResult(n, load.seconds, html, as_json, server_peak, cost.seconds, len(expired),
-                       traced_mib, export.cost.seconds, export.cost.rss_peak_mib,
-                       export.cost.traced_peak_mib, project)
+    return ScaleResult(n, load.seconds, html, as_json, server_peak, reads, counted_total,
+                       cost.seconds, len(expired), traced_mib, export.cost.seconds,
+                       export.cost.rss_peak_mib, export.cost.traced_peak_mib, reconcile.seconds,
+                       drift, project)
 
 
 def render(report: dict[str, Any]) -> str:
@@ -180,18 +216,22 @@ def render(report: dict[str, Any]) -> str:
         (f"- Machine: {m['cpu_count']} CPUs `{m['cpu_model'] or '?'}`, {m['memory_gib']} GiB, "
          f"load average at start {m['loadavg_at_start']}; {m['python']}; Firestore emulator "
          f"{m.get('emulator_version', '?')} ({report['config']['emulator_heap']})"),
-        "- Jobs all in `parsing`, two days silent; status page at its default limit of 1,000 rows.",
+        ("- Jobs all in `parsing`, two days silent; status page at its default limit of 1,000 rows; "
+         "status reads: one load's Firestore reads (rows shown + the job counts' shards); "
+         "count reconciliation: one `maintain` run's check of one source."),
         "",
-        (f"| N jobs | status HTML s | status JSON s | server peak RSS MiB | expiry pass of {BATCH} s "
-         "| expiry pass tracemalloc MiB | export s | export RSS peak MiB | export tracemalloc MiB |"),
-        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        (f"| N jobs | status HTML s | status JSON s | status reads | server peak RSS MiB "
+         f"| expiry pass of {BATCH} s | expiry pass tracemalloc MiB | export s "
+         "| export RSS peak MiB | export tracemalloc MiB | count reconciliation s |"),
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['n']:,} | {_f(r['status_html_s'], 2)} | {_f(r['status_json_s'], 2)} | "
-            f"{_f(r['server_peak_rss_mib'])} | {_f(r['expiry_pass_s'], 2)} | "
+            f"{r['status_reads']:,} | {_f(r['server_peak_rss_mib'])} | {_f(r['expiry_pass_s'], 2)} | "
             f"{_f(r['expiry_pass_traced_mib'], 1)} | {_f(r['export_s'], 2)} | "
-            f"{_f(r['export_rss_peak_mib'])} | {_f(r['export_traced_mib'] or float('nan'))} |")
+            f"{_f(r['export_rss_peak_mib'])} | {_f(r['export_traced_mib'] or float('nan'))} | "
+            f"{_f(r['reconcile_s'], 2)} |")
     if len(rows) > 1:
         lines += ["", "Growth from the previous N:", "",
                   "| N jobs | × N | status HTML | status JSON | expiry pass | export | export memory |",

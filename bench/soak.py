@@ -374,7 +374,7 @@ def read_final(host: str, project: str, final_maintain: float) -> Final:
     """Read every job document and the counters straight from the emulator at ``host``."""
     from google.cloud import firestore
 
-    from shared.store import JOBS_COLLECTION, CounterStore, from_document
+    from shared.store import JOBS_COLLECTION, CounterStore, StateCountStore, from_document
 
     before = os.environ.get("FIRESTORE_EMULATOR_HOST")
     os.environ["FIRESTORE_EMULATOR_HOST"] = host  # the client finds the emulator only there
@@ -398,7 +398,8 @@ def read_final(host: str, project: str, final_maintain: float) -> Final:
                                 updates, _epoch(d.get("start_time")),
                                 _epoch(d.get("last_activity")), d.get("lease_owner") or "",
                                 _epoch(d.get("lease_until")))
-    return Final(jobs, CounterStore(fs).totals(), read_at, final_maintain)
+    return Final(jobs, CounterStore(fs).totals(), read_at, final_maintain,
+                 StateCountStore(fs).read().counts)
 
 
 def settle(rec: Recorder) -> float:
@@ -536,6 +537,8 @@ def write_log(outcome: Outcome, path: Path) -> None:
         "final": {k: asdict(v) for k, v in outcome.final.jobs.items()},
         "counters": [[list(src), totals] for src, totals in outcome.final.counters.items()],
         "read_at": outcome.final.read_at, "final_maintain": outcome.final.final_maintain,
+        "state_counts": (None if outcome.final.state_counts is None else
+                         [[list(src), n] for src, n in outcome.final.state_counts.items()]),
     }, indent=1))
 
 
@@ -546,8 +549,10 @@ def read_log(path: Path) -> Outcome:
     faults = [Fault(**f) for f in d["faults"]]
     jobs = {k: JobDoc(**{**v, "history": [tuple(h) for h in v["history"]]})
             for k, v in d["final"].items()}
+    kept = d.get("state_counts")
     final = Final(jobs, {(src[0], src[1]): totals for src, totals in d["counters"]},
-                  d["read_at"], d["final_maintain"])
+                  d["read_at"], d["final_maintain"],
+                  None if kept is None else {(src[0], src[1]): n for src, n in kept})
     plan = Plan(**{k: [tuple(x) for x in v] for k, v in d["plan"].items()})
     return Outcome(d["seed"], d["seconds"], log, faults, final,
                    check(log, faults, final, LIMITS), plan)

@@ -44,6 +44,10 @@ The invariants (README, "Soak"):
     ``started`` lies between the 200 hand-outs and those plus the ``next``
     calls with unknown outcome; ``completed`` and ``failed`` are at least
     the completions and failures the 200 answers report.
+``state-counts``
+    The job counts kept per source and state (``state_counts``) equal the
+    final jobs' tally by source and state, and no ``maintain`` answer
+    reports a count drift it found.
 ``server-errors``
     Every 5xx but ``next``'s ``No job found`` 503 is a 503 during a fault
     window (Firestore faults, emulator pause, server kill, each with a
@@ -73,7 +77,7 @@ RUN_CALLS = frozenset({"update", "heartbeat", "error"})
 
 INVARIANTS = ("no-duplicate-handout", "acked-updates-kept", "no-stale-write", "parser-states",
               "history-transitions", "no-stale-in-flight", "no-orphan-lease", "counters",
-              "server-errors")
+              "state-counts", "server-errors")
 
 
 @dataclass
@@ -130,12 +134,14 @@ class JobDoc:
 
 @dataclass
 class Final:
-    """The final state: jobs by key, counter totals by source, when read, the final maintain's start."""
+    """The final state: jobs by key, counter totals by source, when read, the final maintain's
+    start, and the job counts by source and state (None: not read)."""
 
     jobs: dict[str, JobDoc]
     counters: dict[tuple[str, str], dict[str, int]]
     read_at: float
     final_maintain: float
+    state_counts: dict[tuple[str, str], dict[str, int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -425,6 +431,28 @@ def _check_errors(log: Sequence[Entry], faults: Sequence[Fault], limits: Limits,
                        f"window: {e.body[:200]}")
 
 
+def _check_state_counts(log: Sequence[Entry], final: Final, r: Report) -> None:
+    for e in log:
+        body = e.json() if e.call == "maintain" and e.status == 200 else None
+        counts = body.get("counts") if isinstance(body, dict) else None
+        if isinstance(counts, dict):
+            r.checked["state-counts"] += 1
+            if counts.get("drift"):
+                r.fail("state-counts", f"maintain at {e.t0:.1f} found drift {counts['drift']} "
+                       f"in {counts.get('source')}")
+    if final.state_counts is None:
+        r.notes.append("state-counts: the final job counts were not read")
+        return
+    tally: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for doc in final.jobs.values():
+        tally[(doc.experiment, doc.datatype)][doc.state] += 1
+    for source in sorted(set(tally) | set(final.state_counts)):
+        kept = {k: n for k, n in final.state_counts.get(source, {}).items() if n}
+        r.checked["state-counts"] += 1
+        if kept != dict(tally[source]):
+            r.fail("state-counts", f"{'/'.join(source)}: counts {kept} ≠ jobs {dict(tally[source])}")
+
+
 def check(log: Sequence[Entry], faults: Sequence[Fault], final: Final, limits: Limits) -> Report:
     """Check every invariant over the request log, the fault windows and the final state."""
     r = Report()
@@ -433,5 +461,6 @@ def check(log: Sequence[Entry], faults: Sequence[Fault], final: Final, limits: L
     _check_runs(log, hs, final, limits, r)
     _check_docs(log, final, limits, r)
     _check_counters(log, final, r)
+    _check_state_counts(log, final, r)
     _check_errors(log, faults, limits, r)
     return r

@@ -1,8 +1,9 @@
 """Prometheus metrics of the tracker, computed from Firestore at each scrape.
 
 Nothing is counted in process memory (an instance may serve one request and
-vanish): job counts come from Firestore aggregation count queries, one per
-(experiment, datatype) of the config and state, run a few at a time; the
+vanish): job counts per source and state come from the counter shards that
+every job creation, deletion and change of state moves in its own commit
+(:class:`~shared.store.StateCountStore`: one read of 16 documents); the
 started/completed/failed totals are the sums of the counter shards kept in
 the state-change transactions (one query); the stream dates come from the
 job service's cursors. The names follow the Go
@@ -13,7 +14,6 @@ the README ("Metrics").
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time, timedelta
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -23,15 +23,12 @@ from prometheus_client.registry import Collector
 from shared.config import Config
 from shared.iterators import Position, Stream
 from shared.model import State
-from shared.store import CursorStore, in_budget
+from shared.store import CursorStore
 from shared.tracker import COMPLETED, FAILED, STARTED, Tracker
 from shared.transitions import TERMINAL
 
 #: Content type of a scrape's answer.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-
-#: Count queries run at once during a scrape.
-PARALLEL_COUNTS = 8
 
 SourceLabels = tuple[str, str]  # (experiment, datatype)
 
@@ -72,19 +69,12 @@ def stream_dates(config: Config, stream: Stream, position: Position) -> dict[Sou
 def count_by_state(
     tracker: Tracker, groups: list[tuple[str | None, str | None]]
 ) -> dict[tuple[str | None, str | None, State], int]:
-    """Count the jobs of each (experiment, datatype) group in every state, a few queries at once.
+    """Count the jobs of each (experiment, datatype) group in every state, from the counters.
 
-    None in a group matches anything; one aggregation query per group and state.
+    None in a group matches anything; one read of the counter shards in all
+    (:meth:`~shared.tracker.Tracker.counts_by_state`).
     """
-    keys = [(e, d, s) for e, d in groups for s in State]
-    with ThreadPoolExecutor(PARALLEL_COUNTS) as pool:
-        # The pool's threads share the request's Firestore budget.
-        @in_budget
-        def count(k: tuple[str | None, str | None, State]) -> int:
-            return tracker.count(state=k[2], experiment=k[0], datatype=k[1])
-
-        values = pool.map(count, keys)
-        return dict(zip(keys, values, strict=True))
+    return tracker.counts_by_state(groups)
 
 
 class TrackerCollector(Collector):
@@ -96,7 +86,7 @@ class TrackerCollector(Collector):
         self.config = config
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        """Yield every metric family (one Firestore count per source and state, one totals query)."""
+        """Yield every metric family (one read of the job counts' shards, one totals query)."""
         counts = count_by_state(self.tracker, list(source_labels(self.config)))
         in_flight = GaugeMetricFamily(
             "gardener_tasks_in_flight", "Jobs in each non-terminal state.",

@@ -218,7 +218,8 @@ def maintenance() -> Maintenance:
     config = load_config(default_config_path())
     s = settings()
     policy = MaintenancePolicy(expiration=config.tracker_timeout, cleanup_delay=s.cleanup_delay)
-    return Maintenance(tracker(), policy, _snapshot_writer(s))
+    return Maintenance(tracker(), policy, _snapshot_writer(s),
+                       sources=[(c.experiment, c.datatype) for c in config.sources])
 
 
 def _snapshot_writer(s: Settings) -> Callable[[datetime], dict[str, Any]] | None:

@@ -51,7 +51,7 @@ def _template() -> jinja2.Template:
 
 def state_counts(tracker: Tracker, experiment: str | None, datatype: str | None
                  ) -> dict[State, int]:
-    """Count the jobs in every state under the experiment and datatype filters."""
+    """Count the jobs in every state under the experiment and datatype filters (from the counters)."""
     counts = count_by_state(tracker, [(experiment, datatype)])
     return {state: counts[(experiment, datatype, state)] for state in State}
 

@@ -184,7 +184,7 @@ class Tracker:
                 record.note(note)
             try:
                 self.store.replace(record, if_update_time=existing.update_time,
-                                   count=counted(state, State.INIT))
+                                   count=counted(state, State.INIT), replacing=state)
             except DocumentChanged:
                 continue  # someone else wrote it first: look again
             log_state_change(record.key, state, State.INIT,
@@ -536,6 +536,23 @@ class Tracker:
     ) -> int:
         """Return the number of jobs matching the filters (an aggregation query)."""
         return self.store.count(state, experiment, datatype)
+
+    def counts_by_state(self, groups: list[tuple[str | None, str | None]]
+                        ) -> dict[tuple[str | None, str | None, State], int]:
+        """Return the jobs of each (experiment, datatype) group in every state, from the counters.
+
+        None in a group matches anything. One read of the counter shards
+        (:class:`~shared.store.StateCountStore`), whatever the number of jobs
+        and groups; a count below zero (drift the reconciliation has not yet
+        repaired) shows as 0.
+        """
+        read = self.store.state_counts.read()
+        counts: dict[tuple[str | None, str | None, State], int] = {}
+        for experiment, datatype in groups:
+            of = read.of(experiment, datatype)
+            for state in State:
+                counts[(experiment, datatype, state)] = max(0, of.get(state.value, 0))
+        return counts
 
     def num_jobs(self) -> int:
         """Return the number of tracked jobs, complete ones not yet cleaned up included."""

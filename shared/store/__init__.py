@@ -8,7 +8,9 @@ One module per kind of document, all re-exported here (import from
 * :mod:`~shared.store.jobs` — :class:`JobStore`: the job documents, their
   state-change transactions and the hot path's single writes.
 * :mod:`~shared.store.counters` — :class:`CounterStore`: the totals of state
-  changes per source, in sharded documents.
+  changes per source, in sharded documents; :class:`StateCountStore`: the
+  number of jobs per source and state, in shard documents moved by the jobs'
+  own commits.
 * :mod:`~shared.store.cursors`, :mod:`~shared.store.reprocess`,
   :mod:`~shared.store.controls` — the job service's cursors and the operator's
   reprocessing queue and pauses.
@@ -21,7 +23,15 @@ One module per kind of document, all re-exported here (import from
 
 from shared.store._common import MAX_BATCH, StoreStats
 from shared.store.controls import CONTROLS_COLLECTION, ControlStore, Pause
-from shared.store.counters import COUNTER_SHARDS, COUNTERS_COLLECTION, CounterStore
+from shared.store.counters import (
+    COUNTER_SHARDS,
+    COUNTERS_COLLECTION,
+    STATE_COUNT_SHARDS,
+    STATE_COUNTS_COLLECTION,
+    CounterStore,
+    StateCountsRead,
+    StateCountStore,
+)
 from shared.store.cursors import CURSORS_COLLECTION, CursorStore
 from shared.store.deadline import DEFAULT_DEADLINE, DeadlineClient, budget, in_budget
 from shared.store.documents import (
@@ -43,12 +53,13 @@ from shared.store.errors import (
     DocumentMissing,
 )
 from shared.store.indexes import INDEXES
-from shared.store.jobs import JOBS_COLLECTION, JobStore
+from shared.store.jobs import CREATE_BATCH, JOBS_COLLECTION, JobStore
 from shared.store.reprocess import MAX_IN_VALUES, REPROCESS_COLLECTION, ReprocessItem, ReprocessQueue
 
 __all__ = [
     "AUDIT_KEEP",
     "CONTROLS_COLLECTION",
+    "CREATE_BATCH",
     "COUNTERS_COLLECTION",
     "COUNTER_SHARDS",
     "DEFAULT_DEADLINE",
@@ -60,6 +71,8 @@ __all__ = [
     "MAX_BATCH",
     "MAX_IN_VALUES",
     "REPROCESS_COLLECTION",
+    "STATE_COUNTS_COLLECTION",
+    "STATE_COUNT_SHARDS",
     "TRANSIENT",
     "WRITE_RETRY",
     "AuditEntry",
@@ -75,6 +88,8 @@ __all__ = [
     "Pause",
     "ReprocessItem",
     "ReprocessQueue",
+    "StateCountStore",
+    "StateCountsRead",
     "StoreStats",
     "budget",
     "in_budget",

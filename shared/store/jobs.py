@@ -12,7 +12,10 @@ Writes come in two kinds:
 
 Creating, restarting and transacting may also add one to named totals of the
 job's source (:class:`~shared.store.counters.CounterStore`) in the same commit,
-by a blind ``Increment`` to one of its shard documents.
+by a blind ``Increment`` to one of its shard documents. Every write that
+creates a job, deletes one or changes its state also moves the number of jobs
+per source and state (:class:`~shared.store.counters.StateCountStore`) in the
+same commit, so those counts are read, not counted over every job.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from google.cloud.firestore_v1.base_aggregation import AggregationResult
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.model import State
-from shared.store._common import MAX_BATCH, StoreStats, _midnight, delete_if_unchanged
-from shared.store.counters import CounterStore
+from shared.store._common import MAX_BATCH, StoreStats, _midnight
+from shared.store.counters import CounterStore, StateCountStore
 from shared.store.documents import (
     JobRecord,
     doc_id,
@@ -55,6 +58,10 @@ from shared.store.errors import (
 #: Default collection of job documents.
 JOBS_COLLECTION = "jobs"
 
+#: Jobs :meth:`JobStore.create_missing` creates per commit: one write of a batch
+#: of :data:`~shared.store.MAX_BATCH` is the counts per state.
+CREATE_BATCH = MAX_BATCH - 1
+
 
 def _page(query: firestore.Query, field: str, after: JobRecord | None) -> firestore.Query:
     """Order ``query`` by ``field`` then document id, and start it after the job ``after``."""
@@ -68,12 +75,16 @@ class JobStore:
     """Job documents in one Firestore collection, and the totals of their state changes."""
 
     def __init__(self, client: firestore.Client, collection: str = JOBS_COLLECTION,
-                 counters: CounterStore | None = None) -> None:
+                 counters: CounterStore | None = None,
+                 state_counts: StateCountStore | None = None) -> None:
         self.client = client
         self.collection = client.collection(collection)
         self.stats = StoreStats()
         #: Where :meth:`create`, :meth:`replace` and :meth:`transact` add their totals.
         self.counters = counters or CounterStore(client)
+        #: The jobs per source and state, moved by every write that creates, deletes or
+        #: changes the state of a job.
+        self.state_counts = state_counts or StateCountStore(client)
 
     def _ref(self, key: str) -> firestore.DocumentReference:
         return self.collection.document(doc_id(key))
@@ -91,6 +102,10 @@ class JobStore:
     def _count(self, writer: Any, record: JobRecord, names: Sequence[str]) -> int:
         return self.counters.add(writer, record.job.experiment, record.job.datatype, names)
 
+    def _move(self, writer: Any, record: JobRecord, old: State | None, new: State | None) -> int:
+        return self.state_counts.move(writer, record.job.experiment, record.job.datatype,
+                                      old and old.value, new and new.value)
+
     @_guarded
     def create(self, record: JobRecord, count: Sequence[str] = ()) -> None:
         """Write a new job document; :class:`DocumentExists` if the key is taken.
@@ -100,6 +115,7 @@ class JobStore:
         batch = self.client.batch()
         batch.create(self._ref(record.key), to_document(record))
         writes = 1 + self._count(batch, record, count)
+        writes += self._move(batch, record, None, record.status.state)
         try:
             batch.commit()
         except gexc.Conflict:
@@ -110,16 +126,20 @@ class JobStore:
 
     @_guarded
     def replace(self, record: JobRecord, if_update_time: datetime,
-                count: Sequence[str] = ()) -> None:
+                count: Sequence[str] = (), replacing: State | None = None) -> None:
         """Overwrite a job document only if it is unchanged since ``if_update_time``.
 
         Raises :class:`DocumentChanged` if someone else wrote it first. The
-        totals named in ``count`` grow by one in the same commit.
+        totals named in ``count`` grow by one in the same commit, and the job
+        moves from ``replacing`` (the state of the document as read at
+        ``if_update_time``) to its new state in the counts per state.
         """
         option = self.client.write_option(last_update_time=if_update_time)
         batch = self.client.batch()
         batch.update(self._ref(record.key), to_document(record), option=option)
         writes = 1 + self._count(batch, record, count)
+        if replacing is not None:
+            writes += self._move(batch, record, replacing, record.status.state)
         try:
             batch.commit()
         except (gexc.FailedPrecondition, gexc.NotFound):
@@ -136,7 +156,8 @@ class JobStore:
         ``change`` may raise to abort without writing; it may run more than once
         if the transaction is retried, so it must not have side effects.
         ``count``, given the changed record, names the totals that grow by one
-        in the same transaction (a blind write: the counters are not read).
+        in the same transaction (a blind write: the counters are not read); a
+        change of state also moves the job in the counts per state.
         Raises :class:`DocumentMissing` if there is no such job.
         """
         ref = self._ref(key)
@@ -148,9 +169,12 @@ class JobStore:
             data = snap.to_dict()
             if data is None:  # no such document
                 raise DocumentMissing(key)
-            record = change(from_document(data, snap.update_time))
+            record = from_document(data, snap.update_time)
+            old = record.status.state
+            record = change(record)
             transaction.set(ref, to_document(record))
             writes = 1 + (self._count(transaction, record, count(record)) if count else 0)
+            writes += self._move(transaction, record, old, record.status.state)
             self.stats.add(writes=writes)
             return record
 
@@ -254,8 +278,23 @@ class JobStore:
 
     @_guarded
     def delete_if_unchanged(self, record: JobRecord) -> bool:
-        """Delete the job's document unless it changed since ``record`` was read."""
-        return delete_if_unchanged(self._ref(record.key), record.update_time, self.stats)
+        """Delete the job's document unless it changed since ``record`` was read.
+
+        One batch: the guarded delete and the job's removal from the counts per
+        state (its state as read), so both happen or neither. Returns whether it was deleted.
+        """
+        option = self.client.write_option(last_update_time=record.update_time)
+        batch = self.client.batch()
+        batch.delete(self._ref(record.key), option=option)
+        writes = 1 + self._move(batch, record, record.status.state, None)
+        try:
+            batch.commit()
+            return True
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            writes = 1  # refused whole: counted as the one refused delete
+            return False
+        finally:
+            self.stats.add(writes=writes)
 
     def write_heartbeat(self, key: str, now: datetime) -> None:
         """Record a heartbeat at ``now`` in one blind write; DocumentMissing if the job is gone."""
@@ -272,7 +311,10 @@ class JobStore:
 
     @_guarded
     def delete(self, key: str) -> None:
-        """Delete the job's document (no error if absent)."""
+        """Delete the job's document (no error if absent), leaving the counts per state alone.
+
+        For tests and repairs only; a reconciliation in maintenance brings the counts right.
+        """
         self._ref(key).delete()
         self.stats.add(writes=1)
 
@@ -285,11 +327,14 @@ class JobStore:
         """Create the records whose keys have no document yet; return the keys created.
 
         Existing documents are never touched. Reads and writes go in batches of
-        at most :data:`MAX_BATCH` documents (Firestore's limit on one commit).
+        at most :data:`CREATE_BATCH` jobs, each with one more write that adds
+        the created jobs to the counts per state (:data:`MAX_BATCH` writes,
+        Firestore's limit on one commit), so a batch's jobs are counted exactly
+        when they are created.
         """
         created: list[str] = []
-        for start in range(0, len(records), MAX_BATCH):
-            chunk = records[start:start + MAX_BATCH]
+        for start in range(0, len(records), CREATE_BATCH):
+            chunk = records[start:start + CREATE_BATCH]
             refs = [self._ref(r.key) for r in chunk]
             present = {snap.id for snap in self.client.get_all(refs) if snap.exists}
             self.stats.add(reads=len(refs))
@@ -299,17 +344,23 @@ class JobStore:
                 batch.create(ref, to_document(record))
             if not todo:
                 continue
+            moves: dict[tuple[str, str], dict[str, int]] = {}
+            for _, record in todo:
+                states = moves.setdefault((record.job.experiment, record.job.datatype), {})
+                states[record.status.state.value] = states.get(record.status.state.value, 0) + 1
+            writes = len(todo) + self.state_counts.add_many(batch, moves)
             try:
                 batch.commit()
                 created.extend(r.key for _, r in todo)
             except gexc.Conflict:  # created meanwhile by someone else: one by one
+                writes = 0  # each create counts its own
                 for ref, record in todo:
                     try:
-                        ref.create(to_document(record))
+                        self.create(record)
                         created.append(record.key)
-                    except gexc.Conflict:
+                    except DocumentExists:
                         pass
-            self.stats.add(writes=len(todo))
+            self.stats.add(writes=writes)
         return created
 
     def _query(

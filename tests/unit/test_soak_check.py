@@ -170,6 +170,19 @@ def test_counters_balance_and_match_the_log() -> None:
         "counters": 2}
 
 
+def test_job_counts_match_the_final_jobs_and_no_maintain_finds_drift() -> None:
+    kept = final(doc())
+    kept.state_counts = {("ndt", "ndt7"): {"complete": 1, "init": 0}}
+    assert violated(clean_log(), kept) == {}
+    off = final(doc())
+    off.state_counts = {("ndt", "ndt7"): {"complete": 2}}
+    assert violated(clean_log(), off) == {"state-counts": 1}
+    drifted = clean_log()
+    drifted.add("maintain", body={"counts": {"source": "ndt/ndt7", "drift": {"init": -1},
+                                             "repaired": True}})
+    assert violated(drifted, kept) == {"state-counts": 1}
+
+
 def test_server_errors_only_as_503_in_fault_windows() -> None:
     log = clean_log()
     log.add("next", status=503, body="No job found. Try again.")
