@@ -8,8 +8,8 @@ counts (:class:`shared.store.StoreStats`) can be read. Then, as m-lab/etl's
 parser does with ``--max_active``: K tasks per job (default 100) each send a
 heartbeat when an archive is dispatched and a same-state ``parsing`` update
 when it finishes, paced so that the job sees R completions a second (default
-10), for T seconds (default 30); then one update moves the job to
-``postProcessing``. Scenarios: one job, and the m-lab shape of 8 jobs at once.
+10), for T seconds (default 30), over 8 keep-alive connections per job
+(:data:`SENDERS_PER_JOB`); then one update moves the job to ``postProcessing``. Scenarios: one job, and the m-lab shape of 8 jobs at once.
 
 Reported per scenario: sustained writes a second to the busiest job document
 and the busiest progress shard (counted writes ÷ T) and the job document's
@@ -23,6 +23,7 @@ errors. Markdown to stdout, JSON to ``bench/results/hot_job.json``.
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import logging
 import random
@@ -32,6 +33,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,6 +62,9 @@ from bench.hot_path import (  # noqa: E402
 from local.emulator import free_port  # noqa: E402
 
 RESULTS_JSON = RESULTS_DIR / "hot_job.json"
+
+#: Connections each job's parser sends over at once (its archive tasks share them).
+SENDERS_PER_JOB = 8
 
 #: How often the job list is read to sample the detail lag (seconds).
 LAG_SAMPLE_SECONDS = 0.25
@@ -107,52 +112,78 @@ class InProcessServer:
         self.server.shutdown()
 
 
-def task(base: str, key: str, pace: float, until: float, number: int, calls: dict[str, list[float]],
-         acked: dict[str, float], errors: list[str], lock: threading.Lock) -> None:
-    """One archive task slot: heartbeat on dispatch, update on completion, every ``pace`` s on average."""
-    caller = make_caller(base, 30.0)
-    archive = 0
-    first = True
-    try:
-        while time.monotonic() < until:
-            start = time.perf_counter()
-            status = caller.post(heartbeat_path(key))
-            hb = time.perf_counter() - start
-            with lock:
-                calls["heartbeat"].append(hb)
-                if status != 200:
-                    errors.append(f"heartbeat {status}")
-            # The first archives finish spread over one pace, as in a parser long at work.
-            time.sleep(random.uniform(0, pace) if first else pace * random.uniform(0.5, 1.5))
-            first = False
-            detail = f"task {number} archive {archive}"
-            start = time.perf_counter()
-            status = caller.post(update_path(key, detail))
-            took = time.perf_counter() - start
-            with lock:
-                calls["update"].append(took)
-                if status == 200:
-                    acked[detail] = time.monotonic()
-                else:
-                    errors.append(f"update {status}")
-            archive += 1
-    finally:
-        caller.close()
+class Sender:
+    """A pool of ``workers`` threads, each with its own keep-alive connection, sending requests."""
+
+    def __init__(self, base: str, workers: int, calls: dict[str, list[float]],
+                 acked: dict[str, float], errors: list[str], lock: threading.Lock) -> None:
+        self.base, self.calls, self.acked, self.errors, self.lock = base, calls, acked, errors, lock
+        self.local = threading.local()
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sender")
+
+    def _caller(self) -> Any:
+        if not hasattr(self.local, "caller"):
+            self.local.caller = make_caller(self.base, 30.0)
+        return self.local.caller
+
+    def _send(self, kind: str, path: str, detail: str) -> None:
+        start = time.perf_counter()
+        status = self._caller().post(path)
+        took = time.perf_counter() - start
+        with self.lock:
+            self.calls[kind].append(took)
+            if status != 200:
+                self.errors.append(f"{kind} {status}")
+            elif detail:
+                self.acked[detail] = time.monotonic()
+
+    def heartbeat(self, key: str) -> None:
+        """Send a heartbeat for ``key`` (not waiting for the answer)."""
+        self.pool.submit(self._send, "heartbeat", heartbeat_path(key), "")
+
+    def update(self, key: str, detail: str) -> None:
+        """Send a same-state ``parsing`` update for ``key`` (not waiting for the answer)."""
+        self.pool.submit(self._send, "update", update_path(key, detail), detail)
+
+    def close(self) -> None:
+        """Wait for the requests sent, then close."""
+        self.pool.shutdown(wait=True)
+
+
+def parser(sender: Sender, key: str, tasks: int, pace: float, until: float) -> None:
+    """One parser on ``key`` with ``tasks`` archive slots: each slot sends a heartbeat when
+    it dispatches an archive and an update when that finishes, ``pace`` s later on average;
+    the first archives finish spread over one pace, as in a parser long at work."""
+    now = time.monotonic()
+    due = [(now + random.uniform(0, pace), slot, 0) for slot in range(tasks)]
+    heapq.heapify(due)
+    for _ in range(tasks):
+        sender.heartbeat(key)
+    while due:
+        at, slot, archive = heapq.heappop(due)
+        if at >= until:
+            return
+        time.sleep(max(0.0, at - time.monotonic()))
+        sender.update(key, f"{key} task {slot} archive {archive}")
+        sender.heartbeat(key)  # the slot's next archive is dispatched
+        heapq.heappush(due, (time.monotonic() + pace * random.uniform(0.5, 1.5), slot,
+                             archive + 1))
 
 
 def sample_lag(base: str, until: float, acked: dict[str, float], lags: list[float],
                lock: threading.Lock) -> None:
-    """Read the job list until ``until``; note how old the shown detail's acknowledgement is."""
+    """Read the job list until ``until``; note how old each shown detail's acknowledgement
+    was when the list was asked for."""
     while time.monotonic() < until:
+        asked = time.monotonic()  # the page's own latency is not lag: measured from the request
         with urllib.request.urlopen(f"{base}/status?format=json&state=parsing&limit=1000",
                                     timeout=30) as r:
             jobs = json.load(r)["Jobs"]
-        now = time.monotonic()
         with lock:
             for job in jobs:
                 at = acked.get(job["Detail"])
                 if at is not None:
-                    lags.append(now - at)
+                    lags.append(max(0.0, asked - at))
         time.sleep(LAG_SAMPLE_SECONDS)
 
 
@@ -175,9 +206,9 @@ def scenario(name: str, base: str, store: Any, tracker: Any, first_index: int, j
     per_second: list[Counter[str]] = []
     begin = time.monotonic()
     until = begin + seconds
-    threads = [threading.Thread(target=task, args=(base, key, pace, until, n, calls,
-                                                   acked, errors, lock))
-               for key in keys for n in range(tasks)]
+    sender = Sender(base, SENDERS_PER_JOB * jobs, calls, acked, errors, lock)
+    threads = [threading.Thread(target=parser, args=(sender, key, tasks, pace, until))
+               for key in keys]
     threads.append(threading.Thread(target=sample_lag, args=(base, until, acked, lags, lock)))
     for t in threads:
         t.start()
@@ -187,6 +218,7 @@ def scenario(name: str, base: str, store: Any, tracker: Any, first_index: int, j
         now = Counter(store.stats.writes_by_path)
         per_second.append(now - last)
         last = now
+    sender.close()
     elapsed = time.monotonic() - begin
     during = Counter(store.stats.writes_by_path) - before
 
@@ -237,7 +269,8 @@ def render(report: dict[str, Any]) -> str:
          f"load average at start {m['loadavg_at_start']}; {m['platform']}; {m['python']}"),
         f"- Firestore emulator {m.get('emulator_version', '?')} ({m.get('java', '?')})",
         (f"- Per job: K tasks, each a heartbeat per dispatch and an update per completion, "
-         f"R completions/s; {_f(cfg['seconds'])} s per scenario; server in-process, "
+         f"R completions/s, over {SENDERS_PER_JOB} connections per job; "
+         f"{_f(cfg['seconds'])} s per scenario; server in-process, "
          f"default heartbeat coalescing. `python -m bench.hot_job`"),
         "",
         ("| scenario | jobs × K | R/s per job | updates acked | errors | busiest job doc "

@@ -133,11 +133,14 @@ class Tracker:
         clock: Clock = utcnow,
         heartbeat_coalesce: timedelta = HEARTBEAT_COALESCE,
         retry: RetryPolicy = RetryPolicy(),
+        job_write_interval: timedelta = JOB_WRITE_INTERVAL,
     ) -> None:
         self.store = store
         self.clock = clock
         self.heartbeat_coalesce = heartbeat_coalesce
         self.retry = retry
+        #: Least time between two hot-path writes of one job document (0: every one writes it).
+        self.job_write_interval = job_write_interval
 
     def _record(self, key: str, run: str | None = None, progress: bool = False) -> JobRecord:
         record = self.store.get(key, progress=progress)
@@ -275,16 +278,15 @@ class Tracker:
         transitions.check(key, record.status.state, record.status.state)
         self._write_detail(record, detail)
 
-    @staticmethod
-    def _due(record: JobRecord) -> datetime | None:
+    def _due(self, record: JobRecord) -> datetime | None:
         """The job document's update time if the hot path may write it again, else None.
 
-        It may once the last write is :data:`JOB_WRITE_INTERVAL` old (the wall
+        It may once the last write is ``job_write_interval`` old (the wall
         clock against Firestore's update time); the store then writes it only
         if still unchanged, so of concurrent callers one does.
         """
         written = record.update_time
-        if written is None or datetime.now(UTC) - written < JOB_WRITE_INTERVAL:
+        if written is None or datetime.now(UTC) - written < self.job_write_interval:
             return None
         return written
 

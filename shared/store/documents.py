@@ -319,16 +319,19 @@ def from_document(data: dict[str, Any], update_time: datetime | None = None,
         update_count=data.get("update_count", 0) + live.get("updates", 0) + sharded,
         dropped=data.get("history_dropped", 0),
     )
-    written: dict[str, Any] = {}
+    # The latest write for the current entry sets the detail time; the latest that has a
+    # text (a write of "-" has none) sets the detail.
+    current = status.last_state_info
+    when, text, text_time = current.detail_time, current.detail, current.detail_time
     for slot in slots:
         entry = (slot.get("entries") or {}).get(str(status.current_index)) or {}
-        if "detail_time" in entry and entry["detail_time"] >= written.get(
-                "detail_time", status.detail_time):
-            written = entry
-    if written:
-        current = status.last_state_info
-        status.history[-1] = StateInfo(current.state, current.start, written["detail_time"],
-                                       written.get("detail", current.detail))
+        if "detail_time" not in entry or entry["detail_time"] < current.detail_time:
+            continue
+        when = max(when, entry["detail_time"])
+        if "detail" in entry and entry["detail_time"] >= text_time:
+            text, text_time = entry["detail"], entry["detail_time"]
+    if when != current.detail_time or text != current.detail:
+        status.history[-1] = StateInfo(current.state, current.start, when, text)
     return JobRecord(job, status, last_update, update_time,
                      offer=data.get("offer", ""), reoffer=data.get("reoffer", ""),
                      attempts=data.get("attempts", 1), last_error=data.get("last_error", ""),

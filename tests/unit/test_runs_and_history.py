@@ -226,3 +226,10 @@ def test_lists_use_the_recorded_sum_beyond_what_was_folded() -> None:
     newer_sum = stored(record, **live_sum_fields(record.run, 9, at(6)))
     assert from_document(newer_sum).status.update_count == 1 + 4
     assert from_document(newer_sum).progress_summed_at == at(6)
+
+
+def test_a_kept_text_in_one_shard_touches_the_time_of_a_text_in_another() -> None:
+    record = parsing_record()
+    shards = [shard(record.run, 1, "file-1", at(5), 1), shard(record.run, 1, None, at(6), 1)]
+    back = from_document(to_document(record), shards=shards)
+    assert back.status.detail == "file-1" and back.status.detail_time == at(6)
