@@ -181,7 +181,11 @@ class JobStore:
             data = snap.to_dict()
             if data is None:  # no such document
                 raise DocumentMissing(key)
-            shards = self._read_shards(key, data.get("run", ""), transaction)
+            # The shards are read outside the transaction, so hot-path shard writes never wait
+            # on its locks. Exact all the same: shard counts only grow, and the document keeps
+            # update_count - progress_folded invariant, so a shard write this read misses is
+            # counted by the next reader, once.
+            shards = self._read_shards(key, data.get("run", ""))
             record = change(from_document(data, snap.update_time, shards))
             transaction.set(ref, to_document(record))
             self.stats.add(writes=1, path=ref.path)
