@@ -375,6 +375,7 @@ def read_final(host: str, project: str, final_maintain: float) -> Final:
     from google.cloud import firestore
 
     from shared.store import JOBS_COLLECTION, CounterStore, StateCountStore, from_document
+    from shared.store.jobs import PROGRESS_COLLECTION
 
     before = os.environ.get("FIRESTORE_EMULATOR_HOST")
     os.environ["FIRESTORE_EMULATOR_HOST"] = host  # the client finds the emulator only there
@@ -391,9 +392,11 @@ def read_final(host: str, project: str, final_maintain: float) -> Final:
         d = snap.to_dict() or {}
         history = sorted((int(i), h["state"]) for i, h in (d.get("history") or {}).items()
                          if isinstance(h, dict) and h.get("state"))
-        # The update count as every reader sees it: the stored base plus the current run's
-        # hot-path updates not yet folded in by a state change.
-        updates = from_document(d, snap.update_time).status.update_count
+        # The update count as a single job's view sees it: the stored base plus the current
+        # run's hot-path updates not yet folded in by a state change, its progress shards too.
+        shards = [s for doc in snap.reference.collection(PROGRESS_COLLECTION).stream()
+                  if (s := doc.to_dict() or {}).get("run") == d.get("run", "")]
+        updates = from_document(d, snap.update_time, shards).status.update_count
         jobs[d["key"]] = JobDoc(d["key"], d["experiment"], d["datatype"], d["state"], history,
                                 updates, _epoch(d.get("start_time")),
                                 _epoch(d.get("last_activity")), d.get("lease_owner") or "",

@@ -5,7 +5,9 @@ table, logs one line and adds to the source's totals (:func:`counted`) in the
 same transaction. Same-state detail updates and heartbeats, the parsers' hot path, read
 the document once and then make one single write that cannot conflict: the
 detail is written for the run and the history entry that were current when the
-request was read, and counts only while they still are.
+request was read, and counts only while they still are. A hot-path write
+within :data:`JOB_WRITE_INTERVAL` of the job document's last write goes to a
+progress shard of the job and run instead (README, "How a job is stored").
 
 Parsers name the run they were handed (``run``; see :class:`~shared.model.RunId`):
 a request for a run that is no longer the job's raises :class:`StaleRun` and
@@ -24,7 +26,7 @@ from shared import transitions
 from shared.errors import JobAlreadyExists, JobNotFound, StaleRun
 from shared.gotime import format_duration, format_time
 from shared.limits import MAX_CLOCK_SKEW
-from shared.model import KEEP_DETAIL, Job, State, Status, utcnow
+from shared.model import KEEP_DETAIL, UTC, Job, State, Status, utcnow
 from shared.store import (
     FREE,
     AuditEntry,
@@ -40,6 +42,12 @@ log = logging.getLogger(__name__)
 
 #: Default window in which a second heartbeat is acknowledged without a write.
 HEARTBEAT_COALESCE = timedelta(seconds=5)
+
+#: Least time between two hot-path writes of a job document; sooner ones go to progress shards.
+JOB_WRITE_INTERVAL = timedelta(seconds=1)
+
+#: How often a due hot-path write also records the sum of the run's progress shards.
+SHARD_SUM_INTERVAL = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -125,14 +133,17 @@ class Tracker:
         clock: Clock = utcnow,
         heartbeat_coalesce: timedelta = HEARTBEAT_COALESCE,
         retry: RetryPolicy = RetryPolicy(),
+        job_write_interval: timedelta = JOB_WRITE_INTERVAL,
     ) -> None:
         self.store = store
         self.clock = clock
         self.heartbeat_coalesce = heartbeat_coalesce
         self.retry = retry
+        #: Least time between two hot-path writes of one job document (0: every one writes it).
+        self.job_write_interval = job_write_interval
 
-    def _record(self, key: str, run: str | None = None) -> JobRecord:
-        record = self.store.get(key)
+    def _record(self, key: str, run: str | None = None, progress: bool = False) -> JobRecord:
+        record = self.store.get(key, progress=progress)
         if record is None:
             raise JobNotFound(key)
         self._check_run(record, run)
@@ -267,11 +278,27 @@ class Tracker:
         transitions.check(key, record.status.state, record.status.state)
         self._write_detail(record, detail)
 
+    def _due(self, record: JobRecord) -> datetime | None:
+        """The job document's update time if the hot path may write it again, else None.
+
+        It may once the last write is ``job_write_interval`` old (the wall
+        clock against Firestore's update time); the store then writes it only
+        if still unchanged, so of concurrent callers one does.
+        """
+        written = record.update_time
+        if written is None or datetime.now(UTC) - written < self.job_write_interval:
+            return None
+        return written
+
     def _write_detail(self, record: JobRecord, detail: str) -> None:
         text = None if detail == KEEP_DETAIL else detail
         index = record.status.current_index
+        now = self.clock()
+        due = self._due(record)
+        summed = record.progress_summed_at
         try:
-            self.store.write_detail(record.key, record.run, index, text, self.clock())
+            self.store.write_detail(record.key, record.run, index, text, now, due=due,
+                                    sum_shards=summed is None or now - summed >= SHARD_SUM_INTERVAL)
         except DocumentMissing:
             raise JobNotFound(record.key) from None
 
@@ -289,7 +316,7 @@ class Tracker:
         if now - record.status.heartbeat_time < self.heartbeat_coalesce:
             return False
         try:
-            self.store.write_heartbeat(key, now)
+            self.store.write_heartbeat(key, now, record.run, due=self._due(record))
         except DocumentMissing:
             raise JobNotFound(key) from None
         return True
@@ -511,12 +538,12 @@ class Tracker:
         return wrapped
 
     def get_status(self, key: str) -> Status:
-        """Return the job's status; :class:`JobNotFound` if there is none."""
-        return self._record(key).status
+        """Return the job's exact status (progress shards read); :class:`JobNotFound` if there is none."""
+        return self._record(key, progress=True).status
 
     def get_record(self, key: str) -> JobRecord:
-        """Return the job, its status and bookkeeping; :class:`JobNotFound` if there is none."""
-        return self._record(key)
+        """Return the job, its exact status and bookkeeping; :class:`JobNotFound` if there is none."""
+        return self._record(key, progress=True)
 
     def get_state(
         self,

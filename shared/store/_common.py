@@ -4,7 +4,8 @@ times, the delete guarded by an update time."""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any
 
@@ -19,19 +20,27 @@ MAX_BATCH = 500
 
 @dataclass
 class StoreStats:
-    """Counts of Firestore document reads and writes made through one store."""
+    """Counts of Firestore document reads and writes made through one store.
+
+    ``writes_by_path`` counts the writes of each document path that callers
+    name (the job documents and their progress shards do), so a test or a
+    benchmark can find the busiest document.
+    """
 
     reads: int = 0
     writes: int = 0
+    writes_by_path: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
 
-    def add(self, reads: int = 0, writes: int = 0) -> None:
-        """Count ``reads`` document reads and ``writes`` document writes."""
+    def add(self, reads: int = 0, writes: int = 0, path: str | None = None) -> None:
+        """Count ``reads`` document reads and ``writes`` document writes (of ``path``, if named)."""
         with self._lock:
             self.reads += reads
             self.writes += writes
+            if path is not None and writes:
+                self.writes_by_path[path] += writes
 
 
 def _midnight(day: Any) -> datetime:

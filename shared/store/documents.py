@@ -9,9 +9,11 @@ history is a map from entry index (``"0"``, ``"1"``, …) to entry, not an
 array, keyed by absolute entry index (entries dropped from a long history,
 ``history_dropped`` of them, leave gaps after ``"0"``). Every run of a job has
 a token, ``run``; the parsers' hot path writes only under ``live.{run}``
-(:func:`live_fields`), and :func:`from_document` folds the current run's live
-values into the record; writes of an old run or for an old entry are ignored.
-Pure: nothing here talks to Firestore.
+(:func:`live_fields`), or, when the job document was written less than a
+second before, to one of the run's progress shards (:func:`shard_fields`, in
+the job's ``progress`` subcollection); :func:`from_document` folds the current
+run's live values, and the shards when given, into the record; writes of an
+old run or for an old entry are ignored. Pure: nothing here talks to Firestore.
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ class JobRecord:
     audit: list[AuditEntry] = field(default_factory=list)
     #: This run's token, new at every create and restart ("" for a job stored without one).
     run: str = ""
+    #: Updates of this run counted in its progress shards and already in ``update_count``.
+    progress_folded: int = 0
+    #: When the job document last took a sum of this run's shards (None: never).
+    progress_summed_at: datetime | None = None
 
     def note(self, entry: AuditEntry) -> None:
         """Append an operator action to the audit, dropping the oldest beyond :data:`AUDIT_KEEP`."""
@@ -130,6 +136,43 @@ def live_updates_path(run: str) -> str:
     return FieldPath("live", run or NO_RUN, "updates").to_api_repr()
 
 
+def live_sum_fields(run: str, total: int, now: datetime) -> dict[str, Any]:
+    """Return the field paths that record ``total``, a sum of ``run``'s shard updates read at ``now``.
+
+    The sum only grows within a run (shards are never decremented), so the
+    caller writes it with a ``Maximum`` transform: a late, smaller sum never
+    replaces a larger one.
+    """
+    return {FieldPath("live", run or NO_RUN, "sharded").to_api_repr(): total,
+            FieldPath("live", run or NO_RUN, "summed_at").to_api_repr(): now}
+
+
+def shard_id(run: str, shard: int) -> str:
+    """Return the document id of progress shard ``shard`` of run ``run``."""
+    return f"{run or NO_RUN}-{shard}"
+
+
+def shard_fields(run: str, index: int | None, detail: str | None, now: datetime
+                 ) -> dict[str, Any]:
+    """Return the fields of one hot-path write to a progress shard (merged, not replacing).
+
+    An update (``index`` given) sets history entry ``index``'s detail time
+    and detail (kept when None) and ``last_update``; the caller adds the
+    ``updates`` increment. A heartbeat (``index`` None) sets
+    ``heartbeat_time``.
+    """
+    fields: dict[str, Any] = {"run": run}
+    if index is None:
+        fields["heartbeat_time"] = now
+        return fields
+    entry: dict[str, Any] = {"detail_time": now}
+    if detail is not None:
+        entry["detail"] = detail
+    fields["entries"] = {str(index): entry}
+    fields["last_update"] = now
+    return fields
+
+
 def _entry_to_doc(info: StateInfo) -> dict[str, Any]:
     return {
         "state": info.state.value,
@@ -157,6 +200,7 @@ def to_document(record: JobRecord) -> dict[str, Any]:
                     for i, e in enumerate(status.history)},
         "history_dropped": status.dropped,
         "live": {},
+        "progress_folded": record.progress_folded,
         "heartbeat_time": None if hb == ZERO_TIME else hb,
         "update_count": status.update_count,
         "start_time": status.start_time,
@@ -216,8 +260,16 @@ def _stand_in_entry(data: dict[str, Any]) -> StateInfo:
     return StateInfo(state, when, when, NO_HISTORY)
 
 
-def from_document(data: dict[str, Any], update_time: datetime | None = None) -> JobRecord:
+def from_document(data: dict[str, Any], update_time: datetime | None = None,
+                  shards: list[dict[str, Any]] | None = None) -> JobRecord:
     """Return the record a Firestore document holds, the current run's live values folded in.
+
+    ``shards``: the current run's progress shard documents, when read. With
+    them the record is exact: their updates beyond ``progress_folded`` add to
+    the update count, and their latest detail, update and heartbeat times
+    count. Without them the document's last sum of the shards
+    (``live.{run}.sharded``) stands in, which lags (README, "How a job is
+    stored").
 
     History entries without a state are ignored; a history left with no
     entry reads as one entry in the document's ``state`` (detail
@@ -247,18 +299,40 @@ def from_document(data: dict[str, Any], update_time: datetime | None = None) -> 
     ] or [_stand_in_entry(data)]
     run = data.get("run", "")
     live = (data.get("live") or {}).get(run or NO_RUN) or {}
+    folded = data.get("progress_folded") or 0
+    heartbeat = data.get("heartbeat_time") or ZERO_TIME
+    last_update = data["last_update"]
+    slots = [live]
+    if shards is None:
+        sharded = max(0, live.get("sharded", 0) - folded)
+    else:
+        shards = [_plain(s) for s in shards]
+        total = sum(s.get("updates", 0) for s in shards)
+        sharded, folded = total - folded, total
+        for shard in shards:
+            heartbeat = max(heartbeat, shard.get("heartbeat_time") or ZERO_TIME)
+            last_update = max(last_update, shard.get("last_update") or last_update)
+        slots += shards
     status = Status(
         history=history,
-        heartbeat_time=data.get("heartbeat_time") or ZERO_TIME,
-        update_count=data.get("update_count", 0) + live.get("updates", 0),
+        heartbeat_time=heartbeat,
+        update_count=data.get("update_count", 0) + live.get("updates", 0) + sharded,
         dropped=data.get("history_dropped", 0),
     )
-    written = (live.get("entries") or {}).get(str(status.current_index)) or {}
-    if "detail_time" in written and written["detail_time"] >= status.detail_time:
-        current = status.last_state_info
-        status.history[-1] = StateInfo(current.state, current.start, written["detail_time"],
-                                       written.get("detail", current.detail))
-    return JobRecord(job, status, data["last_update"], update_time,
+    # The latest write for the current entry sets the detail time; the latest that has a
+    # text (a write of "-" has none) sets the detail.
+    current = status.last_state_info
+    when, text, text_time = current.detail_time, current.detail, current.detail_time
+    for slot in slots:
+        entry = (slot.get("entries") or {}).get(str(status.current_index)) or {}
+        if "detail_time" not in entry or entry["detail_time"] < current.detail_time:
+            continue
+        when = max(when, entry["detail_time"])
+        if "detail" in entry and entry["detail_time"] >= text_time:
+            text, text_time = entry["detail"], entry["detail_time"]
+    if when != current.detail_time or text != current.detail:
+        status.history[-1] = StateInfo(current.state, current.start, when, text)
+    return JobRecord(job, status, last_update, update_time,
                      offer=data.get("offer", ""), reoffer=data.get("reoffer", ""),
                      attempts=data.get("attempts", 1), last_error=data.get("last_error", ""),
                      retry_at=data.get("retry_at"), lease_owner=data.get("lease_owner", ""),
@@ -266,4 +340,5 @@ def from_document(data: dict[str, Any], update_time: datetime | None = None) -> 
                      step_job=data.get("step_job", ""), step_attempt=data.get("step_attempt", 0),
                      audit=[AuditEntry(a["time"], a["who"], a["action"], a.get("detail", ""))
                             for a in data.get("audit") or ()],
-                     run=run)
+                     run=run, progress_folded=folded,
+                     progress_summed_at=live.get("summed_at"))

@@ -8,7 +8,11 @@ Writes come in two kinds:
   writes that cannot conflict (field paths, ``Increment``, the implicit
   ``exists`` precondition of ``update``): the hot path of parsers. Details go
   under ``live.{run}`` (:func:`~shared.store.documents.live_fields`), never
-  into the history a transaction writes.
+  into the history a transaction writes; a write that is not ``due`` goes to
+  one of :data:`PROGRESS_SHARDS` progress shards of the job and run instead,
+  so the job document is written about once a second whatever the fan-out.
+  Transactions and :meth:`JobStore.get` with ``progress`` read the shards
+  and are exact; queries read the document alone.
 
 Creating, restarting and transacting may also add one to named totals of the
 job's source (:class:`~shared.store.counters.CounterStore`) in the same commit,
@@ -20,6 +24,7 @@ same commit, so those counts are read, not counted over every job.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, cast
@@ -35,11 +40,15 @@ from shared.model import State
 from shared.store._common import MAX_BATCH, StoreStats, _midnight
 from shared.store.counters import CounterStore, StateCountStore
 from shared.store.documents import (
+    NO_RUN,
     JobRecord,
     doc_id,
     from_document,
     live_fields,
+    live_sum_fields,
     live_updates_path,
+    shard_fields,
+    shard_id,
     streamed_fields,
     to_document,
 )
@@ -61,6 +70,12 @@ JOBS_COLLECTION = "jobs"
 #: Jobs :meth:`JobStore.create_missing` creates per commit: one write of a batch
 #: of :data:`~shared.store.MAX_BATCH` is the counts per state.
 CREATE_BATCH = MAX_BATCH - 1
+
+#: The subcollection of a job document holding its progress shards.
+PROGRESS_COLLECTION = "progress"
+
+#: Progress shards per job and run: hot-path writes that are not due spread over them.
+PROGRESS_SHARDS = 32
 
 
 def _page(query: firestore.Query, field: str, after: JobRecord | None) -> firestore.Query:
@@ -89,15 +104,31 @@ class JobStore:
     def _ref(self, key: str) -> firestore.DocumentReference:
         return self.collection.document(doc_id(key))
 
+    def _shard_refs(self, key: str, run: str) -> list[firestore.DocumentReference]:
+        progress = self._ref(key).collection(PROGRESS_COLLECTION)
+        return [progress.document(shard_id(run, n)) for n in range(PROGRESS_SHARDS)]
+
+    def _read_shards(self, key: str, run: str, transaction: Any = None) -> list[dict[str, Any]]:
+        """Read the progress shards of ``run`` (:data:`PROGRESS_SHARDS` reads)."""
+        snaps = self.client.get_all(self._shard_refs(key, run), transaction=transaction)
+        self.stats.add(reads=PROGRESS_SHARDS)
+        return [data for snap in snaps if (data := snap.to_dict()) is not None]
+
     @_guarded
-    def get(self, key: str) -> JobRecord | None:
-        """Return the job's record, or None if there is no such job (one read)."""
+    def get(self, key: str, progress: bool = False) -> JobRecord | None:
+        """Return the job's record, or None if there is no such job (one read).
+
+        ``progress``: also read the run's progress shards
+        (:data:`PROGRESS_SHARDS` more reads), so the update count, detail and
+        activity times are exact rather than as of the document's last write.
+        """
         snap = self._ref(key).get()
         self.stats.add(reads=1)
         data = snap.to_dict()
         if data is None:  # no such document
             return None
-        return from_document(data, snap.update_time)
+        shards = self._read_shards(key, data.get("run", "")) if progress else None
+        return from_document(data, snap.update_time, shards)
 
     def _count(self, writer: Any, record: JobRecord, names: Sequence[str]) -> int:
         return self.counters.add(writer, record.job.experiment, record.job.datatype, names)
@@ -132,7 +163,8 @@ class JobStore:
         Raises :class:`DocumentChanged` if someone else wrote it first. The
         totals named in ``count`` grow by one in the same commit, and the job
         moves from ``replacing`` (the state of the document as read at
-        ``if_update_time``) to its new state in the counts per state.
+        ``if_update_time``) to its new state in the counts per state; the
+        progress shards of earlier runs are deleted after it.
         """
         option = self.client.write_option(last_update_time=if_update_time)
         batch = self.client.batch()
@@ -147,6 +179,7 @@ class JobStore:
             raise DocumentChanged(record.key) from None
         finally:
             self.stats.add(writes=writes)
+        self.delete_progress(record.key, keep_run=record.run)
 
     @_guarded
     def transact(self, key: str, change: Callable[[JobRecord], JobRecord],
@@ -169,11 +202,17 @@ class JobStore:
             data = snap.to_dict()
             if data is None:  # no such document
                 raise DocumentMissing(key)
-            record = from_document(data, snap.update_time)
+            # The shards are read outside the transaction, so hot-path shard writes never wait
+            # on its locks. Exact all the same: shard counts only grow, and the document keeps
+            # update_count - progress_folded invariant, so a shard write this read misses is
+            # counted by the next reader, once.
+            shards = self._read_shards(key, data.get("run", ""))
+            record = from_document(data, snap.update_time, shards)
             old = record.status.state
             record = change(record)
             transaction.set(ref, to_document(record))
-            writes = 1 + (self._count(transaction, record, count(record)) if count else 0)
+            self.stats.add(writes=1, path=ref.path)
+            writes = self._count(transaction, record, count(record)) if count else 0
             writes += self._move(transaction, record, old, record.status.state)
             self.stats.add(writes=writes)
             return record
@@ -187,21 +226,79 @@ class JobStore:
             raise _unavailable(cause) from exc
 
     def write_detail(self, key: str, run: str, index: int, detail: str | None,
-                     now: datetime) -> None:
+                     now: datetime, due: datetime | None = None, sum_shards: bool = False
+                     ) -> None:
         """Count an update of run ``run`` that sets history entry ``index``'s detail, in one blind write.
 
         The entry's detail time becomes ``now`` and its detail ``detail`` (kept
         when None); the run's update count grows by one. Readers apply it only
-        while ``run`` is the job's run and ``index`` its current entry. Raises
-        :class:`DocumentMissing` if the job is gone.
+        while ``run`` is the job's run and ``index`` its current entry.
+
+        ``due``: the update time of the job document as read, when the caller
+        found it old enough to write again. The document is then written only
+        if still unchanged since (a compare-and-set: of concurrent due callers
+        one writes it); otherwise, or without ``due``, the update goes to a
+        progress shard (:meth:`write_progress`). A document write with
+        ``sum_shards`` also records the sum of the run's shards on it, for
+        readers that do not read them. Raises :class:`DocumentMissing` if the
+        job is gone.
         """
+        if due is None:
+            self.write_progress(key, run, index, detail, now)
+            return
         fields = live_fields(run, index, detail, now)
         fields.update({
             live_updates_path(run): firestore.Increment(1),
             "last_update": now,
             "last_activity": now,
         })
-        self._update(key, fields, WRITE_RETRY)
+        if sum_shards:
+            total = sum(s.get("updates", 0) for s in self._read_shards(key, run))
+            summed = live_sum_fields(run, total, now)
+            fields.update({path: firestore.Maximum(value) if isinstance(value, int) else value
+                           for path, value in summed.items()})
+        try:
+            self._update(key, fields, WRITE_RETRY, if_update_time=due)
+        except DocumentChanged:  # another write came first: this one waits in a shard
+            self.write_progress(key, run, index, detail, now)
+
+    def write_progress(self, key: str, run: str, index: int | None, detail: str | None,
+                       now: datetime) -> None:
+        """Record an update (``index`` given) or a heartbeat of ``run`` on a random progress shard.
+
+        One blind merge (an ``Increment``; times are the writer's, and readers
+        take the latest over all shards) that creates the shard if needed. Raises :class:`DocumentMissing` if the job is gone
+        (one more read, to tell a gone job from a new shard).
+        """
+        ref = random.choice(self._shard_refs(key, run))
+        fields = shard_fields(run, index, detail, now)
+        if index is not None:
+            fields["updates"] = firestore.Increment(1)
+        self._write_shard(ref, fields)
+        if self.get(key) is None:  # gone meanwhile: the shard must not outlive it
+            ref.delete()
+            self.stats.add(writes=1)
+            raise DocumentMissing(key)
+
+    @_guarded
+    def _write_shard(self, ref: firestore.DocumentReference, fields: dict[str, Any]) -> None:
+        try:
+            ref.set(fields, merge=True, retry=WRITE_RETRY)
+        finally:
+            self.stats.add(writes=1, path=ref.path)
+
+    @_guarded
+    def delete_progress(self, key: str, keep_run: str | None = None) -> int:
+        """Delete the job's progress shards (those of runs other than ``keep_run``); return how many."""
+        gone = [ref for ref in self._ref(key).collection(PROGRESS_COLLECTION).list_documents()
+                if keep_run is None or ref.id.rsplit("-", 1)[0] != (keep_run or NO_RUN)]
+        for start in range(0, len(gone), MAX_BATCH):
+            batch = self.client.batch()
+            for ref in gone[start:start + MAX_BATCH]:
+                batch.delete(ref)
+            batch.commit()
+        self.stats.add(writes=len(gone))
+        return len(gone)
 
     def write_reoffer(self, key: str, offer: str) -> None:
         """Ask, in one blind write, that the job be offered again as ``offer`` when it ends."""
@@ -278,7 +375,7 @@ class JobStore:
 
     @_guarded
     def delete_if_unchanged(self, record: JobRecord) -> bool:
-        """Delete the job's document unless it changed since ``record`` was read.
+        """Delete the job's document, and then its progress shards, unless it changed since ``record`` was read.
 
         One batch: the guarded delete and the job's removal from the counts per
         state (its state as read), so both happen or neither. Returns whether it was deleted.
@@ -289,34 +386,65 @@ class JobStore:
         writes = 1 + self._move(batch, record, record.status.state, None)
         try:
             batch.commit()
-            return True
         except (gexc.FailedPrecondition, gexc.NotFound):
             writes = 1  # refused whole: counted as the one refused delete
             return False
         finally:
             self.stats.add(writes=writes)
+        self.delete_progress(record.key)
+        return True
 
-    def write_heartbeat(self, key: str, now: datetime) -> None:
-        """Record a heartbeat at ``now`` in one blind write; DocumentMissing if the job is gone."""
-        self._update(key, {"heartbeat_time": now, "last_activity": now}, IDEMPOTENT_WRITE_RETRY)
+    def write_heartbeat(self, key: str, now: datetime, run: str = "",
+                        due: datetime | None = None) -> None:
+        """Record a heartbeat at ``now`` in one write; DocumentMissing if the job is gone.
+
+        ``due`` as for :meth:`write_detail`: the job document is written if
+        unchanged since ``due``, else the heartbeat goes to a progress shard
+        of ``run``.
+        """
+        if due is not None:
+            try:
+                self._update(key, {"heartbeat_time": now, "last_activity": now},
+                             IDEMPOTENT_WRITE_RETRY, if_update_time=due)
+                return
+            except DocumentChanged:
+                pass
+        self.write_progress(key, run, None, None, now)
 
     @_guarded
-    def _update(self, key: str, fields: dict[str, Any], retry: Retry) -> None:
+    def _update(self, key: str, fields: dict[str, Any], retry: Retry,
+                if_update_time: datetime | None = None) -> None:
+        """Update fields of the job document; with ``if_update_time``, only if unchanged since.
+
+        Raises :class:`DocumentMissing` if it is gone, :class:`DocumentChanged`
+        if it changed.
+        """
+        ref = self._ref(key)
+        option = (None if if_update_time is None
+                  else self.client.write_option(last_update_time=if_update_time))
+        landed = False
         try:
-            self._ref(key).update(fields, retry=retry)
+            ref.update(fields, option=option, retry=retry)
+            landed = True
+        except gexc.FailedPrecondition:
+            raise DocumentChanged(key) from None
         except gexc.NotFound:
+            if if_update_time is not None:
+                raise DocumentChanged(key) from None  # gone: told apart by write_progress
             raise DocumentMissing(key) from None
-        finally:
-            self.stats.add(writes=1)
+        finally:  # a refused write counts, but not against the document's write rate
+            self.stats.add(writes=1, path=ref.path if landed else None)
 
     @_guarded
     def delete(self, key: str) -> None:
-        """Delete the job's document (no error if absent), leaving the counts per state alone.
+        """Delete the job's document and its progress shards (no error if absent),
+        leaving the counts per state alone.
 
         For tests and repairs only; a reconciliation in maintenance brings the counts right.
         """
         self._ref(key).delete()
         self.stats.add(writes=1)
+        self.delete_progress(key)
 
     def stream_all(self) -> Iterator[JobRecord]:
         """Stream every job document, in document id order, without holding them in memory."""

@@ -19,7 +19,14 @@ from shared.model import (
     Status,
     new_run,
 )
-from shared.store.documents import JobRecord, from_document, live_fields, to_document
+from shared.store.documents import (
+    JobRecord,
+    from_document,
+    live_fields,
+    live_sum_fields,
+    shard_fields,
+    to_document,
+)
 
 JOB = Job("archive-bucket", "ndt", "ndt7", date(2019, 1, 2))
 KEY = JOB.key()
@@ -176,3 +183,53 @@ def test_a_written_document_has_no_live_values() -> None:
     doc = to_document(folded)
     assert doc["live"] == {} and doc["update_count"] == 4
     assert doc["history"]["1"]["detail"] == "a.tgz"
+
+
+# --- Progress shards: folded by state changes and single-job views, summed for lists ---------
+
+
+def shard(run: str, index: int | None, detail: str | None, when: datetime,
+          updates: int) -> dict[str, Any]:
+    """A progress shard as Firestore holds it after ``updates`` increments and this last write."""
+    return {**shard_fields(run, index, detail, when), "updates": updates}
+
+
+def test_shards_read_add_their_updates_and_the_latest_detail_and_heartbeat() -> None:
+    record = parsing_record()
+    doc = with_live(record, record.run, 1, "doc.tgz", at(5), updates=2)
+    shards = [shard(record.run, 1, "older.tgz", at(4), 3),
+              shard(record.run, 1, "newest.tgz", at(7), 4),
+              shard(record.run, None, None, at(9), 0)]
+    back = from_document(doc, shards=shards)
+    assert back.status.update_count == 1 + 2 + 7
+    assert back.status.detail == "newest.tgz" and back.status.detail_time == at(7)
+    assert back.status.heartbeat_time == at(9) and back.last_update == at(7)
+    assert back.last_activity == at(9)
+    assert back.progress_folded == 7
+
+
+def test_a_state_change_folds_shards_once_and_later_shard_updates_count_once() -> None:
+    record = parsing_record()
+    folded = from_document(to_document(record), shards=[shard(record.run, 1, "a.tgz", at(5), 5)])
+    doc = to_document(folded)  # what the transaction writes
+    assert doc["update_count"] == 6 and doc["progress_folded"] == 5
+    again = from_document(doc, shards=[shard(record.run, 1, "b.tgz", at(6), 7)])
+    assert again.status.update_count == 8
+    assert from_document(doc).status.update_count == 6  # the document alone
+
+
+def test_lists_use_the_recorded_sum_beyond_what_was_folded() -> None:
+    record = parsing_record()
+    record.progress_folded = 5
+    late_sum = stored(record, **live_sum_fields(record.run, 4, at(5)))  # summed before the fold
+    assert from_document(late_sum).status.update_count == 1
+    newer_sum = stored(record, **live_sum_fields(record.run, 9, at(6)))
+    assert from_document(newer_sum).status.update_count == 1 + 4
+    assert from_document(newer_sum).progress_summed_at == at(6)
+
+
+def test_a_kept_text_in_one_shard_touches_the_time_of_a_text_in_another() -> None:
+    record = parsing_record()
+    shards = [shard(record.run, 1, "file-1", at(5), 1), shard(record.run, 1, None, at(6), 1)]
+    back = from_document(to_document(record), shards=shards)
+    assert back.status.detail == "file-1" and back.status.detail_time == at(6)
