@@ -22,7 +22,7 @@ One module per kind of document, all re-exported here (import from
 from shared.store._common import MAX_BATCH, StoreStats
 from shared.store.controls import CONTROLS_COLLECTION, ControlStore, Pause
 from shared.store.counters import COUNTER_SHARDS, COUNTERS_COLLECTION, CounterStore
-from shared.store.cursors import CURSORS_COLLECTION, CursorStore
+from shared.store.cursors import CURSORS_COLLECTION, CursorState, CursorStore
 from shared.store.deadline import DEFAULT_DEADLINE, DeadlineClient, budget, in_budget
 from shared.store.documents import (
     AUDIT_KEEP,
@@ -65,6 +65,7 @@ __all__ = [
     "AuditEntry",
     "ControlStore",
     "CounterStore",
+    "CursorState",
     "CursorStore",
     "DeadlineClient",
     "DocumentChanged",
