@@ -80,7 +80,8 @@ def source_name(job: Job | Source) -> str:
 
 def _came_round(start: Position, position: Position) -> bool:
     """Whether a walk from ``start`` has gone a whole cycle round to where it began."""
-    return position.cycle > start.cycle and (position.day, position.source) >= (start.day, start.source)
+    return position.cycle > start.cycle + 1 or (
+        position.cycle > start.cycle and (position.day, position.source) >= (start.day, start.source))
 
 
 class JobService:
@@ -286,6 +287,7 @@ class JobService:
         state = self.cursors.state(stream.value)
         if state.idle_until is not None and now < state.idle_until:
             return None, steps
+        woke = state.idle_until is not None  # its rest is over: look again for a whole cycle
         position = start = (Position.decode(state.position) if state.position is not None
                             else initial_position(stream, self.config, now))
         handed = set(state.handed)
@@ -313,7 +315,9 @@ class JobService:
                         self._defer(found)
                     resolved, position = after if contiguous else resolved, after
                     continue
-                started, contended = self._resolve(found)
+                # A later cycle's job, or one behind others' hand-outs, likely exists: read it first.
+                look_first = busy or found.position.cycle > 0
+                started, contended = self._resolve(found, look_first)
                 resolved, position = after if contiguous else resolved, after
                 if started:
                     started_at = found.position
@@ -332,24 +336,25 @@ class JobService:
             return None, steps
         finally:
             self._note_walk(stream, state, now, start, resolved, passed, started_at, contiguous,
-                            came_round and not busy)
+                            came_round and not busy, woke)
 
     def _note_walk(self, stream: Stream, state: CursorState, now: datetime, start: Position,
                    resolved: Position | None, passed: list[int], started_at: Position | None,
-                   contiguous: bool, whole_cycle: bool) -> None:
+                   contiguous: bool, whole_cycle: bool, woke: bool) -> None:
         """Write what a walk learnt to the cursor document (at most one blind write).
 
         The cursor moves past the contiguous stretch resolved; a hand-out ahead
-        of it is noted; ``quiet_from`` moves past a hand-out (or is set where a
-        fruitless walk began); a stream that came a whole cycle round from
-        ``quiet_from`` without a hand-out rests until ``idle_until``.
+        of it is noted; ``quiet_from`` moves past a hand-out (or to where a
+        fruitless walk began, if unset or the stream's rest is over); a stream
+        that came a whole cycle round from ``quiet_from`` without a hand-out
+        rests until ``idle_until``.
         """
         below = resolved.encode() if resolved is not None else -1
         quiet: int | None = None
         idle: datetime | None = None
         if started_at is not None:
             quiet = started_at.following().encode()
-        elif state.quiet_from is None:
+        elif state.quiet_from is None or (woke and not whole_cycle):
             quiet = start.encode()
         elif whole_cycle or (resolved is not None
                              and _came_round(Position.decode(state.quiet_from), resolved)):
@@ -359,7 +364,7 @@ class JobService:
         self.cursors.advance(
             stream.value, resolved.encode() if resolved is not None else None,
             handed=started_at.encode() if started_at is not None and not contiguous else None,
-            passed=[p for p in passed if p < below], quiet_from=quiet, idle_until=idle)
+            passed=[p for p in passed if p < below], quiet_from=quiet, idle_until=idle, wake=woke)
 
     def _ahead(self, stream: Stream, position: Position, n: int, now: datetime) -> Position:
         """Return the position ``n`` candidates on from ``position`` (or where the stream ends)."""
@@ -370,19 +375,22 @@ class JobService:
             position = found.position.following()
         return position
 
-    def _resolve(self, found: Candidate) -> tuple[JobRecord | None, bool]:
+    def _resolve(self, found: Candidate, look_first: bool = False) -> tuple[JobRecord | None, bool]:
         """Hand the candidate out if it has files and is free.
 
         Returns the started job (or None) and whether another caller had
-        handed out this very offer. The job document is read first, so a
-        candidate handed out already or in flight costs one read and no GCS
-        list; a job in flight is marked to be offered again when it ends.
+        handed out this very offer. A job in flight is marked to be offered
+        again when it ends. With ``look_first`` the job document is read
+        before the files are listed, so a candidate handed out already or in
+        flight costs one read and no GCS list.
         """
         job, offer = found.job, found.offer
-        try:
-            existing = self.tracker.get_record(job.key())
-        except JobNotFound:
-            existing = None
+        existing: JobRecord | None = None
+        if look_first:
+            try:
+                existing = self.tracker.get_record(job.key())
+            except JobNotFound:
+                pass
         if existing is not None and existing.offer == offer:
             return None, True
         if existing is not None and existing.status.state not in TERMINAL:

@@ -62,12 +62,13 @@ class CursorStore:
     @_guarded
     def advance(self, name: str, position: int | None, *, handed: int | None = None,
                 passed: Iterable[int] = (), quiet_from: int | None = None,
-                idle_until: datetime | None = None) -> None:
+                idle_until: datetime | None = None, wake: bool = False) -> None:
         """Move the cursor forward and note what the stream's walk learnt (one blind write).
 
         ``position`` and ``quiet_from`` move only forward (``Maximum``);
         ``handed`` is added to the positions handed out ahead of the cursor and
-        ``passed`` removed from them; ``idle_until`` is set when given.
+        ``passed`` removed from them; ``idle_until`` is set when given, and
+        removed with ``wake``.
         """
         fields: dict[str, object] = {}
         if position is not None:
@@ -76,6 +77,8 @@ class CursorStore:
             fields["quiet_from"] = firestore.Maximum(quiet_from)
         if idle_until is not None:
             fields["idle_until"] = idle_until
+        elif wake:
+            fields["idle_until"] = firestore.DELETE_FIELD
         marks: dict[str, object] = {str(p): firestore.DELETE_FIELD for p in passed}
         if handed is not None:
             marks[str(handed)] = True
