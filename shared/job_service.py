@@ -18,7 +18,10 @@ given offer out; the others see the job carries that offer and move on. The
 stream cursors are forward-only hints (``Maximum``): every position below a
 cursor has been resolved — handed out, found without files, or found in flight
 and marked to be offered again — so a crash or restart repeats at most a look
-at a candidate, never a hand-out, and skips nothing.
+at a candidate, never a hand-out, and skips nothing. A caller that loses a
+candidate to another jumps a random stretch ahead (hand-outs ahead of the
+cursor are noted in the cursor document), and a stream that came a whole
+cycle round without a hand-out rests for the config's polling interval.
 """
 
 from __future__ import annotations
@@ -108,6 +111,8 @@ class JobService:
         self.max_steps = max_steps
         self.queue = queue
         self.controls = controls
+        if spread < 1:
+            raise ValueError(f"spread must be at least 1, got {spread}")
         self.rng = rng or random.Random()
         self.spread = spread
 
@@ -336,18 +341,19 @@ class JobService:
             return None, steps
         finally:
             self._note_walk(stream, state, now, start, resolved, passed, started_at, contiguous,
-                            came_round and not busy, woke)
+                            came_round, busy, woke)
 
     def _note_walk(self, stream: Stream, state: CursorState, now: datetime, start: Position,
                    resolved: Position | None, passed: list[int], started_at: Position | None,
-                   contiguous: bool, whole_cycle: bool, woke: bool) -> None:
+                   contiguous: bool, whole_cycle: bool, busy: bool, woke: bool) -> None:
         """Write what a walk learnt to the cursor document (at most one blind write).
 
         The cursor moves past the contiguous stretch resolved; a hand-out ahead
         of it is noted; ``quiet_from`` moves past a hand-out (or to where a
         fruitless walk began, if unset or the stream's rest is over); a stream
         that came a whole cycle round from ``quiet_from`` without a hand-out
-        rests until ``idle_until``.
+        rests until ``idle_until``, unless the walk met other callers' hand-outs
+        (``busy``).
         """
         below = resolved.encode() if resolved is not None else -1
         quiet: int | None = None
@@ -356,8 +362,8 @@ class JobService:
             quiet = started_at.following().encode()
         elif state.quiet_from is None or (woke and not whole_cycle):
             quiet = start.encode()
-        elif whole_cycle or (resolved is not None
-                             and _came_round(Position.decode(state.quiet_from), resolved)):
+        elif not busy and (whole_cycle or (
+                resolved is not None and _came_round(Position.decode(state.quiet_from), resolved))):
             idle = now + self.config.polling_interval
             log.info("the %s stream came a whole cycle round without a job; resting until %s",
                      stream.value, format_time(idle))
