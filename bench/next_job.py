@@ -155,6 +155,8 @@ class CallSample:
     cursor_writes: int
     gcs_lists: int
     seconds: float
+    queries: int = 0  # owed-run queries made (billed at least one read each)
+    resting: bool = False  # the historical stream was resting when the call came
 
 
 @dataclass
@@ -171,6 +173,7 @@ class CallCost:
     writes: float
     gcs_lists: float
     gcs_lists_max: int
+    queries: float
     ms_p50: float
     ms_max: float
     note: str = ""
@@ -192,6 +195,7 @@ class CallCost:
             reads=mean(lambda s: s.job_reads + s.cursor_reads),
             writes=mean(lambda s: s.job_writes + s.cursor_writes),
             gcs_lists=mean(lambda s: s.gcs_lists), gcs_lists_max=max(s.gcs_lists for s in samples),
+            queries=mean(lambda s: s.queries),
             ms_p50=lat.p50_ms, ms_max=lat.max_ms, note=note,
         )
 
@@ -291,21 +295,30 @@ def bench_per_call(fs_client: Any, gcs_client: Any, config: Any, no_job_calls: i
 
     store, cursors = JobStore(fs_client), CursorStore(fs_client)
     archives = ArchiveLister(gcs_client)
-    service = JobService(Tracker(store), cursors, archives, config)
+    tracker = Tracker(store)
+    queries = [0]
+    for name in ("pending_reoffers", "unretried_reoffers", "retryable"):  # the owed-run queries
+        def counted(*args: Any, _query: Any = getattr(tracker, name), **kwargs: Any) -> Any:
+            queries[0] += 1
+            return _query(*args, **kwargs)
+        setattr(tracker, name, counted)
+    service = JobService(tracker, cursors, archives, config)
     samples: list[CallSample] = []
 
     def one() -> CallSample:
+        idle_until = cursors.state("historical").idle_until
         before = (store.stats.reads, store.stats.writes, cursors.stats.reads,
-                  cursors.stats.writes, archives.calls)
+                  cursors.stats.writes, archives.calls, queries[0])
         t0 = time.perf_counter()
         record = service.next_job()
         seconds = time.perf_counter() - t0
         after = (store.stats.reads, store.stats.writes, cursors.stats.reads,
-                 cursors.stats.writes, archives.calls)
-        jr, jw, cr, cw, lists = (a - b for a, b in zip(after, before, strict=True))
+                 cursors.stats.writes, archives.calls, queries[0])
+        jr, jw, cr, cw, lists, qs = (a - b for a, b in zip(after, before, strict=True))
         stream = record.offer.split("/", 1)[0] if record is not None else ""
+        resting = idle_until is not None and service.clock() < idle_until
         sample = CallSample("hand-out" if record else "no job", stream, jr, jw, cr, cw, lists,
-                            seconds)
+                            seconds, qs, resting)
         samples.append(sample)
         return sample
 
@@ -326,13 +339,19 @@ def bench_per_call(fs_client: Any, gcs_client: Any, config: Any, no_job_calls: i
             of_stream = [s for s in handouts if s.stream == stream]
             if of_stream:
                 costs.append(CallCost.of(f"hand-out, {stream} stream", of_stream))
-    if no_jobs:
-        steps = max(s.gcs_lists for s in no_jobs)
+    walking = [s for s in no_jobs if not s.resting]
+    resting = [s for s in no_jobs if s.resting]
+    if walking:
         costs.append(CallCost.of(
-            "no job, every candidate out", no_jobs,
-            note=(f"walks {steps} candidates of the next historical cycle (at most "
-                  f"{MAX_STEPS} per call, at most one cycle): each one listed in GCS; each "
-                  "with files is found in flight (create refused, get, re-offer mark)")))
+            "no job, every candidate out, walking the next cycle", walking,
+            note=(f"{len(walking)} calls of at most {MAX_STEPS} candidates until the historical "
+                  "stream has come a whole cycle round without a hand-out: each job in flight "
+                  "read and marked to be offered again, each candidate without one listed in GCS")))
+    if resting:
+        costs.append(CallCost.of(
+            "no job, every candidate out, stream resting", resting,
+            note=("the cycle came round empty: the historical stream is not walked again for "
+                  "the polling interval (the owed-run queries still run)")))
     if late_handouts:
         costs.append(CallCost.of("hand-out after a no-job answer (unexpected)", late_handouts))
     return costs, samples
@@ -556,21 +575,22 @@ def render(report: dict[str, Any]) -> str:
          f"\"no job\", then {cfg['no_job_calls'] - 1} more times."),
         "",
         ("| call | calls | job reads | job writes | cursor reads | cursor writes | "
-         "reads | writes | GCS lists | GCS lists max | p50 ms | max ms | note |"),
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+         "reads | writes | owed-run queries | GCS lists | GCS lists max | p50 ms | max ms | note |"),
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for r in report["per_call"]:
         lines.append(
             f"| {r['call']} | {r['calls']} | {_f(r['job_reads'], 2)} | "
             f"{_f(r['job_writes'], 2)} | {_f(r['cursor_reads'], 2)} | "
             f"{_f(r['cursor_writes'], 2)} | {_f(r['reads'], 2)} | {_f(r['writes'], 2)} | "
-            f"{_f(r['gcs_lists'], 2)} | {r['gcs_lists_max']} | {_f(r['ms_p50'], 1)} | "
+            f"{_f(r.get('queries', 0), 2)} | {_f(r['gcs_lists'], 2)} | {r['gcs_lists_max']} | {_f(r['ms_p50'], 1)} | "
             f"{_f(r['ms_max'], 1)} | {r['note']} |")
     lines += [
         "",
         ("Counted as the stores count them: a document read or written, a refused create "
-         "counts as a write, and the re-offer query that finds nothing counts 0 reads "
-         "(Firestore bills a query that returns nothing as one read)."),
+         "counts as a write, and an owed-run query that finds nothing counts 0 reads "
+         "(Firestore bills a query that returns nothing as one read: add the owed-run "
+         "queries column for the billed reads)."),
         "",
         f"Run time: {report['run_seconds']:.1f} s. JSON: {report['json_path']}",
     ]
@@ -592,7 +612,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="stop a level after about this many hand-outs (default %(default)s)")
     p.add_argument("--max-seconds", type=float,
                    help="time limit of each HTTP level (default 30; quick 15)")
-    p.add_argument("--no-job-calls", type=int, default=3,
+    p.add_argument("--no-job-calls", type=int, default=8,
                    help="in-process no-job calls measured (default %(default)s)")
     p.add_argument("--timeout", type=float, default=30.0,
                    help="timeout of one HTTP request (default %(default)s)")

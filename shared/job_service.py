@@ -18,13 +18,18 @@ given offer out; the others see the job carries that offer and move on. The
 stream cursors are forward-only hints (``Maximum``): every position below a
 cursor has been resolved — handed out, found without files, or found in flight
 and marked to be offered again — so a crash or restart repeats at most a look
-at a candidate, never a hand-out, and skips nothing.
+at a candidate, never a hand-out, and skips nothing. A caller that loses a
+candidate to another jumps a random stretch ahead (hand-outs ahead of the
+cursor are noted in the cursor document), and a stream that came a whole
+cycle round without a hand-out rests for the config's polling interval.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Iterable
+from datetime import datetime
 
 from shared.config import Config, Source
 from shared.errors import JobAlreadyExists, JobNotFound
@@ -32,7 +37,8 @@ from shared.gcs import ArchiveLister
 from shared.gotime import format_time
 from shared.iterators import Candidate, Position, Stream, candidate, initial_position
 from shared.model import Job
-from shared.store import AuditEntry, ControlStore, CursorStore, JobRecord, ReprocessItem, ReprocessQueue
+from shared.transitions import TERMINAL
+from shared.store import AuditEntry, ControlStore, CursorState, CursorStore, JobRecord, ReprocessItem, ReprocessQueue
 from shared.tracker import Clock, Tracker
 
 log = logging.getLogger(__name__)
@@ -40,6 +46,10 @@ log = logging.getLogger(__name__)
 #: Candidates (GCS checks) one request examines at most before answering
 #: "no job"; with the cursors moving forward it resumes where it stopped.
 MAX_STEPS = 64
+
+#: A caller that loses a candidate to another jumps ahead by a random number
+#: of candidates below this, so concurrent callers spread over different ones.
+SPREAD = 32
 
 #: Ended jobs waiting to be offered again (or failed jobs due a retry) one request looks at.
 REOFFER_BATCH = 10
@@ -73,7 +83,8 @@ def source_name(job: Job | Source) -> str:
 
 def _came_round(start: Position, position: Position) -> bool:
     """Whether a walk from ``start`` has gone a whole cycle round to where it began."""
-    return position.cycle > start.cycle and (position.day, position.source) >= (start.day, start.source)
+    return position.cycle > start.cycle + 1 or (
+        position.cycle > start.cycle and (position.day, position.source) >= (start.day, start.source))
 
 
 class JobService:
@@ -89,6 +100,8 @@ class JobService:
         max_steps: int = MAX_STEPS,
         queue: ReprocessQueue | None = None,
         controls: ControlStore | None = None,
+        rng: random.Random | None = None,
+        spread: int = SPREAD,
     ) -> None:
         self.tracker = tracker
         self.cursors = cursors
@@ -98,6 +111,10 @@ class JobService:
         self.max_steps = max_steps
         self.queue = queue
         self.controls = controls
+        if spread < 1:
+            raise ValueError(f"spread must be at least 1, got {spread}")
+        self.rng = rng or random.Random()
+        self.spread = spread
 
     def next_job(self) -> JobRecord | None:
         """Hand out the next job, or return None if no job is available now.
@@ -194,12 +211,6 @@ class JobService:
             return None
         return job
 
-    def _cursor(self, stream: Stream) -> Position:
-        stored = self.cursors.get(stream.value)
-        if stored is None:
-            return initial_position(stream, self.config, self.clock())
-        return Position.decode(stored)
-
     def _reprocess(self, steps: int, paused: frozenset[str]) -> tuple[JobRecord | None, int]:
         """Hand out the first queued reprocessing of a source that is not paused.
 
@@ -268,43 +279,128 @@ class JobService:
                      ) -> tuple[JobRecord | None, int]:
         """Walk the stream from its cursor, counting ``steps``; advance the cursor past what was resolved.
 
-        Returns the job handed out (or None) and the steps taken so far.
+        A caller that loses a candidate to another jumps a random number of
+        candidates (below :data:`SPREAD`) ahead, so concurrent callers spread
+        over different candidates instead of racing for each in turn. The
+        cursor only moves past the stretch walked without a jump; a hand-out
+        after a jump is noted in the cursor document, so the walkers that
+        close the gap pass it over. A stream that came a whole cycle round
+        without a hand-out is not walked again for the config's polling
+        interval. Returns the job handed out (or None) and the steps taken so far.
         """
-        position = start = self._cursor(stream)
-        resolved: Position | None = None
+        now = self.clock()
+        state = self.cursors.state(stream.value)
+        if state.idle_until is not None and now < state.idle_until:
+            return None, steps
+        woke = state.idle_until is not None  # its rest is over: look again for a whole cycle
+        position = start = (Position.decode(state.position) if state.position is not None
+                            else initial_position(stream, self.config, now))
+        handed = set(state.handed)
+        resolved: Position | None = None  # every position below it is resolved
+        contiguous, busy, came_round = True, False, False
+        passed: list[int] = []
+        started_at: Position | None = None
         try:
             while steps < self.max_steps:
-                found = candidate(stream, self.config, position, self.clock())
-                if found is None or _came_round(start, found.position):
-                    return None, steps
-                steps += 1
+                found = candidate(stream, self.config, position, now)
+                if found is None:
+                    break
+                if _came_round(start, found.position):
+                    came_round = True
+                    break
                 after = found.position.following()
+                if found.position.encode() in handed:  # handed out by a caller that jumped here
+                    passed.append(found.position.encode())
+                    busy = True
+                    resolved, position = after if contiguous else resolved, after
+                    continue
+                steps += 1
                 if source_name(found.job) in paused:  # passed over; a daily one is queued
                     if stream is Stream.DAILY:
                         self._defer(found)
-                    resolved = position = after
+                    resolved, position = after if contiguous else resolved, after
                     continue
-                started, contended = self._resolve(found)
-                resolved = position = after
+                # A later cycle's job, or one behind others' hand-outs, likely exists: read it first.
+                look_first = busy or found.position.cycle > 0
+                started, contended = self._resolve(found, look_first)
+                resolved, position = after if contiguous else resolved, after
                 if started:
+                    started_at = found.position
                     log.info("handing out %s (%s)", started.key, found.offer)
                     return started, steps
-                if contended:  # others walk this stretch too: jump to the furthest point known
-                    position = max(after, self._cursor(stream))
+                if contended:  # others walk this stretch too: spread out ahead of them
+                    busy = True
+                    fresh = self.cursors.state(stream.value)
+                    handed |= fresh.handed
+                    if fresh.position is not None and Position.decode(fresh.position) > position:
+                        position = Position.decode(fresh.position)
+                        resolved = position if contiguous else resolved
+                    jump = self._ahead(stream, position, self.rng.randrange(self.spread), now)
+                    contiguous, position = contiguous and jump == position, jump
             log.info("no job in %d candidates; the next request goes on from the cursor", steps)
             return None, steps
         finally:
-            if resolved is not None:
-                self.cursors.advance(stream.value, resolved.encode())
+            self._note_walk(stream, state, now, start, resolved, passed, started_at, contiguous,
+                            came_round, busy, woke)
 
-    def _resolve(self, found: Candidate) -> tuple[JobRecord | None, bool]:
+    def _note_walk(self, stream: Stream, state: CursorState, now: datetime, start: Position,
+                   resolved: Position | None, passed: list[int], started_at: Position | None,
+                   contiguous: bool, whole_cycle: bool, busy: bool, woke: bool) -> None:
+        """Write what a walk learnt to the cursor document (at most one blind write).
+
+        The cursor moves past the contiguous stretch resolved; a hand-out ahead
+        of it is noted; ``quiet_from`` moves past a hand-out (or to where a
+        fruitless walk began, if unset or the stream's rest is over); a stream
+        that came a whole cycle round from ``quiet_from`` without a hand-out
+        rests until ``idle_until``, unless the walk met other callers' hand-outs
+        (``busy``).
+        """
+        below = resolved.encode() if resolved is not None else -1
+        quiet: int | None = None
+        idle: datetime | None = None
+        if started_at is not None:
+            quiet = started_at.following().encode()
+        elif state.quiet_from is None or (woke and not whole_cycle):
+            quiet = start.encode()
+        elif not busy and (whole_cycle or (
+                resolved is not None and _came_round(Position.decode(state.quiet_from), resolved))):
+            idle = now + self.config.polling_interval
+            log.info("the %s stream came a whole cycle round without a job; resting until %s",
+                     stream.value, format_time(idle))
+        self.cursors.advance(
+            stream.value, resolved.encode() if resolved is not None else None,
+            handed=started_at.encode() if started_at is not None and not contiguous else None,
+            passed=[p for p in passed if p < below], quiet_from=quiet, idle_until=idle, wake=woke)
+
+    def _ahead(self, stream: Stream, position: Position, n: int, now: datetime) -> Position:
+        """Return the position ``n`` candidates on from ``position`` (or where the stream ends)."""
+        for _ in range(n):
+            found = candidate(stream, self.config, position, now)
+            if found is None:
+                break
+            position = found.position.following()
+        return position
+
+    def _resolve(self, found: Candidate, look_first: bool = False) -> tuple[JobRecord | None, bool]:
         """Hand the candidate out if it has files and is free.
 
-        Returns the started job (or None) and whether another caller had just
+        Returns the started job (or None) and whether another caller had
         handed out this very offer. A job in flight is marked to be offered
-        again when it ends.
+        again when it ends. With ``look_first`` the job document is read
+        before the files are listed, so a candidate handed out already or in
+        flight costs one read and no GCS list.
         """
         job, offer = found.job, found.offer
+        existing: JobRecord | None = None
+        if look_first:
+            try:
+                existing = self.tracker.get_record(job.key())
+            except JobNotFound:
+                pass
+        if existing is not None and existing.offer == offer:
+            return None, True
+        if existing is not None and existing.status.state not in TERMINAL:
+            return self._mark_reoffer(found, existing.reoffer)
         if not self.archives.has_files(job.bucket, job.prefix()):
             log.info("no files under %s; passing over %s", job.path(), offer)
             return None, False
@@ -313,10 +409,14 @@ class JobService:
         except JobAlreadyExists as exc:
             if exc.offer == offer:
                 return None, True
-            if exc.reoffer:
-                return None, False  # it already owes one more run: nothing to add
-            try:
-                self.tracker.request_reoffer(job.key(), offer)
-            except JobNotFound:
-                return self._resolve(found)  # it ended and was removed meanwhile
-            return None, False
+            return self._mark_reoffer(found, exc.reoffer)
+
+    def _mark_reoffer(self, found: Candidate, reoffer: str) -> tuple[JobRecord | None, bool]:
+        """Mark the candidate's job in flight to be offered again when it ends (unless it owes one)."""
+        if reoffer:
+            return None, False  # it already owes one more run: nothing to add
+        try:
+            self.tracker.request_reoffer(found.job.key(), found.offer)
+        except JobNotFound:
+            return self._resolve(found)  # it ended and was removed meanwhile
+        return None, False

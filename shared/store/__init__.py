@@ -32,7 +32,7 @@ from shared.store.counters import (
     StateCountsRead,
     StateCountStore,
 )
-from shared.store.cursors import CURSORS_COLLECTION, CursorStore
+from shared.store.cursors import CURSORS_COLLECTION, CursorState, CursorStore
 from shared.store.deadline import DEFAULT_DEADLINE, DeadlineClient, budget, in_budget
 from shared.store.documents import (
     AUDIT_KEEP,
@@ -78,6 +78,7 @@ __all__ = [
     "AuditEntry",
     "ControlStore",
     "CounterStore",
+    "CursorState",
     "CursorStore",
     "DeadlineClient",
     "DocumentChanged",

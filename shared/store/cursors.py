@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
 from google.cloud import firestore
 
 from shared.store._common import StoreStats
@@ -9,6 +13,23 @@ from shared.store.errors import IDEMPOTENT_WRITE_RETRY, _guarded
 
 #: Default collection of the job service's cursors.
 CURSORS_COLLECTION = "cursors"
+
+
+@dataclass(frozen=True)
+class CursorState:
+    """What a cursor document holds.
+
+    ``position``: every position below it is resolved (None if never set).
+    ``handed``: positions at or above it already handed out by a caller that
+    jumped ahead of the cursor. ``quiet_from``: no hand-out is known from this
+    position on. ``idle_until``: the stream came a whole cycle round from
+    ``quiet_from`` without a hand-out; it is not walked again before this time.
+    """
+
+    position: int | None = None
+    handed: frozenset[int] = frozenset()
+    quiet_from: int | None = None
+    idle_until: datetime | None = None
 
 
 class CursorStore:
@@ -26,13 +47,44 @@ class CursorStore:
     @_guarded
     def get(self, name: str) -> int | None:
         """Return the cursor's position, or None if it was never set (one read)."""
-        snap = self.collection.document(name).get()
-        self.stats.add(reads=1)
-        return snap.get("position") if snap.exists else None
+        return self.state(name).position
 
     @_guarded
-    def advance(self, name: str, position: int) -> None:
-        """Move the cursor to ``position`` unless it is already further (one blind write)."""
-        self.collection.document(name).set({"position": firestore.Maximum(position)}, merge=True,
-                                           retry=IDEMPOTENT_WRITE_RETRY)
+    def state(self, name: str) -> CursorState:
+        """Return the whole cursor document (one read); empty if it was never written."""
+        snap = self.collection.document(name).get()
+        self.stats.add(reads=1)
+        data = (snap.to_dict() or {}) if snap.exists else {}
+        handed = frozenset(int(k) for k in (data.get("handed") or {}))
+        return CursorState(data.get("position"), handed, data.get("quiet_from"),
+                           data.get("idle_until"))
+
+    @_guarded
+    def advance(self, name: str, position: int | None, *, handed: int | None = None,
+                passed: Iterable[int] = (), quiet_from: int | None = None,
+                idle_until: datetime | None = None, wake: bool = False) -> None:
+        """Move the cursor forward and note what the stream's walk learnt (one blind write).
+
+        ``position`` and ``quiet_from`` move only forward (``Maximum``);
+        ``handed`` is added to the positions handed out ahead of the cursor and
+        ``passed`` removed from them; ``idle_until`` is set when given, and
+        removed with ``wake``.
+        """
+        fields: dict[str, object] = {}
+        if position is not None:
+            fields["position"] = firestore.Maximum(position)
+        if quiet_from is not None:
+            fields["quiet_from"] = firestore.Maximum(quiet_from)
+        if idle_until is not None:
+            fields["idle_until"] = idle_until
+        elif wake:
+            fields["idle_until"] = firestore.DELETE_FIELD
+        marks: dict[str, object] = {str(p): firestore.DELETE_FIELD for p in passed}
+        if handed is not None:
+            marks[str(handed)] = True
+        if marks:
+            fields["handed"] = marks
+        if not fields:
+            return
+        self.collection.document(name).set(fields, merge=True, retry=IDEMPOTENT_WRITE_RETRY)
         self.stats.add(writes=1)
