@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from shared.config import Config, Source
-from shared.errors import JobAlreadyExists, JobNotFound
+from shared.errors import JobAlreadyExists, JobNotFound, Unavailable
 from shared.gcs import ArchiveLister
 from shared.gotime import format_time
 from shared.iterators import Candidate, Position, Stream, candidate, initial_position
@@ -263,10 +263,23 @@ class JobService:
                         continue  # it ended and was removed meanwhile: the next call looks again
                 self.queue.remove(item)  # handed out by another caller, or owed when it ends
                 continue
-            self.queue.remove(item)
+            self._forget(item)
             log.info("handing out %s (%s, queued by %s)", started.key, offer, item.who)
             return started, steps
         return None, steps
+
+    def _forget(self, item: ReprocessItem) -> None:
+        """Remove a queued item whose job was just handed out; a failure does not undo the hand-out.
+
+        The item stays claimed; the next caller claims it again, finds the job
+        carrying its offer, and removes it then.
+        """
+        assert self.queue is not None
+        try:
+            self.queue.remove(item)
+        except Unavailable as exc:
+            log.warning("queued reprocessing %s handed out but not removed (%s); the next "
+                        "request removes it", item.key, exc)
 
     def _defer(self, found: Candidate) -> None:
         """Queue a paused source's daily job for reprocessing, so it runs after the resume."""
@@ -340,8 +353,12 @@ class JobService:
             log.info("no job in %d candidates; the next request goes on from the cursor", steps)
             return None, steps
         finally:
-            self._note_walk(stream, state, now, start, resolved, passed, started_at, contiguous,
-                            came_round, busy, woke)
+            try:
+                self._note_walk(stream, state, now, start, resolved, passed, started_at,
+                                contiguous, came_round, busy, woke)
+            except Unavailable as exc:  # a hint only: a job handed out stays handed out
+                log.warning("the %s cursor was not written (%s); the next request looks at "
+                            "the same candidates again", stream.value, exc)
 
     def _note_walk(self, stream: Stream, state: CursorState, now: datetime, start: Position,
                    resolved: Position | None, passed: list[int], started_at: Position | None,

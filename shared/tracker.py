@@ -305,15 +305,16 @@ class Tracker:
     def heartbeat(self, key: str, run: str | None = None) -> bool:
         """Record that the job's parser is alive; return whether a write was made.
 
-        A heartbeat within the coalescing window of the last recorded one is
-        acknowledged without a write. A terminal job raises
+        A heartbeat within the coalescing window of the job's last recorded
+        activity (a heartbeat or an update on the job document) is
+        acknowledged without a write: the job is known to be alive. A terminal job raises
         :class:`IllegalTransition`, a ``run`` that is not the job's current run
         :class:`StaleRun`.
         """
         record = self._record(key, run)
         transitions.check(key, record.status.state, record.status.state)
         now = self.clock()
-        if now - record.status.heartbeat_time < self.heartbeat_coalesce:
+        if now - record.last_activity < self.heartbeat_coalesce:
             return False
         try:
             self.store.write_heartbeat(key, now, record.run, due=self._due(record))

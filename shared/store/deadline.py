@@ -68,6 +68,12 @@ def timeout_message(seconds: float) -> str:
     return f"Firestore did not answer within {seconds:g} s"
 
 
+def spent_message(seconds: float) -> str:
+    """The message of a call refused because its request's budget was already spent."""
+    return (f"the request's {seconds:g} s allowance for Firestore (FIRESTORE_DEADLINE_SECONDS) "
+            "was spent before this call; time waiting on GCS counts too")
+
+
 @contextlib.contextmanager
 def budget(seconds: float | None) -> Iterator[None]:
     """Let the Firestore calls made inside share ``seconds`` in all (None: no budget).
@@ -199,7 +205,7 @@ class DeadlineInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClie
             left = b.until - time.monotonic()
             if left <= 0:
                 if not _is_rollback(details.method):
-                    raise StoreUnavailable(timeout_message(b.seconds))
+                    raise StoreUnavailable(spent_message(b.seconds))
                 left = ROLLBACK_GRACE  # release the transaction's locks if Firestore can
             seconds = b.seconds
             cap = left if cap is None else min(cap, left)

@@ -339,3 +339,51 @@ def test_an_owed_run_is_handed_out_only_for_a_source_of_the_config_with_files(
         ("next-job", "drop", why.format(bucket=bucket, datatype=datatype))]
     assert list(tracker.pending_reoffers(10)) == [] and tracker.retryable(clock.now, 10) == []
     assert service.next_job() is None
+
+
+@pytest.mark.parametrize("stream_day", [YESTERDAY, NOW_DAY - timedelta(days=6)],
+                         ids=["daily", "historical"])
+def test_a_hand_out_stands_when_the_cursor_write_after_it_fails(
+        make_service, gcs_client, bucket, tracker, monkeypatch, stream_day):
+    """The cursor is a hint: a job created by a request is answered, never stranded by a 503."""
+    from shared.errors import StoreUnavailable
+
+    service = make_service(make_config(bucket, ("b", False)))
+    wanted = put_files(gcs_client, bucket, "b", stream_day)
+
+    def down(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise StoreUnavailable("Firestore did not answer within 20 s")
+
+    monkeypatch.setattr(service.cursors, "advance", down)
+    record = service.next_job()
+    assert record is not None and record.key in wanted
+    monkeypatch.undo()
+    assert service.next_job() is None  # handed out once: the next caller finds it taken
+
+
+def test_a_queued_hand_out_stands_when_removing_its_item_fails(
+        make_service, gcs_client, bucket, tracker, firestore_client, clock, monkeypatch):
+    from shared.errors import StoreUnavailable
+    from shared.store import ReprocessItem, ReprocessQueue
+
+    config = make_config(bucket, ("b", False))
+    queue = ReprocessQueue(firestore_client)
+    service = JobService(tracker, CursorStore(firestore_client), ArchiveLister(gcs_client), config,
+                         clock=clock, queue=queue)
+    day = NOW_DAY - timedelta(days=30)
+    put_files(gcs_client, bucket, "b", day)
+    queue.add([ReprocessItem.new(Job(bucket, "ndt", "b", day), "alice", clock())])
+    real = queue.remove
+
+    def down(item):  # type: ignore[no-untyped-def]
+        raise StoreUnavailable("Firestore did not answer within 20 s")
+
+    monkeypatch.setattr(queue, "remove", down)
+    record = service.next_job()
+    assert record is not None and record.key == key(bucket, "b", day)
+    assert record.offer.startswith("reprocess/")
+    monkeypatch.setattr(queue, "remove", real)
+    clock.advance(minutes=5)
+    service.next_job()  # claims the item again, finds it handed out, removes it
+    assert queue.count() == 0
+    assert tracker.get_record(record.key).offer == record.offer  # not handed out twice

@@ -180,6 +180,19 @@ def test_heartbeat_refreshes_last_activity_and_coalesces(tracker, store, clock):
     assert tracker.get_record(KEY).last_activity == clock.now
 
 
+def test_a_heartbeat_just_after_an_update_is_coalesced(tracker, store, clock):
+    """An update proves the parser alive as well as a heartbeat does: no second write."""
+    tracker.add_job(JOB)
+    clock.advance(minutes=10)
+    tracker.set_status(KEY, State.PARSING, "archive-0.tgz")
+    before = raw(store)
+    clock.advance(seconds=2)
+    assert tracker.heartbeat(KEY) is False
+    assert raw(store) == before
+    clock.advance(seconds=4)
+    assert tracker.heartbeat(KEY) is True
+
+
 def test_set_job_error_fails_with_old_state_and_no_count(tracker):
     tracker.add_job(JOB)
     tracker.set_status(KEY, State.PARSING)
