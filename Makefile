@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # checkov lives in a virtualenv of its own (requirements-checkov.txt).
 CHECKOV_VENV ?= .venv-checkov
 
-.PHONY: run test package deploy bench bench-next bench-maintenance bench-postprocess bench-lifecycle bench-scale soak clean
+.PHONY: run test package deploy bench bench-next bench-maintenance bench-postprocess bench-lifecycle bench-scale bench-cold-start bench-cost soak clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,7 @@ deploy:
 	@test -n "$(PROJECT)" -a -n "$(TF_STATE_BUCKET)" || { echo "usage: make deploy PROJECT=... TF_STATE_BUCKET=... [REGION=$(REGION)]" >&2; exit 2; }
 	gcloud builds submit --project=$(PROJECT) --config=cloudbuild.yaml --substitutions=_TF_STATE_BUCKET=$(TF_STATE_BUCKET),_REGION=$(REGION) .
 
-## bench: every benchmark: hot path, next job, maintenance, post-processing, lifecycle, scale (prints tables, writes bench/results/)
+## bench: every benchmark: hot path, next job, maintenance, post-processing, lifecycle, scale, cold start, then the cost table (prints tables, writes bench/results/)
 bench: $(VENV)/.installed
 	$(PY) -m bench.hot_path
 	$(PY) -m bench.next_job
@@ -46,6 +46,16 @@ bench: $(VENV)/.installed
 	$(PY) -m bench.postprocess
 	$(PY) -m bench.lifecycle
 	$(PY) -m bench.scale
+	$(PY) -m bench.cold_start
+	$(PY) -m bench.cost
+
+## bench-cold-start: import time of functions.main and of each entry point's first-request imports, fresh interpreters (writes bench/results/cold_start.json)
+bench-cold-start: $(VENV)/.installed
+	$(PY) -m bench.cold_start
+
+## bench-cost: the monthly cost table at M-Lab's scale from the counted operations in bench/results/ (writes bench/results/cost.json)
+bench-cost: $(VENV)/.installed
+	$(PY) -m bench.cost
 
 ## bench-lifecycle: K parsers (1, 8, 32) doing next/update/heartbeat/postProcessing through HTTP (writes bench/results/lifecycle.json)
 bench-lifecycle: $(VENV)/.installed
