@@ -1,11 +1,13 @@
 """Post-processing: carry jobs from ``postProcessing`` through BigQuery to ``complete``.
 
 A tick (Cloud Scheduler, every minute) finds jobs in a post-processing state
-whose lease is free, claims each with a lease written in a Firestore
-transaction (so overlapping ticks never act on the same job), and for the
-job's state either starts its BigQuery step or collects the result of the one
-already started; then it releases the lease. A tick never waits for a
-BigQuery job: a later tick collects it.
+whose lease is free, a page at a time, claims each with a lease written in a
+Firestore transaction (so overlapping ticks never act on the same job), and
+for the job's state either starts its BigQuery step or collects the result of
+the one already started; then it releases the lease. It goes on page after
+page while its time allows, visiting each job once, and starts no visit that
+might outlast that time. A tick never waits for a BigQuery job: a later tick
+collects it.
 
 Each BigQuery job is started under a deterministic id (job key, step, the
 job's start time, the step's attempt), stored on the job document, so a tick
