@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # checkov lives in a virtualenv of its own (requirements-checkov.txt).
 CHECKOV_VENV ?= .venv-checkov
 
-.PHONY: run test package deploy bench bench-next bench-maintenance bench-postprocess bench-lifecycle bench-scale bench-hot-job soak clean
+.PHONY: run test package deploy bench bench-next bench-maintenance bench-postprocess bench-lifecycle bench-scale bench-hot-job bench-cold-start bench-cost soak clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,7 @@ deploy:
 	@test -n "$(PROJECT)" -a -n "$(TF_STATE_BUCKET)" || { echo "usage: make deploy PROJECT=... TF_STATE_BUCKET=... [REGION=$(REGION)]" >&2; exit 2; }
 	gcloud builds submit --project=$(PROJECT) --config=cloudbuild.yaml --substitutions=_TF_STATE_BUCKET=$(TF_STATE_BUCKET),_REGION=$(REGION) .
 
-## bench: every benchmark: hot path, next job, maintenance, post-processing, lifecycle, scale, hot job (prints tables, writes bench/results/)
+## bench: every benchmark: hot path, next job, maintenance, post-processing, lifecycle, scale, hot job, cold start, then the cost table (prints tables, writes bench/results/)
 bench: $(VENV)/.installed
 	$(PY) -m bench.hot_path
 	$(PY) -m bench.next_job
@@ -47,6 +47,16 @@ bench: $(VENV)/.installed
 	$(PY) -m bench.lifecycle
 	$(PY) -m bench.scale
 	$(PY) -m bench.hot_job
+	$(PY) -m bench.cold_start
+	$(PY) -m bench.cost
+
+## bench-cold-start: import time of functions.main and of each entry point's first-request imports, fresh interpreters (writes bench/results/cold_start.json)
+bench-cold-start: $(VENV)/.installed
+	$(PY) -m bench.cold_start
+
+## bench-cost: the monthly cost table at M-Lab's scale from the counted operations in bench/results/ (writes bench/results/cost.json)
+bench-cost: $(VENV)/.installed
+	$(PY) -m bench.cost
 
 ## bench-hot-job: K parser tasks (100) on one job at R archives/s (10), and 8 such jobs, through HTTP: writes/s to the busiest document, UpdateCount, detail lag (writes bench/results/hot_job.json)
 bench-hot-job: $(VENV)/.installed

@@ -82,8 +82,9 @@ def _import(args: argparse.Namespace) -> dict[str, Any]:
     from shared.snapshot import import_snapshot, load_snapshot
 
     client = _storage(args.project) if args.source.startswith("gs://") else None
-    snapshot = load_snapshot(args.source, client)  # validated whole before anything is written
-    result = import_snapshot(_store(args.project), snapshot)
+    # Validated whole, streaming, before anything is written; then read again to write.
+    with load_snapshot(args.source, client) as snapshot:
+        result = import_snapshot(_store(args.project), snapshot)
     out = {"source": args.source,
            "save_time": format_time(snapshot.save_time) if snapshot.save_time else None,
            **dataclasses.asdict(result)}

@@ -421,6 +421,10 @@ class Admin:
             raise AdminRejected(503, str(exc), {
                 "Created": exc.created, "AlreadyPresent": exc.already_present,
                 "NotWritten": exc.not_written}) from exc
+        finally:
+            close = getattr(snapshot, "close", None)  # a spooled snapshot's temporary files
+            if close is not None:
+                close()
         log.info("%s imported %s: %d created, %d already present", who, source, result.created,
                  result.already_present)
         return {"Source": source, "Total": result.total, "Created": result.created,

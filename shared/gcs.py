@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
-import google.cloud.storage as storage  # the name form mypy resolves
 import requests
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
-from google.cloud.storage.retry import DEFAULT_RETRY
 
 from shared.errors import Unavailable
+
+if TYPE_CHECKING:  # imported with the client, at the first request that needs GCS
+    import google.cloud.storage as storage
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,8 @@ class ArchiveLister:
             client._bucket_metadata_cache = None
         self.timeout = timeout
         self.deadline = deadline
+        from google.cloud.storage.retry import DEFAULT_RETRY  # with the client, not at import
+
         self._retry = DEFAULT_RETRY.with_timeout(deadline)
         self._lock = threading.Lock()
         #: List requests (pages) asked for so far; retries of one request count once.

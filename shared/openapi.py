@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from apispec import APISpec
-from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
 from shared.http_api import ERROR_STATUS, MISSING_STATUS, Answer
 from shared.model import _KEY_RE, _RUN_RE, MAX_KEY_LENGTH, MAX_RUN_LENGTH, RUN_SEPARATOR, State
 from shared.schemas import JobId, JobSchema, ParserJobId, StateName
+
+if TYPE_CHECKING:
+    from apispec.ext.marshmallow import MarshmallowPlugin
 
 OPENAPI_VERSION = "3.0.3"
 TITLE = "Gardener tracker"
@@ -137,6 +138,9 @@ def _responses(handler: Any) -> dict[str, Any]:
 
 def document(routes: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
     """Return the OpenAPI 3 document of ``routes`` (path → handler), as a JSON-ready dict."""
+    from apispec import APISpec  # deferred: only /openapi.json needs it
+    from apispec.ext.marshmallow import MarshmallowPlugin
+
     spec = APISpec(title=TITLE, version=API_VERSION, openapi_version=OPENAPI_VERSION,
                    plugins=[MarshmallowPlugin()],
                    info={"description": "Parameters go in the query string (the Go client's "

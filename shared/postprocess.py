@@ -1,11 +1,13 @@
 """Post-processing: carry jobs from ``postProcessing`` through BigQuery to ``complete``.
 
 A tick (Cloud Scheduler, every minute) finds jobs in a post-processing state
-whose lease is free, claims each with a lease written in a Firestore
-transaction (so overlapping ticks never act on the same job), and for the
-job's state either starts its BigQuery step or collects the result of the one
-already started; then it releases the lease. A tick never waits for a
-BigQuery job: a later tick collects it.
+whose lease is free, a page at a time, claims each with a lease written in a
+Firestore transaction (so overlapping ticks never act on the same job), and
+for the job's state either starts its BigQuery step or collects the result of
+the one already started; then it releases the lease. It goes on page after
+page while its time allows, visiting each job once, and starts no visit that
+might outlast that time. A tick never waits for a BigQuery job: a later tick
+collects it.
 
 Each BigQuery job is started under a deterministic id (job key, step, the
 job's start time, the step's attempt), stored on the job document, so a tick
@@ -27,6 +29,7 @@ it was claimed in (expired, failed or restarted meanwhile) is dropped.
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import time
@@ -40,9 +43,9 @@ from shared import transitions
 from shared.errors import JobNotFound, StoreUnavailable, Unavailable
 from shared.gotime import format_time
 from shared.model import Job, State
-from shared.store import JobRecord
+from shared.store import DEFAULT_DEADLINE, JobRecord
 from shared.tracker import Clock, LeaseLost, Tracker
-from shared.warehouse import STEPS, StepOutcome, StepRejected, StepResult
+from shared.warehouse import CALL_DEADLINE, STEPS, StepOutcome, StepRejected, StepResult
 from shared.warehouse import job_id as step_job_id
 
 log = logging.getLogger(__name__)
@@ -86,11 +89,32 @@ class NoWarehouse:
     start = result = delete_partition = _unused
 
 
+#: Default of ``POSTPROCESS_TICK_SECONDS``: how long a tick may work, visits included. The
+#: deployed function's timeout is 540 s; this leaves a minute of margin.
+TICK_SECONDS = 480.0
+
+#: The longest one visit may take when every outside call runs to its deadline: the claim,
+#: an annotation look-up and the settle on Firestore, at most one BigQuery call
+#: (:data:`shared.warehouse.CALL_DEADLINE`) (:func:`visit_budget`).
+VISIT_FIRESTORE_CALLS = 3
+
+
+def visit_budget(firestore_deadline: float, bigquery: bool = True) -> timedelta:
+    """The worst-case duration of one visit, from the deadlines of the calls it makes."""
+    return timedelta(seconds=VISIT_FIRESTORE_CALLS * firestore_deadline
+                     + (CALL_DEADLINE if bigquery else 0.0))
+
+
 @dataclass(frozen=True)
 class PostProcessPolicy:
-    """How a tick works: batch, lease, retries of retryable BigQuery errors."""
+    """How a tick works: page size, time budget, lease, retries of retryable BigQuery errors."""
 
+    #: Leasable jobs read per query (a tick reads pages while time remains).
     batch: int = 50
+    #: How long a tick may work; no visit starts that might not end within it.
+    tick: timedelta = timedelta(seconds=TICK_SECONDS)
+    #: The worst-case duration of one visit (:func:`visit_budget`).
+    visit: timedelta = visit_budget(DEFAULT_DEADLINE)
     lease: timedelta = timedelta(minutes=5)
     max_attempts: int = 5
     backoff: timedelta = timedelta(minutes=1)
@@ -110,6 +134,10 @@ class TickSummary:
     #: Results dropped because the job left the claimed state or lease meanwhile, with why.
     dropped: dict[str, str] = field(default_factory=dict)
     skipped: int = 0
+    #: Pages of leasable jobs read.
+    pages: int = 0
+    #: Whether the tick stopped with leasable jobs left, because its time was up.
+    out_of_time: bool = False
 
 
 class Unprocessable(Exception):
@@ -127,9 +155,11 @@ class PostProcessor:
         pipelines: Mapping[tuple[str, str, str], tuple[State, ...]] | None = None,
         clock: Clock | None = None,
         sources: Collection[tuple[str, str, str]] | None = None,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         """``sources``: the (bucket, experiment, datatype) of the config; a job of
-        another source fails (None: any source is taken, with the standard chain)."""
+        another source fails (None: any source is taken, with the standard chain).
+        ``timer``: seconds, monotonic; measures the tick's time budget."""
         self.pipelines = dict(pipelines or {})
         self.sources = None if sources is None else frozenset(sources)
         for steps in (STANDARD_PIPELINE, *self.pipelines.values()):
@@ -138,6 +168,7 @@ class PostProcessor:
         self.warehouse = warehouse
         self.policy = policy
         self.clock = clock or tracker.clock
+        self.timer = timer
         all_steps = {s for p in (STANDARD_PIPELINE, *self.pipelines.values()) for s in p}
         self.states = [*ENTRY_STATES, *sorted(all_steps), *EXIT_STATES]
 
@@ -146,24 +177,37 @@ class PostProcessor:
         return self.pipelines.get((job.bucket, job.experiment, job.datatype), STANDARD_PIPELINE)
 
     def tick(self) -> dict[str, Any]:
-        """Claim up to ``batch`` jobs, act on each once, release them; return a JSON summary."""
+        """Visit leasable jobs, a page at a time, while the tick's time allows; return a JSON summary.
+
+        Each job is claimed, acted on once and released. A visit starts only
+        if its worst case (``policy.visit``) ends within ``policy.tick``; the
+        tick ends when the time is up or no unvisited leasable job is left.
+        A job is visited at most once per tick.
+        """
         started = time.monotonic()
+        begun = self.timer()
+        last_start = begun + (self.policy.tick - self.policy.visit).total_seconds()
         owner = f"tick-{uuid.uuid4().hex[:12]}"
         now = self.clock()
         summary = TickSummary()
-        candidates = list(self.tracker.leasable(self.states, now, self.policy.batch))
-        random.shuffle(candidates)  # overlapping ticks then mostly claim different jobs
-        for candidate in candidates:
-            try:
-                record = self.tracker.claim(candidate, self.states, owner,
-                                            self.clock() + self.policy.lease)
-            except StoreUnavailable as exc:
-                self._abandon(candidate.key, owner, "claiming", exc, summary)
-                raise
-            if record is None:
-                summary.skipped += 1  # another tick has it
-                continue
-            self._visit(record, owner, summary)
+        visited: set[str] = set()
+        after: JobRecord | None = None
+        while True:
+            page = list(self.tracker.leasable(self.states, self.clock(), self.policy.batch,
+                                              after=after))
+            summary.pages += 1
+            if page:
+                after = copy.copy(page[-1])  # as read: a claim changes the record's lease
+            candidates = [c for c in page if c.key not in visited]
+            random.shuffle(candidates)  # overlapping ticks then mostly claim different jobs
+            for candidate in candidates:
+                if self.timer() > last_start:
+                    summary.out_of_time = True
+                    break
+                visited.add(candidate.key)
+                self._claim_and_visit(candidate, owner, summary)
+            if summary.out_of_time or len(page) < self.policy.batch or not candidates:
+                break
         result = {k: v for k, v in vars(summary).items()}
         result["duration_seconds"] = round(time.monotonic() - started, 3)
         result["time"] = format_time(now)
@@ -171,6 +215,18 @@ class PostProcessor:
                  "%d dropped", len(summary.started), len(summary.moved), len(summary.waiting),
                  len(summary.retrying), len(summary.failed), len(summary.dropped))
         return result
+
+    def _claim_and_visit(self, candidate: JobRecord, owner: str, summary: TickSummary) -> None:
+        try:
+            record = self.tracker.claim(candidate, self.states, owner,
+                                        self.clock() + self.policy.lease)
+        except StoreUnavailable as exc:
+            self._abandon(candidate.key, owner, "claiming", exc, summary)
+            raise
+        if record is None:
+            summary.skipped += 1  # another tick has it
+            return
+        self._visit(record, owner, summary)
 
     def _visit(self, record: JobRecord, owner: str, summary: TickSummary) -> None:
         """Act on one claimed job; whatever goes wrong with it stays with it.

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import google.cloud.storage as storage  # the name form mypy resolves
 from google.cloud import firestore
 
 from shared.config import ConfigError, default_config_path, load_config
@@ -24,7 +23,7 @@ from shared.gcs import ArchiveLister
 from shared.gotime import parse_duration
 from shared.job_service import JobService
 from shared.maintenance import CLEANUP_DELAY, Maintenance, MaintenancePolicy
-from shared.postprocess import NoWarehouse, PostProcessor, PostProcessPolicy
+from shared.postprocess import TICK_SECONDS, NoWarehouse, PostProcessor, PostProcessPolicy, visit_budget
 from shared.store import (
     DEFAULT_DEADLINE,
     JOBS_COLLECTION,
@@ -37,9 +36,14 @@ from shared.store import (
 from shared.tracker import HEARTBEAT_COALESCE, RetryPolicy, Tracker
 
 if TYPE_CHECKING:
+    import google.cloud.storage as storage  # the name form mypy resolves
+
     from shared.admin import Admin
 
 _T = TypeVar("_T")
+
+#: Most ``POSTPROCESS_TICK_SECONDS`` may be: the deployed postprocess timeout (540 s) less a minute.
+MAX_TICK_SECONDS = 480.0
 
 #: Most ``FIRESTORE_DEADLINE_SECONDS`` may be: half the shortest function timeout (60 s).
 MAX_DEADLINE = 30.0
@@ -86,6 +90,13 @@ def _deadline(text: str) -> float:
     return value
 
 
+def _tick_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= MAX_TICK_SECONDS:  # also rejects nan
+        raise ValueError(f"must be more than 0 and at most {MAX_TICK_SECONDS:g} seconds")
+    return value
+
+
 def _names(text: str) -> frozenset[str]:
     names = frozenset(name.strip() for name in text.split(",") if name.strip())
     if not names:
@@ -109,7 +120,8 @@ class Settings:
     bigquery_project: str | None = None  # BIGQUERY_PROJECT; default: the project
     bigquery_location: str = "US"  # BIGQUERY_LOCATION: where the datasets and jobs are
     api_routes: frozenset[str] | None = None  # API_ROUTES: route groups of `api`; None: all
-    postprocess_batch: int = PostProcessPolicy.batch  # POSTPROCESS_BATCH: jobs per tick
+    postprocess_batch: int = PostProcessPolicy.batch  # POSTPROCESS_BATCH: jobs per page of a tick
+    postprocess_tick: float = TICK_SECONDS  # POSTPROCESS_TICK_SECONDS: how long a tick may work
     reprocess_max: int = 1000  # REPROCESS_MAX: jobs one reprocessing request may queue
     firestore_deadline: float = DEFAULT_DEADLINE  # FIRESTORE_DEADLINE_SECONDS
 
@@ -139,6 +151,8 @@ class Settings:
             reprocess_max=_env(env, "REPROCESS_MAX", _positive, d.reprocess_max),
             firestore_deadline=_env(env, "FIRESTORE_DEADLINE_SECONDS", _deadline,
                                     d.firestore_deadline),
+            postprocess_tick=_env(env, "POSTPROCESS_TICK_SECONDS", _tick_seconds,
+                                  d.postprocess_tick),
         )
 
 
@@ -156,6 +170,8 @@ def _firestore() -> firestore.Client:
 
 @functools.cache
 def _storage() -> storage.Client:
+    import google.cloud.storage as storage  # deferred: only next_job, admin and snapshots use GCS
+
     return storage.Client(project=settings().project)
 
 
@@ -250,8 +266,15 @@ def postprocessor() -> PostProcessor:
     pipelines = {(src.bucket, src.experiment, src.datatype): src.pipeline
                  for src in config.sources if src.pipeline is not None}
     sources = {(src.bucket, src.experiment, src.datatype) for src in config.sources}
-    policy = PostProcessPolicy(batch=s.postprocess_batch, poll=config.polling_interval)
-    if all(src.pipeline == () for src in config.sources):
+    bigquery_steps = not all(src.pipeline == () for src in config.sources)
+    visit = visit_budget(s.firestore_deadline, bigquery=bigquery_steps)
+    if visit.total_seconds() >= s.postprocess_tick:
+        raise ConfigError([f"POSTPROCESS_TICK_SECONDS: {s.postprocess_tick:g} leaves no time for "
+                           f"one visit, which may take {visit.total_seconds():g} s with "
+                           f"FIRESTORE_DEADLINE_SECONDS={s.firestore_deadline:g}"])
+    policy = PostProcessPolicy(batch=s.postprocess_batch, poll=config.polling_interval,
+                               tick=timedelta(seconds=s.postprocess_tick), visit=visit)
+    if not bigquery_steps:
         return PostProcessor(tracker(), NoWarehouse(), policy, pipelines, sources=sources)
     if not s.input_bucket:
         raise ConfigError(["INPUT_BUCKET: not set, but sources have BigQuery steps "

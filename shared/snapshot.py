@@ -67,16 +67,19 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import os
 import secrets
 import shutil
+import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 import google.cloud.storage as storage  # the name form mypy resolves
+import ijson
 from google.api_core import exceptions as gexc
 from google.cloud.storage.exceptions import InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
@@ -284,27 +287,16 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def parse_snapshot(data: Any) -> Snapshot:
-    """Validate decoded state-file JSON and return its jobs; :class:`SnapshotError` lists every problem."""
-    if not isinstance(data, dict):
-        raise SnapshotError([f"(file): expected a JSON object, got {type(data).__name__}"])
-    problems: list[str] = []
-    try:
-        top = SnapshotSchema().load(data)
-    except ValidationError as exc:
-        problems.extend(_flatten(exc.messages, ""))
-        top = {}
-    raw_statuses: dict[str, Any] = _mapping(data.get("Statuses"))
-    raw_jobs: dict[str, Any] = _mapping(data.get("Jobs"))
-
-    statuses: dict[str, Status] = {}
-    for key, raw in raw_statuses.items():
+def _check_statuses(entries: Iterable[tuple[str, Any]], has_job: Callable[[str], bool],
+                    problems: list[str]) -> Iterator[tuple[str, Status]]:
+    """Validate ``Statuses`` entries; yield the good ones, add a problem for each bad one."""
+    for key, raw in entries:
         where = _where("Statuses", key)
         try:
             Job.from_key(key)
         except ValueError as exc:
             problems.append(f"{where}: {exc}")
-        if key not in raw_jobs:
+        if not has_job(key):
             problems.append(f"{where}: no Jobs entry for this key (a status cannot be restored "
                             "without its job's bucket and datasets)")
         loaded = _load_entry(_STATUS, raw, where, problems)
@@ -314,14 +306,16 @@ def parse_snapshot(data: Any) -> Snapshot:
         if edge:
             problems.append(f"{where}.History{edge}")
             continue
-        statuses[key] = _status(loaded)
+        yield key, _status(loaded)
 
-    jobs: dict[str, Job] = {}
-    skipped: list[str] = []
-    for key, raw in raw_jobs.items():
+
+def _check_jobs(entries: Iterable[tuple[str, Any]], has_status: Callable[[str], bool],
+                problems: list[str], skipped: list[str]) -> Iterator[tuple[str, Job]]:
+    """Validate ``Jobs`` entries; yield the good ones with a status, note those without."""
+    for key, raw in entries:
         where = _where("Jobs", key)
         loaded = _load_entry(_JOB, raw, where, problems)
-        if key not in raw_statuses:
+        if not has_status(key):
             skipped.append(key)  # no status: not restorable, and Go drops it too
             continue
         if loaded is None:
@@ -334,14 +328,40 @@ def parse_snapshot(data: Any) -> Snapshot:
         if mismatch:
             problems.append(f"{where}: {mismatch}")
             continue
-        jobs[key] = job
+        yield key, job
 
+
+def _check_records(records: Iterable[JobRecord], problems: list[str]) -> None:
+    """Add what Firestore would refuse in each whole record's document to ``problems``."""
+    for record in records:
+        problems.extend(f"{_where('Statuses', record.key)}: the job's document: {p}"
+                        for p in record_problems(record))
+
+
+def _check_top(top: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    try:
+        loaded: dict[str, Any] = SnapshotSchema().load(top)
+        return loaded
+    except ValidationError as exc:
+        problems.extend(_flatten(exc.messages, ""))
+        return {}
+
+
+def parse_snapshot(data: Any) -> Snapshot:
+    """Validate decoded state-file JSON and return its jobs; :class:`SnapshotError` lists every problem."""
+    if not isinstance(data, dict):
+        raise SnapshotError([f"(file): expected a JSON object, got {type(data).__name__}"])
+    problems: list[str] = []
+    top = _check_top(data, problems)
+    raw_statuses: dict[str, Any] = _mapping(data.get("Statuses"))
+    raw_jobs: dict[str, Any] = _mapping(data.get("Jobs"))
+    statuses = dict(_check_statuses(raw_statuses.items(), raw_jobs.__contains__, problems))
+    skipped: list[str] = []
+    jobs = dict(_check_jobs(raw_jobs.items(), raw_statuses.__contains__, problems, skipped))
     records = [JobRecord(jobs[key], status, last_update_of(status))
                for key, status in sorted(statuses.items()) if key in jobs]
     if not problems:  # only whole records: each problem above is reported once
-        for record in records:
-            problems.extend(f"{_where('Statuses', record.key)}: the job's document: {p}"
-                            for p in record_problems(record))
+        _check_records(records, problems)
     if problems:
         raise SnapshotError(problems)
     return Snapshot(records, top.get("save_time"), sorted(skipped))
@@ -397,12 +417,33 @@ def _split_gs(url: str) -> tuple[str, str]:
     return bucket, name
 
 
-def _download(client: storage.Client, bucket: str, name: str) -> bytes:
+def _download(client: storage.Client, bucket: str, name: str, into: IO[bytes]) -> None:
+    """Stream ``gs://bucket/name`` into the file ``into`` (from its start, truncating it)."""
+    into.seek(0)
+    into.truncate()
     try:
         with _gcs_errors(f"reading gs://{bucket}/{name}"):
-            return client.bucket(bucket).blob(name).download_as_bytes()
+            client.bucket(bucket).blob(name).download_to_file(
+                into, retry=DEFAULT_RETRY.with_timeout(GCS_DEADLINE), timeout=GCS_DEADLINE)
     except gexc.NotFound:
         raise FileNotFoundError(f"no such object gs://{bucket}/{name}") from None
+    into.flush()
+    into.seek(0)
+
+
+#: Largest object read as a possible pointer (``latest.json``); a snapshot is larger.
+POINTER_MAX = 64 * 1024
+
+
+def _pointed_object(path: Path) -> str | None:
+    """The snapshot a small pointer file names, or None if the file is not a pointer."""
+    if path.stat().st_size > POINTER_MAX:
+        return None
+    try:
+        data = json.loads(path.read_bytes())
+    except ValueError:
+        return None
+    return data["object"] if _is_pointer(data) else None
 
 
 def _is_pointer(data: Any) -> bool:
@@ -410,48 +451,244 @@ def _is_pointer(data: Any) -> bool:
             and "Statuses" not in data and "Jobs" not in data)
 
 
-def load_snapshot(source: str, storage_client: storage.Client | None = None) -> Snapshot:
-    """Read and validate a state file from a local path or ``gs://BUCKET/OBJECT``.
+# --- streaming a state file ------------------------------------------------------------------
 
-    A ``gs://`` pointer object (``latest.json``) is followed to the snapshot it
-    names. Raises :class:`SnapshotError` for a malformed file,
-    :class:`FileNotFoundError` if there is none, :class:`SnapshotUnavailable`
-    if GCS does not answer.
+_STARTS, _ENDS = frozenset({"start_map", "start_array"}), frozenset({"end_map", "end_array"})
+_JSON_TYPES = {"start_array": "list", "null": "NoneType", "boolean": "bool", "string": "str",
+               "number": "float", "integer": "int", "double": "float"}
+
+_Events = Iterator[tuple[str, str, Any]]
+
+
+def _value(event: str, value: Any, events: _Events) -> Any:
+    """Build the JSON value that starts with ``event`` from the rest of ``events``."""
+    if event not in _STARTS:
+        return value
+    builder = ijson.ObjectBuilder()
+    builder.event(event, value)
+    depth = 1
+    for _, event, value in events:
+        builder.event(event, value)
+        depth += (event in _STARTS) - (event in _ENDS)
+        if depth == 0:
+            break
+    return builder.value
+
+
+def _skip(event: str, value: Any, events: _Events) -> Any:
+    """Pass over the JSON value that starts with ``event``; return a stand-in of its type."""
+    if event not in _STARTS:
+        return value
+    depth = 1
+    for _, inner, _ in events:
+        depth += (inner in _STARTS) - (inner in _ENDS)
+        if depth == 0:
+            break
+    return {} if event == "start_map" else []
+
+
+class _Overflow(Exception):
+    """The JSON parser met an integer beyond its range."""
+
+
+class SpooledSnapshot:
+    """A state file validated in a streaming pass, its entries spooled to a temporary database.
+
+    Iterating yields its jobs as records in key order, built one at a time,
+    so memory stays bounded whatever the file's size (:func:`load_snapshot`).
+    Use it as a context manager, or :meth:`close` it, to delete the spool.
+    """
+
+    _TABLES = {"Statuses": "statuses", "Jobs": "jobs"}
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        """Read ``stream`` (a state file) once and validate it; :class:`SnapshotError` lists every problem."""
+        self._dir = tempfile.TemporaryDirectory(prefix="snapshot-")
+        self._db = sqlite3.connect(os.path.join(self._dir.name, "entries.db"))
+        try:
+            for table in self._TABLES.values():
+                self._db.execute(f"CREATE TABLE {table} (key TEXT PRIMARY KEY, raw TEXT, "
+                                 "ok INTEGER DEFAULT 0)")
+            self.save_time: datetime | None = None
+            self.skipped: list[str] = []
+            self._count = 0
+            try:
+                top = self._spool(stream, ijson)
+            except _Overflow:  # the fast parser's integers stop at int64; the exact one's do not
+                stream.seek(0)
+                for table in self._TABLES.values():
+                    self._db.execute(f"DELETE FROM {table}")
+                top = self._spool(stream, ijson.get_backend("python"))
+            self._validate(top)
+        except BaseException:
+            self.close()
+            raise
+
+    def _spool(self, stream: IO[bytes], parser: Any) -> dict[str, Any]:
+        """Copy every ``Statuses`` and ``Jobs`` entry into the database; return the top level
+        with stand-ins for the two maps (a later duplicate key wins, as in ``json.loads``).
+
+        ``parser``: an ijson backend. :class:`_Overflow` if it cannot hold an integer."""
+        events: _Events = iter(parser.parse(stream, use_float=True))
+        top: dict[str, Any] = {}
+        try:
+            _, event, value = next(events)
+            if event != "start_map":
+                raise SnapshotError([f"(file): expected a JSON object, "
+                                     f"got {_JSON_TYPES.get(event, event)}"])
+            for _, event, name in events:
+                if event == "end_map":
+                    break
+                _, event, value = next(events)
+                table = self._TABLES.get(name)
+                if table is not None and event == "start_map":
+                    top[name] = {}
+                    self._spool_map(table, events)
+                elif name == "SaveTime":
+                    top[name] = _value(event, value, events)
+                else:
+                    top[name] = _skip(event, value, events)
+            for _ in events:  # anything after the object is an error of the parser's
+                pass
+        except StopIteration:
+            raise SnapshotError(["(file): not valid JSON: incomplete"]) from None
+        except (ijson.JSONError, ValueError) as exc:
+            if isinstance(exc, SnapshotError):
+                raise
+            if "integer overflow" in str(exc):
+                raise _Overflow from exc
+            raise SnapshotError([f"(file): not valid JSON: {exc}"]) from None
+        self._db.commit()
+        return top
+
+    def _spool_map(self, table: str, events: _Events) -> None:
+        upsert = (f"INSERT INTO {table} (key, raw) VALUES (?, ?) "
+                  "ON CONFLICT(key) DO UPDATE SET raw = excluded.raw")
+        for _, event, key in events:
+            if event == "end_map":
+                return
+            _, event, value = next(events)
+            self._db.execute(upsert, (key, json.dumps(_value(event, value, events))))
+
+    def _entries(self, table: str) -> Iterator[tuple[str, Any]]:
+        for key, raw in self._db.execute(f"SELECT key, raw FROM {table} ORDER BY rowid"):
+            yield key, json.loads(raw)
+
+    def _has(self, table: str) -> Callable[[str], bool]:
+        def has(key: str) -> bool:
+            return self._db.execute(f"SELECT 1 FROM {table} WHERE key = ?", (key,)).fetchone() \
+                is not None
+        return has
+
+    def _mark(self, table: str, keys: Iterable[tuple[str, object]]) -> None:
+        self._db.executemany(f"UPDATE {table} SET ok = 1 WHERE key = ?",
+                             ((key,) for key, _ in keys))
+
+    def _validate(self, top: dict[str, Any]) -> None:
+        """Every check of :func:`parse_snapshot`, entry by entry, from the database."""
+        problems: list[str] = []
+        checked = _check_top(top, problems)
+        self._mark("statuses", _check_statuses(self._entries("statuses"), self._has("jobs"),
+                                               problems))
+        skipped: list[str] = []
+        self._mark("jobs", _check_jobs(self._entries("jobs"), self._has("statuses"), problems,
+                                       skipped))
+        self._db.commit()
+        if not problems:  # only whole records: each problem above is reported once
+            _check_records(self, problems)
+        if problems:
+            raise SnapshotError(problems)
+        self.save_time = checked.get("save_time")
+        self.skipped = sorted(skipped)
+        self._count = self._db.execute(
+            "SELECT count(*) FROM statuses JOIN jobs USING (key) "
+            "WHERE statuses.ok AND jobs.ok").fetchone()[0]
+
+    def __iter__(self) -> Iterator[JobRecord]:
+        """The snapshot's jobs as records, in key order, one at a time."""
+        rows = self._db.execute("SELECT key, statuses.raw, jobs.raw FROM statuses JOIN jobs "
+                                "USING (key) WHERE statuses.ok AND jobs.ok ORDER BY key")
+        for _key, status_raw, job_raw in rows:
+            status = _status(_STATUS.load(json.loads(status_raw)))
+            yield JobRecord(_job(_JOB.load(json.loads(job_raw))), status, last_update_of(status))
+
+    def __len__(self) -> int:
+        """The number of jobs (records) in the snapshot."""
+        return self._count
+
+    def close(self) -> None:
+        """Delete the spool."""
+        self._db.close()
+        self._dir.cleanup()
+
+    def __enter__(self) -> SpooledSnapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_snapshot(source: str, storage_client: storage.Client | None = None) -> SpooledSnapshot:
+    """Read and validate a state file from a local path or ``gs://BUCKET/OBJECT``, streaming.
+
+    A ``gs://`` object is downloaded to a temporary file first; a pointer
+    object (``latest.json``) is followed to the snapshot it names. The file is
+    read once, its entries spooled to a temporary database, then validated
+    entry by entry: memory stays bounded whatever its size. Raises
+    :class:`SnapshotError` for a malformed file, :class:`FileNotFoundError`
+    if there is none, :class:`SnapshotUnavailable` if GCS does not answer.
+    Close the result (or use it in a ``with``) to delete its spool.
     """
     if not source.startswith("gs://"):
-        return read_snapshot(Path(source).read_bytes())
+        with open(source, "rb") as stream:
+            return SpooledSnapshot(stream)
     bucket, name = _split_gs(source)
     client = storage_client or storage.Client()
-    data = _decode(_download(client, bucket, name))
-    if _is_pointer(data):
-        data = _decode(_download(client, bucket, data["object"]))
-    return parse_snapshot(data)
+    with tempfile.TemporaryDirectory(prefix="snapshot-") as tmp:
+        path = Path(tmp) / "object.json"
+        with open(path, "w+b") as stream:
+            _download(client, bucket, name, stream)
+            pointed = _pointed_object(path)
+            if pointed is not None:
+                _download(client, bucket, pointed, stream)
+            return SpooledSnapshot(stream)
 
 
-def import_snapshot(store: JobStore, records: Sequence[JobRecord]) -> ImportResult:
+def import_snapshot(store: JobStore, records: Iterable[JobRecord]) -> ImportResult:
     """Create the records' jobs that Firestore does not have yet; leave existing ones untouched.
 
     Importing the same records again creates nothing. ``records`` usually is a
-    :class:`Snapshot`, whose skipped keys are passed on in the result.
-    ValueError if two records share a key. Records go in batches of
-    :data:`~shared.store.MAX_BATCH`, each written whole or not at all; if
-    Firestore fails mid-way, :class:`ImportInterrupted` says which jobs were
-    created and which not, and importing again finishes the job.
+    :class:`Snapshot` or a :class:`SpooledSnapshot` (read one at a time), whose
+    skipped keys are passed on in the result. ValueError if two records of a
+    list share a key (a spooled snapshot's keys are distinct). Records go in
+    batches of :data:`~shared.store.MAX_BATCH`, each written whole or not at
+    all; if Firestore fails mid-way, :class:`ImportInterrupted` says which jobs
+    were created and which not, and importing again finishes the job.
     """
-    keys = [r.key for r in records]
-    if len(set(keys)) != len(keys):
-        raise ValueError("records to import must have distinct keys")
+    if not isinstance(records, SpooledSnapshot):
+        records = list(records)
+        if len({r.key for r in records}) != len(records):
+            raise ValueError("records to import must have distinct keys")
+    keys: list[str] = []
     created: list[str] = []
-    done = 0
+    batch: list[JobRecord] = []
+    it = iter(records)
     try:
-        for done in range(0, len(records), MAX_BATCH):
-            created.extend(store.create_missing(list(records[done:done + MAX_BATCH])))
+        for record in it:
+            batch.append(record)
+            if len(batch) == MAX_BATCH:
+                created.extend(store.create_missing(batch))
+                keys.extend(r.key for r in batch)
+                batch = []
+        if batch:
+            created.extend(store.create_missing(batch))
+            keys.extend(r.key for r in batch)
     except Exception as exc:
         made = set(created)
         raise ImportInterrupted(
-            created=created, already_present=[k for k in keys[:done] if k not in made],
-            not_written=keys[done:], cause=exc) from exc
-    skipped = list(records.skipped) if isinstance(records, Snapshot) else []
+            created=created, already_present=[k for k in keys if k not in made],
+            not_written=[r.key for r in batch] + [r.key for r in it], cause=exc) from exc
+    skipped = list(getattr(records, "skipped", []))
     return ImportResult(total=len(keys), created=len(created),
                         already_present=len(keys) - len(created), skipped=skipped)
 

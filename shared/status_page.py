@@ -14,9 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from shared.gotime import format_duration, format_time
 from shared.metrics import count_by_state
@@ -25,6 +23,9 @@ from shared.schemas import JobSchema, StatusSchema
 from shared.store import JobRecord, Pause
 from shared.tracker import Tracker
 from shared.transitions import TERMINAL
+
+if TYPE_CHECKING:
+    import jinja2
 
 #: States whose rows are highlighted, as in the Go tracker: waiting for a parser
 #: or for post-processing.
@@ -41,6 +42,8 @@ _STATUS = StatusSchema()
 
 @functools.cache
 def _template() -> jinja2.Template:
+    import jinja2  # deferred: only the HTML page needs it, not a parser's request
+
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("shared", "templates"),
         autoescape=True,

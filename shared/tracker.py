@@ -450,9 +450,11 @@ class Tracker:
         """Return failed jobs whose backoff has passed, earliest due first, a page after ``after``."""
         return list(self.store.query_before([State.FAILED], "retry_at", now + _TICK, limit, after))
 
-    def leasable(self, states: list[State], now: datetime, limit: int) -> Iterator[JobRecord]:
-        """Stream jobs in ``states`` whose lease is free or has run out, longest free first."""
-        return self.store.query_before(states, "lease_until", now + _TICK, limit)
+    def leasable(self, states: list[State], now: datetime, limit: int,
+                 after: JobRecord | None = None) -> Iterator[JobRecord]:
+        """Stream jobs in ``states`` whose lease is free or has run out, longest free first;
+        ``after``: the last job of the previous page."""
+        return self.store.query_before(states, "lease_until", now + _TICK, limit, after)
 
     def claim(self, record: JobRecord, states: list[State], owner: str, until: datetime
               ) -> JobRecord | None:

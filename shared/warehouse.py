@@ -42,16 +42,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
-from google.cloud import bigquery
-from google.cloud.bigquery.retry import DEFAULT_RETRY
 
 from shared.errors import Unavailable
 from shared.model import Job, State
+
+if TYPE_CHECKING:  # imported where used: a process that runs no step never imports it
+    from google.cloud import bigquery
 
 
 class StepOutcome(str, enum.Enum):
@@ -295,6 +296,8 @@ def _int(value: Any) -> int | None:
 
 def _done_detail(label: str, job: Any) -> str:
     """Go-style success detail: duration and whatever statistics the job has."""
+    from google.cloud import bigquery
+
     started, ended = job.started, job.ended
     took = f"{label} took {_go_duration(ended - started)}" if started and ended else f"{label} done"
     parts = [took]
@@ -359,6 +362,10 @@ def skip_detail(step: State, job: Job) -> str | None:
     return None
 
 
+#: How long one BigQuery API call may take, its retries of transient errors included (seconds).
+CALL_DEADLINE = 60.0
+
+
 class Warehouse:
     """Starts and inspects the BigQuery work of each post-processing step.
 
@@ -376,13 +383,15 @@ class Warehouse:
         location: str | None = None,
         *,
         timeout: float = 30.0,
-        deadline: float = 60.0,
+        deadline: float = CALL_DEADLINE,
     ) -> None:
         self._client = client
         self.project = check_project(project)
         self.input_bucket = _check("bucket name", input_bucket, _BUCKET_RE)
         self.location = location
         self.timeout = timeout
+        from google.cloud.bigquery.retry import DEFAULT_RETRY
+
         self._retry = DEFAULT_RETRY.with_timeout(deadline)
 
     # -- building ---------------------------------------------------------
@@ -455,6 +464,8 @@ FROM raw_rows LEFT JOIN ann USING (id)
 
     def build(self, step: State, job: Job) -> Plan:
         """Return the BigQuery work of ``step`` for ``job``; ValueError for a bad name or step."""
+        from google.cloud import bigquery
+
         step = State(step)
         if step is State.LOADING:
             load = bigquery.LoadJobConfig(
@@ -518,6 +529,8 @@ FROM raw_rows LEFT JOIN ann USING (id)
         :class:`WarehouseUnavailable` if BigQuery did not answer (starting
         again later is safe); :class:`StepRejected` if BigQuery refused the job.
         """
+        from google.cloud import bigquery
+
         step = State(step)
         plan = self.build(step, job)
         if plan.kind == "delete":

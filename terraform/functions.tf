@@ -24,22 +24,26 @@ locals {
   }
 
   # Post-processing sizing. The standard chain needs 14 visits per job (a move into each step,
-  # a start, a look while it runs, a collect), so ~1,000 jobs a day need ~14,000 visits a day.
-  # One tick a minute of up to postprocess_batch (200) visits gives 288,000 visits a day, about
-  # 20 times that; a whole day's 1,000 jobs arriving at once are carried through in ~70 ticks
-  # (~70 minutes). A visit costs 2 Firestore reads and 2 writes (bench/postprocess.py), plus at
-  # most one BigQuery call, so a tick of 200 stays far inside the 540 s timeout and the 5 min
-  # lease; max_instances = 1 keeps ticks from competing for the same jobs.
+  # a start, a look while it runs, a collect), so 10,000 jobs a day need 140,000 visits a day.
+  # A tick (one a minute) reads leasable jobs in pages of postprocess_batch (200) and visits
+  # each once while its time, postprocess_tick_seconds (480 s, a minute under the 540 s
+  # timeout), allows; it starts no visit whose worst case (3 Firestore calls and 1 BigQuery
+  # call at their deadlines, 120 s) could outlast it, and ends early when no job is leasable.
+  # A visit costs 2 Firestore reads and 2 writes (bench/postprocess.py) and at most one
+  # BigQuery call (~0.3 s assumed), so 140,000 visits take ~12 hours of tick time a day: half
+  # the day, with room (README "Post-processing"). max_instances = 1: while a long tick runs,
+  # the scheduler's next calls are refused and the running tick does their work.
   environment = merge(var.config_environment, {
-    GOOGLE_CLOUD_PROJECT = var.project
-    TRACKER_COLLECTION   = var.jobs_collection
-    SNAPSHOT_BUCKET      = google_storage_bucket.snapshots.name
-    SNAPSHOT_KEEP        = tostring(var.snapshot_keep)
-    INPUT_BUCKET         = var.input_bucket
-    BIGQUERY_PROJECT     = local.bigquery_project
-    BIGQUERY_LOCATION    = var.bigquery_location
-    POSTPROCESS_BATCH    = tostring(var.postprocess_batch)
-    LOG_LEVEL            = var.log_level
+    GOOGLE_CLOUD_PROJECT     = var.project
+    TRACKER_COLLECTION       = var.jobs_collection
+    SNAPSHOT_BUCKET          = google_storage_bucket.snapshots.name
+    SNAPSHOT_KEEP            = tostring(var.snapshot_keep)
+    INPUT_BUCKET             = var.input_bucket
+    BIGQUERY_PROJECT         = local.bigquery_project
+    BIGQUERY_LOCATION        = var.bigquery_location
+    POSTPROCESS_BATCH        = tostring(var.postprocess_batch)
+    POSTPROCESS_TICK_SECONDS = tostring(var.postprocess_tick_seconds)
+    LOG_LEVEL                = var.log_level
   })
 
   # Invoker groups: label => IAM member. Labels are known at plan time, emails may not be.

@@ -122,8 +122,14 @@ variable "postprocess_schedule" {
   default     = "* * * * *"
 }
 
+variable "postprocess_tick_seconds" {
+  description = "How long one `postprocess` tick may work (POSTPROCESS_TICK_SECONDS, at most 480, under the function's 540 s timeout); see functions.tf for the sizing."
+  type        = number
+  default     = 480
+}
+
 variable "postprocess_batch" {
-  description = "Jobs one `postprocess` tick visits at most (POSTPROCESS_BATCH); see functions.tf for the sizing."
+  description = "Leasable jobs one `postprocess` tick reads per page (POSTPROCESS_BATCH); see functions.tf for the sizing."
   type        = number
   default     = 200
 }

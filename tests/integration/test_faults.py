@@ -332,9 +332,10 @@ def test_gcs_down_during_snapshot_export_then_the_next_run_succeeds(
     assert latest not in names
     from shared.snapshot import load_snapshot
 
-    snapshot = load_snapshot(f"gs://{bucket.name}/snapshots/latest.json", gcs)
-    assert [r.key for r in snapshot] == [KEY]
-    assert snapshot[0].status.state is State.FAILED
+    with load_snapshot(f"gs://{bucket.name}/snapshots/latest.json", gcs) as snapshot:
+        records = list(snapshot)
+    assert [r.key for r in records] == [KEY]
+    assert records[0].status.state is State.FAILED
 
 
 def test_gcs_down_during_next_job_then_the_next_call_hands_it_out(

@@ -492,3 +492,41 @@ def test_postprocess_answers_200_listing_the_job_that_failed(tracker, clock, htt
     assert answers[0].get_json()["failed"] == {bare: reason}
     assert answers[1].get_json()["started"].keys() == {good}
     assert free(tracker, bare)
+
+
+class StepTimer:
+    """A monotonic timer that moves on ``step`` seconds each time it is read."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step, self.reads = 0.0, step, 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        value = self.now
+        self.now += self.step
+        return value
+
+
+def test_a_tick_reads_page_after_page_and_visits_each_job_once(tracker, clock):
+    keys = [ready(tracker, day=d) for d in range(1, 8)]
+    policy = PostProcessPolicy(batch=2, poll=timedelta(minutes=1))  # no job leasable twice
+    processor = PostProcessor(tracker, MemoryWarehouse(), policy, clock=clock)
+    summary = processor.tick()
+    assert sorted(summary["moved"]) == sorted(keys)  # 7 jobs in pages of 2: all visited
+    assert summary["pages"] == 4 and not summary["out_of_time"]
+    assert all(tracker.get_status(k).state is S.LOADING for k in keys)  # once each, not further
+
+
+def test_a_tick_starts_no_visit_that_might_not_end_within_its_time(tracker, clock):
+    keys = [ready(tracker, day=d) for d in range(1, 9)]
+    # 100 s for the tick, 30 s for the worst visit: visits may start up to 70 s in; the
+    # timer moves 10 s per read, one read per visit, so visits start at 10, 20, ... 70 s.
+    policy = PostProcessPolicy(batch=3, tick=timedelta(seconds=100), visit=timedelta(seconds=30))
+    timer = StepTimer(10.0)
+    processor = PostProcessor(tracker, MemoryWarehouse(), policy, clock=clock, timer=timer)
+    summary = processor.tick()
+    assert len(summary["moved"]) == 7 and summary["out_of_time"]
+    left = [k for k in keys if k not in summary["moved"]]
+    assert len(left) == 1 and tracker.get_status(left[0]).state is S.POST_PROCESSING
+    again = PostProcessor(tracker, MemoryWarehouse(), policy, clock=clock, timer=StepTimer(0.0))
+    assert left[0] in again.tick()["moved"]  # the next tick takes it

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from shared import runtime
+from shared.config import ConfigError
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.emulator
@@ -29,7 +32,21 @@ def test_postprocess_batch_sets_the_tick_batch(fresh_runtime, monkeypatch) -> No
     monkeypatch.setenv("DEMO_BUCKET", "demo-bucket")
     monkeypatch.setenv("DEMO_TIMEOUT", "3m")
     monkeypatch.setenv("POSTPROCESS_BATCH", "7")
-    assert fresh_runtime.postprocessor().policy.batch == 7
+    monkeypatch.setenv("POSTPROCESS_TICK_SECONDS", "200")
+    policy = fresh_runtime.postprocessor().policy
+    assert policy.batch == 7 and policy.tick == timedelta(seconds=200)
+    # Every source of the demo config has an empty pipeline: a visit makes no BigQuery call.
+    assert policy.visit == timedelta(seconds=3 * fresh_runtime.settings().firestore_deadline)
+
+
+def test_a_tick_too_short_for_one_visit_is_refused(fresh_runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("GARDENER_CONFIG", str(ROOT / "local" / "demo-config.yml"))
+    monkeypatch.setenv("DEMO_START_DATE", "2026-11-01")
+    monkeypatch.setenv("DEMO_BUCKET", "demo-bucket")
+    monkeypatch.setenv("DEMO_TIMEOUT", "3m")
+    monkeypatch.setenv("POSTPROCESS_TICK_SECONDS", "30")  # 3 Firestore calls of 20 s: 60 s
+    with pytest.raises(ConfigError, match="POSTPROCESS_TICK_SECONDS"):
+        fresh_runtime.postprocessor()
 
 
 def test_bigquery_location_and_sources_reach_the_postprocessor(fresh_runtime, monkeypatch,  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""``API_ROUTES`` and ``POSTPROCESS_BATCH``: parsing, and the router's groups covering its paths."""
+"""``API_ROUTES``, ``POSTPROCESS_BATCH`` and ``POSTPROCESS_TICK_SECONDS``: parsing, and the router's groups covering its paths."""
 
 from __future__ import annotations
 
@@ -35,13 +35,18 @@ def test_defaults_enable_every_group_and_the_policy_batch() -> None:
 
 
 def test_values_are_read() -> None:
-    s = Settings.from_env({"API_ROUTES": " parser, status ,", "POSTPROCESS_BATCH": "200"})
+    s = Settings.from_env({"API_ROUTES": " parser, status ,", "POSTPROCESS_BATCH": "200",
+                           "POSTPROCESS_TICK_SECONDS": "90.5"})
     assert s.api_routes == frozenset({"parser", "status"})
     assert s.postprocess_batch == 200
+    assert s.postprocess_tick == 90.5
 
 
 @pytest.mark.parametrize("name,value", [("API_ROUTES", " , "), ("POSTPROCESS_BATCH", "0"),
-                                        ("POSTPROCESS_BATCH", "many")])
+                                        ("POSTPROCESS_BATCH", "many"),
+                                        ("POSTPROCESS_TICK_SECONDS", "0"),
+                                        ("POSTPROCESS_TICK_SECONDS", "481"),
+                                        ("POSTPROCESS_TICK_SECONDS", "nan")])
 def test_malformed_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env({name: value})

@@ -198,6 +198,15 @@ def test_postprocess_capacity_covers_a_thousand_jobs_a_day_many_times(tf: Config
     batch = tf.variables["postprocess_batch"]["default"]
     assert ticks * batch >= 10 * VISITS_PER_JOB * JOBS_PER_DAY
     assert "POSTPROCESS_BATCH" in tf.locals["environment"]
+    assert "POSTPROCESS_TICK_SECONDS" in tf.locals["environment"]
+
+
+def test_the_postprocess_tick_ends_before_the_function_times_out(tf: Config) -> None:
+    from shared.runtime import MAX_TICK_SECONDS
+
+    tick = tf.variables["postprocess_tick_seconds"]["default"]
+    timeout = tf.locals["functions"]["postprocess"]["timeout"]
+    assert tick <= MAX_TICK_SECONDS < timeout
 
 
 # --- Firestore --------------------------------------------------------------------------------

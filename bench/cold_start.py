@@ -1,0 +1,133 @@
+"""Cold start: how long importing the functions' module takes, and what each entry point adds.
+
+Cloud Functions imports ``functions/main.py`` whole for every entry point, so
+every instance pays for ``import functions.main``; the client libraries only
+some requests need (BigQuery for ``postprocess``, GCS for ``next_job`` and
+snapshots, apispec for ``/openapi.json``) are imported by the first request
+that needs them. For each entry point this measures, in a fresh interpreter
+per sample, the import of ``functions.main`` and then the import of the
+modules its first request defers (:data:`DEFERRED`), and lists the heavy
+libraries loaded by the module import alone. Median of ``--samples``.
+
+Run: ``python -m bench.cold_start`` (``make bench-cold-start``; part of
+``make bench``). Markdown to stdout, JSON to ``bench/results/cold_start.json``.
+No emulator is needed: importing starts no client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.hot_path import RESULTS_DIR, ROOT, machine_facts, publish
+
+RESULTS_JSON = RESULTS_DIR / "cold_start.json"
+
+#: The module every entry point is imported from.
+MAIN = "functions.main"
+
+#: Modules the first request of each entry point imports beyond ``functions.main``.
+DEFERRED: dict[str, tuple[str, ...]] = {
+    "api": (),
+    "update": (),
+    "heartbeat": (),
+    "error": (),
+    "next_job": ("google.cloud.storage",),
+    "status": (),
+    "metrics": (),
+    "maintain": ("shared.snapshot",),
+    "postprocess": ("google.cloud.bigquery",),
+    "admin": ("shared.snapshot",),
+}
+
+#: Entry points the parsers call; their import must stay light.
+PARSER_ENTRY_POINTS = ("api", "next_job", "update", "heartbeat", "error")
+
+#: Libraries no parser request needs; importing ``functions.main`` must not load them.
+HEAVY = ("google.cloud.bigquery", "google.cloud.bigquery_storage_v1", "pyarrow", "numpy",
+         "google.cloud.storage", "apispec", "shared.snapshot")
+
+#: Target for the import of ``functions.main`` (seconds).
+TARGET_SECONDS = 0.3
+
+_PROBE = """
+import json, sys, time
+t0 = time.perf_counter()
+import {main}
+t1 = time.perf_counter()
+loaded = sorted(m for m in {heavy!r} if m in sys.modules)
+for name in {deferred!r}:
+    __import__(name)
+t2 = time.perf_counter()
+print(json.dumps({{"main": t1 - t0, "deferred": t2 - t1, "heavy": loaded}}))
+"""
+
+
+def probe(deferred: tuple[str, ...], python: str = sys.executable) -> dict[str, Any]:
+    """Import ``functions.main`` and then ``deferred`` in a fresh interpreter; their times."""
+    code = _PROBE.format(main=MAIN, heavy=HEAVY, deferred=deferred)
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         timeout=120, check=True).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def heavy_after_import(python: str = sys.executable) -> list[str]:
+    """The :data:`HEAVY` libraries a fresh ``import functions.main`` loads."""
+    return list(probe((), python)["heavy"])
+
+
+def measure(samples: int) -> dict[str, Any]:
+    """Sample every entry point ``samples`` times; medians in seconds."""
+    rows = []
+    for entry, deferred in DEFERRED.items():
+        got = [probe(deferred) for _ in range(samples)]
+        main = statistics.median(g["main"] for g in got)
+        extra = statistics.median(g["deferred"] for g in got)
+        rows.append({"entry_point": entry, "parser": entry in PARSER_ENTRY_POINTS,
+                     "import_main_s": main, "first_request_imports": list(deferred),
+                     "first_request_import_s": extra, "total_s": main + extra,
+                     "heavy_loaded_by_import": got[0]["heavy"]})
+    return {"samples": samples, "target_s": TARGET_SECONDS, "rows": rows}
+
+
+def render(report: dict[str, Any]) -> str:
+    """The report as Markdown."""
+    lines = [f"## Cold start: import time per entry point (median of {report['samples']} fresh "
+             "interpreters; `python -m bench.cold_start`)", "",
+             "| entry point | import functions.main (s) | first request imports | "
+             "their import (s) | total (s) | heavy modules after import |",
+             "|---|---:|---|---:|---:|---|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['entry_point']}{' (parser)' if r['parser'] else ''} "
+                     f"| {r['import_main_s']:.3f} | {', '.join(r['first_request_imports']) or '—'} "
+                     f"| {r['first_request_import_s']:.3f} | {r['total_s']:.3f} "
+                     f"| {', '.join(r['heavy_loaded_by_import']) or 'none'} |")
+    f = report["machine"]
+    lines += ["", f"Target: import of functions.main ≤ {report['target_s']} s. Machine: "
+              f"{f['cpu_count']} CPUs ({f['cpu_model']}), load at start {f['loadavg_at_start']}, "
+              f"{f['python']}."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print its table, write its JSON."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--samples", type=int, default=7, help="fresh interpreters per entry point")
+    p.add_argument("--json", type=Path, default=RESULTS_JSON, help="where to write the JSON")
+    args = p.parse_args(argv)
+    started = time.perf_counter()
+    report = measure(args.samples)
+    report["machine"] = machine_facts("none (no emulator used)", False)
+    publish(report, args.json, started, render)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
