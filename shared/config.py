@@ -63,6 +63,7 @@ from shared import transitions
 from shared.gotime import parse_duration
 from shared.iterators import MAX_SOURCES
 from shared.model import Datasets, Job, State
+from shared.schemas import job_date_in_window
 
 #: Environment variable holding the config file's path.
 CONFIG_ENV = "GARDENER_CONFIG"
@@ -188,6 +189,40 @@ _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # the error is reported with the config's other problems
 
 
+def _go_refuses(pattern: str) -> str | None:
+    """Say what Go's regexp refuses in a pattern RE2 accepts, or None.
+
+    RE2 accepts ``\\C`` (any byte), which Go's regexp does not support, and
+    ``(?<name>…)``, which Go accepts only from Go 1.22. The scan skips escaped
+    characters, ``\\Q…\\E`` literals and character classes, where neither means anything.
+    """
+    i, n, in_class = 0, len(pattern), False
+    while i < n:
+        if pattern.startswith("\\Q", i):
+            end = pattern.find("\\E", i + 2)
+            i = n if end < 0 else end + 2
+        elif pattern[i] == "\\":
+            if pattern.startswith("\\C", i):
+                return "\\C (any byte) is not supported by Go's regexp"
+            i += 2
+        elif in_class:
+            if pattern.startswith("[:", i) and (end := pattern.find(":]", i + 2)) >= 0:
+                i = end + 2
+            else:
+                in_class = pattern[i] != "]"
+                i += 1
+        elif pattern[i] == "[":
+            in_class = True
+            i += 1
+            i += pattern.startswith("^", i)
+            i += pattern.startswith("]", i)  # a ] first in a class is a literal
+        elif pattern.startswith("(?<", i) and not pattern.startswith(("(?<=", "(?<!"), i):
+            return "a named group (?<name>...) needs Go 1.22 or later; write (?P<name>...)"
+        else:
+            i += 1
+    return None
+
+
 def _check_filter(pattern: str) -> None:
     """Refuse a filter the parsers cannot compile: they use Go's regexp, RE2 syntax."""
     try:
@@ -198,6 +233,11 @@ def _check_filter(pattern: str) -> None:
         raise ValidationError(
             f"invalid regular expression {pattern!r}: RE2, the parsers' regexp syntax, refuses it:"
             f" {reason}") from None
+    refused = _go_refuses(pattern)
+    if refused:
+        raise ValidationError(
+            f"invalid regular expression {pattern!r}: the parsers compile it with Go's regexp,"
+            f" which refuses it: {refused}")
 
 
 def _positive(value: timedelta) -> None:
@@ -386,7 +426,7 @@ def _check_source_count(sources: list[Any]) -> None:
 class ConfigSchema(_Strict):
     """The whole config file; loads into a :class:`Config`."""
 
-    start_date = _Date(required=True, error_messages=_REQUIRED)
+    start_date = _Date(required=True, error_messages=_REQUIRED, validate=job_date_in_window)
     tracker = fields.Nested(TrackerSchema, required=True, error_messages=_REQUIRED)
     monitor = fields.Nested(MonitorSchema, required=True, error_messages=_REQUIRED)
     sources = fields.List(

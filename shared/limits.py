@@ -15,7 +15,7 @@ a string) + 16.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from shared.model import UTC, ZERO_TIME
@@ -44,6 +44,11 @@ MAX_TEXT_BYTES = 4096
 #: including) the year 2200. Go's zero time stands for "no heartbeat" and is allowed there.
 MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+#: The job dates of that window: from :data:`MIN_DATE` up to, not including, :data:`MAX_DATE`.
+#: Every source of a job date (a job id, the config's ``start_date``, a reprocessing range)
+#: is held to it, so every job the tracker makes can be exported and imported again.
+MIN_DATE = MIN_TIME.date()
+MAX_DATE = MAX_TIME.date()
 
 #: How far ahead of the clock a stored time may be before it counts as corrupt (clock skew
 #: between instances, with a wide margin). Expiry fails jobs whose last activity is later
@@ -54,7 +59,10 @@ MAX_CLOCK_SKEW = timedelta(days=1)
 #: ``google_firestore_field`` exemptions in terraform/firestore.tf): free texts, never
 #: queried. Every other string (key, names, datasets, offers, …) must stay within
 #: :data:`MAX_INDEXED_STRING_BYTES`.
-UNINDEXED_FIELDS = frozenset({"history", "audit", "last_error", "filter"})
+#: ``live`` holds the hot path's per-run details (up to :data:`MAX_TEXT_BYTES` each). A field
+#: added here is added to ``unindexed_job_fields`` in terraform/firestore.tf too (a test keeps
+#: the two in step).
+UNINDEXED_FIELDS = frozenset({"history", "audit", "last_error", "filter", "live"})
 
 #: Bytes a timestamp, integer or float takes.
 _NUMBER_BYTES = 8
@@ -100,6 +108,14 @@ def time_problem(value: datetime, zero_allowed: bool = False) -> str | None:
         return None
     return (f"{value.isoformat()} is outside {MIN_TIME.year}-01-01 to {MAX_TIME.year}-01-01"
             + (" (or the zero time)" if zero_allowed else ""))
+
+
+def date_problem(day: date) -> str | None:
+    """Describe why job date ``day`` is outside :data:`MIN_DATE`–:data:`MAX_DATE`, or None if inside."""
+    if MIN_DATE <= day < MAX_DATE:
+        return None
+    return (f"job date {day.isoformat()} is outside the dates the tracker accepts: "
+            f"{MIN_DATE.isoformat()} up to, not including, {MAX_DATE.isoformat()}")
 
 
 def _leaves(value: Any, path: str) -> Iterator[tuple[str, Any]]:

@@ -150,7 +150,8 @@ class Job:
     def from_key(cls, key: str) -> Job:
         """Return the job (without filter or datasets) that ``key`` names.
 
-        Raises ValueError for anything that is not a well-formed key with a real date.
+        Raises ValueError for anything that is not a well-formed key with a real date
+        within the job dates the tracker accepts (:func:`shared.limits.date_problem`).
         """
         if len(key) > MAX_KEY_LENGTH:
             raise ValueError(f"job id longer than {MAX_KEY_LENGTH} characters")
@@ -163,6 +164,11 @@ class Job:
             day = datetime.strptime(m["date"], "%Y%m%d").date()
         except ValueError:
             raise ValueError(f"job id {key!r} has an invalid date {m['date']!r}") from None
+        from shared.limits import date_problem  # limits builds on this module
+
+        problem = date_problem(day)
+        if problem:
+            raise ValueError(f"job id {key!r}: {problem}")
         return cls(m["bucket"], m["experiment"], m["datatype"], day)
 
 
@@ -310,20 +316,26 @@ class Status:
     def new_state(self, state: State, now: datetime) -> StateInfo:
         """Append an entry for ``state`` unless it is the current state; return the previous entry.
 
-        Beyond the first entry and :data:`HISTORY_KEEP` others, the oldest
-        after the first is dropped and counted in :attr:`dropped`; details
-        older than the latest :data:`HISTORY_FULL_DETAILS` entries are cut to
-        :data:`OLD_DETAIL_LENGTH` characters.
+        The history is then bounded (:meth:`bound_history`).
         """
         old = self.history[-1]
         if state is not old.state:
             self.history.append(StateInfo(state, now, now))
-            excess = len(self.history) - 1 - HISTORY_KEEP
-            if excess > 0:
-                del self.history[1:1 + excess]
-                self.dropped += excess
-            aged = len(self.history) - 1 - HISTORY_FULL_DETAILS
-            if aged > 0 and len(self.history[aged].detail) > OLD_DETAIL_LENGTH:
-                entry = self.history[aged]
-                self.history[aged] = replace(entry, detail=entry.detail[:OLD_DETAIL_LENGTH - 1] + "…")
+            self.bound_history()
         return old
+
+    def bound_history(self) -> None:
+        """Keep the first entry and the latest :data:`HISTORY_KEEP`, counting the others in :attr:`dropped`.
+
+        Details of the kept entries older than the latest :data:`HISTORY_FULL_DETAILS`
+        (the first entry aside) are cut to :data:`OLD_DETAIL_LENGTH` characters.
+        Applied on every new state and to an imported history, whatever its length.
+        """
+        excess = len(self.history) - 1 - HISTORY_KEEP
+        if excess > 0:
+            del self.history[1:1 + excess]
+            self.dropped += excess
+        for i in range(1, len(self.history) - HISTORY_FULL_DETAILS):
+            entry = self.history[i]
+            if len(entry.detail) > OLD_DETAIL_LENGTH:
+                self.history[i] = replace(entry, detail=entry.detail[:OLD_DETAIL_LENGTH - 1] + "…")

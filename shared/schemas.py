@@ -24,7 +24,7 @@ from marshmallow import (
 )
 
 from shared.gotime import format_time, parse_time
-from shared.limits import INT64_MAX, MAX_TEXT_BYTES, time_problem
+from shared.limits import INT64_MAX, MAX_TEXT_BYTES, date_problem, time_problem
 from shared.model import UTC, Job, RunId, State
 
 #: Longest detail, error or reason accepted, in UTF-8 bytes (:data:`shared.limits.MAX_TEXT_BYTES`).
@@ -104,6 +104,13 @@ def in_window(value: datetime | date) -> None:
     """Refuse a time (or job date) outside the window the tracker stores (:mod:`shared.limits`)."""
     when = value if isinstance(value, datetime) else datetime.combine(value, time(0), UTC)
     problem = time_problem(when)
+    if problem:
+        raise ValidationError(problem)
+
+
+def job_date_in_window(value: date) -> None:
+    """Refuse a job date outside the dates the tracker accepts (:func:`shared.limits.date_problem`)."""
+    problem = date_problem(value)
     if problem:
         raise ValidationError(problem)
 
@@ -286,8 +293,8 @@ class AdminReprocessParams(_Params):
     """``POST /admin/reprocess``: job dates ``from``–``to`` and ``sources`` (comma-separated; all if absent)."""
 
     _empty_is_missing = ("from", "to", "sources")
-    first = fields.Date(data_key="from", required=True)
-    last = fields.Date(data_key="to", required=True)
+    first = fields.Date(data_key="from", required=True, validate=job_date_in_window)
+    last = fields.Date(data_key="to", required=True, validate=job_date_in_window)
     sources = fields.String(load_default="", validate=validate.Regexp(
         rf"^(|{SOURCE_NAME}(,{SOURCE_NAME})*)$", error="expected experiment/datatype[,experiment/datatype...]"))
 

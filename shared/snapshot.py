@@ -257,10 +257,13 @@ def _load_entry(schema: Schema, raw: Any, where: str, problems: list[str]) -> di
 
 
 def _status(data: dict[str, Any]) -> Status:
+    """The loaded status, its history bounded as the tracker bounds it (:meth:`Status.bound_history`)."""
     history = [StateInfo(e["state"], e["start"], e["detail_time"], e["detail"])
                for e in data["history"]]
-    return Status(history=history, heartbeat_time=data["heartbeat_time"],
-                  update_count=data["update_count"])
+    status = Status(history=history, heartbeat_time=data["heartbeat_time"],
+                    update_count=data["update_count"])
+    status.bound_history()
+    return status
 
 
 def _job(data: dict[str, Any]) -> Job:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from shared import transitions
@@ -387,8 +387,9 @@ class Tracker:
         A post-processing lease on the job is cleared (with its step job), so
         the tick that holds it drops its late result. A job whose last activity
         is more than :data:`~shared.limits.MAX_CLOCK_SKEW` ahead of the clock
-        would otherwise never expire: it is failed too, its heartbeat brought
-        back to now, with a detail that says so.
+        would otherwise never expire: it is failed too, with a detail that says
+        so, and its heartbeat and every later time of its history brought back
+        to now (so it can be exported and imported again).
         """
         in_flight = [s for s in State if s not in transitions.TERMINAL]
         expired = []
@@ -431,6 +432,8 @@ class Tracker:
                        f"is more than {format_duration(MAX_CLOCK_SKEW)} ahead of the clock "
                        "(a clock far ahead, or a corrupt value)", now)
         rec.status.heartbeat_time = min(rec.status.heartbeat_time, now)
+        rec.status.history = [replace(e, start=min(e.start, now), detail_time=min(e.detail_time, now))
+                              for e in rec.status.history]
         self._clear_lease(rec)
         return rec
 

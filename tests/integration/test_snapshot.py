@@ -813,3 +813,29 @@ def test_cli_lists_the_jobs_written_and_not_written(project, store, emulator_hos
     assert "500 jobs created, 0 already present, 1 not written" in err
     assert f"not written (1):\n  {keys[500]}" in err
     assert "import the same file again to finish" in err
+
+
+def test_a_long_go_history_is_bounded_as_the_tracker_bounds_it(store):
+    """A Go history of 3,000 entries keeps the first and the latest 100; old details are cut."""
+    from shared.model import HISTORY_FULL_DETAILS, HISTORY_KEEP, OLD_DETAIL_LENGTH
+
+    data = valid_file()
+    history = data["Statuses"]["archive-a/ndt/ndt7/20190102"]["History"]
+    for n in range(1, 3000):  # parsing, failed, parsing, … (any state may follow failed)
+        long = n >= 3000 - 2 * HISTORY_FULL_DETAILS
+        history.append({"State": "parsing" if n % 2 else "failed", "Start": "2026-11-27T11:30:00Z",
+                        "DetailTime": "2026-11-27T11:30:00Z",
+                        "Detail": f"{n}:" + ("x" * 4000 if long else "")})
+
+    assert restore(store, json.dumps(data)).created == 1
+    [record] = store.stream_all()
+    dropped = 3000 - 1 - HISTORY_KEEP
+    assert (record.status.dropped, len(record.status.history)) == (dropped, 1 + HISTORY_KEEP)
+    assert [e.detail.split(":")[0] for e in record.status.history] == [
+        "", *(str(n) for n in range(dropped + 1, 3000))]
+    lengths = [len(e.detail) for e in record.status.history[-2 * HISTORY_FULL_DETAILS:]]
+    assert lengths[:HISTORY_FULL_DETAILS] == [OLD_DETAIL_LENGTH] * HISTORY_FULL_DETAILS
+    assert lengths[HISTORY_FULL_DETAILS:] == [len("2999:") + 4000] * HISTORY_FULL_DETAILS
+    [(document, _)] = raw_documents(store).values()
+    assert document["history_dropped"] == dropped
+    assert sorted(map(int, document["history"])) == [0, *range(dropped + 1, 3000)]

@@ -132,6 +132,11 @@ INVALID: list[tuple[str, list[tuple[str, Any]], str, str]] = [
     ("start-datetime-text", [("start_date", "2019-03-01T00:00:00Z")], "start_date",
      "expected a date"),
     ("start-number", [("start_date", 20190301)], "start_date", "expected a date"),
+    ("start-before-1970", [("start_date", "1960-01-01")], "start_date",
+     ("job date 1960-01-01 is outside the dates the tracker accepts: 1970-01-01 up to,"
+      " not including, 2200-01-01")),
+    ("start-day-before-1970", [("start_date", "1969-12-31")], "start_date", "is outside"),
+    ("start-2200", [("start_date", "2200-01-01")], "start_date", "is outside"),
     # tracker / monitor / daily_delay
     ("tracker-missing", [("tracker", DELETE)], "tracker", "missing"),
     ("tracker-not-mapping", [("tracker", "5h")], "tracker", "expected a mapping"),
@@ -248,6 +253,17 @@ INVALID: list[tuple[str, list[tuple[str, Any]], str, str]] = [
      "RE2, the parsers' regexp syntax, refuses it: invalid perl operator: (?!"),
     ("filter-backreference", [("sources[0].filter", r"(a)\1")], "sources[0].filter",
      "RE2, the parsers' regexp syntax, refuses it: invalid escape sequence: \\1"),
+    # RE2 accepts these; Go's regexp, which the parsers use, does not
+    ("filter-any-byte", [("sources[0].filter", r"a\C*\.tgz$")], "sources[0].filter",
+     ("the parsers compile it with Go's regexp, which refuses it: \\C (any byte) is not"
+      " supported by Go's regexp")),
+    ("filter-any-byte-after-escaped-backslash", [("sources[0].filter", r"\\\C")],
+     "sources[0].filter", "\\C (any byte)"),
+    ("filter-angle-named-group", [("sources[0].filter", r"(?<day>\d{8}).*\.tgz$")],
+     "sources[0].filter", ("a named group (?<name>...) needs Go 1.22 or later; write"
+                           " (?P<name>...)")),
+    ("filter-angle-named-group-after-class", [("sources[0].filter", r"[]x](?<d>y)")],
+     "sources[0].filter", "needs Go 1.22"),
     ("filter-number", [("sources[0].filter", 5)], "sources[0].filter", "expected a string"),
     # flags
     ("daily-only-text", [("sources[0].daily_only", "maybe")], "sources[0].daily_only",
@@ -302,6 +318,12 @@ VALID_EDGES: list[tuple[str, list[tuple[str, Any]], str, Any]] = [
     ("filter-null", [("sources[0].filter", None)], "filter", ""),
     ("filter-re2-named-group", [("sources[0].filter", r"(?P<day>\d{8}).*\.tgz$")], "filter",
      r"(?P<day>\d{8}).*\.tgz$"),
+    # what only looks like \C or (?<name>: an escaped backslash, a literal, a class
+    ("filter-escaped-backslash-then-c", [("sources[0].filter", r"a\\C")], "filter", r"a\\C"),
+    ("filter-quoted-literal", [("sources[0].filter", r"\Q\C(?<x>\E")], "filter",
+     r"\Q\C(?<x>\E"),
+    ("filter-class", [("sources[0].filter", r"[(?<x>)][[:alpha:](?<]")], "filter",
+     r"[(?<x>)][[:alpha:](?<]"),
     ("join-null", [("sources[0].target_datasets.join", None)], "datasets",
      Datasets("tmp_ndt", "raw_ndt", "")),
     ("join-empty", [("sources[0].target_datasets.join", "")], "datasets",
@@ -323,6 +345,11 @@ def test_valid_edge_values_are_accepted(
 ) -> None:
     config = parse(with_changes(*changes))
     assert getattr(config.sources[0], attribute) == expected
+
+
+@pytest.mark.parametrize("text", ["1970-01-01", "2199-12-31"])
+def test_start_date_may_be_any_job_date_a_snapshot_carries(text: str) -> None:
+    assert parse(with_changes(("start_date", text))).start_date == date.fromisoformat(text)
 
 
 @pytest.mark.parametrize(

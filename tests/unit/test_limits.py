@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+
+import pytest
 
 from shared.limits import (
     INT64_MAX,
     MAX_DOCUMENT_BYTES,
+    MAX_TEXT_BYTES,
+    UNINDEXED_FIELDS,
+    date_problem,
     document_problems,
     document_size,
     name_size,
@@ -48,3 +53,25 @@ def test_time_window():
     assert time_problem(ZERO_TIME)
     assert time_problem(ZERO_TIME, zero_allowed=True) is None
 
+
+
+def test_job_dates_are_the_days_of_the_time_window():
+    assert date_problem(date(1970, 1, 1)) is None
+    assert date_problem(date(2199, 12, 31)) is None
+    assert date_problem(date(1969, 12, 31)) == (
+        "job date 1969-12-31 is outside the dates the tracker accepts: 1970-01-01 up to,"
+        " not including, 2200-01-01")
+    assert date_problem(date(2200, 1, 1))
+    assert date_problem(date(1, 1, 1))
+
+
+@pytest.mark.parametrize("field", sorted(UNINDEXED_FIELDS))
+def test_texts_of_the_longest_accepted_size_fit_in_every_unindexed_field(field):
+    text = "é" * (MAX_TEXT_BYTES // 2)
+    assert document_problems({field: {"a": {"b": {"3": {"detail": text}}}}}, 100) == []
+
+
+def test_the_hot_paths_live_details_are_unindexed():
+    # live.{run}.entries.{index}.detail holds a parser's detail of up to MAX_TEXT_BYTES
+    detail = {"live": {"0a1b2c3d": {"entries": {"3": {"detail": "x" * MAX_TEXT_BYTES}}}}}
+    assert document_problems(detail, 100) == []

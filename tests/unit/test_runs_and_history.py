@@ -16,6 +16,7 @@ from shared.model import (
     Job,
     RunId,
     State,
+    StateInfo,
     Status,
     new_run,
 )
@@ -105,6 +106,40 @@ def test_old_details_are_cut_and_recent_ones_kept_whole() -> None:
         HISTORY_KEEP - HISTORY_FULL_DETAILS)
     assert lengths[-HISTORY_FULL_DETAILS:-1] == [4000] * (HISTORY_FULL_DETAILS - 1)
     assert status.history[1].detail.endswith("…")
+
+
+def test_a_new_state_cuts_every_old_detail_not_only_the_latest_aged_one() -> None:
+    entries = [StateInfo(State.PARSING if n % 2 else State.PARSE_ERROR, at(n), at(n), "d" * 4000)
+               for n in range(1, 30)]
+    status = Status([StateInfo(State.INIT, T0, T0, "first"), *entries])
+    status.new_state(State.FAILED, at(40))
+    lengths = [len(e.detail) for e in status.history]
+    assert lengths[1:-HISTORY_FULL_DETAILS] == [OLD_DETAIL_LENGTH] * (
+        len(status.history) - 1 - HISTORY_FULL_DETAILS)
+    assert lengths[-HISTORY_FULL_DETAILS:-1] == [4000] * (HISTORY_FULL_DETAILS - 1)
+
+
+@pytest.mark.parametrize(("entries", "dropped"), [
+    pytest.param(1 + HISTORY_KEEP, 0, id="exactly full"),
+    pytest.param(2 + HISTORY_KEEP, 1, id="one over"),
+    pytest.param(3000, 3000 - 1 - HISTORY_KEEP, id="a long Go history"),
+])
+def test_bounding_a_given_history_keeps_the_first_and_the_latest(entries: int,
+                                                                  dropped: int) -> None:
+    history = [StateInfo(State.INIT, T0, T0, "i" * 500)] + [
+        StateInfo(State.PARSING if n % 2 else State.PARSE_ERROR, at(n), at(n), f"{n:05d}" * 100)
+        for n in range(1, entries)]
+    status = Status(list(history))
+    status.bound_history()
+    assert status.dropped == dropped and len(status.history) == min(entries, 1 + HISTORY_KEEP)
+    assert status.history[0] == history[0]  # the first entry whole
+    assert status.history[-HISTORY_FULL_DETAILS:] == history[-HISTORY_FULL_DETAILS:]
+    for kept, given in zip(status.history[1:-HISTORY_FULL_DETAILS],
+                           history[dropped + 1:-HISTORY_FULL_DETAILS], strict=True):
+        assert kept.detail == given.detail[:OLD_DETAIL_LENGTH - 1] + "…"
+        assert (kept.state, kept.start) == (given.state, given.start)
+    status.bound_history()
+    assert status.dropped == dropped  # bounding again changes nothing
 
 
 # --- The document: absolute indexes and live values ---------------------------------

@@ -14,6 +14,9 @@ from shared.model import UTC, ZERO_TIME, Datasets, Job, RunId, State, StateInfo,
 from shared.schemas import (
     MAX_DETAIL_LENGTH,
     MISSING,
+    AdminCancelReprocessParams,
+    AdminJobParams,
+    AdminReprocessParams,
     ErrorParams,
     HeartbeatParams,
     JobSchema,
@@ -454,3 +457,30 @@ def test_status_dump_model_object() -> None:
 def test_status_load_rejects(change: dict[str, Any], field: str) -> None:
     data = {**SAMPLE_STATUS_DUMP, **change}
     assert set(load_errors(StatusSchema(), data)) == {field}
+
+
+# --- Job dates: every source within the window a snapshot carries ---------------------
+
+
+@pytest.mark.parametrize("schema", [AdminReprocessParams(), AdminCancelReprocessParams()])
+@pytest.mark.parametrize(("first", "last", "field"), [
+    ("1960-01-01", "2019-01-01", "from"),
+    ("1969-12-31", "1970-01-01", "from"),
+    ("2019-01-01", "2200-01-01", "to"),
+])
+def test_reprocess_dates_outside_the_window_are_refused(schema: Schema, first: str, last: str,
+                                                         field: str) -> None:
+    messages = load_errors(schema, {"from": first, "to": last})
+    assert list(messages) == [field]
+    assert "is outside the dates the tracker accepts: 1970-01-01 up to, not including, " \
+        "2200-01-01" in messages[field][0]
+
+
+def test_reprocess_dates_at_the_window_edges_are_accepted() -> None:
+    loaded = AdminReprocessParams().load({"from": "1970-01-01", "to": "2199-12-31"})
+    assert (loaded["first"], loaded["last"]) == (date(1970, 1, 1), date(2199, 12, 31))
+
+
+def test_an_admin_id_before_1970_is_refused() -> None:
+    messages = load_errors(AdminJobParams(), {"id": "archive-x/ndt/ndt7/19691231"})
+    assert "job date 1969-12-31 is outside" in messages["id"][0]
