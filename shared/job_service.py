@@ -26,6 +26,7 @@ cycle round without a hand-out rests for the config's polling interval.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from collections.abc import Callable, Iterable
@@ -63,10 +64,7 @@ REPROCESS = "reprocess"
 #: The pause target that stops the historical stream (sources are paused by ``experiment/datatype``).
 HISTORICAL = "historical"
 
-#: The page of owed runs one query reads while some source is paused (theirs are paged past).
-PAUSED_SCAN = 100
-
-#: Pages of owed runs one request reads at most per query.
+#: Pages of owed runs one request reads at most per query (while no source is paused).
 OWED_PAGES = 10
 
 #: Who drops an owed run whose source left the config or whose files are gone (on the job's audit).
@@ -148,44 +146,56 @@ class JobService:
         Three queries, each read a page at a time: complete jobs owed a
         re-offer, failed jobs not retried automatically but owed one, then
         failed jobs due a retry (as their re-offer if they owe one, else
-        ``retry/N``); within a page the newest date first. A paused source's
-        runs are paged past (at most :data:`OWED_PAGES` pages a query). A run
-        whose source is no longer in the config, or whose prefix holds no
-        files, is dropped (:meth:`_check_owed`), so it never fills a page.
-        Returns the job handed out (or None) and the GCS checks made.
+        ``retry/N``); within a page the newest date first. While a source is
+        paused, the queries ask for each unpaused source of the config in
+        turn (one page each), so however many runs a paused source owes, the
+        others' are found. A run whose source is no longer in the config, or
+        whose prefix holds no files, is dropped (:meth:`_check_owed`), so it
+        never fills a page. Returns the job handed out (or None) and the GCS
+        checks made.
         """
         now = self.clock()
-        size = PAUSED_SCAN if paused - {HISTORICAL} else REOFFER_BATCH
-        queries: tuple[tuple[Callable[[JobRecord | None], Iterable[JobRecord]], bool], ...] = (
-            (lambda after: self.tracker.pending_reoffers(size, after), False),
-            (lambda after: self.tracker.unretried_reoffers(size, after), False),
-            (lambda after: self.tracker.retryable(now, size, after), True),
-        )
+        if paused - {HISTORICAL}:
+            scopes: list[tuple[str, str] | None] = list(dict.fromkeys(
+                (s.experiment, s.datatype) for s in self.config.sources
+                if source_name(s) not in paused))
+            pages = 1
+        else:
+            scopes, pages = [None], OWED_PAGES
         steps = 0
-        for query, retry in queries:
-            after: JobRecord | None = None
-            for _ in range(OWED_PAGES):
-                page = list(query(after))
-                for record in sorted(page, key=lambda r: r.job.date, reverse=True):
-                    if source_name(record.job) in paused:
-                        continue
-                    if steps >= self.max_steps:
-                        return None, steps
-                    offer = record.reoffer or (f"{RETRY}/{record.attempts + 1}" if retry else "")
-                    steps += 1
-                    job = self._check_owed(record, offer)
-                    if job is None:
-                        continue
-                    try:
-                        started = self.tracker.add_job(job, offer)
-                    except JobAlreadyExists:
-                        continue  # another caller restarted it first
-                    log.info("handing out %s again as %s, attempt %d", started.key, offer,
-                             started.attempts)
-                    return started, steps
-                if len(page) < size:
-                    break
-                after = page[-1]
+        for scope in scopes:
+            queries: tuple[tuple[Callable[[JobRecord | None], Iterable[JobRecord]], bool], ...] = (
+                (functools.partial(self.tracker.pending_reoffers, REOFFER_BATCH, source=scope),
+                 False),
+                (functools.partial(self.tracker.unretried_reoffers, REOFFER_BATCH, source=scope),
+                 False),
+                (functools.partial(self.tracker.retryable, now, REOFFER_BATCH, source=scope), True),
+            )
+            for query, retry in queries:
+                after: JobRecord | None = None
+                for _ in range(pages):
+                    page = list(query(after))
+                    for record in sorted(page, key=lambda r: r.job.date, reverse=True):
+                        if source_name(record.job) in paused:
+                            continue
+                        if steps >= self.max_steps:
+                            return None, steps
+                        offer = record.reoffer or (f"{RETRY}/{record.attempts + 1}" if retry
+                                                   else "")
+                        steps += 1
+                        job = self._check_owed(record, offer)
+                        if job is None:
+                            continue
+                        try:
+                            started = self.tracker.add_job(job, offer)
+                        except JobAlreadyExists:
+                            continue  # another caller restarted it first
+                        log.info("handing out %s again as %s, attempt %d", started.key, offer,
+                                 started.attempts)
+                        return started, steps
+                    if len(page) < REOFFER_BATCH:
+                        break
+                    after = page[-1]
         return None, steps
 
     def _check_owed(self, record: JobRecord, offer: str) -> Job | None:

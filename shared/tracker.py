@@ -107,6 +107,14 @@ def log_state_change(key: str, old: State | None, new: State, detail: str = "") 
                     "new_state": new.value, **({"detail": detail} if detail else {})})
 
 
+def _of_source(source: tuple[str, str] | None) -> dict[str, str] | None:
+    """The equality filters that select the jobs of ``source`` (experiment, datatype); None: all."""
+    if source is None:
+        return None
+    experiment, datatype = source
+    return {"experiment": experiment, "datatype": datatype}
+
+
 class _StillAlive(Exception):
     """Aborts an expiry transaction: the job showed life since the query."""
 
@@ -212,17 +220,23 @@ class Tracker:
             raise JobNotFound(key) from None
         log.info("job %s is in flight; %s will offer it again when it ends", key, offer)
 
-    def pending_reoffers(self, limit: int, after: JobRecord | None = None) -> Iterator[JobRecord]:
-        """Stream complete jobs that wait to be offered again, a page after ``after``."""
-        return self.store.query_reoffers(State.COMPLETE, limit, after)
+    def pending_reoffers(self, limit: int, after: JobRecord | None = None,
+                         source: tuple[str, str] | None = None) -> Iterator[JobRecord]:
+        """Stream complete jobs that wait to be offered again, a page after ``after``.
 
-    def unretried_reoffers(self, limit: int, after: JobRecord | None = None
-                           ) -> Iterator[JobRecord]:
+        ``source``: only jobs of this (experiment, datatype).
+        """
+        return self.store.query_reoffers(State.COMPLETE, limit, after, equal=_of_source(source))
+
+    def unretried_reoffers(self, limit: int, after: JobRecord | None = None,
+                           source: tuple[str, str] | None = None) -> Iterator[JobRecord]:
         """Stream failed jobs that are not retried automatically but wait to be offered again.
 
-        A failed job with a retry time comes with :meth:`retryable` once it is due.
+        A failed job with a retry time comes with :meth:`retryable` once it is
+        due. ``source``: only jobs of this (experiment, datatype).
         """
-        return self.store.query_reoffers(State.FAILED, limit, after, no_retry=True)
+        return self.store.query_reoffers(State.FAILED, limit, after, no_retry=True,
+                                         equal=_of_source(source))
 
     def drop_owed(self, key: str, owed: JobRecord, why: str, who: str) -> bool:
         """Drop the run the ended job ``owed`` (a re-offer, a retry), recording ``why`` on its audit.
@@ -448,10 +462,14 @@ class Tracker:
                                        equal={"reoffer": ""})
         return sum(self.store.delete_if_unchanged(r) for r in done if not r.reoffer)
 
-    def retryable(self, now: datetime, limit: int, after: JobRecord | None = None
-                  ) -> list[JobRecord]:
-        """Return failed jobs whose backoff has passed, earliest due first, a page after ``after``."""
-        return list(self.store.query_before([State.FAILED], "retry_at", now + _TICK, limit, after))
+    def retryable(self, now: datetime, limit: int, after: JobRecord | None = None,
+                  source: tuple[str, str] | None = None) -> list[JobRecord]:
+        """Return failed jobs whose backoff has passed, earliest due first, a page after ``after``.
+
+        ``source``: only jobs of this (experiment, datatype).
+        """
+        return list(self.store.query_before([State.FAILED], "retry_at", now + _TICK, limit, after,
+                                            equal=_of_source(source)))
 
     def leasable(self, states: list[State], now: datetime, limit: int,
                  after: JobRecord | None = None) -> Iterator[JobRecord]:

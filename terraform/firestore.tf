@@ -30,6 +30,10 @@ locals {
     jobs_state_date       = { collection = var.jobs_collection, fields = ["state", "date"] }
     jobs_experiment_date  = { collection = var.jobs_collection, fields = ["experiment", "date"] }
     jobs_datatype_date    = { collection = var.jobs_collection, fields = ["datatype", "date"] }
+    # The owed runs of one source, read while another source is paused.
+    jobs_source_reoffer   = { collection = var.jobs_collection, fields = ["experiment", "datatype", "state", "reoffer"] }
+    jobs_source_failed    = { collection = var.jobs_collection, fields = ["experiment", "datatype", "state", "retry_at", "reoffer"] }
+    jobs_source_retry     = { collection = var.jobs_collection, fields = ["experiment", "datatype", "state", "retry_at"] }
     reprocess_source_rank = { collection = "reprocess", fields = ["source", "rank"] }
   }
 

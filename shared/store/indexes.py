@@ -22,5 +22,12 @@ INDEXES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     (JOBS_COLLECTION, (("state", "ASCENDING"), ("date", "ASCENDING"))),
     (JOBS_COLLECTION, (("experiment", "ASCENDING"), ("date", "ASCENDING"))),
     (JOBS_COLLECTION, (("datatype", "ASCENDING"), ("date", "ASCENDING"))),
+    # The owed runs of one source, read while another source is paused.
+    (JOBS_COLLECTION, (("experiment", "ASCENDING"), ("datatype", "ASCENDING"),
+                       ("state", "ASCENDING"), ("reoffer", "ASCENDING"))),
+    (JOBS_COLLECTION, (("experiment", "ASCENDING"), ("datatype", "ASCENDING"),
+                       ("state", "ASCENDING"), ("retry_at", "ASCENDING"), ("reoffer", "ASCENDING"))),
+    (JOBS_COLLECTION, (("experiment", "ASCENDING"), ("datatype", "ASCENDING"),
+                       ("state", "ASCENDING"), ("retry_at", "ASCENDING"))),
     (REPROCESS_COLLECTION, (("source", "ASCENDING"), ("rank", "ASCENDING"))),
 )

@@ -305,13 +305,18 @@ class JobStore:
         self._update(key, {"reoffer": offer}, IDEMPOTENT_WRITE_RETRY)
 
     def query_reoffers(self, state: State, limit: int, after: JobRecord | None = None,
-                       no_retry: bool = False) -> Iterator[JobRecord]:
+                       no_retry: bool = False, equal: Mapping[str, Any] | None = None
+                       ) -> Iterator[JobRecord]:
         """Stream jobs in ``state`` that wait to be offered again, by re-offer then key.
 
         ``after``: the last job of the previous page. ``no_retry``: only jobs
         without a retry time (a failed job that is not retried automatically).
+        ``equal``: fields that must have the given values (``experiment`` and
+        ``datatype`` together have their indexes).
         """
         query = self.collection.where(filter=FieldFilter("state", "==", state.value))
+        for name, value in (equal or {}).items():
+            query = query.where(filter=FieldFilter(name, "==", value))
         if no_retry:
             query = query.where(filter=FieldFilter("retry_at", "==", None))
         query = query.where(filter=FieldFilter("reoffer", ">", ""))
@@ -326,7 +331,8 @@ class JobStore:
         ``field`` is ``last_activity``, ``last_update``, ``retry_at`` or ``lease_until`` (each has an index
         with ``state``); jobs whose field is null never match. ``after``: the
         last job of the previous page. ``equal``: fields that must have the
-        given values (``reoffer`` with ``last_update`` has its index).
+        given values (``reoffer`` with ``last_update``, and ``experiment`` and
+        ``datatype`` together with ``retry_at``, have their indexes).
         """
         query = self._in_states(states)
         for name, value in (equal or {}).items():
