@@ -18,12 +18,13 @@ writes nothing. Parsers (``by=Role.PARSER``) may only set the states they own
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from shared import transitions
-from shared.errors import JobAlreadyExists, JobNotFound, StaleRun
+from shared.errors import JobAlreadyExists, JobNotFound, StaleRun, StoreUnavailable
 from shared.gotime import format_duration, format_time
 from shared.limits import MAX_CLOCK_SKEW
 from shared.model import KEEP_DETAIL, UTC, Job, State, Status, utcnow
@@ -414,12 +415,17 @@ class Tracker:
             (self.store.query_after(in_flight, "last_activity", ahead, limit),
              lambda rec: self._expired_ahead(rec, ahead)),
         ):
-            for stale in query:
+            found = list(query)
+            random.shuffle(found)  # overlapping runs then mostly take different jobs first
+            for stale in found:
                 try:
                     self._transact(stale.key, check)
                     expired.append(stale.key)
                 except (_StillAlive, JobNotFound):
                     continue
+                except StoreUnavailable as exc:  # this job alone: the next run looks again
+                    log.warning("job %s not expired this run: %s", stale.key, exc,
+                                extra={"job": stale.key})
         return expired
 
     def _expired(self, rec: JobRecord, cutoff: datetime) -> JobRecord:
