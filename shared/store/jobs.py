@@ -108,6 +108,7 @@ class JobStore:
         progress = self._ref(key).collection(PROGRESS_COLLECTION)
         return [progress.document(shard_id(run, n)) for n in range(PROGRESS_SHARDS)]
 
+    @_guarded
     def _read_shards(self, key: str, run: str, transaction: Any = None) -> list[dict[str, Any]]:
         """Read the progress shards of ``run`` (:data:`PROGRESS_SHARDS` reads)."""
         snaps = self.client.get_all(self._shard_refs(key, run), transaction=transaction)

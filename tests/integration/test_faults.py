@@ -176,6 +176,8 @@ def _expire(http: Any, tracker: Any) -> int:
     except StoreUnavailable:
         return 503
     assert expired in ([KEY], [])  # [] once it has been expired
+    if not expired and tracker.get_status(KEY).state is not State.FAILED:
+        return 503  # its transaction failed: left, unwritten, to the next run (which goes on)
     return 200
 
 
