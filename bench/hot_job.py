@@ -45,8 +45,8 @@ if str(ROOT) not in sys.path:
 
 from bench.hot_path import (  # noqa: E402
     EMULATOR_LOG,
-    RESULTS_DIR,
     Latencies,
+    RESULTS_DIR,
     _f,
     _progress,
     bench_job,
@@ -54,10 +54,8 @@ from bench.hot_path import (  # noqa: E402
     heartbeat_path,
     machine_facts,
     make_caller,
-    publish,
-    run_on_emulator,
+    run_measured,
     update_path,
-    wipe_external,
 )
 from local.emulator import free_port  # noqa: E402
 
@@ -343,17 +341,9 @@ def measure(args: argparse.Namespace, stack: ExitStack, host: str, own_emulator:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, write the JSON; return the exit status."""
-    args = parse_args(argv)
-    started = time.perf_counter()
-    projects: list[str] = []
-    report = run_on_emulator(
-        lambda stack, host, own: measure(args, stack, host, own, projects),
-        wipe_external(projects), EMULATOR_LOG)
-    if report is None:
-        return 130
-    publish(report, args.json, started, render)
-    bad = [r for r in report["scenarios"] if r["errors"] or not r["update_count_exact"]]
-    return 1 if bad else 0
+    return run_measured(parse_args(argv), measure, render, EMULATOR_LOG, lambda report: (
+        "a scenario had errors or an inexact UpdateCount"
+        if any(r["errors"] or not r["update_count_exact"] for r in report["scenarios"]) else None))
 
 
 if __name__ == "__main__":

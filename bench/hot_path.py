@@ -779,6 +779,30 @@ def wipe_external(projects: Iterable[str]) -> Callable[[str, bool], None]:
     return cleanup
 
 
+#: A benchmark's measurement: (args, stack, emulator host, own emulator?, projects to wipe) → report.
+Measure = Callable[[Any, Any, str, bool, list[str]], dict[str, Any]]
+
+
+def run_measured(args: Any, measure: Measure, render_report: Callable[[dict[str, Any]], str],
+                 emulator_log: Path, failure: Callable[[dict[str, Any]], str | None]) -> int:
+    """Run ``measure`` on an emulator (its projects wiped after), publish the report; the exit status.
+
+    130 if interrupted; 1, after saying why, if ``failure`` names a problem in the report; else 0.
+    """
+    started = time.perf_counter()
+    projects: list[str] = []
+    report = run_on_emulator(lambda stack, host, own: measure(args, stack, host, own, projects),
+                             wipe_external(projects), emulator_log)
+    if report is None:
+        return 130
+    publish(report, args.json, started, render_report)
+    problem = failure(report)
+    if problem:
+        _progress(problem)
+        return 1
+    return 0
+
+
 @contextmanager
 def emulator_host(log_path: Path = EMULATOR_LOG) -> Iterator[tuple[str, FirestoreEmulator | None]]:
     """Yield the emulator's host:port, starting (and finally stopping) one if none is configured.

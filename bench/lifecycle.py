@@ -45,16 +45,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.hot_path import (  # noqa: E402
-    RESULTS_DIR,
     Latencies,
+    RESULTS_DIR,
     _f,
     _progress,
     bench_floor,
     deferred_interrupts,
     machine_facts,
-    publish,
-    run_on_emulator,
-    wipe_external,
+    run_measured,
 )
 from bench.next_job import (  # noqa: E402
     NO_JOB_FOUND,
@@ -453,17 +451,10 @@ def measure(args: argparse.Namespace, stack: ExitStack, host: str, own_emulator:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, write the JSON; return the exit status."""
-    args = parse_args(argv)
-    started = time.perf_counter()
-    projects: list[str] = []
-    report = run_on_emulator(
-        lambda stack, host, own: measure(args, stack, host, own, projects),
-        wipe_external(projects), EMULATOR_LOG)
-    if report is None:
-        return 130
-    publish(report, args.json, started, render)
-    bad = [r for r in report["levels"] if r["duplicates"] or r["completed"] != r["jobs"]]
-    return 1 if bad else 0
+    return run_measured(parse_args(argv), measure, render, EMULATOR_LOG, lambda report: (
+        "a job was handed out twice or not completed"
+        if any(r["duplicates"] or r["completed"] != r["jobs"] for r in report["levels"])
+        else None))
 
 
 if __name__ == "__main__":

@@ -52,17 +52,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.hot_path import (  # noqa: E402
-    RESULTS_DIR,
     Latencies,
+    RESULTS_DIR,
     RequestsCaller,
     _f,
     _progress,
     deferred_interrupts,
     machine_facts,
-    publish,
-    run_on_emulator,
+    run_measured,
     timed_window,
-    wipe_external,
 )
 from local.emulator import free_port  # noqa: E402
 from local.gcs_emulator import GcsEmulator, find_binary, seed  # noqa: E402
@@ -726,20 +724,8 @@ def measure(args: argparse.Namespace, stack: ExitStack, host: str, own_emulator:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the tables, write the JSON; return the exit status."""
-    args = parse_args(argv)
-    started = time.perf_counter()
-    projects: list[str] = []
-    report = run_on_emulator(
-        lambda stack, host, own: measure(args, stack, host, own, projects),
-        wipe_external(projects), EMULATOR_LOG)
-    if report is None:
-        return 130
-
-    publish(report, args.json, started, render)
-    if any(r["duplicates"] for r in report["http"]):
-        _progress("a job was handed out twice")
-        return 1
-    return 0
+    return run_measured(parse_args(argv), measure, render, EMULATOR_LOG, lambda report: (
+        "a job was handed out twice" if any(r["duplicates"] for r in report["http"]) else None))
 
 
 if __name__ == "__main__":
