@@ -109,18 +109,25 @@ class JobStore:
         return [progress.document(shard_id(run, n)) for n in range(PROGRESS_SHARDS)]
 
     @_guarded
-    def _read_shards(self, key: str, run: str, transaction: Any = None) -> list[dict[str, Any]]:
-        """Read the progress shards of ``run`` (:data:`PROGRESS_SHARDS` reads)."""
-        snaps = self.client.get_all(self._shard_refs(key, run), transaction=transaction)
-        self.stats.add(reads=PROGRESS_SHARDS)
-        return [data for snap in snaps if (data := snap.to_dict()) is not None]
+    def _read_shards(self, key: str, run: str) -> list[dict[str, Any]]:
+        """Read the progress shards ``run`` has written (one query: as many reads as shards, at least one).
+
+        A query rather than a lookup of every possible shard: most runs write
+        few shards or none, and Firestore bills a lookup of a missing document
+        as a read but a query by the documents it returns (one when none).
+        """
+        query = (self._ref(key).collection(PROGRESS_COLLECTION)
+                 .where(filter=FieldFilter("run", "==", run)))
+        shards = [data for snap in query.stream() if (data := snap.to_dict()) is not None]
+        self.stats.add(reads=max(1, len(shards)))
+        return shards
 
     @_guarded
     def get(self, key: str, progress: bool = False) -> JobRecord | None:
         """Return the job's record, or None if there is no such job (one read).
 
-        ``progress``: also read the run's progress shards
-        (:data:`PROGRESS_SHARDS` more reads), so the update count, detail and
+        ``progress``: also read the run's progress shards (one query, a read
+        per shard written and at least one), so the update count, detail and
         activity times are exact rather than as of the document's last write.
         """
         snap = self._ref(key).get()
