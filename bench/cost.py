@@ -2,8 +2,10 @@
 
 Operation counts per job and per archive come from the benchmarks' results
 (``bench/results/lifecycle.json``: reads, writes and GCS lists per job's
-lifecycle; ``bench/results/postprocess.json``: reads and writes per job's
-post-processing chain) when they exist, else from :data:`COUNTED` (the same
+lifecycle, its archives' calls taken off; ``bench/results/hot_job.json``: reads,
+writes and requests per archive at m-lab's fan-out, 100 tasks a job;
+``bench/results/postprocess.json``: reads and writes per job's post-processing
+chain) when they exist, else from :data:`COUNTED` (the same
 counts, as measured and quoted in the README). Everything else is an
 assumption named in :data:`SCALE` and :data:`PRICES`; change them there.
 
@@ -25,6 +27,12 @@ from typing import Any
 from bench.hot_path import RESULTS_DIR, publish
 
 RESULTS_JSON = RESULTS_DIR / "cost.json"
+
+#: The hot-job scenario whose per-archive counts the table uses (8 jobs × 100 tasks).
+MLAB_SHAPE = "m-lab shape"
+
+#: The next-job benchmark's row of a "no job" answer while the stream rests.
+RESTING = "no job, every candidate out, stream resting"
 DAYS_PER_MONTH = 30
 
 
@@ -34,7 +42,7 @@ class Counted:
 
     #: One job's lifecycle without its archives (next, ``parsing``, ``postProcessing``):
     #: lifecycle's per-job figures less its archives' heartbeats and updates.
-    job_reads: float = 5.8
+    job_reads: float = 7.0
     job_writes: float = 5.0
     job_gcs_lists: float = 1.31
     #: Post-processing, postProcessing to complete (14 visits).
@@ -42,18 +50,18 @@ class Counted:
     postprocess_writes: float = 29.0
     #: Clean-up of a complete job by ``maintain``.
     cleanup_deletes: float = 1.0
-    #: Per archive: a heartbeat and an update, each reading the job document once and
-    #: writing once, to the job document or (within a second of its last write) to a
-    #: progress shard; the folding of shards adds at most ~1 job-document write a second
-    #: per active job, counted in ``fold_writes_per_job_second``.
+    #: Per archive at m-lab's fan-out (100 tasks on a job, 10 finishing a second): an
+    #: update (one read; one write, to the job document at most once a second, else a
+    #: progress shard, whose writer reads the job once more) and its heartbeat (one read;
+    #: coalesced, no write). Shard sums and state-change folds are in these counts.
     archive_requests: float = 2.0
-    archive_reads: float = 2.0
-    archive_writes: float = 2.0
-    fold_writes_per_job_second: float = 1.0
-    #: A ``next`` answering "no job" (at most a handful of reads and writes, 2 GCS lists).
-    idle_next_reads: float = 5.0
-    idle_next_writes: float = 2.0
-    idle_next_gcs_lists: float = 2.0
+    archive_reads: float = 3.0
+    archive_writes: float = 1.0
+    #: A ``next`` answering "no job" while every job is in flight and the stream rests: the two
+    #: stream cursors, the three owed-run queries (one read each when empty) and the pauses.
+    idle_next_reads: float = 6.0
+    idle_next_writes: float = 0.0
+    idle_next_gcs_lists: float = 0.0
     #: ``/metrics`` and ``/status`` loads: counters kept in shards, a constant read each.
     scrape_reads: float = 40.0
     status_rows: float = 1000.0
@@ -70,7 +78,6 @@ class Scale:
     sources: int = 16  # the production config's sources
     jobs_per_day: float = 1000.0  # 16 daily + historical reprocessing
     archives_per_job: float = 5000.0  # ndt7: ~1,000-10,000 archives a day-job
-    archive_seconds_per_job: float = 500.0  # 5,000 archives at ~10 finishing per second
     parsers: int = 8
     idle_poll_seconds: float = 10.0  # an idle parser asks for a job every 10 s
     idle_fraction: float = 0.5  # of the day a parser waits for work
@@ -130,17 +137,35 @@ SOURCES = {
 
 
 def counted_from_results(results: Path = RESULTS_DIR) -> tuple[Counted, list[str]]:
-    """:data:`COUNTED`, with the per-job counts of this machine's benchmark results if present."""
+    """:data:`COUNTED`, with the per-job and per-archive counts of this machine's benchmark
+    results where present."""
     values, used = asdict(COUNTED), []
     lifecycle = results / "lifecycle.json"
     if lifecycle.exists():
         report = json.loads(lifecycle.read_text())
         per_job = report["per_job"]
-        archives = report.get("config", {}).get("archives", 10)
-        values["job_reads"] = per_job["reads_per_job"] - archives * COUNTED.archive_reads
-        values["job_writes"] = per_job["writes_per_job"] - archives * COUNTED.archive_writes
+        values["job_reads"] = per_job["job_reads_per_job"]
+        values["job_writes"] = per_job["job_writes_per_job"]
         values["job_gcs_lists"] = per_job["gcs_lists_per_job"]
         used.append(str(lifecycle))
+    hot_job = results / "hot_job.json"
+    if hot_job.exists():
+        scenarios = json.loads(hot_job.read_text())["scenarios"]
+        shape = next((s for s in scenarios if s["name"] == MLAB_SHAPE), scenarios[-1])
+        values["archive_reads"] = shape["reads_per_archive"]
+        values["archive_writes"] = shape["writes_per_archive"]
+        values["archive_requests"] = shape["requests_per_archive"]
+        used.append(str(hot_job))
+    next_job = results / "next_job.json"
+    if next_job.exists():
+        resting = [c for c in json.loads(next_job.read_text())["per_call"]
+                   if c["call"] == RESTING]
+        if resting:
+            # The in-process service runs without operator control: add its pauses query.
+            values["idle_next_reads"] = resting[0]["reads"] + resting[0]["queries"] + 1
+            values["idle_next_writes"] = resting[0]["writes"]
+            values["idle_next_gcs_lists"] = resting[0]["gcs_lists"]
+            used.append(str(next_job))
     postprocess = results / "postprocess.json"
     if postprocess.exists():
         series = [s for s in json.loads(postprocess.read_text())["series"]
@@ -165,7 +190,6 @@ def monthly(c: Counted, s: Scale, p: Prices) -> dict[str, Any]:
              + s.scrapes_per_day * d * c.scrape_reads
              + s.status_loads_per_day * d * (c.status_rows + c.scrape_reads))
     writes = (jobs * (c.job_writes + c.postprocess_writes) + archives * c.archive_writes
-              + jobs * s.archive_seconds_per_job * c.fold_writes_per_job_second
               + idle_polls * c.idle_next_writes)
     deletes = jobs * c.cleanup_deletes
     parser_requests = jobs * (3 + s.archives_per_job * c.archive_requests) + idle_polls
@@ -218,8 +242,8 @@ def render(report: dict[str, Any]) -> str:
     j, a = r["per_job"], r["per_archive"]
     lines.append(f"| per job (lifecycle and post-processing) | {j['reads']:.1f} | {j['writes']:.1f}"
                  f" | {j['deletes']:.0f} | {j['gcs_lists']:.2f} | {j['requests']:.0f} |")
-    lines.append(f"| per archive (heartbeat + update) | {a['reads']:.0f} | {a['writes']:.0f} | 0 "
-                 f"| 0 | {a['requests']:.0f} |")
+    lines.append(f"| per archive (heartbeat + update) | {a['reads']:.2f} | {a['writes']:.2f} | 0 "
+                 f"| 0 | {a['requests']:.2f} |")
     lines += ["", (f"Assumed: {s['sources']} sources, {s['jobs_per_day']:,.0f} jobs a day, "
                    f"{s['archives_per_job']:,.0f} archives a job, {s['parsers']} parsers (idle "
                    f"{s['idle_fraction']:.0%} of the day, polling every "

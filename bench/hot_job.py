@@ -89,6 +89,11 @@ class ScenarioResult:
     update: Latencies
     heartbeat: Latencies
     writes_by_kind: dict[str, int] = field(default_factory=dict)
+    #: Firestore operations per archive (an update and its heartbeats), the lag sampler's
+    #: list reads taken off; what the cost table charges per archive.
+    reads_per_archive: float = 0.0
+    writes_per_archive: float = 0.0
+    requests_per_archive: float = 0.0
 
 
 class InProcessServer:
@@ -169,15 +174,16 @@ def parser(sender: Sender, key: str, tasks: int, pace: float, until: float) -> N
 
 
 def sample_lag(base: str, until: float, acked: dict[str, float], lags: list[float],
-               lock: threading.Lock) -> None:
+               lock: threading.Lock, rows: list[int]) -> None:
     """Read the job list until ``until``; note how old each shown detail's acknowledgement
-    was when the list was asked for."""
+    was when the list was asked for, and (in ``rows``) how many job documents the lists read."""
     while time.monotonic() < until:
         asked = time.monotonic()  # the page's own latency is not lag: measured from the request
         with urllib.request.urlopen(f"{base}/status?format=json&state=parsing&limit=1000",
                                     timeout=30) as r:
             jobs = json.load(r)["Jobs"]
         with lock:
+            rows.append(len(jobs))
             for job in jobs:
                 at = acked.get(job["Detail"])
                 if at is not None:
@@ -201,13 +207,16 @@ def scenario(name: str, base: str, store: Any, tracker: Any, first_index: int, j
     lock = threading.Lock()
     pace = tasks / rate  # each slot finishes an archive every pace seconds on average
     before = Counter(store.stats.writes_by_path)
+    reads_before, writes_before = store.stats.reads, store.stats.writes
+    sampled_rows: list[int] = []
     per_second: list[Counter[str]] = []
     begin = time.monotonic()
     until = begin + seconds
     sender = Sender(base, SENDERS_PER_JOB * jobs, calls, acked, errors, lock)
     threads = [threading.Thread(target=parser, args=(sender, key, tasks, pace, until))
                for key in keys]
-    threads.append(threading.Thread(target=sample_lag, args=(base, until, acked, lags, lock)))
+    threads.append(threading.Thread(target=sample_lag, args=(base, until, acked, lags, lock,
+                                                              sampled_rows)))
     for t in threads:
         t.start()
     last = Counter(store.stats.writes_by_path)
@@ -219,6 +228,8 @@ def scenario(name: str, base: str, store: Any, tracker: Any, first_index: int, j
     sender.close()
     elapsed = time.monotonic() - begin
     during = Counter(store.stats.writes_by_path) - before
+    reads = store.stats.reads - reads_before - sum(sampled_rows)
+    writes = store.stats.writes - writes_before
 
     counts = {k: tracker.get_status(k).update_count for k in keys}
     # Details do not name the job: the exact view (shards read) gives each job's share,
@@ -238,14 +249,15 @@ def scenario(name: str, base: str, store: Any, tracker: Any, first_index: int, j
         if stored is None or stored.status.update_count != want:
             misses.append(f"{key}: {stored and stored.status.update_count} != {want}")
     total_acked = len(calls["update"]) - sum(e.startswith("update") for e in errors)
+    heartbeats = len(calls["heartbeat"]) - sum(e.startswith("heartbeat") for e in errors)
+    archives = max(total_acked, 1)
     if sum(acked_per_key.values()) != total_acked:
         misses.append(f"exact view counted {sum(acked_per_key.values())} updates, "
                       f"{total_acked} acknowledged")
     return ScenarioResult(
         name=name, jobs=jobs, tasks_per_job=tasks, target_completions_per_s=rate,
         seconds=elapsed, updates_acknowledged=total_acked,
-        heartbeats_acknowledged=len(calls["heartbeat"]) - sum(
-            e.startswith("heartbeat") for e in errors),
+        heartbeats_acknowledged=heartbeats,
         errors=len(errors), busiest_job_doc_writes_per_s=max(doc_rates),
         busiest_job_doc_peak_second=peak,
         busiest_shard_writes_per_s=max(shard_writes, default=0) / elapsed,
@@ -254,6 +266,8 @@ def scenario(name: str, base: str, store: Any, tracker: Any, first_index: int, j
         heartbeat=Latencies.of(calls["heartbeat"]),
         writes_by_kind={"job documents": sum(during[paths[k]] for k in keys),
                         "progress shards": sum(shard_writes)},
+        reads_per_archive=reads / archives, writes_per_archive=writes / archives,
+        requests_per_archive=(total_acked + heartbeats) / archives,
     )
 
 
@@ -269,12 +283,15 @@ def render(report: dict[str, Any]) -> str:
         (f"- Per job: K tasks, each a heartbeat per dispatch and an update per completion, "
          f"R completions/s, over {SENDERS_PER_JOB} connections per job; "
          f"{_f(cfg['seconds'])} s per scenario; server in-process, "
-         f"default heartbeat coalescing. `python -m bench.hot_job`"),
+         f"default heartbeat coalescing. Per archive: the Firestore reads and writes of the "
+         f"scenario (the lag sampler's list reads taken off) and the requests, per update "
+         f"acknowledged. `python -m bench.hot_job`"),
         "",
         ("| scenario | jobs × K | R/s per job | updates acked | errors | busiest job doc "
          "writes/s (peak 1 s) | busiest shard writes/s | UpdateCount exact | list detail lag "
-         "p50/p99 ms | update p50/p99 ms | heartbeat p50/p99 ms |"),
-        "|---|--:|--:|--:|--:|--:|--:|:-:|--:|--:|--:|",
+         "p50/p99 ms | update p50/p99 ms | heartbeat p50/p99 ms | per archive: reads / writes "
+         "/ requests |"),
+        "|---|--:|--:|--:|--:|--:|--:|:-:|--:|--:|--:|--:|",
     ]
     for r in report["scenarios"]:
         lag, up, hb = r["detail_lag"], r["update"], r["heartbeat"]
@@ -285,7 +302,9 @@ def render(report: dict[str, Any]) -> str:
             f"{_f(r['busiest_shard_writes_per_s'], 2)} | "
             f"{'yes' if r['update_count_exact'] else 'NO'} | "
             f"{_f(lag['p50_ms'], 0)} / {_f(lag['p99_ms'], 0)} | "
-            f"{_f(up['p50_ms'])} / {_f(up['p99_ms'])} | {_f(hb['p50_ms'])} / {_f(hb['p99_ms'])} |")
+            f"{_f(up['p50_ms'])} / {_f(up['p99_ms'])} | {_f(hb['p50_ms'])} / {_f(hb['p99_ms'])} | "
+            f"{_f(r.get('reads_per_archive', 0), 2)} / {_f(r.get('writes_per_archive', 0), 2)} / "
+            f"{_f(r.get('requests_per_archive', 0), 2)} |")
     lines += ["", f"Run time: {report['run_seconds']:.1f} s. JSON: {report['json_path']}"]
     return "\n".join(lines)
 

@@ -275,6 +275,9 @@ class PerJobCost:
     reads_per_job: float
     writes_per_job: float
     gcs_lists_per_job: float
+    #: The same less its archives' heartbeats and updates: what a job costs whatever its size.
+    job_reads_per_job: float = 0.0
+    job_writes_per_job: float = 0.0
 
 
 def per_job_cost(fs_client: Any, gcs_client: Any, config: Any, jobs: int,
@@ -290,20 +293,24 @@ def per_job_cost(fs_client: Any, gcs_client: Any, config: Any, jobs: int,
     lister = ArchiveLister(gcs_client)
     tracker = Tracker(store, heartbeat_coalesce=timedelta(0))
     service = JobService(tracker, cursors, lister, config)
-    done = 0
+    done = archive_reads = archive_writes = 0
     for _ in range(jobs):
         record = service.next_job()
         if record is None:
             break
         tracker.set_status(record.key, State.PARSING, "start")
+        reads_before, writes_before = store.stats.reads, store.stats.writes
         for a in range(archives):
             tracker.heartbeat(record.key)
             tracker.set_status(record.key, State.PARSING, f"archive-{a}.tgz")
+        archive_reads += store.stats.reads - reads_before
+        archive_writes += store.stats.writes - writes_before
         tracker.set_status(record.key, State.POST_PROCESSING, "parsed")
         done += 1
     reads = store.stats.reads + cursors.stats.reads
     writes = store.stats.writes + cursors.stats.writes
-    return PerJobCost(done, archives, reads / done, writes / done, lister.calls / done)
+    return PerJobCost(done, archives, reads / done, writes / done, lister.calls / done,
+                      (reads - archive_reads) / done, (writes - archive_writes) / done)
 
 
 # --------------------------------------------------------------------------- output
@@ -346,7 +353,9 @@ def render(report: dict[str, Any]) -> str:
         "",
         (f"Firestore per job (in-process, {cost['jobs']} jobs, {cost['archives']} archives each, "
          f"counted by `StoreStats`): {_f(cost['reads_per_job'], 1)} document reads, "
-         f"{_f(cost['writes_per_job'], 1)} writes, {_f(cost['gcs_lists_per_job'], 2)} GCS lists."),
+         f"{_f(cost['writes_per_job'], 1)} writes, {_f(cost['gcs_lists_per_job'], 2)} GCS lists; "
+         f"less the archives' calls: {_f(cost.get('job_reads_per_job', 0), 1)} reads, "
+         f"{_f(cost.get('job_writes_per_job', 0), 1)} writes."),
         "",
         f"Run time: {report['run_seconds']:.1f} s. JSON: {report['json_path']}",
     ]
