@@ -35,6 +35,8 @@ locals {
     jobs_source_failed    = { collection = var.jobs_collection, fields = ["experiment", "datatype", "state", "retry_at", "reoffer"] }
     jobs_source_retry     = { collection = var.jobs_collection, fields = ["experiment", "datatype", "state", "retry_at"] }
     reprocess_source_rank = { collection = "reprocess", fields = ["source", "rank"] }
+    # The sum of a run's updates over the job's progress shards (a SUM aggregation).
+    progress_run_updates = { collection = "progress", fields = ["run", "updates"] }
   }
 
   # Free-text fields of a job document that no query uses: no single-field index, so a

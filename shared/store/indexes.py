@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.store.jobs import JOBS_COLLECTION
+from shared.store.jobs import JOBS_COLLECTION, PROGRESS_COLLECTION
 from shared.store.reprocess import REPROCESS_COLLECTION
 
 #: Composite indexes the queries of this package need in production Firestore
@@ -30,4 +30,6 @@ INDEXES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     (JOBS_COLLECTION, (("experiment", "ASCENDING"), ("datatype", "ASCENDING"),
                        ("state", "ASCENDING"), ("retry_at", "ASCENDING"))),
     (REPROCESS_COLLECTION, (("source", "ASCENDING"), ("rank", "ASCENDING"))),
+    # The sum of a run's updates over its progress shards (a SUM aggregation).
+    (PROGRESS_COLLECTION, (("run", "ASCENDING"), ("updates", "ASCENDING"))),
 )

@@ -123,6 +123,21 @@ class JobStore:
         return shards
 
     @_guarded
+    def _sum_shard_updates(self, key: str, run: str) -> int:
+        """Return the updates counted on ``run``'s progress shards, summed by Firestore.
+
+        An aggregation query: one read per 1,000 index entries, so however many
+        concurrent callers find the sum due, each costs one read, not one per shard.
+        """
+        query = (self._ref(key).collection(PROGRESS_COLLECTION)
+                 .where(filter=FieldFilter("run", "==", run)))
+        # As in count(): the library's annotations do not match what get() returns.
+        aggregation = cast(AggregationQuery, query.sum("updates", alias="updates"))
+        result = cast("list[list[AggregationResult]]", aggregation.get())
+        self.stats.add(reads=1)
+        return int(result[0][0].value or 0)
+
+    @_guarded
     def get(self, key: str, progress: bool = False) -> JobRecord | None:
         """Return the job's record, or None if there is no such job (one read).
 
@@ -261,7 +276,7 @@ class JobStore:
             "last_activity": now,
         })
         if sum_shards:
-            total = sum(s.get("updates", 0) for s in self._read_shards(key, run))
+            total = self._sum_shard_updates(key, run)
             summed = live_sum_fields(run, total, now)
             fields.update({path: firestore.Maximum(value) if isinstance(value, int) else value
                            for path, value in summed.items()})
