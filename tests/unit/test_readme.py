@@ -18,7 +18,7 @@ README_MAX_LINES = 300
 BENCHMARK_BLOCKS = ("bench", "lifecycle", "scale", "hot_job")
 
 _FENCE = re.compile(r"^\s*```")
-_INLINE_CODE = re.compile(r"`[^`\n]*`")
+_INLINE_CODE = re.compile(r"`[^`]*`")
 _LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 
@@ -37,8 +37,8 @@ def prose(text: str) -> str:
             in_fence = not in_fence
             continue
         if not in_fence:
-            lines.append(_INLINE_CODE.sub("", line))
-    return "\n".join(lines)
+            lines.append(line)
+    return _INLINE_CODE.sub("", "\n".join(lines))
 
 
 def anchors(path: Path) -> set[str]:
