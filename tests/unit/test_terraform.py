@@ -28,7 +28,7 @@ MAIN = ROOT / "functions" / "main.py"
 PARSER_FUNCTIONS = {"api", "next_job", "update", "heartbeat", "error"}
 #: Functions Cloud Scheduler calls; only the scheduler account may invoke them.
 SCHEDULED_FUNCTIONS = {"maintain", "postprocess"}
-#: Post-processing visits per job of the standard chain (README, "Post-processing") and the load.
+#: Post-processing visits per job of the standard chain (docs/design.md) and the load.
 VISITS_PER_JOB, JOBS_PER_DAY = 14, 1_000
 
 
@@ -161,10 +161,11 @@ def test_router_serves_only_the_parser_routes_and_their_document(tf: Config) -> 
 
 
 def test_every_environment_variable_is_documented(tf: Config) -> None:
-    readme = (ROOT / "README.md").read_text().split("## Configuration")[1].split("\n## ")[0]
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    doc = operations.split("## Configuration")[1].split("\n## ")[0]
     set_in_tf = set(re.findall(r"\b([A-Z][A-Z_]+)\s+= ", tf.text))
-    undocumented = {name for name in set_in_tf if f"`{name}`" not in readme}
-    assert not undocumented, f"not in the README's Configuration table: {undocumented}"
+    undocumented = {name for name in set_in_tf if f"`{name}`" not in doc}
+    assert not undocumented, f"not in docs/operations.md's Configuration: {undocumented}"
 
 
 # --- schedules --------------------------------------------------------------------------------
