@@ -25,7 +25,7 @@ def test_ruff_check_finds_nothing() -> None:
 
 
 def test_ruff_format_would_change_nothing() -> None:
-    result = run("ruff", "format", "--check", ".")
+    result = run("ruff", "format", "--check", "--output-format", "concise", ".")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
