@@ -72,7 +72,8 @@ def check_java() -> str:
 
 def _get(url: str, timeout: float = 1.0) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.read().decode()
+        body: bytes = r.read()
+    return body.decode()
 
 
 class EmulatorProcess:
