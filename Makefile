@@ -1,4 +1,4 @@
-# The two commands: `make run` (local stack) and `make test` (the test suite).
+# The two commands: `make run` (local stack) and `make test` (the static checks, then the test suite).
 # Both create the virtualenv .venv from requirements-dev.txt on first use.
 
 PYTHON ?= python3
@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # checkov lives in a virtualenv of its own (requirements-checkov.txt).
 CHECKOV_VENV ?= .venv-checkov
 
-.PHONY: run test package deploy bench bench-next bench-maintenance bench-postprocess bench-lifecycle bench-scale bench-hot-job bench-cold-start bench-cost soak clean
+.PHONY: run lint test package deploy bench bench-next bench-maintenance bench-postprocess bench-lifecycle bench-scale bench-hot-job bench-cold-start bench-cost soak clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,14 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 run: $(VENV)/.installed
 	$(PY) -m local.stack
 
-## test: start the emulators, run every test (the offline deployment checks included), stop the emulators
-test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
+## lint: ruff's rules, ruff's formatting (checked, not applied) and mypy, as configured in pyproject.toml
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+## test: the static checks (make lint), then start the emulators, run every test (the offline deployment checks included), stop the emulators
+test: lint $(VENV)/.installed $(CHECKOV_VENV)/.installed
 	OFFLINE_CHECKS_REQUIRED=1 CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
 
 ## package: build the function source (build/function/) and its zip (build/function.zip) for Terraform

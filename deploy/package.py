@@ -55,9 +55,15 @@ def build(out: Path, root: Path = ROOT) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: build into ``--out`` (default ``build/function``) and print the zip's path."""
-    parser = argparse.ArgumentParser(prog="python -m deploy.package", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "build" / "function",
-                        help="directory to build (default: build/function); the zip is <out>.zip")
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.package", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "build" / "function",
+        help="directory to build (default: build/function); the zip is <out>.zip",
+    )
     args = parser.parse_args(argv)
     print(build(args.out.resolve()))
 

@@ -66,6 +66,7 @@ sys.argv[0] = "bqemulator"
 main()
 """
 
+
 def python() -> str:
     """Return the interpreter that runs the emulator: ``BQEMULATOR_PYTHON`` or this one."""
     return os.environ.get("BQEMULATOR_PYTHON") or sys.executable
@@ -78,17 +79,18 @@ def check_installed(interpreter: str | None = None) -> None:
         import importlib.util
 
         if importlib.util.find_spec(PACKAGE) is None:
-            raise EmulatorError(f"The BigQuery emulator ({PACKAGE}) is not installed. {INSTALL_HINT}")
+            raise EmulatorError(
+                f"The BigQuery emulator ({PACKAGE}) is not installed. {INSTALL_HINT}"
+            )
         return
     try:
-        done = subprocess.run([interpreter, "-c", f"import {PACKAGE}"], check=False,
-                              capture_output=True, timeout=60)
+        done = subprocess.run(
+            [interpreter, "-c", f"import {PACKAGE}"], check=False, capture_output=True, timeout=60
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise EmulatorError(f"cannot run BQEMULATOR_PYTHON={interpreter}: {exc}") from exc
     if done.returncode != 0:
-        raise EmulatorError(
-            f"{PACKAGE} is not importable by {interpreter}. {INSTALL_HINT}"
-        )
+        raise EmulatorError(f"{PACKAGE} is not importable by {interpreter}. {INSTALL_HINT}")
 
 
 def _status(url: str, timeout: float = 1.0) -> int:
@@ -109,11 +111,27 @@ class BqEmulator(EmulatorProcess):
 
     def command(self) -> list[str]:
         """Return the command line that starts this emulator (gRPC on a random free port)."""
-        return [python(), "-c", LAUNCHER, "start",
-                "--rest-host", "127.0.0.1", "--rest-port", str(self.port),
-                "--grpc-host", "127.0.0.1", "--grpc-port", "0",
-                "--ephemeral", "--project", DEMO_PROJECT,
-                "--log-format", "console", "--log-level", "warning"]
+        return [
+            python(),
+            "-c",
+            LAUNCHER,
+            "start",
+            "--rest-host",
+            "127.0.0.1",
+            "--rest-port",
+            str(self.port),
+            "--grpc-host",
+            "127.0.0.1",
+            "--grpc-port",
+            "0",
+            "--ephemeral",
+            "--project",
+            DEMO_PROJECT,
+            "--log-format",
+            "console",
+            "--log-level",
+            "warning",
+        ]
 
     def environment(self) -> dict[str, str]:
         """Return the process environment: ours plus the emulator's offline settings."""
@@ -143,5 +161,6 @@ def client(url: str, project: str = DEMO_PROJECT) -> bigquery.Client:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery
 
-    return bigquery.Client(project=project, credentials=AnonymousCredentials(),
-                           client_options={"api_endpoint": url})
+    return bigquery.Client(
+        project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": url}
+    )

@@ -71,8 +71,9 @@ def check_java() -> str:
 
 
 def _get(url: str, timeout: float = 1.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (loopback only)
-        return r.read().decode()
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        body: bytes = r.read()
+    return body.decode()
 
 
 class EmulatorProcess:
@@ -132,8 +133,12 @@ class EmulatorProcess:
         log: IO[bytes] | None = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
-                cmd, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                env=self.environment(), cwd=self.cwd(), start_new_session=True,
+                cmd,
+                stdout=log or subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+                env=self.environment(),
+                cwd=self.cwd(),
+                start_new_session=True,
             )
         except OSError as exc:
             raise EmulatorError(f"cannot run {cmd[0]}: {exc}") from exc
@@ -185,8 +190,16 @@ class FirestoreEmulator(EmulatorProcess):
 
     def command(self) -> list[str]:
         """Return the java command line that runs the emulator's jar."""
-        return [check_java(), "-Xmx512m", "-cp", str(find_jar()), _MAIN, "start",
-                "--host=127.0.0.1", f"--port={self.port}"]
+        return [
+            check_java(),
+            "-Xmx512m",
+            "-cp",
+            str(find_jar()),
+            _MAIN,
+            "start",
+            "--host=127.0.0.1",
+            f"--port={self.port}",
+        ]
 
     def is_ready(self) -> bool:
         """The emulator answers ``Ok`` on ``/``."""
@@ -198,13 +211,13 @@ class FirestoreEmulator(EmulatorProcess):
             f"{self.url}/emulator/v1/projects/{project}/databases/(default)/documents",
             method="DELETE",
         )
-        urllib.request.urlopen(req, timeout=10).close()  # noqa: S310
+        urllib.request.urlopen(req, timeout=10).close()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the emulator to shut down (``POST /shutdown``), then stop the process."""
         if self.running:
             try:
-                urllib.request.urlopen(  # noqa: S310
+                urllib.request.urlopen(
                     urllib.request.Request(f"{self.url}/shutdown", method="POST"), timeout=5
                 ).close()
                 self._proc.wait(timeout=timeout)  # type: ignore[union-attr]

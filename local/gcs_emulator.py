@@ -50,8 +50,13 @@ def _bundled_binary() -> Path | None:
     if arch is None:
         return None
     suffix = ".exe" if system == "windows" else ""
-    path = (Path(next(iter(spec.submodule_search_locations))) / "vendor" / "fake-gcs-server"
-            / "bin" / f"fake-gcs-server-{system}-{arch}{suffix}")
+    path = (
+        Path(next(iter(spec.submodule_search_locations)))
+        / "vendor"
+        / "fake-gcs-server"
+        / "bin"
+        / f"fake-gcs-server-{system}-{arch}{suffix}"
+    )
     return path if path.is_file() else None
 
 
@@ -93,8 +98,17 @@ class GcsEmulator(EmulatorProcess):
 
     def command(self) -> list[str]:
         """Return the command line that starts this emulator."""
-        cmd = [str(find_binary()), "-scheme", "http", "-host", "127.0.0.1",
-               "-port", str(self.port), "-external-url", self.url]
+        cmd = [
+            str(find_binary()),
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(self.port),
+            "-external-url",
+            self.url,
+        ]
         if self.root is None:
             return [*cmd, "-backend", "memory"]
         return [*cmd, "-backend", "filesystem", "-filesystem-root", str(self.root.resolve())]
@@ -126,8 +140,9 @@ def client(url: str, project: str = DEMO_PROJECT) -> storage.Client:
     import google.cloud.storage as storage  # the name form mypy resolves
     from google.auth.credentials import AnonymousCredentials
 
-    return storage.Client(project=project, credentials=AnonymousCredentials(),
-                          client_options={"api_endpoint": url})
+    return storage.Client(
+        project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": url}
+    )
 
 
 def seed(client: storage.Client, bucket: str, names: list[str]) -> None:

@@ -47,8 +47,11 @@ SNAPSHOT_BUCKET = "gardener-snapshots"
 
 #: Settings of the functions on the local stack, unless the environment sets them:
 #: snapshots into the emulated bucket, a quick retry, and an early clean-up.
-LOCAL_SETTINGS = {"SNAPSHOT_BUCKET": SNAPSHOT_BUCKET, "RETRY_BACKOFF": "30s",
-                  "CLEANUP_DELAY": "10m"}
+LOCAL_SETTINGS = {
+    "SNAPSHOT_BUCKET": SNAPSHOT_BUCKET,
+    "RETRY_BACKOFF": "30s",
+    "CLEANUP_DELAY": "10m",
+}
 
 #: The scheduled functions and the environment variable that sets each one's interval.
 SCHEDULED = {"/maintain": "MAINTAIN_INTERVAL", "/postprocess": "POSTPROCESS_INTERVAL"}
@@ -64,8 +67,12 @@ FLEET_SETTINGS = {"RETRY_BACKOFF": "10s"}
 
 
 def start_functions(
-    port: int, env: dict[str, str], target: str = "api", quiet: bool = False,
-    module: str = "functions_framework", log_path: Path | None = None,
+    port: int,
+    env: dict[str, str],
+    target: str = "api",
+    quiet: bool = False,
+    module: str = "functions_framework",
+    log_path: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Serve ``target`` from ``functions/main.py`` on 127.0.0.1:``port``; wait until it answers.
 
@@ -74,14 +81,22 @@ def start_functions(
     (appended), else ``quiet`` discards it.
     """
     full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", module, f"--target={target}",
-           f"--source={SOURCE}", "--host=127.0.0.1", f"--port={port}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        module,
+        f"--target={target}",
+        f"--source={SOURCE}",
+        "--host=127.0.0.1",
+        f"--port={port}",
+    ]
     out: Any = subprocess.DEVNULL if quiet else None
     if log_path is not None:
         out = open(log_path, "ab")  # noqa: SIM115 - the child keeps its own copy
     try:
-        proc = subprocess.Popen(cmd, env=full_env, cwd=ROOT, stdout=out, stderr=out,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, env=full_env, cwd=ROOT, stdout=out, stderr=out, start_new_session=True
+        )
     finally:
         if log_path is not None:
             out.close()
@@ -120,9 +135,14 @@ def launched(env: dict[str, str], port: int) -> Iterator[tuple[str, list[str]]]:
     printed until then; Ctrl-C (SIGINT) stops it at the end, a kill if it
     does not stop in 30 s.
     """
-    proc = subprocess.Popen([sys.executable, "-m", "local.stack"], cwd=ROOT,
-                            env={**env, "PORT": str(port)}, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "local.stack"],
+        cwd=ROOT,
+        env={**env, "PORT": str(port)},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     assert proc.stdout is not None
     output: list[str] = []
     try:
@@ -161,16 +181,21 @@ def demo_archives(today: date) -> list[str]:
 
 def demo_env(today: date, timeout: str = DEMO_TIMEOUT) -> dict[str, str]:
     """Environment that fills the demo config's placeholders (``DEMO_TIMEOUT`` wins if set)."""
-    return {"DEMO_BUCKET": DEMO_BUCKET, "DEMO_START_DATE": f"{today - timedelta(days=10):%Y-%m-%d}",
-            "DEMO_TIMEOUT": os.environ.get("DEMO_TIMEOUT", timeout)}
+    return {
+        "DEMO_BUCKET": DEMO_BUCKET,
+        "DEMO_START_DATE": f"{today - timedelta(days=10):%Y-%m-%d}",
+        "DEMO_TIMEOUT": os.environ.get("DEMO_TIMEOUT", timeout),
+    }
 
 
 def tick(base: str, path: str, interval: float, stop: threading.Event) -> None:
     """POST ``base + path`` every ``interval`` seconds until ``stop`` is set, as Cloud Scheduler does."""
     while not stop.wait(interval):
         try:
-            with urllib.request.urlopen(urllib.request.Request(base + path, data=b"", method="POST"),
-                                        timeout=max(interval, 30)) as r:
+            with urllib.request.urlopen(
+                urllib.request.Request(base + path, data=b"", method="POST"),
+                timeout=max(interval, 30),
+            ) as r:
                 summary = json.loads(r.read())
             for kind in ("expired", "moved", "failed"):
                 if summary.get(kind):
@@ -186,19 +211,32 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the local stack until Ctrl-C."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")),
-                        help="port of the base URL (default: $PORT or 8080)")
-    parser.add_argument("--project", default=os.environ.get("GOOGLE_CLOUD_PROJECT", DEFAULT_PROJECT),
-                        help="Firestore project (default: %(default)s)")
-    parser.add_argument("--fleet", type=int, default=int(os.environ.get("FLEET") or 0),
-                        help="simulated parsers to run against the stack (default: $FLEET or 0)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT", "8080")),
+        help="port of the base URL (default: $PORT or 8080)",
+    )
+    parser.add_argument(
+        "--project",
+        default=os.environ.get("GOOGLE_CLOUD_PROJECT", DEFAULT_PROJECT),
+        help="Firestore project (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--fleet",
+        type=int,
+        default=int(os.environ.get("FLEET") or 0),
+        help="simulated parsers to run against the stack (default: $FLEET or 0)",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
 
     local_dir = ROOT / ".local"
     local_dir.mkdir(exist_ok=True)
-    env = {"GOOGLE_CLOUD_PROJECT": args.project,
-           **{k: v for k, v in LOCAL_SETTINGS.items() if k not in os.environ}}
+    env = {
+        "GOOGLE_CLOUD_PROJECT": args.project,
+        **{k: v for k, v in LOCAL_SETTINGS.items() if k not in os.environ},
+    }
     if args.fleet:
         env.update({k: v for k, v in FLEET_SETTINGS.items() if k not in os.environ})
     config_path = os.environ.get("GARDENER_CONFIG")
@@ -270,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\nstopping", flush=True)
         return 0
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan the emulators
+        # A second Ctrl-C must not orphan the emulators.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         stop.set()
         if fleet:
             fleet.stop(timeout=5)
