@@ -386,7 +386,7 @@ class AdminJobsQuery(_Params):
 class AdminJobParams(_Params):
     """``GET /admin/job`` and ``POST /admin/job/retry``: the job ``id``."""
 
-    _loads_into = JobRef
+    _loads_into: ClassVar[type[Any]] = JobRef  # AdminFailParams loads into its own
     _empty_is_missing: tuple[str, ...] = ("id",)
     id = JobId(required=True)
 
