@@ -23,8 +23,8 @@ is not a measurement — and then measures:
    until a pass finds nothing;
 4. the status page as ``/status`` builds it for the default limit of 1,000
    rows: ``list(tracker.get_state(limit=1000))``, the count,
-   :func:`~shared.status_page.render_html` and
-   :func:`~shared.status_page.render_json` (with the ``json.dumps`` of the
+   :func:`~shared.web.status.render_html` and
+   :func:`~shared.web.status.render_json` (with the ``json.dumps`` of the
    response).
 
 Time and memory come from separate runs, because tracemalloc slows this
@@ -454,7 +454,7 @@ def bench_expiry(store: Any, probe_store: Any, n: int, now: datetime) -> ExpiryR
 
 def status_page(tracker: Any, limit: int = STATUS_LIMIT) -> dict[str, Any]:
     """Build the status page as ``/status`` does (HTML and JSON); return each step's time and size."""
-    from shared.status_page import render_html, render_json
+    from shared.web.status import render_html, render_json
 
     t0 = time.perf_counter()
     records = list(tracker.get_state(limit=limit))

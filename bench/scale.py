@@ -145,7 +145,7 @@ def timed_get(caller: Any, path: str, repeats: int) -> float:
 
 def status_reads(tracker: Any) -> tuple[int, int]:
     """Build ``/status``'s rows and counts in process; return the reads it made and the total counted."""
-    from shared.status_page import state_counts
+    from shared.web.status import state_counts
     from shared.store import StateCountStore
 
     store = tracker.store

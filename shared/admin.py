@@ -14,7 +14,7 @@ Policies:
   more attempt. Past the attempt limit the operator's retry still runs it
   once; if that run fails, it is not retried automatically.
 * **fail** — any non-terminal state (the transition table allows ``failed``
-  from each); ``complete`` and ``failed`` answer 409 naming the states. The
+  from each); ``complete`` and ``failed`` are refused naming the states. The
   job is not retried automatically (``gardener retry`` runs it again), its
   post-processing lease is cleared and an owed re-offer dropped.
 * **reprocess** — job dates up to yesterday, for sources of the config, at
@@ -28,25 +28,18 @@ Policies:
 
 from __future__ import annotations
 
-import getpass
 import logging
-import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
-import requests
-
-from shared import status_page, transitions
+from shared import transitions
 from shared.config import Config
-from shared.errors import TrackerError
+from shared.errors import Conflict, Invalid, Unavailable
 from shared.gotime import format_time
 from shared.job_service import HISTORICAL, source_name
 from shared.model import UTC, Job, State
-from shared.status_page import pause_json
 from shared.store import (
     FREE,
     AuditEntry,
@@ -58,145 +51,16 @@ from shared.store import (
 )
 from shared.tracker import Tracker
 
+if TYPE_CHECKING:
+    from shared.snapshot import ImportResult
+
 log = logging.getLogger(__name__)
 
 #: Jobs one reprocessing request may queue (days × sources), unless configured otherwise.
 MAX_REPROCESS = 1000
 
-#: Who an action is recorded as when the request names no one.
-ANONYMOUS = "anonymous"
-
-_OPERATOR_RE = re.compile(r"[\w.@+:/ -]{1,200}")
-
 #: Job dates of an open-ended date filter.
 _EARLIEST, _LATEST = date(1970, 1, 1), date(9999, 12, 31)
-
-
-class AdminRejected(TrackerError):
-    """The operator's request was refused; :attr:`status` is the HTTP answer (400, 409, or 503)."""
-
-    def __init__(self, status: int, message: str, fields: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.fields = fields or {}
-
-
-#: Google's certificates that sign ID tokens, by key id (PEM).
-GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
-
-#: Issuers of Google ID tokens.
-GOOGLE_ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
-
-#: How long fetched certificates are used before they are fetched again (Google rotates them daily).
-CERTS_TTL = timedelta(hours=1)
-
-#: Marks a name no one has verified: the ``X-Operator`` header, or the local user.
-UNVERIFIED = " (unverified)"
-
-#: Returns the certificates, by key id, that may have signed an ID token.
-Certs = Callable[[], Mapping[str, str]]
-
-_certs_cache: tuple[datetime, Mapping[str, str]] | None = None
-
-
-def google_certs() -> Mapping[str, str]:
-    """Return Google's ID-token signing certificates, fetched at most once per :data:`CERTS_TTL`."""
-    global _certs_cache
-    now = datetime.now(UTC)
-    if _certs_cache is None or now - _certs_cache[0] > CERTS_TTL:
-        response = requests.get(GOOGLE_CERTS_URL, timeout=10)
-        response.raise_for_status()
-        _certs_cache = (now, response.json())
-    return _certs_cache[1]
-
-
-def verified_email(token: str, host: str, certs: Certs | None = None) -> str:
-    """Return the e-mail of a Google ID token that is valid for a request to ``host``.
-
-    Checked: the signature against ``certs`` (default :func:`google_certs`),
-    expiry, the issuer (Google), an audience that is an https URL on
-    ``host`` (a token minted for another service is refused) and a verified
-    e-mail. Raises :class:`AdminRejected` (401) saying what is wrong.
-    """
-    from google.auth import jwt
-
-    try:
-        known = (certs or google_certs)()
-    except requests.RequestException as exc:
-        raise AdminRejected(503, f"cannot fetch Google's certificates to verify the ID token: {exc}"
-                            ) from None
-    try:
-        claims = jwt.decode(token, certs=known, clock_skew_in_seconds=10)
-    except (ValueError, KeyError) as exc:
-        raise AdminRejected(401, f"the ID token is not valid: {exc}") from None
-    problem = ""
-    audience = claims.get("aud")
-    if claims.get("iss") not in GOOGLE_ISSUERS:
-        problem = f"issued by {claims.get('iss')!r}, not Google"
-    elif not isinstance(audience, str) or urlsplit(audience)[:2] != ("https", host.lower()):
-        problem = f"its audience {audience!r} is not this service (https://{host})"
-    elif not isinstance(claims.get("email"), str) or claims.get("email_verified") is False:
-        problem = "it carries no verified email"
-    elif not _OPERATOR_RE.fullmatch(claims["email"]):
-        problem = "its email is not a valid operator name"
-    if problem:
-        raise AdminRejected(401, f"the ID token is not valid: {problem}")
-    return str(claims["email"])
-
-
-def operator(authorization: str, x_operator: str, host: str = "",
-             certs: Certs | None = None) -> str:
-    """Return who makes a request, as recorded on the audit.
-
-    A bearer token must be a Google ID token (:func:`verified_email`, which
-    refuses any other with 401); its e-mail is the operator. The platform's
-    check of the token is not relied on: Cloud Run admits a request on a
-    token in ``X-Serverless-Authorization`` and passes ``Authorization`` on
-    unchecked. Without a token the name is only a claim and is marked
-    :data:`UNVERIFIED`: the ``X-Operator`` header, else (not deployed, no
-    ``K_SERVICE``) the local user, else ``anonymous``.
-    """
-    scheme, _, token = authorization.strip().partition(" ")
-    if authorization.strip():
-        if scheme.lower() != "bearer" or not token.strip():
-            raise AdminRejected(401, "Authorization must be \"Bearer <Google ID token>\"")
-        return verified_email(token.strip(), host, certs)
-    name = x_operator.strip()
-    if not _OPERATOR_RE.fullmatch(name):
-        name = _local_user() if not os.environ.get("K_SERVICE") else ""
-    return name + UNVERIFIED if name else ANONYMOUS
-
-
-def _local_user() -> str:
-    try:
-        name = getpass.getuser()
-    except (KeyError, OSError):
-        return ""
-    return name if _OPERATOR_RE.fullmatch(name) else ""
-
-
-def audit_json(entry: AuditEntry) -> dict[str, str]:
-    """Return one audit entry as JSON."""
-    return {"Time": format_time(entry.time), "Who": entry.who, "Action": entry.action,
-            "Detail": entry.detail}
-
-
-def job_view(record: JobRecord) -> dict[str, Any]:
-    """Return a job as the admin API shows it: the status page's JSON, bookkeeping and audit."""
-    return {
-        **status_page.job_json(record),
-        "Offer": record.offer,
-        "Reoffer": record.reoffer,
-        "LeaseOwner": record.lease_owner,
-        "LeaseUntil": format_time(record.lease_until) if record.lease_until != FREE else None,
-        "Audit": [audit_json(a) for a in record.audit],
-    }
-
-
-def item_json(item: ReprocessItem) -> dict[str, str]:
-    """Return a queued reprocessing as JSON."""
-    return {"ID": item.key, "Source": item.source, "Who": item.who,
-            "QueuedAt": format_time(item.queued_at)}
 
 
 @dataclass(frozen=True)
@@ -209,6 +73,55 @@ class JobFilter:
     first: date | None = None
     last: date | None = None
     limit: int = 100
+
+
+@dataclass(frozen=True)
+class Reprocessing:
+    """What a reprocessing request did: the keys it queued, and how many were queued already."""
+
+    queued: list[str]
+    already_queued: int
+    who: str
+    time: datetime
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """What a cancelled reprocessing did: the keys taken back, and those being handed out."""
+
+    cancelled: list[str]
+    handed_out: list[str]
+    who: str
+    time: datetime
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The pauses in force and the head of the reprocessing queue."""
+
+    historical: Pause | None
+    #: Every source of the config by name (``experiment/datatype``), with its pause if any.
+    sources: list[tuple[str, Pause | None]]
+    reprocess_queued: int
+    #: The next items of the queue, in queue order.
+    reprocess_next: list[ReprocessItem]
+
+
+@dataclass(frozen=True)
+class Exported:
+    """A snapshot written now: what the export says of it (``SnapshotResult`` fields), and who."""
+
+    snapshot: dict[str, Any]
+    who: str
+
+
+@dataclass(frozen=True)
+class Imported:
+    """A snapshot imported: its source, what the import did, and who."""
+
+    source: str
+    result: ImportResult
+    who: str
 
 
 def _source_names(jobs: list[Job]) -> str:
@@ -247,7 +160,7 @@ class Admin:
         """Return the matching jobs: by job date with a date range, else oldest start first."""
         if f.first is None and f.last is None:
             return list(self.tracker.get_state(f.state, f.experiment, f.datatype, f.limit))
-        return list(self.tracker.store.query_dates(
+        return list(self.tracker.get_dates(
             f.first or _EARLIEST, f.last or _LATEST, f.state, f.experiment, f.datatype, f.limit))
 
     def job(self, key: str) -> JobRecord:
@@ -257,15 +170,15 @@ class Admin:
     # --- acting on one job -------------------------------------------------------------
 
     def retry(self, key: str, who: str) -> JobRecord:
-        """Make a failed job due for a retry now; 409 for any other state."""
+        """Make a failed job due for a retry now; :class:`Conflict` for any other state."""
         limit = self.tracker.retry.max_attempts
 
         def change(rec: JobRecord, now: datetime) -> None:
             state = rec.status.state
             if state is not State.FAILED:
                 hint = "reprocess it" if state is State.COMPLETE else "mark it failed first"
-                raise AdminRejected(409, f"job {key} is {state.value}, not failed: only a failed "
-                                         f"job can be retried ({hint})")
+                raise Conflict(f"job {key} is {state.value}, not failed: only a failed "
+                               f"job can be retried ({hint})")
             nth = rec.attempts + 1
             beyond = f", beyond the limit of {limit}" if nth > limit else ""
             rec.retry_at = now
@@ -293,33 +206,33 @@ class Admin:
                         now: datetime) -> list[Job]:
         """Return the jobs of ``sources`` (all if empty) for job dates ``first``–``last``, by date.
 
-        Refused (400) for unknown sources, a range reaching today or later, or
-        more than ``max_reprocess`` jobs.
+        Refused (:class:`Invalid`) for unknown sources, a range reaching today
+        or later, or more than ``max_reprocess`` jobs.
         """
         known = sorted({source_name(s) for s in self.config.sources})
         unknown = sorted(set(sources) - set(known))
         if unknown:
-            raise AdminRejected(400, f"unknown sources {', '.join(unknown)}; the config has "
-                                     f"{', '.join(known)}", {"sources": unknown})
+            raise Invalid(f"unknown sources {', '.join(unknown)}; the config has "
+                          f"{', '.join(known)}", {"sources": unknown})
         yesterday = now.astimezone(UTC).date() - timedelta(days=1)
         if first > last:
-            raise AdminRejected(400, f"from ({first}) is after to ({last})")
+            raise Invalid(f"from ({first}) is after to ({last})")
         if last > yesterday:
-            raise AdminRejected(400, f"to ({last}) must be yesterday ({yesterday}) or earlier")
+            raise Invalid(f"to ({last}) must be yesterday ({yesterday}) or earlier")
         chosen = [s for s in self.config.sources if not sources or source_name(s) in sources]
         days = (last - first).days + 1
         count = days * len(chosen)
         if count > self.max_reprocess:
-            raise AdminRejected(400, f"{days} days × {len(chosen)} sources = {count} jobs; at most "
-                                     f"{self.max_reprocess} per request")
+            raise Invalid(f"{days} days × {len(chosen)} sources = {count} jobs; at most "
+                          f"{self.max_reprocess} per request")
         return [Job(s.bucket, s.experiment, s.datatype, first + timedelta(d))
                 for d in range(days) for s in chosen]
 
-    def reprocess(self, first: date, last: date, sources: list[str], who: str) -> dict[str, Any]:
+    def reprocess(self, first: date, last: date, sources: list[str], who: str) -> Reprocessing:
         """Queue the jobs of ``sources`` (all if empty) for job dates ``first``–``last``.
 
-        Refused (400, nothing written) for unknown sources, a range reaching
-        today or later, or more than ``max_reprocess`` jobs.
+        Refused (:class:`Invalid`, nothing written) for unknown sources, a range
+        reaching today or later, or more than ``max_reprocess`` jobs.
         """
         now = self.clock()
         jobs = self._reprocess_jobs(first, last, sources, now)
@@ -328,97 +241,96 @@ class Admin:
                                  for seq, job in enumerate(jobs)])
         log.info("%s queued %d jobs for reprocessing (%s to %s, %s); %d were queued already",
                  who, len(queued), first, last, _source_names(jobs), count - len(queued))
-        return {"Queued": len(queued), "AlreadyQueued": count - len(queued), "Jobs": queued,
-                "Who": who, "Time": format_time(now)}
+        return Reprocessing(queued, count - len(queued), who, now)
 
     def cancel_reprocess(self, first: date, last: date, sources: list[str],
-                         who: str) -> dict[str, Any]:
+                         who: str) -> Cancellation:
         """Take back the queued reprocessing of ``sources`` (all if empty) for ``first``–``last``.
 
-        Validated as :meth:`reprocess` (400, nothing written). Removes every
-        item still queued; an item next-job has claimed is being handed out
-        and is left to it (``HandedOut``). Cancelling again removes nothing.
+        Validated as :meth:`reprocess` (nothing written). Removes every item
+        still queued; an item next-job has claimed is being handed out and is
+        left to it (``handed_out``). Cancelling again removes nothing.
         """
         now = self.clock()
         jobs = self._reprocess_jobs(first, last, sources, now)
         cancelled, handed_out = self.queue.cancel([job.key() for job in jobs])
         log.info("%s cancelled %d queued reprocessing jobs (%s to %s, %s); %d were being handed out",
                  who, len(cancelled), first, last, _source_names(jobs), len(handed_out))
-        return {"Cancelled": len(cancelled), "HandedOut": len(handed_out), "Jobs": cancelled,
-                "Who": who, "Time": format_time(now)}
+        return Cancellation(cancelled, handed_out, who, now)
 
     # --- pauses ------------------------------------------------------------------------
 
     def _check_target(self, target: str) -> None:
         known = sorted({source_name(s) for s in self.config.sources})
         if target != HISTORICAL and target not in known:
-            raise AdminRejected(400, f"unknown pause target {target!r}; use {HISTORICAL} or a "
-                                     f"source: {', '.join(known)}")
+            raise Invalid(f"unknown pause target {target!r}; use {HISTORICAL} or a "
+                          f"source: {', '.join(known)}")
 
     def pause(self, target: str, reason: str, who: str) -> Pause:
-        """Pause ``historical`` or a source; 409 if it is paused already."""
+        """Pause ``historical`` or a source; :class:`Conflict` if it is paused already."""
         self._check_target(target)
         pause = Pause(target, who, self.clock(), reason)
         before = self.controls.pause(pause)
         if before is not None:
-            raise AdminRejected(409, f"{target} is paused already, by {before.who} since "
-                                     f"{format_time(before.since)}")
+            raise Conflict(f"{target} is paused already, by {before.who} since "
+                           f"{format_time(before.since)}")
         log.info("%s paused %s: %s", who, target, reason)
         return pause
 
     def resume(self, target: str, who: str) -> Pause:
-        """Lift the pause of ``target``; return it. 409 if it was not paused."""
+        """Lift the pause of ``target``; return it. :class:`Conflict` if it was not paused."""
         self._check_target(target)
         lifted = self.controls.resume(target)
         if lifted is None:
-            raise AdminRejected(409, f"{target} is not paused")
+            raise Conflict(f"{target} is not paused")
         log.info("%s resumed %s (paused by %s since %s)", who, target, lifted.who,
                  format_time(lifted.since))
         return lifted
 
-    def controls_view(self) -> dict[str, Any]:
+    def controls_in_force(self) -> Controls:
         """Return the pauses in force and the reprocessing queue (its size and head)."""
         pauses = {p.target: p for p in self.controls.all()}
         sources = sorted({source_name(s) for s in self.config.sources})
-        return {
-            "Historical": pause_json(pauses.get(HISTORICAL)),
-            "Sources": [{"Source": s, "Paused": pause_json(pauses.get(s))} for s in sources],
-            "ReprocessQueued": self.queue.count(),
-            "ReprocessNext": [item_json(i) for i in self.queue.stream(10)],
-        }
+        return Controls(
+            historical=pauses.get(HISTORICAL),
+            sources=[(s, pauses.get(s)) for s in sources],
+            reprocess_queued=self.queue.count(),
+            reprocess_next=list(self.queue.stream(10)),
+        )
 
     # --- snapshots ---------------------------------------------------------------------
 
-    def export_snapshot(self, who: str) -> dict[str, Any]:
-        """Write a snapshot now to the configured bucket; 409 if none is configured."""
+    def export_snapshot(self, who: str) -> Exported:
+        """Write a snapshot now to the configured bucket; :class:`Conflict` if none is configured."""
         if self.export is None:
-            raise AdminRejected(409, "no snapshot bucket is configured (set SNAPSHOT_BUCKET)")
+            raise Conflict("no snapshot bucket is configured (set SNAPSHOT_BUCKET)")
         result = self.export(self.clock())
         log.info("%s exported a snapshot: %s", who, result.get("object"))
-        return {**result, "Who": who}
+        return Exported(result, who)
 
-    def import_snapshot(self, source: str, who: str) -> dict[str, Any]:
+    def import_snapshot(self, source: str, who: str) -> Imported:
         """Create the jobs of snapshot ``source`` (``gs://…``) that Firestore lacks.
 
-        A malformed file is refused (400, every problem listed, nothing written); a
-        Firestore failure mid-way answers 503 with the keys created and not written.
+        A malformed file is refused (:class:`Invalid`, every problem listed,
+        nothing written); a Firestore failure mid-way raises :class:`Unavailable`
+        with the keys created and not written.
         """
         from google.api_core import exceptions as gexc
 
-        from shared.snapshot import ImportInterrupted, SnapshotError, import_snapshot
+        from shared.snapshot import ImportInterrupted, SnapshotError
 
         if self.load is None:
-            raise AdminRejected(409, "snapshot import is not available here")
+            raise Conflict("snapshot import is not available here")
         try:
             snapshot = self.load(source)
         except SnapshotError as exc:
-            raise AdminRejected(400, str(exc), {"problems": exc.problems}) from None
+            raise Invalid(str(exc), {"problems": exc.problems}) from None
         except (FileNotFoundError, gexc.NotFound):
-            raise AdminRejected(400, f"no such snapshot object {source}") from None
+            raise Invalid(f"no such snapshot object {source}") from None
         try:
-            result = import_snapshot(self.tracker.store, snapshot)
+            result = self.tracker.import_records(snapshot)
         except ImportInterrupted as exc:
-            raise AdminRejected(503, str(exc), {
+            raise Unavailable(str(exc), {
                 "Created": exc.created, "AlreadyPresent": exc.already_present,
                 "NotWritten": exc.not_written}) from exc
         finally:
@@ -427,5 +339,4 @@ class Admin:
                 close()
         log.info("%s imported %s: %d created, %d already present", who, source, result.created,
                  result.already_present)
-        return {"Source": source, "Total": result.total, "Created": result.created,
-                "AlreadyPresent": result.already_present, "Skipped": result.skipped, "Who": who}
+        return Imported(source, result, who)

@@ -1,18 +1,48 @@
-"""Errors raised by tracker operations; the HTTP layer maps each to one status code."""
+"""Errors raised by tracker operations: one family under :class:`TrackerError`.
+
+Each kind says what went wrong in the tracker's terms, never in HTTP's: a
+request that is not valid (:class:`Invalid`), one that conflicts with the
+job's state or the tracker's (:class:`Conflict`), a job that does not exist
+(:class:`NotFound`), a backing service that did not answer
+(:class:`Unavailable`). The web layer maps each kind to one status code
+(:data:`shared.web.errors.ERROR_STATUS`). As in procrastinate's exceptions, a
+class's docstring is its default message.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shared.model import State
 
 
 class TrackerError(Exception):
-    """Base of every error a tracker operation raises on purpose."""
+    """The tracker refused the request."""
+
+    def __init__(self, message: str | None = None, fields: dict[str, Any] | None = None) -> None:
+        """``message`` defaults to the class's docstring; ``fields`` details the problem by name."""
+        super().__init__(message or (self.__doc__ or "").strip().split("\n")[0])
+        self.fields = fields or {}
 
 
-class JobNotFound(TrackerError):
+class Invalid(TrackerError):
+    """The request is not valid."""
+
+
+class Conflict(TrackerError):
+    """The request conflicts with the state of the job or of the tracker."""
+
+
+class NotFound(TrackerError):
+    """No such job."""
+
+
+class Unavailable(TrackerError):
+    """A backing service (Firestore, GCS) did not answer or asked to be retried later."""
+
+
+class JobNotFound(NotFound):
     """No job has this key."""
 
     def __init__(self, key: str) -> None:
@@ -20,7 +50,7 @@ class JobNotFound(TrackerError):
         self.key = key
 
 
-class JobAlreadyExists(TrackerError):
+class JobAlreadyExists(Conflict):
     """The job is in flight, or this very offer of it was already handed out."""
 
     def __init__(self, key: str, state: State, offer: str = "", reoffer: str = "") -> None:
@@ -31,7 +61,7 @@ class JobAlreadyExists(TrackerError):
         self.reoffer = reoffer  # an offer it already owes, if any
 
 
-class IllegalTransition(TrackerError):
+class IllegalTransition(Conflict):
     """The transition table does not allow this change (or any change: a terminal job)."""
 
     def __init__(
@@ -48,7 +78,7 @@ class IllegalTransition(TrackerError):
         self.requested = requested
 
 
-class StaleRun(TrackerError):
+class StaleRun(Conflict):
     """The caller's run of the job is over: the job was handed out again since."""
 
     def __init__(self, key: str, run: str, current: str, started: str) -> None:
@@ -60,7 +90,7 @@ class StaleRun(TrackerError):
         self.current = current
 
 
-class NotParserState(TrackerError):
+class NotParserState(Conflict):
     """A parser asked for a change that belongs to post-processing or operators."""
 
     def __init__(self, key: str, current: State, requested: State, owner: str,
@@ -78,10 +108,6 @@ class NotParserState(TrackerError):
         self.key = key
         self.current = current
         self.requested = requested
-
-
-class Unavailable(TrackerError):
-    """A backing service (Firestore, GCS) did not answer or asked to be retried later."""
 
 
 class StoreUnavailable(Unavailable):

@@ -175,12 +175,15 @@ def _storage() -> storage.Client:
     return storage.Client(project=settings().project)
 
 
+def _job_store() -> JobStore:
+    return JobStore(_firestore(), settings().collection)
+
+
 @functools.cache
 def tracker() -> Tracker:
     """Return this process's tracker, built on first use."""
     s = settings()
-    return Tracker(JobStore(_firestore(), s.collection), heartbeat_coalesce=s.heartbeat_coalesce,
-                   retry=s.retry)
+    return Tracker(_job_store(), heartbeat_coalesce=s.heartbeat_coalesce, retry=s.retry)
 
 
 @functools.cache
@@ -244,7 +247,7 @@ def _snapshot_writer(s: Settings) -> Callable[[datetime], dict[str, Any]] | None
     from shared.snapshot import write_snapshot
 
     bucket = _storage().bucket(s.snapshot_bucket)
-    store = tracker().store
+    store = _job_store()
 
     def write(now: datetime) -> dict[str, Any]:
         result = write_snapshot(store, bucket, now, prefix=s.snapshot_prefix, keep=s.snapshot_keep)

@@ -1,16 +1,18 @@
 """Marshmallow schemas: the parser-facing request parameters and the Go-shaped JSON.
 
-Request schemas turn query-string or form parameters into validated Python
-values; a missing parameter and a malformed one raise different errors so the
-HTTP layer can answer the Go tracker's codes (422 no id, 424 no state or error)
-and 400 for the rest. Output schemas dump :mod:`shared.model` objects in the
+Request schemas turn query-string or form parameters into validated, typed
+values: each loads into a frozen dataclass (``p.id``, not ``p["id"]``), as the
+config's schemas do. A missing parameter and a malformed one raise different
+errors so the HTTP layer can answer the Go tracker's codes (422 no id, 424 no
+state or error) and 400 for the rest. Output schemas dump :mod:`shared.model` objects in the
 exact JSON shape of the Go tracker (``Job``, ``Status``, ``StateInfo``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, ClassVar
 
 from marshmallow import (
     EXCLUDE,
@@ -18,6 +20,7 @@ from marshmallow import (
     ValidationError,
     fields,
     post_dump,
+    post_load,
     pre_load,
     validate,
     validates_schema,
@@ -131,21 +134,66 @@ def _count(value: int) -> None:
 
 
 class _Params(Schema):
-    """Request parameters; unknown ones are ignored, empty ones count as missing."""
+    """Request parameters; unknown ones are ignored, empty ones count as missing.
+
+    They load into the frozen dataclass ``_loads_into``, its fields named as the schema's.
+    """
 
     class Meta:
         unknown = EXCLUDE
 
     _empty_is_missing: tuple[str, ...] = ()
+    _loads_into: ClassVar[type[Any]]
 
     @pre_load
     def _drop_empty(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         return {k: v for k, v in data.items() if not (k in self._empty_is_missing and v == "")}
 
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> Any:
+        return self._loads_into(**data)
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """A parser's heartbeat: the job (and run) it is alive on."""
+
+    id: RunId
+
+
+@dataclass(frozen=True)
+class Update:
+    """A parser's update: the job (and run), its new state and a detail."""
+
+    id: RunId
+    state: State
+    detail: str
+
+
+@dataclass(frozen=True)
+class ErrorReport:
+    """A parser's report of a parse error."""
+
+    id: RunId
+    error: str
+
+
+@dataclass(frozen=True)
+class StatusRequest:
+    """What the status page shows: its format, filters, a row limit, the refresh period (s, 0 off)."""
+
+    format: str
+    state: State | None
+    experiment: str | None
+    datatype: str | None
+    limit: int
+    refresh: int
+
 
 class HeartbeatParams(_Params):
     """Parameters of ``/v2/job/heartbeat``."""
 
+    _loads_into = Heartbeat
     _empty_is_missing = ("id",)
     id = ParserJobId(required=True)
 
@@ -153,6 +201,7 @@ class HeartbeatParams(_Params):
 class UpdateParams(_Params):
     """Parameters of ``/v2/job/update``; ``detail`` defaults to empty."""
 
+    _loads_into = Update
     _empty_is_missing = ("id", "state")
     id = ParserJobId(required=True)
     state = StateName(required=True)
@@ -162,6 +211,7 @@ class UpdateParams(_Params):
 class ErrorParams(_Params):
     """Parameters of ``/v2/job/error``."""
 
+    _loads_into = ErrorReport
     _empty_is_missing = ("id", "error")
     id = ParserJobId(required=True)
     error = _text(required=True)
@@ -170,6 +220,7 @@ class ErrorParams(_Params):
 class StatusQuery(_Params):
     """Query of the status page: output format, filters, a row limit, the refresh period (s, 0 off)."""
 
+    _loads_into = StatusRequest
     _empty_is_missing = ("format", "state", "experiment", "datatype", "limit", "refresh")
     format = fields.String(load_default="html", validate=validate.OneOf(["html", "json"]))
     state = StateName(load_default=None)
@@ -253,6 +304,62 @@ _NAME_RE = r"^[A-Za-z0-9_.-]{1,100}$"
 MAX_ADMIN_LIMIT = 10_000
 
 
+@dataclass(frozen=True)
+class JobsQuery:
+    """Which jobs an operator lists: equal state, experiment, datatype; job dates ``first``–``last``."""
+
+    state: State | None
+    experiment: str | None
+    datatype: str | None
+    first: date | None
+    last: date | None
+    limit: int
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """One job, by key."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class FailRequest:
+    """An operator's failing of a job, and why."""
+
+    id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReprocessRange:
+    """Job dates ``first``–``last`` of ``sources`` (``experiment/datatype``; none: every source)."""
+
+    first: date
+    last: date
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PauseRequest:
+    """What to pause or resume (``historical`` or ``experiment/datatype``), and why."""
+
+    target: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """A call without parameters."""
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    """The snapshot object to import, ``gs://BUCKET/OBJECT``."""
+
+    source: str
+
+
 def _check_range(data: dict[str, Any]) -> None:
     first, last = data.get("first"), data.get("last")
     if first and last and first > last:
@@ -262,6 +369,7 @@ def _check_range(data: dict[str, Any]) -> None:
 class AdminJobsQuery(_Params):
     """``GET /admin/jobs``: filters (state, experiment, datatype, job dates ``from``–``to``) and a limit."""
 
+    _loads_into = JobsQuery
     _empty_is_missing = ("state", "experiment", "datatype", "from", "to", "limit")
     state = StateName(load_default=None)
     experiment = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
@@ -278,6 +386,7 @@ class AdminJobsQuery(_Params):
 class AdminJobParams(_Params):
     """``GET /admin/job`` and ``POST /admin/job/retry``: the job ``id``."""
 
+    _loads_into: ClassVar[type[Any]] = JobRef  # AdminFailParams loads into its own
     _empty_is_missing: tuple[str, ...] = ("id",)
     id = JobId(required=True)
 
@@ -285,6 +394,7 @@ class AdminJobParams(_Params):
 class AdminFailParams(AdminJobParams):
     """``POST /admin/job/fail``: the job ``id`` and the ``reason`` (required)."""
 
+    _loads_into = FailRequest
     _empty_is_missing = ("id", "reason")
     reason = _text(required=True)
 
@@ -292,6 +402,7 @@ class AdminFailParams(AdminJobParams):
 class AdminReprocessParams(_Params):
     """``POST /admin/reprocess``: job dates ``from``–``to`` and ``sources`` (comma-separated; all if absent)."""
 
+    _loads_into = ReprocessRange
     _empty_is_missing = ("from", "to", "sources")
     first = fields.Date(data_key="from", required=True, validate=job_date_in_window)
     last = fields.Date(data_key="to", required=True, validate=job_date_in_window)
@@ -302,6 +413,11 @@ class AdminReprocessParams(_Params):
     def _range(self, data: dict[str, Any], **kwargs: Any) -> None:
         _check_range(data)
 
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> ReprocessRange:
+        return ReprocessRange(data["first"], data["last"],
+                              tuple(s for s in data["sources"].split(",") if s))
+
 
 class AdminCancelReprocessParams(AdminReprocessParams):
     """``POST /admin/reprocess/cancel``: as ``/admin/reprocess``, job dates ``from``–``to`` and ``sources``."""
@@ -310,6 +426,7 @@ class AdminCancelReprocessParams(AdminReprocessParams):
 class AdminPauseParams(_Params):
     """``POST /admin/pause`` and ``/admin/resume``: ``target`` (``historical`` or ``experiment/datatype``)."""
 
+    _loads_into = PauseRequest
     _empty_is_missing = ("target", "reason")
     target = fields.String(required=True, validate=validate.Regexp(
         rf"^(historical|{SOURCE_NAME})$", error="expected historical or experiment/datatype"))
@@ -319,10 +436,13 @@ class AdminPauseParams(_Params):
 class AdminNoParams(_Params):
     """Admin calls without parameters (``/admin/controls``, ``/admin/snapshot/export``)."""
 
+    _loads_into = NoParams
+
 
 class AdminImportParams(_Params):
     """``POST /admin/snapshot/import``: ``source``, a snapshot object ``gs://BUCKET/OBJECT``."""
 
+    _loads_into = ImportRequest
     _empty_is_missing = ("source",)
     source = fields.String(required=True, validate=validate.Regexp(
         r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^\r\n]{1,1024}$",

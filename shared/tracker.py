@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from shared import transitions
 from shared.errors import JobAlreadyExists, JobNotFound, StaleRun, StoreUnavailable
@@ -38,6 +39,9 @@ from shared.store import (
     JobStore,
 )
 from shared.transitions import Role
+
+if TYPE_CHECKING:
+    from shared.snapshot import ImportResult
 
 log = logging.getLogger(__name__)
 
@@ -618,3 +622,27 @@ class Tracker:
     def num_failed(self) -> int:
         """Return the number of failed jobs."""
         return self.count(state=State.FAILED)
+
+    # --- for the operator and the metrics: what they need of the store ----------------
+
+    def get_dates(
+        self,
+        first: date,
+        last: date,
+        state: State | None = None,
+        experiment: str | None = None,
+        datatype: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[JobRecord]:
+        """Stream the jobs matching the filters whose job date is ``first``–``last``, by date."""
+        return self.store.query_dates(first, last, state, experiment, datatype, limit)
+
+    def totals(self) -> dict[tuple[str, str], dict[str, int]]:
+        """Return each source's totals (:func:`counted` names) by (experiment, datatype); one query."""
+        return self.store.counters.totals()
+
+    def import_records(self, records: Iterable[JobRecord]) -> ImportResult:
+        """Create the jobs of ``records`` the store lacks (:func:`shared.snapshot.import_snapshot`)."""
+        from shared.snapshot import import_snapshot
+
+        return import_snapshot(self.store, records)

@@ -31,9 +31,10 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from functions import main
 from shared.model import Job, State
 from shared.tracker import JOB_WRITE_INTERVAL, Tracker
+from shared.web.parsers import NO_JOB_FOUND
+from shared.web.routes import enabled
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
 #: The bounded default run is repeatable; a longer one (FUZZ_EXAMPLES set) explores anew.
@@ -103,7 +104,7 @@ def invalid(path: str, url: str) -> bool:
     The oracle for "rejected": unknown parameters are ignored by design, so a
     negative case that only adds one is not a rejected input.
     """
-    schema = main.ROUTES[path].params
+    schema = enabled(None)[path].params
     if schema is None:
         return False
     query: dict[str, str] = {}
@@ -132,7 +133,7 @@ def fuzz(operation: schemathesis.APIOperation, mode: schemathesis.GenerationMode
         before = snapshot(store) if writer else None
         response = case.call(base_url=base, timeout=30)
         seen.setdefault(f"{case.method} {case.path} {mode.value}", set()).add(response.status_code)
-        no_job = response.status_code == 503 and response.text == main.NO_JOB_FOUND
+        no_job = response.status_code == 503 and response.text == NO_JOB_FOUND
         assert response.status_code < 500 or no_job, (case.query, response.status_code,
                                                       response.text)
         case.validate_response(response, checks=CHECKS)

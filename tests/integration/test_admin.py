@@ -10,7 +10,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from shared.admin import Admin
+from shared.admin import Admin, Cancellation
 from shared.config import Config, Source
 from shared.gcs import ArchiveLister
 from shared.job_service import JobService
@@ -238,9 +238,9 @@ def test_bad_fail_requests_write_nothing(api, tracker, bucket, firestore_client,
 def test_only_a_verified_id_token_names_the_operator(api, tracker, bucket, firestore_client,
                                                      monkeypatch, headers, deployed, status, who):
     """An ID token is verified against Google's certificates (here: a key made by the test)."""
-    from shared import admin as admin_module
+    from shared.web import identity
 
-    monkeypatch.setattr(admin_module, "google_certs", lambda: CERTS)
+    monkeypatch.setattr(identity, "google_certs", lambda: CERTS)
     if deployed:
         monkeypatch.setenv("K_SERVICE", "admin")
     else:
@@ -410,10 +410,10 @@ def test_cancel_racing_with_next_job_hands_out_or_cancels_each_item_once(
     days = [NOW_DAY - timedelta(days=d) for d in range(10, 40)]  # before the history starts
     keys = set(put_files(gcs_client, bucket, "a", *days) + put_files(gcs_client, bucket, "b", *days))
     wide = Admin(tracker, admin.queue, admin.controls, config, max_reprocess=100)
-    assert wide.reprocess(days[-1], days[0], [], "alice")["Queued"] == len(keys) == 60
+    assert len(wide.reprocess(days[-1], days[0], [], "alice").queued) == len(keys) == 60
 
     handed: list[str] = []
-    answers: list[dict] = []
+    answers: list[Cancellation] = []
     progress = threading.Condition()
 
     def caller() -> None:
@@ -435,11 +435,11 @@ def test_cancel_racing_with_next_job_hands_out_or_cancels_each_item_once(
         t.start()
     for t in threads:
         t.join(timeout=120)
-    cancelled = answers[0]["Jobs"]
+    cancelled = answers[0].cancelled
     assert len(handed) == len(set(handed))  # none handed out twice
     assert not set(handed) & set(cancelled)  # none both handed out and cancelled
     assert set(handed) | set(cancelled) == keys  # every item one or the other
-    assert answers[0]["Cancelled"] == len(cancelled) and answers[0]["HandedOut"] <= len(handed)
+    assert len(answers[0].handed_out) <= len(handed)
     assert all(tracker.store.get(k) is None for k in cancelled)  # never started
     assert all(tracker.get_record(k).offer.startswith("reprocess/") for k in handed)
     assert admin.queue.count() == 0
@@ -454,14 +454,14 @@ def test_cancel_leaves_an_item_claimed_by_next_job_and_a_stale_claim_is_handed_o
     claimed = admin.queue.claim(item, clock())  # as next-job does, then it died
     assert claimed is not None and admin.queue.claim(item, clock()) is None  # the old read lost
     answer = admin.cancel_reprocess(day, day, [], "bob")
-    assert (answer["Cancelled"], answer["HandedOut"]) == (0, 1)
+    assert (len(answer.cancelled), len(answer.handed_out)) == (0, 1)
     record = service().next_job()
     assert record is not None and record.key == item.key and record.offer == f"reprocess/{item.token}"
     assert admin.queue.count() == 0
 
     admin.reprocess(day, day, ["ndt/a"], "alice")
     [queued] = admin.queue.head(["ndt/a"], 10)
-    assert admin.cancel_reprocess(day, day, [], "bob")["Cancelled"] == 1
+    assert len(admin.cancel_reprocess(day, day, [], "bob").cancelled) == 1
     assert admin.queue.claim(queued, clock()) is None  # next-job's claim after the cancel loses
 
 

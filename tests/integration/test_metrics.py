@@ -13,7 +13,7 @@ from shared.config import Config, Source
 from shared.gcs import ArchiveLister
 from shared.iterators import Position, Stream
 from shared.job_service import JobService
-from shared.metrics import stream_dates
+from shared.web.metrics import stream_dates
 from shared.model import Datasets, Job, State
 from shared.store import CursorStore
 
@@ -114,6 +114,14 @@ def test_metrics_rejects_other_methods(http, service):
     assert response.headers["Allow"] == "GET"
 
 
+def test_the_content_type_is_the_prometheus_clients():
+    import prometheus_client
+
+    from shared.web.metrics import CONTENT_TYPE
+
+    assert CONTENT_TYPE == prometheus_client.CONTENT_TYPE_LATEST
+
+
 def test_stream_dates_split_at_the_cursor_source():
     sources = tuple(Source("b", "e", dt, "", DS, only, False)
                     for dt, only in (("a", False), ("b", True), ("c", False)))
@@ -180,8 +188,8 @@ def test_totals_count_hand_outs_completions_expiry_and_operator_fails(
 
 
 def test_rejected_changes_count_nothing(tracker, clock, firestore_client):
-    from shared.admin import Admin, AdminRejected
-    from shared.errors import IllegalTransition, JobAlreadyExists
+    from shared.admin import Admin
+    from shared.errors import Conflict, IllegalTransition, JobAlreadyExists
     from shared.store import ControlStore, ReprocessQueue
 
     job = Job("b", "ndt", "ndt7", NOW_DAY)
@@ -195,7 +203,7 @@ def test_rejected_changes_count_nothing(tracker, clock, firestore_client):
     admin = Admin(tracker, ReprocessQueue(firestore_client), ControlStore(firestore_client),
                   Config(start_date=NOW_DAY, tracker_timeout=timedelta(hours=6),
                          polling_interval=timedelta(minutes=1), sources=()))
-    with pytest.raises(AdminRejected):
+    with pytest.raises(Conflict):
         admin.retry(job.key(), "ops@example.org")  # not failed
     tracker.set_job_error(job.key(), "gone")
     with pytest.raises(IllegalTransition):

@@ -78,7 +78,7 @@ def test_entry_points_are_found_in_the_code() -> None:
 
 def test_artifact_holds_the_source_the_requirements_and_the_config(artifact: Path) -> None:
     assert (artifact / "main.py").read_bytes() == (ROOT / "functions" / "main.py").read_bytes()
-    assert (artifact / "shared" / "templates" / "status.html").is_file()
+    assert (artifact / "shared" / "web" / "templates" / "status.html").is_file()
     assert (artifact / "requirements.txt").read_text() == (ROOT / "requirements.txt").read_text()
     assert (artifact / "config" / "gardener.yml").is_file()
     assert not list(artifact.rglob("__pycache__"))

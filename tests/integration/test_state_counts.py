@@ -179,7 +179,7 @@ def test_a_negative_count_shows_as_zero(tracker, store):
 def test_a_scrape_reads_the_counter_shards_once_and_no_job(tracker, store, firestore_client):
     from prometheus_client.parser import text_string_to_metric_families
 
-    from shared.metrics import scrape
+    from shared.web.metrics import scrape
     from shared.store import CursorStore
 
     for day in range(1, 6):

@@ -13,12 +13,12 @@ from datetime import date, datetime, timedelta
 import pytest
 from google.cloud import firestore
 
-from shared import admin, status_page
 from shared.limits import INT64_MAX, MAX_CLOCK_SKEW
 from shared.model import UTC, Datasets, Job, State, StateInfo, Status
 from shared.snapshot import import_snapshot, read_snapshot, write_snapshot
 from shared.store import JobRecord, JobStore, doc_id, to_document
 from shared.tracker import Tracker
+from shared.web import views
 
 LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
@@ -69,9 +69,9 @@ def test_status_page_and_json_render_any_stored_job(http, extremes, monkeypatch)
 
 def test_admin_views_render_any_stored_job(tracker, extremes):
     for key in extremes.values():
-        view = admin.job_view(tracker.get_record(key))
+        view = views.job_view(tracker.get_record(key))
         assert view["ID"] == key
-        assert status_page.job_json(tracker.get_record(key), TIMEOUT)["ID"] == key
+        assert views.job_json(tracker.get_record(key), TIMEOUT)["ID"] == key
 
 
 def test_expiry_fails_a_job_whose_last_activity_is_beyond_any_clock_skew(tracker, clock, extremes):
@@ -100,7 +100,7 @@ def test_a_job_ahead_of_the_clock_by_less_than_the_skew_is_left_alone(tracker, c
 def test_metrics_count_any_stored_job(tracker, firestore_client, extremes):
     from shared.config import Config, Source
     from shared.maintenance import reconcile_counts
-    from shared.metrics import scrape
+    from shared.web.metrics import scrape
     from shared.store import CursorStore
 
     config = Config(start_date=date(2019, 1, 1), tracker_timeout=TIMEOUT,

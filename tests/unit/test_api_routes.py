@@ -11,6 +11,7 @@ import pytest
 from shared.config import ConfigError
 from shared.postprocess import PostProcessPolicy
 from shared.runtime import Settings
+from shared.web.routes import ROUTE_GROUPS, ROUTES, enabled
 
 MAIN = Path(__file__).resolve().parents[2] / "functions" / "main.py"
 
@@ -21,11 +22,6 @@ def _load_main():  # type: ignore[no-untyped-def]
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="module")
-def main():  # type: ignore[no-untyped-def]
-    return _load_main()
 
 
 def test_defaults_enable_every_group_and_the_policy_batch() -> None:
@@ -52,25 +48,27 @@ def test_malformed_values_name_the_variable(name: str, value: str) -> None:
         Settings.from_env({name: value})
 
 
-def test_every_route_is_in_exactly_one_group(main) -> None:  # type: ignore[no-untyped-def]
-    grouped = [path for paths in main.ROUTE_GROUPS.values() for path in paths]
-    assert sorted(grouped) == sorted(main.ROUTES), "ROUTES and ROUTE_GROUPS differ"
+def test_every_route_is_in_exactly_one_group() -> None:
+    grouped = [path for paths in ROUTE_GROUPS.values() for path in paths]
+    paths = [route.path for route in ROUTES]
+    assert len(set(paths)) == len(paths), "a path is routed twice"
+    assert sorted(grouped) == sorted(paths), "ROUTES and ROUTE_GROUPS differ"
 
 
-def test_parser_group_holds_only_the_parser_paths(main) -> None:  # type: ignore[no-untyped-def]
-    routes = main.enabled_routes(frozenset({"parser"}))
+def test_parser_group_holds_only_the_parser_paths() -> None:
+    routes = enabled(frozenset({"parser"}))
     assert set(routes) == {"/v2/job/next", "/v2/job/update", "/v2/job/heartbeat", "/v2/job/error",
                            "/next_job", "/update", "/heartbeat", "/error"}
     assert {h.__name__ for h in routes.values()} == {"next_job", "update", "heartbeat", "error"}
 
 
-def test_no_groups_given_means_every_route(main) -> None:  # type: ignore[no-untyped-def]
-    assert main.enabled_routes(None) == main.ROUTES
+def test_no_groups_given_means_every_route() -> None:
+    assert enabled(None) == {route.path: route.handler for route in ROUTES}
 
 
-def test_unknown_group_is_a_config_error_naming_it(main) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_group_is_a_config_error_naming_it() -> None:
     with pytest.raises(ConfigError, match=r"API_ROUTES: unknown route group 'admins'.*parser"):
-        main.enabled_routes(frozenset({"parser", "admins"}))
+        enabled(frozenset({"parser", "admins"}))
 
 
 def test_unknown_group_stops_the_module_at_start(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,8 +11,13 @@ from functions_framework import create_app
 from openapi_spec_validator import validate
 
 from functions import main
-from shared import openapi
-from shared.http_api import ERROR_STATUS, MISSING_STATUS, endpoint
+from shared.web import openapi
+from shared.web.endpoint import App, endpoint
+from shared.web.errors import ERROR_STATUS, MISSING_STATUS
+from shared.web.routes import enabled
+
+#: Every route the router serves by default (every group), by path.
+ROUTES = enabled(None)
 
 HTTP_METHODS = {"get", "head", "post", "put", "patch", "delete", "options"}
 
@@ -30,19 +35,19 @@ def served() -> dict:
 def test_served_document_is_valid_openapi_3(served):
     validate(served)
     assert served["openapi"].startswith("3.")
-    assert served == openapi.document(main.ROUTES)
+    assert served == openapi.document(ROUTES)
 
 
 def test_every_route_appears_with_exactly_the_methods_its_handler_allows(served):
-    assert set(served["paths"]) == set(main.ROUTES)
-    for path, handler in main.ROUTES.items():
+    assert set(served["paths"]) == set(ROUTES)
+    for path, handler in ROUTES.items():
         documented = set(served["paths"][path]) & HTTP_METHODS
         assert documented == {m.lower() for m in handler.methods}, path
 
 
 def test_handlers_refuse_the_methods_the_document_leaves_out():
     client = create_app("api", main.__file__).test_client()
-    for path, handler in main.ROUTES.items():
+    for path, handler in ROUTES.items():
         for method in sorted({"GET", "POST", "PUT", "DELETE"} - set(handler.methods)):
             response = client.open(path, method=method)
             assert response.status_code == 405, (path, method)
@@ -50,7 +55,7 @@ def test_handlers_refuse_the_methods_the_document_leaves_out():
 
 
 def test_parameters_match_the_schema_fields(served):
-    for path, handler in main.ROUTES.items():
+    for path, handler in ROUTES.items():
         for method in handler.methods:
             operation = served["paths"][path][method.lower()]
             documented = {p["name"]: p for p in operation.get("parameters", [])}
@@ -67,7 +72,7 @@ def test_parameters_match_the_schema_fields(served):
 
 def test_responses_include_every_error_the_code_can_answer(served):
     always = {400, 405, 500, *ERROR_STATUS.values()}
-    for path, handler in main.ROUTES.items():
+    for path, handler in ROUTES.items():
         required = ({n for n, f in handler.params.fields.items() if f.required}
                     if handler.params is not None else set())
         expected = always | {code for name, code in MISSING_STATUS if name in required}
@@ -108,12 +113,12 @@ def test_next_job_documents_its_no_job_answer(served):
 
 def test_a_route_without_description_fails_loudly():
     @endpoint(["GET"])
-    def silent(request: flask.Request) -> flask.Response:
+    def silent(request: flask.Request, app: App) -> flask.Response:
         return flask.Response("")
 
     silent.__doc__ = None
     with pytest.raises(openapi.UndocumentedRoute, match="/silent: handler silent has no docstring"):
-        openapi.document({**main.ROUTES, "/silent": silent})
+        openapi.document({**ROUTES, "/silent": silent})
 
 
 def test_a_route_not_wrapped_by_endpoint_fails_loudly():
@@ -121,5 +126,5 @@ def test_a_route_not_wrapped_by_endpoint_fails_loudly():
         """A bare handler."""
         return flask.Response("")
 
-    with pytest.raises(openapi.UndocumentedRoute, match="not wrapped by shared.http_api.endpoint"):
+    with pytest.raises(openapi.UndocumentedRoute, match="not wrapped by shared.web.endpoint.endpoint"):
         openapi.document({"/bare": bare})

@@ -9,8 +9,9 @@ from collections.abc import Mapping
 
 import pytest
 
-from shared import admin
-from shared.admin import AdminRejected, operator
+from shared.web import identity
+from shared.web.errors import HttpError
+from shared.web.identity import operator
 from tests.idtokens import AUDIENCE, CERTS, HOST, OTHER_KEY, signed, unsigned
 
 
@@ -54,7 +55,7 @@ REFUSED = [
 @pytest.mark.parametrize("authorization, message", [c[1:] for c in REFUSED],
                          ids=[c[0] for c in REFUSED])
 def test_a_token_that_does_not_verify_is_refused_whatever_it_claims(authorization, message):
-    with pytest.raises(AdminRejected) as refused:
+    with pytest.raises(HttpError) as refused:
         operator(authorization, "mallory@example.org", HOST, certs=lambda: CERTS)
     assert refused.value.status == 401 and message in str(refused.value)
 
@@ -77,7 +78,7 @@ def test_a_token_that_does_not_verify_is_refused_whatever_it_claims(authorizatio
         "deployed-nothing", "bad-header-deployed"])
 def test_only_a_verified_token_names_the_operator_anything_else_is_marked_unverified(
         monkeypatch, authorization, header, deployed, who):
-    monkeypatch.setattr(admin.getpass, "getuser", lambda: "localuser")
+    monkeypatch.setattr(identity.getpass, "getuser", lambda: "localuser")
     if deployed:
         monkeypatch.setenv("K_SERVICE", "admin")
     else:
@@ -91,6 +92,6 @@ def test_certificates_that_cannot_be_fetched_answer_503(monkeypatch):
     def down() -> Mapping[str, str]:
         raise requests.ConnectionError("no route to host")
 
-    with pytest.raises(AdminRejected) as refused:
+    with pytest.raises(HttpError) as refused:
         operator(f"Bearer {signed()}", "", HOST, certs=down)
     assert refused.value.status == 503 and "cannot fetch Google's certificates" in str(refused.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import date, datetime
 from pathlib import Path
@@ -15,13 +16,25 @@ from shared.schemas import (
     MAX_DETAIL_LENGTH,
     MISSING,
     AdminCancelReprocessParams,
+    AdminFailParams,
     AdminJobParams,
+    AdminJobsQuery,
+    AdminPauseParams,
     AdminReprocessParams,
     ErrorParams,
+    ErrorReport,
+    FailRequest,
+    Heartbeat,
     HeartbeatParams,
+    JobRef,
     JobSchema,
+    JobsQuery,
+    PauseRequest,
+    ReprocessRange,
     StatusQuery,
+    StatusRequest,
     StatusSchema,
+    Update,
     UpdateParams,
 )
 
@@ -48,20 +61,20 @@ def load_errors(schema: Schema, data: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("schema", "data", "expected"),
     [
-        (UpdateParams(), {"id": KEY, "state": "parsing"}, {"id": KEY, "state": State.PARSING, "detail": ""}),
+        (UpdateParams(), {"id": KEY, "state": "parsing"}, Update(RunId(KEY), State.PARSING, "")),
         (
             UpdateParams(),
             {"id": KEY, "state": "postProcessing", "detail": "gs://b/x.tgz"},
-            {"id": KEY, "state": State.POST_PROCESSING, "detail": "gs://b/x.tgz"},
+            Update(RunId(KEY), State.POST_PROCESSING, "gs://b/x.tgz"),
         ),
-        (UpdateParams(), {"id": KEY, "state": "failed", "detail": ""}, {"id": KEY, "state": State.FAILED, "detail": ""}),
-        (UpdateParams(), {"id": KEY, "state": "parsing", "detail": "-"}, {"id": KEY, "state": State.PARSING, "detail": "-"}),
-        (HeartbeatParams(), {"id": KEY}, {"id": KEY}),
-        (ErrorParams(), {"id": KEY, "error": "boom"}, {"id": KEY, "error": "boom"}),
+        (UpdateParams(), {"id": KEY, "state": "failed", "detail": ""}, Update(RunId(KEY), State.FAILED, "")),
+        (UpdateParams(), {"id": KEY, "state": "parsing", "detail": "-"}, Update(RunId(KEY), State.PARSING, "-")),
+        (HeartbeatParams(), {"id": KEY}, Heartbeat(RunId(KEY))),
+        (ErrorParams(), {"id": KEY, "error": "boom"}, ErrorReport(RunId(KEY), "boom")),
     ],
 )
-def test_params_load(schema: Schema, data: dict[str, Any], expected: dict[str, Any]) -> None:
-    assert schema.load(data) == {**expected, "id": RunId(KEY)}
+def test_params_load(schema: Schema, data: dict[str, Any], expected: object) -> None:
+    assert schema.load(data) == expected
 
 
 @pytest.mark.parametrize(
@@ -76,26 +89,26 @@ def test_params_load(schema: Schema, data: dict[str, Any], expected: dict[str, A
 )
 @pytest.mark.parametrize("schema", [UpdateParams(), HeartbeatParams(), ErrorParams()], ids=lambda s: type(s).__name__)
 def test_parser_id_carries_the_run(schema: Schema, text: str, expected: RunId) -> None:
-    loaded = schema.load({"id": text, "state": "parsing", "error": "boom"})["id"]
+    loaded = schema.load({"id": text, "state": "parsing", "error": "boom"}).id
     assert loaded == expected and str(loaded) == text
 
 
 @pytest.mark.parametrize("wire", [s.value for s in State])
 def test_update_accepts_every_state(wire: str) -> None:
-    assert UpdateParams().load({"id": KEY, "state": wire})["state"] is State(wire)
+    assert UpdateParams().load({"id": KEY, "state": wire}).state is State(wire)
 
 
 @pytest.mark.parametrize(
     ("schema", "data", "expected"),
     [
         (UpdateParams(), {"id": KEY, "state": "loading", "foo": "bar", "callback": "x"},
-         {"id": KEY, "state": State.LOADING, "detail": ""}),
-        (HeartbeatParams(), {"id": KEY, "state": "loading", "detail": "x"}, {"id": KEY}),
-        (ErrorParams(), {"id": KEY, "error": "e", "state": "nonsense", "detail": "d"}, {"id": KEY, "error": "e"}),
+         Update(RunId(KEY), State.LOADING, "")),
+        (HeartbeatParams(), {"id": KEY, "state": "loading", "detail": "x"}, Heartbeat(RunId(KEY))),
+        (ErrorParams(), {"id": KEY, "error": "e", "state": "nonsense", "detail": "d"}, ErrorReport(RunId(KEY), "e")),
     ],
 )
-def test_unknown_params_ignored(schema: Schema, data: dict[str, Any], expected: dict[str, Any]) -> None:
-    assert schema.load(data) == {**expected, "id": RunId(KEY)}
+def test_unknown_params_ignored(schema: Schema, data: dict[str, Any], expected: object) -> None:
+    assert schema.load(data) == expected
 
 
 TEXTS = [
@@ -111,16 +124,16 @@ TEXTS = [
 
 @pytest.mark.parametrize("text", TEXTS)
 def test_detail_and_error_are_plain_text(text: str) -> None:
-    assert UpdateParams().load({"id": KEY, "state": "parsing", "detail": text})["detail"] == text
-    assert ErrorParams().load({"id": KEY, "error": text})["error"] == text
+    assert UpdateParams().load({"id": KEY, "state": "parsing", "detail": text}).detail == text
+    assert ErrorParams().load({"id": KEY, "error": text}).error == text
 
 
 @pytest.mark.parametrize("char", ["x", "é", "日", "🚀"])
 def test_max_detail_length_counts_utf8_bytes(char: str) -> None:
     # Bytes, as Firestore counts them: 4,096 four-byte characters would be 16 KiB per entry.
     text = char * (MAX_DETAIL_LENGTH // len(char.encode()))
-    assert UpdateParams().load({"id": KEY, "state": "parsing", "detail": text})["detail"] == text
-    assert ErrorParams().load({"id": KEY, "error": text})["error"] == text
+    assert UpdateParams().load({"id": KEY, "state": "parsing", "detail": text}).detail == text
+    assert ErrorParams().load({"id": KEY, "error": text}).error == text
     over = text + "x" * (MAX_DETAIL_LENGTH - len(text.encode()) + 1)
     assert set(load_errors(UpdateParams(), {"id": KEY, "state": "parsing", "detail": over})) == {"detail"}
     assert set(load_errors(ErrorParams(), {"id": KEY, "error": over})) == {"error"}
@@ -230,7 +243,7 @@ QUERY_DEFAULTS = {"format": "html", "state": None, "experiment": None, "datatype
     ],
 )
 def test_status_query(data: dict[str, Any], changes: dict[str, Any]) -> None:
-    assert StatusQuery().load(data) == {**QUERY_DEFAULTS, **changes}
+    assert StatusQuery().load(data) == StatusRequest(**{**QUERY_DEFAULTS, **changes})
 
 
 @pytest.mark.parametrize(
@@ -478,9 +491,22 @@ def test_reprocess_dates_outside_the_window_are_refused(schema: Schema, first: s
 
 def test_reprocess_dates_at_the_window_edges_are_accepted() -> None:
     loaded = AdminReprocessParams().load({"from": "1970-01-01", "to": "2199-12-31"})
-    assert (loaded["first"], loaded["last"]) == (date(1970, 1, 1), date(2199, 12, 31))
+    assert (loaded.first, loaded.last, loaded.sources) == (date(1970, 1, 1), date(2199, 12, 31), ())
 
 
 def test_an_admin_id_before_1970_is_refused() -> None:
     messages = load_errors(AdminJobParams(), {"id": "archive-x/ndt/ndt7/19691231"})
     assert "job date 1969-12-31 is outside" in messages["id"][0]
+
+
+def test_admin_params_load_into_frozen_dataclasses() -> None:
+    reprocess = AdminReprocessParams().load({"from": "2019-01-01", "to": "2019-01-02",
+                                             "sources": "ndt/a,ndt/b"})
+    assert reprocess == ReprocessRange(date(2019, 1, 1), date(2019, 1, 2), ("ndt/a", "ndt/b"))
+    assert AdminJobsQuery().load({"state": "failed", "from": "2019-01-01"}) == JobsQuery(
+        State.FAILED, None, None, date(2019, 1, 1), None, 100)
+    assert AdminJobParams().load({"id": KEY}) == JobRef(KEY)
+    assert AdminFailParams().load({"id": KEY, "reason": "bad"}) == FailRequest(KEY, "bad")
+    assert AdminPauseParams().load({"target": "historical"}) == PauseRequest("historical", "")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        reprocess.first = date(2020, 1, 1)  # type: ignore[misc]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from shared.model import UTC, Job, State, StateInfo
-from shared.status_page import _span, age_class, expires_at, render_html, render_json
 from shared.store import JobRecord, Pause
+from shared.web.status import _span, age_class, render_html, render_json
+from shared.web.views import expires_at
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 TIMEOUT = timedelta(minutes=10)
@@ -84,7 +85,7 @@ def test_pauses_show_as_an_escaped_banner_and_in_the_json():
 
 
 def test_expiry_past_year_9999_is_clamped_not_an_overflow():
-    from shared.status_page import LATEST
+    from shared.web.views import LATEST
 
     rec = record(0, State.PARSING)
     rec.last_update = datetime(9999, 12, 31, 23, 55, tzinfo=UTC)  # + 10 minutes: past 9999

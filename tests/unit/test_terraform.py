@@ -154,7 +154,7 @@ def test_invocation_is_granted_on_the_cloud_run_service_of_each_function(tf: Con
 
 def test_router_serves_only_the_parser_routes_and_their_document(tf: Config) -> None:
     assert tf.locals["function_environment"]["api"] == {"API_ROUTES": "parser,docs"}
-    groups = importlib.import_module("functions.main").ROUTE_GROUPS
+    groups = importlib.import_module("shared.web.routes").ROUTE_GROUPS
     assert all(path.startswith(("/v2/job/", "/next_job", "/update", "/heartbeat", "/error"))
                for path in groups["parser"])
     assert groups["docs"] == ("/openapi.json",)

@@ -8,17 +8,17 @@ started/completed/failed totals are the sums of the counter shards kept in
 the state-change transactions (one query); the stream dates come from the
 job service's cursors. The names follow the Go
 Gardener's where they still mean the same thing; every metric is described in
-the README ("Metrics").
+the README ("Metrics"). ``prometheus_client`` is imported by the first scrape,
+not with the module: no parser request needs it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
+from typing import TYPE_CHECKING, cast
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
+import flask
 
 from shared.config import Config
 from shared.iterators import Position, Stream
@@ -26,9 +26,15 @@ from shared.model import State
 from shared.store import CursorStore
 from shared.tracker import COMPLETED, FAILED, STARTED, Tracker
 from shared.transitions import TERMINAL
+from shared.web.endpoint import Answer, App, Route, endpoint
 
-#: Content type of a scrape's answer.
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+if TYPE_CHECKING:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    from prometheus_client.registry import Collector
+
+#: Content type of a scrape's answer: ``prometheus_client.CONTENT_TYPE_LATEST`` (a test
+#: keeps the two equal), written out so that the route table does not import the library.
+CONTENT_TYPE = "text/plain; version=1.0.0; charset=utf-8"
 
 SourceLabels = tuple[str, str]  # (experiment, datatype)
 
@@ -66,19 +72,9 @@ def stream_dates(config: Config, stream: Stream, position: Position) -> dict[Sou
     return dates
 
 
-def count_by_state(
-    tracker: Tracker, groups: list[tuple[str | None, str | None]]
-) -> dict[tuple[str | None, str | None, State], int]:
-    """Count the jobs of each (experiment, datatype) group in every state, from the counters.
-
-    None in a group matches anything; one read of the counter shards in all
-    (:meth:`~shared.tracker.Tracker.counts_by_state`).
-    """
-    return tracker.counts_by_state(groups)
-
-
-class TrackerCollector(Collector):
-    """Collects the tracker's metrics from Firestore when the registry is scraped."""
+class TrackerCollector:
+    """Collects the tracker's metrics from Firestore when the registry is scraped
+    (a ``prometheus_client`` collector)."""
 
     def __init__(self, tracker: Tracker, cursors: CursorStore, config: Config) -> None:
         self.tracker = tracker
@@ -87,7 +83,9 @@ class TrackerCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         """Yield every metric family (one read of the job counts' shards, one totals query)."""
-        counts = count_by_state(self.tracker, list(source_labels(self.config)))
+        from prometheus_client.core import GaugeMetricFamily
+
+        counts = self.tracker.counts_by_state(list(source_labels(self.config)))
         in_flight = GaugeMetricFamily(
             "gardener_tasks_in_flight", "Jobs in each non-terminal state.",
             labels=["experiment", "datatype", "state"])
@@ -111,7 +109,9 @@ class TrackerCollector(Collector):
 
     def _totals(self) -> Iterator[CounterMetricFamily]:
         """Yield the started/completed/failed totals of the config's sources (0 until counted)."""
-        kept = self.tracker.store.counters.totals()
+        from prometheus_client.core import CounterMetricFamily
+
+        kept = self.tracker.totals()
         families = {name: CounterMetricFamily(metric.removesuffix("_total"), text,
                                               labels=["experiment", "datatype"])
                     for name, (metric, text) in TOTALS.items()}
@@ -121,6 +121,8 @@ class TrackerCollector(Collector):
         yield from families.values()
 
     def _cursor_metrics(self) -> Iterator[GaugeMetricFamily]:
+        from prometheus_client.core import GaugeMetricFamily
+
         state_date = GaugeMetricFamily(
             "gardener_state_date",
             "Last day (Unix seconds of its UTC midnight) each source's stream has resolved.",
@@ -141,6 +143,19 @@ class TrackerCollector(Collector):
 
 def scrape(tracker: Tracker, cursors: CursorStore, config: Config) -> bytes:
     """Return the metrics in the Prometheus text format, computed now."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(TrackerCollector(tracker, cursors, config))
+    registry.register(cast("Collector", TrackerCollector(tracker, cursors, config)))
     return generate_latest(registry)
+
+
+@endpoint(["GET"], answers={200: Answer("Prometheus text", (CONTENT_TYPE,))})
+def metrics(request: flask.Request, app: App) -> flask.Response:
+    """``/metrics``: job counts per source and state and the streams' dates, Prometheus text."""
+    service = app.services.job_service()
+    body = scrape(app.services.tracker(), service.cursors, service.config)
+    return flask.Response(body, content_type=CONTENT_TYPE)
+
+
+ROUTES = (Route("/metrics", "status", metrics),)

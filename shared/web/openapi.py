@@ -2,9 +2,9 @@
 
 Every fact comes from the code: the paths from the router's route table, the
 methods, parameter schema and answers from what each handler's
-:func:`shared.http_api.endpoint` wrapper carries, the summary from the
+:func:`shared.web.endpoint.endpoint` wrapper carries, the summary from the
 handler's docstring, and the error answers from the status codes
-:mod:`shared.http_api` gives (``ERROR_STATUS``, ``MISSING_STATUS``, 400, 405,
+:mod:`shared.web.errors` gives (``ERROR_STATUS``, ``MISSING_STATUS``, 400, 405,
 500). A route whose handler is not wrapped by ``endpoint`` or has no docstring
 is refused (:class:`UndocumentedRoute`), so a new route cannot be served
 without being described.
@@ -16,11 +16,13 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import flask
 from marshmallow import Schema, fields
 
-from shared.http_api import ERROR_STATUS, MISSING_STATUS, Answer
 from shared.model import _KEY_RE, _RUN_RE, MAX_KEY_LENGTH, MAX_RUN_LENGTH, RUN_SEPARATOR, State
 from shared.schemas import JobId, JobSchema, ParserJobId, StateName
+from shared.web.endpoint import Answer, App, Endpoint, Route, endpoint, json_response
+from shared.web.errors import ERROR_STATUS, MISSING_STATUS
 
 if TYPE_CHECKING:
     from apispec.ext.marshmallow import MarshmallowPlugin
@@ -102,10 +104,9 @@ def _field_extras(self: Any, field: fields.Field, **kwargs: Any) -> dict[str, An
 
 
 def _summary(path: str, handler: Callable[..., Any]) -> tuple[str, str]:
-    for attribute in ("methods", "params", "answers"):
-        if not hasattr(handler, attribute):
-            raise UndocumentedRoute(f"{path}: handler {handler.__name__} is not wrapped by "
-                                    f"shared.http_api.endpoint (no {attribute!r})")
+    if not isinstance(handler, Endpoint):
+        raise UndocumentedRoute(f"{path}: handler {handler.__name__} is not wrapped by "
+                                f"shared.web.endpoint.endpoint")
     doc = (handler.__doc__ or "").strip()
     if not doc:
         raise UndocumentedRoute(f"{path}: handler {handler.__name__} has no docstring")
@@ -113,7 +114,7 @@ def _summary(path: str, handler: Callable[..., Any]) -> tuple[str, str]:
     return first.strip(), rest.strip()
 
 
-def _responses(handler: Any) -> dict[str, Any]:
+def _responses(handler: Endpoint) -> dict[str, Any]:
     codes = {400, 405, 500, *ERROR_STATUS.values()}
     params: Schema | None = handler.params
     if params is not None:
@@ -172,3 +173,12 @@ def document(routes: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
                 if schema.pop("nullable", False) and schema.get("default", 0) is None:
                     del schema["default"]
     return result
+
+
+@endpoint(["GET"], answers={200: Answer("this document")})
+def openapi_json(request: flask.Request, app: App) -> flask.Response:
+    """``/openapi.json``: the OpenAPI 3 document of every route the router serves here."""
+    return json_response(document(app.routes))
+
+
+ROUTES = (Route("/openapi.json", "docs", openapi_json),)

@@ -6,7 +6,8 @@ that filters by it), plain GET filter forms, each job's full history in a
 activity is more than half (``AGING``) or three quarters (``EXPIRING``) of
 the tracker timeout old stands out, as do failed jobs. It refreshes itself
 every ``refresh`` seconds with a meta refresh (``refresh=0`` turns it off).
-Nothing needs JavaScript, and every text from a job is escaped.
+Nothing needs JavaScript, and every text from a job is escaped. The JSON
+form (``format=json``) holds the same jobs as :func:`shared.web.views.job_json`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import flask
+
 from shared.gotime import format_duration, format_time
-from shared.metrics import count_by_state
-from shared.model import UTC, State
-from shared.schemas import JobSchema, StatusSchema
+from shared.model import State, utcnow
+from shared.schemas import StatusQuery, StatusRequest
 from shared.store import JobRecord, Pause
 from shared.tracker import Tracker
 from shared.transitions import TERMINAL
+from shared.web.endpoint import Answer, App, Route, endpoint, json_response, parse
+from shared.web.views import expires_at, job_json, pause_json
 
 if TYPE_CHECKING:
     import jinja2
@@ -36,8 +40,7 @@ HIGHLIGHTED = frozenset({State.INIT, State.POST_PROCESSING})
 AGING = 0.5
 EXPIRING = 0.75
 
-_JOB = JobSchema()
-_STATUS = StatusSchema()
+_QUERY = StatusQuery()
 
 
 @functools.cache
@@ -45,7 +48,7 @@ def _template() -> jinja2.Template:
     import jinja2  # deferred: only the HTML page needs it, not a parser's request
 
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("shared", "templates"),
+        loader=jinja2.PackageLoader("shared.web", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
@@ -55,25 +58,8 @@ def _template() -> jinja2.Template:
 def state_counts(tracker: Tracker, experiment: str | None, datatype: str | None
                  ) -> dict[State, int]:
     """Count the jobs in every state under the experiment and datatype filters (from the counters)."""
-    counts = count_by_state(tracker, [(experiment, datatype)])
+    counts = tracker.counts_by_state([(experiment, datatype)])
     return {state: counts[(experiment, datatype, state)] for state in State}
-
-
-#: The latest time Firestore (and Python) can hold: an expiry beyond it is shown as it.
-LATEST = datetime.max.replace(tzinfo=UTC)
-
-
-def expires_at(record: JobRecord, timeout: timedelta | None) -> datetime | None:
-    """When a job in flight expires if nothing more is heard from it; None if it cannot.
-
-    A last activity so late that the sum passes year 9999 gives :data:`LATEST`.
-    """
-    if timeout is None or record.status.state in TERMINAL:
-        return None
-    try:
-        return record.last_activity + timeout
-    except OverflowError:
-        return LATEST
 
 
 def age_class(record: JobRecord, timeout: timedelta | None, now: datetime) -> str:
@@ -84,35 +70,6 @@ def age_class(record: JobRecord, timeout: timedelta | None, now: datetime) -> st
         return ""
     silent = (now - record.last_activity) / timeout
     return "expiring" if silent >= EXPIRING else "aging" if silent >= AGING else ""
-
-
-def job_json(record: JobRecord, timeout: timedelta | None = None) -> dict[str, Any]:
-    """Return one job as JSON: Go-shaped ``Job`` and ``Status`` plus derived fields."""
-    status = record.status
-    expiry = expires_at(record, timeout)
-    return {
-        "ID": record.key,
-        "Job": _JOB.dump(record.job),
-        "Status": _STATUS.dump(status),
-        "State": status.state.value,
-        "Label": status.label,
-        "Detail": status.detail,
-        "Error": status.error,
-        "ElapsedSeconds": int(status.elapsed.total_seconds()),
-        "LastActivity": format_time(record.last_activity),
-        "Attempts": record.attempts,
-        "LastError": record.last_error,
-        "RetryAt": format_time(record.retry_at) if record.retry_at else None,
-        "ExpiresAt": format_time(expiry) if expiry else None,
-    }
-
-
-def pause_json(pause: Pause | None) -> dict[str, str] | None:
-    """Return an operator's pause as JSON (None when not paused)."""
-    if pause is None:
-        return None
-    return {"Target": pause.target, "Who": pause.who, "Since": format_time(pause.since),
-            "Reason": pause.reason}
 
 
 def render_json(
@@ -212,3 +169,31 @@ def render_html(
         timeout=format_duration(timeout) if timeout else "",
         no_refresh={**base, "refresh": 0, **({"state": shown["state"]} if "state" in shown else {})},
     )
+
+
+@endpoint(["GET", "HEAD"], _QUERY, {200: Answer("the page, or JSON with format=json",
+                                                ("text/html", "application/json"))})
+def status(request: flask.Request, app: App) -> flask.Response:
+    """``/status``: every job, oldest first; ``?format=json``, ``state=``, ``experiment=``, ``datatype=``.
+
+    The HTML page counts the jobs of every state at the top, colours jobs near
+    expiry and refreshes itself every ``refresh`` seconds (0: never).
+    """
+    q: StatusRequest = parse(_QUERY, request)
+    tracker = app.services.tracker()
+    records = list(tracker.get_state(q.state, q.experiment, q.datatype, q.limit))
+    counts = state_counts(tracker, q.experiment, q.datatype)
+    total = counts[q.state] if q.state else sum(counts.values())
+    shown = {"state": q.state.value if q.state else None, "experiment": q.experiment,
+             "datatype": q.datatype}
+    timeout = app.services.tracker_timeout()
+    pauses = app.services.controls().all()
+    if q.format == "json":
+        return json_response(render_json(records, total, shown, counts, timeout, pauses))
+    return flask.Response(
+        render_html(records, total, shown, utcnow(), counts, timeout, q.refresh, pauses),
+        mimetype="text/html",
+    )
+
+
+ROUTES = (Route("/status", "status", status), Route("/", "status", status))

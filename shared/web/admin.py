@@ -1,0 +1,140 @@
+"""The ``/admin/...`` endpoints: the operator's actions (:mod:`shared.admin`) over HTTP.
+
+Each endpoint parses its parameters, names the operator
+(:func:`shared.web.identity.operator_of`), calls one action of the
+:class:`~shared.admin.Admin` and answers its result as JSON
+(:mod:`shared.web.views`); an action's refusal answers its error's status.
+The ``admin`` entry point serves these routes alone; the ``api`` router
+serves them in its ``admin`` group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import flask
+from marshmallow import Schema
+
+from shared.admin import Admin, JobFilter
+from shared.schemas import (
+    AdminCancelReprocessParams,
+    AdminFailParams,
+    AdminImportParams,
+    AdminJobParams,
+    AdminJobsQuery,
+    AdminNoParams,
+    AdminPauseParams,
+    AdminReprocessParams,
+    FailRequest,
+    ImportRequest,
+    JobRef,
+    JobsQuery,
+    NoParams,
+    PauseRequest,
+    ReprocessRange,
+)
+from shared.web import views
+from shared.web.endpoint import App, Endpoint, Route, endpoint, json_response, parse
+from shared.web.identity import operator_of
+
+#: An operator's action: the admin, the parsed parameters and the operator's name in, JSON out.
+Action = Callable[[Admin, Any, str], Any]
+
+
+def action(methods: Iterable[str], schema: Schema, bulk: bool = False
+           ) -> Callable[[Action], Endpoint]:
+    """Make an endpoint of an action: parse the parameters, name the operator, act, answer JSON."""
+
+    def decorate(act: Action) -> Endpoint:
+        def handler(request: flask.Request, app: App) -> flask.Response:
+            p = parse(schema, request)
+            who = operator_of(request)
+            return json_response(act(app.services.admin(), p, who))
+
+        handler.__name__, handler.__doc__ = act.__name__, act.__doc__
+        return endpoint(methods, schema, bulk=bulk)(handler)
+
+    return decorate
+
+
+@action(["GET"], AdminJobsQuery())
+def jobs(admin: Admin, q: JobsQuery, who: str) -> Any:
+    """``/admin/jobs``: list and filter jobs."""
+    return views.jobs_view(admin.list_jobs(JobFilter(q.state, q.experiment, q.datatype, q.first,
+                                                     q.last, q.limit)))
+
+
+@action(["GET"], AdminJobParams())
+def job(admin: Admin, p: JobRef, who: str) -> Any:
+    """``/admin/job``: one job with its history, bookkeeping and audit."""
+    return views.job_view(admin.job(p.id))
+
+
+@action(["POST"], AdminJobParams())
+def retry(admin: Admin, p: JobRef, who: str) -> Any:
+    """``/admin/job/retry``: make a failed job due for a retry now."""
+    return views.job_view(admin.retry(p.id, who))
+
+
+@action(["POST"], AdminFailParams())
+def fail(admin: Admin, p: FailRequest, who: str) -> Any:
+    """``/admin/job/fail``: mark a job in flight failed with a reason."""
+    return views.failed_view(*admin.fail(p.id, p.reason, who))
+
+
+@action(["POST"], AdminReprocessParams())
+def reprocess(admin: Admin, p: ReprocessRange, who: str) -> Any:
+    """``/admin/reprocess``: queue reprocessing of job dates for sources."""
+    return views.reprocessing_json(admin.reprocess(p.first, p.last, list(p.sources), who))
+
+
+@action(["POST"], AdminCancelReprocessParams())
+def cancel_reprocess(admin: Admin, p: ReprocessRange, who: str) -> Any:
+    """``/admin/reprocess/cancel``: take back queued reprocessing of job dates for sources."""
+    return views.cancellation_json(admin.cancel_reprocess(p.first, p.last, list(p.sources), who))
+
+
+@action(["POST"], AdminPauseParams())
+def pause(admin: Admin, p: PauseRequest, who: str) -> Any:
+    """``/admin/pause``: pause the historical cycle or a source."""
+    return views.paused_json(admin.pause(p.target, p.reason, who))
+
+
+@action(["POST"], AdminPauseParams())
+def resume(admin: Admin, p: PauseRequest, who: str) -> Any:
+    """``/admin/resume``: resume the historical cycle or a source."""
+    return views.resumed_json(admin.resume(p.target, who), who)
+
+
+@action(["GET"], AdminNoParams())
+def controls(admin: Admin, p: NoParams, who: str) -> Any:
+    """``/admin/controls``: pauses in force and the reprocessing queue."""
+    return views.controls_json(admin.controls_in_force())
+
+
+@action(["POST"], AdminNoParams(), bulk=True)
+def export_snapshot(admin: Admin, p: NoParams, who: str) -> Any:
+    """``/admin/snapshot/export``: write a snapshot to SNAPSHOT_BUCKET now."""
+    return views.exported_json(admin.export_snapshot(who))
+
+
+@action(["POST"], AdminImportParams(), bulk=True)
+def import_snapshot(admin: Admin, p: ImportRequest, who: str) -> Any:
+    """``/admin/snapshot/import``: create the jobs of a snapshot in GCS that are missing."""
+    return views.imported_json(admin.import_snapshot(p.source, who))
+
+
+ROUTES = (
+    Route("/admin/jobs", "admin", jobs),
+    Route("/admin/job", "admin", job),
+    Route("/admin/job/retry", "admin", retry),
+    Route("/admin/job/fail", "admin", fail),
+    Route("/admin/reprocess", "admin", reprocess),
+    Route("/admin/reprocess/cancel", "admin", cancel_reprocess),
+    Route("/admin/pause", "admin", pause),
+    Route("/admin/resume", "admin", resume),
+    Route("/admin/controls", "admin", controls),
+    Route("/admin/snapshot/export", "admin", export_snapshot),
+    Route("/admin/snapshot/import", "admin", import_snapshot),
+)

@@ -1,0 +1,196 @@
+"""The endpoint wrapper every handler goes through, the route and what a handler is given.
+
+A handler takes the request and an :class:`App` (the services it may use,
+passed in, never taken from a global) and returns a response;
+:func:`endpoint` wraps it: 405 for a method it does not allow, the
+request's Firestore budget, the request's trace on every log line, and each
+error answered with its status code (:mod:`shared.web.errors`). A
+:class:`Route` names a handler's path and route group; each web module
+declares its routes beside its handlers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+import flask
+from marshmallow import Schema, ValidationError
+
+from shared.config import ConfigError
+from shared.errors import TrackerError
+from shared.logs import request_trace
+from shared.schemas import MISSING
+from shared.store import budget
+from shared.web.errors import MISSING_STATUS, HttpError, status_of
+
+if TYPE_CHECKING:
+    from shared.admin import Admin
+    from shared.job_service import JobService
+    from shared.maintenance import Maintenance
+    from shared.postprocess import PostProcessor
+    from shared.runtime import Settings
+    from shared.store import ControlStore
+    from shared.tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+
+class Services(Protocol):
+    """The process's services a handler may use; :mod:`shared.runtime` provides them.
+
+    Each is asked for at the call, so a test can replace one.
+    """
+
+    def settings(self) -> Settings: ...
+    def tracker(self) -> Tracker: ...
+    def job_service(self) -> JobService: ...
+    def controls(self) -> ControlStore: ...
+    def admin(self) -> Admin: ...
+    def maintenance(self) -> Maintenance: ...
+    def postprocessor(self) -> PostProcessor: ...
+    def tracker_timeout(self) -> timedelta | None: ...
+
+
+@dataclass(frozen=True)
+class App:
+    """What every handler is given, as Go's ``Handler`` holds its tracker: the services and
+    the routes served beside the handler (path → endpoint)."""
+
+    services: Services
+    routes: Mapping[str, Endpoint] = field(default_factory=dict)
+
+
+#: A handler: the request and the app in, the response out.
+Handler = Callable[[flask.Request, App], flask.Response]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer an endpoint gives besides its errors, as the OpenAPI document describes it."""
+
+    description: str
+    content: tuple[str, ...] = ("application/json",)
+    schema: Schema | None = None  # the JSON body's shape, if it has a fixed one
+
+
+class Endpoint:
+    """A handler wrapped by :func:`endpoint`, with what the OpenAPI document says of it:
+    ``methods`` (allowed), ``params`` (the schema its parameters are parsed with),
+    ``answers`` (by status code, besides the errors)."""
+
+    def __init__(self, handler: Handler, methods: tuple[str, ...], params: Schema | None,
+                 answers: dict[int, Answer], bulk: bool) -> None:
+        self.handler = handler
+        self.methods = methods
+        self.params = params
+        self.answers = answers
+        self.bulk = bulk
+        self.__name__ = handler.__name__
+        self.__doc__ = handler.__doc__
+
+    def __call__(self, request: flask.Request, app: App) -> flask.Response:
+        """Answer ``request``; log lines written meanwhile carry its trace id."""
+        with request_trace(request.headers):
+            return self._answer(request, app)
+
+    def _answer(self, request: flask.Request, app: App) -> flask.Response:
+        if request.method not in self.methods:
+            response = error_response(
+                405, f"method {request.method} not allowed; use {' or '.join(self.methods)}"
+            )
+            response.headers["Allow"] = ", ".join(self.methods)
+            return response
+        try:
+            with budget(None if self.bulk else app.services.settings().firestore_deadline):
+                return self.handler(request, app)
+        except HttpError as exc:
+            return error_response(exc.status, exc.message, exc.fields)
+        except TrackerError as exc:
+            status = status_of(exc)
+            level = logging.WARNING if status >= 500 else logging.INFO
+            log.log(level, "%s %s: %d %s", request.method, request.path, status, exc)
+            return error_response(status, str(exc), exc.fields)
+        except ConfigError as exc:
+            log.error("configuration error:\n%s", exc)
+            return error_response(500, f"configuration error: {exc}")
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path)
+            return error_response(500, "internal error")
+
+
+def endpoint(
+    methods: Iterable[str],
+    params: Schema | None = None,
+    answers: Mapping[int, Answer] | None = None,
+    bulk: bool = False,
+) -> Callable[[Handler], Endpoint]:
+    """Wrap a handler: answer 405 for other methods and map errors to status codes.
+
+    The handler's Firestore calls share one budget of ``FIRESTORE_DEADLINE_SECONDS``,
+    counted from when it starts; a ``bulk`` handler (one that works through many
+    documents, within a longer function timeout) has none, and each of its
+    Firestore calls is bounded on its own (:mod:`shared.store.deadline`).
+    """
+    allowed = tuple(methods)
+    described = dict(answers or {200: Answer("done")})
+
+    def decorate(handler: Handler) -> Endpoint:
+        return Endpoint(handler, allowed, params, described, bulk)
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class Route:
+    """One path the router serves: the route group that enables it and its endpoint."""
+
+    path: str
+    group: str
+    handler: Endpoint
+
+
+def params(request: flask.Request) -> dict[str, str]:
+    """Return the request's parameters: query string, then form body (the body wins, as in Go)."""
+    merged = {k: request.args.get(k, "") for k in request.args}
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        merged.update({k: request.form.get(k, "") for k in request.form})
+    return merged
+
+
+def parse(schema: Schema, request: flask.Request) -> Any:
+    """Load the request's parameters with ``schema`` (into its dataclass); :class:`HttpError` if bad.
+
+    Parameters are judged in the Go handlers' order (``id``, then ``state`` or
+    ``error``, then the rest): the first one in error sets the status — its
+    own code if it is missing, else 400 — and the message lists every error.
+    """
+    try:
+        return schema.load(params(request))
+    except ValidationError as exc:
+        errors: dict[str, Any] = exc.normalized_messages()
+        detail = "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in sorted(errors.items()))
+        codes = dict(MISSING_STATUS)
+        first = next((name for name in codes if name in errors), None)
+        if first is not None and MISSING in errors[first]:
+            raise HttpError(codes[first], f"missing parameter {first!r}", errors) from None
+        raise HttpError(400, f"invalid parameters: {detail}", errors) from None
+
+
+def json_response(body: Any, status: int = 200) -> flask.Response:
+    """Return ``body`` as a JSON response."""
+    return flask.Response(
+        json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json"
+    )
+
+
+def error_response(status: int, message: str, fields: dict[str, Any] | None = None) -> flask.Response:
+    """Return the JSON error body ``{"error": message, "status": status[, "fields": …]}``."""
+    body: dict[str, Any] = {"error": message, "status": status}
+    if fields:
+        body["fields"] = fields
+    return json_response(body, status)

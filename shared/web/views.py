@@ -1,0 +1,144 @@
+"""The Go-shaped JSON of what the tracker holds: jobs, pauses, audit entries, queue items, controls.
+
+Every JSON body the status page and the admin API answer is built here from
+the domain's objects (:mod:`shared.model`, :mod:`shared.store`,
+:mod:`shared.admin`); field names follow the Go tracker's style.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.admin import Cancellation, Controls, Exported, Imported, Reprocessing
+from shared.gotime import format_time
+from shared.model import UTC, State
+from shared.schemas import JobSchema, StatusSchema
+from shared.store import FREE, AuditEntry, JobRecord, Pause, ReprocessItem
+from shared.transitions import TERMINAL
+
+_JOB = JobSchema()
+_STATUS = StatusSchema()
+
+#: The latest time Firestore (and Python) can hold: an expiry beyond it is shown as it.
+LATEST = datetime.max.replace(tzinfo=UTC)
+
+
+def expires_at(record: JobRecord, timeout: timedelta | None) -> datetime | None:
+    """When a job in flight expires if nothing more is heard from it; None if it cannot.
+
+    A last activity so late that the sum passes year 9999 gives :data:`LATEST`.
+    """
+    if timeout is None or record.status.state in TERMINAL:
+        return None
+    try:
+        return record.last_activity + timeout
+    except OverflowError:
+        return LATEST
+
+
+def job_json(record: JobRecord, timeout: timedelta | None = None) -> dict[str, Any]:
+    """Return one job as JSON: Go-shaped ``Job`` and ``Status`` plus derived fields."""
+    status = record.status
+    expiry = expires_at(record, timeout)
+    return {
+        "ID": record.key,
+        "Job": _JOB.dump(record.job),
+        "Status": _STATUS.dump(status),
+        "State": status.state.value,
+        "Label": status.label,
+        "Detail": status.detail,
+        "Error": status.error,
+        "ElapsedSeconds": int(status.elapsed.total_seconds()),
+        "LastActivity": format_time(record.last_activity),
+        "Attempts": record.attempts,
+        "LastError": record.last_error,
+        "RetryAt": format_time(record.retry_at) if record.retry_at else None,
+        "ExpiresAt": format_time(expiry) if expiry else None,
+    }
+
+
+def audit_json(entry: AuditEntry) -> dict[str, str]:
+    """Return one audit entry as JSON."""
+    return {"Time": format_time(entry.time), "Who": entry.who, "Action": entry.action,
+            "Detail": entry.detail}
+
+
+def job_view(record: JobRecord) -> dict[str, Any]:
+    """Return a job as the admin API shows it: the status page's JSON, bookkeeping and audit."""
+    return {
+        **job_json(record),
+        "Offer": record.offer,
+        "Reoffer": record.reoffer,
+        "LeaseOwner": record.lease_owner,
+        "LeaseUntil": format_time(record.lease_until) if record.lease_until != FREE else None,
+        "Audit": [audit_json(a) for a in record.audit],
+    }
+
+
+def jobs_view(records: list[JobRecord]) -> dict[str, Any]:
+    """Return the jobs an operator listed, as the admin API shows them."""
+    return {"Shown": len(records), "Jobs": [job_view(r) for r in records]}
+
+
+def failed_view(previous: State, record: JobRecord) -> dict[str, Any]:
+    """Return a job an operator failed, with the state it was in."""
+    return {**job_view(record), "Previous": previous.value}
+
+
+def pause_json(pause: Pause | None) -> dict[str, str] | None:
+    """Return an operator's pause as JSON (None when not paused)."""
+    if pause is None:
+        return None
+    return {"Target": pause.target, "Who": pause.who, "Since": format_time(pause.since),
+            "Reason": pause.reason}
+
+
+def paused_json(pause: Pause) -> dict[str, Any]:
+    """Return a pause just made as JSON."""
+    return {"Paused": pause_json(pause)}
+
+
+def resumed_json(pause: Pause, who: str) -> dict[str, Any]:
+    """Return a pause just lifted, and who lifted it, as JSON."""
+    return {"Resumed": pause_json(pause), "Who": who}
+
+
+def item_json(item: ReprocessItem) -> dict[str, str]:
+    """Return a queued reprocessing as JSON."""
+    return {"ID": item.key, "Source": item.source, "Who": item.who,
+            "QueuedAt": format_time(item.queued_at)}
+
+
+def controls_json(controls: Controls) -> dict[str, Any]:
+    """Return the pauses in force and the reprocessing queue's size and head as JSON."""
+    return {
+        "Historical": pause_json(controls.historical),
+        "Sources": [{"Source": s, "Paused": pause_json(p)} for s, p in controls.sources],
+        "ReprocessQueued": controls.reprocess_queued,
+        "ReprocessNext": [item_json(i) for i in controls.reprocess_next],
+    }
+
+
+def reprocessing_json(done: Reprocessing) -> dict[str, Any]:
+    """Return what a reprocessing request queued as JSON."""
+    return {"Queued": len(done.queued), "AlreadyQueued": done.already_queued, "Jobs": done.queued,
+            "Who": done.who, "Time": format_time(done.time)}
+
+
+def cancellation_json(done: Cancellation) -> dict[str, Any]:
+    """Return what a cancelled reprocessing took back as JSON."""
+    return {"Cancelled": len(done.cancelled), "HandedOut": len(done.handed_out),
+            "Jobs": done.cancelled, "Who": done.who, "Time": format_time(done.time)}
+
+
+def exported_json(done: Exported) -> dict[str, Any]:
+    """Return a snapshot written now as JSON: the export's own fields and who asked."""
+    return {**done.snapshot, "Who": done.who}
+
+
+def imported_json(done: Imported) -> dict[str, Any]:
+    """Return what a snapshot import did as JSON."""
+    r = done.result
+    return {"Source": done.source, "Total": r.total, "Created": r.created,
+            "AlreadyPresent": r.already_present, "Skipped": r.skipped, "Who": done.who}
