@@ -34,7 +34,7 @@ from shared.http_api import (  # noqa: E402
     json_response,
     parse,
 )
-from shared.model import RunId, State, utcnow  # noqa: E402
+from shared.model import JobFilter, RunId, State, utcnow  # noqa: E402
 from shared.schemas import (  # noqa: E402
     ErrorParams,
     HeartbeatParams,
@@ -128,7 +128,7 @@ def status(request: flask.Request) -> flask.Response:
     q = parse(_STATUS, request)
     filters = {k: q[k] for k in ("state", "experiment", "datatype")}
     tracker = runtime.tracker()
-    records = list(tracker.get_state(limit=q["limit"], **filters))
+    records = list(tracker.get_state(JobFilter(limit=q["limit"], **filters)))
     counts = status_page.state_counts(tracker, q["experiment"], q["datatype"])
     total = counts[q["state"]] if q["state"] else sum(counts.values())
     shown = {k: (str(v) if v is not None else None) for k, v in filters.items()}

@@ -33,7 +33,6 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,18 +43,21 @@ from shared import status_page, transitions
 from shared.config import Config
 from shared.errors import TrackerError
 from shared.gotime import format_time
-from shared.job_service import HISTORICAL, source_name
-from shared.model import UTC, Job, State
-from shared.status_page import pause_json
-from shared.store import (
+from shared.job_service import HISTORICAL
+from shared.model import (
     FREE,
+    UTC,
     AuditEntry,
-    ControlStore,
+    Job,
+    JobFilter,
     JobRecord,
     Pause,
     ReprocessItem,
-    ReprocessQueue,
+    State,
+    source_name,
 )
+from shared.status_page import pause_json
+from shared.store import ControlStore, ReprocessQueue
 from shared.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -67,9 +69,6 @@ MAX_REPROCESS = 1000
 ANONYMOUS = "anonymous"
 
 _OPERATOR_RE = re.compile(r"[\w.@+:/ -]{1,200}")
-
-#: Job dates of an open-ended date filter.
-_EARLIEST, _LATEST = date(1970, 1, 1), date(9999, 12, 31)
 
 
 class AdminRejected(TrackerError):
@@ -199,18 +198,6 @@ def item_json(item: ReprocessItem) -> dict[str, str]:
             "QueuedAt": format_time(item.queued_at)}
 
 
-@dataclass(frozen=True)
-class JobFilter:
-    """Which jobs to list: equal state, experiment, datatype; job dates from ``first`` to ``last``."""
-
-    state: State | None = None
-    experiment: str | None = None
-    datatype: str | None = None
-    first: date | None = None
-    last: date | None = None
-    limit: int = 100
-
-
 def _source_names(jobs: list[Job]) -> str:
     return ", ".join(sorted({f"{j.experiment}/{j.datatype}" for j in jobs}))
 
@@ -245,10 +232,7 @@ class Admin:
 
     def list_jobs(self, f: JobFilter) -> list[JobRecord]:
         """Return the matching jobs: by job date with a date range, else oldest start first."""
-        if f.first is None and f.last is None:
-            return list(self.tracker.get_state(f.state, f.experiment, f.datatype, f.limit))
-        return list(self.tracker.store.query_dates(
-            f.first or _EARLIEST, f.last or _LATEST, f.state, f.experiment, f.datatype, f.limit))
+        return list(self.tracker.get_state(f))
 
     def job(self, key: str) -> JobRecord:
         """Return one job with its history, bookkeeping and audit; JobNotFound if none."""

@@ -15,8 +15,9 @@ from typing import Any
 import flask
 
 from shared import runtime
-from shared.admin import AdminRejected, JobFilter, job_view, operator, pause_json
+from shared.admin import AdminRejected, job_view, operator, pause_json
 from shared.http_api import HttpError, endpoint, json_response, parse
+from shared.model import JobFilter
 from shared.schemas import (
     AdminCancelReprocessParams,
     AdminFailParams,

@@ -1,7 +1,8 @@
 """Scheduled maintenance: expire stale jobs, remove old complete ones, reconcile the job
 counts, export a snapshot.
 
-One run does a bounded amount of each; runs may overlap and repeat safely:
+One run does a bounded amount of each (:data:`~shared.defaults.MAINTENANCE_BATCH` jobs);
+runs may overlap and repeat safely:
 expiry is a transaction per job that looks again, removal is a delete guarded
 by the document's update time, a count repair is a write guarded by its
 shard's update time, and every snapshot goes to a new object.
@@ -16,17 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared import defaults
 from shared.gotime import format_time
-from shared.model import State
+from shared.model import JobFilter, State
 from shared.tracker import Clock, Tracker
 
 log = logging.getLogger(__name__)
-
-#: Default age at which a complete job is removed.
-CLEANUP_DELAY = timedelta(hours=3)
-
-#: Jobs one run expires, and complete jobs it removes, at most.
-BATCH = 500
 
 #: A source: (experiment, datatype).
 Source = tuple[str, str]
@@ -42,7 +38,7 @@ class MaintenancePolicy:
     #: A job in flight with no heartbeat or update for this long fails (config ``tracker.timeout``).
     expiration: timedelta
     #: A complete job is removed this long after its last update (``CLEANUP_DELAY``).
-    cleanup_delay: timedelta = CLEANUP_DELAY
+    cleanup_delay: timedelta = defaults.CLEANUP_DELAY
 
 
 class Maintenance:
@@ -67,8 +63,9 @@ class Maintenance:
         """Expire, clean up and export; return (and log) a JSON summary of what was done."""
         started = time.monotonic()
         now = self.clock()
-        expired = self.tracker.expire_stale(now - self.policy.expiration, BATCH)
-        removed = self.tracker.remove_complete(now - self.policy.cleanup_delay, BATCH)
+        batch = defaults.MAINTENANCE_BATCH
+        expired = self.tracker.expire_stale(now - self.policy.expiration, batch)
+        removed = self.tracker.remove_complete(now - self.policy.cleanup_delay, batch)
         counts = reconcile_counts(self.tracker, self.sources)
         snapshot = self.snapshot(now) if self.snapshot else None
         summary = {
@@ -112,7 +109,7 @@ def reconcile_counts(tracker: Tracker, sources: Sequence[Source] = ()) -> dict[s
     last = counters.reconcile_cursor()
     experiment, datatype = next((s for s in known if last is None or s > last), known[0])
     name = f"{experiment}/{datatype}"
-    actual = {state.value: tracker.count(state, experiment, datatype) for state in State}
+    actual = {state.value: tracker.count(JobFilter(state, experiment, datatype)) for state in State}
     after = counters.read()
     if any(after.shards[i][1] != before.shards[i][1] for i in counters.shard_ids()):
         log.info("count reconciliation of %s skipped: the counts moved during the check", name)

@@ -21,9 +21,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from shared.config import Config
-from shared.iterators import Position, Stream
 from shared.model import State
 from shared.store import CursorStore
+from shared.streams import Position, Stream
 from shared.tracker import COMPLETED, FAILED, STARTED, Tracker
 from shared.transitions import TERMINAL
 

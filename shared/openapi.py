@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from marshmallow import Schema, fields
 
 from shared.http_api import ERROR_STATUS, MISSING_STATUS, Answer
-from shared.model import _KEY_RE, _RUN_RE, MAX_KEY_LENGTH, MAX_RUN_LENGTH, RUN_SEPARATOR, State
+from shared.model import KEY_RE as _KEY_RE
+from shared.model import MAX_KEY_LENGTH, MAX_RUN_LENGTH, RUN_SEPARATOR, State
+from shared.model import RUN_RE as _RUN_RE
 from shared.schemas import JobId, JobSchema, ParserJobId, StateName
 
 if TYPE_CHECKING:

@@ -85,23 +85,17 @@ from google.cloud.storage.exceptions import InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
 from marshmallow import RAISE, Schema, ValidationError, fields
 
+from shared import defaults, limits, transitions
+from shared.config import error_leaves, format_path
 from shared.errors import Unavailable
 from shared.gcs import TRANSIENT
 from shared.gotime import format_time
-from shared import limits, transitions
-from shared.model import UTC, Datasets, Job, State, StateInfo, Status
+from shared.model import UTC, Datasets, Job, JobRecord, State, StateInfo, Status, bucket_problem
 from shared.schemas import GoTime, JobSchema, StatusSchema, in_window
-from shared.store import MAX_BATCH, JobRecord, JobStore, doc_id
-from shared.store.documents import to_document
+from shared.store import MAX_BATCH, JobStore, doc_id, to_document
 
 #: Name of the pointer object under the snapshot prefix.
 POINTER_NAME = "latest.json"
-
-#: Default prefix of snapshot objects in the bucket.
-DEFAULT_PREFIX = "snapshots/"
-
-#: Snapshots kept by default (two days of half-hourly runs).
-DEFAULT_KEEP = 48
 
 #: Seconds an export keeps retrying a GCS request that fails transiently before it gives
 #: up with :class:`SnapshotUnavailable` (the storage library's own default is 120 s, longer
@@ -221,22 +215,10 @@ class SnapshotSchema(Schema):
 # --- reading ---------------------------------------------------------------------------------
 
 
-def _flatten(messages: Any, path: str) -> Iterator[str]:
-    """Yield ``path: message`` for every message of a marshmallow error tree."""
-    if isinstance(messages, dict):
-        for name, sub in messages.items():
-            if name == "_schema":
-                seg = ""
-            elif isinstance(name, int):
-                seg = f"[{name}]"
-            else:
-                seg = f".{name}" if path else str(name)
-            yield from _flatten(sub, path + seg)
-    elif isinstance(messages, list):
-        for sub in messages:
-            yield from _flatten(sub, path)
-    else:
-        yield f"{path or '(file)'}: {messages}"
+def _problems(messages: Any, where: str) -> Iterator[str]:
+    """Yield ``path: message`` for every message of a marshmallow error tree, under ``where``."""
+    for path, message in error_leaves(messages):
+        yield f"{format_path(path, where) or '(file)'}: {message}"
 
 
 def _dumps(value: Any) -> str:
@@ -252,7 +234,7 @@ def _load_entry(schema: Schema, raw: Any, where: str, problems: list[str]) -> di
     try:
         return schema.load(raw)
     except ValidationError as exc:
-        problems.extend(_flatten(exc.messages, where))
+        problems.extend(_problems(exc.messages, where))
         return None
 
 
@@ -346,7 +328,7 @@ def _check_top(top: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         loaded: dict[str, Any] = SnapshotSchema().load(top)
         return loaded
     except ValidationError as exc:
-        problems.extend(_flatten(exc.messages, ""))
+        problems.extend(_problems(exc.messages, ""))
         return {}
 
 
@@ -417,6 +399,9 @@ def _split_gs(url: str) -> tuple[str, str]:
     bucket, _, name = url.removeprefix("gs://").partition("/")
     if not bucket or not name:
         raise ValueError(f"{url!r} is not gs://BUCKET/OBJECT")
+    problem = bucket_problem(bucket)
+    if problem:
+        raise ValueError(f"{url!r} is not gs://BUCKET/OBJECT: the bucket name {problem}")
     return bucket, name
 
 
@@ -849,8 +834,8 @@ def write_snapshot(
     store: JobStore,
     bucket: storage.Bucket,
     now: datetime,
-    prefix: str = DEFAULT_PREFIX,
-    keep: int = DEFAULT_KEEP,
+    prefix: str = defaults.SNAPSHOT_PREFIX,
+    keep: int = defaults.SNAPSHOT_KEEP,
     deadline: float = GCS_DEADLINE,
 ) -> SnapshotResult:
     """Export every job to a new object under ``prefix``, point ``latest.json`` at it, prune old ones.

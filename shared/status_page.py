@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from shared.gotime import format_duration, format_time
 from shared.metrics import count_by_state
-from shared.model import UTC, State
+from shared.model import UTC, JobRecord, Pause, State
 from shared.schemas import JobSchema, StatusSchema
-from shared.store import JobRecord, Pause
 from shared.tracker import Tracker
 from shared.transitions import TERMINAL
 

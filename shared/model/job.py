@@ -1,12 +1,11 @@
-"""The pure job model: jobs, states and their status history.
+"""Jobs and their states: the key, paths and partitions of a job, and the runs handed out.
 
 Nothing here does I/O. Every function that depends on the current time takes
 ``now`` as an argument (defaulting to the wall clock only where the Go original
 read the clock implicitly), so callers and tests control time.
 
 Formats follow the Go tracker exactly: the key ``bucket/exp/type/YYYYMMDD``, the
-path ``gs://bucket/exp/type/YYYY/MM/DD/``, the partition ``type$YYYYMMDD`` and
-the failure label ``{prev}-failed``.
+path ``gs://bucket/exp/type/YYYY/MM/DD/`` and the partition ``type$YYYYMMDD``.
 """
 
 from __future__ import annotations
@@ -14,22 +13,13 @@ from __future__ import annotations
 import enum
 import re
 import secrets
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta, timezone
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+
+from shared.model.names import KEY_DATE_FORMAT, KEY_RE, source_name, ymd
 
 UTC = timezone.utc
 
-#: Go's zero ``time.Time``; the heartbeat time of a job that never sent one.
-ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
-
-#: Detail that touches the detail time but keeps the detail text (Go rule).
-KEEP_DETAIL = "-"
-
-_BUCKET = r"[a-z0-9](?:[a-z0-9._-]{1,220})[a-z0-9]"
-_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,98}[A-Za-z0-9])?"
-_KEY_RE = re.compile(
-    rf"^(?P<bucket>{_BUCKET})/(?P<experiment>{_NAME})/(?P<datatype>{_NAME})/(?P<date>[0-9]{{8}})\Z"
-)
 #: Longest key accepted; well under Firestore's 1,500-byte document id limit.
 MAX_KEY_LENGTH = 400
 
@@ -38,20 +28,13 @@ MAX_KEY_LENGTH = 400
 RUN_SEPARATOR = "~"
 #: Longest run token accepted in an ``id``.
 MAX_RUN_LENGTH = 32
-_RUN_RE = re.compile(rf"[0-9a-z]{{1,{MAX_RUN_LENGTH}}}\Z")
-
-#: History entries kept besides the first: older ones are dropped and counted.
-HISTORY_KEEP = 100
-#: The latest entries whose details are kept whole; older kept ones are cut to
-#: :data:`OLD_DETAIL_LENGTH` characters, so a job's history stays far below
-#: Firestore's 1 MiB document limit whatever its details.
-HISTORY_FULL_DETAILS = 10
-OLD_DETAIL_LENGTH = 200
+#: A run token: 1 to :data:`MAX_RUN_LENGTH` characters 0-9 a-z.
+RUN_RE = re.compile(rf"[0-9a-z]{{1,{MAX_RUN_LENGTH}}}\Z")
 
 
-def _ymd(day: date, sep: str = "") -> str:
-    """Format a date as ``YYYY{sep}MM{sep}DD`` with a four-digit year, as Go does."""
-    return f"{day.year:04d}{sep}{day.month:02d}{sep}{day.day:02d}"
+def midnight(day: date) -> datetime:
+    """Return the start of ``day`` in UTC, as an aware datetime."""
+    return datetime.combine(day, time(0), tzinfo=UTC)
 
 
 def utcnow() -> datetime:
@@ -93,8 +76,11 @@ class State(str, enum.Enum):
 class Datasets:
     """BigQuery datasets of a job: temporary, raw and joined (empty join: no join step)."""
 
+    #: Where the parsers' rows are loaded and deduplicated.
     tmp: str = ""
+    #: Where the deduplicated rows are copied.
     raw: str = ""
+    #: Where the rows joined with annotations go ("": no join step).
     join: str = ""
 
 
@@ -108,20 +94,26 @@ def yesterday_date(now: datetime | None = None) -> date:
 class Job:
     """One unit of work: all files of a bucket/experiment/datatype for one UTC date."""
 
+    #: The GCS bucket of the archives.
     bucket: str
+    #: The experiment, the first part of the archives' path.
     experiment: str
+    #: The datatype, the second part of the path ("" for none).
     datatype: str
+    #: The UTC date of the archives.
     date: date
+    #: A regular expression over archive names (RE2, Go's syntax; "": all).
     filter: str = ""
+    #: Where post-processing puts the rows.
     datasets: Datasets = field(default_factory=Datasets)
 
     def key(self) -> str:
         """Return the job id, ``bucket/experiment/datatype/YYYYMMDD``."""
-        return f"{self.bucket}/{self.experiment}/{self.datatype}/{_ymd(self.date)}"
+        return f"{self.bucket}/{self.experiment}/{self.datatype}/{ymd(self.date)}"
 
     def path(self) -> str:
         """Return the GCS prefix of the job's archives, ending in ``/``."""
-        day = _ymd(self.date, "/")
+        day = ymd(self.date, "/")
         if self.datatype:
             return f"gs://{self.bucket}/{self.experiment}/{self.datatype}/{day}/"
         return f"gs://{self.bucket}/{self.experiment}/{day}/"
@@ -135,7 +127,7 @@ class Job:
 
     def table_partition(self) -> str:
         """Return the BigQuery partition decorator, ``datatype$YYYYMMDD``."""
-        return f"{self.datatype}${_ymd(self.date)}"
+        return f"{self.datatype}${ymd(self.date)}"
 
     def is_daily(self, now: datetime | None = None) -> bool:
         """Return whether the job's date is yesterday (UTC)."""
@@ -143,8 +135,13 @@ class Job:
 
     yesterday_date = staticmethod(yesterday_date)
 
+    @property
+    def source(self) -> str:
+        """The operator's name of the job's source: ``experiment/datatype``."""
+        return source_name(self)
+
     def __str__(self) -> str:
-        return f"{_ymd(self.date)}:{self.experiment}/{self.datatype}"
+        return f"{ymd(self.date)}:{self.experiment}/{self.datatype}"
 
     @classmethod
     def from_key(cls, key: str) -> Job:
@@ -155,13 +152,13 @@ class Job:
         """
         if len(key) > MAX_KEY_LENGTH:
             raise ValueError(f"job id longer than {MAX_KEY_LENGTH} characters")
-        m = _KEY_RE.match(key)
+        m = KEY_RE.match(key)
         if not m:
             raise ValueError(
                 f"malformed job id {key!r}; expected bucket/experiment/datatype/YYYYMMDD"
             )
         try:
-            day = datetime.strptime(m["date"], "%Y%m%d").date()
+            day = datetime.strptime(m["date"], KEY_DATE_FORMAT).date()
         except ValueError:
             raise ValueError(f"job id {key!r} has an invalid date {m['date']!r}") from None
         from shared.limits import date_problem  # limits builds on this module
@@ -203,139 +200,9 @@ class RunId:
         Job.from_key(key)
         if not sep:
             return cls(key)
-        if not _RUN_RE.match(run):
+        if not RUN_RE.match(run):
             raise ValueError(f"malformed run {run!r} after {RUN_SEPARATOR!r} in job id; expected "
                              f"1 to {MAX_RUN_LENGTH} characters 0-9 a-z (the ID next handed out)")
         return cls(key, run)
 
 
-@dataclass(frozen=True)
-class StateInfo:
-    """One entry of a job's history: a state, when it began, and its latest detail."""
-
-    state: State
-    start: datetime
-    detail_time: datetime
-    detail: str = ""
-
-    def with_detail(self, detail: str, now: datetime) -> StateInfo:
-        """Return a copy with the detail time set to ``now`` and, unless ``-``, the detail."""
-        text = self.detail if detail == KEEP_DETAIL else detail
-        return replace(self, detail=text, detail_time=now)
-
-
-@dataclass
-class Status:
-    """A job's progress: heartbeat time, update count and state history (oldest first)."""
-
-    history: list[StateInfo]
-    heartbeat_time: datetime = ZERO_TIME
-    update_count: int = 0
-    #: Entries dropped between the first and the kept ones (see :data:`HISTORY_KEEP`).
-    dropped: int = 0
-
-    @classmethod
-    def new(cls, now: datetime | None = None) -> Status:
-        """Return the status of a fresh job: one ``init`` entry."""
-        now = now or utcnow()
-        return cls(history=[StateInfo(State.INIT, now, now)])
-
-    @property
-    def current_index(self) -> int:
-        """The absolute index of the current entry, counting dropped entries."""
-        return len(self.history) - 1 + self.dropped
-
-    def index_of(self, position: int) -> int:
-        """The absolute index of ``history[position]`` (the first entry is always 0)."""
-        return position + self.dropped if position > 0 else 0
-
-    @property
-    def last_state_info(self) -> StateInfo:
-        """The entry of the current state."""
-        return self.history[-1]
-
-    @property
-    def state(self) -> State:
-        """The current state."""
-        return self.history[-1].state
-
-    @property
-    def prev(self) -> State:
-        """The state before the current one, or ``init``."""
-        return self.history[-2].state if len(self.history) > 1 else State.INIT
-
-    @property
-    def label(self) -> str:
-        """The state for metrics; ``{prev}-failed`` when failed, e.g. ``loading-failed``."""
-        if self.state is State.FAILED:
-            return f"{self.prev.value}-{State.FAILED.value}"
-        return self.state.value
-
-    @property
-    def detail(self) -> str:
-        """The current entry's detail, or the previous entry's when the current is empty."""
-        last = self.history[-1]
-        if not last.detail and len(self.history) > 1:
-            return self.history[-2].detail
-        return last.detail
-
-    @property
-    def detail_time(self) -> datetime:
-        """When the current entry's detail was last set."""
-        return self.history[-1].detail_time
-
-    @property
-    def state_change_time(self) -> datetime:
-        """When the current state was entered."""
-        return self.history[-1].start
-
-    @property
-    def start_time(self) -> datetime:
-        """When the job was started (its first entry)."""
-        return self.history[0].start
-
-    @property
-    def elapsed(self) -> timedelta:
-        """Latest detail time minus start time, rounded to the second (halves away from zero, as Go)."""
-        micros = (self.detail_time - self.start_time) // timedelta(microseconds=1)
-        seconds = (abs(micros) + 500_000) // 1_000_000
-        return timedelta(seconds=seconds if micros >= 0 else -seconds)
-
-    @property
-    def error(self) -> str:
-        """The detail of a failed job, else empty."""
-        last = self.history[-1]
-        return last.detail if last.state is State.FAILED else ""
-
-    def set_detail(self, detail: str, now: datetime) -> StateInfo:
-        """Set the current entry's detail (``-`` keeps the text); return the previous entry."""
-        old = self.history[-1]
-        self.history[-1] = old.with_detail(detail, now)
-        return old
-
-    def new_state(self, state: State, now: datetime) -> StateInfo:
-        """Append an entry for ``state`` unless it is the current state; return the previous entry.
-
-        The history is then bounded (:meth:`bound_history`).
-        """
-        old = self.history[-1]
-        if state is not old.state:
-            self.history.append(StateInfo(state, now, now))
-            self.bound_history()
-        return old
-
-    def bound_history(self) -> None:
-        """Keep the first entry and the latest :data:`HISTORY_KEEP`, counting the others in :attr:`dropped`.
-
-        Details of the kept entries older than the latest :data:`HISTORY_FULL_DETAILS`
-        (the first entry aside) are cut to :data:`OLD_DETAIL_LENGTH` characters.
-        Applied on every new state and to an imported history, whatever its length.
-        """
-        excess = len(self.history) - 1 - HISTORY_KEEP
-        if excess > 0:
-            del self.history[1:1 + excess]
-            self.dropped += excess
-        for i in range(1, len(self.history) - HISTORY_FULL_DETAILS):
-            entry = self.history[i]
-            if len(entry.detail) > OLD_DETAIL_LENGTH:
-                self.history[i] = replace(entry, detail=entry.detail[:OLD_DETAIL_LENGTH - 1] + "…")

@@ -33,7 +33,8 @@ from schemathesis.specs.openapi.checks import (
 )
 from functions import main
 from shared.model import Job, State
-from shared.tracker import JOB_WRITE_INTERVAL, Tracker
+from shared.defaults import JOB_WRITE_INTERVAL
+from shared.tracker import Tracker
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
 #: The bounded default run is repeatable; a longer one (FUZZ_EXAMPLES set) explores anew.

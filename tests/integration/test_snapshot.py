@@ -22,7 +22,7 @@ from google.cloud.storage.exceptions import InvalidResponse
 
 from shared import snapshot as snapshot_module
 from shared.errors import StoreUnavailable, Unavailable
-from shared.model import UTC, ZERO_TIME, Datasets, Job, State
+from shared.model import UTC, ZERO_TIME, Datasets, Job, JobRecord, State
 from shared.snapshot import (
     ImportResult,
     SnapshotError,
@@ -32,7 +32,7 @@ from shared.snapshot import (
     read_snapshot,
     write_snapshot,
 )
-from shared.store import JobRecord, JobStore
+from shared.store import JobStore
 
 ROOT = Path(__file__).resolve().parents[2]
 GO_SAMPLE = ROOT / "tests" / "data" / "go-gardener-state-v2.json"
@@ -660,8 +660,7 @@ def test_the_size_bound_is_what_the_emulator_enforces(store):
     """The computed size is an upper bound: a document just inside it is stored, one beyond is not."""
     from shared import limits
     from shared.snapshot import record_problems
-    from shared.store import doc_id
-    from shared.store.documents import to_document
+    from shared.store import doc_id, to_document
 
     [record] = read_snapshot(json.dumps(valid_file()))
     name = limits.name_size("c" * limits.MAX_COLLECTION_ID_BYTES, doc_id(record.key))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from shared.model import UTC, Job, State, StateInfo
+from shared.model import UTC, Job, JobRecord, Pause, State, StateInfo
 from shared.status_page import _span, age_class, expires_at, render_html, render_json
-from shared.store import JobRecord, Pause
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 TIMEOUT = timedelta(minutes=10)
