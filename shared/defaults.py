@@ -134,3 +134,16 @@ SNAPSHOT_PREFIX = "snapshots/"
 
 #: Snapshots kept: two days of half-hourly runs (``SNAPSHOT_KEEP``).
 SNAPSHOT_KEEP = 48
+
+#: Seconds a snapshot keeps retrying a GCS request that fails transiently before it gives
+#: up with :class:`~shared.snapshot.SnapshotUnavailable` (the storage library's own default
+#: is 120 s, longer than a function's 60 s default timeout, so a GCS outage would end in a
+#: killed request).
+SNAPSHOT_GCS_DEADLINE = 30.0
+
+#: Bytes of job entries an export holds in memory before its spool spills to a temporary file.
+SNAPSHOT_SPOOL_MAX = 8 * 1024 * 1024
+
+#: Bytes an export buffers before it uploads a chunk (a multiple of 256 KiB, as resumable
+#: uploads require).
+SNAPSHOT_UPLOAD_CHUNK = 8 * 1024 * 1024

@@ -97,17 +97,6 @@ from shared.store import MAX_BATCH, JobStore, doc_id, to_document
 #: Name of the pointer object under the snapshot prefix.
 POINTER_NAME = "latest.json"
 
-#: Seconds an export keeps retrying a GCS request that fails transiently before it gives
-#: up with :class:`SnapshotUnavailable` (the storage library's own default is 120 s, longer
-#: than a function's 60 s default timeout, so a GCS outage would end in a killed request).
-GCS_DEADLINE = 30.0
-
-#: Bytes of job entries held in memory before the spool spills to a temporary file.
-SPOOL_MAX = 8 * 1024 * 1024
-
-#: Bytes buffered before a chunk is uploaded (a multiple of 256 KiB, as resumable uploads require).
-UPLOAD_CHUNK = 8 * 1024 * 1024
-
 _SNAPSHOT_RE = re.compile(
     r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{6}Z(?:_[0-9a-f]{8})?\.json\Z", re.ASCII
 )
@@ -412,7 +401,8 @@ def _download(client: storage.Client, bucket: str, name: str, into: IO[bytes]) -
     try:
         with _gcs_errors(f"reading gs://{bucket}/{name}"):
             client.bucket(bucket).blob(name).download_to_file(
-                into, retry=DEFAULT_RETRY.with_timeout(GCS_DEADLINE), timeout=GCS_DEADLINE)
+                into, retry=DEFAULT_RETRY.with_timeout(defaults.SNAPSHOT_GCS_DEADLINE),
+                timeout=defaults.SNAPSHOT_GCS_DEADLINE)
     except gexc.NotFound:
         raise FileNotFoundError(f"no such object gs://{bucket}/{name}") from None
     into.flush()
@@ -731,8 +721,8 @@ def _upload(store: JobStore, blob: storage.Blob, save_time: str,
     Raises :class:`_NameTaken` if the object exists after all.
     """
     count = 0
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX, mode="w+b") as spool:
-        writer: IO[bytes] = blob.open("wb", chunk_size=UPLOAD_CHUNK, if_generation_match=0,
+    with tempfile.SpooledTemporaryFile(max_size=defaults.SNAPSHOT_SPOOL_MAX, mode="w+b") as spool:
+        writer: IO[bytes] = blob.open("wb", chunk_size=defaults.SNAPSHOT_UPLOAD_CHUNK, if_generation_match=0,
                                       content_type="application/json", retry=retry)
         try:
             writer.write(b'{"SaveTime":' + json.dumps(save_time).encode() + b',"Statuses":{')
@@ -836,7 +826,7 @@ def write_snapshot(
     now: datetime,
     prefix: str = defaults.SNAPSHOT_PREFIX,
     keep: int = defaults.SNAPSHOT_KEEP,
-    deadline: float = GCS_DEADLINE,
+    deadline: float = defaults.SNAPSHOT_GCS_DEADLINE,
 ) -> SnapshotResult:
     """Export every job to a new object under ``prefix``, point ``latest.json`` at it, prune old ones.
 

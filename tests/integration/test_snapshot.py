@@ -20,6 +20,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore, storage
 from google.cloud.storage.exceptions import InvalidResponse
 
+from shared import defaults
 from shared import snapshot as snapshot_module
 from shared.errors import StoreUnavailable, Unavailable
 from shared.model import UTC, ZERO_TIME, Datasets, Job, JobRecord, State
@@ -262,7 +263,7 @@ def test_a_snapshot_ahead_by_less_than_the_skew_still_holds_the_pointer(store, b
 def test_failed_export_leaves_no_object(store, tracker, bucket, clock, monkeypatch):
     for day in range(1, 4):
         tracker.add_job(Job("archive-a", "ndt", "ndt7", date(2026, 11, day)))
-    monkeypatch.setattr(snapshot_module, "UPLOAD_CHUNK", 256 * 1024)
+    monkeypatch.setattr(defaults, "SNAPSHOT_UPLOAD_CHUNK", 256 * 1024)
     records = list(store.stream_all())
 
     def failing_stream():  # type: ignore[no-untyped-def]
@@ -510,8 +511,8 @@ def test_missing_sources(gcs_client, bucket, tmp_path):
 
 def test_a_large_export_round_trips(store, fresh_store, bucket, clock, monkeypatch):
     # Small chunks and spool: a multi-chunk upload, and job entries spilled to disk.
-    monkeypatch.setattr(snapshot_module, "UPLOAD_CHUNK", 256 * 1024)
-    monkeypatch.setattr(snapshot_module, "SPOOL_MAX", 64 * 1024)
+    monkeypatch.setattr(defaults, "SNAPSHOT_UPLOAD_CHUNK", 256 * 1024)
+    monkeypatch.setattr(defaults, "SNAPSHOT_SPOOL_MAX", 64 * 1024)
     start = date(2020, 1, 1)
     records = [JobRecord.new(Job("archive-a", "ndt", dt, start + timedelta(days=d), "", DS),
                              clock.advance(microseconds=1))
