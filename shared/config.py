@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import re2  # type: ignore[import-untyped]
 import yaml  # type: ignore[import-untyped]
@@ -81,6 +81,7 @@ CONFIG_ENV = "GARDENER_CONFIG"
 ROOT = "config"
 
 _Path = tuple[str | int, ...]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,16 @@ class _Flag(fields.Field):
         raise ValidationError(f"expected true or false, got {value!r}")
 
 
+def _parsed(parse: Callable[[str], _T], value: Any, expected: str) -> _T:
+    """Return ``parse(value)`` for a string; anything else, or a ValueError, is a ValidationError."""
+    if not isinstance(value, str):
+        raise ValidationError(f"expected {expected}, got {value!r}")
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 class _Duration(fields.Field):
     """A Go duration string (``5h``, ``10h30m``); a bare number other than 0 is an error."""
 
@@ -242,12 +253,7 @@ class _Duration(fields.Field):
                 f"expected a Go duration with a unit, such as \"{value}s\" or \"{value}m\";"
                 f" got the bare number {value!r}"
             )
-        if not isinstance(value, str):
-            raise ValidationError(f"expected a Go duration such as \"5h\", got {value!r}")
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from None
+        return _parsed(parse_duration, value, 'a Go duration such as "5h"')
 
 
 class _Date(fields.Field):
@@ -258,12 +264,7 @@ class _Date(fields.Field):
             raise ValidationError("expected a date YYYY-MM-DD, not a date and time")
         if isinstance(value, date):
             return value
-        if not isinstance(value, str):
-            raise ValidationError(f"expected a date YYYY-MM-DD, got {value!r}")
-        try:
-            return parse_date(value)
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from None
+        return _parsed(parse_date, value, "a date YYYY-MM-DD")
 
 
 # --- schemas -----------------------------------------------------------------
