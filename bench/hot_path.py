@@ -554,7 +554,8 @@ def bench_per_call(client: Any, calls: int) -> list[PerCallResult]:
     """
     from shared.model import State
     from shared.store import JobStore
-    from shared.tracker import HEARTBEAT_COALESCE, Tracker
+    from shared.defaults import HEARTBEAT_COALESCE
+    from shared.tracker import Tracker
 
     setup = Tracker(JobStore(client), heartbeat_coalesce=timedelta(0))
     jobs = [bench_job(i, experiment="stats") for i in range(calls)]

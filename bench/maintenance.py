@@ -22,7 +22,7 @@ is not a measurement — and then measures:
    :data:`shared.maintenance.BATCH` (500, what one maintenance run does)
    until a pass finds nothing;
 4. the status page as ``/status`` builds it for the default limit of 1,000
-   rows: ``list(tracker.get_state(limit=1000))``, the count,
+   rows: ``list(tracker.get_state(JobFilter(limit=1000)))``, the count,
    :func:`~shared.web.status.render_html` and
    :func:`~shared.web.status.render_json` (with the ``json.dumps`` of the
    response).
@@ -85,8 +85,8 @@ from bench.hot_path import (  # noqa: E402
 from bench.next_job import gcs_facts  # noqa: E402
 from local.gcs_emulator import GcsEmulator  # noqa: E402
 from local.gcs_emulator import client as gcs_client_for  # noqa: E402
-from shared.maintenance import BATCH  # noqa: E402
-from shared.model import Datasets, Job, State, StateInfo, utcnow  # noqa: E402
+from shared.defaults import MAINTENANCE_BATCH as BATCH  # noqa: E402
+from shared.model import Datasets, Job, JobFilter, State, StateInfo, utcnow  # noqa: E402
 from shared.schemas import StatusQuery  # noqa: E402
 
 RESULTS_JSON = RESULTS_DIR / "maintenance.json"
@@ -149,7 +149,7 @@ def parsing_record(index: int, now: datetime) -> Any:
     History ``init`` → ``parsing`` with a detail, a heartbeat and some updates,
     all between ``now - STALE_AGE - 1 h`` and ``now - STALE_AGE``.
     """
-    from shared.store import JobRecord
+    from shared.model import JobRecord
 
     added = now - STALE_AGE - timedelta(hours=1) + timedelta(seconds=index % 1800)
     record = JobRecord.new(workload_job(index), added)
@@ -457,7 +457,7 @@ def status_page(tracker: Any, limit: int = STATUS_LIMIT) -> dict[str, Any]:
     from shared.web.status import render_html, render_json
 
     t0 = time.perf_counter()
-    records = list(tracker.get_state(limit=limit))
+    records = list(tracker.get_state(JobFilter(limit=limit)))
     t1 = time.perf_counter()
     total = tracker.count() if len(records) == limit else len(records)
     t2 = time.perf_counter()

@@ -236,9 +236,9 @@ def archive_names(start: date, end: date) -> list[str]:
 def enumerate_candidates(config: Any, now: datetime) -> list[Any]:
     """Return every candidate the streams offer at ``now``: daily, then one historical cycle.
 
-    It walks the job service's own iterators (:mod:`shared.iterators`), bounded.
+    It walks the job service's own streams (:mod:`shared.streams`), bounded.
     """
-    from shared.iterators import Stream, candidate, initial_position
+    from shared.streams import Stream, candidate, initial_position
 
     found = []
     for stream in (Stream.DAILY, Stream.HISTORICAL):
@@ -261,7 +261,7 @@ def expected_keys(config: Any, now: datetime) -> set[str]:
 def describe_workload(config: Any, bucket: str, days_back: int, objects: int,
                       now: datetime) -> Workload:
     """Count the candidates of ``config`` at ``now``."""
-    from shared.iterators import Stream
+    from shared.streams import Stream
 
     cands = enumerate_candidates(config, now)
     distinct = {c.job.key() for c in cands}
@@ -287,7 +287,8 @@ def bench_per_call(fs_client: Any, gcs_client: Any, config: Any, no_job_calls: i
     After the first "no job", ``no_job_calls - 1`` more calls are made.
     """
     from shared.gcs import ArchiveLister
-    from shared.job_service import MAX_STEPS, JobService
+    from shared.defaults import MAX_STEPS
+    from shared.job_service import JobService
     from shared.store import CursorStore, JobStore
     from shared.tracker import Tracker
 

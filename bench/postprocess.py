@@ -64,7 +64,7 @@ from bench.hot_path import (  # noqa: E402
     size_list,
     wipe_external,
 )
-from shared.model import Job, State, StateInfo, utcnow  # noqa: E402
+from shared.model import Job, JobFilter, State, StateInfo, utcnow  # noqa: E402
 from shared.warehouse import StepOutcome, StepResult, step_of  # noqa: E402
 
 RESULTS_JSON = RESULTS_DIR / "postprocess.json"
@@ -292,7 +292,7 @@ def post_processing_record(index: int, added: datetime) -> Any:
     The job is :func:`bench.hot_path.bench_job` (``ndt``/``ndt7``, join dataset
     ``ndt``, one date per index); its history is init → parsing → postProcessing.
     """
-    from shared.store import JobRecord
+    from shared.model import JobRecord
 
     record = JobRecord.new(bench_job(index), added)
     parsing, parsed = added + timedelta(seconds=10), added + timedelta(seconds=70)
@@ -319,7 +319,7 @@ def load_jobs(client: Any, n: int, added: datetime) -> tuple[list[str], float]:
     seconds = time.perf_counter() - start
     if len(created) != n:
         raise RuntimeError(f"created {len(created)} jobs instead of {n}: the project was not empty")
-    if store.count(datatype="annotation2"):
+    if store.count(JobFilter(datatype="annotation2")):
         raise RuntimeError("an annotation2 job exists: the joins would wait for it")
     return [r.key for r in records], seconds
 

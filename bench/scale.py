@@ -81,8 +81,8 @@ from local.emulator import free_port  # noqa: E402
 from local.gcs_emulator import GcsEmulator  # noqa: E402
 from local.gcs_emulator import client as gcs_client_for  # noqa: E402
 from local.stack import start_functions, stop_process  # noqa: E402
-from shared.maintenance import BATCH  # noqa: E402
-from shared.model import utcnow  # noqa: E402
+from shared.defaults import MAINTENANCE_BATCH as BATCH  # noqa: E402
+from shared.model import JobFilter, utcnow  # noqa: E402
 
 RESULTS_JSON = RESULTS_DIR / "scale.json"
 EMULATOR_LOG = RESULTS_DIR / "scale-firestore-emulator.log"
@@ -151,7 +151,7 @@ def status_reads(tracker: Any) -> tuple[int, int]:
     store = tracker.store
     counts: StateCountStore = store.state_counts
     before = store.stats.reads + counts.stats.reads
-    rows = list(tracker.get_state(limit=STATUS_LIMIT))
+    rows = list(tracker.get_state(JobFilter(limit=STATUS_LIMIT)))
     total = sum(state_counts(tracker, None, None).values())
     if len(rows) != min(total, STATUS_LIMIT):
         raise RuntimeError(f"status shows {len(rows)} rows of {total}")

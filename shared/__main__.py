@@ -99,7 +99,8 @@ def _import(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _export(args: argparse.Namespace) -> dict[str, Any]:
-    from shared.snapshot import DEFAULT_KEEP, DEFAULT_PREFIX, write_snapshot
+    from shared.defaults import SNAPSHOT_KEEP, SNAPSHOT_PREFIX
+    from shared.snapshot import write_snapshot
 
     if not args.target.startswith("gs://"):
         raise ValueError(f"{args.target!r} is not gs://BUCKET[/PREFIX]")
@@ -107,9 +108,9 @@ def _export(args: argparse.Namespace) -> dict[str, Any]:
     if not bucket_name:
         raise ValueError(f"{args.target!r} names no bucket")
     prefix = prefix.strip("/")
-    prefix = prefix + "/" if prefix else DEFAULT_PREFIX
+    prefix = prefix + "/" if prefix else SNAPSHOT_PREFIX
     bucket = _storage(args.project).bucket(bucket_name)
-    keep = args.keep or DEFAULT_KEEP
+    keep = args.keep or SNAPSHOT_KEEP
     result = write_snapshot(_store(args.project), bucket, utcnow(), prefix=prefix, keep=keep)
     out = dataclasses.asdict(result)
     out["message"] = (

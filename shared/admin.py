@@ -38,17 +38,20 @@ from shared import transitions
 from shared.config import Config
 from shared.errors import Conflict, Invalid, Unavailable
 from shared.gotime import format_time
-from shared.job_service import HISTORICAL, source_name
-from shared.model import UTC, Job, State
-from shared.store import (
+from shared.job_service import HISTORICAL
+from shared.model import (
     FREE,
+    UTC,
     AuditEntry,
-    ControlStore,
+    Job,
+    JobFilter,
     JobRecord,
     Pause,
     ReprocessItem,
-    ReprocessQueue,
+    State,
+    source_name,
 )
+from shared.store import ControlStore, ReprocessQueue
 from shared.tracker import Tracker
 
 if TYPE_CHECKING:
@@ -58,22 +61,6 @@ log = logging.getLogger(__name__)
 
 #: Jobs one reprocessing request may queue (days × sources), unless configured otherwise.
 MAX_REPROCESS = 1000
-
-#: Job dates of an open-ended date filter.
-_EARLIEST, _LATEST = date(1970, 1, 1), date(9999, 12, 31)
-
-
-@dataclass(frozen=True)
-class JobFilter:
-    """Which jobs to list: equal state, experiment, datatype; job dates from ``first`` to ``last``."""
-
-    state: State | None = None
-    experiment: str | None = None
-    datatype: str | None = None
-    first: date | None = None
-    last: date | None = None
-    limit: int = 100
-
 
 @dataclass(frozen=True)
 class Reprocessing:
@@ -158,10 +145,7 @@ class Admin:
 
     def list_jobs(self, f: JobFilter) -> list[JobRecord]:
         """Return the matching jobs: by job date with a date range, else oldest start first."""
-        if f.first is None and f.last is None:
-            return list(self.tracker.get_state(f.state, f.experiment, f.datatype, f.limit))
-        return list(self.tracker.get_dates(
-            f.first or _EARLIEST, f.last or _LATEST, f.state, f.experiment, f.datatype, f.limit))
+        return list(self.tracker.get_state(f))
 
     def job(self, key: str) -> JobRecord:
         """Return one job with its history, bookkeeping and audit; JobNotFound if none."""

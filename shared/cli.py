@@ -24,6 +24,7 @@ from typing import Any
 
 import requests
 
+from shared.model import State
 from shared.transport import Transport, TransportError, error_message, needs_identity_token
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
@@ -31,8 +32,8 @@ EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 #: The local stack's base URL, used when neither ``--url`` nor ``$GARDENER_URL`` is given.
 DEFAULT_URL = "http://127.0.0.1:8080"
 
-_STATES = ("init", "parsing", "parseError", "postProcessing", "stabilizing", "loading",
-           "deduplicating", "copying", "joining", "deleting", "finishing", "failed", "complete")
+#: The states ``--state`` takes, by wire name.
+_STATES = tuple(state.value for state in State)
 
 
 def _date(text: str) -> str:

@@ -39,11 +39,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import re2  # type: ignore[import-untyped]
 import yaml  # type: ignore[import-untyped]
@@ -59,22 +59,29 @@ from marshmallow import (
 )
 from marshmallow.error_store import SCHEMA
 
-from shared import transitions
+from shared import defaults, transitions
 from shared.gotime import parse_duration
-from shared.iterators import MAX_SOURCES
-from shared.model import Datasets, Job, State
+from shared.model import (
+    Datasets,
+    Job,
+    State,
+    bucket_problem,
+    datatype_problem,
+    dataset_problem,
+    experiment_problem,
+    parse_date,
+)
 from shared.schemas import job_date_in_window
+from shared.streams import MAX_SOURCES
 
 #: Environment variable holding the config file's path.
 CONFIG_ENV = "GARDENER_CONFIG"
-
-#: How long after the end of day D the daily job for D becomes available.
-DEFAULT_DAILY_DELAY = timedelta(hours=10, minutes=30)
 
 #: The path prefix of problems that concern the whole file.
 ROOT = "config"
 
 _Path = tuple[str | int, ...]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,7 @@ class Config:
     tracker_timeout: timedelta
     polling_interval: timedelta
     sources: tuple[Source, ...]
-    daily_delay: timedelta = DEFAULT_DAILY_DELAY
+    daily_delay: timedelta = defaults.DAILY_DELAY
 
 
 class ConfigError(ValueError):
@@ -113,71 +120,21 @@ class ConfigError(ValueError):
 
 # --- validators --------------------------------------------------------------
 
-_BUCKET_CHARS_RE = re.compile(r"[a-z0-9._-]+")
-_IPV4_RE = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
-#: The job key rule of shared.model for experiment and datatype.
-_KEY_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,98}[A-Za-z0-9])?")
-#: BigQuery table names and dataset ids (restricted to ASCII word characters).
-_BQ_NAME_RE = re.compile(r"[A-Za-z0-9_]{1,1024}")
-_ISO_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+def _refuse(kind: str, problem: Callable[[str], str | None]) -> Callable[[str], None]:
+    """A validator that refuses a name the model's rule ``problem`` finds fault with."""
+
+    def check(name: str) -> None:
+        why = problem(name)
+        if why:
+            raise ValidationError(f"invalid {kind} {name!r}: {why}")
+
+    return check
 
 
-def bucket_problem(name: str) -> str | None:
-    """Return why ``name`` is not a valid GCS bucket name, or None if it is."""
-    limit = 222 if "." in name else 63
-    if not 3 <= len(name) <= limit:
-        return f"must be 3-{limit} characters long, not {len(name)}" + (
-            "" if "." in name else " (up to 222 if it contains dots)"
-        )
-    if not _BUCKET_CHARS_RE.fullmatch(name):
-        return "may contain only lowercase letters, digits, '-', '_' and '.'"
-    if not (name[0].isalnum() and name[-1].isalnum()):
-        return "must start and end with a letter or digit"
-    if any(not part for part in name.split(".")):
-        return "must not contain empty dot-separated parts ('..')"
-    if any(len(part) > 63 for part in name.split(".")):
-        return "each dot-separated part must be at most 63 characters"
-    if _IPV4_RE.fullmatch(name):
-        return "must not be an IP address"
-    if name.startswith("goog"):
-        return "must not start with 'goog'"
-    if "google" in name:
-        return "must not contain 'google'"
-    return None
-
-
-def _check_bucket(name: str) -> None:
-    problem = bucket_problem(name)
-    if problem:
-        raise ValidationError(f"invalid bucket name {name!r}: {problem}")
-
-
-def _check_experiment(name: str) -> None:
-    if not _KEY_NAME_RE.fullmatch(name):
-        raise ValidationError(
-            f"invalid experiment {name!r}: must be 1-100 letters, digits, '_', '.' or '-',"
-            " starting and ending with a letter or digit"
-        )
-
-
-def _check_datatype(name: str) -> None:
-    if not _BQ_NAME_RE.fullmatch(name):
-        raise ValidationError(
-            f"invalid datatype {name!r}: must be a BigQuery table name"
-            " (letters, digits and '_' only)"
-        )
-    if not _KEY_NAME_RE.fullmatch(name):
-        raise ValidationError(
-            f"invalid datatype {name!r}: must be at most 100 characters and start and end"
-            " with a letter or digit (job id rule)"
-        )
-
-
-def _check_dataset(name: str) -> None:
-    if not _BQ_NAME_RE.fullmatch(name):
-        raise ValidationError(
-            f"invalid BigQuery dataset id {name!r}: must be 1-1024 letters, digits or '_'"
-        )
+_check_bucket = _refuse("bucket name", bucket_problem)
+_check_experiment = _refuse("experiment", experiment_problem)
+_check_datatype = _refuse("datatype", datatype_problem)
+_check_dataset = _refuse("BigQuery dataset id", dataset_problem)
 
 
 def _check_optional_dataset(name: str) -> None:
@@ -273,6 +230,16 @@ class _Flag(fields.Field):
         raise ValidationError(f"expected true or false, got {value!r}")
 
 
+def _parsed(parse: Callable[[str], _T], value: Any, expected: str) -> _T:
+    """Return ``parse(value)`` for a string; anything else, or a ValueError, is a ValidationError."""
+    if not isinstance(value, str):
+        raise ValidationError(f"expected {expected}, got {value!r}")
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 class _Duration(fields.Field):
     """A Go duration string (``5h``, ``10h30m``); a bare number other than 0 is an error."""
 
@@ -286,12 +253,7 @@ class _Duration(fields.Field):
                 f"expected a Go duration with a unit, such as \"{value}s\" or \"{value}m\";"
                 f" got the bare number {value!r}"
             )
-        if not isinstance(value, str):
-            raise ValidationError(f"expected a Go duration such as \"5h\", got {value!r}")
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from None
+        return _parsed(parse_duration, value, 'a Go duration such as "5h"')
 
 
 class _Date(fields.Field):
@@ -302,12 +264,7 @@ class _Date(fields.Field):
             raise ValidationError("expected a date YYYY-MM-DD, not a date and time")
         if isinstance(value, date):
             return value
-        if isinstance(value, str) and _ISO_DATE_RE.fullmatch(value):
-            try:
-                return date.fromisoformat(value)
-            except ValueError as exc:
-                raise ValidationError(f"invalid date {value!r}: {exc}") from None
-        raise ValidationError(f"expected a date YYYY-MM-DD, got {value!r}")
+        return _parsed(parse_date, value, "a date YYYY-MM-DD")
 
 
 # --- schemas -----------------------------------------------------------------
@@ -340,8 +297,12 @@ class _Strict(Schema):
         return data
 
 
-class DatasetsSchema(_Strict):
-    """``target_datasets``: BigQuery datasets ``tmp`` and ``raw``, optional ``join``."""
+class TargetDatasetsSchema(_Strict):
+    """``target_datasets``: BigQuery datasets ``tmp`` and ``raw``, optional ``join``.
+
+    The config's YAML shape; the Go JSON shape (``Tmp``, ``Raw``, ``Join``) is
+    :class:`shared.schemas.DatasetsSchema`.
+    """
 
     _nullable = ("join",)
     tmp = _Text(required=True, error_messages=_REQUIRED, validate=_check_dataset)
@@ -362,7 +323,7 @@ class SourceSchema(_Strict):
     datatype = _Text(required=True, error_messages=_REQUIRED, validate=_check_datatype)
     filter = _Text(load_default="", validate=_check_filter)
     datasets = fields.Nested(
-        DatasetsSchema, data_key="target_datasets", required=True, error_messages=_REQUIRED
+        TargetDatasetsSchema, data_key="target_datasets", required=True, error_messages=_REQUIRED
     )
     daily_only = _Flag(load_default=False)
     full_history = _Flag(load_default=False)
@@ -436,7 +397,7 @@ class ConfigSchema(_Strict):
         error_messages={"required": _NO_SOURCES, "null": _NO_SOURCES,
                         "invalid": "expected a list of sources"},
     )
-    daily_delay = _Duration(load_default=DEFAULT_DAILY_DELAY, validate=_non_negative)
+    daily_delay = _Duration(load_default=defaults.DAILY_DELAY, validate=_non_negative)
 
     @validates_schema
     def _check_unique(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -536,11 +497,12 @@ def _substitute(
 # --- errors ------------------------------------------------------------------
 
 
-def _format_path(path: _Path) -> str:
-    text = ""
+def format_path(path: _Path, prefix: str = "") -> str:
+    """Write a path of keys and list indexes after ``prefix``: ``sources[3].target_datasets``."""
+    text = prefix
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or ROOT
+    return text
 
 
 def _sort_key(item: tuple[_Path, str]) -> tuple[Any, ...]:
@@ -549,21 +511,24 @@ def _sort_key(item: tuple[_Path, str]) -> tuple[Any, ...]:
     return (parts, message)
 
 
-def _flatten(messages: Any, path: _Path, out: list[tuple[_Path, str]]) -> None:
-    """Append ``(path, message)`` for every leaf of marshmallow's nested error dict."""
+def error_leaves(messages: Any, path: _Path = ()) -> Iterator[tuple[_Path, str]]:
+    """Yield ``(path, message)`` for every leaf of marshmallow's nested error messages.
+
+    A schema-level message (``_schema``) belongs to the path of its schema.
+    """
     if isinstance(messages, dict):
         for key, sub in messages.items():
-            _flatten(sub, path if key == SCHEMA else (*path, key), out)
+            yield from error_leaves(sub, path if key == SCHEMA else (*path, key))
     elif isinstance(messages, list):
         for sub in messages:
-            _flatten(sub, path, out)
+            yield from error_leaves(sub, path)
     else:
-        out.append((path, str(messages)))
+        yield path, str(messages)
 
 
 def _raise(problems: list[tuple[_Path, str]]) -> NoReturn:
     unique = sorted(set(problems), key=_sort_key)
-    raise ConfigError([f"{_format_path(path)}: {message}" for path, message in unique])
+    raise ConfigError([f"{format_path(path) or ROOT}: {message}" for path, message in unique])
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -597,8 +562,7 @@ def parse_config(text: str, env: Mapping[str, str] | None = None) -> Config:
     try:
         config: Config = ConfigSchema().load(data)
     except ValidationError as exc:
-        schema_problems: list[tuple[_Path, str]] = []
-        _flatten(exc.messages, (), schema_problems)
+        schema_problems = list(error_leaves(exc.messages))
         # A value with an unfilled placeholder is reported once, for its placeholder.
         problems += [p for p in schema_problems if p[0] not in env_problems]
     if problems:

@@ -5,7 +5,7 @@ date first, so daily ones first; a failed one waits for its retry backoff),
 then failed jobs due a retry (newest date first; bounded attempts with
 backoff, :class:`shared.tracker.RetryPolicy`), then the daily stream, then
 the operator's queued reprocessing, then the historical stream
-(:mod:`shared.iterators`). A candidate, owed runs included, is handed out
+(:mod:`shared.streams`). A candidate, owed runs included, is handed out
 only if GCS holds at least one object under its prefix, and an owed run only
 if its source is still in the config. The operator's pauses are honoured: a
 paused source is passed over everywhere (its owed runs paged past), a paused
@@ -32,28 +32,18 @@ import random
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
-from shared.config import Config, Source
+from shared import defaults
+from shared.config import Config
 from shared.errors import JobAlreadyExists, JobNotFound, Unavailable
 from shared.gcs import ArchiveLister
 from shared.gotime import format_time
-from shared.iterators import Candidate, Position, Stream, candidate, initial_position
-from shared.model import Job
-from shared.transitions import TERMINAL
-from shared.store import AuditEntry, ControlStore, CursorState, CursorStore, JobRecord, ReprocessItem, ReprocessQueue
+from shared.model import AuditEntry, Job, JobRecord, ReprocessItem, source_name
+from shared.store import ControlStore, CursorState, CursorStore, ReprocessQueue
+from shared.streams import Candidate, Position, Stream, candidate, initial_position
 from shared.tracker import Clock, Tracker
+from shared.transitions import TERMINAL
 
 log = logging.getLogger(__name__)
-
-#: Candidates (GCS checks) one request examines at most before answering
-#: "no job"; with the cursors moving forward it resumes where it stopped.
-MAX_STEPS = 64
-
-#: A caller that loses a candidate to another jumps ahead by a random number
-#: of candidates below this, so concurrent callers spread over different ones.
-SPREAD = 32
-
-#: Ended jobs waiting to be offered again (or failed jobs due a retry) one request looks at.
-REOFFER_BATCH = 10
 
 #: Offer id prefix of a retry of a failed job: ``retry/2`` is its second attempt.
 RETRY = "retry"
@@ -64,19 +54,11 @@ REPROCESS = "reprocess"
 #: The pause target that stops the historical stream (sources are paused by ``experiment/datatype``).
 HISTORICAL = "historical"
 
-#: Pages of owed runs one request reads at most per query (while no source is paused).
-OWED_PAGES = 10
-
 #: Who drops an owed run whose source left the config or whose files are gone (on the job's audit).
 DROPPED_BY = "next-job"
 
 #: Who a daily job deferred by a pause is queued for reprocessing by.
 DEFERRED_BY = "next-job (source paused)"
-
-
-def source_name(job: Job | Source) -> str:
-    """Return the operator's name of a job's source: ``experiment/datatype``."""
-    return f"{job.experiment}/{job.datatype}"
 
 
 def _came_round(start: Position, position: Position) -> bool:
@@ -95,11 +77,11 @@ class JobService:
         archives: ArchiveLister,
         config: Config,
         clock: Clock | None = None,
-        max_steps: int = MAX_STEPS,
+        max_steps: int = defaults.MAX_STEPS,
         queue: ReprocessQueue | None = None,
         controls: ControlStore | None = None,
         rng: random.Random | None = None,
-        spread: int = SPREAD,
+        spread: int = defaults.SPREAD,
     ) -> None:
         self.tracker = tracker
         self.cursors = cursors
@@ -161,22 +143,21 @@ class JobService:
                 if source_name(s) not in paused))
             pages = 1
         else:
-            scopes, pages = [None], OWED_PAGES
+            scopes, pages = [None], defaults.OWED_PAGES
         steps = 0
         for scope in scopes:
+            batch = defaults.REOFFER_BATCH
             queries: tuple[tuple[Callable[[JobRecord | None], Iterable[JobRecord]], bool], ...] = (
-                (functools.partial(self.tracker.pending_reoffers, REOFFER_BATCH, source=scope),
-                 False),
-                (functools.partial(self.tracker.unretried_reoffers, REOFFER_BATCH, source=scope),
-                 False),
-                (functools.partial(self.tracker.retryable, now, REOFFER_BATCH, source=scope), True),
+                (functools.partial(self.tracker.pending_reoffers, batch, source=scope), False),
+                (functools.partial(self.tracker.unretried_reoffers, batch, source=scope), False),
+                (functools.partial(self.tracker.retryable, now, batch, source=scope), True),
             )
             for query, retry in queries:
                 after: JobRecord | None = None
                 for _ in range(pages):
                     page = list(query(after))
                     for record in sorted(page, key=lambda r: r.job.date, reverse=True):
-                        if source_name(record.job) in paused:
+                        if record.job.source in paused:
                             continue
                         if steps >= self.max_steps:
                             return None, steps
@@ -193,7 +174,7 @@ class JobService:
                         log.info("handing out %s again as %s, attempt %d", started.key, offer,
                                  started.attempts)
                         return started, steps
-                    if len(page) < REOFFER_BATCH:
+                    if len(page) < batch:
                         break
                     after = page[-1]
         return None, steps
@@ -206,7 +187,7 @@ class JobService:
         a stream candidate without files it is passed over; a stream offers it
         again when files come.
         """
-        name = source_name(record.job)
+        name = record.job.source
         source = next((s for s in self.config.sources
                        if (s.bucket, source_name(s)) == (record.job.bucket, name)), None)
         if source is None:
@@ -241,7 +222,7 @@ class JobService:
         if not sources:
             return None, steps
         by_key = {(s.bucket, s.experiment, s.datatype): s for s in self.config.sources}
-        for item in self.queue.head(sources, REOFFER_BATCH):
+        for item in self.queue.head(sources, defaults.REOFFER_BATCH):
             if steps >= self.max_steps:
                 break
             steps += 1
@@ -303,7 +284,7 @@ class JobService:
         """Walk the stream from its cursor, counting ``steps``; advance the cursor past what was resolved.
 
         A caller that loses a candidate to another jumps a random number of
-        candidates (below :data:`SPREAD`) ahead, so concurrent callers spread
+        candidates (below ``spread``) ahead, so concurrent callers spread
         over different candidates instead of racing for each in turn. The
         cursor only moves past the stretch walked without a jump; a hand-out
         after a jump is noted in the cursor document, so the walkers that
@@ -338,7 +319,7 @@ class JobService:
                     resolved, position = after if contiguous else resolved, after
                     continue
                 steps += 1
-                if source_name(found.job) in paused:  # passed over; a daily one is queued
+                if found.job.source in paused:  # passed over; a daily one is queued
                     if stream is Stream.DAILY:
                         self._defer(found)
                     resolved, position = after if contiguous else resolved, after

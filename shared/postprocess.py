@@ -39,13 +39,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from shared import transitions
+from shared import defaults, transitions
 from shared.errors import JobNotFound, StoreUnavailable, Unavailable
 from shared.gotime import format_time
-from shared.model import Job, State
-from shared.store import DEFAULT_DEADLINE, JobRecord
+from shared.model import Job, JobRecord, State
 from shared.tracker import Clock, LeaseLost, Tracker
-from shared.warehouse import CALL_DEADLINE, STEPS, StepOutcome, StepRejected, StepResult
+from shared.warehouse import STEPS, StepOutcome, StepRejected, StepResult
 from shared.warehouse import job_id as step_job_id
 
 log = logging.getLogger(__name__)
@@ -64,8 +63,8 @@ EXIT_STATES = (S.FINISHING,)
 ANNOTATION = "annotation2"
 
 
-class Warehouse(Protocol):
-    """The BigQuery side (:class:`shared.warehouse.Warehouse`): starts steps, reads results."""
+class Steps(Protocol):
+    """What runs the steps (:class:`shared.warehouse.Warehouse`, BigQuery): starts them, reads results."""
 
     def start(self, step: State, job: Job, job_id: str) -> None:
         """Start the step under ``job_id``; nothing if that job exists already.
@@ -89,20 +88,16 @@ class NoWarehouse:
     start = result = delete_partition = _unused
 
 
-#: Default of ``POSTPROCESS_TICK_SECONDS``: how long a tick may work, visits included. The
-#: deployed function's timeout is 540 s; this leaves a minute of margin.
-TICK_SECONDS = 480.0
-
 #: The longest one visit may take when every outside call runs to its deadline: the claim,
 #: an annotation look-up and the settle on Firestore, at most one BigQuery call
-#: (:data:`shared.warehouse.CALL_DEADLINE`) (:func:`visit_budget`).
+#: (:data:`shared.defaults.BIGQUERY_CALL_DEADLINE`) (:func:`visit_budget`).
 VISIT_FIRESTORE_CALLS = 3
 
 
 def visit_budget(firestore_deadline: float, bigquery: bool = True) -> timedelta:
     """The worst-case duration of one visit, from the deadlines of the calls it makes."""
     return timedelta(seconds=VISIT_FIRESTORE_CALLS * firestore_deadline
-                     + (CALL_DEADLINE if bigquery else 0.0))
+                     + (defaults.BIGQUERY_CALL_DEADLINE if bigquery else 0.0))
 
 
 @dataclass(frozen=True)
@@ -110,16 +105,19 @@ class PostProcessPolicy:
     """How a tick works: page size, time budget, lease, retries of retryable BigQuery errors."""
 
     #: Leasable jobs read per query (a tick reads pages while time remains).
-    batch: int = 50
+    batch: int = defaults.POSTPROCESS_BATCH
     #: How long a tick may work; no visit starts that might not end within it.
-    tick: timedelta = timedelta(seconds=TICK_SECONDS)
+    tick: timedelta = timedelta(seconds=defaults.POSTPROCESS_TICK_SECONDS)
     #: The worst-case duration of one visit (:func:`visit_budget`).
-    visit: timedelta = visit_budget(DEFAULT_DEADLINE)
-    lease: timedelta = timedelta(minutes=5)
-    max_attempts: int = 5
-    backoff: timedelta = timedelta(minutes=1)
+    visit: timedelta = visit_budget(defaults.FIRESTORE_DEADLINE)
+    #: How long a tick's lease on a job lasts.
+    lease: timedelta = defaults.POSTPROCESS_LEASE
+    #: Attempts of a step that fails in a retryable way.
+    max_attempts: int = defaults.POSTPROCESS_MAX_ATTEMPTS
+    #: Wait before another attempt of such a step.
+    backoff: timedelta = defaults.POSTPROCESS_BACKOFF
     #: When a step's BigQuery job is still running, look again after this long.
-    poll: timedelta = timedelta(seconds=30)
+    poll: timedelta = defaults.POSTPROCESS_POLL
 
 
 @dataclass
@@ -150,7 +148,7 @@ class PostProcessor:
     def __init__(
         self,
         tracker: Tracker,
-        warehouse: Warehouse,
+        warehouse: Steps,
         policy: PostProcessPolicy = PostProcessPolicy(),
         pipelines: Mapping[tuple[str, str, str], tuple[State, ...]] | None = None,
         clock: Clock | None = None,

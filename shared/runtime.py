@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.cloud import firestore
 
+from shared import defaults
 from shared.config import ConfigError, default_config_path, load_config
 from shared.gcs import ArchiveLister
 from shared.gotime import parse_duration
 from shared.job_service import JobService
-from shared.maintenance import CLEANUP_DELAY, Maintenance, MaintenancePolicy
-from shared.postprocess import TICK_SECONDS, NoWarehouse, PostProcessor, PostProcessPolicy, visit_budget
+from shared.maintenance import Maintenance, MaintenancePolicy
+from shared.postprocess import NoWarehouse, PostProcessor, PostProcessPolicy, visit_budget
 from shared.store import (
-    DEFAULT_DEADLINE,
     JOBS_COLLECTION,
     ControlStore,
     CursorStore,
@@ -33,7 +33,7 @@ from shared.store import (
     JobStore,
     ReprocessQueue,
 )
-from shared.tracker import HEARTBEAT_COALESCE, RetryPolicy, Tracker
+from shared.tracker import RetryPolicy, Tracker
 
 if TYPE_CHECKING:
     import google.cloud.storage as storage  # the name form mypy resolves
@@ -110,20 +110,20 @@ class Settings:
 
     project: str | None = None  # GOOGLE_CLOUD_PROJECT
     collection: str = JOBS_COLLECTION  # TRACKER_COLLECTION
-    heartbeat_coalesce: timedelta = HEARTBEAT_COALESCE  # HEARTBEAT_COALESCE_SECONDS
+    heartbeat_coalesce: timedelta = defaults.HEARTBEAT_COALESCE  # HEARTBEAT_COALESCE_SECONDS
     retry: RetryPolicy = RetryPolicy()  # RETRY_MAX_ATTEMPTS, RETRY_BACKOFF
-    cleanup_delay: timedelta = CLEANUP_DELAY  # CLEANUP_DELAY
+    cleanup_delay: timedelta = defaults.CLEANUP_DELAY  # CLEANUP_DELAY
     snapshot_bucket: str | None = None  # SNAPSHOT_BUCKET; None: no snapshots
-    snapshot_prefix: str = "snapshots/"  # SNAPSHOT_PREFIX
-    snapshot_keep: int = 48  # SNAPSHOT_KEEP
+    snapshot_prefix: str = defaults.SNAPSHOT_PREFIX  # SNAPSHOT_PREFIX
+    snapshot_keep: int = defaults.SNAPSHOT_KEEP  # SNAPSHOT_KEEP
     input_bucket: str | None = None  # INPUT_BUCKET: where parsers write rows for BigQuery
     bigquery_project: str | None = None  # BIGQUERY_PROJECT; default: the project
-    bigquery_location: str = "US"  # BIGQUERY_LOCATION: where the datasets and jobs are
+    bigquery_location: str = defaults.BIGQUERY_LOCATION  # BIGQUERY_LOCATION: where the datasets and jobs are
     api_routes: frozenset[str] | None = None  # API_ROUTES: route groups of `api`; None: all
     postprocess_batch: int = PostProcessPolicy.batch  # POSTPROCESS_BATCH: jobs per page of a tick
-    postprocess_tick: float = TICK_SECONDS  # POSTPROCESS_TICK_SECONDS: how long a tick may work
-    reprocess_max: int = 1000  # REPROCESS_MAX: jobs one reprocessing request may queue
-    firestore_deadline: float = DEFAULT_DEADLINE  # FIRESTORE_DEADLINE_SECONDS
+    postprocess_tick: float = defaults.POSTPROCESS_TICK_SECONDS  # POSTPROCESS_TICK_SECONDS: how long a tick may work
+    reprocess_max: int = defaults.REPROCESS_MAX  # REPROCESS_MAX: jobs one reprocessing request may queue
+    firestore_deadline: float = defaults.FIRESTORE_DEADLINE  # FIRESTORE_DEADLINE_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

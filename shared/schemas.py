@@ -28,13 +28,16 @@ from marshmallow import (
 
 from shared.gotime import format_time, parse_time
 from shared.limits import INT64_MAX, MAX_TEXT_BYTES, date_problem, time_problem
-from shared.model import UTC, Job, RunId, State
+from shared.model import BUCKET_PATTERN, NAME_PATTERN, SOURCE_PATTERN, UTC, Job, RunId, State
 
 #: Longest detail, error or reason accepted, in UTF-8 bytes (:data:`shared.limits.MAX_TEXT_BYTES`).
 MAX_DETAIL_LENGTH = MAX_TEXT_BYTES
 
 #: The message marshmallow reports for an absent required parameter.
 MISSING = "Missing data for required field."
+
+#: An experiment or datatype filter: the model's name rule (:data:`shared.model.NAME_PATTERN`).
+_NAME_RE = rf"^{NAME_PATTERN}$"
 
 
 class JobId(fields.String):
@@ -224,12 +227,8 @@ class StatusQuery(_Params):
     _empty_is_missing = ("format", "state", "experiment", "datatype", "limit", "refresh")
     format = fields.String(load_default="html", validate=validate.OneOf(["html", "json"]))
     state = StateName(load_default=None)
-    experiment = fields.String(
-        load_default=None, validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,100}$")
-    )
-    datatype = fields.String(
-        load_default=None, validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,100}$")
-    )
+    experiment = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
+    datatype = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
     limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=100_000))
     refresh = fields.Integer(load_default=30, validate=validate.Range(min=0, max=86_400))
 
@@ -297,8 +296,7 @@ class StatusSchema(Schema):
 # --- the operator's admin API ------------------------------------------------------------
 
 #: A source by its operator name, ``experiment/datatype``.
-SOURCE_NAME = r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}"
-_NAME_RE = r"^[A-Za-z0-9_.-]{1,100}$"
+SOURCE_NAME = SOURCE_PATTERN
 
 #: Most jobs ``/admin/jobs`` lists in one answer.
 MAX_ADMIN_LIMIT = 10_000
@@ -445,5 +443,5 @@ class AdminImportParams(_Params):
     _loads_into = ImportRequest
     _empty_is_missing = ("source",)
     source = fields.String(required=True, validate=validate.Regexp(
-        r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^\r\n]{1,1024}$",
+        rf"^gs://{BUCKET_PATTERN}/[^\r\n]{{1,1024}}$",
         error="expected gs://BUCKET/OBJECT"))

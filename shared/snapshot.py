@@ -85,34 +85,17 @@ from google.cloud.storage.exceptions import InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
 from marshmallow import RAISE, Schema, ValidationError, fields
 
+from shared import defaults, limits, transitions
+from shared.config import error_leaves, format_path
 from shared.errors import Unavailable
 from shared.gcs import TRANSIENT
 from shared.gotime import format_time
-from shared import limits, transitions
-from shared.model import UTC, Datasets, Job, State, StateInfo, Status
+from shared.model import UTC, Datasets, Job, JobRecord, State, StateInfo, Status, bucket_problem
 from shared.schemas import GoTime, JobSchema, StatusSchema, in_window
-from shared.store import MAX_BATCH, JobRecord, JobStore, doc_id
-from shared.store.documents import to_document
+from shared.store import MAX_BATCH, JobStore, doc_id, to_document
 
 #: Name of the pointer object under the snapshot prefix.
 POINTER_NAME = "latest.json"
-
-#: Default prefix of snapshot objects in the bucket.
-DEFAULT_PREFIX = "snapshots/"
-
-#: Snapshots kept by default (two days of half-hourly runs).
-DEFAULT_KEEP = 48
-
-#: Seconds an export keeps retrying a GCS request that fails transiently before it gives
-#: up with :class:`SnapshotUnavailable` (the storage library's own default is 120 s, longer
-#: than a function's 60 s default timeout, so a GCS outage would end in a killed request).
-GCS_DEADLINE = 30.0
-
-#: Bytes of job entries held in memory before the spool spills to a temporary file.
-SPOOL_MAX = 8 * 1024 * 1024
-
-#: Bytes buffered before a chunk is uploaded (a multiple of 256 KiB, as resumable uploads require).
-UPLOAD_CHUNK = 8 * 1024 * 1024
 
 _SNAPSHOT_RE = re.compile(
     r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{6}Z(?:_[0-9a-f]{8})?\.json\Z", re.ASCII
@@ -221,22 +204,10 @@ class SnapshotSchema(Schema):
 # --- reading ---------------------------------------------------------------------------------
 
 
-def _flatten(messages: Any, path: str) -> Iterator[str]:
-    """Yield ``path: message`` for every message of a marshmallow error tree."""
-    if isinstance(messages, dict):
-        for name, sub in messages.items():
-            if name == "_schema":
-                seg = ""
-            elif isinstance(name, int):
-                seg = f"[{name}]"
-            else:
-                seg = f".{name}" if path else str(name)
-            yield from _flatten(sub, path + seg)
-    elif isinstance(messages, list):
-        for sub in messages:
-            yield from _flatten(sub, path)
-    else:
-        yield f"{path or '(file)'}: {messages}"
+def _problems(messages: Any, where: str) -> Iterator[str]:
+    """Yield ``path: message`` for every message of a marshmallow error tree, under ``where``."""
+    for path, message in error_leaves(messages):
+        yield f"{format_path(path, where) or '(file)'}: {message}"
 
 
 def _dumps(value: Any) -> str:
@@ -252,7 +223,7 @@ def _load_entry(schema: Schema, raw: Any, where: str, problems: list[str]) -> di
     try:
         return schema.load(raw)
     except ValidationError as exc:
-        problems.extend(_flatten(exc.messages, where))
+        problems.extend(_problems(exc.messages, where))
         return None
 
 
@@ -346,7 +317,7 @@ def _check_top(top: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         loaded: dict[str, Any] = SnapshotSchema().load(top)
         return loaded
     except ValidationError as exc:
-        problems.extend(_flatten(exc.messages, ""))
+        problems.extend(_problems(exc.messages, ""))
         return {}
 
 
@@ -417,6 +388,9 @@ def _split_gs(url: str) -> tuple[str, str]:
     bucket, _, name = url.removeprefix("gs://").partition("/")
     if not bucket or not name:
         raise ValueError(f"{url!r} is not gs://BUCKET/OBJECT")
+    problem = bucket_problem(bucket)
+    if problem:
+        raise ValueError(f"{url!r} is not gs://BUCKET/OBJECT: the bucket name {problem}")
     return bucket, name
 
 
@@ -427,7 +401,8 @@ def _download(client: storage.Client, bucket: str, name: str, into: IO[bytes]) -
     try:
         with _gcs_errors(f"reading gs://{bucket}/{name}"):
             client.bucket(bucket).blob(name).download_to_file(
-                into, retry=DEFAULT_RETRY.with_timeout(GCS_DEADLINE), timeout=GCS_DEADLINE)
+                into, retry=DEFAULT_RETRY.with_timeout(defaults.SNAPSHOT_GCS_DEADLINE),
+                timeout=defaults.SNAPSHOT_GCS_DEADLINE)
     except gexc.NotFound:
         raise FileNotFoundError(f"no such object gs://{bucket}/{name}") from None
     into.flush()
@@ -746,8 +721,8 @@ def _upload(store: JobStore, blob: storage.Blob, save_time: str,
     Raises :class:`_NameTaken` if the object exists after all.
     """
     count = 0
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX, mode="w+b") as spool:
-        writer: IO[bytes] = blob.open("wb", chunk_size=UPLOAD_CHUNK, if_generation_match=0,
+    with tempfile.SpooledTemporaryFile(max_size=defaults.SNAPSHOT_SPOOL_MAX, mode="w+b") as spool:
+        writer: IO[bytes] = blob.open("wb", chunk_size=defaults.SNAPSHOT_UPLOAD_CHUNK, if_generation_match=0,
                                       content_type="application/json", retry=retry)
         try:
             writer.write(b'{"SaveTime":' + json.dumps(save_time).encode() + b',"Statuses":{')
@@ -849,9 +824,9 @@ def write_snapshot(
     store: JobStore,
     bucket: storage.Bucket,
     now: datetime,
-    prefix: str = DEFAULT_PREFIX,
-    keep: int = DEFAULT_KEEP,
-    deadline: float = GCS_DEADLINE,
+    prefix: str = defaults.SNAPSHOT_PREFIX,
+    keep: int = defaults.SNAPSHOT_KEEP,
+    deadline: float = defaults.SNAPSHOT_GCS_DEADLINE,
 ) -> SnapshotResult:
     """Export every job to a new object under ``prefix``, point ``latest.json`` at it, prune old ones.
 

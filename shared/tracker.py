@@ -6,7 +6,7 @@ same transaction. Same-state detail updates and heartbeats, the parsers' hot pat
 the document once and then make one single write that cannot conflict: the
 detail is written for the run and the history entry that were current when the
 request was read, and counts only while they still are. A hot-path write
-within :data:`JOB_WRITE_INTERVAL` of the job document's last write goes to a
+within :data:`~shared.defaults.JOB_WRITE_INTERVAL` of the job document's last write goes to a
 progress shard of the job and run instead (README, "How a job is stored").
 
 Parsers name the run they were handed (``run``; see :class:`~shared.model.RunId`):
@@ -19,40 +19,34 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from shared import transitions
+from shared import defaults, transitions
 from shared.errors import JobAlreadyExists, JobNotFound, StaleRun, StoreUnavailable
 from shared.gotime import format_duration, format_time
 from shared.limits import MAX_CLOCK_SKEW
-from shared.model import KEEP_DETAIL, UTC, Job, State, Status, utcnow
-from shared.store import (
+from shared.model import (
     FREE,
+    KEEP_DETAIL,
+    UTC,
     AuditEntry,
-    DocumentChanged,
-    DocumentExists,
-    DocumentMissing,
+    Job,
+    JobFilter,
     JobRecord,
-    JobStore,
+    State,
+    Status,
+    utcnow,
 )
+from shared.store import DocumentChanged, DocumentExists, DocumentMissing, JobStore
 from shared.transitions import Role
 
 if TYPE_CHECKING:
     from shared.snapshot import ImportResult
 
 log = logging.getLogger(__name__)
-
-#: Default window in which a second heartbeat is acknowledged without a write.
-HEARTBEAT_COALESCE = timedelta(seconds=5)
-
-#: Least time between two hot-path writes of a job document; sooner ones go to progress shards.
-JOB_WRITE_INTERVAL = timedelta(seconds=1)
-
-#: How often a due hot-path write also records the sum of the run's progress shards.
-SHARD_SUM_INTERVAL = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -63,8 +57,10 @@ class RetryPolicy:
     waits ``backoff × 2^(n-1)`` before it may be handed out again.
     """
 
-    max_attempts: int = 3
-    backoff: timedelta = timedelta(minutes=10)
+    #: Runs a job may make in all.
+    max_attempts: int = defaults.RETRY_MAX_ATTEMPTS
+    #: Wait after the first failed run; doubled after each further one.
+    backoff: timedelta = defaults.RETRY_BACKOFF
 
     def retry_at(self, attempts: int, failed_at: datetime) -> datetime | None:
         """When a job that failed its ``attempts``-th run may run again; None if never."""
@@ -74,6 +70,13 @@ class RetryPolicy:
 
 
 Clock = Callable[[], datetime]
+
+#: A source: (experiment, datatype).
+Source = tuple[str, str]
+
+#: A change made within a transaction: gets the record as read and the time, changes the
+#: record in place, and may raise to write nothing.
+Change = Callable[[JobRecord, datetime], None]
 
 _TICK = timedelta(microseconds=1)
 
@@ -144,9 +147,9 @@ class Tracker:
         self,
         store: JobStore,
         clock: Clock = utcnow,
-        heartbeat_coalesce: timedelta = HEARTBEAT_COALESCE,
+        heartbeat_coalesce: timedelta = defaults.HEARTBEAT_COALESCE,
         retry: RetryPolicy = RetryPolicy(),
-        job_write_interval: timedelta = JOB_WRITE_INTERVAL,
+        job_write_interval: timedelta = defaults.JOB_WRITE_INTERVAL,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -283,11 +286,10 @@ class Tracker:
             self._write_detail(record, detail)
             return current
 
-        def change(rec: JobRecord) -> JobRecord:
+        def change(rec: JobRecord, now: datetime) -> None:
             self._check_run(rec, run)
             transitions.check(key, rec.status.state, state, by)
-            self.move(rec, state, detail, self.clock())
-            return rec
+            self.move(rec, state, detail, now)
 
         return self._transact(key, change)[0]
 
@@ -317,7 +319,8 @@ class Tracker:
         summed = record.progress_summed_at
         try:
             self.store.write_detail(record.key, record.run, index, text, now, due=due,
-                                    sum_shards=summed is None or now - summed >= SHARD_SUM_INTERVAL)
+                                    sum_shards=summed is None
+                                    or now - summed >= defaults.SHARD_SUM_INTERVAL)
         except DocumentMissing:
             raise JobNotFound(record.key) from None
 
@@ -347,48 +350,41 @@ class Tracker:
         Like the Go tracker, this does not count as an update.
         """
 
-        def change(rec: JobRecord) -> JobRecord:
-            self.fail(rec, f"{rec.status.state.value}: {error}", self.clock())
-            return rec
+        def change(rec: JobRecord, now: datetime) -> None:
+            self.fail(rec, f"{rec.status.state.value}: {error}", now)
 
         return self._transact(key, change)[0]
 
-    def _transact(self, key: str, change: Callable[[JobRecord], JobRecord]
-                  ) -> tuple[State, JobRecord]:
-        """Apply ``change`` in one transaction; return the state before and the record after.
-
-        A job that becomes failed gets its retry time (:meth:`_noting_failure`).
-        """
-        return self._change(key, self._noting_failure(change))
-
-    def administer(self, key: str, change: Callable[[JobRecord, datetime], None]
-                   ) -> tuple[State, JobRecord]:
+    def administer(self, key: str, change: Change) -> tuple[State, JobRecord]:
         """Apply an operator's ``change`` in one transaction; return the state before and the record after.
 
         ``change`` gets the record and the time, decides everything itself
         (no retry time is set for it) and may raise to write nothing.
         """
+        return self._transact(key, change, set_retry=False)
 
-        def apply(rec: JobRecord) -> JobRecord:
-            change(rec, self.clock())
-            return rec
-
-        return self._change(key, apply)
-
-    def _change(self, key: str, change: Callable[[JobRecord], JobRecord]
-                ) -> tuple[State, JobRecord]:
+    def _transact(self, key: str, change: Change, *, set_retry: bool = True
+                  ) -> tuple[State, JobRecord]:
         """Apply ``change`` in one transaction that also counts it; log a change of state once.
 
-        Returns the state before and the record after.
+        ``change`` gets the record as read and the time, changes the record in
+        place and may raise to write nothing; it may run more than once if the
+        transaction is retried. With ``set_retry``, a job it makes failed gets
+        its retry time from the :class:`RetryPolicy`. Returns the state before
+        and the record after.
         """
         before: list[State] = []
 
-        def tracked(rec: JobRecord) -> JobRecord:
-            before[:] = [rec.status.state]
-            return change(rec)
+        def apply(rec: JobRecord) -> JobRecord:
+            was = rec.status.state
+            before[:] = [was]
+            change(rec, self.clock())
+            if set_retry and rec.status.state is State.FAILED and was is not State.FAILED:
+                rec.retry_at = self.retry.retry_at(rec.attempts, rec.last_update)
+            return rec
 
         try:
-            after = self.store.transact(key, tracked,
+            after = self.store.transact(key, apply,
                                         count=lambda rec: counted(before[0], rec.status.state))
         except DocumentMissing:
             raise JobNotFound(key) from None
@@ -415,9 +411,9 @@ class Tracker:
         ahead = self.clock() + MAX_CLOCK_SKEW
         for query, check in (
             (self.store.query_before(in_flight, "last_activity", cutoff, limit),
-             lambda rec: self._expired(rec, cutoff)),
+             lambda rec, now: self._expired(rec, cutoff, now)),
             (self.store.query_after(in_flight, "last_activity", ahead, limit),
-             lambda rec: self._expired_ahead(rec, ahead)),
+             lambda rec, now: self._expired_ahead(rec, ahead, now)),
         ):
             found = list(query)
             random.shuffle(found)  # overlapping runs then mostly take different jobs first
@@ -432,14 +428,13 @@ class Tracker:
                                 extra={"job": stale.key})
         return expired
 
-    def _expired(self, rec: JobRecord, cutoff: datetime) -> JobRecord:
+    def _expired(self, rec: JobRecord, cutoff: datetime, now: datetime) -> None:
         old = rec.status.state
         if old in transitions.TERMINAL or rec.last_activity >= cutoff:
             raise _StillAlive(rec.key)
         since = format_time(rec.last_activity)
-        self.fail(rec, f"expired in {old.value}: no heartbeat or update since {since}", self.clock())
+        self.fail(rec, f"expired in {old.value}: no heartbeat or update since {since}", now)
         self._clear_lease(rec)
-        return rec
 
     @staticmethod
     def _clear_lease(rec: JobRecord) -> None:
@@ -447,11 +442,10 @@ class Tracker:
         rec.lease_owner, rec.lease_until = "", FREE
         rec.step_job, rec.step_attempt = "", 0
 
-    def _expired_ahead(self, rec: JobRecord, ahead: datetime) -> JobRecord:
+    def _expired_ahead(self, rec: JobRecord, ahead: datetime, now: datetime) -> None:
         old = rec.status.state
         if old in transitions.TERMINAL or rec.last_activity <= ahead:
             raise _StillAlive(rec.key)
-        now = self.clock()
         self.fail(rec, f"expired in {old.value}: last activity {format_time(rec.last_activity)} "
                        f"is more than {format_duration(MAX_CLOCK_SKEW)} ahead of the clock "
                        "(a clock far ahead, or a corrupt value)", now)
@@ -459,7 +453,6 @@ class Tracker:
         rec.status.history = [replace(e, start=min(e.start, now), detail_time=min(e.detail_time, now))
                               for e in rec.status.history]
         self._clear_lease(rec)
-        return rec
 
     def remove_complete(self, cutoff: datetime, limit: int) -> int:
         """Delete complete jobs last updated before ``cutoff``; return how many.
@@ -506,7 +499,7 @@ class Tracker:
         self,
         key: str,
         owner: str,
-        change: Callable[[JobRecord, datetime], None],
+        change: Change,
         free_at: datetime | None = None,
         progress: bool = True,
         state: State | None = None,
@@ -523,17 +516,15 @@ class Tracker:
         (default: at once).
         """
 
-        def apply(rec: JobRecord) -> JobRecord:
+        def apply(rec: JobRecord, now: datetime) -> None:
             if rec.lease_owner != owner:
                 raise LeaseLost(f"{key}: no longer leased to {owner}")
             if state is not None and rec.status.state is not state:
                 raise LeaseLost(f"{key}: {rec.status.state.value} now, not {state.value}")
-            now = self.clock()
             change(rec, now)
             if progress:
                 rec.status.heartbeat_time = max(rec.status.heartbeat_time, now)
             rec.lease_owner, rec.lease_until = "", free_at or FREE
-            return rec
 
         return self._transact(key, apply)[1]
 
@@ -558,19 +549,6 @@ class Tracker:
         rec.status.set_detail(detail, now)
         rec.last_update = now
 
-    def _noting_failure(self, change: Callable[[JobRecord], JobRecord]
-                        ) -> Callable[[JobRecord], JobRecord]:
-        """Wrap a transaction's change: a job that becomes failed gets its retry time."""
-
-        def wrapped(rec: JobRecord) -> JobRecord:
-            was = rec.status.state
-            rec = change(rec)
-            if rec.status.state is State.FAILED and was is not State.FAILED:
-                rec.retry_at = self.retry.retry_at(rec.attempts, rec.last_update)
-            return rec
-
-        return wrapped
-
     def get_status(self, key: str) -> Status:
         """Return the job's exact status (progress shards read); :class:`JobNotFound` if there is none."""
         return self._record(key, progress=True).status
@@ -579,24 +557,13 @@ class Tracker:
         """Return the job, its exact status and bookkeeping; :class:`JobNotFound` if there is none."""
         return self._record(key, progress=True)
 
-    def get_state(
-        self,
-        state: State | None = None,
-        experiment: str | None = None,
-        datatype: str | None = None,
-        limit: int | None = None,
-    ) -> Iterator[JobRecord]:
-        """Stream the jobs matching the filters, oldest start first."""
-        return self.store.query(state, experiment, datatype, limit)
+    def get_state(self, f: JobFilter = JobFilter()) -> Iterator[JobRecord]:
+        """Stream the jobs ``f`` selects: by job date with a date range, else oldest start first."""
+        return self.store.query(f)
 
-    def count(
-        self,
-        state: State | None = None,
-        experiment: str | None = None,
-        datatype: str | None = None,
-    ) -> int:
-        """Return the number of jobs matching the filters (an aggregation query)."""
-        return self.store.count(state, experiment, datatype)
+    def count(self, f: JobFilter = JobFilter()) -> int:
+        """Return the number of jobs ``f`` selects, its limit aside (an aggregation query)."""
+        return self.store.count(f)
 
     def counts_by_state(self, groups: list[tuple[str | None, str | None]]
                         ) -> dict[tuple[str | None, str | None, State], int]:
@@ -615,27 +582,57 @@ class Tracker:
                 counts[(experiment, datatype, state)] = max(0, of.get(state.value, 0))
         return counts
 
+    def reconcile_counts(self, sources: Sequence[Source] = ()) -> dict[str, Any]:
+        """Check the job counts of one source against aggregation counts, and repair any drift.
+
+        The source is the one after the last checked, in order, among ``sources``
+        and those the counters have seen, so successive runs cycle through all of
+        them. The counter shards are read, each state of the source counted, and
+        the shards read again: the check stands only if no shard changed between
+        the two reads (every creation, deletion and change of state writes a
+        shard, so the counts and the aggregation saw the same jobs). A drift
+        found is added to one shard by a write guarded by that shard's update
+        time, so a repair made meanwhile by an overlapping run is not made twice.
+        When the counts moved, or the guarded write lost, nothing is written and
+        the next run checks the same source again. Returns a summary: the source,
+        the drift per state (aggregation count minus counter), whether it was
+        repaired, or why the check was skipped.
+        """
+        counters = self.store.state_counts
+        before = counters.read()
+        known = sorted(set(sources) | set(before.counts))
+        if not known:
+            return {"source": None}
+        last = counters.reconcile_cursor()
+        experiment, datatype = next((s for s in known if last is None or s > last), known[0])
+        name = f"{experiment}/{datatype}"
+        actual = {state.value: self.count(JobFilter(state, experiment, datatype)) for state in State}
+        after = counters.read()
+        if any(after.shards[i][1] != before.shards[i][1] for i in counters.shard_ids()):
+            log.info("count reconciliation of %s skipped: the counts moved during the check", name)
+            return {"source": name, "skipped": "the counts moved during the check"}
+        kept = after.of(experiment, datatype)
+        drift = {state: n - kept.get(state, 0) for state, n in actual.items()
+                 if n != kept.get(state, 0)}
+        if drift:
+            shard = counters.shard_ids()[0]
+            if not counters.repair(experiment, datatype, drift, shard, after.shards[shard][1]):
+                log.info("count reconciliation of %s skipped: a counter shard changed", name)
+                return {"source": name, "drift": drift, "skipped": "a counter shard changed"}
+            log.warning("count reconciliation of %s: repaired drift %s", name, drift,
+                        extra={"source": name, "drift": drift})
+        counters.set_reconcile_cursor(experiment, datatype)
+        return {"source": name, "drift": drift, "repaired": bool(drift)}
+
     def num_jobs(self) -> int:
         """Return the number of tracked jobs, complete ones not yet cleaned up included."""
         return self.count()
 
     def num_failed(self) -> int:
         """Return the number of failed jobs."""
-        return self.count(state=State.FAILED)
+        return self.count(JobFilter(state=State.FAILED))
 
     # --- for the operator and the metrics: what they need of the store ----------------
-
-    def get_dates(
-        self,
-        first: date,
-        last: date,
-        state: State | None = None,
-        experiment: str | None = None,
-        datatype: str | None = None,
-        limit: int | None = None,
-    ) -> Iterator[JobRecord]:
-        """Stream the jobs matching the filters whose job date is ``first``–``last``, by date."""
-        return self.store.query_dates(first, last, state, experiment, datatype, limit)
 
     def totals(self) -> dict[tuple[str, str], dict[str, int]]:
         """Return each source's totals (:func:`counted` names) by (experiment, datatype); one query."""

@@ -38,9 +38,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -48,8 +48,9 @@ import requests
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
 
+from shared import defaults
 from shared.errors import Unavailable
-from shared.model import Job, State
+from shared.model import Job, State, bucket_problem, dataset_problem, experiment_problem, ymd
 
 if TYPE_CHECKING:  # imported where used: a process that runs no step never imports it
     from google.cloud import bigquery
@@ -102,14 +103,8 @@ DATE_COLUMN = "date"
 
 #: Project ids: 6-30 of [a-z0-9-], starting with a letter, optionally domain-scoped.
 _PROJECT_RE = re.compile(r"(?:[a-z0-9][a-z0-9.-]{0,61}[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]\Z")
-#: Dataset ids: letters, digits and underscores, at most 1024.
-_DATASET_RE = re.compile(r"[A-Za-z0-9_]{1,1024}\Z")
 #: Table ids: the ASCII subset of BigQuery's rule (letters, digits, ``_``, ``-``).
 _TABLE_RE = re.compile(r"[A-Za-z0-9_-]{1,1024}\Z")
-#: GCS bucket names (dots allowed, as in the job model).
-_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]\Z")
-#: A path segment of the load URI: no slash and no wildcard.
-_SEGMENT_RE = re.compile(r"[A-Za-z0-9._-]{1,200}\Z")
 #: Job ids: letters, digits, ``_`` and ``-``, at most 1024.
 _JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,1024}\Z")
 _JOB_ID_STEP_RE = re.compile(r"gardener_(?P<step>[A-Za-z]+)_")
@@ -121,6 +116,13 @@ def _check(kind: str, value: str, pattern: re.Pattern[str]) -> str:
     return value
 
 
+def _check_name(kind: str, value: str, problem: Callable[[str], str | None]) -> str:
+    """Return ``value`` if the model's rule ``problem`` accepts it, else raise ValueError."""
+    if not isinstance(value, str) or problem(value) is not None:
+        raise ValueError(f"invalid BigQuery {kind} {value!r}")
+    return value
+
+
 def check_project(value: str) -> str:
     """Return ``value`` if it is a valid project id, else raise ValueError."""
     return _check("project id", value, _PROJECT_RE)
@@ -128,18 +130,12 @@ def check_project(value: str) -> str:
 
 def check_dataset(value: str) -> str:
     """Return ``value`` if it is a valid dataset id, else raise ValueError."""
-    return _check("dataset id", value, _DATASET_RE)
+    return _check_name("dataset id", value, dataset_problem)
 
 
 def check_table(value: str) -> str:
     """Return ``value`` if it is a valid table id (ASCII subset), else raise ValueError."""
     return _check("table id", value, _TABLE_RE)
-
-
-def _ymd(day: date, sep: str = "") -> str:
-    if not isinstance(day, date) or isinstance(day, datetime):
-        raise TypeError(f"job date {day!r} is not a date")
-    return f"{day.year:04d}{sep}{day.month:02d}{sep}{day.day:02d}"
 
 
 # -- Job ids --------------------------------------------------------------------
@@ -362,10 +358,6 @@ def skip_detail(step: State, job: Job) -> str | None:
     return None
 
 
-#: How long one BigQuery API call may take, its retries of transient errors included (seconds).
-CALL_DEADLINE = 60.0
-
-
 class Warehouse:
     """Starts and inspects the BigQuery work of each post-processing step.
 
@@ -382,12 +374,12 @@ class Warehouse:
         input_bucket: str,
         location: str | None = None,
         *,
-        timeout: float = 30.0,
-        deadline: float = CALL_DEADLINE,
+        timeout: float = defaults.BIGQUERY_TIMEOUT,
+        deadline: float = defaults.BIGQUERY_CALL_DEADLINE,
     ) -> None:
         self._client = client
         self.project = check_project(project)
-        self.input_bucket = _check("bucket name", input_bucket, _BUCKET_RE)
+        self.input_bucket = _check_name("bucket name", input_bucket, bucket_problem)
         self.location = location
         self.timeout = timeout
         from google.cloud.bigquery.retry import DEFAULT_RETRY
@@ -398,20 +390,20 @@ class Warehouse:
 
     def _table(self, dataset: str, table: str, day: date | None = None) -> str:
         name = f"{check_project(self.project)}.{check_dataset(dataset)}.{check_table(table)}"
-        return f"{name}${_ymd(day)}" if day is not None else name
+        return f"{name}${ymd(day)}" if day is not None else name
 
     def load_uri(self, job: Job) -> str:
         """Return the URI pattern of the job's NDJSON files."""
-        _check("bucket name", job.bucket, _BUCKET_RE)
-        _check("experiment", job.experiment, _SEGMENT_RE)
+        _check_name("bucket name", job.bucket, bucket_problem)
+        _check_name("experiment", job.experiment, experiment_problem)
         check_table(job.datatype)
         return (f"gs://{self.input_bucket}/{job.bucket}/{job.experiment}/{job.datatype}/"
-                f"{_ymd(job.date, '/')}/*")
+                f"{ymd(job.date, '/')}/*")
 
     def dedup_sql(self, job: Job) -> str:
         """Return the DML that keeps, per ``id`` on the job's date, the rows with the latest ``parser.Time``."""
         tmp = self._table(job.datasets.tmp, job.datatype)
-        day = _ymd(job.date, "-")
+        day = ymd(job.date, "-")
         return f"""\
 # Delete all duplicate rows of one date: per id, keep the rows with the latest parser.Time.
 DELETE
@@ -444,8 +436,8 @@ AND NOT EXISTS (
         """Return the query joining the job's raw rows with annotations of dates D−1..D."""
         raw = self._table(job.datasets.raw, job.datatype)
         ann = self._table(job.datasets.raw, ANNOTATION_TABLE)
-        day = _ymd(job.date, "-")
-        before = _ymd(job.date - timedelta(days=1), "-")
+        day = ymd(job.date, "-")
+        before = ymd(job.date - timedelta(days=1), "-")
         return f"""\
 # Join the {job.datatype} rows of one date with their annotations.
 WITH raw_rows AS (

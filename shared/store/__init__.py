@@ -3,8 +3,8 @@
 One module per kind of document, all re-exported here (import from
 ``shared.store``):
 
-* :mod:`~shared.store.documents` — the job document: its id, :class:`JobRecord`,
-  and the mapping between the two (pure).
+* :mod:`~shared.store.documents` — the job document: its id, and the mapping
+  between it and a :class:`~shared.model.JobRecord` (pure).
 * :mod:`~shared.store.jobs` — :class:`JobStore`: the job documents, their
   state-change transactions and the hot path's single writes.
 * :mod:`~shared.store.counters` — :class:`CounterStore`: the totals of state
@@ -13,7 +13,9 @@ One module per kind of document, all re-exported here (import from
   own commits.
 * :mod:`~shared.store.cursors`, :mod:`~shared.store.reprocess`,
   :mod:`~shared.store.controls` — the job service's cursors and the operator's
-  reprocessing queue and pauses.
+  reprocessing queue and pauses (their records are in :mod:`shared.model`).
+* :mod:`~shared.store.common` — what the stores share: the batch limit, the
+  read and write counts, the delete guarded by an update time.
 * :mod:`~shared.store.errors` — what the store raises and how it retries;
   transient Firestore errors become :class:`~shared.errors.StoreUnavailable`.
 * :mod:`~shared.store.deadline` — :class:`DeadlineClient`, whose every call is
@@ -21,24 +23,18 @@ One module per kind of document, all re-exported here (import from
 * :mod:`~shared.store.indexes` — every composite index the queries need.
 """
 
-from shared.store._common import MAX_BATCH, StoreStats
-from shared.store.controls import CONTROLS_COLLECTION, ControlStore, Pause
+from shared.store.common import MAX_BATCH, StoreStats
+from shared.store.controls import CONTROLS_COLLECTION, ControlStore
 from shared.store.counters import (
-    COUNTER_SHARDS,
     COUNTERS_COLLECTION,
-    STATE_COUNT_SHARDS,
     STATE_COUNTS_COLLECTION,
     CounterStore,
     StateCountsRead,
     StateCountStore,
 )
 from shared.store.cursors import CURSORS_COLLECTION, CursorState, CursorStore
-from shared.store.deadline import DEFAULT_DEADLINE, DeadlineClient, budget, in_budget
+from shared.store.deadline import DeadlineClient, budget, in_budget
 from shared.store.documents import (
-    AUDIT_KEEP,
-    FREE,
-    AuditEntry,
-    JobRecord,
     doc_id,
     from_document,
     key_from_doc_id,
@@ -54,17 +50,13 @@ from shared.store.errors import (
 )
 from shared.store.indexes import INDEXES
 from shared.store.jobs import CREATE_BATCH, JOBS_COLLECTION, JobStore
-from shared.store.reprocess import MAX_IN_VALUES, REPROCESS_COLLECTION, ReprocessItem, ReprocessQueue
+from shared.store.reprocess import MAX_IN_VALUES, REPROCESS_COLLECTION, ReprocessQueue
 
 __all__ = [
-    "AUDIT_KEEP",
     "CONTROLS_COLLECTION",
     "CREATE_BATCH",
     "COUNTERS_COLLECTION",
-    "COUNTER_SHARDS",
-    "DEFAULT_DEADLINE",
     "CURSORS_COLLECTION",
-    "FREE",
     "IDEMPOTENT_WRITE_RETRY",
     "INDEXES",
     "JOBS_COLLECTION",
@@ -72,10 +64,8 @@ __all__ = [
     "MAX_IN_VALUES",
     "REPROCESS_COLLECTION",
     "STATE_COUNTS_COLLECTION",
-    "STATE_COUNT_SHARDS",
     "TRANSIENT",
     "WRITE_RETRY",
-    "AuditEntry",
     "ControlStore",
     "CounterStore",
     "CursorState",
@@ -84,10 +74,7 @@ __all__ = [
     "DocumentChanged",
     "DocumentExists",
     "DocumentMissing",
-    "JobRecord",
     "JobStore",
-    "Pause",
-    "ReprocessItem",
     "ReprocessQueue",
     "StateCountStore",
     "StateCountsRead",

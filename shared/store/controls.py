@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from shared.store._common import StoreStats
+from shared.model import Pause
+from shared.store.common import StoreStats
 from shared.store.documents import doc_id, streamed_fields
-from shared.store.errors import _guarded
+from shared.store.errors import guarded
 
 #: Default collection of the operator's pauses.
 CONTROLS_COLLECTION = "controls"
 
 
-@dataclass(frozen=True)
-class Pause:
-    """A pause of a source (``experiment/datatype``) or of the whole historical cycle."""
+def pause_to_document(pause: Pause) -> dict[str, Any]:
+    """Return the Firestore document of a pause."""
+    return {"target": pause.target, "who": pause.who, "since": pause.since,
+            "reason": pause.reason}
 
-    target: str
-    who: str
-    since: datetime
-    reason: str = ""
+
+def pause_from_document(data: dict[str, Any]) -> Pause:
+    """Return the pause a Firestore document holds."""
+    return Pause(data["target"], data["who"], data["since"], data.get("reason", ""))
 
 
 class ControlStore:
@@ -38,23 +38,22 @@ class ControlStore:
         self.collection = client.collection(collection)
         self.stats = StoreStats()
 
-    @_guarded
+    @guarded
     def pause(self, pause: Pause) -> Pause | None:
         """Record the pause unless its target is paused already; return the pause in force before, if any."""
         ref = self.collection.document(doc_id(pause.target))
         try:
-            ref.create({"target": pause.target, "who": pause.who, "since": pause.since,
-                        "reason": pause.reason})
+            ref.create(pause_to_document(pause))
             return None
         except gexc.Conflict:
             snap = ref.get()
             self.stats.add(reads=1)
             data = snap.to_dict()  # None if the pause was lifted since the conflict
-            return self._from(data) if data is not None else None
+            return pause_from_document(data) if data is not None else None
         finally:
             self.stats.add(writes=1)
 
-    @_guarded
+    @guarded
     def resume(self, target: str) -> Pause | None:
         """Lift the pause of ``target``; return it, or None if ``target`` was not paused."""
         ref = self.collection.document(doc_id(target))
@@ -69,15 +68,11 @@ class ControlStore:
             return None  # lifted (or replaced) meanwhile by someone else
         finally:
             self.stats.add(writes=1)
-        return self._from(data)
+        return pause_from_document(data)
 
-    @_guarded
+    @guarded
     def all(self) -> list[Pause]:
         """Return every pause in force."""
-        pauses = [self._from(streamed_fields(snap.to_dict())) for snap in self.collection.stream()]
+        pauses = [pause_from_document(streamed_fields(snap.to_dict())) for snap in self.collection.stream()]
         self.stats.add(reads=max(1, len(pauses)))
         return pauses
-
-    @staticmethod
-    def _from(data: dict[str, Any]) -> Pause:
-        return Pause(data["target"], data["who"], data["since"], data.get("reason", ""))

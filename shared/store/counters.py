@@ -12,25 +12,13 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from shared.store._common import StoreStats
+from shared import defaults
+from shared.store.common import StoreStats
 from shared.store.documents import doc_id, key_from_doc_id
-from shared.store.errors import _guarded
+from shared.store.errors import guarded
 
 #: Default collection of the state-change totals' shard documents.
 COUNTERS_COLLECTION = "counters"
-
-#: Shard documents per source (experiment, datatype) for its totals.
-#:
-#: Firestore sustains about one write per second per document. A job run makes
-#: two counted changes (its hand-out, then its completion or failure), each one
-#: write to a shard of its source picked at random, so a source's shards share
-#: its counted changes: with 16 shards a source may make 16 counted changes a
-#: second — 8 job runs started and ended every second — before a shard nears one
-#: write a second. A source's jobs are days of archives, handed out a few a
-#: minute, so even a burst of 16 parsers finishing at once adds about one write
-#: per shard. A scrape reads every shard: 16 reads per source.
-COUNTER_SHARDS = 16
-
 
 def _counter_id(experiment: str, datatype: str, shard: int) -> str:
     return f"{doc_id(f'{experiment}/{datatype}')}#{shard}"
@@ -48,7 +36,7 @@ class CounterStore:
     """
 
     def __init__(self, client: firestore.Client, collection: str = COUNTERS_COLLECTION,
-                 shards: int = COUNTER_SHARDS) -> None:
+                 shards: int = defaults.COUNTER_SHARDS) -> None:
         self.collection = client.collection(collection)
         self.shards = shards
         self.stats = StoreStats()
@@ -66,7 +54,7 @@ class CounterStore:
                          **{name: firestore.Increment(1) for name in names}}, merge=True)
         return 1
 
-    @_guarded
+    @guarded
     def totals(self) -> dict[tuple[str, str], dict[str, int]]:
         """Return every source's totals by name, summed over its shards (one query)."""
         sums: dict[tuple[str, str], dict[str, int]] = {}
@@ -84,18 +72,6 @@ class CounterStore:
 
 #: Default collection of the job counts' shard documents (per source and state).
 STATE_COUNTS_COLLECTION = "state_counts"
-
-#: Shard documents of the job counts, for all sources together.
-#:
-#: Every write that creates, deletes or changes the state of a job adds one
-#: write to one shard picked at random, so the shards share every state change
-#: of every source. A job makes about 10 such changes in its life (created,
-#: parsing, postProcessing, five post-processing steps, complete, removed): at
-#: 10,000 jobs a day that is about 1.2 writes a second in all, 0.07 a second
-#: per shard — Firestore's one write a second per document is reached at about
-#: 16 changes a second, some 140,000 job lives a day. A status load or a scrape
-#: reads all 16, whatever the number of sources and jobs.
-STATE_COUNT_SHARDS = 16
 
 #: The map field of a shard that holds its counts: ``{source: {state: n}}``.
 _BY_SOURCE = "by_source"
@@ -141,7 +117,7 @@ class StateCountsRead:
 class StateCountStore:
     """The number of jobs in each state per source, in shard documents moved in the jobs' own commits.
 
-    :data:`STATE_COUNT_SHARDS` documents, ids ``shard-00`` …, each with a map
+    :data:`~shared.defaults.STATE_COUNT_SHARDS` documents, ids ``shard-00`` …, each with a map
     ``by_source`` of ``{"<experiment>%2F<datatype>": {state: n}}``. Creating a
     job adds one to its state, deleting it takes one away, a change of state
     does both, as blind ``Increment`` writes by field path to one shard picked
@@ -153,7 +129,7 @@ class StateCountStore:
     """
 
     def __init__(self, client: firestore.Client, collection: str = STATE_COUNTS_COLLECTION,
-                 shards: int = STATE_COUNT_SHARDS) -> None:
+                 shards: int = defaults.STATE_COUNT_SHARDS) -> None:
         self.client = client
         self.collection = client.collection(collection)
         self.shards = shards
@@ -189,9 +165,9 @@ class StateCountStore:
         writer.set(ref, {_BY_SOURCE: fields}, merge=True)
         return 1
 
-    @_guarded
+    @guarded
     def read(self) -> StateCountsRead:
-        """Read every shard (:data:`STATE_COUNT_SHARDS` reads, in one call) and sum them."""
+        """Read every shard (:data:`~shared.defaults.STATE_COUNT_SHARDS` reads, in one call) and sum them."""
         refs = [self.collection.document(i) for i in self.shard_ids()]
         counts: dict[Source, dict[str, int]] = {}
         shards: dict[str, tuple[dict[Source, dict[str, int]], datetime | None]] = {}
@@ -208,7 +184,7 @@ class StateCountStore:
         self.stats.add(reads=len(refs))
         return StateCountsRead(counts, shards)
 
-    @_guarded
+    @guarded
     def reconcile_cursor(self) -> Source | None:
         """Return the source the last reconciliation checked, or None (one read)."""
         snap = self.collection.document(_RECONCILE_CURSOR).get()
@@ -218,14 +194,14 @@ class StateCountStore:
             return None
         return source_of_field(str(data["last"]))
 
-    @_guarded
+    @guarded
     def set_reconcile_cursor(self, experiment: str, datatype: str) -> None:
         """Record that the reconciliation checked the source last (one blind write)."""
         self.collection.document(_RECONCILE_CURSOR).set(
             {"last": source_field(experiment, datatype)})
         self.stats.add(writes=1)
 
-    @_guarded
+    @guarded
     def repair(self, experiment: str, datatype: str, deltas: dict[str, int], shard: str,
                if_update_time: datetime | None) -> bool:
         """Add ``deltas`` (per state) to the source's counts in ``shard``, unless the shard changed.

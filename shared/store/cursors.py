@@ -8,8 +8,8 @@ from datetime import datetime
 
 from google.cloud import firestore
 
-from shared.store._common import StoreStats
-from shared.store.errors import IDEMPOTENT_WRITE_RETRY, _guarded
+from shared.store.common import StoreStats
+from shared.store.errors import IDEMPOTENT_WRITE_RETRY, guarded
 
 #: Default collection of the job service's cursors.
 CURSORS_COLLECTION = "cursors"
@@ -44,12 +44,12 @@ class CursorStore:
         self.collection = client.collection(collection)
         self.stats = StoreStats()
 
-    @_guarded
+    @guarded
     def get(self, name: str) -> int | None:
         """Return the cursor's position, or None if it was never set (one read)."""
         return self.state(name).position
 
-    @_guarded
+    @guarded
     def state(self, name: str) -> CursorState:
         """Return the whole cursor document (one read); empty if it was never written."""
         snap = self.collection.document(name).get()
@@ -59,7 +59,7 @@ class CursorStore:
         return CursorState(data.get("position"), handed, data.get("quiet_from"),
                            data.get("idle_until"))
 
-    @_guarded
+    @guarded
     def advance(self, name: str, position: int | None, *, handed: int | None = None,
                 passed: Iterable[int] = (), quiet_from: int | None = None,
                 idle_until: datetime | None = None, wake: bool = False) -> None:

@@ -38,13 +38,11 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.services.firestore import client as firestore_client
 from google.cloud.firestore_v1.services.firestore.transports.grpc import FirestoreGrpcTransport
 
+from shared import defaults
 from shared.errors import StoreUnavailable
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-
-#: Default of ``FIRESTORE_DEADLINE_SECONDS``: how long a request may wait on Firestore.
-DEFAULT_DEADLINE = 20.0
 
 #: Time a transaction's rollback gets when the budget is already spent (seconds).
 ROLLBACK_GRACE = 1.0
@@ -240,7 +238,8 @@ class DeadlineInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClie
 class DeadlineClient(firestore.Client):
     """A Firestore client whose every call is bounded by a :class:`DeadlineInterceptor`."""
 
-    def __init__(self, *args: Any, deadline: float = DEFAULT_DEADLINE, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, deadline: float = defaults.FIRESTORE_DEADLINE,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.deadline = deadline
         interceptor = self._interceptor = DeadlineInterceptor(deadline)

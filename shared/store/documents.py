@@ -1,4 +1,4 @@
-"""The job document: its id, the record it holds, and the mapping between the two.
+"""The job document: its id, and the mapping between it and a :class:`~shared.model.JobRecord`.
 
 One document per job. The document id is the job key with ``%`` and ``/``
 percent-encoded, so it is reversible and never contains ``/``. Beside the
@@ -18,18 +18,25 @@ old run or for an old entry are ignored. Pure: nothing here talks to Firestore.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from shared.model import UTC, ZERO_TIME, Datasets, Job, State, StateInfo, Status, new_run
-from shared.store._common import _midnight
-
-#: The lease time of a job no post-processing tick holds (a time always in the past).
-FREE = datetime(1970, 1, 1, tzinfo=UTC)
+from shared.model import (
+    FREE,
+    UTC,
+    ZERO_TIME,
+    AuditEntry,
+    Datasets,
+    Job,
+    JobRecord,
+    State,
+    StateInfo,
+    Status,
+    midnight,
+)
 
 
 def doc_id(key: str) -> str:
@@ -40,73 +47,6 @@ def doc_id(key: str) -> str:
 def key_from_doc_id(document_id: str) -> str:
     """Return the job key a document id encodes."""
     return unquote(document_id)
-
-
-#: Operator actions kept on a job document, newest last; older ones are dropped.
-AUDIT_KEEP = 20
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One operator action on a job: who did what, when."""
-
-    time: datetime
-    who: str
-    action: str
-    detail: str = ""
-
-
-@dataclass
-class JobRecord:
-    """A job, its status and the store's bookkeeping, as read from one document."""
-
-    job: Job
-    status: Status
-    last_update: datetime
-    update_time: datetime | None = None  # Firestore's, for compare-and-set
-    #: The next-job offer that handed this run of the job out ("" if added otherwise).
-    offer: str = ""
-    #: An offer that came while the job was in flight; it is made again when the job ends.
-    reoffer: str = ""
-    #: Runs of this job since it last completed: 1 for the first, +1 per retry of a failure.
-    attempts: int = 1
-    #: The error of the previous run, when this run is a retry.
-    last_error: str = ""
-    #: When a failed job may be handed out again; None if it is not to be retried.
-    retry_at: datetime | None = None
-    #: The post-processing tick that holds the job, and until when (``FREE`` when none).
-    lease_owner: str = ""
-    lease_until: datetime = FREE
-    #: The BigQuery job of the current post-processing step, and the step's attempt.
-    step_job: str = ""
-    step_attempt: int = 0
-    #: Operator actions on this job, oldest first, at most :data:`AUDIT_KEEP` (kept across restarts).
-    audit: list[AuditEntry] = field(default_factory=list)
-    #: This run's token, new at every create and restart ("" for a job stored without one).
-    run: str = ""
-    #: Updates of this run counted in its progress shards and already in ``update_count``.
-    progress_folded: int = 0
-    #: When the job document last took a sum of this run's shards (None: never).
-    progress_summed_at: datetime | None = None
-
-    def note(self, entry: AuditEntry) -> None:
-        """Append an operator action to the audit, dropping the oldest beyond :data:`AUDIT_KEEP`."""
-        self.audit = [*self.audit, entry][-AUDIT_KEEP:]
-
-    @property
-    def key(self) -> str:
-        """The job key."""
-        return self.job.key()
-
-    @property
-    def last_activity(self) -> datetime:
-        """The later of the last heartbeat and the last update."""
-        return max(self.last_update, self.status.heartbeat_time)
-
-    @classmethod
-    def new(cls, job: Job, now: datetime, offer: str = "") -> JobRecord:
-        """Return the record of a freshly added job."""
-        return cls(job=job, status=Status.new(now), last_update=now, offer=offer, run=new_run())
 
 
 #: The ``live`` key of a job without a run token (never a token: tokens are [0-9a-z]).
@@ -191,7 +131,7 @@ def to_document(record: JobRecord) -> dict[str, Any]:
         "bucket": job.bucket,
         "experiment": job.experiment,
         "datatype": job.datatype,
-        "date": _midnight(job.date),
+        "date": midnight(job.date),
         "filter": job.filter,
         "datasets": {"tmp": job.datasets.tmp, "raw": job.datasets.raw, "join": job.datasets.join},
         "state": status.state.value,

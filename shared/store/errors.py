@@ -2,7 +2,7 @@
 
 The document errors of compare-and-set and create-only writes; the transient
 Firestore errors, raised to callers as :class:`~shared.errors.StoreUnavailable`
-(``_guarded``, ``_transient_as_unavailable``, ``_transient_cause``, used by
+(``guarded``, ``transient_as_unavailable``, ``transient_cause``, used by
 every store of the package); the retry of the single writes.
 """
 
@@ -56,14 +56,14 @@ _R = TypeVar("_R")
 
 
 @contextlib.contextmanager
-def _transient_as_unavailable() -> Iterator[None]:
+def transient_as_unavailable() -> Iterator[None]:
     try:
         yield
     except TRANSIENT as exc:
         raise StoreUnavailable(f"Firestore unavailable: {exc}") from exc
 
 
-def _transient_cause(exc: BaseException) -> BaseException | None:
+def transient_cause(exc: BaseException) -> BaseException | None:
     """The transient Firestore error (or run-out deadline) behind a ``ValueError`` of the
     client's transaction runner.
 
@@ -77,19 +77,19 @@ def _transient_cause(exc: BaseException) -> BaseException | None:
     return None
 
 
-def _unavailable(cause: BaseException) -> StoreUnavailable:
-    """The :class:`StoreUnavailable` of a :func:`_transient_cause`."""
+def unavailable(cause: BaseException) -> StoreUnavailable:
+    """The :class:`StoreUnavailable` of a :func:`transient_cause`."""
     if isinstance(cause, StoreUnavailable):  # a deadline ran out (shared.store.deadline)
         return StoreUnavailable(str(cause))
     return StoreUnavailable(f"Firestore unavailable: {cause}")
 
 
-def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
+def guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
     """Raise :class:`StoreUnavailable` for a transient Firestore error in ``method``."""
 
     @functools.wraps(method)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with _transient_as_unavailable():
+        with transient_as_unavailable():
             return method(*args, **kwargs)
 
     return wrapper

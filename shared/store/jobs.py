@@ -9,7 +9,7 @@ Writes come in two kinds:
   ``exists`` precondition of ``update``): the hot path of parsers. Details go
   under ``live.{run}`` (:func:`~shared.store.documents.live_fields`), never
   into the history a transaction writes; a write that is not ``due`` goes to
-  one of :data:`PROGRESS_SHARDS` progress shards of the job and run instead,
+  one of :data:`~shared.defaults.PROGRESS_SHARDS` progress shards of the job and run instead,
   so the job document is written about once a second whatever the fan-out.
   Transactions and :meth:`JobStore.get` with ``progress`` read the shards
   and are exact; queries read the document alone.
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from google.api_core import exceptions as gexc
@@ -36,12 +36,12 @@ from google.cloud.firestore_v1.aggregation import AggregationQuery
 from google.cloud.firestore_v1.base_aggregation import AggregationResult
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from shared.model import State
-from shared.store._common import MAX_BATCH, StoreStats, _midnight
+from shared import defaults
+from shared.model import JobFilter, JobRecord, State, midnight
+from shared.store.common import MAX_BATCH, StoreStats
 from shared.store.counters import CounterStore, StateCountStore
 from shared.store.documents import (
     NO_RUN,
-    JobRecord,
     doc_id,
     from_document,
     live_fields,
@@ -58,10 +58,10 @@ from shared.store.errors import (
     DocumentChanged,
     DocumentExists,
     DocumentMissing,
-    _guarded,
-    _transient_as_unavailable,
-    _transient_cause,
-    _unavailable,
+    guarded,
+    transient_as_unavailable,
+    transient_cause,
+    unavailable,
 )
 
 #: Default collection of job documents.
@@ -73,9 +73,6 @@ CREATE_BATCH = MAX_BATCH - 1
 
 #: The subcollection of a job document holding its progress shards.
 PROGRESS_COLLECTION = "progress"
-
-#: Progress shards per job and run: hot-path writes that are not due spread over them.
-PROGRESS_SHARDS = 32
 
 
 def _page(query: firestore.Query, field: str, after: JobRecord | None) -> firestore.Query:
@@ -106,9 +103,9 @@ class JobStore:
 
     def _shard_refs(self, key: str, run: str) -> list[firestore.DocumentReference]:
         progress = self._ref(key).collection(PROGRESS_COLLECTION)
-        return [progress.document(shard_id(run, n)) for n in range(PROGRESS_SHARDS)]
+        return [progress.document(shard_id(run, n)) for n in range(defaults.PROGRESS_SHARDS)]
 
-    @_guarded
+    @guarded
     def _read_shards(self, key: str, run: str) -> list[dict[str, Any]]:
         """Read the progress shards ``run`` has written (one query: as many reads as shards, at least one).
 
@@ -122,7 +119,7 @@ class JobStore:
         self.stats.add(reads=max(1, len(shards)))
         return shards
 
-    @_guarded
+    @guarded
     def _sum_shard_updates(self, key: str, run: str) -> int:
         """Return the updates counted on ``run``'s progress shards, summed by Firestore.
 
@@ -137,7 +134,7 @@ class JobStore:
         self.stats.add(reads=1)
         return int(result[0][0].value or 0)
 
-    @_guarded
+    @guarded
     def get(self, key: str, progress: bool = False) -> JobRecord | None:
         """Return the job's record, or None if there is no such job (one read).
 
@@ -160,7 +157,7 @@ class JobStore:
         return self.state_counts.move(writer, record.job.experiment, record.job.datatype,
                                       old and old.value, new and new.value)
 
-    @_guarded
+    @guarded
     def create(self, record: JobRecord, count: Sequence[str] = ()) -> None:
         """Write a new job document; :class:`DocumentExists` if the key is taken.
 
@@ -178,7 +175,7 @@ class JobStore:
         finally:
             self.stats.add(writes=writes)
 
-    @_guarded
+    @guarded
     def replace(self, record: JobRecord, if_update_time: datetime,
                 count: Sequence[str] = (), replacing: State | None = None) -> None:
         """Overwrite a job document only if it is unchanged since ``if_update_time``.
@@ -204,7 +201,7 @@ class JobStore:
             self.stats.add(writes=writes)
         self.delete_progress(record.key, keep_run=record.run)
 
-    @_guarded
+    @guarded
     def transact(self, key: str, change: Callable[[JobRecord], JobRecord],
                  count: Callable[[JobRecord], Sequence[str]] | None = None) -> JobRecord:
         """Apply ``change`` to the job's record in one read-write transaction.
@@ -243,10 +240,10 @@ class JobStore:
         try:
             return run(self.client.transaction())
         except ValueError as exc:
-            cause = _transient_cause(exc)
+            cause = transient_cause(exc)
             if cause is None:
                 raise
-            raise _unavailable(cause) from exc
+            raise unavailable(cause) from exc
 
     def write_detail(self, key: str, run: str, index: int, detail: str | None,
                      now: datetime, due: datetime | None = None, sum_shards: bool = False
@@ -303,14 +300,14 @@ class JobStore:
             self.stats.add(writes=1)
             raise DocumentMissing(key)
 
-    @_guarded
+    @guarded
     def _write_shard(self, ref: firestore.DocumentReference, fields: dict[str, Any]) -> None:
         try:
             ref.set(fields, merge=True, retry=WRITE_RETRY)
         finally:
             self.stats.add(writes=1, path=ref.path)
 
-    @_guarded
+    @guarded
     def delete_progress(self, key: str, keep_run: str | None = None) -> int:
         """Delete the job's progress shards (those of runs other than ``keep_run``); return how many."""
         gone = [ref for ref in self._ref(key).collection(PROGRESS_COLLECTION).list_documents()
@@ -380,12 +377,12 @@ class JobStore:
     def _stream(self, query: firestore.Query, limit: int | None) -> Iterator[JobRecord]:
         if limit is not None:
             query = query.limit(limit)
-        with _transient_as_unavailable():
+        with transient_as_unavailable():
             for snap in query.stream():
                 self.stats.add(reads=1)
                 yield from_document(streamed_fields(snap.to_dict()), snap.update_time)
 
-    @_guarded
+    @guarded
     def lease_if_unchanged(self, record: JobRecord, owner: str, until: datetime) -> bool:
         """Lease the job to ``owner`` until ``until`` unless it changed since ``record`` was read.
 
@@ -402,7 +399,7 @@ class JobStore:
         finally:
             self.stats.add(writes=1)
 
-    @_guarded
+    @guarded
     def delete_if_unchanged(self, record: JobRecord) -> bool:
         """Delete the job's document, and then its progress shards, unless it changed since ``record`` was read.
 
@@ -440,7 +437,7 @@ class JobStore:
                 pass
         self.write_progress(key, run, None, None, now)
 
-    @_guarded
+    @guarded
     def _update(self, key: str, fields: dict[str, Any], retry: Retry,
                 if_update_time: datetime | None = None) -> None:
         """Update fields of the job document; with ``if_update_time``, only if unchanged since.
@@ -464,7 +461,7 @@ class JobStore:
         finally:  # a refused write counts, but not against the document's write rate
             self.stats.add(writes=1, path=ref.path if landed else None)
 
-    @_guarded
+    @guarded
     def delete(self, key: str) -> None:
         """Delete the job's document and its progress shards (no error if absent),
         leaving the counts per state alone.
@@ -479,7 +476,7 @@ class JobStore:
         """Stream every job document, in document id order, without holding them in memory."""
         return self._stream(self.collection.order_by("__name__"), None)
 
-    @_guarded
+    @guarded
     def create_missing(self, records: list[JobRecord]) -> list[str]:
         """Create the records whose keys have no document yet; return the keys created.
 
@@ -520,53 +517,30 @@ class JobStore:
             self.stats.add(writes=writes)
         return created
 
-    def _query(
-        self, state: State | None, experiment: str | None, datatype: str | None
-    ) -> firestore.Query | firestore.CollectionReference:
+    def _query(self, f: JobFilter) -> firestore.Query | firestore.CollectionReference:
+        """The query of the jobs ``f`` selects, its limit aside; by job date with a date range."""
         query: firestore.Query | firestore.CollectionReference = self.collection
-        for name, value in (("state", state and state.value), ("experiment", experiment),
-                            ("datatype", datatype)):
+        for name, value in (("state", f.state and f.state.value), ("experiment", f.experiment),
+                            ("datatype", f.datatype)):
             if value is not None:
                 query = query.where(filter=FieldFilter(name, "==", value))
+        if f.dated:
+            first, last = f.dates
+            query = (query.where(filter=FieldFilter("date", ">=", midnight(first)))
+                     .where(filter=FieldFilter("date", "<=", midnight(last))))
         return query
 
-    def query(
-        self,
-        state: State | None = None,
-        experiment: str | None = None,
-        datatype: str | None = None,
-        limit: int | None = None,
-    ) -> Iterator[JobRecord]:
-        """Stream matching jobs, oldest start first."""
-        return self._stream(self._query(state, experiment, datatype).order_by("start_time"), limit)
+    def query(self, f: JobFilter) -> Iterator[JobRecord]:
+        """Stream the jobs ``f`` selects: by job date with a date range, else oldest start first."""
+        return self._stream(self._query(f).order_by("date" if f.dated else "start_time"), f.limit)
 
-    def query_dates(
-        self,
-        first: date,
-        last: date,
-        state: State | None = None,
-        experiment: str | None = None,
-        datatype: str | None = None,
-        limit: int | None = None,
-    ) -> Iterator[JobRecord]:
-        """Stream matching jobs whose date is from ``first`` to ``last`` (inclusive), by date."""
-        query = (self._query(state, experiment, datatype)
-                 .where(filter=FieldFilter("date", ">=", _midnight(first)))
-                 .where(filter=FieldFilter("date", "<=", _midnight(last))).order_by("date"))
-        return self._stream(query, limit)
-
-    @_guarded
-    def count(
-        self,
-        state: State | None = None,
-        experiment: str | None = None,
-        datatype: str | None = None,
-    ) -> int:
-        """Count matching jobs with an aggregation query (no documents read)."""
+    @guarded
+    def count(self, f: JobFilter) -> int:
+        """Count the jobs ``f`` selects, its limit aside, with an aggregation query (no documents read)."""
         # The library annotates Query.count() as returning the AggregationQuery class and
         # AggregationQuery.get() as a list of results; they return an instance and a list of
         # result lists (one per aggregation), as used here.
-        aggregation = cast(AggregationQuery, self._query(state, experiment, datatype).count())
+        aggregation = cast(AggregationQuery, self._query(f).count())
         result = cast("list[list[AggregationResult]]", aggregation.get())
         self.stats.add(reads=1)
         return int(result[0][0].value)

@@ -4,59 +4,36 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from shared.model import UTC, Job
-from shared.store._common import MAX_BATCH, StoreStats, _midnight, delete_if_unchanged
+from shared.model import UTC, ReprocessItem, midnight
+from shared.store.common import MAX_BATCH, StoreStats, delete_if_unchanged
 from shared.store.documents import doc_id
-from shared.store.errors import _guarded, _transient_as_unavailable
+from shared.store.errors import guarded, transient_as_unavailable
 
 #: Default collection of queued reprocessing, one document per job key.
 REPROCESS_COLLECTION = "reprocess"
 
 
-@dataclass(frozen=True)
-class ReprocessItem:
-    """A job queued for reprocessing by an operator: handed out by next-job ahead of history."""
+def item_to_document(item: ReprocessItem) -> dict[str, Any]:
+    """Return the Firestore document of a queued item (``source`` and ``key`` for queries and ids)."""
+    return {"bucket": item.bucket, "experiment": item.experiment, "datatype": item.datatype,
+            "date": midnight(item.date), "source": item.source, "token": item.token,
+            "rank": item.rank, "who": item.who, "queued_at": item.queued_at, "key": item.key}
 
-    bucket: str
-    experiment: str
-    datatype: str
-    date: date
-    #: Unique per enqueue: the hand-out's offer is ``reprocess/<token>``.
-    token: str
-    #: Orders the queue: the enqueue time, then the item's place in its request.
-    rank: str
-    who: str
-    queued_at: datetime
-    update_time: datetime | None = None  # Firestore's, for the guarded delete
-    #: When next-job claimed it for a hand-out (None: not claimed); cancelling leaves it then.
-    claimed_at: datetime | None = None
 
-    @classmethod
-    def new(cls, job: Job, who: str, now: datetime, seq: int = 0) -> ReprocessItem:
-        """Return a fresh item for ``job``, queued at ``now`` as the ``seq``-th of its request."""
-        rank = f"{now.astimezone(UTC):%Y%m%dT%H%M%S.%f}/{seq:06d}"
-        return cls(job.bucket, job.experiment, job.datatype, job.date, secrets.token_hex(8), rank,
-                   who, now)
-
-    @property
-    def source(self) -> str:
-        """The source's name, ``experiment/datatype``."""
-        return f"{self.experiment}/{self.datatype}"
-
-    @property
-    def key(self) -> str:
-        """The key of the job to reprocess."""
-        return Job(self.bucket, self.experiment, self.datatype, self.date).key()
+def item_from_snapshot(snap: Any) -> ReprocessItem:
+    """Return the queued item a document snapshot holds, with its update time."""
+    d = snap.to_dict()
+    return ReprocessItem(d["bucket"], d["experiment"], d["datatype"],
+                         d["date"].astimezone(UTC).date(), d["token"], d["rank"], d["who"],
+                         d["queued_at"], snap.update_time, d.get("claimed_at"))
 
 
 #: Most values one Firestore ``in`` filter takes.
@@ -76,20 +53,7 @@ class ReprocessQueue:
         self.collection = client.collection(collection)
         self.stats = StoreStats()
 
-    @staticmethod
-    def _to_document(item: ReprocessItem) -> dict[str, Any]:
-        return {"bucket": item.bucket, "experiment": item.experiment, "datatype": item.datatype,
-                "date": _midnight(item.date), "source": item.source, "token": item.token,
-                "rank": item.rank, "who": item.who, "queued_at": item.queued_at, "key": item.key}
-
-    @staticmethod
-    def _from_snapshot(snap: Any) -> ReprocessItem:
-        d = snap.to_dict()
-        return ReprocessItem(d["bucket"], d["experiment"], d["datatype"],
-                             d["date"].astimezone(UTC).date(), d["token"], d["rank"], d["who"],
-                             d["queued_at"], snap.update_time, d.get("claimed_at"))
-
-    @_guarded
+    @guarded
     def add(self, items: list[ReprocessItem]) -> list[str]:
         """Queue the items whose job keys are not queued yet; return the keys queued.
 
@@ -106,14 +70,14 @@ class ReprocessQueue:
                 continue
             batch = self.client.batch()
             for ref, item in todo:
-                batch.create(ref, self._to_document(item))
+                batch.create(ref, item_to_document(item))
             try:
                 batch.commit()
                 created.extend(i.key for _, i in todo)
             except gexc.Conflict:  # queued meanwhile by someone else: one by one
                 for ref, item in todo:
                     with contextlib.suppress(gexc.Conflict):
-                        ref.create(self._to_document(item))
+                        ref.create(item_to_document(item))
                         created.append(item.key)
             self.stats.add(writes=len(todo))
         return created
@@ -121,23 +85,23 @@ class ReprocessQueue:
     def head(self, sources: list[str], limit: int) -> list[ReprocessItem]:
         """Return the first ``limit`` items of ``sources`` (``experiment/datatype``) in queue order."""
         found: list[ReprocessItem] = []
-        with _transient_as_unavailable():
+        with transient_as_unavailable():
             for start in range(0, len(sources), MAX_IN_VALUES):
                 query = (self.collection
                          .where(filter=FieldFilter("source", "in", sources[start:start + MAX_IN_VALUES]))
                          .order_by("rank").limit(limit))
                 for snap in query.stream():
                     self.stats.add(reads=1)
-                    found.append(self._from_snapshot(snap))
+                    found.append(item_from_snapshot(snap))
         return sorted(found, key=lambda i: i.rank)[:limit]
 
-    @_guarded
+    @guarded
     def remove(self, item: ReprocessItem) -> bool:
         """Remove the item unless it was queued again since it was read; return whether it was."""
         return delete_if_unchanged(self.collection.document(doc_id(item.key)), item.update_time,
                                    self.stats)
 
-    @_guarded
+    @guarded
     def claim(self, item: ReprocessItem, now: datetime) -> ReprocessItem | None:
         """Mark the item as being handed out, unless it changed or went since it was read.
 
@@ -156,7 +120,7 @@ class ReprocessQueue:
             self.stats.add(writes=1)
         return dataclasses.replace(item, claimed_at=now, update_time=result.update_time)
 
-    @_guarded
+    @guarded
     def cancel(self, keys: list[str]) -> tuple[list[str], list[str]]:
         """Remove the queued items of job ``keys`` that no hand-out has claimed.
 
@@ -169,7 +133,7 @@ class ReprocessQueue:
         claimed: list[str] = []
         for start in range(0, len(keys), MAX_BATCH):
             refs = [self.collection.document(doc_id(k)) for k in keys[start:start + MAX_BATCH]]
-            found = [self._from_snapshot(s) for s in self.client.get_all(refs) if s.exists]
+            found = [item_from_snapshot(s) for s in self.client.get_all(refs) if s.exists]
             self.stats.add(reads=len(refs))
             claimed.extend(i.key for i in found if i.claimed_at is not None)
             todo = [i for i in found if i.claimed_at is None]
@@ -188,7 +152,7 @@ class ReprocessQueue:
         order = {k: n for n, k in enumerate(keys)}
         return sorted(cancelled, key=order.__getitem__), sorted(claimed, key=order.__getitem__)
 
-    @_guarded
+    @guarded
     def count(self) -> int:
         """Return the number of queued items (an aggregation query)."""
         result = self.collection.count().get()
@@ -197,7 +161,7 @@ class ReprocessQueue:
 
     def stream(self, limit: int) -> Iterator[ReprocessItem]:
         """Stream the first ``limit`` items of the whole queue, in queue order."""
-        with _transient_as_unavailable():
+        with transient_as_unavailable():
             for snap in self.collection.order_by("rank").limit(limit).stream():
                 self.stats.add(reads=1)
-                yield self._from_snapshot(snap)
+                yield item_from_snapshot(snap)

@@ -16,7 +16,8 @@ from typing import Any
 import flask
 from marshmallow import Schema
 
-from shared.admin import Admin, JobFilter
+from shared.admin import Admin
+from shared.model import JobFilter
 from shared.schemas import (
     AdminCancelReprocessParams,
     AdminFailParams,

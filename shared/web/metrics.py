@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, cast
 import flask
 
 from shared.config import Config
-from shared.iterators import Position, Stream
 from shared.model import State
 from shared.store import CursorStore
+from shared.streams import Position, Stream
 from shared.tracker import COMPLETED, FAILED, STARTED, Tracker
 from shared.transitions import TERMINAL
 from shared.web.endpoint import Answer, App, Route, endpoint

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import flask
 from marshmallow import Schema, fields
 
-from shared.model import _KEY_RE, _RUN_RE, MAX_KEY_LENGTH, MAX_RUN_LENGTH, RUN_SEPARATOR, State
+from shared.model import KEY_RE, MAX_KEY_LENGTH, MAX_RUN_LENGTH, RUN_RE, RUN_SEPARATOR, State
 from shared.schemas import JobId, JobSchema, ParserJobId, StateName
 from shared.web.endpoint import Answer, App, Endpoint, Route, endpoint, json_response
 from shared.web.errors import ERROR_STATUS, MISSING_STATUS
@@ -50,11 +50,11 @@ ERROR_MEANING = {
 STATE_NAMES = [s.value for s in State]
 
 #: A job key as a JSON-schema (ECMA) pattern, from the model's key expression.
-KEY_PATTERN = re.sub(r"\(\?P<\w+>", "(", _KEY_RE.pattern).replace(r"\Z", "$")
+KEY_PATTERN = re.sub(r"\(\?P<\w+>", "(", KEY_RE.pattern).replace(r"\Z", "$")
 
 #: A parser's job id: a key, optionally followed by ``~`` and the run token.
 RUN_ID_PATTERN = (KEY_PATTERN.removesuffix("$")
-                  + f"({RUN_SEPARATOR}{_RUN_RE.pattern.removesuffix(chr(92) + 'Z')})?$")
+                  + f"({RUN_SEPARATOR}{RUN_RE.pattern.removesuffix(chr(92) + 'Z')})?$")
 
 
 class UndocumentedRoute(ValueError):

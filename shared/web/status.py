@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING, Any
 import flask
 
 from shared.gotime import format_duration, format_time
-from shared.model import State, utcnow
+from shared.model import JobFilter, JobRecord, Pause, State, utcnow
 from shared.schemas import StatusQuery, StatusRequest
-from shared.store import JobRecord, Pause
 from shared.tracker import Tracker
 from shared.transitions import TERMINAL
 from shared.web.endpoint import Answer, App, Route, endpoint, json_response, parse
@@ -181,7 +180,7 @@ def status(request: flask.Request, app: App) -> flask.Response:
     """
     q: StatusRequest = parse(_QUERY, request)
     tracker = app.services.tracker()
-    records = list(tracker.get_state(q.state, q.experiment, q.datatype, q.limit))
+    records = list(tracker.get_state(JobFilter(q.state, q.experiment, q.datatype, limit=q.limit)))
     counts = state_counts(tracker, q.experiment, q.datatype)
     total = counts[q.state] if q.state else sum(counts.values())
     shown = {"state": q.state.value if q.state else None, "experiment": q.experiment,

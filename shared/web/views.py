@@ -14,7 +14,7 @@ from shared.admin import Cancellation, Controls, Exported, Imported, Reprocessin
 from shared.gotime import format_time
 from shared.model import UTC, State
 from shared.schemas import JobSchema, StatusSchema
-from shared.store import FREE, AuditEntry, JobRecord, Pause, ReprocessItem
+from shared.model import FREE, AuditEntry, JobRecord, Pause, ReprocessItem
 from shared.transitions import TERMINAL
 
 _JOB = JobSchema()

@@ -32,7 +32,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 from shared.model import Job, State
-from shared.tracker import JOB_WRITE_INTERVAL, Tracker
+from shared.defaults import JOB_WRITE_INTERVAL
+from shared.tracker import Tracker
 from shared.web.parsers import NO_JOB_FOUND
 from shared.web.routes import enabled
 

@@ -16,7 +16,7 @@ import threading
 import time
 from datetime import date
 
-from shared.model import Job, State
+from shared.model import Job, JobFilter, State
 from shared.store.documents import doc_id
 from shared.store.jobs import PROGRESS_COLLECTION
 from shared.tracker import Tracker
@@ -93,6 +93,6 @@ def test_a_list_reader_sees_the_latest_detail_within_a_second_of_the_next_write(
     assert tracker.get_status(KEY).detail == "soon"  # exact view
     time.sleep(1.1)
     tracker.set_status(KEY, State.PARSING, "due", by=Role.PARSER, run=started.run)  # the document
-    listed = next(tracker.get_state(State.PARSING))
+    listed = next(tracker.get_state(JobFilter(State.PARSING)))
     assert listed.status.detail == "due"
     assert listed.status.update_count == 3

@@ -198,10 +198,10 @@ def test_maintain_over_http(http, tracker, clock, monkeypatch):
 def test_complete_jobs_owed_a_reoffer_never_fill_the_clean_up_batch(tracker, store, clock,
                                                                      monkeypatch):
     """The oldest complete jobs all owe re-offers (say, of a paused source): the others still go."""
-    from shared import maintenance
-    from shared.store import JobRecord
+    from shared import defaults
+    from shared.model import JobRecord
 
-    monkeypatch.setattr(maintenance, "BATCH", 3)
+    monkeypatch.setattr(defaults, "MAINTENANCE_BATCH", 3)
     records = []
     for day in range(1, 7):
         at = clock.now + timedelta(minutes=day)

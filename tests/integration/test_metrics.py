@@ -11,10 +11,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shared.config import Config, Source
 from shared.gcs import ArchiveLister
-from shared.iterators import Position, Stream
+from shared.streams import Position, Stream
 from shared.job_service import JobService
+from shared.model import Datasets, Job, JobFilter, State
 from shared.web.metrics import stream_dates
-from shared.model import Datasets, Job, State
 from shared.store import CursorStore
 
 NOW_DAY = date(2026, 11, 27)  # the FakeClock's day
@@ -238,7 +238,7 @@ def test_concurrent_completions_of_one_source_are_all_counted(tracker):
     assert errors == []
     assert tracker.store.counters.totals() == {("ndt", "ndt7"): {"started": workers,
                                                                  "completed": workers}}
-    assert tracker.count(state=State.COMPLETE) == workers
+    assert tracker.count(JobFilter(state=State.COMPLETE)) == workers
 
 
 def test_concurrent_restarts_of_one_job_count_one_hand_out(tracker):

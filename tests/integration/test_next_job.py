@@ -13,7 +13,8 @@ from shared.config import Config, Source
 from shared.gcs import ArchiveLister
 from shared.job_service import JobService
 from shared.model import Datasets, Job, State
-from shared.store import ControlStore, CursorStore, JobRecord, Pause
+from shared.model import JobRecord, Pause
+from shared.store import ControlStore, CursorStore
 
 NOW_DAY = date(2026, 11, 27)  # the FakeClock's day; it stands at 12:00 UTC
 YESTERDAY = NOW_DAY - timedelta(days=1)
@@ -368,7 +369,8 @@ def test_a_hand_out_stands_when_the_cursor_write_after_it_fails(
 def test_a_queued_hand_out_stands_when_removing_its_item_fails(
         make_service, gcs_client, bucket, tracker, firestore_client, clock, monkeypatch):
     from shared.errors import StoreUnavailable
-    from shared.store import ReprocessItem, ReprocessQueue
+    from shared.model import ReprocessItem
+    from shared.store import ReprocessQueue
 
     config = make_config(bucket, ("b", False))
     queue = ReprocessQueue(firestore_client)

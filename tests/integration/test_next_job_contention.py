@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from shared.gcs import ArchiveLister
-from shared.iterators import Stream, candidate, initial_position
+from shared.streams import Stream, candidate, initial_position
 from shared.job_service import JobService
 from shared.model import State
-from shared.store import CursorStore, JobRecord
+from shared.model import JobRecord
+from shared.store import CursorStore
 from tests.integration.test_next_job import NOW_DAY, drain, make_config, put_files
 
 

@@ -15,12 +15,14 @@ from shared.model import (
     HISTORY_FULL_DETAILS,
     HISTORY_KEEP,
     OLD_DETAIL_LENGTH,
+    AuditEntry,
     Job,
+    JobRecord,
     RunId,
     State,
     Status,
 )
-from shared.store import AuditEntry, JobRecord, doc_id
+from shared.store import doc_id
 
 JOB = Job("archive-bucket", "ndt", "ndt7", date(2019, 1, 2))
 KEY = JOB.key()

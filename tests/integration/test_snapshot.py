@@ -20,9 +20,10 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore, storage
 from google.cloud.storage.exceptions import InvalidResponse
 
+from shared import defaults
 from shared import snapshot as snapshot_module
 from shared.errors import StoreUnavailable, Unavailable
-from shared.model import UTC, ZERO_TIME, Datasets, Job, State
+from shared.model import UTC, ZERO_TIME, Datasets, Job, JobRecord, State
 from shared.snapshot import (
     ImportResult,
     SnapshotError,
@@ -32,7 +33,7 @@ from shared.snapshot import (
     read_snapshot,
     write_snapshot,
 )
-from shared.store import JobRecord, JobStore
+from shared.store import JobStore
 
 ROOT = Path(__file__).resolve().parents[2]
 GO_SAMPLE = ROOT / "tests" / "data" / "go-gardener-state-v2.json"
@@ -262,7 +263,7 @@ def test_a_snapshot_ahead_by_less_than_the_skew_still_holds_the_pointer(store, b
 def test_failed_export_leaves_no_object(store, tracker, bucket, clock, monkeypatch):
     for day in range(1, 4):
         tracker.add_job(Job("archive-a", "ndt", "ndt7", date(2026, 11, day)))
-    monkeypatch.setattr(snapshot_module, "UPLOAD_CHUNK", 256 * 1024)
+    monkeypatch.setattr(defaults, "SNAPSHOT_UPLOAD_CHUNK", 256 * 1024)
     records = list(store.stream_all())
 
     def failing_stream():  # type: ignore[no-untyped-def]
@@ -510,8 +511,8 @@ def test_missing_sources(gcs_client, bucket, tmp_path):
 
 def test_a_large_export_round_trips(store, fresh_store, bucket, clock, monkeypatch):
     # Small chunks and spool: a multi-chunk upload, and job entries spilled to disk.
-    monkeypatch.setattr(snapshot_module, "UPLOAD_CHUNK", 256 * 1024)
-    monkeypatch.setattr(snapshot_module, "SPOOL_MAX", 64 * 1024)
+    monkeypatch.setattr(defaults, "SNAPSHOT_UPLOAD_CHUNK", 256 * 1024)
+    monkeypatch.setattr(defaults, "SNAPSHOT_SPOOL_MAX", 64 * 1024)
     start = date(2020, 1, 1)
     records = [JobRecord.new(Job("archive-a", "ndt", dt, start + timedelta(days=d), "", DS),
                              clock.advance(microseconds=1))
@@ -660,8 +661,7 @@ def test_the_size_bound_is_what_the_emulator_enforces(store):
     """The computed size is an upper bound: a document just inside it is stored, one beyond is not."""
     from shared import limits
     from shared.snapshot import record_problems
-    from shared.store import doc_id
-    from shared.store.documents import to_document
+    from shared.store import doc_id, to_document
 
     [record] = read_snapshot(json.dumps(valid_file()))
     name = limits.name_size("c" * limits.MAX_COLLECTION_ID_BYTES, doc_id(record.key))

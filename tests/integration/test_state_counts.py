@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from shared.admin import Admin
+from shared import defaults
 from shared.config import Config, Source
 from shared.maintenance import Maintenance, MaintenancePolicy, reconcile_counts
-from shared.model import Datasets, Job, State
+from shared.model import Datasets, Job, JobFilter, JobRecord, State
 from shared.snapshot import import_snapshot
-from shared.store import STATE_COUNT_SHARDS, ControlStore, JobRecord, ReprocessQueue, to_document
+from shared.store import ControlStore, ReprocessQueue, to_document
 from shared.tracker import Tracker
 
 DS = Datasets("tmp_ndt", "raw_ndt", "ndt")
@@ -27,7 +28,7 @@ def assert_exact(tracker: Tracker) -> None:
     groups: list[tuple[str | None, str | None]] = [*SOURCES, (None, None), ("ndt", None)]
     kept = tracker.counts_by_state(groups)
     for experiment, datatype, state in kept:
-        assert kept[(experiment, datatype, state)] == tracker.count(state, experiment, datatype), (
+        assert kept[(experiment, datatype, state)] == tracker.count(JobFilter(state, experiment, datatype)), (
             experiment, datatype, state)
 
 
@@ -106,7 +107,7 @@ def test_status_load_reads_the_shown_rows_and_a_constant(http, tracker, store):
     small = reads_of_a_load(5)
     for day in range(21, 29):
         tracker.add_job(job(day, SOURCES[1]))
-    assert reads_of_a_load(5) == small == 5 + STATE_COUNT_SHARDS
+    assert reads_of_a_load(5) == small == 5 + defaults.STATE_COUNT_SHARDS
     body = http.get("/status?format=json&limit=5&experiment=ndt&datatype=ndt7").get_json()
     assert body["Count"] == 20 and body["StateCounts"]["init"] == 20
 
@@ -191,7 +192,7 @@ def test_a_scrape_reads_the_counter_shards_once_and_no_job(tracker, store, fires
     job_reads, count_reads = store.stats.reads, store.state_counts.stats.reads
     text = scrape(tracker, CursorStore(firestore_client), config).decode()
     assert store.stats.reads == job_reads  # no aggregation query, no job read
-    assert store.state_counts.stats.reads - count_reads == STATE_COUNT_SHARDS
+    assert store.state_counts.stats.reads - count_reads == defaults.STATE_COUNT_SHARDS
     jobs = {tuple(sorted(s.labels.items())): s.value
             for family in text_string_to_metric_families(text) if family.name == "gardener_jobs"
             for s in family.samples}

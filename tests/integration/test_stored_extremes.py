@@ -14,9 +14,9 @@ import pytest
 from google.cloud import firestore
 
 from shared.limits import INT64_MAX, MAX_CLOCK_SKEW
-from shared.model import UTC, Datasets, Job, State, StateInfo, Status
+from shared.model import UTC, Datasets, Job, JobRecord, State, StateInfo, Status
 from shared.snapshot import import_snapshot, read_snapshot, write_snapshot
-from shared.store import JobRecord, JobStore, doc_id, to_document
+from shared.store import JobStore, doc_id, to_document
 from shared.tracker import Tracker
 from shared.web import views
 

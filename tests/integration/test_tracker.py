@@ -8,7 +8,7 @@ from datetime import date, timedelta
 import pytest
 
 from shared.errors import IllegalTransition, JobAlreadyExists, JobNotFound
-from shared.model import Datasets, Job, State
+from shared.model import Datasets, Job, JobFilter, State
 from shared.store import doc_id
 
 JOB = Job("archive-bucket", "ndt", "ndt7", date(2019, 1, 2), filter=r".*\.tgz",
@@ -236,18 +236,19 @@ def test_get_state_filters_and_orders_oldest_first(tracker, clock):
     tracker.set_job_error(jobs[3].key(), "x")
 
     assert [r.key for r in tracker.get_state()] == [j.key() for j in jobs]
-    assert [r.key for r in tracker.get_state(datatype="ndt7")] == [jobs[0].key(), jobs[2].key()]
-    assert [r.key for r in tracker.get_state(state=State.PARSING)] == [jobs[2].key()]
-    assert [r.key for r in tracker.get_state(experiment="ndt", limit=2)] == [
+    assert [r.key for r in tracker.get_state(JobFilter(datatype="ndt7"))] == [jobs[0].key(), jobs[2].key()]
+    assert [r.key for r in tracker.get_state(JobFilter(state=State.PARSING))] == [jobs[2].key()]
+    assert [r.key for r in tracker.get_state(JobFilter(experiment="ndt", limit=2))] == [
         jobs[0].key(), jobs[1].key()]
-    assert list(tracker.get_state(experiment="wehe")) == []
+    assert list(tracker.get_state(JobFilter(experiment="wehe"))) == []
     assert tracker.num_jobs() == 4
     assert tracker.num_failed() == 1
-    assert tracker.count(datatype="ndt7", state=State.INIT) == 1
+    assert tracker.count(JobFilter(datatype="ndt7", state=State.INIT)) == 1
 
 
 def test_stream_all_and_create_missing(store, clock):
-    from shared.store import MAX_BATCH, JobRecord
+    from shared.model import JobRecord
+    from shared.store import MAX_BATCH
 
     records = [JobRecord.new(Job("b1", "ndt", "ndt7", date(2019, 1, 1) + timedelta(days=i)), clock())
                for i in range(MAX_BATCH + 20)]

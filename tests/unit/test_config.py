@@ -13,9 +13,9 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 from marshmallow import ValidationError
 
+from shared import defaults
 from shared.config import (
     CONFIG_ENV,
-    DEFAULT_DAILY_DELAY,
     Config,
     ConfigError,
     ConfigSchema,
@@ -115,7 +115,7 @@ def test_base_config_is_valid() -> None:
         ),
         daily_delay=timedelta(hours=10, minutes=30),
     )
-    assert config.daily_delay == DEFAULT_DAILY_DELAY
+    assert config.daily_delay == defaults.DAILY_DELAY
 
 
 LONG = "a" * 64

@@ -25,8 +25,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from shared import transitions
 from shared.errors import IllegalTransition
-from shared.model import KEEP_DETAIL, UTC, Job, State, Status
-from shared.store import JobRecord
+from shared.model import KEEP_DETAIL, UTC, Job, JobRecord, State, Status
 from shared.tracker import RetryPolicy, Tracker
 
 JOB = Job("archive-bucket", "ndt", "ndt7", date(2019, 1, 2))

@@ -14,6 +14,7 @@ from shared.model import (
     OLD_DETAIL_LENGTH,
     UTC,
     Job,
+    JobRecord,
     RunId,
     State,
     StateInfo,
@@ -21,7 +22,6 @@ from shared.model import (
     new_run,
 )
 from shared.store.documents import (
-    JobRecord,
     from_document,
     live_fields,
     live_sum_fields,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from shared.model import UTC, Job, State, StateInfo
-from shared.store import JobRecord, Pause
+from shared.model import UTC, Job, JobRecord, Pause, State, StateInfo
 from shared.web.status import _span, age_class, render_html, render_json
 from shared.web.views import expires_at
 

@@ -1,4 +1,4 @@
-"""The job service's two date iterators, as pure functions of a position and the time.
+"""The job service's two streams of candidates, as pure functions of a position and the time.
 
 A **position** is (cycle, day, source index). The *daily* stream starts at
 yesterday and offers every source for day D once D + 24 h + the daily delay
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from shared.model import UTC, Job
+from shared.model import UTC, Job, midnight
 
 if TYPE_CHECKING:
     from shared.config import Config, Source
@@ -33,7 +33,7 @@ MAX_SOURCES = 1_000
 
 
 class Stream(str, enum.Enum):
-    """Which iterator a candidate comes from."""
+    """Which stream a candidate comes from."""
 
     DAILY = "daily"
     HISTORICAL = "historical"
@@ -78,10 +78,6 @@ class Candidate:
         return f"{self.stream.value}/{p.cycle}/{p.day:%Y%m%d}/{p.source}"
 
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC)
-
-
 def _one_year_before(now: datetime) -> datetime:
     """Go's ``now.AddDate(-1, 0, 0)``: Feb 29 becomes Mar 1."""
     try:
@@ -112,7 +108,7 @@ def candidate(stream: Stream, config: Config, position: Position, now: datetime)
 def _daily(config: Config, pos: Position, now: datetime) -> Candidate | None:
     if pos.source >= len(config.sources):
         pos = Position(pos.cycle, pos.day + timedelta(days=1), 0)
-    if now < _midnight(pos.day) + timedelta(days=1) + config.daily_delay:
+    if now < midnight(pos.day) + timedelta(days=1) + config.daily_delay:
         return None
     return Candidate(Stream.DAILY, pos, _job(config.sources[pos.source], pos.day))
 
@@ -131,12 +127,12 @@ def _historical(config: Config, pos: Position, now: datetime) -> Candidate | Non
         pos = Position(pos.cycle, config.start_date, 0)
     wrapped = False
     while True:
-        if _midnight(pos.day) > now - RESTART_WINDOW:
-            if wrapped or _midnight(config.start_date) > now - RESTART_WINDOW:
+        if midnight(pos.day) > now - RESTART_WINDOW:
+            if wrapped or midnight(config.start_date) > now - RESTART_WINDOW:
                 return None
             pos, wrapped = Position(pos.cycle + 1, config.start_date, 0), True
             continue
-        old = _midnight(pos.day) < year_ago
+        old = midnight(pos.day) < year_ago
         if old and not full:
             pos = Position(pos.cycle, recent_start, 0)
             continue

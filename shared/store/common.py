@@ -6,13 +6,11 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
-
-from shared.model import UTC
 
 #: Most writes Firestore accepts in one batch commit (the emulator does not enforce it).
 MAX_BATCH = 500
@@ -41,10 +39,6 @@ class StoreStats:
             self.writes += writes
             if path is not None and writes:
                 self.writes_by_path[path] += writes
-
-
-def _midnight(day: Any) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC)
 
 
 def delete_if_unchanged(ref: Any, update_time: datetime | None, stats: StoreStats) -> bool:

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from shared.config import Config, Source
-from shared.iterators import Position, Stream, candidate, initial_position
+from shared.streams import Position, Stream, candidate, initial_position
 from shared.model import UTC, Datasets
 
 DS = Datasets("tmp_ndt", "raw_ndt", "")
