@@ -1,9 +1,8 @@
 """Cold start: how long importing the functions' module takes, and what each entry point adds.
 
-For each entry point, in a fresh interpreter per sample (median of
-``--samples``): the import of ``functions.main``, then of the modules its first
-request defers (:data:`DEFERRED`), and the heavy libraries the module import
-alone loaded. ``make bench-cold-start``; no emulator is needed.
+In fresh interpreters (median of ``--samples``): the import of ``functions.main``, then of
+the modules each entry point's first request defers, and the heavy libraries the import
+alone loads. ``make bench-cold-start``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """What every benchmark repeats: latencies, callers, machine facts, memory, emulators, publishing.
 
-A benchmark's ``main`` parses its arguments (:func:`arguments`) and calls
-:func:`run_measured` with ``measure(args, run)``, where ``run`` (a :class:`Run`)
-gives the Firestore emulator, fresh projects, a GCS emulator and function
-servers, all stopped or wiped at the end, and ``render(report)``, its tables.
+A benchmark's ``main`` calls :func:`run_measured` with its ``measure(args, run)`` (``run``
+a :class:`Run`: the emulator, fresh projects, GCS and function servers, all undone at the
+end) and its ``render(report)``, the Markdown tables.
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """Hot-job benchmark: K parser tasks on one job at R archives a second, through HTTP.
 
-``make bench-hot-job`` (``python -m bench.hot_job``) serves the ``api`` router
-in this process (so the job store's per-document write counts can be read)
-and, as m-lab/etl's parser does with ``--max_active``, lets K tasks per job
-(100) each send a heartbeat when an archive is dispatched and an update when it
-finishes, R completions a second per job (10), for T seconds (30), over 8
-connections per job; then one update moves each job to ``postProcessing``.
-Scenarios: one job, and 8 jobs at once (the m-lab shape). Reported: writes a
-second to the busiest job document and progress shard, whether ``UpdateCount``
-is exact, the detail lag of the job list, latencies, operations per archive.
+As m-lab/etl's parser does with ``--max_active``: K tasks per job each send a heartbeat
+per archive dispatched and an update per archive finished, R a second per job, for T
+seconds; one job, then 8 at once. The router is served in-process, to count writes per
+document. ``make bench-hot-job``.
 """
 
 from __future__ import annotations

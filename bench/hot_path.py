@@ -1,11 +1,8 @@
 """Hot-path benchmark: parser updates and heartbeats through HTTP, against the Firestore floor.
 
-``make bench`` (``python -m bench.hot_path``) measures on one fresh project:
-1. the floor: bare ``set``, ``get`` and read+write transactions, sequential;
-2. through a functions-framework server (``HEARTBEAT_COALESCE_SECONDS=0``):
-   same-state updates and heartbeats over many ``parsing`` jobs at several
-   concurrency levels, and one hot job hit by many callers at once;
-3. the Firestore reads and writes of each tracker operation, in-process.
+The floor (bare ``set``, ``get``, read+write transaction), then updates and heartbeats
+through a function server at several concurrency levels and on one hot job, and the
+Firestore reads and writes of each tracker call, in-process. ``make bench``.
 """
 
 from __future__ import annotations

@@ -1,19 +1,14 @@
 """Lifecycle load benchmark: K simulated parsers doing the real sequence against a real server.
 
-``make bench-lifecycle`` (``python -m bench.lifecycle``) seeds the workload of
-:mod:`local.workload` and, for K = 1, 8, 32 parsers (:func:`local.fleet.run_parsers`),
-each level on a fresh project and server (``HEARTBEAT_COALESCE_SECONDS=0``),
-lets them work a fixed number of jobs: next, update ``parsing``, (heartbeat +
-update ``parsing``) per archive, update ``postProcessing``. It reports jobs/s,
-requests/s, latency per endpoint, the ratio to bare transactions on the same
-emulator, and the Firestore reads and writes of one job's lifecycle, in-process.
+For K = 1, 8, 32 parsers (:func:`local.fleet.run_parsers`), each level on a fresh project:
+next, ``parsing``, (heartbeat + ``parsing``) per archive, ``postProcessing``; then the
+Firestore reads and writes of one job's lifecycle, in-process. ``make bench-lifecycle``.
 """
 
 from __future__ import annotations
 
 import sys
 import tempfile
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
@@ -25,8 +20,7 @@ from bench.harness import (
 )
 from bench.hot_path import bench_floor
 from local.fleet import Call, run_parsers
-from local.gcs_emulator import seed
-from local.workload import archive_names, config_yaml, expected_keys
+from local.workload import expected_keys, seed_workload
 from shared.model import utcnow
 
 EMULATOR_LOG = RESULTS_DIR / "lifecycle-firestore-emulator.log"
@@ -94,21 +88,14 @@ def per_job_cost(fs_client: Any, gcs_client: Any, config: Any, jobs: int,
 
 def measure(args: Any, run: Run) -> dict[str, Any]:
     """Seed GCS, measure the floor and the per-job cost, then each parser count."""
-    from shared.config import load_config
-
-    gcs = run.gcs()
-    workdir = Path(run.stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-life-")))
-    today = utcnow().date()
+    gcs, today = run.gcs(), utcnow().date()
     start = today - timedelta(days=args.jobs // 3 + 5)  # three jobs with files a day: enough
-    bucket = f"archive-bench-{uuid.uuid4().hex[:8]}"
-    config_path = workdir / "gardener.yml"
-    config_path.write_text(config_yaml(bucket, start))
-    config = load_config(config_path, {})
+    workdir = Path(run.stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-life-")))
+    config_path, config = seed_workload(gcs, workdir, start, today)
     available = len(expected_keys(config, utcnow()))
     if available < args.jobs:
         raise SystemExit(f"only {available} jobs available for --jobs {args.jobs}")
-    progress(f"seeding archives for {available} jobs; the floor and the per-job cost …")
-    seed(gcs, bucket, archive_names(start, today))
+    progress(f"archives seeded for {available} jobs; the floor and the per-job cost …")
     fs = run.firestore()
     txn_rate = bench_floor(fs, args.floor_ops)[-1]["ops_per_s"]
     cost = per_job_cost(fs, gcs, config, min(args.jobs, 16), args.archives)

@@ -1,13 +1,8 @@
 """Maintenance scale benchmark: snapshot export and import, expiry and the status page at 1k–100k jobs.
 
-``make bench-maintenance`` (``python -m bench.maintenance``) loads N stale
-``parsing`` jobs (24 sources, consecutive days, last activity two days old)
-into a fresh project for each N (1,000, 10,000, 100,000; ``--quick``: the
-first two), on an emulator with a 4 GiB heap, and measures snapshot export,
-snapshot import into an empty project, expiry in passes of
-:data:`shared.maintenance.BATCH` until none is left (N ≤ 10,000) and the
-status page at its default limit. Time and RSS come from an untraced run, the
-tracemalloc peak from a separate traced run of the same call.
+N stale ``parsing`` jobs (:func:`local.workload.stale_parsing_record`) on a fresh project per
+N; time and RSS from an untraced run, the tracemalloc peak from a separate traced run.
+``make bench-maintenance``.
 """
 
 from __future__ import annotations
@@ -20,15 +15,16 @@ import statistics
 import sys
 import time
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bench.harness import (
     MIB, RESULTS_DIR, Run, arguments, describe, fmt, growth, int_list, progress, run_measured,
     table, traced, untraced,
 )
+from local.workload import STALE_AGE, stale_parsing_record
 from shared.maintenance import BATCH
-from shared.model import Datasets, Job, State, StateInfo, utcnow
+from shared.model import utcnow
 from shared.schemas import StatusQuery
 
 EMULATOR_LOG = RESULTS_DIR / "maintenance-firestore-emulator.log"
@@ -40,34 +36,8 @@ LOAD_CHUNK = 5_000
 STATUS_LIMIT: int = StatusQuery().fields["limit"].load_default
 STATUS_REPEATS = 3
 NO_FILTERS: dict[str, Any] = {"state": None, "experiment": None, "datatype": None}
-#: The workload's 24 sources; job ``i`` is on day ``i // 24`` from :data:`FIRST_DATE`.
-BUCKETS = ("archive-measurement-lab", "archive-mlab-oti", "archive-mlab-sandbox")
-DATATYPES = (("ndt", "ndt7"), ("ndt", "scamper1"), ("ndt", "tcpinfo"), ("ndt", "annotation2"),
-             ("ndt", "hopannotation2"), ("wehe", "scamper1"), ("msak", "tcpinfo"),
-             ("host", "nodeinfo1"))
-FIRST_DATE = date(2013, 1, 1)
-#: How old the jobs' last activity is, and the expiry timeout (config/gardener.yml).
-STALE_AGE, EXPIRATION = timedelta(days=2), timedelta(hours=5)
-
-
-def parsing_record(index: int, now: datetime) -> Any:
-    """Job ``index`` as a record in ``parsing`` (a detail, a heartbeat, some updates) whose
-    last activity is over :data:`STALE_AGE` old."""
-    from shared.store import JobRecord
-
-    experiment, datatype = DATATYPES[(index // len(BUCKETS)) % len(DATATYPES)]
-    job = Job(BUCKETS[index % len(BUCKETS)], experiment, datatype,
-              FIRST_DATE + timedelta(days=index // (len(BUCKETS) * len(DATATYPES))),
-              datasets=Datasets(f"tmp_{experiment}", f"raw_{experiment}", experiment))
-    added = now - STALE_AGE - timedelta(hours=1) + timedelta(seconds=index % 1800)
-    record = JobRecord.new(job, added)
-    parsing = added + timedelta(seconds=30)
-    detail_at = parsing + timedelta(seconds=index % 1500)
-    record.status.history.append(
-        StateInfo(State.PARSING, parsing, detail_at, f"parsing archive {index % 40 + 1} of 40"))
-    record.status.heartbeat_time = record.last_update = detail_at
-    record.status.update_count = index % 40 + 1
-    return record
+#: The expiry timeout (config/gardener.yml).
+EXPIRATION = timedelta(hours=5)
 
 
 def load_jobs(store: Any, n: int, now: datetime) -> dict[str, Any]:
@@ -75,7 +45,7 @@ def load_jobs(store: Any, n: int, now: datetime) -> dict[str, Any]:
     created, start = 0, time.perf_counter()
     for first in range(0, n, LOAD_CHUNK):
         created += len(store.create_missing(
-            [parsing_record(i, now) for i in range(first, min(n, first + LOAD_CHUNK))]))
+            [stale_parsing_record(i, now) for i in range(first, min(n, first + LOAD_CHUNK))]))
     seconds = time.perf_counter() - start
     if created != n:
         raise RuntimeError(f"loaded {created} jobs instead of {n}: the project was not empty")

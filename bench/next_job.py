@@ -1,13 +1,8 @@
 """Next-job benchmark: ``POST /v2/job/next`` through HTTP, and what one call costs.
 
-``make bench-next`` (``python -m bench.next_job``) seeds the workload of
-:mod:`local.workload` (four sources, ``start_date`` 60 days back, archives for
-three of every four source-days) in a GCS emulator, then:
-1. in-process, a job service built directly, called until "no job" and some
-   more: the Firestore reads and writes and GCS lists of each call;
-2. through HTTP, for 1, 8 and 32 callers, each on a fresh project and server:
-   callers POST ``next`` until "no job"; every key handed out once, and exactly
-   the seeded candidates.
+On the workload of :mod:`local.workload`: a job service called in-process until "no job"
+(reads, writes, GCS lists per call), then 1, 8 and 32 callers draining ``next`` through
+HTTP, each on a fresh project: every seeded candidate handed out once. ``make bench-next``.
 """
 
 from __future__ import annotations
@@ -17,8 +12,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -27,48 +21,29 @@ from bench.harness import (
     run_callers, run_measured, table,
 )
 from local.fleet import Call
-from local.gcs_emulator import seed
-from local.workload import archive_names, candidates, config_yaml, expected_keys
+from local.workload import archive_names, candidates, expected_keys, seed_workload
 from shared.model import RUN_SEPARATOR, utcnow
 
 EMULATOR_LOG = RESULTS_DIR / "next_job-firestore-emulator.log"
 
 
-@dataclass
-class CallSample:
-    """What one in-process ``next_job`` call did."""
-
-    kind: str  # "hand-out" or "no job"
-    stream: str  # stream of the offer handed out, "" for no job
-    job_reads: int
-    job_writes: int
-    cursor_reads: int
-    cursor_writes: int
-    gcs_lists: int
-    seconds: float
-    queries: int = 0  # owed-run queries made (billed at least one read each)
-    resting: bool = False  # the historical stream was resting when the call came
+#: What an in-process call's sample counts: Firestore documents, GCS lists, owed-run queries.
+COUNTS = ("job_reads", "job_writes", "cursor_reads", "cursor_writes", "gcs_lists", "queries")
 
 
-def call_cost(call: str, samples: Sequence[CallSample]) -> dict[str, Any]:
+def call_cost(call: str, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The mean cost of a kind of in-process call (``samples`` non-empty)."""
-    def mean(get: Callable[[CallSample], int]) -> float:
-        return sum(get(s) for s in samples) / len(samples)
-
-    lat = Latencies.of([s.seconds for s in samples])
-    return {"call": call, "calls": len(samples), "job_reads": mean(lambda s: s.job_reads),
-            "job_writes": mean(lambda s: s.job_writes),
-            "cursor_reads": mean(lambda s: s.cursor_reads),
-            "cursor_writes": mean(lambda s: s.cursor_writes),
-            "reads": mean(lambda s: s.job_reads + s.cursor_reads),
-            "writes": mean(lambda s: s.job_writes + s.cursor_writes),
-            "gcs_lists": mean(lambda s: s.gcs_lists),
-            "gcs_lists_max": max(s.gcs_lists for s in samples),
-            "queries": mean(lambda s: s.queries), "ms_p50": lat.p50_ms, "ms_max": lat.max_ms}
+    cost = {"call": call, "calls": len(samples),
+            **{k: sum(s[k] for s in samples) / len(samples) for k in COUNTS}}
+    lat = Latencies.of([s["seconds"] for s in samples])
+    return {**cost, "reads": cost["job_reads"] + cost["cursor_reads"],
+            "writes": cost["job_writes"] + cost["cursor_writes"],
+            "gcs_lists_max": max(s["gcs_lists"] for s in samples), "ms_p50": lat.p50_ms,
+            "ms_max": lat.max_ms}
 
 
 def bench_per_call(fs_client: Any, gcs_client: Any, config: Any, no_job_calls: int,
-                   max_calls: int) -> tuple[list[dict[str, Any]], list[CallSample]]:
+                   max_calls: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Drain a directly built job service, sequentially, counting each call's reads, writes,
     owed-run queries and GCS lists; after the first "no job", ``no_job_calls - 1`` more."""
     from shared.gcs import ArchiveLister
@@ -85,40 +60,40 @@ def bench_per_call(fs_client: Any, gcs_client: Any, config: Any, no_job_calls: i
             return _query(*args, **kwargs)
         setattr(tracker, name, counted)
     service = JobService(tracker, cursors, archives, config)
-    samples: list[CallSample] = []
+    samples: list[dict[str, Any]] = []
 
-    def counters() -> tuple[int, ...]:
+    def counters() -> tuple[int, ...]:  # in the order of COUNTS
         return (store.stats.reads, store.stats.writes, cursors.stats.reads,
                 cursors.stats.writes, archives.calls, queries[0])
 
-    def one() -> CallSample:
+    def one() -> str:
         idle_until = cursors.state("historical").idle_until
         before, t0 = counters(), time.perf_counter()
         record = service.next_job()
         seconds = time.perf_counter() - t0
-        jr, jw, cr, cw, lists, qs = (a - b for a, b in zip(counters(), before, strict=True))
-        samples.append(CallSample(
-            "hand-out" if record else "no job",
-            record.offer.split("/", 1)[0] if record is not None else "", jr, jw, cr, cw, lists,
-            seconds, qs, idle_until is not None and service.clock() < idle_until))
-        return samples[-1]
+        samples.append({
+            "kind": "hand-out" if record else "no job",
+            "stream": record.offer.split("/", 1)[0] if record is not None else "",
+            **{k: a - b for k, a, b in zip(COUNTS, counters(), before, strict=True)},
+            "seconds": seconds,  # the historical stream resting when the call came:
+            "resting": idle_until is not None and service.clock() < idle_until})
+        return str(samples[-1]["kind"])
 
-    for _ in range(max_calls):
-        if one().kind == "no job":
-            break
+    while len(samples) < max_calls and one() != "no job":
+        pass
     for _ in range(no_job_calls - 1):
         one()
-    first = next((i for i, s in enumerate(samples) if s.kind == "no job"), len(samples))
+    first = next((i for i, s in enumerate(samples) if s["kind"] == "no job"), len(samples))
     handouts, after = samples[:first], samples[first:]
-    groups = [("hand-out, all", handouts)]
-    groups += [(f"hand-out, {stream} stream", [s for s in handouts if s.stream == stream])
-               for stream in ("daily", "historical")]
-    groups += [("no job, every candidate out, walking the next cycle",
-                [s for s in after if s.kind == "no job" and not s.resting]),
-               ("no job, every candidate out, stream resting",
-                [s for s in after if s.kind == "no job" and s.resting]),
-               ("hand-out after a no-job answer (unexpected)",
-                [s for s in after if s.kind == "hand-out"])]
+    no_job = [s for s in after if s["kind"] == "no job"]
+    groups = [("hand-out, all", handouts),
+              *((f"hand-out, {stream} stream", [s for s in handouts if s["stream"] == stream])
+                for stream in ("daily", "historical")),
+              ("no job, every candidate out, walking the next cycle",
+               [s for s in no_job if not s["resting"]]),
+              ("no job, every candidate out, stream resting", [s for s in no_job if s["resting"]]),
+              ("hand-out after a no-job answer (unexpected)",
+               [s for s in after if s["kind"] == "hand-out"])]
     return [call_cost(name, group) for name, group in groups if group], samples
 
 
@@ -200,32 +175,24 @@ def bench_http_level(run: Run, callers: int, env: dict[str, str], config: Any,
 def measure(args: Any, run: Run) -> dict[str, Any]:
     """Write the config, seed GCS, then the in-process calls and each HTTP level."""
     import tempfile
-    import uuid
     from pathlib import Path
 
-    from shared.config import load_config
-
-    gcs = run.gcs()
-    workdir = Path(run.stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-next-")))
-    today = utcnow().date()
+    gcs, today = run.gcs(), utcnow().date()
     start = today - timedelta(days=args.days)
-    bucket = f"archive-bench-{uuid.uuid4().hex[:8]}"
-    config_path = workdir / "gardener.yml"
-    config_path.write_text(config_yaml(bucket, start))
-    config = load_config(config_path, {})
-    names = archive_names(start, today)
-    progress(f"seeding {len(names)} archives …")
-    seed(gcs, bucket, names)
+    workdir = Path(run.stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-next-")))
+    progress(f"seeding {len(archive_names(start, today))} archives …")
+    config_path, config = seed_workload(gcs, workdir, start, today)
     now = utcnow()
     cands = candidates(config, now)
     distinct, seeded = {c.job.key() for c in cands}, expected_keys(config, now)
     workload = {
-        "bucket": bucket, "start_date": f"{start:%Y-%m-%d}", "days_back": args.days,
+        "bucket": config.sources[0].bucket, "start_date": f"{start:%Y-%m-%d}", "days_back": args.days,
         "sources": len(config.sources),
         "daily_candidates": sum(c.stream.value == "daily" for c in cands),
         "historical_candidates": sum(c.stream.value == "historical" for c in cands),
         "distinct_candidates": len(distinct), "seeded_candidates": len(seeded),
-        "passed_over": len(distinct - seeded), "objects_seeded": len(names)}
+        "passed_over": len(distinct - seeded),
+        "objects_seeded": len(archive_names(start, today))}
     progress("in-process calls (table 2) …")
     per_call, samples = bench_per_call(run.firestore(), gcs, config, args.no_job_calls,
                                        max_calls=len(distinct) + 10)
@@ -244,7 +211,7 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
         "workload": workload,
         "http": http,
         "per_call": per_call,
-        "per_call_samples": [asdict(s) for s in samples],
+        "per_call_samples": samples,
     }
 
 

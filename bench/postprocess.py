@@ -1,12 +1,8 @@
 """Post-processing tick benchmark: ticks that carry N jobs from ``postProcessing`` to ``complete``.
 
-``python -m bench.postprocess`` puts N jobs (10, 100, 1,000) in
-``postProcessing`` on a fresh project each and runs
-:meth:`shared.postprocess.PostProcessor.tick` in-process, one tick after
-another (``poll=0``, a fake clock moved 5 s between ticks), with ``batch=N``
-and the default 50, until every job is ``complete``; then, on N = 100, two
-overlapping ticks at a time. BigQuery is a stub at the client boundary: each
-started step answers RUNNING, then DONE, so a job takes 14 actions.
+``PostProcessor.tick()`` in-process, one at a time (``batch`` N and 50), then two at once,
+with BigQuery stood in for (:class:`local.counting_warehouse.CountingWarehouse`: 14
+actions a job) and a fake clock. ``make bench-postprocess``.
 """
 
 from __future__ import annotations
@@ -18,7 +14,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -27,8 +22,9 @@ from bench.harness import (
     run_measured, table,
 )
 from local.clock import FakeClock
-from shared.model import Job, State, StateInfo, utcnow
-from shared.warehouse import StepOutcome, StepResult, step_of
+from local.counting_warehouse import CountingWarehouse
+from local.workload import post_processing_record
+from shared.model import State, utcnow
 
 EMULATOR_LOG = RESULTS_DIR / "postprocess-firestore-emulator.log"
 #: The default batch of :class:`shared.postprocess.PostProcessPolicy`; largest N accepted.
@@ -44,45 +40,9 @@ BQ_STEPS = (S.LOADING, S.DEDUPLICATING, S.COPYING, S.JOINING)
 ACTIONS_PER_JOB = 1 + 3 * len(BQ_STEPS) + 1
 
 
-@dataclass
-class StubWarehouse:
-    """BigQuery stubbed at the client boundary: a started id answers RUNNING, then DONE; an id
-    never started RETRY ("not found"). Starts are counted per id and per (key, step)."""
-
-    starts: Counter[str] = field(default_factory=Counter)
-    step_starts: Counter[tuple[str, str]] = field(default_factory=Counter)
-    results: Counter[str] = field(default_factory=Counter)
-    deletes: Counter[str] = field(default_factory=Counter)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def start(self, step: State, job: Job, job_id: str) -> None:
-        """Record a start of ``job_id``."""
-        with self.lock:
-            self.starts[job_id] += 1
-            self.step_starts[(job.key(), State(step).value)] += 1
-
-    def result(self, job_id: str) -> StepResult:
-        """RUNNING on the first call for a started id, DONE from the second on."""
-        with self.lock:
-            if job_id not in self.starts:
-                return StepResult(StepOutcome.RETRY, f"job {job_id} not found")
-            self.results[job_id] += 1
-            calls = self.results[job_id]
-        label = step.label if (step := step_of(job_id)) else "BigQuery"
-        if calls == 1:
-            return StepResult(StepOutcome.RUNNING, f"{label} job {job_id} running")
-        return StepResult(StepOutcome.DONE, f"{label} took 1s, 10 rows")
-
-    def delete_partition(self, job: Job) -> StepResult:
-        """Count the delete; DONE."""
-        with self.lock:
-            self.deletes[job.key()] += 1
-        return StepResult(StepOutcome.DONE, f"Successfully deleted partition of {job.key()}")
-
-
-def verify(client: Any, keys: Sequence[str], warehouse: StubWarehouse) -> dict[str, Any]:
-    """Read every job back (uncounted): complete through the whole chain, lease released; each
-    BigQuery step started once, one delete."""
+def verify(client: Any, keys: Sequence[str], warehouse: CountingWarehouse) -> dict[str, Any]:
+    """Read every job back (uncounted): complete through the whole chain, lease released;
+    each BigQuery step started once, one delete."""
     from shared.store import JobStore
 
     complete = chain_ok = 0
@@ -90,13 +50,7 @@ def verify(client: Any, keys: Sequence[str], warehouse: StubWarehouse) -> dict[s
         complete += record.status.state is S.COMPLETE
         chain_ok += (tuple(e.state for e in record.status.history) == CHAIN
                      and record.lease_owner == "" and record.step_job == "")
-    pairs = [(k, s.value) for k in keys for s in BQ_STEPS]
-    v = {"complete": complete, "chain_ok": chain_ok, "starts": sum(warehouse.starts.values()),
-         "expected_starts": len(pairs),
-         "ids_started_twice": sum(1 for c in warehouse.starts.values() if c > 1),
-         "job_steps_not_started_once": sum(1 for p in pairs if warehouse.step_starts[p] != 1),
-         "deletes": sum(warehouse.deletes.values()),
-         "jobs_not_deleted_once": sum(1 for k in keys if warehouse.deletes[k] != 1)}
+    v = {"complete": complete, "chain_ok": chain_ok, **warehouse.check(keys, BQ_STEPS)}
     v["ok"] = (complete == chain_ok == len(keys) and v["ids_started_twice"] == 0
                and v["job_steps_not_started_once"] == v["jobs_not_deleted_once"] == 0)
     return v
@@ -128,27 +82,19 @@ class Setup:
 
     def __init__(self, run: Run, n: int, batch: int, processors: int) -> None:
         from shared.postprocess import PostProcessor, PostProcessPolicy
-        from shared.store import JobRecord, JobStore
+        from shared.store import JobStore
         from shared.tracker import Tracker
 
         self.client = run.firestore()
         added = utcnow().replace(microsecond=0) - timedelta(hours=1)
-        records = []
-        for i in range(n):
-            record = JobRecord.new(bench_job(i), added)
-            parsing, parsed = added + timedelta(seconds=10), added + timedelta(seconds=70)
-            record.status.history += [StateInfo(S.PARSING, parsing, parsed, "parsed 40 archives"),
-                                      StateInfo(S.POST_PROCESSING, parsed, parsed)]
-            record.status.heartbeat_time = record.last_update = parsed
-            record.status.update_count = 2
-            records.append(record)
+        records = [post_processing_record(bench_job(i), added) for i in range(n)]
         store, t0 = JobStore(self.client), time.perf_counter()
         if len(store.create_missing(records)) != n or store.count(datatype="annotation2"):
             raise RuntimeError("the project was not empty")
         self.load_seconds = time.perf_counter() - t0
         self.n, self.batch, self.keys = n, batch, [r.key for r in records]
         self.project, self.clock = self.client.project, FakeClock(added + timedelta(minutes=5))
-        self.warehouse = StubWarehouse()
+        self.warehouse = CountingWarehouse()
         policy = PostProcessPolicy(batch=batch, poll=timedelta(0))
         self.processors = [PostProcessor(Tracker(JobStore(self.client), clock=self.clock),
                                          self.warehouse, policy, clock=self.clock)

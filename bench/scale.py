@@ -1,11 +1,8 @@
 """Scale benchmark: the status page through HTTP, an expiry pass and a snapshot export at N jobs.
 
-``make bench-scale`` (``python -m bench.scale``; ``--sizes 1000,10000,100000``
-for more) loads N stale ``parsing`` jobs (:func:`bench.maintenance.load_jobs`)
-into a fresh project for each N and measures ``/status`` (HTML and JSON, median
-of 3) through a function server and its peak RSS, the reads of one status load
-in-process, a one-row query (the emulator's floor), one expiry pass, a snapshot
-export and one count reconciliation, as one ``maintain`` run does them.
+Per N: ``/status`` (HTML, JSON) through a function server and its peak RSS, the reads of
+one status load, a one-row query (the emulator's floor), one expiry pass, a snapshot
+export and one count reconciliation, as one ``maintain`` run does them. ``make bench-scale``.
 """
 
 from __future__ import annotations

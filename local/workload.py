@@ -1,13 +1,19 @@
-"""A seeded next-job workload: a Go-format config of four sources and archives for three of
-every four (source, day) pairs, so that the job service passes over the rest.
+"""Workloads of the benchmarks and tests.
 
-Used by the next-job and lifecycle benchmarks and by the tests that drain ``next``.
+The next-job workload: a Go-format config of four sources and archives for
+three of every four (source, day) pairs, so that the job service passes over
+the rest (the next-job and lifecycle benchmarks, the tests that drain
+``next``). The maintenance workload: stale ``parsing`` jobs over 24 sources.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+from shared.model import Datasets, Job, State, StateInfo
 
 #: The sources: (experiment, datatype, tmp, raw, join), all in one bucket.
 SOURCES: tuple[tuple[str, str, str, str, str], ...] = (
@@ -30,6 +36,19 @@ def config_yaml(bucket: str, start: date) -> str:
                   f"  datatype: {datatype}", "  target_datasets:", f"    tmp: {tmp}",
                   f"    raw: {raw}", f"    join: {join}"]
     return "\n".join(lines) + "\n"
+
+
+def seed_workload(gcs_client: Any, directory: Path, start: date, end: date) -> tuple[Path, Any]:
+    """Write the config (a fresh bucket, ``start_date`` ``start``) to ``directory`` and seed
+    the bucket's archives up to ``end``; the config's path and the config loaded."""
+    from local.gcs_emulator import seed
+    from shared.config import load_config
+
+    bucket = f"archive-bench-{uuid.uuid4().hex[:8]}"
+    path = directory / "gardener.yml"
+    path.write_text(config_yaml(bucket, start))
+    seed(gcs_client, bucket, archive_names(start, end))
+    return path, load_config(path, {})
 
 
 def has_archive(source: int, day: date) -> bool:
@@ -69,3 +88,47 @@ def expected_keys(config: Any, now: datetime) -> set[str]:
     """The keys of the candidates at ``now`` with an archive: what ``next`` hands out."""
     return {c.job.key() for c in candidates(config, now)
             if has_archive(c.position.source, c.position.day)}
+
+
+#: The maintenance workload's 24 sources; job ``i`` is on day ``i // 24`` from :data:`FIRST_DATE`.
+BUCKETS = ("archive-measurement-lab", "archive-mlab-oti", "archive-mlab-sandbox")
+DATATYPES = (("ndt", "ndt7"), ("ndt", "scamper1"), ("ndt", "tcpinfo"), ("ndt", "annotation2"),
+             ("ndt", "hopannotation2"), ("wehe", "scamper1"), ("msak", "tcpinfo"),
+             ("host", "nodeinfo1"))
+FIRST_DATE = date(2013, 1, 1)
+#: How old the stale jobs' last activity is.
+STALE_AGE = timedelta(days=2)
+
+
+def stale_parsing_record(index: int, now: datetime) -> Any:
+    """Job ``index`` as a record in ``parsing`` (a detail, a heartbeat, some updates) whose
+    last activity is over :data:`STALE_AGE` old."""
+    from shared.store import JobRecord
+
+    experiment, datatype = DATATYPES[(index // len(BUCKETS)) % len(DATATYPES)]
+    job = Job(BUCKETS[index % len(BUCKETS)], experiment, datatype,
+              FIRST_DATE + timedelta(days=index // (len(BUCKETS) * len(DATATYPES))),
+              datasets=Datasets(f"tmp_{experiment}", f"raw_{experiment}", experiment))
+    added = now - STALE_AGE - timedelta(hours=1) + timedelta(seconds=index % 1800)
+    record = JobRecord.new(job, added)
+    parsing = added + timedelta(seconds=30)
+    detail_at = parsing + timedelta(seconds=index % 1500)
+    record.status.history.append(
+        StateInfo(State.PARSING, parsing, detail_at, f"parsing archive {index % 40 + 1} of 40"))
+    record.status.heartbeat_time = record.last_update = detail_at
+    record.status.update_count = index % 40 + 1
+    return record
+
+
+def post_processing_record(job: Job, added: datetime) -> Any:
+    """``job`` as a record in ``postProcessing`` (init → parsing → postProcessing), added at
+    ``added``."""
+    from shared.store import JobRecord
+
+    record = JobRecord.new(job, added)
+    parsing, parsed = added + timedelta(seconds=10), added + timedelta(seconds=70)
+    record.status.history += [StateInfo(State.PARSING, parsing, parsed, "parsed 40 archives"),
+                              StateInfo(State.POST_PROCESSING, parsed, parsed)]
+    record.status.heartbeat_time = record.last_update = parsed
+    record.status.update_count = 2
+    return record
