@@ -30,7 +30,6 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
@@ -216,27 +215,45 @@ def run_callers(base: str, callers: int, step: Callable[[Caller, float], bool], 
     return start, time.perf_counter() - start, stopped.is_set()
 
 
-def bench_job(index: int, experiment: str = "ndt") -> Any:
-    """Benchmark job number ``index``: ``ndt7`` in ``archive-bench``, one date per index."""
-    from shared.model import Datasets, Job
+def timed_ops(op: Callable[[int], object], n: int) -> tuple[float, list[float]]:
+    """Run ``op(0) … op(n-1)`` sequentially; the wall time and each call's latency."""
+    latencies = []
+    start = time.perf_counter()
+    for i in range(n):
+        t0 = time.perf_counter()
+        op(i)
+        latencies.append(time.perf_counter() - t0)
+    return time.perf_counter() - start, latencies
 
-    return Job("archive-bench", experiment, "ndt7", date(2020, 1, 1) + timedelta(days=index),
-               datasets=Datasets("tmp_ndt", "raw_ndt", "ndt"))
 
+def bench_floor(client: Any, n: int, warmup: int = 10) -> list[dict[str, Any]]:
+    """Measure bare ``set``, ``get`` and read+write transactions on one document each."""
+    from google.cloud import firestore
 
-def create_parsing_jobs(tracker: Any, jobs: Sequence[Any]) -> list[str]:
-    """Add ``jobs`` and move each to ``parsing`` (8 threads); their keys, in order."""
-    from concurrent.futures import ThreadPoolExecutor
+    from shared.model import utcnow
 
-    from shared.model import State
+    set_ref, txn_ref = client.collection("bench_floor").document("set"), \
+        client.collection("bench_floor").document("transaction")
+    for ref in (set_ref, txn_ref):
+        ref.set({"n": 0, "heartbeat_time": utcnow()})
 
-    def one(job: Any) -> str:
-        tracker.add_job(job)
-        tracker.set_status(job.key(), State.PARSING, "start")
-        return str(job.key())
+    @firestore.transactional
+    def bump(transaction: Any) -> None:
+        snap = txn_ref.get(transaction=transaction)
+        transaction.set(txn_ref, {"n": snap.get("n") + 1, "heartbeat_time": utcnow()})
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(one, jobs))
+    results = []
+    for name, op in (("document.set (one write)",
+                      lambda i: set_ref.set({"n": i, "heartbeat_time": utcnow()})),
+                     ("document.get (one read)", lambda i: set_ref.get()),
+                     ("transaction: get + set (one read, one write)",
+                      lambda i: bump(client.transaction()))):
+        timed_ops(op, warmup)
+        seconds, lat = timed_ops(op, n)
+        s = Latencies.of(lat)
+        results.append({"operation": name, "ops": n, "seconds": seconds,
+                        "ops_per_s": n / seconds, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms})
+    return results
 
 
 def rss_mib() -> float:

@@ -23,10 +23,11 @@ from dataclasses import asdict
 from typing import Any
 
 from bench.harness import (
-    RESULTS_DIR, ROOT, Caller, Latencies, Run, arguments, bench_job, create_parsing_jobs,
+    RESULTS_DIR, ROOT, Caller, Latencies, Run, arguments,
     describe, fmt, heartbeat_path, progress, run_measured, table, update_path,
 )
 from local.emulator import free_port
+from local.workload import bench_job, create_parsing_jobs
 
 #: Connections each job's parser sends over at once; seconds between job list reads.
 SENDERS_PER_JOB, LAG_SAMPLE_SECONDS = 8, 0.25

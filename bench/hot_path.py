@@ -17,54 +17,14 @@ from datetime import timedelta
 from typing import Any
 
 from bench.harness import (
-    RESULTS_DIR, Caller, Latencies, Run, arguments, bench_job, create_parsing_jobs, describe, fmt,
-    heartbeat_path, int_list, progress, run_callers, run_measured, table, update_path,
+    RESULTS_DIR, Caller, Latencies, Run, arguments, bench_floor, describe, fmt, heartbeat_path,
+    int_list, progress, run_callers, run_measured, table, timed_ops, update_path,
 )
+from local.workload import bench_job, create_parsing_jobs
 
 EMULATOR_LOG = RESULTS_DIR / "firestore-emulator.log"
 #: Coalescing window the server runs with (every heartbeat writes).
 SERVER_COALESCE_SECONDS = "0"
-
-
-def timed_ops(op: Callable[[int], object], n: int) -> tuple[float, list[float]]:
-    """Run ``op(0) … op(n-1)`` sequentially; the wall time and each call's latency."""
-    latencies = []
-    start = time.perf_counter()
-    for i in range(n):
-        t0 = time.perf_counter()
-        op(i)
-        latencies.append(time.perf_counter() - t0)
-    return time.perf_counter() - start, latencies
-
-
-def bench_floor(client: Any, n: int, warmup: int = 10) -> list[dict[str, Any]]:
-    """Measure bare ``set``, ``get`` and read+write transactions on one document each."""
-    from google.cloud import firestore
-
-    from shared.model import utcnow
-
-    set_ref, txn_ref = client.collection("bench_floor").document("set"), \
-        client.collection("bench_floor").document("transaction")
-    for ref in (set_ref, txn_ref):
-        ref.set({"n": 0, "heartbeat_time": utcnow()})
-
-    @firestore.transactional
-    def bump(transaction: Any) -> None:
-        snap = txn_ref.get(transaction=transaction)
-        transaction.set(txn_ref, {"n": snap.get("n") + 1, "heartbeat_time": utcnow()})
-
-    results = []
-    for name, op in (("document.set (one write)",
-                      lambda i: set_ref.set({"n": i, "heartbeat_time": utcnow()})),
-                     ("document.get (one read)", lambda i: set_ref.get()),
-                     ("transaction: get + set (one read, one write)",
-                      lambda i: bump(client.transaction()))):
-        timed_ops(op, warmup)
-        seconds, lat = timed_ops(op, n)
-        s = Latencies.of(lat)
-        results.append({"operation": name, "ops": n, "seconds": seconds,
-                        "ops_per_s": n / seconds, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms})
-    return results
 
 
 def run_http(base: str, requests_: Sequence[tuple[str, str]], callers: int, timeout: float,

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import (
-    RESULTS_DIR, Latencies, Run, arguments, describe, fmt, int_list, progress, run_measured, table,
+    RESULTS_DIR, Latencies, Run, arguments, bench_floor, describe, fmt, int_list, progress, run_measured, table,
 )
-from bench.hot_path import bench_floor
 from local.fleet import Call, run_parsers
 from local.workload import expected_keys, seed_workload
 from shared.model import utcnow

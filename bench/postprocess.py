@@ -18,12 +18,12 @@ from datetime import timedelta
 from typing import Any
 
 from bench.harness import (
-    RESULTS_DIR, Latencies, Run, arguments, bench_job, describe, fmt, int_list, progress,
+    RESULTS_DIR, Latencies, Run, arguments, describe, fmt, int_list, progress,
     run_measured, table,
 )
 from local.clock import FakeClock
 from local.counting_warehouse import CountingWarehouse
-from local.workload import post_processing_record
+from local.workload import bench_job, post_processing_record
 from shared.model import State, utcnow
 
 EMULATOR_LOG = RESULTS_DIR / "postprocess-firestore-emulator.log"

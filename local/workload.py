@@ -9,6 +9,7 @@ the rest (the next-job and lifecycle benchmarks, the tests that drain
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -132,3 +133,24 @@ def post_processing_record(job: Job, added: datetime) -> Any:
     record.status.heartbeat_time = record.last_update = parsed
     record.status.update_count = 2
     return record
+
+
+def bench_job(index: int, experiment: str = "ndt") -> Any:
+    """Benchmark job number ``index``: ``ndt7`` in ``archive-bench``, one date per index."""
+    return Job("archive-bench", experiment, "ndt7", date(2020, 1, 1) + timedelta(days=index),
+               datasets=Datasets("tmp_ndt", "raw_ndt", "ndt"))
+
+
+def create_parsing_jobs(tracker: Any, jobs: Sequence[Any]) -> list[str]:
+    """Add ``jobs`` and move each to ``parsing`` (8 threads); their keys, in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.model import State
+
+    def one(job: Any) -> str:
+        tracker.add_job(job)
+        tracker.set_status(job.key(), State.PARSING, "start")
+        return str(job.key())
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(one, jobs))
