@@ -406,7 +406,8 @@ class Run:
             self.wiped.add(project)
             url = f"http://{self.host}/emulator/v1/projects/{project}/databases/(default)/documents"
             try:
-                urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10)
+                request = urllib.request.Request(url, method="DELETE")
+                urllib.request.urlopen(request, timeout=10).close()
             except OSError as exc:
                 progress(f"could not wipe {project}: {exc}")
 
@@ -453,6 +454,9 @@ def run_measured(args: Any, measure: Callable[[Any, Run], dict[str, Any]],
             run = Run(stack, os.environ["FIRESTORE_EMULATOR_HOST"], not host, log)
             try:
                 report = measure(args, run)
+                config = {k: v for k, v in vars(args).items() if k != "json"}
+                report = {"machine": run.machine(), **report, "config": {
+                    **config, "projects": list(run.projects), **report.get("config", {})}}
             finally:
                 for project in [] if run.own_emulator else run.projects:
                     run.wipe(project)

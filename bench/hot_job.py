@@ -188,12 +188,7 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
     if args.mlab_jobs:
         progress(f"{args.mlab_jobs} jobs × {args.tasks} tasks at once …")
         results.append(scenario("m-lab shape", base, tracker, 100, args.mlab_jobs, args))
-    return {
-        "machine": run.machine(),
-        "config": {"projects": list(run.projects), "tasks": args.tasks, "rate": args.rate,
-                   "seconds": args.seconds, "mlab_jobs": args.mlab_jobs, "quick": args.quick},
-        "scenarios": results,
-    }
+    return {"scenarios": results}
 
 
 def render(report: dict[str, Any]) -> str:

@@ -165,14 +165,7 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
         lock_timeouts = run.log.read_text(errors="replace").count(
             "Operation failed: Transaction lock timeout")
     return {
-        "machine": run.machine(),
-        "config": {"project": project, "requests_per_scenario": args.requests,
-                   "floor_ops": args.floor_ops, "calls_per_operation": args.calls,
-                   "jobs": args.jobs, "concurrency": args.concurrency,
-                   "hot_callers": args.hot_callers,
-                   "server_coalesce_seconds": SERVER_COALESCE_SECONDS,
-                   "max_seconds_per_scenario": args.max_seconds,
-                   "request_timeout_s": args.timeout, "quick": args.quick},
+        "config": {"server_coalesce_seconds": SERVER_COALESCE_SECONDS},
         "floor": floor, "http": http, "per_call": per_call,
         "emulator_lock_timeouts": lock_timeouts,
     }

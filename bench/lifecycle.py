@@ -108,10 +108,7 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
             seconds, calls = run_parsers(base, parsers, args.jobs, args.archives, args.timeout)
         levels.append(summarise(parsers, seconds, calls, txn_rate, project))
     return {
-        "machine": run.machine(),
-        "config": {"projects": list(run.projects), "parsers": args.parsers, "jobs": args.jobs,
-                   "archives": args.archives, "floor_ops": args.floor_ops,
-                   "config_yaml": config_path.read_text(), "quick": args.quick},
+        "config": {"config_yaml": config_path.read_text()},
         "floor_txn_per_s": txn_rate, "per_job": cost, "levels": levels,
     }
 

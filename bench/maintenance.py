@@ -202,15 +202,11 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
         rates = [s["expiry"]["jobs_per_s"] for s in sizes if s["expiry"]["ran"]]
         sizes.append(bench_size(run, n, args, gcs, bucket, rates[-1] if rates else None))
     return {
-        "machine": run.machine(),
-        "config": {"sizes": args.sizes, "quick": args.quick, "expiry_max": args.expiry_max,
-                   "trace_import_max": args.trace_import_max,
-                   "emulator_heap": f"-Xmx{args.emulator_heap}" if run.own_emulator
+        "config": {"emulator_heap": f"-Xmx{args.emulator_heap}" if run.own_emulator
                    else "external emulator (not set here)", "load_chunk": LOAD_CHUNK,
                    "batch": BATCH, "status_limit": STATUS_LIMIT,
                    "status_repeats": STATUS_REPEATS, "expiration": str(EXPIRATION),
-                   "stale_age": str(STALE_AGE), "snapshot_bucket": bucket.name,
-                   "projects": list(run.projects)},
+                   "stale_age": str(STALE_AGE), "snapshot_bucket": bucket.name},
         "sizes": sizes,
     }
 

@@ -203,15 +203,8 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
             "STORAGE_EMULATOR_HOST": run.gcs_url or "", "GARDENER_CONFIG": str(config_path)},
             config, args))
     return {
-        "machine": run.machine(),
-        "config": {"projects": list(run.projects), "config_yaml": config_path.read_text(),
-                   "concurrency": args.concurrency, "max_handouts": args.max_handouts,
-                   "max_seconds_per_level": args.max_seconds, "request_timeout_s": args.timeout,
-                   "no_job_calls": args.no_job_calls, "quick": args.quick},
-        "workload": workload,
-        "http": http,
-        "per_call": per_call,
-        "per_call_samples": samples,
+        "config": {"config_yaml": config_path.read_text()}, "workload": workload,
+        "http": http, "per_call": per_call, "per_call_samples": samples,
     }
 
 

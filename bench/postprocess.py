@@ -207,12 +207,9 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
         overlap.append(o)
     largest = max((s for s in series if s["batch"] >= s["n"]), key=lambda s: s["n"], default=None)
     return {
-        "machine": run.machine(),
-        "config": {"sizes": args.sizes, "quick": args.quick, "batches": f"N and {DEFAULT_BATCH}",
-                   "poll_seconds": 0, "advance_seconds": ADVANCE_SECONDS,
-                   "actions_per_job": ACTIONS_PER_JOB, "overlap_n": args.overlap_n,
-                   "warmup_n": WARMUP_N, "max_seconds_per_run": args.max_seconds,
-                   "projects": list(run.projects)},
+        "config": {"batches": f"N and {DEFAULT_BATCH}", "poll_seconds": 0,
+                   "advance_seconds": ADVANCE_SECONDS, "actions_per_job": ACTIONS_PER_JOB,
+                   "warmup_n": WARMUP_N},
         "series": series,
         "tick_detail": largest and {k: largest[k] for k in ("n", "batch", "samples")},
         "overlap": overlap,

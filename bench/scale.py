@@ -121,11 +121,9 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
     """Start the GCS emulator and a bucket, then every size."""
     bucket = run.gcs().create_bucket(f"bench-scale-{uuid.uuid4().hex[:8]}")
     rows = [bench_size(run, n, bucket) for n in args.sizes]
-    return {"machine": run.machine(),
-            "config": {"sizes": args.sizes, "batch": BATCH, "status_repeats": STATUS_REPEATS,
+    return {"config": {"batch": BATCH, "status_repeats": STATUS_REPEATS,
                        "emulator_heap": f"-Xmx{args.emulator_heap}" if run.own_emulator
-                       else "external emulator"},
-            "sizes": rows}
+                       else "external emulator"}, "sizes": rows}
 
 
 def render(report: dict[str, Any]) -> str:
