@@ -91,7 +91,7 @@ bench-maintenance: $(VENV)/.installed
 ## soak: parsers, ticks, an operator and injected faults at once for SECONDS (600), then invariants: make soak [SECONDS=600] [SEED=n]
 SECONDS ?= 600
 soak: $(VENV)/.installed
-	$(PY) -m bench.soak --seconds $(SECONDS) $(if $(SEED),--seed $(SEED))
+	$(PY) -m local.soak --seconds $(SECONDS) $(if $(SEED),--seed $(SEED))
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) build .local .pytest_cache bench/results

@@ -1,33 +1,20 @@
 """Cold start: how long importing the functions' module takes, and what each entry point adds.
 
-Cloud Functions imports ``functions/main.py`` whole for every entry point, so
-every instance pays for ``import functions.main``; the client libraries only
-some requests need (BigQuery for ``postprocess``, GCS for ``next_job`` and
-snapshots, apispec for ``/openapi.json``) are imported by the first request
-that needs them. For each entry point this measures, in a fresh interpreter
-per sample, the import of ``functions.main`` and then the import of the
-modules its first request defers (:data:`DEFERRED`), and lists the heavy
-libraries loaded by the module import alone. Median of ``--samples``.
-
-Run: ``python -m bench.cold_start`` (``make bench-cold-start``; part of
-``make bench``). Markdown to stdout, JSON to ``bench/results/cold_start.json``.
-No emulator is needed: importing starts no client.
+In fresh interpreters (median of ``--samples``): the import of ``functions.main``, then of
+the modules each entry point's first request defers, and the heavy libraries the import
+alone loads. ``make bench-cold-start``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from bench.hot_path import RESULTS_DIR, ROOT, machine_facts, publish
-
-RESULTS_JSON = RESULTS_DIR / "cold_start.json"
+from bench.harness import ROOT, arguments, machine_facts, publish
 
 #: The module every entry point is imported from.
 MAIN = "functions.main"
@@ -78,15 +65,11 @@ def probe(deferred: tuple[str, ...], python: str = sys.executable) -> dict[str, 
     return result
 
 
-def heavy_after_import(python: str = sys.executable) -> list[str]:
-    """The :data:`HEAVY` libraries a fresh ``import functions.main`` loads."""
-    return list(probe((), python)["heavy"])
-
-
-def measure(samples: int) -> dict[str, Any]:
-    """Sample every entry point ``samples`` times; medians in seconds."""
+def measure(samples: int, entry_points: list[str]) -> dict[str, Any]:
+    """Sample each entry point ``samples`` times; medians in seconds."""
     rows = []
-    for entry, deferred in DEFERRED.items():
+    for entry in entry_points:
+        deferred = DEFERRED[entry]
         got = [probe(deferred) for _ in range(samples)]
         main = statistics.median(g["main"] for g in got)
         extra = statistics.median(g["deferred"] for g in got)
@@ -118,12 +101,15 @@ def render(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print its table, write its JSON."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = arguments("cold_start", __doc__)
     p.add_argument("--samples", type=int, default=7, help="fresh interpreters per entry point")
-    p.add_argument("--json", type=Path, default=RESULTS_JSON, help="where to write the JSON")
+    p.add_argument("--entry-points", type=lambda s: s.split(","), default=list(DEFERRED),
+                   help="comma-separated entry points (default: every one)")
     args = p.parse_args(argv)
+    if not set(args.entry_points) <= set(DEFERRED):
+        p.error(f"entry points are {', '.join(DEFERRED)}")
     started = time.perf_counter()
-    report = measure(args.samples)
+    report = measure(args.samples, args.entry_points)
     report["machine"] = machine_facts("none (no emulator used)", False)
     publish(report, args.json, started, render)
     return 0

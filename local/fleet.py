@@ -1,18 +1,19 @@
-"""A demo fleet: simulated parsers that work the local stack through :class:`TrackerClient`.
+"""Simulated parsers: the demo fleet's, the lifecycle benchmark's, the soak's and the tests'.
 
-Each parser loops like a real one: take a job (``next``; wait and ask again
-when there is none), report ``parsing``, then for each of a few archives send
-a heartbeat, "parse" it (a short sleep) and report ``parsing`` with the
-archive's name, and finish with ``postProcessing`` (the demo sources then
-complete without BigQuery). Some jobs go wrong, in a fixed rotation so that
-every outcome shows up early: a parser reports an error (``parseError``) and
-gives the job up, or goes silent mid-job. Either way the tracker expires the
-job after ``tracker.timeout`` (``failed``) and hands it out again after the
-retry backoff.
+A :class:`SimulatedParser` loops as a Go parser does: take a job (``next``),
+report ``parsing``, then for each archive send a heartbeat, "parse" it (a
+pause) and report ``parsing`` with the archive's name, and finish with
+``postProcessing``. A call that gets no answer or a 5xx (other than the
+no-job 503) is repeated up to ``retries`` times. A job's :class:`Fate` may cut
+that short: the parser reports an error (and gives the job up or goes on),
+goes silent, or finishes and then tries a state a parser may not set.
 
-``make run FLEET=4`` (or ``FLEET=4 make run``) starts four inside the local
-stack; ``python -m local.fleet --url http://127.0.0.1:8080 -n 4`` runs them
-against a stack that is already up.
+:class:`Fleet` runs N of them against the local stack, some jobs going wrong
+in a fixed rotation (``make run FLEET=4``, or ``python -m local.fleet --url
+http://127.0.0.1:8080 -n 4`` against a stack already up); the tracker expires
+the abandoned ones and hands them out again. :func:`run_parsers` runs N until
+a number of jobs was asked for, recording every call (the lifecycle benchmark,
+the kill-and-restart test).
 """
 
 from __future__ import annotations
@@ -20,42 +21,226 @@ from __future__ import annotations
 import argparse
 import enum
 import itertools
-import logging
+import json
 import random
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
-from shared.client import TrackerCallError, TrackerClient
-from shared.model import RUN_SEPARATOR, State
+import requests
 
-log = logging.getLogger("local.fleet")
+from shared.model import RUN_SEPARATOR
+
+#: The body of the tracker's "no job" answer (``next`` answers it with a 503).
+NO_JOB_FOUND = "No job found. Try again."
 
 
 class Fate(enum.Enum):
     """How a simulated parser's job ends."""
 
     FINISH = "finish"  # every archive parsed, then postProcessing
-    ERROR = "error"    # reports a parse error mid-job and gives the job up
+    ERROR = "error"  # reports a parse error mid-job and gives the job up
+    ERROR_GO_ON = "error-go-on"  # reports a parse error mid-job and goes on
     SILENT = "silent"  # stops mid-job without a word
+    LATE = "late"  # stops mid-job; may report on the job much later (:meth:`SimulatedParser.silenced`)
+    ROGUE = "rogue"  # finishes, then tries a state a parser may not set
 
 
-#: The order in which jobs meet their fates, across the fleet: 6 in 8 finish.
+#: The demo fleet's order of fates, across the fleet: 6 in 8 finish.
 FATES = (Fate.FINISH, Fate.ERROR, Fate.FINISH, Fate.SILENT,
          Fate.FINISH, Fate.FINISH, Fate.FINISH, Fate.FINISH)
 
 
 @dataclass
-class FleetPolicy:
-    """How the simulated parsers behave: archives per job, seconds per archive, idle wait."""
+class Call:
+    """One request of a parser and its answer (status 0: no answer)."""
+
+    endpoint: str  # "next", "update parsing (start)", "heartbeat", "update parsing (archive)", …
+    status: int
+    seconds: float
+    key: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+
+    @property
+    def no_job(self) -> bool:
+        """Whether this is ``next``'s "no job" answer."""
+        return self.status == 503 and self.body.strip() == NO_JOB_FOUND
+
+    def job_id(self) -> str | None:
+        """The ``ID`` of a 200 answer of ``next``, else None."""
+        if self.status != 200:
+            return None
+        try:
+            job_id = json.loads(self.body)["ID"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        return job_id if isinstance(job_id, str) else None
+
+
+@dataclass
+class ParserPolicy:
+    """How a simulated parser behaves; ranges are drawn from uniformly for each job."""
 
     archives: tuple[int, int] = (3, 8)
     seconds_per_archive: tuple[float, float] = (0.3, 1.0)
-    idle: float = 2.0
-    fates: tuple[Fate, ...] = FATES
-    seed: int = 0
+    #: Seconds to wait after a "no job" or a failed ``next``; None: stop at "no job".
+    idle: tuple[float, float] | None = (2.0, 2.0)
+    retries: int = 3
+    retry_pause: float = 0.2
+    timeout: float = 30.0
+
+
+class SimulatedParser:
+    """One simulated parser of ``base``; :meth:`run` works jobs until ``running()`` is false.
+
+    ``take()`` is asked before each ``next`` (False: stop), ``fate(rng)``
+    draws each job's fate, ``record`` sees every call (retries included),
+    ``tally`` each job's outcome. Pauses end early when ``stop`` is set.
+    """
+
+    def __init__(self, base: str, policy: ParserPolicy, *, name: str = "p",
+                 rng: random.Random | None = None,
+                 fate: Callable[[random.Random], Fate] = lambda rng: Fate.FINISH,
+                 take: Callable[[], bool] = lambda: True,
+                 record: Callable[[Call], None] = lambda call: None,
+                 tally: Callable[[str], None] = lambda outcome: None,
+                 stop: threading.Event | None = None) -> None:
+        self.base, self.policy, self.name = base, policy, name
+        self.rng = rng or random.Random(0)
+        self.fate, self.take, self.record, self.tally = fate, take, record, tally
+        self.stop = stop or threading.Event()
+        self.session = requests.Session()
+
+    def running(self) -> bool:
+        """Whether to go on (between jobs and between archives)."""
+        return not self.stop.is_set()
+
+    def wait(self, span: tuple[float, float]) -> None:
+        """Pause for a time drawn from ``span`` (not at all for a zero span)."""
+        if span[1] > 0:
+            self.stop.wait(self.rng.uniform(*span))
+
+    def send(self, endpoint: str, path: str, params: dict[str, str]) -> Call:
+        """Make one request (POST, parameters in the query string) and record it."""
+        t0 = time.perf_counter()
+        try:
+            response = self.session.post(self.base + path + "?" + urlencode(params),
+                                         timeout=self.policy.timeout)
+            status, body = int(response.status_code), response.text
+        except requests.RequestException:
+            status, body = 0, ""
+        call = Call(endpoint, status, time.perf_counter() - t0, "", params, body)
+        call.key = (params.get("id") or call.job_id() or "").partition(RUN_SEPARATOR)[0]
+        self.record(call)
+        return call
+
+    def call(self, endpoint: str, path: str, params: dict[str, str] | None = None) -> Call:
+        """Make a request, repeated while it gets no answer or a 5xx other than "no job"."""
+        call = self.send(endpoint, path, params or {})
+        for _ in range(self.policy.retries):
+            if (0 < call.status < 500) or call.no_job or not self.running():
+                break
+            self.stop.wait(self.policy.retry_pause)
+            call = self.send(endpoint, path, params or {})
+        return call
+
+    def update(self, endpoint: str, job_id: str, state: str, detail: str) -> bool:
+        """Report ``state`` with ``detail``; whether it was answered 200."""
+        params = {"id": job_id, "state": state, "detail": f"{self.name}: {detail}"}
+        return self.call(endpoint, "/v2/job/update", params).status == 200
+
+    def run(self) -> None:
+        """Take and work jobs until told to stop (or, without an idle wait, until "no job")."""
+        try:
+            while self.running() and self.take():
+                if self.before_next():
+                    continue
+                answer = self.call("next", "/v2/job/next")
+                job_id = answer.job_id()
+                if job_id is None:
+                    if self.policy.idle is None and answer.no_job:
+                        return
+                    self.wait(self.policy.idle or (0.0, 0.0))
+                    continue
+                self.work(job_id, self.fate(self.rng))
+        finally:
+            self.session.close()
+
+    def before_next(self) -> bool:
+        """Something to do instead of asking for a job (True if done); nothing here."""
+        return False
+
+    def silenced(self, job_id: str, fate: Fate) -> None:
+        """A job left without a word (``SILENT`` or ``LATE``); nothing more here."""
+
+    def work(self, job_id: str, fate: Fate) -> None:
+        """Report on one job (``key~run``) as its fate says."""
+        archives = self.rng.randint(*self.policy.archives)
+        stop_at = archives // 2
+        if not self.update("update parsing (start)", job_id, "parsing", f"{archives} archives"):
+            return
+        for a in range(archives):
+            if not self.running():
+                return
+            archive = f"archive-{a:03d}.tgz"
+            if a == stop_at and fate in (Fate.SILENT, Fate.LATE):
+                self.tally(fate.value)
+                self.silenced(job_id, fate)
+                return
+            if a == stop_at and fate in (Fate.ERROR, Fate.ERROR_GO_ON):
+                error = {"id": job_id, "error": f"{self.name}: {archive}: corrupt gzip stream"}
+                if self.call("error", "/v2/job/error", error).status != 200 or fate is Fate.ERROR:
+                    self.tally(fate.value)
+                    return
+            self.call("heartbeat", "/v2/job/heartbeat", {"id": job_id})
+            self.wait(self.policy.seconds_per_archive)
+            if not self.update("update parsing (archive)", job_id, "parsing", archive):
+                return
+        if self.update("update postProcessing", job_id, "postProcessing",
+                       f"{archives} archives parsed"):
+            self.tally(fate.value)
+            if fate is Fate.ROGUE:
+                self.update("update rogue", job_id, self.rng.choice(["complete", "loading"]),
+                            "rogue")
+
+
+def run_parsers(base: str, parsers: int, jobs: int, archives: int, timeout: float = 30.0,
+                retries: int = 0, during: Callable[[list[Call]], None] | None = None,
+                ) -> tuple[float, list[Call]]:
+    """Run ``parsers`` parsers (``archives`` each job, no pauses) until ``jobs`` hand-outs were
+    asked for or there is no job left; return the time and every call.
+
+    ``during``, if given, runs in the calling thread while the parsers work (it
+    sees the calls so far, under no lock: read-only).
+    """
+    calls: list[Call] = []
+    lock = threading.Lock()
+    asked = itertools.count()
+
+    def take() -> bool:
+        with lock:
+            return next(asked) < jobs
+
+    def record(call: Call) -> None:
+        with lock:
+            calls.append(call)
+
+    policy = ParserPolicy((archives, archives), (0.0, 0.0), None, retries, 0.2, timeout)
+    threads = [threading.Thread(target=SimulatedParser(
+        base, policy, name=f"p{i}", take=take, record=record).run, daemon=True)
+        for i in range(parsers)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    if during is not None:
+        during(calls)
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0, calls
 
 
 @dataclass
@@ -64,19 +249,23 @@ class Fleet:
 
     base_url: str
     parsers: int
-    policy: FleetPolicy = field(default_factory=FleetPolicy)
+    policy: ParserPolicy = field(default_factory=ParserPolicy)
+    seed: int = 0
     counts: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._fates: Iterator[Fate] = itertools.cycle(self.policy.fates)
+        self._fates = itertools.cycle(FATES)
         self._threads: list[threading.Thread] = []
 
     def start(self) -> Fleet:
         """Start every parser; return self."""
         for n in range(self.parsers):
-            thread = threading.Thread(target=self._run, args=(n,), name=f"parser-{n}", daemon=True)
+            parser = SimulatedParser(self.base_url, self.policy, name=f"parser-{n}",
+                                     rng=random.Random(self.seed * 1000 + n),
+                                     fate=self._next_fate, tally=self._count, stop=self._stop)
+            thread = threading.Thread(target=parser.run, name=f"parser-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
         return self
@@ -88,49 +277,13 @@ class Fleet:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def _next_fate(self) -> Fate:
+    def _next_fate(self, rng: random.Random) -> Fate:
         with self._lock:
             return next(self._fates)
 
     def _count(self, what: str) -> None:
         with self._lock:
             self.counts[what] = self.counts.get(what, 0) + 1
-
-    def _run(self, n: int) -> None:
-        client = TrackerClient(self.base_url, timeout=30, attempts=3, backoff=0.2, max_backoff=2)
-        rng = random.Random(self.policy.seed * 1000 + n)
-        while not self._stop.is_set():
-            try:
-                assignment = client.next()
-                if assignment is None:
-                    self._stop.wait(self.policy.idle)
-                    continue
-                self._work(client, rng, assignment.id, self._next_fate())
-            except TrackerCallError as exc:
-                log.warning("parser-%d: %s", n, exc)
-                self._count("refused")
-                self._stop.wait(self.policy.idle)
-
-    def _work(self, client: TrackerClient, rng: random.Random, job_id: str, fate: Fate) -> None:
-        archives = rng.randint(*self.policy.archives)
-        stop_at = rng.randrange(1, archives) if fate is not Fate.FINISH and archives > 1 else archives
-        client.update(job_id, State.PARSING, f"starting {archives} archive tasks")
-        prefix = job_id.partition(RUN_SEPARATOR)[0].rsplit("/", 1)[0]
-        for i in range(archives):
-            if self._stop.is_set():
-                return
-            if i == stop_at and fate is Fate.ERROR:
-                client.error(job_id, f"gs://{prefix}/archive-{i:03d}.tgz: corrupt gzip stream")
-                self._count("error")
-                return
-            if i == stop_at and fate is Fate.SILENT:
-                self._count("silent")
-                return
-            client.heartbeat(job_id)
-            self._stop.wait(rng.uniform(*self.policy.seconds_per_archive))
-            client.update(job_id, State.PARSING, f"gs://{prefix}/archive-{i:03d}.tgz")
-        client.update(job_id, State.POST_PROCESSING, f"{archives} archives parsed")
-        self._count("finish")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,8 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", "--parsers", type=int, default=4, help="number of parsers")
     parser.add_argument("--seed", type=int, default=0, help="seed of archive counts and pauses")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    fleet = Fleet(args.url, args.parsers, FleetPolicy(seed=args.seed)).start()
+    fleet = Fleet(args.url, args.parsers, seed=args.seed).start()
     print(f"{args.parsers} parsers working {args.url}; Ctrl-C stops them", flush=True)
     try:
         threading.Event().wait()

@@ -12,7 +12,6 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,24 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from local.clock import FakeClock  # noqa: E402
 from local.emulator import FirestoreEmulator, free_port  # noqa: E402
 from local.stack import start_functions, stop_process  # noqa: E402
-from shared.model import UTC  # noqa: E402
-
-
-class FakeClock:
-    """A clock that stands still until moved; call it for the current time."""
-
-    def __init__(self, now: datetime | None = None) -> None:
-        self.now = now or datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> datetime:
-        """Move the clock forward by ``timedelta(**kwargs)``; return the new time."""
-        self.now += timedelta(**kwargs)
-        return self.now
 
 
 @pytest.fixture(scope="session")

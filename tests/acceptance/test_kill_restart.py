@@ -1,6 +1,6 @@
 """The function server killed with SIGKILL in the middle of a load run, then started again.
 
-Eight simulated parsers (:class:`bench.lifecycle.Parser`) take every job there
+Eight simulated parsers (:class:`local.fleet.SimulatedParser`) take every job there
 is and report on it (next, ``parsing``, heartbeat + ``parsing`` per archive,
 ``postProcessing``), repeating a call that gets no answer, as a parser would.
 When a third of the jobs are out, the server's whole process group gets
@@ -24,11 +24,11 @@ from datetime import timedelta
 
 import pytest
 
-from bench.lifecycle import run_parsers
-from bench.next_job import archive_names, config_yaml, expected_keys
 from local.emulator import free_port
+from local.fleet import run_parsers
 from local.gcs_emulator import client, seed
 from local.stack import start_functions, stop_process
+from local.workload import archive_names, config_yaml, expected_keys
 from shared.config import load_config
 from shared.model import State, utcnow
 from shared.transitions import TERMINAL

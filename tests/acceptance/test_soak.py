@@ -1,4 +1,4 @@
-"""A 60-second soak (:mod:`bench.soak`): parsers, ticks, an operator and faults at once, then invariants.
+"""A 60-second soak (:mod:`local.soak`): parsers, ticks, an operator and faults at once, then invariants.
 
 Its own Firestore emulator (it is paused with SIGSTOP), a GCS emulator and two
 function servers; the seed is fixed (``SOAK_SEED`` to change it,
@@ -13,8 +13,7 @@ import os
 
 import pytest
 
-from bench.hot_path import RESULTS_DIR
-from bench.soak import run, table, write_log
+from local.soak import RESULTS_DIR, run, table, write_log
 
 pytestmark = pytest.mark.fault
 

@@ -147,7 +147,7 @@ def test_32_next_callers_and_16_updaters_on_the_same_jobs(repeat, start_server, 
     16 send updates and heartbeats to the jobs handed out so far, several on the same job
     at once: no job is handed out twice, every job with files is handed out, and every
     update answered 200 is counted, once."""
-    from bench.next_job import archive_names, config_yaml, expected_keys
+    from local.workload import archive_names, config_yaml, expected_keys
     from local.gcs_emulator import client, seed
     from shared.config import load_config
     from shared.model import utcnow

@@ -76,7 +76,7 @@ def server(own_emulator: FirestoreEmulator, gcs_url: str, tmp_path: Path,
            ) -> Iterator[tuple[str, str, str]]:
     """A functions server on ``own_emulator`` with a 3 s deadline; (base URL, a job in parsing,
     the project)."""
-    from bench.next_job import archive_names, config_yaml
+    from local.workload import archive_names, config_yaml
     from local.gcs_emulator import client, seed
     from shared.model import utcnow
 

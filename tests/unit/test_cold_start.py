@@ -7,12 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.cold_start import heavy_after_import
-from bench.hot_path import ROOT
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_importing_the_functions_loads_no_heavy_client_library():
-    assert heavy_after_import() == []
+def test_importing_the_functions_loads_no_heavy_client_library(tmp_path: Path) -> None:
+    out = tmp_path / "cold_start.json"
+    subprocess.run([sys.executable, "-m", "bench.cold_start", "--samples", "1",
+                    "--entry-points", "api", "--json", str(out)], capture_output=True, cwd=ROOT,
+                   timeout=120, check=True)
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["heavy_loaded_by_import"] == []
 
 
 _BUILD_A_STEP = """

@@ -1,4 +1,4 @@
-"""The cost table's arithmetic (bench/cost.py)."""
+"""The cost table's arithmetic (local/cost.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from bench.cost import COUNTED, DAYS_PER_MONTH, PRICES, SCALE, counted_from_results, monthly
+from local.cost import COUNTED, DAYS_PER_MONTH, PRICES, SCALE, counted_from_results, monthly
 
 
 def test_archives_dominate_and_each_line_is_operations_times_price() -> None:

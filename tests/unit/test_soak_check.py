@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.soak_check import Entry, Fault, Final, JobDoc, Limits, check, split_id
+from local.soak_check import Entry, Fault, Final, JobDoc, Limits, check, split_id
 from local.faults import Schedule, Window, write_schedule
 
 KEY = "archive-demo/ndt/ndt7/20261120"

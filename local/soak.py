@@ -1,6 +1,6 @@
 """Seeded, randomized soak: parsers, ticks, an operator and injected faults at once, then invariants.
 
-``make soak [SECONDS=600] [SEED=n]`` (``python -m bench.soak --seconds 600
+``make soak [SECONDS=600] [SEED=n]`` (``python -m local.soak --seconds 600
 --seed N``) starts its own Firestore emulator, a GCS emulator seeded with the
 demo archives, and two function servers (``python -m local.faults``:
 functions-framework with Firestore faults from a schedule file) on the demo
@@ -21,7 +21,7 @@ the GCS emulator). For the given time, at once:
 
 Every request and answer is logged; the faults stop well before the end, the
 final ``postprocess`` and ``maintain`` run, the final state is read from
-Firestore, and :func:`bench.soak_check.check` checks the invariants. A
+Firestore, and :func:`local.soak_check.check` checks the invariants. A
 table of requests by call and status, invariants checked and violations is
 printed, the log written to ``bench/results/soak-<seed>.json``; on a
 violation the exit status is 1 and the seed is printed for a replay.
@@ -40,7 +40,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
@@ -49,35 +49,25 @@ from typing import Any
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.hot_path import RESULTS_DIR, _progress  # noqa: E402
-from bench.soak_check import (  # noqa: E402
-    INVARIANTS,
-    Entry,
-    Fault,
-    Final,
-    JobDoc,
-    Limits,
-    Report,
-    check,
-    split_id,
-)
-from local.emulator import FirestoreEmulator, free_port  # noqa: E402
-from local.faults import FAULTS_ENV, Window, write_schedule  # noqa: E402
-from local.gcs_emulator import GcsEmulator, client, seed  # noqa: E402
-from local.stack import (  # noqa: E402
+from local.emulator import FirestoreEmulator, free_port
+from local.faults import FAULTS_ENV, Window, write_schedule
+from local.fleet import Call, Fate, ParserPolicy, SimulatedParser
+from local.gcs_emulator import GcsEmulator, client, seed
+from local.soak_check import INVARIANTS, Entry, Fault, Final, JobDoc, Limits, Report, check, split_id
+from local.stack import (
     DEMO_BUCKET,
     DEMO_CONFIG,
+    ROOT,
     SNAPSHOT_BUCKET,
     demo_archives,
     demo_env,
     start_functions,
     stop_process,
 )
-from shared.model import utcnow  # noqa: E402
+from shared.model import utcnow
+
+#: Where the soak writes its logs (beside the benchmarks' results).
+RESULTS_DIR = ROOT / "bench" / "results"
 
 #: The tracker timeout of the run, and the mean interval of each ticker (seconds).
 TIMEOUT, TICK = 6.0, 1.5
@@ -194,80 +184,61 @@ class World:
         return not self.stop.is_set() and time.time() < self.deadline
 
 
-def parser(world: World, n: int, rng: random.Random) -> None:
-    """One parser: take jobs and work them according to a fate drawn for each."""
-    actor, server = f"parser-{n}", n
+class SoakParser(SimulatedParser):
+    """A parser of the soak: every call logged by the recorder and tagged with its hand-out;
+    some jobs come back late, with their old IDs."""
 
-    def post(call: str, path: str, params: dict[str, str], run: int) -> Entry:
-        entry = world.rec.call(actor, call, path, params, server=server, run=run)
-        for _ in range(3):  # a parser repeats a call that got no answer or a 5xx
-            if entry.status and entry.status < 500 or not world.running():
-                break
-            world.stop.wait(0.3)
-            entry = world.rec.call(actor, call, path, params, server=server, run=run)
-        return entry
+    def __init__(self, world: World, n: int, rng: random.Random) -> None:
+        policy = ParserPolicy(archives=(1, 4), seconds_per_archive=(0.1, 0.5), idle=(0.3, 1.0),
+                              retries=3, retry_pause=0.3, timeout=CLIENT_TIMEOUT)
+        super().__init__("", policy, name=f"parser-{n}", rng=rng, stop=world.stop,
+                         fate=lambda rng: Fate(rng.choices(list(FATES), list(FATES.values()))[0]))
+        self.world, self.server, self.run_seq, self.last_seq = world, n, 0, 0
 
-    def update(job_id: str, run: int, state: str, detail: str) -> bool:
-        return post("update", "/v2/job/update",
-                    {"id": job_id, "state": state, "detail": detail}, run).status == 200
+    def running(self) -> bool:
+        """Until the soak's deadline."""
+        return self.world.running()
 
-    while world.running():
-        if world.late and rng.random() < 0.5 and come_back_late(world, post, rng):
-            continue
-        e = world.rec.call(actor, "next", "/v2/job/next", server=server)
-        if e.status != 200:
-            world.stop.wait(rng.uniform(0.3, 1.0))
-            continue
-        job_id, run = json.loads(e.body)["ID"], e.seq
-        with world.lock:
-            world.recent = [*world.recent[-30:], (job_id, run)]
-        fate = rng.choices(list(FATES), weights=list(FATES.values()))[0]
-        archives = rng.randint(1, 4)
-        if not update(job_id, run, "parsing", f"{actor}: {archives} archives"):
-            continue
-        for a in range(archives):
-            if not world.running():
-                return
-            if a == archives // 2 and fate == "silent":
-                break
-            if a == archives // 2 and fate == "late":
-                with world.lock:
-                    world.late.append((job_id, run, time.time()))
-                break
-            if a == archives // 2 and fate in ("error", "error-go-on"):
-                if post("error", "/v2/job/error",
-                        {"id": job_id, "error": f"archive-{a}.tgz: corrupt"}, run).status != 200:
-                    break
-                if fate == "error":
-                    break
-            post("heartbeat", "/v2/job/heartbeat", {"id": job_id}, run)
-            world.stop.wait(rng.uniform(0.1, 0.5))
-            if not update(job_id, run, "parsing", f"archive-{a}.tgz"):
-                break
-        else:
-            if update(job_id, run, "postProcessing", f"{archives} archives parsed") and \
-                    fate == "rogue":
-                update(job_id, run, rng.choice(["complete", "loading"]), "rogue")
+    def send(self, endpoint: str, path: str, params: dict[str, str]) -> Call:
+        """Make the call through the recorder, tagged with the hand-out it works on."""
+        call = path.rsplit("/", 1)[-1]
+        e = self.world.rec.call(self.name, call, path, params, server=self.server,
+                                run=None if call == "next" else self.run_seq)
+        self.last_seq = e.seq
+        return Call(endpoint, e.status, e.t1 - e.t0, split_id(params.get("id", ""))[0], params,
+                    e.body)
 
+    def work(self, job_id: str, fate: Fate) -> None:
+        """Remember the hand-out (the operator picks from them), then work the job."""
+        self.run_seq = self.last_seq
+        with self.world.lock:
+            self.world.recent = [*self.world.recent[-30:], (job_id, self.run_seq)]
+        super().work(job_id, fate)
 
-def come_back_late(world: World, post: Callable[[str, str, dict[str, str], int], Entry],
-                   rng: random.Random) -> bool:
-    """Report on an old job ID: one whose job was handed out again since, else one silenced
-    long ago (twice what expiry and a retry take). False if there is none.
-    """
-    with world.lock:
-        again = {split_id(job_id)[0]: seq for job_id, seq in world.recent}
-        old = [x for x in world.late if again.get(split_id(x[0])[0], -1) > x[1]] or \
-            [x for x in world.late if time.time() - x[2] > 2 * (TIMEOUT + TICK + RETRY_BACKOFF)]
-        if not old:
+    def silenced(self, job_id: str, fate: Fate) -> None:
+        """A ``LATE`` job is kept, to be reported on later."""
+        if fate is Fate.LATE:
+            with self.world.lock:
+                self.world.late.append((job_id, self.run_seq, time.time()))
+
+    def before_next(self) -> bool:
+        """Half the time, report on an old job ID: one whose job was handed out again since,
+        else one silenced long ago (twice what expiry and a retry take)."""
+        world = self.world
+        if not world.late or self.rng.random() >= 0.5:
             return False
-        job_id, run, _ = pick = rng.choice(old)
-        world.late.remove(pick)
-    post("heartbeat", "/v2/job/heartbeat", {"id": job_id}, run)
-    post("update", "/v2/job/update", {"id": job_id, "state": "parsing", "detail": "late"}, run)
-    post("update", "/v2/job/update",
-         {"id": job_id, "state": "postProcessing", "detail": "late, done"}, run)
-    return True
+        with world.lock:
+            again = {split_id(job_id)[0]: seq for job_id, seq in world.recent}
+            old = [x for x in world.late if again.get(split_id(x[0])[0], -1) > x[1]] or \
+                [x for x in world.late if time.time() - x[2] > 2 * (TIMEOUT + TICK + RETRY_BACKOFF)]
+            if not old:
+                return False
+            job_id, self.run_seq, _ = pick = self.rng.choice(old)
+            world.late.remove(pick)
+        self.call("heartbeat", "/v2/job/heartbeat", {"id": job_id})
+        self.update("update parsing (archive)", job_id, "parsing", "late")
+        self.update("update postProcessing", job_id, "postProcessing", "late, done")
+        return True
 
 
 def ticker(world: World, call: str, n: int, rng: random.Random) -> None:
@@ -461,7 +432,7 @@ def actors(world: World, rng: random.Random, parsers: int, days: list[date],
     def seeded() -> random.Random:
         return random.Random(rng.random())
 
-    threads = [threading.Thread(target=parser, args=(world, n, seeded())) for n in range(parsers)]
+    threads = [threading.Thread(target=SoakParser(world, n, seeded()).run) for n in range(parsers)]
     threads += [threading.Thread(target=ticker, args=(world, call, n, seeded()))
                 for call in ("maintain", "postprocess") for n in range(2)]
     threads.append(threading.Thread(target=operator, args=(world, seeded(), days)))
@@ -563,7 +534,7 @@ def read_log(path: Path) -> Outcome:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the soak, print the table, write the log; 1 on a violation (the seed is printed)."""
-    p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m local.soak", description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=600.0, help="how long (default %(default)s)")
     p.add_argument("--seed", type=int, default=None, help="seed (default: random, printed)")
     p.add_argument("--parsers", type=int, default=4, help="parser threads (default %(default)s)")
@@ -577,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 20 <= args.seconds <= 6 * 3600 or not 1 <= args.parsers <= 32:
         p.error("--seconds must be 20 to 21600, --parsers 1 to 32")
     seed_value = args.seed if args.seed is not None else random.randrange(1_000_000)
-    _progress(f"soak: seed {seed_value}, {args.seconds:g} s, {args.parsers} parsers")
+    print(f"soak: seed {seed_value}, {args.seconds:g} s, {args.parsers} parsers", file=sys.stderr,
+          flush=True)
     outcome = run(args.seconds, seed_value, args.parsers)
     path = RESULTS_DIR / f"soak-{seed_value}.json"
     write_log(outcome, path)

@@ -1,0 +1,514 @@
+"""What every benchmark repeats: latencies, callers, machine facts, memory, emulators, publishing.
+
+A benchmark's ``main`` calls :func:`run_measured` with its ``measure(args, run)`` (``run``
+a :class:`Run`: the emulator, fresh projects, GCS and function servers, all undone at the
+end) and its ``render(report)``, the Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import gc
+import ipaddress
+import itertools
+import json
+import math
+import os
+import platform
+import re
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlencode, urlsplit
+
+import requests
+
+from local.emulator import FirestoreEmulator, check_java, find_jar, free_port
+from local.gcs_emulator import GcsEmulator, find_binary
+from local.gcs_emulator import client as gcs_client
+from local.stack import start_functions, stop_process
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "bench" / "results"
+MIB = 2**20
+T = TypeVar("T")
+
+
+@dataclass
+class Latencies:
+    """Summary of a list of latencies (nearest-rank percentiles, in milliseconds)."""
+
+    count: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    max_ms: float
+    p95_ms: float = math.nan
+
+    @classmethod
+    def of(cls, seconds: Sequence[float]) -> Latencies:
+        """Summarise ``seconds``."""
+        if not seconds:
+            return cls(0, math.nan, math.nan, math.nan, math.nan)
+        s = sorted(seconds)
+
+        def ms(p: float) -> float:
+            return s[min(max(1, math.ceil(p / 100 * len(s))), len(s)) - 1] * 1000
+
+        return cls(len(s), ms(50), ms(99), sum(s) / len(s) * 1000, s[-1] * 1000, ms(95))
+
+
+def fmt(x: float | None, digits: int = 1) -> str:
+    """``x`` with thousands separators, or a dash for a missing value."""
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.{digits}f}"
+
+
+def growth(values: Sequence[float | None]) -> list[str]:
+    """Each value's ratio to the previous one, as ``×1.2`` (a dash for the first or a gap)."""
+    out = ["–"]
+    for a, b in itertools.pairwise(values):
+        out.append(f"×{b / a:.1f}" if a and b is not None and a > 0 and not math.isnan(b) else "–")
+    return out
+
+
+def table(header: str, rows: Sequence[Sequence[object]], align: str = "") -> list[str]:
+    """A Markdown table; ``header`` is ``a | b | c``, ``align`` an ``l``, ``r`` or ``c`` per
+    column (default: the first left, the others right)."""
+    align = align or "l" + "r" * header.count(" | ")
+    rule = "|".join({"l": "---", "r": "--:", "c": ":-:"}[a] for a in align)
+    return [f"| {header} |", f"|{rule}|", *("| " + " | ".join(map(str, r)) + " |" for r in rows)]
+
+
+def machine_facts(host: str, own_emulator: bool, gcs_url: str | None = None) -> dict[str, Any]:
+    """What the figures depend on: CPU, memory, load, Python, emulators, library versions."""
+    def read(path: str, pattern: str) -> str:
+        with contextlib.suppress(OSError):
+            if m := re.search(pattern, Path(path).read_text(), re.MULTILINE):
+                return m.group(1).strip()
+        return ""
+
+    def version(package: str) -> str:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            return metadata.version(package)
+        return "?"
+
+    memory = read("/proc/meminfo", r"^MemTotal:\s+(\d+) kB")
+    facts: dict[str, Any] = {
+        "cpu_count": os.cpu_count(), "cpu_model": read("/proc/cpuinfo", r"^model name\s*:(.*)$"),
+        "memory_gib": round(int(memory) / 2**20, 1) if memory else None,
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "platform": platform.platform(), "platform_processor": platform.processor(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "emulator": "Firestore emulator jar" + ("" if own_emulator else " (external)"),
+        "emulator_host": host, "http_client": f"requests {version('requests')}",
+        "server": "functions-framework (gunicorn gthread), "
+                  f"workers={os.environ.get('WORKERS', '1')}, "
+                  f"threads={os.environ.get('THREADS', (os.cpu_count() or 1) * 4)}",
+        **{p.replace("-", "_"): version(p) for p in
+           ("functions-framework", "google-cloud-firestore", "google-cloud-storage")},
+    }
+    if gcs_url:
+        facts["gcs_emulator_url"] = gcs_url
+    try:
+        jar = facts["emulator_jar"] = find_jar()
+        snapshot = jar.parents[2] / ".install" / "cloud-firestore-emulator.snapshot.json"
+        facts["emulator_version"] = next(
+            (c["version"]["version_string"] for c in json.loads(snapshot.read_text())["components"]
+             if c.get("id") == "cloud-firestore-emulator"), "unknown")
+        out = subprocess.run([check_java(), "-version"], capture_output=True, text=True,
+                             timeout=20, check=False).stderr
+        facts["java"] = out.splitlines()[0] if out else "unknown"
+        if gcs_url:
+            facts["gcs_emulator"] = f"fake-gcs-server, memory backend ({find_binary().name})"
+    except Exception as exc:  # noqa: BLE001 - facts are best effort
+        facts.setdefault("java", f"unknown ({exc.__class__.__name__})")
+    return facts
+
+
+def describe(m: dict[str, Any]) -> list[str]:
+    """The machine facts as the two lines every report starts with."""
+    return [f"- Machine: {m['cpu_count']} CPUs `{m['cpu_model'] or '?'}`, {m['memory_gib']} GiB, "
+            f"load average at start {m['loadavg_at_start']}; {m['platform']}; {m['python']}",
+            f"- Firestore emulator {m.get('emulator_version', '?')} at {m['emulator_host']} "
+            f"({m.get('java', '?')}); google-cloud-firestore {m['google_cloud_firestore']}"
+            + (f"; {m['gcs_emulator']}" if "gcs_emulator" in m else "")]
+
+
+class Caller:
+    """One keep-alive connection to a server; a status of 0 means no answer."""
+
+    def __init__(self, base: str, timeout: float = 30.0) -> None:
+        self.base, self.timeout, self.session = base, timeout, requests.Session()
+
+    def send(self, method: str, path: str) -> tuple[int, str]:
+        """Send ``method path`` (query string included) with an empty body, as the Go client
+        does; the status and the body."""
+        try:
+            response = self.session.request(method, self.base + path, timeout=self.timeout)
+            return int(response.status_code), response.text
+        except requests.RequestException:
+            return 0, ""
+
+    def get(self, path: str) -> int:
+        """GET ``path``; the status."""
+        return self.send("GET", path)[0]
+
+
+def update_path(key: str, detail: str) -> str:
+    """The path and query of a same-state ``parsing`` update, as the Go client builds it."""
+    return "/v2/job/update?" + urlencode({"id": key, "state": "parsing", "detail": detail})
+
+
+def heartbeat_path(key: str) -> str:
+    """The path and query of a heartbeat."""
+    return "/v2/job/heartbeat?" + urlencode({"id": key})
+
+
+def run_callers(base: str, callers: int, step: Callable[[Caller, float], bool], timeout: float,
+                max_seconds: float) -> tuple[float, float, bool]:
+    """Let ``callers`` threads, each with a keep-alive :class:`Caller` warmed by a GET of an
+    unknown path (a 404 without Firestore), call ``step(caller, deadline)`` from the moment
+    all are ready until it returns False or the window of ``max_seconds`` has passed.
+
+    Returns the window's start, the time until every caller stopped, and whether the
+    window's end stopped one.
+    """
+    ready, stopped = threading.Barrier(callers + 1), threading.Event()
+    deadline = [math.inf]
+
+    def worker() -> None:
+        caller = Caller(base, timeout)
+        try:
+            caller.get("/bench-warmup")
+            ready.wait()
+            while True:
+                if time.perf_counter() > deadline[0]:
+                    stopped.set()
+                    return
+                if not step(caller, deadline[0]):
+                    return
+        finally:
+            caller.session.close()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(callers)]
+    for t in threads:
+        t.start()
+    ready.wait(timeout=60)
+    start = time.perf_counter()
+    deadline[0] = start + max_seconds
+    for t in threads:
+        t.join(timeout=max_seconds + 2 * timeout + 10)
+    return start, time.perf_counter() - start, stopped.is_set()
+
+
+def timed_ops(op: Callable[[int], object], n: int) -> tuple[float, list[float]]:
+    """Run ``op(0) … op(n-1)`` sequentially; the wall time and each call's latency."""
+    latencies = []
+    start = time.perf_counter()
+    for i in range(n):
+        t0 = time.perf_counter()
+        op(i)
+        latencies.append(time.perf_counter() - t0)
+    return time.perf_counter() - start, latencies
+
+
+def bench_floor(client: Any, n: int, warmup: int = 10) -> list[dict[str, Any]]:
+    """Measure bare ``set``, ``get`` and read+write transactions on one document each."""
+    from google.cloud import firestore
+
+    from shared.model import utcnow
+
+    set_ref, txn_ref = client.collection("bench_floor").document("set"), \
+        client.collection("bench_floor").document("transaction")
+    for ref in (set_ref, txn_ref):
+        ref.set({"n": 0, "heartbeat_time": utcnow()})
+
+    @firestore.transactional
+    def bump(transaction: Any) -> None:
+        snap = txn_ref.get(transaction=transaction)
+        transaction.set(txn_ref, {"n": snap.get("n") + 1, "heartbeat_time": utcnow()})
+
+    results = []
+    for name, op in (("document.set (one write)",
+                      lambda i: set_ref.set({"n": i, "heartbeat_time": utcnow()})),
+                     ("document.get (one read)", lambda i: set_ref.get()),
+                     ("transaction: get + set (one read, one write)",
+                      lambda i: bump(client.transaction()))):
+        timed_ops(op, warmup)
+        seconds, lat = timed_ops(op, n)
+        s = Latencies.of(lat)
+        results.append({"operation": name, "ops": n, "seconds": seconds,
+                        "ops_per_s": n / seconds, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms})
+    return results
+
+
+def rss_mib() -> float:
+    """The process's resident set size now, in MiB (NaN where /proc is absent)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MIB
+    except (OSError, IndexError, ValueError):
+        return math.nan
+
+
+def maxrss_mib() -> float:
+    """The process's peak resident set size so far (``ru_maxrss``), in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / MIB if sys.platform == "darwin" else peak / 1024
+
+
+def settle() -> None:
+    """Collect garbage and hand freed heap back to the OS, so RSS starts from the live set."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc only
+
+
+@dataclass
+class Cost:
+    """Time and memory of a call: time and RSS of an untraced run, tracemalloc of another."""
+
+    seconds: float
+    #: Peak RSS sampled (every 5 ms) during the call, above the RSS at its start.
+    rss_peak_mib: float
+    #: How much the call raised the process's high-water RSS (``ru_maxrss``).
+    maxrss_growth_mib: float
+    traced_peak_mib: float | None = None
+    traced_seconds: float | None = None
+
+
+def untraced(call: Callable[[], T]) -> tuple[T, Cost]:
+    """Run ``call`` once; its value, time and RSS figures."""
+    settle()
+    before, start_rss = maxrss_mib(), rss_mib()
+    peak, done = [start_rss], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.005):
+            peak[0] = max(peak[0], rss_mib())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    try:
+        value = call()
+        seconds = time.perf_counter() - start
+    finally:
+        done.set()
+        sampler.join(timeout=5)
+    peak[0] = max(peak[0], rss_mib())
+    return value, Cost(seconds, peak[0] - start_rss, maxrss_mib() - before)
+
+
+def traced(call: Callable[[], T]) -> tuple[T, float, float]:
+    """Run ``call`` under tracemalloc; its value, its peak in MiB and its time."""
+    settle()
+    tracemalloc.start()
+    try:
+        base, start = tracemalloc.get_traced_memory()[0], time.perf_counter()
+        value = call()
+        seconds, peak = time.perf_counter() - start, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return value, (peak - base) / MIB, seconds
+
+
+class _Interrupts:
+    deferring = pending = False
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    if not _Interrupts.deferring:
+        raise KeyboardInterrupt
+    _Interrupts.pending = True
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back until the block is done (around starting a process, so
+    that its handle is kept, and the process stopped)."""
+    _Interrupts.deferring = True
+    try:
+        yield
+    finally:
+        _Interrupts.deferring = False
+        if _Interrupts.pending:
+            _Interrupts.pending = False
+            raise KeyboardInterrupt
+
+
+def progress(message: str) -> None:
+    """Say what the benchmark is doing, on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Run:
+    """One benchmark run's emulator and what it started; everything is undone at the end."""
+
+    stack: ExitStack
+    host: str
+    own_emulator: bool
+    log: Path
+    projects: list[str] = field(default_factory=list)
+    wiped: set[str] = field(default_factory=set)
+    gcs_url: str | None = None
+
+    def project(self) -> str:
+        """A fresh ``demo-bench-<uuid>`` project (wiped at the end from an external emulator)."""
+        self.projects.append(f"demo-bench-{uuid.uuid4().hex[:12]}")
+        return self.projects[-1]
+
+    def firestore(self, project: str | None = None) -> Any:
+        """A Firestore client on ``project`` (default: a fresh one)."""
+        from google.cloud import firestore
+
+        return firestore.Client(project=project or self.project())
+
+    def gcs(self) -> Any:
+        """Start a GCS emulator (fake-gcs-server, memory backend) for the run; its client."""
+        log = self.log.with_name(self.log.name.replace("firestore", "gcs"))
+        log.unlink(missing_ok=True)
+        emulator = GcsEmulator(log_path=log)
+        self.stack.callback(emulator.stop)  # registered first: stopped even if interrupted
+        with deferred_interrupts():
+            emulator.start()
+        self.gcs_url = emulator.url
+        return gcs_client(emulator.url)
+
+    @contextlib.contextmanager
+    def server(self, env: dict[str, str]) -> Iterator[tuple[str, Any]]:
+        """A function server of the ``api`` router with ``env``; its base URL and process."""
+        port = free_port()
+        with deferred_interrupts():
+            proc = start_functions(port, {"FIRESTORE_EMULATOR_HOST": self.host, **env}, quiet=True)
+        try:
+            yield f"http://127.0.0.1:{port}", proc
+        finally:
+            stop_process(proc)
+
+    def wipe(self, project: str) -> None:
+        """Delete ``project``'s documents (frees the emulator's memory)."""
+        if project not in self.wiped:
+            self.wiped.add(project)
+            url = f"http://{self.host}/emulator/v1/projects/{project}/databases/(default)/documents"
+            try:
+                request = urllib.request.Request(url, method="DELETE")
+                urllib.request.urlopen(request, timeout=10).close()
+            except OSError as exc:
+                progress(f"could not wipe {project}: {exc}")
+
+    def machine(self) -> dict[str, Any]:
+        """The machine facts of this run."""
+        return machine_facts(self.host, self.own_emulator, self.gcs_url)
+
+
+def run_measured(args: Any, measure: Callable[[Any, Run], dict[str, Any]],
+                 render: Callable[[dict[str, Any]], str], log: Path,
+                 failure: Callable[[dict[str, Any]], str | None] = lambda report: None,
+                 heap: str | None = None) -> int:
+    """Run ``measure`` on the emulator ``FIRESTORE_EMULATOR_HOST`` names (on this machine) or
+    one started here (Java heap ``heap``, logging to ``log``), then publish its report.
+
+    The exit status: 130 if interrupted; 1, after saying why, if ``failure`` names a
+    problem in the report; else 0.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    started = time.perf_counter()
+    try:
+        with ExitStack() as stack:
+            host = os.environ.get("FIRESTORE_EMULATOR_HOST")
+            if host:
+                name = urlsplit(f"//{host}").hostname or ""
+                with contextlib.suppress(ValueError):
+                    name = "localhost" if ipaddress.ip_address(name).is_loopback else name
+                if name != "localhost":
+                    raise SystemExit(f"FIRESTORE_EMULATOR_HOST={host} is not on this machine")
+            else:
+                log.parent.mkdir(parents=True, exist_ok=True)
+                log.unlink(missing_ok=True)  # one run per log
+                emulator = FirestoreEmulator(log_path=log)
+                stack.callback(emulator.stop)
+                old = os.environ.get("_JAVA_OPTIONS")
+                if heap:  # the JVM applies it after the command line's -Xmx
+                    os.environ["_JAVA_OPTIONS"] = f"-Xmx{heap}"
+                with deferred_interrupts():
+                    emulator.start()
+                os.environ.pop("_JAVA_OPTIONS", None)
+                os.environ.update({"_JAVA_OPTIONS": old} if old else {})
+                os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
+            run = Run(stack, os.environ["FIRESTORE_EMULATOR_HOST"], not host, log)
+            try:
+                report = measure(args, run)
+                config = {k: v for k, v in vars(args).items() if k != "json"}
+                report = {"machine": run.machine(), **report, "config": {
+                    **config, "projects": list(run.projects), **report.get("config", {})}}
+            finally:
+                for project in [] if run.own_emulator else run.projects:
+                    run.wipe(project)
+    except KeyboardInterrupt:
+        progress("interrupted")
+        return 130
+    publish(report, args.json, started, render)
+    if problem := failure(report):
+        progress(problem)
+        return 1
+    return 0
+
+
+def publish(report: dict[str, Any], path: Path, started: float,
+            render: Callable[[dict[str, Any]], str]) -> None:
+    """Note the run time, write ``report`` as JSON to ``path`` (NaN as null), print its tables."""
+    def finite(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [finite(v) for v in value]
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    report["run_seconds"] = time.perf_counter() - started
+    path.parent.mkdir(parents=True, exist_ok=True)
+    resolved = path.resolve()
+    report["json_path"] = str(resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else path)
+    path.write_text(json.dumps(finite(report), indent=2, default=str) + "\n")
+    print(render(report))
+    print(f"\nRun time: {report['run_seconds']:.1f} s. JSON: {report['json_path']}")
+
+
+def int_list(maximum: int) -> Callable[[str], list[int]]:
+    """An argparse type: comma-separated integers from 1 to ``maximum``, sorted, distinct."""
+    def parse(text: str) -> list[int]:
+        try:
+            values = sorted({int(x.replace("_", "")) for x in text.split(",") if x.strip()})
+        except ValueError:
+            raise argparse.ArgumentTypeError("takes comma-separated integers") from None
+        if not values or values[0] < 1 or values[-1] > maximum:
+            raise argparse.ArgumentTypeError(f"values must be between 1 and {maximum:,}")
+        return values
+
+    return parse
+
+
+def arguments(name: str, doc: str | None, quick: str = "") -> argparse.ArgumentParser:
+    """A benchmark's argument parser: ``--json`` (default ``bench/results/<name>.json``) and,
+    when ``quick`` says what it does, ``--quick``."""
+    p = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=(doc or "").split("\n")[0])
+    if quick:
+        p.add_argument("--quick", action="store_true", help=quick)
+    p.add_argument("--json", type=Path, default=RESULTS_DIR / f"{name}.json",
+                   help="where to write the JSON")
+    return p
