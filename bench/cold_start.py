@@ -37,8 +37,15 @@ DEFERRED: dict[str, tuple[str, ...]] = {
 PARSER_ENTRY_POINTS = ("api", "next_job", "update", "heartbeat", "error")
 
 #: Libraries no parser request needs; importing ``functions.main`` must not load them.
-HEAVY = ("google.cloud.bigquery", "google.cloud.bigquery_storage_v1", "pyarrow", "numpy",
-         "google.cloud.storage", "apispec", "shared.snapshot")
+HEAVY = (
+    "google.cloud.bigquery",
+    "google.cloud.bigquery_storage_v1",
+    "pyarrow",
+    "numpy",
+    "google.cloud.storage",
+    "apispec",
+    "shared.snapshot",
+)
 
 #: Target for the import of ``functions.main`` (seconds).
 TARGET_SECONDS = 0.3
@@ -59,8 +66,9 @@ print(json.dumps({{"main": t1 - t0, "deferred": t2 - t1, "heavy": loaded}}))
 def probe(deferred: tuple[str, ...], python: str = sys.executable) -> dict[str, Any]:
     """Import ``functions.main`` and then ``deferred`` in a fresh interpreter; their times."""
     code = _PROBE.format(main=MAIN, heavy=HEAVY, deferred=deferred)
-    out = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         timeout=120, check=True).stdout
+    out = subprocess.run(
+        [python, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120, check=True
+    ).stdout
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
 
@@ -73,29 +81,44 @@ def measure(samples: int, entry_points: list[str]) -> dict[str, Any]:
         got = [probe(deferred) for _ in range(samples)]
         main = statistics.median(g["main"] for g in got)
         extra = statistics.median(g["deferred"] for g in got)
-        rows.append({"entry_point": entry, "parser": entry in PARSER_ENTRY_POINTS,
-                     "import_main_s": main, "first_request_imports": list(deferred),
-                     "first_request_import_s": extra, "total_s": main + extra,
-                     "heavy_loaded_by_import": got[0]["heavy"]})
+        rows.append(
+            {
+                "entry_point": entry,
+                "parser": entry in PARSER_ENTRY_POINTS,
+                "import_main_s": main,
+                "first_request_imports": list(deferred),
+                "first_request_import_s": extra,
+                "total_s": main + extra,
+                "heavy_loaded_by_import": got[0]["heavy"],
+            }
+        )
     return {"samples": samples, "target_s": TARGET_SECONDS, "rows": rows}
 
 
 def render(report: dict[str, Any]) -> str:
     """The report as Markdown."""
-    lines = [f"## Cold start: import time per entry point (median of {report['samples']} fresh "
-             "interpreters; `python -m bench.cold_start`)", "",
-             "| entry point | import functions.main (s) | first request imports | "
-             "their import (s) | total (s) | heavy modules after import |",
-             "|---|---:|---|---:|---:|---|"]
+    lines = [
+        f"## Cold start: import time per entry point (median of {report['samples']} fresh "
+        "interpreters; `python -m bench.cold_start`)",
+        "",
+        "| entry point | import functions.main (s) | first request imports | "
+        "their import (s) | total (s) | heavy modules after import |",
+        "|---|---:|---|---:|---:|---|",
+    ]
     for r in report["rows"]:
-        lines.append(f"| {r['entry_point']}{' (parser)' if r['parser'] else ''} "
-                     f"| {r['import_main_s']:.3f} | {', '.join(r['first_request_imports']) or '—'} "
-                     f"| {r['first_request_import_s']:.3f} | {r['total_s']:.3f} "
-                     f"| {', '.join(r['heavy_loaded_by_import']) or 'none'} |")
+        lines.append(
+            f"| {r['entry_point']}{' (parser)' if r['parser'] else ''} "
+            f"| {r['import_main_s']:.3f} | {', '.join(r['first_request_imports']) or '—'} "
+            f"| {r['first_request_import_s']:.3f} | {r['total_s']:.3f} "
+            f"| {', '.join(r['heavy_loaded_by_import']) or 'none'} |"
+        )
     f = report["machine"]
-    lines += ["", f"Target: import of functions.main ≤ {report['target_s']} s. Machine: "
-              f"{f['cpu_count']} CPUs ({f['cpu_model']}), load at start {f['loadavg_at_start']}, "
-              f"{f['python']}."]
+    lines += [
+        "",
+        f"Target: import of functions.main ≤ {report['target_s']} s. Machine: "
+        f"{f['cpu_count']} CPUs ({f['cpu_model']}), load at start {f['loadavg_at_start']}, "
+        f"{f['python']}.",
+    ]
     return "\n".join(lines)
 
 
@@ -103,8 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print its table, write its JSON."""
     p = arguments("cold_start", __doc__)
     p.add_argument("--samples", type=int, default=7, help="fresh interpreters per entry point")
-    p.add_argument("--entry-points", type=lambda s: s.split(","), default=list(DEFERRED),
-                   help="comma-separated entry points (default: every one)")
+    p.add_argument(
+        "--entry-points",
+        type=lambda s: s.split(","),
+        default=list(DEFERRED),
+        help="comma-separated entry points (default: every one)",
+    )
     args = p.parse_args(argv)
     if not set(args.entry_points) <= set(DEFERRED):
         p.error(f"entry points are {', '.join(DEFERRED)}")

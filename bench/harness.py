@@ -95,6 +95,7 @@ def table(header: str, rows: Sequence[Sequence[object]], align: str = "") -> lis
 
 def machine_facts(host: str, own_emulator: bool, gcs_url: str | None = None) -> dict[str, Any]:
     """What the figures depend on: CPU, memory, load, Python, emulators, library versions."""
+
     def read(path: str, pattern: str) -> str:
         with contextlib.suppress(OSError):
             if m := re.search(pattern, Path(path).read_text(), re.MULTILINE):
@@ -108,18 +109,23 @@ def machine_facts(host: str, own_emulator: bool, gcs_url: str | None = None) -> 
 
     memory = read("/proc/meminfo", r"^MemTotal:\s+(\d+) kB")
     facts: dict[str, Any] = {
-        "cpu_count": os.cpu_count(), "cpu_model": read("/proc/cpuinfo", r"^model name\s*:(.*)$"),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": read("/proc/cpuinfo", r"^model name\s*:(.*)$"),
         "memory_gib": round(int(memory) / 2**20, 1) if memory else None,
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "platform": platform.platform(), "platform_processor": platform.processor(),
+        "platform": platform.platform(),
+        "platform_processor": platform.processor(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "emulator": "Firestore emulator jar" + ("" if own_emulator else " (external)"),
-        "emulator_host": host, "http_client": f"requests {version('requests')}",
+        "emulator_host": host,
+        "http_client": f"requests {version('requests')}",
         "server": "functions-framework (gunicorn gthread), "
-                  f"workers={os.environ.get('WORKERS', '1')}, "
-                  f"threads={os.environ.get('THREADS', (os.cpu_count() or 1) * 4)}",
-        **{p.replace("-", "_"): version(p) for p in
-           ("functions-framework", "google-cloud-firestore", "google-cloud-storage")},
+        f"workers={os.environ.get('WORKERS', '1')}, "
+        f"threads={os.environ.get('THREADS', (os.cpu_count() or 1) * 4)}",
+        **{
+            p.replace("-", "_"): version(p)
+            for p in ("functions-framework", "google-cloud-firestore", "google-cloud-storage")
+        },
     }
     if gcs_url:
         facts["gcs_emulator_url"] = gcs_url
@@ -127,10 +133,16 @@ def machine_facts(host: str, own_emulator: bool, gcs_url: str | None = None) -> 
         jar = facts["emulator_jar"] = find_jar()
         snapshot = jar.parents[2] / ".install" / "cloud-firestore-emulator.snapshot.json"
         facts["emulator_version"] = next(
-            (c["version"]["version_string"] for c in json.loads(snapshot.read_text())["components"]
-             if c.get("id") == "cloud-firestore-emulator"), "unknown")
-        out = subprocess.run([check_java(), "-version"], capture_output=True, text=True,
-                             timeout=20, check=False).stderr
+            (
+                c["version"]["version_string"]
+                for c in json.loads(snapshot.read_text())["components"]
+                if c.get("id") == "cloud-firestore-emulator"
+            ),
+            "unknown",
+        )
+        out = subprocess.run(
+            [check_java(), "-version"], capture_output=True, text=True, timeout=20, check=False
+        ).stderr
         facts["java"] = out.splitlines()[0] if out else "unknown"
         if gcs_url:
             facts["gcs_emulator"] = f"fake-gcs-server, memory backend ({find_binary().name})"
@@ -141,11 +153,13 @@ def machine_facts(host: str, own_emulator: bool, gcs_url: str | None = None) -> 
 
 def describe(m: dict[str, Any]) -> list[str]:
     """The machine facts as the two lines every report starts with."""
-    return [f"- Machine: {m['cpu_count']} CPUs `{m['cpu_model'] or '?'}`, {m['memory_gib']} GiB, "
-            f"load average at start {m['loadavg_at_start']}; {m['platform']}; {m['python']}",
-            f"- Firestore emulator {m.get('emulator_version', '?')} at {m['emulator_host']} "
-            f"({m.get('java', '?')}); google-cloud-firestore {m['google_cloud_firestore']}"
-            + (f"; {m['gcs_emulator']}" if "gcs_emulator" in m else "")]
+    return [
+        f"- Machine: {m['cpu_count']} CPUs `{m['cpu_model'] or '?'}`, {m['memory_gib']} GiB, "
+        f"load average at start {m['loadavg_at_start']}; {m['platform']}; {m['python']}",
+        f"- Firestore emulator {m.get('emulator_version', '?')} at {m['emulator_host']} "
+        f"({m.get('java', '?')}); google-cloud-firestore {m['google_cloud_firestore']}"
+        + (f"; {m['gcs_emulator']}" if "gcs_emulator" in m else ""),
+    ]
 
 
 class Caller:
@@ -178,8 +192,13 @@ def heartbeat_path(key: str) -> str:
     return "/v2/job/heartbeat?" + urlencode({"id": key})
 
 
-def run_callers(base: str, callers: int, step: Callable[[Caller, float], bool], timeout: float,
-                max_seconds: float) -> tuple[float, float, bool]:
+def run_callers(
+    base: str,
+    callers: int,
+    step: Callable[[Caller, float], bool],
+    timeout: float,
+    max_seconds: float,
+) -> tuple[float, float, bool]:
     """Let ``callers`` threads, each with a keep-alive :class:`Caller` warmed by a GET of an
     unknown path (a 404 without Firestore), call ``step(caller, deadline)`` from the moment
     all are ready until it returns False or the window of ``max_seconds`` has passed.
@@ -232,8 +251,10 @@ def bench_floor(client: Any, n: int, warmup: int = 10) -> list[dict[str, Any]]:
 
     from shared.model import utcnow
 
-    set_ref, txn_ref = client.collection("bench_floor").document("set"), \
-        client.collection("bench_floor").document("transaction")
+    set_ref, txn_ref = (
+        client.collection("bench_floor").document("set"),
+        client.collection("bench_floor").document("transaction"),
+    )
     for ref in (set_ref, txn_ref):
         ref.set({"n": 0, "heartbeat_time": utcnow()})
 
@@ -243,23 +264,33 @@ def bench_floor(client: Any, n: int, warmup: int = 10) -> list[dict[str, Any]]:
         transaction.set(txn_ref, {"n": snap.get("n") + 1, "heartbeat_time": utcnow()})
 
     results = []
-    for name, op in (("document.set (one write)",
-                      lambda i: set_ref.set({"n": i, "heartbeat_time": utcnow()})),
-                     ("document.get (one read)", lambda i: set_ref.get()),
-                     ("transaction: get + set (one read, one write)",
-                      lambda i: bump(client.transaction()))):
+    for name, op in (
+        ("document.set (one write)", lambda i: set_ref.set({"n": i, "heartbeat_time": utcnow()})),
+        ("document.get (one read)", lambda i: set_ref.get()),
+        ("transaction: get + set (one read, one write)", lambda i: bump(client.transaction())),
+    ):
         timed_ops(op, warmup)
         seconds, lat = timed_ops(op, n)
         s = Latencies.of(lat)
-        results.append({"operation": name, "ops": n, "seconds": seconds,
-                        "ops_per_s": n / seconds, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms})
+        results.append(
+            {
+                "operation": name,
+                "ops": n,
+                "seconds": seconds,
+                "ops_per_s": n / seconds,
+                "p50_ms": s.p50_ms,
+                "p99_ms": s.p99_ms,
+            }
+        )
     return results
 
 
 def rss_mib() -> float:
     """The process's resident set size now, in MiB (NaN where /proc is absent)."""
     try:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MIB
+        return (
+            int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MIB
+        )
     except (OSError, IndexError, ValueError):
         return math.nan
 
@@ -416,10 +447,14 @@ class Run:
         return machine_facts(self.host, self.own_emulator, self.gcs_url)
 
 
-def run_measured(args: Any, measure: Callable[[Any, Run], dict[str, Any]],
-                 render: Callable[[dict[str, Any]], str], log: Path,
-                 failure: Callable[[dict[str, Any]], str | None] = lambda report: None,
-                 heap: str | None = None) -> int:
+def run_measured(
+    args: Any,
+    measure: Callable[[Any, Run], dict[str, Any]],
+    render: Callable[[dict[str, Any]], str],
+    log: Path,
+    failure: Callable[[dict[str, Any]], str | None] = lambda report: None,
+    heap: str | None = None,
+) -> int:
     """Run ``measure`` on the emulator ``FIRESTORE_EMULATOR_HOST`` names (on this machine) or
     one started here (Java heap ``heap``, logging to ``log``), then publish its report.
 
@@ -455,8 +490,15 @@ def run_measured(args: Any, measure: Callable[[Any, Run], dict[str, Any]],
             try:
                 report = measure(args, run)
                 config = {k: v for k, v in vars(args).items() if k != "json"}
-                report = {"machine": run.machine(), **report, "config": {
-                    **config, "projects": list(run.projects), **report.get("config", {})}}
+                report = {
+                    "machine": run.machine(),
+                    **report,
+                    "config": {
+                        **config,
+                        "projects": list(run.projects),
+                        **report.get("config", {}),
+                    },
+                }
             finally:
                 for project in [] if run.own_emulator else run.projects:
                     run.wipe(project)
@@ -470,9 +512,11 @@ def run_measured(args: Any, measure: Callable[[Any, Run], dict[str, Any]],
     return 0
 
 
-def publish(report: dict[str, Any], path: Path, started: float,
-            render: Callable[[dict[str, Any]], str]) -> None:
+def publish(
+    report: dict[str, Any], path: Path, started: float, render: Callable[[dict[str, Any]], str]
+) -> None:
     """Note the run time, write ``report`` as JSON to ``path`` (NaN as null), print its tables."""
+
     def finite(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: finite(v) for k, v in value.items()}
@@ -491,6 +535,7 @@ def publish(report: dict[str, Any], path: Path, started: float,
 
 def int_list(maximum: int) -> Callable[[str], list[int]]:
     """An argparse type: comma-separated integers from 1 to ``maximum``, sorted, distinct."""
+
     def parse(text: str) -> list[int]:
         try:
             values = sorted({int(x.replace("_", "")) for x in text.split(",") if x.strip()})
@@ -506,9 +551,12 @@ def int_list(maximum: int) -> Callable[[str], list[int]]:
 def arguments(name: str, doc: str | None, quick: str = "") -> argparse.ArgumentParser:
     """A benchmark's argument parser: ``--json`` (default ``bench/results/<name>.json``) and,
     when ``quick`` says what it does, ``--quick``."""
-    p = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=(doc or "").split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog=f"python -m bench.{name}", description=(doc or "").split("\n")[0]
+    )
     if quick:
         p.add_argument("--quick", action="store_true", help=quick)
-    p.add_argument("--json", type=Path, default=RESULTS_DIR / f"{name}.json",
-                   help="where to write the JSON")
+    p.add_argument(
+        "--json", type=Path, default=RESULTS_DIR / f"{name}.json", help="where to write the JSON"
+    )
     return p

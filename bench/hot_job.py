@@ -23,8 +23,19 @@ from dataclasses import asdict
 from typing import Any
 
 from bench.harness import (
-    RESULTS_DIR, ROOT, Caller, Latencies, Run, arguments,
-    describe, fmt, heartbeat_path, progress, run_measured, table, update_path,
+    RESULTS_DIR,
+    ROOT,
+    Caller,
+    Latencies,
+    Run,
+    arguments,
+    describe,
+    fmt,
+    heartbeat_path,
+    progress,
+    run_measured,
+    table,
+    update_path,
 )
 from local.emulator import free_port
 from local.workload import bench_job, create_parsing_jobs
@@ -80,8 +91,7 @@ def parser(sender: Sender, key: str, tasks: int, pace: float, until: float) -> N
         time.sleep(max(0.0, at - time.monotonic()))
         sender.update(key, f"{key} task {slot} archive {archive}")
         sender.heartbeat(key)  # the slot's next archive is dispatched
-        heapq.heappush(due, (time.monotonic() + pace * random.uniform(0.5, 1.5), slot,
-                             archive + 1))
+        heapq.heappush(due, (time.monotonic() + pace * random.uniform(0.5, 1.5), slot, archive + 1))
 
 
 def sample_lag(base: str, until: float, sender: Sender, lags: list[float], rows: list[int]) -> None:
@@ -89,23 +99,30 @@ def sample_lag(base: str, until: float, sender: Sender, lags: list[float], rows:
     the list was asked for, and how many job documents each list read."""
     while time.monotonic() < until:
         asked = time.monotonic()
-        with urllib.request.urlopen(f"{base}/status?format=json&state=parsing&limit=1000",
-                                    timeout=30) as r:
+        with urllib.request.urlopen(
+            f"{base}/status?format=json&state=parsing&limit=1000", timeout=30
+        ) as r:
             jobs = json.load(r)["Jobs"]
         with sender.lock:
             rows.append(len(jobs))
-            lags += [max(0.0, asked - at) for job in jobs
-                     if (at := sender.acked.get(job["Detail"])) is not None]
+            lags += [
+                max(0.0, asked - at)
+                for job in jobs
+                if (at := sender.acked.get(job["Detail"])) is not None
+            ]
         time.sleep(LAG_SAMPLE_SECONDS)
 
 
-def scenario(name: str, base: str, tracker: Any, first: int, jobs: int, args: Any) -> dict[str, Any]:
+def scenario(
+    name: str, base: str, tracker: Any, first: int, jobs: int, args: Any
+) -> dict[str, Any]:
     """``args.tasks`` slots on each of ``jobs`` jobs at ``args.rate`` completions/s per job."""
     from shared.model import State
 
     store = tracker.store
-    keys = create_parsing_jobs(tracker, [bench_job(first + i, experiment="hotjob")
-                                         for i in range(jobs)])
+    keys = create_parsing_jobs(
+        tracker, [bench_job(first + i, experiment="hotjob") for i in range(jobs)]
+    )
     paths = {key: store._ref(key).path for key in keys}
     start_count = {k: tracker.get_status(k).update_count for k in keys}
     lags: list[float] = []
@@ -116,9 +133,12 @@ def scenario(name: str, base: str, tracker: Any, first: int, jobs: int, args: An
     begin = time.monotonic()
     until = begin + args.seconds
     sender = Sender(base, SENDERS_PER_JOB * jobs)
-    threads = [threading.Thread(target=parser, args=(sender, key, args.tasks,
-                                                     args.tasks / args.rate, until))
-               for key in keys]
+    threads = [
+        threading.Thread(
+            target=parser, args=(sender, key, args.tasks, args.tasks / args.rate, until)
+        )
+        for key in keys
+    ]
     threads.append(threading.Thread(target=sample_lag, args=(base, until, sender, lags, rows)))
     for t in threads:
         t.start()
@@ -134,8 +154,11 @@ def scenario(name: str, base: str, tracker: Any, first: int, jobs: int, args: An
     writes = store.stats.writes - writes_before
     # The exact view (shards read) gives each job's share of the acknowledged updates.
     acked = {k: tracker.get_status(k).update_count - start_count[k] for k in keys}
-    shards = [n for p, n in during.items()
-              if "/progress/" in p and any(p.startswith(paths[k] + "/") for k in keys)]
+    shards = [
+        n
+        for p, n in during.items()
+        if "/progress/" in p and any(p.startswith(paths[k] + "/") for k in keys)
+    ]
     misses = []
     for key in keys:  # the final state change: exact from the document alone afterwards
         tracker.set_status(key, State.POST_PROCESSING, "parsed")
@@ -149,21 +172,30 @@ def scenario(name: str, base: str, tracker: Any, first: int, jobs: int, args: An
         misses.append(f"exact view counted {sum(acked.values())} updates, {updates} acknowledged")
     archives = max(updates, 1)
     return {
-        "name": name, "jobs": jobs, "tasks_per_job": args.tasks,
-        "target_completions_per_s": args.rate, "seconds": elapsed,
-        "updates_acknowledged": updates, "heartbeats_acknowledged": heartbeats,
+        "name": name,
+        "jobs": jobs,
+        "tasks_per_job": args.tasks,
+        "target_completions_per_s": args.rate,
+        "seconds": elapsed,
+        "updates_acknowledged": updates,
+        "heartbeats_acknowledged": heartbeats,
         "errors": len(sender.errors),
         "busiest_job_doc_writes_per_s": max(during[paths[k]] / elapsed for k in keys),
-        "busiest_job_doc_peak_second": max((s[paths[k]] for s in per_second for k in keys),
-                                           default=0),
+        "busiest_job_doc_peak_second": max(
+            (s[paths[k]] for s in per_second for k in keys), default=0
+        ),
         "busiest_shard_writes_per_s": max(shards, default=0) / elapsed,
-        "update_count_exact": not misses, "update_count_misses": misses[:5],
+        "update_count_exact": not misses,
+        "update_count_misses": misses[:5],
         "detail_lag": asdict(Latencies.of(lags)),
         "update": asdict(Latencies.of(sender.calls["update"])),
         "heartbeat": asdict(Latencies.of(sender.calls["heartbeat"])),
-        "writes_by_kind": {"job documents": sum(during[paths[k]] for k in keys),
-                           "progress shards": sum(shards)},
-        "reads_per_archive": reads / archives, "writes_per_archive": writes / archives,
+        "writes_by_kind": {
+            "job documents": sum(during[paths[k]] for k in keys),
+            "progress shards": sum(shards),
+        },
+        "reads_per_archive": reads / archives,
+        "writes_per_archive": writes / archives,
         "requests_per_archive": (updates + heartbeats) / archives,
     }
 
@@ -193,25 +225,43 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
 
 def render(report: dict[str, Any]) -> str:
     """The report as Markdown."""
+
     def pair(lat: dict[str, float], digits: int = 1) -> str:
         return f"{fmt(lat['p50_ms'], digits)} / {fmt(lat['p99_ms'], digits)}"
 
-    lines = ["# Hot-job benchmark", "", *describe(report["machine"]),
-             f"- {fmt(report['config']['seconds'])} s per scenario, {SENDERS_PER_JOB} "
-             "connections per job, server in-process, default heartbeat coalescing", ""]
+    lines = [
+        "# Hot-job benchmark",
+        "",
+        *describe(report["machine"]),
+        f"- {fmt(report['config']['seconds'])} s per scenario, {SENDERS_PER_JOB} "
+        "connections per job, server in-process, default heartbeat coalescing",
+        "",
+    ]
     lines += table(
         "scenario | jobs × K | R/s per job | updates acked | errors | busiest job doc "
         "writes/s (peak 1 s) | busiest shard writes/s | UpdateCount exact | list detail lag "
         "p50/p99 ms | update p50/p99 ms | heartbeat p50/p99 ms | per archive: reads / writes "
         "/ requests",
-        [(r["name"], f"{r['jobs']} × {r['tasks_per_job']}", fmt(r["target_completions_per_s"]),
-          r["updates_acknowledged"], r["errors"],
-          f"{fmt(r['busiest_job_doc_writes_per_s'], 2)} ({r['busiest_job_doc_peak_second']})",
-          fmt(r["busiest_shard_writes_per_s"], 2), "yes" if r["update_count_exact"] else "NO",
-          pair(r["detail_lag"], 0), pair(r["update"]), pair(r["heartbeat"]),
-          f"{fmt(r['reads_per_archive'], 2)} / {fmt(r['writes_per_archive'], 2)} / "
-          f"{fmt(r['requests_per_archive'], 2)}") for r in report["scenarios"]],
-        "lrrrrrrcrrrr")
+        [
+            (
+                r["name"],
+                f"{r['jobs']} × {r['tasks_per_job']}",
+                fmt(r["target_completions_per_s"]),
+                r["updates_acknowledged"],
+                r["errors"],
+                f"{fmt(r['busiest_job_doc_writes_per_s'], 2)} ({r['busiest_job_doc_peak_second']})",
+                fmt(r["busiest_shard_writes_per_s"], 2),
+                "yes" if r["update_count_exact"] else "NO",
+                pair(r["detail_lag"], 0),
+                pair(r["update"]),
+                pair(r["heartbeat"]),
+                f"{fmt(r['reads_per_archive'], 2)} / {fmt(r['writes_per_archive'], 2)} / "
+                f"{fmt(r['requests_per_archive'], 2)}",
+            )
+            for r in report["scenarios"]
+        ],
+        "lrrrrrrcrrrr",
+    )
     return "\n".join(lines)
 
 
@@ -219,18 +269,34 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, write the JSON; the exit status."""
     p = arguments("hot_job", __doc__, "short scenarios, for development")
     p.add_argument("--tasks", type=int, default=100, help="tasks per job, K (default 100)")
-    p.add_argument("--rate", type=float, default=10.0,
-                   help="archive completions a second per job, R (default 10)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=10.0,
+        help="archive completions a second per job, R (default 10)",
+    )
     p.add_argument("--seconds", type=float, help="length of each scenario, T (30; quick 8)")
-    p.add_argument("--mlab-jobs", type=int, default=8,
-                   help="jobs of the m-lab shape scenario (0: skip it; default 8)")
+    p.add_argument(
+        "--mlab-jobs",
+        type=int,
+        default=8,
+        help="jobs of the m-lab shape scenario (0: skip it; default 8)",
+    )
     args = p.parse_args(argv)
     args.seconds = args.seconds or (8.0 if args.quick else 30.0)
     if args.tasks < 1 or args.rate <= 0 or args.seconds <= 0 or args.mlab_jobs < 0:
         p.error("--tasks, --rate and --seconds must be positive, --mlab-jobs at least 0")
-    return run_measured(args, measure, render, EMULATOR_LOG, lambda report: (
-        "a scenario had errors or an inexact UpdateCount"
-        if any(r["errors"] or not r["update_count_exact"] for r in report["scenarios"]) else None))
+    return run_measured(
+        args,
+        measure,
+        render,
+        EMULATOR_LOG,
+        lambda report: (
+            "a scenario had errors or an inexact UpdateCount"
+            if any(r["errors"] or not r["update_count_exact"] for r in report["scenarios"])
+            else None
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,22 @@ from datetime import timedelta
 from typing import Any
 
 from bench.harness import (
-    RESULTS_DIR, Caller, Latencies, Run, arguments, bench_floor, describe, fmt, heartbeat_path,
-    int_list, progress, run_callers, run_measured, table, timed_ops, update_path,
+    RESULTS_DIR,
+    Caller,
+    Latencies,
+    Run,
+    arguments,
+    bench_floor,
+    describe,
+    fmt,
+    heartbeat_path,
+    int_list,
+    progress,
+    run_callers,
+    run_measured,
+    table,
+    timed_ops,
+    update_path,
 )
 from local.workload import bench_job, create_parsing_jobs
 
@@ -27,8 +41,13 @@ EMULATOR_LOG = RESULTS_DIR / "firestore-emulator.log"
 SERVER_COALESCE_SECONDS = "0"
 
 
-def run_http(base: str, requests_: Sequence[tuple[str, str]], callers: int, timeout: float,
-             max_seconds: float) -> tuple[float, list[tuple[str, int, float]], bool]:
+def run_http(
+    base: str,
+    requests_: Sequence[tuple[str, str]],
+    callers: int,
+    timeout: float,
+    max_seconds: float,
+) -> tuple[float, list[tuple[str, int, float]], bool]:
     """POST each ``(kind, path)`` once, ``callers`` callers taking the next from a shared
     cursor; the time, each request's ``(kind, status, latency)``, whether time ran out."""
     results: list[tuple[str, int, float] | None] = [None] * len(requests_)
@@ -48,8 +67,16 @@ def run_http(base: str, requests_: Sequence[tuple[str, str]], callers: int, time
     return elapsed, [r for r in results if r is not None], stopped
 
 
-def http_scenario(name: str, endpoint: str, base: str, requests_: Sequence[tuple[str, str]],
-                  jobs: int, callers: int, timeout: float, max_seconds: float) -> dict[str, Any]:
+def http_scenario(
+    name: str,
+    endpoint: str,
+    base: str,
+    requests_: Sequence[tuple[str, str]],
+    jobs: int,
+    callers: int,
+    timeout: float,
+    max_seconds: float,
+) -> dict[str, Any]:
     """Run one HTTP scenario and summarise it (errors: non-200 answers and no answers)."""
     seconds, sent, stopped = run_http(base, requests_, callers, timeout, max_seconds)
     summary = Latencies.of([lat for _, _, lat in sent])
@@ -57,44 +84,87 @@ def http_scenario(name: str, endpoint: str, base: str, requests_: Sequence[tuple
     by_kind = {}
     for kind in kinds if len(kinds) > 1 else []:
         s = Latencies.of([lat for k, _, lat in sent if k == kind])
-        by_kind[kind] = {"requests": s.count, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms,
-                         "errors": sum(1 for k, st, _ in sent if k == kind and st != 200)}
-    return {"scenario": name, "endpoint": endpoint, "jobs": jobs, "callers": callers,
-            "requests": len(sent), "errors": sum(1 for _, st, _ in sent if st != 200),
-            "seconds": seconds, "requests_per_s": len(sent) / seconds if seconds else math.nan,
-            "p50_ms": summary.p50_ms, "p99_ms": summary.p99_ms, "ratio_to_txn": math.nan,
-            "status_codes": dict(Counter(str(st) for _, st, _ in sent)), "by_kind": by_kind,
-            "stopped_early": stopped}
+        by_kind[kind] = {
+            "requests": s.count,
+            "p50_ms": s.p50_ms,
+            "p99_ms": s.p99_ms,
+            "errors": sum(1 for k, st, _ in sent if k == kind and st != 200),
+        }
+    return {
+        "scenario": name,
+        "endpoint": endpoint,
+        "jobs": jobs,
+        "callers": callers,
+        "requests": len(sent),
+        "errors": sum(1 for _, st, _ in sent if st != 200),
+        "seconds": seconds,
+        "requests_per_s": len(sent) / seconds if seconds else math.nan,
+        "p50_ms": summary.p50_ms,
+        "p99_ms": summary.p99_ms,
+        "ratio_to_txn": math.nan,
+        "status_codes": dict(Counter(str(st) for _, st, _ in sent)),
+        "by_kind": by_kind,
+        "stopped_early": stopped,
+    }
 
 
-def bench_http(base: str, keys: Sequence[str], hot_key: str, n: int, concurrency: Sequence[int],
-               hot_callers: int, timeout: float, max_seconds: float) -> list[dict[str, Any]]:
+def bench_http(
+    base: str,
+    keys: Sequence[str],
+    hot_key: str,
+    n: int,
+    concurrency: Sequence[int],
+    hot_callers: int,
+    timeout: float,
+    max_seconds: float,
+) -> list[dict[str, Any]]:
     """Updates and heartbeats over ``keys`` at each concurrency, then the hot job."""
     warm = [("update", update_path(k, "warmup")) for k in keys[:16]]
-    run_http(base, warm + [("heartbeat", heartbeat_path(k)) for k in keys[:16]], 4, timeout,
-             max_seconds)  # warms the server's client and code paths; not measured
+    run_http(
+        base, warm + [("heartbeat", heartbeat_path(k)) for k in keys[:16]], 4, timeout, max_seconds
+    )  # warms the server's client and code paths; not measured
     results = []
     for kind, endpoint, path in (
-            ("update", "/v2/job/update", lambda i: update_path(keys[i % len(keys)],
-                                                               f"archive-{i:06d}.tgz")),
-            ("heartbeat", "/v2/job/heartbeat", lambda i: heartbeat_path(keys[i % len(keys)]))):
+        (
+            "update",
+            "/v2/job/update",
+            lambda i: update_path(keys[i % len(keys)], f"archive-{i:06d}.tgz"),
+        ),
+        ("heartbeat", "/v2/job/heartbeat", lambda i: heartbeat_path(keys[i % len(keys)])),
+    ):
         for c in concurrency:
-            results.append(http_scenario(f"{kind}, {len(keys)} jobs", endpoint, base,
-                                         [(kind, path(i)) for i in range(n)], len(keys), c,
-                                         timeout, max_seconds))
-    hot = [("heartbeat", heartbeat_path(hot_key)) if i % 2 == 0
-           else ("update", update_path(hot_key, f"archive-{i:06d}.tgz")) for i in range(n)]
-    results.append(http_scenario("hot job: heartbeat + update", "both", base, hot, 1,
-                                 hot_callers, timeout, max_seconds))
+            results.append(
+                http_scenario(
+                    f"{kind}, {len(keys)} jobs",
+                    endpoint,
+                    base,
+                    [(kind, path(i)) for i in range(n)],
+                    len(keys),
+                    c,
+                    timeout,
+                    max_seconds,
+                )
+            )
+    hot = [
+        ("heartbeat", heartbeat_path(hot_key))
+        if i % 2 == 0
+        else ("update", update_path(hot_key, f"archive-{i:06d}.tgz"))
+        for i in range(n)
+    ]
+    results.append(
+        http_scenario(
+            "hot job: heartbeat + update", "both", base, hot, 1, hot_callers, timeout, max_seconds
+        )
+    )
     return results
 
 
 def bench_per_call(client: Any, calls: int) -> list[dict[str, Any]]:
     """Count the Firestore reads and writes of each tracker operation on a store of its own
     (set-up, such as moving jobs to ``parsing`` or priming heartbeats, uses another)."""
+    from shared.defaults import HEARTBEAT_COALESCE
     from shared.model import State
     from shared.store import JobStore
-    from shared.defaults import HEARTBEAT_COALESCE
     from shared.tracker import Tracker
 
     setup = Tracker(JobStore(client), heartbeat_coalesce=timedelta(0))
@@ -102,16 +172,25 @@ def bench_per_call(client: Any, calls: int) -> list[dict[str, Any]]:
     keys = [job.key() for job in jobs]
     results: list[dict[str, Any]] = []
 
-    def measure(name: str, op: Callable[[Tracker, int], object],
-                coalesce: timedelta = HEARTBEAT_COALESCE) -> list[object]:
+    def measure(
+        name: str, op: Callable[[Tracker, int], object], coalesce: timedelta = HEARTBEAT_COALESCE
+    ) -> list[object]:
         tracker = Tracker(JobStore(client), heartbeat_coalesce=coalesce)
         returned: list[object] = []
         seconds, _ = timed_ops(lambda i: returned.append(op(tracker, i)), calls)
         st = tracker.store.stats
-        results.append({"operation": name, "calls": calls, "reads": st.reads,
-                        "writes": st.writes, "reads_per_call": st.reads / calls,
-                        "writes_per_call": st.writes / calls,
-                        "ms_per_call": seconds / calls * 1000, "note": ""})
+        results.append(
+            {
+                "operation": name,
+                "calls": calls,
+                "reads": st.reads,
+                "writes": st.writes,
+                "reads_per_call": st.reads / calls,
+                "writes_per_call": st.writes / calls,
+                "ms_per_call": seconds / calls * 1000,
+                "note": "",
+            }
+        )
         return returned
 
     def found_parsing(previous: list[object]) -> str:
@@ -124,18 +203,25 @@ def bench_per_call(client: Any, calls: int) -> list[dict[str, Any]]:
     measure("add_job (new key)", lambda t, i: t.add_job(jobs[i]))
     for key in keys:
         setup.set_status(key, State.PARSING, "start")
-    previous = measure("update, same state (parsing detail)",
-                       lambda t, i: t.set_status(keys[i], State.PARSING, f"archive-{i}.tgz"))
+    previous = measure(
+        "update, same state (parsing detail)",
+        lambda t, i: t.set_status(keys[i], State.PARSING, f"archive-{i}.tgz"),
+    )
     results[-1]["note"] = found_parsing(previous)
-    written = measure("heartbeat, coalescing off (0 s)", lambda t, i: t.heartbeat(keys[i]),
-                      timedelta(0))
+    written = measure(
+        "heartbeat, coalescing off (0 s)", lambda t, i: t.heartbeat(keys[i]), timedelta(0)
+    )
     results[-1]["note"] = f"{sum(map(bool, written))} of {calls} wrote"
-    written = measure(f"heartbeat within the {HEARTBEAT_COALESCE.total_seconds():g} s window",
-                      primed)
-    results[-1]["note"] = (f"{sum(map(bool, written))} of {calls} wrote; "
-                        "ms/call includes the priming heartbeat")
-    previous = measure("state change parsing → postProcessing",
-                       lambda t, i: t.set_status(keys[i], State.POST_PROCESSING, "parsed"))
+    written = measure(
+        f"heartbeat within the {HEARTBEAT_COALESCE.total_seconds():g} s window", primed
+    )
+    results[-1]["note"] = (
+        f"{sum(map(bool, written))} of {calls} wrote; ms/call includes the priming heartbeat"
+    )
+    previous = measure(
+        "state change parsing → postProcessing",
+        lambda t, i: t.set_status(keys[i], State.POST_PROCESSING, "parsed"),
+    )
     results[-1]["note"] = found_parsing(previous)
     return results
 
@@ -155,55 +241,121 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
     tracker = Tracker(JobStore(client))
     keys = create_parsing_jobs(tracker, [bench_job(i) for i in range(args.jobs)])
     hot_key = create_parsing_jobs(tracker, [bench_job(0, experiment="hot")])[0]
-    with run.server({"GOOGLE_CLOUD_PROJECT": project,
-                     "HEARTBEAT_COALESCE_SECONDS": SERVER_COALESCE_SECONDS}) as (base, _):
-        http = bench_http(base, keys, hot_key, args.requests, args.concurrency,
-                          args.hot_callers, args.timeout, args.max_seconds)
+    with run.server(
+        {"GOOGLE_CLOUD_PROJECT": project, "HEARTBEAT_COALESCE_SECONDS": SERVER_COALESCE_SECONDS}
+    ) as (base, _):
+        http = bench_http(
+            base,
+            keys,
+            hot_key,
+            args.requests,
+            args.concurrency,
+            args.hot_callers,
+            args.timeout,
+            args.max_seconds,
+        )
     for r in http:
         r["ratio_to_txn"] = r["requests_per_s"] / floor[-1]["ops_per_s"]
     lock_timeouts = None
     if run.own_emulator:
         lock_timeouts = run.log.read_text(errors="replace").count(
-            "Operation failed: Transaction lock timeout")
+            "Operation failed: Transaction lock timeout"
+        )
     return {
         "config": {"server_coalesce_seconds": SERVER_COALESCE_SECONDS},
-        "floor": floor, "http": http, "per_call": per_call,
+        "floor": floor,
+        "http": http,
+        "per_call": per_call,
         "emulator_lock_timeouts": lock_timeouts,
     }
 
 
 def render(report: dict[str, Any]) -> str:
     """The report as Markdown."""
-    lines = ["# Tracker hot-path benchmark", "", *describe(report["machine"]), "",
-             "## 1. The floor: the Firestore client directly, sequential, one thread", ""]
-    lines += table("operation | ops | ops/s | p50 ms | p99 ms", [
-        (r["operation"], r["ops"], fmt(r["ops_per_s"]), fmt(r["p50_ms"], 2), fmt(r["p99_ms"], 2))
-        for r in report["floor"]])
-    lines += ["", "## 2. Through HTTP: POST, parameters in the query string, empty body; "
-              f"`HEARTBEAT_COALESCE_SECONDS={report['config']['server_coalesce_seconds']}`; "
-              "× txn = requests/s ÷ bare transactions/s", ""]
-    lines += table("scenario | callers | requests | errors | requests/s | p50 ms | p99 ms | × txn", [
-        (r["scenario"] + (" (stopped at time limit)" if r["stopped_early"] else ""),
-         r["callers"], r["requests"], r["errors"], fmt(r["requests_per_s"]), fmt(r["p50_ms"]),
-         fmt(r["p99_ms"]), fmt(r["ratio_to_txn"], 2)) for r in report["http"]])
+    lines = [
+        "# Tracker hot-path benchmark",
+        "",
+        *describe(report["machine"]),
+        "",
+        "## 1. The floor: the Firestore client directly, sequential, one thread",
+        "",
+    ]
+    lines += table(
+        "operation | ops | ops/s | p50 ms | p99 ms",
+        [
+            (
+                r["operation"],
+                r["ops"],
+                fmt(r["ops_per_s"]),
+                fmt(r["p50_ms"], 2),
+                fmt(r["p99_ms"], 2),
+            )
+            for r in report["floor"]
+        ],
+    )
+    lines += [
+        "",
+        "## 2. Through HTTP: POST, parameters in the query string, empty body; "
+        f"`HEARTBEAT_COALESCE_SECONDS={report['config']['server_coalesce_seconds']}`; "
+        "× txn = requests/s ÷ bare transactions/s",
+        "",
+    ]
+    lines += table(
+        "scenario | callers | requests | errors | requests/s | p50 ms | p99 ms | × txn",
+        [
+            (
+                r["scenario"] + (" (stopped at time limit)" if r["stopped_early"] else ""),
+                r["callers"],
+                r["requests"],
+                r["errors"],
+                fmt(r["requests_per_s"]),
+                fmt(r["p50_ms"]),
+                fmt(r["p99_ms"]),
+                fmt(r["ratio_to_txn"], 2),
+            )
+            for r in report["http"]
+        ],
+    )
     for r in report["http"]:
         if r["by_kind"]:
             lines += ["", f"{r['scenario']} ({r['callers']} callers, one job), by kind:", ""]
-            lines += table("kind | requests | errors | p50 ms | p99 ms", [
-                (kind, s["requests"], s["errors"], fmt(s["p50_ms"]), fmt(s["p99_ms"]))
-                for kind, s in r["by_kind"].items()])
-    bad = {f"{r['scenario']} ×{r['callers']}": r["status_codes"]
-           for r in report["http"] if r["errors"]}
+            lines += table(
+                "kind | requests | errors | p50 ms | p99 ms",
+                [
+                    (kind, s["requests"], s["errors"], fmt(s["p50_ms"]), fmt(s["p99_ms"]))
+                    for kind, s in r["by_kind"].items()
+                ],
+            )
+    bad = {
+        f"{r['scenario']} ×{r['callers']}": r["status_codes"] for r in report["http"] if r["errors"]
+    }
     if bad:
         lines += ["", f"Status codes of scenarios with errors (0: no answer): {bad}"]
     if report.get("emulator_lock_timeouts") is not None:
-        lines += ["", f"Emulator `Transaction lock timeout` failures: "
-                  f"{report['emulator_lock_timeouts']}"]
-    lines += ["", "## 3. Firestore document reads and writes per tracker call "
-              "(in-process, `JobStore.stats`)", ""]
-    lines += table("operation | calls | reads/call | writes/call | ms/call | note", [
-        (r["operation"], r["calls"], fmt(r["reads_per_call"], 2), fmt(r["writes_per_call"], 2),
-         fmt(r["ms_per_call"], 2), r["note"]) for r in report["per_call"]], "lrrrrl")
+        lines += [
+            "",
+            f"Emulator `Transaction lock timeout` failures: {report['emulator_lock_timeouts']}",
+        ]
+    lines += [
+        "",
+        "## 3. Firestore document reads and writes per tracker call (in-process, `JobStore.stats`)",
+        "",
+    ]
+    lines += table(
+        "operation | calls | reads/call | writes/call | ms/call | note",
+        [
+            (
+                r["operation"],
+                r["calls"],
+                fmt(r["reads_per_call"], 2),
+                fmt(r["writes_per_call"], 2),
+                fmt(r["ms_per_call"], 2),
+                r["note"],
+            )
+            for r in report["per_call"]
+        ],
+        "lrrrrl",
+    )
     return "\n".join(lines)
 
 
@@ -214,8 +366,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--floor-ops", type=int, help="ops per floor measurement (300; quick 100)")
     p.add_argument("--calls", type=int, help="calls per per-call measurement (30; quick 10)")
     p.add_argument("--jobs", type=int, default=64, help="jobs the many-job scenarios spread over")
-    p.add_argument("--concurrency", type=int_list(256), default=[1, 8],
-                   help="caller counts of the many-job scenarios (default 1,8)")
+    p.add_argument(
+        "--concurrency",
+        type=int_list(256),
+        default=[1, 8],
+        help="caller counts of the many-job scenarios (default 1,8)",
+    )
     p.add_argument("--hot-callers", type=int, default=32, help="callers on the one hot job")
     p.add_argument("--max-seconds", type=float, default=30.0, help="time limit of a scenario")
     p.add_argument("--timeout", type=float, default=10.0, help="timeout of one request")
@@ -223,8 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     args.requests = args.requests or (100 if args.quick else 400)
     args.floor_ops = args.floor_ops or (100 if args.quick else 300)
     args.calls = args.calls or (10 if args.quick else 30)
-    if min(args.requests, args.floor_ops, args.calls, args.jobs) < 1 \
-            or not 1 <= args.hot_callers <= 256:
+    if (
+        min(args.requests, args.floor_ops, args.calls, args.jobs) < 1
+        or not 1 <= args.hot_callers <= 256
+    ):
         p.error("sizes must be at least 1, --hot-callers at most 256")
     return run_measured(args, measure, render, EMULATOR_LOG)
 

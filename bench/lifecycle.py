@@ -16,7 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import (
-    RESULTS_DIR, Latencies, Run, arguments, bench_floor, describe, fmt, int_list, progress, run_measured, table,
+    RESULTS_DIR,
+    Latencies,
+    Run,
+    arguments,
+    bench_floor,
+    describe,
+    fmt,
+    int_list,
+    progress,
+    run_measured,
+    table,
 )
 from local.fleet import Call, run_parsers
 from local.workload import expected_keys, seed_workload
@@ -24,12 +34,18 @@ from shared.model import utcnow
 
 EMULATOR_LOG = RESULTS_DIR / "lifecycle-firestore-emulator.log"
 #: The endpoints of a lifecycle, in the order a parser calls them.
-ENDPOINTS = ("next", "update parsing (start)", "heartbeat", "update parsing (archive)",
-             "update postProcessing")
+ENDPOINTS = (
+    "next",
+    "update parsing (start)",
+    "heartbeat",
+    "update parsing (archive)",
+    "update postProcessing",
+)
 
 
-def summarise(parsers: int, seconds: float, calls: Sequence[Call], txn_rate: float,
-              project: str) -> dict[str, Any]:
+def summarise(
+    parsers: int, seconds: float, calls: Sequence[Call], txn_rate: float, project: str
+) -> dict[str, Any]:
     """One level's figures from its calls (a "no job" 503 is not an error)."""
     handed = [c.key for c in calls if c.endpoint == "next" and c.status == 200]
     completed = sum(c.endpoint == "update postProcessing" and c.status == 200 for c in calls)
@@ -41,20 +57,37 @@ def summarise(parsers: int, seconds: float, calls: Sequence[Call], txn_rate: flo
     for name in ENDPOINTS:
         mine = [c for c in calls if c.endpoint == name]
         lat = Latencies.of([c.seconds for c in mine if not error(c)])
-        endpoints.append({"endpoint": name, "requests": len(mine),
-                          "errors": sum(map(error, mine)), "p50_ms": lat.p50_ms,
-                          "p95_ms": lat.p95_ms, "p99_ms": lat.p99_ms})
+        endpoints.append(
+            {
+                "endpoint": name,
+                "requests": len(mine),
+                "errors": sum(map(error, mine)),
+                "p50_ms": lat.p50_ms,
+                "p95_ms": lat.p95_ms,
+                "p99_ms": lat.p99_ms,
+            }
+        )
     rate = len(calls) / seconds
-    return {"parsers": parsers, "jobs": len(handed), "completed": completed,
-            "requests": len(calls), "errors": sum(map(error, calls)), "seconds": seconds,
-            "jobs_per_s": completed / seconds, "requests_per_s": rate,
-            "ratio_to_txn": rate / txn_rate, "duplicates": len(handed) - len(set(handed)),
-            "endpoints": endpoints, "status_codes": dict(Counter(str(c.status) for c in calls)),
-            "project": project}
+    return {
+        "parsers": parsers,
+        "jobs": len(handed),
+        "completed": completed,
+        "requests": len(calls),
+        "errors": sum(map(error, calls)),
+        "seconds": seconds,
+        "jobs_per_s": completed / seconds,
+        "requests_per_s": rate,
+        "ratio_to_txn": rate / txn_rate,
+        "duplicates": len(handed) - len(set(handed)),
+        "endpoints": endpoints,
+        "status_codes": dict(Counter(str(c.status) for c in calls)),
+        "project": project,
+    }
 
 
-def per_job_cost(fs_client: Any, gcs_client: Any, config: Any, jobs: int,
-                 archives: int) -> dict[str, float]:
+def per_job_cost(
+    fs_client: Any, gcs_client: Any, config: Any, jobs: int, archives: int
+) -> dict[str, float]:
     """Run the lifecycle in-process (tracker, job service) for ``jobs`` jobs; the reads,
     writes and GCS lists per job, and the same less its archives' calls."""
     from shared.gcs import ArchiveLister
@@ -79,10 +112,15 @@ def per_job_cost(fs_client: Any, gcs_client: Any, config: Any, jobs: int,
         done += 1
     reads = store.stats.reads + cursors.stats.reads
     writes = store.stats.writes + cursors.stats.writes
-    return {"jobs": done, "archives": archives, "reads_per_job": reads / done,
-            "writes_per_job": writes / done, "gcs_lists_per_job": lister.calls / done,
-            "job_reads_per_job": (reads - archive_reads) / done,
-            "job_writes_per_job": (writes - archive_writes) / done}
+    return {
+        "jobs": done,
+        "archives": archives,
+        "reads_per_job": reads / done,
+        "writes_per_job": writes / done,
+        "gcs_lists_per_job": lister.calls / done,
+        "job_reads_per_job": (reads - archive_reads) / done,
+        "job_writes_per_job": (writes - archive_writes) / done,
+    }
 
 
 def measure(args: Any, run: Run) -> dict[str, Any]:
@@ -102,14 +140,21 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
     for parsers in args.parsers:
         project = run.project()
         progress(f"{parsers} parser(s), {args.jobs} jobs …")
-        with run.server({"STORAGE_EMULATOR_HOST": run.gcs_url or "",
-                         "GOOGLE_CLOUD_PROJECT": project, "GARDENER_CONFIG": str(config_path),
-                         "HEARTBEAT_COALESCE_SECONDS": "0"}) as (base, _):
+        with run.server(
+            {
+                "STORAGE_EMULATOR_HOST": run.gcs_url or "",
+                "GOOGLE_CLOUD_PROJECT": project,
+                "GARDENER_CONFIG": str(config_path),
+                "HEARTBEAT_COALESCE_SECONDS": "0",
+            }
+        ) as (base, _):
             seconds, calls = run_parsers(base, parsers, args.jobs, args.archives, args.timeout)
         levels.append(summarise(parsers, seconds, calls, txn_rate, project))
     return {
         "config": {"config_yaml": config_path.read_text()},
-        "floor_txn_per_s": txn_rate, "per_job": cost, "levels": levels,
+        "floor_txn_per_s": txn_rate,
+        "per_job": cost,
+        "levels": levels,
     }
 
 
@@ -120,32 +165,56 @@ def render(report: dict[str, Any]) -> str:
     def trio(e: dict[str, Any]) -> str:
         return f"{fmt(e['p50_ms'])} / {fmt(e['p95_ms'])} / {fmt(e['p99_ms'])}"
 
-    lines = ["# Lifecycle load benchmark", "", *describe(report["machine"]),
-             f"- Each job: {3 + 2 * cfg['archives']} requests ({cfg['archives']} archives); "
-             f"{cfg['jobs']} jobs per level; floor: {fmt(report['floor_txn_per_s'])} bare "
-             "transactions/s; × txn = requests/s ÷ that", ""]
+    lines = [
+        "# Lifecycle load benchmark",
+        "",
+        *describe(report["machine"]),
+        f"- Each job: {3 + 2 * cfg['archives']} requests ({cfg['archives']} archives); "
+        f"{cfg['jobs']} jobs per level; floor: {fmt(report['floor_txn_per_s'])} bare "
+        "transactions/s; × txn = requests/s ÷ that",
+        "",
+    ]
     rows = []
     for r in report["levels"]:
         e = {x["endpoint"]: x for x in r["endpoints"]}
-        rows.append((r["parsers"], r["completed"], fmt(r["jobs_per_s"], 2),
-                     fmt(r["requests_per_s"]), fmt(r["ratio_to_txn"], 2), r["errors"],
-                     r["duplicates"], trio(e["next"]), trio(e["update parsing (archive)"]),
-                     trio(e["heartbeat"]), trio(e["update postProcessing"])))
-    lines += table("parsers | jobs | jobs/s | requests/s | × txn | errors | duplicates | "
-                   "next p50/p95/p99 ms | update p50/p95/p99 ms | heartbeat p50/p95/p99 ms | "
-                   "postProcessing p50/p95/p99 ms", rows, "r" * 11)
-    lines += ["", f"Firestore per job (in-process, {cost['jobs']} jobs): "
-              f"{fmt(cost['reads_per_job'])} reads, {fmt(cost['writes_per_job'])} writes, "
-              f"{fmt(cost['gcs_lists_per_job'], 2)} GCS lists; less the archives' calls: "
-              f"{fmt(cost['job_reads_per_job'])} reads, {fmt(cost['job_writes_per_job'])} writes."]
+        rows.append(
+            (
+                r["parsers"],
+                r["completed"],
+                fmt(r["jobs_per_s"], 2),
+                fmt(r["requests_per_s"]),
+                fmt(r["ratio_to_txn"], 2),
+                r["errors"],
+                r["duplicates"],
+                trio(e["next"]),
+                trio(e["update parsing (archive)"]),
+                trio(e["heartbeat"]),
+                trio(e["update postProcessing"]),
+            )
+        )
+    lines += table(
+        "parsers | jobs | jobs/s | requests/s | × txn | errors | duplicates | "
+        "next p50/p95/p99 ms | update p50/p95/p99 ms | heartbeat p50/p95/p99 ms | "
+        "postProcessing p50/p95/p99 ms",
+        rows,
+        "r" * 11,
+    )
+    lines += [
+        "",
+        f"Firestore per job (in-process, {cost['jobs']} jobs): "
+        f"{fmt(cost['reads_per_job'])} reads, {fmt(cost['writes_per_job'])} writes, "
+        f"{fmt(cost['gcs_lists_per_job'], 2)} GCS lists; less the archives' calls: "
+        f"{fmt(cost['job_reads_per_job'])} reads, {fmt(cost['job_writes_per_job'])} writes.",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, write the JSON; the exit status."""
     p = arguments("lifecycle", __doc__, "small sizes, for a smoke run")
-    p.add_argument("--parsers", type=int_list(256), default=[1, 8, 32],
-                   help="parser counts (default 1,8,32)")
+    p.add_argument(
+        "--parsers", type=int_list(256), default=[1, 8, 32], help="parser counts (default 1,8,32)"
+    )
     p.add_argument("--jobs", type=int, help="jobs per level (default 64; quick 16)")
     p.add_argument("--archives", type=int, default=10, help="archives per job (default 10)")
     p.add_argument("--floor-ops", type=int, default=300, help="bare transactions for the floor")
@@ -154,10 +223,17 @@ def main(argv: list[str] | None = None) -> int:
     args.jobs = args.jobs or (16 if args.quick else 64)
     if args.jobs < 1 or args.archives < 0 or args.floor_ops < 1:
         p.error("--jobs and --floor-ops must be at least 1, --archives at least 0")
-    return run_measured(args, measure, render, EMULATOR_LOG, lambda report: (
-        "a job was handed out twice or not completed"
-        if any(r["duplicates"] or r["completed"] != r["jobs"] for r in report["levels"])
-        else None))
+    return run_measured(
+        args,
+        measure,
+        render,
+        EMULATOR_LOG,
+        lambda report: (
+            "a job was handed out twice or not completed"
+            if any(r["duplicates"] or r["completed"] != r["jobs"] for r in report["levels"])
+            else None
+        ),
+    )
 
 
 if __name__ == "__main__":

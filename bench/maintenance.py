@@ -19,8 +19,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bench.harness import (
-    MIB, RESULTS_DIR, Run, arguments, describe, fmt, growth, int_list, progress, run_measured,
-    table, traced, untraced,
+    MIB,
+    RESULTS_DIR,
+    Run,
+    arguments,
+    describe,
+    fmt,
+    growth,
+    int_list,
+    progress,
+    run_measured,
+    table,
+    traced,
+    untraced,
 )
 from local.workload import STALE_AGE, stale_parsing_record
 from shared.defaults import MAINTENANCE_BATCH as BATCH
@@ -44,8 +55,11 @@ def load_jobs(store: Any, n: int, now: datetime) -> dict[str, Any]:
     """Create jobs ``0 … n-1`` in ``parsing``, :data:`LOAD_CHUNK` at a time (not a measurement)."""
     created, start = 0, time.perf_counter()
     for first in range(0, n, LOAD_CHUNK):
-        created += len(store.create_missing(
-            [stale_parsing_record(i, now) for i in range(first, min(n, first + LOAD_CHUNK))]))
+        created += len(
+            store.create_missing(
+                [stale_parsing_record(i, now) for i in range(first, min(n, first + LOAD_CHUNK))]
+            )
+        )
     seconds = time.perf_counter() - start
     if created != n:
         raise RuntimeError(f"loaded {created} jobs instead of {n}: the project was not empty")
@@ -58,14 +72,23 @@ def bench_export(store: Any, bucket: Any, prefix: str, n: int) -> dict[str, Any]
 
     result, cost = untraced(lambda: write_snapshot(store, bucket, utcnow(), prefix=prefix))
     again, cost.traced_peak_mib, cost.traced_seconds = traced(
-        lambda: write_snapshot(store, bucket, utcnow(), prefix=prefix))
+        lambda: write_snapshot(store, bucket, utcnow(), prefix=prefix)
+    )
     if result.jobs != n or again.jobs != n:
         raise RuntimeError(f"exported {result.jobs} jobs instead of {n}")
-    return {"n": n, "cost": vars(cost), "jobs": result.jobs, "bytes": result.bytes,
-            "object": result.object, "jobs_per_s": n / cost.seconds}
+    return {
+        "n": n,
+        "cost": vars(cost),
+        "jobs": result.jobs,
+        "bytes": result.bytes,
+        "object": result.object,
+        "jobs_per_s": n / cost.seconds,
+    }
 
 
-def bench_import(run: Run, gcs: Any, source: str, n: int, trace: bool) -> tuple[dict[str, Any], Any]:
+def bench_import(
+    run: Run, gcs: Any, source: str, n: int, trace: bool
+) -> tuple[dict[str, Any], Any]:
     """Import the latest snapshot into a fresh project (untraced), then into another (traced);
     the figures and the store of the untraced copy."""
     from shared.snapshot import import_snapshot, load_snapshot
@@ -85,9 +108,16 @@ def bench_import(run: Run, gcs: Any, source: str, n: int, trace: bool) -> tuple[
 
     store = JobStore(run.firestore())
     _, cost = untraced(lambda: load(store))
-    figures = {"n": n, "cost": cost, "read_seconds": split["read"],
-               "create_seconds": split["create"], "created": n, "jobs_per_s": n / cost.seconds,
-               "project": store.client.project, "traced_project": None}
+    figures = {
+        "n": n,
+        "cost": cost,
+        "read_seconds": split["read"],
+        "create_seconds": split["create"],
+        "created": n,
+        "jobs_per_s": n / cost.seconds,
+        "project": store.client.project,
+        "traced_project": None,
+    }
     if trace:
         target = JobStore(run.firestore())
         _, cost.traced_peak_mib, cost.traced_seconds = traced(lambda: load(target))
@@ -122,12 +152,24 @@ def bench_expiry(store: Any, probe: Any, n: int, now: datetime) -> dict[str, Any
     if expired != n or failed != n:
         raise RuntimeError(f"expired {expired} (failed: {failed}) of {n} jobs")
     ms = [p * 1000 for p in passes]
-    return {"n": n, "ran": True, "seconds": cost.seconds, "passes": len(passes),
-            "expired": expired, "failed_after": failed, "jobs_per_s": n / cost.seconds,
-            "ms_per_job": cost.seconds / n * 1000, "pass_ms_median": statistics.median(ms),
-            "pass_ms_max": max(ms), "rss_peak_mib": cost.rss_peak_mib,
-            "maxrss_growth_mib": cost.maxrss_growth_mib, "pass_traced_peak_mib": peak,
-            "pass_traced_seconds": seconds, "pass_traced_expired": len(probe_keys), "note": ""}
+    return {
+        "n": n,
+        "ran": True,
+        "seconds": cost.seconds,
+        "passes": len(passes),
+        "expired": expired,
+        "failed_after": failed,
+        "jobs_per_s": n / cost.seconds,
+        "ms_per_job": cost.seconds / n * 1000,
+        "pass_ms_median": statistics.median(ms),
+        "pass_ms_max": max(ms),
+        "rss_peak_mib": cost.rss_peak_mib,
+        "maxrss_growth_mib": cost.maxrss_growth_mib,
+        "pass_traced_peak_mib": peak,
+        "pass_traced_seconds": seconds,
+        "pass_traced_expired": len(probe_keys),
+        "note": "",
+    }
 
 
 def status_page(tracker: Any) -> dict[str, Any]:
@@ -142,10 +184,16 @@ def status_page(tracker: Any) -> dict[str, Any]:
     html = render_html(records, total, NO_FILTERS, utcnow())
     t3 = time.perf_counter()
     body = json.dumps(render_json(records, total, NO_FILTERS), ensure_ascii=False)
-    return {"rows": len(records), "total": total, "query_seconds": t1 - t0,
-            "count_seconds": t2 - t1, "html_seconds": t3 - t2,
-            "json_seconds": time.perf_counter() - t3, "html_bytes": len(html.encode()),
-            "json_bytes": len(body.encode())}
+    return {
+        "rows": len(records),
+        "total": total,
+        "query_seconds": t1 - t0,
+        "count_seconds": t2 - t1,
+        "html_seconds": t3 - t2,
+        "json_seconds": time.perf_counter() - t3,
+        "html_bytes": len(html.encode()),
+        "json_bytes": len(body.encode()),
+    }
 
 
 def bench_status(tracker: Any, n: int) -> dict[str, Any]:
@@ -156,13 +204,21 @@ def bench_status(tracker: Any, n: int) -> dict[str, Any]:
     if page["rows"] != min(n, STATUS_LIMIT) or page["total"] != n:
         raise RuntimeError(f"status page shows {page['rows']} of {page['total']}, expected {n}")
     medians = {k: statistics.median(p[k] for p, _ in runs) for k in runs[0][0] if "sec" in k}
-    return {"n": n, "cost": vars(middle), "rows": page["rows"], "total": page["total"],
-            **medians, "html_bytes": page["html_bytes"], "json_bytes": page["json_bytes"],
-            "repeats": STATUS_REPEATS}
+    return {
+        "n": n,
+        "cost": vars(middle),
+        "rows": page["rows"],
+        "total": page["total"],
+        **medians,
+        "html_bytes": page["html_bytes"],
+        "json_bytes": page["json_bytes"],
+        "repeats": STATUS_REPEATS,
+    }
 
 
-def bench_size(run: Run, n: int, args: Any, gcs: Any, bucket: Any,
-               expiry_rate: float | None) -> dict[str, Any]:
+def bench_size(
+    run: Run, n: int, args: Any, gcs: Any, bucket: Any, expiry_rate: float | None
+) -> dict[str, Any]:
     """Load N jobs into a fresh project and run every measurement on them."""
     from shared.store import JobStore
     from shared.tracker import Tracker
@@ -173,24 +229,38 @@ def bench_size(run: Run, n: int, args: Any, gcs: Any, bucket: Any,
     progress("    status page, snapshot export, snapshot import …")
     status = bench_status(Tracker(store), n)
     export = bench_export(store, bucket, f"n{n}/", n)
-    imported, copy = bench_import(run, gcs, f"gs://{bucket.name}/n{n}/latest.json", n,
-                                  n <= args.trace_import_max)
+    imported, copy = bench_import(
+        run, gcs, f"gs://{bucket.name}/n{n}/latest.json", n, n <= args.trace_import_max
+    )
     if n <= args.expiry_max:
         progress(f"    expiry in passes of {BATCH} …")
         expiry = bench_expiry(store, copy, n, now)
     else:
-        expiry = {"n": n, "ran": False, "note": f"not run: above --expiry-max {args.expiry_max:,}"
-                  + (f"; ~{n / expiry_rate / 60:.0f} min at {expiry_rate:.0f} jobs/s"
-                     if expiry_rate else "")}
+        expiry = {
+            "n": n,
+            "ran": False,
+            "note": f"not run: above --expiry-max {args.expiry_max:,}"
+            + (
+                f"; ~{n / expiry_rate / 60:.0f} min at {expiry_rate:.0f} jobs/s"
+                if expiry_rate
+                else ""
+            ),
+        }
     for project in (store.client.project, copy.client.project):
         run.wipe(project)
     for blob in bucket.list_blobs(prefix=f"n{n}/"):  # frees the GCS emulator's memory
         with contextlib.suppress(Exception):
             blob.delete()
-    return {"n": n, "load": load, "status_page": status, "snapshot_export": export,
-            "snapshot_import": imported, "expiry": expiry,
-            "projects": [load["project"], imported["project"]]
-            + [p for p in [imported["traced_project"]] if p]}
+    return {
+        "n": n,
+        "load": load,
+        "status_page": status,
+        "snapshot_export": export,
+        "snapshot_import": imported,
+        "expiry": expiry,
+        "projects": [load["project"], imported["project"]]
+        + [p for p in [imported["traced_project"]] if p],
+    }
 
 
 def measure(args: Any, run: Run) -> dict[str, Any]:
@@ -202,11 +272,18 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
         rates = [s["expiry"]["jobs_per_s"] for s in sizes if s["expiry"]["ran"]]
         sizes.append(bench_size(run, n, args, gcs, bucket, rates[-1] if rates else None))
     return {
-        "config": {"emulator_heap": f"-Xmx{args.emulator_heap}" if run.own_emulator
-                   else "external emulator (not set here)", "load_chunk": LOAD_CHUNK,
-                   "batch": BATCH, "status_limit": STATUS_LIMIT,
-                   "status_repeats": STATUS_REPEATS, "expiration": str(EXPIRATION),
-                   "stale_age": str(STALE_AGE), "snapshot_bucket": bucket.name},
+        "config": {
+            "emulator_heap": f"-Xmx{args.emulator_heap}"
+            if run.own_emulator
+            else "external emulator (not set here)",
+            "load_chunk": LOAD_CHUNK,
+            "batch": BATCH,
+            "status_limit": STATUS_LIMIT,
+            "status_repeats": STATUS_REPEATS,
+            "expiration": str(EXPIRATION),
+            "stale_age": str(STALE_AGE),
+            "snapshot_bucket": bucket.name,
+        },
         "sizes": sizes,
     }
 
@@ -214,70 +291,157 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
 def render(report: dict[str, Any]) -> str:
     """The report as Markdown: one table per measurement, one row per N."""
     rows = report["sizes"]
-    exp, imp, st = ([r[k] for r in rows] for k in ("snapshot_export", "snapshot_import",
-                                                     "status_page"))
+    exp, imp, st = (
+        [r[k] for r in rows] for k in ("snapshot_export", "snapshot_import", "status_page")
+    )
     exy = [r["expiry"] for r in rows]
-    lines = ["# Maintenance scale benchmark", "", *describe(report["machine"]),
-             f"- Java heap {report['config']['emulator_heap']}; time and RSS untraced, "
-             "tracemalloc peak from a separate traced run", "",
-             "## 0. Loading the jobs (not a measurement)", ""]
-    lines += table("N | load s | jobs/s", [(f"{r['n']:,}", fmt(r["load"]["seconds"]),
-                                            fmt(r["load"]["docs_per_s"], 0)) for r in rows], "rrr")
+    lines = [
+        "# Maintenance scale benchmark",
+        "",
+        *describe(report["machine"]),
+        f"- Java heap {report['config']['emulator_heap']}; time and RSS untraced, "
+        "tracemalloc peak from a separate traced run",
+        "",
+        "## 0. Loading the jobs (not a measurement)",
+        "",
+    ]
+    lines += table(
+        "N | load s | jobs/s",
+        [(f"{r['n']:,}", fmt(r["load"]["seconds"]), fmt(r["load"]["docs_per_s"], 0)) for r in rows],
+        "rrr",
+    )
     lines += ["", "## 1. Snapshot export: `write_snapshot(store, bucket, now)`", ""]
     lines += table(
         "N | time s | growth | jobs/s | object MiB | tracemalloc peak MiB | peak growth | "
         "RSS peak +MiB | ru_maxrss +MiB",
-        [(f"{e['n']:,}", fmt(e["cost"]["seconds"], 2), tg, fmt(e["jobs_per_s"], 0),
-          fmt(e["bytes"] / MIB), fmt(e["cost"]["traced_peak_mib"]), mg,
-          fmt(e["cost"]["rss_peak_mib"]), fmt(e["cost"]["maxrss_growth_mib"]))
-         for e, tg, mg in zip(exp, growth([e["cost"]["seconds"] for e in exp]),
-                              growth([e["cost"]["traced_peak_mib"] for e in exp]), strict=True)],
-        "r" * 9)
-    lines += ["", "## 2. Snapshot import into an empty project: "
-              "`import_snapshot(store2, load_snapshot(\"gs://…/latest.json\"))`", ""]
+        [
+            (
+                f"{e['n']:,}",
+                fmt(e["cost"]["seconds"], 2),
+                tg,
+                fmt(e["jobs_per_s"], 0),
+                fmt(e["bytes"] / MIB),
+                fmt(e["cost"]["traced_peak_mib"]),
+                mg,
+                fmt(e["cost"]["rss_peak_mib"]),
+                fmt(e["cost"]["maxrss_growth_mib"]),
+            )
+            for e, tg, mg in zip(
+                exp,
+                growth([e["cost"]["seconds"] for e in exp]),
+                growth([e["cost"]["traced_peak_mib"] for e in exp]),
+                strict=True,
+            )
+        ],
+        "r" * 9,
+    )
+    lines += [
+        "",
+        "## 2. Snapshot import into an empty project: "
+        '`import_snapshot(store2, load_snapshot("gs://…/latest.json"))`',
+        "",
+    ]
     lines += table(
         "N | time s | growth | read + validate s | create s | jobs/s | tracemalloc peak MiB | "
         "peak growth | RSS peak +MiB | ru_maxrss +MiB",
-        [(f"{i['n']:,}", fmt(i["cost"]["seconds"], 2), tg, fmt(i["read_seconds"], 2),
-          fmt(i["create_seconds"], 2), fmt(i["jobs_per_s"], 0),
-          "not traced" if i["cost"]["traced_peak_mib"] is None
-          else fmt(i["cost"]["traced_peak_mib"]), mg, fmt(i["cost"]["rss_peak_mib"]),
-          fmt(i["cost"]["maxrss_growth_mib"]))
-         for i, tg, mg in zip(imp, growth([i["cost"]["seconds"] for i in imp]),
-                              growth([i["cost"]["traced_peak_mib"] for i in imp]), strict=True)],
-        "r" * 10)
-    lines += ["", f"## 3. Expiry: `Tracker(store).expire_stale(cutoff, {BATCH})` in passes until "
-              "none is left, all N jobs stale in `parsing`", ""]
+        [
+            (
+                f"{i['n']:,}",
+                fmt(i["cost"]["seconds"], 2),
+                tg,
+                fmt(i["read_seconds"], 2),
+                fmt(i["create_seconds"], 2),
+                fmt(i["jobs_per_s"], 0),
+                "not traced"
+                if i["cost"]["traced_peak_mib"] is None
+                else fmt(i["cost"]["traced_peak_mib"]),
+                mg,
+                fmt(i["cost"]["rss_peak_mib"]),
+                fmt(i["cost"]["maxrss_growth_mib"]),
+            )
+            for i, tg, mg in zip(
+                imp,
+                growth([i["cost"]["seconds"] for i in imp]),
+                growth([i["cost"]["traced_peak_mib"] for i in imp]),
+                strict=True,
+            )
+        ],
+        "r" * 10,
+    )
+    lines += [
+        "",
+        f"## 3. Expiry: `Tracker(store).expire_stale(cutoff, {BATCH})` in passes until "
+        "none is left, all N jobs stale in `parsing`",
+        "",
+    ]
     lines += table(
         "N | time s | growth | jobs/s | ms/job | passes | pass ms median | pass ms max | "
         f"tracemalloc peak of one pass of {BATCH}, MiB | RSS peak +MiB",
-        [(f"{x['n']:,}", fmt(x["seconds"]), tg, fmt(x["jobs_per_s"], 0), fmt(x["ms_per_job"], 2),
-          x["passes"], fmt(x["pass_ms_median"], 0), fmt(x["pass_ms_max"], 0),
-          fmt(x["pass_traced_peak_mib"], 2), fmt(x["rss_peak_mib"])) if x["ran"]
-         else (f"{x['n']:,}", x["note"], *[""] * 8)
-         for x, tg in zip(exy, growth([x.get("seconds") for x in exy]), strict=True)], "r" * 10)
-    lines += ["", f"## 4. Status page, default limit {STATUS_LIMIT:,}: `list(tracker.get_state("
-              f"limit={STATUS_LIMIT}))`, the count, `render_html`, `render_json` + `json.dumps` "
-              f"(median of {STATUS_REPEATS})", ""]
+        [
+            (
+                f"{x['n']:,}",
+                fmt(x["seconds"]),
+                tg,
+                fmt(x["jobs_per_s"], 0),
+                fmt(x["ms_per_job"], 2),
+                x["passes"],
+                fmt(x["pass_ms_median"], 0),
+                fmt(x["pass_ms_max"], 0),
+                fmt(x["pass_traced_peak_mib"], 2),
+                fmt(x["rss_peak_mib"]),
+            )
+            if x["ran"]
+            else (f"{x['n']:,}", x["note"], *[""] * 8)
+            for x, tg in zip(exy, growth([x.get("seconds") for x in exy]), strict=True)
+        ],
+        "r" * 10,
+    )
+    lines += [
+        "",
+        f"## 4. Status page, default limit {STATUS_LIMIT:,}: `list(tracker.get_state("
+        f"limit={STATUS_LIMIT}))`, the count, `render_html`, `render_json` + `json.dumps` "
+        f"(median of {STATUS_REPEATS})",
+        "",
+    ]
     lines += table(
         "N | time s | growth | get_state s | count s | render_html s | render_json s | "
         "HTML KiB | JSON KiB | tracemalloc peak MiB | RSS peak +MiB",
-        [(f"{s['n']:,}", fmt(s["cost"]["seconds"], 3), tg, fmt(s["query_seconds"], 3),
-          fmt(s["count_seconds"], 3), fmt(s["html_seconds"], 3), fmt(s["json_seconds"], 3),
-          fmt(s["html_bytes"] / 1024, 0), fmt(s["json_bytes"] / 1024, 0),
-          fmt(s["cost"]["traced_peak_mib"]), fmt(s["cost"]["rss_peak_mib"]))
-         for s, tg in zip(st, growth([s["cost"]["seconds"] for s in st]), strict=True)], "r" * 11)
+        [
+            (
+                f"{s['n']:,}",
+                fmt(s["cost"]["seconds"], 3),
+                tg,
+                fmt(s["query_seconds"], 3),
+                fmt(s["count_seconds"], 3),
+                fmt(s["html_seconds"], 3),
+                fmt(s["json_seconds"], 3),
+                fmt(s["html_bytes"] / 1024, 0),
+                fmt(s["json_bytes"] / 1024, 0),
+                fmt(s["cost"]["traced_peak_mib"]),
+                fmt(s["cost"]["rss_peak_mib"]),
+            )
+            for s, tg in zip(st, growth([s["cost"]["seconds"] for s in st]), strict=True)
+        ],
+        "r" * 11,
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the tables, write the JSON; the exit status."""
     p = arguments("maintenance", __doc__, "sizes 1000,10000")
-    p.add_argument("--sizes", type=int_list(MAX_SIZE),
-                   help="job counts, one fresh project each (default 1000,10000,100000)")
+    p.add_argument(
+        "--sizes",
+        type=int_list(MAX_SIZE),
+        help="job counts, one fresh project each (default 1000,10000,100000)",
+    )
     p.add_argument("--expiry-max", type=int, default=10_000, help="largest N expiry runs at")
-    p.add_argument("--trace-import-max", type=int, default=10_000,
-                   help="largest N whose import also runs under tracemalloc")
+    p.add_argument(
+        "--trace-import-max",
+        type=int,
+        default=10_000,
+        help="largest N whose import also runs under tracemalloc",
+    )
     p.add_argument("--emulator-heap", default=DEFAULT_HEAP, help="Java heap of the emulator")
     args = p.parse_args(argv)
     args.sizes = args.sizes or ([1_000, 10_000] if args.quick else [1_000, 10_000, 100_000])

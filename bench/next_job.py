@@ -17,8 +17,18 @@ from datetime import timedelta
 from typing import Any
 
 from bench.harness import (
-    RESULTS_DIR, Caller, Latencies, Run, arguments, describe, fmt, int_list, progress,
-    run_callers, run_measured, table,
+    RESULTS_DIR,
+    Caller,
+    Latencies,
+    Run,
+    arguments,
+    describe,
+    fmt,
+    int_list,
+    progress,
+    run_callers,
+    run_measured,
+    table,
 )
 from local.fleet import Call
 from local.workload import archive_names, candidates, expected_keys, seed_workload
@@ -33,17 +43,25 @@ COUNTS = ("job_reads", "job_writes", "cursor_reads", "cursor_writes", "gcs_lists
 
 def call_cost(call: str, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The mean cost of a kind of in-process call (``samples`` non-empty)."""
-    cost = {"call": call, "calls": len(samples),
-            **{k: sum(s[k] for s in samples) / len(samples) for k in COUNTS}}
+    cost = {
+        "call": call,
+        "calls": len(samples),
+        **{k: sum(s[k] for s in samples) / len(samples) for k in COUNTS},
+    }
     lat = Latencies.of([s["seconds"] for s in samples])
-    return {**cost, "reads": cost["job_reads"] + cost["cursor_reads"],
-            "writes": cost["job_writes"] + cost["cursor_writes"],
-            "gcs_lists_max": max(s["gcs_lists"] for s in samples), "ms_p50": lat.p50_ms,
-            "ms_max": lat.max_ms}
+    return {
+        **cost,
+        "reads": cost["job_reads"] + cost["cursor_reads"],
+        "writes": cost["job_writes"] + cost["cursor_writes"],
+        "gcs_lists_max": max(s["gcs_lists"] for s in samples),
+        "ms_p50": lat.p50_ms,
+        "ms_max": lat.max_ms,
+    }
 
 
-def bench_per_call(fs_client: Any, gcs_client: Any, config: Any, no_job_calls: int,
-                   max_calls: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def bench_per_call(
+    fs_client: Any, gcs_client: Any, config: Any, no_job_calls: int, max_calls: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Drain a directly built job service, sequentially, counting each call's reads, writes,
     owed-run queries and GCS lists; after the first "no job", ``no_job_calls - 1`` more."""
     from shared.gcs import ArchiveLister
@@ -51,32 +69,47 @@ def bench_per_call(fs_client: Any, gcs_client: Any, config: Any, no_job_calls: i
     from shared.store import CursorStore, JobStore
     from shared.tracker import Tracker
 
-    store, cursors, archives = JobStore(fs_client), CursorStore(fs_client), ArchiveLister(gcs_client)
+    store, cursors, archives = (
+        JobStore(fs_client),
+        CursorStore(fs_client),
+        ArchiveLister(gcs_client),
+    )
     tracker = Tracker(store)
     queries = [0]
     for name in ("pending_reoffers", "unretried_reoffers", "retryable"):  # the owed-run queries
+
         def counted(*args: Any, _query: Any = getattr(tracker, name), **kwargs: Any) -> Any:
             queries[0] += 1
             return _query(*args, **kwargs)
+
         setattr(tracker, name, counted)
     service = JobService(tracker, cursors, archives, config)
     samples: list[dict[str, Any]] = []
 
     def counters() -> tuple[int, ...]:  # in the order of COUNTS
-        return (store.stats.reads, store.stats.writes, cursors.stats.reads,
-                cursors.stats.writes, archives.calls, queries[0])
+        return (
+            store.stats.reads,
+            store.stats.writes,
+            cursors.stats.reads,
+            cursors.stats.writes,
+            archives.calls,
+            queries[0],
+        )
 
     def one() -> str:
         idle_until = cursors.state("historical").idle_until
         before, t0 = counters(), time.perf_counter()
         record = service.next_job()
         seconds = time.perf_counter() - t0
-        samples.append({
-            "kind": "hand-out" if record else "no job",
-            "stream": record.offer.split("/", 1)[0] if record is not None else "",
-            **{k: a - b for k, a, b in zip(COUNTS, counters(), before, strict=True)},
-            "seconds": seconds,  # the historical stream resting when the call came:
-            "resting": idle_until is not None and service.clock() < idle_until})
+        samples.append(
+            {
+                "kind": "hand-out" if record else "no job",
+                "stream": record.offer.split("/", 1)[0] if record is not None else "",
+                **{k: a - b for k, a, b in zip(COUNTS, counters(), before, strict=True)},
+                "seconds": seconds,  # the historical stream resting when the call came:
+                "resting": idle_until is not None and service.clock() < idle_until,
+            }
+        )
         return str(samples[-1]["kind"])
 
     while len(samples) < max_calls and one() != "no job":
@@ -86,14 +119,22 @@ def bench_per_call(fs_client: Any, gcs_client: Any, config: Any, no_job_calls: i
     first = next((i for i, s in enumerate(samples) if s["kind"] == "no job"), len(samples))
     handouts, after = samples[:first], samples[first:]
     no_job = [s for s in after if s["kind"] == "no job"]
-    groups = [("hand-out, all", handouts),
-              *((f"hand-out, {stream} stream", [s for s in handouts if s["stream"] == stream])
-                for stream in ("daily", "historical")),
-              ("no job, every candidate out, walking the next cycle",
-               [s for s in no_job if not s["resting"]]),
-              ("no job, every candidate out, stream resting", [s for s in no_job if s["resting"]]),
-              ("hand-out after a no-job answer (unexpected)",
-               [s for s in after if s["kind"] == "hand-out"])]
+    groups = [
+        ("hand-out, all", handouts),
+        *(
+            (f"hand-out, {stream} stream", [s for s in handouts if s["stream"] == stream])
+            for stream in ("daily", "historical")
+        ),
+        (
+            "no job, every candidate out, walking the next cycle",
+            [s for s in no_job if not s["resting"]],
+        ),
+        ("no job, every candidate out, stream resting", [s for s in no_job if s["resting"]]),
+        (
+            "hand-out after a no-job answer (unexpected)",
+            [s for s in after if s["kind"] == "hand-out"],
+        ),
+    ]
     return [call_cost(name, group) for name, group in groups if group], samples
 
 
@@ -103,8 +144,14 @@ def handed_key(call: Call) -> str | None:
     return None if job_id is None else job_id.partition(RUN_SEPARATOR)[0]
 
 
-def drain(base: str, callers: int, max_handouts: int, max_seconds: float, timeout: float,
-          max_errors: int = 5) -> tuple[float, float, list[tuple[Call, float]], bool]:
+def drain(
+    base: str,
+    callers: int,
+    max_handouts: int,
+    max_seconds: float,
+    timeout: float,
+    max_errors: int = 5,
+) -> tuple[float, float, list[tuple[Call, float]], bool]:
     """Let ``callers`` callers POST ``next`` until each is told "no job" (or ``max_handouts``
     are out in all, or after ``max_errors`` errors in a row); the window's start and length,
     every answer with the time it came, and whether a limit (not "no job") stopped a caller."""
@@ -132,8 +179,9 @@ def drain(base: str, callers: int, max_handouts: int, max_seconds: float, timeou
     return start, elapsed, answers, limited.is_set() or stopped
 
 
-def bench_http_level(run: Run, callers: int, env: dict[str, str], config: Any,
-                     args: Any) -> dict[str, Any]:
+def bench_http_level(
+    run: Run, callers: int, env: dict[str, str], config: Any, args: Any
+) -> dict[str, Any]:
     """Start a server on a fresh project, run one concurrency level, stop the server."""
     project = env["GOOGLE_CLOUD_PROJECT"] = run.project()
     t0 = time.perf_counter()
@@ -144,8 +192,9 @@ def bench_http_level(run: Run, callers: int, env: dict[str, str], config: Any,
         status, body = warm.send("POST", "/v2/job/next")
         warm.session.close()
         warm_key = handed_key(Call("next", status, 0, body=body))
-        start, total, answers, limited = drain(base, callers, args.max_handouts,
-                                               args.max_seconds, args.timeout)
+        start, total, answers, limited = drain(
+            base, callers, args.max_handouts, args.max_seconds, args.timeout
+        )
         expected_after = expected_keys(config, utcnow())
     keys = [warm_key] * (warm_key is not None) + [c.key for c, _ in answers if c.key]
     handed = set(keys)
@@ -156,16 +205,27 @@ def bench_http_level(run: Run, callers: int, env: dict[str, str], config: Any,
     last = max((t for _, t in ok), default=start)
     lat, nj = Latencies.of([c.seconds for c, _ in ok]), Latencies.of([c.seconds for c, _ in no_job])
     return {
-        "callers": callers, "project": project, "expected": len(expected), "handouts": len(ok),
-        "warmup_handouts": int(warm_key is not None), "requests": len(answers),
-        "no_job": len(no_job), "early_no_job": sum(1 for _, t in no_job if t < last),
+        "callers": callers,
+        "project": project,
+        "expected": len(expected),
+        "handouts": len(ok),
+        "warmup_handouts": int(warm_key is not None),
+        "requests": len(answers),
+        "no_job": len(no_job),
+        "early_no_job": sum(1 for _, t in no_job if t < last),
         "errors": sum(1 for c, _ in answers if not c.key and not c.no_job),
-        "seconds_to_last_handout": last - start, "seconds_total": total,
+        "seconds_to_last_handout": last - start,
+        "seconds_total": total,
         "handouts_per_s": len(ok) / (last - start) if last > start else math.nan,
-        "p50_ms": lat.p50_ms, "p99_ms": lat.p99_ms, "no_job_p50_ms": nj.p50_ms,
-        "no_job_max_ms": nj.max_ms, "duplicates": len(keys) - len(handed),
-        "complete": handed == expected, "missing": len(expected - handed),
-        "unexpected": len(handed - expected), "stopped_early": limited,
+        "p50_ms": lat.p50_ms,
+        "p99_ms": lat.p99_ms,
+        "no_job_p50_ms": nj.p50_ms,
+        "no_job_max_ms": nj.max_ms,
+        "duplicates": len(keys) - len(handed),
+        "complete": handed == expected,
+        "missing": len(expected - handed),
+        "unexpected": len(handed - expected),
+        "stopped_early": limited,
         "candidate_set_changed": expected_before != expected_after,
         "server_start_s": server_start,
         "status_codes": dict(sorted(Counter(str(c.status) for c, _ in answers).items())),
@@ -186,61 +246,120 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
     cands = candidates(config, now)
     distinct, seeded = {c.job.key() for c in cands}, expected_keys(config, now)
     workload = {
-        "bucket": config.sources[0].bucket, "start_date": f"{start:%Y-%m-%d}", "days_back": args.days,
+        "bucket": config.sources[0].bucket,
+        "start_date": f"{start:%Y-%m-%d}",
+        "days_back": args.days,
         "sources": len(config.sources),
         "daily_candidates": sum(c.stream.value == "daily" for c in cands),
         "historical_candidates": sum(c.stream.value == "historical" for c in cands),
-        "distinct_candidates": len(distinct), "seeded_candidates": len(seeded),
+        "distinct_candidates": len(distinct),
+        "seeded_candidates": len(seeded),
         "passed_over": len(distinct - seeded),
-        "objects_seeded": len(archive_names(start, today))}
+        "objects_seeded": len(archive_names(start, today)),
+    }
     progress("in-process calls (table 2) …")
-    per_call, samples = bench_per_call(run.firestore(), gcs, config, args.no_job_calls,
-                                       max_calls=len(distinct) + 10)
+    per_call, samples = bench_per_call(
+        run.firestore(), gcs, config, args.no_job_calls, max_calls=len(distinct) + 10
+    )
     http = []
     for callers in args.concurrency:
         progress(f"HTTP (table 1), {callers} caller(s) …")
-        http.append(bench_http_level(run, callers, {
-            "STORAGE_EMULATOR_HOST": run.gcs_url or "", "GARDENER_CONFIG": str(config_path)},
-            config, args))
+        http.append(
+            bench_http_level(
+                run,
+                callers,
+                {"STORAGE_EMULATOR_HOST": run.gcs_url or "", "GARDENER_CONFIG": str(config_path)},
+                config,
+                args,
+            )
+        )
     return {
-        "config": {"config_yaml": config_path.read_text()}, "workload": workload,
-        "http": http, "per_call": per_call, "per_call_samples": samples,
+        "config": {"config_yaml": config_path.read_text()},
+        "workload": workload,
+        "http": http,
+        "per_call": per_call,
+        "per_call_samples": samples,
     }
 
 
 def render(report: dict[str, Any]) -> str:
     """The report as Markdown."""
     w = report["workload"]
-    lines = ["# Next-job benchmark", "", *describe(report["machine"]),
-             f"- Workload: {w['sources']} sources from {w['start_date']} ({w['days_back']} days "
-             f"back): {w['daily_candidates']} daily + {w['historical_candidates']} historical "
-             f"candidates, {w['distinct_candidates']} distinct jobs, {w['seeded_candidates']} "
-             f"with archives ({w['objects_seeded']} objects), {w['passed_over']} passed over",
-             "", "## 1. Through HTTP: `POST /v2/job/next`, empty body, callers loop until "
-             "503 `No job found. Try again.`", ""]
+    lines = [
+        "# Next-job benchmark",
+        "",
+        *describe(report["machine"]),
+        f"- Workload: {w['sources']} sources from {w['start_date']} ({w['days_back']} days "
+        f"back): {w['daily_candidates']} daily + {w['historical_candidates']} historical "
+        f"candidates, {w['distinct_candidates']} distinct jobs, {w['seeded_candidates']} "
+        f"with archives ({w['objects_seeded']} objects), {w['passed_over']} passed over",
+        "",
+        "## 1. Through HTTP: `POST /v2/job/next`, empty body, callers loop until "
+        "503 `No job found. Try again.`",
+        "",
+    ]
     lines += table(
         "callers | hand-outs | requests | 503 no job | errors | s to last hand-out | total s | "
         "hand-outs/s | p50 ms | p99 ms | no-job p50 ms | no-job max ms | duplicates | complete",
-        [(f"{r['callers']}{' (limit hit)' if r['stopped_early'] else ''}",
-          f"{r['handouts']} + {r['warmup_handouts']}", r["requests"],
-          f"{r['no_job']} ({r['early_no_job']} early)", r["errors"],
-          fmt(r["seconds_to_last_handout"], 2), fmt(r["seconds_total"], 2),
-          fmt(r["handouts_per_s"]), fmt(r["p50_ms"]), fmt(r["p99_ms"]), fmt(r["no_job_p50_ms"]),
-          fmt(r["no_job_max_ms"]), r["duplicates"],
-          "yes" if r["complete"] else f"no ({r['missing']} missing, {r['unexpected']} unexpected)")
-         for r in report["http"]], "r" * 13 + "l")
+        [
+            (
+                f"{r['callers']}{' (limit hit)' if r['stopped_early'] else ''}",
+                f"{r['handouts']} + {r['warmup_handouts']}",
+                r["requests"],
+                f"{r['no_job']} ({r['early_no_job']} early)",
+                r["errors"],
+                fmt(r["seconds_to_last_handout"], 2),
+                fmt(r["seconds_total"], 2),
+                fmt(r["handouts_per_s"]),
+                fmt(r["p50_ms"]),
+                fmt(r["p99_ms"]),
+                fmt(r["no_job_p50_ms"]),
+                fmt(r["no_job_max_ms"]),
+                r["duplicates"],
+                "yes"
+                if r["complete"]
+                else f"no ({r['missing']} missing, {r['unexpected']} unexpected)",
+            )
+            for r in report["http"]
+        ],
+        "r" * 13 + "l",
+    )
     bad = {r["callers"]: r["status_codes"] for r in report["http"] if r["errors"]}
     if bad:
         lines += ["", f"Status codes of levels with errors (0: no answer): {bad}"]
-    lines += ["", "## 2. Per call, in-process: Firestore document reads and writes "
-              "(`JobStore.stats`, `CursorStore.stats`) and GCS list requests", ""]
+    lines += [
+        "",
+        "## 2. Per call, in-process: Firestore document reads and writes "
+        "(`JobStore.stats`, `CursorStore.stats`) and GCS list requests",
+        "",
+    ]
     lines += table(
         "call | calls | job reads | job writes | cursor reads | cursor writes | reads | writes | "
         "owed-run queries | GCS lists | GCS lists max | p50 ms | max ms",
-        [(r["call"], r["calls"], *(fmt(r[k], 2) for k in (
-            "job_reads", "job_writes", "cursor_reads", "cursor_writes", "reads", "writes",
-            "queries", "gcs_lists")), r["gcs_lists_max"], fmt(r["ms_p50"]), fmt(r["ms_max"]))
-         for r in report["per_call"]])
+        [
+            (
+                r["call"],
+                r["calls"],
+                *(
+                    fmt(r[k], 2)
+                    for k in (
+                        "job_reads",
+                        "job_writes",
+                        "cursor_reads",
+                        "cursor_writes",
+                        "reads",
+                        "writes",
+                        "queries",
+                        "gcs_lists",
+                    )
+                ),
+                r["gcs_lists_max"],
+                fmt(r["ms_p50"]),
+                fmt(r["ms_max"]),
+            )
+            for r in report["per_call"]
+        ],
+    )
     return "\n".join(lines)
 
 
@@ -248,8 +367,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the tables, write the JSON; the exit status."""
     p = arguments("next_job", __doc__, "small sizes, for a smoke run")
     p.add_argument("--days", type=int, help="start_date this many days back (60; quick 12)")
-    p.add_argument("--concurrency", type=int_list(256), default=[1, 8, 32],
-                   help="caller counts, one fresh project each (default 1,8,32)")
+    p.add_argument(
+        "--concurrency",
+        type=int_list(256),
+        default=[1, 8, 32],
+        help="caller counts, one fresh project each (default 1,8,32)",
+    )
     p.add_argument("--max-handouts", type=int, default=1000, help="hand-outs per level at most")
     p.add_argument("--max-seconds", type=float, help="time limit of a level (30; quick 15)")
     p.add_argument("--no-job-calls", type=int, default=8, help="in-process no-job calls")
@@ -259,8 +382,15 @@ def main(argv: list[str] | None = None) -> int:
     args.max_seconds = args.max_seconds or (15.0 if args.quick else 30.0)
     if not 3 <= args.days <= 366 or min(args.max_handouts, args.no_job_calls) < 1:
         p.error("--days must be between 3 and 366, the counts at least 1")
-    return run_measured(args, measure, render, EMULATOR_LOG, lambda report: (
-        "a job was handed out twice" if any(r["duplicates"] for r in report["http"]) else None))
+    return run_measured(
+        args,
+        measure,
+        render,
+        EMULATOR_LOG,
+        lambda report: (
+            "a job was handed out twice" if any(r["duplicates"] for r in report["http"]) else None
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,16 @@ from datetime import timedelta
 from typing import Any
 
 from bench.harness import (
-    RESULTS_DIR, Latencies, Run, arguments, describe, fmt, int_list, progress,
-    run_measured, table,
+    RESULTS_DIR,
+    Latencies,
+    Run,
+    arguments,
+    describe,
+    fmt,
+    int_list,
+    progress,
+    run_measured,
+    table,
 )
 from local.clock import FakeClock
 from local.counting_warehouse import CountingWarehouse
@@ -33,8 +41,17 @@ DEFAULT_BATCH, MAX_SIZE = 50, 5000
 ADVANCE_SECONDS, WARMUP_N = 5.0, 20
 S = State
 #: Every job's history at the end, and the steps that start a BigQuery job.
-CHAIN = (S.INIT, S.PARSING, S.POST_PROCESSING, S.LOADING, S.DEDUPLICATING, S.COPYING,
-         S.DELETING, S.JOINING, S.COMPLETE)
+CHAIN = (
+    S.INIT,
+    S.PARSING,
+    S.POST_PROCESSING,
+    S.LOADING,
+    S.DEDUPLICATING,
+    S.COPYING,
+    S.DELETING,
+    S.JOINING,
+    S.COMPLETE,
+)
 BQ_STEPS = (S.LOADING, S.DEDUPLICATING, S.COPYING, S.JOINING)
 #: A job's actions: the move into loading, start + wait + collect per BigQuery step, the delete.
 ACTIONS_PER_JOB = 1 + 3 * len(BQ_STEPS) + 1
@@ -48,23 +65,39 @@ def verify(client: Any, keys: Sequence[str], warehouse: CountingWarehouse) -> di
     complete = chain_ok = 0
     for record in JobStore(client).stream_all():
         complete += record.status.state is S.COMPLETE
-        chain_ok += (tuple(e.state for e in record.status.history) == CHAIN
-                     and record.lease_owner == "" and record.step_job == "")
+        chain_ok += (
+            tuple(e.state for e in record.status.history) == CHAIN
+            and record.lease_owner == ""
+            and record.step_job == ""
+        )
     v = {"complete": complete, "chain_ok": chain_ok, **warehouse.check(keys, BQ_STEPS)}
-    v["ok"] = (complete == chain_ok == len(keys) and v["ids_started_twice"] == 0
-               and v["job_steps_not_started_once"] == v["jobs_not_deleted_once"] == 0)
+    v["ok"] = (
+        complete == chain_ok == len(keys)
+        and v["ids_started_twice"] == 0
+        and v["job_steps_not_started_once"] == v["jobs_not_deleted_once"] == 0
+    )
     return v
 
 
-def tick_sample(number: int, summary: dict[str, Any], seconds: float, reads: int, writes: int,
-                thread: str = "") -> dict[str, Any]:
+def tick_sample(
+    number: int, summary: dict[str, Any], seconds: float, reads: int, writes: int, thread: str = ""
+) -> dict[str, Any]:
     """One tick from its summary and its store's counts."""
     kinds = ("started", "moved", "waiting", "retrying", "failed")
-    return {"tick": number, "ms": seconds * 1000, "acted": sum(len(summary[k]) for k in kinds),
-            "skipped": summary["skipped"], "started": len(summary["started"]),
-            "moved": dict(Counter(summary["moved"].values())),
-            "waiting": len(summary["waiting"]), "retrying": len(summary["retrying"]),
-            "failed": len(summary["failed"]), "reads": reads, "writes": writes, "thread": thread}
+    return {
+        "tick": number,
+        "ms": seconds * 1000,
+        "acted": sum(len(summary[k]) for k in kinds),
+        "skipped": summary["skipped"],
+        "started": len(summary["started"]),
+        "moved": dict(Counter(summary["moved"].values())),
+        "waiting": len(summary["waiting"]),
+        "retrying": len(summary["retrying"]),
+        "failed": len(summary["failed"]),
+        "reads": reads,
+        "writes": writes,
+        "thread": thread,
+    }
 
 
 def label(s: dict[str, Any]) -> str:
@@ -89,29 +122,40 @@ class Setup:
         added = utcnow().replace(microsecond=0) - timedelta(hours=1)
         records = [post_processing_record(bench_job(i), added) for i in range(n)]
         store, t0 = JobStore(self.client), time.perf_counter()
-        if len(store.create_missing(records)) != n or store.count(JobFilter(datatype="annotation2")):
+        if len(store.create_missing(records)) != n or store.count(
+            JobFilter(datatype="annotation2")
+        ):
             raise RuntimeError("the project was not empty")
         self.load_seconds = time.perf_counter() - t0
         self.n, self.batch, self.keys = n, batch, [r.key for r in records]
         self.project, self.clock = self.client.project, FakeClock(added + timedelta(minutes=5))
         self.warehouse = CountingWarehouse()
         policy = PostProcessPolicy(batch=batch, poll=timedelta(0))
-        self.processors = [PostProcessor(Tracker(JobStore(self.client), clock=self.clock),
-                                         self.warehouse, policy, clock=self.clock)
-                           for _ in range(processors)]
+        self.processors = [
+            PostProcessor(
+                Tracker(JobStore(self.client), clock=self.clock),
+                self.warehouse,
+                policy,
+                clock=self.clock,
+            )
+            for _ in range(processors)
+        ]
 
     def tick(self, i: int, number: int, thread: str = "") -> dict[str, Any]:
         """Tick processor ``i`` once, counting its reads and writes."""
         stats = self.processors[i].tracker.store.stats
         r0, w0, t0 = stats.reads, stats.writes, time.perf_counter()
         summary = self.processors[i].tick()
-        return tick_sample(number, summary, time.perf_counter() - t0, stats.reads - r0,
-                           stats.writes - w0, thread)
+        return tick_sample(
+            number, summary, time.perf_counter() - t0, stats.reads - r0, stats.writes - w0, thread
+        )
 
     def totals(self) -> tuple[int, int]:
         """The reads and writes of every processor."""
-        return (sum(p.tracker.store.stats.reads for p in self.processors),
-                sum(p.tracker.store.stats.writes for p in self.processors))
+        return (
+            sum(p.tracker.store.stats.reads for p in self.processors),
+            sum(p.tracker.store.stats.writes for p in self.processors),
+        )
 
 
 def completed(samples: Sequence[dict[str, Any]]) -> int:
@@ -119,8 +163,9 @@ def completed(samples: Sequence[dict[str, Any]]) -> int:
     return sum(s["moved"].get(S.COMPLETE.value, 0) for s in samples)
 
 
-def run_ticks(run: Run, n: int, batch: int, max_seconds: float, at_once: int = 1,
-              join_timeout: float = 120.0) -> dict[str, Any]:
+def run_ticks(
+    run: Run, n: int, batch: int, max_seconds: float, at_once: int = 1, join_timeout: float = 120.0
+) -> dict[str, Any]:
     """Carry N fresh jobs to complete in rounds of ``at_once`` ticks (one thread and processor
     each, a barrier), the clock moved between rounds; then one idle tick; verify the jobs.
 
@@ -131,13 +176,21 @@ def run_ticks(run: Run, n: int, batch: int, max_seconds: float, at_once: int = 1
     round_ms: list[float] = []
     errors: list[str] = []
     start = time.perf_counter()
-    while (completed(samples) < n and not errors and len(round_ms) < 3 * ACTIONS_PER_JOB + 20
-           and time.perf_counter() - start < max_seconds):
+    while (
+        completed(samples) < n
+        and not errors
+        and len(round_ms) < 3 * ACTIONS_PER_JOB + 20
+        and time.perf_counter() - start < max_seconds
+    ):
         number, barrier = len(round_ms) + 1, threading.Barrier(at_once)
         outcome: list[dict[str, Any] | None] = [None] * at_once
 
-        def tick(i: int, number: int = number, barrier: threading.Barrier = barrier,
-                 outcome: list[dict[str, Any] | None] = outcome) -> None:
+        def tick(
+            i: int,
+            number: int = number,
+            barrier: threading.Barrier = barrier,
+            outcome: list[dict[str, Any] | None] = outcome,
+        ) -> None:
             try:
                 barrier.wait(timeout=30)
                 outcome[i] = setup.tick(i, number, "ab"[i] if at_once > 1 else "")
@@ -160,33 +213,51 @@ def run_ticks(run: Run, n: int, batch: int, max_seconds: float, at_once: int = 1
     done = completed(samples) == n
     idle = setup.tick(0, 0) if done else {"ms": math.nan, "reads": 0}  # nothing left to do
     working, acted = [s for s in samples if s["acted"]], sum(s["acted"] for s in samples)
-    ticks, rounds = Latencies.of([s["ms"] / 1000 for s in samples]), \
-        Latencies.of([ms / 1000 for ms in round_ms])
+    ticks, rounds = (
+        Latencies.of([s["ms"] / 1000 for s in samples]),
+        Latencies.of([ms / 1000 for ms in round_ms]),
+    )
 
     def per_action(total: float) -> float:
         return total / acted if acted else math.nan
 
     return {
-        "n": n, "batch": batch, "project": setup.project, "load_seconds": setup.load_seconds,
-        "ticks": len(samples), "min_ticks": ACTIONS_PER_JOB, "rounds": len(round_ms),
-        "wall_seconds": wall, "stopped_early": not done, "errors": errors,
-        "tick_p50_ms": ticks.p50_ms, "tick_max_ms": ticks.max_ms, "tick_mean_ms": ticks.mean_ms,
-        "round_p50_ms": rounds.p50_ms, "round_max_ms": rounds.max_ms, "acted_total": acted,
+        "n": n,
+        "batch": batch,
+        "project": setup.project,
+        "load_seconds": setup.load_seconds,
+        "ticks": len(samples),
+        "min_ticks": ACTIONS_PER_JOB,
+        "rounds": len(round_ms),
+        "wall_seconds": wall,
+        "stopped_early": not done,
+        "errors": errors,
+        "tick_p50_ms": ticks.p50_ms,
+        "tick_max_ms": ticks.max_ms,
+        "tick_mean_ms": ticks.mean_ms,
+        "round_p50_ms": rounds.p50_ms,
+        "round_max_ms": rounds.max_ms,
+        "acted_total": acted,
         "expected_actions": ACTIONS_PER_JOB * n,
         "acted_p50": statistics.median([s["acted"] for s in samples] or [0]),
         "acted_max": max((s["acted"] for s in samples), default=0),
         "skipped_total": sum(s["skipped"] for s in samples),
         "ms_per_action": per_action(sum(s["ms"] for s in samples)),
-        "reads_per_job_tick": per_action(reads), "writes_per_job_tick": per_action(writes),
+        "reads_per_job_tick": per_action(reads),
+        "writes_per_job_tick": per_action(writes),
         "reads_per_job_tick_max": max((s["reads"] / s["acted"] for s in working), default=math.nan),
-        "writes_per_job_tick_max": max((s["writes"] / s["acted"] for s in working),
-                                       default=math.nan),
-        "reads_per_job_chain": reads / n, "writes_per_job_chain": writes / n,
-        "idle_tick_ms": idle["ms"], "idle_tick_reads": idle["reads"],
+        "writes_per_job_tick_max": max(
+            (s["writes"] / s["acted"] for s in working), default=math.nan
+        ),
+        "reads_per_job_chain": reads / n,
+        "writes_per_job_chain": writes / n,
+        "idle_tick_ms": idle["ms"],
+        "idle_tick_reads": idle["reads"],
         "verification": verify(setup.client, setup.keys, setup.warehouse),
         # Jobs carried to complete per hour of tick time.
         "jobs_per_hour": 3600 * n / (sum(s["ms"] for s in samples) / 1000) if done else math.nan,
-        "sequential_wall_seconds": None, "samples": samples,
+        "sequential_wall_seconds": None,
+        "samples": samples,
     }
 
 
@@ -202,14 +273,19 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
     for batch in sorted({args.overlap_n, DEFAULT_BATCH}) if args.overlap_n else []:
         progress(f"N = {args.overlap_n:,}, batch = {batch}: two overlapping ticks …")
         o = run_ticks(run, args.overlap_n, batch, args.max_seconds, at_once=2)
-        o["sequential_wall_seconds"] = next((s["wall_seconds"] for s in series if s["n"] == o["n"]
-                                             and s["batch"] == batch), None)
+        o["sequential_wall_seconds"] = next(
+            (s["wall_seconds"] for s in series if s["n"] == o["n"] and s["batch"] == batch), None
+        )
         overlap.append(o)
     largest = max((s for s in series if s["batch"] >= s["n"]), key=lambda s: s["n"], default=None)
     return {
-        "config": {"batches": f"N and {DEFAULT_BATCH}", "poll_seconds": 0,
-                   "advance_seconds": ADVANCE_SECONDS, "actions_per_job": ACTIONS_PER_JOB,
-                   "warmup_n": WARMUP_N},
+        "config": {
+            "batches": f"N and {DEFAULT_BATCH}",
+            "poll_seconds": 0,
+            "advance_seconds": ADVANCE_SECONDS,
+            "actions_per_job": ACTIONS_PER_JOB,
+            "warmup_n": WARMUP_N,
+        },
         "series": series,
         "tick_detail": largest and {k: largest[k] for k in ("n", "batch", "samples")},
         "overlap": overlap,
@@ -218,52 +294,107 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
 
 def render(report: dict[str, Any]) -> str:
     """The report as Markdown."""
+
     def ok(v: dict[str, Any]) -> str:
         return "yes" if v["ok"] else "**no**"
 
-    lines = ["# Post-processing tick benchmark", "", *describe(report["machine"]), "",
-             "## 1. One tick at a time, until all N jobs are complete", ""]
+    lines = [
+        "# Post-processing tick benchmark",
+        "",
+        *describe(report["machine"]),
+        "",
+        "## 1. One tick at a time, until all N jobs are complete",
+        "",
+    ]
     lines += table(
         "N | batch | ticks (min) | wall s | tick p50 ms | tick max ms | jobs/tick p50 | "
         "jobs/tick max | ms/action | reads/job/tick (max) | writes/job/tick (max) | "
         "reads/job, chain | writes/job, chain | idle tick ms | jobs/hour | "
         "all complete, each step once",
-        [(f"{r['n']:,}", f"{r['batch']:,}", f"{r['ticks']:,} ({r['min_ticks']:,})"
-          + (" (stopped at limit)" if r["stopped_early"] else ""), fmt(r["wall_seconds"], 2),
-          fmt(r["tick_p50_ms"]), fmt(r["tick_max_ms"]), fmt(r["acted_p50"], 0),
-          f"{r['acted_max']:,}", fmt(r["ms_per_action"], 2),
-          f"{fmt(r['reads_per_job_tick'], 2)} ({fmt(r['reads_per_job_tick_max'], 2)})",
-          f"{fmt(r['writes_per_job_tick'], 2)} ({fmt(r['writes_per_job_tick_max'], 2)})",
-          fmt(r["reads_per_job_chain"]), fmt(r["writes_per_job_chain"]), fmt(r["idle_tick_ms"]),
-          fmt(r["jobs_per_hour"], 0), ok(r["verification"])) for r in report["series"]],
-        "r" * 15 + "c")
+        [
+            (
+                f"{r['n']:,}",
+                f"{r['batch']:,}",
+                f"{r['ticks']:,} ({r['min_ticks']:,})"
+                + (" (stopped at limit)" if r["stopped_early"] else ""),
+                fmt(r["wall_seconds"], 2),
+                fmt(r["tick_p50_ms"]),
+                fmt(r["tick_max_ms"]),
+                fmt(r["acted_p50"], 0),
+                f"{r['acted_max']:,}",
+                fmt(r["ms_per_action"], 2),
+                f"{fmt(r['reads_per_job_tick'], 2)} ({fmt(r['reads_per_job_tick_max'], 2)})",
+                f"{fmt(r['writes_per_job_tick'], 2)} ({fmt(r['writes_per_job_tick_max'], 2)})",
+                fmt(r["reads_per_job_chain"]),
+                fmt(r["writes_per_job_chain"]),
+                fmt(r["idle_tick_ms"]),
+                fmt(r["jobs_per_hour"], 0),
+                ok(r["verification"]),
+            )
+            for r in report["series"]
+        ],
+        "r" * 15 + "c",
+    )
     detail = report.get("tick_detail")
     if detail:
         lines += ["", f"## 2. Tick by tick: N = {detail['n']:,}, batch = {detail['batch']:,}", ""]
-        lines += table("tick | what it did | ms | jobs | reads | writes | reads/job | writes/job", [
-            (s["tick"], label(s), fmt(s["ms"]), f"{s['acted']:,}", f"{s['reads']:,}",
-             f"{s['writes']:,}", fmt(s["reads"] / s["acted"], 2) if s["acted"] else "–",
-             fmt(s["writes"] / s["acted"], 2) if s["acted"] else "–") for s in detail["samples"]],
-            "rlrrrrrr")
+        lines += table(
+            "tick | what it did | ms | jobs | reads | writes | reads/job | writes/job",
+            [
+                (
+                    s["tick"],
+                    label(s),
+                    fmt(s["ms"]),
+                    f"{s['acted']:,}",
+                    f"{s['reads']:,}",
+                    f"{s['writes']:,}",
+                    fmt(s["reads"] / s["acted"], 2) if s["acted"] else "–",
+                    fmt(s["writes"] / s["acted"], 2) if s["acted"] else "–",
+                )
+                for s in detail["samples"]
+            ],
+            "rlrrrrrr",
+        )
     if report["overlap"]:
-        lines += ["", "## 3. Two overlapping ticks (two threads), until all N jobs are complete",
-                  ""]
+        lines += [
+            "",
+            "## 3. Two overlapping ticks (two threads), until all N jobs are complete",
+            "",
+        ]
         lines += table(
             "N | batch | rounds | wall s | sequential s | round p50 ms | round max ms | "
             "actions (expected) | skipped | BigQuery starts (expected) | ids started twice | "
             "job×step not started once | deletes (jobs not deleted once) | reads/job | "
             "writes/job | all complete, each step once",
-            [(f"{r['n']:,}", f"{r['batch']:,}",
-              f"{r['rounds']}{' (stopped)' if r['stopped_early'] else ''}",
-              fmt(r["wall_seconds"], 2), fmt(r["sequential_wall_seconds"], 2),
-              fmt(r["round_p50_ms"]), fmt(r["round_max_ms"]),
-              f"{r['acted_total']} ({r['expected_actions']})", r["skipped_total"],
-              f"{v['starts']} ({v['expected_starts']})", v["ids_started_twice"],
-              v["job_steps_not_started_once"], f"{v['deletes']} ({v['jobs_not_deleted_once']})",
-              fmt(r["reads_per_job_chain"]), fmt(r["writes_per_job_chain"]), ok(v))
-             for r in report["overlap"] for v in [r["verification"]]], "r" * 15 + "c")
-    lines += [f"Error (N = {r['n']}, batch = {r['batch']}): {e}"
-              for r in [*report["series"], *report["overlap"]] for e in r["errors"]]
+            [
+                (
+                    f"{r['n']:,}",
+                    f"{r['batch']:,}",
+                    f"{r['rounds']}{' (stopped)' if r['stopped_early'] else ''}",
+                    fmt(r["wall_seconds"], 2),
+                    fmt(r["sequential_wall_seconds"], 2),
+                    fmt(r["round_p50_ms"]),
+                    fmt(r["round_max_ms"]),
+                    f"{r['acted_total']} ({r['expected_actions']})",
+                    r["skipped_total"],
+                    f"{v['starts']} ({v['expected_starts']})",
+                    v["ids_started_twice"],
+                    v["job_steps_not_started_once"],
+                    f"{v['deletes']} ({v['jobs_not_deleted_once']})",
+                    fmt(r["reads_per_job_chain"]),
+                    fmt(r["writes_per_job_chain"]),
+                    ok(v),
+                )
+                for r in report["overlap"]
+                for v in [r["verification"]]
+            ],
+            "r" * 15 + "c",
+        )
+    lines += [
+        f"Error (N = {r['n']}, batch = {r['batch']}): {e}"
+        for r in [*report["series"], *report["overlap"]]
+        for e in r["errors"]
+    ]
     return "\n".join(lines)
 
 
@@ -272,17 +403,31 @@ def main(argv: list[str] | None = None) -> int:
     to complete with each step started once."""
     p = arguments("postprocess", __doc__, "sizes 10,100, for a smoke run")
     p.add_argument("--sizes", type=int_list(MAX_SIZE), help="job counts (default 10,100,1000)")
-    p.add_argument("--overlap-n", type=int, default=100,
-                   help="jobs of the runs of two overlapping ticks; 0 skips them")
+    p.add_argument(
+        "--overlap-n",
+        type=int,
+        default=100,
+        help="jobs of the runs of two overlapping ticks; 0 skips them",
+    )
     p.add_argument("--max-seconds", type=float, default=150.0, help="time limit of each run")
     args = p.parse_args(argv)
     args.sizes = args.sizes or ([10, 100] if args.quick else [10, 100, 1000])
     if not 0 <= args.overlap_n <= MAX_SIZE or args.max_seconds <= 0:
         p.error(f"--overlap-n must be between 0 and {MAX_SIZE:,}, --max-seconds positive")
-    return run_measured(args, measure, render, EMULATOR_LOG, lambda report: (
-        None if all(r["verification"]["ok"] and not r["stopped_early"]
-                    for r in [*report["series"], *report["overlap"]])
-        else "a run did not carry every job to complete with each step started once"))
+    return run_measured(
+        args,
+        measure,
+        render,
+        EMULATOR_LOG,
+        lambda report: (
+            None
+            if all(
+                r["verification"]["ok"] and not r["stopped_early"]
+                for r in [*report["series"], *report["overlap"]]
+            )
+            else "a run did not carry every job to complete with each step started once"
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -17,11 +17,28 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import (
-    RESULTS_DIR, Caller, Run, arguments, describe, fmt, growth, int_list, progress,
-    run_measured, table, traced, untraced,
+    RESULTS_DIR,
+    Caller,
+    Run,
+    arguments,
+    describe,
+    fmt,
+    growth,
+    int_list,
+    progress,
+    run_measured,
+    table,
+    traced,
+    untraced,
 )
 from bench.maintenance import (
-    DEFAULT_HEAP, EXPIRATION, MAX_SIZE, STATUS_LIMIT, STATUS_REPEATS, bench_export, load_jobs,
+    DEFAULT_HEAP,
+    EXPIRATION,
+    MAX_SIZE,
+    STATUS_LIMIT,
+    STATUS_REPEATS,
+    bench_export,
+    load_jobs,
 )
 from shared.defaults import MAINTENANCE_BATCH as BATCH
 from shared.model import JobFilter, utcnow
@@ -75,8 +92,9 @@ def bench_size(run: Run, n: int, bucket: Any) -> dict[str, Any]:
     now, project = utcnow(), run.project()
     store = JobStore(run.firestore(project))
     # Started on the empty project: its readiness probe is a /status request.
-    with run.server({"STORAGE_EMULATOR_HOST": run.gcs_url or "",
-                     "GOOGLE_CLOUD_PROJECT": project}) as (base, server):
+    with run.server(
+        {"STORAGE_EMULATOR_HOST": run.gcs_url or "", "GOOGLE_CLOUD_PROJECT": project}
+    ) as (base, server):
         progress(f"N={n:,}: loading into {project} …")
         load = load_jobs(store, n, now)
         caller = Caller(base, 300.0)
@@ -107,23 +125,41 @@ def bench_size(run: Run, n: int, bucket: Any) -> dict[str, Any]:
     run.wipe(project)
     for blob in bucket.list_blobs(prefix=f"scale-n{n}/"):
         blob.delete()
-    return {"n": n, "load_seconds": load["seconds"], "status_html_s": html,
-            "status_json_s": as_json, "server_peak_rss_mib": server_peak, "status_reads": reads,
-            "status_counted_total": counted, "query_floor_s": floor,
-            "expiry_pass_s": cost.seconds, "expiry_pass_jobs": len(expired),
-            "expiry_pass_traced_mib": traced_mib, "export_s": export["seconds"],
-            "export_rss_peak_mib": export["rss_peak_mib"],
-            "export_traced_mib": export["traced_peak_mib"], "reconcile_s": reconcile.seconds,
-            "reconcile_drift": drift, "project": project}
+    return {
+        "n": n,
+        "load_seconds": load["seconds"],
+        "status_html_s": html,
+        "status_json_s": as_json,
+        "server_peak_rss_mib": server_peak,
+        "status_reads": reads,
+        "status_counted_total": counted,
+        "query_floor_s": floor,
+        "expiry_pass_s": cost.seconds,
+        "expiry_pass_jobs": len(expired),
+        "expiry_pass_traced_mib": traced_mib,
+        "export_s": export["seconds"],
+        "export_rss_peak_mib": export["rss_peak_mib"],
+        "export_traced_mib": export["traced_peak_mib"],
+        "reconcile_s": reconcile.seconds,
+        "reconcile_drift": drift,
+        "project": project,
+    }
 
 
 def measure(args: Any, run: Run) -> dict[str, Any]:
     """Start the GCS emulator and a bucket, then every size."""
     bucket = run.gcs().create_bucket(f"bench-scale-{uuid.uuid4().hex[:8]}")
     rows = [bench_size(run, n, bucket) for n in args.sizes]
-    return {"config": {"batch": BATCH, "status_repeats": STATUS_REPEATS,
-                       "emulator_heap": f"-Xmx{args.emulator_heap}" if run.own_emulator
-                       else "external emulator"}, "sizes": rows}
+    return {
+        "config": {
+            "batch": BATCH,
+            "status_repeats": STATUS_REPEATS,
+            "emulator_heap": f"-Xmx{args.emulator_heap}"
+            if run.own_emulator
+            else "external emulator",
+        },
+        "sizes": rows,
+    }
 
 
 def render(report: dict[str, Any]) -> str:
@@ -134,27 +170,53 @@ def render(report: dict[str, Any]) -> str:
         "N jobs | status HTML s | status JSON s | one-row query s | status reads | server peak "
         f"RSS MiB | expiry pass of {BATCH} s | expiry pass tracemalloc MiB | export s | "
         "export RSS peak MiB | export tracemalloc MiB | count reconciliation s",
-        [(f"{r['n']:,}", fmt(r["status_html_s"], 2), fmt(r["status_json_s"], 2),
-          fmt(r["query_floor_s"], 2), f"{r['status_reads']:,}", fmt(r["server_peak_rss_mib"]),
-          fmt(r["expiry_pass_s"], 2), fmt(r["expiry_pass_traced_mib"]), fmt(r["export_s"], 2),
-          fmt(r["export_rss_peak_mib"]), fmt(r["export_traced_mib"]), fmt(r["reconcile_s"], 2))
-         for r in rows], "r" * 12)
+        [
+            (
+                f"{r['n']:,}",
+                fmt(r["status_html_s"], 2),
+                fmt(r["status_json_s"], 2),
+                fmt(r["query_floor_s"], 2),
+                f"{r['status_reads']:,}",
+                fmt(r["server_peak_rss_mib"]),
+                fmt(r["expiry_pass_s"], 2),
+                fmt(r["expiry_pass_traced_mib"]),
+                fmt(r["export_s"], 2),
+                fmt(r["export_rss_peak_mib"]),
+                fmt(r["export_traced_mib"]),
+                fmt(r["reconcile_s"], 2),
+            )
+            for r in rows
+        ],
+        "r" * 12,
+    )
     if len(rows) > 1:
-        keys = ("n", "status_html_s", "status_json_s", "expiry_pass_s", "export_s",
-                "export_traced_mib")
+        keys = (
+            "n",
+            "status_html_s",
+            "status_json_s",
+            "expiry_pass_s",
+            "export_s",
+            "export_traced_mib",
+        )
         cols = [growth([r[k] for r in rows]) for k in keys]
         lines += ["", "Growth from the previous N:", ""]
-        lines += table("N jobs | × N | status HTML | status JSON | expiry pass | export | "
-                       "export memory", [(f"{r['n']:,}", *(c[i] for c in cols))
-                                         for i, r in enumerate(rows) if i], "r" * 7)
+        lines += table(
+            "N jobs | × N | status HTML | status JSON | expiry pass | export | export memory",
+            [(f"{r['n']:,}", *(c[i] for c in cols)) for i, r in enumerate(rows) if i],
+            "r" * 7,
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the tables, write the JSON; the exit status."""
     p = arguments("scale", __doc__)
-    p.add_argument("--sizes", type=int_list(MAX_SIZE), default=[1_000, 10_000],
-                   help="job counts, one fresh project each (default 1000,10000)")
+    p.add_argument(
+        "--sizes",
+        type=int_list(MAX_SIZE),
+        default=[1_000, 10_000],
+        help="job counts, one fresh project each (default 1000,10000)",
+    )
     p.add_argument("--emulator-heap", default=DEFAULT_HEAP, help="Java heap of the emulator")
     args = p.parse_args(argv)
     return run_measured(args, measure, render, EMULATOR_LOG, heap=args.emulator_heap)

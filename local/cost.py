@@ -111,8 +111,10 @@ class Prices:
 PRICES = Prices()
 
 #: Where the prices come from, and when they were taken.
-PRICES_AS_OF = ("list prices as published in 2025 (not re-checked for this table; the Firestore "
-                "free tier was checked on its pricing page in November 2026)")
+PRICES_AS_OF = (
+    "list prices as published in 2025 (not re-checked for this table; the Firestore "
+    "free tier was checked on its pricing page in November 2026)"
+)
 
 SOURCES = {
     "Firestore": "https://cloud.google.com/firestore/pricing",
@@ -144,8 +146,7 @@ def counted_from_results(results: Path) -> tuple[Counted, list[str]]:
         used.append(str(hot_job))
     next_job = results / "next_job.json"
     if next_job.exists():
-        resting = [c for c in json.loads(next_job.read_text())["per_call"]
-                   if c["call"] == RESTING]
+        resting = [c for c in json.loads(next_job.read_text())["per_call"] if c["call"] == RESTING]
         if resting:
             # The in-process service runs without operator control: add its pauses query.
             values["idle_next_reads"] = resting[0]["reads"] + resting[0]["queries"] + 1
@@ -154,8 +155,9 @@ def counted_from_results(results: Path) -> tuple[Counted, list[str]]:
             used.append(str(next_job))
     postprocess = results / "postprocess.json"
     if postprocess.exists():
-        series = [s for s in json.loads(postprocess.read_text())["series"]
-                  if not s["stopped_early"]]
+        series = [
+            s for s in json.loads(postprocess.read_text())["series"] if not s["stopped_early"]
+        ]
         if series:
             values["postprocess_reads"] = series[-1]["reads_per_job_chain"]
             values["postprocess_writes"] = series[-1]["writes_per_job_chain"]
@@ -171,12 +173,19 @@ def monthly(c: Counted, s: Scale, p: Prices) -> dict[str, Any]:
     idle_polls = s.parsers * s.idle_fraction * 86_400 / s.idle_poll_seconds * d
     scheduled = (s.maintain_per_day + s.postprocess_per_day) * d
     snapshot_reads = s.live_jobs * s.maintain_per_day * d
-    reads = (jobs * (c.job_reads + c.postprocess_reads) + archives * c.archive_reads
-             + idle_polls * c.idle_next_reads + snapshot_reads
-             + s.scrapes_per_day * d * c.scrape_reads
-             + s.status_loads_per_day * d * (c.status_rows + c.scrape_reads))
-    writes = (jobs * (c.job_writes + c.postprocess_writes) + archives * c.archive_writes
-              + idle_polls * c.idle_next_writes)
+    reads = (
+        jobs * (c.job_reads + c.postprocess_reads)
+        + archives * c.archive_reads
+        + idle_polls * c.idle_next_reads
+        + snapshot_reads
+        + s.scrapes_per_day * d * c.scrape_reads
+        + s.status_loads_per_day * d * (c.status_rows + c.scrape_reads)
+    )
+    writes = (
+        jobs * (c.job_writes + c.postprocess_writes)
+        + archives * c.archive_writes
+        + idle_polls * c.idle_next_writes
+    )
     deletes = jobs * c.cleanup_deletes
     parser_requests = jobs * (3 + s.archives_per_job * c.archive_requests) + idle_polls
     requests = parser_requests + scheduled + s.scrapes_per_day * d + s.status_loads_per_day * d
@@ -186,33 +195,59 @@ def monthly(c: Counted, s: Scale, p: Prices) -> dict[str, Any]:
     def over(used: float, free: float) -> float:
         return max(0.0, used - free)
 
-    ops = {"firestore_reads": reads, "firestore_writes": writes, "firestore_deletes": deletes,
-           "function_requests": requests, "gcs_class_a": gcs_a, "gcs_class_b": gcs_b}
-    vcpu_s = requests * s.request_seconds * s.request_vcpu + scheduled * s.tick_seconds * s.tick_vcpu
+    ops = {
+        "firestore_reads": reads,
+        "firestore_writes": writes,
+        "firestore_deletes": deletes,
+        "function_requests": requests,
+        "gcs_class_a": gcs_a,
+        "gcs_class_b": gcs_b,
+    }
+    vcpu_s = (
+        requests * s.request_seconds * s.request_vcpu + scheduled * s.tick_seconds * s.tick_vcpu
+    )
     gib_s = requests * s.request_seconds * s.request_gib + scheduled * s.tick_seconds * s.tick_gib
     cost = {
-        "Firestore reads": over(reads, p.firestore_free_reads_per_day * d) / 1e5
+        "Firestore reads": over(reads, p.firestore_free_reads_per_day * d)
+        / 1e5
         * p.firestore_read_per_100k,
-        "Firestore writes": over(writes, p.firestore_free_writes_per_day * d) / 1e5
+        "Firestore writes": over(writes, p.firestore_free_writes_per_day * d)
+        / 1e5
         * p.firestore_write_per_100k,
-        "Firestore deletes": over(deletes, p.firestore_free_deletes_per_day * d) / 1e5
+        "Firestore deletes": over(deletes, p.firestore_free_deletes_per_day * d)
+        / 1e5
         * p.firestore_delete_per_100k,
-        "Function requests": over(requests, p.free_requests_per_month) / 1e6
+        "Function requests": over(requests, p.free_requests_per_month)
+        / 1e6
         * p.requests_per_million,
         "Function vCPU-seconds": over(vcpu_s, p.free_vcpu_seconds_per_month) * p.vcpu_second,
         "Function GiB-seconds": over(gib_s, p.free_gib_seconds_per_month) * p.gib_second,
-        "GCS class A (lists, uploads)": over(gcs_a, p.gcs_free_class_a_per_month) / 1000
+        "GCS class A (lists, uploads)": over(gcs_a, p.gcs_free_class_a_per_month)
+        / 1000
         * p.gcs_class_a_per_1000,
-        "GCS class B (gets)": over(gcs_b, p.gcs_free_class_b_per_month) / 1000
+        "GCS class B (gets)": over(gcs_b, p.gcs_free_class_b_per_month)
+        / 1000
         * p.gcs_class_b_per_1000,
         "Cloud Scheduler (2 jobs)": max(0, 2 - p.scheduler_free_jobs) * p.scheduler_job_per_month,
     }
     ops["vcpu_seconds"], ops["gib_seconds"] = vcpu_s, gib_s
-    per = {"per_job": {"reads": c.job_reads + c.postprocess_reads,
-                       "writes": c.job_writes + c.postprocess_writes,
-                       "deletes": c.cleanup_deletes, "gcs_lists": c.job_gcs_lists,
-                       "requests": 3.0},
-           "per_archive": {"reads": c.archive_reads, "writes": c.archive_writes,
-                           "requests": c.archive_requests}}
-    return {"ops_per_month": ops, "cost_per_month": cost,
-            "total_per_month": sum(cost.values()), **per}
+    per = {
+        "per_job": {
+            "reads": c.job_reads + c.postprocess_reads,
+            "writes": c.job_writes + c.postprocess_writes,
+            "deletes": c.cleanup_deletes,
+            "gcs_lists": c.job_gcs_lists,
+            "requests": 3.0,
+        },
+        "per_archive": {
+            "reads": c.archive_reads,
+            "writes": c.archive_writes,
+            "requests": c.archive_requests,
+        },
+    }
+    return {
+        "ops_per_month": ops,
+        "cost_per_month": cost,
+        "total_per_month": sum(cost.values()),
+        **per,
+    }

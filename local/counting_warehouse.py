@@ -48,13 +48,15 @@ class CountingWarehouse:
             self.deletes[job.key()] += 1
         return StepResult(StepOutcome.DONE, f"Successfully deleted partition of {job.key()}")
 
-
     def check(self, keys: Sequence[str], steps: Sequence[State]) -> dict[str, int]:
         """The starts and deletes against one per job and step of ``steps``, and one per job."""
         with self.lock:
             pairs = [(k, s.value) for k in keys for s in steps]
-            return {"starts": sum(self.starts.values()), "expected_starts": len(pairs),
-                    "ids_started_twice": sum(1 for c in self.starts.values() if c > 1),
-                    "job_steps_not_started_once": sum(self.step_starts[p] != 1 for p in pairs),
-                    "deletes": sum(self.deletes.values()),
-                    "jobs_not_deleted_once": sum(self.deletes[k] != 1 for k in keys)}
+            return {
+                "starts": sum(self.starts.values()),
+                "expected_starts": len(pairs),
+                "ids_started_twice": sum(1 for c in self.starts.values() if c > 1),
+                "job_steps_not_started_once": sum(self.step_starts[p] != 1 for p in pairs),
+                "deletes": sum(self.deletes.values()),
+                "jobs_not_deleted_once": sum(self.deletes[k] != 1 for k in keys),
+            }

@@ -38,8 +38,7 @@ FAULTS_ENV = "GARDENER_FAULTS"
 #: The gRPC methods of the Firestore client that the stores use, and may fail. ``rollback``
 #: is left alone: a rollback that never arrives leaves its documents locked until the
 #: backend drops the transaction (60 s on the emulator), long after the fault.
-RPCS = ("batch_get_documents", "begin_transaction", "commit", "run_query",
-        "run_aggregation_query")
+RPCS = ("batch_get_documents", "begin_transaction", "commit", "run_query", "run_aggregation_query")
 
 
 @dataclass(frozen=True)
@@ -96,8 +95,10 @@ def wrap_rpcs(api: Any, schedule: Schedule) -> None:
     from google.api_core import exceptions as gexc
 
     transport = api._transport
-    raw = {name: transport._wrapped_methods[getattr(transport, name)]._target
-           for name in (*RPCS, "rollback")}
+    raw = {
+        name: transport._wrapped_methods[getattr(transport, name)]._target
+        for name in (*RPCS, "rollback")
+    }
 
     def faulty(name: str, target: Callable[..., Any]) -> Callable[..., Any]:
         def call(request: Any, *args: Any, **kwargs: Any) -> Any:
@@ -107,8 +108,9 @@ def wrap_rpcs(api: Any, schedule: Schedule) -> None:
             if name == "commit" and exc is gexc.Aborted and getattr(request, "transaction", None):
                 # Firestore ends a transaction whose commit fails, releasing its locks.
                 try:
-                    raw["rollback"]({"database": request.database,
-                                     "transaction": request.transaction}, **kwargs)
+                    raw["rollback"](
+                        {"database": request.database, "transaction": request.transaction}, **kwargs
+                    )
                 except Exception:  # noqa: BLE001 - the rollback is best effort
                     pass
             raise exc(f"injected {exc.__name__} on {name}")

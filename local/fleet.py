@@ -45,13 +45,23 @@ class Fate(enum.Enum):
     ERROR = "error"  # reports a parse error mid-job and gives the job up
     ERROR_GO_ON = "error-go-on"  # reports a parse error mid-job and goes on
     SILENT = "silent"  # stops mid-job without a word
-    LATE = "late"  # stops mid-job; may report on the job much later (:meth:`SimulatedParser.silenced`)
+    LATE = (
+        "late"  # stops mid-job; may report on the job much later (:meth:`SimulatedParser.silenced`)
+    )
     ROGUE = "rogue"  # finishes, then tries a state a parser may not set
 
 
 #: The demo fleet's order of fates, across the fleet: 6 in 8 finish.
-FATES = (Fate.FINISH, Fate.ERROR, Fate.FINISH, Fate.SILENT,
-         Fate.FINISH, Fate.FINISH, Fate.FINISH, Fate.FINISH)
+FATES = (
+    Fate.FINISH,
+    Fate.ERROR,
+    Fate.FINISH,
+    Fate.SILENT,
+    Fate.FINISH,
+    Fate.FINISH,
+    Fate.FINISH,
+    Fate.FINISH,
+)
 
 
 @dataclass
@@ -102,13 +112,19 @@ class SimulatedParser:
     ``tally`` each job's outcome. Pauses end early when ``stop`` is set.
     """
 
-    def __init__(self, base: str, policy: ParserPolicy, *, name: str = "p",
-                 rng: random.Random | None = None,
-                 fate: Callable[[random.Random], Fate] = lambda rng: Fate.FINISH,
-                 take: Callable[[], bool] = lambda: True,
-                 record: Callable[[Call], None] = lambda call: None,
-                 tally: Callable[[str], None] = lambda outcome: None,
-                 stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        base: str,
+        policy: ParserPolicy,
+        *,
+        name: str = "p",
+        rng: random.Random | None = None,
+        fate: Callable[[random.Random], Fate] = lambda rng: Fate.FINISH,
+        take: Callable[[], bool] = lambda: True,
+        record: Callable[[Call], None] = lambda call: None,
+        tally: Callable[[str], None] = lambda outcome: None,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.base, self.policy, self.name = base, policy, name
         self.rng = rng or random.Random(0)
         self.fate, self.take, self.record, self.tally = fate, take, record, tally
@@ -128,8 +144,9 @@ class SimulatedParser:
         """Make one request (POST, parameters in the query string) and record it."""
         t0 = time.perf_counter()
         try:
-            response = self.session.post(self.base + path + "?" + urlencode(params),
-                                         timeout=self.policy.timeout)
+            response = self.session.post(
+                self.base + path + "?" + urlencode(params), timeout=self.policy.timeout
+            )
             status, body = int(response.status_code), response.text
         except requests.RequestException:
             status, body = 0, ""
@@ -200,17 +217,25 @@ class SimulatedParser:
             self.wait(self.policy.seconds_per_archive)
             if not self.update("update parsing (archive)", job_id, "parsing", archive):
                 return
-        if self.update("update postProcessing", job_id, "postProcessing",
-                       f"{archives} archives parsed"):
+        if self.update(
+            "update postProcessing", job_id, "postProcessing", f"{archives} archives parsed"
+        ):
             self.tally(fate.value)
             if fate is Fate.ROGUE:
-                self.update("update rogue", job_id, self.rng.choice(["complete", "loading"]),
-                            "rogue")
+                self.update(
+                    "update rogue", job_id, self.rng.choice(["complete", "loading"]), "rogue"
+                )
 
 
-def run_parsers(base: str, parsers: int, jobs: int, archives: int, timeout: float = 30.0,
-                retries: int = 0, during: Callable[[list[Call]], None] | None = None,
-                ) -> tuple[float, list[Call]]:
+def run_parsers(
+    base: str,
+    parsers: int,
+    jobs: int,
+    archives: int,
+    timeout: float = 30.0,
+    retries: int = 0,
+    during: Callable[[list[Call]], None] | None = None,
+) -> tuple[float, list[Call]]:
     """Run ``parsers`` parsers (``archives`` each job, no pauses) until ``jobs`` hand-outs were
     asked for or there is no job left; return the time and every call.
 
@@ -230,9 +255,13 @@ def run_parsers(base: str, parsers: int, jobs: int, archives: int, timeout: floa
             calls.append(call)
 
     policy = ParserPolicy((archives, archives), (0.0, 0.0), None, retries, 0.2, timeout)
-    threads = [threading.Thread(target=SimulatedParser(
-        base, policy, name=f"p{i}", take=take, record=record).run, daemon=True)
-        for i in range(parsers)]
+    threads = [
+        threading.Thread(
+            target=SimulatedParser(base, policy, name=f"p{i}", take=take, record=record).run,
+            daemon=True,
+        )
+        for i in range(parsers)
+    ]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -262,9 +291,15 @@ class Fleet:
     def start(self) -> Fleet:
         """Start every parser; return self."""
         for n in range(self.parsers):
-            parser = SimulatedParser(self.base_url, self.policy, name=f"parser-{n}",
-                                     rng=random.Random(self.seed * 1000 + n),
-                                     fate=self._next_fate, tally=self._count, stop=self._stop)
+            parser = SimulatedParser(
+                self.base_url,
+                self.policy,
+                name=f"parser-{n}",
+                rng=random.Random(self.seed * 1000 + n),
+                fate=self._next_fate,
+                tally=self._count,
+                stop=self._stop,
+            )
             thread = threading.Thread(target=parser.run, name=f"parser-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)

@@ -53,7 +53,17 @@ from local.emulator import FirestoreEmulator, free_port
 from local.faults import FAULTS_ENV, Window, write_schedule
 from local.fleet import Call, Fate, ParserPolicy, SimulatedParser
 from local.gcs_emulator import GcsEmulator, client, seed
-from local.soak_check import INVARIANTS, Entry, Fault, Final, JobDoc, Limits, Report, check, split_id
+from local.soak_check import (
+    INVARIANTS,
+    Entry,
+    Fault,
+    Final,
+    JobDoc,
+    Limits,
+    Report,
+    check,
+    split_id,
+)
 from local.stack import (
     DEMO_BUCKET,
     DEMO_CONFIG,
@@ -91,8 +101,16 @@ LIMITS = Limits(timeout=TIMEOUT, maintain_interval=2 * TICK, client_timeout=CLIE
 FATES = {"finish": 55, "silent": 10, "error": 10, "error-go-on": 8, "late": 10, "rogue": 7}
 
 #: Operator actions and their weights.
-ACTIONS = {"fail": 3, "retry": 3, "reprocess": 2, "cancel": 1, "pause": 2, "export": 2,
-           "import": 2, "status": 1}
+ACTIONS = {
+    "fail": 3,
+    "retry": 3,
+    "reprocess": 2,
+    "cancel": 1,
+    "pause": 2,
+    "export": 2,
+    "import": 2,
+    "status": 1,
+}
 
 
 @dataclass
@@ -145,8 +163,16 @@ class Recorder:
         self._lock = threading.Lock()
         self._local = threading.local()
 
-    def call(self, actor: str, call: str, path: str, params: dict[str, str] | None = None,
-             method: str = "POST", server: int = 0, run: int | None = None) -> Entry:
+    def call(
+        self,
+        actor: str,
+        call: str,
+        path: str,
+        params: dict[str, str] | None = None,
+        method: str = "POST",
+        server: int = 0,
+        run: int | None = None,
+    ) -> Entry:
         """Make one request to server ``server`` and log it; status 0 when there is no answer."""
         session = getattr(self._local, "session", None)
         if session is None:
@@ -154,9 +180,13 @@ class Recorder:
         params = params or {}
         t0 = time.time()
         try:
-            response = session.request(method, self.servers.url(server) + path, params=params,
-                                       headers={"X-Operator": "soak", "Connection": "close"},
-                                       timeout=CLIENT_TIMEOUT)
+            response = session.request(
+                method,
+                self.servers.url(server) + path,
+                params=params,
+                headers={"X-Operator": "soak", "Connection": "close"},
+                timeout=CLIENT_TIMEOUT,
+            )
             status, body = response.status_code, response.text
         except requests.RequestException:
             status, body = 0, ""
@@ -189,10 +219,22 @@ class SoakParser(SimulatedParser):
     some jobs come back late, with their old IDs."""
 
     def __init__(self, world: World, n: int, rng: random.Random) -> None:
-        policy = ParserPolicy(archives=(1, 4), seconds_per_archive=(0.1, 0.5), idle=(0.3, 1.0),
-                              retries=3, retry_pause=0.3, timeout=CLIENT_TIMEOUT)
-        super().__init__("", policy, name=f"parser-{n}", rng=rng, stop=world.stop,
-                         fate=lambda rng: Fate(rng.choices(list(FATES), list(FATES.values()))[0]))
+        policy = ParserPolicy(
+            archives=(1, 4),
+            seconds_per_archive=(0.1, 0.5),
+            idle=(0.3, 1.0),
+            retries=3,
+            retry_pause=0.3,
+            timeout=CLIENT_TIMEOUT,
+        )
+        super().__init__(
+            "",
+            policy,
+            name=f"parser-{n}",
+            rng=rng,
+            stop=world.stop,
+            fate=lambda rng: Fate(rng.choices(list(FATES), list(FATES.values()))[0]),
+        )
         self.world, self.server, self.run_seq, self.last_seq = world, n, 0, 0
 
     def running(self) -> bool:
@@ -202,11 +244,18 @@ class SoakParser(SimulatedParser):
     def send(self, endpoint: str, path: str, params: dict[str, str]) -> Call:
         """Make the call through the recorder, tagged with the hand-out it works on."""
         call = path.rsplit("/", 1)[-1]
-        e = self.world.rec.call(self.name, call, path, params, server=self.server,
-                                run=None if call == "next" else self.run_seq)
+        e = self.world.rec.call(
+            self.name,
+            call,
+            path,
+            params,
+            server=self.server,
+            run=None if call == "next" else self.run_seq,
+        )
         self.last_seq = e.seq
-        return Call(endpoint, e.status, e.t1 - e.t0, split_id(params.get("id", ""))[0], params,
-                    e.body)
+        return Call(
+            endpoint, e.status, e.t1 - e.t0, split_id(params.get("id", ""))[0], params, e.body
+        )
 
     def work(self, job_id: str, fate: Fate) -> None:
         """Remember the hand-out (the operator picks from them), then work the job."""
@@ -229,8 +278,9 @@ class SoakParser(SimulatedParser):
             return False
         with world.lock:
             again = {split_id(job_id)[0]: seq for job_id, seq in world.recent}
-            old = [x for x in world.late if again.get(split_id(x[0])[0], -1) > x[1]] or \
-                [x for x in world.late if time.time() - x[2] > 2 * (TIMEOUT + TICK + RETRY_BACKOFF)]
+            old = [x for x in world.late if again.get(split_id(x[0])[0], -1) > x[1]] or [
+                x for x in world.late if time.time() - x[2] > 2 * (TIMEOUT + TICK + RETRY_BACKOFF)
+            ]
             if not old:
                 return False
             job_id, self.run_seq, _ = pick = self.rng.choice(old)
@@ -307,19 +357,29 @@ class Plan:
         span = max(1.0, seconds - CALM - 3)
         n = max(1, int(seconds // 30))
         return cls(
-            firestore=sorted((3 + rng.uniform(0, span - 5), rng.uniform(2, 5), rng.uniform(0.15, 0.5))
-                             for _ in range(2 * n)),
+            firestore=sorted(
+                (3 + rng.uniform(0, span - 5), rng.uniform(2, 5), rng.uniform(0.15, 0.5))
+                for _ in range(2 * n)
+            ),
             pauses=sorted((3 + rng.uniform(0, span - 8), rng.uniform(2, 7)) for _ in range(n)),
-            kills=sorted((3 + rng.uniform(0, max(7.0, span - LOCK_HELD)), rng.randrange(2))
-                         for _ in range(n)),
+            kills=sorted(
+                (3 + rng.uniform(0, max(7.0, span - LOCK_HELD)), rng.randrange(2)) for _ in range(n)
+            ),
         )
 
 
-def chaos(world: World, plan: Plan, started: float, servers: Servers,
-          emulator: FirestoreEmulator, faults: list[Fault]) -> None:
+def chaos(
+    world: World,
+    plan: Plan,
+    started: float,
+    servers: Servers,
+    emulator: FirestoreEmulator,
+    faults: list[Fault],
+) -> None:
     """Pause the emulator and kill servers as planned; record each window."""
-    events = sorted([(o, "pause", d) for o, d in plan.pauses] +
-                    [(o, "kill", float(s)) for o, s in plan.kills])
+    events = sorted(
+        [(o, "pause", d) for o, d in plan.pauses] + [(o, "kill", float(s)) for o, s in plan.kills]
+    )
     for offset, kind, arg in events:
         if world.stop.wait(max(0.0, started + offset - time.time())):
             return
@@ -361,19 +421,34 @@ def read_final(host: str, project: str, final_maintain: float) -> Final:
     jobs = {}
     for snap in fs.collection(JOBS_COLLECTION).stream():
         d = snap.to_dict() or {}
-        history = sorted((int(i), h["state"]) for i, h in (d.get("history") or {}).items()
-                         if isinstance(h, dict) and h.get("state"))
+        history = sorted(
+            (int(i), h["state"])
+            for i, h in (d.get("history") or {}).items()
+            if isinstance(h, dict) and h.get("state")
+        )
         # The update count as a single job's view sees it: the stored base plus the current
         # run's hot-path updates not yet folded in by a state change, its progress shards too.
-        shards = [s for doc in snap.reference.collection(PROGRESS_COLLECTION).stream()
-                  if (s := doc.to_dict() or {}).get("run") == d.get("run", "")]
+        shards = [
+            s
+            for doc in snap.reference.collection(PROGRESS_COLLECTION).stream()
+            if (s := doc.to_dict() or {}).get("run") == d.get("run", "")
+        ]
         updates = from_document(d, snap.update_time, shards).status.update_count
-        jobs[d["key"]] = JobDoc(d["key"], d["experiment"], d["datatype"], d["state"], history,
-                                updates, _epoch(d.get("start_time")),
-                                _epoch(d.get("last_activity")), d.get("lease_owner") or "",
-                                _epoch(d.get("lease_until")))
-    return Final(jobs, CounterStore(fs).totals(), read_at, final_maintain,
-                 StateCountStore(fs).read().counts)
+        jobs[d["key"]] = JobDoc(
+            d["key"],
+            d["experiment"],
+            d["datatype"],
+            d["state"],
+            history,
+            updates,
+            _epoch(d.get("start_time")),
+            _epoch(d.get("last_activity")),
+            d.get("lease_owner") or "",
+            _epoch(d.get("lease_until")),
+        )
+    return Final(
+        jobs, CounterStore(fs).totals(), read_at, final_maintain, StateCountStore(fs).read().counts
+    )
 
 
 def settle(rec: Recorder) -> float:
@@ -415,26 +490,42 @@ def emulators() -> Iterator[tuple[FirestoreEmulator, str]]:
         yield fs, gcs.url
 
 
-def server_env(fs_host: str, gcs_url: str, project: str, today: date, schedule: Path) -> dict[str, str]:
+def server_env(
+    fs_host: str, gcs_url: str, project: str, today: date, schedule: Path
+) -> dict[str, str]:
     """The function servers' environment: the demo config with the soak's short times."""
-    return {"FIRESTORE_EMULATOR_HOST": fs_host, "STORAGE_EMULATOR_HOST": gcs_url,
-            "GOOGLE_CLOUD_PROJECT": project, "GARDENER_CONFIG": str(DEMO_CONFIG),
-            **demo_env(today), "DEMO_TIMEOUT": f"{TIMEOUT:g}s",
-            "SNAPSHOT_BUCKET": SNAPSHOT_BUCKET, "SNAPSHOT_KEEP": "5",
-            "RETRY_BACKOFF": f"{RETRY_BACKOFF:g}s", "RETRY_MAX_ATTEMPTS": "5",
-            "CLEANUP_DELAY": "1h", "HEARTBEAT_COALESCE_SECONDS": "1",
-            "FIRESTORE_DEADLINE_SECONDS": "5", FAULTS_ENV: str(schedule)}
+    return {
+        "FIRESTORE_EMULATOR_HOST": fs_host,
+        "STORAGE_EMULATOR_HOST": gcs_url,
+        "GOOGLE_CLOUD_PROJECT": project,
+        "GARDENER_CONFIG": str(DEMO_CONFIG),
+        **demo_env(today),
+        "DEMO_TIMEOUT": f"{TIMEOUT:g}s",
+        "SNAPSHOT_BUCKET": SNAPSHOT_BUCKET,
+        "SNAPSHOT_KEEP": "5",
+        "RETRY_BACKOFF": f"{RETRY_BACKOFF:g}s",
+        "RETRY_MAX_ATTEMPTS": "5",
+        "CLEANUP_DELAY": "1h",
+        "HEARTBEAT_COALESCE_SECONDS": "1",
+        "FIRESTORE_DEADLINE_SECONDS": "5",
+        FAULTS_ENV: str(schedule),
+    }
 
 
-def actors(world: World, rng: random.Random, parsers: int, days: list[date],
-           chaos_args: tuple[Any, ...]) -> list[threading.Thread]:
+def actors(
+    world: World, rng: random.Random, parsers: int, days: list[date], chaos_args: tuple[Any, ...]
+) -> list[threading.Thread]:
     """Start the parsers, the tickers, the operator and the chaos, each with a seed of ``rng``."""
+
     def seeded() -> random.Random:
         return random.Random(rng.random())
 
     threads = [threading.Thread(target=SoakParser(world, n, seeded()).run) for n in range(parsers)]
-    threads += [threading.Thread(target=ticker, args=(world, call, n, seeded()))
-                for call in ("maintain", "postprocess") for n in range(2)]
+    threads += [
+        threading.Thread(target=ticker, args=(world, call, n, seeded()))
+        for call in ("maintain", "postprocess")
+        for n in range(2)
+    ]
     threads.append(threading.Thread(target=operator, args=(world, seeded(), days)))
     threads.append(threading.Thread(target=chaos, args=(world, *chaos_args)))
     for t in threads:
@@ -456,8 +547,9 @@ def run(seconds: float, seed_value: int, parsers: int = 4) -> Outcome:
         seed(gcs, SNAPSHOT_BUCKET, [])
         schedule = Path(tmp) / "faults.json"
         write_schedule(schedule, seed_value, [])
-        servers = Servers(server_env(fs.host, gcs_url, project, today, schedule),
-                          [free_port(), free_port()]).start()
+        servers = Servers(
+            server_env(fs.host, gcs_url, project, today, schedule), [free_port(), free_port()]
+        ).start()
         try:
             started = time.time()
             windows = [Window(started + o, started + o + d, r) for o, d, r in plan.firestore]
@@ -484,15 +576,20 @@ def table(outcome: Outcome) -> str:
     for e in outcome.log:
         calls.setdefault(e.call, Counter())[e.status] += 1
     statuses = sorted({s for c in calls.values() for s in c})
-    lines = [f"soak: seed {outcome.seed}, {outcome.seconds:g} s, {len(outcome.log)} requests, "
-             f"{len(outcome.final.jobs)} jobs; faults: "
-             + ", ".join(f"{k} ×{n}" for k, n in Counter(f.kind for f in outcome.faults).items()),
-             "", f"{'call':24}" + "".join(f"{s or 'none':>7}" for s in statuses)]
+    lines = [
+        f"soak: seed {outcome.seed}, {outcome.seconds:g} s, {len(outcome.log)} requests, "
+        f"{len(outcome.final.jobs)} jobs; faults: "
+        + ", ".join(f"{k} ×{n}" for k, n in Counter(f.kind for f in outcome.faults).items()),
+        "",
+        f"{'call':24}" + "".join(f"{s or 'none':>7}" for s in statuses),
+    ]
     for call in sorted(calls):
         lines.append(f"{call:24}" + "".join(f"{calls[call][s] or '':>7}" for s in statuses))
     violated = outcome.report.violated()
     lines += ["", f"{'invariant':24}{'checked':>9}{'violated':>10}"]
-    lines += [f"{name:24}{outcome.report.checked[name]:>9}{violated[name]:>10}" for name in INVARIANTS]
+    lines += [
+        f"{name:24}{outcome.report.checked[name]:>9}{violated[name]:>10}" for name in INVARIANTS
+    ]
     lines += [f"note: {n}" for n in outcome.report.notes]
     shown = outcome.report.violations[:40]
     lines += ["", *(f"VIOLATION {name}: {msg}" for name, msg in shown)]
@@ -504,16 +601,28 @@ def table(outcome: Outcome) -> str:
 def write_log(outcome: Outcome, path: Path) -> None:
     """Write the log, the faults, the plan and the violations as JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "seed": outcome.seed, "seconds": outcome.seconds, "plan": asdict(outcome.plan),
-        "faults": [asdict(f) for f in outcome.faults], "log": [asdict(e) for e in outcome.log],
-        "violations": outcome.report.violations,
-        "final": {k: asdict(v) for k, v in outcome.final.jobs.items()},
-        "counters": [[list(src), totals] for src, totals in outcome.final.counters.items()],
-        "read_at": outcome.final.read_at, "final_maintain": outcome.final.final_maintain,
-        "state_counts": (None if outcome.final.state_counts is None else
-                         [[list(src), n] for src, n in outcome.final.state_counts.items()]),
-    }, indent=1))
+    path.write_text(
+        json.dumps(
+            {
+                "seed": outcome.seed,
+                "seconds": outcome.seconds,
+                "plan": asdict(outcome.plan),
+                "faults": [asdict(f) for f in outcome.faults],
+                "log": [asdict(e) for e in outcome.log],
+                "violations": outcome.report.violations,
+                "final": {k: asdict(v) for k, v in outcome.final.jobs.items()},
+                "counters": [[list(src), totals] for src, totals in outcome.final.counters.items()],
+                "read_at": outcome.final.read_at,
+                "final_maintain": outcome.final.final_maintain,
+                "state_counts": (
+                    None
+                    if outcome.final.state_counts is None
+                    else [[list(src), n] for src, n in outcome.final.state_counts.items()]
+                ),
+            },
+            indent=1,
+        )
+    )
 
 
 def read_log(path: Path) -> Outcome:
@@ -521,15 +630,22 @@ def read_log(path: Path) -> Outcome:
     d = json.loads(path.read_text())
     log = [Entry(**e) for e in d["log"]]
     faults = [Fault(**f) for f in d["faults"]]
-    jobs = {k: JobDoc(**{**v, "history": [tuple(h) for h in v["history"]]})
-            for k, v in d["final"].items()}
+    jobs = {
+        k: JobDoc(**{**v, "history": [tuple(h) for h in v["history"]]})
+        for k, v in d["final"].items()
+    }
     kept = d.get("state_counts")
-    final = Final(jobs, {(src[0], src[1]): totals for src, totals in d["counters"]},
-                  d["read_at"], d["final_maintain"],
-                  None if kept is None else {(src[0], src[1]): n for src, n in kept})
+    final = Final(
+        jobs,
+        {(src[0], src[1]): totals for src, totals in d["counters"]},
+        d["read_at"],
+        d["final_maintain"],
+        None if kept is None else {(src[0], src[1]): n for src, n in kept},
+    )
     plan = Plan(**{k: [tuple(x) for x in v] for k, v in d["plan"].items()})
-    return Outcome(d["seed"], d["seconds"], log, faults, final,
-                   check(log, faults, final, LIMITS), plan)
+    return Outcome(
+        d["seed"], d["seconds"], log, faults, final, check(log, faults, final, LIMITS), plan
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -538,8 +654,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=600.0, help="how long (default %(default)s)")
     p.add_argument("--seed", type=int, default=None, help="seed (default: random, printed)")
     p.add_argument("--parsers", type=int, default=4, help="parser threads (default %(default)s)")
-    p.add_argument("--recheck", type=Path, metavar="LOG",
-                   help="check the log of an earlier run again instead of running")
+    p.add_argument(
+        "--recheck",
+        type=Path,
+        metavar="LOG",
+        help="check the log of an earlier run again instead of running",
+    )
     args = p.parse_args(argv)
     if args.recheck:
         outcome = read_log(args.recheck)
@@ -548,16 +668,21 @@ def main(argv: list[str] | None = None) -> int:
     if not 20 <= args.seconds <= 6 * 3600 or not 1 <= args.parsers <= 32:
         p.error("--seconds must be 20 to 21600, --parsers 1 to 32")
     seed_value = args.seed if args.seed is not None else random.randrange(1_000_000)
-    print(f"soak: seed {seed_value}, {args.seconds:g} s, {args.parsers} parsers", file=sys.stderr,
-          flush=True)
+    print(
+        f"soak: seed {seed_value}, {args.seconds:g} s, {args.parsers} parsers",
+        file=sys.stderr,
+        flush=True,
+    )
     outcome = run(args.seconds, seed_value, args.parsers)
     path = RESULTS_DIR / f"soak-{seed_value}.json"
     write_log(outcome, path)
     print(table(outcome))
     print(f"log: {path}")
     if outcome.report.violations:
-        print(f"FAILED with seed {seed_value}; replay: make soak SEED={seed_value} "
-              f"SECONDS={args.seconds:g}")
+        print(
+            f"FAILED with seed {seed_value}; replay: make soak SEED={seed_value} "
+            f"SECONDS={args.seconds:g}"
+        )
         return 1
     return 0
 

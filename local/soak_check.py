@@ -75,9 +75,18 @@ PARSER_STATES = frozenset({"parsing", "parseError", "postProcessing", "failed"})
 #: The calls a parser makes on a run.
 RUN_CALLS = frozenset({"update", "heartbeat", "error"})
 
-INVARIANTS = ("no-duplicate-handout", "acked-updates-kept", "no-stale-write", "parser-states",
-              "history-transitions", "no-stale-in-flight", "no-orphan-lease", "counters",
-              "state-counts", "server-errors")
+INVARIANTS = (
+    "no-duplicate-handout",
+    "acked-updates-kept",
+    "no-stale-write",
+    "parser-states",
+    "history-transitions",
+    "no-stale-in-flight",
+    "no-orphan-lease",
+    "counters",
+    "state-counts",
+    "server-errors",
+)
 
 
 @dataclass
@@ -243,10 +252,12 @@ def run_ends(log: Sequence[Entry]) -> dict[str, list[Entry]]:
             elif isinstance(body, dict):
                 moved = body.get("moved") or {}
                 for key in [k for k, s in moved.items() if s == "complete"] + list(
-                        body.get("failed") or {}):
+                    body.get("failed") or {}
+                ):
                     ends[key].append(e)
-        elif e.call == "admin/job/fail" or (e.call == "update"
-                                             and e.params.get("state") in TERMINAL_STATES):
+        elif e.call == "admin/job/fail" or (
+            e.call == "update" and e.params.get("state") in TERMINAL_STATES
+        ):
             if e.status == 200 or e.unknown:
                 ends[_key(e)].append(e)
     return ends
@@ -261,9 +272,11 @@ def _check_handouts(log: Sequence[Entry], hs: list[Handout], r: Report) -> None:
         for first, second in zip(mine, mine[1:]):
             r.checked["no-duplicate-handout"] += 1
             if not any(e.t1 > first.t0 and e.t0 < second.t1 for e in ends[key] + ends["*"]):
-                r.fail("no-duplicate-handout",
-                       f"{key} handed out by #{first.seq} and again by #{second.seq} "
-                       f"({second.t1 - first.t1:.1f} s later) with nothing that ended the first run")
+                r.fail(
+                    "no-duplicate-handout",
+                    f"{key} handed out by #{first.seq} and again by #{second.seq} "
+                    f"({second.t1 - first.t1:.1f} s later) with nothing that ended the first run",
+                )
             if first.run is not None and first.run == second.run:
                 r.fail("no-duplicate-handout", f"{key}: run {first.run} handed out twice")
 
@@ -275,8 +288,9 @@ def _run_of(doc: JobDoc, mine: list[Handout], slack: float) -> Handout | None:
     return None
 
 
-def _check_runs(log: Sequence[Entry], hs: list[Handout], final: Final, limits: Limits,
-                r: Report) -> None:
+def _check_runs(
+    log: Sequence[Entry], hs: list[Handout], final: Final, limits: Limits, r: Report
+) -> None:
     by_key: dict[str, list[Handout]] = defaultdict(list)
     for handed in hs:
         by_key[handed.key].append(handed)
@@ -292,11 +306,16 @@ def _check_runs(log: Sequence[Entry], hs: list[Handout], final: Final, limits: L
             continue
         r.checked["acked-updates-kept"] += 1
         if doc.update_count < acked[h.seq]:
-            r.fail("acked-updates-kept", f"{key}: run #{h.seq} had {acked[h.seq]} updates "
-                   f"answered 200 but UpdateCount is {doc.update_count}")
+            r.fail(
+                "acked-updates-kept",
+                f"{key}: run #{h.seq} had {acked[h.seq]} updates "
+                f"answered 200 but UpdateCount is {doc.update_count}",
+            )
     if unmatched:
-        r.notes.append(f"acked-updates-kept: {unmatched} final job(s) started by a hand-out "
-                       "without an answer (or not by next): not checked")
+        r.notes.append(
+            f"acked-updates-kept: {unmatched} final job(s) started by a hand-out "
+            "without an answer (or not by next): not checked"
+        )
     handout_at = {h.seq: h for h in hs}
     for e in log:
         if e.call not in RUN_CALLS or e.status != 200 or e.run not in handout_at:
@@ -305,14 +324,19 @@ def _check_runs(log: Sequence[Entry], hs: list[Handout], final: Final, limits: L
         mine = handout_at[e.run]
         later = [h for h in by_key[mine.key] if h.t0 > mine.t1 and h.t1 < e.t0]
         if later:
-            r.fail("no-stale-write", f"{e.call} #{e.seq} of {mine.key} for run #{mine.seq} "
-                   f"answered 200 after run #{later[0].seq} was handed out")
+            r.fail(
+                "no-stale-write",
+                f"{e.call} #{e.seq} of {mine.key} for run #{mine.seq} "
+                f"answered 200 after run #{later[0].seq} was handed out",
+            )
     for e in log:
         if e.call == "update" and e.status == 200:
             r.checked["parser-states"] += 1
             if e.params.get("state") not in PARSER_STATES:
-                r.fail("parser-states", f"update #{e.seq} of {_key(e)} to "
-                       f"{e.params.get('state')!r} answered 200")
+                r.fail(
+                    "parser-states",
+                    f"update #{e.seq} of {_key(e)} to {e.params.get('state')!r} answered 200",
+                )
 
 
 def _check_docs(log: Sequence[Entry], final: Final, limits: Limits, r: Report) -> None:
@@ -337,17 +361,23 @@ def _check_docs(log: Sequence[Entry], final: Final, limits: Limits, r: Report) -
         if in_flight(doc.state):
             r.checked["no-stale-in-flight"] += 1
             if doc.last_activity < oldest:
-                r.fail("no-stale-in-flight", f"{key} in {doc.state}, inactive for "
-                       f"{final.final_maintain - doc.last_activity:.1f} s when the final "
-                       "maintain started")
+                r.fail(
+                    "no-stale-in-flight",
+                    f"{key} in {doc.state}, inactive for "
+                    f"{final.final_maintain - doc.last_activity:.1f} s when the final "
+                    "maintain started",
+                )
         if doc.lease_owner and doc.lease_until > final.read_at:
             r.checked["no-orphan-lease"] += 1
             claimed = doc.lease_until - limits.lease
             by = [e for e in ticks if e.t0 - limits.slack <= claimed <= e.t1 + limits.slack]
             if not any(e.status in (0, 503) for e in by):
-                r.fail("no-orphan-lease", f"{key} leased by {doc.lease_owner} until "
-                       f"{doc.lease_until - final.read_at:.0f} s after the end; claimed by "
-                       + (f"tick #{by[0].seq}, which answered {by[0].status}" if by else "no tick"))
+                r.fail(
+                    "no-orphan-lease",
+                    f"{key} leased by {doc.lease_owner} until "
+                    f"{doc.lease_until - final.read_at:.0f} s after the end; claimed by "
+                    + (f"tick #{by[0].seq}, which answered {by[0].status}" if by else "no tick"),
+                )
 
 
 def _count_events(log: Sequence[Entry]) -> tuple[int, int, int, int]:
@@ -363,8 +393,9 @@ def _count_events(log: Sequence[Entry]) -> tuple[int, int, int, int]:
         elif isinstance(body, dict) and e.call == "postprocess":
             completed += sum(1 for s in (body.get("moved") or {}).values() if s == "complete")
             failed += len(body.get("failed") or {})
-        elif e.status == 200 and (e.call == "admin/job/fail" or (
-                e.call == "update" and e.params.get("state") == "failed")):
+        elif e.status == 200 and (
+            e.call == "admin/job/fail" or (e.call == "update" and e.params.get("state") == "failed")
+        ):
             failed += 1
         elif e.status == 200 and e.call == "update" and e.params.get("state") == "complete":
             completed += 1
@@ -383,7 +414,9 @@ def _check_counters(log: Sequence[Entry], final: Final, r: Report) -> None:
             in_flight_by[(doc.experiment, doc.datatype)] += 1
     sources = set(final.counters) | set(in_flight_by)
     if imported:
-        r.notes.append(f"counters: {imported} job(s) created by import: per-source balance not checked")
+        r.notes.append(
+            f"counters: {imported} job(s) created by import: per-source balance not checked"
+        )
     for source in sorted(sources):
         if imported:
             break
@@ -391,44 +424,60 @@ def _check_counters(log: Sequence[Entry], final: Final, r: Report) -> None:
         r.checked["counters"] += 1
         started, ended = c.get("started", 0), c.get("completed", 0) + c.get("failed", 0)
         if started != ended + in_flight_by[source]:
-            r.fail("counters", f"{'/'.join(source)}: started {started} ≠ completed + failed "
-                   f"{ended} + in flight {in_flight_by[source]}")
-    total = {n: sum(c.get(n, 0) for c in final.counters.values())
-             for n in ("started", "completed", "failed")}
+            r.fail(
+                "counters",
+                f"{'/'.join(source)}: started {started} ≠ completed + failed "
+                f"{ended} + in flight {in_flight_by[source]}",
+            )
+    total = {
+        n: sum(c.get(n, 0) for c in final.counters.values())
+        for n in ("started", "completed", "failed")
+    }
     handed, unknown, completed, failed = _count_events(log)
     r.checked["counters"] += 3
     if not handed <= total["started"] <= handed + unknown + imported:
-        r.fail("counters", f"started {total['started']} outside [{handed}, {handed + unknown}] "
-               "(hand-outs answered 200, plus next calls without an answer)")
+        r.fail(
+            "counters",
+            f"started {total['started']} outside [{handed}, {handed + unknown}] "
+            "(hand-outs answered 200, plus next calls without an answer)",
+        )
     if total["completed"] < completed:
         r.fail("counters", f"completed {total['completed']} < {completed} completions answered 200")
     if total["failed"] < failed:
         r.fail("counters", f"failed {total['failed']} < {failed} failures answered 200")
 
 
-def _check_errors(log: Sequence[Entry], faults: Sequence[Fault], limits: Limits,
-                  r: Report) -> None:
+def _check_errors(log: Sequence[Entry], faults: Sequence[Fault], limits: Limits, r: Report) -> None:
     def during(e: Entry, kinds: Iterable[str], margin: float | None = None) -> bool:
-        return any(f.kind in kinds and e.t1 >= f.start - limits.slack
-                   and e.t0 <= f.end + (limits.margin(f.kind) if margin is None else margin)
-                   for f in faults)
+        return any(
+            f.kind in kinds
+            and e.t1 >= f.start - limits.slack
+            and e.t0 <= f.end + (limits.margin(f.kind) if margin is None else margin)
+            for f in faults
+        )
 
     for e in log:
         r.checked["server-errors"] += 1
         if e.status == 0 and e.t1 - e.t0 >= limits.client_timeout - limits.slack:
             if not during(e, ("firestore", "pause", "kill")):
-                r.fail("server-errors", f"{e.call} #{e.seq} got no answer in "
-                       f"{limits.client_timeout:g} s outside a fault window")
+                r.fail(
+                    "server-errors",
+                    f"{e.call} #{e.seq} got no answer in "
+                    f"{limits.client_timeout:g} s outside a fault window",
+                )
         elif e.status == 0:
             if not during(e, ("kill",), limits.slack):
                 r.fail("server-errors", f"{e.call} #{e.seq} got no answer outside a server kill")
-        elif e.status >= 500 and not (e.call == "next" and e.status == 503
-                                      and NO_JOB_FOUND in e.body):
+        elif e.status >= 500 and not (
+            e.call == "next" and e.status == 503 and NO_JOB_FOUND in e.body
+        ):
             if e.status != 503:
                 r.fail("server-errors", f"{e.call} #{e.seq} answered {e.status}: {e.body[:200]}")
             elif not during(e, ("firestore", "pause", "kill")):
-                r.fail("server-errors", f"{e.call} #{e.seq} answered 503 outside a fault "
-                       f"window: {e.body[:200]}")
+                r.fail(
+                    "server-errors",
+                    f"{e.call} #{e.seq} answered 503 outside a fault window: {e.body[:200]}",
+                )
 
 
 def _check_state_counts(log: Sequence[Entry], final: Final, r: Report) -> None:
@@ -438,8 +487,11 @@ def _check_state_counts(log: Sequence[Entry], final: Final, r: Report) -> None:
         if isinstance(counts, dict):
             r.checked["state-counts"] += 1
             if counts.get("drift"):
-                r.fail("state-counts", f"maintain at {e.t0:.1f} found drift {counts['drift']} "
-                       f"in {counts.get('source')}")
+                r.fail(
+                    "state-counts",
+                    f"maintain at {e.t0:.1f} found drift {counts['drift']} "
+                    f"in {counts.get('source')}",
+                )
     if final.state_counts is None:
         r.notes.append("state-counts: the final job counts were not read")
         return
@@ -450,7 +502,9 @@ def _check_state_counts(log: Sequence[Entry], final: Final, r: Report) -> None:
         kept = {k: n for k, n in final.state_counts.get(source, {}).items() if n}
         r.checked["state-counts"] += 1
         if kept != dict(tally[source]):
-            r.fail("state-counts", f"{'/'.join(source)}: counts {kept} ≠ jobs {dict(tally[source])}")
+            r.fail(
+                "state-counts", f"{'/'.join(source)}: counts {kept} ≠ jobs {dict(tally[source])}"
+            )
 
 
 def check(log: Sequence[Entry], faults: Sequence[Fault], final: Final, limits: Limits) -> Report:

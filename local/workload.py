@@ -30,12 +30,24 @@ SKIP_EVERY = 4
 
 def config_yaml(bucket: str, start: date) -> str:
     """The workload's config in the Go gardener's YAML format."""
-    lines = [f"start_date: {start:%Y-%m-%d}", "tracker:", "  timeout: 6h", "monitor:",
-             "  polling_interval: 1m", "sources:"]
+    lines = [
+        f"start_date: {start:%Y-%m-%d}",
+        "tracker:",
+        "  timeout: 6h",
+        "monitor:",
+        "  polling_interval: 1m",
+        "sources:",
+    ]
     for experiment, datatype, tmp, raw, join in SOURCES:
-        lines += [f"- bucket: {bucket}", f"  experiment: {experiment}",
-                  f"  datatype: {datatype}", "  target_datasets:", f"    tmp: {tmp}",
-                  f"    raw: {raw}", f"    join: {join}"]
+        lines += [
+            f"- bucket: {bucket}",
+            f"  experiment: {experiment}",
+            f"  datatype: {datatype}",
+            "  target_datasets:",
+            f"    tmp: {tmp}",
+            f"    raw: {raw}",
+            f"    join: {join}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -64,8 +76,10 @@ def archive_names(start: date, end: date) -> list[str]:
         day = start + timedelta(days=offset)
         for i, (experiment, datatype, *_) in enumerate(SOURCES):
             if has_archive(i, day):
-                names.append(f"{experiment}/{datatype}/{day:%Y/%m/%d}/"
-                             f"{day:%Y%m%d}T000000Z-{datatype}-mlab1-bench-{experiment}.tgz")
+                names.append(
+                    f"{experiment}/{datatype}/{day:%Y/%m/%d}/"
+                    f"{day:%Y%m%d}T000000Z-{datatype}-mlab1-bench-{experiment}.tgz"
+                )
     return names
 
 
@@ -87,15 +101,25 @@ def candidates(config: Any, now: datetime) -> list[Any]:
 
 def expected_keys(config: Any, now: datetime) -> set[str]:
     """The keys of the candidates at ``now`` with an archive: what ``next`` hands out."""
-    return {c.job.key() for c in candidates(config, now)
-            if has_archive(c.position.source, c.position.day)}
+    return {
+        c.job.key()
+        for c in candidates(config, now)
+        if has_archive(c.position.source, c.position.day)
+    }
 
 
 #: The maintenance workload's 24 sources; job ``i`` is on day ``i // 24`` from :data:`FIRST_DATE`.
 BUCKETS = ("archive-measurement-lab", "archive-mlab-oti", "archive-mlab-sandbox")
-DATATYPES = (("ndt", "ndt7"), ("ndt", "scamper1"), ("ndt", "tcpinfo"), ("ndt", "annotation2"),
-             ("ndt", "hopannotation2"), ("wehe", "scamper1"), ("msak", "tcpinfo"),
-             ("host", "nodeinfo1"))
+DATATYPES = (
+    ("ndt", "ndt7"),
+    ("ndt", "scamper1"),
+    ("ndt", "tcpinfo"),
+    ("ndt", "annotation2"),
+    ("ndt", "hopannotation2"),
+    ("wehe", "scamper1"),
+    ("msak", "tcpinfo"),
+    ("host", "nodeinfo1"),
+)
 FIRST_DATE = date(2013, 1, 1)
 #: How old the stale jobs' last activity is.
 STALE_AGE = timedelta(days=2)
@@ -107,15 +131,20 @@ def stale_parsing_record(index: int, now: datetime) -> Any:
     from shared.model import JobRecord
 
     experiment, datatype = DATATYPES[(index // len(BUCKETS)) % len(DATATYPES)]
-    job = Job(BUCKETS[index % len(BUCKETS)], experiment, datatype,
-              FIRST_DATE + timedelta(days=index // (len(BUCKETS) * len(DATATYPES))),
-              datasets=Datasets(f"tmp_{experiment}", f"raw_{experiment}", experiment))
+    job = Job(
+        BUCKETS[index % len(BUCKETS)],
+        experiment,
+        datatype,
+        FIRST_DATE + timedelta(days=index // (len(BUCKETS) * len(DATATYPES))),
+        datasets=Datasets(f"tmp_{experiment}", f"raw_{experiment}", experiment),
+    )
     added = now - STALE_AGE - timedelta(hours=1) + timedelta(seconds=index % 1800)
     record = JobRecord.new(job, added)
     parsing = added + timedelta(seconds=30)
     detail_at = parsing + timedelta(seconds=index % 1500)
     record.status.history.append(
-        StateInfo(State.PARSING, parsing, detail_at, f"parsing archive {index % 40 + 1} of 40"))
+        StateInfo(State.PARSING, parsing, detail_at, f"parsing archive {index % 40 + 1} of 40")
+    )
     record.status.heartbeat_time = record.last_update = detail_at
     record.status.update_count = index % 40 + 1
     return record
@@ -128,8 +157,10 @@ def post_processing_record(job: Job, added: datetime) -> Any:
 
     record = JobRecord.new(job, added)
     parsing, parsed = added + timedelta(seconds=10), added + timedelta(seconds=70)
-    record.status.history += [StateInfo(State.PARSING, parsing, parsed, "parsed 40 archives"),
-                              StateInfo(State.POST_PROCESSING, parsed, parsed)]
+    record.status.history += [
+        StateInfo(State.PARSING, parsing, parsed, "parsed 40 archives"),
+        StateInfo(State.POST_PROCESSING, parsed, parsed),
+    ]
     record.status.heartbeat_time = record.last_update = parsed
     record.status.update_count = 2
     return record
@@ -137,8 +168,13 @@ def post_processing_record(job: Job, added: datetime) -> Any:
 
 def bench_job(index: int, experiment: str = "ndt") -> Any:
     """Benchmark job number ``index``: ``ndt7`` in ``archive-bench``, one date per index."""
-    return Job("archive-bench", experiment, "ndt7", date(2020, 1, 1) + timedelta(days=index),
-               datasets=Datasets("tmp_ndt", "raw_ndt", "ndt"))
+    return Job(
+        "archive-bench",
+        experiment,
+        "ndt7",
+        date(2020, 1, 1) + timedelta(days=index),
+        datasets=Datasets("tmp_ndt", "raw_ndt", "ndt"),
+    )
 
 
 def create_parsing_jobs(tracker: Any, jobs: Sequence[Any]) -> list[str]:

@@ -34,31 +34,51 @@ EXIT_REFUSED = 2
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m shared", description="Gardener tracker operator commands.")
+        prog="python -m shared", description="Gardener tracker operator commands."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     imp = commands.add_parser(
-        "import-snapshot", help="create missing jobs from a Go-format state file",
+        "import-snapshot",
+        help="create missing jobs from a Go-format state file",
         description="Validate a Go-format state file (saver struct v2) and create the jobs "
-                    "Firestore does not have yet. Jobs already in Firestore are left untouched; "
-                    "Jobs entries without a status are skipped and listed. A malformed file is "
-                    "refused (exit 2) with every problem listed, and nothing is written.")
-    imp.add_argument("source", metavar="PATH|gs://BUCKET/OBJECT",
-                     help="local file, GCS object, or a snapshot pointer (latest.json) in GCS")
+        "Firestore does not have yet. Jobs already in Firestore are left untouched; "
+        "Jobs entries without a status are skipped and listed. A malformed file is "
+        "refused (exit 2) with every problem listed, and nothing is written.",
+    )
+    imp.add_argument(
+        "source",
+        metavar="PATH|gs://BUCKET/OBJECT",
+        help="local file, GCS object, or a snapshot pointer (latest.json) in GCS",
+    )
 
     exp = commands.add_parser(
-        "export-snapshot", help="write a snapshot of every job to GCS",
+        "export-snapshot",
+        help="write a snapshot of every job to GCS",
         description="Write every job to a new object gs://BUCKET/PREFIX/<time>.json in the Go "
-                    "tracker's state-file format, point PREFIX/latest.json at it, and delete all "
-                    "but the newest --keep snapshots.")
-    exp.add_argument("target", metavar="gs://BUCKET[/PREFIX]",
-                     help="bucket, and prefix of the snapshot objects (default snapshots/)")
-    exp.add_argument("--keep", type=positive_int, default=None, metavar="N",
-                     help="snapshots to keep, at least 1 (default 48)")
+        "tracker's state-file format, point PREFIX/latest.json at it, and delete all "
+        "but the newest --keep snapshots.",
+    )
+    exp.add_argument(
+        "target",
+        metavar="gs://BUCKET[/PREFIX]",
+        help="bucket, and prefix of the snapshot objects (default snapshots/)",
+    )
+    exp.add_argument(
+        "--keep",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="snapshots to keep, at least 1 (default 48)",
+    )
 
     for sub in (imp, exp):
-        sub.add_argument("--project", metavar="P", default=None,
-                         help="Google Cloud project (default: from the environment)")
+        sub.add_argument(
+            "--project",
+            metavar="P",
+            default=None,
+            help="Google Cloud project (default: from the environment)",
+        )
         sub.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
@@ -85,15 +105,20 @@ def _import(args: argparse.Namespace) -> dict[str, Any]:
     # Validated whole, streaming, before anything is written; then read again to write.
     with load_snapshot(args.source, client) as snapshot:
         result = import_snapshot(_store(args.project), snapshot)
-    out = {"source": args.source,
-           "save_time": format_time(snapshot.save_time) if snapshot.save_time else None,
-           **dataclasses.asdict(result)}
+    out = {
+        "source": args.source,
+        "save_time": format_time(snapshot.save_time) if snapshot.save_time else None,
+        **dataclasses.asdict(result),
+    }
     skipped = result.skipped
     out["message"] = (
         f"imported {args.source} (saved {out['save_time']}): {result.total} jobs, "
         f"{result.created} created, {result.already_present} already present (left untouched)"
-        + (f"; skipped {len(skipped)} Jobs entries without a status: {', '.join(skipped)}"
-           if skipped else "")
+        + (
+            f"; skipped {len(skipped)} Jobs entries without a status: {', '.join(skipped)}"
+            if skipped
+            else ""
+        )
     )
     return out
 
@@ -135,8 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"error": "snapshot refused", "problems": exc.problems}))
         return EXIT_REFUSED
     except ImportInterrupted as exc:
-        lists = {"created": exc.created, "already_present": exc.already_present,
-                 "not_written": exc.not_written}
+        lists = {
+            "created": exc.created,
+            "already_present": exc.already_present,
+            "not_written": exc.not_written,
+        }
         print(f"error: {exc}", file=sys.stderr)
         for name, keys in lists.items():
             print(f"{name.replace('_', ' ')} ({len(keys)}):", *keys, sep="\n  ", file=sys.stderr)

@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 #: Jobs one reprocessing request may queue (days × sources), unless configured otherwise.
 MAX_REPROCESS = 1000
 
+
 @dataclass(frozen=True)
 class Reprocessing:
     """What a reprocessing request did: the keys it queued, and how many were queued already."""
@@ -161,8 +162,10 @@ class Admin:
             state = rec.status.state
             if state is not State.FAILED:
                 hint = "reprocess it" if state is State.COMPLETE else "mark it failed first"
-                raise Conflict(f"job {key} is {state.value}, not failed: only a failed "
-                               f"job can be retried ({hint})")
+                raise Conflict(
+                    f"job {key} is {state.value}, not failed: only a failed "
+                    f"job can be retried ({hint})"
+                )
             nth = rec.attempts + 1
             beyond = f", beyond the limit of {limit}" if nth > limit else ""
             rec.retry_at = now
@@ -186,8 +189,9 @@ class Admin:
 
     # --- reprocessing ---------------------------------------------------------------------
 
-    def _reprocess_jobs(self, first: date, last: date, sources: list[str],
-                        now: datetime) -> list[Job]:
+    def _reprocess_jobs(
+        self, first: date, last: date, sources: list[str], now: datetime
+    ) -> list[Job]:
         """Return the jobs of ``sources`` (all if empty) for job dates ``first``–``last``, by date.
 
         Refused (:class:`Invalid`) for unknown sources, a range reaching today
@@ -196,8 +200,10 @@ class Admin:
         known = sorted({source_name(s) for s in self.config.sources})
         unknown = sorted(set(sources) - set(known))
         if unknown:
-            raise Invalid(f"unknown sources {', '.join(unknown)}; the config has "
-                          f"{', '.join(known)}", {"sources": unknown})
+            raise Invalid(
+                f"unknown sources {', '.join(unknown)}; the config has {', '.join(known)}",
+                {"sources": unknown},
+            )
         yesterday = now.astimezone(UTC).date() - timedelta(days=1)
         if first > last:
             raise Invalid(f"from ({first}) is after to ({last})")
@@ -207,10 +213,15 @@ class Admin:
         days = (last - first).days + 1
         count = days * len(chosen)
         if count > self.max_reprocess:
-            raise Invalid(f"{days} days × {len(chosen)} sources = {count} jobs; at most "
-                          f"{self.max_reprocess} per request")
-        return [Job(s.bucket, s.experiment, s.datatype, first + timedelta(d))
-                for d in range(days) for s in chosen]
+            raise Invalid(
+                f"{days} days × {len(chosen)} sources = {count} jobs; at most "
+                f"{self.max_reprocess} per request"
+            )
+        return [
+            Job(s.bucket, s.experiment, s.datatype, first + timedelta(d))
+            for d in range(days)
+            for s in chosen
+        ]
 
     def reprocess(self, first: date, last: date, sources: list[str], who: str) -> Reprocessing:
         """Queue the jobs of ``sources`` (all if empty) for job dates ``first``–``last``.
@@ -221,14 +232,23 @@ class Admin:
         now = self.clock()
         jobs = self._reprocess_jobs(first, last, sources, now)
         count = len(jobs)
-        queued = self.queue.add([ReprocessItem.new(job, who, now, seq)
-                                 for seq, job in enumerate(jobs)])
-        log.info("%s queued %d jobs for reprocessing (%s to %s, %s); %d were queued already",
-                 who, len(queued), first, last, _source_names(jobs), count - len(queued))
+        queued = self.queue.add(
+            [ReprocessItem.new(job, who, now, seq) for seq, job in enumerate(jobs)]
+        )
+        log.info(
+            "%s queued %d jobs for reprocessing (%s to %s, %s); %d were queued already",
+            who,
+            len(queued),
+            first,
+            last,
+            _source_names(jobs),
+            count - len(queued),
+        )
         return Reprocessing(queued, count - len(queued), who, now)
 
-    def cancel_reprocess(self, first: date, last: date, sources: list[str],
-                         who: str) -> Cancellation:
+    def cancel_reprocess(
+        self, first: date, last: date, sources: list[str], who: str
+    ) -> Cancellation:
         """Take back the queued reprocessing of ``sources`` (all if empty) for ``first``–``last``.
 
         Validated as :meth:`reprocess` (nothing written). Removes every item
@@ -238,8 +258,15 @@ class Admin:
         now = self.clock()
         jobs = self._reprocess_jobs(first, last, sources, now)
         cancelled, handed_out = self.queue.cancel([job.key() for job in jobs])
-        log.info("%s cancelled %d queued reprocessing jobs (%s to %s, %s); %d were being handed out",
-                 who, len(cancelled), first, last, _source_names(jobs), len(handed_out))
+        log.info(
+            "%s cancelled %d queued reprocessing jobs (%s to %s, %s); %d were being handed out",
+            who,
+            len(cancelled),
+            first,
+            last,
+            _source_names(jobs),
+            len(handed_out),
+        )
         return Cancellation(cancelled, handed_out, who, now)
 
     # --- pauses ------------------------------------------------------------------------
@@ -247,8 +274,9 @@ class Admin:
     def _check_target(self, target: str) -> None:
         known = sorted({source_name(s) for s in self.config.sources})
         if target != HISTORICAL and target not in known:
-            raise Invalid(f"unknown pause target {target!r}; use {HISTORICAL} or a "
-                          f"source: {', '.join(known)}")
+            raise Invalid(
+                f"unknown pause target {target!r}; use {HISTORICAL} or a source: {', '.join(known)}"
+            )
 
     def pause(self, target: str, reason: str, who: str) -> Pause:
         """Pause ``historical`` or a source; :class:`Conflict` if it is paused already."""
@@ -256,8 +284,9 @@ class Admin:
         pause = Pause(target, who, self.clock(), reason)
         before = self.controls.pause(pause)
         if before is not None:
-            raise Conflict(f"{target} is paused already, by {before.who} since "
-                           f"{format_time(before.since)}")
+            raise Conflict(
+                f"{target} is paused already, by {before.who} since {format_time(before.since)}"
+            )
         log.info("%s paused %s: %s", who, target, reason)
         return pause
 
@@ -267,8 +296,13 @@ class Admin:
         lifted = self.controls.resume(target)
         if lifted is None:
             raise Conflict(f"{target} is not paused")
-        log.info("%s resumed %s (paused by %s since %s)", who, target, lifted.who,
-                 format_time(lifted.since))
+        log.info(
+            "%s resumed %s (paused by %s since %s)",
+            who,
+            target,
+            lifted.who,
+            format_time(lifted.since),
+        )
         return lifted
 
     def controls_in_force(self) -> Controls:
@@ -314,13 +348,23 @@ class Admin:
         try:
             result = self.tracker.import_records(snapshot)
         except ImportInterrupted as exc:
-            raise Unavailable(str(exc), {
-                "Created": exc.created, "AlreadyPresent": exc.already_present,
-                "NotWritten": exc.not_written}) from exc
+            raise Unavailable(
+                str(exc),
+                {
+                    "Created": exc.created,
+                    "AlreadyPresent": exc.already_present,
+                    "NotWritten": exc.not_written,
+                },
+            ) from exc
         finally:
             close = getattr(snapshot, "close", None)  # a spooled snapshot's temporary files
             if close is not None:
                 close()
-        log.info("%s imported %s: %d created, %d already present", who, source, result.created,
-                 result.already_present)
+        log.info(
+            "%s imported %s: %d created, %d already present",
+            who,
+            source,
+            result.created,
+            result.already_present,
+        )
         return Imported(source, result, who)

@@ -67,29 +67,48 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     def default(value: Any) -> Any:
         return argparse.SUPPRESS if suppress else value
 
-    parser.add_argument("--url", default=default(os.environ.get("GARDENER_URL") or DEFAULT_URL),
-                        help=f"the tracker's base URL (default: $GARDENER_URL or {DEFAULT_URL})")
-    parser.add_argument("--json", action="store_true", default=default(False),
-                        help="print the API's JSON answer instead of a table")
-    parser.add_argument("--operator", default=default(None),
-                        help="who you are, for the audit, on the local stack (default: "
-                             "$GARDENER_OPERATOR or your login), recorded as unverified; deployed, "
-                             "your token's verified email counts")
-    parser.add_argument("--timeout", type=float, default=default(60.0), metavar="SECONDS",
-                        help="per-call timeout (default 60)")
+    parser.add_argument(
+        "--url",
+        default=default(os.environ.get("GARDENER_URL") or DEFAULT_URL),
+        help=f"the tracker's base URL (default: $GARDENER_URL or {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print the API's JSON answer instead of a table",
+    )
+    parser.add_argument(
+        "--operator",
+        default=default(None),
+        help="who you are, for the audit, on the local stack (default: "
+        "$GARDENER_OPERATOR or your login), recorded as unverified; deployed, "
+        "your token's verified email counts",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=default(60.0),
+        metavar="SECONDS",
+        help="per-call timeout (default 60)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
     """Return the command line's parser."""
     top = argparse.ArgumentParser(
-        prog="gardener", description="Operator control of the Gardener tracker: jobs, retries, "
+        prog="gardener",
+        description="Operator control of the Gardener tracker: jobs, retries, "
         "failures, reprocessing, pauses and snapshots, through its /admin API.",
-        epilog="Exit status: 0 done, 1 refused by the tracker or unreachable, 2 usage error.")
+        epilog="Exit status: 0 done, 1 refused by the tracker or unreachable, 2 usage error.",
+    )
     _common(top, suppress=False)
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        sub = commands.add_parser(
+            name, help=help_text, description=help_text[0].upper() + help_text[1:] + "."
+        )
         _common(sub, suppress=True)
         return sub
 
@@ -97,11 +116,19 @@ def parser() -> argparse.ArgumentParser:
     jobs.add_argument("--state", choices=_STATES, help="only jobs in this state")
     jobs.add_argument("--experiment", help="only jobs of this experiment")
     jobs.add_argument("--datatype", help="only jobs of this datatype")
-    jobs.add_argument("--from", dest="first", type=_date, metavar="YYYY-MM-DD",
-                      help="only job dates from this day")
-    jobs.add_argument("--to", dest="last", type=_date, metavar="YYYY-MM-DD",
-                      help="only job dates up to this day")
-    jobs.add_argument("--limit", type=positive_int, default=100, help="at most this many (default 100)")
+    jobs.add_argument(
+        "--from",
+        dest="first",
+        type=_date,
+        metavar="YYYY-MM-DD",
+        help="only job dates from this day",
+    )
+    jobs.add_argument(
+        "--to", dest="last", type=_date, metavar="YYYY-MM-DD", help="only job dates up to this day"
+    )
+    jobs.add_argument(
+        "--limit", type=positive_int, default=100, help="at most this many (default 100)"
+    )
 
     job = command("job", "show one job: state, history, bookkeeping and the operators' audit")
     job.add_argument("id", metavar="ID", help="job id, bucket/experiment/datatype/YYYYMMDD")
@@ -114,30 +141,58 @@ def parser() -> argparse.ArgumentParser:
     fail.add_argument("--reason", required=True, help="why; recorded in the history and the audit")
 
     for name, help_text in (
-            ("reprocess", "queue jobs of job dates FROM-TO for reprocessing, ahead of the "
-                          "historical cycle"),
-            ("cancel-reprocess", "take back the queued reprocessing of job dates FROM-TO (jobs "
-                                 "already handed out are not affected)")):
+        (
+            "reprocess",
+            "queue jobs of job dates FROM-TO for reprocessing, ahead of the historical cycle",
+        ),
+        (
+            "cancel-reprocess",
+            "take back the queued reprocessing of job dates FROM-TO (jobs "
+            "already handed out are not affected)",
+        ),
+    ):
         rep = command(name, help_text)
-        rep.add_argument("--from", dest="first", type=_date, required=True, metavar="YYYY-MM-DD",
-                         help="first job date")
-        rep.add_argument("--to", dest="last", type=_date, required=True, metavar="YYYY-MM-DD",
-                         help="last job date (yesterday at the latest)")
-        rep.add_argument("--source", dest="sources", action="append", default=[],
-                         metavar="EXPERIMENT/DATATYPE", help="a source (repeat for more; default: all)")
+        rep.add_argument(
+            "--from",
+            dest="first",
+            type=_date,
+            required=True,
+            metavar="YYYY-MM-DD",
+            help="first job date",
+        )
+        rep.add_argument(
+            "--to",
+            dest="last",
+            type=_date,
+            required=True,
+            metavar="YYYY-MM-DD",
+            help="last job date (yesterday at the latest)",
+        )
+        rep.add_argument(
+            "--source",
+            dest="sources",
+            action="append",
+            default=[],
+            metavar="EXPERIMENT/DATATYPE",
+            help="a source (repeat for more; default: all)",
+        )
 
     for name, verb in (("pause", "pause"), ("resume", "resume")):
         sub = command(name, f"{verb} the historical cycle or a source's hand-outs")
-        sub.add_argument("target", metavar="historical|EXPERIMENT/DATATYPE",
-                         help="historical, or a source of the config")
+        sub.add_argument(
+            "target",
+            metavar="historical|EXPERIMENT/DATATYPE",
+            help="historical, or a source of the config",
+        )
         if name == "pause":
             sub.add_argument("--reason", default="", help="why; shown with the pause")
 
     command("controls", "show the pauses in force and the reprocessing queue")
     command("export", "write a snapshot of every job to the tracker's snapshot bucket now")
     imp = command("import", "create the jobs of a snapshot in GCS that the tracker lacks")
-    imp.add_argument("source", metavar="gs://BUCKET/OBJECT",
-                     help="a snapshot object, or a latest.json pointer")
+    imp.add_argument(
+        "source", metavar="gs://BUCKET/OBJECT", help="a snapshot object, or a latest.json pointer"
+    )
     return top
 
 
@@ -149,8 +204,14 @@ def build_request(args: argparse.Namespace) -> Request:
     """Return the API call a parsed command line makes."""
     c = args.command
     if c == "jobs":
-        params = {"state": args.state, "experiment": args.experiment, "datatype": args.datatype,
-                  "from": args.first, "to": args.last, "limit": args.limit}
+        params = {
+            "state": args.state,
+            "experiment": args.experiment,
+            "datatype": args.datatype,
+            "from": args.first,
+            "to": args.last,
+            "limit": args.limit,
+        }
         return "GET", "/admin/jobs", {k: v for k, v in params.items() if v is not None}
     if c == "job":
         return "GET", "/admin/job", {"id": args.id}
@@ -191,22 +252,46 @@ def _short(text: str, width: int = 60) -> str:
 
 
 def _show_jobs(body: dict[str, Any]) -> str:
-    rows = [(j["ID"], j["State"], j["Attempts"], j["LastActivity"], _short(j["Detail"]))
-            for j in body["Jobs"]]
-    return table(("ID", "STATE", "RUNS", "LAST ACTIVITY", "DETAIL"), rows) + f"\n{body['Shown']} jobs"
+    rows = [
+        (j["ID"], j["State"], j["Attempts"], j["LastActivity"], _short(j["Detail"]))
+        for j in body["Jobs"]
+    ]
+    return (
+        table(("ID", "STATE", "RUNS", "LAST ACTIVITY", "DETAIL"), rows) + f"\n{body['Shown']} jobs"
+    )
 
 
 def _show_job(body: dict[str, Any]) -> str:
-    lines = [f"{k}: {body[k]}" for k in ("ID", "State", "Label", "Detail", "Attempts", "LastError",
-                                         "RetryAt", "LastActivity", "Offer", "Reoffer", "LeaseOwner")
-             if body.get(k) not in (None, "")]
+    lines = [
+        f"{k}: {body[k]}"
+        for k in (
+            "ID",
+            "State",
+            "Label",
+            "Detail",
+            "Attempts",
+            "LastError",
+            "RetryAt",
+            "LastActivity",
+            "Offer",
+            "Reoffer",
+            "LeaseOwner",
+        )
+        if body.get(k) not in (None, "")
+    ]
     if "Previous" in body:
         lines.insert(1, f"Previous: {body['Previous']}")
-    history = [(h["State"], h["Start"], h["DetailTime"], _short(h["Detail"], 80))
-               for h in body["Status"]["History"]]
+    history = [
+        (h["State"], h["Start"], h["DetailTime"], _short(h["Detail"], 80))
+        for h in body["Status"]["History"]
+    ]
     lines += ["", "History:", table(("STATE", "START", "DETAIL TIME", "DETAIL"), history)]
     audit = [(a["Time"], a["Who"], a["Action"], _short(a["Detail"], 80)) for a in body["Audit"]]
-    lines += ["", "Audit:", table(("TIME", "WHO", "ACTION", "DETAIL"), audit) if audit else "(none)"]
+    lines += [
+        "",
+        "Audit:",
+        table(("TIME", "WHO", "ACTION", "DETAIL"), audit) if audit else "(none)",
+    ]
     return "\n".join(lines)
 
 
@@ -219,16 +304,26 @@ def _show_pause(p: dict[str, Any] | None) -> str:
 def _show_controls(body: dict[str, Any]) -> str:
     rows = [("historical", _show_pause(body["Historical"]))]
     rows += [(s["Source"], _show_pause(s["Paused"])) for s in body["Sources"]]
-    lines = [table(("TARGET", "STATE"), rows), "", f"Reprocessing queued: {body['ReprocessQueued']}"]
+    lines = [
+        table(("TARGET", "STATE"), rows),
+        "",
+        f"Reprocessing queued: {body['ReprocessQueued']}",
+    ]
     if body["ReprocessNext"]:
-        lines.append(table(("NEXT", "QUEUED BY", "AT"),
-                           [(i["ID"], i["Who"], i["QueuedAt"]) for i in body["ReprocessNext"]]))
+        lines.append(
+            table(
+                ("NEXT", "QUEUED BY", "AT"),
+                [(i["ID"], i["Who"], i["QueuedAt"]) for i in body["ReprocessNext"]],
+            )
+        )
     return "\n".join(lines)
 
 
 def _show_reprocess(body: dict[str, Any]) -> str:
-    head = (f"queued {body['Queued']} jobs for reprocessing "
-            f"({body['AlreadyQueued']} were queued already)")
+    head = (
+        f"queued {body['Queued']} jobs for reprocessing "
+        f"({body['AlreadyQueued']} were queued already)"
+    )
     return "\n".join([head] + [f"  {key}" for key in body["Jobs"]])
 
 
@@ -240,13 +335,17 @@ def _show_cancel_reprocess(body: dict[str, Any]) -> str:
 
 
 def _show_export(body: dict[str, Any]) -> str:
-    return (f"exported {body['jobs']} jobs to gs://{body['bucket']}/{body['object']} "
-            f"({body['bytes']} bytes); pointer gs://{body['bucket']}/{body['latest']}")
+    return (
+        f"exported {body['jobs']} jobs to gs://{body['bucket']}/{body['object']} "
+        f"({body['bytes']} bytes); pointer gs://{body['bucket']}/{body['latest']}"
+    )
 
 
 def _show_import(body: dict[str, Any]) -> str:
-    text = (f"imported {body['Source']}: {body['Total']} jobs, {body['Created']} created, "
-            f"{body['AlreadyPresent']} already present (left untouched)")
+    text = (
+        f"imported {body['Source']}: {body['Total']} jobs, {body['Created']} created, "
+        f"{body['AlreadyPresent']} already present (left untouched)"
+    )
     if body["Skipped"]:
         text += f"; skipped {len(body['Skipped'])} entries without a status"
     return text
@@ -282,8 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="gardener: %(message)s")
     method, path, params = build_request(args)
     try:
-        response = transport(args).request(method, path, call=f"gardener {args.command}",
-                                            params=params)
+        response = transport(args).request(
+            method, path, call=f"gardener {args.command}", params=params
+        )
     except ValueError as exc:  # a --url that is not http(s)
         print(f"gardener: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -128,8 +128,13 @@ class TrackerClient:
         session: requests.Session | None = None,
     ) -> None:
         self.transport = Transport(
-            base_url, timeout=timeout, attempts=attempts, backoff=backoff,
-            max_backoff=max_backoff, identity_token=identity_token, session=session,
+            base_url,
+            timeout=timeout,
+            attempts=attempts,
+            backoff=backoff,
+            max_backoff=max_backoff,
+            identity_token=identity_token,
+            session=session,
         )
 
     def next(self) -> Assignment | None:
@@ -146,8 +151,9 @@ class TrackerClient:
             job_id = body["ID"]
             fields = JobSchema().load(body["Job"])
         except (KeyError, TypeError, ValidationError) as exc:
-            raise TrackerCallError("next", response.status_code,
-                                   f"unexpected answer {body!r}: {exc}", response.url) from None
+            raise TrackerCallError(
+                "next", response.status_code, f"unexpected answer {body!r}: {exc}", response.url
+            ) from None
         datasets = Datasets(**fields.pop("datasets"))
         return Assignment(str(job_id), Job(datasets=datasets, **fields))
 
@@ -157,8 +163,9 @@ class TrackerClient:
         ``job_id`` is the assignment's :attr:`~Assignment.id` (a bare key is not fenced).
         """
         state_name = State.parse(state.value if isinstance(state, State) else state).value
-        response = self._call("update", "/v2/job/update",
-                              data={"id": job_id, "state": state_name, "detail": detail})
+        response = self._call(
+            "update", "/v2/job/update", data={"id": job_id, "state": state_name, "detail": detail}
+        )
         return self._update_result("update", response)
 
     def heartbeat(self, job_id: str) -> bool:
@@ -170,8 +177,9 @@ class TrackerClient:
         response = self._call("heartbeat", "/v2/job/heartbeat", data={"id": job_id})
         body = self._json("heartbeat", response)
         if not isinstance(body, dict) or not isinstance(body.get("Recorded"), bool):
-            raise TrackerCallError("heartbeat", response.status_code,
-                                   f"unexpected answer {body!r}", response.url)
+            raise TrackerCallError(
+                "heartbeat", response.status_code, f"unexpected answer {body!r}", response.url
+            )
         return body["Recorded"]
 
     def error(self, job_id: str, message: str) -> UpdateResult:
@@ -186,7 +194,8 @@ class TrackerClient:
             raise TrackerUnavailable(call, exc.status, exc.reason, exc.url) from exc
         if response.status_code >= 300 and not _is_no_job(response):
             raise _error_for(response.status_code)(
-                call, response.status_code, error_message(response), response.url)
+                call, response.status_code, error_message(response), response.url
+            )
         return response
 
     @staticmethod
@@ -194,14 +203,18 @@ class TrackerClient:
         try:
             return response.json()
         except ValueError:
-            raise TrackerCallError(call, response.status_code,
-                                   f"answer is not JSON: {response.text[:200]!r}",
-                                   response.url) from None
+            raise TrackerCallError(
+                call,
+                response.status_code,
+                f"answer is not JSON: {response.text[:200]!r}",
+                response.url,
+            ) from None
 
     def _update_result(self, call: str, response: requests.Response) -> UpdateResult:
         body = self._json(call, response)
         try:
             return UpdateResult(str(body["ID"]), State(body["State"]), State(body["Previous"]))
         except (KeyError, TypeError, ValueError) as exc:
-            raise TrackerCallError(call, response.status_code,
-                                   f"unexpected answer {body!r}: {exc}", response.url) from None
+            raise TrackerCallError(
+                call, response.status_code, f"unexpected answer {body!r}: {exc}", response.url
+            ) from None

@@ -66,8 +66,8 @@ from shared.model import (
     Job,
     State,
     bucket_problem,
-    datatype_problem,
     dataset_problem,
+    datatype_problem,
     experiment_problem,
     parse_date,
 )
@@ -119,6 +119,7 @@ class ConfigError(ValueError):
 
 
 # --- validators --------------------------------------------------------------
+
 
 def _refuse(kind: str, problem: Callable[[str], str | None]) -> Callable[[str], None]:
     """A validator that refuses a name the model's rule ``problem`` finds fault with."""
@@ -185,16 +186,21 @@ def _check_filter(pattern: str) -> None:
     try:
         re2.compile(pattern, _RE2_OPTIONS)
     except re2.error as exc:
-        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(
-            exc.args[0], bytes) else str(exc)
+        reason = (
+            exc.args[0].decode(errors="replace")
+            if exc.args and isinstance(exc.args[0], bytes)
+            else str(exc)
+        )
         raise ValidationError(
             f"invalid regular expression {pattern!r}: RE2, the parsers' regexp syntax, refuses it:"
-            f" {reason}") from None
+            f" {reason}"
+        ) from None
     refused = _go_refuses(pattern)
     if refused:
         raise ValidationError(
             f"invalid regular expression {pattern!r}: the parsers compile it with Go's regexp,"
-            f" which refuses it: {refused}")
+            f" which refuses it: {refused}"
+        )
 
 
 def _positive(value: timedelta) -> None:
@@ -245,12 +251,12 @@ class _Duration(fields.Field):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> timedelta:
         if isinstance(value, bool):
-            raise ValidationError(f"expected a Go duration such as \"5h\", got {value!r}")
+            raise ValidationError(f'expected a Go duration such as "5h", got {value!r}')
         if isinstance(value, (int, float)):
             if value == 0:
                 return timedelta(0)
             raise ValidationError(
-                f"expected a Go duration with a unit, such as \"{value}s\" or \"{value}m\";"
+                f'expected a Go duration with a unit, such as "{value}s" or "{value}m";'
                 f" got the bare number {value!r}"
             )
         return _parsed(parse_duration, value, 'a Go duration such as "5h"')
@@ -281,9 +287,7 @@ class _Strict(Schema):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        keys = ", ".join(
-            sorted(f.data_key or name for name, f in self.load_fields.items())
-        )
+        keys = ", ".join(sorted(f.data_key or name for name, f in self.load_fields.items()))
         self.error_messages = {
             **self.error_messages,
             "type": "expected a mapping",
@@ -381,7 +385,8 @@ def _check_source_count(sources: list[Any]) -> None:
     if len(sources) > MAX_SOURCES:
         raise ValidationError(
             f"at most {MAX_SOURCES} sources (stream positions number them below {MAX_SOURCES});"
-            f" got {len(sources)}")
+            f" got {len(sources)}"
+        )
 
 
 class ConfigSchema(_Strict):
@@ -394,8 +399,11 @@ class ConfigSchema(_Strict):
         fields.Nested(SourceSchema),
         required=True,
         validate=_check_source_count,
-        error_messages={"required": _NO_SOURCES, "null": _NO_SOURCES,
-                        "invalid": "expected a list of sources"},
+        error_messages={
+            "required": _NO_SOURCES,
+            "null": _NO_SOURCES,
+            "invalid": "expected a list of sources",
+        },
     )
     daily_delay = _Duration(load_default=defaults.DAILY_DELAY, validate=_non_negative)
 
@@ -406,8 +414,10 @@ class ConfigSchema(_Strict):
         for i, source in enumerate(data.get("sources", ())):
             ident = (source.bucket, source.experiment, source.datatype)
             if ident in seen:
-                message = (f"same bucket, experiment and datatype as sources[{seen[ident]}];"
-                           " their job ids would collide")
+                message = (
+                    f"same bucket, experiment and datatype as sources[{seen[ident]}];"
+                    " their job ids would collide"
+                )
                 duplicates[i] = [message]
             seen.setdefault(ident, i)
         if duplicates:
@@ -441,9 +451,11 @@ class _Loader(yaml.SafeLoader):
                 continue
             if isinstance(key_node, yaml.MappingNode):
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark,
+                    "while constructing a mapping",
+                    node.start_mark,
                     "found a mapping used as a key; a value that is only a {{NAME}}"
-                    ' placeholder must be quoted, e.g. "{{NAME}}"', key_node.start_mark,
+                    ' placeholder must be quoted, e.g. "{{NAME}}"',
+                    key_node.start_mark,
                 )
             key = self.construct_object(key_node, deep=deep)
             try:
@@ -452,7 +464,8 @@ class _Loader(yaml.SafeLoader):
                 continue  # unhashable: SafeLoader reports it below
             if first is not None:
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark,
+                    "while constructing a mapping",
+                    node.start_mark,
                     f"found duplicate key {key!r} (first at line {first + 1})",
                     key_node.start_mark,
                 )

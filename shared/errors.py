@@ -64,12 +64,12 @@ class JobAlreadyExists(Conflict):
 class IllegalTransition(Conflict):
     """The transition table does not allow this change (or any change: a terminal job)."""
 
-    def __init__(
-        self, key: str, current: State, requested: State, terminal: bool = False
-    ) -> None:
+    def __init__(self, key: str, current: State, requested: State, terminal: bool = False) -> None:
         if terminal:
-            msg = (f"job {key} is {current.value}, a terminal state, so it cannot take "
-                   f"{requested.value}; add the job again to restart it")
+            msg = (
+                f"job {key} is {current.value}, a terminal state, so it cannot take "
+                f"{requested.value}; add the job again to restart it"
+            )
         else:
             msg = f"job {key} cannot go from {current.value} to {requested.value}"
         super().__init__(msg)
@@ -83,8 +83,10 @@ class StaleRun(Conflict):
 
     def __init__(self, key: str, run: str, current: str, started: str) -> None:
         now = f"run {current}" if current else "a run without a token"
-        super().__init__(f"job {key}: run {run} is no longer current ({now} started "
-                         f"{started}); nothing was written")
+        super().__init__(
+            f"job {key}: run {run} is no longer current ({now} started "
+            f"{started}); nothing was written"
+        )
         self.key = key
         self.run = run
         self.current = current
@@ -93,17 +95,22 @@ class StaleRun(Conflict):
 class NotParserState(Conflict):
     """A parser asked for a change that belongs to post-processing or operators."""
 
-    def __init__(self, key: str, current: State, requested: State, owner: str,
-                 owns_current: bool) -> None:
+    def __init__(
+        self, key: str, current: State, requested: State, owner: str, owns_current: bool
+    ) -> None:
         """``owner`` owns ``current`` if ``owns_current``, else ``requested``."""
         if requested is current:
             msg = f"job {key} is {current.value}, which {owner} owns; a parser cannot update it"
         elif not owns_current:
-            msg = (f"job {key}: {requested.value} is set by {owner}, not by a parser "
-                   f"(the job is {current.value})")
+            msg = (
+                f"job {key}: {requested.value} is set by {owner}, not by a parser "
+                f"(the job is {current.value})"
+            )
         else:
-            msg = (f"job {key} is {current.value}, which {owner} owns; a parser cannot "
-                   f"move it to {requested.value}")
+            msg = (
+                f"job {key} is {current.value}, which {owner} owns; a parser cannot "
+                f"move it to {requested.value}"
+            )
         super().__init__(msg)
         self.key = key
         self.current = current

@@ -27,10 +27,18 @@ log = logging.getLogger(__name__)
 
 #: GCS and transport errors that say "try again later", not "your request is wrong".
 TRANSIENT: tuple[type[BaseException], ...] = (
-    gexc.ServiceUnavailable, gexc.InternalServerError, gexc.BadGateway, gexc.GatewayTimeout,
-    gexc.DeadlineExceeded, gexc.TooManyRequests, gexc.RetryError,
-    requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-    requests.exceptions.ChunkedEncodingError, ConnectionError, auth_exc.TransportError,
+    gexc.ServiceUnavailable,
+    gexc.InternalServerError,
+    gexc.BadGateway,
+    gexc.GatewayTimeout,
+    gexc.DeadlineExceeded,
+    gexc.TooManyRequests,
+    gexc.RetryError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    ConnectionError,
+    auth_exc.TransportError,
 )
 
 
@@ -98,8 +106,12 @@ class ArchiveLister:
             # if GCS answers an empty page with a continuation token.
             return next(iter(blobs), None) is not None
         except gexc.NotFound:
-            log.warning("bucket %s does not exist: no archive files under gs://%s/%s",
-                        bucket, bucket, prefix)
+            log.warning(
+                "bucket %s does not exist: no archive files under gs://%s/%s",
+                bucket,
+                bucket,
+                prefix,
+            )
             return False
         except TRANSIENT as exc:
             raise ArchiveUnavailable(bucket, prefix, exc) from exc

@@ -9,7 +9,8 @@ from shared.model import UTC, ZERO_TIME
 
 _GO_TIME_RE = re.compile(
     r"^(?P<base>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d{1,9}))?"
-    r"(?P<tz>Z|[+-]\d{2}:\d{2})\Z", re.ASCII
+    r"(?P<tz>Z|[+-]\d{2}:\d{2})\Z",
+    re.ASCII,
 )
 
 

@@ -64,7 +64,9 @@ DEFERRED_BY = "next-job (source paused)"
 def _came_round(start: Position, position: Position) -> bool:
     """Whether a walk from ``start`` has gone a whole cycle round to where it began."""
     return position.cycle > start.cycle + 1 or (
-        position.cycle > start.cycle and (position.day, position.source) >= (start.day, start.source))
+        position.cycle > start.cycle
+        and (position.day, position.source) >= (start.day, start.source)
+    )
 
 
 class JobService:
@@ -138,9 +140,13 @@ class JobService:
         """
         now = self.clock()
         if paused - {HISTORICAL}:
-            scopes: list[tuple[str, str] | None] = list(dict.fromkeys(
-                (s.experiment, s.datatype) for s in self.config.sources
-                if source_name(s) not in paused))
+            scopes: list[tuple[str, str] | None] = list(
+                dict.fromkeys(
+                    (s.experiment, s.datatype)
+                    for s in self.config.sources
+                    if source_name(s) not in paused
+                )
+            )
             pages = 1
         else:
             scopes, pages = [None], defaults.OWED_PAGES
@@ -161,8 +167,9 @@ class JobService:
                             continue
                         if steps >= self.max_steps:
                             return None, steps
-                        offer = record.reoffer or (f"{RETRY}/{record.attempts + 1}" if retry
-                                                   else "")
+                        offer = record.reoffer or (
+                            f"{RETRY}/{record.attempts + 1}" if retry else ""
+                        )
                         steps += 1
                         job = self._check_owed(record, offer)
                         if job is None:
@@ -171,8 +178,12 @@ class JobService:
                             started = self.tracker.add_job(job, offer)
                         except JobAlreadyExists:
                             continue  # another caller restarted it first
-                        log.info("handing out %s again as %s, attempt %d", started.key, offer,
-                                 started.attempts)
+                        log.info(
+                            "handing out %s again as %s, attempt %d",
+                            started.key,
+                            offer,
+                            started.attempts,
+                        )
                         return started, steps
                     if len(page) < batch:
                         break
@@ -188,17 +199,30 @@ class JobService:
         again when files come.
         """
         name = record.job.source
-        source = next((s for s in self.config.sources
-                       if (s.bucket, source_name(s)) == (record.job.bucket, name)), None)
+        source = next(
+            (
+                s
+                for s in self.config.sources
+                if (s.bucket, source_name(s)) == (record.job.bucket, name)
+            ),
+            None,
+        )
         if source is None:
             why = f"{offer} dropped: source {record.job.bucket}/{name} is not in the config"
             self.tracker.drop_owed(record.key, record, why, DROPPED_BY)
             return None
-        job = Job(record.job.bucket, record.job.experiment, record.job.datatype, record.job.date,
-                  source.filter, source.datasets)
+        job = Job(
+            record.job.bucket,
+            record.job.experiment,
+            record.job.datatype,
+            record.job.date,
+            source.filter,
+            source.datasets,
+        )
         if not self.archives.has_files(job.bucket, job.prefix()):
-            self.tracker.drop_owed(record.key, record, f"{offer} dropped: no files under {job.path()}",
-                                   DROPPED_BY)
+            self.tracker.drop_owed(
+                record.key, record, f"{offer} dropped: no files under {job.path()}", DROPPED_BY
+            )
             return None
         return job
 
@@ -228,11 +252,19 @@ class JobService:
             steps += 1
             source = by_key.get((item.bucket, item.experiment, item.datatype))
             if source is None:
-                log.warning("dropping queued reprocessing of %s: no such source in the config", item.key)
+                log.warning(
+                    "dropping queued reprocessing of %s: no such source in the config", item.key
+                )
                 self.queue.remove(item)
                 continue
-            job = Job(item.bucket, item.experiment, item.datatype, item.date, source.filter,
-                      source.datasets)
+            job = Job(
+                item.bucket,
+                item.experiment,
+                item.datatype,
+                item.date,
+                source.filter,
+                source.datasets,
+            )
             offer = f"{REPROCESS}/{item.token}"
             if not self.archives.has_files(job.bucket, job.prefix()):
                 log.info("no files under %s; dropping queued reprocessing %s", job.path(), offer)
@@ -242,8 +274,12 @@ class JobService:
             if claimed is None:
                 continue  # claimed by another caller, or cancelled by an operator
             item = claimed
-            note = AuditEntry(self.clock(), item.who, "reprocess",
-                              f"queued {format_time(item.queued_at)}; handed out as {offer}")
+            note = AuditEntry(
+                self.clock(),
+                item.who,
+                "reprocess",
+                f"queued {format_time(item.queued_at)}; handed out as {offer}",
+            )
             try:
                 started = self.tracker.add_job(job, offer, ignore_backoff=True, note=note)
             except JobAlreadyExists as exc:
@@ -269,18 +305,25 @@ class JobService:
         try:
             self.queue.remove(item)
         except Unavailable as exc:
-            log.warning("queued reprocessing %s handed out but not removed (%s); the next "
-                        "request removes it", item.key, exc)
+            log.warning(
+                "queued reprocessing %s handed out but not removed (%s); the next "
+                "request removes it",
+                item.key,
+                exc,
+            )
 
     def _defer(self, found: Candidate) -> None:
         """Queue a paused source's daily job for reprocessing, so it runs after the resume."""
         if self.queue is None:
             return
         self.queue.add([ReprocessItem.new(found.job, DEFERRED_BY, self.clock())])
-        log.info("source of %s is paused; its daily job is queued for reprocessing", found.job.key())
+        log.info(
+            "source of %s is paused; its daily job is queued for reprocessing", found.job.key()
+        )
 
-    def _from_stream(self, stream: Stream, steps: int, paused: frozenset[str] = frozenset()
-                     ) -> tuple[JobRecord | None, int]:
+    def _from_stream(
+        self, stream: Stream, steps: int, paused: frozenset[str] = frozenset()
+    ) -> tuple[JobRecord | None, int]:
         """Walk the stream from its cursor, counting ``steps``; advance the cursor past what was resolved.
 
         A caller that loses a candidate to another jumps a random number of
@@ -297,8 +340,11 @@ class JobService:
         if state.idle_until is not None and now < state.idle_until:
             return None, steps
         woke = state.idle_until is not None  # its rest is over: look again for a whole cycle
-        position = start = (Position.decode(state.position) if state.position is not None
-                            else initial_position(stream, self.config, now))
+        position = start = (
+            Position.decode(state.position)
+            if state.position is not None
+            else initial_position(stream, self.config, now)
+        )
         handed = set(state.handed)
         resolved: Position | None = None  # every position below it is resolved
         contiguous, busy, came_round = True, False, False
@@ -345,15 +391,41 @@ class JobService:
             return None, steps
         finally:
             try:
-                self._note_walk(stream, state, now, start, resolved, passed, started_at,
-                                contiguous, came_round, busy, woke)
+                self._note_walk(
+                    stream,
+                    state,
+                    now,
+                    start,
+                    resolved,
+                    passed,
+                    started_at,
+                    contiguous,
+                    came_round,
+                    busy,
+                    woke,
+                )
             except Unavailable as exc:  # a hint only: a job handed out stays handed out
-                log.warning("the %s cursor was not written (%s); the next request looks at "
-                            "the same candidates again", stream.value, exc)
+                log.warning(
+                    "the %s cursor was not written (%s); the next request looks at "
+                    "the same candidates again",
+                    stream.value,
+                    exc,
+                )
 
-    def _note_walk(self, stream: Stream, state: CursorState, now: datetime, start: Position,
-                   resolved: Position | None, passed: list[int], started_at: Position | None,
-                   contiguous: bool, whole_cycle: bool, busy: bool, woke: bool) -> None:
+    def _note_walk(
+        self,
+        stream: Stream,
+        state: CursorState,
+        now: datetime,
+        start: Position,
+        resolved: Position | None,
+        passed: list[int],
+        started_at: Position | None,
+        contiguous: bool,
+        whole_cycle: bool,
+        busy: bool,
+        woke: bool,
+    ) -> None:
         """Write what a walk learnt to the cursor document (at most one blind write).
 
         The cursor moves past the contiguous stretch resolved; a hand-out ahead
@@ -370,15 +442,25 @@ class JobService:
             quiet = started_at.following().encode()
         elif state.quiet_from is None or (woke and not whole_cycle):
             quiet = start.encode()
-        elif not busy and (whole_cycle or (
-                resolved is not None and _came_round(Position.decode(state.quiet_from), resolved))):
+        elif not busy and (
+            whole_cycle
+            or (resolved is not None and _came_round(Position.decode(state.quiet_from), resolved))
+        ):
             idle = now + self.config.polling_interval
-            log.info("the %s stream came a whole cycle round without a job; resting until %s",
-                     stream.value, format_time(idle))
+            log.info(
+                "the %s stream came a whole cycle round without a job; resting until %s",
+                stream.value,
+                format_time(idle),
+            )
         self.cursors.advance(
-            stream.value, resolved.encode() if resolved is not None else None,
+            stream.value,
+            resolved.encode() if resolved is not None else None,
             handed=started_at.encode() if started_at is not None and not contiguous else None,
-            passed=[p for p in passed if p < below], quiet_from=quiet, idle_until=idle, wake=woke)
+            passed=[p for p in passed if p < below],
+            quiet_from=quiet,
+            idle_until=idle,
+            wake=woke,
+        )
 
     def _ahead(self, stream: Stream, position: Position, n: int, now: datetime) -> Position:
         """Return the position ``n`` candidates on from ``position`` (or where the stream ends)."""

@@ -106,16 +106,19 @@ def time_problem(value: datetime, zero_allowed: bool = False) -> str | None:
         return None
     if MIN_TIME <= value < MAX_TIME:
         return None
-    return (f"{value.isoformat()} is outside {MIN_TIME.year}-01-01 to {MAX_TIME.year}-01-01"
-            + (" (or the zero time)" if zero_allowed else ""))
+    return f"{value.isoformat()} is outside {MIN_TIME.year}-01-01 to {MAX_TIME.year}-01-01" + (
+        " (or the zero time)" if zero_allowed else ""
+    )
 
 
 def date_problem(day: date) -> str | None:
     """Describe why job date ``day`` is outside :data:`MIN_DATE`–:data:`MAX_DATE`, or None if inside."""
     if MIN_DATE <= day < MAX_DATE:
         return None
-    return (f"job date {day.isoformat()} is outside the dates the tracker accepts: "
-            f"{MIN_DATE.isoformat()} up to, not including, {MAX_DATE.isoformat()}")
+    return (
+        f"job date {day.isoformat()} is outside the dates the tracker accepts: "
+        f"{MIN_DATE.isoformat()} up to, not including, {MAX_DATE.isoformat()}"
+    )
 
 
 def _leaves(value: Any, path: str) -> Iterator[tuple[str, Any]]:
@@ -143,11 +146,15 @@ def document_problems(fields: Mapping[str, Any], name_bytes: int) -> list[str]:
         elif isinstance(value, str) and path.split(".")[0].split("[")[0] not in UNINDEXED_FIELDS:
             size = string_size(value) - 1
             if size > MAX_INDEXED_STRING_BYTES:
-                problems.append(f"{path}: {size} bytes; an indexed string holds at most "
-                                f"{MAX_INDEXED_STRING_BYTES}")
+                problems.append(
+                    f"{path}: {size} bytes; an indexed string holds at most "
+                    f"{MAX_INDEXED_STRING_BYTES}"
+                )
     size = document_size(fields, name_bytes)
     if size > MAX_DOCUMENT_BYTES:
         biggest = max(fields, key=lambda k: string_size(k) + value_size(fields[k]))
-        problems.append(f"document of {size} bytes; Firestore's limit is {MAX_DOCUMENT_BYTES} "
-                        f"(largest field: {biggest})")
+        problems.append(
+            f"document of {size} bytes; Firestore's limit is {MAX_DOCUMENT_BYTES} "
+            f"(largest field: {biggest})"
+        )
     return problems

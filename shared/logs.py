@@ -64,8 +64,9 @@ class CloudLoggingFormatter(JsonFormatter):
         super().__init__(timestamp="time", rename_fields={"exc_info": "stack_trace"}, **kwargs)
         self.project = project
 
-    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord,
-                   message_dict: dict[str, Any]) -> None:
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
         """Add severity, message, logger and the trace to the record's own fields."""
         super().add_fields(log_data, record, message_dict)
         log_data["severity"] = record.levelname
@@ -73,8 +74,9 @@ class CloudLoggingFormatter(JsonFormatter):
         log_data["logger"] = record.name
         trace = current_trace.get()
         if trace:
-            log_data[TRACE_FIELD] = (f"projects/{self.project}/traces/{trace}"
-                                     if self.project else trace)
+            log_data[TRACE_FIELD] = (
+                f"projects/{self.project}/traces/{trace}" if self.project else trace
+            )
 
 
 def wants_json(env: Mapping[str, str]) -> bool:

@@ -74,10 +74,17 @@ class Maintenance:
             "failed": self.tracker.num_failed(),
             "duration_seconds": round(time.monotonic() - started, 3),
         }
-        log.info("maintenance: %d expired, %d complete removed, counts of %s checked (drift %s), "
-                 "snapshot %s, %d jobs (%d failed)",
-                 len(expired), removed, counts.get("source"), counts.get("drift") or "none",
-                 (snapshot or {}).get("object", "skipped"), summary["jobs"], summary["failed"])
+        log.info(
+            "maintenance: %d expired, %d complete removed, counts of %s checked (drift %s), "
+            "snapshot %s, %d jobs (%d failed)",
+            len(expired),
+            removed,
+            counts.get("source"),
+            counts.get("drift") or "none",
+            (snapshot or {}).get("object", "skipped"),
+            summary["jobs"],
+            summary["failed"],
+        )
         return summary
 
 

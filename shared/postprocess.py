@@ -52,8 +52,13 @@ log = logging.getLogger(__name__)
 S = State
 
 #: The standard chain of BigQuery steps, in order.
-STANDARD_PIPELINE: tuple[State, ...] = (S.LOADING, S.DEDUPLICATING, S.COPYING, S.DELETING,
-                                        S.JOINING)
+STANDARD_PIPELINE: tuple[State, ...] = (
+    S.LOADING,
+    S.DEDUPLICATING,
+    S.COPYING,
+    S.DELETING,
+    S.JOINING,
+)
 
 #: States that only lead into the pipeline or out of it.
 ENTRY_STATES = (S.POST_PROCESSING, S.STABILIZING)
@@ -96,8 +101,10 @@ VISIT_FIRESTORE_CALLS = 3
 
 def visit_budget(firestore_deadline: float, bigquery: bool = True) -> timedelta:
     """The worst-case duration of one visit, from the deadlines of the calls it makes."""
-    return timedelta(seconds=VISIT_FIRESTORE_CALLS * firestore_deadline
-                     + (defaults.BIGQUERY_CALL_DEADLINE if bigquery else 0.0))
+    return timedelta(
+        seconds=VISIT_FIRESTORE_CALLS * firestore_deadline
+        + (defaults.BIGQUERY_CALL_DEADLINE if bigquery else 0.0)
+    )
 
 
 @dataclass(frozen=True)
@@ -191,8 +198,9 @@ class PostProcessor:
         visited: set[str] = set()
         after: JobRecord | None = None
         while True:
-            page = list(self.tracker.leasable(self.states, self.clock(), self.policy.batch,
-                                              after=after))
+            page = list(
+                self.tracker.leasable(self.states, self.clock(), self.policy.batch, after=after)
+            )
             summary.pages += 1
             if page:
                 after = copy.copy(page[-1])  # as read: a claim changes the record's lease
@@ -209,15 +217,22 @@ class PostProcessor:
         result = {k: v for k, v in vars(summary).items()}
         result["duration_seconds"] = round(time.monotonic() - started, 3)
         result["time"] = format_time(now)
-        log.info("postprocess: %d started, %d moved, %d waiting, %d retrying, %d failed, "
-                 "%d dropped", len(summary.started), len(summary.moved), len(summary.waiting),
-                 len(summary.retrying), len(summary.failed), len(summary.dropped))
+        log.info(
+            "postprocess: %d started, %d moved, %d waiting, %d retrying, %d failed, %d dropped",
+            len(summary.started),
+            len(summary.moved),
+            len(summary.waiting),
+            len(summary.retrying),
+            len(summary.failed),
+            len(summary.dropped),
+        )
         return result
 
     def _claim_and_visit(self, candidate: JobRecord, owner: str, summary: TickSummary) -> None:
         try:
-            record = self.tracker.claim(candidate, self.states, owner,
-                                        self.clock() + self.policy.lease)
+            record = self.tracker.claim(
+                candidate, self.states, owner, self.clock() + self.policy.lease
+            )
         except StoreUnavailable as exc:
             self._abandon(candidate.key, owner, "claiming", exc, summary)
             raise
@@ -244,24 +259,39 @@ class PostProcessor:
             self._defer(record, owner, str(exc), summary)
         except Exception as exc:
             reason = str(exc) if isinstance(exc, Unprocessable) else f"{type(exc).__name__}: {exc}"
-            log.warning("postprocess: job %s cannot be processed in %s: %s", key, state.value,
-                        reason, exc_info=not isinstance(exc, Unprocessable), extra={"job": key})
+            log.warning(
+                "postprocess: job %s cannot be processed in %s: %s",
+                key,
+                state.value,
+                reason,
+                exc_info=not isinstance(exc, Unprocessable),
+                extra={"job": key},
+            )
             self._fail(record, owner, reason, summary)
 
-    def _guarded(self, record: JobRecord, owner: str, summary: TickSummary,
-                 write: Callable[[], None]) -> None:
+    def _guarded(
+        self, record: JobRecord, owner: str, summary: TickSummary, write: Callable[[], None]
+    ) -> None:
         """Run a follow-up ``write`` of :meth:`_visit`'s handlers; its own failure is logged."""
         try:
             write()
         except (LeaseLost, JobNotFound) as exc:
             self._drop(record.key, exc, summary)
         except StoreUnavailable as exc:
-            self._abandon(record.key, owner, f"recording a failure in {record.status.state.value}",
-                          exc, summary)
+            self._abandon(
+                record.key,
+                owner,
+                f"recording a failure in {record.status.state.value}",
+                exc,
+                summary,
+            )
             raise
         except Exception:
-            log.exception("postprocess: job %s: recording its outcome failed; its lease runs out",
-                          record.key, extra={"job": record.key})
+            log.exception(
+                "postprocess: job %s: recording its outcome failed; its lease runs out",
+                record.key,
+                extra={"job": record.key},
+            )
 
     def _fail(self, record: JobRecord, owner: str, reason: str, summary: TickSummary) -> None:
         state = record.status.state
@@ -282,8 +312,12 @@ class PostProcessor:
         Its step, BigQuery job id and attempt stay as they are (a new attempt
         could run the step twice); a job that never gets through expires.
         """
-        log.warning("postprocess: job %s: %s; trying again later", record.key, reason,
-                    extra={"job": record.key})
+        log.warning(
+            "postprocess: job %s: %s; trying again later",
+            record.key,
+            reason,
+            extra={"job": record.key},
+        )
 
         def write() -> None:
             self._release(record, owner, self.policy.backoff, f"{reason}; trying again later")
@@ -297,8 +331,9 @@ class PostProcessor:
         log.info("postprocess: job %s: result dropped: %s", key, reason, extra={"job": key})
         summary.dropped[key] = reason
 
-    def _abandon(self, key: str, owner: str, doing: str, exc: StoreUnavailable,
-                 summary: TickSummary) -> None:
+    def _abandon(
+        self, key: str, owner: str, doing: str, exc: StoreUnavailable, summary: TickSummary
+    ) -> None:
         """Firestore failed while ``doing``: release ``key``'s lease if it can, log the tick so far."""
         try:
             self.tracker.settle(key, owner, lambda rec, now: None, progress=False)
@@ -307,8 +342,16 @@ class PostProcessor:
             lease = "it holds no lease of this tick"
         except Exception as again:
             lease = f"its lease could not be released ({again}) and runs out by itself"
-        log.warning("postprocess: tick ended, Firestore unavailable while %s job %s (%s): %s; "
-                    "done before: %s", doing, key, lease, exc, vars(summary), extra={"job": key})
+        log.warning(
+            "postprocess: tick ended, Firestore unavailable while %s job %s (%s): %s; "
+            "done before: %s",
+            doing,
+            key,
+            lease,
+            exc,
+            vars(summary),
+            extra={"job": key},
+        )
 
     def _check(self, record: JobRecord) -> None:
         """Raise :class:`Unprocessable` if the job cannot go on from its state."""
@@ -319,15 +362,23 @@ class PostProcessor:
         if state in EXIT_STATES:
             return
         if any(step in STEPS for step in self.pipeline(job)) and not (
-                job.datasets.tmp and job.datasets.raw):
-            raise Unprocessable(f"no target datasets for BigQuery steps (tmp {job.datasets.tmp!r}, "
-                                f"raw {job.datasets.raw!r})")
+            job.datasets.tmp and job.datasets.raw
+        ):
+            raise Unprocessable(
+                f"no target datasets for BigQuery steps (tmp {job.datasets.tmp!r}, "
+                f"raw {job.datasets.raw!r})"
+            )
 
-    def _settle(self, record: JobRecord, owner: str, change: Callable[[JobRecord, datetime], None],
-                free_at: datetime | None = None, progress: bool = True) -> None:
+    def _settle(
+        self,
+        record: JobRecord,
+        owner: str,
+        change: Callable[[JobRecord, datetime], None],
+        free_at: datetime | None = None,
+        progress: bool = True,
+    ) -> None:
         """Settle a claimed job; LeaseLost if it left the claimed state or lease meanwhile."""
-        self.tracker.settle(record.key, owner, change, free_at, progress,
-                            state=record.status.state)
+        self.tracker.settle(record.key, owner, change, free_at, progress, state=record.status.state)
 
     def _next(self, job: Job, state: State) -> State:
         steps = self.pipeline(job)
@@ -347,12 +398,18 @@ class PostProcessor:
             self._settle_result(record, owner, self.warehouse.delete_partition(job), summary)
             return
         if state is S.JOINING and not job.datasets.join:
-            self._move(record, owner, self._next(job, state),
-                       f"{job.datatype} does not require join", summary)
+            self._move(
+                record,
+                owner,
+                self._next(job, state),
+                f"{job.datatype} does not require join",
+                summary,
+            )
             return
         if state is S.JOINING and not record.step_job and self._annotation_pending(job):
-            self._release(record, owner, self.policy.poll,
-                          f"waiting for {ANNOTATION} of {job.date:%Y-%m-%d}")
+            self._release(
+                record, owner, self.policy.poll, f"waiting for {ANNOTATION} of {job.date:%Y-%m-%d}"
+            )
             summary.waiting[key] = "annotation"
             return
         if not record.step_job:
@@ -372,10 +429,12 @@ class PostProcessor:
                     rec.step_job = job_id
                     rec.status.set_detail(f"{reason}; trying again later", now)
 
-                log.warning("postprocess: job %s: %s; trying again later", key, reason,
-                            extra={"job": key})
-                self._settle(record, owner, maybe_started, self.clock() + self.policy.backoff,
-                             progress=False)
+                log.warning(
+                    "postprocess: job %s: %s; trying again later", key, reason, extra={"job": key}
+                )
+                self._settle(
+                    record, owner, maybe_started, self.clock() + self.policy.backoff, progress=False
+                )
                 summary.retrying[key] = reason
                 return
 
@@ -398,8 +457,9 @@ class PostProcessor:
             return
         self._settle_result(record, owner, result, summary)
 
-    def _restart(self, record: JobRecord, owner: str, missing: StepResult,
-                 summary: TickSummary) -> None:
+    def _restart(
+        self, record: JobRecord, owner: str, missing: StepResult, summary: TickSummary
+    ) -> None:
         """Start the job's step again under the id BigQuery does not know.
 
         Never under a new id: if the job does exist (a lookup in the wrong
@@ -411,18 +471,22 @@ class PostProcessor:
         except StepRejected as exc:
             self._settle_result(record, owner, exc.result, summary)
             return
-        self._release(record, owner, self.policy.poll,
-                      f"{missing.detail}: started again under the same id")
+        self._release(
+            record, owner, self.policy.poll, f"{missing.detail}: started again under the same id"
+        )
         summary.started[record.key] = record.step_job
 
-    def _settle_result(self, record: JobRecord, owner: str, result: StepResult,
-                       summary: TickSummary) -> None:
+    def _settle_result(
+        self, record: JobRecord, owner: str, result: StepResult, summary: TickSummary
+    ) -> None:
         """Act on a finished step: next state, a retry with backoff, or failed."""
         key, state = record.key, record.status.state
         if result.outcome is StepOutcome.DONE:
             self._move(record, owner, self._next(record.job, state), result.detail, summary)
-        elif (result.outcome is StepOutcome.RETRY
-              and record.step_attempt + 1 < self.policy.max_attempts):
+        elif (
+            result.outcome is StepOutcome.RETRY
+            and record.step_attempt + 1 < self.policy.max_attempts
+        ):
             attempt = record.step_attempt + 1
             wait = self.policy.backoff * 2 ** (attempt - 1)
 
@@ -433,6 +497,7 @@ class PostProcessor:
             self._settle(record, owner, retry, self.clock() + wait)
             summary.retrying[key] = result.detail
         else:
+
             def fail(rec: JobRecord, now: datetime) -> None:
                 rec.step_job, rec.step_attempt = "", 0
                 self.tracker.fail(rec, f"{state.value}: {result.detail}", now)
@@ -448,8 +513,9 @@ class PostProcessor:
         except JobNotFound:
             return False
 
-    def _move(self, record: JobRecord, owner: str, to: State, detail: str,
-              summary: TickSummary) -> None:
+    def _move(
+        self, record: JobRecord, owner: str, to: State, detail: str, summary: TickSummary
+    ) -> None:
         def change(rec: JobRecord, now: datetime) -> None:
             rec.step_job, rec.step_attempt = "", 0
             self.tracker.move(rec, to, detail, now)

@@ -118,11 +118,17 @@ class Settings:
     snapshot_keep: int = defaults.SNAPSHOT_KEEP  # SNAPSHOT_KEEP
     input_bucket: str | None = None  # INPUT_BUCKET: where parsers write rows for BigQuery
     bigquery_project: str | None = None  # BIGQUERY_PROJECT; default: the project
-    bigquery_location: str = defaults.BIGQUERY_LOCATION  # BIGQUERY_LOCATION: where the datasets and jobs are
+    bigquery_location: str = (
+        defaults.BIGQUERY_LOCATION
+    )  # BIGQUERY_LOCATION: where the datasets and jobs are
     api_routes: frozenset[str] | None = None  # API_ROUTES: route groups of `api`; None: all
     postprocess_batch: int = PostProcessPolicy.batch  # POSTPROCESS_BATCH: jobs per page of a tick
-    postprocess_tick: float = defaults.POSTPROCESS_TICK_SECONDS  # POSTPROCESS_TICK_SECONDS: how long a tick may work
-    reprocess_max: int = defaults.REPROCESS_MAX  # REPROCESS_MAX: jobs one reprocessing request may queue
+    postprocess_tick: float = (
+        defaults.POSTPROCESS_TICK_SECONDS
+    )  # POSTPROCESS_TICK_SECONDS: how long a tick may work
+    reprocess_max: int = (
+        defaults.REPROCESS_MAX
+    )  # REPROCESS_MAX: jobs one reprocessing request may queue
     firestore_deadline: float = defaults.FIRESTORE_DEADLINE  # FIRESTORE_DEADLINE_SECONDS
 
     @classmethod
@@ -133,8 +139,9 @@ class Settings:
         return cls(
             project=env.get("GOOGLE_CLOUD_PROJECT") or env.get("GCLOUD_PROJECT") or None,
             collection=env.get("TRACKER_COLLECTION") or JOBS_COLLECTION,
-            heartbeat_coalesce=_env(env, "HEARTBEAT_COALESCE_SECONDS", _seconds,
-                                    d.heartbeat_coalesce),
+            heartbeat_coalesce=_env(
+                env, "HEARTBEAT_COALESCE_SECONDS", _seconds, d.heartbeat_coalesce
+            ),
             retry=RetryPolicy(
                 max_attempts=_env(env, "RETRY_MAX_ATTEMPTS", _positive, d.retry.max_attempts),
                 backoff=_env(env, "RETRY_BACKOFF", parse_duration, d.retry.backoff),
@@ -149,10 +156,12 @@ class Settings:
             api_routes=_env(env, "API_ROUTES", _names, d.api_routes),
             postprocess_batch=_env(env, "POSTPROCESS_BATCH", _positive, d.postprocess_batch),
             reprocess_max=_env(env, "REPROCESS_MAX", _positive, d.reprocess_max),
-            firestore_deadline=_env(env, "FIRESTORE_DEADLINE_SECONDS", _deadline,
-                                    d.firestore_deadline),
-            postprocess_tick=_env(env, "POSTPROCESS_TICK_SECONDS", _tick_seconds,
-                                  d.postprocess_tick),
+            firestore_deadline=_env(
+                env, "FIRESTORE_DEADLINE_SECONDS", _deadline, d.firestore_deadline
+            ),
+            postprocess_tick=_env(
+                env, "POSTPROCESS_TICK_SECONDS", _tick_seconds, d.postprocess_tick
+            ),
         )
 
 
@@ -193,8 +202,14 @@ def job_service() -> JobService:
     A bad config raises :class:`shared.config.ConfigError` naming every bad field.
     """
     config = load_config(default_config_path())
-    return JobService(tracker(), CursorStore(_firestore()), ArchiveLister(_storage()), config,
-                      queue=reprocess_queue(), controls=controls())
+    return JobService(
+        tracker(),
+        CursorStore(_firestore()),
+        ArchiveLister(_storage()),
+        config,
+        queue=reprocess_queue(),
+        controls=controls(),
+    )
 
 
 @functools.cache
@@ -216,9 +231,15 @@ def admin() -> Admin:
     from shared.snapshot import load_snapshot
 
     s = settings()
-    return Admin(tracker(), reprocess_queue(), controls(), load_config(default_config_path()),
-                 export=_snapshot_writer(s), load=lambda source: load_snapshot(source, _storage()),
-                 max_reprocess=s.reprocess_max)
+    return Admin(
+        tracker(),
+        reprocess_queue(),
+        controls(),
+        load_config(default_config_path()),
+        export=_snapshot_writer(s),
+        load=lambda source: load_snapshot(source, _storage()),
+        max_reprocess=s.reprocess_max,
+    )
 
 
 @functools.cache
@@ -237,8 +258,12 @@ def maintenance() -> Maintenance:
     config = load_config(default_config_path())
     s = settings()
     policy = MaintenancePolicy(expiration=config.tracker_timeout, cleanup_delay=s.cleanup_delay)
-    return Maintenance(tracker(), policy, _snapshot_writer(s),
-                       sources=[(c.experiment, c.datatype) for c in config.sources])
+    return Maintenance(
+        tracker(),
+        policy,
+        _snapshot_writer(s),
+        sources=[(c.experiment, c.datatype) for c in config.sources],
+    )
 
 
 def _snapshot_writer(s: Settings) -> Callable[[datetime], dict[str, Any]] | None:
@@ -266,22 +291,37 @@ def postprocessor() -> PostProcessor:
     """
     config = load_config(default_config_path())
     s = settings()
-    pipelines = {(src.bucket, src.experiment, src.datatype): src.pipeline
-                 for src in config.sources if src.pipeline is not None}
+    pipelines = {
+        (src.bucket, src.experiment, src.datatype): src.pipeline
+        for src in config.sources
+        if src.pipeline is not None
+    }
     sources = {(src.bucket, src.experiment, src.datatype) for src in config.sources}
     bigquery_steps = not all(src.pipeline == () for src in config.sources)
     visit = visit_budget(s.firestore_deadline, bigquery=bigquery_steps)
     if visit.total_seconds() >= s.postprocess_tick:
-        raise ConfigError([f"POSTPROCESS_TICK_SECONDS: {s.postprocess_tick:g} leaves no time for "
-                           f"one visit, which may take {visit.total_seconds():g} s with "
-                           f"FIRESTORE_DEADLINE_SECONDS={s.firestore_deadline:g}"])
-    policy = PostProcessPolicy(batch=s.postprocess_batch, poll=config.polling_interval,
-                               tick=timedelta(seconds=s.postprocess_tick), visit=visit)
+        raise ConfigError(
+            [
+                f"POSTPROCESS_TICK_SECONDS: {s.postprocess_tick:g} leaves no time for "
+                f"one visit, which may take {visit.total_seconds():g} s with "
+                f"FIRESTORE_DEADLINE_SECONDS={s.firestore_deadline:g}"
+            ]
+        )
+    policy = PostProcessPolicy(
+        batch=s.postprocess_batch,
+        poll=config.polling_interval,
+        tick=timedelta(seconds=s.postprocess_tick),
+        visit=visit,
+    )
     if not bigquery_steps:
         return PostProcessor(tracker(), NoWarehouse(), policy, pipelines, sources=sources)
     if not s.input_bucket:
-        raise ConfigError(["INPUT_BUCKET: not set, but sources have BigQuery steps "
-                           "(set it, or give every source `pipeline: []`)"])
+        raise ConfigError(
+            [
+                "INPUT_BUCKET: not set, but sources have BigQuery steps "
+                "(set it, or give every source `pipeline: []`)"
+            ]
+        )
     from google.cloud import bigquery
 
     from shared.warehouse import Warehouse

@@ -288,7 +288,9 @@ class StatusSchema(Schema):
     heartbeat_time = GoTime(data_key="HeartbeatTime", required=True, validate=_in_window_or_zero)
     update_count = fields.Integer(data_key="UpdateCount", required=True, validate=_count)
     history = fields.List(
-        fields.Nested(StateInfoSchema), data_key="History", required=True,
+        fields.Nested(StateInfoSchema),
+        data_key="History",
+        required=True,
         validate=validate.Length(min=1),
     )
 
@@ -404,8 +406,13 @@ class AdminReprocessParams(_Params):
     _empty_is_missing = ("from", "to", "sources")
     first = fields.Date(data_key="from", required=True, validate=job_date_in_window)
     last = fields.Date(data_key="to", required=True, validate=job_date_in_window)
-    sources = fields.String(load_default="", validate=validate.Regexp(
-        rf"^(|{SOURCE_NAME}(,{SOURCE_NAME})*)$", error="expected experiment/datatype[,experiment/datatype...]"))
+    sources = fields.String(
+        load_default="",
+        validate=validate.Regexp(
+            rf"^(|{SOURCE_NAME}(,{SOURCE_NAME})*)$",
+            error="expected experiment/datatype[,experiment/datatype...]",
+        ),
+    )
 
     @validates_schema
     def _range(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -413,8 +420,9 @@ class AdminReprocessParams(_Params):
 
     @post_load
     def _make(self, data: dict[str, Any], **kwargs: Any) -> ReprocessRange:
-        return ReprocessRange(data["first"], data["last"],
-                              tuple(s for s in data["sources"].split(",") if s))
+        return ReprocessRange(
+            data["first"], data["last"], tuple(s for s in data["sources"].split(",") if s)
+        )
 
 
 class AdminCancelReprocessParams(AdminReprocessParams):
@@ -426,8 +434,12 @@ class AdminPauseParams(_Params):
 
     _loads_into = PauseRequest
     _empty_is_missing = ("target", "reason")
-    target = fields.String(required=True, validate=validate.Regexp(
-        rf"^(historical|{SOURCE_NAME})$", error="expected historical or experiment/datatype"))
+    target = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            rf"^(historical|{SOURCE_NAME})$", error="expected historical or experiment/datatype"
+        ),
+    )
     reason = _text(load_default="")
 
 
@@ -442,6 +454,9 @@ class AdminImportParams(_Params):
 
     _loads_into = ImportRequest
     _empty_is_missing = ("source",)
-    source = fields.String(required=True, validate=validate.Regexp(
-        rf"^gs://{BUCKET_PATTERN}/[^\r\n]{{1,1024}}$",
-        error="expected gs://BUCKET/OBJECT"))
+    source = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            rf"^gs://{BUCKET_PATTERN}/[^\r\n]{{1,1024}}$", error="expected gs://BUCKET/OBJECT"
+        ),
+    )

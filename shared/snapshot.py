@@ -66,8 +66,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import os
+import re
 import secrets
 import shutil
 import sqlite3
@@ -122,14 +122,20 @@ class ImportInterrupted(Exception):
     again creates exactly the jobs still missing.
     """
 
-    def __init__(self, created: list[str], already_present: list[str], not_written: list[str],
-                 cause: BaseException) -> None:
+    def __init__(
+        self,
+        created: list[str],
+        already_present: list[str],
+        not_written: list[str],
+        cause: BaseException,
+    ) -> None:
         self.created, self.already_present, self.not_written = created, already_present, not_written
         self.cause = cause
         super().__init__(
             f"import stopped by {type(cause).__name__}: {cause}; {len(created)} jobs created, "
             f"{len(already_present)} already present, {len(not_written)} not written; "
-            "import the same file again to finish (only missing jobs are created)")
+            "import the same file again to finish (only missing jobs are created)"
+        )
 
 
 class SnapshotUnavailable(Unavailable):
@@ -175,7 +181,9 @@ class Snapshot(list[JobRecord]):
     """The jobs of a snapshot file (a list of records, by key), with its save time and skipped keys."""
 
     def __init__(
-        self, records: Iterable[JobRecord] = (), save_time: datetime | None = None,
+        self,
+        records: Iterable[JobRecord] = (),
+        save_time: datetime | None = None,
         skipped: Iterable[str] = (),
     ) -> None:
         super().__init__(records)
@@ -196,8 +204,9 @@ class SnapshotSchema(Schema):
         unknown = RAISE
 
     save_time = GoTime(data_key="SaveTime", required=True, validate=in_window)
-    statuses = fields.Dict(keys=fields.String(), values=fields.Raw(), data_key="Statuses",
-                           required=True)
+    statuses = fields.Dict(
+        keys=fields.String(), values=fields.Raw(), data_key="Statuses", required=True
+    )
     jobs = fields.Dict(keys=fields.String(), values=fields.Raw(), data_key="Jobs", required=True)
 
 
@@ -229,26 +238,36 @@ def _load_entry(schema: Schema, raw: Any, where: str, problems: list[str]) -> di
 
 def _status(data: dict[str, Any]) -> Status:
     """The loaded status, its history bounded as the tracker bounds it (:meth:`Status.bound_history`)."""
-    history = [StateInfo(e["state"], e["start"], e["detail_time"], e["detail"])
-               for e in data["history"]]
-    status = Status(history=history, heartbeat_time=data["heartbeat_time"],
-                    update_count=data["update_count"])
+    history = [
+        StateInfo(e["state"], e["start"], e["detail_time"], e["detail"]) for e in data["history"]
+    ]
+    status = Status(
+        history=history, heartbeat_time=data["heartbeat_time"], update_count=data["update_count"]
+    )
     status.bound_history()
     return status
 
 
 def _job(data: dict[str, Any]) -> Job:
     ds = data["datasets"]
-    return Job(data["bucket"], data["experiment"], data["datatype"], data["date"], data["filter"],
-               Datasets(ds.get("tmp", ""), ds.get("raw", ""), ds.get("join", "")))
+    return Job(
+        data["bucket"],
+        data["experiment"],
+        data["datatype"],
+        data["date"],
+        data["filter"],
+        Datasets(ds.get("tmp", ""), ds.get("raw", ""), ds.get("join", "")),
+    )
 
 
 def _mismatch(key: str, job: Job) -> str | None:
     """Describe how ``job``'s fields differ from what ``key`` names, or None if they agree."""
     named = Job.from_key(key)
-    diffs = [f"{name} {getattr(job, name)!s} (key: {getattr(named, name)!s})"
-             for name in ("bucket", "experiment", "datatype", "date")
-             if getattr(job, name) != getattr(named, name)]
+    diffs = [
+        f"{name} {getattr(job, name)!s} (key: {getattr(named, name)!s})"
+        for name in ("bucket", "experiment", "datatype", "date")
+        if getattr(job, name) != getattr(named, name)
+    ]
     return "fields do not match the key: " + ", ".join(diffs) if diffs else None
 
 
@@ -261,8 +280,9 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _check_statuses(entries: Iterable[tuple[str, Any]], has_job: Callable[[str], bool],
-                    problems: list[str]) -> Iterator[tuple[str, Status]]:
+def _check_statuses(
+    entries: Iterable[tuple[str, Any]], has_job: Callable[[str], bool], problems: list[str]
+) -> Iterator[tuple[str, Status]]:
     """Validate ``Statuses`` entries; yield the good ones, add a problem for each bad one."""
     for key, raw in entries:
         where = _where("Statuses", key)
@@ -271,8 +291,10 @@ def _check_statuses(entries: Iterable[tuple[str, Any]], has_job: Callable[[str],
         except ValueError as exc:
             problems.append(f"{where}: {exc}")
         if not has_job(key):
-            problems.append(f"{where}: no Jobs entry for this key (a status cannot be restored "
-                            "without its job's bucket and datasets)")
+            problems.append(
+                f"{where}: no Jobs entry for this key (a status cannot be restored "
+                "without its job's bucket and datasets)"
+            )
         loaded = _load_entry(_STATUS, raw, where, problems)
         if loaded is None:
             continue
@@ -283,8 +305,12 @@ def _check_statuses(entries: Iterable[tuple[str, Any]], has_job: Callable[[str],
         yield key, _status(loaded)
 
 
-def _check_jobs(entries: Iterable[tuple[str, Any]], has_status: Callable[[str], bool],
-                problems: list[str], skipped: list[str]) -> Iterator[tuple[str, Job]]:
+def _check_jobs(
+    entries: Iterable[tuple[str, Any]],
+    has_status: Callable[[str], bool],
+    problems: list[str],
+    skipped: list[str],
+) -> Iterator[tuple[str, Job]]:
     """Validate ``Jobs`` entries; yield the good ones with a status, note those without."""
     for key, raw in entries:
         where = _where("Jobs", key)
@@ -308,8 +334,10 @@ def _check_jobs(entries: Iterable[tuple[str, Any]], has_status: Callable[[str], 
 def _check_records(records: Iterable[JobRecord], problems: list[str]) -> None:
     """Add what Firestore would refuse in each whole record's document to ``problems``."""
     for record in records:
-        problems.extend(f"{_where('Statuses', record.key)}: the job's document: {p}"
-                        for p in record_problems(record))
+        problems.extend(
+            f"{_where('Statuses', record.key)}: the job's document: {p}"
+            for p in record_problems(record)
+        )
 
 
 def _check_top(top: dict[str, Any], problems: list[str]) -> dict[str, Any]:
@@ -332,8 +360,11 @@ def parse_snapshot(data: Any) -> Snapshot:
     statuses = dict(_check_statuses(raw_statuses.items(), raw_jobs.__contains__, problems))
     skipped: list[str] = []
     jobs = dict(_check_jobs(raw_jobs.items(), raw_statuses.__contains__, problems, skipped))
-    records = [JobRecord(jobs[key], status, last_update_of(status))
-               for key, status in sorted(statuses.items()) if key in jobs]
+    records = [
+        JobRecord(jobs[key], status, last_update_of(status))
+        for key, status in sorted(statuses.items())
+        if key in jobs
+    ]
     if not problems:  # only whole records: each problem above is reported once
         _check_records(records, problems)
     if problems:
@@ -353,8 +384,10 @@ def _illegal_edge(history: list[dict[str, Any]]) -> str | None:
         if before is State.FAILED:
             continue
         if after is before or not transitions.is_allowed(before, after):
-            return (f"[{i}].State: {after.value} cannot follow {before.value} "
-                    "(see the transition table)")
+            return (
+                f"[{i}].State: {after.value} cannot follow {before.value} "
+                "(see the transition table)"
+            )
     return None
 
 
@@ -401,8 +434,10 @@ def _download(client: storage.Client, bucket: str, name: str, into: IO[bytes]) -
     try:
         with _gcs_errors(f"reading gs://{bucket}/{name}"):
             client.bucket(bucket).blob(name).download_to_file(
-                into, retry=DEFAULT_RETRY.with_timeout(defaults.SNAPSHOT_GCS_DEADLINE),
-                timeout=defaults.SNAPSHOT_GCS_DEADLINE)
+                into,
+                retry=DEFAULT_RETRY.with_timeout(defaults.SNAPSHOT_GCS_DEADLINE),
+                timeout=defaults.SNAPSHOT_GCS_DEADLINE,
+            )
     except gexc.NotFound:
         raise FileNotFoundError(f"no such object gs://{bucket}/{name}") from None
     into.flush()
@@ -425,15 +460,26 @@ def _pointed_object(path: Path) -> str | None:
 
 
 def _is_pointer(data: Any) -> bool:
-    return (isinstance(data, dict) and isinstance(data.get("object"), str)
-            and "Statuses" not in data and "Jobs" not in data)
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get("object"), str)
+        and "Statuses" not in data
+        and "Jobs" not in data
+    )
 
 
 # --- streaming a state file ------------------------------------------------------------------
 
 _STARTS, _ENDS = frozenset({"start_map", "start_array"}), frozenset({"end_map", "end_array"})
-_JSON_TYPES = {"start_array": "list", "null": "NoneType", "boolean": "bool", "string": "str",
-               "number": "float", "integer": "int", "double": "float"}
+_JSON_TYPES = {
+    "start_array": "list",
+    "null": "NoneType",
+    "boolean": "bool",
+    "string": "str",
+    "number": "float",
+    "integer": "int",
+    "double": "float",
+}
 
 _Events = Iterator[tuple[str, str, Any]]
 
@@ -485,8 +531,9 @@ class SpooledSnapshot:
         self._db = sqlite3.connect(os.path.join(self._dir.name, "entries.db"))
         try:
             for table in self._TABLES.values():
-                self._db.execute(f"CREATE TABLE {table} (key TEXT PRIMARY KEY, raw TEXT, "
-                                 "ok INTEGER DEFAULT 0)")
+                self._db.execute(
+                    f"CREATE TABLE {table} (key TEXT PRIMARY KEY, raw TEXT, ok INTEGER DEFAULT 0)"
+                )
             self.save_time: datetime | None = None
             self.skipped: list[str] = []
             self._count = 0
@@ -512,8 +559,9 @@ class SpooledSnapshot:
         try:
             _, event, value = next(events)
             if event != "start_map":
-                raise SnapshotError([f"(file): expected a JSON object, "
-                                     f"got {_JSON_TYPES.get(event, event)}"])
+                raise SnapshotError(
+                    [f"(file): expected a JSON object, got {_JSON_TYPES.get(event, event)}"]
+                )
             for _, event, name in events:
                 if event == "end_map":
                     break
@@ -540,8 +588,10 @@ class SpooledSnapshot:
         return top
 
     def _spool_map(self, table: str, events: _Events) -> None:
-        upsert = (f"INSERT INTO {table} (key, raw) VALUES (?, ?) "
-                  "ON CONFLICT(key) DO UPDATE SET raw = excluded.raw")
+        upsert = (
+            f"INSERT INTO {table} (key, raw) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET raw = excluded.raw"
+        )
         for _, event, key in events:
             if event == "end_map":
                 return
@@ -554,23 +604,29 @@ class SpooledSnapshot:
 
     def _has(self, table: str) -> Callable[[str], bool]:
         def has(key: str) -> bool:
-            return self._db.execute(f"SELECT 1 FROM {table} WHERE key = ?", (key,)).fetchone() \
+            return (
+                self._db.execute(f"SELECT 1 FROM {table} WHERE key = ?", (key,)).fetchone()
                 is not None
+            )
+
         return has
 
     def _mark(self, table: str, keys: Iterable[tuple[str, object]]) -> None:
-        self._db.executemany(f"UPDATE {table} SET ok = 1 WHERE key = ?",
-                             ((key,) for key, _ in keys))
+        self._db.executemany(
+            f"UPDATE {table} SET ok = 1 WHERE key = ?", ((key,) for key, _ in keys)
+        )
 
     def _validate(self, top: dict[str, Any]) -> None:
         """Every check of :func:`parse_snapshot`, entry by entry, from the database."""
         problems: list[str] = []
         checked = _check_top(top, problems)
-        self._mark("statuses", _check_statuses(self._entries("statuses"), self._has("jobs"),
-                                               problems))
+        self._mark(
+            "statuses", _check_statuses(self._entries("statuses"), self._has("jobs"), problems)
+        )
         skipped: list[str] = []
-        self._mark("jobs", _check_jobs(self._entries("jobs"), self._has("statuses"), problems,
-                                       skipped))
+        self._mark(
+            "jobs", _check_jobs(self._entries("jobs"), self._has("statuses"), problems, skipped)
+        )
         self._db.commit()
         if not problems:  # only whole records: each problem above is reported once
             _check_records(self, problems)
@@ -579,13 +635,15 @@ class SpooledSnapshot:
         self.save_time = checked.get("save_time")
         self.skipped = sorted(skipped)
         self._count = self._db.execute(
-            "SELECT count(*) FROM statuses JOIN jobs USING (key) "
-            "WHERE statuses.ok AND jobs.ok").fetchone()[0]
+            "SELECT count(*) FROM statuses JOIN jobs USING (key) WHERE statuses.ok AND jobs.ok"
+        ).fetchone()[0]
 
     def __iter__(self) -> Iterator[JobRecord]:
         """The snapshot's jobs as records, in key order, one at a time."""
-        rows = self._db.execute("SELECT key, statuses.raw, jobs.raw FROM statuses JOIN jobs "
-                                "USING (key) WHERE statuses.ok AND jobs.ok ORDER BY key")
+        rows = self._db.execute(
+            "SELECT key, statuses.raw, jobs.raw FROM statuses JOIN jobs "
+            "USING (key) WHERE statuses.ok AND jobs.ok ORDER BY key"
+        )
         for _key, status_raw, job_raw in rows:
             status = _status(_STATUS.load(json.loads(status_raw)))
             yield JobRecord(_job(_JOB.load(json.loads(job_raw))), status, last_update_of(status))
@@ -664,11 +722,18 @@ def import_snapshot(store: JobStore, records: Iterable[JobRecord]) -> ImportResu
     except Exception as exc:
         made = set(created)
         raise ImportInterrupted(
-            created=created, already_present=[k for k in keys if k not in made],
-            not_written=[r.key for r in batch] + [r.key for r in it], cause=exc) from exc
+            created=created,
+            already_present=[k for k in keys if k not in made],
+            not_written=[r.key for r in batch] + [r.key for r in it],
+            cause=exc,
+        ) from exc
     skipped = list(getattr(records, "skipped", []))
-    return ImportResult(total=len(keys), created=len(created),
-                        already_present=len(keys) - len(created), skipped=skipped)
+    return ImportResult(
+        total=len(keys),
+        created=len(created),
+        already_present=len(keys) - len(created),
+        skipped=skipped,
+    )
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -714,16 +779,22 @@ def _is_precondition_failure(exc: BaseException) -> bool:
     return isinstance(exc, InvalidResponse) and getattr(exc.response, "status_code", 0) == 412
 
 
-def _upload(store: JobStore, blob: storage.Blob, save_time: str,
-            retry: Any = DEFAULT_RETRY) -> tuple[int, int]:
+def _upload(
+    store: JobStore, blob: storage.Blob, save_time: str, retry: Any = DEFAULT_RETRY
+) -> tuple[int, int]:
     """Stream every job into ``blob`` (create-only); return (jobs, bytes). No object on failure.
 
     Raises :class:`_NameTaken` if the object exists after all.
     """
     count = 0
     with tempfile.SpooledTemporaryFile(max_size=defaults.SNAPSHOT_SPOOL_MAX, mode="w+b") as spool:
-        writer: IO[bytes] = blob.open("wb", chunk_size=defaults.SNAPSHOT_UPLOAD_CHUNK, if_generation_match=0,
-                                      content_type="application/json", retry=retry)
+        writer: IO[bytes] = blob.open(
+            "wb",
+            chunk_size=defaults.SNAPSHOT_UPLOAD_CHUNK,
+            if_generation_match=0,
+            content_type="application/json",
+            retry=retry,
+        )
         try:
             writer.write(b'{"SaveTime":' + json.dumps(save_time).encode() + b',"Statuses":{')
             for record in store.stream_all():
@@ -767,8 +838,14 @@ def _ahead(name: str, now: datetime) -> bool:
     return when is not None and when > now + limits.MAX_CLOCK_SKEW
 
 
-def _write_pointer(bucket: storage.Bucket, pointer: str, name: str, body: bytes, now: datetime,
-                   retry: Any = DEFAULT_RETRY) -> bool:
+def _write_pointer(
+    bucket: storage.Bucket,
+    pointer: str,
+    name: str,
+    body: bytes,
+    now: datetime,
+    retry: Any = DEFAULT_RETRY,
+) -> bool:
     """Point ``pointer`` at ``name`` unless it names a later snapshot; return whether it was written.
 
     A later snapshot named more than :data:`~shared.limits.MAX_CLOCK_SKEW` after ``now``
@@ -784,13 +861,19 @@ def _write_pointer(bucket: storage.Bucket, pointer: str, name: str, body: bytes,
                 named = json.loads(current.download_as_bytes(retry=retry)).get("object")
             except (ValueError, AttributeError, gexc.NotFound):
                 named = None
-            if (isinstance(named, str) and named.startswith(prefix)
-                    and _SNAPSHOT_RE.match(named[len(prefix):]) and named > name
-                    and not _ahead(named[len(prefix):], now)):
+            if (
+                isinstance(named, str)
+                and named.startswith(prefix)
+                and _SNAPSHOT_RE.match(named[len(prefix) :])
+                and named > name
+                and not _ahead(named[len(prefix) :], now)
+            ):
                 return False
         try:
             bucket.blob(pointer).upload_from_string(
-                body, content_type="application/json", if_generation_match=generation,
+                body,
+                content_type="application/json",
+                if_generation_match=generation,
                 retry=retry,
             )
             return True
@@ -799,15 +882,24 @@ def _write_pointer(bucket: storage.Bucket, pointer: str, name: str, body: bytes,
     raise SnapshotUnavailable(f"gs://{bucket.name}/{pointer} keeps changing; try again")
 
 
-def _prune(bucket: storage.Bucket, prefix: str, keep: int, mine: str, now: datetime,
-           retry: Any = DEFAULT_RETRY) -> list[str]:
+def _prune(
+    bucket: storage.Bucket,
+    prefix: str,
+    keep: int,
+    mine: str,
+    now: datetime,
+    retry: Any = DEFAULT_RETRY,
+) -> list[str]:
     """Delete all but the newest ``keep`` snapshots under ``prefix`` (never ``mine``).
 
     Snapshots named more than the clock skew after ``now`` count as the oldest.
     """
-    blobs = {b.name: b for b in bucket.list_blobs(prefix=prefix, delimiter="/", retry=retry)
-             if _SNAPSHOT_RE.match(b.name[len(prefix):])}
-    names = sorted(blobs, key=lambda n: (not _ahead(n[len(prefix):], now), n))
+    blobs = {
+        b.name: b
+        for b in bucket.list_blobs(prefix=prefix, delimiter="/", retry=retry)
+        if _SNAPSHOT_RE.match(b.name[len(prefix) :])
+    }
+    names = sorted(blobs, key=lambda n: (not _ahead(n[len(prefix) :], now), n))
     deleted = []
     for name in names[: max(0, len(names) - keep)]:
         if name == mine:
@@ -856,6 +948,13 @@ def write_snapshot(
         body = json.dumps({"object": name, "SaveTime": save_time, "jobs": jobs}).encode()
         updated = _write_pointer(bucket, pointer, name, body, now, retry)
         deleted = _prune(bucket, prefix, keep, name, now, retry)
-    return SnapshotResult(bucket=bucket.name, object=name, jobs=jobs, bytes=size,
-                          save_time=save_time, latest=pointer, latest_updated=updated,
-                          deleted=deleted)
+    return SnapshotResult(
+        bucket=bucket.name,
+        object=name,
+        jobs=jobs,
+        bytes=size,
+        save_time=save_time,
+        latest=pointer,
+        latest_updated=updated,
+        deleted=deleted,
+    )

@@ -94,11 +94,14 @@ def initial_position(stream: Stream, config: Config, now: datetime) -> Position:
 
 
 def _job(source: Source, day: date) -> Job:
-    return Job(source.bucket, source.experiment, source.datatype, day, source.filter,
-               source.datasets)
+    return Job(
+        source.bucket, source.experiment, source.datatype, day, source.filter, source.datasets
+    )
 
 
-def candidate(stream: Stream, config: Config, position: Position, now: datetime) -> Candidate | None:
+def candidate(
+    stream: Stream, config: Config, position: Position, now: datetime
+) -> Candidate | None:
     """Return the first candidate at or after ``position``, or None if none is available now."""
     if stream is Stream.DAILY:
         return _daily(config, position, now)
@@ -138,5 +141,7 @@ def _historical(config: Config, pos: Position, now: datetime) -> Candidate | Non
             continue
         for i in full if old else eligible:
             if i >= pos.source:
-                return Candidate(Stream.HISTORICAL, replace(pos, source=i), _job(sources[i], pos.day))
+                return Candidate(
+                    Stream.HISTORICAL, replace(pos, source=i), _job(sources[i], pos.day)
+                )
         pos = Position(pos.cycle, pos.day + timedelta(days=1), 0)

@@ -110,9 +110,19 @@ def log_state_change(key: str, old: State | None, new: State, detail: str = "") 
     changes the state (updates, errors, expiry, post-processing, operators).
     """
     was = old.value if old is not None else "new"
-    log.info("job %s: %s -> %s%s", key, was, new.value, f" ({detail})" if detail else "",
-             extra={"job": key, "old_state": old.value if old is not None else None,
-                    "new_state": new.value, **({"detail": detail} if detail else {})})
+    log.info(
+        "job %s: %s -> %s%s",
+        key,
+        was,
+        new.value,
+        f" ({detail})" if detail else "",
+        extra={
+            "job": key,
+            "old_state": old.value if old is not None else None,
+            "new_state": new.value,
+            **({"detail": detail} if detail else {}),
+        },
+    )
 
 
 def _of_source(source: tuple[str, str] | None) -> dict[str, str] | None:
@@ -171,8 +181,14 @@ class Tracker:
         if run is not None and run != record.run:
             raise StaleRun(record.key, run, record.run, format_time(record.status.start_time))
 
-    def add_job(self, job: Job, offer: str = "", *, ignore_backoff: bool = False,
-                note: AuditEntry | None = None) -> JobRecord:
+    def add_job(
+        self,
+        job: Job,
+        offer: str = "",
+        *,
+        ignore_backoff: bool = False,
+        note: AuditEntry | None = None,
+    ) -> JobRecord:
         """Start tracking ``job`` with a fresh status, as handed out by ``offer`` (if any).
 
         A complete or failed job with the same key is restarted (its document is
@@ -199,9 +215,16 @@ class Tracker:
             if existing is None or existing.update_time is None:
                 continue  # removed meanwhile: create it again
             state = existing.status.state
-            if (state not in transitions.TERMINAL or (offer and existing.offer == offer)
-                    or (offer and not ignore_backoff and existing.retry_at
-                        and existing.retry_at > record.last_update)):
+            if (
+                state not in transitions.TERMINAL
+                or (offer and existing.offer == offer)
+                or (
+                    offer
+                    and not ignore_backoff
+                    and existing.retry_at
+                    and existing.retry_at > record.last_update
+                )
+            ):
                 raise JobAlreadyExists(record.key, state, existing.offer, existing.reoffer)
             if state is State.FAILED:
                 record.attempts = existing.attempts + 1
@@ -210,13 +233,22 @@ class Tracker:
             if note is not None:
                 record.note(note)
             try:
-                self.store.replace(record, if_update_time=existing.update_time,
-                                   count=counted(state, State.INIT), replacing=state)
+                self.store.replace(
+                    record,
+                    if_update_time=existing.update_time,
+                    count=counted(state, State.INIT),
+                    replacing=state,
+                )
             except DocumentChanged:
                 continue  # someone else wrote it first: look again
-            log_state_change(record.key, state, State.INIT,
-                             f"restarted by offer {offer}, attempt {record.attempts}"
-                             if offer else f"restarted, attempt {record.attempts}")
+            log_state_change(
+                record.key,
+                state,
+                State.INIT,
+                f"restarted by offer {offer}, attempt {record.attempts}"
+                if offer
+                else f"restarted, attempt {record.attempts}",
+            )
             return record
         raise JobAlreadyExists(record.key, State.INIT, offer)
 
@@ -228,23 +260,26 @@ class Tracker:
             raise JobNotFound(key) from None
         log.info("job %s is in flight; %s will offer it again when it ends", key, offer)
 
-    def pending_reoffers(self, limit: int, after: JobRecord | None = None,
-                         source: tuple[str, str] | None = None) -> Iterator[JobRecord]:
+    def pending_reoffers(
+        self, limit: int, after: JobRecord | None = None, source: tuple[str, str] | None = None
+    ) -> Iterator[JobRecord]:
         """Stream complete jobs that wait to be offered again, a page after ``after``.
 
         ``source``: only jobs of this (experiment, datatype).
         """
         return self.store.query_reoffers(State.COMPLETE, limit, after, equal=_of_source(source))
 
-    def unretried_reoffers(self, limit: int, after: JobRecord | None = None,
-                           source: tuple[str, str] | None = None) -> Iterator[JobRecord]:
+    def unretried_reoffers(
+        self, limit: int, after: JobRecord | None = None, source: tuple[str, str] | None = None
+    ) -> Iterator[JobRecord]:
         """Stream failed jobs that are not retried automatically but wait to be offered again.
 
         A failed job with a retry time comes with :meth:`retryable` once it is
         due. ``source``: only jobs of this (experiment, datatype).
         """
-        return self.store.query_reoffers(State.FAILED, limit, after, no_retry=True,
-                                         equal=_of_source(source))
+        return self.store.query_reoffers(
+            State.FAILED, limit, after, no_retry=True, equal=_of_source(source)
+        )
 
     def drop_owed(self, key: str, owed: JobRecord, why: str, who: str) -> bool:
         """Drop the run the ended job ``owed`` (a re-offer, a retry), recording ``why`` on its audit.
@@ -254,8 +289,10 @@ class Tracker:
         """
 
         def change(rec: JobRecord, now: datetime) -> None:
-            if (rec.status.state not in transitions.TERMINAL
-                    or (rec.reoffer, rec.retry_at) != (owed.reoffer, owed.retry_at)):
+            if rec.status.state not in transitions.TERMINAL or (rec.reoffer, rec.retry_at) != (
+                owed.reoffer,
+                owed.retry_at,
+            ):
                 raise _NotOwed(key)
             rec.reoffer, rec.retry_at = "", None
             rec.note(AuditEntry(now, who, "drop", why))
@@ -267,8 +304,15 @@ class Tracker:
         log.warning("job %s: %s", key, why)
         return True
 
-    def set_status(self, key: str, state: State, detail: str = "", *,
-                   by: Role = Role.OPERATOR, run: str | None = None) -> State:
+    def set_status(
+        self,
+        key: str,
+        state: State,
+        detail: str = "",
+        *,
+        by: Role = Role.OPERATOR,
+        run: str | None = None,
+    ) -> State:
         """Apply ``detail`` to the current state entry, then move to ``state`` if it differs.
 
         Same state: a detail-only update (one read, one blind write). Another
@@ -318,9 +362,15 @@ class Tracker:
         due = self._due(record)
         summed = record.progress_summed_at
         try:
-            self.store.write_detail(record.key, record.run, index, text, now, due=due,
-                                    sum_shards=summed is None
-                                    or now - summed >= defaults.SHARD_SUM_INTERVAL)
+            self.store.write_detail(
+                record.key,
+                record.run,
+                index,
+                text,
+                now,
+                due=due,
+                sum_shards=summed is None or now - summed >= defaults.SHARD_SUM_INTERVAL,
+            )
         except DocumentMissing:
             raise JobNotFound(record.key) from None
 
@@ -363,8 +413,9 @@ class Tracker:
         """
         return self._transact(key, change, set_retry=False)
 
-    def _transact(self, key: str, change: Change, *, set_retry: bool = True
-                  ) -> tuple[State, JobRecord]:
+    def _transact(
+        self, key: str, change: Change, *, set_retry: bool = True
+    ) -> tuple[State, JobRecord]:
         """Apply ``change`` in one transaction that also counts it; log a change of state once.
 
         ``change`` gets the record as read and the time, changes the record in
@@ -384,8 +435,9 @@ class Tracker:
             return rec
 
         try:
-            after = self.store.transact(key, apply,
-                                        count=lambda rec: counted(before[0], rec.status.state))
+            after = self.store.transact(
+                key, apply, count=lambda rec: counted(before[0], rec.status.state)
+            )
         except DocumentMissing:
             raise JobNotFound(key) from None
         if after.status.state is not before[0]:
@@ -410,10 +462,14 @@ class Tracker:
         expired = []
         ahead = self.clock() + MAX_CLOCK_SKEW
         for query, check in (
-            (self.store.query_before(in_flight, "last_activity", cutoff, limit),
-             lambda rec, now: self._expired(rec, cutoff, now)),
-            (self.store.query_after(in_flight, "last_activity", ahead, limit),
-             lambda rec, now: self._expired_ahead(rec, ahead, now)),
+            (
+                self.store.query_before(in_flight, "last_activity", cutoff, limit),
+                lambda rec, now: self._expired(rec, cutoff, now),
+            ),
+            (
+                self.store.query_after(in_flight, "last_activity", ahead, limit),
+                lambda rec, now: self._expired_ahead(rec, ahead, now),
+            ),
         ):
             found = list(query)
             random.shuffle(found)  # overlapping runs then mostly take different jobs first
@@ -424,8 +480,9 @@ class Tracker:
                 except (_StillAlive, JobNotFound):
                     continue
                 except StoreUnavailable as exc:  # this job alone: the next run looks again
-                    log.warning("job %s not expired this run: %s", stale.key, exc,
-                                extra={"job": stale.key})
+                    log.warning(
+                        "job %s not expired this run: %s", stale.key, exc, extra={"job": stale.key}
+                    )
         return expired
 
     def _expired(self, rec: JobRecord, cutoff: datetime, now: datetime) -> None:
@@ -446,12 +503,18 @@ class Tracker:
         old = rec.status.state
         if old in transitions.TERMINAL or rec.last_activity <= ahead:
             raise _StillAlive(rec.key)
-        self.fail(rec, f"expired in {old.value}: last activity {format_time(rec.last_activity)} "
-                       f"is more than {format_duration(MAX_CLOCK_SKEW)} ahead of the clock "
-                       "(a clock far ahead, or a corrupt value)", now)
+        self.fail(
+            rec,
+            f"expired in {old.value}: last activity {format_time(rec.last_activity)} "
+            f"is more than {format_duration(MAX_CLOCK_SKEW)} ahead of the clock "
+            "(a clock far ahead, or a corrupt value)",
+            now,
+        )
         rec.status.heartbeat_time = min(rec.status.heartbeat_time, now)
-        rec.status.history = [replace(e, start=min(e.start, now), detail_time=min(e.detail_time, now))
-                              for e in rec.status.history]
+        rec.status.history = [
+            replace(e, start=min(e.start, now), detail_time=min(e.detail_time, now))
+            for e in rec.status.history
+        ]
         self._clear_lease(rec)
 
     def remove_complete(self, cutoff: datetime, limit: int) -> int:
@@ -461,27 +524,38 @@ class Tracker:
         it out, so it never fills a batch), and one that changed since the
         query is left alone.
         """
-        done = self.store.query_before([State.COMPLETE], "last_update", cutoff, limit,
-                                       equal={"reoffer": ""})
+        done = self.store.query_before(
+            [State.COMPLETE], "last_update", cutoff, limit, equal={"reoffer": ""}
+        )
         return sum(self.store.delete_if_unchanged(r) for r in done if not r.reoffer)
 
-    def retryable(self, now: datetime, limit: int, after: JobRecord | None = None,
-                  source: tuple[str, str] | None = None) -> list[JobRecord]:
+    def retryable(
+        self,
+        now: datetime,
+        limit: int,
+        after: JobRecord | None = None,
+        source: tuple[str, str] | None = None,
+    ) -> list[JobRecord]:
         """Return failed jobs whose backoff has passed, earliest due first, a page after ``after``.
 
         ``source``: only jobs of this (experiment, datatype).
         """
-        return list(self.store.query_before([State.FAILED], "retry_at", now + _TICK, limit, after,
-                                            equal=_of_source(source)))
+        return list(
+            self.store.query_before(
+                [State.FAILED], "retry_at", now + _TICK, limit, after, equal=_of_source(source)
+            )
+        )
 
-    def leasable(self, states: list[State], now: datetime, limit: int,
-                 after: JobRecord | None = None) -> Iterator[JobRecord]:
+    def leasable(
+        self, states: list[State], now: datetime, limit: int, after: JobRecord | None = None
+    ) -> Iterator[JobRecord]:
         """Stream jobs in ``states`` whose lease is free or has run out, longest free first;
         ``after``: the last job of the previous page."""
         return self.store.query_before(states, "lease_until", now + _TICK, limit, after)
 
-    def claim(self, record: JobRecord, states: list[State], owner: str, until: datetime
-              ) -> JobRecord | None:
+    def claim(
+        self, record: JobRecord, states: list[State], owner: str, until: datetime
+    ) -> JobRecord | None:
         """Lease the job, as read in ``record``, to ``owner`` until ``until``; None if taken.
 
         Only a job in ``states`` whose lease is free is claimed, by a
@@ -565,8 +639,9 @@ class Tracker:
         """Return the number of jobs ``f`` selects, its limit aside (an aggregation query)."""
         return self.store.count(f)
 
-    def counts_by_state(self, groups: list[tuple[str | None, str | None]]
-                        ) -> dict[tuple[str | None, str | None, State], int]:
+    def counts_by_state(
+        self, groups: list[tuple[str | None, str | None]]
+    ) -> dict[tuple[str | None, str | None, State], int]:
         """Return the jobs of each (experiment, datatype) group in every state, from the counters.
 
         None in a group matches anything. One read of the counter shards
@@ -606,21 +681,28 @@ class Tracker:
         last = counters.reconcile_cursor()
         experiment, datatype = next((s for s in known if last is None or s > last), known[0])
         name = f"{experiment}/{datatype}"
-        actual = {state.value: self.count(JobFilter(state, experiment, datatype)) for state in State}
+        actual = {
+            state.value: self.count(JobFilter(state, experiment, datatype)) for state in State
+        }
         after = counters.read()
         if any(after.shards[i][1] != before.shards[i][1] for i in counters.shard_ids()):
             log.info("count reconciliation of %s skipped: the counts moved during the check", name)
             return {"source": name, "skipped": "the counts moved during the check"}
         kept = after.of(experiment, datatype)
-        drift = {state: n - kept.get(state, 0) for state, n in actual.items()
-                 if n != kept.get(state, 0)}
+        drift = {
+            state: n - kept.get(state, 0) for state, n in actual.items() if n != kept.get(state, 0)
+        }
         if drift:
             shard = counters.shard_ids()[0]
             if not counters.repair(experiment, datatype, drift, shard, after.shards[shard][1]):
                 log.info("count reconciliation of %s skipped: a counter shard changed", name)
                 return {"source": name, "drift": drift, "skipped": "a counter shard changed"}
-            log.warning("count reconciliation of %s: repaired drift %s", name, drift,
-                        extra={"source": name, "drift": drift})
+            log.warning(
+                "count reconciliation of %s: repaired drift %s",
+                name,
+                drift,
+                extra={"source": name, "drift": drift},
+            )
         counters.set_reconcile_cursor(experiment, datatype)
         return {"source": name, "drift": drift, "repaired": bool(drift)}
 

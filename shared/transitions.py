@@ -91,8 +91,9 @@ def check(key: str, current: State, requested: State, by: Role = Role.OPERATOR) 
     terminal = current in TERMINAL
     if by is Role.PARSER and not terminal and not parser_may(current, requested):
         owns_current = current is not S.INIT and current not in PARSER_STATES
-        raise NotParserState(key, current, requested,
-                             owner(current if owns_current else requested), owns_current)
+        raise NotParserState(
+            key, current, requested, owner(current if owns_current else requested), owns_current
+        )
     if not is_allowed(current, requested):
         raise IllegalTransition(key, current, requested, terminal=terminal)
 

@@ -99,7 +99,9 @@ class Transport:
         self.max_backoff = max_backoff
         use_token = needs_identity_token(base_url) if identity_token is None else identity_token
         if session is None:
-            session = identity_session(self.base_url.rstrip("/")) if use_token else requests.Session()
+            session = (
+                identity_session(self.base_url.rstrip("/")) if use_token else requests.Session()
+            )
         self.session = session
 
     def url(self, path: str) -> str:
@@ -136,8 +138,13 @@ class Transport:
 
         def log_retry(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            log.warning("%s %s: attempt %d failed (%s); retrying", call, url,
-                        state.attempt_number, _describe(exc))
+            log.warning(
+                "%s %s: attempt %d failed (%s); retrying",
+                call,
+                url,
+                state.attempt_number,
+                _describe(exc),
+            )
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_transient),
@@ -162,11 +169,16 @@ class Transport:
             return retrying(send)
         except _RetryableStatus as exc:
             raise TransportError(
-                call, url, f"HTTP {exc.response.status_code} after {self.attempts} attempts: "
-                f"{_body_message(exc.response)}", exc.response.status_code,
+                call,
+                url,
+                f"HTTP {exc.response.status_code} after {self.attempts} attempts: "
+                f"{_body_message(exc.response)}",
+                exc.response.status_code,
             ) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise TransportError(call, url, f"{_describe(exc)} after {self.attempts} attempts") from exc
+            raise TransportError(
+                call, url, f"{_describe(exc)} after {self.attempts} attempts"
+            ) from exc
         except requests.RequestException as exc:
             raise TransportError(call, url, _describe(exc)) from exc
 

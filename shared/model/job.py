@@ -14,11 +14,11 @@ import enum
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from shared.model.names import KEY_DATE_FORMAT, KEY_RE, source_name, ymd
 
-UTC = timezone.utc
+UTC = UTC
 
 #: Longest key accepted; well under Firestore's 1,500-byte document id limit.
 MAX_KEY_LENGTH = 400
@@ -201,8 +201,8 @@ class RunId:
         if not sep:
             return cls(key)
         if not RUN_RE.match(run):
-            raise ValueError(f"malformed run {run!r} after {RUN_SEPARATOR!r} in job id; expected "
-                             f"1 to {MAX_RUN_LENGTH} characters 0-9 a-z (the ID next handed out)")
+            raise ValueError(
+                f"malformed run {run!r} after {RUN_SEPARATOR!r} in job id; expected "
+                f"1 to {MAX_RUN_LENGTH} characters 0-9 a-z (the ID next handed out)"
+            )
         return cls(key, run)
-
-

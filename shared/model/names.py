@@ -91,8 +91,10 @@ def bucket_problem(name: str) -> str | None:
 def experiment_problem(name: str) -> str | None:
     """Return why ``name`` is not a valid experiment (the job key rule), or None if it is."""
     if not _NAME_RE.fullmatch(name):
-        return ("must be 1-100 letters, digits, '_', '.' or '-', starting and ending with a"
-                " letter or digit")
+        return (
+            "must be 1-100 letters, digits, '_', '.' or '-', starting and ending with a"
+            " letter or digit"
+        )
     return None
 
 
@@ -101,7 +103,9 @@ def datatype_problem(name: str) -> str | None:
     if not _BIGQUERY_NAME_RE.fullmatch(name):
         return "must be a BigQuery table name (letters, digits and '_' only)"
     if not _NAME_RE.fullmatch(name):
-        return "must be at most 100 characters and start and end with a letter or digit (job id rule)"
+        return (
+            "must be at most 100 characters and start and end with a letter or digit (job id rule)"
+        )
     return None
 
 

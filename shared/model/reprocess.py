@@ -39,8 +39,9 @@ class ReprocessItem:
     def new(cls, job: Job, who: str, now: datetime, seq: int = 0) -> ReprocessItem:
         """Return a fresh item for ``job``, queued at ``now`` as the ``seq``-th of its request."""
         rank = f"{now.astimezone(UTC):%Y%m%dT%H%M%S.%f}/{seq:06d}"
-        return cls(job.bucket, job.experiment, job.datatype, job.date, secrets.token_hex(8), rank,
-                   who, now)
+        return cls(
+            job.bucket, job.experiment, job.datatype, job.date, secrets.token_hex(8), rank, who, now
+        )
 
     @property
     def source(self) -> str:

@@ -157,9 +157,9 @@ class Status:
         """
         excess = len(self.history) - 1 - HISTORY_KEEP
         if excess > 0:
-            del self.history[1:1 + excess]
+            del self.history[1 : 1 + excess]
             self.dropped += excess
         for i in range(1, len(self.history) - HISTORY_FULL_DETAILS):
             entry = self.history[i]
             if len(entry.detail) > OLD_DETAIL_LENGTH:
-                self.history[i] = replace(entry, detail=entry.detail[:OLD_DETAIL_LENGTH - 1] + "…")
+                self.history[i] = replace(entry, detail=entry.detail[: OLD_DETAIL_LENGTH - 1] + "…")

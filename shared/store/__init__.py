@@ -54,8 +54,8 @@ from shared.store.reprocess import MAX_IN_VALUES, REPROCESS_COLLECTION, Reproces
 
 __all__ = [
     "CONTROLS_COLLECTION",
-    "CREATE_BATCH",
     "COUNTERS_COLLECTION",
+    "CREATE_BATCH",
     "CURSORS_COLLECTION",
     "IDEMPOTENT_WRITE_RETRY",
     "INDEXES",
@@ -80,9 +80,9 @@ __all__ = [
     "StateCountsRead",
     "StoreStats",
     "budget",
-    "in_budget",
     "doc_id",
     "from_document",
+    "in_budget",
     "key_from_doc_id",
     "to_document",
 ]

@@ -18,8 +18,7 @@ CONTROLS_COLLECTION = "controls"
 
 def pause_to_document(pause: Pause) -> dict[str, Any]:
     """Return the Firestore document of a pause."""
-    return {"target": pause.target, "who": pause.who, "since": pause.since,
-            "reason": pause.reason}
+    return {"target": pause.target, "who": pause.who, "since": pause.since, "reason": pause.reason}
 
 
 def pause_from_document(data: dict[str, Any]) -> Pause:
@@ -73,6 +72,9 @@ class ControlStore:
     @guarded
     def all(self) -> list[Pause]:
         """Return every pause in force."""
-        pauses = [pause_from_document(streamed_fields(snap.to_dict())) for snap in self.collection.stream()]
+        pauses = [
+            pause_from_document(streamed_fields(snap.to_dict()))
+            for snap in self.collection.stream()
+        ]
         self.stats.add(reads=max(1, len(pauses)))
         return pauses

@@ -20,6 +20,7 @@ from shared.store.errors import guarded
 #: Default collection of the state-change totals' shard documents.
 COUNTERS_COLLECTION = "counters"
 
+
 def _counter_id(experiment: str, datatype: str, shard: int) -> str:
     return f"{doc_id(f'{experiment}/{datatype}')}#{shard}"
 
@@ -35,8 +36,12 @@ class CounterStore:
     shards. The documents are never deleted: totals survive clean-up and restarts.
     """
 
-    def __init__(self, client: firestore.Client, collection: str = COUNTERS_COLLECTION,
-                 shards: int = defaults.COUNTER_SHARDS) -> None:
+    def __init__(
+        self,
+        client: firestore.Client,
+        collection: str = COUNTERS_COLLECTION,
+        shards: int = defaults.COUNTER_SHARDS,
+    ) -> None:
         self.collection = client.collection(collection)
         self.shards = shards
         self.stats = StoreStats()
@@ -49,9 +54,17 @@ class CounterStore:
         if not names:
             return 0
         ref = self.collection.document(
-            _counter_id(experiment, datatype, random.randrange(self.shards)))
-        writer.set(ref, {"experiment": experiment, "datatype": datatype,
-                         **{name: firestore.Increment(1) for name in names}}, merge=True)
+            _counter_id(experiment, datatype, random.randrange(self.shards))
+        )
+        writer.set(
+            ref,
+            {
+                "experiment": experiment,
+                "datatype": datatype,
+                **{name: firestore.Increment(1) for name in names},
+            },
+            merge=True,
+        )
         return 1
 
     @guarded
@@ -128,8 +141,12 @@ class StateCountStore:
     reconciliation.
     """
 
-    def __init__(self, client: firestore.Client, collection: str = STATE_COUNTS_COLLECTION,
-                 shards: int = defaults.STATE_COUNT_SHARDS) -> None:
+    def __init__(
+        self,
+        client: firestore.Client,
+        collection: str = STATE_COUNTS_COLLECTION,
+        shards: int = defaults.STATE_COUNT_SHARDS,
+    ) -> None:
         self.client = client
         self.collection = client.collection(collection)
         self.shards = shards
@@ -139,25 +156,30 @@ class StateCountStore:
         """Return the ids of the shard documents."""
         return [f"shard-{i:02d}" for i in range(self.shards)]
 
-    def move(self, writer: Any, experiment: str, datatype: str,
-             old: str | None, new: str | None) -> int:
+    def move(
+        self, writer: Any, experiment: str, datatype: str, old: str | None, new: str | None
+    ) -> int:
         """Move one job of the source from state ``old`` to ``new`` (None: created / deleted) in ``writer``.
 
         Returns the number of document writes added (0 when nothing moves, else 1).
         """
         if old == new:
             return 0
-        deltas = {state: firestore.Increment(n) for state, n in ((old, -1), (new, 1))
-                  if state is not None}
+        deltas = {
+            state: firestore.Increment(n) for state, n in ((old, -1), (new, 1)) if state is not None
+        }
         ref = self.collection.document(self.shard_ids()[random.randrange(self.shards)])
         writer.set(ref, {_BY_SOURCE: {source_field(experiment, datatype): deltas}}, merge=True)
         return 1
 
     def add_many(self, writer: Any, moves: dict[Source, dict[str, int]]) -> int:
         """Add ``moves`` (per source, per state: how many jobs were created) in ``writer``; 1 write or 0."""
-        fields = {source_field(*source): {state: firestore.Increment(n)
-                                          for state, n in states.items() if n}
-                  for source, states in moves.items()}
+        fields = {
+            source_field(*source): {
+                state: firestore.Increment(n) for state, n in states.items() if n
+            }
+            for source, states in moves.items()
+        }
         fields = {k: v for k, v in fields.items() if v}
         if not fields:
             return 0
@@ -198,12 +220,19 @@ class StateCountStore:
     def set_reconcile_cursor(self, experiment: str, datatype: str) -> None:
         """Record that the reconciliation checked the source last (one blind write)."""
         self.collection.document(_RECONCILE_CURSOR).set(
-            {"last": source_field(experiment, datatype)})
+            {"last": source_field(experiment, datatype)}
+        )
         self.stats.add(writes=1)
 
     @guarded
-    def repair(self, experiment: str, datatype: str, deltas: dict[str, int], shard: str,
-               if_update_time: datetime | None) -> bool:
+    def repair(
+        self,
+        experiment: str,
+        datatype: str,
+        deltas: dict[str, int],
+        shard: str,
+        if_update_time: datetime | None,
+    ) -> bool:
         """Add ``deltas`` (per state) to the source's counts in ``shard``, unless the shard changed.
 
         ``if_update_time`` is the shard's update time as read (None: it did not
@@ -215,9 +244,15 @@ class StateCountStore:
                 ref.create({_BY_SOURCE: {source_field(experiment, datatype): deltas}})
             else:
                 option = self.client.write_option(last_update_time=if_update_time)
-                ref.update({FieldPath(_BY_SOURCE, source_field(experiment, datatype),
-                                      state).to_api_repr(): firestore.Increment(n)
-                            for state, n in deltas.items()}, option=option)
+                ref.update(
+                    {
+                        FieldPath(
+                            _BY_SOURCE, source_field(experiment, datatype), state
+                        ).to_api_repr(): firestore.Increment(n)
+                        for state, n in deltas.items()
+                    },
+                    option=option,
+                )
             return True
         except (gexc.Conflict, gexc.FailedPrecondition, gexc.NotFound):
             return False

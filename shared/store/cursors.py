@@ -56,13 +56,22 @@ class CursorStore:
         self.stats.add(reads=1)
         data = (snap.to_dict() or {}) if snap.exists else {}
         handed = frozenset(int(k) for k in (data.get("handed") or {}))
-        return CursorState(data.get("position"), handed, data.get("quiet_from"),
-                           data.get("idle_until"))
+        return CursorState(
+            data.get("position"), handed, data.get("quiet_from"), data.get("idle_until")
+        )
 
     @guarded
-    def advance(self, name: str, position: int | None, *, handed: int | None = None,
-                passed: Iterable[int] = (), quiet_from: int | None = None,
-                idle_until: datetime | None = None, wake: bool = False) -> None:
+    def advance(
+        self,
+        name: str,
+        position: int | None,
+        *,
+        handed: int | None = None,
+        passed: Iterable[int] = (),
+        quiet_from: int | None = None,
+        idle_until: datetime | None = None,
+        wake: bool = False,
+    ) -> None:
         """Move the cursor forward and note what the stream's walk learnt (one blind write).
 
         ``position`` and ``quiet_from`` move only forward (``Maximum``);

@@ -57,8 +57,9 @@ class _Budget:
     until: float  # time.monotonic()
 
 
-_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("firestore_budget",
-                                                                         default=None)
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
+    "firestore_budget", default=None
+)
 
 
 def timeout_message(seconds: float) -> str:
@@ -68,8 +69,10 @@ def timeout_message(seconds: float) -> str:
 
 def spent_message(seconds: float) -> str:
     """The message of a call refused because its request's budget was already spent."""
-    return (f"the request's {seconds:g} s allowance for Firestore (FIRESTORE_DEADLINE_SECONDS) "
-            "was spent before this call; time waiting on GCS counts too")
+    return (
+        f"the request's {seconds:g} s allowance for Firestore (FIRESTORE_DEADLINE_SECONDS) "
+        "was spent before this call; time waiting on GCS counts too"
+    )
 
 
 @contextlib.contextmanager
@@ -112,8 +115,10 @@ def _is_rollback(method: str | bytes) -> bool:
 
 
 class _Details(
-    collections.namedtuple("_Details", ("method", "timeout", "metadata", "credentials",
-                                        "wait_for_ready", "compression")),
+    collections.namedtuple(
+        "_Details",
+        ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"),
+    ),
     grpc.ClientCallDetails,
 ):
     pass
@@ -170,8 +175,9 @@ class _Watchdog:
         with self._lock:
             self._streams.add(stream)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="firestore-deadline",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="firestore-deadline", daemon=True
+                )
                 self._thread.start()
 
     def _run(self) -> None:
@@ -194,8 +200,11 @@ class DeadlineInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClie
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
-    def _bound(self, details: grpc.ClientCallDetails, cap: float | None,
-               ) -> tuple[grpc.ClientCallDetails, str, bool]:
+    def _bound(
+        self,
+        details: grpc.ClientCallDetails,
+        cap: float | None,
+    ) -> tuple[grpc.ClientCallDetails, str, bool]:
         """The call's details with its deadline, the message if it runs out, whether it binds."""
         b = _budget.get()
         seconds = self.seconds
@@ -210,24 +219,40 @@ class DeadlineInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClie
         given: float | None = details.timeout
         binding = cap is not None and (given is None or cap < given)
         timeout = cap if binding else given
-        bounded = _Details(details.method, timeout, details.metadata, details.credentials,
-                           getattr(details, "wait_for_ready", None),
-                           getattr(details, "compression", None))
+        bounded = _Details(
+            details.method,
+            timeout,
+            details.metadata,
+            details.credentials,
+            getattr(details, "wait_for_ready", None),
+            getattr(details, "compression", None),
+        )
         return bounded, timeout_message(seconds), binding
 
-    def intercept_unary_unary(self, continuation: Callable[..., Any],
-                              client_call_details: grpc.ClientCallDetails, request: Any) -> Any:
+    def intercept_unary_unary(
+        self,
+        continuation: Callable[..., Any],
+        client_call_details: grpc.ClientCallDetails,
+        request: Any,
+    ) -> Any:
         """Call with a deadline of at most ``seconds`` and what is left of the budget."""
         details, message, binding = self._bound(client_call_details, self.seconds)
         outcome = continuation(details, request)
         exc = outcome.exception()
-        if (binding and isinstance(exc, grpc.RpcError)
-                and outcome.code() == grpc.StatusCode.DEADLINE_EXCEEDED):
+        if (
+            binding
+            and isinstance(exc, grpc.RpcError)
+            and outcome.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        ):
             raise StoreUnavailable(message) from None
         return outcome
 
-    def intercept_unary_stream(self, continuation: Callable[..., Any],
-                               client_call_details: grpc.ClientCallDetails, request: Any) -> Any:
+    def intercept_unary_stream(
+        self,
+        continuation: Callable[..., Any],
+        client_call_details: grpc.ClientCallDetails,
+        request: Any,
+    ) -> Any:
         """Call with a deadline of what is left of the budget; cancel after ``seconds`` idle."""
         details, message, binding = self._bound(client_call_details, None)
         stream = _Stream(continuation(details, request), self.seconds, message, binding)
@@ -238,8 +263,9 @@ class DeadlineInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClie
 class DeadlineClient(firestore.Client):
     """A Firestore client whose every call is bounded by a :class:`DeadlineInterceptor`."""
 
-    def __init__(self, *args: Any, deadline: float = defaults.FIRESTORE_DEADLINE,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, deadline: float = defaults.FIRESTORE_DEADLINE, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.deadline = deadline
         interceptor = self._interceptor = DeadlineInterceptor(deadline)
@@ -247,8 +273,7 @@ class DeadlineClient(firestore.Client):
         class Transport(FirestoreGrpcTransport):
             @classmethod
             def create_channel(cls, *args: Any, **kwargs: Any) -> grpc.Channel:
-                return grpc.intercept_channel(super().create_channel(*args, **kwargs),
-                                              interceptor)
+                return grpc.intercept_channel(super().create_channel(*args, **kwargs), interceptor)
 
         self._transport_class = Transport
         self._retries_bounded = False
@@ -258,8 +283,9 @@ class DeadlineClient(firestore.Client):
 
     @property
     def _firestore_api(self) -> Any:
-        api = self._firestore_api_helper(self._transport_class, firestore_client.FirestoreClient,
-                                         firestore_client)
+        api = self._firestore_api_helper(
+            self._transport_class, firestore_client.FirestoreClient, firestore_client
+        )
         if not self._retries_bounded:
             self._retries_bounded = True
             _bound_default_retries(api, self.deadline)

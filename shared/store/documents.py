@@ -83,8 +83,10 @@ def live_sum_fields(run: str, total: int, now: datetime) -> dict[str, Any]:
     caller writes it with a ``Maximum`` transform: a late, smaller sum never
     replaces a larger one.
     """
-    return {FieldPath("live", run or NO_RUN, "sharded").to_api_repr(): total,
-            FieldPath("live", run or NO_RUN, "summed_at").to_api_repr(): now}
+    return {
+        FieldPath("live", run or NO_RUN, "sharded").to_api_repr(): total,
+        FieldPath("live", run or NO_RUN, "summed_at").to_api_repr(): now,
+    }
 
 
 def shard_id(run: str, shard: int) -> str:
@@ -92,8 +94,7 @@ def shard_id(run: str, shard: int) -> str:
     return f"{run or NO_RUN}-{shard}"
 
 
-def shard_fields(run: str, index: int | None, detail: str | None, now: datetime
-                 ) -> dict[str, Any]:
+def shard_fields(run: str, index: int | None, detail: str | None, now: datetime) -> dict[str, Any]:
     """Return the fields of one hot-path write to a progress shard (merged, not replacing).
 
     An update (``index`` given) sets history entry ``index``'s detail time
@@ -136,8 +137,9 @@ def to_document(record: JobRecord) -> dict[str, Any]:
         "datasets": {"tmp": job.datasets.tmp, "raw": job.datasets.raw, "join": job.datasets.join},
         "state": status.state.value,
         "run": record.run,
-        "history": {str(status.index_of(i)): _entry_to_doc(e)
-                    for i, e in enumerate(status.history)},
+        "history": {
+            str(status.index_of(i)): _entry_to_doc(e) for i, e in enumerate(status.history)
+        },
         "history_dropped": status.dropped,
         "live": {},
         "progress_folded": record.progress_folded,
@@ -155,8 +157,10 @@ def to_document(record: JobRecord) -> dict[str, Any]:
         "lease_until": record.lease_until,
         "step_job": record.step_job,
         "step_attempt": record.step_attempt,
-        "audit": [{"time": a.time, "who": a.who, "action": a.action, "detail": a.detail}
-                  for a in record.audit],
+        "audit": [
+            {"time": a.time, "who": a.who, "action": a.action, "detail": a.detail}
+            for a in record.audit
+        ],
     }
 
 
@@ -177,8 +181,16 @@ def _plain(value: Any) -> Any:
     refuses the write); a plain datetime it writes correctly.
     """
     if isinstance(value, datetime):
-        return datetime(value.year, value.month, value.day, value.hour, value.minute,
-                        value.second, value.microsecond, tzinfo=value.tzinfo)
+        return datetime(
+            value.year,
+            value.month,
+            value.day,
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond,
+            tzinfo=value.tzinfo,
+        )
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -200,8 +212,11 @@ def _stand_in_entry(data: dict[str, Any]) -> StateInfo:
     return StateInfo(state, when, when, NO_HISTORY)
 
 
-def from_document(data: dict[str, Any], update_time: datetime | None = None,
-                  shards: list[dict[str, Any]] | None = None) -> JobRecord:
+def from_document(
+    data: dict[str, Any],
+    update_time: datetime | None = None,
+    shards: list[dict[str, Any]] | None = None,
+) -> JobRecord:
     """Return the record a Firestore document holds, the current run's live values folded in.
 
     ``shards``: the current run's progress shard documents, when read. With
@@ -272,13 +287,25 @@ def from_document(data: dict[str, Any], update_time: datetime | None = None,
             text, text_time = entry["detail"], entry["detail_time"]
     if when != current.detail_time or text != current.detail:
         status.history[-1] = StateInfo(current.state, current.start, when, text)
-    return JobRecord(job, status, last_update, update_time,
-                     offer=data.get("offer", ""), reoffer=data.get("reoffer", ""),
-                     attempts=data.get("attempts", 1), last_error=data.get("last_error", ""),
-                     retry_at=data.get("retry_at"), lease_owner=data.get("lease_owner", ""),
-                     lease_until=data.get("lease_until") or FREE,
-                     step_job=data.get("step_job", ""), step_attempt=data.get("step_attempt", 0),
-                     audit=[AuditEntry(a["time"], a["who"], a["action"], a.get("detail", ""))
-                            for a in data.get("audit") or ()],
-                     run=run, progress_folded=folded,
-                     progress_summed_at=live.get("summed_at"))
+    return JobRecord(
+        job,
+        status,
+        last_update,
+        update_time,
+        offer=data.get("offer", ""),
+        reoffer=data.get("reoffer", ""),
+        attempts=data.get("attempts", 1),
+        last_error=data.get("last_error", ""),
+        retry_at=data.get("retry_at"),
+        lease_owner=data.get("lease_owner", ""),
+        lease_until=data.get("lease_until") or FREE,
+        step_job=data.get("step_job", ""),
+        step_attempt=data.get("step_attempt", 0),
+        audit=[
+            AuditEntry(a["time"], a["who"], a["action"], a.get("detail", ""))
+            for a in data.get("audit") or ()
+        ],
+        run=run,
+        progress_folded=folded,
+        progress_summed_at=live.get("summed_at"),
+    )

@@ -33,8 +33,13 @@ class DocumentChanged(Exception):
 
 #: Firestore errors that say "try again later", not "your request is wrong".
 TRANSIENT = (
-    gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError,
-    gexc.Aborted, gexc.TooManyRequests, gexc.ResourceExhausted, gexc.RetryError,
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+    gexc.Aborted,
+    gexc.TooManyRequests,
+    gexc.ResourceExhausted,
+    gexc.RetryError,
 )
 
 #: Retry of the single writes of the hot path (detail, heartbeat, re-offer) and of the
@@ -43,13 +48,19 @@ TRANSIENT = (
 #: repeat even for an ``Increment``), with exponential backoff for at most 20 s.
 WRITE_RETRY = Retry(
     predicate=if_exception_type(gexc.Aborted, gexc.ServiceUnavailable, gexc.ResourceExhausted),
-    initial=0.1, maximum=2.0, multiplier=2.0, timeout=20.0,
+    initial=0.1,
+    maximum=2.0,
+    multiplier=2.0,
+    timeout=20.0,
 )
 
 #: Idempotent single writes (heartbeat, re-offer, cursor ``Maximum``) are also repeated after
 #: DEADLINE_EXCEEDED: applying one twice changes nothing.
-IDEMPOTENT_WRITE_RETRY = WRITE_RETRY.with_predicate(if_exception_type(
-    gexc.Aborted, gexc.ServiceUnavailable, gexc.ResourceExhausted, gexc.DeadlineExceeded))
+IDEMPOTENT_WRITE_RETRY = WRITE_RETRY.with_predicate(
+    if_exception_type(
+        gexc.Aborted, gexc.ServiceUnavailable, gexc.ResourceExhausted, gexc.DeadlineExceeded
+    )
+)
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")

@@ -12,9 +12,14 @@ INDEXES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     (JOBS_COLLECTION, (("experiment", "ASCENDING"), ("start_time", "ASCENDING"))),
     (JOBS_COLLECTION, (("datatype", "ASCENDING"), ("start_time", "ASCENDING"))),
     (JOBS_COLLECTION, (("state", "ASCENDING"), ("reoffer", "ASCENDING"))),
-    (JOBS_COLLECTION, (("state", "ASCENDING"), ("retry_at", "ASCENDING"), ("reoffer", "ASCENDING"))),
-    (JOBS_COLLECTION, (("state", "ASCENDING"), ("reoffer", "ASCENDING"),
-                       ("last_update", "ASCENDING"))),
+    (
+        JOBS_COLLECTION,
+        (("state", "ASCENDING"), ("retry_at", "ASCENDING"), ("reoffer", "ASCENDING")),
+    ),
+    (
+        JOBS_COLLECTION,
+        (("state", "ASCENDING"), ("reoffer", "ASCENDING"), ("last_update", "ASCENDING")),
+    ),
     (JOBS_COLLECTION, (("state", "ASCENDING"), ("last_activity", "ASCENDING"))),
     (JOBS_COLLECTION, (("state", "ASCENDING"), ("last_update", "ASCENDING"))),
     (JOBS_COLLECTION, (("state", "ASCENDING"), ("retry_at", "ASCENDING"))),
@@ -23,12 +28,34 @@ INDEXES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     (JOBS_COLLECTION, (("experiment", "ASCENDING"), ("date", "ASCENDING"))),
     (JOBS_COLLECTION, (("datatype", "ASCENDING"), ("date", "ASCENDING"))),
     # The owed runs of one source, read while another source is paused.
-    (JOBS_COLLECTION, (("experiment", "ASCENDING"), ("datatype", "ASCENDING"),
-                       ("state", "ASCENDING"), ("reoffer", "ASCENDING"))),
-    (JOBS_COLLECTION, (("experiment", "ASCENDING"), ("datatype", "ASCENDING"),
-                       ("state", "ASCENDING"), ("retry_at", "ASCENDING"), ("reoffer", "ASCENDING"))),
-    (JOBS_COLLECTION, (("experiment", "ASCENDING"), ("datatype", "ASCENDING"),
-                       ("state", "ASCENDING"), ("retry_at", "ASCENDING"))),
+    (
+        JOBS_COLLECTION,
+        (
+            ("experiment", "ASCENDING"),
+            ("datatype", "ASCENDING"),
+            ("state", "ASCENDING"),
+            ("reoffer", "ASCENDING"),
+        ),
+    ),
+    (
+        JOBS_COLLECTION,
+        (
+            ("experiment", "ASCENDING"),
+            ("datatype", "ASCENDING"),
+            ("state", "ASCENDING"),
+            ("retry_at", "ASCENDING"),
+            ("reoffer", "ASCENDING"),
+        ),
+    ),
+    (
+        JOBS_COLLECTION,
+        (
+            ("experiment", "ASCENDING"),
+            ("datatype", "ASCENDING"),
+            ("state", "ASCENDING"),
+            ("retry_at", "ASCENDING"),
+        ),
+    ),
     (REPROCESS_COLLECTION, (("source", "ASCENDING"), ("rank", "ASCENDING"))),
     # The sum of a run's updates over its progress shards (a SUM aggregation).
     (PROGRESS_COLLECTION, (("run", "ASCENDING"), ("updates", "ASCENDING"))),

@@ -86,9 +86,13 @@ def _page(query: firestore.Query, field: str, after: JobRecord | None) -> firest
 class JobStore:
     """Job documents in one Firestore collection, and the totals of their state changes."""
 
-    def __init__(self, client: firestore.Client, collection: str = JOBS_COLLECTION,
-                 counters: CounterStore | None = None,
-                 state_counts: StateCountStore | None = None) -> None:
+    def __init__(
+        self,
+        client: firestore.Client,
+        collection: str = JOBS_COLLECTION,
+        counters: CounterStore | None = None,
+        state_counts: StateCountStore | None = None,
+    ) -> None:
         self.client = client
         self.collection = client.collection(collection)
         self.stats = StoreStats()
@@ -113,8 +117,11 @@ class JobStore:
         few shards or none, and Firestore bills a lookup of a missing document
         as a read but a query by the documents it returns (one when none).
         """
-        query = (self._ref(key).collection(PROGRESS_COLLECTION)
-                 .where(filter=FieldFilter("run", "==", run)))
+        query = (
+            self._ref(key)
+            .collection(PROGRESS_COLLECTION)
+            .where(filter=FieldFilter("run", "==", run))
+        )
         shards = [data for snap in query.stream() if (data := snap.to_dict()) is not None]
         self.stats.add(reads=max(1, len(shards)))
         return shards
@@ -126,8 +133,11 @@ class JobStore:
         An aggregation query: one read per 1,000 index entries, so however many
         concurrent callers find the sum due, each costs one read, not one per shard.
         """
-        query = (self._ref(key).collection(PROGRESS_COLLECTION)
-                 .where(filter=FieldFilter("run", "==", run)))
+        query = (
+            self._ref(key)
+            .collection(PROGRESS_COLLECTION)
+            .where(filter=FieldFilter("run", "==", run))
+        )
         # As in count(): the library's annotations do not match what get() returns.
         aggregation = cast(AggregationQuery, query.sum("updates", alias="updates"))
         result = cast("list[list[AggregationResult]]", aggregation.get())
@@ -154,8 +164,9 @@ class JobStore:
         return self.counters.add(writer, record.job.experiment, record.job.datatype, names)
 
     def _move(self, writer: Any, record: JobRecord, old: State | None, new: State | None) -> int:
-        return self.state_counts.move(writer, record.job.experiment, record.job.datatype,
-                                      old and old.value, new and new.value)
+        return self.state_counts.move(
+            writer, record.job.experiment, record.job.datatype, old and old.value, new and new.value
+        )
 
     @guarded
     def create(self, record: JobRecord, count: Sequence[str] = ()) -> None:
@@ -176,8 +187,13 @@ class JobStore:
             self.stats.add(writes=writes)
 
     @guarded
-    def replace(self, record: JobRecord, if_update_time: datetime,
-                count: Sequence[str] = (), replacing: State | None = None) -> None:
+    def replace(
+        self,
+        record: JobRecord,
+        if_update_time: datetime,
+        count: Sequence[str] = (),
+        replacing: State | None = None,
+    ) -> None:
         """Overwrite a job document only if it is unchanged since ``if_update_time``.
 
         Raises :class:`DocumentChanged` if someone else wrote it first. The
@@ -202,8 +218,12 @@ class JobStore:
         self.delete_progress(record.key, keep_run=record.run)
 
     @guarded
-    def transact(self, key: str, change: Callable[[JobRecord], JobRecord],
-                 count: Callable[[JobRecord], Sequence[str]] | None = None) -> JobRecord:
+    def transact(
+        self,
+        key: str,
+        change: Callable[[JobRecord], JobRecord],
+        count: Callable[[JobRecord], Sequence[str]] | None = None,
+    ) -> JobRecord:
         """Apply ``change`` to the job's record in one read-write transaction.
 
         ``change`` may raise to abort without writing; it may run more than once
@@ -245,9 +265,16 @@ class JobStore:
                 raise
             raise unavailable(cause) from exc
 
-    def write_detail(self, key: str, run: str, index: int, detail: str | None,
-                     now: datetime, due: datetime | None = None, sum_shards: bool = False
-                     ) -> None:
+    def write_detail(
+        self,
+        key: str,
+        run: str,
+        index: int,
+        detail: str | None,
+        now: datetime,
+        due: datetime | None = None,
+        sum_shards: bool = False,
+    ) -> None:
         """Count an update of run ``run`` that sets history entry ``index``'s detail, in one blind write.
 
         The entry's detail time becomes ``now`` and its detail ``detail`` (kept
@@ -267,23 +294,30 @@ class JobStore:
             self.write_progress(key, run, index, detail, now)
             return
         fields = live_fields(run, index, detail, now)
-        fields.update({
-            live_updates_path(run): firestore.Increment(1),
-            "last_update": now,
-            "last_activity": now,
-        })
+        fields.update(
+            {
+                live_updates_path(run): firestore.Increment(1),
+                "last_update": now,
+                "last_activity": now,
+            }
+        )
         if sum_shards:
             total = self._sum_shard_updates(key, run)
             summed = live_sum_fields(run, total, now)
-            fields.update({path: firestore.Maximum(value) if isinstance(value, int) else value
-                           for path, value in summed.items()})
+            fields.update(
+                {
+                    path: firestore.Maximum(value) if isinstance(value, int) else value
+                    for path, value in summed.items()
+                }
+            )
         try:
             self._update(key, fields, WRITE_RETRY, if_update_time=due)
         except DocumentChanged:  # another write came first: this one waits in a shard
             self.write_progress(key, run, index, detail, now)
 
-    def write_progress(self, key: str, run: str, index: int | None, detail: str | None,
-                       now: datetime) -> None:
+    def write_progress(
+        self, key: str, run: str, index: int | None, detail: str | None, now: datetime
+    ) -> None:
         """Record an update (``index`` given) or a heartbeat of ``run`` on a random progress shard.
 
         One blind merge (an ``Increment``; times are the writer's, and readers
@@ -310,11 +344,14 @@ class JobStore:
     @guarded
     def delete_progress(self, key: str, keep_run: str | None = None) -> int:
         """Delete the job's progress shards (those of runs other than ``keep_run``); return how many."""
-        gone = [ref for ref in self._ref(key).collection(PROGRESS_COLLECTION).list_documents()
-                if keep_run is None or ref.id.rsplit("-", 1)[0] != (keep_run or NO_RUN)]
+        gone = [
+            ref
+            for ref in self._ref(key).collection(PROGRESS_COLLECTION).list_documents()
+            if keep_run is None or ref.id.rsplit("-", 1)[0] != (keep_run or NO_RUN)
+        ]
         for start in range(0, len(gone), MAX_BATCH):
             batch = self.client.batch()
-            for ref in gone[start:start + MAX_BATCH]:
+            for ref in gone[start : start + MAX_BATCH]:
                 batch.delete(ref)
             batch.commit()
         self.stats.add(writes=len(gone))
@@ -324,9 +361,14 @@ class JobStore:
         """Ask, in one blind write, that the job be offered again as ``offer`` when it ends."""
         self._update(key, {"reoffer": offer}, IDEMPOTENT_WRITE_RETRY)
 
-    def query_reoffers(self, state: State, limit: int, after: JobRecord | None = None,
-                       no_retry: bool = False, equal: Mapping[str, Any] | None = None
-                       ) -> Iterator[JobRecord]:
+    def query_reoffers(
+        self,
+        state: State,
+        limit: int,
+        after: JobRecord | None = None,
+        no_retry: bool = False,
+        equal: Mapping[str, Any] | None = None,
+    ) -> Iterator[JobRecord]:
         """Stream jobs in ``state`` that wait to be offered again, by re-offer then key.
 
         ``after``: the last job of the previous page. ``no_retry``: only jobs
@@ -343,8 +385,13 @@ class JobStore:
         return self._stream(_page(query, "reoffer", after), limit)
 
     def query_before(
-        self, states: list[State], field: str, cutoff: datetime, limit: int,
-        after: JobRecord | None = None, equal: Mapping[str, Any] | None = None,
+        self,
+        states: list[State],
+        field: str,
+        cutoff: datetime,
+        limit: int,
+        after: JobRecord | None = None,
+        equal: Mapping[str, Any] | None = None,
     ) -> Iterator[JobRecord]:
         """Stream jobs in ``states`` whose time ``field`` is before ``cutoff``, earliest first.
 
@@ -367,8 +414,11 @@ class JobStore:
 
         The mirror of :meth:`query_before`, on the same indexes.
         """
-        query = (self._in_states(states).where(filter=FieldFilter(field, ">", bound))
-                 .order_by(field, direction=firestore.Query.DESCENDING))
+        query = (
+            self._in_states(states)
+            .where(filter=FieldFilter(field, ">", bound))
+            .order_by(field, direction=firestore.Query.DESCENDING)
+        )
         return self._stream(query, limit)
 
     def _in_states(self, states: list[State]) -> firestore.Query:
@@ -391,8 +441,9 @@ class JobStore:
         """
         option = self.client.write_option(last_update_time=record.update_time)
         try:
-            self._ref(record.key).update({"lease_owner": owner, "lease_until": until},
-                                         option=option)
+            self._ref(record.key).update(
+                {"lease_owner": owner, "lease_until": until}, option=option
+            )
             return True
         except (gexc.FailedPrecondition, gexc.NotFound):
             return False
@@ -420,8 +471,9 @@ class JobStore:
         self.delete_progress(record.key)
         return True
 
-    def write_heartbeat(self, key: str, now: datetime, run: str = "",
-                        due: datetime | None = None) -> None:
+    def write_heartbeat(
+        self, key: str, now: datetime, run: str = "", due: datetime | None = None
+    ) -> None:
         """Record a heartbeat at ``now`` in one write; DocumentMissing if the job is gone.
 
         ``due`` as for :meth:`write_detail`: the job document is written if
@@ -430,24 +482,32 @@ class JobStore:
         """
         if due is not None:
             try:
-                self._update(key, {"heartbeat_time": now, "last_activity": now},
-                             IDEMPOTENT_WRITE_RETRY, if_update_time=due)
+                self._update(
+                    key,
+                    {"heartbeat_time": now, "last_activity": now},
+                    IDEMPOTENT_WRITE_RETRY,
+                    if_update_time=due,
+                )
                 return
             except DocumentChanged:
                 pass
         self.write_progress(key, run, None, None, now)
 
     @guarded
-    def _update(self, key: str, fields: dict[str, Any], retry: Retry,
-                if_update_time: datetime | None = None) -> None:
+    def _update(
+        self, key: str, fields: dict[str, Any], retry: Retry, if_update_time: datetime | None = None
+    ) -> None:
         """Update fields of the job document; with ``if_update_time``, only if unchanged since.
 
         Raises :class:`DocumentMissing` if it is gone, :class:`DocumentChanged`
         if it changed.
         """
         ref = self._ref(key)
-        option = (None if if_update_time is None
-                  else self.client.write_option(last_update_time=if_update_time))
+        option = (
+            None
+            if if_update_time is None
+            else self.client.write_option(last_update_time=if_update_time)
+        )
         landed = False
         try:
             ref.update(fields, option=option, retry=retry)
@@ -488,7 +548,7 @@ class JobStore:
         """
         created: list[str] = []
         for start in range(0, len(records), CREATE_BATCH):
-            chunk = records[start:start + CREATE_BATCH]
+            chunk = records[start : start + CREATE_BATCH]
             refs = [self._ref(r.key) for r in chunk]
             present = {snap.id for snap in self.client.get_all(refs) if snap.exists}
             self.stats.add(reads=len(refs))
@@ -520,14 +580,18 @@ class JobStore:
     def _query(self, f: JobFilter) -> firestore.Query | firestore.CollectionReference:
         """The query of the jobs ``f`` selects, its limit aside; by job date with a date range."""
         query: firestore.Query | firestore.CollectionReference = self.collection
-        for name, value in (("state", f.state and f.state.value), ("experiment", f.experiment),
-                            ("datatype", f.datatype)):
+        for name, value in (
+            ("state", f.state and f.state.value),
+            ("experiment", f.experiment),
+            ("datatype", f.datatype),
+        ):
             if value is not None:
                 query = query.where(filter=FieldFilter(name, "==", value))
         if f.dated:
             first, last = f.dates
-            query = (query.where(filter=FieldFilter("date", ">=", midnight(first)))
-                     .where(filter=FieldFilter("date", "<=", midnight(last))))
+            query = query.where(filter=FieldFilter("date", ">=", midnight(first))).where(
+                filter=FieldFilter("date", "<=", midnight(last))
+            )
         return query
 
     def query(self, f: JobFilter) -> Iterator[JobRecord]:

@@ -23,17 +23,35 @@ REPROCESS_COLLECTION = "reprocess"
 
 def item_to_document(item: ReprocessItem) -> dict[str, Any]:
     """Return the Firestore document of a queued item (``source`` and ``key`` for queries and ids)."""
-    return {"bucket": item.bucket, "experiment": item.experiment, "datatype": item.datatype,
-            "date": midnight(item.date), "source": item.source, "token": item.token,
-            "rank": item.rank, "who": item.who, "queued_at": item.queued_at, "key": item.key}
+    return {
+        "bucket": item.bucket,
+        "experiment": item.experiment,
+        "datatype": item.datatype,
+        "date": midnight(item.date),
+        "source": item.source,
+        "token": item.token,
+        "rank": item.rank,
+        "who": item.who,
+        "queued_at": item.queued_at,
+        "key": item.key,
+    }
 
 
 def item_from_snapshot(snap: Any) -> ReprocessItem:
     """Return the queued item a document snapshot holds, with its update time."""
     d = snap.to_dict()
-    return ReprocessItem(d["bucket"], d["experiment"], d["datatype"],
-                         d["date"].astimezone(UTC).date(), d["token"], d["rank"], d["who"],
-                         d["queued_at"], snap.update_time, d.get("claimed_at"))
+    return ReprocessItem(
+        d["bucket"],
+        d["experiment"],
+        d["datatype"],
+        d["date"].astimezone(UTC).date(),
+        d["token"],
+        d["rank"],
+        d["who"],
+        d["queued_at"],
+        snap.update_time,
+        d.get("claimed_at"),
+    )
 
 
 #: Most values one Firestore ``in`` filter takes.
@@ -61,7 +79,7 @@ class ReprocessQueue:
         """
         created: list[str] = []
         for start in range(0, len(items), MAX_BATCH):
-            chunk = items[start:start + MAX_BATCH]
+            chunk = items[start : start + MAX_BATCH]
             refs = [self.collection.document(doc_id(i.key)) for i in chunk]
             present = {snap.id for snap in self.client.get_all(refs) if snap.exists}
             self.stats.add(reads=len(refs))
@@ -87,9 +105,13 @@ class ReprocessQueue:
         found: list[ReprocessItem] = []
         with transient_as_unavailable():
             for start in range(0, len(sources), MAX_IN_VALUES):
-                query = (self.collection
-                         .where(filter=FieldFilter("source", "in", sources[start:start + MAX_IN_VALUES]))
-                         .order_by("rank").limit(limit))
+                query = (
+                    self.collection.where(
+                        filter=FieldFilter("source", "in", sources[start : start + MAX_IN_VALUES])
+                    )
+                    .order_by("rank")
+                    .limit(limit)
+                )
                 for snap in query.stream():
                     self.stats.add(reads=1)
                     found.append(item_from_snapshot(snap))
@@ -98,8 +120,9 @@ class ReprocessQueue:
     @guarded
     def remove(self, item: ReprocessItem) -> bool:
         """Remove the item unless it was queued again since it was read; return whether it was."""
-        return delete_if_unchanged(self.collection.document(doc_id(item.key)), item.update_time,
-                                   self.stats)
+        return delete_if_unchanged(
+            self.collection.document(doc_id(item.key)), item.update_time, self.stats
+        )
 
     @guarded
     def claim(self, item: ReprocessItem, now: datetime) -> ReprocessItem | None:
@@ -112,8 +135,9 @@ class ReprocessQueue:
         """
         option = self.client.write_option(last_update_time=item.update_time)
         try:
-            result = self.collection.document(doc_id(item.key)).update({"claimed_at": now},
-                                                                       option=option)
+            result = self.collection.document(doc_id(item.key)).update(
+                {"claimed_at": now}, option=option
+            )
         except (gexc.FailedPrecondition, gexc.NotFound):
             return None
         finally:
@@ -132,7 +156,7 @@ class ReprocessQueue:
         cancelled: list[str] = []
         claimed: list[str] = []
         for start in range(0, len(keys), MAX_BATCH):
-            refs = [self.collection.document(doc_id(k)) for k in keys[start:start + MAX_BATCH]]
+            refs = [self.collection.document(doc_id(k)) for k in keys[start : start + MAX_BATCH]]
             found = [item_from_snapshot(s) for s in self.client.get_all(refs) if s.exists]
             self.stats.add(reads=len(refs))
             claimed.extend(i.key for i in found if i.claimed_at is not None)
@@ -141,8 +165,10 @@ class ReprocessQueue:
                 continue
             batch = self.client.batch()
             for item in todo:
-                batch.delete(self.collection.document(doc_id(item.key)),
-                             option=self.client.write_option(last_update_time=item.update_time))
+                batch.delete(
+                    self.collection.document(doc_id(item.key)),
+                    option=self.client.write_option(last_update_time=item.update_time),
+                )
             try:
                 batch.commit()
                 cancelled.extend(i.key for i in todo)

@@ -43,8 +43,9 @@ from shared.web.identity import operator_of
 Action = Callable[[Admin, Any, str], Any]
 
 
-def action(methods: Iterable[str], schema: Schema, bulk: bool = False
-           ) -> Callable[[Action], Endpoint]:
+def action(
+    methods: Iterable[str], schema: Schema, bulk: bool = False
+) -> Callable[[Action], Endpoint]:
     """Make an endpoint of an action: parse the parameters, name the operator, act, answer JSON."""
 
     def decorate(act: Action) -> Endpoint:
@@ -62,8 +63,9 @@ def action(methods: Iterable[str], schema: Schema, bulk: bool = False
 @action(["GET"], AdminJobsQuery())
 def jobs(admin: Admin, q: JobsQuery, who: str) -> Any:
     """``/admin/jobs``: list and filter jobs."""
-    return views.jobs_view(admin.list_jobs(JobFilter(q.state, q.experiment, q.datatype, q.first,
-                                                     q.last, q.limit)))
+    return views.jobs_view(
+        admin.list_jobs(JobFilter(q.state, q.experiment, q.datatype, q.first, q.last, q.limit))
+    )
 
 
 @action(["GET"], AdminJobParams())

@@ -83,8 +83,14 @@ class Endpoint:
     ``methods`` (allowed), ``params`` (the schema its parameters are parsed with),
     ``answers`` (by status code, besides the errors)."""
 
-    def __init__(self, handler: Handler, methods: tuple[str, ...], params: Schema | None,
-                 answers: dict[int, Answer], bulk: bool) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        methods: tuple[str, ...],
+        params: Schema | None,
+        answers: dict[int, Answer],
+        bulk: bool,
+    ) -> None:
         self.handler = handler
         self.methods = methods
         self.params = params
@@ -188,7 +194,9 @@ def json_response(body: Any, status: int = 200) -> flask.Response:
     )
 
 
-def error_response(status: int, message: str, fields: dict[str, Any] | None = None) -> flask.Response:
+def error_response(
+    status: int, message: str, fields: dict[str, Any] | None = None
+) -> flask.Response:
     """Return the JSON error body ``{"error": message, "status": status[, "fields": …]}``."""
     body: dict[str, Any] = {"error": message, "status": status}
     if fields:

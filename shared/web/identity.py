@@ -70,8 +70,9 @@ def verified_email(token: str, host: str, certs: Certs | None = None) -> str:
     try:
         known = (certs or google_certs)()
     except requests.RequestException as exc:
-        raise HttpError(503, f"cannot fetch Google's certificates to verify the ID token: {exc}"
-                        ) from None
+        raise HttpError(
+            503, f"cannot fetch Google's certificates to verify the ID token: {exc}"
+        ) from None
     try:
         claims = jwt.decode(token, certs=known, clock_skew_in_seconds=10)
     except (ValueError, KeyError) as exc:
@@ -91,8 +92,9 @@ def verified_email(token: str, host: str, certs: Certs | None = None) -> str:
     return str(claims["email"])
 
 
-def operator(authorization: str, x_operator: str, host: str = "",
-             certs: Certs | None = None) -> str:
+def operator(
+    authorization: str, x_operator: str, host: str = "", certs: Certs | None = None
+) -> str:
     """Return who makes a request, as recorded on the audit.
 
     A bearer token must be a Google ID token (:func:`verified_email`, which
@@ -104,7 +106,7 @@ def operator(authorization: str, x_operator: str, host: str = "",
     scheme, _, token = authorization.strip().partition(" ")
     if authorization.strip():
         if scheme.lower() != "bearer" or not token.strip():
-            raise HttpError(401, "Authorization must be \"Bearer <Google ID token>\"")
+            raise HttpError(401, 'Authorization must be "Bearer <Google ID token>"')
         return verified_email(token.strip(), host, certs)
     name = x_operator.strip()
     if not _OPERATOR_RE.fullmatch(name):
@@ -114,8 +116,11 @@ def operator(authorization: str, x_operator: str, host: str = "",
 
 def operator_of(request: flask.Request) -> str:
     """Return who makes ``request`` (:func:`operator` of its headers and host)."""
-    return operator(request.headers.get("Authorization", ""),
-                    request.headers.get("X-Operator", ""), request.host)
+    return operator(
+        request.headers.get("Authorization", ""),
+        request.headers.get("X-Operator", ""),
+        request.host,
+    )
 
 
 def _local_user() -> str:

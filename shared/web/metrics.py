@@ -41,11 +41,15 @@ SourceLabels = tuple[str, str]  # (experiment, datatype)
 #: The totals exported, by the name they are kept under: (metric name, help).
 #: The names are the Go service's (``gardener_fail_total`` without its failure-kind label).
 TOTALS: dict[str, tuple[str, str]] = {
-    STARTED: ("gardener_started_total",
-              "Jobs handed out: new jobs, and complete or failed jobs started again."),
+    STARTED: (
+        "gardener_started_total",
+        "Jobs handed out: new jobs, and complete or failed jobs started again.",
+    ),
     COMPLETED: ("gardener_completed_total", "Changes of a job into the complete state."),
-    FAILED: ("gardener_fail_total",
-             "Changes of a job into the failed state (errors, expiry, operators, post-processing)."),
+    FAILED: (
+        "gardener_fail_total",
+        "Changes of a job into the failed state (errors, expiry, operators, post-processing).",
+    ),
 }
 
 
@@ -54,7 +58,9 @@ def source_labels(config: Config) -> list[SourceLabels]:
     return list(dict.fromkeys((s.experiment, s.datatype) for s in config.sources))
 
 
-def stream_dates(config: Config, stream: Stream, position: Position) -> dict[SourceLabels, datetime]:
+def stream_dates(
+    config: Config, stream: Stream, position: Position
+) -> dict[SourceLabels, datetime]:
     """Return, per source of ``stream``, the last day its cursor has resolved (UTC midnight).
 
     Sources before the cursor's source index have resolved the cursor's day,
@@ -87,15 +93,21 @@ class TrackerCollector:
 
         counts = self.tracker.counts_by_state(list(source_labels(self.config)))
         in_flight = GaugeMetricFamily(
-            "gardener_tasks_in_flight", "Jobs in each non-terminal state.",
-            labels=["experiment", "datatype", "state"])
+            "gardener_tasks_in_flight",
+            "Jobs in each non-terminal state.",
+            labels=["experiment", "datatype", "state"],
+        )
         jobs = GaugeMetricFamily(
-            "gardener_jobs", "Job documents in each state, terminal ones included "
+            "gardener_jobs",
+            "Job documents in each state, terminal ones included "
             "(complete jobs until clean-up, failed jobs until retried).",
-            labels=["experiment", "datatype", "state"])
+            labels=["experiment", "datatype", "state"],
+        )
         failed = GaugeMetricFamily(
-            "gardener_failed_jobs", "Jobs in the failed state (kept until retried).",
-            labels=["experiment", "datatype"])
+            "gardener_failed_jobs",
+            "Jobs in the failed state (kept until retried).",
+            labels=["experiment", "datatype"],
+        )
         for (experiment, datatype, state), n in counts.items():
             source = [str(experiment), str(datatype)]
             jobs.add_metric([*source, state.value], n)
@@ -112,9 +124,12 @@ class TrackerCollector:
         from prometheus_client.core import CounterMetricFamily
 
         kept = self.tracker.totals()
-        families = {name: CounterMetricFamily(metric.removesuffix("_total"), text,
-                                              labels=["experiment", "datatype"])
-                    for name, (metric, text) in TOTALS.items()}
+        families = {
+            name: CounterMetricFamily(
+                metric.removesuffix("_total"), text, labels=["experiment", "datatype"]
+            )
+            for name, (metric, text) in TOTALS.items()
+        }
         for source in source_labels(self.config):
             for name, family in families.items():
                 family.add_metric(list(source), kept.get(source, {}).get(name, 0))
@@ -126,9 +141,11 @@ class TrackerCollector:
         state_date = GaugeMetricFamily(
             "gardener_state_date",
             "Last day (Unix seconds of its UTC midnight) each source's stream has resolved.",
-            labels=["experiment", "datatype", "stream"])
+            labels=["experiment", "datatype", "stream"],
+        )
         cycle = GaugeMetricFamily(
-            "gardener_historical_cycle", "The historical stream's cycle (0 for the first pass).")
+            "gardener_historical_cycle", "The historical stream's cycle (0 for the first pass)."
+        )
         for stream in Stream:
             stored = self.cursors.get(stream.value)
             if stored is None:

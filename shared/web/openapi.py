@@ -37,8 +37,8 @@ ERROR_MEANING = {
     404: "unknown path (router)",
     405: "method not allowed; the Allow header names the allowed ones",
     409: "the transition table forbids the change, the job is complete or failed, "
-         "the state is not the parser's to set, the run in the id is no longer current, "
-         "or the job already exists",
+    "the state is not the parser's to set, the run in the id is no longer current, "
+    "or the job already exists",
     410: "no such job",
     422: "missing id",
     424: "missing state or error",
@@ -53,8 +53,10 @@ STATE_NAMES = [s.value for s in State]
 KEY_PATTERN = re.sub(r"\(\?P<\w+>", "(", KEY_RE.pattern).replace(r"\Z", "$")
 
 #: A parser's job id: a key, optionally followed by ``~`` and the run token.
-RUN_ID_PATTERN = (KEY_PATTERN.removesuffix("$")
-                  + f"({RUN_SEPARATOR}{RUN_RE.pattern.removesuffix(chr(92) + 'Z')})?$")
+RUN_ID_PATTERN = (
+    KEY_PATTERN.removesuffix("$")
+    + f"({RUN_SEPARATOR}{RUN_RE.pattern.removesuffix(chr(92) + 'Z')})?$"
+)
 
 
 class UndocumentedRoute(ValueError):
@@ -66,8 +68,9 @@ class ErrorBody(Schema):
 
     error = fields.String(required=True, metadata={"description": "what is wrong"})
     status = fields.Integer(required=True, metadata={"description": "the HTTP status"})
-    field_errors = fields.Dict(data_key="fields",
-                               metadata={"description": "validation errors by parameter"})
+    field_errors = fields.Dict(
+        data_key="fields", metadata={"description": "validation errors by parameter"}
+    )
 
 
 class UpdateAnswer(Schema):
@@ -95,7 +98,11 @@ class NextJobAnswer(Schema):
 def _field_extras(self: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
     """What the generic converter cannot see in our own field types."""
     if isinstance(field, ParserJobId):
-        return {"type": "string", "pattern": RUN_ID_PATTERN, "maxLength": MAX_KEY_LENGTH + len(RUN_SEPARATOR) + MAX_RUN_LENGTH}
+        return {
+            "type": "string",
+            "pattern": RUN_ID_PATTERN,
+            "maxLength": MAX_KEY_LENGTH + len(RUN_SEPARATOR) + MAX_RUN_LENGTH,
+        }
     if isinstance(field, JobId):
         return {"pattern": KEY_PATTERN, "maxLength": MAX_KEY_LENGTH}
     if isinstance(field, StateName):
@@ -105,8 +112,9 @@ def _field_extras(self: Any, field: fields.Field, **kwargs: Any) -> dict[str, An
 
 def _summary(path: str, handler: Callable[..., Any]) -> tuple[str, str]:
     if not isinstance(handler, Endpoint):
-        raise UndocumentedRoute(f"{path}: handler {handler.__name__} is not wrapped by "
-                                f"shared.web.endpoint.endpoint")
+        raise UndocumentedRoute(
+            f"{path}: handler {handler.__name__} is not wrapped by shared.web.endpoint.endpoint"
+        )
     doc = (handler.__doc__ or "").strip()
     if not doc:
         raise UndocumentedRoute(f"{path}: handler {handler.__name__} has no docstring")
@@ -122,16 +130,25 @@ def _responses(handler: Endpoint) -> dict[str, Any]:
         codes |= {code for name, code in MISSING_STATUS if name in required}
     responses: dict[str, Any] = {}
     for code in sorted(codes):
-        responses[str(code)] = {"description": ERROR_MEANING.get(code, "error"),
-                                "content": {"application/json": {"schema": ErrorBody}}}
+        responses[str(code)] = {
+            "description": ERROR_MEANING.get(code, "error"),
+            "content": {"application/json": {"schema": ErrorBody}},
+        }
     answer: Answer
     for code, answer in handler.answers.items():
-        content = {kind: ({"schema": answer.schema} if answer.schema is not None
-                          and kind == "application/json" else {}) for kind in answer.content}
+        content = {
+            kind: (
+                {"schema": answer.schema}
+                if answer.schema is not None and kind == "application/json"
+                else {}
+            )
+            for kind in answer.content
+        }
         if str(code) in responses:  # an answer that shares its code with an error
             responses[str(code)]["description"] = f"{answer.description}; or {ERROR_MEANING[code]}"
             responses[str(code)]["content"].update(
-                {k: v for k, v in content.items() if k != "application/json"})
+                {k: v for k, v in content.items() if k != "application/json"}
+            )
         else:
             responses[str(code)] = {"description": answer.description, "content": content}
     return responses
@@ -142,10 +159,16 @@ def document(routes: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
     from apispec import APISpec  # deferred: only /openapi.json needs it
     from apispec.ext.marshmallow import MarshmallowPlugin
 
-    spec = APISpec(title=TITLE, version=API_VERSION, openapi_version=OPENAPI_VERSION,
-                   plugins=[MarshmallowPlugin()],
-                   info={"description": "Parameters go in the query string (the Go client's "
-                                        "way) or a form body; the body wins."})
+    spec = APISpec(
+        title=TITLE,
+        version=API_VERSION,
+        openapi_version=OPENAPI_VERSION,
+        plugins=[MarshmallowPlugin()],
+        info={
+            "description": "Parameters go in the query string (the Go client's "
+            "way) or a form body; the body wins."
+        },
+    )
     plugin: MarshmallowPlugin = spec.plugins[0]  # type: ignore[assignment]
     plugin.converter.add_attribute_function(_field_extras)  # type: ignore[union-attr]
     for path in sorted(routes):
@@ -155,8 +178,9 @@ def document(routes: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
         for method in handler.methods:
             operation: dict[str, Any] = {
                 "summary": summary,
-                "operationId": f"{method.lower()}_{path.strip('/').replace('/', '_') or 'root'}"
-                               .replace(".", "_"),
+                "operationId": f"{method.lower()}_{path.strip('/').replace('/', '_') or 'root'}".replace(
+                    ".", "_"
+                ),
                 "responses": _responses(handler),
             }
             if description:

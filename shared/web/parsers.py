@@ -31,13 +31,15 @@ NO_JOB_FOUND = "No job found. Try again."
 NO_JOB_RETRY_AFTER = 10
 
 
-@endpoint(["POST"], _UPDATE, {200: Answer("the new and previous state",
-                                             schema=openapi.UpdateAnswer())})
+@endpoint(
+    ["POST"], _UPDATE, {200: Answer("the new and previous state", schema=openapi.UpdateAnswer())}
+)
 def update(request: flask.Request, app: App) -> flask.Response:
     """``/v2/job/update?id=&state=&detail=``: report progress or a new state (parser states only)."""
     p: Update = parse(_UPDATE, request)
-    previous = app.services.tracker().set_status(p.id.key, p.state, p.detail,
-                                                 by=Role.PARSER, run=p.id.run)
+    previous = app.services.tracker().set_status(
+        p.id.key, p.state, p.detail, by=Role.PARSER, run=p.id.run
+    )
     return json_response({"ID": str(p.id), "State": p.state.value, "Previous": previous.value})
 
 
@@ -49,27 +51,40 @@ def heartbeat(request: flask.Request, app: App) -> flask.Response:
     return json_response({"ID": str(p.id), "Recorded": recorded})
 
 
-@endpoint(["POST"], _ERROR, {200: Answer("the job is in parseError",
-                                            schema=openapi.UpdateAnswer())})
+@endpoint(
+    ["POST"], _ERROR, {200: Answer("the job is in parseError", schema=openapi.UpdateAnswer())}
+)
 def error(request: flask.Request, app: App) -> flask.Response:
     """``/v2/job/error?id=&error=``: report a parse error (state ``parseError``)."""
     p: ErrorReport = parse(_ERROR, request)
-    previous = app.services.tracker().set_status(p.id.key, State.PARSE_ERROR, p.error,
-                                                 by=Role.PARSER, run=p.id.run)
-    return json_response({"ID": str(p.id), "State": State.PARSE_ERROR.value,
-                          "Previous": previous.value})
+    previous = app.services.tracker().set_status(
+        p.id.key, State.PARSE_ERROR, p.error, by=Role.PARSER, run=p.id.run
+    )
+    return json_response(
+        {"ID": str(p.id), "State": State.PARSE_ERROR.value, "Previous": previous.value}
+    )
 
 
-@endpoint(["POST"], answers={
-    200: Answer("the job handed out", schema=openapi.NextJobAnswer()),
-    503: Answer(NO_JOB_FOUND, ("text/plain",))})
+@endpoint(
+    ["POST"],
+    answers={
+        200: Answer("the job handed out", schema=openapi.NextJobAnswer()),
+        503: Answer(NO_JOB_FOUND, ("text/plain",)),
+    },
+)
 def next_job(request: flask.Request, app: App) -> flask.Response:
     """``/v2/job/next``: hand out the next job; 503 ``No job found. Try again.`` if none."""
     record = app.services.job_service().next_job()
     if record is None:
-        return flask.Response(NO_JOB_FOUND, status=503, mimetype="text/plain",
-                              headers={"Retry-After": str(NO_JOB_RETRY_AFTER)})
-    return json_response({"ID": str(RunId.of(record.key, record.run)), "Job": _JOB.dump(record.job)})
+        return flask.Response(
+            NO_JOB_FOUND,
+            status=503,
+            mimetype="text/plain",
+            headers={"Retry-After": str(NO_JOB_RETRY_AFTER)},
+        )
+    return json_response(
+        {"ID": str(RunId.of(record.key, record.run)), "Job": _JOB.dump(record.job)}
+    )
 
 
 ROUTES = (

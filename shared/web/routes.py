@@ -19,8 +19,14 @@ from shared.web.endpoint import App, Endpoint, Route, Services, error_response
 
 #: Every route: the parsers' Go paths and each entry point's name, the scheduled
 #: ticks, the status page and metrics, the OpenAPI document, ``/admin/...``.
-ROUTES: tuple[Route, ...] = (*parsers.ROUTES, *scheduled.ROUTES, *status.ROUTES,
-                             *metrics.ROUTES, *openapi.ROUTES, *admin.ROUTES)
+ROUTES: tuple[Route, ...] = (
+    *parsers.ROUTES,
+    *scheduled.ROUTES,
+    *status.ROUTES,
+    *metrics.ROUTES,
+    *openapi.ROUTES,
+    *admin.ROUTES,
+)
 
 #: The paths of each route group, in table order.
 ROUTE_GROUPS: dict[str, tuple[str, ...]] = {
@@ -33,8 +39,12 @@ def enabled(groups: frozenset[str] | None) -> dict[str, Endpoint]:
     """Return the routes of ``groups`` (all when None) by path; ConfigError names unknown ones."""
     unknown = sorted((groups or frozenset()) - ROUTE_GROUPS.keys())
     if unknown:
-        raise ConfigError([f"API_ROUTES: unknown route group {', '.join(map(repr, unknown))}; "
-                           f"groups: {', '.join(ROUTE_GROUPS)}"])
+        raise ConfigError(
+            [
+                f"API_ROUTES: unknown route group {', '.join(map(repr, unknown))}; "
+                f"groups: {', '.join(ROUTE_GROUPS)}"
+            ]
+        )
     return {r.path: r.handler for r in ROUTES if groups is None or r.group in groups}
 
 
@@ -49,7 +59,8 @@ class Router:
         handler = self.app.routes.get(request.path.rstrip("/") or "/")
         if handler is None:
             return error_response(
-                404, f"no such path {request.path}; paths: {', '.join(sorted(self.app.routes))}")
+                404, f"no such path {request.path}; paths: {', '.join(sorted(self.app.routes))}"
+            )
         return handler(request, self.app)
 
     def admin(self, request: flask.Request) -> flask.Response:
@@ -59,5 +70,6 @@ class Router:
         handler = self.app.routes.get(path if path.startswith("/admin/") else "/admin" + path)
         if handler is None:
             return error_response(
-                404, f"no such path {request.path}; paths: {', '.join(self.app.routes)}")
+                404, f"no such path {request.path}; paths: {', '.join(self.app.routes)}"
+            )
         return handler(request, self.app)

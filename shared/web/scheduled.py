@@ -23,5 +23,7 @@ def postprocess(request: flask.Request, app: App) -> flask.Response:
     return json_response(app.services.postprocessor().tick())
 
 
-ROUTES = (Route("/maintain", "scheduled", maintain),
-          Route("/postprocess", "scheduled", postprocess))
+ROUTES = (
+    Route("/maintain", "scheduled", maintain),
+    Route("/postprocess", "scheduled", postprocess),
+)

@@ -54,8 +54,9 @@ def _template() -> jinja2.Template:
     return env.get_template("status.html")
 
 
-def state_counts(tracker: Tracker, experiment: str | None, datatype: str | None
-                 ) -> dict[State, int]:
+def state_counts(
+    tracker: Tracker, experiment: str | None, datatype: str | None
+) -> dict[State, int]:
     """Count the jobs in every state under the experiment and datatype filters (from the counters)."""
     counts = tracker.counts_by_state([(experiment, datatype)])
     return {state: counts[(experiment, datatype, state)] for state in State}
@@ -82,8 +83,13 @@ def render_json(
     """Return the JSON status document; ``StateCounts`` counts every state under the
     experiment and datatype filters, ``Paused`` lists the operators' pauses in force."""
     jobs = [job_json(r, timeout) for r in records]
-    document: dict[str, Any] = {"Count": total, "Shown": len(jobs), "Filters": filters,
-                                "Paused": [pause_json(p) for p in pauses], "Jobs": jobs}
+    document: dict[str, Any] = {
+        "Count": total,
+        "Shown": len(jobs),
+        "Filters": filters,
+        "Paused": [pause_json(p) for p in pauses],
+        "Jobs": jobs,
+    }
     if counts is not None:
         document["StateCounts"] = {state.value: n for state, n in counts.items()}
     return document
@@ -122,32 +128,39 @@ def render_html(
     rows = []
     for r in records:
         expiry = expires_at(r, timeout)
-        rows.append({
-            "key": r.key,
-            "job": str(r.job),
-            "elapsed": format_duration(r.status.elapsed),
-            "update_time": f"{r.status.detail_time:%m/%d~%H:%M:%S}",
-            "state": r.status.state.value,
-            "label": r.status.label,
-            "detail": r.status.detail,
-            "updates": r.status.update_count,
-            "error": r.status.error,
-            "attempts": r.attempts,
-            "last_error": r.last_error,
-            "highlight": r.status.state in HIGHLIGHTED,
-            "terminal": r.status.state in TERMINAL,
-            "age": age_class(r, timeout, now),
-            "last_activity": format_time(r.last_activity),
-            "ago": f"{_span(now - r.last_activity)} ago",
-            "expires": format_time(expiry) if expiry else "",
-            "expires_in": (f"in {_span(expiry - now)}" if expiry > now else "due") if expiry
-            else "",
-            "history": [
-                {"state": h.state.value, "start": f"{h.start:%Y-%m-%d %H:%M:%S}",
-                 "detail_time": f"{h.detail_time:%m-%d %H:%M:%S}", "detail": h.detail}
-                for h in r.status.history
-            ],
-        })
+        rows.append(
+            {
+                "key": r.key,
+                "job": str(r.job),
+                "elapsed": format_duration(r.status.elapsed),
+                "update_time": f"{r.status.detail_time:%m/%d~%H:%M:%S}",
+                "state": r.status.state.value,
+                "label": r.status.label,
+                "detail": r.status.detail,
+                "updates": r.status.update_count,
+                "error": r.status.error,
+                "attempts": r.attempts,
+                "last_error": r.last_error,
+                "highlight": r.status.state in HIGHLIGHTED,
+                "terminal": r.status.state in TERMINAL,
+                "age": age_class(r, timeout, now),
+                "last_activity": format_time(r.last_activity),
+                "ago": f"{_span(now - r.last_activity)} ago",
+                "expires": format_time(expiry) if expiry else "",
+                "expires_in": (f"in {_span(expiry - now)}" if expiry > now else "due")
+                if expiry
+                else "",
+                "history": [
+                    {
+                        "state": h.state.value,
+                        "start": f"{h.start:%Y-%m-%d %H:%M:%S}",
+                        "detail_time": f"{h.detail_time:%m-%d %H:%M:%S}",
+                        "detail": h.detail,
+                    }
+                    for h in r.status.history
+                ],
+            }
+        )
     shown = {k: v for k, v in filters.items() if v is not None}
     base = {k: v for k, v in shown.items() if k != "state"}
     if refresh:
@@ -162,16 +175,29 @@ def render_html(
         states=[s.value for s in State],
         generated=format_time(now),
         refresh=refresh,
-        pauses=[{"target": "the historical cycle" if p.target == "historical" else p.target,
-                 "who": p.who, "since": format_time(p.since), "reason": p.reason}
-                for p in pauses],
+        pauses=[
+            {
+                "target": "the historical cycle" if p.target == "historical" else p.target,
+                "who": p.who,
+                "since": format_time(p.since),
+                "reason": p.reason,
+            }
+            for p in pauses
+        ],
         timeout=format_duration(timeout) if timeout else "",
-        no_refresh={**base, "refresh": 0, **({"state": shown["state"]} if "state" in shown else {})},
+        no_refresh={
+            **base,
+            "refresh": 0,
+            **({"state": shown["state"]} if "state" in shown else {}),
+        },
     )
 
 
-@endpoint(["GET", "HEAD"], _QUERY, {200: Answer("the page, or JSON with format=json",
-                                                ("text/html", "application/json"))})
+@endpoint(
+    ["GET", "HEAD"],
+    _QUERY,
+    {200: Answer("the page, or JSON with format=json", ("text/html", "application/json"))},
+)
 def status(request: flask.Request, app: App) -> flask.Response:
     """``/status``: every job, oldest first; ``?format=json``, ``state=``, ``experiment=``, ``datatype=``.
 
@@ -183,8 +209,11 @@ def status(request: flask.Request, app: App) -> flask.Response:
     records = list(tracker.get_state(JobFilter(q.state, q.experiment, q.datatype, limit=q.limit)))
     counts = state_counts(tracker, q.experiment, q.datatype)
     total = counts[q.state] if q.state else sum(counts.values())
-    shown = {"state": q.state.value if q.state else None, "experiment": q.experiment,
-             "datatype": q.datatype}
+    shown = {
+        "state": q.state.value if q.state else None,
+        "experiment": q.experiment,
+        "datatype": q.datatype,
+    }
     timeout = app.services.tracker_timeout()
     pauses = app.services.controls().all()
     if q.format == "json":

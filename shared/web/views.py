@@ -12,9 +12,8 @@ from typing import Any
 
 from shared.admin import Cancellation, Controls, Exported, Imported, Reprocessing
 from shared.gotime import format_time
-from shared.model import UTC, State
+from shared.model import FREE, UTC, AuditEntry, JobRecord, Pause, ReprocessItem, State
 from shared.schemas import JobSchema, StatusSchema
-from shared.model import FREE, AuditEntry, JobRecord, Pause, ReprocessItem
 from shared.transitions import TERMINAL
 
 _JOB = JobSchema()
@@ -60,8 +59,12 @@ def job_json(record: JobRecord, timeout: timedelta | None = None) -> dict[str, A
 
 def audit_json(entry: AuditEntry) -> dict[str, str]:
     """Return one audit entry as JSON."""
-    return {"Time": format_time(entry.time), "Who": entry.who, "Action": entry.action,
-            "Detail": entry.detail}
+    return {
+        "Time": format_time(entry.time),
+        "Who": entry.who,
+        "Action": entry.action,
+        "Detail": entry.detail,
+    }
 
 
 def job_view(record: JobRecord) -> dict[str, Any]:
@@ -90,8 +93,12 @@ def pause_json(pause: Pause | None) -> dict[str, str] | None:
     """Return an operator's pause as JSON (None when not paused)."""
     if pause is None:
         return None
-    return {"Target": pause.target, "Who": pause.who, "Since": format_time(pause.since),
-            "Reason": pause.reason}
+    return {
+        "Target": pause.target,
+        "Who": pause.who,
+        "Since": format_time(pause.since),
+        "Reason": pause.reason,
+    }
 
 
 def paused_json(pause: Pause) -> dict[str, Any]:
@@ -106,8 +113,12 @@ def resumed_json(pause: Pause, who: str) -> dict[str, Any]:
 
 def item_json(item: ReprocessItem) -> dict[str, str]:
     """Return a queued reprocessing as JSON."""
-    return {"ID": item.key, "Source": item.source, "Who": item.who,
-            "QueuedAt": format_time(item.queued_at)}
+    return {
+        "ID": item.key,
+        "Source": item.source,
+        "Who": item.who,
+        "QueuedAt": format_time(item.queued_at),
+    }
 
 
 def controls_json(controls: Controls) -> dict[str, Any]:
@@ -122,14 +133,24 @@ def controls_json(controls: Controls) -> dict[str, Any]:
 
 def reprocessing_json(done: Reprocessing) -> dict[str, Any]:
     """Return what a reprocessing request queued as JSON."""
-    return {"Queued": len(done.queued), "AlreadyQueued": done.already_queued, "Jobs": done.queued,
-            "Who": done.who, "Time": format_time(done.time)}
+    return {
+        "Queued": len(done.queued),
+        "AlreadyQueued": done.already_queued,
+        "Jobs": done.queued,
+        "Who": done.who,
+        "Time": format_time(done.time),
+    }
 
 
 def cancellation_json(done: Cancellation) -> dict[str, Any]:
     """Return what a cancelled reprocessing took back as JSON."""
-    return {"Cancelled": len(done.cancelled), "HandedOut": len(done.handed_out),
-            "Jobs": done.cancelled, "Who": done.who, "Time": format_time(done.time)}
+    return {
+        "Cancelled": len(done.cancelled),
+        "HandedOut": len(done.handed_out),
+        "Jobs": done.cancelled,
+        "Who": done.who,
+        "Time": format_time(done.time),
+    }
 
 
 def exported_json(done: Exported) -> dict[str, Any]:
@@ -140,5 +161,11 @@ def exported_json(done: Exported) -> dict[str, Any]:
 def imported_json(done: Imported) -> dict[str, Any]:
     """Return what a snapshot import did as JSON."""
     r = done.result
-    return {"Source": done.source, "Total": r.total, "Created": r.created,
-            "AlreadyPresent": r.already_present, "Skipped": r.skipped, "Who": done.who}
+    return {
+        "Source": done.source,
+        "Total": r.total,
+        "Created": r.created,
+        "AlreadyPresent": r.already_present,
+        "Skipped": r.skipped,
+        "Who": done.who,
+    }

@@ -17,8 +17,19 @@ from shared.model import utcnow
 
 GARDENER = Path(sys.executable).parent / "gardener"
 
-COMMANDS = ("jobs", "job", "retry", "fail", "reprocess", "cancel-reprocess", "pause", "resume",
-            "controls", "export", "import")
+COMMANDS = (
+    "jobs",
+    "job",
+    "retry",
+    "fail",
+    "reprocess",
+    "cancel-reprocess",
+    "pause",
+    "resume",
+    "controls",
+    "export",
+    "import",
+)
 
 
 @pytest.fixture
@@ -30,18 +41,24 @@ def server(start_server, gcs_client, gcs_url, tmp_path):  # type: ignore[no-unty
     gcs_client.create_bucket(snapshots)
     config = tmp_path / "config.yml"
     start = utcnow().date() - timedelta(days=5)
-    sources = "".join(f"""
+    sources = "".join(
+        f"""
   - bucket: {archive}
     experiment: ndt
     datatype: {dt}
     target_datasets: {{tmp: tmp_ndt, raw: raw_ndt}}
-    pipeline: []""" for dt in ("a", "b"))
-    config.write_text(f"start_date: '{start}'\ntracker: {{timeout: 1h}}\n"
-                      f"monitor: {{polling_interval: 1m}}\nsources:{sources}\n")
+    pipeline: []"""
+        for dt in ("a", "b")
+    )
+    config.write_text(
+        f"start_date: '{start}'\ntracker: {{timeout: 1h}}\n"
+        f"monitor: {{polling_interval: 1m}}\nsources:{sources}\n"
+    )
     for day in (start, start + timedelta(days=1)):
         gcs_client.bucket(archive).blob(f"ndt/a/{day:%Y/%m/%d}/x.tgz").upload_from_string(b"x")
-    url = start_server(GARDENER_CONFIG=str(config), STORAGE_EMULATOR_HOST=gcs_url,
-                       SNAPSHOT_BUCKET=snapshots)
+    url = start_server(
+        GARDENER_CONFIG=str(config), STORAGE_EMULATOR_HOST=gcs_url, SNAPSHOT_BUCKET=snapshots
+    )
     return {"url": url, "archive": archive, "snapshots": snapshots, "start": start}
 
 
@@ -54,15 +71,17 @@ def run(capsys, url: str, *args: str) -> tuple[int, str, str]:  # type: ignore[n
 
 def next_job(url: str) -> str:
     """Take the next job; return its key (the handed-out ID without its run)."""
-    with urllib.request.urlopen(urllib.request.Request(f"{url}/v2/job/next", data=b"",
-                                                       method="POST"), timeout=30) as r:
+    with urllib.request.urlopen(
+        urllib.request.Request(f"{url}/v2/job/next", data=b"", method="POST"), timeout=30
+    ) as r:
         return str(json.loads(r.read())["ID"]).partition("~")[0]
 
 
 def test_the_console_script_is_installed_and_every_command_has_help() -> None:
     assert GARDENER.exists(), "run `make test` (it installs the gardener console script)"
-    top = subprocess.run([str(GARDENER), "--help"], capture_output=True, text=True, timeout=60,
-                         check=False)
+    top = subprocess.run(
+        [str(GARDENER), "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
     assert top.returncode == 0 and all(c in top.stdout for c in COMMANDS)
     for command in COMMANDS:
         with pytest.raises(SystemExit) as exit_:
@@ -105,30 +124,36 @@ def test_operator_session_through_the_cli(server, capsys):
     assert code == 1 and "not paused" in err
 
     start = server["start"]
-    code, out, _ = run(capsys, url, "reprocess", "--from", f"{start}", "--to", f"{start}",
-                       "--source", "ndt/a")
+    code, out, _ = run(
+        capsys, url, "reprocess", "--from", f"{start}", "--to", f"{start}", "--source", "ndt/a"
+    )
     assert code == 0 and "queued 1 jobs" in out
     code, out, _ = run(capsys, url, "controls")
     assert code == 0 and "Reprocessing queued: 1" in out and "historical" in out
-    code, _, err = run(capsys, url, "reprocess", "--from", f"{start}", "--to", f"{start}",
-                       "--source", "ndt/zz")
+    code, _, err = run(
+        capsys, url, "reprocess", "--from", f"{start}", "--to", f"{start}", "--source", "ndt/zz"
+    )
     assert code == 1 and "unknown sources ndt/zz" in err
     second = start + timedelta(days=1)
     code, out, _ = run(capsys, url, "reprocess", "--from", f"{start}", "--to", f"{second}")
     assert code == 0 and "queued 3 jobs" in out and "(1 were queued already)" in out
-    code, out, _ = run(capsys, url, "cancel-reprocess", "--from", f"{second}", "--to", f"{second}",
-                       "--json")
+    code, out, _ = run(
+        capsys, url, "cancel-reprocess", "--from", f"{second}", "--to", f"{second}", "--json"
+    )
     cancelled = json.loads(out)
     assert code == 0 and cancelled["Cancelled"] == 2 and cancelled["Who"] == "carol (unverified)"
-    assert sorted(cancelled["Jobs"]) == [f"{server['archive']}/ndt/{dt}/{second:%Y%m%d}"
-                                         for dt in "ab"]
+    assert sorted(cancelled["Jobs"]) == [
+        f"{server['archive']}/ndt/{dt}/{second:%Y%m%d}" for dt in "ab"
+    ]
     code, out, _ = run(capsys, url, "cancel-reprocess", "--from", f"{second}", "--to", f"{second}")
     assert code == 0 and "cancelled 0 queued reprocessing jobs" in out
     code, _, err = run(capsys, url, "cancel-reprocess", "--from", f"{second}", "--to", f"{start}")
     assert code == 1 and "after to" in err and "HTTP 400" in err
     code, out, _ = run(capsys, url, "controls", "--json")
     assert [i["ID"] for i in json.loads(out)["ReprocessNext"]] == [
-        f"{server['archive']}/ndt/a/{start:%Y%m%d}", f"{server['archive']}/ndt/b/{start:%Y%m%d}"]
+        f"{server['archive']}/ndt/a/{start:%Y%m%d}",
+        f"{server['archive']}/ndt/b/{start:%Y%m%d}",
+    ]
 
     code, out, _ = run(capsys, url, "export", "--json")
     exported = json.loads(out)
@@ -144,6 +169,7 @@ def test_exit_codes_for_usage_errors_and_an_unreachable_tracker(capsys):
     code = cli.main(["controls", "--url", "http://127.0.0.1:9", "--timeout", "1"])
     assert code == 1 and "gardener controls" in capsys.readouterr().err
     assert cli.main(["controls", "--url", "ftp://h"]) == 2
-    script = subprocess.run([str(GARDENER), "fail", "x"], capture_output=True, text=True, timeout=60,
-                         check=False)
+    script = subprocess.run(
+        [str(GARDENER), "fail", "x"], capture_output=True, text=True, timeout=60, check=False
+    )
     assert script.returncode == 2 and "--reason" in script.stderr

@@ -31,9 +31,13 @@ from shared.model import State
 def stack(emulator_host: str, gcs_url: str) -> Iterator[str]:
     """The local stack with the demo config on a project of its own; its base URL."""
     port = free_port()
-    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator_host,
-           "GOOGLE_CLOUD_PROJECT": f"demo-{uuid.uuid4().hex[:12]}",
-           "STORAGE_EMULATOR_HOST": gcs_url, "POSTPROCESS_INTERVAL": "0.5"}
+    env = {
+        **os.environ,
+        "FIRESTORE_EMULATOR_HOST": emulator_host,
+        "GOOGLE_CLOUD_PROJECT": f"demo-{uuid.uuid4().hex[:12]}",
+        "STORAGE_EMULATOR_HOST": gcs_url,
+        "POSTPROCESS_INTERVAL": "0.5",
+    }
     env.pop("GARDENER_CONFIG", None)
     env.pop("FLEET", None)
     with launched(env, port) as (base, _):
@@ -98,7 +102,8 @@ def test_errors_are_typed_and_name_the_call(client: TrackerClient) -> None:
     with pytest.raises(TransitionRejected) as rejected:
         client.update(assignment.id, State.COMPLETE)
     assert rejected.value.status == 409 and "complete is set by post-processing" in (
-        rejected.value.message)
+        rejected.value.message
+    )
     assert isinstance(rejected.value, TrackerCallError)
 
 
@@ -108,8 +113,9 @@ def test_unknown_state_name_in_python_is_refused_before_sending(client: TrackerC
 
 
 def test_no_tracker_is_unavailable_after_the_attempts() -> None:
-    client = TrackerClient(f"http://127.0.0.1:{free_port()}", timeout=2, attempts=2,
-                           backoff=0.01, max_backoff=0.02)
+    client = TrackerClient(
+        f"http://127.0.0.1:{free_port()}", timeout=2, attempts=2, backoff=0.01, max_backoff=0.02
+    )
     with pytest.raises(TrackerUnavailable) as caught:
         client.next()
     assert caught.value.call == "next" and caught.value.status is None
@@ -126,8 +132,11 @@ def test_next_says_none_when_every_job_is_handed_out(client: TrackerClient) -> N
 
 
 def test_the_client_imports_no_storage_library() -> None:
-    code = ("import sys, shared.client; "
-            "print([m for m in sys.modules if m.startswith(('google.cloud.', 'shared.store'))])")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import sys, shared.client; "
+        "print([m for m in sys.modules if m.startswith(('google.cloud.', 'shared.store'))])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

@@ -21,18 +21,18 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
+import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
-
-import schemathesis
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
-from shared.model import Job, State
+
 from shared.defaults import JOB_WRITE_INTERVAL
+from shared.model import Job, State
 from shared.tracker import Tracker
 from shared.web.parsers import NO_JOB_FOUND
 from shared.web.routes import enabled
@@ -40,8 +40,7 @@ from shared.web.routes import enabled
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
 #: The bounded default run is repeatable; a longer one (FUZZ_EXAMPLES set) explores anew.
 DERANDOMIZE = "FUZZ_EXAMPLES" not in os.environ
-CHECKS = [status_code_conformance, content_type_conformance,
-          response_schema_conformance]
+CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
 #: Paths whose rejected requests must change nothing (one path per handler is fuzzed).
 WRITERS = {"/v2/job/update", "/v2/job/error", "/v2/job/heartbeat"}
 #: The aliases of the router: the same handlers as the paths fuzzed.
@@ -49,7 +48,7 @@ ALIASES = {"/update", "/error", "/heartbeat", "/next_job", "/"}
 
 NASTY_TEXT = [
     "<script>alert(1)</script>",
-    "\"><img src=x onerror=alert(1)>",
+    '"><img src=x onerror=alert(1)>',
     "ü" * 5000,  # unicode, over the 4,096-character limit
     "x" * 100_000,
     "line\r\nInjected: header",
@@ -77,20 +76,27 @@ def fuzz_server(start_server, gcs_client, store, tmp_path) -> tuple[str, list[st
         f"  - {{bucket: {bucket}, experiment: ndt, datatype: ndt7, pipeline: [],\n"
         "      target_datasets: {tmp: tmp_ndt, raw: raw_ndt}}\n"
         f"  - {{bucket: {bucket}, experiment: wehe, datatype: scamper1, pipeline: [],\n"
-        "      target_datasets: {tmp: tmp_wehe, raw: raw_wehe}}\n")
+        "      target_datasets: {tmp: tmp_wehe, raw: raw_wehe}}\n"
+    )
     tracker = Tracker(store)
     keys = []
-    paths = {State.INIT: [], State.PARSING: [State.PARSING],
-             State.POST_PROCESSING: [State.PARSING, State.POST_PROCESSING],
-             State.FAILED: [State.FAILED], State.COMPLETE: [State.PARSING, State.POST_PROCESSING,
-                                                            State.COMPLETE]}
+    paths = {
+        State.INIT: [],
+        State.PARSING: [State.PARSING],
+        State.POST_PROCESSING: [State.PARSING, State.POST_PROCESSING],
+        State.FAILED: [State.FAILED],
+        State.COMPLETE: [State.PARSING, State.POST_PROCESSING, State.COMPLETE],
+    }
     for offset, steps in enumerate(paths.values()):
         record = tracker.add_job(Job(bucket, "ndt", "ndt7", today - timedelta(days=30 + offset)))
         for state in steps:
             tracker.set_status(record.key, state, "seeded")
         keys.append(record.key)
-    base = start_server(GARDENER_CONFIG=str(config), STORAGE_EMULATOR_HOST=os.environ[
-        "STORAGE_EMULATOR_HOST"], HEARTBEAT_COALESCE_SECONDS="0")
+    base = start_server(
+        GARDENER_CONFIG=str(config),
+        STORAGE_EMULATOR_HOST=os.environ["STORAGE_EMULATOR_HOST"],
+        HEARTBEAT_COALESCE_SECONDS="0",
+    )
     return base, keys
 
 
@@ -118,16 +124,27 @@ def invalid(path: str, url: str) -> bool:
     return False
 
 
-def fuzz(operation: schemathesis.APIOperation, mode: schemathesis.GenerationMode, base: str,
-         keys: list[str], store, seen: dict[str, set[int]]) -> None:  # type: ignore[no-untyped-def]
+def fuzz(
+    operation: schemathesis.APIOperation,
+    mode: schemathesis.GenerationMode,
+    base: str,
+    keys: list[str],
+    store,
+    seen: dict[str, set[int]],
+) -> None:  # type: ignore[no-untyped-def]
     """Run ``EXAMPLES`` generated cases of one operation in one mode, checking each answer."""
     writer = operation.path in WRITERS
     negative = mode is schemathesis.GenerationMode.NEGATIVE
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=DERANDOMIZE,
-              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
-    @given(case=operation.as_strategy(generation_mode=mode),
-           key=st.sampled_from(keys) | st.none())
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=DERANDOMIZE,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode), key=st.sampled_from(keys) | st.none())
     def run(case: schemathesis.Case, key: str | None) -> None:
         if key and not negative and case.query and "id" in case.query:
             case.query["id"] = key  # a real job: real transitions, 200s and 409s
@@ -135,8 +152,11 @@ def fuzz(operation: schemathesis.APIOperation, mode: schemathesis.GenerationMode
         response = case.call(base_url=base, timeout=30)
         seen.setdefault(f"{case.method} {case.path} {mode.value}", set()).add(response.status_code)
         no_job = response.status_code == 503 and response.text == NO_JOB_FOUND
-        assert response.status_code < 500 or no_job, (case.query, response.status_code,
-                                                      response.text)
+        assert response.status_code < 500 or no_job, (
+            case.query,
+            response.status_code,
+            response.text,
+        )
         case.validate_response(response, checks=CHECKS)
         if invalid(operation.path, response.request.url):
             assert 400 <= response.status_code < 500, (case.query, response.text)
@@ -165,19 +185,31 @@ def test_fuzz_every_operation(fuzz_server, store):
 
 def rejected(live: str) -> list[tuple[str, dict[str, str]]]:
     """(path, parameters) pairs that must each be refused: every value here is invalid."""
-    ids = [*NASTY_TEXT, f"{live}<script>", f"{live}\x00", f"{live}\n", f"{live}/", "ü" + live[1:],
-           live.replace("ndt7", "ndt7<b>"), "a" * 401]
+    ids = [
+        *NASTY_TEXT,
+        f"{live}<script>",
+        f"{live}\x00",
+        f"{live}\n",
+        f"{live}/",
+        "ü" + live[1:],
+        live.replace("ndt7", "ndt7<b>"),
+        "a" * 401,
+    ]
     long_texts = [t for t in NASTY_TEXT if len(t) > 4096]
     cases: list[tuple[str, dict[str, str]]] = []
     for bad in ids:
-        cases += [("/v2/job/update", {"id": bad, "state": "parsing"}),
-                  ("/v2/job/error", {"id": bad, "error": "x"}),
-                  ("/v2/job/heartbeat", {"id": bad})]
+        cases += [
+            ("/v2/job/update", {"id": bad, "state": "parsing"}),
+            ("/v2/job/error", {"id": bad, "error": "x"}),
+            ("/v2/job/heartbeat", {"id": bad}),
+        ]
     for bad in [*NASTY_TEXT, "PARSING", "parsing ", "complete\x00"]:
         cases.append(("/v2/job/update", {"id": live, "state": bad}))
     for text in long_texts:
-        cases += [("/v2/job/update", {"id": live, "state": "parsing", "detail": text}),
-                  ("/v2/job/error", {"id": live, "error": text})]
+        cases += [
+            ("/v2/job/update", {"id": live, "state": "parsing", "detail": text}),
+            ("/v2/job/error", {"id": live, "error": text}),
+        ]
     return cases
 
 
@@ -206,8 +238,11 @@ def test_nasty_but_valid_detail_is_stored_verbatim_and_shown_escaped(fuzz_server
         # The job list reads no progress shards: an update is on it once it goes to the
         # job document, which it does when that was last written a write interval ago.
         time.sleep(JOB_WRITE_INTERVAL.total_seconds())
-        response = requests.post(f"{base}/v2/job/update",
-                                 params={"id": live, "state": "parsing", "detail": text}, timeout=30)
+        response = requests.post(
+            f"{base}/v2/job/update",
+            params={"id": live, "state": "parsing", "detail": text},
+            timeout=30,
+        )
         assert response.status_code == 200, response.text
         status = requests.get(f"{base}/status", params={"format": "json"}, timeout=30).json()
         job = next(j for j in status["Jobs"] if j["ID"] == live)

@@ -54,16 +54,23 @@ def test_sigkill_mid_load_then_restart_loses_nothing(emulator_host, gcs_url, pro
     seed(client(gcs_url), bucket, archive_names(start, today))
 
     port = free_port()
-    env = {"FIRESTORE_EMULATOR_HOST": emulator_host, "STORAGE_EMULATOR_HOST": gcs_url,
-           "GOOGLE_CLOUD_PROJECT": project, "GARDENER_CONFIG": str(config_path),
-           "HEARTBEAT_COALESCE_SECONDS": "0"}
+    env = {
+        "FIRESTORE_EMULATOR_HOST": emulator_host,
+        "STORAGE_EMULATOR_HOST": gcs_url,
+        "GOOGLE_CLOUD_PROJECT": project,
+        "GARDENER_CONFIG": str(config_path),
+        "HEARTBEAT_COALESCE_SECONDS": "0",
+    }
     servers = [start_functions(port, env, quiet=True)]
     killed_at: list[int] = []
 
     def kill_and_restart(calls) -> None:  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if sum(c.endpoint == "next" and c.status == 200 for c in list(calls)) >= len(available) // 3:
+            if (
+                sum(c.endpoint == "next" and c.status == 200 for c in list(calls))
+                >= len(available) // 3
+            ):
                 break
             time.sleep(0.02)
         killed_at.append(len(calls))
@@ -72,9 +79,15 @@ def test_sigkill_mid_load_then_restart_loses_nothing(emulator_host, gcs_url, pro
         servers.append(start_functions(port, env, quiet=True))
 
     try:
-        _, calls = run_parsers(f"http://127.0.0.1:{port}", PARSERS, jobs=10_000,
-                               archives=ARCHIVES, timeout=20, retries=150,
-                               during=kill_and_restart)
+        _, calls = run_parsers(
+            f"http://127.0.0.1:{port}",
+            PARSERS,
+            jobs=10_000,
+            archives=ARCHIVES,
+            timeout=20,
+            retries=150,
+            during=kill_and_restart,
+        )
     finally:
         for server in servers:
             stop_process(server)
@@ -82,7 +95,7 @@ def test_sigkill_mid_load_then_restart_loses_nothing(emulator_host, gcs_url, pro
     # The kill happened mid-run: calls went unanswered, and work went on after it.
     assert killed_at and 0 < killed_at[0] < len(calls)
     assert any(c.status == 0 for c in calls)
-    assert any(c.status == 200 for c in calls[killed_at[0]:])
+    assert any(c.status == 200 for c in calls[killed_at[0] :])
     assert {c.status for c in calls} <= {0, 200, 503}, Counter(c.status for c in calls)
 
     handed = [c.key for c in calls if c.endpoint == "next" and c.status == 200]

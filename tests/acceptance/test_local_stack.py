@@ -18,8 +18,9 @@ from local.stack import ROOT, launched
 def post(url: str) -> tuple[int, dict]:
     """POST with an empty body and no content type, as the Go client does."""
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"),
-                                    timeout=30) as r:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, data=b"", method="POST"), timeout=30
+        ) as r:
             return r.status, json.loads(r.read() or b"{}")
     except urllib.error.HTTPError as e:
         body = e.read()
@@ -30,12 +31,23 @@ def post(url: str) -> tuple[int, dict]:
 
 def test_stack_serves_go_client_calls_and_stops_on_ctrl_c(emulator_host, gcs_url, project):
     port = free_port()
-    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator_host, "PORT": str(port),
-           "GOOGLE_CLOUD_PROJECT": project, "STORAGE_EMULATOR_HOST": gcs_url,
-           "POSTPROCESS_INTERVAL": "0.5"}
+    env = {
+        **os.environ,
+        "FIRESTORE_EMULATOR_HOST": emulator_host,
+        "PORT": str(port),
+        "GOOGLE_CLOUD_PROJECT": project,
+        "STORAGE_EMULATOR_HOST": gcs_url,
+        "POSTPROCESS_INTERVAL": "0.5",
+    }
     env.pop("GARDENER_CONFIG", None)
-    proc = subprocess.Popen([sys.executable, "-m", "local.stack"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "local.stack"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines = []
         deadline = time.monotonic() + 60
@@ -61,12 +73,19 @@ def test_stack_serves_go_client_calls_and_stops_on_ctrl_c(emulator_host, gcs_url
             handed.add(answer[1]["ID"])
         assert len(handed) > 3
 
-        assert post(f"{base}/v2/job/update?id={job_id}&state=parsing&detail=starting+tasks")[0] == 200
+        assert (
+            post(f"{base}/v2/job/update?id={job_id}&state=parsing&detail=starting+tasks")[0] == 200
+        )
         assert post(f"{base}/v2/job/heartbeat?id={job_id}")[0] == 200
-        assert post(f"{base}/v2/job/update?id={job_id}&state=parsing&detail=gs%3A%2F%2Fa.tgz")[0] == 200
+        assert (
+            post(f"{base}/v2/job/update?id={job_id}&state=parsing&detail=gs%3A%2F%2Fa.tgz")[0]
+            == 200
+        )
         assert post(f"{base}/v2/job/update?id={job_id}")[0] == 424
         assert post(f"{base}/v2/job/update?state=parsing")[0] == 422
-        assert post(f"{base}/v2/job/heartbeat?id=archive-measurement-lab/ndt/ndt7/20000101")[0] == 410
+        assert (
+            post(f"{base}/v2/job/heartbeat?id=archive-measurement-lab/ndt/ndt7/20000101")[0] == 410
+        )
         code, body = post(f"{base}/v2/job/update?id={job_id}&state=complete")
         assert code == 409 and "complete is set by post-processing" in body["error"]
         assert post(f"{base}/v2/job/update?id={job_id}&state=postProcessing")[0] == 200
@@ -99,7 +118,8 @@ def test_stack_serves_go_client_calls_and_stops_on_ctrl_c(emulator_host, gcs_url
 
 
 def test_silent_job_fails_is_handed_out_again_and_snapshots_appear(
-        emulator_host, gcs_url, gcs_client, project, tmp_path):
+    emulator_host, gcs_url, gcs_client, project, tmp_path
+):
     from datetime import timedelta
 
     from shared.model import utcnow
@@ -112,10 +132,17 @@ def test_silent_job_fails_is_handed_out_again_and_snapshots_appear(
     config.write_text(
         f"start_date: {day:%Y-%m-%d}\ntracker: {{timeout: 2s}}\nmonitor: {{polling_interval: 1m}}\n"
         f"sources:\n  - bucket: {bucket}\n    experiment: ndt\n    datatype: ndt7\n"
-        f"    target_datasets: {{tmp: tmp_ndt, raw: raw_ndt}}\n    pipeline: []\n")
-    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator_host,
-           "GOOGLE_CLOUD_PROJECT": project, "STORAGE_EMULATOR_HOST": gcs_url,
-           "GARDENER_CONFIG": str(config), "MAINTAIN_INTERVAL": "0.5", "RETRY_BACKOFF": "1s"}
+        f"    target_datasets: {{tmp: tmp_ndt, raw: raw_ndt}}\n    pipeline: []\n"
+    )
+    env = {
+        **os.environ,
+        "FIRESTORE_EMULATOR_HOST": emulator_host,
+        "GOOGLE_CLOUD_PROJECT": project,
+        "STORAGE_EMULATOR_HOST": gcs_url,
+        "GARDENER_CONFIG": str(config),
+        "MAINTAIN_INTERVAL": "0.5",
+        "RETRY_BACKOFF": "1s",
+    }
     with launched(env, free_port()) as (base, _):
         code, job = post(f"{base}/v2/job/next")
         assert code == 200

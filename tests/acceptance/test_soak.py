@@ -28,4 +28,5 @@ def test_soak_keeps_every_invariant() -> None:
     assert outcome.report.checked["no-duplicate-handout"] > 0, table(outcome)
     assert any(f.kind == "kill" for f in outcome.faults), table(outcome)
     assert not outcome.report.violations, (
-        f"{table(outcome)}\nreplay: make soak SEED={SEED} SECONDS={SECONDS:g}")
+        f"{table(outcome)}\nreplay: make soak SEED={SEED} SECONDS={SECONDS:g}"
+    )

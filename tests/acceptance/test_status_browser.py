@@ -27,15 +27,27 @@ TIMEOUT_MINUTES = 10
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="headless Chromium not installed: apt-get install -y chromium (Debian) to run the "
-           "status page's browser check")
+    "status page's browser check",
+)
 
 
 def chromium(tmp_path: Path, *args: str) -> str:
     """Run headless Chromium with a throw-away profile; return its standard output."""
     profile = tmp_path / "profile"
-    command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-               "--no-first-run", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile}", *args]
+    command = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=90, check=True)
     return done.stdout
 
@@ -48,7 +60,8 @@ def page_url(start_server, store, tmp_path) -> tuple[str, dict[str, str]]:
         "start_date: 2019-01-01\n"
         f"tracker:\n  timeout: {TIMEOUT_MINUTES}m\nmonitor:\n  polling_interval: 1m\n"
         "sources:\n  - {bucket: archive-demo, experiment: ndt, datatype: ndt7, pipeline: [],\n"
-        "      target_datasets: {tmp: tmp_ndt, raw: raw_ndt}}\n")
+        "      target_datasets: {tmp: tmp_ndt, raw: raw_ndt}}\n"
+    )
     now = datetime.now(UTC)
     jobs: dict[str, str] = {}
 
@@ -71,7 +84,7 @@ def page_url(start_server, store, tmp_path) -> tuple[str, dict[str, str]]:
 def row_of(dom: str, key: str) -> str:
     """The table row of the job with ``key`` in the dumped DOM."""
     start = dom.index(f'title="{html.escape(key)}"')
-    return dom[dom.rindex("<tr", 0, start):dom.index("</tr>", start)]
+    return dom[dom.rindex("<tr", 0, start) : dom.index("</tr>", start)]
 
 
 def test_status_page_renders_jobs_escapes_script_and_colours_by_age(page_url, tmp_path):
@@ -88,8 +101,9 @@ def test_status_page_renders_jobs_escapes_script_and_colours_by_age(page_url, tm
     assert "&lt;script&gt;document.title='pwned'&lt;/script&gt;" in dom
     assert "<script>document.title" not in dom
     # Counts per state at the top, each a link that filters by it.
-    assert re.search(r'<a class="chip s-parsing[^"]*" href="\?state=parsing"><span class="n">4</span>',
-                     dom), dom[:3000]
+    assert re.search(
+        r'<a class="chip s-parsing[^"]*" href="\?state=parsing"><span class="n">4</span>', dom
+    ), dom[:3000]
     assert re.search(r'<span class="n">1</span> failed', dom)
     # Age colouring against the 10-minute timeout; failed jobs stand out.
     assert "age-expiring" in row_of(dom, jobs["expiring"])
@@ -112,8 +126,9 @@ def test_status_page_filter_form_works_without_javascript(page_url, tmp_path):
     form = re.search(r'<form class="filters" method="get">(.*?)</form>', served, re.S).group(1)
     assert {"state", "experiment", "datatype", "refresh"} <= set(re.findall(r'name="(\w+)"', form))
     # what submitting the form with state=failed, experiment=ndt asks for
-    dom = chromium(tmp_path, "--dump-dom", f"{base}/status?state=failed&experiment=ndt"
-                                          "&datatype=&refresh=0")
+    dom = chromium(
+        tmp_path, "--dump-dom", f"{base}/status?state=failed&experiment=ndt&datatype=&refresh=0"
+    )
     assert html.escape(jobs["failed"]) in dom
     assert html.escape(jobs["fresh"]) not in dom
     assert '<option selected="">failed</option>' in dom or "<option selected>failed" in dom
@@ -122,7 +137,12 @@ def test_status_page_filter_form_works_without_javascript(page_url, tmp_path):
 def test_status_page_screenshot(page_url, tmp_path):
     base, _ = page_url
     shot = Path(os.environ.get("STATUS_SCREENSHOT") or tmp_path / "status.png")
-    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1400,800",
-             "--hide-scrollbars", f"{base}/status?refresh=0")
+    chromium(
+        tmp_path,
+        f"--screenshot={shot}",
+        "--window-size=1400,800",
+        "--hide-scrollbars",
+        f"{base}/status?refresh=0",
+    )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 10_000  # a rendered page, not a blank one

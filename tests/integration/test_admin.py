@@ -35,14 +35,20 @@ def bucket(gcs_client):  # type: ignore[no-untyped-def]
 def config(bucket: str) -> Config:
     """Two sources, ndt/a (daily and historical) and ndt/b, history from a week ago."""
     sources = tuple(Source(bucket, "ndt", dt, "", DS) for dt in ("a", "b"))
-    return Config(start_date=NOW_DAY - timedelta(days=7), tracker_timeout=timedelta(hours=6),
-                  polling_interval=timedelta(minutes=1), sources=sources)
+    return Config(
+        start_date=NOW_DAY - timedelta(days=7),
+        tracker_timeout=timedelta(hours=6),
+        polling_interval=timedelta(minutes=1),
+        sources=sources,
+    )
 
 
 def put_files(gcs_client, bucket: str, datatype: str, *days: date) -> list[str]:  # type: ignore[no-untyped-def]
     b = gcs_client.bucket(bucket)
     for day in days:
-        b.blob(f"ndt/{datatype}/{day:%Y/%m/%d}/20190102T000000Z-archive.tgz").upload_from_string(b"x")
+        b.blob(f"ndt/{datatype}/{day:%Y/%m/%d}/20190102T000000Z-archive.tgz").upload_from_string(
+            b"x"
+        )
     return [Job(bucket, "ndt", datatype, day).key() for day in days]
 
 
@@ -61,16 +67,29 @@ def admin(tracker, firestore_client, config, gcs_client, snapshots, clock):  # t
 
         return dataclasses.asdict(write_snapshot(tracker.store, snapshots, now))
 
-    return Admin(tracker, ReprocessQueue(firestore_client), ControlStore(firestore_client), config,
-                 export=export, load=lambda src: load_snapshot(src, gcs_client), max_reprocess=20)
+    return Admin(
+        tracker,
+        ReprocessQueue(firestore_client),
+        ControlStore(firestore_client),
+        config,
+        export=export,
+        load=lambda src: load_snapshot(src, gcs_client),
+        max_reprocess=20,
+    )
 
 
 @pytest.fixture
 def service(tracker, firestore_client, gcs_client, config, clock):  # type: ignore[no-untyped-def]
     def make() -> JobService:
-        return JobService(tracker, CursorStore(firestore_client), ArchiveLister(gcs_client), config,
-                          clock=clock, queue=ReprocessQueue(firestore_client),
-                          controls=ControlStore(firestore_client))
+        return JobService(
+            tracker,
+            CursorStore(firestore_client),
+            ArchiveLister(gcs_client),
+            config,
+            clock=clock,
+            queue=ReprocessQueue(firestore_client),
+            controls=ControlStore(firestore_client),
+        )
 
     return make
 
@@ -113,8 +132,14 @@ def add(tracker, bucket: str, datatype: str, day: date, *states: State) -> str: 
 OP = {"X-Operator": "alice"}
 #: Who a request with only OP is recorded as: the header is a claim no one verified.
 ALICE = "alice (unverified)"
-MALLORY = {"iss": "https://accounts.google.com", "aud": f"https://{HOST}",
-           "email": "mallory@example.org", "email_verified": True, "iat": 1, "exp": 9999999999}
+MALLORY = {
+    "iss": "https://accounts.google.com",
+    "aud": f"https://{HOST}",
+    "email": "mallory@example.org",
+    "email_verified": True,
+    "iat": 1,
+    "exp": 9999999999,
+}
 
 
 # --- looking ---------------------------------------------------------------------------------
@@ -137,10 +162,16 @@ def test_list_and_filter_jobs(api, tracker, bucket, clock):
     assert [j["ID"] for j in both["Jobs"]] == [k1]
 
 
-@pytest.mark.parametrize("query, status, where", [
-    ("state=nope", 400, "state"), ("limit=0", 400, "limit"), ("from=2026-13-01", 400, "from"),
-    ("from=2026-01-05&to=2026-01-01", 400, "to"), ("experiment=a%20b", 400, "experiment"),
-])
+@pytest.mark.parametrize(
+    "query, status, where",
+    [
+        ("state=nope", 400, "state"),
+        ("limit=0", 400, "limit"),
+        ("from=2026-13-01", 400, "from"),
+        ("from=2026-01-05&to=2026-01-01", 400, "to"),
+        ("experiment=a%20b", 400, "experiment"),
+    ],
+)
 def test_bad_list_filters_answer_400_naming_the_field(api, query, status, where):
     response = api.get(f"/admin/jobs?{query}")
     assert response.status_code == status and where in response.get_json()["fields"]
@@ -160,8 +191,9 @@ def test_show_one_job_with_history_and_audit(api, tracker, bucket):
 # --- retry and fail --------------------------------------------------------------------------
 
 
-def test_retry_makes_a_failed_job_due_now_and_is_audited(api, tracker, bucket, clock, service,
-                                                         gcs_client):
+def test_retry_makes_a_failed_job_due_now_and_is_audited(
+    api, tracker, bucket, clock, service, gcs_client
+):
     put_files(gcs_client, bucket, "a", YESTERDAY)
     key = add(tracker, bucket, "a", YESTERDAY, State.FAILED)
     assert tracker.get_record(key).retry_at > clock()  # in its backoff
@@ -169,17 +201,25 @@ def test_retry_makes_a_failed_job_due_now_and_is_audited(api, tracker, bucket, c
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert body["RetryAt"] == body["Audit"][-1]["Time"]
-    assert body["Audit"][-1] | {"Time": ""} == {"Time": "", "Who": ALICE, "Action": "retry",
-                                                "Detail": "due now as attempt 2"}
+    assert body["Audit"][-1] | {"Time": ""} == {
+        "Time": "",
+        "Who": ALICE,
+        "Action": "retry",
+        "Detail": "due now as attempt 2",
+    }
     again = service().next_job()
     assert again is not None and again.key == key and again.offer == "retry/2"
-    assert again.attempts == 2 and again.audit[-1].action == "retry"  # the audit survives the restart
+    assert (
+        again.attempts == 2 and again.audit[-1].action == "retry"
+    )  # the audit survives the restart
 
 
-@pytest.mark.parametrize("states, hint", [((State.PARSING,), "mark it failed first"),
-                                          ((), "mark it failed first")])
+@pytest.mark.parametrize(
+    "states, hint", [((State.PARSING,), "mark it failed first"), ((), "mark it failed first")]
+)
 def test_retry_of_a_job_that_has_not_failed_is_refused_and_writes_nothing(
-        api, tracker, bucket, firestore_client, states, hint):
+    api, tracker, bucket, firestore_client, states, hint
+):
     key = add(tracker, bucket, "a", YESTERDAY, *states)
     before = everything(firestore_client)
     response = api.post(f"/admin/job/retry?id={key}", headers=OP)
@@ -196,7 +236,10 @@ def test_fail_marks_a_job_in_flight_failed_with_the_reason(api, tracker, bucket,
     assert body["State"] == "failed" and body["Previous"] == "parsing"
     assert body["Error"] == f"parsing: failed by {ALICE}: bad archive"
     assert body["RetryAt"] is None
-    assert body["Audit"][-1]["Who"] == ALICE and body["Audit"][-1]["Detail"] == "in parsing: bad archive"
+    assert (
+        body["Audit"][-1]["Who"] == ALICE
+        and body["Audit"][-1]["Detail"] == "in parsing: bad archive"
+    )
     clock.advance(hours=5)
     assert tracker.retryable(clock(), 10) == []  # not retried by itself
     # The parser's late update is refused: the job is terminal.
@@ -204,20 +247,29 @@ def test_fail_marks_a_job_in_flight_failed_with_the_reason(api, tracker, bucket,
 
 
 @pytest.mark.parametrize("final", [State.FAILED, State.COMPLETE])
-def test_fail_of_a_terminal_job_answers_409_naming_the_states(api, tracker, bucket, firestore_client,
-                                                             final):
-    path = (State.FAILED,) if final is State.FAILED else (
-        State.PARSING, State.POST_PROCESSING, State.COMPLETE)
+def test_fail_of_a_terminal_job_answers_409_naming_the_states(
+    api, tracker, bucket, firestore_client, final
+):
+    path = (
+        (State.FAILED,)
+        if final is State.FAILED
+        else (State.PARSING, State.POST_PROCESSING, State.COMPLETE)
+    )
     key = add(tracker, bucket, "a", YESTERDAY, *path)
     before = everything(firestore_client)
     response = api.post(f"/admin/job/fail?id={key}&reason=x", headers=OP)
     assert response.status_code == 409
-    assert f"is {final.value}" in response.get_json()["error"] and "failed" in response.get_json()["error"]
+    assert (
+        f"is {final.value}" in response.get_json()["error"]
+        and "failed" in response.get_json()["error"]
+    )
     assert everything(firestore_client) == before
 
 
-@pytest.mark.parametrize("query, status", [("", 422), ("id=x&reason=r", 400), ("id={key}", 400),
-                                           ("id={key}&reason=" + "r" * 5000, 400)])
+@pytest.mark.parametrize(
+    "query, status",
+    [("", 422), ("id=x&reason=r", 400), ("id={key}", 400), ("id={key}&reason=" + "r" * 5000, 400)],
+)
 def test_bad_fail_requests_write_nothing(api, tracker, bucket, firestore_client, query, status):
     key = add(tracker, bucket, "a", YESTERDAY, State.PARSING)
     before = everything(firestore_client)
@@ -225,18 +277,33 @@ def test_bad_fail_requests_write_nothing(api, tracker, bucket, firestore_client,
     assert everything(firestore_client) == before
 
 
-@pytest.mark.parametrize("headers, deployed, status, who", [
-    ({"Authorization": f"Bearer {signed()}", **OP}, True, 200, "ops@example.org"),
-    ({"Authorization": f"Bearer {unsigned(MALLORY)}", **OP}, True, 401, None),
-    ({"Authorization": f"Bearer {signed(OTHER_KEY, email='mallory@example.org')}"}, True, 401,
-     None),
-    ({"Authorization": f"Bearer {signed(aud='https://other.a.run.app')}"}, True, 401, None),
-    (OP, False, 200, "alice (unverified)"),
-    ({}, True, 200, "anonymous"),
-], ids=["signed", "unsigned-mallory", "mallory-signed-by-another-key", "another-audience",
-        "header", "nothing-deployed"])
-def test_only_a_verified_id_token_names_the_operator(api, tracker, bucket, firestore_client,
-                                                     monkeypatch, headers, deployed, status, who):
+@pytest.mark.parametrize(
+    "headers, deployed, status, who",
+    [
+        ({"Authorization": f"Bearer {signed()}", **OP}, True, 200, "ops@example.org"),
+        ({"Authorization": f"Bearer {unsigned(MALLORY)}", **OP}, True, 401, None),
+        (
+            {"Authorization": f"Bearer {signed(OTHER_KEY, email='mallory@example.org')}"},
+            True,
+            401,
+            None,
+        ),
+        ({"Authorization": f"Bearer {signed(aud='https://other.a.run.app')}"}, True, 401, None),
+        (OP, False, 200, "alice (unverified)"),
+        ({}, True, 200, "anonymous"),
+    ],
+    ids=[
+        "signed",
+        "unsigned-mallory",
+        "mallory-signed-by-another-key",
+        "another-audience",
+        "header",
+        "nothing-deployed",
+    ],
+)
+def test_only_a_verified_id_token_names_the_operator(
+    api, tracker, bucket, firestore_client, monkeypatch, headers, deployed, status, who
+):
     """An ID token is verified against Google's certificates (here: a key made by the test)."""
     from shared.web import identity
 
@@ -260,7 +327,8 @@ def test_only_a_verified_id_token_names_the_operator(api, tracker, bucket, fires
 
 
 def test_reprocessing_goes_after_daily_and_before_historical_and_restarts_finished_jobs(
-        api, tracker, bucket, service, gcs_client):
+    api, tracker, bucket, service, gcs_client
+):
     old = [NOW_DAY - timedelta(days=d) for d in (6, 5, 4)]
     put_files(gcs_client, bucket, "a", YESTERDAY, *old)
     put_files(gcs_client, bucket, "b", *old)
@@ -271,14 +339,20 @@ def test_reprocessing_goes_after_daily_and_before_historical_and_restarts_finish
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["Queued"] == 2 and response.get_json()["Jobs"] == [done, failed]
     again = api.post(f"/admin/reprocess?from={old[1]}&to={old[2]}&sources=ndt/b", headers=OP)
-    assert again.get_json() | {"Time": ""} == {"Queued": 0, "AlreadyQueued": 2, "Jobs": [],
-                                               "Who": ALICE, "Time": ""}
+    assert again.get_json() | {"Time": ""} == {
+        "Queued": 0,
+        "AlreadyQueued": 2,
+        "Jobs": [],
+        "Who": ALICE,
+        "Time": "",
+    }
 
     handed = drain(service())
     daily = Job(bucket, "ndt", "a", YESTERDAY).key()
     assert handed[:3] == [daily, done, failed]  # daily, then the queue, then history
-    assert set(handed[3:]) == ({Job(bucket, "ndt", dt, d).key() for dt in "ab" for d in old}
-                               - {done, failed})
+    assert set(handed[3:]) == (
+        {Job(bucket, "ndt", dt, d).key() for dt in "ab" for d in old} - {done, failed}
+    )
     restarted = tracker.get_record(done)
     assert restarted.status.state is State.INIT and restarted.offer.startswith("reprocess/")
     assert restarted.audit[-1].who == ALICE and restarted.audit[-1].action == "reprocess"
@@ -287,9 +361,12 @@ def test_reprocessing_goes_after_daily_and_before_historical_and_restarts_finish
 
 
 def test_queued_reprocessing_is_handed_out_once_under_concurrent_callers(
-        admin, tracker, bucket, service, gcs_client, clock):
+    admin, tracker, bucket, service, gcs_client, clock
+):
     days = [NOW_DAY - timedelta(days=d) for d in range(2, 8)]
-    keys = set(put_files(gcs_client, bucket, "a", *days) + put_files(gcs_client, bucket, "b", *days))
+    keys = set(
+        put_files(gcs_client, bucket, "a", *days) + put_files(gcs_client, bucket, "b", *days)
+    )
     for key in keys:  # everything ran once already
         tracker.add_job(Job.from_key(key))
         for state in (State.PARSING, State.POST_PROCESSING, State.COMPLETE):
@@ -318,7 +395,8 @@ def test_queued_reprocessing_is_handed_out_once_under_concurrent_callers(
 
 
 def test_reprocessing_a_job_in_flight_offers_it_again_when_it_ends(
-        admin, tracker, bucket, service, gcs_client):
+    admin, tracker, bucket, service, gcs_client
+):
     day = NOW_DAY - timedelta(days=3)
     put_files(gcs_client, bucket, "a", day)
     key = add(tracker, bucket, "a", day, State.PARSING)
@@ -333,16 +411,20 @@ def test_reprocessing_a_job_in_flight_offers_it_again_when_it_ends(
     assert again is not None and again.key == key and again.offer.startswith("reprocess/")
 
 
-@pytest.mark.parametrize("query, message", [
-    ("from=2026-11-20&to=2026-11-21&sources=ndt/zz", "unknown sources ndt/zz"),
-    ("from=2026-11-20&to=2026-11-27", "must be yesterday"),
-    ("from=2026-10-01&to=2026-11-20", "at most 20 per request"),
-    ("from=2026-11-21&to=2026-11-20", "after to"),
-    ("from=2026-11-20", "to"),
-    ("from=2026-11-20&to=2026-11-21&sources=ndt", "experiment/datatype"),
-])
-def test_bad_reprocessing_requests_answer_400_and_queue_nothing(api, firestore_client, query,
-                                                                message):
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("from=2026-11-20&to=2026-11-21&sources=ndt/zz", "unknown sources ndt/zz"),
+        ("from=2026-11-20&to=2026-11-27", "must be yesterday"),
+        ("from=2026-10-01&to=2026-11-20", "at most 20 per request"),
+        ("from=2026-11-21&to=2026-11-20", "after to"),
+        ("from=2026-11-20", "to"),
+        ("from=2026-11-20&to=2026-11-21&sources=ndt", "experiment/datatype"),
+    ],
+)
+def test_bad_reprocessing_requests_answer_400_and_queue_nothing(
+    api, firestore_client, query, message
+):
     response = api.post(f"/admin/reprocess?{query}", headers=OP)
     assert response.status_code == 400 and message in json.dumps(response.get_json())
     assert everything(firestore_client) == {}
@@ -360,7 +442,8 @@ def reprocess_handouts(service: JobService) -> list[str]:
 
 
 def test_cancelling_a_sub_range_removes_only_those_and_again_removes_nothing(
-        api, bucket, service, gcs_client, caplog):
+    api, bucket, service, gcs_client, caplog
+):
     days = [NOW_DAY - timedelta(days=d) for d in (13, 12, 11, 10)]  # before the history starts
     put_files(gcs_client, bucket, "a", *days)
     put_files(gcs_client, bucket, "b", *days)
@@ -368,33 +451,48 @@ def test_cancelling_a_sub_range_removes_only_those_and_again_removes_nothing(
     assert queued["Queued"] == 8
 
     with caplog.at_level(logging.INFO, logger="shared.admin"):
-        response = api.post(f"/admin/reprocess/cancel?from={days[1]}&to={days[2]}&sources=ndt/b",
-                            headers={"X-Operator": "bob"})
+        response = api.post(
+            f"/admin/reprocess/cancel?from={days[1]}&to={days[2]}&sources=ndt/b",
+            headers={"X-Operator": "bob"},
+        )
     assert response.status_code == 200, response.get_json()
     gone = [Job(bucket, "ndt", "b", d).key() for d in days[1:3]]
-    assert response.get_json() | {"Time": ""} == {"Cancelled": 2, "HandedOut": 0, "Jobs": gone,
-                                                  "Who": "bob (unverified)", "Time": ""}
-    assert (f"bob (unverified) cancelled 2 queued reprocessing jobs ({days[1]} to {days[2]}, ndt/b)"
-            in caplog.text)
-    again = api.post(f"/admin/reprocess/cancel?from={days[1]}&to={days[2]}&sources=ndt/b",
-                     headers={"X-Operator": "bob"}).get_json()
+    assert response.get_json() | {"Time": ""} == {
+        "Cancelled": 2,
+        "HandedOut": 0,
+        "Jobs": gone,
+        "Who": "bob (unverified)",
+        "Time": "",
+    }
+    assert (
+        f"bob (unverified) cancelled 2 queued reprocessing jobs ({days[1]} to {days[2]}, ndt/b)"
+        in caplog.text
+    )
+    again = api.post(
+        f"/admin/reprocess/cancel?from={days[1]}&to={days[2]}&sources=ndt/b",
+        headers={"X-Operator": "bob"},
+    ).get_json()
     assert (again["Cancelled"], again["Jobs"]) == (0, [])
     assert api.get("/admin/controls").get_json()["ReprocessQueued"] == 6
 
     assert reprocess_handouts(service()) == [k for k in queued["Jobs"] if k not in gone]
-    everything_left = api.post(f"/admin/reprocess/cancel?from={days[0]}&to={days[-1]}",
-                               headers=OP).get_json()
+    everything_left = api.post(
+        f"/admin/reprocess/cancel?from={days[0]}&to={days[-1]}", headers=OP
+    ).get_json()
     assert everything_left["Cancelled"] == 0  # all handed out: nothing to take back
 
 
-@pytest.mark.parametrize("query, message", [
-    ("from=2026-11-20&to=2026-11-21&sources=ndt/zz", "unknown sources ndt/zz"),
-    ("from=2026-11-20&to=2026-11-27", "must be yesterday"),
-    ("from=2026-10-01&to=2026-11-20", "at most 20 per request"),
-    ("from=2026-11-21&to=2026-11-20", "after to"),
-    ("to=2026-11-20", "from"),
-    ("from=2026-11-20&to=2026-11-21&sources=ndt/a,", "experiment/datatype"),
-])
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("from=2026-11-20&to=2026-11-21&sources=ndt/zz", "unknown sources ndt/zz"),
+        ("from=2026-11-20&to=2026-11-27", "must be yesterday"),
+        ("from=2026-10-01&to=2026-11-20", "at most 20 per request"),
+        ("from=2026-11-21&to=2026-11-20", "after to"),
+        ("to=2026-11-20", "from"),
+        ("from=2026-11-20&to=2026-11-21&sources=ndt/a,", "experiment/datatype"),
+    ],
+)
 def test_bad_cancel_requests_answer_400_and_change_nothing(api, firestore_client, query, message):
     assert api.post("/admin/reprocess?from=2026-11-20&to=2026-11-22", headers=OP).status_code == 200
     before = everything(firestore_client)
@@ -406,9 +504,12 @@ def test_bad_cancel_requests_answer_400_and_change_nothing(api, firestore_client
 
 
 def test_cancel_racing_with_next_job_hands_out_or_cancels_each_item_once(
-        admin, tracker, bucket, service, gcs_client, config):
+    admin, tracker, bucket, service, gcs_client, config
+):
     days = [NOW_DAY - timedelta(days=d) for d in range(10, 40)]  # before the history starts
-    keys = set(put_files(gcs_client, bucket, "a", *days) + put_files(gcs_client, bucket, "b", *days))
+    keys = set(
+        put_files(gcs_client, bucket, "a", *days) + put_files(gcs_client, bucket, "b", *days)
+    )
     wide = Admin(tracker, admin.queue, admin.controls, config, max_reprocess=100)
     assert len(wide.reprocess(days[-1], days[0], [], "alice").queued) == len(keys) == 60
 
@@ -430,7 +531,9 @@ def test_cancel_racing_with_next_job_hands_out_or_cancels_each_item_once(
             progress.wait_for(lambda: len(handed) >= 10, timeout=60)
         answers.append(wide.cancel_reprocess(days[-1], days[0], [], "bob"))
 
-    threads = [threading.Thread(target=caller) for _ in range(6)] + [threading.Thread(target=cancel)]
+    threads = [threading.Thread(target=caller) for _ in range(6)] + [
+        threading.Thread(target=cancel)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -446,7 +549,8 @@ def test_cancel_racing_with_next_job_hands_out_or_cancels_each_item_once(
 
 
 def test_cancel_leaves_an_item_claimed_by_next_job_and_a_stale_claim_is_handed_out(
-        admin, tracker, bucket, service, gcs_client, clock):
+    admin, tracker, bucket, service, gcs_client, clock
+):
     day = NOW_DAY - timedelta(days=12)
     put_files(gcs_client, bucket, "a", day)
     admin.reprocess(day, day, ["ndt/a"], "alice")
@@ -456,7 +560,9 @@ def test_cancel_leaves_an_item_claimed_by_next_job_and_a_stale_claim_is_handed_o
     answer = admin.cancel_reprocess(day, day, [], "bob")
     assert (len(answer.cancelled), len(answer.handed_out)) == (0, 1)
     record = service().next_job()
-    assert record is not None and record.key == item.key and record.offer == f"reprocess/{item.token}"
+    assert (
+        record is not None and record.key == item.key and record.offer == f"reprocess/{item.token}"
+    )
     assert admin.queue.count() == 0
 
     admin.reprocess(day, day, ["ndt/a"], "alice")
@@ -465,8 +571,7 @@ def test_cancel_leaves_an_item_claimed_by_next_job_and_a_stale_claim_is_handed_o
     assert admin.queue.claim(queued, clock()) is None  # next-job's claim after the cancel loses
 
 
-def test_cancel_deletes_in_batches_of_at_most_the_batch_limit(firestore_client, monkeypatch,
-                                                              clock):
+def test_cancel_deletes_in_batches_of_at_most_the_batch_limit(firestore_client, monkeypatch, clock):
     from shared.store import reprocess
 
     monkeypatch.setattr(reprocess, "MAX_BATCH", 4)
@@ -497,22 +602,33 @@ def test_cancel_deletes_in_batches_of_at_most_the_batch_limit(firestore_client, 
 # --- pauses ---------------------------------------------------------------------------------
 
 
-def test_pausing_history_stops_the_historical_stream_until_resumed(api, bucket, service, gcs_client):
+def test_pausing_history_stops_the_historical_stream_until_resumed(
+    api, bucket, service, gcs_client
+):
     day = NOW_DAY - timedelta(days=5)
     put_files(gcs_client, bucket, "a", YESTERDAY, day)
-    assert api.post("/admin/pause?target=historical&reason=backfill+later", headers=OP).status_code == 200
+    assert (
+        api.post("/admin/pause?target=historical&reason=backfill+later", headers=OP).status_code
+        == 200
+    )
     assert drain(service()) == [Job(bucket, "ndt", "a", YESTERDAY).key()]  # daily goes on
     controls = api.get("/admin/controls").get_json()
-    assert controls["Historical"]["Who"] == ALICE and controls["Historical"]["Reason"] == "backfill later"
+    assert (
+        controls["Historical"]["Who"] == ALICE
+        and controls["Historical"]["Reason"] == "backfill later"
+    )
     status = api.get("/status?format=json").get_json()
     assert [(p["Target"], p["Who"]) for p in status["Paused"]] == [("historical", ALICE)]
-    assert "Paused:</strong> the historical cycle, by alice" in api.get("/status").get_data(as_text=True)
+    assert "Paused:</strong> the historical cycle, by alice" in api.get("/status").get_data(
+        as_text=True
+    )
     assert api.post("/admin/resume?target=historical", headers=OP).status_code == 200
     assert drain(service()) == [Job(bucket, "ndt", "a", day).key()]
 
 
 def test_pausing_a_source_defers_its_daily_job_and_skips_its_history(
-        api, tracker, bucket, service, gcs_client):
+    api, tracker, bucket, service, gcs_client
+):
     day = NOW_DAY - timedelta(days=5)
     put_files(gcs_client, bucket, "a", YESTERDAY, day)
     put_files(gcs_client, bucket, "b", YESTERDAY, day)
@@ -524,12 +640,15 @@ def test_pausing_a_source_defers_its_daily_job_and_skips_its_history(
     assert drain(service())[0] == Job(bucket, "ndt", "a", YESTERDAY).key()
 
 
-@pytest.mark.parametrize("path, status, message", [
-    ("/admin/pause?target=ndt/zz", 400, "unknown pause target"),
-    ("/admin/pause?target=a/b/c", 400, "historical or experiment/datatype"),
-    ("/admin/pause", 400, "target"),
-    ("/admin/resume?target=historical", 409, "not paused"),
-])
+@pytest.mark.parametrize(
+    "path, status, message",
+    [
+        ("/admin/pause?target=ndt/zz", 400, "unknown pause target"),
+        ("/admin/pause?target=a/b/c", 400, "historical or experiment/datatype"),
+        ("/admin/pause", 400, "target"),
+        ("/admin/resume?target=historical", 409, "not paused"),
+    ],
+)
 def test_bad_pause_requests_write_nothing(api, firestore_client, path, status, message):
     response = api.post(path, headers=OP)
     assert response.status_code == status and message in json.dumps(response.get_json())
@@ -549,21 +668,26 @@ def test_export_now_and_import_from_gcs(api, tracker, bucket, snapshots, firesto
     add(tracker, bucket, "a", YESTERDAY, State.PARSING)
     body = api.post("/admin/snapshot/export", headers=OP).get_json()
     assert body["jobs"] == 1 and body["Who"] == ALICE and snapshots.get_blob(body["object"])
-    imported = api.post(f"/admin/snapshot/import?source=gs://{snapshots.name}/{body['latest']}",
-                        headers=OP).get_json()
+    imported = api.post(
+        f"/admin/snapshot/import?source=gs://{snapshots.name}/{body['latest']}", headers=OP
+    ).get_json()
     assert imported["Total"] == 1 and imported["Created"] == 0 and imported["AlreadyPresent"] == 1
 
     snapshots.blob("bad.json").upload_from_string(b'{"Statuses": {"x": 1}}')
     before = everything(firestore_client)
     refused = api.post(f"/admin/snapshot/import?source=gs://{snapshots.name}/bad.json")
     assert refused.status_code == 400 and refused.get_json()["fields"]["problems"]
-    assert api.post(f"/admin/snapshot/import?source=gs://{snapshots.name}/none.json").status_code == 400
+    assert (
+        api.post(f"/admin/snapshot/import?source=gs://{snapshots.name}/none.json").status_code
+        == 400
+    )
     assert api.post("/admin/snapshot/import?source=/etc/passwd").status_code == 400
     assert everything(firestore_client) == before
 
 
-def test_an_import_stopped_mid_way_answers_503_with_what_was_written(api, tracker, bucket,
-                                                                     snapshots, monkeypatch):
+def test_an_import_stopped_mid_way_answers_503_with_what_was_written(
+    api, tracker, bucket, snapshots, monkeypatch
+):
     from shared.errors import StoreUnavailable
     from shared.store import JobStore
 
@@ -577,8 +701,9 @@ def test_an_import_stopped_mid_way_answers_503_with_what_was_written(api, tracke
         raise StoreUnavailable("Firestore unavailable: deadline exceeded")
 
     monkeypatch.setattr(JobStore, "create_missing", failing)
-    answer = api.post(f"/admin/snapshot/import?source=gs://{snapshots.name}/{body['object']}",
-                      headers=OP)
+    answer = api.post(
+        f"/admin/snapshot/import?source=gs://{snapshots.name}/{body['object']}", headers=OP
+    )
     assert answer.status_code == 503
     fields = answer.get_json()["fields"]
     assert fields["Created"] == [] and sorted(fields["NotWritten"]) == sorted([first, second])
@@ -592,13 +717,15 @@ def test_wrong_methods_and_unknown_admin_paths(api):
     assert api.get("/admin/nope").status_code == 404
 
 
-def test_failing_a_leased_job_releases_the_lease_so_the_tick_writes_nothing(admin, tracker, bucket,
-                                                                          clock):
+def test_failing_a_leased_job_releases_the_lease_so_the_tick_writes_nothing(
+    admin, tracker, bucket, clock
+):
     from shared.tracker import LeaseLost
 
     key = add(tracker, bucket, "a", YESTERDAY, State.PARSING, State.POST_PROCESSING)
-    claimed = tracker.claim(tracker.get_record(key), [State.POST_PROCESSING], "tick-1",
-                            clock() + timedelta(minutes=5))
+    claimed = tracker.claim(
+        tracker.get_record(key), [State.POST_PROCESSING], "tick-1", clock() + timedelta(minutes=5)
+    )
     assert claimed is not None
     admin.fail(key, "wrong table", "alice")
     with pytest.raises(LeaseLost):

@@ -55,8 +55,9 @@ def post(base: str, path: str, params: dict[str, str]) -> Call:
     url = f"{base}{path}?{urllib.parse.urlencode(params)}"
     start = time.perf_counter()
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"),
-                                    timeout=30) as r:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, data=b"", method="POST"), timeout=30
+        ) as r:
             status, text = r.status, r.read()
     except urllib.error.HTTPError as e:
         status, text = e.code, e.read()
@@ -84,8 +85,13 @@ def test_hot_job_under_32_concurrent_callers_while_it_changes_state(start_server
         state = "parsing"
         for i in range(ROUNDS):
             record(post(base, "/v2/job/heartbeat", {"id": KEY}))
-            call = record(post(base, "/v2/job/update",
-                               {"id": KEY, "state": state, "detail": f"{state}-w{n}-r{i}"}))
+            call = record(
+                post(
+                    base,
+                    "/v2/job/update",
+                    {"id": KEY, "state": state, "detail": f"{state}-w{n}-r{i}"},
+                )
+            )
             if call.status == 200 and state == "parsing":
                 accepted_parsing.release()
             if call.status == 409:
@@ -95,8 +101,13 @@ def test_hot_job_under_32_concurrent_callers_while_it_changes_state(start_server
         start.wait()
         for _ in range(WORKERS * ROUNDS // 3):
             accepted_parsing.acquire(timeout=30)
-        record(post(base, "/v2/job/update",
-                    {"id": KEY, "state": "postProcessing", "detail": "all archives done"}))
+        record(
+            post(
+                base,
+                "/v2/job/update",
+                {"id": KEY, "state": "postProcessing", "detail": "all archives done"},
+            )
+        )
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(WORKERS)]
     threads.append(threading.Thread(target=mover))
@@ -109,13 +120,18 @@ def test_hot_job_under_32_concurrent_callers_while_it_changes_state(start_server
     assert slowest < MAX_LATENCY, f"slowest call took {slowest:.2f}s"
     assert {c.status for c in calls} <= {200, 409}
     rejected = [c for c in calls if c.status == 409]
-    assert all(c.params["state"] == "parsing" and "from postProcessing to parsing" in c.body["error"]
-               for c in rejected)
+    assert all(
+        c.params["state"] == "parsing" and "from postProcessing to parsing" in c.body["error"]
+        for c in rejected
+    )
     assert all(c.status == 200 for c in calls if c.path.endswith("heartbeat"))
 
     updates = [c for c in calls if c.path.endswith("update") and c.status == 200]
-    mover_call = [c for c in updates if c.params["state"] == "postProcessing"
-                  and c.body["Previous"] == "parsing"]
+    mover_call = [
+        c
+        for c in updates
+        if c.params["state"] == "postProcessing" and c.body["Previous"] == "parsing"
+    ]
     assert len(mover_call) == 1
 
     status = tracker.get_status(KEY)
@@ -141,14 +157,15 @@ REPEATS = int(os.environ.get("CONCURRENCY_REPEATS", "2"))
 
 
 @pytest.mark.parametrize("repeat", range(REPEATS))
-def test_32_next_callers_and_16_updaters_on_the_same_jobs(repeat, start_server, gcs_url, tracker,
-                                                         tmp_path):
+def test_32_next_callers_and_16_updaters_on_the_same_jobs(
+    repeat, start_server, gcs_url, tracker, tmp_path
+):
     """32 threads call next (and move what they get to parsing) until no job is left, while
     16 send updates and heartbeats to the jobs handed out so far, several on the same job
     at once: no job is handed out twice, every job with files is handed out, and every
     update answered 200 is counted, once."""
-    from local.workload import archive_names, config_yaml, expected_keys
     from local.gcs_emulator import client, seed
+    from local.workload import archive_names, config_yaml, expected_keys
     from shared.config import load_config
     from shared.model import utcnow
 
@@ -159,8 +176,11 @@ def test_32_next_callers_and_16_updaters_on_the_same_jobs(repeat, start_server, 
     config_path.write_text(config_yaml(bucket, start))
     available = expected_keys(load_config(config_path, {}), utcnow())
     seed(client(gcs_url), bucket, archive_names(start, today))
-    base = start_server(GARDENER_CONFIG=str(config_path), STORAGE_EMULATOR_HOST=gcs_url,
-                        HEARTBEAT_COALESCE_SECONDS="0")
+    base = start_server(
+        GARDENER_CONFIG=str(config_path),
+        STORAGE_EMULATOR_HOST=gcs_url,
+        HEARTBEAT_COALESCE_SECONDS="0",
+    )
 
     handed: list[str] = []
     calls: list[Call] = []
@@ -177,8 +197,11 @@ def test_32_next_callers_and_16_updaters_on_the_same_jobs(repeat, start_server, 
             if call.status != 200:
                 return
             # As a parser does: its job goes to parsing first, then its archives report.
-            started = post(base, "/v2/job/update",
-                           {"id": call.body["ID"], "state": "parsing", "detail": "start"})
+            started = post(
+                base,
+                "/v2/job/update",
+                {"id": call.body["ID"], "state": "parsing", "detail": "start"},
+            )
             with lock:
                 calls.append(started)
                 handed.append(call.body["ID"])
@@ -195,9 +218,14 @@ def test_32_next_callers_and_16_updaters_on_the_same_jobs(repeat, start_server, 
                 continue
             rounds += 1
             for key in rng.sample(keys, min(2, len(keys))):
-                for call in (post(base, "/v2/job/update",
-                                  {"id": key, "state": "parsing", "detail": f"u{n}-r{rounds}"}),
-                             post(base, "/v2/job/heartbeat", {"id": key})):
+                for call in (
+                    post(
+                        base,
+                        "/v2/job/update",
+                        {"id": key, "state": "parsing", "detail": f"u{n}-r{rounds}"},
+                    ),
+                    post(base, "/v2/job/heartbeat", {"id": key}),
+                ):
                     with lock:
                         calls.append(call)
 

@@ -37,15 +37,20 @@ DEADLINE = 3.0
 SLACK = 4.0
 
 
-def call(base: str, method: str, path: str, params: dict[str, str] | None = None,
-         ) -> tuple[int, Any, float]:
+def call(
+    base: str,
+    method: str,
+    path: str,
+    params: dict[str, str] | None = None,
+) -> tuple[int, Any, float]:
     """Return status, body (JSON if it is) and seconds of one request; give up after 15 s."""
     url = f"{base}{path}?{urllib.parse.urlencode(params or {})}"
     data = b"" if method == "POST" else None
     start = time.monotonic()
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method),
-                                    timeout=DEADLINE + SLACK + 9) as r:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, data=data, method=method), timeout=DEADLINE + SLACK + 9
+        ) as r:
             status, text = r.status, r.read()
     except urllib.error.HTTPError as e:
         status, text = e.code, e.read()
@@ -61,7 +66,9 @@ def call(base: str, method: str, path: str, params: dict[str, str] | None = None
 def own_emulator() -> Iterator[FirestoreEmulator]:
     """A Firestore emulator of this test alone, started as the session's is."""
     (ROOT / ".pytest_cache").mkdir(exist_ok=True)
-    emulator = FirestoreEmulator(log_path=ROOT / ".pytest_cache" / "firestore-emulator-deadline.log")
+    emulator = FirestoreEmulator(
+        log_path=ROOT / ".pytest_cache" / "firestore-emulator-deadline.log"
+    )
     emulator.start()
     try:
         yield emulator
@@ -72,12 +79,15 @@ def own_emulator() -> Iterator[FirestoreEmulator]:
 
 
 @pytest.fixture
-def server(own_emulator: FirestoreEmulator, gcs_url: str, tmp_path: Path,
-           ) -> Iterator[tuple[str, str, str]]:
+def server(
+    own_emulator: FirestoreEmulator,
+    gcs_url: str,
+    tmp_path: Path,
+) -> Iterator[tuple[str, str, str]]:
     """A functions server on ``own_emulator`` with a 3 s deadline; (base URL, a job in parsing,
     the project)."""
-    from local.workload import archive_names, config_yaml
     from local.gcs_emulator import client, seed
+    from local.workload import archive_names, config_yaml
     from shared.model import utcnow
 
     today = utcnow().date()
@@ -88,12 +98,18 @@ def server(own_emulator: FirestoreEmulator, gcs_url: str, tmp_path: Path,
     seed(client(gcs_url), bucket, archive_names(start, today))
     port = free_port()
     project = f"demo-{uuid.uuid4().hex[:12]}"
-    proc = start_functions(port, {
-        "FIRESTORE_EMULATOR_HOST": own_emulator.host,
-        "GOOGLE_CLOUD_PROJECT": project,
-        "FIRESTORE_DEADLINE_SECONDS": str(DEADLINE), "HEARTBEAT_COALESCE_SECONDS": "0",
-        "GARDENER_CONFIG": str(config), "STORAGE_EMULATOR_HOST": gcs_url,
-    }, quiet=True)
+    proc = start_functions(
+        port,
+        {
+            "FIRESTORE_EMULATOR_HOST": own_emulator.host,
+            "GOOGLE_CLOUD_PROJECT": project,
+            "FIRESTORE_DEADLINE_SECONDS": str(DEADLINE),
+            "HEARTBEAT_COALESCE_SECONDS": "0",
+            "GARDENER_CONFIG": str(config),
+            "STORAGE_EMULATOR_HOST": gcs_url,
+        },
+        quiet=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         status, body, _ = call(base, "POST", "/v2/job/next")
@@ -109,10 +125,12 @@ def server(own_emulator: FirestoreEmulator, gcs_url: str, tmp_path: Path,
 def calls(key: str) -> dict[str, Callable[[str], tuple[int, Any, float]]]:
     """One request to each endpoint a parser or a dashboard calls."""
     return {
-        "update": lambda b: call(b, "POST", "/v2/job/update",
-                                 {"id": key, "state": "parsing", "detail": "archive 7"}),
-        "state change": lambda b: call(b, "POST", "/v2/job/update",
-                                       {"id": key, "state": "postProcessing"}),
+        "update": lambda b: call(
+            b, "POST", "/v2/job/update", {"id": key, "state": "parsing", "detail": "archive 7"}
+        ),
+        "state change": lambda b: call(
+            b, "POST", "/v2/job/update", {"id": key, "state": "postProcessing"}
+        ),
         "heartbeat": lambda b: call(b, "POST", "/v2/job/heartbeat", {"id": key}),
         "next": lambda b: call(b, "POST", "/v2/job/next"),
         "status": lambda b: call(b, "GET", "/status", {"format": "json"}),
@@ -137,7 +155,8 @@ def assert_fast_503(name: str, answer: tuple[int, Any, float], *messages: str) -
 
 @pytest.mark.timeout(120)
 def test_a_frozen_firestore_answers_503_within_the_deadline_then_recovers(
-    own_emulator: FirestoreEmulator, server: tuple[str, str, str],
+    own_emulator: FirestoreEmulator,
+    server: tuple[str, str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from shared.errors import StoreUnavailable
@@ -170,7 +189,8 @@ def test_a_frozen_firestore_answers_503_within_the_deadline_then_recovers(
 
 @pytest.mark.timeout(120)
 def test_a_stopped_firestore_answers_503_within_the_deadline(
-    own_emulator: FirestoreEmulator, server: tuple[str, str, str],
+    own_emulator: FirestoreEmulator,
+    server: tuple[str, str, str],
 ) -> None:
     base, key, _ = server
     assert own_emulator._proc is not None

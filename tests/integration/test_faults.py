@@ -38,8 +38,14 @@ JOB = Job("archive-bucket", "ndt", "ndt7", date(2019, 1, 2))
 KEY = JOB.key()
 
 #: The gRPC methods the store uses.
-RPCS = ("batch_get_documents", "begin_transaction", "commit", "rollback", "run_query",
-        "run_aggregation_query")
+RPCS = (
+    "batch_get_documents",
+    "begin_transaction",
+    "commit",
+    "rollback",
+    "run_query",
+    "run_aggregation_query",
+)
 TRANSIENT = (gexc.Aborted, gexc.ServiceUnavailable, gexc.DeadlineExceeded)
 
 
@@ -56,8 +62,9 @@ class FaultyRpcs:
         self.failed: Counter[str] = Counter()
         self._plan: dict[str, tuple[type[Exception], int]] = {}
         transport = client._firestore_api._transport
-        self._raw = {name: transport._wrapped_methods[getattr(transport, name)]._target
-                     for name in RPCS}
+        self._raw = {
+            name: transport._wrapped_methods[getattr(transport, name)]._target for name in RPCS
+        }
         for name in RPCS:
             wrapped = transport._wrapped_methods[getattr(transport, name)]
             wrapped._target = self._faulty(name, wrapped._target)
@@ -71,8 +78,9 @@ class FaultyRpcs:
                 self.failed[name] += 1
                 if name == "commit" and request.transaction and exc is gexc.Aborted:
                     # Firestore ends a transaction whose commit fails, releasing its locks.
-                    self._raw["rollback"]({"database": request.database,
-                                           "transaction": request.transaction}, **kwargs)
+                    self._raw["rollback"](
+                        {"database": request.database, "transaction": request.transaction}, **kwargs
+                    )
                 raise exc(f"injected {exc.__name__} on {name}")
             return target(request, *args, **kwargs)
 
@@ -182,27 +190,52 @@ def _expire(http: Any, tracker: Any) -> int:
 
 
 OPERATIONS = (
-    Operation("update, same state", ("batch_get_documents", "commit"),
-              lambda h, t: _post(h, "/v2/job/update", id=KEY, state="parsing",
-                                 detail="archive-7.tgz"), _same_state_applied),
-    Operation("update, new state", ("batch_get_documents", "begin_transaction", "commit"),
-              lambda h, t: _post(h, "/v2/job/update", id=KEY, state="postProcessing",
-                                 detail="all archives done"), _new_state_applied),
-    Operation("heartbeat", ("batch_get_documents", "commit"),
-              lambda h, t: _post(h, "/v2/job/heartbeat", id=KEY), _heartbeat_applied),
-    Operation("error", ("batch_get_documents", "begin_transaction", "commit"),
-              lambda h, t: _post(h, "/v2/job/error", id=KEY, error="bad archive"), _error_applied),
-    Operation("expiry", ("run_query", "begin_transaction", "batch_get_documents", "commit"),
-              _expire, _expired_applied),
+    Operation(
+        "update, same state",
+        ("batch_get_documents", "commit"),
+        lambda h, t: _post(h, "/v2/job/update", id=KEY, state="parsing", detail="archive-7.tgz"),
+        _same_state_applied,
+    ),
+    Operation(
+        "update, new state",
+        ("batch_get_documents", "begin_transaction", "commit"),
+        lambda h, t: _post(
+            h, "/v2/job/update", id=KEY, state="postProcessing", detail="all archives done"
+        ),
+        _new_state_applied,
+    ),
+    Operation(
+        "heartbeat",
+        ("batch_get_documents", "commit"),
+        lambda h, t: _post(h, "/v2/job/heartbeat", id=KEY),
+        _heartbeat_applied,
+    ),
+    Operation(
+        "error",
+        ("batch_get_documents", "begin_transaction", "commit"),
+        lambda h, t: _post(h, "/v2/job/error", id=KEY, error="bad archive"),
+        _error_applied,
+    ),
+    Operation(
+        "expiry",
+        ("run_query", "begin_transaction", "batch_get_documents", "commit"),
+        _expire,
+        _expired_applied,
+    ),
 )
 
-CASES = [pytest.param(op, rpc, exc, id=f"{op.name}-{rpc}-{exc.__name__}")
-         for op in OPERATIONS for rpc in op.rpcs for exc in TRANSIENT]
+CASES = [
+    pytest.param(op, rpc, exc, id=f"{op.name}-{rpc}-{exc.__name__}")
+    for op in OPERATIONS
+    for rpc in op.rpcs
+    for exc in TRANSIENT
+]
 
 
 @pytest.mark.parametrize(("operation", "rpc", "exc"), CASES)
 def test_a_transient_error_is_retried_or_fails_cleanly_never_half_applied(
-        operation, rpc, exc, http, tracker, clock, faults, clean_doc):
+    operation, rpc, exc, http, tracker, clock, faults, clean_doc
+):
     tracker.add_job(JOB)
     tracker.set_status(KEY, State.PARSING, "start")
     clock.advance(seconds=30)
@@ -240,8 +273,9 @@ RETRIED = [
 ]
 
 
-@pytest.mark.parametrize(("name", "rpc", "exc"), RETRIED,
-                         ids=[f"{n}-{r}-{e.__name__}" for n, r, e in RETRIED])
+@pytest.mark.parametrize(
+    ("name", "rpc", "exc"), RETRIED, ids=[f"{n}-{r}-{e.__name__}" for n, r, e in RETRIED]
+)
 def test_retryable_failures_are_retried(name, rpc, exc, http, tracker, clock, faults, clean_doc):
     operation = next(op for op in OPERATIONS if op.name == name)
     tracker.add_job(JOB)
@@ -255,13 +289,15 @@ def test_retryable_failures_are_retried(name, rpc, exc, http, tracker, clock, fa
 
 
 def test_a_transaction_aborted_every_time_answers_503_and_writes_nothing(
-        http, tracker, faults, clean_doc):
+    http, tracker, faults, clean_doc
+):
     tracker.add_job(JOB)
     tracker.set_status(KEY, State.PARSING, "start")
     before = clean_doc()
     faults.fail("commit", gexc.Aborted, times=10**6)
-    response = http.post("/v2/job/update",
-                         query_string={"id": KEY, "state": "postProcessing", "detail": "x"})
+    response = http.post(
+        "/v2/job/update", query_string={"id": KEY, "state": "postProcessing", "detail": "x"}
+    )
     faults.heal()
     assert response.status_code == 503
     assert "Firestore unavailable" in response.get_json()["error"]
@@ -274,8 +310,10 @@ def test_firestore_down_for_good_answers_503_and_writes_nothing(http, tracker, f
     tracker.set_status(KEY, State.PARSING, "start")
     before = clean_doc()
     faults.fail("batch_get_documents", gexc.Aborted, times=10**6)
-    for params in ({"id": KEY, "state": "parsing", "detail": "x"},
-                   {"id": KEY, "state": "postProcessing"}):
+    for params in (
+        {"id": KEY, "state": "parsing", "detail": "x"},
+        {"id": KEY, "state": "postProcessing"},
+    ):
         response = http.post("/v2/job/update", query_string=params)
         assert response.status_code == 503, response.get_json()
     assert http.post("/v2/job/heartbeat", query_string={"id": KEY}).status_code == 503
@@ -299,7 +337,8 @@ def disk_gcs(tmp_path: Path) -> Iterator[Any]:
 
 
 def test_gcs_down_during_snapshot_export_then_the_next_run_succeeds(
-        http, tracker, store, clock, disk_gcs, monkeypatch):
+    http, tracker, store, clock, disk_gcs, monkeypatch
+):
     from local.gcs_emulator import client
     from shared import runtime
     from shared.maintenance import Maintenance, MaintenancePolicy
@@ -312,9 +351,11 @@ def test_gcs_down_during_snapshot_export_then_the_next_run_succeeds(
     tracker.set_status(KEY, State.PARSING, "start")
     clock.advance(hours=7)  # the job goes silent past the 6 h timeout
 
-    maintenance = Maintenance(tracker, MaintenancePolicy(expiration=timedelta(hours=6)),
-                              lambda now: {"object": write_snapshot(store, bucket, now,
-                                                                   deadline=2.0).object})
+    maintenance = Maintenance(
+        tracker,
+        MaintenancePolicy(expiration=timedelta(hours=6)),
+        lambda now: {"object": write_snapshot(store, bucket, now, deadline=2.0).object},
+    )
     monkeypatch.setattr(runtime, "maintenance", lambda: maintenance)
     disk_gcs.stop()
     response = http.post("/maintain")
@@ -341,7 +382,8 @@ def test_gcs_down_during_snapshot_export_then_the_next_run_succeeds(
 
 
 def test_gcs_down_during_next_job_then_the_next_call_hands_it_out(
-        http, tracker, firestore_client, clock, disk_gcs, monkeypatch):
+    http, tracker, firestore_client, clock, disk_gcs, monkeypatch
+):
     from local.gcs_emulator import client, seed
     from shared import runtime
     from shared.config import Config, Source
@@ -353,13 +395,20 @@ def test_gcs_down_during_next_job_then_the_next_call_hands_it_out(
     bucket = f"archive-{uuid.uuid4().hex[:8]}"
     day = clock().date() - timedelta(days=3)
     seed(client(disk_gcs.url), bucket, [f"ndt/ndt7/{day:%Y/%m/%d}/a.tgz"])
-    config = Config(start_date=day, tracker_timeout=timedelta(hours=6),
-                    polling_interval=timedelta(minutes=1),
-                    sources=(Source(bucket, "ndt", "ndt7", "", Datasets("t", "r", ""),
-                                    False, False),))
+    config = Config(
+        start_date=day,
+        tracker_timeout=timedelta(hours=6),
+        polling_interval=timedelta(minutes=1),
+        sources=(Source(bucket, "ndt", "ndt7", "", Datasets("t", "r", ""), False, False),),
+    )
     cursors = CursorStore(firestore_client)
-    service = JobService(tracker, cursors, ArchiveLister(client(disk_gcs.url), timeout=1.0,
-                                                        deadline=1.0), config, clock=clock)
+    service = JobService(
+        tracker,
+        cursors,
+        ArchiveLister(client(disk_gcs.url), timeout=1.0, deadline=1.0),
+        config,
+        clock=clock,
+    )
     monkeypatch.setattr(runtime, "job_service", lambda: service)
 
     disk_gcs.stop()

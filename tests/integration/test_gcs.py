@@ -116,8 +116,12 @@ def test_one_list_request_per_check(
     lister: ArchiveLister, gcs_client: storage.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     requests_sent = count_requests(gcs_client, monkeypatch)
-    cases = [(BUCKET, "ndt/ndt7/2019/01/03/"), (BUCKET, DAY), (EMPTY_BUCKET, DAY),
-             ("no-such-bucket", DAY)]
+    cases = [
+        (BUCKET, "ndt/ndt7/2019/01/03/"),
+        (BUCKET, DAY),
+        (EMPTY_BUCKET, DAY),
+        ("no-such-bucket", DAY),
+    ]
     for n, (bucket, prefix) in enumerate(cases, start=1):
         lister.has_files(bucket, prefix)
         assert lister.calls == n
@@ -130,8 +134,9 @@ def test_one_list_request_per_check(
 
 def test_calls_is_thread_safe(lister: ArchiveLister) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda _: lister.has_files(BUCKET, "ndt/ndt7/2019/01/03/"),
-                                range(40)))
+        results = list(
+            pool.map(lambda _: lister.has_files(BUCKET, "ndt/ndt7/2019/01/03/"), range(40))
+        )
     assert all(results)
     assert lister.calls == 40
 

@@ -28,16 +28,23 @@ TASKS = 100
 SECONDS = 4.0
 
 
-def drive(tracker: Tracker, run: str, acknowledged: list[int], errors: list[BaseException],
-          until: float, task: int) -> None:
+def drive(
+    tracker: Tracker,
+    run: str,
+    acknowledged: list[int],
+    errors: list[BaseException],
+    until: float,
+    task: int,
+) -> None:
     """One parser task: heartbeat, then an update per finished archive, until ``until``."""
     archive = 0
     while time.monotonic() < until:
         try:
             tracker.heartbeat(KEY, run=run)
             time.sleep(random.uniform(0.05, 0.3))
-            tracker.set_status(KEY, State.PARSING, f"task {task} archive {archive}",
-                               by=Role.PARSER, run=run)
+            tracker.set_status(
+                KEY, State.PARSING, f"task {task} archive {archive}", by=Role.PARSER, run=run
+            )
             acknowledged[task] += 1
             archive += 1
         except BaseException as exc:  # noqa: BLE001 - reported by the test
@@ -54,9 +61,10 @@ def test_hundred_tasks_write_the_job_document_about_once_a_second(store) -> None
     acknowledged, errors = [0] * TASKS, []
     begin = time.monotonic()
     until = begin + SECONDS
-    tasks = [threading.Thread(target=drive,
-                              args=(tracker, started.run, acknowledged, errors, until, i))
-             for i in range(TASKS)]
+    tasks = [
+        threading.Thread(target=drive, args=(tracker, started.run, acknowledged, errors, until, i))
+        for i in range(TASKS)
+    ]
     for t in tasks:
         t.start()
     for t in tasks:
@@ -78,8 +86,7 @@ def test_hundred_tasks_write_the_job_document_about_once_a_second(store) -> None
     assert store.stats.writes_by_path[job_path] - before == hot_writes + 1
 
     # Shards go with the job.
-    progress = store.client.collection("jobs").document(doc_id(KEY)).collection(
-        PROGRESS_COLLECTION)
+    progress = store.client.collection("jobs").document(doc_id(KEY)).collection(PROGRESS_COLLECTION)
     assert list(progress.list_documents())
     store.delete(KEY)
     assert not list(progress.list_documents())

@@ -50,26 +50,49 @@ REJECTED = [
     ("POST", "/v2/job/update", {"id": KEY, "state": "bogus"}, 400, "unknown state 'bogus'"),
     ("POST", "/v2/job/update", {"id": KEY, "state": "Parsing"}, 400, "unknown state"),
     ("POST", "/v2/job/update", {"id": "no-slashes", "state": "parsing"}, 400, "malformed job id"),
-    ("POST", "/v2/job/update", {"id": "Bucket/ndt/ndt7/20190102", "state": "parsing"}, 400,
-     "malformed"),
-    ("POST", "/v2/job/heartbeat", {"id": "archive-bucket/ndt/ndt7/20190230"}, 400,
-     "invalid date"),
+    (
+        "POST",
+        "/v2/job/update",
+        {"id": "Bucket/ndt/ndt7/20190102", "state": "parsing"},
+        400,
+        "malformed",
+    ),
+    ("POST", "/v2/job/heartbeat", {"id": "archive-bucket/ndt/ndt7/20190230"}, 400, "invalid date"),
     ("POST", "/v2/job/heartbeat", {"id": "a/b/c/2019010"}, 400, "malformed"),
     ("POST", "/v2/job/heartbeat", {"id": "<script>/x/y/20190102"}, 400, "malformed"),
-    ("POST", "/v2/job/update", {"id": KEY, "state": "parsing", "detail": LONG}, 400,
-     "detail"),
+    ("POST", "/v2/job/update", {"id": KEY, "state": "parsing", "detail": LONG}, 400, "detail"),
     ("POST", "/v2/job/error", {"id": KEY, "error": LONG}, 400, "error"),
-    ("POST", "/v2/job/update", {"id": KEY, "state": "complete"}, 409,
-     "complete is set by post-processing (or an operator), not by a parser"),
-    ("POST", "/v2/job/update", {"id": KEY, "state": "init"}, 409,
-     "init is set by next (a hand-out), not by a parser"),
+    (
+        "POST",
+        "/v2/job/update",
+        {"id": KEY, "state": "complete"},
+        409,
+        "complete is set by post-processing (or an operator), not by a parser",
+    ),
+    (
+        "POST",
+        "/v2/job/update",
+        {"id": KEY, "state": "init"},
+        409,
+        "init is set by next (a hand-out), not by a parser",
+    ),
     ("POST", "/v2/job/update", {"id": KEY + "~", "state": "parsing"}, 400, "malformed run ''"),
     ("POST", "/v2/job/heartbeat", {"id": KEY + "~ABC"}, 400, "malformed run 'ABC'"),
     ("POST", "/v2/job/error", {"id": KEY + "~a~b", "error": "e"}, 400, "malformed run"),
-    ("POST", "/v2/job/update", {"id": KEY + "~00000000", "state": "parsing"}, 409,
-     "run 00000000 is no longer current"),
-    ("POST", "/v2/job/heartbeat", {"id": KEY + "~00000000"}, 409,
-     "run 00000000 is no longer current"),
+    (
+        "POST",
+        "/v2/job/update",
+        {"id": KEY + "~00000000", "state": "parsing"},
+        409,
+        "run 00000000 is no longer current",
+    ),
+    (
+        "POST",
+        "/v2/job/heartbeat",
+        {"id": KEY + "~00000000"},
+        409,
+        "run 00000000 is no longer current",
+    ),
     ("GET", "/status", {"state": "nope"}, 400, "unknown state"),
     ("GET", "/status", {"format": "xml"}, 400, "format"),
     ("GET", "/status", {"limit": "0"}, 400, "limit"),
@@ -97,16 +120,24 @@ def test_method_not_allowed_names_the_allowed_method(http):
 
 
 def test_go_client_update_in_query_string_with_empty_body(http, tracker, job):
-    response = http.post("/v2/job/update", query_string={
-        "id": KEY, "state": "parsing", "detail": "gs://archive-bucket/ndt/ndt7/2019/01/02/a.tgz"})
+    response = http.post(
+        "/v2/job/update",
+        query_string={
+            "id": KEY,
+            "state": "parsing",
+            "detail": "gs://archive-bucket/ndt/ndt7/2019/01/02/a.tgz",
+        },
+    )
     assert response.status_code == 200
     assert response.get_json() == {"ID": KEY, "State": "parsing", "Previous": "parsing"}
     assert tracker.get_status(KEY).detail == "gs://archive-bucket/ndt/ndt7/2019/01/02/a.tgz"
 
 
 def test_form_body_is_accepted_and_wins_over_the_query(http, tracker, job):
-    response = http.post("/v2/job/update?detail=from-query",
-                         data={"id": KEY, "state": "parsing", "detail": "from-form"})
+    response = http.post(
+        "/v2/job/update?detail=from-query",
+        data={"id": KEY, "state": "parsing", "detail": "from-form"},
+    )
     assert response.status_code == 200
     assert tracker.get_status(KEY).detail == "from-form"
 
@@ -138,9 +169,10 @@ def test_error_sets_parse_error_with_the_error_as_detail(http, tracker, job):
 
 
 def test_unicode_detail_is_kept_exactly(http, tracker, job):
-    text = "gs://b/ü/日本/\u00e9\t\"quoted\""
-    response = http.post("/v2/job/update", query_string={"id": KEY, "state": "parsing",
-                                                         "detail": text})
+    text = 'gs://b/ü/日本/\u00e9\t"quoted"'
+    response = http.post(
+        "/v2/job/update", query_string={"id": KEY, "state": "parsing", "detail": text}
+    )
     assert response.status_code == 200
     assert tracker.get_status(KEY).detail == text
 
@@ -182,9 +214,13 @@ def test_status_json_has_go_shapes_and_filters(http, tracker, clock):
     body = http.get("/status", query_string={"format": "json"}).get_json()
     assert body["Count"] == 2 and [j["ID"] for j in body["Jobs"]] == [KEY, other.key()]
     first = body["Jobs"][0]
-    assert first["Job"] == {"Bucket": "archive-bucket", "Experiment": "ndt", "Datatype": "ndt7",
-                            "Date": "2019-01-02T00:00:00Z",
-                            "Datasets": {"Tmp": "", "Raw": "", "Join": ""}}
+    assert first["Job"] == {
+        "Bucket": "archive-bucket",
+        "Experiment": "ndt",
+        "Datatype": "ndt7",
+        "Date": "2019-01-02T00:00:00Z",
+        "Datasets": {"Tmp": "", "Raw": "", "Join": ""},
+    }
     assert first["Status"]["HeartbeatTime"] == "0001-01-01T00:00:00Z"
     assert first["Status"]["History"][0]["State"] == "init"
 
@@ -218,14 +254,18 @@ class _Broken:
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         def fail(*args, **kwargs):  # type: ignore[no-untyped-def]
             raise self.exc
+
         return fail
 
 
-@pytest.mark.parametrize("exc,code", [
-    (gexc.ServiceUnavailable("down"), 503),
-    (gexc.DeadlineExceeded("slow"), 503),
-    (RuntimeError("bug"), 500),
-])
+@pytest.mark.parametrize(
+    "exc,code",
+    [
+        (gexc.ServiceUnavailable("down"), 503),
+        (gexc.DeadlineExceeded("slow"), 503),
+        (RuntimeError("bug"), 500),
+    ],
+)
 def test_storage_failures_answer_5xx_in_json(http, store, job, monkeypatch, exc, code):
     before = snapshot(store)
     monkeypatch.setattr(store, "_ref", lambda key: _Broken(exc))

@@ -16,8 +16,16 @@ from shared.model import Datasets, Job, State
 from shared.store import CursorStore
 
 POLICY = MaintenancePolicy(expiration=timedelta(minutes=5), cleanup_delay=timedelta(hours=3))
-CHAIN = [State.PARSING, State.POST_PROCESSING, State.LOADING, State.DEDUPLICATING,
-         State.COPYING, State.DELETING, State.JOINING, State.COMPLETE]
+CHAIN = [
+    State.PARSING,
+    State.POST_PROCESSING,
+    State.LOADING,
+    State.DEDUPLICATING,
+    State.COPYING,
+    State.DELETING,
+    State.JOINING,
+    State.COMPLETE,
+]
 
 
 def job(day: int, datatype: str = "ndt7") -> Job:
@@ -45,8 +53,9 @@ def test_silent_job_expires_with_a_reason_and_a_heartbeating_one_stays(tracker, 
     assert summary["expired"] == [silent.key()]
     status = tracker.get_status(silent.key())
     assert status.state is State.FAILED and status.label == "parsing-failed"
-    assert status.error == (f"expired in parsing: no heartbeat or update since "
-                            f"{last_seen:%Y-%m-%dT%H:%M:%SZ}")
+    assert status.error == (
+        f"expired in parsing: no heartbeat or update since {last_seen:%Y-%m-%dT%H:%M:%SZ}"
+    )
     assert tracker.get_status(alive.key()).state is State.PARSING
     assert tracker.get_status(idle.key()).state is State.PARSING
     assert summary["jobs"] == 3 and summary["failed"] == 1 and summary["snapshot"] is None
@@ -55,8 +64,14 @@ def test_silent_job_expires_with_a_reason_and_a_heartbeating_one_stays(tracker, 
 
 def test_expiry_covers_every_state_in_flight_but_not_terminal_ones(tracker, clock):
     keys = {}
-    for day, states in enumerate([[], [State.PARSING, State.PARSE_ERROR],
-                                  [State.PARSING, State.POST_PROCESSING, State.LOADING]], 1):
+    for day, states in enumerate(
+        [
+            [],
+            [State.PARSING, State.PARSE_ERROR],
+            [State.PARSING, State.POST_PROCESSING, State.LOADING],
+        ],
+        1,
+    ):
         tracker.add_job(job(day))
         for state in states:
             tracker.set_status(job(day).key(), state)
@@ -86,8 +101,9 @@ def test_old_complete_jobs_are_removed_failed_ones_stay(tracker, clock):
     assert {r.key for r in tracker.get_state()} == {recent.key(), failed.key(), owed.key()}
 
 
-def test_overlapping_runs_expire_each_job_once_and_write_two_snapshots(tracker, store, clock,
-                                                                       gcs_client):
+def test_overlapping_runs_expire_each_job_once_and_write_two_snapshots(
+    tracker, store, clock, gcs_client
+):
     from shared.snapshot import write_snapshot
 
     bucket = gcs_client.create_bucket(f"snapshots-{uuid.uuid4().hex[:12]}")
@@ -136,13 +152,20 @@ def retry_service(tracker, firestore_client, gcs_client, clock):  # type: ignore
     for day in (20, 21):
         gcs_client.bucket(bucket).blob(f"ndt/ndt7/2026/11/{day}/a.tgz").upload_from_string(b"x")
     source = Source(bucket, "ndt", "ndt7", "", Datasets("tmp_ndt", "raw_ndt", ""), False, False)
-    config = Config(start_date=date(2026, 11, 20), tracker_timeout=timedelta(hours=6),
-                    polling_interval=timedelta(minutes=1), sources=(source,))
-    return JobService(tracker, CursorStore(firestore_client), ArchiveLister(gcs_client), config,
-                      clock=clock)
+    config = Config(
+        start_date=date(2026, 11, 20),
+        tracker_timeout=timedelta(hours=6),
+        polling_interval=timedelta(minutes=1),
+        sources=(source,),
+    )
+    return JobService(
+        tracker, CursorStore(firestore_client), ArchiveLister(gcs_client), config, clock=clock
+    )
 
 
-def test_failed_jobs_are_retried_with_backoff_newest_first_and_bounded(retry_service, tracker, clock):
+def test_failed_jobs_are_retried_with_backoff_newest_first_and_bounded(
+    retry_service, tracker, clock
+):
     first, second = retry_service.next_job(), retry_service.next_job()
     assert [first.job.date.day, second.job.date.day] == [20, 21]
     tracker.set_job_error(first.key, "parser crashed")
@@ -173,7 +196,9 @@ def test_expired_job_is_handed_out_again(retry_service, tracker, clock):
     handed = retry_service.next_job()
     tracker.set_status(handed.key, State.PARSING, "starting")
     clock.advance(hours=7)
-    assert Maintenance(tracker, MaintenancePolicy(timedelta(hours=6))).run()["expired"] == [handed.key]
+    assert Maintenance(tracker, MaintenancePolicy(timedelta(hours=6))).run()["expired"] == [
+        handed.key
+    ]
     clock.advance(minutes=10)
     again = retry_service.next_job()
     assert again.key == handed.key and again.attempts == 2
@@ -195,8 +220,9 @@ def test_maintain_over_http(http, tracker, clock, monkeypatch):
     assert status["Attempts"] == 1 and status["RetryAt"] is not None
 
 
-def test_complete_jobs_owed_a_reoffer_never_fill_the_clean_up_batch(tracker, store, clock,
-                                                                     monkeypatch):
+def test_complete_jobs_owed_a_reoffer_never_fill_the_clean_up_batch(
+    tracker, store, clock, monkeypatch
+):
     """The oldest complete jobs all owe re-offers (say, of a paused source): the others still go."""
     from shared import defaults
     from shared.model import JobRecord

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -11,11 +10,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shared.config import Config, Source
 from shared.gcs import ArchiveLister
-from shared.streams import Position, Stream
 from shared.job_service import JobService
 from shared.model import Datasets, Job, JobFilter, State
-from shared.web.metrics import stream_dates
 from shared.store import CursorStore
+from shared.streams import Position, Stream
+from shared.web.metrics import stream_dates
 
 NOW_DAY = date(2026, 11, 27)  # the FakeClock's day
 DS = Datasets("tmp_ndt", "raw_ndt", "ndt")
@@ -23,8 +22,11 @@ DS = Datasets("tmp_ndt", "raw_ndt", "ndt")
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of a scrape by (name, sorted labels)."""
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def midnight(day: date) -> float:
@@ -39,17 +41,23 @@ def service(tracker, firestore_client, gcs_client, clock, monkeypatch):  # type:
     bucket = f"metrics-{uuid.uuid4().hex[:12]}"
     gcs_client.create_bucket(bucket)
     config = Config(
-        start_date=NOW_DAY - timedelta(days=3), tracker_timeout=timedelta(hours=6),
+        start_date=NOW_DAY - timedelta(days=3),
+        tracker_timeout=timedelta(hours=6),
         polling_interval=timedelta(minutes=1),
-        sources=(Source(bucket, "ndt", "ndt7", "", DS, False, False),
-                 Source(bucket, "ndt", "annotation2", "", DS, True, False)))
+        sources=(
+            Source(bucket, "ndt", "ndt7", "", DS, False, False),
+            Source(bucket, "ndt", "annotation2", "", DS, True, False),
+        ),
+    )
     for datatype in ("ndt7", "annotation2"):
         for back in (1, 2, 3):
             day = NOW_DAY - timedelta(days=back)
             gcs_client.bucket(bucket).blob(
-                f"ndt/{datatype}/{day:%Y/%m/%d}/x.tgz").upload_from_string(b"x")
-    svc = JobService(tracker, CursorStore(firestore_client), ArchiveLister(gcs_client), config,
-                     clock=clock)
+                f"ndt/{datatype}/{day:%Y/%m/%d}/x.tgz"
+            ).upload_from_string(b"x")
+    svc = JobService(
+        tracker, CursorStore(firestore_client), ArchiveLister(gcs_client), config, clock=clock
+    )
     monkeypatch.setattr(runtime, "job_service", lambda: svc)
     return svc
 
@@ -76,12 +84,18 @@ def test_metrics_after_real_operations(http, service, tracker):
     def value(name: str, **labels: str) -> float:
         return got[(name, tuple(sorted(labels.items())))]
 
-    assert value("gardener_tasks_in_flight", experiment="ndt", datatype="ndt7", state="parsing") == 1
+    assert (
+        value("gardener_tasks_in_flight", experiment="ndt", datatype="ndt7", state="parsing") == 1
+    )
     assert value("gardener_tasks_in_flight", experiment="ndt", datatype="ndt7", state="init") == 0
-    assert value("gardener_tasks_in_flight", experiment="ndt", datatype="annotation2",
-                 state="init") == 1
-    assert ("gardener_tasks_in_flight", (("datatype", "ndt7"), ("experiment", "ndt"),
-                                         ("state", "failed"))) not in got
+    assert (
+        value("gardener_tasks_in_flight", experiment="ndt", datatype="annotation2", state="init")
+        == 1
+    )
+    assert (
+        "gardener_tasks_in_flight",
+        (("datatype", "ndt7"), ("experiment", "ndt"), ("state", "failed")),
+    ) not in got
     assert value("gardener_jobs", experiment="ndt", datatype="ndt7", state="failed") == 1
     assert value("gardener_jobs", experiment="ndt", datatype="ndt7", state="complete") == 1
     assert value("gardener_failed_jobs", experiment="ndt", datatype="ndt7") == 1
@@ -89,22 +103,34 @@ def test_metrics_after_real_operations(http, service, tracker):
     # the daily stream has resolved yesterday for both sources; the historical
     # one has walked to its end (the day before yesterday) for ndt7 only
     yesterday = NOW_DAY - timedelta(days=1)
-    assert value("gardener_state_date", experiment="ndt", datatype="ndt7",
-                 stream="daily") == midnight(yesterday)
-    assert value("gardener_state_date", experiment="ndt", datatype="annotation2",
-                 stream="daily") == midnight(yesterday)
-    assert value("gardener_state_date", experiment="ndt", datatype="ndt7",
-                 stream="historical") >= midnight(NOW_DAY - timedelta(days=2))
-    assert ("gardener_state_date", (("datatype", "annotation2"), ("experiment", "ndt"),
-                                    ("stream", "historical"))) not in got
+    assert value(
+        "gardener_state_date", experiment="ndt", datatype="ndt7", stream="daily"
+    ) == midnight(yesterday)
+    assert value(
+        "gardener_state_date", experiment="ndt", datatype="annotation2", stream="daily"
+    ) == midnight(yesterday)
+    assert value(
+        "gardener_state_date", experiment="ndt", datatype="ndt7", stream="historical"
+    ) >= midnight(NOW_DAY - timedelta(days=2))
+    assert (
+        "gardener_state_date",
+        (("datatype", "annotation2"), ("experiment", "ndt"), ("stream", "historical")),
+    ) not in got
     assert value("gardener_historical_cycle") >= 0
 
 
 def test_metrics_before_any_hand_out_has_counts_but_no_dates(http, service, tracker):
     tracker.add_job(Job(service.config.sources[0].bucket, "ndt", "ndt7", NOW_DAY))
     got = samples(http.get("/metrics").get_data(as_text=True))
-    assert got[("gardener_tasks_in_flight", (("datatype", "ndt7"), ("experiment", "ndt"),
-                                             ("state", "init")))] == 1
+    assert (
+        got[
+            (
+                "gardener_tasks_in_flight",
+                (("datatype", "ndt7"), ("experiment", "ndt"), ("state", "init")),
+            )
+        ]
+        == 1
+    )
     assert not any(name == "gardener_state_date" for name, _ in got)
 
 
@@ -123,10 +149,16 @@ def test_the_content_type_is_the_prometheus_clients():
 
 
 def test_stream_dates_split_at_the_cursor_source():
-    sources = tuple(Source("b", "e", dt, "", DS, only, False)
-                    for dt, only in (("a", False), ("b", True), ("c", False)))
-    config = Config(start_date=date(2020, 1, 1), tracker_timeout=timedelta(hours=1),
-                    polling_interval=timedelta(minutes=1), sources=sources)
+    sources = tuple(
+        Source("b", "e", dt, "", DS, only, False)
+        for dt, only in (("a", False), ("b", True), ("c", False))
+    )
+    config = Config(
+        start_date=date(2020, 1, 1),
+        tracker_timeout=timedelta(hours=1),
+        polling_interval=timedelta(minutes=1),
+        sources=sources,
+    )
     at = Position(0, date(2020, 1, 5), 1)
     daily = stream_dates(config, Stream.DAILY, at)
     assert daily[("e", "a")].date() == date(2020, 1, 5)
@@ -143,8 +175,10 @@ def totals(text: str, source: tuple[str, str] = ("ndt", "ndt7")) -> dict[str, fl
     """The three totals of ``source`` in a scrape, by metric name."""
     got = samples(text)
     labels = (("datatype", source[1]), ("experiment", source[0]))
-    return {name: got[(name, labels)] for name in
-            ("gardener_started_total", "gardener_completed_total", "gardener_fail_total")}
+    return {
+        name: got[(name, labels)]
+        for name in ("gardener_started_total", "gardener_completed_total", "gardener_fail_total")
+    }
 
 
 def finish(tracker, key: str) -> None:  # type: ignore[no-untyped-def]
@@ -154,36 +188,51 @@ def finish(tracker, key: str) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_totals_count_hand_outs_completions_expiry_and_operator_fails(
-        http, service, tracker, clock, firestore_client):
+    http, service, tracker, clock, firestore_client
+):
     from shared.admin import Admin
     from shared.store import ControlStore, ReprocessQueue
 
     before = totals(http.get("/metrics").get_data(as_text=True))
-    assert before == {"gardener_started_total": 0, "gardener_completed_total": 0,
-                      "gardener_fail_total": 0}
+    assert before == {
+        "gardener_started_total": 0,
+        "gardener_completed_total": 0,
+        "gardener_fail_total": 0,
+    }
     bucket = service.config.sources[0].bucket
-    keys = [tracker.add_job(Job(bucket, "ndt", "ndt7", NOW_DAY - timedelta(days=d))).key
-            for d in range(1, 6)]
+    keys = [
+        tracker.add_job(Job(bucket, "ndt", "ndt7", NOW_DAY - timedelta(days=d))).key
+        for d in range(1, 6)
+    ]
     finish(tracker, keys[0])
     finish(tracker, keys[1])
     tracker.set_status(keys[2], State.PARSING, "tasks")  # a detail and a move: no total
     tracker.set_job_error(keys[2], "corrupt archive")
-    admin = Admin(tracker, ReprocessQueue(firestore_client), ControlStore(firestore_client),
-                  service.config)
+    admin = Admin(
+        tracker, ReprocessQueue(firestore_client), ControlStore(firestore_client), service.config
+    )
     admin.fail(keys[3], "bad day", "ops@example.org")
     clock.advance(hours=7)
     assert tracker.expire_stale(clock() - timedelta(hours=6), 10) == [keys[4]]
     tracker.add_job(Job(bucket, "ndt", "annotation2", NOW_DAY))
-    tracker.add_job(Job(bucket, "ndt", "ndt7", NOW_DAY - timedelta(days=2)))  # restart a complete job
+    tracker.add_job(
+        Job(bucket, "ndt", "ndt7", NOW_DAY - timedelta(days=2))
+    )  # restart a complete job
     admin.retry(keys[2], "ops@example.org")  # no change of state: no total
     # clean-up removes complete jobs; the totals stay
     assert tracker.remove_complete(clock() + timedelta(seconds=1), 10) == 1
 
     text = http.get("/metrics").get_data(as_text=True)
-    assert totals(text) == {"gardener_started_total": 6, "gardener_completed_total": 2,
-                            "gardener_fail_total": 3}
+    assert totals(text) == {
+        "gardener_started_total": 6,
+        "gardener_completed_total": 2,
+        "gardener_fail_total": 3,
+    }
     assert totals(text, ("ndt", "annotation2")) == {
-        "gardener_started_total": 1, "gardener_completed_total": 0, "gardener_fail_total": 0}
+        "gardener_started_total": 1,
+        "gardener_completed_total": 0,
+        "gardener_fail_total": 0,
+    }
     assert "# TYPE gardener_started_total counter" in text
 
 
@@ -200,9 +249,17 @@ def test_rejected_changes_count_nothing(tracker, clock, firestore_client):
         tracker.set_status(job.key(), State.COMPLETE)  # init -> complete is not allowed
     with pytest.raises(JobAlreadyExists):
         tracker.add_job(job, "offer-2")  # in flight: not restarted
-    admin = Admin(tracker, ReprocessQueue(firestore_client), ControlStore(firestore_client),
-                  Config(start_date=NOW_DAY, tracker_timeout=timedelta(hours=6),
-                         polling_interval=timedelta(minutes=1), sources=()))
+    admin = Admin(
+        tracker,
+        ReprocessQueue(firestore_client),
+        ControlStore(firestore_client),
+        Config(
+            start_date=NOW_DAY,
+            tracker_timeout=timedelta(hours=6),
+            polling_interval=timedelta(minutes=1),
+            sources=(),
+        ),
+    )
     with pytest.raises(Conflict):
         admin.retry(job.key(), "ops@example.org")  # not failed
     tracker.set_job_error(job.key(), "gone")
@@ -215,8 +272,10 @@ def test_concurrent_completions_of_one_source_are_all_counted(tracker):
     import threading
 
     workers = 16
-    keys = [tracker.add_job(Job("b", "ndt", "ndt7", NOW_DAY - timedelta(days=d))).key
-            for d in range(workers)]
+    keys = [
+        tracker.add_job(Job("b", "ndt", "ndt7", NOW_DAY - timedelta(days=d))).key
+        for d in range(workers)
+    ]
     for key in keys:
         tracker.set_status(key, State.PARSING)
         tracker.set_status(key, State.POST_PROCESSING)
@@ -236,8 +295,9 @@ def test_concurrent_completions_of_one_source_are_all_counted(tracker):
     for t in threads:
         t.join(60)
     assert errors == []
-    assert tracker.store.counters.totals() == {("ndt", "ndt7"): {"started": workers,
-                                                                 "completed": workers}}
+    assert tracker.store.counters.totals() == {
+        ("ndt", "ndt7"): {"started": workers, "completed": workers}
+    }
     assert tracker.count(JobFilter(state=State.COMPLETE)) == workers
 
 

@@ -12,8 +12,7 @@ import pytest
 from shared.config import Config, Source
 from shared.gcs import ArchiveLister
 from shared.job_service import JobService
-from shared.model import Datasets, Job, State
-from shared.model import JobRecord, Pause
+from shared.model import Datasets, Job, JobRecord, Pause, State
 from shared.store import ControlStore, CursorStore
 
 NOW_DAY = date(2026, 11, 27)  # the FakeClock's day; it stands at 12:00 UTC
@@ -29,19 +28,28 @@ def bucket(gcs_client):  # type: ignore[no-untyped-def]
     return name
 
 
-def make_config(bucket: str, *specs: tuple[str, bool], start: date = NOW_DAY - timedelta(days=7)
-                ) -> Config:
+def make_config(
+    bucket: str, *specs: tuple[str, bool], start: date = NOW_DAY - timedelta(days=7)
+) -> Config:
     """A config with one source per (datatype, daily_only)."""
-    sources = tuple(Source(bucket, "ndt", dt, "", DS, daily_only, False) for dt, daily_only in specs)
-    return Config(start_date=start, tracker_timeout=timedelta(hours=6),
-                  polling_interval=timedelta(minutes=1), sources=sources)
+    sources = tuple(
+        Source(bucket, "ndt", dt, "", DS, daily_only, False) for dt, daily_only in specs
+    )
+    return Config(
+        start_date=start,
+        tracker_timeout=timedelta(hours=6),
+        polling_interval=timedelta(minutes=1),
+        sources=sources,
+    )
 
 
 def put_files(gcs_client, bucket: str, datatype: str, *days: date) -> set[str]:  # type: ignore[no-untyped-def]
     """Put one archive for each day; return the job keys that now have files."""
     b = gcs_client.bucket(bucket)
     for day in days:
-        b.blob(f"ndt/{datatype}/{day:%Y/%m/%d}/20190102T000000Z-archive.tgz").upload_from_string(b"x")
+        b.blob(f"ndt/{datatype}/{day:%Y/%m/%d}/20190102T000000Z-archive.tgz").upload_from_string(
+            b"x"
+        )
     return {Job(bucket, "ndt", datatype, day).key() for day in days}
 
 
@@ -50,8 +58,14 @@ def make_service(tracker, firestore_client, gcs_client, clock):  # type: ignore[
     """Build a job service on this test's Firestore project, the GCS emulator and clock."""
 
     def make(config: Config, max_steps: int = 64) -> JobService:
-        return JobService(tracker, CursorStore(firestore_client), ArchiveLister(gcs_client),
-                          config, clock=clock, max_steps=max_steps)
+        return JobService(
+            tracker,
+            CursorStore(firestore_client),
+            ArchiveLister(gcs_client),
+            config,
+            clock=clock,
+            max_steps=max_steps,
+        )
 
     return make
 
@@ -69,7 +83,8 @@ def key(bucket: str, datatype: str, day: date) -> str:
 
 
 def test_daily_first_then_historical_passing_over_jobs_without_files(
-        make_service, gcs_client, bucket, tracker):
+    make_service, gcs_client, bucket, tracker
+):
     service = make_service(make_config(bucket, ("a", True), ("b", False), ("c", False)))
     put_files(gcs_client, bucket, "a", YESTERDAY)
     put_files(gcs_client, bucket, "b", YESTERDAY, NOW_DAY - timedelta(days=6))
@@ -88,8 +103,9 @@ def test_daily_first_then_historical_passing_over_jobs_without_files(
 
 
 @pytest.mark.parametrize("ending", ["failed", "complete"])
-def test_in_flight_job_is_offered_again_when_it_ends(make_service, gcs_client, bucket, tracker, clock,
-                                                     ending):
+def test_in_flight_job_is_offered_again_when_it_ends(
+    make_service, gcs_client, bucket, tracker, clock, ending
+):
     service = make_service(make_config(bucket, ("b", False), start=NOW_DAY - timedelta(days=3)))
     day = NOW_DAY - timedelta(days=3)
     put_files(gcs_client, bucket, "b", day)
@@ -105,8 +121,15 @@ def test_in_flight_job_is_offered_again_when_it_ends(make_service, gcs_client, b
         clock.advance(minutes=9)
         assert service.next_job() is None  # still owed, but in its retry backoff
     else:
-        for state in (State.POST_PROCESSING, State.LOADING, State.DEDUPLICATING, State.COPYING,
-                      State.DELETING, State.JOINING, State.COMPLETE):
+        for state in (
+            State.POST_PROCESSING,
+            State.LOADING,
+            State.DEDUPLICATING,
+            State.COPYING,
+            State.DELETING,
+            State.JOINING,
+            State.COMPLETE,
+        ):
             tracker.set_status(first.key, state)
     clock.advance(minutes=2)
     again = service.next_job()
@@ -119,9 +142,11 @@ def test_in_flight_job_is_offered_again_when_it_ends(make_service, gcs_client, b
 def test_32_concurrent_callers_hand_out_each_job_exactly_once(make_service, gcs_client, bucket):
     config = make_config(bucket, ("a", True), ("b", False), ("c", False))
     days = [NOW_DAY - timedelta(days=d) for d in range(1, 8)]
-    expected = (put_files(gcs_client, bucket, "a", *days[::2])
-                | put_files(gcs_client, bucket, "b", *days)
-                | put_files(gcs_client, bucket, "c", *days[1::2]))
+    expected = (
+        put_files(gcs_client, bucket, "a", *days[::2])
+        | put_files(gcs_client, bucket, "b", *days)
+        | put_files(gcs_client, bucket, "c", *days[1::2])
+    )
     # a is daily-only: of its days only yesterday is ever offered.
     expected -= {key(bucket, "a", d) for d in days[1:]}
     service = make_service(config)
@@ -179,10 +204,16 @@ def next_http(http, make_service, monkeypatch):  # type: ignore[no-untyped-def]
 
 
 def test_next_over_http_answers_the_go_json_then_503(next_http, gcs_client, bucket, tracker):
-    sources = (Source(bucket, "ndt", "ndt7", r".*\.tgz$", DS, False, False),
-               Source(bucket, "ndt", "ndt5", "", Datasets("tmp_ndt", "raw_ndt", ""), False, False))
-    config = Config(start_date=NOW_DAY - timedelta(days=3), tracker_timeout=timedelta(hours=6),
-                    polling_interval=timedelta(minutes=1), sources=sources)
+    sources = (
+        Source(bucket, "ndt", "ndt7", r".*\.tgz$", DS, False, False),
+        Source(bucket, "ndt", "ndt5", "", Datasets("tmp_ndt", "raw_ndt", ""), False, False),
+    )
+    config = Config(
+        start_date=NOW_DAY - timedelta(days=3),
+        tracker_timeout=timedelta(hours=6),
+        polling_interval=timedelta(minutes=1),
+        sources=sources,
+    )
     day = NOW_DAY - timedelta(days=3)
     put_files(gcs_client, bucket, "ndt7", day)
     put_files(gcs_client, bucket, "ndt5", day)
@@ -195,9 +226,15 @@ def test_next_over_http_answers_the_go_json_then_503(next_http, gcs_client, buck
     assert re.fullmatch(r"[0-9a-f]{8}", run)
     assert first.get_json() == {
         "ID": f"{key(bucket, 'ndt7', day)}~{run}",
-        "Job": {"Bucket": bucket, "Experiment": "ndt", "Datatype": "ndt7",
-                "Date": f"{day:%Y-%m-%d}T00:00:00Z", "Filter": r".*\.tgz$",
-                "Datasets": {"Tmp": "tmp_ndt", "Raw": "raw_ndt", "Join": "ndt"}}}
+        "Job": {
+            "Bucket": bucket,
+            "Experiment": "ndt",
+            "Datatype": "ndt7",
+            "Date": f"{day:%Y-%m-%d}T00:00:00Z",
+            "Filter": r".*\.tgz$",
+            "Datasets": {"Tmp": "tmp_ndt", "Raw": "raw_ndt", "Join": "ndt"},
+        },
+    }
     second = http.post("/next_job")
     assert second.status_code == 200 and "Filter" not in second.get_json()["Job"]
 
@@ -207,8 +244,9 @@ def test_next_over_http_answers_the_go_json_then_503(next_http, gcs_client, buck
     assert none.headers["Retry-After"] == "10"
 
 
-def test_gcs_down_answers_503_and_loses_nothing(next_http, make_service, gcs_client, bucket,
-                                                monkeypatch, tracker):
+def test_gcs_down_answers_503_and_loses_nothing(
+    next_http, make_service, gcs_client, bucket, monkeypatch, tracker
+):
     from google.api_core import exceptions as gexc
 
     day = NOW_DAY - timedelta(days=3)
@@ -234,8 +272,10 @@ def test_bad_config_answers_500_naming_the_field(http, monkeypatch, tmp_path):
     from shared import runtime
 
     bad = tmp_path / "gardener.yml"
-    bad.write_text("start_date: 2019-01-01\ntracker: {timeout: 5h}\n"
-                   "monitor: {polling_interval: 1m}\nsources: []\n")
+    bad.write_text(
+        "start_date: 2019-01-01\ntracker: {timeout: 5h}\n"
+        "monitor: {polling_interval: 1m}\nsources: []\n"
+    )
     monkeypatch.setenv("GARDENER_CONFIG", str(bad))
     runtime.job_service.cache_clear()
     response = http.post("/v2/job/next")
@@ -248,8 +288,16 @@ def test_bad_config_answers_500_naming_the_field(http, monkeypatch, tmp_path):
 LONG_AGO = date(2026, 10, 1)  # before every stream's start: only owed runs reach these days
 
 
-def ended(bucket: str, datatype: str, day: date, state: State, at: datetime, *, reoffer: str = "",
-          retry_at: datetime | None = None) -> JobRecord:
+def ended(
+    bucket: str,
+    datatype: str,
+    day: date,
+    state: State,
+    at: datetime,
+    *,
+    reoffer: str = "",
+    retry_at: datetime | None = None,
+) -> JobRecord:
     """A record of a job that ended in ``state`` at ``at``, owing ``reoffer`` or a retry at ``retry_at``."""
     record = JobRecord.new(Job(bucket, "ndt", datatype, day, "", DS), at, "historical/0/x/0")
     record.status.new_state(state, at)
@@ -258,7 +306,8 @@ def ended(bucket: str, datatype: str, day: date, state: State, at: datetime, *, 
 
 
 def test_a_paused_source_with_many_due_retries_does_not_starve_another_sources(
-        make_service, firestore_client, store, gcs_client, bucket, clock):
+    make_service, firestore_client, store, gcs_client, bucket, clock
+):
     """While a source is paused the owed runs are read per unpaused source: more than a
     thousand due retries of the paused one, all due first, neither starve the other's nor
     cost a read each."""
@@ -266,15 +315,23 @@ def test_a_paused_source_with_many_due_retries_does_not_starve_another_sources(
     earlier = clock.now - timedelta(hours=1)
     days = [LONG_AGO - timedelta(days=i) for i in range(1050)]
     store.create_missing(
-        [ended(bucket, "a", day, State.FAILED, earlier, retry_at=earlier + timedelta(seconds=i))
-         for i, day in enumerate(days)]
-        + [ended(bucket, "b", LONG_AGO, State.FAILED, clock.now, retry_at=clock.now)])
+        [
+            ended(bucket, "a", day, State.FAILED, earlier, retry_at=earlier + timedelta(seconds=i))
+            for i, day in enumerate(days)
+        ]
+        + [ended(bucket, "b", LONG_AGO, State.FAILED, clock.now, retry_at=clock.now)]
+    )
     put_files(gcs_client, bucket, "a", *days[:3])
     put_files(gcs_client, bucket, "b", LONG_AGO)
     ControlStore(firestore_client).pause(Pause("ndt/a", "alice", clock.now, "quota"))
-    service = JobService(make_service(config).tracker, CursorStore(firestore_client),
-                         ArchiveLister(gcs_client), config, clock=clock,
-                         controls=ControlStore(firestore_client))
+    service = JobService(
+        make_service(config).tracker,
+        CursorStore(firestore_client),
+        ArchiveLister(gcs_client),
+        config,
+        clock=clock,
+        controls=ControlStore(firestore_client),
+    )
 
     reads = store.stats.reads
     handed = service.next_job()
@@ -285,15 +342,27 @@ def test_a_paused_source_with_many_due_retries_does_not_starve_another_sources(
 
 
 def test_a_due_reoffer_is_not_held_up_by_failed_jobs_in_their_backoff(
-        make_service, store, gcs_client, bucket, clock):
+    make_service, store, gcs_client, bucket, clock
+):
     """Re-offers of failed jobs in their backoff never fill the page a due re-offer is read in."""
     config = make_config(bucket, ("a", False), start=NOW_DAY - timedelta(days=2))
     later = clock.now + timedelta(hours=1)
     days = [LONG_AGO + timedelta(days=i) for i in range(15)]
     store.create_missing(
-        [ended(bucket, "a", day, State.FAILED, clock.now, reoffer=f"daily/0/{day:%Y%m%d}/0",
-               retry_at=later) for day in days[1:]]
-        + [ended(bucket, "a", days[0], State.COMPLETE, clock.now, reoffer="historical/1/x/0")])
+        [
+            ended(
+                bucket,
+                "a",
+                day,
+                State.FAILED,
+                clock.now,
+                reoffer=f"daily/0/{day:%Y%m%d}/0",
+                retry_at=later,
+            )
+            for day in days[1:]
+        ]
+        + [ended(bucket, "a", days[0], State.COMPLETE, clock.now, reoffer="historical/1/x/0")]
+    )
     put_files(gcs_client, bucket, "a", *days)
     service = make_service(config)
 
@@ -305,28 +374,86 @@ def test_a_due_reoffer_is_not_held_up_by_failed_jobs_in_their_backoff(
     assert len(drain(service)) == len(days) - 1  # then each is handed out as its re-offer
 
 
-@pytest.mark.parametrize("state, reoffer, retry_at, in_config, files, handed, why", [
-    ("complete", "historical/1/x/0", None, True, True, "historical/1/x/0", None),
-    ("failed", "historical/1/x/0", None, True, True, "historical/1/x/0", None),
-    ("failed", "", "due", True, True, "retry/2", None),
-    ("complete", "historical/1/x/0", None, False, True, None,
-     "historical/1/x/0 dropped: source {bucket}/ndt/gone is not in the config"),
-    ("failed", "", "due", False, True, None,
-     "retry/2 dropped: source {bucket}/ndt/gone is not in the config"),
-    ("complete", "historical/1/x/0", None, True, False, None,
-     "historical/1/x/0 dropped: no files under gs://{bucket}/ndt/{datatype}/2026/10/01/"),
-    ("failed", "daily/0/x/0", "due", True, False, None,
-     "daily/0/x/0 dropped: no files under gs://{bucket}/ndt/{datatype}/2026/10/01/"),
-], ids=["reoffer-complete", "reoffer-failed-no-retry", "retry", "reoffer-source-gone",
-        "retry-source-gone", "reoffer-no-files", "retry-no-files"])
+@pytest.mark.parametrize(
+    "state, reoffer, retry_at, in_config, files, handed, why",
+    [
+        ("complete", "historical/1/x/0", None, True, True, "historical/1/x/0", None),
+        ("failed", "historical/1/x/0", None, True, True, "historical/1/x/0", None),
+        ("failed", "", "due", True, True, "retry/2", None),
+        (
+            "complete",
+            "historical/1/x/0",
+            None,
+            False,
+            True,
+            None,
+            "historical/1/x/0 dropped: source {bucket}/ndt/gone is not in the config",
+        ),
+        (
+            "failed",
+            "",
+            "due",
+            False,
+            True,
+            None,
+            "retry/2 dropped: source {bucket}/ndt/gone is not in the config",
+        ),
+        (
+            "complete",
+            "historical/1/x/0",
+            None,
+            True,
+            False,
+            None,
+            "historical/1/x/0 dropped: no files under gs://{bucket}/ndt/{datatype}/2026/10/01/",
+        ),
+        (
+            "failed",
+            "daily/0/x/0",
+            "due",
+            True,
+            False,
+            None,
+            "daily/0/x/0 dropped: no files under gs://{bucket}/ndt/{datatype}/2026/10/01/",
+        ),
+    ],
+    ids=[
+        "reoffer-complete",
+        "reoffer-failed-no-retry",
+        "retry",
+        "reoffer-source-gone",
+        "retry-source-gone",
+        "reoffer-no-files",
+        "retry-no-files",
+    ],
+)
 def test_an_owed_run_is_handed_out_only_for_a_source_of_the_config_with_files(
-        make_service, store, tracker, gcs_client, bucket, clock,
-        state, reoffer, retry_at, in_config, files, handed, why):
+    make_service,
+    store,
+    tracker,
+    gcs_client,
+    bucket,
+    clock,
+    state,
+    reoffer,
+    retry_at,
+    in_config,
+    files,
+    handed,
+    why,
+):
     """Like a stream candidate; what cannot run is dropped (on the audit), so it never clogs a page."""
     datatype = "a" if in_config else "gone"
     config = make_config(bucket, ("a", False), start=NOW_DAY - timedelta(days=2))
-    record = ended(bucket, datatype, LONG_AGO, State(state), clock.now - timedelta(hours=1),
-                   reoffer=reoffer, retry_at=clock.now if retry_at else None)
+    record = ended(
+        bucket,
+        datatype,
+        LONG_AGO,
+        State(state),
+        clock.now - timedelta(hours=1),
+        reoffer=reoffer,
+        retry_at=clock.now if retry_at else None,
+    )
     store.create_missing([record])
     if files:
         put_files(gcs_client, bucket, datatype, LONG_AGO)
@@ -341,15 +468,18 @@ def test_an_owed_run_is_handed_out_only_for_a_source_of_the_config_with_files(
     assert started is None
     assert after.status.state is State(state) and (after.reoffer, after.retry_at) == ("", None)
     assert [(e.who, e.action, e.detail) for e in after.audit] == [
-        ("next-job", "drop", why.format(bucket=bucket, datatype=datatype))]
+        ("next-job", "drop", why.format(bucket=bucket, datatype=datatype))
+    ]
     assert list(tracker.pending_reoffers(10)) == [] and tracker.retryable(clock.now, 10) == []
     assert service.next_job() is None
 
 
-@pytest.mark.parametrize("stream_day", [YESTERDAY, NOW_DAY - timedelta(days=6)],
-                         ids=["daily", "historical"])
+@pytest.mark.parametrize(
+    "stream_day", [YESTERDAY, NOW_DAY - timedelta(days=6)], ids=["daily", "historical"]
+)
 def test_a_hand_out_stands_when_the_cursor_write_after_it_fails(
-        make_service, gcs_client, bucket, tracker, monkeypatch, stream_day):
+    make_service, gcs_client, bucket, tracker, monkeypatch, stream_day
+):
     """The cursor is a hint: a job created by a request is answered, never stranded by a 503."""
     from shared.errors import StoreUnavailable
 
@@ -367,15 +497,22 @@ def test_a_hand_out_stands_when_the_cursor_write_after_it_fails(
 
 
 def test_a_queued_hand_out_stands_when_removing_its_item_fails(
-        make_service, gcs_client, bucket, tracker, firestore_client, clock, monkeypatch):
+    make_service, gcs_client, bucket, tracker, firestore_client, clock, monkeypatch
+):
     from shared.errors import StoreUnavailable
     from shared.model import ReprocessItem
     from shared.store import ReprocessQueue
 
     config = make_config(bucket, ("b", False))
     queue = ReprocessQueue(firestore_client)
-    service = JobService(tracker, CursorStore(firestore_client), ArchiveLister(gcs_client), config,
-                         clock=clock, queue=queue)
+    service = JobService(
+        tracker,
+        CursorStore(firestore_client),
+        ArchiveLister(gcs_client),
+        config,
+        clock=clock,
+        queue=queue,
+    )
     day = NOW_DAY - timedelta(days=30)
     put_files(gcs_client, bucket, "b", day)
     queue.add([ReprocessItem.new(Job(bucket, "ndt", "b", day), "alice", clock())])

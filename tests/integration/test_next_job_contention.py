@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 
 from shared.gcs import ArchiveLister
-from shared.streams import Stream, candidate, initial_position
 from shared.job_service import JobService
-from shared.model import State
-from shared.model import JobRecord
+from shared.model import JobRecord, State
 from shared.store import CursorStore
+from shared.streams import Stream, candidate, initial_position
 from tests.integration.test_next_job import NOW_DAY, drain, make_config, put_files
 
 
@@ -79,7 +78,8 @@ def historical_offers(config: Any, now: Any) -> list[str]:
 
 
 def test_a_caller_that_loses_a_candidate_jumps_ahead_and_nothing_is_skipped(
-        tracker, firestore_client, gcs_client, bucket, clock):
+    tracker, firestore_client, gcs_client, bucket, clock
+):
     config = make_config(bucket, ("b", False))
     days = [NOW_DAY - timedelta(days=d) for d in range(2, 8)]
     expected = put_files(gcs_client, bucket, "b", *days)
@@ -122,19 +122,27 @@ def _encoded(config: Any, clock: Any, offer: str) -> int:
 
 
 def test_32_spreading_callers_hand_out_each_job_exactly_once_and_the_cursor_passes_all(
-        tracker, firestore_client, gcs_client, bucket, clock):
+    tracker, firestore_client, gcs_client, bucket, clock
+):
     config = make_config(bucket, ("b", False), ("c", False), start=NOW_DAY - timedelta(days=20))
     days = [NOW_DAY - timedelta(days=d) for d in range(2, 21)]
-    expected = put_files(gcs_client, bucket, "b", *days) | put_files(gcs_client, bucket, "c",
-                                                                      *days[::2])
+    expected = put_files(gcs_client, bucket, "b", *days) | put_files(
+        gcs_client, bucket, "c", *days[::2]
+    )
     cursors = CursorStore(firestore_client)
     handed: list[str] = []
     lock = threading.Lock()
     barrier = threading.Barrier(32)
 
     def caller(seed: int) -> None:
-        service = JobService(tracker, cursors, ArchiveLister(gcs_client), config, clock=clock,
-                             rng=random.Random(seed))
+        service = JobService(
+            tracker,
+            cursors,
+            ArchiveLister(gcs_client),
+            config,
+            clock=clock,
+            rng=random.Random(seed),
+        )
         barrier.wait()
         mine = drain(service)
         with lock:
@@ -154,7 +162,8 @@ def test_32_spreading_callers_hand_out_each_job_exactly_once_and_the_cursor_pass
 
 
 def test_no_job_while_everything_is_in_flight_costs_a_handful_of_reads_and_no_gcs_list(
-        tracker, firestore_client, gcs_client, bucket, clock):
+    tracker, firestore_client, gcs_client, bucket, clock
+):
     config = make_config(bucket, ("b", False), ("c", False), start=NOW_DAY - timedelta(days=12))
     days = [NOW_DAY - timedelta(days=d) for d in range(2, 13)]
     put_files(gcs_client, bucket, "b", *days)
@@ -173,12 +182,19 @@ def test_no_job_while_everything_is_in_flight_costs_a_handful_of_reads_and_no_gc
     assert cursors.state("historical").idle_until is not None
 
     def cost() -> tuple[int, int, int, int]:
-        before = (tracker.store.stats.reads + cursors.stats.reads,
-                  tracker.store.stats.writes + cursors.stats.writes, lister.calls, queries())
+        before = (
+            tracker.store.stats.reads + cursors.stats.reads,
+            tracker.store.stats.writes + cursors.stats.writes,
+            lister.calls,
+            queries(),
+        )
         assert service.next_job() is None
-        return (tracker.store.stats.reads + cursors.stats.reads - before[0],
-                tracker.store.stats.writes + cursors.stats.writes - before[1],
-                lister.calls - before[2], queries() - before[3])
+        return (
+            tracker.store.stats.reads + cursors.stats.reads - before[0],
+            tracker.store.stats.writes + cursors.stats.writes - before[1],
+            lister.calls - before[2],
+            queries() - before[3],
+        )
 
     reads, writes, lists, owed_queries = cost()
     # Two cursor reads; three owed-run queries that find nothing (billed one read each).
@@ -186,8 +202,15 @@ def test_no_job_while_everything_is_in_flight_costs_a_handful_of_reads_and_no_gc
 
     # A job that ends is handed out again at once (the owed path is not resting).
     ended: JobRecord = tracker.get_record(handed[0])
-    for state in (State.POST_PROCESSING, State.LOADING, State.DEDUPLICATING, State.COPYING,
-                  State.DELETING, State.JOINING, State.COMPLETE):
+    for state in (
+        State.POST_PROCESSING,
+        State.LOADING,
+        State.DEDUPLICATING,
+        State.COPYING,
+        State.DELETING,
+        State.JOINING,
+        State.COMPLETE,
+    ):
         tracker.set_status(ended.key, state)
     again = service.next_job()
     assert again is not None and again.key == ended.key

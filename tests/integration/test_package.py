@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from deploy.package import build
-from local.stack import stop_process
 from local.emulator import free_port
+from local.stack import stop_process
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.emulator
@@ -49,8 +49,12 @@ PROBES: dict[str, tuple[str, str, int]] = {
 def entry_points(main_py: Path) -> list[str]:
     """Names of the functions of ``main_py`` decorated with ``functions_framework.http``."""
     tree = ast.parse(main_py.read_text())
-    return [node.name for node in tree.body if isinstance(node, ast.FunctionDef)
-            and any(ast.unparse(d) == "functions_framework.http" for d in node.decorator_list)]
+    return [
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and any(ast.unparse(d) == "functions_framework.http" for d in node.decorator_list)
+    ]
 
 
 def call(url: str, method: str) -> tuple[int, str]:
@@ -84,8 +88,14 @@ def test_artifact_holds_the_source_the_requirements_and_the_config(artifact: Pat
     assert not list(artifact.rglob("__pycache__"))
     with zipfile.ZipFile(artifact.with_name("function.zip")) as zf:
         names = set(zf.namelist())
-    assert {"main.py", "requirements.txt", "config/gardener.yml", "shared/runtime.py",
-            "shared/store/__init__.py", "shared/store/jobs.py"} <= names
+    assert {
+        "main.py",
+        "requirements.txt",
+        "config/gardener.yml",
+        "shared/runtime.py",
+        "shared/store/__init__.py",
+        "shared/store/jobs.py",
+    } <= names
     assert not any(n.startswith(("tests/", "local/", "functions/")) for n in names)
 
 
@@ -95,43 +105,75 @@ def test_the_zip_is_reproducible(tmp_path: Path, artifact: Path) -> None:
 
 
 @pytest.fixture
-def servers(artifact: Path, tmp_path: Path, project: str, emulator_host: str,
-            gcs_url: str) -> Iterator[dict[str, str]]:
+def servers(
+    artifact: Path, tmp_path: Path, project: str, emulator_host: str, gcs_url: str
+) -> Iterator[dict[str, str]]:
     """Serve every entry point of the artifact, one server each; yield name → base URL."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     # Credentials that parse offline and are never used: BigQuery needs some to build a client.
     adc = tmp_path / "adc.json"
-    adc.write_text(json.dumps({"type": "authorized_user", "client_id": "x", "client_secret": "x",
-                               "refresh_token": "x"}))
+    adc.write_text(
+        json.dumps(
+            {
+                "type": "authorized_user",
+                "client_id": "x",
+                "client_secret": "x",
+                "refresh_token": "x",
+            }
+        )
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GARDENER_CONFIG")}
-    env.update(FIRESTORE_EMULATOR_HOST=emulator_host, STORAGE_EMULATOR_HOST=gcs_url,
-               GOOGLE_CLOUD_PROJECT=project, GOOGLE_APPLICATION_CREDENTIALS=str(adc),
-               ANNOTATION_SOURCE_PROJECT=f"none-{uuid.uuid4().hex[:8]}",
-               NDT_SOURCE_PROJECT=f"none-{uuid.uuid4().hex[:8]}", INPUT_BUCKET="unused")
+    env.update(
+        FIRESTORE_EMULATOR_HOST=emulator_host,
+        STORAGE_EMULATOR_HOST=gcs_url,
+        GOOGLE_CLOUD_PROJECT=project,
+        GOOGLE_APPLICATION_CREDENTIALS=str(adc),
+        ANNOTATION_SOURCE_PROJECT=f"none-{uuid.uuid4().hex[:8]}",
+        NDT_SOURCE_PROJECT=f"none-{uuid.uuid4().hex[:8]}",
+        INPUT_BUCKET="unused",
+    )
     # The development environment may make the repository's `shared` importable (the
     # console script's editable install); the artifact's main.py must load its own copy.
-    probe = (f"import runpy; runpy.run_path({str(artifact / 'main.py')!r}); "
-             "import shared; print(shared.__file__)")
-    check = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env,
-                           capture_output=True, text=True)
+    probe = (
+        f"import runpy; runpy.run_path({str(artifact / 'main.py')!r}); "
+        "import shared; print(shared.__file__)"
+    )
+    check = subprocess.run(
+        [sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stderr
     assert Path(check.stdout.strip().splitlines()[-1]).is_relative_to(artifact), check.stdout
     procs, urls = [], {}
     try:
         for name in entry_points(artifact / "main.py"):
             port = free_port()
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "functions_framework", f"--target={name}",
-                 f"--source={artifact / 'main.py'}", "--host=127.0.0.1", f"--port={port}"],
-                cwd=elsewhere, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "functions_framework",
+                        f"--target={name}",
+                        f"--source={artifact / 'main.py'}",
+                        "--host=127.0.0.1",
+                        f"--port={port}",
+                    ],
+                    cwd=elsewhere,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                )
+            )
             urls[name] = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         for (name, url), proc in zip(urls.items(), procs):
             while True:
                 if proc.poll() is not None:
-                    pytest.fail(f"{name} exited with {proc.returncode}: {proc.stderr.read().decode()}")
+                    pytest.fail(
+                        f"{name} exited with {proc.returncode}: {proc.stderr.read().decode()}"
+                    )
                 try:
                     urllib.request.urlopen(url + "/", timeout=2).close()
                     break

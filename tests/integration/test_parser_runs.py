@@ -30,8 +30,11 @@ KEY = JOB.key()
 
 def documents(firestore_client) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Every job and counter document, exactly as stored."""
-    return {f"{name}/{s.id}": s.to_dict() for name in ("jobs", "counters")
-            for s in firestore_client.collection(name).stream()}
+    return {
+        f"{name}/{s.id}": s.to_dict()
+        for name in ("jobs", "counters")
+        for s in firestore_client.collection(name).stream()
+    }
 
 
 def raw(store) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -54,8 +57,13 @@ def hand_out(tracker) -> str:  # type: ignore[no-untyped-def]
 def runs(http, tracker, clock):  # type: ignore[no-untyped-def]
     """The job handed out, parsed a little, expired and handed out again: (old ID, new ID)."""
     old = hand_out(tracker)
-    assert http.post("/v2/job/update", query_string={"id": old, "state": "parsing",
-                                                     "detail": "starting tasks"}).status_code == 200
+    assert (
+        http.post(
+            "/v2/job/update",
+            query_string={"id": old, "state": "parsing", "detail": "starting tasks"},
+        ).status_code
+        == 200
+    )
     clock.advance(hours=7)
     tracker.set_job_error(KEY, "expired")
     clock.advance(minutes=1)
@@ -74,39 +82,52 @@ STALE_CALLS = [
 
 @pytest.mark.parametrize("new_state", [State.INIT, State.PARSING], ids=lambda s: f"new run in {s}")
 @pytest.mark.parametrize("name,path,params", STALE_CALLS, ids=[c[0] for c in STALE_CALLS])
-def test_a_stale_run_is_refused_and_writes_nothing(http, tracker, firestore_client, runs,
-                                                   new_state, name, path, params):
+def test_a_stale_run_is_refused_and_writes_nothing(
+    http, tracker, firestore_client, runs, new_state, name, path, params
+):
     old, new = runs
     if new_state is State.PARSING:
-        assert http.post("/v2/job/update", query_string={"id": new, "state": "parsing"}
-                         ).status_code == 200
+        assert (
+            http.post("/v2/job/update", query_string={"id": new, "state": "parsing"}).status_code
+            == 200
+        )
     before = documents(firestore_client)
     response = http.post(path, query_string={"id": old, **params})
     assert response.status_code == 409, response.get_json()
     old_run, new_run = old.split("~")[1], new.split("~")[1]
     assert response.get_json()["error"] == (
         f"job {KEY}: run {old_run} is no longer current (run {new_run} started "
-        f"2026-11-27T19:01:00Z); nothing was written")
+        f"2026-11-27T19:01:00Z); nothing was written"
+    )
     assert documents(firestore_client) == before
 
 
 def test_the_new_run_owns_its_history(http, tracker, runs):
     old, new = runs
-    for job_id, state, detail in ((old, "postProcessing", "old parser done"),
-                                  (new, "parsing", "new start"), (old, "parsing", "old file"),
-                                  (new, "parsing", "new file")):
+    for job_id, state, detail in (
+        (old, "postProcessing", "old parser done"),
+        (new, "parsing", "new start"),
+        (old, "parsing", "old file"),
+        (new, "parsing", "new file"),
+    ):
         http.post("/v2/job/update", query_string={"id": job_id, "state": state, "detail": detail})
     status = tracker.get_status(KEY)
     assert [(e.state, e.detail) for e in status.history] == [
-        (State.INIT, "new start"), (State.PARSING, "new file")]
+        (State.INIT, "new start"),
+        (State.PARSING, "new file"),
+    ]
     assert status.update_count == 2
 
 
-@pytest.mark.parametrize("name,path,params", [
-    ("update", "/v2/job/update", {"state": "parsing", "detail": "by hand"}),
-    ("heartbeat", "/v2/job/heartbeat", {}),
-    ("error", "/v2/job/error", {"error": "by hand"}),
-], ids=["update", "heartbeat", "error"])
+@pytest.mark.parametrize(
+    "name,path,params",
+    [
+        ("update", "/v2/job/update", {"state": "parsing", "detail": "by hand"}),
+        ("heartbeat", "/v2/job/heartbeat", {}),
+        ("error", "/v2/job/error", {"error": "by hand"}),
+    ],
+    ids=["update", "heartbeat", "error"],
+)
 def test_a_bare_key_is_not_fenced_and_answers_the_key(http, runs, name, path, params):
     response = http.post(path, query_string={"id": KEY, **params})
     assert response.status_code == 200 and response.get_json()["ID"] == KEY
@@ -130,20 +151,33 @@ def test_every_start_gets_a_fresh_run(tracker, store, clock):
     assert len(runs) == 3
 
 
-def test_a_job_stored_without_a_run_takes_bare_keys_only(http, tracker, store, clock,
-                                                         firestore_client):
+def test_a_job_stored_without_a_run_takes_bare_keys_only(
+    http, tracker, store, clock, firestore_client
+):
     store.create_missing([JobRecord(JOB, Status.new(clock()), clock())])  # as a snapshot import
     assert "run" not in raw(store) or raw(store)["run"] == ""
     before = documents(firestore_client)
-    response = http.post("/v2/job/update", query_string={"id": KEY + "~0a1b2c3d", "state": "parsing"})
+    response = http.post(
+        "/v2/job/update", query_string={"id": KEY + "~0a1b2c3d", "state": "parsing"}
+    )
     assert response.status_code == 409
-    assert "run 0a1b2c3d is no longer current (a run without a token started" in (
-        response.get_json()["error"])
+    assert (
+        "run 0a1b2c3d is no longer current (a run without a token started"
+        in (response.get_json()["error"])
+    )
     assert documents(firestore_client) == before
-    assert http.post("/v2/job/update", query_string={"id": KEY, "state": "parsing",
-                                                     "detail": "x"}).status_code == 200
-    assert http.post("/v2/job/update", query_string={"id": KEY, "state": "parsing",
-                                                     "detail": "y"}).status_code == 200
+    assert (
+        http.post(
+            "/v2/job/update", query_string={"id": KEY, "state": "parsing", "detail": "x"}
+        ).status_code
+        == 200
+    )
+    assert (
+        http.post(
+            "/v2/job/update", query_string={"id": KEY, "state": "parsing", "detail": "y"}
+        ).status_code
+        == 200
+    )
     assert tracker.get_status(KEY).detail == "y" and tracker.get_status(KEY).update_count == 2
     tracker.set_job_error(KEY, "gave up")
     clock.advance(days=1)
@@ -151,10 +185,12 @@ def test_a_job_stored_without_a_run_takes_bare_keys_only(http, tracker, store, c
 
 
 def test_a_run_that_ends_between_the_read_and_the_transaction_is_refused(
-        http, tracker, store, clock, firestore_client, monkeypatch):
+    http, tracker, store, clock, firestore_client, monkeypatch
+):
     old = hand_out(tracker)
-    assert http.post("/v2/job/update", query_string={"id": old, "state": "parsing"}
-                     ).status_code == 200
+    assert (
+        http.post("/v2/job/update", query_string={"id": old, "state": "parsing"}).status_code == 200
+    )
     transact = store.transact
 
     def restarted_first(*args: Any, **kwargs: Any) -> Any:
@@ -179,42 +215,110 @@ OPERATOR_PATH = {
     State.PARSING: [State.PARSING],
     State.POST_PROCESSING: [State.PARSING, State.POST_PROCESSING],
     State.LOADING: [State.PARSING, State.POST_PROCESSING, State.LOADING],
-    State.JOINING: [State.PARSING, State.POST_PROCESSING, State.LOADING, State.DEDUPLICATING,
-                    State.COPYING, State.DELETING, State.JOINING],
+    State.JOINING: [
+        State.PARSING,
+        State.POST_PROCESSING,
+        State.LOADING,
+        State.DEDUPLICATING,
+        State.COPYING,
+        State.DELETING,
+        State.JOINING,
+    ],
 }
 
 # (name, the job's state, path, params, expected status, the answer's error or Previous)
 PARSER_REQUESTS = [
-    ("complete from postProcessing", State.POST_PROCESSING, "/v2/job/update",
-     {"state": "complete"}, 409,
-     f"job {KEY}: complete is set by post-processing (or an operator), not by a parser "
-     f"(the job is postProcessing)"),
-    ("loading from postProcessing", State.POST_PROCESSING, "/v2/job/update",
-     {"state": "loading"}, 409, "loading is set by post-processing (or an operator)"),
-    ("detail while loading", State.LOADING, "/v2/job/update", {"state": "loading", "detail": "x"},
-     409, f"job {KEY} is loading, which post-processing (or an operator) owns; "
-          f"a parser cannot update it"),
-    ("deduplicating from loading", State.LOADING, "/v2/job/update", {"state": "deduplicating"},
-     409, "a parser cannot move it to deduplicating"),
-    ("failed from loading", State.LOADING, "/v2/job/update", {"state": "failed"},
-     409, "a parser cannot move it to failed"),
-    ("error while loading", State.LOADING, "/v2/job/error", {"error": "boom"},
-     409, "a parser cannot move it to parseError"),
-    ("complete from joining", State.JOINING, "/v2/job/update", {"state": "complete"},
-     409, "a parser cannot move it to complete"),
-    ("postProcessing straight from init", State.INIT, "/v2/job/update",
-     {"state": "postProcessing", "detail": ""}, 200, "init"),
-    ("giving up while parsing", State.PARSING, "/v2/job/update", {"state": "failed"}, 200,
-     "parsing"),
-    ("a repeated postProcessing", State.POST_PROCESSING, "/v2/job/update",
-     {"state": "postProcessing"}, 200, "postProcessing"),
+    (
+        "complete from postProcessing",
+        State.POST_PROCESSING,
+        "/v2/job/update",
+        {"state": "complete"},
+        409,
+        f"job {KEY}: complete is set by post-processing (or an operator), not by a parser "
+        f"(the job is postProcessing)",
+    ),
+    (
+        "loading from postProcessing",
+        State.POST_PROCESSING,
+        "/v2/job/update",
+        {"state": "loading"},
+        409,
+        "loading is set by post-processing (or an operator)",
+    ),
+    (
+        "detail while loading",
+        State.LOADING,
+        "/v2/job/update",
+        {"state": "loading", "detail": "x"},
+        409,
+        f"job {KEY} is loading, which post-processing (or an operator) owns; "
+        f"a parser cannot update it",
+    ),
+    (
+        "deduplicating from loading",
+        State.LOADING,
+        "/v2/job/update",
+        {"state": "deduplicating"},
+        409,
+        "a parser cannot move it to deduplicating",
+    ),
+    (
+        "failed from loading",
+        State.LOADING,
+        "/v2/job/update",
+        {"state": "failed"},
+        409,
+        "a parser cannot move it to failed",
+    ),
+    (
+        "error while loading",
+        State.LOADING,
+        "/v2/job/error",
+        {"error": "boom"},
+        409,
+        "a parser cannot move it to parseError",
+    ),
+    (
+        "complete from joining",
+        State.JOINING,
+        "/v2/job/update",
+        {"state": "complete"},
+        409,
+        "a parser cannot move it to complete",
+    ),
+    (
+        "postProcessing straight from init",
+        State.INIT,
+        "/v2/job/update",
+        {"state": "postProcessing", "detail": ""},
+        200,
+        "init",
+    ),
+    (
+        "giving up while parsing",
+        State.PARSING,
+        "/v2/job/update",
+        {"state": "failed"},
+        200,
+        "parsing",
+    ),
+    (
+        "a repeated postProcessing",
+        State.POST_PROCESSING,
+        "/v2/job/update",
+        {"state": "postProcessing"},
+        200,
+        "postProcessing",
+    ),
 ]
 
 
-@pytest.mark.parametrize("name,state,path,params,code,answer", PARSER_REQUESTS,
-                         ids=[r[0] for r in PARSER_REQUESTS])
-def test_parsers_set_only_their_own_states(http, tracker, firestore_client,
-                                           name, state, path, params, code, answer):
+@pytest.mark.parametrize(
+    "name,state,path,params,code,answer", PARSER_REQUESTS, ids=[r[0] for r in PARSER_REQUESTS]
+)
+def test_parsers_set_only_their_own_states(
+    http, tracker, firestore_client, name, state, path, params, code, answer
+):
     job_id = hand_out(tracker)
     for step in OPERATOR_PATH[state]:
         tracker.set_status(KEY, step)
@@ -242,12 +346,18 @@ def test_a_heartbeat_is_allowed_in_every_state_in_flight(http, tracker, clock):
 def test_a_bouncing_job_stays_well_under_the_document_limit(http, tracker, store):
     job_id = hand_out(tracker)
     detail = "d" * 4000
-    codes = [http.post("/v2/job/update", query_string={"id": job_id, "state": "parsing",
-                                                       "detail": detail}).status_code]
+    codes = [
+        http.post(
+            "/v2/job/update", query_string={"id": job_id, "state": "parsing", "detail": detail}
+        ).status_code
+    ]
     for _ in range(600):
         for state in ("parseError", "parsing"):
-            codes.append(http.post("/v2/job/update", query_string={
-                "id": job_id, "state": state, "detail": detail}).status_code)
+            codes.append(
+                http.post(
+                    "/v2/job/update", query_string={"id": job_id, "state": state, "detail": detail}
+                ).status_code
+            )
     assert set(codes) == {200}
 
     document = raw(store)
@@ -258,13 +368,19 @@ def test_a_bouncing_job_stays_well_under_the_document_limit(http, tracker, store
     assert status.history[0].state is State.INIT and status.state is State.PARSING
     assert status.history[0].detail == detail
     assert [len(e.detail) for e in status.history[1:]] == (
-        [OLD_DETAIL_LENGTH] * (HISTORY_KEEP - HISTORY_FULL_DETAILS) + [4000] * (HISTORY_FULL_DETAILS - 1)
-        + [0])
+        [OLD_DETAIL_LENGTH] * (HISTORY_KEEP - HISTORY_FULL_DETAILS)
+        + [4000] * (HISTORY_FULL_DETAILS - 1)
+        + [0]
+    )
     assert status.update_count == 1201
 
     # The hot path still writes the current entry by its absolute index.
-    assert http.post("/v2/job/update", query_string={"id": job_id, "state": "parsing",
-                                                     "detail": "last.tgz"}).status_code == 200
+    assert (
+        http.post(
+            "/v2/job/update", query_string={"id": job_id, "state": "parsing", "detail": "last.tgz"}
+        ).status_code
+        == 200
+    )
     assert tracker.get_status(KEY).history[-1].detail == "last.tgz"
 
     page = http.get("/status")
@@ -303,19 +419,28 @@ def note(tracker) -> None:  # type: ignore[no-untyped-def]
 # (name, what happens between the late update's read and its write, the history's
 #  (state, detail) after it, the update count after it)
 LATE_WRITES = [
-    ("a state change", lambda t, c: t.set_status(KEY, State.POST_PROCESSING, ""),
-     [(State.INIT, "starting"), (State.PARSING, ""), (State.POST_PROCESSING, "")], 3),
-    ("a restart", restart_and_start,
-     [(State.INIT, "new start"), (State.PARSING, "")], 1),
-    ("a transaction that keeps the state", lambda t, c: note(t),
-     [(State.INIT, "starting"), (State.PARSING, "gs://b/late.tgz")], 2),
+    (
+        "a state change",
+        lambda t, c: t.set_status(KEY, State.POST_PROCESSING, ""),
+        [(State.INIT, "starting"), (State.PARSING, ""), (State.POST_PROCESSING, "")],
+        3,
+    ),
+    ("a restart", restart_and_start, [(State.INIT, "new start"), (State.PARSING, "")], 1),
+    (
+        "a transaction that keeps the state",
+        lambda t, c: note(t),
+        [(State.INIT, "starting"), (State.PARSING, "gs://b/late.tgz")],
+        2,
+    ),
 ]
 
 
-@pytest.mark.parametrize("name,meanwhile,history,count", LATE_WRITES,
-                         ids=[w[0] for w in LATE_WRITES])
+@pytest.mark.parametrize(
+    "name,meanwhile,history,count", LATE_WRITES, ids=[w[0] for w in LATE_WRITES]
+)
 def test_a_late_detail_write_lands_only_where_it_was_accepted(
-        tracker, store, clock, monkeypatch, name, meanwhile, history, count):
+    tracker, store, clock, monkeypatch, name, meanwhile, history, count
+):
     tracker.add_job(JOB)
     tracker.set_status(KEY, State.PARSING, "starting")
     clock.advance(seconds=1)
@@ -330,5 +455,6 @@ def test_a_late_detail_write_lands_only_where_it_was_accepted(
         after = tracker.get_status(KEY)
         assert after.update_count == count + 1
         assert [(e.state, e.detail) for e in after.history][:-1] == history[:-1] + [
-            (State.PARSING, "")]
+            (State.PARSING, "")
+        ]
         assert raw(store)["live"] == {}

@@ -16,9 +16,9 @@ from datetime import date, timedelta
 
 import pytest
 
+from shared.gotime import format_time
 from shared.model import Datasets, Job, State
 from shared.postprocess import PostProcessor, PostProcessPolicy
-from shared.gotime import format_time
 from shared.warehouse import StepOutcome, StepResult, check_dataset, step_of
 from shared.warehouse import job_id as step_job_id
 
@@ -61,8 +61,13 @@ class MemoryWarehouse:
         return StepResult(StepOutcome.DONE, f"deleted {job.table_partition()}")
 
 
-POLICY = PostProcessPolicy(batch=50, lease=timedelta(minutes=5), max_attempts=3,
-                           backoff=timedelta(minutes=1), poll=timedelta(seconds=0))
+POLICY = PostProcessPolicy(
+    batch=50,
+    lease=timedelta(minutes=5),
+    max_attempts=3,
+    backoff=timedelta(minutes=1),
+    poll=timedelta(seconds=0),
+)
 JOIN = Datasets("tmp_ndt", "raw_ndt", "ndt")
 
 
@@ -86,9 +91,20 @@ def test_a_job_goes_through_every_step_to_complete(tracker, clock):
     ticks(PostProcessor(tracker, warehouse, POLICY, clock=clock), clock)
     status = tracker.get_status(key)
     assert [e.state for e in status.history][2:] == [
-        S.POST_PROCESSING, S.LOADING, S.DEDUPLICATING, S.COPYING, S.DELETING, S.JOINING, S.COMPLETE]
+        S.POST_PROCESSING,
+        S.LOADING,
+        S.DEDUPLICATING,
+        S.COPYING,
+        S.DELETING,
+        S.JOINING,
+        S.COMPLETE,
+    ]
     assert [step_of(j).state for j in warehouse.starts] == [
-        S.LOADING, S.DEDUPLICATING, S.COPYING, S.JOINING]
+        S.LOADING,
+        S.DEDUPLICATING,
+        S.COPYING,
+        S.JOINING,
+    ]
     assert warehouse.deleted == ["ndt7$20261102"]
     record = tracker.get_record(key)
     assert record.lease_owner == "" and record.step_job == ""
@@ -117,8 +133,15 @@ def test_join_waits_for_the_annotation_job(tracker, clock):
     assert tracker.get_status(ndt7).detail == "waiting for annotation2 of 2026-11-02"
     assert not any("joining" in j for j in warehouse.starts)
 
-    tracker.add_job(Job("archive-bucket", "ndt", "annotation2", date(2026, 11, 2),
-                        datasets=Datasets("tmp_ndt", "raw_ndt", "")))  # restart it, then finish
+    tracker.add_job(
+        Job(
+            "archive-bucket",
+            "ndt",
+            "annotation2",
+            date(2026, 11, 2),
+            datasets=Datasets("tmp_ndt", "raw_ndt", ""),
+        )
+    )  # restart it, then finish
     tracker.set_status(annotation, S.PARSING)
     tracker.set_status(annotation, S.POST_PROCESSING)
     ticks(processor, clock)
@@ -202,26 +225,47 @@ def test_permanent_error_fails_the_job_with_the_step(tracker, clock):
 
 def test_a_pipeline_the_table_forbids_is_refused(tracker):
     with pytest.raises(ValueError, match="cannot follow"):
-        PostProcessor(tracker, MemoryWarehouse(), POLICY, pipelines={("archive-bucket", "ndt", "ndt7"): (S.COPYING, S.LOADING)})
+        PostProcessor(
+            tracker,
+            MemoryWarehouse(),
+            POLICY,
+            pipelines={("archive-bucket", "ndt", "ndt7"): (S.COPYING, S.LOADING)},
+        )
 
 
 def test_a_source_without_bigquery_steps_goes_straight_to_complete(tracker, clock):
     key = ready(tracker, "pcap", Datasets("", "", ""))
     warehouse = MemoryWarehouse()
-    processor = PostProcessor(tracker, warehouse, POLICY,
-                              pipelines={("archive-bucket", "ndt", "pcap"): ()}, clock=clock)
+    processor = PostProcessor(
+        tracker, warehouse, POLICY, pipelines={("archive-bucket", "ndt", "pcap"): ()}, clock=clock
+    )
     processor.tick()
-    assert [e.state for e in tracker.get_status(key).history][-2:] == [S.POST_PROCESSING, S.COMPLETE]
+    assert [e.state for e in tracker.get_status(key).history][-2:] == [
+        S.POST_PROCESSING,
+        S.COMPLETE,
+    ]
     assert warehouse.starts == [] and warehouse.deleted == []
 
 
 def test_a_source_pipeline_is_followed(tracker, clock):
     key = ready(tracker, "tcpinfo", Datasets("tmp_ndt", "raw_ndt", ""))
     warehouse = MemoryWarehouse()
-    steps = (S.STABILIZING, S.LOADING, S.DEDUPLICATING, S.COPYING, S.DELETING, S.JOINING,
-             S.FINISHING)
-    processor = PostProcessor(tracker, warehouse, POLICY, clock=clock,
-                              pipelines={("archive-bucket", "ndt", "tcpinfo"): steps})
+    steps = (
+        S.STABILIZING,
+        S.LOADING,
+        S.DEDUPLICATING,
+        S.COPYING,
+        S.DELETING,
+        S.JOINING,
+        S.FINISHING,
+    )
+    processor = PostProcessor(
+        tracker,
+        warehouse,
+        POLICY,
+        clock=clock,
+        pipelines={("archive-bucket", "ndt", "tcpinfo"): steps},
+    )
     ticks(processor, clock, 20)
     assert [e.state for e in tracker.get_status(key).history][3:] == [*steps, S.COMPLETE]
 
@@ -291,7 +335,8 @@ def test_a_job_whose_step_cannot_be_built_fails_alone(tracker, clock):
     summary = processor.tick()
     assert summary["failed"] == {bad: "ValueError: invalid BigQuery dataset id 'tmp ndt; DROP'"}
     assert tracker.get_status(bad).error == (
-        "loading: ValueError: invalid BigQuery dataset id 'tmp ndt; DROP'")
+        "loading: ValueError: invalid BigQuery dataset id 'tmp ndt; DROP'"
+    )
     assert free(tracker, bad) and summary["started"].keys() == {good}
     ticks(processor, clock)
     assert tracker.get_status(good).state is S.COMPLETE
@@ -374,8 +419,10 @@ def test_firestore_unavailable_ends_the_tick_with_the_lease_released(tracker, cl
         return real(*args, **kwargs)
 
     tracker.store.transact = transact_failing_once
-    with caplog.at_level(logging.WARNING, logger="shared.postprocess"), \
-            pytest.raises(StoreUnavailable):
+    with (
+        caplog.at_level(logging.WARNING, logger="shared.postprocess"),
+        pytest.raises(StoreUnavailable),
+    ):
         processor.tick()
     tracker.store.transact = real
     assert tracker.get_status(key).state is S.POST_PROCESSING
@@ -403,8 +450,12 @@ def test_expiry_during_a_tick_wins_and_the_late_result_is_dropped(tracker, clock
     warehouse.on_result = lambda job_id: expire(tracker, clock)  # expiry while the tick looks
     summary = processor.tick()
     assert summary["dropped"].keys() == {key}
-    assert not (summary["moved"].keys() | summary["failed"].keys() | summary["waiting"].keys()
-                | summary["retrying"].keys())
+    assert not (
+        summary["moved"].keys()
+        | summary["failed"].keys()
+        | summary["waiting"].keys()
+        | summary["retrying"].keys()
+    )
     record = tracker.get_record(key)
     error = record.status.error
     assert record.status.state is S.FAILED and error.startswith("expired in loading: ")
@@ -425,8 +476,9 @@ def test_a_job_failed_by_its_parser_during_a_tick_keeps_its_error(tracker, clock
     assert tracker.get_status(key).error == "loading: rows rejected"
 
 
-def test_an_operator_fail_and_retry_during_a_tick_drop_its_late_result(tracker, clock,
-                                                                      firestore_client):
+def test_an_operator_fail_and_retry_during_a_tick_drop_its_late_result(
+    tracker, clock, firestore_client
+):
     from shared.admin import Admin
     from shared.config import Config, Source
     from shared.store import ControlStore, ReprocessQueue
@@ -436,10 +488,10 @@ def test_an_operator_fail_and_retry_during_a_tick_drop_its_late_result(tracker, 
     processor = PostProcessor(tracker, warehouse, POLICY, clock=clock)
     processor.tick()
     processor.tick()
-    config = Config(date(2026, 11, 1), timedelta(hours=6), timedelta(minutes=1),
-                    (Source(*NDT7, datasets=JOIN),))
-    admin = Admin(tracker, ReprocessQueue(firestore_client), ControlStore(firestore_client),
-                  config)
+    config = Config(
+        date(2026, 11, 1), timedelta(hours=6), timedelta(minutes=1), (Source(*NDT7, datasets=JOIN),)
+    )
+    admin = Admin(tracker, ReprocessQueue(firestore_client), ControlStore(firestore_client), config)
 
     def operator(job_id: str) -> None:
         admin.fail(key, "bad rows", "ops@example.org")

@@ -33,7 +33,9 @@ def test_paths_of_other_groups_are_not_found(parser_only, path: str) -> None:  #
 
 
 def test_parser_paths_are_served(parser_only, tracker) -> None:  # type: ignore[no-untyped-def]
-    for path, params in [("/v2/job/heartbeat", {"id": MISSING_KEY}),
-                         ("/update", {"id": MISSING_KEY, "state": "parsing"})]:
+    for path, params in [
+        ("/v2/job/heartbeat", {"id": MISSING_KEY}),
+        ("/update", {"id": MISSING_KEY, "state": "parsing"}),
+    ]:
         response = parser_only.post(path, query_string=params)
         assert response.status_code == 410, path  # served, and answered by the tracker

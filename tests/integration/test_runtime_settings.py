@@ -17,8 +17,13 @@ pytestmark = pytest.mark.emulator
 def fresh_runtime(monkeypatch: pytest.MonkeyPatch, project: str):  # type: ignore[no-untyped-def]
     """The runtime's caches emptied before and after the test, on this test's project."""
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project)
-    cached = [runtime.settings, runtime._firestore, runtime._storage, runtime.tracker,
-              runtime.postprocessor]
+    cached = [
+        runtime.settings,
+        runtime._firestore,
+        runtime._storage,
+        runtime.tracker,
+        runtime.postprocessor,
+    ]
     for fn in cached:
         fn.cache_clear()
     yield runtime
@@ -49,8 +54,11 @@ def test_a_tick_too_short_for_one_visit_is_refused(fresh_runtime, monkeypatch) -
         fresh_runtime.postprocessor()
 
 
-def test_bigquery_location_and_sources_reach_the_postprocessor(fresh_runtime, monkeypatch,  # type: ignore[no-untyped-def]
-                                                               tmp_path) -> None:
+def test_bigquery_location_and_sources_reach_the_postprocessor(
+    fresh_runtime,
+    monkeypatch,  # type: ignore[no-untyped-def]
+    tmp_path,
+) -> None:
     from google.cloud import bigquery
 
     config = (ROOT / "local" / "demo-config.yml").read_text().replace("    pipeline: []\n", "")

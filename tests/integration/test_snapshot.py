@@ -97,23 +97,44 @@ def make_varied_jobs(tracker, clock) -> list[str]:  # type: ignore[no-untyped-de
 def valid_file() -> dict[str, Any]:
     """A consistent state file with one job (a deep copy each time)."""
     key = "archive-a/ndt/ndt7/20190102"
-    return copy.deepcopy({
-        "SaveTime": "2026-11-27T12:00:00Z",
-        "Statuses": {key: {
-            "HeartbeatTime": GO_ZERO, "UpdateCount": 1,
-            "History": [{"State": "init", "Start": "2026-11-27T11:00:00Z",
-                         "DetailTime": "2026-11-27T11:00:00Z", "Detail": ""}],
-        }},
-        "Jobs": {key: {"Bucket": "archive-a", "Experiment": "ndt", "Datatype": "ndt7",
-                       "Date": "2019-01-02T00:00:00Z",
-                       "Datasets": {"Tmp": "tmp_ndt", "Raw": "raw_ndt", "Join": ""}}},
-    })
+    return copy.deepcopy(
+        {
+            "SaveTime": "2026-11-27T12:00:00Z",
+            "Statuses": {
+                key: {
+                    "HeartbeatTime": GO_ZERO,
+                    "UpdateCount": 1,
+                    "History": [
+                        {
+                            "State": "init",
+                            "Start": "2026-11-27T11:00:00Z",
+                            "DetailTime": "2026-11-27T11:00:00Z",
+                            "Detail": "",
+                        }
+                    ],
+                }
+            },
+            "Jobs": {
+                key: {
+                    "Bucket": "archive-a",
+                    "Experiment": "ndt",
+                    "Datatype": "ndt7",
+                    "Date": "2019-01-02T00:00:00Z",
+                    "Datasets": {"Tmp": "tmp_ndt", "Raw": "raw_ndt", "Join": ""},
+                }
+            },
+        }
+    )
 
 
 def add_second_job(data: dict[str, Any], key: str = "archive-b/ndt/pcap/20190103") -> str:
     data["Statuses"][key] = copy.deepcopy(next(iter(data["Statuses"].values())))
-    data["Jobs"][key] = {"Bucket": "archive-b", "Experiment": "ndt", "Datatype": "pcap",
-                         "Date": "2019-01-03T00:00:00Z"}
+    data["Jobs"][key] = {
+        "Bucket": "archive-b",
+        "Experiment": "ndt",
+        "Datatype": "pcap",
+        "Date": "2019-01-03T00:00:00Z",
+    }
     return key
 
 
@@ -132,8 +153,9 @@ def restore(store: JobStore, content: str | bytes) -> ImportResult:
             snapshot = load_snapshot(f.name)
         except SnapshotError as exc:
             syntax = "(file): not valid JSON: "  # the parsers' own words follow
-            assert (exc.problems == whole
-                    or [p.startswith(syntax) for p in [*exc.problems, *whole]] == [True, True])
+            assert exc.problems == whole or [
+                p.startswith(syntax) for p in [*exc.problems, *whole]
+            ] == [True, True]
             raise
     with snapshot:
         assert list(snapshot) == whole and len(snapshot) == len(whole)
@@ -179,21 +201,32 @@ def test_export_writes_the_go_format_and_points_latest_at_it(tracker, clock, sto
     assert data["Statuses"][parsing]["UpdateCount"] == 2
     assert [e["State"] for e in data["Statuses"][parsing]["History"]] == ["init", "parsing"]
     assert data["Statuses"][failed]["History"][-1]["State"] == "failed"
-    assert data["Statuses"][failed]["History"][-1]["Detail"] == "parsing: parser died <badly> & loudly"
+    assert (
+        data["Statuses"][failed]["History"][-1]["Detail"] == "parsing: parser died <badly> & loudly"
+    )
     assert data["Jobs"][filtered]["Filter"] == "filter-x"
     assert data["Jobs"][init] == {
-        "Bucket": "archive-a", "Experiment": "ndt", "Datatype": "ndt7", "Date": "2026-11-26T00:00:00Z",
+        "Bucket": "archive-a",
+        "Experiment": "ndt",
+        "Datatype": "ndt7",
+        "Date": "2026-11-26T00:00:00Z",
         "Datasets": {"Tmp": "tmp_ndt", "Raw": "raw_ndt", "Join": "ndt"},
     }
     assert read_json(bucket, "snapshots/latest.json") == {
-        "object": result.object, "SaveTime": result.save_time, "jobs": 4}
+        "object": result.object,
+        "SaveTime": result.save_time,
+        "jobs": 4,
+    }
 
 
 def test_export_of_no_jobs_is_a_valid_empty_file(store, bucket, clock):
     result = write_snapshot(store, bucket, clock(), prefix="backups")
     assert result.object.startswith("backups/") and result.jobs == 0
     assert read_json(bucket, result.object) == {
-        "SaveTime": "2026-11-27T12:00:00Z", "Statuses": {}, "Jobs": {}}
+        "SaveTime": "2026-11-27T12:00:00Z",
+        "Statuses": {},
+        "Jobs": {},
+    }
     assert read_snapshot(bucket.blob(result.object).download_as_bytes()) == []
 
 
@@ -207,9 +240,14 @@ def test_keep_n_deletes_the_oldest_snapshots_only(store, tracker, bucket, clock)
         results.append(write_snapshot(store, bucket, clock(), keep=2))
 
     made = [r.object for r in results]
-    assert names(bucket, "snapshots/") == sorted([
-        *made[2:], "snapshots/README.txt", "snapshots/latest.json",
-        "snapshots/old/2020-01-01T00-00-00.000000Z.json"])
+    assert names(bucket, "snapshots/") == sorted(
+        [
+            *made[2:],
+            "snapshots/README.txt",
+            "snapshots/latest.json",
+            "snapshots/old/2020-01-01T00-00-00.000000Z.json",
+        ]
+    )
     assert [r.deleted for r in results] == [[], [], [made[0]], [made[1]]]
     assert read_json(bucket, "snapshots/latest.json")["object"] == made[3]
     with pytest.raises(ValueError):
@@ -247,7 +285,8 @@ def test_a_snapshot_from_a_clock_far_ahead_does_not_pin_the_pointer(store, bucke
     assert read_json(bucket, "snapshots/latest.json")["object"] == right.object
     later = write_snapshot(store, bucket, clock.advance(minutes=30), keep=2)
     assert later.latest_updated and read_json(bucket, "snapshots/latest.json")["object"] == (
-        later.object)
+        later.object
+    )
     # Pruning counts it as the oldest: the two real ones are kept.
     assert later.deleted == [ahead.object]
     assert names(bucket) == sorted([right.object, later.object, "snapshots/latest.json"])
@@ -290,8 +329,10 @@ def failing_close(monkeypatch):  # type: ignore[no-untyped-def]
         writer = real_open(self, *args, **kwargs)
         opened.append((self.name, kwargs.get("if_generation_match")))
         if len(opened) == 1:
+
             def close() -> None:
                 raise InvalidResponse(SimpleNamespace(status_code=status[0]), "Request failed")
+
             writer.close = close
         return writer
 
@@ -379,11 +420,13 @@ def test_the_go_sample_imports_its_consistent_job(store):
     result = import_snapshot(store, load_snapshot(str(GO_SAMPLE)))
 
     # Its second Jobs entry has no status (and fields that do not match its key): skipped.
-    assert result == ImportResult(total=1, created=1, already_present=0,
-                                  skipped=["bucket/exp/type/20110102"])
+    assert result == ImportResult(
+        total=1, created=1, already_present=0, skipped=["bucket/exp/type/20110102"]
+    )
     [record] = store.stream_all()
-    assert record.job == Job("bucket", "exp", "type", date(2011, 1, 1), "",
-                             Datasets("tmp_ndt", "raw_ndt", ""))
+    assert record.job == Job(
+        "bucket", "exp", "type", date(2011, 1, 1), "", Datasets("tmp_ndt", "raw_ndt", "")
+    )
     started = datetime(2022, 7, 22, 20, 56, 0, 577268, tzinfo=UTC)  # 16:56 at -04:00
     assert record.status.state is State.INIT and record.status.start_time == started
     assert record.status.heartbeat_time == ZERO_TIME and record.status.update_count == 0
@@ -397,8 +440,12 @@ def test_go_entries_without_datasets_nanoseconds_and_offsets_load():
     data["Jobs"][key]["Filter"] = "f1"
     data["Statuses"][key]["HeartbeatTime"] = "2019-01-02T03:04:05.123456789+02:00"
     data["Statuses"][key]["History"].append(
-        {"State": "parsing", "Start": "2026-11-27T11:30:00.5Z",
-         "DetailTime": "2026-11-27T07:45:00.000001999-04:00"})  # no Detail either
+        {
+            "State": "parsing",
+            "Start": "2026-11-27T11:30:00.5Z",
+            "DetailTime": "2026-11-27T07:45:00.000001999-04:00",
+        }
+    )  # no Detail either
     data["SaveTime"] = "2026-11-27T12:00:00.999999999Z"
 
     snap = read_snapshot(json.dumps(data))
@@ -447,7 +494,9 @@ def _status_without_job(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _bad_key(data: dict[str, Any]) -> dict[str, Any]:
-    data["Statuses"]["archive-b/ndt/pcap/20191340"] = data["Statuses"]["archive-a/ndt/ndt7/20190102"]
+    data["Statuses"]["archive-b/ndt/pcap/20191340"] = data["Statuses"][
+        "archive-a/ndt/ndt7/20190102"
+    ]
     data["Jobs"]["archive-b/ndt/pcap/20191340"] = data["Jobs"]["archive-a/ndt/ndt7/20190102"]
     return data
 
@@ -459,8 +508,12 @@ MALFORMED = {
     "missing Statuses": (lambda d: _without(d, "Statuses"), "Statuses: Missing data"),
     "unknown state": (_set_state, "History[0].State: unknown state 'parsed'"),
     "key/fields mismatch": (
-        _mismatch, ('Jobs["archive-b/ndt/pcap/20190103"]: fields do not match the key: '
-                    "experiment ndt2 (key: ndt)")),
+        _mismatch,
+        (
+            'Jobs["archive-b/ndt/pcap/20190103"]: fields do not match the key: '
+            "experiment ndt2 (key: ndt)"
+        ),
+    ),
     "history empty": (_empty_history, "History: Shorter than minimum length 1."),
     "bad time": (_bad_time, "DetailTime: not an RFC 3339 time: '2026-11-27 11:00:00'"),
     "status without job": (_status_without_job, 'Statuses["archive-b/ndt/pcap/20190103"]: no Jobs'),
@@ -491,14 +544,20 @@ def test_every_problem_is_listed(store, bucket, gcs_client):
     with pytest.raises(SnapshotError) as info:
         load_snapshot(f"gs://{bucket.name}/bad.json", gcs_client)
 
-    assert sorted(info.value.problems) == sorted([
-        "Extra: Unknown field.",
-        ('Statuses["archive-a/ndt/ndt7/20190102"].History[0].DetailTime: '
-         "not an RFC 3339 time: '2026-11-27 11:00:00'"),
-        'Statuses["archive-b/ndt/pcap/20190103"].UpdateCount: must not be negative',
-        ('Jobs["archive-b/ndt/pcap/20190103"]: fields do not match the key: '
-         "experiment ndt2 (key: ndt)"),
-    ])
+    assert sorted(info.value.problems) == sorted(
+        [
+            "Extra: Unknown field.",
+            (
+                'Statuses["archive-a/ndt/ndt7/20190102"].History[0].DetailTime: '
+                "not an RFC 3339 time: '2026-11-27 11:00:00'"
+            ),
+            'Statuses["archive-b/ndt/pcap/20190103"].UpdateCount: must not be negative',
+            (
+                'Jobs["archive-b/ndt/pcap/20190103"]: fields do not match the key: '
+                "experiment ndt2 (key: ndt)"
+            ),
+        ]
+    )
     assert list(store.stream_all()) == []
 
 
@@ -514,9 +573,14 @@ def test_a_large_export_round_trips(store, fresh_store, bucket, clock, monkeypat
     monkeypatch.setattr(defaults, "SNAPSHOT_UPLOAD_CHUNK", 256 * 1024)
     monkeypatch.setattr(defaults, "SNAPSHOT_SPOOL_MAX", 64 * 1024)
     start = date(2020, 1, 1)
-    records = [JobRecord.new(Job("archive-a", "ndt", dt, start + timedelta(days=d), "", DS),
-                             clock.advance(microseconds=1))
-               for dt in ("ndt7", "pcap", "tcpinfo") for d in range(400)]
+    records = [
+        JobRecord.new(
+            Job("archive-a", "ndt", dt, start + timedelta(days=d), "", DS),
+            clock.advance(microseconds=1),
+        )
+        for dt in ("ndt7", "pcap", "tcpinfo")
+        for d in range(400)
+    ]
     assert len(store.create_missing(records)) == 1200
 
     result = write_snapshot(store, bucket, clock())
@@ -530,29 +594,49 @@ def test_a_large_export_round_trips(store, fresh_store, bucket, clock, monkeypat
 # --- the command line ------------------------------------------------------------------------
 
 
-def run_cli(*args: str, emulator_host: str, gcs_url: str | None = None
-            ) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, emulator_host: str, gcs_url: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "TRACKER_COLLECTION"}
     env["FIRESTORE_EMULATOR_HOST"] = emulator_host
     if gcs_url:
         env["STORAGE_EMULATOR_HOST"] = gcs_url
-    return subprocess.run([sys.executable, "-m", "shared", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "shared", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_cli_import_prints_counts_and_exits_0(project, store, emulator_host):
-    first = run_cli("import-snapshot", str(GO_SAMPLE), "--project", project,
-                    emulator_host=emulator_host)
+    first = run_cli(
+        "import-snapshot", str(GO_SAMPLE), "--project", project, emulator_host=emulator_host
+    )
     assert first.returncode == 0, first.stderr
     assert "1 jobs, 1 created, 0 already present" in first.stdout
     assert "skipped 1 Jobs entries without a status: bucket/exp/type/20110102" in first.stdout
 
-    second = run_cli("import-snapshot", str(GO_SAMPLE), "--project", project, "--json",
-                     emulator_host=emulator_host)
+    second = run_cli(
+        "import-snapshot",
+        str(GO_SAMPLE),
+        "--project",
+        project,
+        "--json",
+        emulator_host=emulator_host,
+    )
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout) == {
-        "source": str(GO_SAMPLE), "save_time": "2022-07-22T20:56:00.586307Z", "total": 1,
-        "created": 0, "already_present": 1, "skipped": ["bucket/exp/type/20110102"]}
+        "source": str(GO_SAMPLE),
+        "save_time": "2022-07-22T20:56:00.586307Z",
+        "total": 1,
+        "created": 0,
+        "already_present": 1,
+        "skipped": ["bucket/exp/type/20110102"],
+    }
     assert [r.key for r in store.stream_all()] == ["bucket/exp/type/20110101"]
 
 
@@ -568,20 +652,36 @@ def test_cli_refuses_a_malformed_file_with_exit_2(project, store, emulator_host,
     assert "fields do not match the key" in proc.stderr
     assert list(store.stream_all()) == []
 
-    as_json = run_cli("import-snapshot", str(bad), "--project", project, "--json",
-                      emulator_host=emulator_host)
+    as_json = run_cli(
+        "import-snapshot", str(bad), "--project", project, "--json", emulator_host=emulator_host
+    )
     assert as_json.returncode == 2 and len(json.loads(as_json.stdout)["problems"]) == 2
 
-    missing = run_cli("import-snapshot", str(tmp_path / "absent.json"), "--project", project,
-                      emulator_host=emulator_host)
+    missing = run_cli(
+        "import-snapshot",
+        str(tmp_path / "absent.json"),
+        "--project",
+        project,
+        emulator_host=emulator_host,
+    )
     assert missing.returncode == 1 and "FileNotFoundError" in missing.stderr
 
 
-def test_cli_export_then_import_from_the_pointer(project, tracker, store, fresh_store, bucket,
-                                                 emulator_host, gcs_url):
+def test_cli_export_then_import_from_the_pointer(
+    project, tracker, store, fresh_store, bucket, emulator_host, gcs_url
+):
     tracker.add_job(Job("archive-a", "ndt", "ndt7", date(2026, 11, 26), "", DS))
-    proc = run_cli("export-snapshot", f"gs://{bucket.name}/backups", "--keep", "2",
-                   "--project", project, "--json", emulator_host=emulator_host, gcs_url=gcs_url)
+    proc = run_cli(
+        "export-snapshot",
+        f"gs://{bucket.name}/backups",
+        "--keep",
+        "2",
+        "--project",
+        project,
+        "--json",
+        emulator_host=emulator_host,
+        gcs_url=gcs_url,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["object"].startswith("backups/") and out["jobs"] == 1
@@ -589,14 +689,21 @@ def test_cli_export_then_import_from_the_pointer(project, tracker, store, fresh_
 
     fresh = fresh_store.client.project
     pointer = f"gs://{bucket.name}/backups/latest.json"
-    imported = run_cli("import-snapshot", pointer, "--project", fresh,
-                       emulator_host=emulator_host, gcs_url=gcs_url)
+    imported = run_cli(
+        "import-snapshot", pointer, "--project", fresh, emulator_host=emulator_host, gcs_url=gcs_url
+    )
     assert imported.returncode == 0, imported.stderr
     assert "1 jobs, 1 created, 0 already present" in imported.stdout
     assert job_map(fresh_store) == job_map(store)
 
-    human = run_cli("export-snapshot", f"gs://{bucket.name}", "--project", project,
-                    emulator_host=emulator_host, gcs_url=gcs_url)
+    human = run_cli(
+        "export-snapshot",
+        f"gs://{bucket.name}",
+        "--project",
+        project,
+        emulator_host=emulator_host,
+        gcs_url=gcs_url,
+    )
     assert human.returncode == 0 and human.stdout.startswith("exported 1 jobs to ")
     assert f"gs://{bucket.name}/snapshots/" in human.stdout
 
@@ -621,8 +728,12 @@ def many_jobs(count: int) -> dict[str, Any]:
         day = date(2019, 1, 1) + timedelta(days=n)
         key = f"archive-a/ndt/ndt7/{day:%Y%m%d}"
         data["Statuses"][key] = copy.deepcopy(status)
-        data["Jobs"][key] = {"Bucket": "archive-a", "Experiment": "ndt", "Datatype": "ndt7",
-                             "Date": f"{day:%Y-%m-%d}T00:00:00Z"}
+        data["Jobs"][key] = {
+            "Bucket": "archive-a",
+            "Experiment": "ndt",
+            "Datatype": "ndt7",
+            "Date": f"{day:%Y-%m-%d}T00:00:00Z",
+        }
     return data
 
 
@@ -639,7 +750,8 @@ def test_an_update_count_beyond_int64_in_the_550th_job_writes_nothing(store):
 
     assert info.value.problems == [
         f'Statuses["{sorted(data["Statuses"])[549]}"].UpdateCount: 9223372036854775808 does not '
-        "fit in a 64-bit integer (at most 9223372036854775807)"]
+        "fit in a 64-bit integer (at most 9223372036854775807)"
+    ]
     assert list(store.stream_all()) == []
 
 
@@ -651,8 +763,9 @@ def test_a_document_firestore_would_refuse_as_too_large_is_refused_first(store):
         restore(store, json.dumps(data))
 
     [problem] = info.value.problems
-    assert problem.startswith(f'Statuses["{sorted(data["Statuses"])[1]}"]: the job\'s document: '
-                              "document of 12")
+    assert problem.startswith(
+        f'Statuses["{sorted(data["Statuses"])[1]}"]: the job\'s document: document of 12'
+    )
     assert "Firestore's limit is 1048576 (largest field: history)" in problem
     assert list(store.stream_all()) == []
 
@@ -671,8 +784,9 @@ def test_the_size_bound_is_what_the_emulator_enforces(store):
     assert record_problems(record) == []
     assert store.create_missing([record]) == [record.key]
 
-    big = JobRecord(Job("archive-a", "ndt", "ndt7", date(2019, 1, 3), "", DS), record.status,
-                    record.last_update)
+    big = JobRecord(
+        Job("archive-a", "ndt", "ndt7", date(2019, 1, 3), "", DS), record.status, record.last_update
+    )
     big.status.history[0] = entry.with_detail("x" * limits.MAX_DOCUMENT_BYTES, entry.detail_time)
     assert "Firestore's limit is 1048576" in record_problems(big)[0]
     with pytest.raises(gexc.InvalidArgument):  # and the emulator refuses it indeed
@@ -681,6 +795,7 @@ def test_the_size_bound_is_what_the_emulator_enforces(store):
 
 def _set(path: tuple[Any, ...], value: Any) -> Any:
     """A change of a valid file: set the value at ``path`` (an index one past a list appends)."""
+
     def make(data: dict[str, Any]) -> dict[str, Any]:
         target: Any = data
         for step in path[:-1]:
@@ -690,6 +805,7 @@ def _set(path: tuple[Any, ...], value: Any) -> Any:
         else:
             target[path[-1]] = value
         return data
+
     return make
 
 
@@ -698,29 +814,51 @@ _JOB0 = ("Jobs", "archive-a/ndt/ndt7/20190102")
 BEYOND_LIMITS = {
     "year 9999 in a zone west of UTC": (
         _set((*_STATUS0, "History", 0, "Start"), "9999-12-31T23:00:00-05:00"),
-        "History[0].Start: time out of range (after year 9999 in UTC)"),
+        "History[0].Start: time out of range (after year 9999 in UTC)",
+    ),
     "a time after 2200": (
         _set((*_STATUS0, "History", 0, "DetailTime"), "2300-01-01T00:00:00Z"),
-        "History[0].DetailTime: 2300-01-01T00:00:00+00:00 is outside 1970-01-01 to 2200-01-01"),
+        "History[0].DetailTime: 2300-01-01T00:00:00+00:00 is outside 1970-01-01 to 2200-01-01",
+    ),
     "a time before 1970": (
         _set((*_STATUS0, "HeartbeatTime"), "1969-12-31T23:59:59Z"),
         "HeartbeatTime: 1969-12-31T23:59:59+00:00 is outside 1970-01-01 to 2200-01-01 "
-        "(or the zero time)"),
+        "(or the zero time)",
+    ),
     "a save time in year 1": (
-        _set(("SaveTime",), "0001-01-01T00:00:00Z"), "SaveTime: 0001-01-01T00:00:00+00:00 is outside"),
+        _set(("SaveTime",), "0001-01-01T00:00:00Z"),
+        "SaveTime: 0001-01-01T00:00:00+00:00 is outside",
+    ),
     "a job date after 2200": (
-        _set((*_JOB0, "Date"), "2201-01-02T00:00:00Z"), "Date: 2201-01-02T00:00:00+00:00 is outside"),
+        _set((*_JOB0, "Date"), "2201-01-02T00:00:00Z"),
+        "Date: 2201-01-02T00:00:00+00:00 is outside",
+    ),
     "an indexed string over 1,500 bytes": (
         _set((*_JOB0, "Datasets"), {"Tmp": "t" * 1501}),
-        "the job's document: datasets.tmp: 1501 bytes; an indexed string holds at most 1500"),
+        "the job's document: datasets.tmp: 1501 bytes; an indexed string holds at most 1500",
+    ),
     "a step the transition table refuses": (
-        _set((*_STATUS0, "History", 1), {"State": "complete", "Start": "2026-11-27T11:00:00Z",
-                                         "DetailTime": "2026-11-27T11:00:00Z"}),
-        "History[1].State: complete cannot follow init (see the transition table)"),
+        _set(
+            (*_STATUS0, "History", 1),
+            {
+                "State": "complete",
+                "Start": "2026-11-27T11:00:00Z",
+                "DetailTime": "2026-11-27T11:00:00Z",
+            },
+        ),
+        "History[1].State: complete cannot follow init (see the transition table)",
+    ),
     "a repeated state": (
-        _set((*_STATUS0, "History", 1), {"State": "init", "Start": "2026-11-27T11:00:00Z",
-                                         "DetailTime": "2026-11-27T11:00:00Z"}),
-        "History[1].State: init cannot follow init"),
+        _set(
+            (*_STATUS0, "History", 1),
+            {
+                "State": "init",
+                "Start": "2026-11-27T11:00:00Z",
+                "DetailTime": "2026-11-27T11:00:00Z",
+            },
+        ),
+        "History[1].State: init cannot follow init",
+    ),
 }
 
 
@@ -738,8 +876,14 @@ def test_any_state_may_follow_failed_as_in_go_histories(store):
     data = valid_file()
     history = data["Statuses"]["archive-a/ndt/ndt7/20190102"]["History"]
     for state in ("parsing", "failed", "parsing", "postProcessing"):
-        history.append({"State": state, "Start": "2026-11-27T11:30:00Z",
-                         "DetailTime": "2026-11-27T11:30:00Z", "Detail": state})
+        history.append(
+            {
+                "State": state,
+                "Start": "2026-11-27T11:30:00Z",
+                "DetailTime": "2026-11-27T11:30:00Z",
+                "Detail": state,
+            }
+        )
 
     assert restore(store, json.dumps(data)).created == 1
     [record] = store.stream_all()
@@ -756,8 +900,7 @@ def test_the_zero_heartbeat_and_the_window_edges_are_accepted(store):
     assert restore(store, json.dumps(data)).created == 1
 
 
-def test_a_firestore_failure_mid_way_says_what_was_written_and_a_rerun_finishes(
-        store, monkeypatch):
+def test_a_firestore_failure_mid_way_says_what_was_written_and_a_rerun_finishes(store, monkeypatch):
     data = many_jobs(1200)
     keys = sorted(data["Statuses"])
     snapshot = read_snapshot(json.dumps(data))
@@ -787,8 +930,9 @@ def test_a_firestore_failure_mid_way_says_what_was_written_and_a_rerun_finishes(
     assert sorted(r.key for r in store.stream_all()) == keys
 
 
-def test_cli_lists_the_jobs_written_and_not_written(project, store, emulator_host, tmp_path,
-                                                      monkeypatch, capsys):
+def test_cli_lists_the_jobs_written_and_not_written(
+    project, store, emulator_host, tmp_path, monkeypatch, capsys
+):
     from shared import __main__ as cli
 
     path = tmp_path / "many.json"
@@ -823,17 +967,24 @@ def test_a_long_go_history_is_bounded_as_the_tracker_bounds_it(store):
     history = data["Statuses"]["archive-a/ndt/ndt7/20190102"]["History"]
     for n in range(1, 3000):  # parsing, failed, parsing, … (any state may follow failed)
         long = n >= 3000 - 2 * HISTORY_FULL_DETAILS
-        history.append({"State": "parsing" if n % 2 else "failed", "Start": "2026-11-27T11:30:00Z",
-                        "DetailTime": "2026-11-27T11:30:00Z",
-                        "Detail": f"{n}:" + ("x" * 4000 if long else "")})
+        history.append(
+            {
+                "State": "parsing" if n % 2 else "failed",
+                "Start": "2026-11-27T11:30:00Z",
+                "DetailTime": "2026-11-27T11:30:00Z",
+                "Detail": f"{n}:" + ("x" * 4000 if long else ""),
+            }
+        )
 
     assert restore(store, json.dumps(data)).created == 1
     [record] = store.stream_all()
     dropped = 3000 - 1 - HISTORY_KEEP
     assert (record.status.dropped, len(record.status.history)) == (dropped, 1 + HISTORY_KEEP)
     assert [e.detail.split(":")[0] for e in record.status.history] == [
-        "", *(str(n) for n in range(dropped + 1, 3000))]
-    lengths = [len(e.detail) for e in record.status.history[-2 * HISTORY_FULL_DETAILS:]]
+        "",
+        *(str(n) for n in range(dropped + 1, 3000)),
+    ]
+    lengths = [len(e.detail) for e in record.status.history[-2 * HISTORY_FULL_DETAILS :]]
     assert lengths[:HISTORY_FULL_DETAILS] == [OLD_DETAIL_LENGTH] * HISTORY_FULL_DETAILS
     assert lengths[HISTORY_FULL_DETAILS:] == [len("2999:") + 4000] * HISTORY_FULL_DETAILS
     [(document, _)] = raw_documents(store).values()

@@ -47,14 +47,24 @@ def test_exactly_one_line_per_state_change(tracker, clock, http, lines) -> None:
     job = Job("archive-bucket", "ndt", "pcap", date(2026, 11, 20), datasets=Datasets("t", "r", ""))
     key = tracker.add_job(job).key
     headers = {"X-Cloud-Trace-Context": f"{TRACE}/1;o=1"}
-    assert http.post(f"/v2/job/update?id={key}&state=parsing&detail=start", headers=headers).status_code == 200
+    assert (
+        http.post(
+            f"/v2/job/update?id={key}&state=parsing&detail=start", headers=headers
+        ).status_code
+        == 200
+    )
     assert http.post(f"/v2/job/update?id={key}&state=parsing&detail=a.tgz").status_code == 200
     assert http.post(f"/v2/job/heartbeat?id={key}").status_code == 200
     assert http.post(f"/v2/job/update?id={key}&state=complete").status_code == 409
     assert http.post(f"/v2/job/error?id={key}&error=bad+archive").status_code == 200
     assert http.post(f"/v2/job/update?id={key}&state=postProcessing").status_code == 200
-    PostProcessor(tracker, None, PostProcessPolicy(),  # type: ignore[arg-type]
-                  pipelines={("archive-bucket", "ndt", "pcap"): ()}, clock=clock).tick()
+    PostProcessor(
+        tracker,
+        None,
+        PostProcessPolicy(),  # type: ignore[arg-type]
+        pipelines={("archive-bucket", "ndt", "pcap"): ()},
+        clock=clock,
+    ).tick()
 
     silent = tracker.add_job(Job("archive-bucket", "ndt", "ndt7", date(2026, 11, 21))).key
     tracker.set_status(silent, State.PARSING)
@@ -91,9 +101,17 @@ def test_an_operator_fail_is_one_state_change_line(tracker, firestore_client, li
     from shared.store import ControlStore, ReprocessQueue
 
     key = tracker.add_job(Job("archive-bucket", "ndt", "ndt7", date(2026, 11, 22))).key
-    admin = Admin(tracker, ReprocessQueue(firestore_client), ControlStore(firestore_client),
-                  Config(start_date=date(2026, 11, 1), tracker_timeout=timedelta(hours=6),
-                         polling_interval=timedelta(minutes=1), sources=()))
+    admin = Admin(
+        tracker,
+        ReprocessQueue(firestore_client),
+        ControlStore(firestore_client),
+        Config(
+            start_date=date(2026, 11, 1),
+            tracker_timeout=timedelta(hours=6),
+            polling_interval=timedelta(minutes=1),
+            sources=(),
+        ),
+    )
     admin.fail(key, "bad day", "ops@example.org")
     admin.retry(key, "ops@example.org")  # no change of state: no line
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from shared.admin import Admin
 from shared import defaults
+from shared.admin import Admin
 from shared.config import Config, Source
 from shared.maintenance import Maintenance, MaintenancePolicy, reconcile_counts
 from shared.model import Datasets, Job, JobFilter, JobRecord, State
@@ -15,8 +15,16 @@ from shared.tracker import Tracker
 
 DS = Datasets("tmp_ndt", "raw_ndt", "ndt")
 SOURCES = [("ndt", "ndt7"), ("ndt", "annotation2"), ("host", "")]
-CHAIN = [State.PARSING, State.POST_PROCESSING, State.LOADING, State.DEDUPLICATING,
-         State.COPYING, State.DELETING, State.JOINING, State.COMPLETE]
+CHAIN = [
+    State.PARSING,
+    State.POST_PROCESSING,
+    State.LOADING,
+    State.DEDUPLICATING,
+    State.COPYING,
+    State.DELETING,
+    State.JOINING,
+    State.COMPLETE,
+]
 
 
 def job(day: int, source: tuple[str, str] = SOURCES[0]) -> Job:
@@ -28,8 +36,9 @@ def assert_exact(tracker: Tracker) -> None:
     groups: list[tuple[str | None, str | None]] = [*SOURCES, (None, None), ("ndt", None)]
     kept = tracker.counts_by_state(groups)
     for experiment, datatype, state in kept:
-        assert kept[(experiment, datatype, state)] == tracker.count(JobFilter(state, experiment, datatype)), (
-            experiment, datatype, state)
+        assert kept[(experiment, datatype, state)] == tracker.count(
+            JobFilter(state, experiment, datatype)
+        ), (experiment, datatype, state)
 
 
 def test_counts_follow_every_kind_of_write(tracker, store, firestore_client, clock):
@@ -49,10 +58,17 @@ def test_counts_follow_every_kind_of_write(tracker, store, firestore_client, clo
     tracker.add_job(job(1, SOURCES[2]), ignore_backoff=True)  # restart of a failed job
     assert_exact(tracker)
 
-    admin = Admin(tracker, ReprocessQueue(firestore_client), ControlStore(firestore_client),
-                  Config(start_date=date(2026, 11, 1), tracker_timeout=timedelta(hours=1),
-                         polling_interval=timedelta(minutes=1),
-                         sources=(Source("archive-bucket", "ndt", "ndt7", "", DS, False, False),)))
+    admin = Admin(
+        tracker,
+        ReprocessQueue(firestore_client),
+        ControlStore(firestore_client),
+        Config(
+            start_date=date(2026, 11, 1),
+            tracker_timeout=timedelta(hours=1),
+            polling_interval=timedelta(minutes=1),
+            sources=(Source("archive-bucket", "ndt", "ndt7", "", DS, False, False),),
+        ),
+    )
     admin.fail(fourth, "operator says so", "op@example.com")  # operator fail
     admin.retry(fourth, "op@example.com")  # operator retry: same state, no move
     assert_exact(tracker)
@@ -119,8 +135,9 @@ def test_reconciliation_repairs_injected_drift_and_reports_it(tracker, store, cl
     raw = JobRecord.new(job(4), clock())  # a job written without its count
     store.collection.document(raw.key.replace("/", "%2F")).set(to_document(raw))
     store.delete(keys[2])
-    maintenance = Maintenance(tracker, MaintenancePolicy(timedelta(hours=6)), clock=clock,
-                              sources=[SOURCES[0]])
+    maintenance = Maintenance(
+        tracker, MaintenancePolicy(timedelta(hours=6)), clock=clock, sources=[SOURCES[0]]
+    )
 
     summary = maintenance.run()
     assert summary["counts"] == {"source": "ndt/ndt7", "drift": {"init": -1}, "repaired": True}
@@ -180,21 +197,26 @@ def test_a_negative_count_shows_as_zero(tracker, store):
 def test_a_scrape_reads_the_counter_shards_once_and_no_job(tracker, store, firestore_client):
     from prometheus_client.parser import text_string_to_metric_families
 
-    from shared.web.metrics import scrape
     from shared.store import CursorStore
+    from shared.web.metrics import scrape
 
     for day in range(1, 6):
         tracker.add_job(job(day, SOURCES[day % 2]))
-    config = Config(start_date=date(2026, 11, 1), tracker_timeout=timedelta(hours=1),
-                    polling_interval=timedelta(minutes=1),
-                    sources=tuple(Source("archive-bucket", e, d, "", DS, False, False)
-                                  for e, d in SOURCES[:2]))
+    config = Config(
+        start_date=date(2026, 11, 1),
+        tracker_timeout=timedelta(hours=1),
+        polling_interval=timedelta(minutes=1),
+        sources=tuple(Source("archive-bucket", e, d, "", DS, False, False) for e, d in SOURCES[:2]),
+    )
     job_reads, count_reads = store.stats.reads, store.state_counts.stats.reads
     text = scrape(tracker, CursorStore(firestore_client), config).decode()
     assert store.stats.reads == job_reads  # no aggregation query, no job read
     assert store.state_counts.stats.reads - count_reads == defaults.STATE_COUNT_SHARDS
-    jobs = {tuple(sorted(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) if family.name == "gardener_jobs"
-            for s in family.samples}
+    jobs = {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "gardener_jobs"
+        for s in family.samples
+    }
     assert jobs[(("datatype", "ndt7"), ("experiment", "ndt"), ("state", "init"))] == 2
     assert jobs[(("datatype", "annotation2"), ("experiment", "ndt"), ("state", "init"))] == 3

@@ -43,8 +43,7 @@ def extremes(store):  # type: ignore[no-untyped-def]
     return {
         "future": put(store, 1, State.PARSING, LATEST),
         "ancient": put(store, 2, State.PARSING, EARLIEST),
-        "no history": put(store, 3, State.PARSING, datetime(2026, 11, 27, tzinfo=UTC),
-                          history={}),
+        "no history": put(store, 3, State.PARSING, datetime(2026, 11, 27, tzinfo=UTC), history={}),
     }
 
 
@@ -83,11 +82,13 @@ def test_expiry_fails_a_job_whose_last_activity_is_beyond_any_clock_skew(tracker
     assert future.status.state is State.FAILED
     assert future.status.detail == (
         "expired in parsing: last activity 9999-12-31T23:59:59.999999Z is more than 24h0m0s "
-        "ahead of the clock (a clock far ahead, or a corrupt value)")
+        "ahead of the clock (a clock far ahead, or a corrupt value)"
+    )
     assert future.last_activity == now  # no longer in the future: it is not expired again
     assert all(e.start <= now and e.detail_time <= now for e in future.status.history)
     assert tracker.get_record(extremes["ancient"]).status.detail.startswith(
-        "expired in parsing: no heartbeat or update since 0001-01-01T00:00:00Z")
+        "expired in parsing: no heartbeat or update since 0001-01-01T00:00:00Z"
+    )
     assert tracker.expire_stale(now - TIMEOUT, 100) == []
 
 
@@ -100,12 +101,15 @@ def test_a_job_ahead_of_the_clock_by_less_than_the_skew_is_left_alone(tracker, c
 def test_metrics_count_any_stored_job(tracker, firestore_client, extremes):
     from shared.config import Config, Source
     from shared.maintenance import reconcile_counts
-    from shared.web.metrics import scrape
     from shared.store import CursorStore
+    from shared.web.metrics import scrape
 
-    config = Config(start_date=date(2019, 1, 1), tracker_timeout=TIMEOUT,
-                    polling_interval=timedelta(minutes=1),
-                    sources=(Source("archive-x", "ndt", "ndt7", "", Datasets("t", "r", "")),))
+    config = Config(
+        start_date=date(2019, 1, 1),
+        tracker_timeout=TIMEOUT,
+        polling_interval=timedelta(minutes=1),
+        sources=(Source("archive-x", "ndt", "ndt7", "", Datasets("t", "r", "")),),
+    )
     # The documents were written outside the store, so the job counts learn of them
     # from maintain's reconciliation, as jobs from before the counts do.
     assert reconcile_counts(tracker, [("ndt", "ndt7")])["repaired"]
@@ -113,8 +117,9 @@ def test_metrics_count_any_stored_job(tracker, firestore_client, extremes):
     assert 'gardener_jobs{datatype="ndt7",experiment="ndt",state="parsing"} 3.0' in text
 
 
-def test_every_job_the_tracker_can_keep_comes_back_from_its_snapshot(tracker, clock, store,
-                                                                      gcs_client):
+def test_every_job_the_tracker_can_keep_comes_back_from_its_snapshot(
+    tracker, clock, store, gcs_client
+):
     """Export, then import into a fresh project: accepted, and the same jobs come back."""
     ds = Datasets("t", "r", "j")
     far_clock = datetime(2300, 6, 1, tzinfo=UTC)  # an instance whose clock is far ahead
@@ -128,8 +133,9 @@ def test_every_job_the_tracker_can_keep_comes_back_from_its_snapshot(tracker, cl
     bounded = tracker.add_job(Job("archive-x", "ndt", "pcap", date(2019, 1, 10), "", ds)).key
     for n in range(120):  # 121 entries: the first and the latest 100 kept, 20 dropped
         clock.advance(seconds=1)
-        tracker.set_status(bounded, State.PARSING if n % 2 == 0 else State.PARSE_ERROR,
-                           f"step {n} " + "d" * 300)
+        tracker.set_status(
+            bounded, State.PARSING if n % 2 == 0 else State.PARSE_ERROR, f"step {n} " + "d" * 300
+        )
     running = tracker.add_job(Job("archive-x", "wehe", "scamper1", date(2019, 1, 11), "", ds))
     tracker.set_status(running.key, State.PARSING, "picked up", run=running.run)
     clock.advance(seconds=7)
@@ -153,7 +159,9 @@ def test_every_job_the_tracker_can_keep_comes_back_from_its_snapshot(tracker, cl
         assert back.status.history == record.status.history, key
         assert back.status.state is record.status.state, key
         assert (back.status.update_count, back.status.heartbeat_time) == (
-            record.status.update_count, record.status.heartbeat_time), key
+            record.status.update_count,
+            record.status.heartbeat_time,
+        ), key
     # The Go format has no field for the count of dropped entries: the kept ones come back.
     assert imported[bounded].status.dropped == 0
     assert len(imported[bounded].status.history) == 101

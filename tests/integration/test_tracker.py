@@ -11,11 +11,25 @@ from shared.errors import IllegalTransition, JobAlreadyExists, JobNotFound
 from shared.model import Datasets, Job, JobFilter, State
 from shared.store import doc_id
 
-JOB = Job("archive-bucket", "ndt", "ndt7", date(2019, 1, 2), filter=r".*\.tgz",
-          datasets=Datasets("tmp_ndt", "raw_ndt", "ndt"))
+JOB = Job(
+    "archive-bucket",
+    "ndt",
+    "ndt7",
+    date(2019, 1, 2),
+    filter=r".*\.tgz",
+    datasets=Datasets("tmp_ndt", "raw_ndt", "ndt"),
+)
 KEY = JOB.key()
-CHAIN = [State.PARSING, State.POST_PROCESSING, State.LOADING, State.DEDUPLICATING,
-         State.COPYING, State.DELETING, State.JOINING, State.COMPLETE]
+CHAIN = [
+    State.PARSING,
+    State.POST_PROCESSING,
+    State.LOADING,
+    State.DEDUPLICATING,
+    State.COPYING,
+    State.DELETING,
+    State.JOINING,
+    State.COMPLETE,
+]
 
 
 def raw(store, key=KEY):  # type: ignore[no-untyped-def]
@@ -90,7 +104,9 @@ def test_set_status_applies_detail_to_the_entry_it_leaves(tracker, clock):
     assert tracker.set_status(KEY, State.PARSING, "starting tasks") is State.INIT
     status = tracker.get_status(KEY)
     assert [(e.state, e.detail) for e in status.history] == [
-        (State.INIT, "starting tasks"), (State.PARSING, "")]
+        (State.INIT, "starting tasks"),
+        (State.PARSING, ""),
+    ]
     assert status.history[0].detail_time == clock.now
     assert status.history[1].start == clock.now
     assert status.detail == "starting tasks"
@@ -101,7 +117,9 @@ def test_same_state_update_is_a_detail_update(tracker, clock):
     tracker.add_job(JOB)
     tracker.set_status(KEY, State.PARSING, "starting")
     clock.advance(seconds=30)
-    assert tracker.set_status(KEY, State.PARSING, "gs://b/ndt/ndt7/2019/01/02/a.tgz") is State.PARSING
+    assert (
+        tracker.set_status(KEY, State.PARSING, "gs://b/ndt/ndt7/2019/01/02/a.tgz") is State.PARSING
+    )
     status = tracker.get_status(KEY)
     assert len(status.history) == 2
     assert status.detail == "gs://b/ndt/ndt7/2019/01/02/a.tgz"
@@ -141,10 +159,12 @@ def test_terminal_jobs_accept_no_update_detail_or_heartbeat(tracker, store, cloc
             tracker.set_status(KEY, state)
     before = raw(store)
     clock.advance(minutes=1)
-    for call in (lambda: tracker.set_status(KEY, terminal, "again"),
-                 lambda: tracker.set_status(KEY, State.PARSING),
-                 lambda: tracker.set_detail(KEY, "more"),
-                 lambda: tracker.heartbeat(KEY)):
+    for call in (
+        lambda: tracker.set_status(KEY, terminal, "again"),
+        lambda: tracker.set_status(KEY, State.PARSING),
+        lambda: tracker.set_detail(KEY, "more"),
+        lambda: tracker.heartbeat(KEY),
+    ):
         with pytest.raises(IllegalTransition, match="terminal|cannot go"):
             call()
     assert raw(store) == before
@@ -152,11 +172,13 @@ def test_terminal_jobs_accept_no_update_detail_or_heartbeat(tracker, store, cloc
 
 def test_unknown_job_is_not_found_everywhere(tracker, store):
     missing = "archive-bucket/ndt/ndt7/20200101"
-    for call in (lambda: tracker.set_status(missing, State.PARSING),
-                 lambda: tracker.set_detail(missing, "x"),
-                 lambda: tracker.heartbeat(missing),
-                 lambda: tracker.set_job_error(missing, "x"),
-                 lambda: tracker.get_status(missing)):
+    for call in (
+        lambda: tracker.set_status(missing, State.PARSING),
+        lambda: tracker.set_detail(missing, "x"),
+        lambda: tracker.heartbeat(missing),
+        lambda: tracker.set_job_error(missing, "x"),
+        lambda: tracker.get_status(missing),
+    ):
         with pytest.raises(JobNotFound, match="not found"):
             call()
     assert raw(store, missing) is None
@@ -227,8 +249,10 @@ def test_whole_chain_to_complete(tracker, clock):
 
 
 def test_get_state_filters_and_orders_oldest_first(tracker, clock):
-    jobs = [Job("b1", "ndt", dt, date(2019, 1, d)) for d, dt in
-            [(3, "ndt7"), (1, "ndt5"), (2, "ndt7"), (4, "annotation2")]]
+    jobs = [
+        Job("b1", "ndt", dt, date(2019, 1, d))
+        for d, dt in [(3, "ndt7"), (1, "ndt5"), (2, "ndt7"), (4, "annotation2")]
+    ]
     for job in jobs:
         clock.advance(seconds=1)
         tracker.add_job(job)
@@ -236,10 +260,15 @@ def test_get_state_filters_and_orders_oldest_first(tracker, clock):
     tracker.set_job_error(jobs[3].key(), "x")
 
     assert [r.key for r in tracker.get_state()] == [j.key() for j in jobs]
-    assert [r.key for r in tracker.get_state(JobFilter(datatype="ndt7"))] == [jobs[0].key(), jobs[2].key()]
+    assert [r.key for r in tracker.get_state(JobFilter(datatype="ndt7"))] == [
+        jobs[0].key(),
+        jobs[2].key(),
+    ]
     assert [r.key for r in tracker.get_state(JobFilter(state=State.PARSING))] == [jobs[2].key()]
     assert [r.key for r in tracker.get_state(JobFilter(experiment="ndt", limit=2))] == [
-        jobs[0].key(), jobs[1].key()]
+        jobs[0].key(),
+        jobs[1].key(),
+    ]
     assert list(tracker.get_state(JobFilter(experiment="wehe"))) == []
     assert tracker.num_jobs() == 4
     assert tracker.num_failed() == 1
@@ -250,8 +279,10 @@ def test_stream_all_and_create_missing(store, clock):
     from shared.model import JobRecord
     from shared.store import MAX_BATCH
 
-    records = [JobRecord.new(Job("b1", "ndt", "ndt7", date(2019, 1, 1) + timedelta(days=i)), clock())
-               for i in range(MAX_BATCH + 20)]
+    records = [
+        JobRecord.new(Job("b1", "ndt", "ndt7", date(2019, 1, 1) + timedelta(days=i)), clock())
+        for i in range(MAX_BATCH + 20)
+    ]
     assert sorted(store.create_missing(records[:10])) == sorted(r.key for r in records[:10])
     created = store.create_missing(records)  # spans two batches; the first ten exist already
     assert sorted(created) == sorted(r.key for r in records[10:])

@@ -22,7 +22,7 @@ class Scripted:
         script, seen = self.script, self.seen
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 seen.append(self.path)
                 status, body = script.pop(0) if script else (200, "{}")
                 data = body.encode()
@@ -73,10 +73,17 @@ def test_listed_answers_are_not_retried(scripted: Scripted) -> None:
 
 
 def test_accept_returns_only_the_answers_it_recognises(scripted: Scripted) -> None:
-    scripted.script += [(503, '{"error": "Firestore unavailable"}'), (503, "No job found. Try again.")]
+    scripted.script += [
+        (503, '{"error": "Firestore unavailable"}'),
+        (503, "No job found. Try again."),
+    ]
     response = fast(scripted.url).request(
-        "POST", "/v2/job/next", call="next", answers=(503,),
-        accept=lambda r: r.text.startswith("No job found"))
+        "POST",
+        "/v2/job/next",
+        call="next",
+        answers=(503,),
+        accept=lambda r: r.text.startswith("No job found"),
+    )
     assert response.text == "No job found. Try again."
     assert len(scripted.seen) == 2
 

@@ -49,17 +49,26 @@ INPUT_BUCKET = "etl-mlab-sandbox"
 DAY = date(2024, 1, 2)
 T1, T2, T3 = "2024-01-03T01:00:00Z", "2024-01-03T02:00:00Z", "2024-01-03T03:00:00Z"
 
-PARSER = bigquery.SchemaField("parser", "RECORD", fields=[
-    bigquery.SchemaField("Version", "STRING"), bigquery.SchemaField("Time", "TIMESTAMP")])
+PARSER = bigquery.SchemaField(
+    "parser",
+    "RECORD",
+    fields=[bigquery.SchemaField("Version", "STRING"), bigquery.SchemaField("Time", "TIMESTAMP")],
+)
 NDT7_SCHEMA = [
-    bigquery.SchemaField("id", "STRING"), bigquery.SchemaField("date", "DATE"), PARSER,
-    bigquery.SchemaField("a", "RECORD", fields=[
-        bigquery.SchemaField("MeanThroughputMbps", "FLOAT64")]),
+    bigquery.SchemaField("id", "STRING"),
+    bigquery.SchemaField("date", "DATE"),
+    PARSER,
+    bigquery.SchemaField(
+        "a", "RECORD", fields=[bigquery.SchemaField("MeanThroughputMbps", "FLOAT64")]
+    ),
 ]
 ANNOTATION_SCHEMA = [
-    bigquery.SchemaField("id", "STRING"), bigquery.SchemaField("date", "DATE"), PARSER,
-    bigquery.SchemaField("client", "RECORD", fields=[
-        bigquery.SchemaField("CountryCode", "STRING")]),
+    bigquery.SchemaField("id", "STRING"),
+    bigquery.SchemaField("date", "DATE"),
+    PARSER,
+    bigquery.SchemaField(
+        "client", "RECORD", fields=[bigquery.SchemaField("CountryCode", "STRING")]
+    ),
 ]
 
 
@@ -94,8 +103,9 @@ def job(bq: bigquery.Client) -> Job:
     return Job("archive-mlab-sandbox", f"ndt-{tag}", "ndt7", DAY, datasets=datasets)
 
 
-def make_table(bq: bigquery.Client, dataset: str, name: str,
-               schema: list[bigquery.SchemaField]) -> str:
+def make_table(
+    bq: bigquery.Client, dataset: str, name: str, schema: list[bigquery.SchemaField]
+) -> str:
     """Create a date-partitioned table; return its id."""
     table = bigquery.Table(f"{PROJECT}.{dataset}.{name}", schema=schema)
     table.time_partitioning = bigquery.TimePartitioning(field="date")
@@ -105,15 +115,21 @@ def make_table(bq: bigquery.Client, dataset: str, name: str,
 
 def row(id_: str, time_: str, day: str = "2024-01-02", mbps: float = 1.0) -> dict[str, Any]:
     """One ndt7 row."""
-    return {"id": id_, "date": day, "parser": {"Version": "v1", "Time": time_},
-            "a": {"MeanThroughputMbps": mbps}}
+    return {
+        "id": id_,
+        "date": day,
+        "parser": {"Version": "v1", "Time": time_},
+        "a": {"MeanThroughputMbps": mbps},
+    }
 
 
-def put_files(gcs_root: Path, job: Job, files: dict[str, list[dict[str, Any]]],
-              day: date = DAY) -> None:
+def put_files(
+    gcs_root: Path, job: Job, files: dict[str, list[dict[str, Any]]], day: date = DAY
+) -> None:
     """Write NDJSON files where the job's load looks for them (under another ``day`` if given)."""
-    folder = (gcs_root / INPUT_BUCKET / job.bucket / job.experiment / job.datatype
-              / f"{day:%Y/%m/%d}")
+    folder = (
+        gcs_root / INPUT_BUCKET / job.bucket / job.experiment / job.datatype / f"{day:%Y/%m/%d}"
+    )
     folder.mkdir(parents=True, exist_ok=True)
     for name, rows in files.items():
         (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -142,8 +158,9 @@ def jid(job: Job, step: State, attempt: int = 0) -> str:
 # -- Load --------------------------------------------------------------------
 
 
-def test_load_appends_the_days_files(warehouse: Warehouse, bq: bigquery.Client, job: Job,
-                                     gcs_root: Path) -> None:
+def test_load_appends_the_days_files(
+    warehouse: Warehouse, bq: bigquery.Client, job: Job, gcs_root: Path
+) -> None:
     make_table(bq, job.datasets.tmp, "ndt7", NDT7_SCHEMA)
     put_files(gcs_root, job, {"a.json": [row("a", T1), row("b", T1)], "b.json": [row("c", T2)]})
     put_files(gcs_root, job, {"x.json": [row("x", T1, "2024-01-03")]}, day=date(2024, 1, 3))
@@ -159,8 +176,9 @@ def test_load_appends_the_days_files(warehouse: Warehouse, bq: bigquery.Client, 
     assert got == [("a",), ("b",), ("c",)]
 
 
-def test_start_twice_with_one_id_runs_one_job(warehouse: Warehouse, bq: bigquery.Client,
-                                              job: Job, gcs_root: Path) -> None:
+def test_start_twice_with_one_id_runs_one_job(
+    warehouse: Warehouse, bq: bigquery.Client, job: Job, gcs_root: Path
+) -> None:
     make_table(bq, job.datasets.tmp, "ndt7", NDT7_SCHEMA)
     put_files(gcs_root, job, {"a.json": [row("a", T1), row("b", T1)]})
     load_id = jid(job, State.LOADING)
@@ -199,7 +217,9 @@ def test_load_without_files_fails(warehouse: Warehouse, bq: bigquery.Client, job
 
 def test_load_plan() -> None:
     wh = Warehouse(offline_client(), PROJECT, INPUT_BUCKET)
-    job = Job("archive-mlab-oti", "ndt", "ndt7", DAY, datasets=Datasets("tmp_ndt", "raw_ndt", "ndt"))
+    job = Job(
+        "archive-mlab-oti", "ndt", "ndt7", DAY, datasets=Datasets("tmp_ndt", "raw_ndt", "ndt")
+    )
 
     plan = wh.build(State.LOADING, job)
 
@@ -216,16 +236,27 @@ def test_load_plan() -> None:
 # -- Dedup -------------------------------------------------------------------
 
 
-def test_dedup_keeps_the_latest_parse_per_id(warehouse: Warehouse, bq: bigquery.Client,
-                                            job: Job, gcs_root: Path) -> None:
+def test_dedup_keeps_the_latest_parse_per_id(
+    warehouse: Warehouse, bq: bigquery.Client, job: Job, gcs_root: Path
+) -> None:
     make_table(bq, job.datasets.tmp, "ndt7", NDT7_SCHEMA)
-    put_files(gcs_root, job, {"a.json": [
-        row("a", T1, mbps=1), row("a", T3, mbps=3), row("a", T2, mbps=2),
-        row("b", T1, mbps=4),
-        row("c", T2, mbps=5), row("c", T1, mbps=6),
-        # Another date in the same table: not touched, duplicates and all.
-        row("a", T1, "2024-01-01", mbps=7), row("a", T2, "2024-01-01", mbps=8),
-    ]})
+    put_files(
+        gcs_root,
+        job,
+        {
+            "a.json": [
+                row("a", T1, mbps=1),
+                row("a", T3, mbps=3),
+                row("a", T2, mbps=2),
+                row("b", T1, mbps=4),
+                row("c", T2, mbps=5),
+                row("c", T1, mbps=6),
+                # Another date in the same table: not touched, duplicates and all.
+                row("a", T1, "2024-01-01", mbps=7),
+                row("a", T2, "2024-01-01", mbps=8),
+            ]
+        },
+    )
     load_id = jid(job, State.LOADING)
     warehouse.start(State.LOADING, job, load_id)
     assert wait(warehouse, load_id).outcome is StepOutcome.DONE
@@ -237,10 +268,18 @@ def test_dedup_keeps_the_latest_parse_per_id(warehouse: Warehouse, bq: bigquery.
     assert result.outcome is StepOutcome.DONE, result.detail
     assert result.detail.startswith("Dedup took ")
     assert "3 Rows affected" in result.detail
-    got = rows_of(bq, f"SELECT CAST(date AS STRING), id, a.MeanThroughputMbps "
-                      f"FROM `{PROJECT}.{job.datasets.tmp}.ndt7` ORDER BY 1, 2, 3")
-    assert got == [("2024-01-01", "a", 7.0), ("2024-01-01", "a", 8.0),
-                   ("2024-01-02", "a", 3.0), ("2024-01-02", "b", 4.0), ("2024-01-02", "c", 5.0)]
+    got = rows_of(
+        bq,
+        f"SELECT CAST(date AS STRING), id, a.MeanThroughputMbps "
+        f"FROM `{PROJECT}.{job.datasets.tmp}.ndt7` ORDER BY 1, 2, 3",
+    )
+    assert got == [
+        ("2024-01-01", "a", 7.0),
+        ("2024-01-01", "a", 8.0),
+        ("2024-01-02", "a", 3.0),
+        ("2024-01-02", "b", 4.0),
+        ("2024-01-02", "c", 5.0),
+    ]
 
 
 def test_dedup_of_a_missing_table_fails(warehouse: Warehouse, job: Job) -> None:
@@ -255,7 +294,9 @@ def test_dedup_of_a_missing_table_fails(warehouse: Warehouse, job: Job) -> None:
 
 def test_dedup_plan() -> None:
     wh = Warehouse(offline_client(), PROJECT, INPUT_BUCKET)
-    job = Job("archive-mlab-oti", "ndt", "ndt7", DAY, datasets=Datasets("tmp_ndt", "raw_ndt", "ndt"))
+    job = Job(
+        "archive-mlab-oti", "ndt", "ndt7", DAY, datasets=Datasets("tmp_ndt", "raw_ndt", "ndt")
+    )
 
     plan = wh.build(State.DEDUPLICATING, job)
 
@@ -272,7 +313,9 @@ def test_dedup_plan() -> None:
 
 def test_copy_plan() -> None:
     wh = Warehouse(offline_client(), PROJECT, INPUT_BUCKET)
-    job = Job("archive-mlab-oti", "ndt", "ndt7", DAY, datasets=Datasets("tmp_ndt", "raw_ndt", "ndt"))
+    job = Job(
+        "archive-mlab-oti", "ndt", "ndt7", DAY, datasets=Datasets("tmp_ndt", "raw_ndt", "ndt")
+    )
 
     plan = wh.build(State.COPYING, job)
 
@@ -285,12 +328,17 @@ def test_copy_plan() -> None:
 
 def test_delete_plan_and_start_refuses_it() -> None:
     wh = Warehouse(offline_client(), PROJECT, INPUT_BUCKET)
-    job = Job("archive-mlab-oti", "ndt", "ndt7", DAY, datasets=Datasets("tmp_ndt", "raw_ndt", "ndt"))
+    job = Job(
+        "archive-mlab-oti", "ndt", "ndt7", DAY, datasets=Datasets("tmp_ndt", "raw_ndt", "ndt")
+    )
 
     plan = wh.build(State.DELETING, job)
 
     assert (plan.kind, plan.config, plan.destination) == (
-        "delete", None, "demo-gardener.tmp_ndt.ndt7$20240102")
+        "delete",
+        None,
+        "demo-gardener.tmp_ndt.ndt7$20240102",
+    )
     with pytest.raises(ValueError, match="delete_partition"):
         wh.start(State.DELETING, job, jid(job, State.DELETING))
 
@@ -299,36 +347,65 @@ def test_delete_plan_and_start_refuses_it() -> None:
 
 
 def test_join_sql_takes_annotations_of_the_day_and_the_day_before(
-        warehouse: Warehouse, bq: bigquery.Client, job: Job) -> None:
+    warehouse: Warehouse, bq: bigquery.Client, job: Job
+) -> None:
     raw = make_table(bq, job.datasets.raw, "ndt7", NDT7_SCHEMA)
     ann = make_table(bq, job.datasets.raw, "annotation2", ANNOTATION_SCHEMA)
-    bq.insert_rows_json(f"{PROJECT}.{job.datasets.raw}.{raw}", [
-        row("a", T1, mbps=1), row("b", T1, mbps=2), row("c", T1, mbps=3), row("d", T1, mbps=4),
-        row("e", T1, "2024-01-01", mbps=5),  # another date: not in the output
-    ])
+    bq.insert_rows_json(
+        f"{PROJECT}.{job.datasets.raw}.{raw}",
+        [
+            row("a", T1, mbps=1),
+            row("b", T1, mbps=2),
+            row("c", T1, mbps=3),
+            row("d", T1, mbps=4),
+            row("e", T1, "2024-01-01", mbps=5),  # another date: not in the output
+        ],
+    )
 
     def annotation(id_: str, day: str, cc: str) -> dict[str, Any]:
-        return {"id": id_, "date": day, "parser": {"Version": "ann", "Time": T1},
-                "client": {"CountryCode": cc}}
+        return {
+            "id": id_,
+            "date": day,
+            "parser": {"Version": "ann", "Time": T1},
+            "client": {"CountryCode": cc},
+        }
 
-    bq.insert_rows_json(f"{PROJECT}.{job.datasets.raw}.{ann}", [
-        annotation("a", "2024-01-02", "US"), annotation("b", "2024-01-01", "DE"),
-        annotation("c", "2023-12-31", "old"), annotation("d", "2024-01-03", "new"),
-        annotation("e", "2024-01-01", "FR"),
-    ])
+    bq.insert_rows_json(
+        f"{PROJECT}.{job.datasets.raw}.{ann}",
+        [
+            annotation("a", "2024-01-02", "US"),
+            annotation("b", "2024-01-01", "DE"),
+            annotation("c", "2023-12-31", "old"),
+            annotation("d", "2024-01-03", "new"),
+            annotation("e", "2024-01-01", "FR"),
+        ],
+    )
 
     plan = warehouse.build(State.JOINING, job)
-    got = [(r["id"], str(r["date"]), r["parser"]["Version"], r["client"] and r["client"]["CountryCode"],
-            r["a"]["MeanThroughputMbps"])
-           for r in bq.query(plan.sql, job_retry=None).result()]
+    got = [
+        (
+            r["id"],
+            str(r["date"]),
+            r["parser"]["Version"],
+            r["client"] and r["client"]["CountryCode"],
+            r["a"]["MeanThroughputMbps"],
+        )
+        for r in bq.query(plan.sql, job_retry=None).result()
+    ]
 
-    assert sorted(got) == [("a", "2024-01-02", "v1", "US", 1.0), ("b", "2024-01-02", "v1", "DE", 2.0),
-                           ("c", "2024-01-02", "v1", None, 3.0), ("d", "2024-01-02", "v1", None, 4.0)]
+    assert sorted(got) == [
+        ("a", "2024-01-02", "v1", "US", 1.0),
+        ("b", "2024-01-02", "v1", "DE", 2.0),
+        ("c", "2024-01-02", "v1", None, 3.0),
+        ("d", "2024-01-02", "v1", None, 4.0),
+    ]
 
 
 def test_join_plan() -> None:
     wh = Warehouse(offline_client(), PROJECT, INPUT_BUCKET)
-    job = Job("archive-mlab-oti", "ndt", "ndt7", DAY, datasets=Datasets("tmp_ndt", "raw_ndt", "ndt"))
+    job = Job(
+        "archive-mlab-oti", "ndt", "ndt7", DAY, datasets=Datasets("tmp_ndt", "raw_ndt", "ndt")
+    )
 
     plan = wh.build(State.JOINING, job)
 
@@ -352,7 +429,9 @@ def test_join_plan() -> None:
 
 def test_join_without_a_join_dataset_is_skipped() -> None:
     wh = Warehouse(offline_client(), PROJECT, INPUT_BUCKET)
-    job = Job("archive-mlab-oti", "ndt", "annotation2", DAY, datasets=Datasets("tmp_ndt", "raw_ndt"))
+    job = Job(
+        "archive-mlab-oti", "ndt", "annotation2", DAY, datasets=Datasets("tmp_ndt", "raw_ndt")
+    )
 
     assert skip_detail(State.JOINING, job) == "annotation2 does not require join"
     assert skip_detail(State.LOADING, job) is None
@@ -363,11 +442,21 @@ def test_join_without_a_join_dataset_is_skipped() -> None:
 # -- Names -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("tmp", "tmp-ndt"), ("tmp", "tmp`; DROP"), ("tmp", ""), ("raw", "raw.ndt"),
-    ("datatype", "ndt7.x"), ("datatype", "nd`t7"), ("datatype", ""),
-    ("experiment", "nd*t"), ("experiment", "a/b"), ("bucket", "Archive"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("tmp", "tmp-ndt"),
+        ("tmp", "tmp`; DROP"),
+        ("tmp", ""),
+        ("raw", "raw.ndt"),
+        ("datatype", "ndt7.x"),
+        ("datatype", "nd`t7"),
+        ("datatype", ""),
+        ("experiment", "nd*t"),
+        ("experiment", "a/b"),
+        ("bucket", "Archive"),
+    ],
+)
 def test_bad_names_never_reach_bigquery(field: str, value: str) -> None:
     wh = Warehouse(offline_client(), PROJECT, INPUT_BUCKET)
     datasets = {"tmp": "tmp_ndt", "raw": "raw_ndt", "join": "ndt"}
@@ -376,8 +465,9 @@ def test_bad_names_never_reach_bigquery(field: str, value: str) -> None:
         datasets[field] = value
     else:
         parts[field] = value
-    job = Job(parts["bucket"], parts["experiment"], parts["datatype"], DAY,
-              datasets=Datasets(**datasets))
+    job = Job(
+        parts["bucket"], parts["experiment"], parts["datatype"], DAY, datasets=Datasets(**datasets)
+    )
     step = State.COPYING if field == "raw" else State.LOADING
     if field == "tmp":
         step = State.DEDUPLICATING
@@ -437,8 +527,13 @@ def test_job_id_refuses_other_states_and_negative_attempts(step: State, attempt:
 
 
 def test_steps_cover_the_post_processing_states() -> None:
-    assert set(STEPS) == {State.LOADING, State.DEDUPLICATING, State.COPYING, State.DELETING,
-                          State.JOINING}
+    assert set(STEPS) == {
+        State.LOADING,
+        State.DEDUPLICATING,
+        State.COPYING,
+        State.DELETING,
+        State.JOINING,
+    }
     assert STEPS["copying"].kind == "copy"  # type: ignore[index]
     assert step_of("someone_elses_job") is None
 
@@ -455,7 +550,8 @@ def test_unknown_job_is_missing(warehouse: Warehouse) -> None:
 
 
 def test_a_missing_load_is_started_again_under_its_id_and_runs_once(
-        bq: bigquery.Client, job: Job, gcs_root: Path) -> None:
+    bq: bigquery.Client, job: Job, gcs_root: Path
+) -> None:
     """What a tick does with a stored id BigQuery answers NotFound for: the same id, never a new one."""
     warehouse = Warehouse(bq, PROJECT, INPUT_BUCKET, location="US")
     make_table(bq, job.datasets.tmp, "ndt7", NDT7_SCHEMA)
@@ -474,7 +570,9 @@ def test_a_missing_load_is_started_again_under_its_id_and_runs_once(
 def test_bigquery_that_does_not_answer_is_unavailable() -> None:
     dead = bq_emulator.client(f"http://127.0.0.1:{free_port()}", PROJECT)
     wh = Warehouse(dead, PROJECT, INPUT_BUCKET, timeout=1.0, deadline=0.5)
-    job = Job("archive-mlab-oti", "ndt", "ndt7", DAY, datasets=Datasets("tmp_ndt", "raw_ndt", "ndt"))
+    job = Job(
+        "archive-mlab-oti", "ndt", "ndt7", DAY, datasets=Datasets("tmp_ndt", "raw_ndt", "ndt")
+    )
 
     with pytest.raises(WarehouseUnavailable) as info:
         wh.result("gardener_loading_x_r_0")
@@ -490,27 +588,40 @@ def offline_client() -> bigquery.Client:
     return bq_emulator.client("http://127.0.0.1:9", PROJECT)
 
 
-def resource(job_type: str, state: str = "DONE", error: dict[str, str] | None = None,
-             errors: list[dict[str, str]] | None = None,
-             stats: dict[str, Any] | None = None, jid: str = "gardener_loading_x_r_0") -> dict[str, Any]:
+def resource(
+    job_type: str,
+    state: str = "DONE",
+    error: dict[str, str] | None = None,
+    errors: list[dict[str, str]] | None = None,
+    stats: dict[str, Any] | None = None,
+    jid: str = "gardener_loading_x_r_0",
+) -> dict[str, Any]:
     """A jobs.get answer in BigQuery's format."""
     status: dict[str, Any] = {"state": state}
     if error:
         status["errorResult"] = error
         status["errors"] = errors or [error]
     config = {
-        "load": {"sourceUris": ["gs://b/x/*"],
-                 "destinationTable": {"projectId": PROJECT, "datasetId": "t", "tableId": "x"}},
+        "load": {
+            "sourceUris": ["gs://b/x/*"],
+            "destinationTable": {"projectId": PROJECT, "datasetId": "t", "tableId": "x"},
+        },
         "query": {"query": "SELECT 1"},
-        "copy": {"sourceTables": [{"projectId": PROJECT, "datasetId": "t", "tableId": "x"}],
-                 "destinationTable": {"projectId": PROJECT, "datasetId": "r", "tableId": "x"}},
+        "copy": {
+            "sourceTables": [{"projectId": PROJECT, "datasetId": "t", "tableId": "x"}],
+            "destinationTable": {"projectId": PROJECT, "datasetId": "r", "tableId": "x"},
+        },
     }[job_type]
     return {
         "jobReference": {"projectId": PROJECT, "jobId": jid, "location": "US"},
         "configuration": {job_type: config},
         "status": status,
-        "statistics": {"creationTime": "1700000000000", "startTime": "1700000000000",
-                       "endTime": "1700000083400", **(stats or {})},
+        "statistics": {
+            "creationTime": "1700000000000",
+            "startTime": "1700000000000",
+            "endTime": "1700000083400",
+            **(stats or {}),
+        },
     }
 
 
@@ -564,40 +675,107 @@ def fake_warehouse(client: FakeClient) -> Warehouse:
 
 JOB = Job("archive-mlab-oti", "ndt", "ndt7", DAY, datasets=Datasets("tmp_ndt", "raw_ndt", "ndt"))
 
-STREAMING = {"reason": "invalidQuery", "message": (
-    "UPDATE or DELETE statement over table p.tmp_ndt.ndt7 would affect rows in the "
-    "streaming buffer, which is not supported")}
+STREAMING = {
+    "reason": "invalidQuery",
+    "message": (
+        "UPDATE or DELETE statement over table p.tmp_ndt.ndt7 would affect rows in the "
+        "streaming buffer, which is not supported"
+    ),
+}
 
 
-@pytest.mark.parametrize(("res", "outcome", "detail"), [
-    (resource("load", state="PENDING"), StepOutcome.RUNNING, "Load job gardener_loading_x_r_0 pending"),
-    (resource("query", state="RUNNING", jid="gardener_joining_x_r_0"), StepOutcome.RUNNING,
-     "Join job gardener_joining_x_r_0 running"),
-    (resource("load", stats={"load": {"outputRows": "12", "outputBytes": "3400", "inputFiles": "2",
-                                      "inputFileBytes": "5600"}}),
-     StepOutcome.DONE, "Load took 1m23.4s, 12 rows with 3400 bytes, from 2 files with 5600 bytes"),
-    (resource("query", jid="gardener_deduplicating_x_r_0", stats={
-        "totalSlotMs": "90000", "query": {
-            "totalSlotMs": "90000", "numDmlAffectedRows": "7", "totalBytesProcessed": "25000000",
-            "totalBytesBilled": "26000000"}}),
-     StepOutcome.DONE,
-     "Dedup took 1m23.4s, 1.50 Slot Minutes, 7 Rows affected, 25 MB Processed, 26 MB Billed"),
-    (resource("copy", jid="gardener_copying_x_r_0", stats={
-        "copy": {"copiedRows": "12", "copiedLogicalBytes": "3000000"}}),
-     StepOutcome.DONE, "Copy took 1m23.4s, 12 rows, 3 MB copied"),
-    (resource("query", jid="gardener_deduplicating_x_r_0", error=STREAMING),
-     StepOutcome.RETRY, "Dedup job gardener_deduplicating_x_r_0 will be retried: UPDATE or DELETE"),
-    (resource("query", jid="gardener_joining_x_r_0",
-              error={"reason": "backendError", "message": "Backend error."}),
-     StepOutcome.RETRY, "Join job gardener_joining_x_r_0 will be retried: Backend error. [backendError]"),
-    (resource("load", error={"reason": "invalid", "message": "Error while reading data"},
-              errors=[{"reason": "invalid", "message": "Error while reading data"},
-                      {"reason": "invalid", "message": "No such field: foo."}]),
-     StepOutcome.FAILED, ("Load job gardener_loading_x_r_0 failed: Error while reading data "
-                          "[invalid]; No such field: foo. [invalid]")),
-    (resource("copy", jid="other", error={"reason": "notFound", "message": "Not found: Table"}),
-     StepOutcome.FAILED, "BigQuery job other failed: Not found: Table [notFound]"),
-])
+@pytest.mark.parametrize(
+    ("res", "outcome", "detail"),
+    [
+        (
+            resource("load", state="PENDING"),
+            StepOutcome.RUNNING,
+            "Load job gardener_loading_x_r_0 pending",
+        ),
+        (
+            resource("query", state="RUNNING", jid="gardener_joining_x_r_0"),
+            StepOutcome.RUNNING,
+            "Join job gardener_joining_x_r_0 running",
+        ),
+        (
+            resource(
+                "load",
+                stats={
+                    "load": {
+                        "outputRows": "12",
+                        "outputBytes": "3400",
+                        "inputFiles": "2",
+                        "inputFileBytes": "5600",
+                    }
+                },
+            ),
+            StepOutcome.DONE,
+            "Load took 1m23.4s, 12 rows with 3400 bytes, from 2 files with 5600 bytes",
+        ),
+        (
+            resource(
+                "query",
+                jid="gardener_deduplicating_x_r_0",
+                stats={
+                    "totalSlotMs": "90000",
+                    "query": {
+                        "totalSlotMs": "90000",
+                        "numDmlAffectedRows": "7",
+                        "totalBytesProcessed": "25000000",
+                        "totalBytesBilled": "26000000",
+                    },
+                },
+            ),
+            StepOutcome.DONE,
+            "Dedup took 1m23.4s, 1.50 Slot Minutes, 7 Rows affected, 25 MB Processed, 26 MB Billed",
+        ),
+        (
+            resource(
+                "copy",
+                jid="gardener_copying_x_r_0",
+                stats={"copy": {"copiedRows": "12", "copiedLogicalBytes": "3000000"}},
+            ),
+            StepOutcome.DONE,
+            "Copy took 1m23.4s, 12 rows, 3 MB copied",
+        ),
+        (
+            resource("query", jid="gardener_deduplicating_x_r_0", error=STREAMING),
+            StepOutcome.RETRY,
+            "Dedup job gardener_deduplicating_x_r_0 will be retried: UPDATE or DELETE",
+        ),
+        (
+            resource(
+                "query",
+                jid="gardener_joining_x_r_0",
+                error={"reason": "backendError", "message": "Backend error."},
+            ),
+            StepOutcome.RETRY,
+            "Join job gardener_joining_x_r_0 will be retried: Backend error. [backendError]",
+        ),
+        (
+            resource(
+                "load",
+                error={"reason": "invalid", "message": "Error while reading data"},
+                errors=[
+                    {"reason": "invalid", "message": "Error while reading data"},
+                    {"reason": "invalid", "message": "No such field: foo."},
+                ],
+            ),
+            StepOutcome.FAILED,
+            (
+                "Load job gardener_loading_x_r_0 failed: Error while reading data "
+                "[invalid]; No such field: foo. [invalid]"
+            ),
+        ),
+        (
+            resource(
+                "copy", jid="other", error={"reason": "notFound", "message": "Not found: Table"}
+            ),
+            StepOutcome.FAILED,
+            "BigQuery job other failed: Not found: Table [notFound]",
+        ),
+    ],
+)
 def test_result_maps_job_states(res: dict[str, Any], outcome: StepOutcome, detail: str) -> None:
     wh = fake_warehouse(FakeClient(job=res))
 
@@ -608,8 +786,13 @@ def test_result_maps_job_states(res: dict[str, Any], outcome: StepOutcome, detai
 
 
 def test_result_of_a_refused_read_is_failed() -> None:
-    wh = fake_warehouse(FakeClient(job=gexc.Forbidden(
-        "denied", errors=[{"reason": "accessDenied", "message": "Access Denied"}])))
+    wh = fake_warehouse(
+        FakeClient(
+            job=gexc.Forbidden(
+                "denied", errors=[{"reason": "accessDenied", "message": "Access Denied"}]
+            )
+        )
+    )
 
     result = wh.result("gardener_loading_x_r_0")
 
@@ -646,12 +829,17 @@ def test_start_of_an_existing_job_asks_nothing_more() -> None:
     assert client.calls == ["get_job"]
 
 
-@pytest.mark.parametrize(("answer", "outcome"), [
-    (gexc.BadRequest("bad", errors=[{"reason": "invalid", "message": "Invalid table"}]),
-     StepOutcome.FAILED),
-    (gexc.NotFound("Not found: Dataset p:tmp_ndt"), StepOutcome.FAILED),
-    (gexc.BadRequest("streaming buffer", errors=[STREAMING]), StepOutcome.RETRY),
-])
+@pytest.mark.parametrize(
+    ("answer", "outcome"),
+    [
+        (
+            gexc.BadRequest("bad", errors=[{"reason": "invalid", "message": "Invalid table"}]),
+            StepOutcome.FAILED,
+        ),
+        (gexc.NotFound("Not found: Dataset p:tmp_ndt"), StepOutcome.FAILED),
+        (gexc.BadRequest("streaming buffer", errors=[STREAMING]), StepOutcome.RETRY),
+    ],
+)
 def test_start_refused_by_bigquery(answer: BaseException, outcome: StepOutcome) -> None:
     client = FakeClient(answer=answer)
 
@@ -662,21 +850,32 @@ def test_start_refused_by_bigquery(answer: BaseException, outcome: StepOutcome) 
     assert info.value.result.detail.startswith("Copy job gardener_copying_x_r_0 ")
 
 
-@pytest.mark.parametrize("answer", [
-    gexc.ServiceUnavailable("down"), gexc.TooManyRequests("slow down"),
-    gexc.Forbidden("quota", errors=[{"reason": "rateLimitExceeded", "message": "Exceeded rate limits"}]),
-    requests.exceptions.ConnectionError("refused"),
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        gexc.ServiceUnavailable("down"),
+        gexc.TooManyRequests("slow down"),
+        gexc.Forbidden(
+            "quota", errors=[{"reason": "rateLimitExceeded", "message": "Exceeded rate limits"}]
+        ),
+        requests.exceptions.ConnectionError("refused"),
+    ],
+)
 def test_start_when_bigquery_is_unavailable(answer: BaseException) -> None:
     with pytest.raises(WarehouseUnavailable):
-        fake_warehouse(FakeClient(answer=answer)).start(State.JOINING, JOB, "gardener_joining_x_r_0")
+        fake_warehouse(FakeClient(answer=answer)).start(
+            State.JOINING, JOB, "gardener_joining_x_r_0"
+        )
 
 
-@pytest.mark.parametrize(("answer", "outcome"), [
-    (None, StepOutcome.DONE),
-    (gexc.BadRequest("Invalid table id"), StepOutcome.FAILED),
-    (gexc.BadRequest("rows in the streaming buffer"), StepOutcome.RETRY),
-])
+@pytest.mark.parametrize(
+    ("answer", "outcome"),
+    [
+        (None, StepOutcome.DONE),
+        (gexc.BadRequest("Invalid table id"), StepOutcome.FAILED),
+        (gexc.BadRequest("rows in the streaming buffer"), StepOutcome.RETRY),
+    ],
+)
 def test_delete_partition(answer: BaseException | None, outcome: StepOutcome) -> None:
     client = FakeClient(answer=answer)
 
@@ -695,35 +894,38 @@ def test_delete_partition_when_bigquery_is_unavailable() -> None:
 # -- Retryable errors -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("error", "retryable"), [
-    (STREAMING, True),
-    ({"reason": "rateLimitExceeded", "message": "Exceeded rate limits"}, True),
-    ({"reason": "backendError", "message": "Backend error"}, True),
-    ({"reason": "internalError", "message": "Internal error"}, True),
-    ({"reason": "jobInternalError", "message": "Internal error"}, True),
-    ({"reason": "invalid", "message": "No such field: foo"}, False),
-    ({"reason": "invalidQuery", "message": "Syntax error"}, False),
-    ({"reason": "notFound", "message": "Not found: Table"}, False),
-    ({"reason": "quotaExceeded", "message": "Quota exceeded: too many tables"}, False),
-    ({}, False),
-    (gexc.ServiceUnavailable("x"), True),
-    (gexc.InternalServerError("x"), True),
-    (gexc.BadGateway("x"), True),
-    (gexc.GatewayTimeout("x"), True),
-    (gexc.TooManyRequests("x"), True),
-    (gexc.Forbidden("x", errors=[{"reason": "rateLimitExceeded"}]), True),
-    (gexc.Forbidden("x", errors=[{"reason": "accessDenied"}]), False),
-    (gexc.BadRequest("would affect rows in the streaming buffer"), True),
-    (gexc.BadRequest("x"), False),
-    (gexc.NotFound("x"), False),
-    (gexc.Conflict("x"), False),
-    (gexc.RetryError("deadline", cause=None), True),
-    (requests.exceptions.ConnectionError("x"), True),
-    (requests.exceptions.Timeout("x"), True),
-    (requests.exceptions.SSLError("x"), False),
-    (ConnectionResetError("x"), True),
-    (ValueError("x"), False),
-])
+@pytest.mark.parametrize(
+    ("error", "retryable"),
+    [
+        (STREAMING, True),
+        ({"reason": "rateLimitExceeded", "message": "Exceeded rate limits"}, True),
+        ({"reason": "backendError", "message": "Backend error"}, True),
+        ({"reason": "internalError", "message": "Internal error"}, True),
+        ({"reason": "jobInternalError", "message": "Internal error"}, True),
+        ({"reason": "invalid", "message": "No such field: foo"}, False),
+        ({"reason": "invalidQuery", "message": "Syntax error"}, False),
+        ({"reason": "notFound", "message": "Not found: Table"}, False),
+        ({"reason": "quotaExceeded", "message": "Quota exceeded: too many tables"}, False),
+        ({}, False),
+        (gexc.ServiceUnavailable("x"), True),
+        (gexc.InternalServerError("x"), True),
+        (gexc.BadGateway("x"), True),
+        (gexc.GatewayTimeout("x"), True),
+        (gexc.TooManyRequests("x"), True),
+        (gexc.Forbidden("x", errors=[{"reason": "rateLimitExceeded"}]), True),
+        (gexc.Forbidden("x", errors=[{"reason": "accessDenied"}]), False),
+        (gexc.BadRequest("would affect rows in the streaming buffer"), True),
+        (gexc.BadRequest("x"), False),
+        (gexc.NotFound("x"), False),
+        (gexc.Conflict("x"), False),
+        (gexc.RetryError("deadline", cause=None), True),
+        (requests.exceptions.ConnectionError("x"), True),
+        (requests.exceptions.Timeout("x"), True),
+        (requests.exceptions.SSLError("x"), False),
+        (ConnectionResetError("x"), True),
+        (ValueError("x"), False),
+    ],
+)
 def test_is_retryable(error: Any, retryable: bool) -> None:
     assert is_retryable(error) is retryable
 
@@ -750,12 +952,11 @@ def test_emulator_starts_and_stops(tmp_path: Path) -> None:
     assert not emulator.running
 
 
-
 # -- The post-processing engine on the emulator ------------------------------
 
 
 def test_ticks_carry_a_job_through_real_load_and_dedup(
-        warehouse: Warehouse, bq: bigquery.Client, job: Job, gcs_root: Path, tracker, clock
+    warehouse: Warehouse, bq: bigquery.Client, job: Job, gcs_root: Path, tracker, clock
 ) -> None:
     """Load and dedup really run; the copy is where the emulator stops (partition decorators)."""
     from datetime import timedelta
@@ -779,8 +980,11 @@ def test_ticks_carry_a_job_through_real_load_and_dedup(
     assert states[2:5] == [State.POST_PROCESSING, State.LOADING, State.DEDUPLICATING]
     assert history[3].detail.startswith("Load took ") and "3 rows" in history[3].detail
     assert history[4].detail.startswith("Dedup took ")
-    got = rows_of(bq, f"SELECT id, CAST(parser.Time AS STRING) FROM "
-                      f"`{PROJECT}.{job.datasets.tmp}.ndt7` ORDER BY id")
+    got = rows_of(
+        bq,
+        f"SELECT id, CAST(parser.Time AS STRING) FROM "
+        f"`{PROJECT}.{job.datasets.tmp}.ndt7` ORDER BY id",
+    )
     assert [r[0] for r in got] == ["x1", "x2"] and "03:00:00" in got[0][1]
     prefix = job_id(job.key(), State.LOADING, "x", 0).rsplit("_", 2)[0]
     loads = [j.job_id for j in bq.list_jobs() if j.job_id.startswith(prefix)]

@@ -31,18 +31,29 @@ def test_defaults_enable_every_group_and_the_policy_batch() -> None:
 
 
 def test_values_are_read() -> None:
-    s = Settings.from_env({"API_ROUTES": " parser, status ,", "POSTPROCESS_BATCH": "200",
-                           "POSTPROCESS_TICK_SECONDS": "90.5"})
+    s = Settings.from_env(
+        {
+            "API_ROUTES": " parser, status ,",
+            "POSTPROCESS_BATCH": "200",
+            "POSTPROCESS_TICK_SECONDS": "90.5",
+        }
+    )
     assert s.api_routes == frozenset({"parser", "status"})
     assert s.postprocess_batch == 200
     assert s.postprocess_tick == 90.5
 
 
-@pytest.mark.parametrize("name,value", [("API_ROUTES", " , "), ("POSTPROCESS_BATCH", "0"),
-                                        ("POSTPROCESS_BATCH", "many"),
-                                        ("POSTPROCESS_TICK_SECONDS", "0"),
-                                        ("POSTPROCESS_TICK_SECONDS", "481"),
-                                        ("POSTPROCESS_TICK_SECONDS", "nan")])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("API_ROUTES", " , "),
+        ("POSTPROCESS_BATCH", "0"),
+        ("POSTPROCESS_BATCH", "many"),
+        ("POSTPROCESS_TICK_SECONDS", "0"),
+        ("POSTPROCESS_TICK_SECONDS", "481"),
+        ("POSTPROCESS_TICK_SECONDS", "nan"),
+    ],
+)
 def test_malformed_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env({name: value})
@@ -57,8 +68,16 @@ def test_every_route_is_in_exactly_one_group() -> None:
 
 def test_parser_group_holds_only_the_parser_paths() -> None:
     routes = enabled(frozenset({"parser"}))
-    assert set(routes) == {"/v2/job/next", "/v2/job/update", "/v2/job/heartbeat", "/v2/job/error",
-                           "/next_job", "/update", "/heartbeat", "/error"}
+    assert set(routes) == {
+        "/v2/job/next",
+        "/v2/job/update",
+        "/v2/job/heartbeat",
+        "/v2/job/error",
+        "/next_job",
+        "/update",
+        "/heartbeat",
+        "/error",
+    }
     assert {h.__name__ for h in routes.values()} == {"next_job", "update", "heartbeat", "error"}
 
 

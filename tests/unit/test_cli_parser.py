@@ -11,34 +11,89 @@ def call(*argv: str) -> cli.Request:
     return cli.build_request(cli.parser().parse_args(list(argv)))
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["jobs"], ("GET", "/admin/jobs", {"limit": 100})),
-    (["jobs", "--state", "failed", "--experiment", "ndt", "--from", "2026-01-02", "--limit", "5"],
-     ("GET", "/admin/jobs", {"state": "failed", "experiment": "ndt", "from": "2026-01-02",
-                             "limit": 5})),
-    (["job", "b/e/t/20260102"], ("GET", "/admin/job", {"id": "b/e/t/20260102"})),
-    (["retry", "b/e/t/20260102"], ("POST", "/admin/job/retry", {"id": "b/e/t/20260102"})),
-    (["fail", "b/e/t/20260102", "--reason", "stuck"],
-     ("POST", "/admin/job/fail", {"id": "b/e/t/20260102", "reason": "stuck"})),
-    (["reprocess", "--from", "2026-01-01", "--to", "2026-01-31", "--source", "ndt/ndt7",
-      "--source", "wehe/scamper1"],
-     ("POST", "/admin/reprocess", {"from": "2026-01-01", "to": "2026-01-31",
-                                   "sources": "ndt/ndt7,wehe/scamper1"})),
-    (["reprocess", "--from", "2026-01-01", "--to", "2026-01-01"],
-     ("POST", "/admin/reprocess", {"from": "2026-01-01", "to": "2026-01-01"})),
-    (["cancel-reprocess", "--from", "2026-01-01", "--to", "2026-01-31", "--source", "ndt/ndt7"],
-     ("POST", "/admin/reprocess/cancel", {"from": "2026-01-01", "to": "2026-01-31",
-                                          "sources": "ndt/ndt7"})),
-    (["cancel-reprocess", "--from", "2026-01-01", "--to", "2026-01-01"],
-     ("POST", "/admin/reprocess/cancel", {"from": "2026-01-01", "to": "2026-01-01"})),
-    (["pause", "historical", "--reason", "quota"],
-     ("POST", "/admin/pause", {"target": "historical", "reason": "quota"})),
-    (["resume", "ndt/ndt7"], ("POST", "/admin/resume", {"target": "ndt/ndt7"})),
-    (["controls"], ("GET", "/admin/controls", {})),
-    (["export"], ("POST", "/admin/snapshot/export", {})),
-    (["import", "gs://b/snapshots/latest.json"],
-     ("POST", "/admin/snapshot/import", {"source": "gs://b/snapshots/latest.json"})),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["jobs"], ("GET", "/admin/jobs", {"limit": 100})),
+        (
+            [
+                "jobs",
+                "--state",
+                "failed",
+                "--experiment",
+                "ndt",
+                "--from",
+                "2026-01-02",
+                "--limit",
+                "5",
+            ],
+            (
+                "GET",
+                "/admin/jobs",
+                {"state": "failed", "experiment": "ndt", "from": "2026-01-02", "limit": 5},
+            ),
+        ),
+        (["job", "b/e/t/20260102"], ("GET", "/admin/job", {"id": "b/e/t/20260102"})),
+        (["retry", "b/e/t/20260102"], ("POST", "/admin/job/retry", {"id": "b/e/t/20260102"})),
+        (
+            ["fail", "b/e/t/20260102", "--reason", "stuck"],
+            ("POST", "/admin/job/fail", {"id": "b/e/t/20260102", "reason": "stuck"}),
+        ),
+        (
+            [
+                "reprocess",
+                "--from",
+                "2026-01-01",
+                "--to",
+                "2026-01-31",
+                "--source",
+                "ndt/ndt7",
+                "--source",
+                "wehe/scamper1",
+            ],
+            (
+                "POST",
+                "/admin/reprocess",
+                {"from": "2026-01-01", "to": "2026-01-31", "sources": "ndt/ndt7,wehe/scamper1"},
+            ),
+        ),
+        (
+            ["reprocess", "--from", "2026-01-01", "--to", "2026-01-01"],
+            ("POST", "/admin/reprocess", {"from": "2026-01-01", "to": "2026-01-01"}),
+        ),
+        (
+            [
+                "cancel-reprocess",
+                "--from",
+                "2026-01-01",
+                "--to",
+                "2026-01-31",
+                "--source",
+                "ndt/ndt7",
+            ],
+            (
+                "POST",
+                "/admin/reprocess/cancel",
+                {"from": "2026-01-01", "to": "2026-01-31", "sources": "ndt/ndt7"},
+            ),
+        ),
+        (
+            ["cancel-reprocess", "--from", "2026-01-01", "--to", "2026-01-01"],
+            ("POST", "/admin/reprocess/cancel", {"from": "2026-01-01", "to": "2026-01-01"}),
+        ),
+        (
+            ["pause", "historical", "--reason", "quota"],
+            ("POST", "/admin/pause", {"target": "historical", "reason": "quota"}),
+        ),
+        (["resume", "ndt/ndt7"], ("POST", "/admin/resume", {"target": "ndt/ndt7"})),
+        (["controls"], ("GET", "/admin/controls", {})),
+        (["export"], ("POST", "/admin/snapshot/export", {})),
+        (
+            ["import", "gs://b/snapshots/latest.json"],
+            ("POST", "/admin/snapshot/import", {"source": "gs://b/snapshots/latest.json"}),
+        ),
+    ],
+)
 def test_each_command_makes_its_api_call(argv, expected):
     assert call(*argv) == expected
 
@@ -54,12 +109,22 @@ def test_common_options_go_before_or_after_the_command(monkeypatch):
     assert cli.parser().parse_args(["jobs"]).url == "https://tracker.example"
 
 
-@pytest.mark.parametrize("argv", [
-    [], ["nope"], ["fail", "x"], ["reprocess", "--from", "2026-01-01"],
-    ["reprocess", "--from", "2026-02-30", "--to", "2026-03-01"], ["jobs", "--state", "nope"],
-    ["jobs", "--limit", "0"], ["pause"], ["job"], ["cancel-reprocess", "--to", "2026-01-01"],
-    ["cancel-reprocess", "--from", "2026-01-01", "--to", "soon"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["nope"],
+        ["fail", "x"],
+        ["reprocess", "--from", "2026-01-01"],
+        ["reprocess", "--from", "2026-02-30", "--to", "2026-03-01"],
+        ["jobs", "--state", "nope"],
+        ["jobs", "--limit", "0"],
+        ["pause"],
+        ["job"],
+        ["cancel-reprocess", "--to", "2026-01-01"],
+        ["cancel-reprocess", "--from", "2026-01-01", "--to", "soon"],
+    ],
+)
 def test_usage_errors_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.parser().parse_args(argv)

@@ -21,8 +21,18 @@ def steps() -> list[dict[str, object]]:
 def test_cloudbuild_matches_the_cloud_build_schema() -> None:
     require(importlib.util.find_spec("check_jsonschema") is not None, "check-jsonschema")
     done = subprocess.run(
-        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.cloudbuild",
-         str(CLOUDBUILD)], capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.cloudbuild",
+            str(CLOUDBUILD),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -34,8 +44,14 @@ def test_every_step_has_a_name_and_a_unique_id() -> None:
 
 def test_the_build_tests_packages_then_plans_and_applies_that_plan() -> None:
     ids = [step["id"] for step in steps()]
-    assert ids == ["test", "package", "terraform-init", "terraform-validate", "terraform-plan",
-                   "terraform-apply"]
+    assert ids == [
+        "test",
+        "package",
+        "terraform-init",
+        "terraform-validate",
+        "terraform-plan",
+        "terraform-apply",
+    ]
     by_id = {step["id"]: step for step in steps()}
     assert "make test" in by_id["test"]["args"][-1]
     assert by_id["package"]["args"] == ["package"]

@@ -108,10 +108,24 @@ def test_base_config_is_valid() -> None:
         tracker_timeout=timedelta(hours=5),
         polling_interval=timedelta(minutes=1),
         sources=(
-            Source("archive-measurement-lab", "ndt", "ndt7", "",
-                   Datasets("tmp_ndt", "raw_ndt", "ndt"), True, False),
-            Source("archive-measurement-lab", "ndt", "annotation2", "",
-                   Datasets("tmp_ndt", "raw_ndt", ""), False, False),
+            Source(
+                "archive-measurement-lab",
+                "ndt",
+                "ndt7",
+                "",
+                Datasets("tmp_ndt", "raw_ndt", "ndt"),
+                True,
+                False,
+            ),
+            Source(
+                "archive-measurement-lab",
+                "ndt",
+                "annotation2",
+                "",
+                Datasets("tmp_ndt", "raw_ndt", ""),
+                False,
+                False,
+            ),
         ),
         daily_delay=timedelta(hours=10, minutes=30),
     )
@@ -129,12 +143,22 @@ INVALID: list[tuple[str, list[tuple[str, Any]], str, str]] = [
     ("start-empty", [("start_date", None)], "start_date", "missing"),
     ("start-impossible", [("start_date", "2019-02-30")], "start_date", "invalid date"),
     ("start-slashes", [("start_date", "2019/03/01")], "start_date", "expected a date YYYY-MM-DD"),
-    ("start-datetime-text", [("start_date", "2019-03-01T00:00:00Z")], "start_date",
-     "expected a date"),
+    (
+        "start-datetime-text",
+        [("start_date", "2019-03-01T00:00:00Z")],
+        "start_date",
+        "expected a date",
+    ),
     ("start-number", [("start_date", 20190301)], "start_date", "expected a date"),
-    ("start-before-1970", [("start_date", "1960-01-01")], "start_date",
-     ("job date 1960-01-01 is outside the dates the tracker accepts: 1970-01-01 up to,"
-      " not including, 2200-01-01")),
+    (
+        "start-before-1970",
+        [("start_date", "1960-01-01")],
+        "start_date",
+        (
+            "job date 1960-01-01 is outside the dates the tracker accepts: 1970-01-01 up to,"
+            " not including, 2200-01-01"
+        ),
+    ),
     ("start-day-before-1970", [("start_date", "1969-12-31")], "start_date", "is outside"),
     ("start-2200", [("start_date", "2200-01-01")], "start_date", "is outside"),
     # tracker / monitor / daily_delay
@@ -148,12 +172,24 @@ INVALID: list[tuple[str, list[tuple[str, Any]], str, str]] = [
     ("timeout-bare-number", [("tracker.timeout", 5)], "tracker.timeout", "bare number"),
     ("timeout-bool", [("tracker.timeout", True)], "tracker.timeout", "Go duration"),
     ("monitor-missing", [("monitor", DELETE)], "monitor", "missing"),
-    ("polling-missing", [("monitor.polling_interval", DELETE)], "monitor.polling_interval",
-     "missing"),
-    ("polling-zero", [("monitor.polling_interval", "0")], "monitor.polling_interval",
-     "greater than 0"),
-    ("polling-no-unit", [("monitor.polling_interval", "60")], "monitor.polling_interval",
-     "invalid duration"),
+    (
+        "polling-missing",
+        [("monitor.polling_interval", DELETE)],
+        "monitor.polling_interval",
+        "missing",
+    ),
+    (
+        "polling-zero",
+        [("monitor.polling_interval", "0")],
+        "monitor.polling_interval",
+        "greater than 0",
+    ),
+    (
+        "polling-no-unit",
+        [("monitor.polling_interval", "60")],
+        "monitor.polling_interval",
+        "invalid duration",
+    ),
     ("delay-negative", [("daily_delay", "-1m")], "daily_delay", "must not be negative"),
     ("delay-bad", [("daily_delay", "10x")], "daily_delay", "invalid duration"),
     # sources
@@ -162,129 +198,315 @@ INVALID: list[tuple[str, list[tuple[str, Any]], str, str]] = [
     ("sources-null", [("sources", None)], "sources", "at least one source is required"),
     ("sources-not-list", [("sources", "ndt")], "sources", "expected a list"),
     ("source-not-mapping", [("sources[1]", "ndt")], "sources[1]", "expected a mapping"),
-    ("duplicate-source", [("sources[1].datatype", "ndt7")], "sources[1]",
-     "same bucket, experiment and datatype as sources[0]"),
+    (
+        "duplicate-source",
+        [("sources[1].datatype", "ndt7")],
+        "sources[1]",
+        "same bucket, experiment and datatype as sources[0]",
+    ),
     # bucket
     ("bucket-missing", [("sources[0].bucket", DELETE)], "sources[0].bucket", "missing"),
     ("bucket-empty", [("sources[0].bucket", "")], "sources[0].bucket", "3-63 characters"),
     ("bucket-short", [("sources[0].bucket", "ab")], "sources[0].bucket", "3-63 characters"),
     ("bucket-long", [("sources[0].bucket", LONG)], "sources[0].bucket", "3-63 characters"),
-    ("bucket-long-dotted", [("sources[0].bucket", DOTTED_223)], "sources[0].bucket",
-     "3-222 characters"),
-    ("bucket-long-part", [("sources[0].bucket", f"{LONG}.b")], "sources[0].bucket",
-     "at most 63 characters"),
-    ("bucket-uppercase", [("sources[0].bucket", "Archive-x")], "sources[0].bucket",
-     "lowercase letters"),
-    ("bucket-bad-char", [("sources[0].bucket", "arch!ve")], "sources[0].bucket",
-     "lowercase letters"),
-    ("bucket-slash", [("sources[0].bucket", "archive/ndt")], "sources[0].bucket",
-     "lowercase letters"),
-    ("bucket-leading-dash", [("sources[0].bucket", "-archive")], "sources[0].bucket",
-     "start and end with a letter or digit"),
-    ("bucket-trailing-underscore", [("sources[0].bucket", "archive_")], "sources[0].bucket",
-     "start and end with a letter or digit"),
-    ("bucket-trailing-dot", [("sources[0].bucket", "archive.")], "sources[0].bucket",
-     "start and end with a letter or digit"),
-    ("bucket-double-dot", [("sources[0].bucket", "arch..ive")], "sources[0].bucket",
-     "empty dot-separated parts"),
-    ("bucket-ip", [("sources[0].bucket", "192.168.5.4")], "sources[0].bucket",
-     "IP address"),
-    ("bucket-goog", [("sources[0].bucket", "goog-archive")], "sources[0].bucket",
-     "must not start with 'goog'"),
-    ("bucket-google", [("sources[0].bucket", "my-google-archive")], "sources[0].bucket",
-     "must not contain 'google'"),
-    ("bucket-number", [("sources[0].bucket", 12345)], "sources[0].bucket",
-     "expected a string"),
+    (
+        "bucket-long-dotted",
+        [("sources[0].bucket", DOTTED_223)],
+        "sources[0].bucket",
+        "3-222 characters",
+    ),
+    (
+        "bucket-long-part",
+        [("sources[0].bucket", f"{LONG}.b")],
+        "sources[0].bucket",
+        "at most 63 characters",
+    ),
+    (
+        "bucket-uppercase",
+        [("sources[0].bucket", "Archive-x")],
+        "sources[0].bucket",
+        "lowercase letters",
+    ),
+    (
+        "bucket-bad-char",
+        [("sources[0].bucket", "arch!ve")],
+        "sources[0].bucket",
+        "lowercase letters",
+    ),
+    (
+        "bucket-slash",
+        [("sources[0].bucket", "archive/ndt")],
+        "sources[0].bucket",
+        "lowercase letters",
+    ),
+    (
+        "bucket-leading-dash",
+        [("sources[0].bucket", "-archive")],
+        "sources[0].bucket",
+        "start and end with a letter or digit",
+    ),
+    (
+        "bucket-trailing-underscore",
+        [("sources[0].bucket", "archive_")],
+        "sources[0].bucket",
+        "start and end with a letter or digit",
+    ),
+    (
+        "bucket-trailing-dot",
+        [("sources[0].bucket", "archive.")],
+        "sources[0].bucket",
+        "start and end with a letter or digit",
+    ),
+    (
+        "bucket-double-dot",
+        [("sources[0].bucket", "arch..ive")],
+        "sources[0].bucket",
+        "empty dot-separated parts",
+    ),
+    ("bucket-ip", [("sources[0].bucket", "192.168.5.4")], "sources[0].bucket", "IP address"),
+    (
+        "bucket-goog",
+        [("sources[0].bucket", "goog-archive")],
+        "sources[0].bucket",
+        "must not start with 'goog'",
+    ),
+    (
+        "bucket-google",
+        [("sources[0].bucket", "my-google-archive")],
+        "sources[0].bucket",
+        "must not contain 'google'",
+    ),
+    ("bucket-number", [("sources[0].bucket", 12345)], "sources[0].bucket", "expected a string"),
     # experiment
-    ("experiment-missing", [("sources[0].experiment", DELETE)], "sources[0].experiment",
-     "missing"),
-    ("experiment-empty", [("sources[0].experiment", "")], "sources[0].experiment",
-     "invalid experiment"),
-    ("experiment-leading-underscore", [("sources[0].experiment", "_ndt")],
-     "sources[0].experiment", "starting and ending with a letter or digit"),
-    ("experiment-trailing-dash", [("sources[0].experiment", "ndt-")], "sources[0].experiment",
-     "invalid experiment"),
-    ("experiment-slash", [("sources[0].experiment", "n/dt")], "sources[0].experiment",
-     "invalid experiment"),
-    ("experiment-newline", [("sources[0].experiment", "ndt\n")], "sources[0].experiment",
-     "invalid experiment"),
-    ("experiment-too-long", [("sources[0].experiment", "n" * 101)], "sources[0].experiment",
-     "1-100"),
+    ("experiment-missing", [("sources[0].experiment", DELETE)], "sources[0].experiment", "missing"),
+    (
+        "experiment-empty",
+        [("sources[0].experiment", "")],
+        "sources[0].experiment",
+        "invalid experiment",
+    ),
+    (
+        "experiment-leading-underscore",
+        [("sources[0].experiment", "_ndt")],
+        "sources[0].experiment",
+        "starting and ending with a letter or digit",
+    ),
+    (
+        "experiment-trailing-dash",
+        [("sources[0].experiment", "ndt-")],
+        "sources[0].experiment",
+        "invalid experiment",
+    ),
+    (
+        "experiment-slash",
+        [("sources[0].experiment", "n/dt")],
+        "sources[0].experiment",
+        "invalid experiment",
+    ),
+    (
+        "experiment-newline",
+        [("sources[0].experiment", "ndt\n")],
+        "sources[0].experiment",
+        "invalid experiment",
+    ),
+    (
+        "experiment-too-long",
+        [("sources[0].experiment", "n" * 101)],
+        "sources[0].experiment",
+        "1-100",
+    ),
     # datatype
     ("datatype-missing", [("sources[0].datatype", DELETE)], "sources[0].datatype", "missing"),
-    ("datatype-empty", [("sources[0].datatype", "")], "sources[0].datatype",
-     "BigQuery table name"),
-    ("datatype-dash", [("sources[0].datatype", "ndt-7")], "sources[0].datatype",
-     "BigQuery table name"),
-    ("datatype-dot", [("sources[0].datatype", "ndt.7")], "sources[0].datatype",
-     "BigQuery table name"),
-    ("datatype-leading-underscore", [("sources[0].datatype", "_ndt7")], "sources[0].datatype",
-     "job id rule"),
-    ("datatype-trailing-underscore", [("sources[0].datatype", "ndt7_")],
-     "sources[0].datatype", "job id rule"),
-    ("datatype-too-long", [("sources[0].datatype", "d" * 101)], "sources[0].datatype",
-     "at most 100 characters"),
+    ("datatype-empty", [("sources[0].datatype", "")], "sources[0].datatype", "BigQuery table name"),
+    (
+        "datatype-dash",
+        [("sources[0].datatype", "ndt-7")],
+        "sources[0].datatype",
+        "BigQuery table name",
+    ),
+    (
+        "datatype-dot",
+        [("sources[0].datatype", "ndt.7")],
+        "sources[0].datatype",
+        "BigQuery table name",
+    ),
+    (
+        "datatype-leading-underscore",
+        [("sources[0].datatype", "_ndt7")],
+        "sources[0].datatype",
+        "job id rule",
+    ),
+    (
+        "datatype-trailing-underscore",
+        [("sources[0].datatype", "ndt7_")],
+        "sources[0].datatype",
+        "job id rule",
+    ),
+    (
+        "datatype-too-long",
+        [("sources[0].datatype", "d" * 101)],
+        "sources[0].datatype",
+        "at most 100 characters",
+    ),
     # target_datasets
-    ("datasets-missing", [("sources[1].target_datasets", DELETE)],
-     "sources[1].target_datasets", "missing"),
-    ("datasets-not-mapping", [("sources[1].target_datasets", "tmp_ndt")],
-     "sources[1].target_datasets", "expected a mapping"),
-    ("tmp-missing", [("sources[1].target_datasets.tmp", DELETE)],
-     "sources[1].target_datasets.tmp", "missing"),
-    ("raw-missing", [("sources[1].target_datasets.raw", DELETE)],
-     "sources[1].target_datasets.raw", "missing"),
-    ("tmp-empty", [("sources[1].target_datasets.tmp", "")],
-     "sources[1].target_datasets.tmp", "invalid BigQuery dataset id"),
-    ("raw-dash", [("sources[1].target_datasets.raw", "raw-ndt")],
-     "sources[1].target_datasets.raw", "invalid BigQuery dataset id"),
-    ("join-dot", [("sources[0].target_datasets.join", "ndt.join")],
-     "sources[0].target_datasets.join", "invalid BigQuery dataset id"),
-    ("tmp-too-long", [("sources[1].target_datasets.tmp", "t" * 1025)],
-     "sources[1].target_datasets.tmp", "invalid BigQuery dataset id"),
+    (
+        "datasets-missing",
+        [("sources[1].target_datasets", DELETE)],
+        "sources[1].target_datasets",
+        "missing",
+    ),
+    (
+        "datasets-not-mapping",
+        [("sources[1].target_datasets", "tmp_ndt")],
+        "sources[1].target_datasets",
+        "expected a mapping",
+    ),
+    (
+        "tmp-missing",
+        [("sources[1].target_datasets.tmp", DELETE)],
+        "sources[1].target_datasets.tmp",
+        "missing",
+    ),
+    (
+        "raw-missing",
+        [("sources[1].target_datasets.raw", DELETE)],
+        "sources[1].target_datasets.raw",
+        "missing",
+    ),
+    (
+        "tmp-empty",
+        [("sources[1].target_datasets.tmp", "")],
+        "sources[1].target_datasets.tmp",
+        "invalid BigQuery dataset id",
+    ),
+    (
+        "raw-dash",
+        [("sources[1].target_datasets.raw", "raw-ndt")],
+        "sources[1].target_datasets.raw",
+        "invalid BigQuery dataset id",
+    ),
+    (
+        "join-dot",
+        [("sources[0].target_datasets.join", "ndt.join")],
+        "sources[0].target_datasets.join",
+        "invalid BigQuery dataset id",
+    ),
+    (
+        "tmp-too-long",
+        [("sources[1].target_datasets.tmp", "t" * 1025)],
+        "sources[1].target_datasets.tmp",
+        "invalid BigQuery dataset id",
+    ),
     # filter
-    ("filter-bad-regex", [("sources[0].filter", "([a-z")], "sources[0].filter",
-     "invalid regular expression '([a-z': RE2, the parsers' regexp syntax, refuses it: missing ]"),
-    ("filter-bad-group", [("sources[0].filter", "a)")], "sources[0].filter",
-     "RE2, the parsers' regexp syntax, refuses it: unexpected )"),
+    (
+        "filter-bad-regex",
+        [("sources[0].filter", "([a-z")],
+        "sources[0].filter",
+        "invalid regular expression '([a-z': RE2, the parsers' regexp syntax, refuses it: missing ]",
+    ),
+    (
+        "filter-bad-group",
+        [("sources[0].filter", "a)")],
+        "sources[0].filter",
+        "RE2, the parsers' regexp syntax, refuses it: unexpected )",
+    ),
     # Python's re accepts these; the parsers' RE2 does not
-    ("filter-lookbehind", [("sources[0].filter", r"(?<=ndt)\.tgz$")], "sources[0].filter",
-     "RE2, the parsers' regexp syntax, refuses it: invalid perl operator: (?<="),
-    ("filter-lookahead", [("sources[0].filter", r"^(?!x).*")], "sources[0].filter",
-     "RE2, the parsers' regexp syntax, refuses it: invalid perl operator: (?!"),
-    ("filter-backreference", [("sources[0].filter", r"(a)\1")], "sources[0].filter",
-     "RE2, the parsers' regexp syntax, refuses it: invalid escape sequence: \\1"),
+    (
+        "filter-lookbehind",
+        [("sources[0].filter", r"(?<=ndt)\.tgz$")],
+        "sources[0].filter",
+        "RE2, the parsers' regexp syntax, refuses it: invalid perl operator: (?<=",
+    ),
+    (
+        "filter-lookahead",
+        [("sources[0].filter", r"^(?!x).*")],
+        "sources[0].filter",
+        "RE2, the parsers' regexp syntax, refuses it: invalid perl operator: (?!",
+    ),
+    (
+        "filter-backreference",
+        [("sources[0].filter", r"(a)\1")],
+        "sources[0].filter",
+        "RE2, the parsers' regexp syntax, refuses it: invalid escape sequence: \\1",
+    ),
     # RE2 accepts these; Go's regexp, which the parsers use, does not
-    ("filter-any-byte", [("sources[0].filter", r"a\C*\.tgz$")], "sources[0].filter",
-     ("the parsers compile it with Go's regexp, which refuses it: \\C (any byte) is not"
-      " supported by Go's regexp")),
-    ("filter-any-byte-after-escaped-backslash", [("sources[0].filter", r"\\\C")],
-     "sources[0].filter", "\\C (any byte)"),
-    ("filter-angle-named-group", [("sources[0].filter", r"(?<day>\d{8}).*\.tgz$")],
-     "sources[0].filter", ("a named group (?<name>...) needs Go 1.22 or later; write"
-                           " (?P<name>...)")),
-    ("filter-angle-named-group-after-class", [("sources[0].filter", r"[]x](?<d>y)")],
-     "sources[0].filter", "needs Go 1.22"),
+    (
+        "filter-any-byte",
+        [("sources[0].filter", r"a\C*\.tgz$")],
+        "sources[0].filter",
+        (
+            "the parsers compile it with Go's regexp, which refuses it: \\C (any byte) is not"
+            " supported by Go's regexp"
+        ),
+    ),
+    (
+        "filter-any-byte-after-escaped-backslash",
+        [("sources[0].filter", r"\\\C")],
+        "sources[0].filter",
+        "\\C (any byte)",
+    ),
+    (
+        "filter-angle-named-group",
+        [("sources[0].filter", r"(?<day>\d{8}).*\.tgz$")],
+        "sources[0].filter",
+        ("a named group (?<name>...) needs Go 1.22 or later; write (?P<name>...)"),
+    ),
+    (
+        "filter-angle-named-group-after-class",
+        [("sources[0].filter", r"[]x](?<d>y)")],
+        "sources[0].filter",
+        "needs Go 1.22",
+    ),
     ("filter-number", [("sources[0].filter", 5)], "sources[0].filter", "expected a string"),
     # flags
-    ("daily-only-text", [("sources[0].daily_only", "maybe")], "sources[0].daily_only",
-     "expected true or false"),
-    ("full-history-number", [("sources[1].full_history", 1)], "sources[1].full_history",
-     "expected true or false"),
-    ("both-flags", [("sources[0].full_history", True)], "sources[0]",
-     "daily_only and full_history cannot both be true"),
+    (
+        "daily-only-text",
+        [("sources[0].daily_only", "maybe")],
+        "sources[0].daily_only",
+        "expected true or false",
+    ),
+    (
+        "full-history-number",
+        [("sources[1].full_history", 1)],
+        "sources[1].full_history",
+        "expected true or false",
+    ),
+    (
+        "both-flags",
+        [("sources[0].full_history", True)],
+        "sources[0]",
+        "daily_only and full_history cannot both be true",
+    ),
     # unknown keys anywhere
     ("unknown-top", [("tracker_timeout", "5h")], "tracker_timeout", "unknown key"),
     ("unknown-tracker", [("tracker.timeut", "5h")], "tracker.timeut", "unknown key"),
     ("unknown-monitor", [("monitor.interval", "1m")], "monitor.interval", "unknown key"),
-    ("unknown-source", [("sources[1].bukket", "x")], "sources[1].bukket",
-     ("unknown key (expected one of: bucket, daily_only, datatype, experiment, filter,"
-     " full_history, pipeline, target_datasets)")),
+    (
+        "unknown-source",
+        [("sources[1].bukket", "x")],
+        "sources[1].bukket",
+        (
+            "unknown key (expected one of: bucket, daily_only, datatype, experiment, filter,"
+            " full_history, pipeline, target_datasets)"
+        ),
+    ),
     # the source as a whole
-    ("key-too-long", [("sources[0].bucket", DOTTED_222), ("sources[0].experiment", "e" * 100),
-                      ("sources[0].datatype", "d" * 100)], "sources[0]",
-     "the job ids of this source would be invalid: job id longer than 400 characters"),
-    ("unknown-datasets", [("sources[0].target_datasets.jion", "ndt")],
-     "sources[0].target_datasets.jion", "unknown key (expected one of: join, raw, tmp)"),
+    (
+        "key-too-long",
+        [
+            ("sources[0].bucket", DOTTED_222),
+            ("sources[0].experiment", "e" * 100),
+            ("sources[0].datatype", "d" * 100),
+        ],
+        "sources[0]",
+        "the job ids of this source would be invalid: job id longer than 400 characters",
+    ),
+    (
+        "unknown-datasets",
+        [("sources[0].target_datasets.jion", "ndt")],
+        "sources[0].target_datasets.jion",
+        "unknown key (expected one of: join, raw, tmp)",
+    ),
 ]
 
 
@@ -305,33 +527,55 @@ VALID_EDGES: list[tuple[str, list[tuple[str, Any]], str, Any]] = [
     ("bucket-63", [("sources[0].bucket", "a" * 63)], "bucket", "a" * 63),
     ("bucket-3", [("sources[0].bucket", "a-1")], "bucket", "a-1"),
     ("bucket-dotted-222", [("sources[0].bucket", DOTTED_222)], "bucket", DOTTED_222),
-    ("bucket-underscore", [("sources[0].bucket", "archive_ndt.v2")], "bucket",
-     "archive_ndt.v2"),
+    ("bucket-underscore", [("sources[0].bucket", "archive_ndt.v2")], "bucket", "archive_ndt.v2"),
     ("bucket-three-numbers", [("sources[0].bucket", "1.2.3")], "bucket", "1.2.3"),
     ("experiment-one-char", [("sources[0].experiment", "x")], "experiment", "x"),
-    ("experiment-punctuation", [("sources[0].experiment", "ndt.v2-x_y")], "experiment",
-     "ndt.v2-x_y"),
+    (
+        "experiment-punctuation",
+        [("sources[0].experiment", "ndt.v2-x_y")],
+        "experiment",
+        "ndt.v2-x_y",
+    ),
     ("experiment-100", [("sources[0].experiment", "e" * 100)], "experiment", "e" * 100),
     ("datatype-underscore", [("sources[0].datatype", "tcp_info7")], "datatype", "tcp_info7"),
     ("datatype-100", [("sources[0].datatype", "d" * 100)], "datatype", "d" * 100),
     ("filter", [("sources[0].filter", r".*\.tgz$")], "filter", r".*\.tgz$"),
     ("filter-null", [("sources[0].filter", None)], "filter", ""),
-    ("filter-re2-named-group", [("sources[0].filter", r"(?P<day>\d{8}).*\.tgz$")], "filter",
-     r"(?P<day>\d{8}).*\.tgz$"),
+    (
+        "filter-re2-named-group",
+        [("sources[0].filter", r"(?P<day>\d{8}).*\.tgz$")],
+        "filter",
+        r"(?P<day>\d{8}).*\.tgz$",
+    ),
     # what only looks like \C or (?<name>: an escaped backslash, a literal, a class
     ("filter-escaped-backslash-then-c", [("sources[0].filter", r"a\\C")], "filter", r"a\\C"),
-    ("filter-quoted-literal", [("sources[0].filter", r"\Q\C(?<x>\E")], "filter",
-     r"\Q\C(?<x>\E"),
-    ("filter-class", [("sources[0].filter", r"[(?<x>)][[:alpha:](?<]")], "filter",
-     r"[(?<x>)][[:alpha:](?<]"),
-    ("join-null", [("sources[0].target_datasets.join", None)], "datasets",
-     Datasets("tmp_ndt", "raw_ndt", "")),
-    ("join-empty", [("sources[0].target_datasets.join", "")], "datasets",
-     Datasets("tmp_ndt", "raw_ndt", "")),
+    ("filter-quoted-literal", [("sources[0].filter", r"\Q\C(?<x>\E")], "filter", r"\Q\C(?<x>\E"),
+    (
+        "filter-class",
+        [("sources[0].filter", r"[(?<x>)][[:alpha:](?<]")],
+        "filter",
+        r"[(?<x>)][[:alpha:](?<]",
+    ),
+    (
+        "join-null",
+        [("sources[0].target_datasets.join", None)],
+        "datasets",
+        Datasets("tmp_ndt", "raw_ndt", ""),
+    ),
+    (
+        "join-empty",
+        [("sources[0].target_datasets.join", "")],
+        "datasets",
+        Datasets("tmp_ndt", "raw_ndt", ""),
+    ),
     ("daily-only-false", [("sources[0].daily_only", False)], "daily_only", False),
     ("daily-only-text", [("sources[0].daily_only", "True")], "daily_only", True),
-    ("full-history", [("sources[0].daily_only", False), ("sources[0].full_history", True)],
-     "full_history", True),
+    (
+        "full-history",
+        [("sources[0].daily_only", False), ("sources[0].full_history", True)],
+        "full_history",
+        True,
+    ),
 ]
 
 
@@ -354,8 +598,12 @@ def test_start_date_may_be_any_job_date_a_snapshot_carries(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("0", timedelta(0)), ("0s", timedelta(0)), ("36h", timedelta(hours=36)),
-     ("1h30m", timedelta(hours=1, minutes=30))],
+    [
+        ("0", timedelta(0)),
+        ("0s", timedelta(0)),
+        ("36h", timedelta(hours=36)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+    ],
 )
 def test_daily_delay_may_be_set(text: str, expected: timedelta) -> None:
     assert parse(with_changes(("daily_delay", text))).daily_delay == expected
@@ -438,8 +686,10 @@ def test_yaml_anchors_and_merge_keys_work_and_may_override() -> None:
         "- {<<: *ndt, datatype: b}\n"
     )
     config = parse_config(text, {})
-    assert [(s.bucket, s.datatype) for s in config.sources] == [("archive-x", "a"),
-                                                                ("archive-x", "b")]
+    assert [(s.bucket, s.datatype) for s in config.sources] == [
+        ("archive-x", "a"),
+        ("archive-x", "b"),
+    ]
 
 
 def test_anchors_cannot_smuggle_in_unknown_keys() -> None:
@@ -448,8 +698,10 @@ def test_anchors_cannot_smuggle_in_unknown_keys() -> None:
         "sources:\n- {<<: *common, datatype: a}\n"
     )
     assert rejected(text).problems == [
-        ("common: unknown key (expected one of: daily_delay, monitor, sources, start_date,"
-        " tracker)")
+        (
+            "common: unknown key (expected one of: daily_delay, monitor, sources, start_date,"
+            " tracker)"
+        )
     ]
 
 
@@ -574,8 +826,15 @@ def test_go_production_config_loads(path: Path) -> None:
         GO_SOURCES
     )
     first = config.sources[0]
-    assert first == Source("archive-mlab-oti", "ndt", "annotation2", "",
-                           Datasets("tmp_ndt", "raw_ndt", ""), True, False)
+    assert first == Source(
+        "archive-mlab-oti",
+        "ndt",
+        "annotation2",
+        "",
+        Datasets("tmp_ndt", "raw_ndt", ""),
+        True,
+        False,
+    )
     for source in config.sources:
         assert source.daily_only and not source.full_history and source.filter == ""
         assert source.datasets.tmp == f"tmp_{source.experiment}"
@@ -604,7 +863,10 @@ def test_go_production_config_with_one_variable_names_the_other() -> None:
         "environment variable NDT_SOURCE_PROJECT is not set"
     }
     assert [p.split(":")[0] for p in info.value.problems] == [
-        "sources[1].bucket", "sources[2].bucket", "sources[3].bucket", "sources[7].bucket"
+        "sources[1].bucket",
+        "sources[2].bucket",
+        "sources[3].bucket",
+        "sources[7].bucket",
     ]
 
 
@@ -687,8 +949,30 @@ def test_parse_duration(text: str, expected: timedelta) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "h", "5", "1.5", "5 h", " 5h", "5h ", "5H", "5d", "5hh", "1e3s", ".s", ".", "-", "+",
-     "--5h", "5h-3m", "1.h.5", "5h\n", "\u0665h", "2562048h", "9223372036854775808ns"],
+    [
+        "",
+        "h",
+        "5",
+        "1.5",
+        "5 h",
+        " 5h",
+        "5h ",
+        "5H",
+        "5d",
+        "5hh",
+        "1e3s",
+        ".s",
+        ".",
+        "-",
+        "+",
+        "--5h",
+        "5h-3m",
+        "1.h.5",
+        "5h\n",
+        "\u0665h",
+        "2562048h",
+        "9223372036854775808ns",
+    ],
 )
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
@@ -707,19 +991,31 @@ sources:
 """
 
 
-@pytest.mark.parametrize("line,expected", [
-    ("", None),
-    ("    pipeline: []\n", ()),
-    ("    pipeline: [loading, deduplicating, copying, deleting, joining, finishing]\n",
-     (State.LOADING, State.DEDUPLICATING, State.COPYING, State.DELETING, State.JOINING,
-      State.FINISHING)),
-])
+@pytest.mark.parametrize(
+    "line,expected",
+    [
+        ("", None),
+        ("    pipeline: []\n", ()),
+        (
+            "    pipeline: [loading, deduplicating, copying, deleting, joining, finishing]\n",
+            (
+                State.LOADING,
+                State.DEDUPLICATING,
+                State.COPYING,
+                State.DELETING,
+                State.JOINING,
+                State.FINISHING,
+            ),
+        ),
+    ],
+)
 def test_source_pipeline(line: str, expected: tuple[State, ...] | None) -> None:
     assert parse_config(PIPELINE_BASE + line, {}).sources[0].pipeline == expected
 
 
-@pytest.mark.parametrize("steps", ["[copying, loading]", "[bogus]", "[loading, loading]",
-                                   "[failed]"])
+@pytest.mark.parametrize(
+    "steps", ["[copying, loading]", "[bogus]", "[loading, loading]", "[failed]"]
+)
 def test_a_pipeline_the_table_forbids_names_the_source(steps: str) -> None:
     with pytest.raises(ConfigError, match=r"sources\[0\]\.pipeline: .*transition table"):
         parse_config(PIPELINE_BASE + f"    pipeline: {steps}\n", {})
@@ -730,14 +1026,19 @@ def _sources(n: int) -> list[dict[str, Any]]:
     return [{**copy.deepcopy(BASE["sources"][1]), "datatype": f"type{i}"} for i in range(n)]
 
 
-@pytest.mark.parametrize("count, problem", [
-    (1, None),
-    (1000, None),
-    (1001, "sources: at most 1000 sources (stream positions number them below 1000); got 1001"),
-    (2500, "sources: at most 1000 sources (stream positions number them below 1000); got 2500"),
-], ids=["one", "1000", "1001", "2500"])
+@pytest.mark.parametrize(
+    "count, problem",
+    [
+        (1, None),
+        (1000, None),
+        (1001, "sources: at most 1000 sources (stream positions number them below 1000); got 1001"),
+        (2500, "sources: at most 1000 sources (stream positions number them below 1000); got 2500"),
+    ],
+    ids=["one", "1000", "1001", "2500"],
+)
 def test_the_number_of_sources_is_capped_by_the_position_encoding(
-        count: int, problem: str | None) -> None:
+    count: int, problem: str | None
+) -> None:
     """Positions count sources in base 1,000: a 1001st source would collide with the next day's first."""
     text = dump(with_changes(("sources", _sources(count))))
     if problem is None:

@@ -44,7 +44,10 @@ def sample_times() -> list[str]:
         (datetime(999, 3, 4, 5, 6, 7, tzinfo=UTC), "0999-03-04T05:06:07Z"),
         (datetime(2022, 7, 22, 16, 56, 0, 586307, tzinfo=EDT), "2022-07-22T20:56:00.586307Z"),
         (datetime(2019, 1, 1, 2, 0, tzinfo=IST), "2018-12-31T20:30:00Z"),
-        (datetime(2019, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-2))), "2020-01-01T01:00:00Z"),
+        (
+            datetime(2019, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-2))),
+            "2020-01-01T01:00:00Z",
+        ),
     ],
 )
 def test_format_time(value: datetime, text: str) -> None:

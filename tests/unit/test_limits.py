@@ -24,23 +24,30 @@ def test_sizes_follow_firestores_storage_size_example():
     # The documented example: users/jeff/tasks/my_task_id with four fields is 147 bytes.
     name = name_size("users", "jeff", "tasks", "my_task_id")
     assert name == 44
-    fields = {"type": "Personal", "done": False, "priority": 1,
-              "description": "Learn Cloud Firestore"}
+    fields = {
+        "type": "Personal",
+        "done": False,
+        "priority": 1,
+        "description": "Learn Cloud Firestore",
+    }
     assert document_size(fields, name) == 147
 
 
 def test_maps_arrays_times_and_nulls_count_too():
     when = datetime(2026, 1, 1, tzinfo=UTC)
     assert document_size({"m": {"a": [1, "é"], "t": when, "n": None}}, 0) == (
-        2 + (2 + 8 + 3) + (2 + 8) + (2 + 1) + 32)
+        2 + (2 + 8 + 3) + (2 + 8) + (2 + 1) + 32
+    )
 
 
 def test_problems_name_the_field():
     assert document_problems({"update_count": INT64_MAX, "key": "k" * 1500}, 100) == []
     assert document_problems({"update_count": INT64_MAX + 1}, 100) == [
-        "update_count: 9223372036854775808 does not fit in a 64-bit integer"]
+        "update_count: 9223372036854775808 does not fit in a 64-bit integer"
+    ]
     assert document_problems({"datasets": {"tmp": "é" * 751}}, 100) == [
-        "datasets.tmp: 1502 bytes; an indexed string holds at most 1500"]
+        "datasets.tmp: 1502 bytes; an indexed string holds at most 1500"
+    ]
     assert document_problems({"history": {"0": {"detail": "x" * 5000}}}, 100) == []
     [big] = document_problems({"history": {"0": {"detail": "x" * MAX_DOCUMENT_BYTES}}}, 100)
     assert big.startswith("document of 1048") and big.endswith("(largest field: history)")
@@ -54,13 +61,13 @@ def test_time_window():
     assert time_problem(ZERO_TIME, zero_allowed=True) is None
 
 
-
 def test_job_dates_are_the_days_of_the_time_window():
     assert date_problem(date(1970, 1, 1)) is None
     assert date_problem(date(2199, 12, 31)) is None
     assert date_problem(date(1969, 12, 31)) == (
         "job date 1969-12-31 is outside the dates the tracker accepts: 1970-01-01 up to,"
-        " not including, 2200-01-01")
+        " not including, 2200-01-01"
+    )
     assert date_problem(date(2200, 1, 1))
     assert date_problem(date(1, 1, 1))
 

@@ -20,7 +20,13 @@ TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
         ({"X-Cloud-Trace-Context": f"{TRACE}/1;o=1"}, TRACE),
         ({"X-Cloud-Trace-Context": TRACE.upper()}, TRACE),
         ({"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}, TRACE),
-        ({"X-Cloud-Trace-Context": "1234/1;o=1", "traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}, TRACE),
+        (
+            {
+                "X-Cloud-Trace-Context": "1234/1;o=1",
+                "traceparent": f"00-{TRACE}-00f067aa0ba902b7-01",
+            },
+            TRACE,
+        ),
         ({"traceparent": "00-" + "0" * 32 + "-00f067aa0ba902b7-01"}, None),
         ({"traceparent": "garbage"}, None),
         ({}, None),
@@ -55,11 +61,21 @@ def emit(formatter: logging.Formatter, level: int, msg: str, **extra: object) ->
 
 
 def test_a_line_carries_severity_message_logger_time_and_extra_fields() -> None:
-    line = emit(logs.CloudLoggingFormatter("demo-p"), logging.WARNING, "job k: init -> parsing",
-                job="b/e/d/20260101", old_state="init", new_state="parsing")
+    line = emit(
+        logs.CloudLoggingFormatter("demo-p"),
+        logging.WARNING,
+        "job k: init -> parsing",
+        job="b/e/d/20260101",
+        old_state="init",
+        new_state="parsing",
+    )
     assert line["severity"] == "WARNING" and line["message"] == "job k: init -> parsing"
     assert line["logger"] == "shared.tracker" and line["time"].endswith("+00:00")
-    assert (line["job"], line["old_state"], line["new_state"]) == ("b/e/d/20260101", "init", "parsing")
+    assert (line["job"], line["old_state"], line["new_state"]) == (
+        "b/e/d/20260101",
+        "init",
+        "parsing",
+    )
     assert logs.TRACE_FIELD not in line
 
 
@@ -92,12 +108,15 @@ def root_logger() -> Iterator[logging.Logger]:
     root.setLevel(level)
 
 
-def test_setup_replaces_plain_handlers_and_sets_the_level(root_logger: logging.Logger,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_setup_replaces_plain_handlers_and_sets_the_level(
+    root_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
     plain = logging.StreamHandler(io.StringIO())
     root_logger.addHandler(plain)
     logs.setup({"LOG_FORMAT": "json", "LOG_LEVEL": "warning", "GOOGLE_CLOUD_PROJECT": "p"})
-    handler = logs.setup({"LOG_FORMAT": "json", "LOG_LEVEL": "warning", "GOOGLE_CLOUD_PROJECT": "p"})
+    handler = logs.setup(
+        {"LOG_FORMAT": "json", "LOG_LEVEL": "warning", "GOOGLE_CLOUD_PROJECT": "p"}
+    )
     assert plain not in root_logger.handlers
     assert [h for h in root_logger.handlers if isinstance(h, logs.StderrHandler)] == [handler]
     assert root_logger.level == logging.WARNING
@@ -107,8 +126,9 @@ def test_setup_replaces_plain_handlers_and_sets_the_level(root_logger: logging.L
     assert [(x["severity"], x["message"]) for x in lines] == [("WARNING", "shown")]
 
 
-def test_setup_writes_text_locally(root_logger: logging.Logger,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_setup_writes_text_locally(
+    root_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
     logs.setup({})
     logging.getLogger("shared.tracker").info("job k: init -> parsing")
     assert "INFO shared.tracker: job k: init -> parsing" in capsys.readouterr().err

@@ -127,16 +127,26 @@ def test_str(job: Job, text: str) -> None:
 YESTERDAY_CASES = [
     pytest.param(datetime(2019, 1, 3, 0, 0, tzinfo=UTC), date(2019, 1, 2), id="utc-midnight"),
     pytest.param(
-        datetime(2019, 1, 2, 23, 59, 59, 999999, tzinfo=UTC), date(2019, 1, 1), id="utc-before-midnight"
+        datetime(2019, 1, 2, 23, 59, 59, 999999, tzinfo=UTC),
+        date(2019, 1, 1),
+        id="utc-before-midnight",
     ),
     pytest.param(datetime(2019, 1, 1, 0, 0, tzinfo=UTC), date(2018, 12, 31), id="new-year"),
     pytest.param(datetime(2019, 3, 1, 12, 0, tzinfo=UTC), date(2019, 2, 28), id="march-1st"),
     pytest.param(datetime(2020, 3, 1, 0, 0, 1, tzinfo=UTC), date(2020, 2, 29), id="leap-year"),
     # 00:30 at +05:00 is 19:30 UTC the previous day: yesterday is two local days back.
-    pytest.param(datetime(2019, 1, 3, 0, 30, tzinfo=PLUS5), date(2019, 1, 1), id="after-local-midnight-east"),
+    pytest.param(
+        datetime(2019, 1, 3, 0, 30, tzinfo=PLUS5), date(2019, 1, 1), id="after-local-midnight-east"
+    ),
     # 23:30 at -05:00 is 04:30 UTC the next day.
-    pytest.param(datetime(2019, 1, 2, 23, 30, tzinfo=MINUS5), date(2019, 1, 2), id="before-local-midnight-west"),
-    pytest.param(datetime(2019, 1, 3, 5, 0, tzinfo=PLUS5), date(2019, 1, 2), id="utc-midnight-seen-from-east"),
+    pytest.param(
+        datetime(2019, 1, 2, 23, 30, tzinfo=MINUS5),
+        date(2019, 1, 2),
+        id="before-local-midnight-west",
+    ),
+    pytest.param(
+        datetime(2019, 1, 3, 5, 0, tzinfo=PLUS5), date(2019, 1, 2), id="utc-midnight-seen-from-east"
+    ),
 ]
 
 
@@ -157,14 +167,24 @@ def test_yesterday_date_defaults_to_wall_clock() -> None:
     ("now", "daily"),
     [
         pytest.param(datetime(2019, 1, 3, 0, 0, tzinfo=UTC), True, id="first-instant-of-next-day"),
-        pytest.param(datetime(2019, 1, 3, 23, 59, 59, 999999, tzinfo=UTC), True, id="last-instant-of-next-day"),
+        pytest.param(
+            datetime(2019, 1, 3, 23, 59, 59, 999999, tzinfo=UTC),
+            True,
+            id="last-instant-of-next-day",
+        ),
         pytest.param(datetime(2019, 1, 2, 23, 59, 59, 999999, tzinfo=UTC), False, id="same-day"),
         pytest.param(datetime(2019, 1, 4, 0, 0, tzinfo=UTC), False, id="two-days-later"),
         # Local 2019-01-04 00:30 at +05:00 is still 2019-01-03 UTC.
-        pytest.param(datetime(2019, 1, 4, 0, 30, tzinfo=PLUS5), True, id="just-after-local-midnight"),
+        pytest.param(
+            datetime(2019, 1, 4, 0, 30, tzinfo=PLUS5), True, id="just-after-local-midnight"
+        ),
         # Local 2019-01-03 00:30 at +05:00 is 2019-01-02 UTC: the job's own day.
-        pytest.param(datetime(2019, 1, 3, 0, 30, tzinfo=PLUS5), False, id="local-next-day-utc-same-day"),
-        pytest.param(datetime(2019, 1, 2, 19, 0, tzinfo=MINUS5), True, id="west-already-next-utc-day"),
+        pytest.param(
+            datetime(2019, 1, 3, 0, 30, tzinfo=PLUS5), False, id="local-next-day-utc-same-day"
+        ),
+        pytest.param(
+            datetime(2019, 1, 2, 19, 0, tzinfo=MINUS5), True, id="west-already-next-utc-day"
+        ),
     ],
 )
 def test_is_daily(now: datetime, daily: bool) -> None:
@@ -184,9 +204,15 @@ def key_of_length(n: int) -> str:
     ("key", "job"),
     [
         ("pusher-mlab-oti/ndt/ndt7/20190102", make_job()),
-        ("archive-measurement-lab/host/switch/20200229", make_job("archive-measurement-lab", "host", "switch", date(2020, 2, 29))),
+        (
+            "archive-measurement-lab/host/switch/20200229",
+            make_job("archive-measurement-lab", "host", "switch", date(2020, 2, 29)),
+        ),
         ("abc/e/t/19991231", make_job("abc", "e", "t", date(1999, 12, 31))),
-        ("a.b_c-d/Exp.1/Type_2-x/20000101", make_job("a.b_c-d", "Exp.1", "Type_2-x", date(2000, 1, 1))),
+        (
+            "a.b_c-d/Exp.1/Type_2-x/20000101",
+            make_job("a.b_c-d", "Exp.1", "Type_2-x", date(2000, 1, 1)),
+        ),
         ("123/NDT/NDT7/20190102", make_job("123", "NDT", "NDT7")),
         ("abc/e/t/19700101", make_job("abc", "e", "t", date(1970, 1, 1))),
         ("abc/e/t/21991231", make_job("abc", "e", "t", date(2199, 12, 31))),
@@ -237,15 +263,23 @@ def test_key_of_length_helper() -> None:
         pytest.param("bucket/exp/type/2019/01/02", "malformed job id", id="path-date"),
         pytest.param("bucket/exp/type/1900102", "malformed job id", id="seven-digit-date"),
         pytest.param("bucket/exp/type/201901021", "malformed job id", id="nine-digit-date"),
-        pytest.param("bucket/exp/type/\uff12\uff10\uff11\uff190102", "malformed job id", id="fullwidth-digits"),
+        pytest.param(
+            "bucket/exp/type/\uff12\uff10\uff11\uff190102",
+            "malformed job id",
+            id="fullwidth-digits",
+        ),
         pytest.param("bucket/exp/type/20190230", "invalid date", id="feb-30"),
         pytest.param("bucket/exp/type/20190229", "invalid date", id="feb-29-non-leap"),
         pytest.param("bucket/exp/type/20191301", "invalid date", id="month-13"),
         pytest.param("bucket/exp/type/20190100", "invalid date", id="day-0"),
         pytest.param("bucket/exp/type/20190431", "invalid date", id="april-31"),
         # job dates outside the window a snapshot can carry (shared.limits)
-        pytest.param("bucket/exp/type/19691231", "job date 1969-12-31 is outside the dates the "
-                     "tracker accepts: 1970-01-01 up to, not including, 2200-01-01", id="before-1970"),
+        pytest.param(
+            "bucket/exp/type/19691231",
+            "job date 1969-12-31 is outside the dates the "
+            "tracker accepts: 1970-01-01 up to, not including, 2200-01-01",
+            id="before-1970",
+        ),
         pytest.param("bucket/exp/type/00010101", "0001-01-01 is outside", id="year-1"),
         pytest.param("bucket/exp/type/22000101", "2200-01-01 is outside", id="year-2200"),
         pytest.param("bucket/exp/type/99991231", "9999-12-31 is outside", id="year-9999"),
@@ -256,8 +290,10 @@ def test_from_key_rejects(key: str, message: str) -> None:
         Job.from_key(key)
 
 
-@pytest.mark.parametrize(("day", "key"), [(date(1, 1, 1), "bucket/exp/type/00010101"),
-                                          (date(999, 12, 31), "bucket/exp/type/09991231")])
+@pytest.mark.parametrize(
+    ("day", "key"),
+    [(date(1, 1, 1), "bucket/exp/type/00010101"), (date(999, 12, 31), "bucket/exp/type/09991231")],
+)
 def test_keys_of_small_years_have_four_digits(day: date, key: str) -> None:
     # Job.from_key refuses such dates (outside the window), but a key still formats as Go's.
     assert Job("bucket", "exp", "type", day).key() == key
@@ -346,14 +382,48 @@ def test_new_statuses_do_not_share_history() -> None:
     [
         (["init"], State.INIT, State.INIT, "init"),
         (["init", "parsing"], State.PARSING, State.INIT, "parsing"),
-        (["init", "parsing", "postProcessing"], State.POST_PROCESSING, State.PARSING, "postProcessing"),
-        (["init", "parsing", "postProcessing", "loading", "failed"], State.FAILED, State.LOADING, "loading-failed"),
-        (["init", "parsing", "parseError", "failed"], State.FAILED, State.PARSE_ERROR, "parseError-failed"),
+        (
+            ["init", "parsing", "postProcessing"],
+            State.POST_PROCESSING,
+            State.PARSING,
+            "postProcessing",
+        ),
+        (
+            ["init", "parsing", "postProcessing", "loading", "failed"],
+            State.FAILED,
+            State.LOADING,
+            "loading-failed",
+        ),
+        (
+            ["init", "parsing", "parseError", "failed"],
+            State.FAILED,
+            State.PARSE_ERROR,
+            "parseError-failed",
+        ),
         (["init", "failed"], State.FAILED, State.INIT, "init-failed"),
         (["failed"], State.FAILED, State.INIT, "init-failed"),
-        (["init", "parsing", "postProcessing", "loading", "deduplicating", "copying",
-          "deleting", "joining", "complete"], State.COMPLETE, State.JOINING, "complete"),
-        (["init", "parsing", "postProcessing", "stabilizing"], State.STABILIZING, State.POST_PROCESSING, "stabilizing"),
+        (
+            [
+                "init",
+                "parsing",
+                "postProcessing",
+                "loading",
+                "deduplicating",
+                "copying",
+                "deleting",
+                "joining",
+                "complete",
+            ],
+            State.COMPLETE,
+            State.JOINING,
+            "complete",
+        ),
+        (
+            ["init", "parsing", "postProcessing", "stabilizing"],
+            State.STABILIZING,
+            State.POST_PROCESSING,
+            "stabilizing",
+        ),
     ],
 )
 def test_state_prev_label(states: list[str], state: State, prev: State, label: str) -> None:
@@ -519,7 +589,11 @@ def test_new_state_then_detail_sequence() -> None:
     status.new_state(State.PARSING, at(2))
     status.set_detail("gs://x/2.tgz", at(3))
     status.new_state(State.POST_PROCESSING, at(4))
-    assert [info.state for info in status.history] == [State.INIT, State.PARSING, State.POST_PROCESSING]
+    assert [info.state for info in status.history] == [
+        State.INIT,
+        State.PARSING,
+        State.POST_PROCESSING,
+    ]
     assert status.detail == "gs://x/2.tgz"
     assert status.start_time == T0
     assert status.state_change_time == at(4)

@@ -15,8 +15,8 @@ from shared.model import (
     JobFilter,
     ReprocessItem,
     bucket_problem,
-    datatype_problem,
     dataset_problem,
+    datatype_problem,
     experiment_problem,
     parse_date,
     source_name,
@@ -29,8 +29,14 @@ CONFIG: dict[str, Any] = {
     "start_date": "2019-03-01",
     "tracker": {"timeout": "5h"},
     "monitor": {"polling_interval": "1m"},
-    "sources": [{"bucket": "archive-measurement-lab", "experiment": "ndt", "datatype": "ndt7",
-                 "target_datasets": {"tmp": "tmp_ndt", "raw": "raw_ndt"}}],
+    "sources": [
+        {
+            "bucket": "archive-measurement-lab",
+            "experiment": "ndt",
+            "datatype": "ndt7",
+            "target_datasets": {"tmp": "tmp_ndt", "raw": "raw_ndt"},
+        }
+    ],
 }
 
 
@@ -59,11 +65,19 @@ def test_a_name_the_model_accepts_is_accepted_by_the_schemas(name: str) -> None:
     assert AdminPauseParams().validate({"target": f"{name}/ndt7"}) == {}
 
 
-@pytest.mark.parametrize(("name", "fragment"), [
-    ("ab", "3-63 characters"), ("Archive", "lowercase"), ("-abc", "start and end"),
-    ("a..b", "empty dot-separated"), ("192.168.1.1", "IP address"), ("goog-x", "'goog'"),
-    ("my-google-bucket", "'google'"), ("a" * 64, "3-63"),
-])
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("ab", "3-63 characters"),
+        ("Archive", "lowercase"),
+        ("-abc", "start and end"),
+        ("a..b", "empty dot-separated"),
+        ("192.168.1.1", "IP address"),
+        ("goog-x", "'goog'"),
+        ("my-google-bucket", "'google'"),
+        ("a" * 64, "3-63"),
+    ],
+)
 def test_bucket_rule(name: str, fragment: str) -> None:
     problem = bucket_problem(name)
     assert problem is not None and fragment in problem
@@ -84,8 +98,11 @@ def test_dates_are_written_with_four_digit_years_and_read_strictly() -> None:
     with pytest.raises(TypeError):
         ymd("2019-01-02")  # type: ignore[arg-type]
     assert parse_date("2019-03-01") == date(2019, 3, 1)
-    for text, fragment in (("2019/03/01", "expected a date"), ("20190301", "expected a date"),
-                           ("2019-02-30", "invalid date")):
+    for text, fragment in (
+        ("2019/03/01", "expected a date"),
+        ("20190301", "expected a date"),
+        ("2019-02-30", "invalid date"),
+    ):
         with pytest.raises(ValueError, match=fragment):
             parse_date(text)
 

@@ -73,8 +73,11 @@ def test_parameters_match_the_schema_fields(served):
 def test_responses_include_every_error_the_code_can_answer(served):
     always = {400, 405, 500, *ERROR_STATUS.values()}
     for path, handler in ROUTES.items():
-        required = ({n for n, f in handler.params.fields.items() if f.required}
-                    if handler.params is not None else set())
+        required = (
+            {n for n, f in handler.params.fields.items() if f.required}
+            if handler.params is not None
+            else set()
+        )
         expected = always | {code for name, code in MISSING_STATUS if name in required}
         expected |= set(handler.answers)
         for method in handler.methods:
@@ -91,8 +94,12 @@ def test_update_requires_id_and_state_and_answers_their_missing_codes(served):
     assert "postProcessing" in state["schema"]["enum"]
     job_id = next(p for p in operation["parameters"] if p["name"] == "id")
     assert job_id["schema"]["maxLength"] == 400 + 1 + 32  # key ~ run
-    for text, matches in (("b-1/ndt/ndt7/20190102", True), ("b-1/ndt/ndt7/20190102~0a1b2c3d", True),
-                          ("b-1/ndt/ndt7/20190102~", False), ("b-1/ndt/ndt7/20190102~A1", False)):
+    for text, matches in (
+        ("b-1/ndt/ndt7/20190102", True),
+        ("b-1/ndt/ndt7/20190102~0a1b2c3d", True),
+        ("b-1/ndt/ndt7/20190102~", False),
+        ("b-1/ndt/ndt7/20190102~A1", False),
+    ):
         assert bool(re.match(job_id["schema"]["pattern"], text)) is matches, text
 
 
@@ -108,7 +115,8 @@ def test_next_job_documents_its_no_job_answer(served):
     assert "text/plain" in responses["503"]["content"]
     assert "application/json" in responses["503"]["content"]  # Unavailable
     assert responses["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
-        "/NextJobAnswer")
+        "/NextJobAnswer"
+    )
 
 
 def test_a_route_without_description_fails_loudly():
@@ -126,5 +134,7 @@ def test_a_route_not_wrapped_by_endpoint_fails_loudly():
         """A bare handler."""
         return flask.Response("")
 
-    with pytest.raises(openapi.UndocumentedRoute, match="not wrapped by shared.web.endpoint.endpoint"):
+    with pytest.raises(
+        openapi.UndocumentedRoute, match="not wrapped by shared.web.endpoint.endpoint"
+    ):
         openapi.document({"/bare": bare})

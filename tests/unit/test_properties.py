@@ -178,8 +178,7 @@ class JobLifecycle(RuleBasedStateMachine):
         assert 1 <= self.record.attempts <= RETRY.max_attempts
 
 
-JobLifecycle.TestCase.settings = settings(max_examples=150, stateful_step_count=40,
-                                          deadline=None)
+JobLifecycle.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 TestJobLifecycle = JobLifecycle.TestCase
 
 
@@ -198,7 +197,8 @@ def test_check_path_accepts_exactly_the_chains_of_table_edges(path: list[State])
 @given(states, states)
 def test_check_raises_exactly_when_the_table_forbids(current: State, requested: State) -> None:
     allowed = current not in transitions.TERMINAL and (
-        requested is current or requested in transitions.TRANSITIONS[current])
+        requested is current or requested in transitions.TRANSITIONS[current]
+    )
     if allowed:
         transitions.check("k", current, requested)
     else:

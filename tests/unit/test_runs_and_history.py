@@ -41,23 +41,29 @@ def at(seconds: float) -> datetime:
 # --- RunId -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "key", "run"), [
-    pytest.param(KEY, KEY, None, id="bare key"),
-    pytest.param(KEY + "~0a1b2c3d", KEY, "0a1b2c3d", id="key and run"),
-    pytest.param(KEY + "~" + "z" * 32, KEY, "z" * 32, id="longest run"),
-])
+@pytest.mark.parametrize(
+    ("text", "key", "run"),
+    [
+        pytest.param(KEY, KEY, None, id="bare key"),
+        pytest.param(KEY + "~0a1b2c3d", KEY, "0a1b2c3d", id="key and run"),
+        pytest.param(KEY + "~" + "z" * 32, KEY, "z" * 32, id="longest run"),
+    ],
+)
 def test_run_id_round_trips(text: str, key: str, run: str | None) -> None:
     parsed = RunId.parse(text)
     assert (parsed.key, parsed.run) == (key, run) and str(parsed) == text
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    pytest.param(KEY + "~", "malformed run ''", id="empty run"),
-    pytest.param(KEY + "~0A1B", "malformed run '0A1B'", id="upper case"),
-    pytest.param(KEY + "~" + "a" * 33, "1 to 32 characters", id="too long"),
-    pytest.param(KEY + "~a-b", "malformed run 'a-b'", id="punctuation"),
-    pytest.param("bucket/x~1/y/20190102", "malformed job id", id="separator inside the key"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(KEY + "~", "malformed run ''", id="empty run"),
+        pytest.param(KEY + "~0A1B", "malformed run '0A1B'", id="upper case"),
+        pytest.param(KEY + "~" + "a" * 33, "1 to 32 characters", id="too long"),
+        pytest.param(KEY + "~a-b", "malformed run 'a-b'", id="punctuation"),
+        pytest.param("bucket/x~1/y/20190102", "malformed job id", id="separator inside the key"),
+    ],
+)
 def test_run_id_rejects_what_next_never_hands_out(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         RunId.parse(text)
@@ -83,13 +89,17 @@ def bounced(times: int, detail: str = "") -> Status:
     return status
 
 
-@pytest.mark.parametrize(("changes", "kept", "dropped"), [
-    pytest.param(HISTORY_KEEP, 1 + HISTORY_KEEP, 0, id="exactly full"),
-    pytest.param(HISTORY_KEEP + 1, 1 + HISTORY_KEEP, 1, id="one over"),
-    pytest.param(1200, 1 + HISTORY_KEEP, 1200 - HISTORY_KEEP, id="far over"),
-])
-def test_the_history_keeps_the_first_entry_and_the_latest(changes: int, kept: int,
-                                                          dropped: int) -> None:
+@pytest.mark.parametrize(
+    ("changes", "kept", "dropped"),
+    [
+        pytest.param(HISTORY_KEEP, 1 + HISTORY_KEEP, 0, id="exactly full"),
+        pytest.param(HISTORY_KEEP + 1, 1 + HISTORY_KEEP, 1, id="one over"),
+        pytest.param(1200, 1 + HISTORY_KEEP, 1200 - HISTORY_KEEP, id="far over"),
+    ],
+)
+def test_the_history_keeps_the_first_entry_and_the_latest(
+    changes: int, kept: int, dropped: int
+) -> None:
     status = bounced(changes)
     assert len(status.history) == kept and status.dropped == dropped
     assert status.history[0].state is State.INIT
@@ -103,40 +113,52 @@ def test_old_details_are_cut_and_recent_ones_kept_whole() -> None:
     lengths = [len(e.detail) for e in status.history]
     assert lengths[0] == 4000
     assert lengths[1:-HISTORY_FULL_DETAILS] == [OLD_DETAIL_LENGTH] * (
-        HISTORY_KEEP - HISTORY_FULL_DETAILS)
+        HISTORY_KEEP - HISTORY_FULL_DETAILS
+    )
     assert lengths[-HISTORY_FULL_DETAILS:-1] == [4000] * (HISTORY_FULL_DETAILS - 1)
     assert status.history[1].detail.endswith("…")
 
 
 def test_a_new_state_cuts_every_old_detail_not_only_the_latest_aged_one() -> None:
-    entries = [StateInfo(State.PARSING if n % 2 else State.PARSE_ERROR, at(n), at(n), "d" * 4000)
-               for n in range(1, 30)]
+    entries = [
+        StateInfo(State.PARSING if n % 2 else State.PARSE_ERROR, at(n), at(n), "d" * 4000)
+        for n in range(1, 30)
+    ]
     status = Status([StateInfo(State.INIT, T0, T0, "first"), *entries])
     status.new_state(State.FAILED, at(40))
     lengths = [len(e.detail) for e in status.history]
     assert lengths[1:-HISTORY_FULL_DETAILS] == [OLD_DETAIL_LENGTH] * (
-        len(status.history) - 1 - HISTORY_FULL_DETAILS)
+        len(status.history) - 1 - HISTORY_FULL_DETAILS
+    )
     assert lengths[-HISTORY_FULL_DETAILS:-1] == [4000] * (HISTORY_FULL_DETAILS - 1)
 
 
-@pytest.mark.parametrize(("entries", "dropped"), [
-    pytest.param(1 + HISTORY_KEEP, 0, id="exactly full"),
-    pytest.param(2 + HISTORY_KEEP, 1, id="one over"),
-    pytest.param(3000, 3000 - 1 - HISTORY_KEEP, id="a long Go history"),
-])
-def test_bounding_a_given_history_keeps_the_first_and_the_latest(entries: int,
-                                                                  dropped: int) -> None:
+@pytest.mark.parametrize(
+    ("entries", "dropped"),
+    [
+        pytest.param(1 + HISTORY_KEEP, 0, id="exactly full"),
+        pytest.param(2 + HISTORY_KEEP, 1, id="one over"),
+        pytest.param(3000, 3000 - 1 - HISTORY_KEEP, id="a long Go history"),
+    ],
+)
+def test_bounding_a_given_history_keeps_the_first_and_the_latest(
+    entries: int, dropped: int
+) -> None:
     history = [StateInfo(State.INIT, T0, T0, "i" * 500)] + [
         StateInfo(State.PARSING if n % 2 else State.PARSE_ERROR, at(n), at(n), f"{n:05d}" * 100)
-        for n in range(1, entries)]
+        for n in range(1, entries)
+    ]
     status = Status(list(history))
     status.bound_history()
     assert status.dropped == dropped and len(status.history) == min(entries, 1 + HISTORY_KEEP)
     assert status.history[0] == history[0]  # the first entry whole
     assert status.history[-HISTORY_FULL_DETAILS:] == history[-HISTORY_FULL_DETAILS:]
-    for kept, given in zip(status.history[1:-HISTORY_FULL_DETAILS],
-                           history[dropped + 1:-HISTORY_FULL_DETAILS], strict=True):
-        assert kept.detail == given.detail[:OLD_DETAIL_LENGTH - 1] + "…"
+    for kept, given in zip(
+        status.history[1:-HISTORY_FULL_DETAILS],
+        history[dropped + 1 : -HISTORY_FULL_DETAILS],
+        strict=True,
+    ):
+        assert kept.detail == given.detail[: OLD_DETAIL_LENGTH - 1] + "…"
         assert (kept.state, kept.start) == (given.state, given.start)
     status.bound_history()
     assert status.dropped == dropped  # bounding again changes nothing
@@ -166,10 +188,12 @@ def parsing_record(run: str = "0a1b2c3d") -> JobRecord:
     return record
 
 
-def with_live(record: JobRecord, run: str, index: int, detail: str | None, when: datetime,
-              updates: int = 1) -> dict[str, Any]:
-    return stored(record, **live_fields(run, index, detail, when),
-                  **{f"live.{run or '-'}.updates": updates})
+def with_live(
+    record: JobRecord, run: str, index: int, detail: str | None, when: datetime, updates: int = 1
+) -> dict[str, Any]:
+    return stored(
+        record, **live_fields(run, index, detail, when), **{f"live.{run or '-'}.updates": updates}
+    )
 
 
 def test_a_bounced_history_round_trips_with_absolute_indexes() -> None:
@@ -179,7 +203,10 @@ def test_a_bounced_history_round_trips_with_absolute_indexes() -> None:
     assert sorted(map(int, doc["history"]))[:2] == [0, 250 - HISTORY_KEEP + 1]
     assert max(map(int, doc["history"])) == 250
     back = from_document(doc)
-    assert back.status.history == record.status.history and back.status.dropped == record.status.dropped
+    assert (
+        back.status.history == record.status.history
+        and back.status.dropped == record.status.dropped
+    )
 
 
 # (name, live write: run, entry index, detail, time; expected current detail, update count)
@@ -192,11 +219,12 @@ LIVE = [
 ]
 
 
-@pytest.mark.parametrize(("name", "run", "index", "detail", "when", "shown", "count"), LIVE,
-                         ids=[c[0] for c in LIVE])
+@pytest.mark.parametrize(
+    ("name", "run", "index", "detail", "when", "shown", "count"), LIVE, ids=[c[0] for c in LIVE]
+)
 def test_readers_fold_in_only_the_current_run_and_entry(
-        name: str, run: str, index: int, detail: str | None, when: datetime, shown: str,
-        count: int) -> None:
+    name: str, run: str, index: int, detail: str | None, when: datetime, shown: str, count: int
+) -> None:
     record = parsing_record()
     back = from_document(with_live(record, run, index, detail, when))
     assert back.status.history[-1].detail == shown
@@ -223,8 +251,9 @@ def test_a_written_document_has_no_live_values() -> None:
 # --- Progress shards: folded by state changes and single-job views, summed for lists ---------
 
 
-def shard(run: str, index: int | None, detail: str | None, when: datetime,
-          updates: int) -> dict[str, Any]:
+def shard(
+    run: str, index: int | None, detail: str | None, when: datetime, updates: int
+) -> dict[str, Any]:
     """A progress shard as Firestore holds it after ``updates`` increments and this last write."""
     return {**shard_fields(run, index, detail, when), "updates": updates}
 
@@ -232,9 +261,11 @@ def shard(run: str, index: int | None, detail: str | None, when: datetime,
 def test_shards_read_add_their_updates_and_the_latest_detail_and_heartbeat() -> None:
     record = parsing_record()
     doc = with_live(record, record.run, 1, "doc.tgz", at(5), updates=2)
-    shards = [shard(record.run, 1, "older.tgz", at(4), 3),
-              shard(record.run, 1, "newest.tgz", at(7), 4),
-              shard(record.run, None, None, at(9), 0)]
+    shards = [
+        shard(record.run, 1, "older.tgz", at(4), 3),
+        shard(record.run, 1, "newest.tgz", at(7), 4),
+        shard(record.run, None, None, at(9), 0),
+    ]
     back = from_document(doc, shards=shards)
     assert back.status.update_count == 1 + 2 + 7
     assert back.status.detail == "newest.tgz" and back.status.detail_time == at(7)

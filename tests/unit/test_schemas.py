@@ -67,8 +67,16 @@ def load_errors(schema: Schema, data: dict[str, Any]) -> dict[str, Any]:
             {"id": KEY, "state": "postProcessing", "detail": "gs://b/x.tgz"},
             Update(RunId(KEY), State.POST_PROCESSING, "gs://b/x.tgz"),
         ),
-        (UpdateParams(), {"id": KEY, "state": "failed", "detail": ""}, Update(RunId(KEY), State.FAILED, "")),
-        (UpdateParams(), {"id": KEY, "state": "parsing", "detail": "-"}, Update(RunId(KEY), State.PARSING, "-")),
+        (
+            UpdateParams(),
+            {"id": KEY, "state": "failed", "detail": ""},
+            Update(RunId(KEY), State.FAILED, ""),
+        ),
+        (
+            UpdateParams(),
+            {"id": KEY, "state": "parsing", "detail": "-"},
+            Update(RunId(KEY), State.PARSING, "-"),
+        ),
         (HeartbeatParams(), {"id": KEY}, Heartbeat(RunId(KEY))),
         (ErrorParams(), {"id": KEY, "error": "boom"}, ErrorReport(RunId(KEY), "boom")),
     ],
@@ -87,7 +95,9 @@ def test_params_load(schema: Schema, data: dict[str, Any], expected: object) -> 
     ],
     ids=["bare key", "key and run", "one-character run", "32-character run"],
 )
-@pytest.mark.parametrize("schema", [UpdateParams(), HeartbeatParams(), ErrorParams()], ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize(
+    "schema", [UpdateParams(), HeartbeatParams(), ErrorParams()], ids=lambda s: type(s).__name__
+)
 def test_parser_id_carries_the_run(schema: Schema, text: str, expected: RunId) -> None:
     loaded = schema.load({"id": text, "state": "parsing", "error": "boom"}).id
     assert loaded == expected and str(loaded) == text
@@ -101,10 +111,17 @@ def test_update_accepts_every_state(wire: str) -> None:
 @pytest.mark.parametrize(
     ("schema", "data", "expected"),
     [
-        (UpdateParams(), {"id": KEY, "state": "loading", "foo": "bar", "callback": "x"},
-         Update(RunId(KEY), State.LOADING, "")),
+        (
+            UpdateParams(),
+            {"id": KEY, "state": "loading", "foo": "bar", "callback": "x"},
+            Update(RunId(KEY), State.LOADING, ""),
+        ),
         (HeartbeatParams(), {"id": KEY, "state": "loading", "detail": "x"}, Heartbeat(RunId(KEY))),
-        (ErrorParams(), {"id": KEY, "error": "e", "state": "nonsense", "detail": "d"}, ErrorReport(RunId(KEY), "e")),
+        (
+            ErrorParams(),
+            {"id": KEY, "error": "e", "state": "nonsense", "detail": "d"},
+            ErrorReport(RunId(KEY), "e"),
+        ),
     ],
 )
 def test_unknown_params_ignored(schema: Schema, data: dict[str, Any], expected: object) -> None:
@@ -135,7 +152,9 @@ def test_max_detail_length_counts_utf8_bytes(char: str) -> None:
     assert UpdateParams().load({"id": KEY, "state": "parsing", "detail": text}).detail == text
     assert ErrorParams().load({"id": KEY, "error": text}).error == text
     over = text + "x" * (MAX_DETAIL_LENGTH - len(text.encode()) + 1)
-    assert set(load_errors(UpdateParams(), {"id": KEY, "state": "parsing", "detail": over})) == {"detail"}
+    assert set(load_errors(UpdateParams(), {"id": KEY, "state": "parsing", "detail": over})) == {
+        "detail"
+    }
     assert set(load_errors(ErrorParams(), {"id": KEY, "error": over})) == {"error"}
 
 
@@ -189,7 +208,9 @@ def test_missing_params(schema: Schema, data: dict[str, Any], missing: set[str])
         ("~0a1b2c3d", "malformed job id"),
     ],
 )
-@pytest.mark.parametrize("schema", [UpdateParams(), HeartbeatParams(), ErrorParams()], ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize(
+    "schema", [UpdateParams(), HeartbeatParams(), ErrorParams()], ids=lambda s: type(s).__name__
+)
 def test_malformed_id(schema: Schema, bad_id: Any, fragment: str) -> None:
     data = {"id": bad_id, "state": "parsing", "error": "boom"}
     messages = load_errors(schema, data)
@@ -198,7 +219,9 @@ def test_malformed_id(schema: Schema, bad_id: Any, fragment: str) -> None:
     assert fragment in messages["id"][0]
 
 
-@pytest.mark.parametrize("state", ["cleaning", "Parsing", "ParseComplete", "done", " parsing", "parsing "])
+@pytest.mark.parametrize(
+    "state", ["cleaning", "Parsing", "ParseComplete", "done", " parsing", "parsing "]
+)
 def test_unknown_state(state: str) -> None:
     messages = load_errors(UpdateParams(), {"id": KEY, "state": state})
     assert set(messages) == {"state"}
@@ -211,19 +234,29 @@ def test_unknown_state(state: str) -> None:
 @pytest.mark.parametrize("char", ["x", "é", "🚀"])
 def test_too_long_detail_and_error(char: str) -> None:
     text = char * (MAX_DETAIL_LENGTH + 1)
-    assert set(load_errors(UpdateParams(), {"id": KEY, "state": "parsing", "detail": text})) == {"detail"}
+    assert set(load_errors(UpdateParams(), {"id": KEY, "state": "parsing", "detail": text})) == {
+        "detail"
+    }
     assert set(load_errors(ErrorParams(), {"id": KEY, "error": text})) == {"error"}
 
 
 def test_null_detail_rejected() -> None:
-    assert set(load_errors(UpdateParams(), {"id": KEY, "state": "parsing", "detail": None})) == {"detail"}
+    assert set(load_errors(UpdateParams(), {"id": KEY, "state": "parsing", "detail": None})) == {
+        "detail"
+    }
 
 
 # --- Status page query ------------------------------------------------------------
 
 
-QUERY_DEFAULTS = {"format": "html", "state": None, "experiment": None, "datatype": None, "limit": 1000,
-                  "refresh": 30}
+QUERY_DEFAULTS = {
+    "format": "html",
+    "state": None,
+    "experiment": None,
+    "datatype": None,
+    "limit": 1000,
+    "refresh": 30,
+}
 
 
 @pytest.mark.parametrize(
@@ -272,7 +305,13 @@ def test_status_query_rejects(data: dict[str, Any], field: str) -> None:
     ("job", "expected"),
     [
         (
-            Job("pusher-mlab-oti", "ndt", "ndt7", date(2019, 1, 2), datasets=Datasets("tmp_ndt", "raw_ndt", "ndt")),
+            Job(
+                "pusher-mlab-oti",
+                "ndt",
+                "ndt7",
+                date(2019, 1, 2),
+                datasets=Datasets("tmp_ndt", "raw_ndt", "ndt"),
+            ),
             {
                 "Bucket": "pusher-mlab-oti",
                 "Experiment": "ndt",
@@ -368,7 +407,13 @@ def test_job_load_date(text: str, day: date) -> None:
     ],
 )
 def test_job_load_rejects(change: dict[str, Any], field: str) -> None:
-    data = {"Bucket": "b", "Experiment": "e", "Datatype": "t", "Date": "2019-01-02T00:00:00Z", **change}
+    data = {
+        "Bucket": "b",
+        "Experiment": "e",
+        "Datatype": "t",
+        "Date": "2019-01-02T00:00:00Z",
+        **change,
+    }
     assert set(load_errors(JobSchema(), data)) == {field}
 
 
@@ -440,11 +485,24 @@ def test_status_dump_model_object() -> None:
         "HeartbeatTime": "2019-01-02T03:05:06.7Z",
         "UpdateCount": 7,
         "History": [
-            {"State": "init", "Start": "2019-01-02T03:04:05Z", "DetailTime": "2019-01-02T03:04:05Z", "Detail": ""},
-            {"State": "loading", "Start": "2019-01-02T03:05:06.7Z", "DetailTime": "2019-01-02T03:05:06.7Z",
-             "Detail": "job <b>x</b> ✓"},
-            {"State": "failed", "Start": "2019-01-02T03:05:06.7Z", "DetailTime": "2019-01-02T03:05:06.7Z",
-             "Detail": "loading: boom"},
+            {
+                "State": "init",
+                "Start": "2019-01-02T03:04:05Z",
+                "DetailTime": "2019-01-02T03:04:05Z",
+                "Detail": "",
+            },
+            {
+                "State": "loading",
+                "Start": "2019-01-02T03:05:06.7Z",
+                "DetailTime": "2019-01-02T03:05:06.7Z",
+                "Detail": "job <b>x</b> ✓",
+            },
+            {
+                "State": "failed",
+                "Start": "2019-01-02T03:05:06.7Z",
+                "DetailTime": "2019-01-02T03:05:06.7Z",
+                "Detail": "loading: boom",
+            },
         ],
     }
     loaded = StatusSchema().load(json.loads(json.dumps(dumped)))
@@ -461,9 +519,26 @@ def test_status_dump_model_object() -> None:
         ({"HeartbeatTime": None}, "HeartbeatTime"),
         ({"HeartbeatTime": "yesterday"}, "HeartbeatTime"),
         ({"UpdateCount": "many"}, "UpdateCount"),
-        ({"History": [{"State": "cleaning", "Start": "2019-01-02T00:00:00Z", "DetailTime": "2019-01-02T00:00:00Z"}]},
-         "History"),
-        ({"History": [{"State": "init", "Start": "2019-01-02", "DetailTime": "2019-01-02T00:00:00Z"}]}, "History"),
+        (
+            {
+                "History": [
+                    {
+                        "State": "cleaning",
+                        "Start": "2019-01-02T00:00:00Z",
+                        "DetailTime": "2019-01-02T00:00:00Z",
+                    }
+                ]
+            },
+            "History",
+        ),
+        (
+            {
+                "History": [
+                    {"State": "init", "Start": "2019-01-02", "DetailTime": "2019-01-02T00:00:00Z"}
+                ]
+            },
+            "History",
+        ),
         ({"History": [{"State": "init", "Start": "2019-01-02T00:00:00Z"}]}, "History"),
     ],
 )
@@ -476,17 +551,23 @@ def test_status_load_rejects(change: dict[str, Any], field: str) -> None:
 
 
 @pytest.mark.parametrize("schema", [AdminReprocessParams(), AdminCancelReprocessParams()])
-@pytest.mark.parametrize(("first", "last", "field"), [
-    ("1960-01-01", "2019-01-01", "from"),
-    ("1969-12-31", "1970-01-01", "from"),
-    ("2019-01-01", "2200-01-01", "to"),
-])
-def test_reprocess_dates_outside_the_window_are_refused(schema: Schema, first: str, last: str,
-                                                         field: str) -> None:
+@pytest.mark.parametrize(
+    ("first", "last", "field"),
+    [
+        ("1960-01-01", "2019-01-01", "from"),
+        ("1969-12-31", "1970-01-01", "from"),
+        ("2019-01-01", "2200-01-01", "to"),
+    ],
+)
+def test_reprocess_dates_outside_the_window_are_refused(
+    schema: Schema, first: str, last: str, field: str
+) -> None:
     messages = load_errors(schema, {"from": first, "to": last})
     assert list(messages) == [field]
-    assert "is outside the dates the tracker accepts: 1970-01-01 up to, not including, " \
+    assert (
+        "is outside the dates the tracker accepts: 1970-01-01 up to, not including, "
         "2200-01-01" in messages[field][0]
+    )
 
 
 def test_reprocess_dates_at_the_window_edges_are_accepted() -> None:
@@ -500,11 +581,13 @@ def test_an_admin_id_before_1970_is_refused() -> None:
 
 
 def test_admin_params_load_into_frozen_dataclasses() -> None:
-    reprocess = AdminReprocessParams().load({"from": "2019-01-01", "to": "2019-01-02",
-                                             "sources": "ndt/a,ndt/b"})
+    reprocess = AdminReprocessParams().load(
+        {"from": "2019-01-01", "to": "2019-01-02", "sources": "ndt/a,ndt/b"}
+    )
     assert reprocess == ReprocessRange(date(2019, 1, 1), date(2019, 1, 2), ("ndt/a", "ndt/b"))
     assert AdminJobsQuery().load({"state": "failed", "from": "2019-01-01"}) == JobsQuery(
-        State.FAILED, None, None, date(2019, 1, 1), None, 100)
+        State.FAILED, None, None, date(2019, 1, 1), None, 100
+    )
     assert AdminJobParams().load({"id": KEY}) == JobRef(KEY)
     assert AdminFailParams().load({"id": KEY, "reason": "bad"}) == FailRequest(KEY, "bad")
     assert AdminPauseParams().load({"target": "historical"}) == PauseRequest("historical", "")

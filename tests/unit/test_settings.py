@@ -18,29 +18,51 @@ def test_defaults() -> None:
 
 
 def test_every_variable_is_read() -> None:
-    s = Settings.from_env({
-        "GOOGLE_CLOUD_PROJECT": "p", "TRACKER_COLLECTION": "jobs2",
-        "HEARTBEAT_COALESCE_SECONDS": "0.5", "RETRY_MAX_ATTEMPTS": "5", "RETRY_BACKOFF": "1h30m",
-        "CLEANUP_DELAY": "10m", "SNAPSHOT_BUCKET": "snaps", "SNAPSHOT_PREFIX": "x/",
-        "SNAPSHOT_KEEP": "7",
-    })
-    assert s == Settings("p", "jobs2", timedelta(seconds=0.5),
-                         RetryPolicy(5, timedelta(hours=1, minutes=30)), timedelta(minutes=10),
-                         "snaps", "x/", 7)
+    s = Settings.from_env(
+        {
+            "GOOGLE_CLOUD_PROJECT": "p",
+            "TRACKER_COLLECTION": "jobs2",
+            "HEARTBEAT_COALESCE_SECONDS": "0.5",
+            "RETRY_MAX_ATTEMPTS": "5",
+            "RETRY_BACKOFF": "1h30m",
+            "CLEANUP_DELAY": "10m",
+            "SNAPSHOT_BUCKET": "snaps",
+            "SNAPSHOT_PREFIX": "x/",
+            "SNAPSHOT_KEEP": "7",
+        }
+    )
+    assert s == Settings(
+        "p",
+        "jobs2",
+        timedelta(seconds=0.5),
+        RetryPolicy(5, timedelta(hours=1, minutes=30)),
+        timedelta(minutes=10),
+        "snaps",
+        "x/",
+        7,
+    )
 
 
-@pytest.mark.parametrize("name,value", [
-    ("HEARTBEAT_COALESCE_SECONDS", "soon"), ("HEARTBEAT_COALESCE_SECONDS", "-1"),
-    ("RETRY_MAX_ATTEMPTS", "0"), ("RETRY_MAX_ATTEMPTS", "three"), ("RETRY_BACKOFF", "10"),
-    ("CLEANUP_DELAY", "3 hours"), ("SNAPSHOT_KEEP", "0"),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("HEARTBEAT_COALESCE_SECONDS", "soon"),
+        ("HEARTBEAT_COALESCE_SECONDS", "-1"),
+        ("RETRY_MAX_ATTEMPTS", "0"),
+        ("RETRY_MAX_ATTEMPTS", "three"),
+        ("RETRY_BACKOFF", "10"),
+        ("CLEANUP_DELAY", "3 hours"),
+        ("SNAPSHOT_KEEP", "0"),
+    ],
+)
 def test_malformed_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env({name: value})
 
 
-@pytest.mark.parametrize("attempts,wait", [(1, timedelta(minutes=10)), (2, timedelta(minutes=20)),
-                                           (3, None), (4, None)])
+@pytest.mark.parametrize(
+    "attempts,wait", [(1, timedelta(minutes=10)), (2, timedelta(minutes=20)), (3, None), (4, None)]
+)
 def test_retry_policy_backoff_doubles_and_stops(attempts: int, wait: timedelta | None) -> None:
     from shared.model import ZERO_TIME
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from local.soak_check import Entry, Fault, Final, JobDoc, Limits, check, split_id
 from local.faults import Schedule, Window, write_schedule
+from local.soak_check import Entry, Fault, Final, JobDoc, Limits, check, split_id
 
 KEY = "archive-demo/ndt/ndt7/20261120"
 LIMITS = Limits(timeout=6, maintain_interval=3, lease=300)
@@ -20,8 +20,15 @@ class Log:
     def __init__(self) -> None:
         self.entries: list[Entry] = []
 
-    def add(self, call: str, status: int = 200, body: object = "", run: int | None = None,
-            at: float | None = None, **params: str) -> Entry:
+    def add(
+        self,
+        call: str,
+        status: int = 200,
+        body: object = "",
+        run: int | None = None,
+        at: float | None = None,
+        **params: str,
+    ) -> Entry:
         t0 = at if at is not None else float(len(self.entries) * 10)
         text = body if isinstance(body, str) else json.dumps(body)
         entry = Entry(len(self.entries), t0, t0 + 1, "a", call, params, status, text, run)
@@ -32,17 +39,26 @@ class Log:
         return self.add("next", body={"ID": job_id, "Job": {}}).seq
 
 
-def doc(state: str = "complete", history: tuple[str, ...] = ("init", "parsing", "postProcessing",
-                                                              "complete"),
-        update_count: int = 2, start: float = 0.5, last: float = 50.0, **kw: object) -> JobDoc:
-    return JobDoc(KEY, "ndt", "ndt7", state, list(enumerate(history)), update_count, start, last,
-                  **kw)  # type: ignore[arg-type]
+def doc(
+    state: str = "complete",
+    history: tuple[str, ...] = ("init", "parsing", "postProcessing", "complete"),
+    update_count: int = 2,
+    start: float = 0.5,
+    last: float = 50.0,
+    **kw: object,
+) -> JobDoc:
+    return JobDoc(
+        KEY, "ndt", "ndt7", state, list(enumerate(history)), update_count, start, last, **kw
+    )  # type: ignore[arg-type]
 
 
 def final(*docs: JobDoc, counters: dict[str, int] | None = None, read_at: float = 60.0) -> Final:
-    return Final({d.key: d for d in docs},
-                 {("ndt", "ndt7"): counters if counters is not None
-                  else {"started": 1, "completed": 1}}, read_at, read_at - 1)
+    return Final(
+        {d.key: d for d in docs},
+        {("ndt", "ndt7"): counters if counters is not None else {"started": 1, "completed": 1}},
+        read_at,
+        read_at - 1,
+    )
 
 
 def clean_log() -> Log:
@@ -90,8 +106,10 @@ def test_a_run_handed_out_twice_by_id() -> None:
     log.handout(KEY + "~aaaaaaaa")
     log.add("maintain", body={"expired": [KEY]})
     log.handout(KEY + "~aaaaaaaa")
-    fin = final(doc(state="init", history=("init",), update_count=0, start=20.5),
-                counters={"started": 2, "failed": 1})
+    fin = final(
+        doc(state="init", history=("init",), update_count=0, start=20.5),
+        counters={"started": 2, "failed": 1},
+    )
     assert violated(log, fin).get("no-duplicate-handout") == 1
 
 
@@ -106,8 +124,10 @@ def test_a_write_for_a_replaced_run_must_not_be_accepted() -> None:
     new = log.handout(KEY + "~bbbbbbbb")
     late = log.add("heartbeat", run=old, id=KEY + "~aaaaaaaa")
     log.add("update", run=new, id=KEY + "~bbbbbbbb", state="parsing")
-    fin = final(doc(state="parsing", history=("init", "parsing"), update_count=1, start=20.5,
-                    last=58.0), counters={"started": 2, "failed": 1})
+    fin = final(
+        doc(state="parsing", history=("init", "parsing"), update_count=1, start=20.5, last=58.0),
+        counters={"started": 2, "failed": 1},
+    )
     assert violated(log, fin) == {"no-stale-write": 1}
     late.status = 409
     assert violated(log, fin) == {}
@@ -121,8 +141,10 @@ def test_overlapping_handouts_do_not_make_each_other_stale() -> None:
     fast = log.add("next", at=1, body={"ID": KEY, "Job": {}})
     fast.t1 = 1.5
     log.add("update", at=6, run=slow.seq, id=KEY, state="parsing")
-    fin = final(doc(state="parsing", history=("init", "parsing"), update_count=1, start=4.0,
-                    last=58.0), counters={"started": 2, "failed": 1})
+    fin = final(
+        doc(state="parsing", history=("init", "parsing"), update_count=1, start=4.0, last=58.0),
+        counters={"started": 2, "failed": 1},
+    )
     assert violated(log, fin) == {}
 
 
@@ -167,7 +189,8 @@ def test_a_lease_must_not_outlive_a_tick_that_answered() -> None:
 def test_counters_balance_and_match_the_log() -> None:
     assert violated(clean_log(), final(doc(), counters={"started": 1})) == {"counters": 2}
     assert violated(clean_log(), final(doc(), counters={"started": 2, "completed": 1})) == {
-        "counters": 2}
+        "counters": 2
+    }
 
 
 def test_job_counts_match_the_final_jobs_and_no_maintain_finds_drift() -> None:
@@ -178,8 +201,9 @@ def test_job_counts_match_the_final_jobs_and_no_maintain_finds_drift() -> None:
     off.state_counts = {("ndt", "ndt7"): {"complete": 2}}
     assert violated(clean_log(), off) == {"state-counts": 1}
     drifted = clean_log()
-    drifted.add("maintain", body={"counts": {"source": "ndt/ndt7", "drift": {"init": -1},
-                                             "repaired": True}})
+    drifted.add(
+        "maintain", body={"counts": {"source": "ndt/ndt7", "drift": {"init": -1}, "repaired": True}}
+    )
     assert violated(drifted, kept) == {"state-counts": 1}
 
 
@@ -205,8 +229,9 @@ def test_server_errors_only_as_503_in_fault_windows() -> None:
 
 
 @pytest.mark.parametrize("rate,expect_faults", [(0.0, False), (1.0, True)])
-def test_fault_schedule_draws_only_inside_its_windows(tmp_path: Path, rate: float,
-                                                      expect_faults: bool) -> None:
+def test_fault_schedule_draws_only_inside_its_windows(
+    tmp_path: Path, rate: float, expect_faults: bool
+) -> None:
     path = tmp_path / "faults.json"
     write_schedule(path, 3, [Window(100.0, 200.0, rate)])
     schedule = Schedule(path)

@@ -48,9 +48,10 @@ def test_span_is_short_and_human():
 def test_page_has_counts_filters_refresh_and_escaped_history():
     evil = record(8, State.PARSING, day=2)
     evil.status.history[0] = StateInfo(State.INIT, NOW, NOW, "<b>bold</b>")
-    counts = {s: 0 for s in State} | {State.PARSING: 1, State.FAILED: 3}
-    page = render_html([evil], 1, {"state": None, "experiment": "ndt", "datatype": None}, NOW,
-                       counts, TIMEOUT, 15)
+    counts = dict.fromkeys(State, 0) | {State.PARSING: 1, State.FAILED: 3}
+    page = render_html(
+        [evil], 1, {"state": None, "experiment": "ndt", "datatype": None}, NOW, counts, TIMEOUT, 15
+    )
     assert '<meta http-equiv="refresh" content="15">' in page
     assert 'href="?experiment=ndt&amp;refresh=15&amp;state=failed"><span class="n">3</span>' in page
     assert "&lt;b&gt;bold&lt;/b&gt;" in page and "<b>bold" not in page
@@ -60,13 +61,25 @@ def test_page_has_counts_filters_refresh_and_escaped_history():
 
 
 def test_json_adds_counts_and_expiry_and_keeps_every_field():
-    counts = {s: 0 for s in State} | {State.PARSING: 2}
+    counts = dict.fromkeys(State, 0) | {State.PARSING: 2}
     body = render_json([record(4, State.PARSING)], 1, {}, counts, TIMEOUT)
     assert body["StateCounts"]["parsing"] == 2 and len(body["StateCounts"]) == len(State)
     job = body["Jobs"][0]
     assert job["ExpiresAt"] == "2026-11-27T12:06:00Z"
-    assert {"ID", "Job", "Status", "State", "Label", "Detail", "Error", "ElapsedSeconds",
-            "LastActivity", "Attempts", "LastError", "RetryAt"} <= set(job)
+    assert {
+        "ID",
+        "Job",
+        "Status",
+        "State",
+        "Label",
+        "Detail",
+        "Error",
+        "ElapsedSeconds",
+        "LastActivity",
+        "Attempts",
+        "LastError",
+        "RetryAt",
+    } <= set(job)
     assert "StateCounts" not in render_json([], 0, {})
 
 
@@ -78,8 +91,12 @@ def test_pauses_show_as_an_escaped_banner_and_in_the_json():
     assert "Paused:</strong> ndt/ndt7, by bob" in page
     assert 'class="paused"' not in render_html([], 0, {}, NOW)
     body = render_json([], 0, {}, pauses=pauses)
-    assert body["Paused"][0] == {"Target": "historical", "Who": "alice",
-                                 "Since": "2026-11-27T12:00:00Z", "Reason": "backfill <later>"}
+    assert body["Paused"][0] == {
+        "Target": "historical",
+        "Who": "alice",
+        "Since": "2026-11-27T12:00:00Z",
+        "Reason": "backfill <later>",
+    }
     assert render_json([], 0, {})["Paused"] == []
 
 
@@ -93,4 +110,5 @@ def test_expiry_past_year_9999_is_clamped_not_an_overflow():
     page = render_html([rec], 1, {}, NOW, timeout=TIMEOUT)
     assert "9999-12-31T23:59:59.999999Z" in page
     assert render_json([rec], 1, {}, timeout=TIMEOUT)["Jobs"][0]["ExpiresAt"] == (
-        "9999-12-31T23:59:59.999999Z")
+        "9999-12-31T23:59:59.999999Z"
+    )

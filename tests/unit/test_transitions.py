@@ -12,12 +12,32 @@ from shared.transitions import TERMINAL, Role, as_markdown, check, check_path, i
 
 # Written out by hand from the brief; deliberately not derived from TRANSITIONS.
 ALL_STATES = [
-    "init", "parsing", "parseError", "postProcessing", "stabilizing", "loading",
-    "deduplicating", "copying", "joining", "deleting", "finishing", "failed", "complete",
+    "init",
+    "parsing",
+    "parseError",
+    "postProcessing",
+    "stabilizing",
+    "loading",
+    "deduplicating",
+    "copying",
+    "joining",
+    "deleting",
+    "finishing",
+    "failed",
+    "complete",
 ]
 NON_TERMINAL = [
-    "init", "parsing", "parseError", "postProcessing", "stabilizing", "loading",
-    "deduplicating", "copying", "joining", "deleting", "finishing",
+    "init",
+    "parsing",
+    "parseError",
+    "postProcessing",
+    "stabilizing",
+    "loading",
+    "deduplicating",
+    "copying",
+    "joining",
+    "deleting",
+    "finishing",
 ]
 PARSER_EDGES = {
     ("init", "parsing"),
@@ -106,7 +126,7 @@ def test_non_terminal_message() -> None:
 
 
 def test_terminal_set() -> None:
-    assert TERMINAL == {State.COMPLETE, State.FAILED}
+    assert {State.COMPLETE, State.FAILED} == TERMINAL
     assert isinstance(TERMINAL, frozenset)
 
 
@@ -131,12 +151,26 @@ def test_markdown_row_lists_targets(state: str) -> None:
         assert "terminal" in cell
 
 
-@pytest.mark.parametrize("path,ok", [
-    (["postProcessing", "loading", "deduplicating", "copying", "deleting", "joining", "complete"], True),
-    (["postProcessing", "complete"], True),
-    (["postProcessing", "copying", "complete"], False),
-    (["postProcessing", "loading", "loading", "deduplicating"], False),
-])
+@pytest.mark.parametrize(
+    "path,ok",
+    [
+        (
+            [
+                "postProcessing",
+                "loading",
+                "deduplicating",
+                "copying",
+                "deleting",
+                "joining",
+                "complete",
+            ],
+            True,
+        ),
+        (["postProcessing", "complete"], True),
+        (["postProcessing", "copying", "complete"], False),
+        (["postProcessing", "loading", "loading", "deduplicating"], False),
+    ],
+)
 def test_check_path(path: list[str], ok: bool) -> None:
     states = [State(s) for s in path]
     if ok:
@@ -149,9 +183,11 @@ def test_check_path(path: list[str], ok: bool) -> None:
 # What a parser may ask for, by hand: the table's edges among init and the
 # parser's states, same-state updates in its own states, and giving up.
 PARSER_OWNED = ["parsing", "parseError", "postProcessing"]
-PARSER_MAY = ({(a, b) for a, b in PARSER_EDGES}
-              | {(s, s) for s in PARSER_OWNED}
-              | {(s, "failed") for s in ["init", *PARSER_OWNED]})
+PARSER_MAY = (
+    {(a, b) for a, b in PARSER_EDGES}
+    | {(s, s) for s in PARSER_OWNED}
+    | {(s, "failed") for s in ["init", *PARSER_OWNED]}
+)
 
 
 @pytest.mark.parametrize("pair", ALL_PAIRS, ids=pair_id)
@@ -167,28 +203,43 @@ def test_parser_may_set_only_its_own_states(pair: tuple[str, str]) -> None:
 
 
 REFUSALS = [
-    ("postProcessing", "complete",
-     f"job {KEY}: complete is set by post-processing (or an operator), not by a parser "
-     f"(the job is postProcessing)"),
-    ("postProcessing", "loading",
-     f"job {KEY}: loading is set by post-processing (or an operator), not by a parser "
-     f"(the job is postProcessing)"),
-    ("loading", "loading",
-     f"job {KEY} is loading, which post-processing (or an operator) owns; "
-     f"a parser cannot update it"),
-    ("loading", "deduplicating",
-     f"job {KEY} is loading, which post-processing (or an operator) owns; "
-     f"a parser cannot move it to deduplicating"),
-    ("copying", "failed",
-     f"job {KEY} is copying, which post-processing (or an operator) owns; "
-     f"a parser cannot move it to failed"),
-    ("init", "init",
-     f"job {KEY} is init, which next (a hand-out) owns; a parser cannot update it"),
+    (
+        "postProcessing",
+        "complete",
+        f"job {KEY}: complete is set by post-processing (or an operator), not by a parser "
+        f"(the job is postProcessing)",
+    ),
+    (
+        "postProcessing",
+        "loading",
+        f"job {KEY}: loading is set by post-processing (or an operator), not by a parser "
+        f"(the job is postProcessing)",
+    ),
+    (
+        "loading",
+        "loading",
+        f"job {KEY} is loading, which post-processing (or an operator) owns; "
+        f"a parser cannot update it",
+    ),
+    (
+        "loading",
+        "deduplicating",
+        f"job {KEY} is loading, which post-processing (or an operator) owns; "
+        f"a parser cannot move it to deduplicating",
+    ),
+    (
+        "copying",
+        "failed",
+        f"job {KEY} is copying, which post-processing (or an operator) owns; "
+        f"a parser cannot move it to failed",
+    ),
+    ("init", "init", f"job {KEY} is init, which next (a hand-out) owns; a parser cannot update it"),
 ]
 
 
-@pytest.mark.parametrize(("current", "requested", "message"), REFUSALS,
-                         ids=[f"{c}->{r}" for c, r, _ in REFUSALS])
+@pytest.mark.parametrize(
+    ("current", "requested", "message"), REFUSALS, ids=[f"{c}->{r}" for c, r, _ in REFUSALS]
+)
 def test_parser_refusal_names_the_owner(current: str, requested: str, message: str) -> None:
     with pytest.raises(NotParserState) as info:
         check(KEY, State(current), State(requested), Role.PARSER)
@@ -202,8 +253,10 @@ def test_parser_on_a_terminal_job_gets_the_terminal_message(terminal: str) -> No
 
 
 def test_markdown_names_who_sets_each_state() -> None:
-    owners = {line.split("|")[1].strip().strip("`"): line.split("|")[2].strip()
-              for line in as_markdown().splitlines()[2:]}
+    owners = {
+        line.split("|")[1].strip().strip("`"): line.split("|")[2].strip()
+        for line in as_markdown().splitlines()[2:]
+    }
     assert {s for s, who in owners.items() if who == "the parser"} == set(PARSER_OWNED)
     assert owners["loading"].startswith("post-processing")
     assert owners["complete"].startswith("post-processing")

@@ -32,9 +32,15 @@ def test_nothing_below_the_web_layer_imports_it(path: Path) -> None:
     assert web == [], f"{path.relative_to(ROOT)} imports {web}"
 
 
-@pytest.mark.parametrize("path", sorted((SHARED / "web").glob("*.py")) + [SHARED / "admin.py"],
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path",
+    sorted((SHARED / "web").glob("*.py")) + [SHARED / "admin.py"],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
 def test_web_and_operator_actions_do_not_reach_through_the_tracker(path: Path) -> None:
-    reaching = [node.lineno for node in ast.walk(ast.parse(path.read_text()))
-                if isinstance(node, ast.Attribute) and node.attr == "store"]
+    reaching = [
+        node.lineno
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr == "store"
+    ]
     assert reaching == [], f"{path.relative_to(ROOT)} uses .store at lines {reaching}"
