@@ -124,14 +124,15 @@ def bench_http(
         base, warm + [("heartbeat", heartbeat_path(k)) for k in keys[:16]], 4, timeout, max_seconds
     )  # warms the server's client and code paths; not measured
     results = []
-    for kind, endpoint, path in (
+    scenarios: list[tuple[str, str, Callable[[int], str]]] = [
         (
             "update",
             "/v2/job/update",
             lambda i: update_path(keys[i % len(keys)], f"archive-{i:06d}.tgz"),
         ),
         ("heartbeat", "/v2/job/heartbeat", lambda i: heartbeat_path(keys[i % len(keys)])),
-    ):
+    ]
+    for kind, endpoint, path in scenarios:
         for c in concurrency:
             results.append(
                 http_scenario(

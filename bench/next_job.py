@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -76,13 +76,16 @@ def bench_per_call(
     )
     tracker = Tracker(store)
     queries = [0]
-    for name in ("pending_reoffers", "unretried_reoffers", "retryable"):  # the owed-run queries
 
-        def counted(*args: Any, _query: Any = getattr(tracker, name), **kwargs: Any) -> Any:
+    def counting(query: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
             queries[0] += 1
-            return _query(*args, **kwargs)
+            return query(*args, **kwargs)
 
-        setattr(tracker, name, counted)
+        return counted
+
+    for name in ("pending_reoffers", "unretried_reoffers", "retryable"):  # the owed-run queries
+        setattr(tracker, name, counting(getattr(tracker, name)))
     service = JobService(tracker, cursors, archives, config)
     samples: list[dict[str, Any]] = []
 
