@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from bench.harness import ROOT, arguments, machine_facts, publish
+from bench.harness import ROOT, arguments, grid, machine_facts, publish
 
 #: The module every entry point is imported from.
 MAIN = "functions.main"
@@ -101,17 +101,17 @@ def render(report: dict[str, Any]) -> str:
         f"## Cold start: import time per entry point (median of {report['samples']} fresh "
         "interpreters; `python -m bench.cold_start`)",
         "",
-        "| entry point | import functions.main (s) | first request imports | "
-        "their import (s) | total (s) | heavy modules after import |",
-        "|---|---:|---|---:|---:|---|",
     ]
-    for r in report["rows"]:
-        lines.append(
-            f"| {r['entry_point']}{' (parser)' if r['parser'] else ''} "
-            f"| {r['import_main_s']:.3f} | {', '.join(r['first_request_imports']) or '—'} "
-            f"| {r['first_request_import_s']:.3f} | {r['total_s']:.3f} "
-            f"| {', '.join(r['heavy_loaded_by_import']) or 'none'} |"
-        )
+    lines += grid(
+        report["rows"],
+        "entry point@entry | import functions.main (s)@import_main_s:3 | "
+        "first request imports@imports | their import (s)@first_request_import_s:3 | "
+        "total (s)@total_s:3 | heavy modules after import@heavy",
+        "lrlrrl",
+        entry=lambda r: f"{r['entry_point']}{' (parser)' if r['parser'] else ''}",
+        imports=lambda r: ", ".join(r["first_request_imports"]) or "—",
+        heavy=lambda r: ", ".join(r["heavy_loaded_by_import"]) or "none",
+    )
     f = report["machine"]
     lines += [
         "",

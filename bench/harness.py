@@ -27,7 +27,7 @@ import time
 import tracemalloc
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -91,6 +91,50 @@ def table(header: str, rows: Sequence[Sequence[object]], align: str = "") -> lis
     align = align or "l" + "r" * header.count(" | ")
     rule = "|".join({"l": "---", "r": "--:", "c": ":-:"}[a] for a in align)
     return [f"| {header} |", f"|{rule}|", *("| " + " | ".join(map(str, r)) + " |" for r in rows)]
+
+
+def dig(row: Any, path: str) -> Any:
+    """The value at dotted ``path`` of nested mappings; None where a key is missing."""
+    for key in path.split("."):
+        row = row.get(key) if isinstance(row, Mapping) else None
+    return row
+
+
+def grid(
+    rows: Sequence[Mapping[str, Any]],
+    spec: str,
+    align: str = "",
+    **derived: Callable[[Any], object],
+) -> list[str]:
+    """A Markdown table of ``rows``, one column per ``header@expr`` of ``spec`` (joined by
+    `` | ``). An expr is a name of ``derived`` (called with the row), or a dotted key of the
+    row, optionally ``/divisor``, then ``:,`` (thousands), ``:digits`` (:func:`fmt`) or ``:×``
+    (:func:`growth` down the column); ``align`` as for :func:`table`."""
+    header, columns = [], []
+    for column in spec.split(" | "):
+        head, _, expr = column.rpartition("@")
+        header.append(head)
+        if expr in derived:
+            columns.append([derived[expr](r) for r in rows])
+            continue
+        expr, _, how = expr.partition(":")
+        path, _, divisor = expr.partition("/")
+        values = [dig(r, path) for r in rows]
+        if divisor:
+            values = [None if v is None else v / float(divisor) for v in values]
+        if how == "×":
+            values = growth(values)
+        elif how == ",":
+            values = [f"{v:,}" for v in values]
+        elif how:
+            values = [fmt(v, int(how)) for v in values]
+        columns.append(values)
+    return table(" | ".join(header), list(zip(*columns, strict=True)), align)
+
+
+def heading(title: str, machine: dict[str, Any], *notes: str) -> list[str]:
+    """A report's title, its machine facts and further ``notes`` as list items."""
+    return [f"# {title}", "", *describe(machine), *(f"- {n}" for n in notes), ""]
 
 
 def machine_facts(host: str, own_emulator: bool, gcs_url: str | None = None) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
@@ -29,12 +30,12 @@ from bench.harness import (
     Latencies,
     Run,
     arguments,
-    describe,
     fmt,
+    grid,
+    heading,
     heartbeat_path,
     progress,
     run_measured,
-    table,
     update_path,
 )
 from local.emulator import free_port
@@ -226,41 +227,35 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
 def render(report: dict[str, Any]) -> str:
     """The report as Markdown."""
 
-    def pair(lat: dict[str, float], digits: int = 1) -> str:
-        return f"{fmt(lat['p50_ms'], digits)} / {fmt(lat['p99_ms'], digits)}"
+    def pair(lat: str, digits: int = 1) -> Callable[[dict[str, Any]], str]:
+        return lambda r: f"{fmt(r[lat]['p50_ms'], digits)} / {fmt(r[lat]['p99_ms'], digits)}"
 
-    lines = [
-        "# Hot-job benchmark",
-        "",
-        *describe(report["machine"]),
-        f"- {fmt(report['config']['seconds'])} s per scenario, {SENDERS_PER_JOB} "
+    lines = heading(
+        "Hot-job benchmark",
+        report["machine"],
+        f"{fmt(report['config']['seconds'])} s per scenario, {SENDERS_PER_JOB} "
         "connections per job, server in-process, default heartbeat coalescing",
-        "",
-    ]
-    lines += table(
-        "scenario | jobs × K | R/s per job | updates acked | errors | busiest job doc "
-        "writes/s (peak 1 s) | busiest shard writes/s | UpdateCount exact | list detail lag "
-        "p50/p99 ms | update p50/p99 ms | heartbeat p50/p99 ms | per archive: reads / writes "
-        "/ requests",
-        [
-            (
-                r["name"],
-                f"{r['jobs']} × {r['tasks_per_job']}",
-                fmt(r["target_completions_per_s"]),
-                r["updates_acknowledged"],
-                r["errors"],
-                f"{fmt(r['busiest_job_doc_writes_per_s'], 2)} ({r['busiest_job_doc_peak_second']})",
-                fmt(r["busiest_shard_writes_per_s"], 2),
-                "yes" if r["update_count_exact"] else "NO",
-                pair(r["detail_lag"], 0),
-                pair(r["update"]),
-                pair(r["heartbeat"]),
-                f"{fmt(r['reads_per_archive'], 2)} / {fmt(r['writes_per_archive'], 2)} / "
-                f"{fmt(r['requests_per_archive'], 2)}",
-            )
-            for r in report["scenarios"]
-        ],
+    )
+    lines += grid(
+        report["scenarios"],
+        "scenario@name | jobs × K@jobs | R/s per job@target_completions_per_s:1 | "
+        "updates acked@updates_acknowledged | errors@errors | "
+        "busiest job doc writes/s (peak 1 s)@busiest | "
+        "busiest shard writes/s@busiest_shard_writes_per_s:2 | UpdateCount exact@exact | "
+        "list detail lag p50/p99 ms@lag | update p50/p99 ms@update | "
+        "heartbeat p50/p99 ms@heartbeat | per archive: reads / writes / requests@archive",
         "lrrrrrrcrrrr",
+        jobs=lambda r: f"{r['jobs']} × {r['tasks_per_job']}",
+        busiest=lambda r: (
+            f"{fmt(r['busiest_job_doc_writes_per_s'], 2)} ({r['busiest_job_doc_peak_second']})"
+        ),
+        exact=lambda r: "yes" if r["update_count_exact"] else "NO",
+        lag=pair("detail_lag", 0),
+        update=pair("update"),
+        heartbeat=pair("heartbeat"),
+        archive=lambda r: " / ".join(
+            fmt(r[f"{k}_per_archive"], 2) for k in ("reads", "writes", "requests")
+        ),
     )
     return "\n".join(lines)
 

@@ -23,14 +23,13 @@ from bench.harness import (
     Run,
     arguments,
     bench_floor,
-    describe,
-    fmt,
+    grid,
+    heading,
     heartbeat_path,
     int_list,
     progress,
     run_callers,
     run_measured,
-    table,
     timed_ops,
     update_path,
 )
@@ -39,6 +38,7 @@ from local.workload import bench_job, create_parsing_jobs
 EMULATOR_LOG = RESULTS_DIR / "firestore-emulator.log"
 #: Coalescing window the server runs with (every heartbeat writes).
 SERVER_COALESCE_SECONDS = "0"
+P50_P99 = "p50 ms@p50_ms:1 | p99 ms@p99_ms:1"
 
 
 def run_http(
@@ -124,14 +124,15 @@ def bench_http(
         base, warm + [("heartbeat", heartbeat_path(k)) for k in keys[:16]], 4, timeout, max_seconds
     )  # warms the server's client and code paths; not measured
     results = []
-    for kind, endpoint, path in (
+    scenarios: list[tuple[str, str, Callable[[int], str]]] = [
         (
             "update",
             "/v2/job/update",
             lambda i: update_path(keys[i % len(keys)], f"archive-{i:06d}.tgz"),
         ),
         ("heartbeat", "/v2/job/heartbeat", lambda i: heartbeat_path(keys[i % len(keys)])),
-    ):
+    ]
+    for kind, endpoint, path in scenarios:
         for c in concurrency:
             results.append(
                 http_scenario(
@@ -272,26 +273,11 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
 
 def render(report: dict[str, Any]) -> str:
     """The report as Markdown."""
-    lines = [
-        "# Tracker hot-path benchmark",
-        "",
-        *describe(report["machine"]),
-        "",
-        "## 1. The floor: the Firestore client directly, sequential, one thread",
-        "",
-    ]
-    lines += table(
-        "operation | ops | ops/s | p50 ms | p99 ms",
-        [
-            (
-                r["operation"],
-                r["ops"],
-                fmt(r["ops_per_s"]),
-                fmt(r["p50_ms"], 2),
-                fmt(r["p99_ms"], 2),
-            )
-            for r in report["floor"]
-        ],
+    lines = heading("Tracker hot-path benchmark", report["machine"])
+    lines += ["## 1. The floor: the Firestore client directly, sequential, one thread", ""]
+    lines += grid(
+        report["floor"],
+        "operation@operation | ops@ops | ops/s@ops_per_s:1 | p50 ms@p50_ms:2 | p99 ms@p99_ms:2",
     )
     lines += [
         "",
@@ -300,32 +286,17 @@ def render(report: dict[str, Any]) -> str:
         "× txn = requests/s ÷ bare transactions/s",
         "",
     ]
-    lines += table(
-        "scenario | callers | requests | errors | requests/s | p50 ms | p99 ms | × txn",
-        [
-            (
-                r["scenario"] + (" (stopped at time limit)" if r["stopped_early"] else ""),
-                r["callers"],
-                r["requests"],
-                r["errors"],
-                fmt(r["requests_per_s"]),
-                fmt(r["p50_ms"]),
-                fmt(r["p99_ms"]),
-                fmt(r["ratio_to_txn"], 2),
-            )
-            for r in report["http"]
-        ],
+    lines += grid(
+        report["http"],
+        "scenario@name | callers@callers | requests@requests | errors@errors | "
+        "requests/s@requests_per_s:1 | p50 ms@p50_ms:1 | p99 ms@p99_ms:1 | × txn@ratio_to_txn:2",
+        name=lambda r: r["scenario"] + (" (stopped at time limit)" if r["stopped_early"] else ""),
     )
     for r in report["http"]:
         if r["by_kind"]:
             lines += ["", f"{r['scenario']} ({r['callers']} callers, one job), by kind:", ""]
-            lines += table(
-                "kind | requests | errors | p50 ms | p99 ms",
-                [
-                    (kind, s["requests"], s["errors"], fmt(s["p50_ms"]), fmt(s["p99_ms"]))
-                    for kind, s in r["by_kind"].items()
-                ],
-            )
+            kinds = [{"kind": kind, **s} for kind, s in r["by_kind"].items()]
+            lines += grid(kinds, f"kind@kind | requests@requests | errors@errors | {P50_P99}")
     bad = {
         f"{r['scenario']} ×{r['callers']}": r["status_codes"] for r in report["http"] if r["errors"]
     }
@@ -341,19 +312,10 @@ def render(report: dict[str, Any]) -> str:
         "## 3. Firestore document reads and writes per tracker call (in-process, `JobStore.stats`)",
         "",
     ]
-    lines += table(
-        "operation | calls | reads/call | writes/call | ms/call | note",
-        [
-            (
-                r["operation"],
-                r["calls"],
-                fmt(r["reads_per_call"], 2),
-                fmt(r["writes_per_call"], 2),
-                fmt(r["ms_per_call"], 2),
-                r["note"],
-            )
-            for r in report["per_call"]
-        ],
+    lines += grid(
+        report["per_call"],
+        "operation@operation | calls@calls | reads/call@reads_per_call:2 | "
+        "writes/call@writes_per_call:2 | ms/call@ms_per_call:2 | note@note",
         "lrrrrl",
     )
     return "\n".join(lines)

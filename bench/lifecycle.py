@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,12 @@ from bench.harness import (
     Run,
     arguments,
     bench_floor,
-    describe,
     fmt,
+    grid,
+    heading,
     int_list,
     progress,
     run_measured,
-    table,
 )
 from local.fleet import Call, run_parsers
 from local.workload import expected_keys, seed_workload
@@ -162,42 +162,31 @@ def render(report: dict[str, Any]) -> str:
     """The report as Markdown."""
     cfg, cost = report["config"], report["per_job"]
 
-    def trio(e: dict[str, Any]) -> str:
-        return f"{fmt(e['p50_ms'])} / {fmt(e['p95_ms'])} / {fmt(e['p99_ms'])}"
+    def trio(endpoint: str) -> Callable[[dict[str, Any]], str]:
+        def cell(r: dict[str, Any]) -> str:
+            e = next(x for x in r["endpoints"] if x["endpoint"] == endpoint)
+            return f"{fmt(e['p50_ms'])} / {fmt(e['p95_ms'])} / {fmt(e['p99_ms'])}"
 
-    lines = [
-        "# Lifecycle load benchmark",
-        "",
-        *describe(report["machine"]),
-        f"- Each job: {3 + 2 * cfg['archives']} requests ({cfg['archives']} archives); "
+        return cell
+
+    lines = heading(
+        "Lifecycle load benchmark",
+        report["machine"],
+        f"Each job: {3 + 2 * cfg['archives']} requests ({cfg['archives']} archives); "
         f"{cfg['jobs']} jobs per level; floor: {fmt(report['floor_txn_per_s'])} bare "
         "transactions/s; × txn = requests/s ÷ that",
-        "",
-    ]
-    rows = []
-    for r in report["levels"]:
-        e = {x["endpoint"]: x for x in r["endpoints"]}
-        rows.append(
-            (
-                r["parsers"],
-                r["completed"],
-                fmt(r["jobs_per_s"], 2),
-                fmt(r["requests_per_s"]),
-                fmt(r["ratio_to_txn"], 2),
-                r["errors"],
-                r["duplicates"],
-                trio(e["next"]),
-                trio(e["update parsing (archive)"]),
-                trio(e["heartbeat"]),
-                trio(e["update postProcessing"]),
-            )
-        )
-    lines += table(
-        "parsers | jobs | jobs/s | requests/s | × txn | errors | duplicates | "
-        "next p50/p95/p99 ms | update p50/p95/p99 ms | heartbeat p50/p95/p99 ms | "
-        "postProcessing p50/p95/p99 ms",
-        rows,
+    )
+    lines += grid(
+        report["levels"],
+        "parsers@parsers | jobs@completed | jobs/s@jobs_per_s:2 | requests/s@requests_per_s:1 | "
+        "× txn@ratio_to_txn:2 | errors@errors | duplicates@duplicates | "
+        "next p50/p95/p99 ms@next | update p50/p95/p99 ms@update | "
+        "heartbeat p50/p95/p99 ms@heartbeat | postProcessing p50/p95/p99 ms@post",
         "r" * 11,
+        next=trio("next"),
+        update=trio("update parsing (archive)"),
+        heartbeat=trio("heartbeat"),
+        post=trio("update postProcessing"),
     )
     lines += [
         "",

@@ -23,13 +23,12 @@ from bench.harness import (
     RESULTS_DIR,
     Run,
     arguments,
-    describe,
     fmt,
-    growth,
+    grid,
+    heading,
     int_list,
     progress,
     run_measured,
-    table,
     traced,
     untraced,
 )
@@ -291,110 +290,55 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
 def render(report: dict[str, Any]) -> str:
     """The report as Markdown: one table per measurement, one row per N."""
     rows = report["sizes"]
-    exp, imp, st = (
-        [r[k] for r in rows] for k in ("snapshot_export", "snapshot_import", "status_page")
+    n, cost = "N@n:,", "tracemalloc peak MiB@cost.traced_peak_mib:1"
+    rss = "RSS peak +MiB@cost.rss_peak_mib:1 | ru_maxrss +MiB@cost.maxrss_growth_mib:1"
+    time_s = "time s@cost.seconds:2 | growth@cost.seconds:×"
+    heap = report["config"]["emulator_heap"]
+    lines = heading(
+        "Maintenance scale benchmark",
+        report["machine"],
+        f"Java heap {heap}; time and RSS untraced, tracemalloc peak from a separate traced run",
     )
-    exy = [r["expiry"] for r in rows]
-    lines = [
-        "# Maintenance scale benchmark",
-        "",
-        *describe(report["machine"]),
-        f"- Java heap {report['config']['emulator_heap']}; time and RSS untraced, "
-        "tracemalloc peak from a separate traced run",
-        "",
-        "## 0. Loading the jobs (not a measurement)",
-        "",
-    ]
-    lines += table(
-        "N | load s | jobs/s",
-        [(f"{r['n']:,}", fmt(r["load"]["seconds"]), fmt(r["load"]["docs_per_s"], 0)) for r in rows],
-        "rrr",
-    )
+    lines += ["## 0. Loading the jobs (not a measurement)", ""]
+    lines += grid(rows, f"{n} | load s@load.seconds:1 | jobs/s@load.docs_per_s:0", "rrr")
     lines += ["", "## 1. Snapshot export: `write_snapshot(store, bucket, now)`", ""]
-    lines += table(
-        "N | time s | growth | jobs/s | object MiB | tracemalloc peak MiB | peak growth | "
-        "RSS peak +MiB | ru_maxrss +MiB",
-        [
-            (
-                f"{e['n']:,}",
-                fmt(e["cost"]["seconds"], 2),
-                tg,
-                fmt(e["jobs_per_s"], 0),
-                fmt(e["bytes"] / MIB),
-                fmt(e["cost"]["traced_peak_mib"]),
-                mg,
-                fmt(e["cost"]["rss_peak_mib"]),
-                fmt(e["cost"]["maxrss_growth_mib"]),
-            )
-            for e, tg, mg in zip(
-                exp,
-                growth([e["cost"]["seconds"] for e in exp]),
-                growth([e["cost"]["traced_peak_mib"] for e in exp]),
-                strict=True,
-            )
-        ],
+    lines += grid(
+        [r["snapshot_export"] for r in rows],
+        f"{n} | {time_s} | jobs/s@jobs_per_s:0 | object MiB@bytes/{MIB}:1 | {cost} | "
+        f"peak growth@cost.traced_peak_mib:× | {rss}",
         "r" * 9,
     )
-    lines += [
-        "",
-        "## 2. Snapshot import into an empty project: "
-        '`import_snapshot(store2, load_snapshot("gs://…/latest.json"))`',
-        "",
-    ]
-    lines += table(
-        "N | time s | growth | read + validate s | create s | jobs/s | tracemalloc peak MiB | "
-        "peak growth | RSS peak +MiB | ru_maxrss +MiB",
-        [
-            (
-                f"{i['n']:,}",
-                fmt(i["cost"]["seconds"], 2),
-                tg,
-                fmt(i["read_seconds"], 2),
-                fmt(i["create_seconds"], 2),
-                fmt(i["jobs_per_s"], 0),
-                "not traced"
-                if i["cost"]["traced_peak_mib"] is None
-                else fmt(i["cost"]["traced_peak_mib"]),
-                mg,
-                fmt(i["cost"]["rss_peak_mib"]),
-                fmt(i["cost"]["maxrss_growth_mib"]),
-            )
-            for i, tg, mg in zip(
-                imp,
-                growth([i["cost"]["seconds"] for i in imp]),
-                growth([i["cost"]["traced_peak_mib"] for i in imp]),
-                strict=True,
-            )
-        ],
+    lines += ["", "## 2. Snapshot import into an empty project: "]
+    lines[-1] += '`import_snapshot(store2, load_snapshot("gs://…/latest.json"))`'
+    lines += [""]
+    lines += grid(
+        [r["snapshot_import"] for r in rows],
+        f"{n} | {time_s} | read + validate s@read_seconds:2 | create s@create_seconds:2 | "
+        "jobs/s@jobs_per_s:0 | tracemalloc peak MiB@peak | "
+        f"peak growth@cost.traced_peak_mib:× | {rss}",
         "r" * 10,
+        peak=lambda i: (
+            fmt(i["cost"]["traced_peak_mib"])
+            if i["cost"]["traced_peak_mib"] is not None
+            else "not traced"
+        ),
     )
+    expiry = [r["expiry"] for r in rows]
     lines += [
         "",
         f"## 3. Expiry: `Tracker(store).expire_stale(cutoff, {BATCH})` in passes until "
         "none is left, all N jobs stale in `parsing`",
         "",
     ]
-    lines += table(
-        "N | time s | growth | jobs/s | ms/job | passes | pass ms median | pass ms max | "
-        f"tracemalloc peak of one pass of {BATCH}, MiB | RSS peak +MiB",
-        [
-            (
-                f"{x['n']:,}",
-                fmt(x["seconds"]),
-                tg,
-                fmt(x["jobs_per_s"], 0),
-                fmt(x["ms_per_job"], 2),
-                x["passes"],
-                fmt(x["pass_ms_median"], 0),
-                fmt(x["pass_ms_max"], 0),
-                fmt(x["pass_traced_peak_mib"], 2),
-                fmt(x["rss_peak_mib"]),
-            )
-            if x["ran"]
-            else (f"{x['n']:,}", x["note"], *[""] * 8)
-            for x, tg in zip(exy, growth([x.get("seconds") for x in exy]), strict=True)
-        ],
+    lines += grid(
+        expiry,
+        f"{n} | time s@time | growth@seconds:× | jobs/s@jobs_per_s:0 | ms/job@ms_per_job:2"
+        " | passes@passes | pass ms median@pass_ms_median:0 | pass ms max@pass_ms_max:0 | "
+        f"tracemalloc peak of one pass of {BATCH}, MiB@pass_traced_peak_mib:2 | "
+        "RSS peak +MiB@rss_peak_mib:1",
         "r" * 10,
+        time=lambda x: fmt(x["seconds"]) if x["ran"] else x["note"],
+        passes=lambda x: x.get("passes", ""),
     )
     lines += [
         "",
@@ -403,25 +347,12 @@ def render(report: dict[str, Any]) -> str:
         f"(median of {STATUS_REPEATS})",
         "",
     ]
-    lines += table(
-        "N | time s | growth | get_state s | count s | render_html s | render_json s | "
-        "HTML KiB | JSON KiB | tracemalloc peak MiB | RSS peak +MiB",
-        [
-            (
-                f"{s['n']:,}",
-                fmt(s["cost"]["seconds"], 3),
-                tg,
-                fmt(s["query_seconds"], 3),
-                fmt(s["count_seconds"], 3),
-                fmt(s["html_seconds"], 3),
-                fmt(s["json_seconds"], 3),
-                fmt(s["html_bytes"] / 1024, 0),
-                fmt(s["json_bytes"] / 1024, 0),
-                fmt(s["cost"]["traced_peak_mib"]),
-                fmt(s["cost"]["rss_peak_mib"]),
-            )
-            for s, tg in zip(st, growth([s["cost"]["seconds"] for s in st]), strict=True)
-        ],
+    lines += grid(
+        [r["status_page"] for r in rows],
+        f"{n} | time s@cost.seconds:3 | growth@cost.seconds:× | get_state s@query_seconds:3 | "
+        "count s@count_seconds:3 | render_html s@html_seconds:3 | render_json s@json_seconds:3"
+        " | HTML KiB@html_bytes/1024:0 | JSON KiB@json_bytes/1024:0 | "
+        f"{cost} | RSS peak +MiB@cost.rss_peak_mib:1",
         "r" * 11,
     )
     return "\n".join(lines)

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -22,13 +22,12 @@ from bench.harness import (
     Latencies,
     Run,
     arguments,
-    describe,
-    fmt,
+    grid,
+    heading,
     int_list,
     progress,
     run_callers,
     run_measured,
-    table,
 )
 from local.fleet import Call
 from local.workload import archive_names, candidates, expected_keys, seed_workload
@@ -76,13 +75,16 @@ def bench_per_call(
     )
     tracker = Tracker(store)
     queries = [0]
-    for name in ("pending_reoffers", "unretried_reoffers", "retryable"):  # the owed-run queries
 
-        def counted(*args: Any, _query: Any = getattr(tracker, name), **kwargs: Any) -> Any:
+    def counting(query: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
             queries[0] += 1
-            return _query(*args, **kwargs)
+            return query(*args, **kwargs)
 
-        setattr(tracker, name, counted)
+        return counted
+
+    for name in ("pending_reoffers", "unretried_reoffers", "retryable"):  # the owed-run queries
+        setattr(tracker, name, counting(getattr(tracker, name)))
     service = JobService(tracker, cursors, archives, config)
     samples: list[dict[str, Any]] = []
 
@@ -285,44 +287,33 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
 def render(report: dict[str, Any]) -> str:
     """The report as Markdown."""
     w = report["workload"]
-    lines = [
-        "# Next-job benchmark",
-        "",
-        *describe(report["machine"]),
-        f"- Workload: {w['sources']} sources from {w['start_date']} ({w['days_back']} days "
+    lines = heading(
+        "Next-job benchmark",
+        report["machine"],
+        f"Workload: {w['sources']} sources from {w['start_date']} ({w['days_back']} days "
         f"back): {w['daily_candidates']} daily + {w['historical_candidates']} historical "
         f"candidates, {w['distinct_candidates']} distinct jobs, {w['seeded_candidates']} "
         f"with archives ({w['objects_seeded']} objects), {w['passed_over']} passed over",
-        "",
+    )
+    lines += [
         "## 1. Through HTTP: `POST /v2/job/next`, empty body, callers loop until "
         "503 `No job found. Try again.`",
         "",
     ]
-    lines += table(
-        "callers | hand-outs | requests | 503 no job | errors | s to last hand-out | total s | "
-        "hand-outs/s | p50 ms | p99 ms | no-job p50 ms | no-job max ms | duplicates | complete",
-        [
-            (
-                f"{r['callers']}{' (limit hit)' if r['stopped_early'] else ''}",
-                f"{r['handouts']} + {r['warmup_handouts']}",
-                r["requests"],
-                f"{r['no_job']} ({r['early_no_job']} early)",
-                r["errors"],
-                fmt(r["seconds_to_last_handout"], 2),
-                fmt(r["seconds_total"], 2),
-                fmt(r["handouts_per_s"]),
-                fmt(r["p50_ms"]),
-                fmt(r["p99_ms"]),
-                fmt(r["no_job_p50_ms"]),
-                fmt(r["no_job_max_ms"]),
-                r["duplicates"],
-                "yes"
-                if r["complete"]
-                else f"no ({r['missing']} missing, {r['unexpected']} unexpected)",
-            )
-            for r in report["http"]
-        ],
+    lines += grid(
+        report["http"],
+        "callers@callers | hand-outs@handouts | requests@requests | 503 no job@no_job | "
+        "errors@errors | s to last hand-out@seconds_to_last_handout:2 | total s@seconds_total:2"
+        " | hand-outs/s@handouts_per_s:1 | p50 ms@p50_ms:1 | p99 ms@p99_ms:1 | "
+        "no-job p50 ms@no_job_p50_ms:1 | no-job max ms@no_job_max_ms:1 | "
+        "duplicates@duplicates | complete@complete",
         "r" * 13 + "l",
+        callers=lambda r: f"{r['callers']}{' (limit hit)' if r['stopped_early'] else ''}",
+        handouts=lambda r: f"{r['handouts']} + {r['warmup_handouts']}",
+        no_job=lambda r: f"{r['no_job']} ({r['early_no_job']} early)",
+        complete=lambda r: (
+            "yes" if r["complete"] else f"no ({r['missing']} missing, {r['unexpected']} unexpected)"
+        ),
     )
     bad = {r["callers"]: r["status_codes"] for r in report["http"] if r["errors"]}
     if bad:
@@ -333,32 +324,12 @@ def render(report: dict[str, Any]) -> str:
         "(`JobStore.stats`, `CursorStore.stats`) and GCS list requests",
         "",
     ]
-    lines += table(
-        "call | calls | job reads | job writes | cursor reads | cursor writes | reads | writes | "
-        "owed-run queries | GCS lists | GCS lists max | p50 ms | max ms",
-        [
-            (
-                r["call"],
-                r["calls"],
-                *(
-                    fmt(r[k], 2)
-                    for k in (
-                        "job_reads",
-                        "job_writes",
-                        "cursor_reads",
-                        "cursor_writes",
-                        "reads",
-                        "writes",
-                        "queries",
-                        "gcs_lists",
-                    )
-                ),
-                r["gcs_lists_max"],
-                fmt(r["ms_p50"]),
-                fmt(r["ms_max"]),
-            )
-            for r in report["per_call"]
-        ],
+    lines += grid(
+        report["per_call"],
+        "call@call | calls@calls | job reads@job_reads:2 | job writes@job_writes:2 | "
+        "cursor reads@cursor_reads:2 | cursor writes@cursor_writes:2 | reads@reads:2 | "
+        "writes@writes:2 | owed-run queries@queries:2 | GCS lists@gcs_lists:2 | "
+        "GCS lists max@gcs_lists_max | p50 ms@ms_p50:1 | max ms@ms_max:1",
     )
     return "\n".join(lines)
 

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -22,12 +22,13 @@ from bench.harness import (
     Latencies,
     Run,
     arguments,
-    describe,
+    dig,
     fmt,
+    grid,
+    heading,
     int_list,
     progress,
     run_measured,
-    table,
 )
 from local.clock import FakeClock
 from local.counting_warehouse import CountingWarehouse
@@ -295,100 +296,69 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
 def render(report: dict[str, Any]) -> str:
     """The report as Markdown."""
 
-    def ok(v: dict[str, Any]) -> str:
-        return "yes" if v["ok"] else "**no**"
+    def ok(r: dict[str, Any]) -> str:
+        return "yes" if r["verification"]["ok"] else "**no**"
 
-    lines = [
-        "# Post-processing tick benchmark",
-        "",
-        *describe(report["machine"]),
-        "",
-        "## 1. One tick at a time, until all N jobs are complete",
-        "",
-    ]
-    lines += table(
-        "N | batch | ticks (min) | wall s | tick p50 ms | tick max ms | jobs/tick p50 | "
-        "jobs/tick max | ms/action | reads/job/tick (max) | writes/job/tick (max) | "
-        "reads/job, chain | writes/job, chain | idle tick ms | jobs/hour | "
-        "all complete, each step once",
-        [
-            (
-                f"{r['n']:,}",
-                f"{r['batch']:,}",
-                f"{r['ticks']:,} ({r['min_ticks']:,})"
-                + (" (stopped at limit)" if r["stopped_early"] else ""),
-                fmt(r["wall_seconds"], 2),
-                fmt(r["tick_p50_ms"]),
-                fmt(r["tick_max_ms"]),
-                fmt(r["acted_p50"], 0),
-                f"{r['acted_max']:,}",
-                fmt(r["ms_per_action"], 2),
-                f"{fmt(r['reads_per_job_tick'], 2)} ({fmt(r['reads_per_job_tick_max'], 2)})",
-                f"{fmt(r['writes_per_job_tick'], 2)} ({fmt(r['writes_per_job_tick_max'], 2)})",
-                fmt(r["reads_per_job_chain"]),
-                fmt(r["writes_per_job_chain"]),
-                fmt(r["idle_tick_ms"]),
-                fmt(r["jobs_per_hour"], 0),
-                ok(r["verification"]),
-            )
-            for r in report["series"]
-        ],
+    def with_max(what: str) -> Callable[[dict[str, Any]], str]:
+        key = f"{what}_per_job_tick"
+        return lambda r: f"{fmt(r[key], 2)} ({fmt(r[key + '_max'], 2)})"
+
+    def per_job(what: str) -> Callable[[dict[str, Any]], str]:
+        return lambda s: fmt(s[what] / s["acted"], 2) if s["acted"] else "–"
+
+    def both(what: str, expected: str) -> Callable[[dict[str, Any]], str]:
+        return lambda r: f"{dig(r, what)} ({dig(r, expected)})"
+
+    lines = heading("Post-processing tick benchmark", report["machine"])
+    lines += ["## 1. One tick at a time, until all N jobs are complete", ""]
+    chain = "reads/job, chain@reads_per_job_chain:1 | writes/job, chain@writes_per_job_chain:1"
+    lines += grid(
+        report["series"],
+        "N@n:, | batch@batch:, | ticks (min)@ticks | wall s@wall_seconds:2 | "
+        "tick p50 ms@tick_p50_ms:1 | tick max ms@tick_max_ms:1 | jobs/tick p50@acted_p50:0 | "
+        "jobs/tick max@acted_max:, | ms/action@ms_per_action:2 | reads/job/tick (max)@reads | "
+        f"writes/job/tick (max)@writes | {chain} | idle tick ms@idle_tick_ms:1 | "
+        "jobs/hour@jobs_per_hour:0 | all complete, each step once@ok",
         "r" * 15 + "c",
+        ticks=lambda r: (
+            f"{r['ticks']:,} ({r['min_ticks']:,})"
+            + (" (stopped at limit)" if r["stopped_early"] else "")
+        ),
+        reads=with_max("reads"),
+        writes=with_max("writes"),
+        ok=ok,
     )
     detail = report.get("tick_detail")
     if detail:
         lines += ["", f"## 2. Tick by tick: N = {detail['n']:,}, batch = {detail['batch']:,}", ""]
-        lines += table(
-            "tick | what it did | ms | jobs | reads | writes | reads/job | writes/job",
-            [
-                (
-                    s["tick"],
-                    label(s),
-                    fmt(s["ms"]),
-                    f"{s['acted']:,}",
-                    f"{s['reads']:,}",
-                    f"{s['writes']:,}",
-                    fmt(s["reads"] / s["acted"], 2) if s["acted"] else "–",
-                    fmt(s["writes"] / s["acted"], 2) if s["acted"] else "–",
-                )
-                for s in detail["samples"]
-            ],
+        lines += grid(
+            detail["samples"],
+            "tick@tick | what it did@label | ms@ms:1 | jobs@acted:, | reads@reads:, | "
+            "writes@writes:, | reads/job@rpj | writes/job@wpj",
             "rlrrrrrr",
+            label=label,
+            rpj=per_job("reads"),
+            wpj=per_job("writes"),
         )
     if report["overlap"]:
-        lines += [
-            "",
-            "## 3. Two overlapping ticks (two threads), until all N jobs are complete",
-            "",
-        ]
-        lines += table(
-            "N | batch | rounds | wall s | sequential s | round p50 ms | round max ms | "
-            "actions (expected) | skipped | BigQuery starts (expected) | ids started twice | "
-            "job×step not started once | deletes (jobs not deleted once) | reads/job | "
-            "writes/job | all complete, each step once",
-            [
-                (
-                    f"{r['n']:,}",
-                    f"{r['batch']:,}",
-                    f"{r['rounds']}{' (stopped)' if r['stopped_early'] else ''}",
-                    fmt(r["wall_seconds"], 2),
-                    fmt(r["sequential_wall_seconds"], 2),
-                    fmt(r["round_p50_ms"]),
-                    fmt(r["round_max_ms"]),
-                    f"{r['acted_total']} ({r['expected_actions']})",
-                    r["skipped_total"],
-                    f"{v['starts']} ({v['expected_starts']})",
-                    v["ids_started_twice"],
-                    v["job_steps_not_started_once"],
-                    f"{v['deletes']} ({v['jobs_not_deleted_once']})",
-                    fmt(r["reads_per_job_chain"]),
-                    fmt(r["writes_per_job_chain"]),
-                    ok(v),
-                )
-                for r in report["overlap"]
-                for v in [r["verification"]]
-            ],
+        lines += ["", "## 3. Two overlapping ticks (two threads), until all N jobs are complete"]
+        lines += [""]
+        lines += grid(
+            report["overlap"],
+            "N@n:, | batch@batch:, | rounds@rounds | wall s@wall_seconds:2 | "
+            "sequential s@sequential_wall_seconds:2 | round p50 ms@round_p50_ms:1 | "
+            "round max ms@round_max_ms:1 | actions (expected)@actions | skipped@skipped_total | "
+            "BigQuery starts (expected)@starts | ids started twice@verification.ids_started_twice"
+            " | job×step not started once@verification.job_steps_not_started_once | "
+            "deletes (jobs not deleted once)@deletes | reads/job@reads_per_job_chain:1 | "
+            "writes/job@writes_per_job_chain:1 | "
+            "all complete, each step once@ok",
             "r" * 15 + "c",
+            rounds=lambda r: f"{r['rounds']}{' (stopped)' if r['stopped_early'] else ''}",
+            actions=both("acted_total", "expected_actions"),
+            starts=both("verification.starts", "verification.expected_starts"),
+            deletes=both("verification.deletes", "verification.jobs_not_deleted_once"),
+            ok=ok,
         )
     lines += [
         f"Error (N = {r['n']}, batch = {r['batch']}): {e}"

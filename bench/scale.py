@@ -21,13 +21,11 @@ from bench.harness import (
     Caller,
     Run,
     arguments,
-    describe,
-    fmt,
-    growth,
+    grid,
+    heading,
     int_list,
     progress,
     run_measured,
-    table,
     traced,
     untraced,
 )
@@ -165,46 +163,26 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
 def render(report: dict[str, Any]) -> str:
     """The report as Markdown: one row per N, then the growth factors."""
     rows = report["sizes"]
-    lines = ["# Scale benchmark", "", *describe(report["machine"]), ""]
-    lines += table(
-        "N jobs | status HTML s | status JSON s | one-row query s | status reads | server peak "
-        f"RSS MiB | expiry pass of {BATCH} s | expiry pass tracemalloc MiB | export s | "
-        "export RSS peak MiB | export tracemalloc MiB | count reconciliation s",
-        [
-            (
-                f"{r['n']:,}",
-                fmt(r["status_html_s"], 2),
-                fmt(r["status_json_s"], 2),
-                fmt(r["query_floor_s"], 2),
-                f"{r['status_reads']:,}",
-                fmt(r["server_peak_rss_mib"]),
-                fmt(r["expiry_pass_s"], 2),
-                fmt(r["expiry_pass_traced_mib"]),
-                fmt(r["export_s"], 2),
-                fmt(r["export_rss_peak_mib"]),
-                fmt(r["export_traced_mib"]),
-                fmt(r["reconcile_s"], 2),
-            )
-            for r in rows
-        ],
+    lines = heading("Scale benchmark", report["machine"])
+    lines += grid(
+        rows,
+        "N jobs@n:, | status HTML s@status_html_s:2 | status JSON s@status_json_s:2 | "
+        "one-row query s@query_floor_s:2 | status reads@status_reads:, | "
+        f"server peak RSS MiB@server_peak_rss_mib:1 | expiry pass of {BATCH} s@expiry_pass_s:2"
+        " | expiry pass tracemalloc MiB@expiry_pass_traced_mib:1 | export s@export_s:2 | "
+        "export RSS peak MiB@export_rss_peak_mib:1 | export tracemalloc MiB@export_traced_mib:1"
+        " | count reconciliation s@reconcile_s:2",
         "r" * 12,
     )
     if len(rows) > 1:
-        keys = (
-            "n",
-            "status_html_s",
-            "status_json_s",
-            "expiry_pass_s",
-            "export_s",
-            "export_traced_mib",
-        )
-        cols = [growth([r[k] for r in rows]) for k in keys]
         lines += ["", "Growth from the previous N:", ""]
-        lines += table(
-            "N jobs | × N | status HTML | status JSON | expiry pass | export | export memory",
-            [(f"{r['n']:,}", *(c[i] for c in cols)) for i, r in enumerate(rows) if i],
+        growths = grid(
+            rows,
+            "N jobs@n:, | × N@n:× | status HTML@status_html_s:× | status JSON@status_json_s:× | "
+            "expiry pass@expiry_pass_s:× | export@export_s:× | export memory@export_traced_mib:×",
             "r" * 7,
         )
+        lines += growths[:2] + growths[3:]  # the first N has nothing to grow from
     return "\n".join(lines)
 
 

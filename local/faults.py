@@ -21,6 +21,7 @@ changes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -107,12 +108,10 @@ def wrap_rpcs(api: Any, schedule: Schedule) -> None:
                 return target(request, *args, **kwargs)
             if name == "commit" and exc is gexc.Aborted and getattr(request, "transaction", None):
                 # Firestore ends a transaction whose commit fails, releasing its locks.
-                try:
+                with contextlib.suppress(Exception):  # the rollback is best effort
                     raw["rollback"](
                         {"database": request.database, "transaction": request.transaction}, **kwargs
                     )
-                except Exception:  # noqa: BLE001 - the rollback is best effort
-                    pass
             raise exc(f"injected {exc.__name__} on {name}")
 
         return call

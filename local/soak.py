@@ -312,7 +312,12 @@ def operator(world: World, rng: random.Random, days: list[date]) -> None:
         span = {"from": f"{first:%Y-%m-%d}", "to": f"{last:%Y-%m-%d}"}
         server = rng.randrange(2)
 
-        def admin(call: str, params: dict[str, str] | None = None, method: str = "POST") -> None:
+        def admin(
+            call: str,
+            params: dict[str, str] | None = None,
+            method: str = "POST",
+            server: int = server,
+        ) -> None:
             world.rec.call("operator", "admin/" + call, "/admin/" + call, params, method, server)
 
         if action == "fail" and key:

@@ -62,6 +62,7 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from shared.model import State
@@ -255,11 +256,11 @@ def run_ends(log: Sequence[Entry]) -> dict[str, list[Entry]]:
                     body.get("failed") or {}
                 ):
                     ends[key].append(e)
-        elif e.call == "admin/job/fail" or (
-            e.call == "update" and e.params.get("state") in TERMINAL_STATES
-        ):
-            if e.status == 200 or e.unknown:
-                ends[_key(e)].append(e)
+        elif (
+            e.call == "admin/job/fail"
+            or (e.call == "update" and e.params.get("state") in TERMINAL_STATES)
+        ) and (e.status == 200 or e.unknown):
+            ends[_key(e)].append(e)
     return ends
 
 
@@ -269,7 +270,7 @@ def _check_handouts(log: Sequence[Entry], hs: list[Handout], r: Report) -> None:
     for h in hs:
         by_key[h.key].append(h)
     for key, mine in by_key.items():
-        for first, second in zip(mine, mine[1:]):
+        for first, second in pairwise(mine):
             r.checked["no-duplicate-handout"] += 1
             if not any(e.t1 > first.t0 and e.t0 < second.t1 for e in ends[key] + ends["*"]):
                 r.fail(
@@ -349,7 +350,7 @@ def _check_docs(log: Sequence[Entry], final: Final, limits: Limits, r: Report) -
             r.fail("history-transitions", f"{key}: history does not start at init: {states[:3]}")
         elif states[-1] != doc.state:
             r.fail("history-transitions", f"{key}: state {doc.state} but last entry {states[-1]}")
-        for (i, a), (j, b) in zip(doc.history, doc.history[1:]):
+        for (i, a), (j, b) in pairwise(doc.history):
             if j != i + 1:
                 continue
             try:

@@ -243,7 +243,9 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Return rows as a plain text table with aligned columns."""
     cells = [[str(h) for h in header]] + [["" if v is None else str(v) for v in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
+    )
 
 
 def _short(text: str, width: int = 60) -> str:

@@ -176,11 +176,12 @@ class TrackerClient:
         """
         response = self._call("heartbeat", "/v2/job/heartbeat", data={"id": job_id})
         body = self._json("heartbeat", response)
-        if not isinstance(body, dict) or not isinstance(body.get("Recorded"), bool):
+        recorded = body.get("Recorded") if isinstance(body, dict) else None
+        if not isinstance(recorded, bool):
             raise TrackerCallError(
                 "heartbeat", response.status_code, f"unexpected answer {body!r}", response.url
             )
-        return body["Recorded"]
+        return recorded
 
     def error(self, job_id: str, message: str) -> UpdateResult:
         """Report a parse error: the job goes to ``parseError`` with ``message`` as detail."""

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import re2  # type: ignore[import-untyped]
-import yaml  # type: ignore[import-untyped]
+import yaml
 from marshmallow import (
     RAISE,
     Schema,
@@ -57,7 +57,7 @@ from marshmallow import (
     validates,
     validates_schema,
 )
-from marshmallow.error_store import SCHEMA
+from marshmallow.exceptions import SCHEMA
 
 from shared import defaults, transitions
 from shared.gotime import parse_duration
@@ -225,7 +225,7 @@ class _Text(fields.String):
     default_error_messages: dict[str, Any] = {"invalid": "expected a string"}  # noqa: RUF012
 
 
-class _Flag(fields.Field):
+class _Flag(fields.Field[bool]):
     """A boolean: YAML true/false, or the strings ``true``/``false`` (from a placeholder)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
@@ -246,7 +246,7 @@ def _parsed(parse: Callable[[str], _T], value: Any, expected: str) -> _T:
         raise ValidationError(str(exc)) from None
 
 
-class _Duration(fields.Field):
+class _Duration(fields.Field[timedelta]):
     """A Go duration string (``5h``, ``10h30m``); a bare number other than 0 is an error."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> timedelta:
@@ -262,7 +262,7 @@ class _Duration(fields.Field):
         return _parsed(parse_duration, value, 'a Go duration such as "5h"')
 
 
-class _Date(fields.Field):
+class _Date(fields.Field[date]):
     """A calendar date: a YAML date or a ``YYYY-MM-DD`` string."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> date:
@@ -421,7 +421,7 @@ class ConfigSchema(_Strict):
                 duplicates[i] = [message]
             seen.setdefault(ident, i)
         if duplicates:
-            raise ValidationError(duplicates, field_name="sources")  # type: ignore[arg-type]
+            raise ValidationError(duplicates, field_name="sources")
 
     @post_load
     def _make(self, data: dict[str, Any], **kwargs: Any) -> Config:
@@ -473,9 +473,11 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-_Loader.add_constructor(
-    "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node)
-)
+def _timestamp_as_text(loader: _Loader, node: yaml.ScalarNode) -> str:
+    return loader.construct_scalar(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 
 _PLACEHOLDER_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -26,6 +26,7 @@ cycle round without a hand-out rests for the config's polling interval.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import random
@@ -483,10 +484,8 @@ class JobService:
         job, offer = found.job, found.offer
         existing: JobRecord | None = None
         if look_first:
-            try:
+            with contextlib.suppress(JobNotFound):
                 existing = self.tracker.get_record(job.key())
-            except JobNotFound:
-                pass
         if existing is not None and existing.offer == offer:
             return None, True
         if existing is not None and existing.status.state not in TERMINAL:

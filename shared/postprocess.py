@@ -107,6 +107,10 @@ def visit_budget(firestore_deadline: float, bigquery: bool = True) -> timedelta:
     )
 
 
+#: The default worst-case visit: with a BigQuery step and the default Firestore deadline.
+_DEFAULT_VISIT = visit_budget(defaults.FIRESTORE_DEADLINE)
+
+
 @dataclass(frozen=True)
 class PostProcessPolicy:
     """How a tick works: page size, time budget, lease, retries of retryable BigQuery errors."""
@@ -116,7 +120,7 @@ class PostProcessPolicy:
     #: How long a tick may work; no visit starts that might not end within it.
     tick: timedelta = timedelta(seconds=defaults.POSTPROCESS_TICK_SECONDS)
     #: The worst-case duration of one visit (:func:`visit_budget`).
-    visit: timedelta = visit_budget(defaults.FIRESTORE_DEADLINE)
+    visit: timedelta = _DEFAULT_VISIT
     #: How long a tick's lease on a job lasts.
     lease: timedelta = defaults.POSTPROCESS_LEASE
     #: Attempts of a step that fails in a retryable way.
@@ -214,7 +218,7 @@ class PostProcessor:
                 self._claim_and_visit(candidate, owner, summary)
             if summary.out_of_time or len(page) < self.policy.batch or not candidates:
                 break
-        result = {k: v for k, v in vars(summary).items()}
+        result = dict(vars(summary))
         result["duration_seconds"] = round(time.monotonic() - started, 3)
         result["time"] = format_time(now)
         log.info(
@@ -340,7 +344,7 @@ class PostProcessor:
             lease = "its lease released"
         except (LeaseLost, JobNotFound):
             lease = "it holds no lease of this tick"
-        except Exception as again:
+        except Exception as again:  # noqa: BLE001 - any failure: the lease runs out by itself
             lease = f"its lease could not be released ({again}) and runs out by itself"
         log.warning(
             "postprocess: tick ended, Firestore unavailable while %s job %s (%s): %s; "

@@ -104,6 +104,9 @@ def _names(text: str) -> frozenset[str]:
     return names
 
 
+_DEFAULT_RETRY = RetryPolicy()
+
+
 @dataclass(frozen=True)
 class Settings:
     """Deployment settings, each read from one environment variable (README, "Configuration")."""
@@ -111,7 +114,7 @@ class Settings:
     project: str | None = None  # GOOGLE_CLOUD_PROJECT
     collection: str = JOBS_COLLECTION  # TRACKER_COLLECTION
     heartbeat_coalesce: timedelta = defaults.HEARTBEAT_COALESCE  # HEARTBEAT_COALESCE_SECONDS
-    retry: RetryPolicy = RetryPolicy()  # RETRY_MAX_ATTEMPTS, RETRY_BACKOFF
+    retry: RetryPolicy = _DEFAULT_RETRY  # RETRY_MAX_ATTEMPTS, RETRY_BACKOFF
     cleanup_delay: timedelta = defaults.CLEANUP_DELAY  # CLEANUP_DELAY
     snapshot_bucket: str | None = None  # SNAPSHOT_BUCKET; None: no snapshots
     snapshot_prefix: str = defaults.SNAPSHOT_PREFIX  # SNAPSHOT_PREFIX

@@ -52,7 +52,7 @@ class JobId(fields.String):
         return text
 
 
-class ParserJobId(fields.Field):
+class ParserJobId(fields.Field[RunId]):
     """The ``id`` a parser echoes: the ``key~run`` that ``next`` handed out, or a bare key."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> RunId:
@@ -81,7 +81,7 @@ class StateName(fields.String):
         return None if value is None else State(value).value
 
 
-class GoTime(fields.Field):
+class GoTime(fields.Field[datetime]):
     """A time in Go's RFC 3339 JSON format."""
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:

@@ -76,7 +76,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import google.cloud.storage as storage  # the name form mypy resolves
 import ijson
@@ -230,7 +230,8 @@ def _where(kind: str, key: str) -> str:
 
 def _load_entry(schema: Schema, raw: Any, where: str, problems: list[str]) -> dict[str, Any] | None:
     try:
-        return schema.load(raw)
+        loaded: dict[str, Any] = schema.load(raw)  # a Schema without many=True loads a dict
+        return loaded
     except ValidationError as exc:
         problems.extend(_problems(exc.messages, where))
         return None
@@ -523,7 +524,7 @@ class SpooledSnapshot:
     Use it as a context manager, or :meth:`close` it, to delete the spool.
     """
 
-    _TABLES = {"Statuses": "statuses", "Jobs": "jobs"}
+    _TABLES: ClassVar[dict[str, str]] = {"Statuses": "statuses", "Jobs": "jobs"}
 
     def __init__(self, stream: IO[bytes]) -> None:
         """Read ``stream`` (a state file) once and validate it; :class:`SnapshotError` lists every problem."""

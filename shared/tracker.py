@@ -66,7 +66,8 @@ class RetryPolicy:
         """When a job that failed its ``attempts``-th run may run again; None if never."""
         if attempts >= self.max_attempts:
             return None
-        return failed_at + self.backoff * 2 ** (attempts - 1)
+        factor: float = 2 ** (attempts - 1)  # int, or a fraction when attempts < 1
+        return failed_at + self.backoff * factor
 
 
 Clock = Callable[[], datetime]
@@ -79,6 +80,8 @@ Source = tuple[str, str]
 Change = Callable[[JobRecord, datetime], None]
 
 _TICK = timedelta(microseconds=1)
+#: The filter of every job: the default of listings and counts.
+_ALL_JOBS = JobFilter()
 
 
 #: The totals of state changes kept per source: hand-outs, completions, failures.
@@ -631,11 +634,11 @@ class Tracker:
         """Return the job, its exact status and bookkeeping; :class:`JobNotFound` if there is none."""
         return self._record(key, progress=True)
 
-    def get_state(self, f: JobFilter = JobFilter()) -> Iterator[JobRecord]:
+    def get_state(self, f: JobFilter = _ALL_JOBS) -> Iterator[JobRecord]:
         """Stream the jobs ``f`` selects: by job date with a date range, else oldest start first."""
         return self.store.query(f)
 
-    def count(self, f: JobFilter = JobFilter()) -> int:
+    def count(self, f: JobFilter = _ALL_JOBS) -> int:
         """Return the number of jobs ``f`` selects, its limit aside (an aggregation query)."""
         return self.store.count(f)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 
 from shared.errors import IllegalTransition, NotParserState
 from shared.model import State
@@ -100,7 +101,7 @@ def check(key: str, current: State, requested: State, by: Role = Role.OPERATOR) 
 
 def check_path(path: Sequence[State]) -> None:
     """Raise ValueError unless each state of ``path`` may follow the one before it."""
-    for current, following in zip(path, path[1:]):
+    for current, following in pairwise(path):
         if following is current or not is_allowed(current, following):
             raise ValueError(f"{following.value} cannot follow {current.value}")
 

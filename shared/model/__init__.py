@@ -13,12 +13,13 @@ One module per noun, every public name re-exported here
 * :mod:`~shared.model.job_filter` — :class:`JobFilter`, which jobs a listing is about.
 """
 
+from datetime import UTC
+
 from shared.model.job import (
     MAX_KEY_LENGTH,
     MAX_RUN_LENGTH,
     RUN_RE,
     RUN_SEPARATOR,
-    UTC,
     Datasets,
     Job,
     RunId,

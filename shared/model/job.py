@@ -18,8 +18,6 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from shared.model.names import KEY_DATE_FORMAT, KEY_RE, source_name, ymd
 
-UTC = UTC
-
 #: Longest key accepted; well under Firestore's 1,500-byte document id limit.
 MAX_KEY_LENGTH = 400
 

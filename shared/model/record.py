@@ -7,9 +7,9 @@ Pure: how a record is stored is the store's business
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
-from shared.model.job import UTC, Job, new_run
+from shared.model.job import Job, new_run
 from shared.model.status import Status
 
 #: The lease time of a job no post-processing tick holds (a time always in the past).

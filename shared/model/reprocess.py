@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
-from shared.model.job import UTC, Job
+from shared.model.job import Job
 from shared.model.names import source_name
 
 

@@ -7,9 +7,9 @@ Nothing here does I/O; every change takes ``now``. The failure label is Go's
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from shared.model.job import UTC, State, utcnow
+from shared.model.job import State, utcnow
 
 #: Go's zero ``time.Time``; the heartbeat time of a job that never sent one.
 ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
@@ -93,7 +93,7 @@ class Status:
         """The state for metrics; ``{prev}-failed`` when failed, e.g. ``loading-failed``."""
         if self.state is State.FAILED:
             return f"{self.prev.value}-{State.FAILED.value}"
-        return self.state.value
+        return str(self.state)  # State.__str__ is its wire string
 
     @property
     def detail(self) -> str:

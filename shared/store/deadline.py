@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
-import grpc  # type: ignore[import-untyped]
+import grpc
 from google.api_core.retry import Retry
 from google.cloud import firestore
 from google.cloud.firestore_v1.services.firestore import client as firestore_client
@@ -279,7 +279,9 @@ class DeadlineClient(firestore.Client):
         self._retries_bounded = False
 
     def _emulator_channel(self, transport: Any) -> Any:
-        return grpc.intercept_channel(super()._emulator_channel(transport), self._interceptor)
+        # firestore_v1's _emulator_channel is unannotated.
+        channel = super()._emulator_channel(transport)  # type: ignore[no-untyped-call]
+        return grpc.intercept_channel(channel, self._interceptor)
 
     @property
     def _firestore_api(self) -> Any:

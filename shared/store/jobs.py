@@ -258,12 +258,14 @@ class JobStore:
             return record
 
         try:
-            return run(self.client.transaction())
+            # firestore.transactional() drops the wrapped function's type: run returns a record.
+            result: JobRecord = run(self.client.transaction())
         except ValueError as exc:
             cause = transient_cause(exc)
             if cause is None:
                 raise
             raise unavailable(cause) from exc
+        return result
 
     def write_detail(
         self,
@@ -321,8 +323,9 @@ class JobStore:
         """Record an update (``index`` given) or a heartbeat of ``run`` on a random progress shard.
 
         One blind merge (an ``Increment``; times are the writer's, and readers
-        take the latest over all shards) that creates the shard if needed. Raises :class:`DocumentMissing` if the job is gone
-        (one more read, to tell a gone job from a new shard).
+        take the latest over all shards) that creates the shard if needed. Raises
+        :class:`DocumentMissing` if the job is gone (one more read, to tell a gone job
+        from a new shard).
         """
         ref = random.choice(self._shard_refs(key, run))
         fields = shard_fields(run, index, detail, now)
@@ -568,7 +571,7 @@ class JobStore:
                 created.extend(r.key for _, r in todo)
             except gexc.Conflict:  # created meanwhile by someone else: one by one
                 writes = 0  # each create counts its own
-                for ref, record in todo:
+                for _ref, record in todo:
                     try:
                         self.create(record)
                         created.append(record.key)

@@ -95,7 +95,7 @@ class NextJobAnswer(Schema):
     Job = fields.Nested(JobSchema, required=True)
 
 
-def _field_extras(self: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
+def _field_extras(self: Any, field: fields.Field[Any], **kwargs: Any) -> dict[str, Any]:
     """What the generic converter cannot see in our own field types."""
     if isinstance(field, ParserJobId):
         return {
