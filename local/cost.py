@@ -53,13 +53,13 @@ class Counted:
     status_rows: float = 1000.0
 
 
-#: The counts as measured (README "Performance"); results files override the first five.
+#: The counts as measured (docs/performance.md); results files override the first five.
 COUNTED = Counted()
 
 
 @dataclass(frozen=True)
 class Scale:
-    """M-Lab's shape, assumed (see the README's "Cost" for the reasons)."""
+    """M-Lab's shape, assumed (see docs/performance.md, "Cost", for the reasons)."""
 
     sources: int = 16  # the production config's sources
     jobs_per_day: float = 1000.0  # 16 daily + historical reprocessing

@@ -7,7 +7,7 @@ soak tags each parser call with the hand-out it works on), so the checks hold
 whether or not the server puts the run in the ID. A call that got no answer
 has status 0. Times are Unix seconds on the one clock of the machine.
 
-The invariants (README, "Soak"):
+The invariants (docs/testing.md, "Soak"):
 
 ``no-duplicate-handout``
     Two hand-outs of one key need, between them, something that may have

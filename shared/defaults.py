@@ -1,7 +1,7 @@
 """Every tunable default, in one place: what each is, and its unit.
 
 Modules read their defaults from here; a deployment overrides some of them
-through environment variables (:mod:`shared.runtime`, README "Configuration",
+through environment variables (:mod:`shared.runtime`, docs/operations.md "Configuration",
 named beside each default below), and tests and benchmarks through the
 constructors' arguments. Nothing here imports anything of the project.
 """

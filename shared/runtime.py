@@ -109,7 +109,7 @@ _DEFAULT_RETRY = RetryPolicy()
 
 @dataclass(frozen=True)
 class Settings:
-    """Deployment settings, each read from one environment variable (README, "Configuration")."""
+    """Deployment settings, each read from one environment variable (docs/operations.md, "Configuration")."""
 
     project: str | None = None  # GOOGLE_CLOUD_PROJECT
     collection: str = JOBS_COLLECTION  # TRACKER_COLLECTION

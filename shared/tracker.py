@@ -7,7 +7,7 @@ the document once and then make one single write that cannot conflict: the
 detail is written for the run and the history entry that were current when the
 request was read, and counts only while they still are. A hot-path write
 within :data:`~shared.defaults.JOB_WRITE_INTERVAL` of the job document's last write goes to a
-progress shard of the job and run instead (README, "How a job is stored").
+progress shard of the job and run instead (docs/design.md, "How a job is stored").
 
 Parsers name the run they were handed (``run``; see :class:`~shared.model.RunId`):
 a request for a run that is no longer the job's raises :class:`StaleRun` and

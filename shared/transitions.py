@@ -107,7 +107,7 @@ def check_path(path: Sequence[State]) -> None:
 
 
 def as_markdown() -> str:
-    """Return the table as Markdown, as the README shows it."""
+    """Return the table as Markdown, as docs/design.md shows it."""
     lines = ["| from | set by | may become |", "|---|---|---|"]
     for state in State:
         nxt = TRANSITIONS[state]

@@ -46,10 +46,10 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 from google.api_core import exceptions as gexc
-from google.auth import exceptions as auth_exc
 
 from shared import defaults
 from shared.errors import Unavailable
+from shared.gcs import TRANSIENT as GCS_TRANSIENT
 from shared.model import Job, State, bucket_problem, dataset_problem, experiment_problem, ymd
 
 if TYPE_CHECKING:  # imported where used: a process that runs no step never imports it
@@ -192,22 +192,9 @@ RETRYABLE_REASONS = frozenset(
     }
 )
 
-#: Transport errors and API errors that mean "try again later".
-TRANSIENT: tuple[type[BaseException], ...] = (
-    gexc.ServiceUnavailable,
-    gexc.InternalServerError,
-    gexc.BadGateway,
-    gexc.GatewayTimeout,
-    gexc.DeadlineExceeded,
-    gexc.TooManyRequests,
-    gexc.RetryError,
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    ConnectionError,
-    TimeoutError,
-    auth_exc.TransportError,
-)
+#: Transport errors and API errors that mean "try again later": those of GCS (the same
+#: Google API client stack), and a timeout of the client's own.
+TRANSIENT: tuple[type[BaseException], ...] = (*GCS_TRANSIENT, TimeoutError)
 
 
 def _streaming_buffer(text: str) -> bool:

@@ -31,7 +31,7 @@ locals {
   # call at their deadlines, 120 s) could outlast it, and ends early when no job is leasable.
   # A visit costs 2 Firestore reads and 2 writes (bench/postprocess.py) and at most one
   # BigQuery call (~0.3 s assumed), so 140,000 visits take ~12 hours of tick time a day: half
-  # the day, with room (README "Post-processing"). max_instances = 1: while a long tick runs,
+  # the day, with room (docs/deploy.md, "Post-processing sizing"). max_instances = 1: while a long tick runs,
   # the scheduler's next calls are refused and the running tick does their work.
   environment = merge(var.config_environment, {
     GOOGLE_CLOUD_PROJECT     = var.project

@@ -223,7 +223,7 @@ def from_document(
     them the record is exact: their updates beyond ``progress_folded`` add to
     the update count, and their latest detail, update and heartbeat times
     count. Without them the document's last sum of the shards
-    (``live.{run}.sharded``) stands in, which lags (README, "How a job is
+    (``live.{run}.sharded``) stands in, which lags (docs/design.md, "How a job is
     stored").
 
     History entries without a state are ignored; a history left with no

@@ -8,7 +8,7 @@ started/completed/failed totals are the sums of the counter shards kept in
 the state-change transactions (one query); the stream dates come from the
 job service's cursors. The names follow the Go
 Gardener's where they still mean the same thing; every metric is described in
-the README ("Metrics"). ``prometheus_client`` is imported by the first scrape,
+docs/operations.md ("Metrics"). ``prometheus_client`` is imported by the first scrape,
 not with the module: no parser request needs it.
 """
 
