@@ -63,7 +63,7 @@ def gcs_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def gcs_client(gcs_url: str):  # type: ignore[no-untyped-def]
+def gcs_client(gcs_url: str):
     """A storage client bound to the GCS emulator."""
     from local.gcs_emulator import client
 
@@ -89,7 +89,7 @@ def bq_url(bq_gcs_root: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def bq_client(bq_url: str):  # type: ignore[no-untyped-def]
+def bq_client(bq_url: str):
     """A BigQuery client bound to the emulator (project demo-gardener)."""
     from local.bq_emulator import client
 
@@ -103,7 +103,7 @@ def project(emulator_host: str) -> str:
 
 
 @pytest.fixture
-def firestore_client(project: str):  # type: ignore[no-untyped-def]
+def firestore_client(project: str):
     """A Firestore client on this test's project."""
     from google.cloud import firestore
 
@@ -111,7 +111,7 @@ def firestore_client(project: str):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def store(firestore_client):  # type: ignore[no-untyped-def]
+def store(firestore_client):
     """A job store on this test's project."""
     from shared.store import JobStore
 
@@ -125,7 +125,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def tracker(store, clock):  # type: ignore[no-untyped-def]
+def tracker(store, clock):
     """A tracker on this test's store and clock, its hot path always writing the job document.
 
     The fake clock does not move the wall clock the write interval is measured
@@ -139,7 +139,7 @@ def tracker(store, clock):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def http(tracker, monkeypatch):  # type: ignore[no-untyped-def]
+def http(tracker, monkeypatch):
     """A Flask test client of the ``api`` router, wired to this test's tracker and pauses."""
     from functions_framework import create_app
 

@@ -58,7 +58,8 @@ def signed(key: bytes = KEY, kid: str = "kid-1", **changes: Any) -> str:
     }
     claims.update(changes)
     claims = {k: v for k, v in claims.items() if v is not None}
-    return jwt.encode(crypt.RSASigner.from_string(key, kid), claims).decode()
+    token: bytes = jwt.encode(crypt.RSASigner.from_string(key, kid), claims)
+    return token.decode()
 
 
 def unsigned(claims: dict[str, Any]) -> str:

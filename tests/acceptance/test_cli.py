@@ -33,7 +33,7 @@ COMMANDS = (
 
 
 @pytest.fixture
-def server(start_server, gcs_client, gcs_url, tmp_path):  # type: ignore[no-untyped-def]
+def server(start_server, gcs_client, gcs_url, tmp_path):
     """A server with a two-source config on a fresh archive bucket and a snapshot bucket."""
     archive = f"archive-{uuid.uuid4().hex[:12]}"
     snapshots = f"snap-{uuid.uuid4().hex[:12]}"
@@ -62,7 +62,7 @@ def server(start_server, gcs_client, gcs_url, tmp_path):  # type: ignore[no-unty
     return {"url": url, "archive": archive, "snapshots": snapshots, "start": start}
 
 
-def run(capsys, url: str, *args: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+def run(capsys, url: str, *args: str) -> tuple[int, str, str]:
     """Run the command line in this process; return (exit status, stdout, stderr)."""
     code = cli.main([*args, "--url", url, "--operator", "carol"])
     out, err = capsys.readouterr()

@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from datetime import date
+from typing import Any
 
 import pytest
 import requests
@@ -49,7 +50,7 @@ def client(stack: str) -> TrackerClient:
     return TrackerClient(stack, timeout=10, attempts=2, backoff=0.01, max_backoff=0.05)
 
 
-def status_of(base: str, key: str) -> dict:
+def status_of(base: str, key: str) -> dict[str, Any]:
     jobs = requests.get(f"{base}/status?format=json", timeout=10).json()["Jobs"]
     return next(j for j in jobs if j["ID"] == key)
 
@@ -109,7 +110,7 @@ def test_errors_are_typed_and_name_the_call(client: TrackerClient) -> None:
 
 def test_unknown_state_name_in_python_is_refused_before_sending(client: TrackerClient) -> None:
     with pytest.raises(ValueError, match="unknown state 'finished'"):
-        client.update("archive-demo/ndt/ndt7/20000101", "finished")  # type: ignore[arg-type]
+        client.update("archive-demo/ndt/ndt7/20000101", "finished")
 
 
 def test_no_tracker_is_unavailable_after_the_attempts() -> None:

@@ -64,7 +64,7 @@ def test_sigkill_mid_load_then_restart_loses_nothing(emulator_host, gcs_url, pro
     servers = [start_functions(port, env, quiet=True)]
     killed_at: list[int] = []
 
-    def kill_and_restart(calls) -> None:  # type: ignore[no-untyped-def]
+    def kill_and_restart(calls) -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if (

@@ -10,12 +10,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 from local.emulator import free_port
 from local.stack import ROOT, launched
 
 
-def post(url: str) -> tuple[int, dict]:
+def post(url: str) -> tuple[int, dict[str, Any]]:
     """POST with an empty body and no content type, as the Go client does."""
     try:
         with urllib.request.urlopen(
@@ -48,6 +49,7 @@ def test_stack_serves_go_client_calls_and_stops_on_ctrl_c(emulator_host, gcs_url
         stderr=subprocess.STDOUT,
         text=True,
     )
+    assert proc.stdout is not None  # stdout=PIPE
     try:
         lines = []
         deadline = time.monotonic() + 60

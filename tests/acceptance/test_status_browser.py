@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from local.clock import FakeClock
 from shared.model import Job, State
 from shared.tracker import Tracker
-from tests.conftest import FakeClock
 
 CHROMIUM = Path("/usr/bin/chromium")
 EVIL = "<script>document.title='pwned'</script><script>alert(1)</script>"
@@ -96,7 +96,9 @@ def test_status_page_renders_jobs_escapes_script_and_colours_by_age(page_url, tm
     for key in jobs.values():
         assert html.escape(key) in dom, key
     # The script is shown as text, never run: it would have set the title and added no element.
-    title = re.search(r"<title>(.*?)</title>", dom, re.S).group(1)
+    found = re.search(r"<title>(.*?)</title>", dom, re.S)
+    assert found, dom[:3000]
+    title = found.group(1)
     assert "pwned" not in title and title.startswith("Gardener tracker")
     assert "&lt;script&gt;document.title='pwned'&lt;/script&gt;" in dom
     assert "<script>document.title" not in dom
@@ -123,7 +125,9 @@ def test_status_page_filter_form_works_without_javascript(page_url, tmp_path):
     base, jobs = page_url
     served = requests.get(f"{base}/status", timeout=30).text
     assert "<script" not in served  # the page has no JavaScript at all
-    form = re.search(r'<form class="filters" method="get">(.*?)</form>', served, re.S).group(1)
+    found = re.search(r'<form class="filters" method="get">(.*?)</form>', served, re.S)
+    assert found, served[:3000]
+    form = found.group(1)
     assert {"state", "experiment", "datatype", "refresh"} <= set(re.findall(r'name="(\w+)"', form))
     # what submitting the form with state=failed, experiment=ndt asks for
     dom = chromium(

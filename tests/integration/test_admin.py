@@ -1,4 +1,5 @@
-"""Operator control on the emulators: every admin action, its audit, refusals, reprocessing (and cancelling it), pauses."""
+"""Operator control on the emulators: every admin action, its audit, refusals, reprocessing
+(and cancelling it), pauses."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import threading
 import uuid
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 
@@ -14,8 +16,9 @@ from shared.admin import Admin, Cancellation
 from shared.config import Config, Source
 from shared.gcs import ArchiveLister
 from shared.job_service import JobService
-from shared.model import Datasets, Job, State
+from shared.model import Datasets, Job, ReprocessItem, State
 from shared.store import ControlStore, CursorStore, ReprocessQueue
+from shared.tracker import Tracker
 from tests.idtokens import CERTS, HOST, OTHER_KEY, signed, unsigned
 
 NOW_DAY = date(2026, 11, 27)  # the FakeClock's day; it stands at 12:00 UTC
@@ -25,7 +28,7 @@ ROOT_MAIN = __import__("pathlib").Path(__file__).resolve().parents[2] / "functio
 
 
 @pytest.fixture
-def bucket(gcs_client):  # type: ignore[no-untyped-def]
+def bucket(gcs_client):
     name = f"archive-{uuid.uuid4().hex[:12]}"
     gcs_client.create_bucket(name)
     return name
@@ -43,7 +46,7 @@ def config(bucket: str) -> Config:
     )
 
 
-def put_files(gcs_client, bucket: str, datatype: str, *days: date) -> list[str]:  # type: ignore[no-untyped-def]
+def put_files(gcs_client, bucket: str, datatype: str, *days: date) -> list[str]:
     b = gcs_client.bucket(bucket)
     for day in days:
         b.blob(f"ndt/{datatype}/{day:%Y/%m/%d}/20190102T000000Z-archive.tgz").upload_from_string(
@@ -53,16 +56,16 @@ def put_files(gcs_client, bucket: str, datatype: str, *days: date) -> list[str]:
 
 
 @pytest.fixture
-def snapshots(gcs_client):  # type: ignore[no-untyped-def]
+def snapshots(gcs_client):
     name = f"snap-{uuid.uuid4().hex[:12]}"
     return gcs_client.create_bucket(name)
 
 
 @pytest.fixture
-def admin(tracker, firestore_client, config, gcs_client, snapshots, clock):  # type: ignore[no-untyped-def]
+def admin(tracker, firestore_client, config, gcs_client, snapshots, clock):
     from shared.snapshot import load_snapshot, write_snapshot
 
-    def export(now):  # type: ignore[no-untyped-def]
+    def export(now):
         import dataclasses
 
         return dataclasses.asdict(write_snapshot(tracker.store, snapshots, now))
@@ -79,7 +82,7 @@ def admin(tracker, firestore_client, config, gcs_client, snapshots, clock):  # t
 
 
 @pytest.fixture
-def service(tracker, firestore_client, gcs_client, config, clock):  # type: ignore[no-untyped-def]
+def service(tracker, firestore_client, gcs_client, config, clock):
     def make() -> JobService:
         return JobService(
             tracker,
@@ -95,7 +98,7 @@ def service(tracker, firestore_client, gcs_client, config, clock):  # type: igno
 
 
 @pytest.fixture
-def api(admin, tracker, monkeypatch):  # type: ignore[no-untyped-def]
+def api(admin, tracker, monkeypatch):
     """A Flask test client of the ``api`` router, its admin wired to this test's stores."""
     from functions_framework import create_app
 
@@ -107,7 +110,7 @@ def api(admin, tracker, monkeypatch):  # type: ignore[no-untyped-def]
     return create_app("api", str(ROOT_MAIN)).test_client()
 
 
-def everything(firestore_client) -> dict:  # type: ignore[no-untyped-def]
+def everything(firestore_client) -> dict[str, dict[str, Any]]:
     """Every document of the test's project, by collection and id."""
     return {c.id: {d.id: d.to_dict() for d in c.stream()} for c in firestore_client.collections()}
 
@@ -119,7 +122,7 @@ def drain(service: JobService) -> list[str]:
     return keys
 
 
-def add(tracker, bucket: str, datatype: str, day: date, *states: State) -> str:  # type: ignore[no-untyped-def]
+def add(tracker: Tracker, bucket: str, datatype: str, day: date, *states: State) -> str:
     key = tracker.add_job(Job(bucket, "ndt", datatype, day, "", DS)).key
     for state in states:
         if state is State.FAILED:
@@ -163,7 +166,7 @@ def test_list_and_filter_jobs(api, tracker, bucket, clock):
 
 
 @pytest.mark.parametrize(
-    "query, status, where",
+    ("query", "status", "where"),
     [
         ("state=nope", 400, "state"),
         ("limit=0", 400, "limit"),
@@ -215,7 +218,7 @@ def test_retry_makes_a_failed_job_due_now_and_is_audited(
 
 
 @pytest.mark.parametrize(
-    "states, hint", [((State.PARSING,), "mark it failed first"), ((), "mark it failed first")]
+    ("states", "hint"), [((State.PARSING,), "mark it failed first"), ((), "mark it failed first")]
 )
 def test_retry_of_a_job_that_has_not_failed_is_refused_and_writes_nothing(
     api, tracker, bucket, firestore_client, states, hint
@@ -267,7 +270,7 @@ def test_fail_of_a_terminal_job_answers_409_naming_the_states(
 
 
 @pytest.mark.parametrize(
-    "query, status",
+    ("query", "status"),
     [("", 422), ("id=x&reason=r", 400), ("id={key}", 400), ("id={key}&reason=" + "r" * 5000, 400)],
 )
 def test_bad_fail_requests_write_nothing(api, tracker, bucket, firestore_client, query, status):
@@ -278,7 +281,7 @@ def test_bad_fail_requests_write_nothing(api, tracker, bucket, firestore_client,
 
 
 @pytest.mark.parametrize(
-    "headers, deployed, status, who",
+    ("headers", "deployed", "status", "who"),
     [
         ({"Authorization": f"Bearer {signed()}", **OP}, True, 200, "ops@example.org"),
         ({"Authorization": f"Bearer {unsigned(MALLORY)}", **OP}, True, 401, None),
@@ -412,7 +415,7 @@ def test_reprocessing_a_job_in_flight_offers_it_again_when_it_ends(
 
 
 @pytest.mark.parametrize(
-    "query, message",
+    ("query", "message"),
     [
         ("from=2026-11-20&to=2026-11-21&sources=ndt/zz", "unknown sources ndt/zz"),
         ("from=2026-11-20&to=2026-11-27", "must be yesterday"),
@@ -483,7 +486,7 @@ def test_cancelling_a_sub_range_removes_only_those_and_again_removes_nothing(
 
 
 @pytest.mark.parametrize(
-    "query, message",
+    ("query", "message"),
     [
         ("from=2026-11-20&to=2026-11-21&sources=ndt/zz", "unknown sources ndt/zz"),
         ("from=2026-11-20&to=2026-11-27", "must be yesterday"),
@@ -577,15 +580,15 @@ def test_cancel_deletes_in_batches_of_at_most_the_batch_limit(firestore_client, 
     monkeypatch.setattr(reprocess, "MAX_BATCH", 4)
     queue = ReprocessQueue(firestore_client)
     jobs = [Job("b", "ndt", "a", NOW_DAY - timedelta(days=d)) for d in range(1, 11)]
-    queue.add([reprocess.ReprocessItem.new(j, "alice", clock(), n) for n, j in enumerate(jobs)])
+    queue.add([ReprocessItem.new(j, "alice", clock(), n) for n, j in enumerate(jobs)])
     sizes: list[int] = []
     real_batch = firestore_client.batch
 
-    def batch():  # type: ignore[no-untyped-def]
+    def batch():
         b = real_batch()
         commit = b.commit
 
-        def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        def counted(*args, **kwargs):
             results = commit(*args, **kwargs)
             sizes.append(len(results))
             return results
@@ -641,7 +644,7 @@ def test_pausing_a_source_defers_its_daily_job_and_skips_its_history(
 
 
 @pytest.mark.parametrize(
-    "path, status, message",
+    ("path", "status", "message"),
     [
         ("/admin/pause?target=ndt/zz", 400, "unknown pause target"),
         ("/admin/pause?target=a/b/c", 400, "historical or experiment/datatype"),

@@ -25,6 +25,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 
@@ -46,7 +47,7 @@ class Call:
     path: str
     params: dict[str, str]
     status: int
-    body: dict
+    body: dict[str, Any]
     seconds: float
 
 

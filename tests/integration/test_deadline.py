@@ -217,6 +217,7 @@ def test_a_spent_budget_refuses_every_call_but_a_rollback() -> None:
         assert bounded.timeout == ROLLBACK_GRACE and binding
     with budget(5.0):
         bounded, message, binding = interceptor._bound(details("Commit"), 20.0)
+        assert bounded.timeout is not None
         assert 4.0 < bounded.timeout <= 5.0 and binding and message.endswith("within 5 s")
     bounded, message, binding = interceptor._bound(details("Commit"), 20.0)
     assert bounded.timeout == 20.0 and binding and message.endswith("within 20 s")

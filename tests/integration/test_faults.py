@@ -110,7 +110,7 @@ def clean_doc(project: str) -> Callable[[], dict[str, Any]]:
 
     def read() -> dict[str, Any]:
         snap = client.collection("jobs").document(doc_id(KEY)).get()
-        return snap.to_dict() if snap.exists else {}
+        return snap.to_dict() or {}  # {} when the document does not exist
 
     return read
 

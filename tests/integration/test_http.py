@@ -19,14 +19,14 @@ LONG = "x" * (MAX_DETAIL_LENGTH + 1)
 
 
 @pytest.fixture
-def job(tracker):  # type: ignore[no-untyped-def]
+def job(tracker):
     """A job in ``parsing``."""
     tracker.add_job(JOB)
     tracker.set_status(KEY, State.PARSING, "starting tasks")
     return KEY
 
 
-def snapshot(store):  # type: ignore[no-untyped-def]
+def snapshot(store):
     """Every job document, exactly as stored."""
     return {s.id: s.to_dict() for s in store.collection.stream()}
 
@@ -101,7 +101,7 @@ REJECTED = [
 ]
 
 
-@pytest.mark.parametrize("method,path,params,code,message", REJECTED)
+@pytest.mark.parametrize(("method", "path", "params", "code", "message"), REJECTED)
 def test_rejected_requests_answer_precisely_and_write_nothing(
     http, store, job, method, path, params, code, message
 ):
@@ -251,15 +251,15 @@ class _Broken:
     def __init__(self, exc: Exception) -> None:
         self.exc = exc
 
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        def fail(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def __getattr__(self, name: str):
+        def fail(*args, **kwargs):
             raise self.exc
 
         return fail
 
 
 @pytest.mark.parametrize(
-    "exc,code",
+    ("exc", "code"),
     [
         (gexc.ServiceUnavailable("down"), 503),
         (gexc.DeadlineExceeded("slow"), 503),

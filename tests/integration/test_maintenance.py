@@ -32,7 +32,7 @@ def job(day: int, datatype: str = "ndt7") -> Job:
     return Job("archive-bucket", "ndt", datatype, date(2026, 11, day))
 
 
-def complete(tracker, key: str) -> None:  # type: ignore[no-untyped-def]
+def complete(tracker, key: str) -> None:
     for state in CHAIN:
         tracker.set_status(key, state)
 
@@ -115,7 +115,7 @@ def test_overlapping_runs_expire_each_job_once_and_write_two_snapshots(
     objects: list[str] = []
     barrier = threading.Barrier(2)
 
-    def snapshot(now):  # type: ignore[no-untyped-def]
+    def snapshot(now):
         result = write_snapshot(store, bucket, now)
         objects.append(result.object)
         return {"object": result.object}
@@ -145,7 +145,7 @@ def test_overlapping_runs_expire_each_job_once_and_write_two_snapshots(
 
 
 @pytest.fixture
-def retry_service(tracker, firestore_client, gcs_client, clock):  # type: ignore[no-untyped-def]
+def retry_service(tracker, firestore_client, gcs_client, clock):
     """A job service whose only source has files on 20 and 21 November."""
     bucket = f"archive-{uuid.uuid4().hex[:12]}"
     gcs_client.create_bucket(bucket)

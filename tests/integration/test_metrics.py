@@ -34,7 +34,7 @@ def midnight(day: date) -> float:
 
 
 @pytest.fixture
-def service(tracker, firestore_client, gcs_client, clock, monkeypatch):  # type: ignore[no-untyped-def]
+def service(tracker, firestore_client, gcs_client, clock, monkeypatch):
     """A job service with two sources (one daily only) and archives for three days each."""
     from shared import runtime
 
@@ -181,7 +181,7 @@ def totals(text: str, source: tuple[str, str] = ("ndt", "ndt7")) -> dict[str, fl
     }
 
 
-def finish(tracker, key: str) -> None:  # type: ignore[no-untyped-def]
+def finish(tracker, key: str) -> None:
     tracker.set_status(key, State.PARSING)
     tracker.set_status(key, State.POST_PROCESSING)
     tracker.set_status(key, State.COMPLETE)

@@ -21,7 +21,7 @@ DS = Datasets("tmp_ndt", "raw_ndt", "ndt")
 
 
 @pytest.fixture
-def bucket(gcs_client):  # type: ignore[no-untyped-def]
+def bucket(gcs_client):
     """A fresh bucket on the GCS emulator."""
     name = f"archive-{uuid.uuid4().hex[:12]}"
     gcs_client.create_bucket(name)
@@ -43,7 +43,7 @@ def make_config(
     )
 
 
-def put_files(gcs_client, bucket: str, datatype: str, *days: date) -> set[str]:  # type: ignore[no-untyped-def]
+def put_files(gcs_client, bucket: str, datatype: str, *days: date) -> set[str]:
     """Put one archive for each day; return the job keys that now have files."""
     b = gcs_client.bucket(bucket)
     for day in days:
@@ -54,7 +54,7 @@ def put_files(gcs_client, bucket: str, datatype: str, *days: date) -> set[str]: 
 
 
 @pytest.fixture
-def make_service(tracker, firestore_client, gcs_client, clock):  # type: ignore[no-untyped-def]
+def make_service(tracker, firestore_client, gcs_client, clock):
     """Build a job service on this test's Firestore project, the GCS emulator and clock."""
 
     def make(config: Config, max_steps: int = 64) -> JobService:
@@ -191,7 +191,7 @@ def test_bounded_steps_then_resume(make_service, gcs_client, bucket):
 
 
 @pytest.fixture
-def next_http(http, make_service, monkeypatch):  # type: ignore[no-untyped-def]
+def next_http(http, make_service, monkeypatch):
     """The HTTP test client with ``runtime.job_service`` built on ``config`` (set by the test)."""
     from shared import runtime
 
@@ -375,7 +375,7 @@ def test_a_due_reoffer_is_not_held_up_by_failed_jobs_in_their_backoff(
 
 
 @pytest.mark.parametrize(
-    "state, reoffer, retry_at, in_config, files, handed, why",
+    ("state", "reoffer", "retry_at", "in_config", "files", "handed", "why"),
     [
         ("complete", "historical/1/x/0", None, True, True, "historical/1/x/0", None),
         ("failed", "historical/1/x/0", None, True, True, "historical/1/x/0", None),
@@ -486,7 +486,7 @@ def test_a_hand_out_stands_when_the_cursor_write_after_it_fails(
     service = make_service(make_config(bucket, ("b", False)))
     wanted = put_files(gcs_client, bucket, "b", stream_day)
 
-    def down(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def down(*args, **kwargs):
         raise StoreUnavailable("Firestore did not answer within 20 s")
 
     monkeypatch.setattr(service.cursors, "advance", down)
@@ -518,7 +518,7 @@ def test_a_queued_hand_out_stands_when_removing_its_item_fails(
     queue.add([ReprocessItem.new(Job(bucket, "ndt", "b", day), "alice", clock())])
     real = queue.remove
 
-    def down(item):  # type: ignore[no-untyped-def]
+    def down(item):
         raise StoreUnavailable("Firestore did not answer within 20 s")
 
     monkeypatch.setattr(queue, "remove", down)

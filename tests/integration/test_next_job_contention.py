@@ -20,7 +20,7 @@ from tests.integration.test_next_job import NOW_DAY, drain, make_config, put_fil
 
 
 @pytest.fixture
-def bucket(gcs_client):  # type: ignore[no-untyped-def]
+def bucket(gcs_client):
     """A fresh bucket on the GCS emulator."""
     name = f"archive-{uuid.uuid4().hex[:12]}"
     gcs_client.create_bucket(name)
@@ -34,7 +34,7 @@ class FixedOffsets(random.Random):
         super().__init__(0)
         self.offsets = list(offsets)
 
-    def randrange(self, *args: Any, **kwargs: Any) -> int:  # type: ignore[override]
+    def randrange(self, *args: Any, **kwargs: Any) -> int:
         """Return the next offset."""
         return self.offsets.pop(0) if self.offsets else 0
 

@@ -168,9 +168,10 @@ def servers(
             )
             urls[name] = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
-        for (name, url), proc in zip(urls.items(), procs):
+        for (name, url), proc in zip(urls.items(), procs, strict=True):
             while True:
                 if proc.poll() is not None:
+                    assert proc.stderr is not None  # stderr=PIPE
                     pytest.fail(
                         f"{name} exited with {proc.returncode}: {proc.stderr.read().decode()}"
                     )

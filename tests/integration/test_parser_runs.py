@@ -28,7 +28,7 @@ JOB = Job("archive-bucket", "ndt", "ndt7", date(2019, 1, 2))
 KEY = JOB.key()
 
 
-def documents(firestore_client) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def documents(firestore_client) -> dict[str, Any]:
     """Every job and counter document, exactly as stored."""
     return {
         f"{name}/{s.id}": s.to_dict()
@@ -37,14 +37,14 @@ def documents(firestore_client) -> dict[str, Any]:  # type: ignore[no-untyped-de
     }
 
 
-def raw(store) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def raw(store) -> dict[str, Any]:
     """The job's document exactly as stored."""
-    data = store.collection.document(doc_id(KEY)).get().to_dict()
+    data: dict[str, Any] | None = store.collection.document(doc_id(KEY)).get().to_dict()
     assert data is not None
     return data
 
 
-def hand_out(tracker) -> str:  # type: ignore[no-untyped-def]
+def hand_out(tracker) -> str:
     """Add (or restart) the job; return the ID ``next`` would hand out for it."""
     record = tracker.add_job(JOB)
     return str(RunId.of(record.key, record.run))
@@ -54,7 +54,7 @@ def hand_out(tracker) -> str:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def runs(http, tracker, clock):  # type: ignore[no-untyped-def]
+def runs(http, tracker, clock):
     """The job handed out, parsed a little, expired and handed out again: (old ID, new ID)."""
     old = hand_out(tracker)
     assert (
@@ -81,7 +81,7 @@ STALE_CALLS = [
 
 
 @pytest.mark.parametrize("new_state", [State.INIT, State.PARSING], ids=lambda s: f"new run in {s}")
-@pytest.mark.parametrize("name,path,params", STALE_CALLS, ids=[c[0] for c in STALE_CALLS])
+@pytest.mark.parametrize(("name", "path", "params"), STALE_CALLS, ids=[c[0] for c in STALE_CALLS])
 def test_a_stale_run_is_refused_and_writes_nothing(
     http, tracker, firestore_client, runs, new_state, name, path, params
 ):
@@ -120,7 +120,7 @@ def test_the_new_run_owns_its_history(http, tracker, runs):
 
 
 @pytest.mark.parametrize(
-    "name,path,params",
+    ("name", "path", "params"),
     [
         ("update", "/v2/job/update", {"state": "parsing", "detail": "by hand"}),
         ("heartbeat", "/v2/job/heartbeat", {}),
@@ -314,7 +314,9 @@ PARSER_REQUESTS = [
 
 
 @pytest.mark.parametrize(
-    "name,state,path,params,code,answer", PARSER_REQUESTS, ids=[r[0] for r in PARSER_REQUESTS]
+    ("name", "state", "path", "params", "code", "answer"),
+    PARSER_REQUESTS,
+    ids=[r[0] for r in PARSER_REQUESTS],
 )
 def test_parsers_set_only_their_own_states(
     http, tracker, firestore_client, name, state, path, params, code, answer
@@ -393,7 +395,7 @@ def test_a_bouncing_job_stays_well_under_the_document_limit(http, tracker, store
 # --- Item: a late detail write --------------------------------------------------------
 
 
-def late(store, monkeypatch, meanwhile: Callable[[], object]) -> None:  # type: ignore[no-untyped-def]
+def late(store, monkeypatch, meanwhile: Callable[[], object]) -> None:
     """Make the next hot-path detail write land after ``meanwhile`` ran (read, meanwhile, write)."""
     write = store.write_detail
 
@@ -405,14 +407,14 @@ def late(store, monkeypatch, meanwhile: Callable[[], object]) -> None:  # type: 
     monkeypatch.setattr(store, "write_detail", hooked)
 
 
-def restart_and_start(tracker, clock) -> None:  # type: ignore[no-untyped-def]
+def restart_and_start(tracker, clock) -> None:
     tracker.set_job_error(KEY, "expired")
     clock.advance(minutes=1)
     tracker.add_job(JOB)
     tracker.set_status(KEY, State.PARSING, "new start")
 
 
-def note(tracker) -> None:  # type: ignore[no-untyped-def]
+def note(tracker) -> None:
     tracker.administer(KEY, lambda rec, now: rec.note(AuditEntry(now, "op", "look", "")))
 
 
@@ -436,7 +438,7 @@ LATE_WRITES = [
 
 
 @pytest.mark.parametrize(
-    "name,meanwhile,history,count", LATE_WRITES, ids=[w[0] for w in LATE_WRITES]
+    ("name", "meanwhile", "history", "count"), LATE_WRITES, ids=[w[0] for w in LATE_WRITES]
 )
 def test_a_late_detail_write_lands_only_where_it_was_accepted(
     tracker, store, clock, monkeypatch, name, meanwhile, history, count
@@ -454,7 +456,8 @@ def test_a_late_detail_write_lands_only_where_it_was_accepted(
         tracker.set_status(KEY, State.POST_PROCESSING, "")
         after = tracker.get_status(KEY)
         assert after.update_count == count + 1
-        assert [(e.state, e.detail) for e in after.history][:-1] == history[:-1] + [
-            (State.PARSING, "")
+        assert [(e.state, e.detail) for e in after.history][:-1] == [
+            *history[:-1],
+            (State.PARSING, ""),
         ]
         assert raw(store)["live"] == {}

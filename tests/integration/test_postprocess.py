@@ -19,6 +19,7 @@ import pytest
 from shared.gotime import format_time
 from shared.model import Datasets, Job, State
 from shared.postprocess import PostProcessor, PostProcessPolicy
+from shared.tracker import Tracker
 from shared.warehouse import StepOutcome, StepResult, check_dataset, step_of
 from shared.warehouse import job_id as step_job_id
 
@@ -38,7 +39,7 @@ class MemoryWarehouse:
     deleted: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     #: Called with the job id before each look at a job (to act meanwhile).
-    on_result: Callable[[str], None] | None = None
+    on_result: Callable[[str], object] | None = None
 
     def start(self, step: State, job: Job, job_id: str) -> None:
         check_dataset(job.datasets.tmp)  # as the real one, before calling BigQuery
@@ -71,7 +72,7 @@ POLICY = PostProcessPolicy(
 JOIN = Datasets("tmp_ndt", "raw_ndt", "ndt")
 
 
-def ready(tracker, datatype: str = "ndt7", datasets: Datasets = JOIN, day: int = 2) -> str:  # type: ignore[no-untyped-def]
+def ready(tracker, datatype: str = "ndt7", datasets: Datasets = JOIN, day: int = 2) -> str:
     job = Job("archive-bucket", "ndt", datatype, date(2026, 11, day), datasets=datasets)
     tracker.add_job(job)
     tracker.set_status(job.key(), S.PARSING)
@@ -79,7 +80,14 @@ def ready(tracker, datatype: str = "ndt7", datasets: Datasets = JOIN, day: int =
     return job.key()
 
 
-def ticks(processor: PostProcessor, clock, n: int = 20) -> None:  # type: ignore[no-untyped-def]
+def step_state(job_id: str) -> State:
+    """The state of the step a warehouse job id names (every id a tick starts names one)."""
+    step = step_of(job_id)
+    assert step is not None, job_id
+    return step.state
+
+
+def ticks(processor: PostProcessor, clock, n: int = 20) -> None:
     for _ in range(n):
         processor.tick()
         clock.advance(seconds=1)
@@ -99,7 +107,7 @@ def test_a_job_goes_through_every_step_to_complete(tracker, clock):
         S.JOINING,
         S.COMPLETE,
     ]
-    assert [step_of(j).state for j in warehouse.starts] == [
+    assert [step_state(j) for j in warehouse.starts] == [
         S.LOADING,
         S.DEDUPLICATING,
         S.COPYING,
@@ -153,14 +161,14 @@ def test_two_concurrent_ticks_act_on_each_job_once(tracker, clock):
     keys = [ready(tracker, day=d) for d in range(1, 9)]
     warehouse = MemoryWarehouse(script={S.LOADING: [Outcome.RUNNING]})  # loads never finish
     processors = [PostProcessor(tracker, warehouse, POLICY, clock=clock) for _ in range(2)]
+
+    def run(p: PostProcessor, barrier: threading.Barrier) -> None:
+        barrier.wait()
+        p.tick()
+
     for _ in range(2):  # postProcessing -> loading, then start the loads
         barrier = threading.Barrier(2)
-
-        def run(p: PostProcessor) -> None:
-            barrier.wait()
-            p.tick()
-
-        threads = [threading.Thread(target=run, args=(p,)) for p in processors]
+        threads = [threading.Thread(target=run, args=(p, barrier)) for p in processors]
         for t in threads:
             t.start()
         for t in threads:
@@ -293,7 +301,7 @@ def test_a_step_that_never_finishes_expires_like_any_stuck_job(tracker, clock):
 NDT7 = ("archive-bucket", "ndt", "ndt7")
 
 
-def free(tracker, key: str) -> bool:  # type: ignore[no-untyped-def]
+def free(tracker: Tracker, key: str) -> bool:
     """Whether no tick holds the job."""
     record = tracker.get_record(key)
     return record.lease_owner == "" and record.lease_until <= tracker.clock()
@@ -370,7 +378,7 @@ def test_a_transient_bigquery_error_leaves_the_job_to_a_later_tick(tracker, cloc
         processor.tick()
         clock.advance(minutes=1)
     assert tracker.get_status(flaky).state is S.COMPLETE
-    loads = {j for j in warehouse.starts if step_of(j).state is S.LOADING}
+    loads = {j for j in warehouse.starts if step_state(j) is S.LOADING}
     assert load in loads and len(loads) == 2  # one load per job: the same id was looked at again
 
 
@@ -400,7 +408,7 @@ def test_a_start_whose_answer_is_lost_is_found_or_started_under_the_same_id(trac
         processor.tick()
         clock.advance(minutes=1)
     assert {tracker.get_status(k).state for k in ids} == {S.COMPLETE}
-    loads = {j for j in warehouse.starts if step_of(j).state is S.LOADING}
+    loads = {j for j in warehouse.starts if step_state(j) is S.LOADING}
     assert loads == set(ids.values())  # each job's load under one id only
 
 
@@ -412,7 +420,7 @@ def test_firestore_unavailable_ends_the_tick_with_the_lease_released(tracker, cl
     real = tracker.store.transact
     calls = []
 
-    def transact_failing_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def transact_failing_once(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
             raise StoreUnavailable("Firestore unavailable: commit: 503")
@@ -435,7 +443,7 @@ def test_firestore_unavailable_ends_the_tick_with_the_lease_released(tracker, cl
 # -- Expiry, operators and ticks never corrupt each other -----------------------
 
 
-def expire(tracker, clock) -> list[str]:  # type: ignore[no-untyped-def]
+def expire(tracker: Tracker, clock) -> list[str]:
     """Expire every job in flight (as ``maintain`` does once they are stale)."""
     return tracker.expire_stale(clock() + timedelta(days=1), 100)
 
@@ -529,7 +537,7 @@ def test_a_step_job_bigquery_cannot_find_is_started_again_under_the_same_id(trac
     assert record.status.detail == f"job {load} not found: started again under the same id"
     ticks(processor, clock)
     assert tracker.get_status(key).state is S.COMPLETE
-    assert {j for j in warehouse.starts if step_of(j).state is S.LOADING} == {load}
+    assert {j for j in warehouse.starts if step_state(j) is S.LOADING} == {load}
 
 
 def test_postprocess_answers_200_listing_the_job_that_failed(tracker, clock, http, monkeypatch):

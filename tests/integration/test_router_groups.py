@@ -13,7 +13,7 @@ pytestmark = pytest.mark.emulator
 
 
 @pytest.fixture
-def parser_only(tracker, monkeypatch):  # type: ignore[no-untyped-def]
+def parser_only(tracker, monkeypatch):
     """A test client of ``api`` deployed the way Terraform deploys it: ``API_ROUTES=parser``."""
     from functions_framework import create_app
 
@@ -25,14 +25,14 @@ def parser_only(tracker, monkeypatch):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("path", ["/maintain", "/postprocess", "/status", "/"])
-def test_paths_of_other_groups_are_not_found(parser_only, path: str) -> None:  # type: ignore[no-untyped-def]
+def test_paths_of_other_groups_are_not_found(parser_only, path: str) -> None:
     response = parser_only.post(path)
     assert response.status_code == 404
     served = response.get_json()["error"].split("paths: ")[1].split(", ")
     assert "/v2/job/next" in served and "/maintain" not in served and "/status" not in served
 
 
-def test_parser_paths_are_served(parser_only, tracker) -> None:  # type: ignore[no-untyped-def]
+def test_parser_paths_are_served(parser_only, tracker) -> None:
     for path, params in [
         ("/v2/job/heartbeat", {"id": MISSING_KEY}),
         ("/update", {"id": MISSING_KEY, "state": "parsing"}),

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.emulator
 
 
 @pytest.fixture
-def fresh_runtime(monkeypatch: pytest.MonkeyPatch, project: str):  # type: ignore[no-untyped-def]
+def fresh_runtime(monkeypatch: pytest.MonkeyPatch, project: str):
     """The runtime's caches emptied before and after the test, on this test's project."""
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project)
     cached = [
@@ -31,7 +31,7 @@ def fresh_runtime(monkeypatch: pytest.MonkeyPatch, project: str):  # type: ignor
         fn.cache_clear()
 
 
-def test_postprocess_batch_sets_the_tick_batch(fresh_runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_postprocess_batch_sets_the_tick_batch(fresh_runtime, monkeypatch) -> None:
     monkeypatch.setenv("GARDENER_CONFIG", str(ROOT / "local" / "demo-config.yml"))
     monkeypatch.setenv("DEMO_START_DATE", "2026-11-01")
     monkeypatch.setenv("DEMO_BUCKET", "demo-bucket")
@@ -44,7 +44,7 @@ def test_postprocess_batch_sets_the_tick_batch(fresh_runtime, monkeypatch) -> No
     assert policy.visit == timedelta(seconds=3 * fresh_runtime.settings().firestore_deadline)
 
 
-def test_a_tick_too_short_for_one_visit_is_refused(fresh_runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_tick_too_short_for_one_visit_is_refused(fresh_runtime, monkeypatch) -> None:
     monkeypatch.setenv("GARDENER_CONFIG", str(ROOT / "local" / "demo-config.yml"))
     monkeypatch.setenv("DEMO_START_DATE", "2026-11-01")
     monkeypatch.setenv("DEMO_BUCKET", "demo-bucket")
@@ -56,7 +56,7 @@ def test_a_tick_too_short_for_one_visit_is_refused(fresh_runtime, monkeypatch) -
 
 def test_bigquery_location_and_sources_reach_the_postprocessor(
     fresh_runtime,
-    monkeypatch,  # type: ignore[no-untyped-def]
+    monkeypatch,
     tmp_path,
 ) -> None:
     from google.cloud import bigquery

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -42,7 +43,7 @@ GO_ZERO = "0001-01-01T00:00:00Z"
 
 
 @pytest.fixture
-def bucket(gcs_client) -> storage.Bucket:  # type: ignore[no-untyped-def]
+def bucket(gcs_client) -> storage.Bucket:
     """A fresh bucket on the GCS emulator."""
     return gcs_client.create_bucket(f"snap-{uuid.uuid4().hex[:12]}")
 
@@ -58,7 +59,12 @@ def job_map(store: JobStore) -> dict[str, tuple[Any, ...]]:
 
 
 def raw_documents(store: JobStore) -> dict[str, tuple[dict[str, Any], datetime]]:
-    return {s.id: (s.to_dict(), s.update_time) for s in store.collection.stream()}
+    documents: dict[str, tuple[dict[str, Any], datetime]] = {}
+    for s in store.collection.stream():
+        data = s.to_dict()
+        assert data is not None, s.id  # a streamed document exists
+        documents[s.id] = (data, s.update_time)
+    return documents
 
 
 def names(bucket: storage.Bucket, prefix: str = "") -> list[str]:
@@ -69,7 +75,7 @@ def read_json(bucket: storage.Bucket, name: str) -> Any:
     return json.loads(bucket.blob(name).download_as_bytes())
 
 
-def make_varied_jobs(tracker, clock) -> list[str]:  # type: ignore[no-untyped-def]
+def make_varied_jobs(tracker, clock) -> list[str]:
     """Jobs in varied states, times with microseconds; return their keys."""
     init = tracker.add_job(Job("archive-a", "ndt", "ndt7", date(2026, 11, 26), "", DS)).key
     clock.advance(seconds=1.234567)
@@ -149,14 +155,17 @@ def restore(store: JobStore, content: str | bytes) -> ImportResult:
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         f.write(raw)
         f.flush()
+        refused: SnapshotError | None = None
         try:
             snapshot = load_snapshot(f.name)
         except SnapshotError as exc:
-            syntax = "(file): not valid JSON: "  # the parsers' own words follow
-            assert exc.problems == whole or [
-                p.startswith(syntax) for p in [*exc.problems, *whole]
-            ] == [True, True]
-            raise
+            refused = exc
+    if refused is not None:
+        syntax = "(file): not valid JSON: "  # the parsers' own words follow
+        assert refused.problems == whole or [
+            p.startswith(syntax) for p in [*refused.problems, *whole]
+        ] == [True, True]
+        raise refused
     with snapshot:
         assert list(snapshot) == whole and len(snapshot) == len(whole)
         return import_snapshot(store, snapshot)
@@ -250,7 +259,7 @@ def test_keep_n_deletes_the_oldest_snapshots_only(store, tracker, bucket, clock)
     )
     assert [r.deleted for r in results] == [[], [], [made[0]], [made[1]]]
     assert read_json(bucket, "snapshots/latest.json")["object"] == made[3]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="keep must be at least 1"):
         write_snapshot(store, bucket, clock(), keep=0)
 
 
@@ -305,7 +314,7 @@ def test_failed_export_leaves_no_object(store, tracker, bucket, clock, monkeypat
     monkeypatch.setattr(defaults, "SNAPSHOT_UPLOAD_CHUNK", 256 * 1024)
     records = list(store.stream_all())
 
-    def failing_stream():  # type: ignore[no-untyped-def]
+    def failing_stream():
         for i in range(3000):  # past the first chunk: the upload has begun
             rec = copy.deepcopy(records[i % 3])
             rec.status.history[0] = rec.status.history[0].with_detail("x" * 100, clock())
@@ -319,7 +328,7 @@ def test_failed_export_leaves_no_object(store, tracker, bucket, clock, monkeypat
 
 
 @pytest.fixture
-def failing_close(monkeypatch):  # type: ignore[no-untyped-def]
+def failing_close(monkeypatch):
     """Make the first streaming upload fail on close with a given HTTP status; record every open."""
     real_open = storage.Blob.open
     opened: list[tuple[str, Any]] = []
@@ -501,7 +510,7 @@ def _bad_key(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-MALFORMED = {
+MALFORMED: dict[str, tuple[str | Callable[[dict[str, Any]], dict[str, Any]], str]] = {
     "bad JSON": ('{"SaveTime": "2026-11-27T12:00:00Z", "Statuses": {', "not valid JSON"),
     "not an object": ("[]", "expected a JSON object"),
     "missing SaveTime": (lambda d: _without(d, "SaveTime"), "SaveTime: Missing data"),
@@ -738,7 +747,8 @@ def many_jobs(count: int) -> dict[str, Any]:
 
 
 def nth_status(data: dict[str, Any], n: int) -> dict[str, Any]:
-    return data["Statuses"][sorted(data["Statuses"])[n]]
+    statuses: dict[str, dict[str, Any]] = data["Statuses"]
+    return statuses[sorted(statuses)[n]]
 
 
 def test_an_update_count_beyond_int64_in_the_550th_job_writes_nothing(store):

@@ -10,7 +10,7 @@ from shared.config import Config, Source
 from shared.maintenance import Maintenance, MaintenancePolicy, reconcile_counts
 from shared.model import Datasets, Job, JobFilter, JobRecord, State
 from shared.snapshot import import_snapshot
-from shared.store import ControlStore, ReprocessQueue, to_document
+from shared.store import ControlStore, JobStore, ReprocessQueue, to_document
 from shared.tracker import Tracker
 
 DS = Datasets("tmp_ndt", "raw_ndt", "ndt")
@@ -111,7 +111,7 @@ def test_snapshot_import_counts_what_it_creates(tracker, store, clock):
     assert_exact(tracker)
 
 
-def test_status_load_reads_the_shown_rows_and_a_constant(http, tracker, store):
+def test_status_load_reads_the_shown_rows_and_a_constant(http, tracker, store: JobStore):
     def reads_of_a_load(limit: int) -> int:
         before = store.stats.reads + store.state_counts.stats.reads
         answer = http.get(f"/status?format=json&limit={limit}")
@@ -162,7 +162,7 @@ def test_reconciliation_skips_when_the_counts_move_during_its_check(tracker, sto
     aggregate = tracker.count
     moved: list[bool] = []
 
-    def count_while_moving(*args):  # type: ignore[no-untyped-def]
+    def count_while_moving(*args):
         if not moved:
             moved.append(True)
             tracker.set_status(key, State.PARSING)  # a state change between the two reads

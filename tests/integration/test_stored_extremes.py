@@ -25,7 +25,7 @@ EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 TIMEOUT = timedelta(hours=5)
 
 
-def put(store, day: int, state: State, when: datetime, **changes) -> str:  # type: ignore[no-untyped-def]
+def put(store, day: int, state: State, when: datetime, **changes) -> str:
     """Write a job document directly, every time set to ``when``; return its key."""
     job = Job("archive-x", "ndt", "ndt7", date(2019, 1, day), "", Datasets("t", "r", ""))
     history = [StateInfo(State.INIT, when, when)]
@@ -38,7 +38,7 @@ def put(store, day: int, state: State, when: datetime, **changes) -> str:  # typ
 
 
 @pytest.fixture
-def extremes(store):  # type: ignore[no-untyped-def]
+def extremes(store):
     """A job in year 9999, one in year 1, one whose history map is empty."""
     return {
         "future": put(store, 1, State.PARSING, LATEST),

@@ -32,7 +32,7 @@ CHAIN = [
 ]
 
 
-def raw(store, key=KEY):  # type: ignore[no-untyped-def]
+def raw(store, key=KEY):
     """The job's document exactly as stored, or None."""
     snap = store.collection.document(doc_id(key)).get()
     return snap.to_dict() if snap.exists else None
@@ -165,7 +165,7 @@ def test_terminal_jobs_accept_no_update_detail_or_heartbeat(tracker, store, cloc
         lambda: tracker.set_detail(KEY, "more"),
         lambda: tracker.heartbeat(KEY),
     ):
-        with pytest.raises(IllegalTransition, match="terminal|cannot go"):
+        with pytest.raises(IllegalTransition, match=r"terminal|cannot go"):
             call()
     assert raw(store) == before
 

@@ -520,9 +520,17 @@ def test_job_ids_differ_for_keys_steps_runs_and_attempts() -> None:
     assert job_id(key, "deduplicating", "r", 0).startswith("gardener_deduplicating_")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("step", "attempt"), [(State.PARSING, 0), (State.LOADING, -1)])
-def test_job_id_refuses_other_states_and_negative_attempts(step: State, attempt: int) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("step", "attempt", "message"),
+    [
+        (State.PARSING, 0, "parsing is not a post-processing step"),
+        (State.LOADING, -1, "attempt must be a non-negative integer"),
+    ],
+)
+def test_job_id_refuses_other_states_and_negative_attempts(
+    step: State, attempt: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
         job_id("k", step, "r", attempt)
 
 

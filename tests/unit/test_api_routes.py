@@ -1,4 +1,5 @@
-"""``API_ROUTES``, ``POSTPROCESS_BATCH`` and ``POSTPROCESS_TICK_SECONDS``: parsing, and the router's groups covering its paths."""
+"""``API_ROUTES``, ``POSTPROCESS_BATCH`` and ``POSTPROCESS_TICK_SECONDS``: parsing, and the
+router's groups covering its paths."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from shared.web.routes import ROUTE_GROUPS, ROUTES, enabled
 MAIN = Path(__file__).resolve().parents[2] / "functions" / "main.py"
 
 
-def _load_main():  # type: ignore[no-untyped-def]
+def _load_main():
     spec = importlib.util.spec_from_file_location("main_under_test", MAIN)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -44,7 +45,7 @@ def test_values_are_read() -> None:
 
 
 @pytest.mark.parametrize(
-    "name,value",
+    ("name", "value"),
     [
         ("API_ROUTES", " , "),
         ("POSTPROCESS_BATCH", "0"),

@@ -12,7 +12,7 @@ def call(*argv: str) -> cli.Request:
 
 
 @pytest.mark.parametrize(
-    "argv, expected",
+    ("argv", "expected"),
     [
         (["jobs"], ("GET", "/admin/jobs", {"limit": 100})),
         (

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml  # type: ignore[import-untyped]
+import yaml
 from marshmallow import ValidationError
 
 from shared import defaults
@@ -992,7 +992,7 @@ sources:
 
 
 @pytest.mark.parametrize(
-    "line,expected",
+    ("line", "expected"),
     [
         ("", None),
         ("    pipeline: []\n", ()),
@@ -1027,7 +1027,7 @@ def _sources(n: int) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize(
-    "count, problem",
+    ("count", "problem"),
     [
         (1, None),
         (1000, None),

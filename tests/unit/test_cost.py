@@ -53,7 +53,7 @@ def test_the_free_tier_is_taken_off_first() -> None:
     assert monthly(COUNTED, none, PRICES)["total_per_month"] == 0
 
 
-def test_counts_are_read_from_benchmark_results(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_counts_are_read_from_benchmark_results(tmp_path) -> None:
     (tmp_path / "lifecycle.json").write_text(
         json.dumps(
             {

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -54,10 +55,11 @@ def test_a_bad_log_format_is_refused() -> None:
         logs.wants_json({"LOG_FORMAT": "xml"})
 
 
-def emit(formatter: logging.Formatter, level: int, msg: str, **extra: object) -> dict:
+def emit(formatter: logging.Formatter, level: int, msg: str, **extra: object) -> dict[str, Any]:
     record = logging.LogRecord("shared.tracker", level, __file__, 1, msg, (), None)
     record.__dict__.update(extra)
-    return json.loads(formatter.format(record))
+    line: dict[str, Any] = json.loads(formatter.format(record))
+    return line
 
 
 def test_a_line_carries_severity_message_logger_time_and_extra_fields() -> None:

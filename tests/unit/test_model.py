@@ -337,7 +337,7 @@ def test_state_has_exactly_the_go_states() -> None:
     ["", "Parsing", "INIT", "ParseComplete", "parse_error", "cleaning", "done", " init", "init "],
 )
 def test_state_parse_rejects(name: str) -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match="unknown state") as info:
         State.parse(name)
     message = str(info.value)
     assert repr(name) in message
@@ -575,7 +575,7 @@ def test_new_state(states: list[str], requested: State, appended: bool) -> None:
     assert returned == before[-1]
     assert status.state is requested
     if appended:
-        assert status.history == before + [StateInfo(requested, at(999), at(999), "")]
+        assert status.history == [*before, StateInfo(requested, at(999), at(999), "")]
         assert status.prev is before[-1].state
         assert status.state_change_time == at(999)
     else:

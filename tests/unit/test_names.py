@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 import pytest
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 from shared.config import ConfigError, parse_config
 from shared.model import (

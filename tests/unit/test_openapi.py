@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import flask
 import pytest
@@ -23,13 +24,14 @@ HTTP_METHODS = {"get", "head", "post", "put", "patch", "delete", "options"}
 
 
 @pytest.fixture(scope="module")
-def served() -> dict:
+def served() -> dict[str, Any]:
     """The document the router serves at /openapi.json."""
     app = create_app("api", main.__file__)
     response = app.test_client().get("/openapi.json")
     assert response.status_code == 200
     assert response.mimetype == "application/json"
-    return json.loads(response.get_data(as_text=True))
+    document: dict[str, Any] = json.loads(response.get_data(as_text=True))
+    return document
 
 
 def test_served_document_is_valid_openapi_3(served):
@@ -135,6 +137,6 @@ def test_a_route_not_wrapped_by_endpoint_fails_loudly():
         return flask.Response("")
 
     with pytest.raises(
-        openapi.UndocumentedRoute, match="not wrapped by shared.web.endpoint.endpoint"
+        openapi.UndocumentedRoute, match=re.escape("not wrapped by shared.web.endpoint.endpoint")
     ):
         openapi.document({"/bare": bare})

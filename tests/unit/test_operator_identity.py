@@ -9,7 +9,6 @@ from collections.abc import Mapping
 
 import pytest
 
-from shared.web import identity
 from shared.web.errors import HttpError
 from shared.web.identity import operator
 from tests.idtokens import AUDIENCE, CERTS, HOST, OTHER_KEY, signed, unsigned
@@ -78,7 +77,7 @@ REFUSED = [
 
 
 @pytest.mark.parametrize(
-    "authorization, message", [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED]
+    ("authorization", "message"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED]
 )
 def test_a_token_that_does_not_verify_is_refused_whatever_it_claims(authorization, message):
     with pytest.raises(HttpError) as refused:
@@ -87,7 +86,7 @@ def test_a_token_that_does_not_verify_is_refused_whatever_it_claims(authorizatio
 
 
 @pytest.mark.parametrize(
-    "authorization, header, deployed, who",
+    ("authorization", "header", "deployed", "who"),
     [
         (f"Bearer {signed()}", "", False, "ops@example.org"),
         (f"Bearer {signed()}", "mallory", False, "ops@example.org"),  # the header is ignored
@@ -120,7 +119,7 @@ def test_a_token_that_does_not_verify_is_refused_whatever_it_claims(authorizatio
 def test_only_a_verified_token_names_the_operator_anything_else_is_marked_unverified(
     monkeypatch, authorization, header, deployed, who
 ):
-    monkeypatch.setattr(identity.getpass, "getuser", lambda: "localuser")
+    monkeypatch.setattr("shared.web.identity.getpass.getuser", lambda: "localuser")
     if deployed:
         monkeypatch.setenv("K_SERVICE", "admin")
     else:

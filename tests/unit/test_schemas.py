@@ -43,7 +43,8 @@ KEY = "pusher-mlab-oti/ndt/ndt7/20190102"
 
 
 def sample() -> dict[str, Any]:
-    return json.loads(SAMPLE.read_text())
+    data: dict[str, Any] = json.loads(SAMPLE.read_text())
+    return data
 
 
 def load_errors(schema: Schema, data: dict[str, Any]) -> dict[str, Any]:
@@ -592,4 +593,4 @@ def test_admin_params_load_into_frozen_dataclasses() -> None:
     assert AdminFailParams().load({"id": KEY, "reason": "bad"}) == FailRequest(KEY, "bad")
     assert AdminPauseParams().load({"target": "historical"}) == PauseRequest("historical", "")
     with pytest.raises(dataclasses.FrozenInstanceError):
-        reprocess.first = date(2020, 1, 1)  # type: ignore[misc]
+        reprocess.first = date(2020, 1, 1)

@@ -44,7 +44,7 @@ def test_every_variable_is_read() -> None:
 
 
 @pytest.mark.parametrize(
-    "name,value",
+    ("name", "value"),
     [
         ("HEARTBEAT_COALESCE_SECONDS", "soon"),
         ("HEARTBEAT_COALESCE_SECONDS", "-1"),
@@ -61,7 +61,8 @@ def test_malformed_values_name_the_variable(name: str, value: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "attempts,wait", [(1, timedelta(minutes=10)), (2, timedelta(minutes=20)), (3, None), (4, None)]
+    ("attempts", "wait"),
+    [(1, timedelta(minutes=10)), (2, timedelta(minutes=20)), (3, None), (4, None)],
 )
 def test_retry_policy_backoff_doubles_and_stops(attempts: int, wait: timedelta | None) -> None:
     from shared.model import ZERO_TIME

@@ -45,11 +45,21 @@ def doc(
     update_count: int = 2,
     start: float = 0.5,
     last: float = 50.0,
-    **kw: object,
+    lease_owner: str = "",
+    lease_until: float = 0.0,
 ) -> JobDoc:
     return JobDoc(
-        KEY, "ndt", "ndt7", state, list(enumerate(history)), update_count, start, last, **kw
-    )  # type: ignore[arg-type]
+        KEY,
+        "ndt",
+        "ndt7",
+        state,
+        list(enumerate(history)),
+        update_count,
+        start,
+        last,
+        lease_owner,
+        lease_until,
+    )
 
 
 def final(*docs: JobDoc, counters: dict[str, int] | None = None, read_at: float = 60.0) -> Final:
@@ -228,7 +238,7 @@ def test_server_errors_only_as_503_in_fault_windows() -> None:
     assert violated(log, final(doc())) == {"server-errors": 2}
 
 
-@pytest.mark.parametrize("rate,expect_faults", [(0.0, False), (1.0, True)])
+@pytest.mark.parametrize(("rate", "expect_faults"), [(0.0, False), (1.0, True)])
 def test_fault_schedule_draws_only_inside_its_windows(
     tmp_path: Path, rate: float, expect_faults: bool
 ) -> None:

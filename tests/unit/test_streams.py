@@ -31,8 +31,8 @@ def config(
     )
 
 
-def at(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def walk(
@@ -60,7 +60,7 @@ def test_daily_starts_at_yesterday():
 
 
 @pytest.mark.parametrize(
-    "now,available",
+    ("now", "available"),
     [
         (at(2026, 11, 27, 10, 29), False),  # D + 24 h + 10 h 29 min
         (at(2026, 11, 27, 10, 30), True),  # D + 24 h + 10 h 30 min exactly
@@ -168,7 +168,7 @@ def test_resume_from_a_stored_position_repeats_and_skips_nothing():
 
 
 @pytest.mark.parametrize(
-    "a,b",
+    ("a", "b"),
     [
         (Position(0, date(2026, 1, 1), 5), Position(0, date(2026, 1, 2), 0)),
         (Position(0, date(9999, 12, 31), 999), Position(1, date(2015, 1, 1), 0)),

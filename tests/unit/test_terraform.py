@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 from shared.limits import UNINDEXED_FIELDS
 from shared.store import INDEXES, JOBS_COLLECTION
@@ -327,7 +327,7 @@ def test_example_variables_are_declared_and_no_required_one_is_missing(tf: Confi
 
 
 def test_outputs_give_the_router_url_first(tf: Config) -> None:
-    assert list(tf.outputs)[0] == "api_url"
+    assert next(iter(tf.outputs)) == "api_url"
     assert tf.outputs["api_url"]["value"] == '${google_cloudfunctions2_function.fn["api"].url}'
 
 
