@@ -611,7 +611,7 @@ def run_cli(
     if gcs_url:
         env["STORAGE_EMULATOR_HOST"] = gcs_url
     return subprocess.run(
-        [sys.executable, "-m", "shared", *args],
+        [sys.executable, "-m", "shared.snapshot_cli", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -622,15 +622,13 @@ def run_cli(
 
 
 def test_cli_import_prints_counts_and_exits_0(project, store, emulator_host):
-    first = run_cli(
-        "import-snapshot", str(GO_SAMPLE), "--project", project, emulator_host=emulator_host
-    )
+    first = run_cli("import", str(GO_SAMPLE), "--project", project, emulator_host=emulator_host)
     assert first.returncode == 0, first.stderr
     assert "1 jobs, 1 created, 0 already present" in first.stdout
     assert "skipped 1 Jobs entries without a status: bucket/exp/type/20110102" in first.stdout
 
     second = run_cli(
-        "import-snapshot",
+        "import",
         str(GO_SAMPLE),
         "--project",
         project,
@@ -653,7 +651,7 @@ def test_cli_refuses_a_malformed_file_with_exit_2(project, store, emulator_host,
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(_empty_history(_mismatch(valid_file()))))
 
-    proc = run_cli("import-snapshot", str(bad), "--project", project, emulator_host=emulator_host)
+    proc = run_cli("import", str(bad), "--project", project, emulator_host=emulator_host)
 
     assert proc.returncode == 2 and proc.stdout == ""
     assert "snapshot refused (2 problems, nothing written)" in proc.stderr
@@ -662,12 +660,12 @@ def test_cli_refuses_a_malformed_file_with_exit_2(project, store, emulator_host,
     assert list(store.stream_all()) == []
 
     as_json = run_cli(
-        "import-snapshot", str(bad), "--project", project, "--json", emulator_host=emulator_host
+        "import", str(bad), "--project", project, "--json", emulator_host=emulator_host
     )
     assert as_json.returncode == 2 and len(json.loads(as_json.stdout)["problems"]) == 2
 
     missing = run_cli(
-        "import-snapshot",
+        "import",
         str(tmp_path / "absent.json"),
         "--project",
         project,
@@ -681,7 +679,7 @@ def test_cli_export_then_import_from_the_pointer(
 ):
     tracker.add_job(Job("archive-a", "ndt", "ndt7", date(2026, 11, 26), "", DS))
     proc = run_cli(
-        "export-snapshot",
+        "export",
         f"gs://{bucket.name}/backups",
         "--keep",
         "2",
@@ -699,14 +697,14 @@ def test_cli_export_then_import_from_the_pointer(
     fresh = fresh_store.client.project
     pointer = f"gs://{bucket.name}/backups/latest.json"
     imported = run_cli(
-        "import-snapshot", pointer, "--project", fresh, emulator_host=emulator_host, gcs_url=gcs_url
+        "import", pointer, "--project", fresh, emulator_host=emulator_host, gcs_url=gcs_url
     )
     assert imported.returncode == 0, imported.stderr
     assert "1 jobs, 1 created, 0 already present" in imported.stdout
     assert job_map(fresh_store) == job_map(store)
 
     human = run_cli(
-        "export-snapshot",
+        "export",
         f"gs://{bucket.name}",
         "--project",
         project,
@@ -718,10 +716,10 @@ def test_cli_export_then_import_from_the_pointer(
 
 
 def test_cli_help_and_usage_errors(emulator_host):
-    for command in ("import-snapshot", "export-snapshot"):
+    for command in ("import", "export"):
         proc = run_cli(command, "--help", emulator_host=emulator_host)
         assert proc.returncode == 0 and "--project" in proc.stdout and "--json" in proc.stdout
-    bad_keep = run_cli("export-snapshot", "gs://b", "--keep", "0", emulator_host=emulator_host)
+    bad_keep = run_cli("export", "gs://b", "--keep", "0", emulator_host=emulator_host)
     assert bad_keep.returncode == 2 and "at least 1" in bad_keep.stderr
 
 
@@ -943,7 +941,7 @@ def test_a_firestore_failure_mid_way_says_what_was_written_and_a_rerun_finishes(
 def test_cli_lists_the_jobs_written_and_not_written(
     project, store, emulator_host, tmp_path, monkeypatch, capsys
 ):
-    from shared import __main__ as cli
+    from shared import snapshot_cli as cli
 
     path = tmp_path / "many.json"
     data = many_jobs(501)
@@ -960,7 +958,7 @@ def test_cli_lists_the_jobs_written_and_not_written(
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", emulator_host)
     monkeypatch.delenv("TRACKER_COLLECTION", raising=False)
 
-    assert cli.main(["import-snapshot", str(path), "--project", project, "--json"]) == 1
+    assert cli.main(["import", str(path), "--project", project, "--json"]) == 1
     out, err = capsys.readouterr()
     body = json.loads(out)
     assert body["created"] == keys[:500] and body["not_written"] == [keys[500]]

@@ -1,9 +1,13 @@
-"""Operator commands: ``python -m shared import-snapshot|export-snapshot ...``.
+"""Snapshot commands straight on Firestore and GCS: ``gardener-snapshot import|export ...``.
 
-``import-snapshot PATH|gs://BUCKET/OBJECT`` validates a Go-format state file
+The offline counterpart of ``gardener import|export`` (which ask a deployed
+tracker over ``/admin``): for a first load, a restore, or a tracker that is not
+running. Also ``python -m shared.snapshot_cli``.
+
+``import PATH|gs://BUCKET/OBJECT`` validates a Go-format state file
 (a ``gs://…/latest.json`` pointer is followed) and creates the jobs Firestore
 does not have yet; jobs already there are left untouched.
-``export-snapshot gs://BUCKET[/PREFIX]`` writes a snapshot of every job under
+``export gs://BUCKET[/PREFIX]`` writes a snapshot of every job under
 PREFIX (default ``snapshots/``), points ``latest.json`` at it and keeps the
 newest ``--keep`` snapshots.
 
@@ -34,12 +38,13 @@ EXIT_REFUSED = 2
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m shared", description="Gardener tracker operator commands."
+        prog="gardener-snapshot",
+        description="Gardener tracker snapshots, straight on Firestore and GCS.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     imp = commands.add_parser(
-        "import-snapshot",
+        "import",
         help="create missing jobs from a Go-format state file",
         description="Validate a Go-format state file (saver struct v2) and create the jobs "
         "Firestore does not have yet. Jobs already in Firestore are left untouched; "
@@ -53,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     exp = commands.add_parser(
-        "export-snapshot",
+        "export",
         help="write a snapshot of every job to GCS",
         description="Write every job to a new object gs://BUCKET/PREFIX/<time>.json in the Go "
         "tracker's state-file format, point PREFIX/latest.json at it, and delete all "
@@ -153,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from shared.snapshot import ImportInterrupted, SnapshotError
 
     try:
-        out = _import(args) if args.command == "import-snapshot" else _export(args)
+        out = _import(args) if args.command == "import" else _export(args)
     except SnapshotError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if args.json:
