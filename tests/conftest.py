@@ -1,9 +1,13 @@
-"""Fixtures: one Firestore emulator per session, a fresh project per test, a movable clock.
+"""Fixtures of the layers on the emulators (integration and acceptance): one Firestore
+and one GCS emulator per session, a fresh project per test, a movable clock, the
+tracker, an HTTP client of the router, a function server.
 
-The emulator is started from its jar when the first test needs it and stopped
-when the session ends, unless ``FIRESTORE_EMULATOR_HOST`` already points at a
-running one. Each test gets its own ``demo-<uuid>`` project, so tests never see
-each other's documents.
+An emulator is started when the first test needs it and stopped when the
+session ends, unless ``FIRESTORE_EMULATOR_HOST`` / ``STORAGE_EMULATOR_HOST``
+already point at running ones. Each test gets its own ``demo-<uuid>`` project,
+so tests never see each other's documents. Each layer's own fixtures are in its
+``conftest.py``: the BigQuery emulator in ``tests/integration``; ``tests/unit``
+refuses the emulators.
 """
 
 from __future__ import annotations
@@ -68,32 +72,6 @@ def gcs_client(gcs_url: str):
     from local.gcs_emulator import client
 
     return client(gcs_url)
-
-
-@pytest.fixture(scope="session")
-def bq_gcs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Folder the BigQuery emulator reads ``gs://bucket/path`` from (``{root}/bucket/path``)."""
-    return tmp_path_factory.mktemp("bq-gcs")
-
-
-@pytest.fixture(scope="session")
-def bq_url(bq_gcs_root: Path) -> Iterator[str]:
-    """URL of a BigQuery emulator (bqemulator) for the session."""
-    from local.bq_emulator import BqEmulator
-
-    (ROOT / ".pytest_cache").mkdir(exist_ok=True)
-    with BqEmulator(
-        gcs_root=bq_gcs_root, log_path=ROOT / ".pytest_cache" / "bq-emulator.log"
-    ) as emulator:
-        yield emulator.url
-
-
-@pytest.fixture
-def bq_client(bq_url: str):
-    """A BigQuery client bound to the emulator (project demo-gardener)."""
-    from local.bq_emulator import client
-
-    return client(bq_url)
 
 
 @pytest.fixture

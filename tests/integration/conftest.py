@@ -1,0 +1,40 @@
+"""Integration fixtures of their own: the BigQuery emulator (bqemulator), for the warehouse.
+
+The Firestore and GCS emulators, the tracker and the HTTP client come from
+``tests/conftest.py``, shared with the acceptance tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+@pytest.fixture(scope="session")
+def bq_gcs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder the BigQuery emulator reads ``gs://bucket/path`` from (``{root}/bucket/path``)."""
+    return tmp_path_factory.mktemp("bq-gcs")
+
+
+@pytest.fixture(scope="session")
+def bq_url(bq_gcs_root: Path) -> Iterator[str]:
+    """URL of a BigQuery emulator (bqemulator) for the session."""
+    from local.bq_emulator import BqEmulator
+
+    (ROOT / ".pytest_cache").mkdir(exist_ok=True)
+    with BqEmulator(
+        gcs_root=bq_gcs_root, log_path=ROOT / ".pytest_cache" / "bq-emulator.log"
+    ) as emulator:
+        yield emulator.url
+
+
+@pytest.fixture
+def bq_client(bq_url: str):
+    """A BigQuery client bound to the emulator (project demo-gardener)."""
+    from local.bq_emulator import client
+
+    return client(bq_url)
