@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from shared import transitions
+from shared import defaults, transitions
 from shared.config import Config
 from shared.errors import Conflict, Invalid, Unavailable
 from shared.gotime import format_time
@@ -58,9 +58,6 @@ if TYPE_CHECKING:
     from shared.snapshot import ImportResult
 
 log = logging.getLogger(__name__)
-
-#: Jobs one reprocessing request may queue (days × sources), unless configured otherwise.
-MAX_REPROCESS = 1000
 
 
 @dataclass(frozen=True)
@@ -127,7 +124,7 @@ class Admin:
         config: Config,
         export: Callable[[datetime], dict[str, Any]] | None = None,
         load: Callable[[str], Any] | None = None,
-        max_reprocess: int = MAX_REPROCESS,
+        max_reprocess: int = defaults.REPROCESS_MAX,
     ) -> None:
         self.tracker = tracker
         self.queue = queue
