@@ -26,7 +26,7 @@ from shared.errors import TrackerError
 from shared.logs import request_trace
 from shared.schemas import MISSING
 from shared.store import budget
-from shared.web.errors import MISSING_STATUS, HttpError, status_of
+from shared.web.errors import MISSING_STATUS, HttpError, status_of, status_of_kind
 
 if TYPE_CHECKING:
     from shared.admin import Admin
@@ -58,11 +58,13 @@ class Services(Protocol):
 
 @dataclass(frozen=True)
 class App:
-    """What every handler is given, as Go's ``Handler`` holds its tracker: the services and
-    the routes served beside the handler (path → endpoint)."""
+    """What every handler is given, as Go's ``Handler`` holds its tracker: the services,
+    the routes served beside the handler (path → endpoint) and their route groups (path →
+    group)."""
 
     services: Services
     routes: Mapping[str, Endpoint] = field(default_factory=dict)
+    groups: Mapping[str, str] = field(default_factory=dict)
 
 
 #: A handler: the request and the app in, the response out.
@@ -71,17 +73,32 @@ Handler = Callable[[flask.Request, App], flask.Response]
 
 @dataclass(frozen=True)
 class Answer:
-    """An answer an endpoint gives besides its errors, as the OpenAPI document describes it."""
+    """An answer an endpoint gives besides its errors, as the OpenAPI document describes it.
+
+    ``schema`` is the JSON body's shape (a marshmallow schema, or a JSON schema as a
+    dict); every other content type is described as a string.
+    """
 
     description: str
     content: tuple[str, ...] = ("application/json",)
-    schema: Schema | None = None  # the JSON body's shape, if it has a fixed one
+    schema: Schema | dict[str, Any] | None = None
+
+
+#: Statuses the wrapper itself can answer for any endpoint: a method it does not
+#: allow, and a bad config or an unexpected error.
+WRAPPER_STATUSES = frozenset({405, 500})
+
+#: What a handler declares it can raise: tracker errors (answered with their
+#: :data:`~shared.web.errors.ERROR_STATUS` code) and statuses of its own
+#: :class:`~shared.web.errors.HttpError`s.
+Raises = Iterable[type[TrackerError] | int]
 
 
 class Endpoint:
     """A handler wrapped by :func:`endpoint`, with what the OpenAPI document says of it:
     ``methods`` (allowed), ``params`` (the schema its parameters are parsed with),
-    ``answers`` (by status code, besides the errors)."""
+    ``answers`` (by status code, besides the errors), ``raises`` (what the handler
+    can raise, for :attr:`error_statuses`)."""
 
     def __init__(
         self,
@@ -90,14 +107,30 @@ class Endpoint:
         params: Schema | None,
         answers: dict[int, Answer],
         bulk: bool,
+        raises: Raises = (),
     ) -> None:
         self.handler = handler
         self.methods = methods
         self.params = params
         self.answers = answers
         self.bulk = bulk
+        self.raises = tuple(raises)
         self.__name__ = handler.__name__
         self.__doc__ = handler.__doc__
+
+    @property
+    def error_statuses(self) -> frozenset[int]:
+        """Every error status this endpoint can answer: the wrapper's (405, 500); 400 and
+        the missing-parameter codes of its required parameters if it has parameters;
+        and the status of each error it declares it raises."""
+        codes = set(WRAPPER_STATUSES)
+        if self.params is not None and self.params.fields:
+            codes.add(400)
+            required = {name for name, f in self.params.fields.items() if f.required}
+            codes |= {code for name, code in MISSING_STATUS if name in required}
+        for kind in self.raises:
+            codes.add(kind if isinstance(kind, int) else status_of_kind(kind))
+        return frozenset(codes)
 
     def __call__(self, request: flask.Request, app: App) -> flask.Response:
         """Answer ``request``; log lines written meanwhile carry its trace id."""
@@ -134,8 +167,14 @@ def endpoint(
     params: Schema | None = None,
     answers: Mapping[int, Answer] | None = None,
     bulk: bool = False,
+    raises: Raises = (),
 ) -> Callable[[Handler], Endpoint]:
     """Wrap a handler: answer 405 for other methods and map errors to status codes.
+
+    ``raises`` lists what the handler (and the operations it calls) can raise:
+    the kinds of tracker error and the statuses of its own ``HttpError``s; the
+    OpenAPI document lists exactly the error answers they and the parameters give
+    (:attr:`Endpoint.error_statuses`).
 
     The handler's Firestore calls share one budget of ``FIRESTORE_DEADLINE_SECONDS``,
     counted from when it starts; a ``bulk`` handler (one that works through many
@@ -146,7 +185,7 @@ def endpoint(
     described = dict(answers or {200: Answer("done")})
 
     def decorate(handler: Handler) -> Endpoint:
-        return Endpoint(handler, allowed, params, described, bulk)
+        return Endpoint(handler, allowed, params, described, bulk, raises)
 
     return decorate
 

@@ -33,7 +33,12 @@ MISSING_STATUS: tuple[tuple[str, int], ...] = (("id", 422), ("state", 424), ("er
 
 def status_of(error: TrackerError) -> int:
     """Return the HTTP status that answers ``error`` (:data:`ERROR_STATUS`)."""
-    return next(ERROR_STATUS[c] for c in type(error).__mro__ if c in ERROR_STATUS)
+    return status_of_kind(type(error))
+
+
+def status_of_kind(kind: type[TrackerError]) -> int:
+    """Return the HTTP status that answers every error of class ``kind`` (:data:`ERROR_STATUS`)."""
+    return next(ERROR_STATUS[c] for c in kind.__mro__ if c in ERROR_STATUS)
 
 
 class HttpError(Exception):

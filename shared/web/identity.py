@@ -23,6 +23,10 @@ import requests
 from shared.model import UTC
 from shared.web.errors import HttpError
 
+#: The statuses :func:`operator_of` can refuse a request with (a token that does not
+#: verify; Google's certificates out of reach), for the OpenAPI document.
+STATUSES = (401, 503)
+
 #: Who an action is recorded as when the request names no one.
 ANONYMOUS = "anonymous"
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, cast
 import flask
 
 from shared.config import Config
+from shared.errors import Unavailable
 from shared.model import State
 from shared.store import CursorStore
 from shared.streams import Position, Stream
@@ -167,7 +168,7 @@ def scrape(tracker: Tracker, cursors: CursorStore, config: Config) -> bytes:
     return generate_latest(registry)
 
 
-@endpoint(["GET"], answers={200: Answer("Prometheus text", (CONTENT_TYPE,))})
+@endpoint(["GET"], answers={200: Answer("Prometheus text", (CONTENT_TYPE,))}, raises=(Unavailable,))
 def metrics(request: flask.Request, app: App) -> flask.Response:
     """``/metrics``: job counts per source and state and the streams' dates, Prometheus text."""
     service = app.services.job_service()

@@ -1,28 +1,30 @@
-"""The OpenAPI 3 document of the HTTP API, generated from the routes and their schemas.
+"""The OpenAPI 3 document of the HTTP API, generated from the routes and their schemas,
+and the shapes of the JSON answers it describes.
 
-Every fact comes from the code: the paths from the router's route table, the
-methods, parameter schema and answers from what each handler's
-:func:`shared.web.endpoint.endpoint` wrapper carries, the summary from the
-handler's docstring, and the error answers from the status codes
-:mod:`shared.web.errors` gives (``ERROR_STATUS``, ``MISSING_STATUS``, 400, 405,
-500). A route whose handler is not wrapped by ``endpoint`` or has no docstring
-is refused (:class:`UndocumentedRoute`), so a new route cannot be served
-without being described.
+Every fact comes from the code: the paths from the router's route table (each
+route's group is its tag), the methods, parameter schema and answers from what
+each handler's :func:`shared.web.endpoint.endpoint` wrapper carries, the
+summary from the handler's docstring (its markup taken out), and the error
+answers from what the wrapper, the parameters and the handler's declared
+``raises`` can answer (:attr:`shared.web.endpoint.Endpoint.error_statuses`).
+A route whose handler is not wrapped by ``endpoint``, has no docstring or
+answers JSON without a schema is refused (:class:`UndocumentedRoute`), so a
+new route cannot be served without being described.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import flask
-from marshmallow import Schema, fields
+from marshmallow import INCLUDE, Schema, fields
 
 from shared.model import KEY_RE, MAX_KEY_LENGTH, MAX_RUN_LENGTH, RUN_RE, RUN_SEPARATOR, State
-from shared.schemas import JobId, JobSchema, ParserJobId, StateName
+from shared.schemas import GoTime, JobId, JobSchema, ParserJobId, StateName, StatusSchema
 from shared.web.endpoint import Answer, App, Endpoint, Route, endpoint, json_response
-from shared.web.errors import ERROR_STATUS, MISSING_STATUS
 
 if TYPE_CHECKING:
     from apispec.ext.marshmallow import MarshmallowPlugin
@@ -33,17 +35,39 @@ API_VERSION = "2"
 
 #: What each error status means, for the document's descriptions.
 ERROR_MEANING = {
-    400: "malformed parameter, or a tracker error without its own code",
+    400: "malformed parameter, or a request the tracker refuses as invalid",
+    401: "the bearer token is not a valid Google ID token for this service",
     404: "unknown path (router)",
     405: "method not allowed; the Allow header names the allowed ones",
-    409: "the transition table forbids the change, the job is complete or failed, "
-    "the state is not the parser's to set, the run in the id is no longer current, "
-    "or the job already exists",
+    409: "the request conflicts with the job's state or the tracker's: the transition "
+    "table forbids the change, the job is complete or failed, the state is not the "
+    "parser's to set, the run in the id is no longer current, or an operator's action "
+    "the state refuses",
     410: "no such job",
     422: "missing id",
     424: "missing state or error",
     500: "bad config or an unexpected error",
-    503: "Firestore, GCS or BigQuery unavailable; retry later",
+    503: "Firestore, GCS or BigQuery (or Google's token certificates) unavailable; retry later",
+}
+
+#: The tags, one per route group (``Route.group``), in the order the document lists them.
+TAGS = {
+    "parser": "What parsers call: the Go tracker's /v2/job/... paths and each entry point's name.",
+    "scheduled": "What Cloud Scheduler calls: maintenance and post-processing ticks.",
+    "status": "The status page and the Prometheus metrics.",
+    "docs": "This document.",
+    "admin": "Operator control: list, retry and fail jobs, reprocess, pause, snapshots.",
+}
+
+#: The security scheme of a deployed tracker: every function is private (Cloud Run IAM),
+#: and the admin endpoints name the operator by the token's verified e-mail.
+BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "JWT",
+    "description": "A Google ID token whose audience is the function's URL (for example "
+    "gcloud auth print-identity-token). Deployed, every call needs one; locally none is "
+    "needed, and one sent to /admin/... is verified and names the operator.",
 }
 
 #: Every state's wire name.
@@ -58,9 +82,31 @@ RUN_ID_PATTERN = (
     + f"({RUN_SEPARATOR}{RUN_RE.pattern.removesuffix(chr(92) + 'Z')})?$"
 )
 
+#: reStructuredText markup in a docstring: a role (``:class:`x```) and a literal (````x````).
+_ROLE_RE = re.compile(r":[\w:.-]+:`~?([^`]*)`")
+_LITERAL_RE = re.compile(r"``(.*?)``")
+#: A summary's leading literal naming the path (````/v2/job/update?id=````: …), and a
+#: note in parentheses after it (``(Cloud Scheduler)``).
+_PATH_PREFIX_RE = re.compile(r"^``/[^`]*``(?:\s*\(([^)]*)\))?:\s*")
+
 
 class UndocumentedRoute(ValueError):
-    """A route's handler lacks what the document needs (``endpoint`` wrapper, docstring)."""
+    """A route's handler lacks what the document needs (``endpoint`` wrapper, docstring,
+    a schema for a JSON answer)."""
+
+
+# --- the answers' shapes ---------------------------------------------------------------
+
+
+def _time(**kwargs: Any) -> GoTime:
+    """A time as Go marshals it (RFC 3339, UTC)."""
+    return GoTime(**kwargs)
+
+
+def _state(**kwargs: Any) -> fields.String:
+    """A state's wire name; a nullable one lists null among its values, as OpenAPI 3.0 needs."""
+    names: list[str | None] = [*STATE_NAMES, *([None] if kwargs.get("allow_none") else [])]
+    return fields.String(metadata={"enum": names}, **kwargs)
 
 
 class ErrorBody(Schema):
@@ -69,7 +115,7 @@ class ErrorBody(Schema):
     error = fields.String(required=True, metadata={"description": "what is wrong"})
     status = fields.Integer(required=True, metadata={"description": "the HTTP status"})
     field_errors = fields.Dict(
-        data_key="fields", metadata={"description": "validation errors by parameter"}
+        data_key="fields", metadata={"description": "details by parameter or name"}
     )
 
 
@@ -77,8 +123,8 @@ class UpdateAnswer(Schema):
     """Answer of ``/v2/job/update`` and ``/v2/job/error``."""
 
     ID = fields.String(required=True)
-    State = fields.String(required=True, metadata={"enum": STATE_NAMES})
-    Previous = fields.String(required=True, metadata={"enum": STATE_NAMES})
+    State = _state(required=True)
+    Previous = _state(required=True)
 
 
 class HeartbeatAnswer(Schema):
@@ -95,6 +141,235 @@ class NextJobAnswer(Schema):
     Job = fields.Nested(JobSchema, required=True)
 
 
+class JobAnswer(Schema):
+    """One job as the status page's JSON shows it (:func:`shared.web.views.job_json`)."""
+
+    ID = fields.String(required=True, metadata={"description": "the job's key"})
+    Job = fields.Nested(JobSchema, required=True)
+    Status = fields.Nested(StatusSchema, required=True)
+    State = _state(required=True)
+    Label = fields.String(required=True)
+    Detail = fields.String(required=True)
+    Error = fields.String(required=True)
+    ElapsedSeconds = fields.Integer(required=True)
+    LastActivity = _time(required=True)
+    Attempts = fields.Integer(required=True)
+    LastError = fields.String(required=True)
+    RetryAt = _time(required=True, allow_none=True)
+    ExpiresAt = _time(required=True, allow_none=True)
+
+
+class AuditAnswer(Schema):
+    """One audit entry: who did what to a job, and when."""
+
+    Time = _time(required=True)
+    Who = fields.String(required=True)
+    Action = fields.String(required=True)
+    Detail = fields.String(required=True)
+
+
+class AdminJob(JobAnswer):
+    """One job as the admin API shows it: the status page's JSON, bookkeeping and audit."""
+
+    Offer = fields.String(required=True)
+    Reoffer = fields.String(required=True)
+    LeaseOwner = fields.String(required=True)
+    LeaseUntil = _time(required=True, allow_none=True)
+    Audit = fields.List(fields.Nested(AuditAnswer), required=True)
+
+
+class FailedJob(AdminJob):
+    """A job an operator failed, with the state it was in."""
+
+    Previous = _state(required=True)
+
+
+class JobList(Schema):
+    """The jobs an operator listed."""
+
+    Shown = fields.Integer(required=True)
+    Jobs = fields.List(fields.Nested(AdminJob), required=True)
+
+
+class PauseAnswer(Schema):
+    """An operator's pause: of the historical cycle or of a source."""
+
+    Target = fields.String(required=True)
+    Who = fields.String(required=True)
+    Since = _time(required=True)
+    Reason = fields.String(required=True)
+
+
+class PausedAnswer(Schema):
+    """A pause just made."""
+
+    Paused = fields.Nested(PauseAnswer, required=True)
+
+
+class ResumedAnswer(Schema):
+    """A pause just lifted, and who lifted it."""
+
+    Resumed = fields.Nested(PauseAnswer, required=True)
+    Who = fields.String(required=True)
+
+
+class QueuedAnswer(Schema):
+    """A queued reprocessing of one job."""
+
+    ID = fields.String(required=True)
+    Source = fields.String(required=True)
+    Who = fields.String(required=True)
+    QueuedAt = _time(required=True)
+
+
+class SourcePause(Schema):
+    """A source of the config and its pause, if any."""
+
+    Source = fields.String(required=True)
+    Paused = fields.Nested(PauseAnswer, required=True, allow_none=True)
+
+
+class ControlsAnswer(Schema):
+    """The pauses in force and the reprocessing queue's size and head."""
+
+    Historical = fields.Nested(PauseAnswer, required=True, allow_none=True)
+    Sources = fields.List(fields.Nested(SourcePause), required=True)
+    ReprocessQueued = fields.Integer(required=True)
+    ReprocessNext = fields.List(fields.Nested(QueuedAnswer), required=True)
+
+
+class ReprocessAnswer(Schema):
+    """What a reprocessing request queued."""
+
+    Queued = fields.Integer(required=True)
+    AlreadyQueued = fields.Integer(required=True)
+    Jobs = fields.List(fields.String(), required=True)
+    Who = fields.String(required=True)
+    Time = _time(required=True)
+
+
+class CancelAnswer(Schema):
+    """What a cancelled reprocessing took back."""
+
+    Cancelled = fields.Integer(required=True)
+    HandedOut = fields.Integer(required=True)
+    Jobs = fields.List(fields.String(), required=True)
+    Who = fields.String(required=True)
+    Time = _time(required=True)
+
+
+class SnapshotAnswer(Schema):
+    """A snapshot written (:class:`shared.snapshot.SnapshotResult`)."""
+
+    bucket = fields.String(required=True)
+    object = fields.String(required=True)
+    jobs = fields.Integer(required=True)
+    bytes = fields.Integer(required=True)
+    save_time = _time(required=True)
+    latest = fields.String(required=True)
+    latest_updated = fields.Boolean(required=True)
+    deleted = fields.List(fields.String(), required=True)
+
+
+class ExportAnswer(SnapshotAnswer):
+    """A snapshot written now on an operator's request, and who asked."""
+
+    Who = fields.String(required=True)
+
+
+class ImportAnswer(Schema):
+    """What a snapshot import did."""
+
+    Source = fields.String(required=True)
+    Total = fields.Integer(required=True)
+    Created = fields.Integer(required=True)
+    AlreadyPresent = fields.Integer(required=True)
+    Skipped = fields.List(fields.String(), required=True)
+    Who = fields.String(required=True)
+
+
+class StatusFilters(Schema):
+    """The filters a status request applied (null: not filtered)."""
+
+    state = _state(required=True, allow_none=True)
+    experiment = fields.String(required=True, allow_none=True)
+    datatype = fields.String(required=True, allow_none=True)
+
+
+class StatusAnswer(Schema):
+    """The status page's JSON (``format=json``); more fields may be added."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    Count = fields.Integer(
+        required=True, metadata={"description": "jobs in the selection, beyond the limit too"}
+    )
+    Shown = fields.Integer(required=True)
+    Filters = fields.Nested(StatusFilters, required=True)
+    Paused = fields.List(fields.Nested(PauseAnswer), required=True)
+    Jobs = fields.List(fields.Nested(JobAnswer), required=True)
+    StateCounts = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={"description": "jobs in each state under the experiment and datatype filters"},
+    )
+
+
+class MaintainAnswer(Schema):
+    """A maintenance run's summary."""
+
+    time = _time(required=True)
+    expired = fields.List(fields.String(), required=True)
+    removed_complete = fields.Integer(required=True)
+    counts = fields.Dict(
+        required=True, metadata={"description": "the count reconciliation of one source"}
+    )
+    snapshot = fields.Nested(SnapshotAnswer, required=True, allow_none=True)
+    jobs = fields.Integer(required=True)
+    failed = fields.Integer(required=True)
+    duration_seconds = fields.Float(required=True)
+
+
+def _by_key(description: str) -> fields.Dict:
+    return fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={"description": description},
+    )
+
+
+class PostprocessAnswer(Schema):
+    """A post-processing tick's summary, per job key."""
+
+    started = _by_key("step started, by job")
+    moved = _by_key("state moved to, by job")
+    waiting = _by_key("what the job waits for")
+    retrying = _by_key("why the step is retried")
+    failed = _by_key("why the job failed")
+    dropped = _by_key("results dropped: the job left the claimed state or lease meanwhile")
+    skipped = fields.Integer(required=True)
+    pages = fields.Integer(required=True)
+    out_of_time = fields.Boolean(required=True)
+    duration_seconds = fields.Float(required=True)
+    time = _time(required=True)
+
+
+#: The document's own shape, loosely: an OpenAPI 3.0 document.
+OPENAPI_OBJECT: dict[str, Any] = {
+    "type": "object",
+    "required": ["openapi", "info", "paths"],
+    "properties": {"openapi": {"type": "string"}, "info": {"type": "object"}},
+}
+
+#: The schema of a body that is not JSON (text, HTML).
+TEXT: dict[str, Any] = {"type": "string"}
+
+
+# --- the document ------------------------------------------------------------------------
+
+
 def _field_extras(self: Any, field: fields.Field[Any], **kwargs: Any) -> dict[str, Any]:
     """What the generic converter cannot see in our own field types."""
     if isinstance(field, ParserJobId):
@@ -107,7 +382,32 @@ def _field_extras(self: Any, field: fields.Field[Any], **kwargs: Any) -> dict[st
         return {"pattern": KEY_PATTERN, "maxLength": MAX_KEY_LENGTH}
     if isinstance(field, StateName):
         return {"enum": STATE_NAMES}
+    if isinstance(field, GoTime):
+        return {"type": "string", "format": "date-time"}
     return {}
+
+
+def plain(text: str, summary: bool = False) -> str:
+    """``text`` without reStructuredText markup: roles and literals become their text.
+
+    For a ``summary`` (plain text), a literal with a space is quoted and a leading
+    literal naming the path is dropped; otherwise literals become Markdown code.
+    """
+    prefix = _PATH_PREFIX_RE.match(text) if summary else None
+    if prefix:
+        text = text[prefix.end() :]
+        if prefix.group(1):
+            text = f"{text.rstrip('.')} ({prefix.group(1)})."
+        text = text[:1].upper() + text[1:]
+    text = _ROLE_RE.sub(lambda m: m.group(1).rsplit(".", 1)[-1] if summary else m.group(1), text)
+
+    def literal(match: re.Match[str]) -> str:
+        inner = match.group(1)
+        if not summary:
+            return f"`{inner}`"
+        return f'"{inner}"' if " " in inner.strip() else inner
+
+    return _LITERAL_RE.sub(literal, text)
 
 
 def _summary(path: str, handler: Callable[..., Any]) -> tuple[str, str]:
@@ -119,31 +419,31 @@ def _summary(path: str, handler: Callable[..., Any]) -> tuple[str, str]:
     if not doc:
         raise UndocumentedRoute(f"{path}: handler {handler.__name__} has no docstring")
     first, _, rest = doc.partition("\n")
-    return first.strip(), rest.strip()
+    return plain(first.strip(), summary=True), plain(rest.strip())
 
 
-def _responses(handler: Endpoint) -> dict[str, Any]:
-    codes = {400, 405, 500, *ERROR_STATUS.values()}
-    params: Schema | None = handler.params
-    if params is not None:
-        required = {name for name, f in params.fields.items() if f.required}
-        codes |= {code for name, code in MISSING_STATUS if name in required}
+def _content(path: str, code: int, answer: Answer) -> dict[str, Any]:
+    """The content of an answer by media type, each with its schema."""
+    content: dict[str, Any] = {}
+    for kind in answer.content:
+        if kind != "application/json":
+            content[kind] = {"schema": TEXT}
+        elif answer.schema is None:
+            raise UndocumentedRoute(f"{path}: its {code} JSON answer has no schema")
+        else:
+            content[kind] = {"schema": answer.schema}
+    return content
+
+
+def _responses(path: str, handler: Endpoint) -> dict[str, Any]:
     responses: dict[str, Any] = {}
-    for code in sorted(codes):
+    for code in sorted(handler.error_statuses):
         responses[str(code)] = {
             "description": ERROR_MEANING.get(code, "error"),
             "content": {"application/json": {"schema": ErrorBody}},
         }
-    answer: Answer
     for code, answer in handler.answers.items():
-        content = {
-            kind: (
-                {"schema": answer.schema}
-                if answer.schema is not None and kind == "application/json"
-                else {}
-            )
-            for kind in answer.content
-        }
+        content = _content(path, code, answer)
         if str(code) in responses:  # an answer that shares its code with an error
             responses[str(code)]["description"] = f"{answer.description}; or {ERROR_MEANING[code]}"
             responses[str(code)]["content"].update(
@@ -154,11 +454,24 @@ def _responses(handler: Endpoint) -> dict[str, Any]:
     return responses
 
 
-def document(routes: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
-    """Return the OpenAPI 3 document of ``routes`` (path → handler), as a JSON-ready dict."""
+def document(
+    routes: Mapping[str, Callable[..., Any]],
+    groups: Mapping[str, str] | None = None,
+    server: str = "/",
+    deployed: bool = False,
+) -> dict[str, Any]:
+    """Return the OpenAPI 3 document of ``routes`` (path → handler), as a JSON-ready dict.
+
+    ``groups`` (path → route group) tags each operation; ``server`` is the base URL
+    the document names. ``deployed``: every call needs a bearer ID token; else
+    the token is optional.
+    """
     from apispec import APISpec  # deferred: only /openapi.json needs it
     from apispec.ext.marshmallow import MarshmallowPlugin
 
+    groups = groups or {}
+    used = [tag for tag in TAGS if tag in groups.values()]
+    used += sorted(set(groups.values()) - set(used))
     spec = APISpec(
         title=TITLE,
         version=API_VERSION,
@@ -168,7 +481,16 @@ def document(routes: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
             "description": "Parameters go in the query string (the Go client's "
             "way) or a form body; the body wins."
         },
+        servers=[
+            {
+                "url": server,
+                "description": "this deployment" if deployed else "this tracker",
+            }
+        ],
+        tags=[{"name": tag, "description": TAGS.get(tag, tag)} for tag in used],
+        security=[{"bearerAuth": []}] if deployed else [{"bearerAuth": []}, {}],
     )
+    spec.components.security_scheme("bearerAuth", BEARER)
     plugin: MarshmallowPlugin = spec.plugins[0]  # type: ignore[assignment]
     plugin.converter.add_attribute_function(_field_extras)  # type: ignore[union-attr]
     for path in sorted(routes):
@@ -181,8 +503,10 @@ def document(routes: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
                 "operationId": f"{method.lower()}_{path.strip('/').replace('/', '_') or 'root'}".replace(
                     ".", "_"
                 ),
-                "responses": _responses(handler),
+                "responses": _responses(path, handler),
             }
+            if path in groups:
+                operation["tags"] = [groups[path]]
             if description:
                 operation["description"] = description
             if handler.params is not None:
@@ -199,10 +523,21 @@ def document(routes: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
     return result
 
 
-@endpoint(["GET"], answers={200: Answer("this document")})
+def server_of(request: flask.Request, deployed: bool) -> str:
+    """The base URL ``request`` reached: https when deployed (TLS ends at the front)."""
+    host = request.host
+    scheme = "https" if deployed else request.scheme
+    return f"{scheme}://{host}"
+
+
+@endpoint(
+    ["GET"],
+    answers={200: Answer("this document", schema=OPENAPI_OBJECT)},
+)
 def openapi_json(request: flask.Request, app: App) -> flask.Response:
     """``/openapi.json``: the OpenAPI 3 document of every route the router serves here."""
-    return json_response(document(app.routes))
+    deployed = bool(os.environ.get("K_SERVICE"))
+    return json_response(document(app.routes, app.groups, server_of(request, deployed), deployed))
 
 
 ROUTES = (Route("/openapi.json", "docs", openapi_json),)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import flask
 
+from shared.errors import Conflict, NotFound, Unavailable
 from shared.model import RunId, State
 from shared.schemas import (
     ErrorParams,
@@ -32,7 +33,10 @@ NO_JOB_RETRY_AFTER = 10
 
 
 @endpoint(
-    ["POST"], _UPDATE, {200: Answer("the new and previous state", schema=openapi.UpdateAnswer())}
+    ["POST"],
+    _UPDATE,
+    {200: Answer("the new and previous state", schema=openapi.UpdateAnswer())},
+    raises=(Conflict, NotFound, Unavailable),
 )
 def update(request: flask.Request, app: App) -> flask.Response:
     """``/v2/job/update?id=&state=&detail=``: report progress or a new state (parser states only)."""
@@ -43,7 +47,12 @@ def update(request: flask.Request, app: App) -> flask.Response:
     return json_response({"ID": str(p.id), "State": p.state.value, "Previous": previous.value})
 
 
-@endpoint(["POST"], _HEARTBEAT, {200: Answer("acknowledged", schema=openapi.HeartbeatAnswer())})
+@endpoint(
+    ["POST"],
+    _HEARTBEAT,
+    {200: Answer("acknowledged", schema=openapi.HeartbeatAnswer())},
+    raises=(Conflict, NotFound, Unavailable),
+)
 def heartbeat(request: flask.Request, app: App) -> flask.Response:
     """``/v2/job/heartbeat?id=``: prove the job's parser is alive."""
     p: Heartbeat = parse(_HEARTBEAT, request)
@@ -52,7 +61,10 @@ def heartbeat(request: flask.Request, app: App) -> flask.Response:
 
 
 @endpoint(
-    ["POST"], _ERROR, {200: Answer("the job is in parseError", schema=openapi.UpdateAnswer())}
+    ["POST"],
+    _ERROR,
+    {200: Answer("the job is in parseError", schema=openapi.UpdateAnswer())},
+    raises=(Conflict, NotFound, Unavailable),
 )
 def error(request: flask.Request, app: App) -> flask.Response:
     """``/v2/job/error?id=&error=``: report a parse error (state ``parseError``)."""
@@ -71,6 +83,7 @@ def error(request: flask.Request, app: App) -> flask.Response:
         200: Answer("the job handed out", schema=openapi.NextJobAnswer()),
         503: Answer(NO_JOB_FOUND, ("text/plain",)),
     },
+    raises=(Unavailable,),
 )
 def next_job(request: flask.Request, app: App) -> flask.Response:
     """``/v2/job/next``: hand out the next job; 503 ``No job found. Try again.`` if none."""

@@ -48,11 +48,17 @@ def enabled(groups: frozenset[str] | None) -> dict[str, Endpoint]:
     return {r.path: r.handler for r in ROUTES if groups is None or r.group in groups}
 
 
+def groups_of(routes: Mapping[str, Endpoint]) -> dict[str, str]:
+    """Return the route group of each of ``routes``' paths that :data:`ROUTES` declares."""
+    return {r.path: r.group for r in ROUTES if r.path in routes}
+
+
 class Router:
-    """Serves ``routes`` (path → endpoint), each handler given the services and the routes."""
+    """Serves ``routes`` (path → endpoint), each handler given the services, the routes
+    and their groups (from :data:`ROUTES`)."""
 
     def __init__(self, routes: Mapping[str, Endpoint], services: Services) -> None:
-        self.app = App(services, routes)
+        self.app = App(services, routes, groups_of(routes))
 
     def api(self, request: flask.Request) -> flask.Response:
         """Route by path (a trailing slash ignored); 404 lists the paths served, sorted."""

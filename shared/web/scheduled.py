@@ -8,16 +8,28 @@ from __future__ import annotations
 
 import flask
 
+from shared.errors import Unavailable
+from shared.web import openapi
 from shared.web.endpoint import Answer, App, Route, endpoint, json_response
 
 
-@endpoint(["POST"], answers={200: Answer("a summary of the run")}, bulk=True)
+@endpoint(
+    ["POST"],
+    answers={200: Answer("a summary of the run", schema=openapi.MaintainAnswer())},
+    bulk=True,
+    raises=(Unavailable,),
+)
 def maintain(request: flask.Request, app: App) -> flask.Response:
     """``/maintain`` (Cloud Scheduler): expire stale jobs, remove old complete ones, snapshot."""
     return json_response(app.services.maintenance().run())
 
 
-@endpoint(["POST"], answers={200: Answer("a summary of the tick")}, bulk=True)
+@endpoint(
+    ["POST"],
+    answers={200: Answer("a summary of the tick", schema=openapi.PostprocessAnswer())},
+    bulk=True,
+    raises=(Unavailable,),
+)
 def postprocess(request: flask.Request, app: App) -> flask.Response:
     """``/postprocess`` (Cloud Scheduler): one post-processing tick over leased jobs."""
     return json_response(app.services.postprocessor().tick())

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import flask
 
+from shared.errors import Unavailable
 from shared.gotime import format_duration, format_time
 from shared.model import JobFilter, JobRecord, Pause, State, utcnow
 from shared.schemas import StatusQuery, StatusRequest
 from shared.tracker import Tracker
 from shared.transitions import TERMINAL
+from shared.web import openapi
 from shared.web.endpoint import Answer, App, Route, endpoint, json_response, parse
 from shared.web.views import expires_at, job_json, pause_json
 
@@ -196,7 +198,14 @@ def render_html(
 @endpoint(
     ["GET", "HEAD"],
     _QUERY,
-    {200: Answer("the page, or JSON with format=json", ("text/html", "application/json"))},
+    {
+        200: Answer(
+            "the page, or JSON with format=json",
+            ("text/html", "application/json"),
+            openapi.StatusAnswer(),
+        )
+    },
+    raises=(Unavailable,),
 )
 def status(request: flask.Request, app: App) -> flask.Response:
     """``/status``: every job, oldest first; ``?format=json``, ``state=``, ``experiment=``, ``datatype=``.
