@@ -76,12 +76,15 @@ class Answer:
     """An answer an endpoint gives besides its errors, as the OpenAPI document describes it.
 
     ``schema`` is the JSON body's shape (a marshmallow schema, or a JSON schema as a
-    dict); every other content type is described as a string.
+    dict); every other content type is described as a string. ``headers`` names the
+    headers the answer carries, each with its meaning (an integer's, if ``integer``
+    starts it: ``"integer: seconds to wait"``).
     """
 
     description: str
     content: tuple[str, ...] = ("application/json",)
     schema: Schema | dict[str, Any] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 #: Statuses the wrapper itself can answer for any endpoint: a method it does not

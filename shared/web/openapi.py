@@ -451,7 +451,19 @@ def _responses(path: str, handler: Endpoint) -> dict[str, Any]:
             )
         else:
             responses[str(code)] = {"description": answer.description, "content": content}
+        if answer.headers:
+            responses[str(code)]["headers"] = {
+                name: _header(meaning) for name, meaning in answer.headers.items()
+            }
     return responses
+
+
+def _header(meaning: str) -> dict[str, Any]:
+    """A response header's object: ``"integer: what it is"`` or a string's meaning."""
+    kind, _, text = meaning.partition(": ")
+    if kind == "integer" and text:
+        return {"description": text, "schema": {"type": "integer"}}
+    return {"description": meaning, "schema": {"type": "string"}}
 
 
 def document(

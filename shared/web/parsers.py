@@ -81,7 +81,11 @@ def error(request: flask.Request, app: App) -> flask.Response:
     ["POST"],
     answers={
         200: Answer("the job handed out", schema=openapi.NextJobAnswer()),
-        503: Answer(NO_JOB_FOUND, ("text/plain",)),
+        503: Answer(
+            NO_JOB_FOUND,
+            ("text/plain",),
+            headers={"Retry-After": "integer: seconds to wait before asking again"},
+        ),
     },
     raises=(Unavailable,),
 )

@@ -297,6 +297,8 @@ def test_next_job_documents_its_no_job_answer(served):
     responses = served["paths"]["/v2/job/next"]["post"]["responses"]
     assert "text/plain" in responses["503"]["content"]
     assert "application/json" in responses["503"]["content"]  # Unavailable
+    assert responses["503"]["content"]["text/plain"]["schema"] == {"type": "string"}
+    assert responses["503"]["headers"]["Retry-After"]["schema"] == {"type": "integer"}
     assert responses["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/NextJobAnswer"
     )
