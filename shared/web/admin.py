@@ -19,6 +19,7 @@ from marshmallow import Schema
 from shared.admin import Admin
 from shared.model import JobFilter
 from shared.schemas import (
+    AdminBulkParams,
     AdminCancelReprocessParams,
     AdminFailParams,
     AdminImportParams,
@@ -27,6 +28,7 @@ from shared.schemas import (
     AdminNoParams,
     AdminPauseParams,
     AdminReprocessParams,
+    BulkRequest,
     FailRequest,
     ImportRequest,
     JobRef,
@@ -86,6 +88,23 @@ def fail(admin: Admin, p: FailRequest, who: str) -> Any:
     return views.failed_view(*admin.fail(p.id, p.reason, who))
 
 
+def _bulk(action_name: str, admin: Admin, p: BulkRequest, who: str) -> Any:
+    f = JobFilter(p.state, p.experiment, p.datatype, p.first, p.last, p.limit)
+    return views.bulk_json(admin.bulk(action_name, f, who, reason=p.reason, dry_run=p.dry_run))
+
+
+@action(["POST"], AdminBulkParams(), bulk=True)
+def bulk_retry(admin: Admin, p: BulkRequest, who: str) -> Any:
+    """``/admin/jobs/retry``: make every failed job a filter matches due for a retry now."""
+    return _bulk("retry", admin, p, who)
+
+
+@action(["POST"], AdminBulkParams(), bulk=True)
+def bulk_fail(admin: Admin, p: BulkRequest, who: str) -> Any:
+    """``/admin/jobs/fail``: mark every job in flight a filter matches failed with a reason."""
+    return _bulk("fail", admin, p, who)
+
+
 @action(["POST"], AdminReprocessParams())
 def reprocess(admin: Admin, p: ReprocessRange, who: str) -> Any:
     """``/admin/reprocess``: queue reprocessing of job dates for sources."""
@@ -133,6 +152,8 @@ ROUTES = (
     Route("/admin/job", "admin", job),
     Route("/admin/job/retry", "admin", retry),
     Route("/admin/job/fail", "admin", fail),
+    Route("/admin/jobs/retry", "admin", bulk_retry),
+    Route("/admin/jobs/fail", "admin", bulk_fail),
     Route("/admin/reprocess", "admin", reprocess),
     Route("/admin/reprocess/cancel", "admin", cancel_reprocess),
     Route("/admin/pause", "admin", pause),
