@@ -297,7 +297,9 @@ def test_impersonation_asks_for_the_service_accounts_id_token(monkeypatch):
     monkeypatch.setattr(cli, "identity_session", fake)
     sa = "ops@p.iam.gserviceaccount.com"
     assert cli.main(["jobs", "--url", DEPLOYED + "/", "--impersonate-service-account", sa]) == 0
-    assert asked == [(DEPLOYED, sa)]
+    monkeypatch.setenv("GARDENER_IMPERSONATE", "env@p.iam.gserviceaccount.com")
+    assert cli.main(["jobs", "--url", DEPLOYED]) == 0
+    assert asked == [(DEPLOYED, sa), (DEPLOYED, "env@p.iam.gserviceaccount.com")]
 
 
 @pytest.mark.parametrize(
