@@ -24,6 +24,11 @@ Policies:
 * **pause** — ``historical`` stops the historical stream; a source
   (``experiment/datatype``) stops all of its hand-outs: owed runs, daily (a
   daily job coming due is queued for reprocessing), reprocessing, historical.
+  Pausing a paused target changes only its reason.
+* **bulk** — retry or fail every job a filter matches, each job alone (its
+  own transaction and audit entry); a refusal is listed and the rest go on.
+* **filters** — an experiment or datatype no source of the config has is
+  refused with the list of sources, not answered with nothing.
 """
 
 from __future__ import annotations
