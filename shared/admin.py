@@ -24,6 +24,11 @@ Policies:
 * **pause** — ``historical`` stops the historical stream; a source
   (``experiment/datatype``) stops all of its hand-outs: owed runs, daily (a
   daily job coming due is queued for reprocessing), reprocessing, historical.
+  Pausing a paused target changes only its reason.
+* **bulk** — retry or fail every job a filter matches, each job alone (its
+  own transaction and audit entry); a refusal is listed and the rest go on.
+* **filters** — an experiment or datatype no source of the config has is
+  refused with the list of sources, not answered with nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared import defaults, transitions
 from shared.config import Config
-from shared.errors import Conflict, Invalid, Unavailable
+from shared.errors import Conflict, Invalid, TrackerError, Unavailable
 from shared.gotime import format_time
 from shared.job_service import HISTORICAL
 from shared.model import (
@@ -109,6 +114,32 @@ class Imported:
     who: str
 
 
+@dataclass(frozen=True)
+class BulkResult:
+    """What a bulk retry or fail did: the jobs changed, and those left alone with why.
+
+    ``dry_run``: nothing was written; ``changed`` lists the jobs that matched.
+    """
+
+    action: str
+    dry_run: bool
+    changed: list[str]
+    #: (key, why) of each matching job that was not changed.
+    unchanged: list[tuple[str, str]]
+    who: str
+
+
+@dataclass(frozen=True)
+class PauseChange:
+    """A pause made, or the reason of a pause in force changed (``previous_reason`` set)."""
+
+    pause: Pause
+    #: The reason replaced, when the target was paused already (None: a new pause).
+    previous_reason: str | None = None
+    #: Who changed the reason (the pause keeps who paused first and since when).
+    updated_by: str = ""
+
+
 def _source_names(jobs: list[Job]) -> str:
     return ", ".join(sorted({f"{j.experiment}/{j.datatype}" for j in jobs}))
 
@@ -141,8 +172,36 @@ class Admin:
 
     # --- looking ---------------------------------------------------------------------
 
+    def known_sources(self) -> list[str]:
+        """Return the config's sources (``experiment/datatype``), sorted."""
+        return sorted({source_name(s) for s in self.config.sources})
+
+    def check_filter(self, f: JobFilter) -> None:
+        """Refuse (:class:`Invalid`) a filter whose experiment or datatype no source has.
+
+        The answer lists the config's sources, so a typo (``ndt8``) is not a silent empty list.
+        """
+        chosen = [
+            s
+            for s in self.config.sources
+            if (f.experiment is None or s.experiment == f.experiment)
+            and (f.datatype is None or s.datatype == f.datatype)
+        ]
+        if (f.experiment is not None or f.datatype is not None) and not chosen:
+            asked = f"{f.experiment or '*'}/{f.datatype or '*'}"
+            fields = [n for n, v in (("experiment", f.experiment), ("datatype", f.datatype)) if v]
+            raise Invalid(
+                f"no source of the config matches {asked}; the sources are "
+                f"{', '.join(self.known_sources())}",
+                {field: ["unknown source"] for field in fields},
+            )
+
     def list_jobs(self, f: JobFilter) -> list[JobRecord]:
-        """Return the matching jobs: by job date with a date range, else oldest start first."""
+        """Return the matching jobs: by job date with a date range, else oldest start first.
+
+        Refused (:class:`Invalid`) for an experiment or datatype that no source has.
+        """
+        self.check_filter(f)
         return list(self.tracker.get_state(f))
 
     def job(self, key: str) -> JobRecord:
@@ -171,10 +230,18 @@ class Admin:
         return self.tracker.administer(key, change)[1]
 
     def fail(self, key: str, reason: str, who: str) -> tuple[State, JobRecord]:
-        """Mark a job in flight failed with ``reason``; return the state before and the job."""
+        """Mark a job in flight failed with ``reason``; return the state before and the job.
+
+        A job failed already is refused (:class:`Conflict`) with what to do instead.
+        """
 
         def change(rec: JobRecord, now: datetime) -> None:
             old = rec.status.state
+            if old is State.FAILED:
+                raise Conflict(
+                    f"job {key} is failed already, so there is nothing to fail; to run it "
+                    f"again: gardener retry {key}"
+                )
             transitions.check(key, old, State.FAILED)
             Tracker.fail(rec, f"{old.value}: failed by {who}: {reason}", now)
             dropped = f"; dropped the owed re-offer {rec.reoffer}" if rec.reoffer else ""
@@ -183,6 +250,48 @@ class Admin:
             rec.note(AuditEntry(now, who, "fail", f"in {old.value}: {reason}{dropped}"))
 
         return self.tracker.administer(key, change)
+
+    # --- acting on jobs by filter ----------------------------------------------------------
+
+    def bulk(
+        self, action: str, f: JobFilter, who: str, *, reason: str = "", dry_run: bool = False
+    ) -> BulkResult:
+        """Retry (``action`` "retry") or fail ("fail", with ``reason``) every job ``f`` matches.
+
+        Each job changes alone, in its own transaction: a job that refuses (it
+        is not failed, it is terminal, it vanished) is listed in ``unchanged``
+        with why, and the rest go on. ``dry_run`` writes nothing and lists the
+        matching jobs in ``changed``. Refused (:class:`Invalid`) for an unknown
+        source, an unknown action, or a fail without a reason.
+        """
+        if action not in ("retry", "fail"):
+            raise Invalid(f"unknown bulk action {action!r}; use retry or fail")
+        if action == "fail" and not reason.strip():
+            raise Invalid("a reason is required to fail jobs", {"reason": ["required"]})
+        keys = [rec.key for rec in self.list_jobs(f)]
+        if dry_run:
+            return BulkResult(action, True, keys, [], who)
+        changed: list[str] = []
+        unchanged: list[tuple[str, str]] = []
+        for key in keys:
+            try:
+                if action == "retry":
+                    self.retry(key, who)
+                else:
+                    self.fail(key, reason, who)
+            except TrackerError as exc:
+                unchanged.append((key, str(exc)))
+            else:
+                changed.append(key)
+        log.info(
+            "%s %s %d jobs by filter %s; %d left unchanged",
+            who,
+            "retried" if action == "retry" else "failed",
+            len(changed),
+            f,
+            len(unchanged),
+        )
+        return BulkResult(action, False, changed, unchanged, who)
 
     # --- reprocessing ---------------------------------------------------------------------
 
@@ -275,17 +384,32 @@ class Admin:
                 f"unknown pause target {target!r}; use {HISTORICAL} or a source: {', '.join(known)}"
             )
 
-    def pause(self, target: str, reason: str, who: str) -> Pause:
-        """Pause ``historical`` or a source; :class:`Conflict` if it is paused already."""
+    def pause(self, target: str, reason: str, who: str) -> PauseChange:
+        """Pause ``historical`` or a source, or change the reason of its pause in force.
+
+        A target paused already keeps who paused it and since when; only its
+        reason changes (``previous_reason`` says what it was, and the log who
+        changed it). :class:`Conflict` if the pause is lifted meanwhile.
+        """
         self._check_target(target)
         pause = Pause(target, who, self.clock(), reason)
         before = self.controls.pause(pause)
-        if before is not None:
-            raise Conflict(
-                f"{target} is paused already, by {before.who} since {format_time(before.since)}"
-            )
-        log.info("%s paused %s: %s", who, target, reason)
-        return pause
+        if before is None:
+            log.info("%s paused %s: %s", who, target, reason)
+            return PauseChange(pause)
+        updated = self.controls.set_reason(target, reason)
+        if updated is None:
+            raise Conflict(f"{target} was resumed while its reason was being changed; pause again")
+        log.info(
+            "%s changed the reason of the pause of %s (by %s since %s) from %r to %r",
+            who,
+            target,
+            updated.who,
+            format_time(updated.since),
+            before.reason,
+            reason,
+        )
+        return PauseChange(updated, before.reason, who)
 
     def resume(self, target: str, who: str) -> Pause:
         """Lift the pause of ``target``; return it. :class:`Conflict` if it was not paused."""

@@ -7,7 +7,12 @@ not be reached, 2 for a usage error. Deployed (https) URLs get a Google ID
 token from Application Default Credentials; the operator is then the token's
 email, verified by the tracker. Against the local stack the operator is
 ``--operator`` (default ``$GARDENER_OPERATOR`` or the login name), sent as
-``X-Operator`` and recorded marked ``(unverified)``.
+``X-Operator`` and recorded marked ``(unverified)``. A person deployed passes
+their own ID token (``--token``/``$GARDENER_TOKEN``, as ``gcloud auth
+print-identity-token`` prints) or impersonates a service account
+(``--impersonate-service-account``). Every failure is one line on stderr that
+says what to do; times in tables are relative ("3 min ago") unless
+``--absolute``.
 """
 
 from __future__ import annotations
@@ -18,19 +23,40 @@ import getpass
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import requests
 
-from shared.model import State
-from shared.transport import Transport, TransportError, error_message, needs_identity_token
+from shared.gotime import parse_time
+from shared.model import UTC, State
+from shared.transport import (
+    Transport,
+    TransportError,
+    error_message,
+    identity_session,
+    needs_identity_token,
+    token_session,
+)
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
 #: The local stack's base URL, used when neither ``--url`` nor ``$GARDENER_URL`` is given.
 DEFAULT_URL = "http://127.0.0.1:8080"
+
+#: Most jobs one bulk retry or fail acts on (the server's limit, ``shared.schemas.MAX_BULK``).
+MAX_BULK = 500
+
+#: The filters of bulk ``retry`` and ``fail``: argparse name, API parameter.
+_FILTERS = (
+    ("state", "state"),
+    ("experiment", "experiment"),
+    ("datatype", "datatype"),
+    ("first", "from"),
+    ("last", "to"),
+)
 
 #: The states ``--state`` takes, by wire name.
 _STATES = tuple(state.value for state in State)
@@ -92,6 +118,44 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
         metavar="SECONDS",
         help="per-call timeout (default 60)",
     )
+    parser.add_argument(
+        "--token",
+        default=default(os.environ.get("GARDENER_TOKEN") or ""),
+        help="deployed: an ID token to call with, e.g. from `gcloud auth "
+        "print-identity-token` (default: $GARDENER_TOKEN; without it, "
+        "Application Default Credentials)",
+    )
+    parser.add_argument(
+        "--impersonate-service-account",
+        dest="impersonate",
+        default=default(os.environ.get("GARDENER_IMPERSONATE") or ""),
+        metavar="SA_EMAIL",
+        help="deployed: call as this service account, with an ID token your own "
+        "Application Default Credentials mint for it (default: $GARDENER_IMPERSONATE)",
+    )
+    parser.add_argument(
+        "--absolute",
+        action="store_true",
+        default=default(False),
+        help="show times as RFC 3339 instead of relative to now (3 min ago)",
+    )
+
+
+def _filters(sub: argparse.ArgumentParser) -> None:
+    """Add the job filters of ``jobs`` (and of bulk ``retry`` and ``fail``)."""
+    sub.add_argument("--state", choices=_STATES, help="only jobs in this state")
+    sub.add_argument("--experiment", help="only jobs of this experiment")
+    sub.add_argument("--datatype", help="only jobs of this datatype")
+    sub.add_argument(
+        "--from",
+        dest="first",
+        type=_date,
+        metavar="YYYY-MM-DD",
+        help="only job dates from this day",
+    )
+    sub.add_argument(
+        "--to", dest="last", type=_date, metavar="YYYY-MM-DD", help="only job dates up to this day"
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -113,19 +177,7 @@ def parser() -> argparse.ArgumentParser:
         return sub
 
     jobs = command("jobs", "list jobs, oldest start first (by job date with --from/--to)")
-    jobs.add_argument("--state", choices=_STATES, help="only jobs in this state")
-    jobs.add_argument("--experiment", help="only jobs of this experiment")
-    jobs.add_argument("--datatype", help="only jobs of this datatype")
-    jobs.add_argument(
-        "--from",
-        dest="first",
-        type=_date,
-        metavar="YYYY-MM-DD",
-        help="only job dates from this day",
-    )
-    jobs.add_argument(
-        "--to", dest="last", type=_date, metavar="YYYY-MM-DD", help="only job dates up to this day"
-    )
+    _filters(jobs)
     jobs.add_argument(
         "--limit", type=positive_int, default=100, help="at most this many (default 100)"
     )
@@ -133,11 +185,35 @@ def parser() -> argparse.ArgumentParser:
     job = command("job", "show one job: state, history, bookkeeping and the operators' audit")
     job.add_argument("id", metavar="ID", help="job id, bucket/experiment/datatype/YYYYMMDD")
 
-    retry = command("retry", "make a failed job due for a retry now (it counts as an attempt)")
-    retry.add_argument("id", metavar="ID", help="job id")
-
-    fail = command("fail", "mark a job in flight failed (it is not retried automatically)")
-    fail.add_argument("id", metavar="ID", help="job id")
+    retry = command(
+        "retry",
+        "make a failed job (or every failed job a filter matches) due for a retry now "
+        "(it counts as an attempt)",
+    )
+    fail = command(
+        "fail",
+        "mark a job in flight (or every job a filter matches) failed "
+        "(it is not retried automatically)",
+    )
+    for sub in (retry, fail):
+        sub.add_argument(
+            "id", metavar="ID", nargs="?", help="job id; or, instead, filters to act on many"
+        )
+        _filters(sub)
+        sub.add_argument(
+            "--limit",
+            type=positive_int,
+            default=None,
+            help=f"with filters: at most this many jobs (default {MAX_BULK})",
+        )
+        sub.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="with filters: show the count and the jobs, change nothing",
+        )
+        sub.add_argument(
+            "--yes", action="store_true", help="with filters: do not ask to confirm the count"
+        )
     fail.add_argument("--reason", required=True, help="why; recorded in the history and the audit")
 
     for name, help_text in (
@@ -196,6 +272,23 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def is_bulk(args: argparse.Namespace) -> bool:
+    """Whether a ``retry`` or ``fail`` command line acts by filter rather than on one ID."""
+    return args.id is None
+
+
+def check_usage(args: argparse.Namespace) -> str:
+    """Return what is wrong with a parsed command line the parser cannot see ("" if nothing)."""
+    if args.command not in ("retry", "fail"):
+        return ""
+    filtered = [name for name, _ in _FILTERS if getattr(args, name) is not None]
+    if args.id is None and not filtered:
+        return f"{args.command}: give a job ID, or filters (--state, --experiment, --datatype, --from, --to)"
+    if args.id is not None and (filtered or args.limit or args.dry_run or args.yes):
+        return f"{args.command}: give a job ID or filters, not both"
+    return ""
+
+
 #: Per command: HTTP method, admin path, and the parameters it sends.
 Request = tuple[str, str, dict[str, Any]]
 
@@ -215,6 +308,15 @@ def build_request(args: argparse.Namespace) -> Request:
         return "GET", "/admin/jobs", {k: v for k, v in params.items() if v is not None}
     if c == "job":
         return "GET", "/admin/job", {"id": args.id}
+    if c in ("retry", "fail") and is_bulk(args):
+        params = {api: getattr(args, name) for name, api in _FILTERS}
+        params["limit"] = args.limit
+        if c == "fail":
+            params["reason"] = args.reason
+        params = {k: v for k, v in params.items() if v is not None}
+        if args.dry_run:
+            params["dry_run"] = "true"
+        return "POST", f"/admin/jobs/{c}", params
     if c == "retry":
         return "POST", "/admin/job/retry", {"id": args.id}
     if c == "fail":
@@ -238,6 +340,42 @@ def build_request(args: argparse.Namespace) -> Request:
 
 # --- tables ----------------------------------------------------------------------------------
 
+#: Formats a time the API answered (RFC 3339, or None/"" for none) for a table.
+When = Callable[[Any], str]
+
+
+def absolute(value: Any) -> str:
+    """Return an API time as it came (RFC 3339), "" for none."""
+    return "" if value in (None, "") else str(value)
+
+
+def relative(now: dt.datetime) -> When:
+    """Return a formatter of API times relative to ``now``: "3 min ago", "in 2 h"."""
+
+    def when(value: Any) -> str:
+        if value in (None, ""):
+            return ""
+        try:
+            then = parse_time(str(value))
+        except ValueError:
+            return str(value)
+        return ago(now - then)
+
+    return when
+
+
+def ago(delta: dt.timedelta) -> str:
+    """Return a time difference as a person says it: "just now", "3 min ago", "in 2 h"."""
+    seconds = delta.total_seconds()
+    future, seconds = seconds < 0, abs(seconds)
+    if seconds < 1:
+        return "just now"
+    unit, size = next(
+        (u, n) for u, n in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)) if seconds >= n
+    )
+    text = f"{int(seconds // size)} {unit}"
+    return f"in {text}" if future else f"{text} ago"
+
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Return rows as a plain text table with aligned columns."""
@@ -253,9 +391,9 @@ def _short(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _show_jobs(body: dict[str, Any]) -> str:
+def _show_jobs(body: dict[str, Any], when: When) -> str:
     rows = [
-        (j["ID"], j["State"], j["Attempts"], j["LastActivity"], _short(j["Detail"]))
+        (j["ID"], j["State"], j["Attempts"], when(j["LastActivity"]), _short(j["Detail"]))
         for j in body["Jobs"]
     ]
     return (
@@ -263,9 +401,13 @@ def _show_jobs(body: dict[str, Any]) -> str:
     )
 
 
-def _show_job(body: dict[str, Any]) -> str:
+#: The fields of one job's view that are times.
+_TIMES = frozenset({"RetryAt", "LastActivity"})
+
+
+def _show_job(body: dict[str, Any], when: When) -> str:
     lines = [
-        f"{k}: {body[k]}"
+        f"{k}: {when(body[k]) if k in _TIMES else body[k]}"
         for k in (
             "ID",
             "State",
@@ -284,11 +426,13 @@ def _show_job(body: dict[str, Any]) -> str:
     if "Previous" in body:
         lines.insert(1, f"Previous: {body['Previous']}")
     history = [
-        (h["State"], h["Start"], h["DetailTime"], _short(h["Detail"], 80))
+        (h["State"], when(h["Start"]), when(h["DetailTime"]), _short(h["Detail"], 80))
         for h in body["Status"]["History"]
     ]
     lines += ["", "History:", table(("STATE", "START", "DETAIL TIME", "DETAIL"), history)]
-    audit = [(a["Time"], a["Who"], a["Action"], _short(a["Detail"], 80)) for a in body["Audit"]]
+    audit = [
+        (when(a["Time"]), a["Who"], a["Action"], _short(a["Detail"], 80)) for a in body["Audit"]
+    ]
     lines += [
         "",
         "Audit:",
@@ -297,15 +441,25 @@ def _show_job(body: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _show_pause(p: dict[str, Any] | None) -> str:
+def _show_pause(p: dict[str, Any] | None, when: When) -> str:
     if p is None:
         return "running"
-    return f"paused by {p['Who']} since {p['Since']}" + (f": {p['Reason']}" if p["Reason"] else "")
+    return f"paused by {p['Who']} since {when(p['Since'])}" + (
+        f": {p['Reason']}" if p["Reason"] else ""
+    )
 
 
-def _show_controls(body: dict[str, Any]) -> str:
-    rows = [("historical", _show_pause(body["Historical"]))]
-    rows += [(s["Source"], _show_pause(s["Paused"])) for s in body["Sources"]]
+def _show_paused(body: dict[str, Any], when: When) -> str:
+    text = f"{body['Paused']['Target']}: {_show_pause(body['Paused'], when)}"
+    if "PreviousReason" in body:
+        was = body["PreviousReason"] or "(none)"
+        text += f"\n(paused already; reason changed by {body['UpdatedBy']}, was: {was})"
+    return text
+
+
+def _show_controls(body: dict[str, Any], when: When) -> str:
+    rows = [("historical", _show_pause(body["Historical"], when))]
+    rows += [(s["Source"], _show_pause(s["Paused"], when)) for s in body["Sources"]]
     lines = [
         table(("TARGET", "STATE"), rows),
         "",
@@ -315,13 +469,13 @@ def _show_controls(body: dict[str, Any]) -> str:
         lines.append(
             table(
                 ("NEXT", "QUEUED BY", "AT"),
-                [(i["ID"], i["Who"], i["QueuedAt"]) for i in body["ReprocessNext"]],
+                [(i["ID"], i["Who"], when(i["QueuedAt"])) for i in body["ReprocessNext"]],
             )
         )
     return "\n".join(lines)
 
 
-def _show_reprocess(body: dict[str, Any]) -> str:
+def _show_reprocess(body: dict[str, Any], when: When) -> str:
     head = (
         f"queued {body['Queued']} jobs for reprocessing "
         f"({body['AlreadyQueued']} were queued already)"
@@ -329,21 +483,21 @@ def _show_reprocess(body: dict[str, Any]) -> str:
     return "\n".join([head] + [f"  {key}" for key in body["Jobs"]])
 
 
-def _show_cancel_reprocess(body: dict[str, Any]) -> str:
+def _show_cancel_reprocess(body: dict[str, Any], when: When) -> str:
     head = f"cancelled {body['Cancelled']} queued reprocessing jobs"
     if body["HandedOut"]:
         head += f" ({body['HandedOut']} were being handed out and are left to run)"
     return "\n".join([head] + [f"  {key}" for key in body["Jobs"]])
 
 
-def _show_export(body: dict[str, Any]) -> str:
+def _show_export(body: dict[str, Any], when: When) -> str:
     return (
         f"exported {body['jobs']} jobs to gs://{body['bucket']}/{body['object']} "
         f"({body['bytes']} bytes); pointer gs://{body['bucket']}/{body['latest']}"
     )
 
 
-def _show_import(body: dict[str, Any]) -> str:
+def _show_import(body: dict[str, Any], when: When) -> str:
     text = (
         f"imported {body['Source']}: {body['Total']} jobs, {body['Created']} created, "
         f"{body['AlreadyPresent']} already present (left untouched)"
@@ -353,53 +507,217 @@ def _show_import(body: dict[str, Any]) -> str:
     return text
 
 
-SHOW: dict[str, Callable[[dict[str, Any]], str]] = {
+def _show_bulk(body: dict[str, Any], when: When) -> str:
+    done = "retried" if body["Action"] == "retry" else "failed"
+    if body["DryRun"]:
+        lines = [f"{len(body['Changed'])} jobs match; nothing changed (dry run)"]
+        return "\n".join(lines + [f"  {key}" for key in body["Changed"]])
+    lines = [f"{done} {len(body['Changed'])} jobs"] + [f"  {key}" for key in body["Changed"]]
+    if body["Unchanged"]:
+        lines.append(f"left {len(body['Unchanged'])} jobs unchanged:")
+        lines += [f"  {u['ID']}: {u['Why']}" for u in body["Unchanged"]]
+    return "\n".join(lines)
+
+
+def _show_one_or_bulk(command: str) -> Callable[[dict[str, Any], When], str]:
+    def show(body: dict[str, Any], when: When) -> str:
+        if "Action" in body:
+            return _show_bulk(body, when)
+        if command == "retry":
+            return f"{body['ID']} is due for a retry now\n\n" + _show_job(body, when)
+        return f"{body['ID']}: {body['Previous']} -> failed\n\n" + _show_job(body, when)
+
+    return show
+
+
+SHOW: dict[str, Callable[[dict[str, Any], When], str]] = {
     "jobs": _show_jobs,
     "job": _show_job,
-    "retry": lambda b: f"{b['ID']} is due for a retry now\n\n" + _show_job(b),
-    "fail": lambda b: f"{b['ID']}: {b['Previous']} -> failed\n\n" + _show_job(b),
+    "retry": _show_one_or_bulk("retry"),
+    "fail": _show_one_or_bulk("fail"),
     "reprocess": _show_reprocess,
     "cancel-reprocess": _show_cancel_reprocess,
-    "pause": lambda b: f"{b['Paused']['Target']}: {_show_pause(b['Paused'])}",
-    "resume": lambda b: f"{b['Resumed']['Target']}: resumed (was {_show_pause(b['Resumed'])})",
+    "pause": _show_paused,
+    "resume": lambda b, when: (
+        f"{b['Resumed']['Target']}: resumed (was {_show_pause(b['Resumed'], when)})"
+    ),
     "controls": _show_controls,
     "export": _show_export,
     "import": _show_import,
 }
 
 
+# --- calling ---------------------------------------------------------------------------------
+
+
+class Failure(Exception):
+    """A command that cannot go on: the one line to print, and the exit status."""
+
+    def __init__(self, line: str, status: int = EXIT_REJECTED, body: str = "") -> None:
+        super().__init__(line)
+        self.line = line
+        self.status = status
+        #: The tracker's answer, printed with ``--json``.
+        self.body = body
+
+
+#: How to get credentials for a deployed tracker, said once.
+LOGIN_HINT = (
+    'pass --token "$(gcloud auth print-identity-token)" (or set GARDENER_TOKEN), or run '
+    "`gcloud auth application-default login` and add --impersonate-service-account SA_EMAIL"
+)
+
+
 def transport(args: argparse.Namespace) -> Transport:
-    """Return the transport for ``args.url``: ID tokens when deployed, ``X-Operator`` locally."""
+    """Return the transport for ``args.url``: ID tokens when deployed, ``X-Operator`` locally.
+
+    Raises :class:`Failure` when deployed credentials are missing or unusable.
+    """
     if needs_identity_token(args.url):
-        return Transport(args.url, timeout=args.timeout, attempts=3)
+        if args.token:
+            session = token_session(args.token)
+        else:
+            import google.auth.exceptions
+
+            try:
+                session = identity_session(args.url.rstrip("/"), args.impersonate)
+            except google.auth.exceptions.GoogleAuthError as exc:
+                raise Failure(
+                    f"error: no credentials to call {args.url} ({_first_line(exc)}): {LOGIN_HINT}"
+                ) from None
+        return Transport(args.url, timeout=args.timeout, attempts=3, session=session)
     session = requests.Session()
     session.headers["X-Operator"] = args.operator or _default_operator()
     return Transport(args.url, timeout=args.timeout, attempts=3, session=session)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; return the exit status."""
-    args = parser().parse_args(argv)  # exits 2 on a usage error
-    logging.basicConfig(level=logging.WARNING, format="gardener: %(message)s")
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return _short(re.sub(r"\s*For more information.*$", "", text), 160) or type(exc).__name__
+
+
+def call(
+    args: argparse.Namespace, tracker: Transport, method: str, path: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    """Make one API call; return its JSON answer, or raise :class:`Failure` with one line."""
+    import google.auth.exceptions
+
+    try:
+        response = tracker.request(method, path, call=f"gardener {args.command}", params=params)
+    except google.auth.exceptions.GoogleAuthError as exc:  # an ID token could not be minted
+        raise Failure(
+            f"error: could not get an ID token for {args.url} ({_first_line(exc)}): {LOGIN_HINT}"
+        ) from None
+    except TransportError as exc:
+        if exc.unreachable:
+            raise Failure(f"error: no tracker at {args.url}; set --url or GARDENER_URL") from None
+        raise Failure(f"error: {exc}") from None
+    if response.status_code in (401, 403):
+        raise Failure(
+            f"error: the tracker at {args.url} refused the call (HTTP {response.status_code}: "
+            f"{_short(error_message(response), 120)}): {_auth_hint(args, response.status_code)}",
+            body=response.text,
+        )
+    if response.status_code != 200:
+        raise Failure(
+            f"error: {error_message(response)} (HTTP {response.status_code})", body=response.text
+        )
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _auth_hint(args: argparse.Namespace, status: int) -> str:
+    if status == 403:
+        return (
+            "your identity may not call it; ask for roles/run.invoker on the admin "
+            "function (or use --impersonate-service-account with a service account that has it)"
+        )
+    if not needs_identity_token(args.url):
+        return "is --url the tracker's admin URL?"
+    if args.token:
+        return (
+            "the token is expired (they last an hour) or for another audience; get a new "
+            'one: --token "$(gcloud auth print-identity-token)"'
+        )
+    return LOGIN_HINT
+
+
+def confirm(question: str) -> bool:
+    """Ask ``question`` on the terminal; return whether the answer is yes."""
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Run one parsed command; return the answer to print (None: nothing more to print)."""
     method, path, params = build_request(args)
     try:
-        response = transport(args).request(
-            method, path, call=f"gardener {args.command}", params=params
-        )
+        tracker = transport(args)
     except ValueError as exc:  # a --url that is not http(s)
-        print(f"gardener: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except TransportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_REJECTED
-    if response.status_code != 200:
-        print(f"error: {error_message(response)} (HTTP {response.status_code})", file=sys.stderr)
-        if args.json:
-            print(response.text)
-        return EXIT_REJECTED
-    body = response.json()
-    print(json.dumps(body, indent=2, ensure_ascii=False) if args.json else SHOW[args.command](body))
+        raise Failure(f"gardener: error: {exc}", EXIT_USAGE) from None
+    if args.command in ("retry", "fail") and is_bulk(args) and not args.dry_run and not args.yes:
+        preview = call(args, tracker, method, path, {**params, "dry_run": "true"})
+        keys = preview["Changed"]
+        if not keys:
+            print("no jobs match; nothing changed")
+            return None
+        shown = "".join(f"\n  {key}" for key in keys[:20])
+        more = f"\n  … and {len(keys) - 20} more" if len(keys) > 20 else ""
+        print(f"{len(keys)} jobs match:{shown}{more}", file=sys.stderr)
+        if not confirm(f"{args.command} these {len(keys)} jobs?"):
+            raise Failure("nothing changed (not confirmed; --yes skips the question)")
+    return call(args, tracker, method, path, params)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return the exit status."""
+    top = parser()
+    args = top.parse_args(argv)  # exits 2 on a usage error
+    problem = check_usage(args)
+    if problem:
+        top.error(problem)
+    logging.basicConfig(level=logging.WARNING, format="gardener: %(message)s")
+    # A failure is one line: the transport's retries are not worth one each.
+    logging.getLogger("shared.transport").setLevel(logging.ERROR)
+    try:
+        body = run(args)
+        if body is not None:
+            when = absolute if args.absolute else relative(dt.datetime.now(UTC))
+            text = (
+                json.dumps(body, indent=2, ensure_ascii=False)
+                if args.json
+                else SHOW[args.command](body, when)
+            )
+            print(text)
+            sys.stdout.flush()
+    except Failure as failure:
+        print(failure.line, file=sys.stderr)
+        if args.json and failure.body:
+            _print_quietly(failure.body)
+        return failure.status
+    except BrokenPipeError:  # the reader (head, less) stopped reading: not an error
+        _silence_stdout()
     return EXIT_OK
+
+
+def _print_quietly(text: str) -> None:
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (a test's captured stdout)
+        pass
 
 
 if __name__ == "__main__":

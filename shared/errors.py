@@ -64,8 +64,18 @@ class JobAlreadyExists(Conflict):
 class IllegalTransition(Conflict):
     """The transition table does not allow this change (or any change: a terminal job)."""
 
-    def __init__(self, key: str, current: State, requested: State, terminal: bool = False) -> None:
-        if terminal:
+    def __init__(
+        self,
+        key: str,
+        current: State,
+        requested: State,
+        terminal: bool = False,
+        message: str = "",
+    ) -> None:
+        """``message`` replaces the default one (for a case that knows better what to do)."""
+        if message:
+            msg = message
+        elif terminal:
             msg = (
                 f"job {key} is {current.value}, a terminal state, so it cannot take "
                 f"{requested.value}; add the job again to restart it"

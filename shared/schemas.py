@@ -316,6 +316,24 @@ class JobsQuery:
     limit: int
 
 
+#: Most jobs one bulk retry or fail acts on (and its default).
+MAX_BULK = 500
+
+
+@dataclass(frozen=True)
+class BulkRequest:
+    """A retry or fail of every job a filter matches (``reason`` for a fail); ``dry_run`` writes nothing."""
+
+    state: State | None
+    experiment: str | None
+    datatype: str | None
+    first: date | None
+    last: date | None
+    limit: int
+    reason: str
+    dry_run: bool
+
+
 @dataclass(frozen=True)
 class JobRef:
     """One job, by key."""
@@ -381,6 +399,33 @@ class AdminJobsQuery(_Params):
     @validates_schema
     def _range(self, data: dict[str, Any], **kwargs: Any) -> None:
         _check_range(data)
+
+
+class AdminBulkParams(_Params):
+    """``POST /admin/jobs/retry`` and ``/admin/jobs/fail``: the filters of ``/admin/jobs``, ``reason``, ``dry_run``.
+
+    At least one filter is required, so that no call acts on every job by accident.
+    """
+
+    _loads_into = BulkRequest
+    _empty_is_missing = ("state", "experiment", "datatype", "from", "to", "limit", "reason")
+    state = StateName(load_default=None)
+    experiment = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
+    datatype = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
+    first = fields.Date(data_key="from", load_default=None)
+    last = fields.Date(data_key="to", load_default=None)
+    limit = fields.Integer(load_default=MAX_BULK, validate=validate.Range(min=1, max=MAX_BULK))
+    reason = _text(load_default="")
+    dry_run = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def _filters(self, data: dict[str, Any], **kwargs: Any) -> None:
+        _check_range(data)
+        chosen = ("state", "experiment", "datatype", "first", "last")
+        if all(data.get(name) is None for name in chosen):
+            raise ValidationError(
+                "give at least one filter: state, experiment, datatype, from or to", "state"
+            )
 
 
 class AdminJobParams(_Params):

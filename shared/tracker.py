@@ -25,7 +25,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared import defaults, transitions
-from shared.errors import JobAlreadyExists, JobNotFound, StaleRun, StoreUnavailable
+from shared.errors import (
+    IllegalTransition,
+    JobAlreadyExists,
+    JobNotFound,
+    StaleRun,
+    StoreUnavailable,
+)
 from shared.gotime import format_duration, format_time
 from shared.limits import MAX_CLOCK_SKEW
 from shared.model import (
@@ -387,7 +393,18 @@ class Tracker:
         :class:`StaleRun`.
         """
         record = self._record(key, run)
-        transitions.check(key, record.status.state, record.status.state)
+        state = record.status.state
+        if state in transitions.TERMINAL:
+            again = "gardener retry" if state is State.FAILED else "gardener reprocess"
+            raise IllegalTransition(
+                key,
+                state,
+                state,
+                terminal=True,
+                message=f"job {key} is {state.value}, a terminal state: its run is over and there "
+                f"is nothing to keep alive: stop working on it and ask for the next job "
+                f"(an operator runs it again with {again})",
+            )
         now = self.clock()
         if now - record.last_activity < self.heartbeat_coalesce:
             return False

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 #: Hosts that never get an identity token: the local stack and tests.
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
+#: The OAuth scope impersonation asks for.
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+
 #: Answers worth asking again: throttled, or the server or a proxy in front failed.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -37,12 +40,21 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 class TransportError(Exception):
     """A call that failed for good: which call, against which URL, and why."""
 
-    def __init__(self, call: str, url: str, reason: str, status: int | None = None) -> None:
+    def __init__(
+        self,
+        call: str,
+        url: str,
+        reason: str,
+        status: int | None = None,
+        unreachable: bool = False,
+    ) -> None:
         super().__init__(f"{call} ({url}) failed: {reason}")
         self.call = call
         self.url = url
         self.reason = reason
         self.status = status
+        #: No connection could be made at all (refused, unknown host): no tracker there.
+        self.unreachable = unreachable
 
 
 class _RetryableStatus(Exception):
@@ -59,13 +71,42 @@ def needs_identity_token(base_url: str) -> bool:
     return parts.scheme == "https" and (parts.hostname or "") not in LOCAL_HOSTS
 
 
-def identity_session(audience: str) -> requests.Session:
-    """Return a session that adds (and refreshes) an ID token for ``audience``."""
+def identity_session(audience: str, impersonate: str = "") -> requests.Session:
+    """Return a session that adds (and refreshes) an ID token for ``audience``.
+
+    With ``impersonate`` (a service account's email) the ID token is the
+    service account's, minted with the caller's Application Default
+    Credentials (a person's ``gcloud auth application-default login`` will
+    do; they need the Service Account Token Creator role on it). Raises
+    ``google.auth.exceptions.DefaultCredentialsError`` when there are no
+    usable credentials.
+    """
+    import google.auth
     import google.auth.transport.requests as google_requests
+    from google.auth import impersonated_credentials
     from google.oauth2 import id_token
 
-    credentials = id_token.fetch_id_token_credentials(audience, google_requests.Request())
+    credentials: Any
+    if impersonate:
+        source, _ = google.auth.default(scopes=[CLOUD_PLATFORM])
+        target = impersonated_credentials.Credentials(
+            source_credentials=source,
+            target_principal=impersonate,
+            target_scopes=[CLOUD_PLATFORM],
+        )
+        credentials = impersonated_credentials.IDTokenCredentials(
+            target, target_audience=audience, include_email=True
+        )
+    else:
+        credentials = id_token.fetch_id_token_credentials(audience, google_requests.Request())
     return google_requests.AuthorizedSession(credentials)
+
+
+def token_session(token: str) -> requests.Session:
+    """Return a session that sends ``token`` (an ID token the caller got) as its bearer token."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token.strip()}"
+    return session
 
 
 class Transport:
@@ -177,7 +218,11 @@ class Transport:
             ) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TransportError(
-                call, url, f"{_describe(exc)} after {self.attempts} attempts"
+                call,
+                url,
+                f"{_describe(exc)} after {self.attempts} attempts",
+                unreachable=isinstance(exc, requests.ConnectionError)
+                and not isinstance(exc, requests.ReadTimeout),
             ) from exc
         except requests.RequestException as exc:
             raise TransportError(call, url, _describe(exc)) from exc

@@ -53,6 +53,20 @@ class ControlStore:
             self.stats.add(writes=1)
 
     @guarded
+    def set_reason(self, target: str, reason: str) -> Pause | None:
+        """Change the reason of ``target``'s pause in force; return it, or None if not paused."""
+        ref = self.collection.document(doc_id(target))
+        try:
+            ref.update({"reason": reason})
+        except gexc.NotFound:
+            return None
+        finally:
+            self.stats.add(writes=1)
+        data = ref.get().to_dict()
+        self.stats.add(reads=1)
+        return pause_from_document(data) if data is not None else None
+
+    @guarded
     def resume(self, target: str) -> Pause | None:
         """Lift the pause of ``target``; return it, or None if ``target`` was not paused."""
         ref = self.collection.document(doc_id(target))

@@ -20,6 +20,7 @@ from shared.admin import Admin
 from shared.errors import Conflict, Invalid, NotFound, TrackerError, Unavailable
 from shared.model import JobFilter
 from shared.schemas import (
+    AdminBulkParams,
     AdminCancelReprocessParams,
     AdminFailParams,
     AdminImportParams,
@@ -28,6 +29,7 @@ from shared.schemas import (
     AdminNoParams,
     AdminPauseParams,
     AdminReprocessParams,
+    BulkRequest,
     FailRequest,
     ImportRequest,
     JobRef,
@@ -76,7 +78,7 @@ def action(
     return decorate
 
 
-@action(["GET"], AdminJobsQuery(), Answer("the jobs", schema=openapi.JobList()))
+@action(["GET"], AdminJobsQuery(), Answer("the jobs", schema=openapi.JobList()), (Invalid,))
 def jobs(admin: Admin, q: JobsQuery, who: str) -> Any:
     """``/admin/jobs``: list and filter jobs."""
     return views.jobs_view(
@@ -110,6 +112,35 @@ def retry(admin: Admin, p: JobRef, who: str) -> Any:
 def fail(admin: Admin, p: FailRequest, who: str) -> Any:
     """``/admin/job/fail``: mark a job in flight failed with a reason."""
     return views.failed_view(*admin.fail(p.id, p.reason, who))
+
+
+def _bulk(action_name: str, admin: Admin, p: BulkRequest, who: str) -> Any:
+    f = JobFilter(p.state, p.experiment, p.datatype, p.first, p.last, p.limit)
+    return views.bulk_json(admin.bulk(action_name, f, who, reason=p.reason, dry_run=p.dry_run))
+
+
+@action(
+    ["POST"],
+    AdminBulkParams(),
+    Answer("what the retry changed, or would (dry run)", schema=openapi.BulkAnswer()),
+    (Invalid,),
+    bulk=True,
+)
+def bulk_retry(admin: Admin, p: BulkRequest, who: str) -> Any:
+    """``/admin/jobs/retry``: make every failed job a filter matches due for a retry now."""
+    return _bulk("retry", admin, p, who)
+
+
+@action(
+    ["POST"],
+    AdminBulkParams(),
+    Answer("what the fail changed, or would (dry run)", schema=openapi.BulkAnswer()),
+    (Invalid,),
+    bulk=True,
+)
+def bulk_fail(admin: Admin, p: BulkRequest, who: str) -> Any:
+    """``/admin/jobs/fail``: mark every job in flight a filter matches failed with a reason."""
+    return _bulk("fail", admin, p, who)
 
 
 @action(
@@ -191,6 +222,8 @@ ROUTES = (
     Route("/admin/job", "admin", job),
     Route("/admin/job/retry", "admin", retry),
     Route("/admin/job/fail", "admin", fail),
+    Route("/admin/jobs/retry", "admin", bulk_retry),
+    Route("/admin/jobs/fail", "admin", bulk_fail),
     Route("/admin/reprocess", "admin", reprocess),
     Route("/admin/reprocess/cancel", "admin", cancel_reprocess),
     Route("/admin/pause", "admin", pause),

@@ -201,9 +201,30 @@ class PauseAnswer(Schema):
 
 
 class PausedAnswer(Schema):
-    """A pause just made."""
+    """A pause just made, or one in force whose reason just changed."""
 
     Paused = fields.Nested(PauseAnswer, required=True)
+    #: Only when the target was paused already: the reason it had, and who changed it.
+    PreviousReason = fields.String()
+    UpdatedBy = fields.String()
+
+
+class Unchanged(Schema):
+    """A job a bulk action matched but left as it was, and why."""
+
+    ID = fields.String(required=True)
+    Why = fields.String(required=True)
+
+
+class BulkAnswer(Schema):
+    """What a bulk retry or fail by filter changed, or would change (``DryRun``)."""
+
+    Action = fields.String(required=True)
+    DryRun = fields.Boolean(required=True)
+    Who = fields.String(required=True)
+    Matched = fields.Integer(required=True)
+    Changed = fields.List(fields.String(), required=True)
+    Unchanged = fields.List(fields.Nested(Unchanged), required=True)
 
 
 class ResumedAnswer(Schema):

@@ -10,7 +10,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.admin import Cancellation, Controls, Exported, Imported, Reprocessing
+from shared.admin import (
+    BulkResult,
+    Cancellation,
+    Controls,
+    Exported,
+    Imported,
+    PauseChange,
+    Reprocessing,
+)
 from shared.gotime import format_time
 from shared.model import FREE, UTC, AuditEntry, JobRecord, Pause, ReprocessItem, State
 from shared.schemas import JobSchema, StatusSchema
@@ -101,9 +109,25 @@ def pause_json(pause: Pause | None) -> dict[str, str] | None:
     }
 
 
-def paused_json(pause: Pause) -> dict[str, Any]:
-    """Return a pause just made as JSON."""
-    return {"Paused": pause_json(pause)}
+def paused_json(change: PauseChange) -> dict[str, Any]:
+    """Return a pause just made, or whose reason just changed (``PreviousReason``), as JSON."""
+    body: dict[str, Any] = {"Paused": pause_json(change.pause)}
+    if change.previous_reason is not None:
+        body["PreviousReason"] = change.previous_reason
+        body["UpdatedBy"] = change.updated_by
+    return body
+
+
+def bulk_json(result: BulkResult) -> dict[str, Any]:
+    """Return what a bulk retry or fail did (or would do, ``DryRun``) as JSON."""
+    return {
+        "Action": result.action,
+        "DryRun": result.dry_run,
+        "Who": result.who,
+        "Matched": len(result.changed) + len(result.unchanged),
+        "Changed": result.changed,
+        "Unchanged": [{"ID": key, "Why": why} for key, why in result.unchanged],
+    }
 
 
 def resumed_json(pause: Pause, who: str) -> dict[str, Any]:

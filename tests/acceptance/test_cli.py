@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import uuid
 from datetime import timedelta
@@ -16,6 +17,9 @@ from shared import cli
 from shared.model import utcnow
 
 GARDENER = Path(sys.executable).parent / "gardener"
+#: The command line of this tree (the console script may import another checkout's package).
+THIS_GARDENER = [sys.executable, "-m", "shared.cli"]
+ROOT = Path(__file__).resolve().parents[2]
 
 COMMANDS = (
     "jobs",
@@ -102,7 +106,8 @@ def test_operator_session_through_the_cli(server, capsys):
     code, out, _ = run(capsys, url, "fail", key, "--reason", "stuck archive")
     assert code == 0 and "init -> failed" in out and "carol" in out
     code, _, err = run(capsys, url, "fail", key, "--reason", "again")
-    assert code == 1 and "terminal" in err and "HTTP 409" in err
+    assert code == 1 and "failed already" in err and f"gardener retry {key}" in err
+    assert "HTTP 409" in err
     code, out, _ = run(capsys, url, "retry", key, "--json")
     assert code == 0 and json.loads(out)["Audit"][-1]["Action"] == "retry"
     assert next_job(url) == key  # due now
@@ -166,10 +171,109 @@ def test_exit_codes_for_usage_errors_and_an_unreachable_tracker(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["reprocess", "--from", "yesterday", "--to", "2026-01-01"])
     assert exit_.value.code == 2
-    code = cli.main(["controls", "--url", "http://127.0.0.1:9", "--timeout", "1"])
-    assert code == 1 and "gardener controls" in capsys.readouterr().err
+    unreachable = subprocess.run(
+        [*THIS_GARDENER, "controls", "--url", "http://127.0.0.1:9", "--timeout", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert unreachable.returncode == 1
+    assert (
+        unreachable.stderr == "error: no tracker at http://127.0.0.1:9; set --url or GARDENER_URL\n"
+    )
     assert cli.main(["controls", "--url", "ftp://h"]) == 2
     script = subprocess.run(
         [str(GARDENER), "fail", "x"], capture_output=True, text=True, timeout=60, check=False
     )
     assert script.returncode == 2 and "--reason" in script.stderr
+
+
+def test_bulk_retry_and_fail_by_filter_with_a_dry_run_and_a_confirmation(
+    server, capsys, monkeypatch
+):
+    url = server["url"]
+    first = next_job(url)
+    second = next_job(url)  # both of ndt/a
+    code, out, _ = run(capsys, url, "fail", "--datatype", "a", "--reason", "bad", "--dry-run")
+    assert code == 0 and "2 jobs match; nothing changed (dry run)" in out
+    code, out, _ = run(capsys, url, "jobs", "--state", "failed")
+    assert "0 jobs" in out
+
+    monkeypatch.setattr("builtins.input", lambda question: "n")
+    code, out, err = run(capsys, url, "fail", "--datatype", "a", "--reason", "bad")
+    assert code == 1 and "2 jobs match" in err and "not confirmed" in err
+    asked: list[str] = []
+
+    def yes(question: str) -> str:
+        asked.append(question)
+        return "y"
+
+    monkeypatch.setattr("builtins.input", yes)
+    code, out, err = run(capsys, url, "fail", "--datatype", "a", "--reason", "bad")
+    assert code == 0 and asked == ["fail these 2 jobs? [y/N] "] and "failed 2 jobs" in out
+    assert first in out and second in out
+
+    code, out, _ = run(capsys, url, "fail", "--datatype", "a", "--reason", "again", "--yes")
+    assert code == 0 and "failed 0 jobs" in out and "left 2 jobs unchanged" in out
+    assert f"gardener retry {first}" in out
+    code, out, _ = run(capsys, url, "retry", "--state", "failed", "--yes", "--json")
+    body = json.loads(out)
+    assert code == 0 and sorted(body["Changed"]) == sorted([first, second])
+    assert body["Unchanged"] == [] and body["Who"] == "carol (unverified)"
+    code, out, _ = run(capsys, url, "retry", "--state", "complete")
+    assert code == 0 and "no jobs match; nothing changed" in out
+
+
+def test_unknown_sources_are_refused_with_the_valid_list(server, capsys):
+    url = server["url"]
+    for args in (
+        ("jobs", "--datatype", "ndt8"),
+        ("retry", "--datatype", "ndt8", "--yes"),
+        ("fail", "--experiment", "wehe", "--reason", "r", "--dry-run"),
+    ):
+        code, _, err = run(capsys, url, *args)
+        assert code == 1 and "the sources are ndt/a, ndt/b" in err and "HTTP 400" in err, args
+
+
+def test_times_are_relative_unless_absolute_and_a_pause_can_change_its_reason(server, capsys):
+    url = server["url"]
+    key = next_job(url)
+    code, out, _ = run(capsys, url, "jobs")
+    assert code == 0 and ("s ago" in out or "just now" in out)
+    code, out, _ = run(capsys, url, "job", key, "--absolute")
+    assert code == 0 and "ago" not in out and "LastActivity: 20" in out
+
+    run(capsys, url, "pause", "ndt/b", "--reason", "schema change")
+    code, out, _ = run(capsys, url, "pause", "ndt/b", "--reason", "schema change, until Monday")
+    assert code == 0 and "until Monday" in out and "was: schema change" in out
+    code, out, _ = run(capsys, url, "controls")
+    assert "paused by carol (unverified) since" in out and "until Monday" in out
+
+
+def test_a_heartbeat_to_a_finished_job_says_what_to_do(server, capsys):
+    url = server["url"]
+    key = next_job(url)
+    run(capsys, url, "fail", key, "--reason", "stuck")
+    request = urllib.request.Request(f"{url}/v2/job/heartbeat?id={key}", data=b"", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    text = refused.value.read().decode()
+    assert (
+        refused.value.code == 409 and "nothing to keep alive" in text and "gardener retry" in text
+    )
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(server):
+    """``gardener jobs | head -1``: the reader closes the pipe before the output is written."""
+    process = subprocess.Popen(
+        [*THIS_GARDENER, "jobs", "--url", server["url"], "--operator", "carol"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err

@@ -658,10 +658,142 @@ def test_bad_pause_requests_write_nothing(api, firestore_client, path, status, m
     assert everything(firestore_client) == {}
 
 
-def test_pausing_twice_is_refused_naming_who_paused(api):
-    assert api.post("/admin/pause?target=ndt/b", headers=OP).status_code == 200
-    response = api.post("/admin/pause?target=ndt/b", headers={"X-Operator": "bob"})
-    assert response.status_code == 409 and "by alice" in response.get_json()["error"]
+def test_pausing_again_changes_the_reason_and_keeps_who_paused_and_since(api, clock, caplog):
+    first = api.post("/admin/pause?target=ndt/b&reason=quota", headers=OP).get_json()
+    assert "PreviousReason" not in first
+    clock.advance(minutes=5)
+    with caplog.at_level(logging.INFO, logger="shared.admin"):
+        response = api.post(
+            "/admin/pause?target=ndt/b&reason=quota+until+Monday", headers={"X-Operator": "bob"}
+        )
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["Paused"] == first["Paused"] | {"Reason": "quota until Monday"}
+    assert body["PreviousReason"] == "quota" and body["UpdatedBy"] == "bob (unverified)"
+    assert "bob (unverified) changed the reason of the pause of ndt/b" in caplog.text
+    controls = api.get("/admin/controls").get_json()
+    paused = {s["Source"]: s["Paused"] for s in controls["Sources"]}["ndt/b"]
+    assert paused["Reason"] == "quota until Monday" and paused["Who"] == ALICE
+
+
+# --- unknown sources, bulk retry and fail, finished jobs ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "fields"),
+    [
+        ("/admin/jobs?datatype=ndt8", ["datatype"]),
+        ("/admin/jobs?experiment=wehe", ["experiment"]),
+        ("/admin/jobs?experiment=ndt&datatype=zz", ["experiment", "datatype"]),
+    ],
+)
+def test_a_filter_no_source_matches_answers_400_with_the_sources(
+    api, tracker, bucket, path, fields
+):
+    add(tracker, bucket, "a", YESTERDAY, State.FAILED)
+    response = api.get(path)
+    assert response.status_code == 400, response.get_json()
+    body = response.get_json()
+    assert "the sources are ndt/a, ndt/b" in body["error"] and sorted(body["fields"]) == sorted(
+        fields
+    )
+    for method in ("retry", "fail"):
+        refused = api.post(path.replace("/admin/jobs", f"/admin/jobs/{method}") + "&reason=r")
+        assert refused.status_code == 400 and "ndt/a, ndt/b" in refused.get_json()["error"]
+    assert api.get("/admin/jobs?datatype=a").status_code == 200
+
+
+def test_bulk_retry_dry_run_lists_the_jobs_and_writes_nothing(
+    api, tracker, bucket, firestore_client
+):
+    k1 = add(tracker, bucket, "a", YESTERDAY - timedelta(days=1), State.FAILED)
+    k2 = add(tracker, bucket, "b", YESTERDAY, State.FAILED)
+    add(tracker, bucket, "a", YESTERDAY, State.PARSING)
+    before = everything(firestore_client)
+    response = api.post("/admin/jobs/retry?state=failed&dry_run=true", headers=OP)
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["DryRun"] is True and sorted(body["Changed"]) == sorted([k1, k2])
+    assert body["Matched"] == 2 and body["Unchanged"] == []
+    assert everything(firestore_client) == before
+
+
+def test_bulk_retry_changes_each_job_alone_and_says_why_others_were_left(
+    api, tracker, bucket, clock
+):
+    failed = add(tracker, bucket, "a", YESTERDAY - timedelta(days=2), State.FAILED)
+    parsing = add(tracker, bucket, "a", YESTERDAY - timedelta(days=1), State.PARSING)
+    other = add(tracker, bucket, "b", YESTERDAY - timedelta(days=1), State.FAILED)
+    response = api.post(
+        f"/admin/jobs/retry?datatype=a&from={YESTERDAY - timedelta(days=3)}&to={YESTERDAY}",
+        headers=OP,
+    )
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["Changed"] == [failed] and body["DryRun"] is False
+    assert [u["ID"] for u in body["Unchanged"]] == [parsing]
+    assert "not failed" in body["Unchanged"][0]["Why"]
+    assert tracker.get_record(failed).retry_at == clock()
+    assert tracker.get_record(failed).audit[-1].action == "retry"
+    assert tracker.get_record(parsing).status.state is State.PARSING
+    assert tracker.get_record(other).retry_at != clock()  # another datatype: untouched
+
+
+def test_bulk_fail_fails_each_job_in_flight_with_the_reason(api, tracker, bucket):
+    parsing = add(tracker, bucket, "a", YESTERDAY, State.PARSING)
+    done = add(tracker, bucket, "b", YESTERDAY, State.PARSING, State.POST_PROCESSING)
+    done_already = add(tracker, bucket, "a", YESTERDAY - timedelta(days=1), State.FAILED)
+    response = api.post(
+        f"/admin/jobs/fail?from={YESTERDAY - timedelta(days=1)}&reason=bad+batch", headers=OP
+    )
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert sorted(body["Changed"]) == sorted([parsing, done])
+    assert body["Unchanged"] == [
+        {
+            "ID": done_already,
+            "Why": f"job {done_already} is failed already, so there is nothing to fail; "
+            f"to run it again: gardener retry {done_already}",
+        }
+    ]
+    for key in (parsing, done):
+        record = tracker.get_record(key)
+        assert record.status.state is State.FAILED and record.audit[-1].detail.endswith("bad batch")
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("reason=x", "state"),  # no filter at all: refused rather than every job
+        ("state=failed&limit=501", "limit"),
+        ("state=failed&from=2026-01-05&to=2026-01-01", "to"),
+        ("state=failed&dry_run=maybe", "dry_run"),
+    ],
+)
+def test_bad_bulk_requests_answer_400_and_write_nothing(
+    api, tracker, bucket, firestore_client, query, field
+):
+    add(tracker, bucket, "a", YESTERDAY, State.FAILED)
+    before = everything(firestore_client)
+    for method in ("retry", "fail"):
+        response = api.post(f"/admin/jobs/{method}?{query}", headers=OP)
+        assert response.status_code == 400 and field in response.get_json()["fields"]
+    response = api.post("/admin/jobs/fail?state=parsing", headers=OP)
+    assert response.status_code == 400 and "reason" in response.get_json()["error"]
+    assert everything(firestore_client) == before
+
+
+def test_a_heartbeat_to_a_finished_job_says_to_stop_and_what_runs_it_again(api, tracker, bucket):
+    done = add(
+        tracker, bucket, "a", YESTERDAY, State.PARSING, State.POST_PROCESSING, State.COMPLETE
+    )
+    failed = add(tracker, bucket, "b", YESTERDAY, State.FAILED)
+    for key, command in ((done, "gardener reprocess"), (failed, "gardener retry")):
+        response = api.post(f"/v2/job/heartbeat?id={key}")
+        assert response.status_code == 409
+        error = response.get_json()["error"]
+        assert "nothing to keep alive" in error and "ask for the next job" in error
+        assert command in error
 
 
 # --- snapshots, methods, paths -------------------------------------------------------------

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import datetime as dt
+import json
 
-from shared import cli
+import google.auth.exceptions
+import pytest
+import requests
+
+from shared import cli, transport
 
 
 def call(*argv: str) -> cli.Request:
@@ -87,6 +92,26 @@ def call(*argv: str) -> cli.Request:
         ),
         (["resume", "ndt/ndt7"], ("POST", "/admin/resume", {"target": "ndt/ndt7"})),
         (["controls"], ("GET", "/admin/controls", {})),
+        (
+            ["retry", "--state", "failed", "--datatype", "ndt7", "--from", "2026-01-01"],
+            (
+                "POST",
+                "/admin/jobs/retry",
+                {"state": "failed", "datatype": "ndt7", "from": "2026-01-01"},
+            ),
+        ),
+        (
+            ["fail", "--experiment", "ndt", "--to", "2026-01-02", "--reason", "r", "--dry-run"],
+            (
+                "POST",
+                "/admin/jobs/fail",
+                {"experiment": "ndt", "to": "2026-01-02", "reason": "r", "dry_run": "true"},
+            ),
+        ),
+        (
+            ["retry", "--state", "failed", "--limit", "7", "--yes"],
+            ("POST", "/admin/jobs/retry", {"state": "failed", "limit": 7}),
+        ),
         (["export"], ("POST", "/admin/snapshot/export", {})),
         (
             ["import", "gs://b/snapshots/latest.json"],
@@ -134,3 +159,192 @@ def test_usage_errors_exit_2(argv, capsys):
 def test_tables_align_columns():
     text = cli.table(("A", "LONGER"), [("xxxx", 1), ("y", None)])
     assert text.splitlines() == ["A     LONGER", "xxxx  1", "y"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["retry"], "give a job ID, or filters"),
+        (["fail", "--reason", "r"], "give a job ID, or filters"),
+        (["retry", "b/e/t/20260102", "--state", "failed"], "not both"),
+        (["retry", "b/e/t/20260102", "--dry-run"], "not both"),
+        (["fail", "b/e/t/20260102", "--reason", "r", "--yes"], "not both"),
+    ],
+)
+def test_retry_and_fail_take_an_id_or_filters_not_neither_nor_both(argv, problem, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2 and problem in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.2, "just now"),
+        (42, "42 s ago"),
+        (185, "3 min ago"),
+        (7300, "2 h ago"),
+        (3 * 86400 + 5, "3 d ago"),
+        (-600, "in 10 min"),
+    ],
+)
+def test_times_read_relative_to_now(seconds, text):
+    assert cli.ago(dt.timedelta(seconds=seconds)) == text
+
+
+def test_tables_show_relative_times_unless_absolute():
+    now = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+    body = {
+        "Shown": 1,
+        "Jobs": [
+            {
+                "ID": "b/e/t/20261127",
+                "State": "parsing",
+                "Attempts": 1,
+                "LastActivity": "2026-11-28T11:57:00Z",
+                "Detail": "",
+            }
+        ],
+    }
+    assert "3 min ago" in cli.SHOW["jobs"](body, cli.relative(now))
+    shown = cli.SHOW["jobs"](body, cli.absolute)
+    assert "2026-11-28T11:57:00Z" in shown and "ago" not in shown
+    assert cli.parser().parse_args(["jobs", "--absolute"]).absolute is True
+    assert cli.relative(now)(None) == "" and cli.relative(now)("not a time") == "not a time"
+
+
+def test_a_bulk_answer_lists_what_changed_and_what_did_not_with_why():
+    body = {
+        "Action": "retry",
+        "DryRun": False,
+        "Matched": 2,
+        "Changed": ["b/e/t/20261126"],
+        "Unchanged": [{"ID": "b/e/t/20261127", "Why": "job is parsing, not failed"}],
+        "Who": "carol",
+    }
+    text = cli.SHOW["retry"](body, cli.absolute)
+    assert text.splitlines() == [
+        "retried 1 jobs",
+        "  b/e/t/20261126",
+        "left 1 jobs unchanged:",
+        "  b/e/t/20261127: job is parsing, not failed",
+    ]
+    dry = cli.SHOW["fail"](body | {"DryRun": True, "Unchanged": []}, cli.absolute)
+    assert dry.startswith("1 jobs match; nothing changed (dry run)")
+
+
+def test_a_repeated_pause_shows_the_reason_it_replaced():
+    pause = {"Target": "ndt/a", "Who": "alice", "Since": "2026-11-28T11:00:00Z", "Reason": "new"}
+    text = cli.SHOW["pause"](
+        {"Paused": pause, "PreviousReason": "old", "UpdatedBy": "bob"}, cli.absolute
+    )
+    assert "paused by alice" in text and "reason changed by bob, was: old" in text
+
+
+class FakeSession(requests.Session):
+    """A session that answers every request with one status and JSON body, and keeps the headers."""
+
+    def __init__(self, status: int, body: object) -> None:
+        super().__init__()
+        self.status, self.body = status, body
+        self.sent: list[dict[str, str]] = []
+
+    def request(self, method, url, **kwargs):  # type: ignore[override]
+        self.sent.append(dict(self.headers))
+        response = requests.Response()
+        response.status_code = self.status
+        response._content = json.dumps(self.body).encode()
+        response.url = url
+        return response
+
+
+DEPLOYED = "https://admin-xyz.a.run.app"
+
+
+def test_an_id_token_from_the_operator_is_sent_as_the_bearer(monkeypatch, capsys):
+    monkeypatch.setenv("GARDENER_TOKEN", "tok123")
+    assert cli.parser().parse_args(["controls"]).token == "tok123"
+    session = FakeSession(200, {"Paused": None, "Resumed": None})
+    monkeypatch.setattr(cli, "token_session", lambda token: session)
+    cli.main(["jobs", "--url", DEPLOYED, "--json"])
+    assert transport.token_session(" abc\n").headers["Authorization"] == "Bearer abc"
+    assert len(session.sent) == 1
+
+
+def test_no_credentials_is_one_line_saying_how_to_log_in(monkeypatch, capsys):
+    monkeypatch.delenv("GARDENER_TOKEN", raising=False)
+
+    def no_credentials(audience: str, impersonate: str = "") -> requests.Session:
+        raise google.auth.exceptions.DefaultCredentialsError(
+            "Neither metadata server or valid service account credentials are found."
+        )
+
+    monkeypatch.setattr(cli, "identity_session", no_credentials)
+    assert cli.main(["jobs", "--url", DEPLOYED]) == cli.EXIT_REJECTED
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "gcloud auth print-identity-token" in err and "application-default login" in err
+
+
+def test_impersonation_asks_for_the_service_accounts_id_token(monkeypatch):
+    asked: list[tuple[str, str]] = []
+
+    def fake(audience: str, impersonate: str = "") -> requests.Session:
+        asked.append((audience, impersonate))
+        return FakeSession(200, {"Shown": 0, "Jobs": []})
+
+    monkeypatch.delenv("GARDENER_TOKEN", raising=False)
+    monkeypatch.setattr(cli, "identity_session", fake)
+    sa = "ops@p.iam.gserviceaccount.com"
+    assert cli.main(["jobs", "--url", DEPLOYED + "/", "--impersonate-service-account", sa]) == 0
+    monkeypatch.setenv("GARDENER_IMPERSONATE", "env@p.iam.gserviceaccount.com")
+    assert cli.main(["jobs", "--url", DEPLOYED]) == 0
+    assert asked == [(DEPLOYED, sa), (DEPLOYED, "env@p.iam.gserviceaccount.com")]
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [(401, "expired"), (403, "roles/run.invoker")],
+)
+def test_a_refused_token_is_one_line_saying_what_to_do(monkeypatch, capsys, status, hint):
+    session = FakeSession(status, {"error": "the ID token is not valid: expired"})
+    monkeypatch.setattr(cli, "token_session", lambda token: session)
+    assert cli.main(["jobs", "--url", DEPLOYED, "--token", "t"]) == cli.EXIT_REJECTED
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"HTTP {status}" in err and hint in err
+
+
+def test_no_tracker_at_the_url_says_to_set_it(capsys):
+    code = cli.main(["controls", "--url", "http://127.0.0.1:9", "--timeout", "1"])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_REJECTED
+    assert err.strip().splitlines()[-1] == (
+        "error: no tracker at http://127.0.0.1:9; set --url or GARDENER_URL"
+    )
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
+    monkeypatch.setattr(
+        cli, "token_session", lambda token: FakeSession(200, {"Shown": 0, "Jobs": []})
+    )
+
+    def closed(*args: object, **kwargs: object) -> None:
+        raise BrokenPipeError
+
+    monkeypatch.setattr("builtins.print", closed)
+    assert cli.main(["jobs", "--url", DEPLOYED, "--token", "t"]) == cli.EXIT_OK
+
+
+def test_impersonation_mints_the_service_accounts_id_token_for_the_url(monkeypatch):
+    from google.auth import impersonated_credentials
+    from google.oauth2 import credentials as user_credentials
+
+    mine = user_credentials.Credentials(token="user-token")
+    monkeypatch.setattr("google.auth.default", lambda scopes=None: (mine, "project"))
+    sa = "ops@p.iam.gserviceaccount.com"
+    session = transport.identity_session(DEPLOYED, sa)
+    credentials = session.credentials  # type: ignore[attr-defined]
+    assert isinstance(credentials, impersonated_credentials.IDTokenCredentials)
+    assert credentials._target_audience == DEPLOYED and credentials._include_email
+    assert credentials._target_credentials._target_principal == sa
+    assert credentials._target_credentials._source_credentials.token == "user-token"
