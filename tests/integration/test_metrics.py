@@ -489,3 +489,32 @@ def test_a_task_store_refuses_an_unknown_task(firestore_client):
     with pytest.raises(ValueError, match="unknown task 'backup'"):
         TaskStore(firestore_client).succeeded("backup", datetime.now(UTC))
     assert TaskStore(firestore_client).last_successes() == {}
+
+
+def test_every_metric_the_alerts_and_the_dashboard_query_is_served(
+    http, service, tracker, clock, firestore_client
+):
+    """deploy/alerts.yml and terraform/monitoring.tf query only series /metrics serves."""
+    import re
+
+    from shared.admin import Admin
+    from shared.maintenance import Maintenance, MaintenancePolicy
+    from shared.postprocess import NoWarehouse, PostProcessor
+    from shared.store import ControlStore, ReprocessQueue, TaskStore
+    from tests.offline import ROOT
+
+    queue = ReprocessQueue(firestore_client)
+    service.queue = queue
+    tasks = TaskStore(firestore_client)
+    while service.next_job() is not None:
+        pass
+    Maintenance(tracker, MaintenancePolicy(timedelta(hours=6)), lambda now: {}, tasks=tasks).run()
+    PostProcessor(tracker, NoWarehouse(), tasks=tasks).tick()
+    Admin(tracker, queue, ControlStore(firestore_client), service.config).pause(
+        "historical", "quota", "ops@example.org"
+    )
+    served = {name for name, _ in scraped(http)}
+    for path in (ROOT / "deploy" / "alerts.yml", ROOT / "terraform" / "monitoring.tf"):
+        queried = set(re.findall(r"\bgardener_[a-z0-9_]+", path.read_text()))
+        assert queried, path
+        assert queried <= served, f"{path.name}: not served: {sorted(queried - served)}"
