@@ -19,6 +19,8 @@ from typing import Any
 
 from shared import defaults
 from shared.gotime import format_time
+from shared.store import TaskStore
+from shared.store.tasks import MAINTAIN, SNAPSHOT
 from shared.tracker import Clock, Source, Tracker
 
 log = logging.getLogger(__name__)
@@ -47,8 +49,11 @@ class Maintenance:
         snapshot: SnapshotWriter | None = None,
         clock: Clock | None = None,
         sources: Sequence[Source] = (),
+        tasks: TaskStore | None = None,
     ) -> None:
         self.tracker = tracker
+        #: Where a run that ends records its success, and that of its snapshot (the metrics).
+        self.tasks = tasks
         self.policy = policy
         self.snapshot = snapshot
         self.clock = clock or tracker.clock
@@ -56,7 +61,11 @@ class Maintenance:
         self.sources = list(sources)
 
     def run(self) -> dict[str, Any]:
-        """Expire, clean up and export; return (and log) a JSON summary of what was done."""
+        """Expire, clean up and export; return (and log) a JSON summary of what was done.
+
+        A run that ends records its success (and its snapshot's) in ``tasks``; one that
+        raises records nothing.
+        """
         started = time.monotonic()
         now = self.clock()
         batch = defaults.MAINTENANCE_BATCH
@@ -74,6 +83,10 @@ class Maintenance:
             "failed": self.tracker.num_failed(),
             "duration_seconds": round(time.monotonic() - started, 3),
         }
+        if self.tasks is not None:
+            if snapshot is not None:
+                self.tasks.succeeded(SNAPSHOT, now)
+            self.tasks.succeeded(MAINTAIN, now)
         log.info(
             "maintenance: %d expired, %d complete removed, counts of %s checked (drift %s), "
             "snapshot %s, %d jobs (%d failed)",

@@ -43,6 +43,8 @@ from shared import defaults, transitions
 from shared.errors import JobNotFound, StoreUnavailable, Unavailable
 from shared.gotime import format_time
 from shared.model import Job, JobRecord, State
+from shared.store import TaskStore
+from shared.store.tasks import POSTPROCESS
 from shared.tracker import Clock, LeaseLost, Tracker
 from shared.warehouse import STEPS, StepOutcome, StepRejected, StepResult
 from shared.warehouse import job_id as step_job_id
@@ -165,10 +167,13 @@ class PostProcessor:
         clock: Clock | None = None,
         sources: Collection[tuple[str, str, str]] | None = None,
         timer: Callable[[], float] = time.monotonic,
+        tasks: TaskStore | None = None,
     ) -> None:
         """``sources``: the (bucket, experiment, datatype) of the config; a job of
         another source fails (None: any source is taken, with the standard chain).
-        ``timer``: seconds, monotonic; measures the tick's time budget."""
+        ``timer``: seconds, monotonic; measures the tick's time budget.
+        ``tasks``: where a tick that ends records its success (the metrics read it)."""
+        self.tasks = tasks
         self.pipelines = dict(pipelines or {})
         self.sources = None if sources is None else frozenset(sources)
         for steps in (STANDARD_PIPELINE, *self.pipelines.values()):
@@ -221,6 +226,8 @@ class PostProcessor:
         result = dict(vars(summary))
         result["duration_seconds"] = round(time.monotonic() - started, 3)
         result["time"] = format_time(now)
+        if self.tasks is not None:
+            self.tasks.succeeded(POSTPROCESS, self.clock())
         log.info(
             "postprocess: %d started, %d moved, %d waiting, %d retrying, %d failed, %d dropped",
             len(summary.started),

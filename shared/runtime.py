@@ -32,6 +32,7 @@ from shared.store import (
     DeadlineClient,
     JobStore,
     ReprocessQueue,
+    TaskStore,
 )
 from shared.tracker import RetryPolicy, Tracker
 
@@ -228,6 +229,12 @@ def controls() -> ControlStore:
 
 
 @functools.cache
+def tasks() -> TaskStore:
+    """Return this process's record of the scheduled tasks' last successes."""
+    return TaskStore(_firestore())
+
+
+@functools.cache
 def admin() -> Admin:
     """Return this process's operator actions; snapshots go to ``SNAPSHOT_BUCKET``."""
     from shared.admin import Admin
@@ -266,6 +273,7 @@ def maintenance() -> Maintenance:
         policy,
         _snapshot_writer(s),
         sources=[(c.experiment, c.datatype) for c in config.sources],
+        tasks=tasks(),
     )
 
 
@@ -317,7 +325,9 @@ def postprocessor() -> PostProcessor:
         visit=visit,
     )
     if not bigquery_steps:
-        return PostProcessor(tracker(), NoWarehouse(), policy, pipelines, sources=sources)
+        return PostProcessor(
+            tracker(), NoWarehouse(), policy, pipelines, sources=sources, tasks=tasks()
+        )
     if not s.input_bucket:
         raise ConfigError(
             [
@@ -332,4 +342,4 @@ def postprocessor() -> PostProcessor:
     project = s.bigquery_project or s.project
     client = bigquery.Client(project=project, location=s.bigquery_location)
     warehouse = Warehouse(client, client.project, s.input_bucket, location=s.bigquery_location)
-    return PostProcessor(tracker(), warehouse, policy, pipelines, sources=sources)
+    return PostProcessor(tracker(), warehouse, policy, pipelines, sources=sources, tasks=tasks())

@@ -740,6 +740,24 @@ class Tracker:
         """Return each source's totals (:func:`counted` names) by (experiment, datatype); one query."""
         return self.store.counters.totals()
 
+    def oldest_in_flight(self, sources: Sequence[Source]) -> dict[Source, datetime]:
+        """Return, per source with a job in flight, the start time of its oldest run in flight.
+
+        One indexed query with limit 1 per source (a document read each), whatever the
+        number of jobs.
+        """
+        in_flight = [s for s in State if s not in transitions.TERMINAL]
+        found: dict[Source, datetime] = {}
+        for experiment, datatype in sources:
+            record = self.store.oldest_started(in_flight, experiment, datatype)
+            if record is not None:
+                found[(experiment, datatype)] = record.status.start_time
+        return found
+
+    def find_record(self, key: str) -> JobRecord | None:
+        """Return the job as its document holds it, or None if there is none (one read)."""
+        return self.store.get(key)
+
     def import_records(self, records: Iterable[JobRecord]) -> ImportResult:
         """Create the jobs of ``records`` the store lacks (:func:`shared.snapshot.import_snapshot`)."""
         from shared.snapshot import import_snapshot

@@ -9,6 +9,7 @@ locals {
     "firestore.googleapis.com",
     "iam.googleapis.com",
     "run.googleapis.com",
+    "monitoring.googleapis.com",
     "storage.googleapis.com",
     "artifactregistry.googleapis.com",
   ])

@@ -30,10 +30,12 @@ locals {
     jobs_state_date       = { collection = var.jobs_collection, fields = ["state", "date"] }
     jobs_experiment_date  = { collection = var.jobs_collection, fields = ["experiment", "date"] }
     jobs_datatype_date    = { collection = var.jobs_collection, fields = ["datatype", "date"] }
-    # The owed runs of one source, read while another source is paused.
+    # The owed runs of one source, read while another source is paused; then the oldest job
+    # in flight of one source (the metrics, limit 1 per source).
     jobs_source_reoffer   = { collection = var.jobs_collection, fields = ["experiment", "datatype", "state", "reoffer"] }
     jobs_source_failed    = { collection = var.jobs_collection, fields = ["experiment", "datatype", "state", "retry_at", "reoffer"] }
     jobs_source_retry     = { collection = var.jobs_collection, fields = ["experiment", "datatype", "state", "retry_at"] }
+    jobs_source_start     = { collection = var.jobs_collection, fields = ["experiment", "datatype", "state", "start_time"] }
     reprocess_source_rank = { collection = "reprocess", fields = ["source", "rank"] }
     # The sum of a run's updates over the job's progress shards (a SUM aggregation).
     progress_run_updates = { collection = "progress", fields = ["run", "updates"] }

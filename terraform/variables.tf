@@ -139,3 +139,56 @@ variable "log_level" {
   type        = string
   default     = "INFO"
 }
+
+variable "alerts_enabled" {
+  description = "Whether the Cloud Monitoring alert policies (monitoring.tf) are enabled; they need /metrics ingested by Managed Service for Prometheus."
+  type        = bool
+  default     = true
+}
+
+variable "alert_notification_channels" {
+  description = "Cloud Monitoring notification channels (projects/P/notificationChannels/ID) the alert policies notify."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_maintain_silence_seconds" {
+  description = "Alert when no `maintain` run has succeeded for this long: 3 intervals of maintain_schedule."
+  type        = number
+  default     = 1800
+}
+
+variable "alert_postprocess_silence_seconds" {
+  description = "Alert when no `postprocess` tick has succeeded for this long."
+  type        = number
+  default     = 1800
+}
+
+variable "alert_daily_deadline_hour" {
+  description = "UTC hour by which yesterday's daily jobs must be complete (they are handed out from 10:30 UTC)."
+  type        = number
+  default     = 18
+
+  validation {
+    condition     = var.alert_daily_deadline_hour >= 0 && var.alert_daily_deadline_hour <= 23 && floor(var.alert_daily_deadline_hour) == var.alert_daily_deadline_hour
+    error_message = "alert_daily_deadline_hour: a whole hour from 0 to 23 (UTC)."
+  }
+}
+
+variable "alert_in_flight_seconds" {
+  description = "Alert when a source's oldest run in flight is older than this: the config's tracker.timeout (5h)."
+  type        = number
+  default     = 18000
+}
+
+variable "alert_failures_min" {
+  description = "Failures of a source in an hour below which a rise is not reported."
+  type        = number
+  default     = 5
+}
+
+variable "alert_snapshot_stale_seconds" {
+  description = "Alert when no snapshot has been written for this long."
+  type        = number
+  default     = 7200
+}

@@ -118,15 +118,18 @@ def tracker(store, clock):
 
 @pytest.fixture
 def http(tracker, monkeypatch):
-    """A Flask test client of the ``api`` router, wired to this test's tracker and pauses."""
+    """A Flask test client of the ``api`` router, wired to this test's tracker, pauses and
+    record of the scheduled tasks' successes."""
     from functions_framework import create_app
 
     from shared import runtime
-    from shared.store import ControlStore
+    from shared.store import ControlStore, TaskStore
 
     controls = ControlStore(tracker.store.client)
+    tasks = TaskStore(tracker.store.client)
     monkeypatch.setattr(runtime, "tracker", lambda: tracker)
     monkeypatch.setattr(runtime, "controls", lambda: controls)
+    monkeypatch.setattr(runtime, "tasks", lambda: tasks)
     app = create_app("api", str(ROOT / "functions" / "main.py"))
     return app.test_client()
 

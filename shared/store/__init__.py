@@ -14,6 +14,8 @@ One module per kind of document, all re-exported here (import from
 * :mod:`~shared.store.cursors`, :mod:`~shared.store.reprocess`,
   :mod:`~shared.store.controls` — the job service's cursors and the operator's
   reprocessing queue and pauses (their records are in :mod:`shared.model`).
+* :mod:`~shared.store.tasks` — :class:`TaskStore`: when each scheduled task
+  last succeeded (read by the metrics).
 * :mod:`~shared.store.common` — what the stores share: the batch limit, the
   read and write counts, the delete guarded by an update time.
 * :mod:`~shared.store.errors` — what the store raises and how it retries;
@@ -51,6 +53,7 @@ from shared.store.errors import (
 from shared.store.indexes import INDEXES
 from shared.store.jobs import CREATE_BATCH, JOBS_COLLECTION, JobStore
 from shared.store.reprocess import MAX_IN_VALUES, REPROCESS_COLLECTION, ReprocessQueue
+from shared.store.tasks import TASKS, TASKS_COLLECTION, TaskStore
 
 __all__ = [
     "CONTROLS_COLLECTION",
@@ -64,6 +67,8 @@ __all__ = [
     "MAX_IN_VALUES",
     "REPROCESS_COLLECTION",
     "STATE_COUNTS_COLLECTION",
+    "TASKS",
+    "TASKS_COLLECTION",
     "TRANSIENT",
     "WRITE_RETRY",
     "ControlStore",
@@ -79,6 +84,7 @@ __all__ = [
     "StateCountStore",
     "StateCountsRead",
     "StoreStats",
+    "TaskStore",
     "budget",
     "doc_id",
     "from_document",

@@ -56,6 +56,16 @@ INDEXES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("retry_at", "ASCENDING"),
         ),
     ),
+    # The oldest job in flight of one source (the metrics, limit 1 per source).
+    (
+        JOBS_COLLECTION,
+        (
+            ("experiment", "ASCENDING"),
+            ("datatype", "ASCENDING"),
+            ("state", "ASCENDING"),
+            ("start_time", "ASCENDING"),
+        ),
+    ),
     (REPROCESS_COLLECTION, (("source", "ASCENDING"), ("rank", "ASCENDING"))),
     # The sum of a run's updates over its progress shards (a SUM aggregation).
     (PROGRESS_COLLECTION, (("run", "ASCENDING"), ("updates", "ASCENDING"))),

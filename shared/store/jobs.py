@@ -424,6 +424,26 @@ class JobStore:
         )
         return self._stream(query, limit)
 
+    @guarded
+    def oldest_started(
+        self, states: list[State], experiment: str, datatype: str
+    ) -> JobRecord | None:
+        """Return the job of the source in ``states`` whose run started first, or None.
+
+        One indexed query with limit 1 (experiment, datatype, state, start_time):
+        one document read, or one read's charge when there is none.
+        """
+        query = (
+            self._in_states(states)
+            .where(filter=FieldFilter("experiment", "==", experiment))
+            .where(filter=FieldFilter("datatype", "==", datatype))
+            .order_by("start_time")
+        )
+        found = next(self._stream(query, 1), None)
+        if found is None:
+            self.stats.add(reads=1)
+        return found
+
     def _in_states(self, states: list[State]) -> firestore.Query:
         return self.collection.where(filter=FieldFilter("state", "in", [s.value for s in states]))
 

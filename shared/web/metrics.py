@@ -5,11 +5,15 @@ vanish): job counts per source and state come from the counter shards that
 every job creation, deletion and change of state moves in its own commit
 (:class:`~shared.store.StateCountStore`: one read of 16 documents); the
 started/completed/failed totals are the sums of the counter shards kept in
-the state-change transactions (one query); the stream dates come from the
-job service's cursors. The names follow the Go
-Gardener's where they still mean the same thing; every metric is described in
-docs/operations.md ("Metrics"). ``prometheus_client`` is imported by the first scrape,
-not with the module: no parser request needs it.
+the state-change transactions (one query); the stream positions come from the
+job service's cursors; the oldest job in flight from one indexed query with
+limit 1 per source; yesterday's daily jobs from one read per source; the
+scheduled tasks' last successes, the pauses and the reprocessing queue's depth
+from a query each. Every read is bounded by the number of sources, never by the
+number of jobs. The names follow the Go Gardener's where they still mean the
+same thing; every metric is described in docs/operations.md ("Metrics"), and
+``deploy/alerts.yml`` alerts on them. ``prometheus_client`` is imported by the
+first scrape, not with the module: no parser request needs it.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import flask
 
 from shared.config import Config
 from shared.errors import Unavailable
-from shared.model import State
-from shared.store import CursorStore
+from shared.job_service import HISTORICAL
+from shared.model import Job, State
+from shared.model.names import source_name
+from shared.store import TASKS, ControlStore, CursorStore, ReprocessQueue, TaskStore
 from shared.streams import Position, Stream
 from shared.tracker import COMPLETED, FAILED, STARTED, Tracker
 from shared.transitions import TERMINAL
@@ -81,21 +87,38 @@ def stream_dates(
 
 class TrackerCollector:
     """Collects the tracker's metrics from Firestore when the registry is scraped
-    (a ``prometheus_client`` collector)."""
+    (a ``prometheus_client`` collector).
 
-    def __init__(self, tracker: Tracker, cursors: CursorStore, config: Config) -> None:
+    ``controls``, ``queue`` and ``tasks`` are optional: without one, its metrics are
+    left out.
+    """
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        cursors: CursorStore,
+        config: Config,
+        *,
+        controls: ControlStore | None = None,
+        queue: ReprocessQueue | None = None,
+        tasks: TaskStore | None = None,
+    ) -> None:
         self.tracker = tracker
         self.cursors = cursors
         self.config = config
+        self.controls = controls
+        self.queue = queue
+        self.tasks = tasks
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        """Yield every metric family (one read of the job counts' shards, one totals query)."""
+        """Yield every metric family (reads bounded by the number of sources; see the module)."""
         from prometheus_client.core import GaugeMetricFamily
 
         counts = self.tracker.counts_by_state(list(source_labels(self.config)))
         in_flight = GaugeMetricFamily(
             "gardener_tasks_in_flight",
-            "Jobs in each non-terminal state.",
+            "Jobs in each non-terminal state (the Go service's name; "
+            "the non-terminal part of gardener_jobs).",
             labels=["experiment", "datatype", "state"],
         )
         jobs = GaugeMetricFamily(
@@ -104,21 +127,45 @@ class TrackerCollector:
             "(complete jobs until clean-up, failed jobs until retried).",
             labels=["experiment", "datatype", "state"],
         )
-        failed = GaugeMetricFamily(
-            "gardener_failed_jobs",
-            "Jobs in the failed state (kept until retried).",
-            labels=["experiment", "datatype"],
-        )
         for (experiment, datatype, state), n in counts.items():
             source = [str(experiment), str(datatype)]
             jobs.add_metric([*source, state.value], n)
             if state not in TERMINAL:
                 in_flight.add_metric([*source, state.value], n)
-            if state is State.FAILED:
-                failed.add_metric(source, n)
-        yield from (in_flight, jobs, failed)
+        yield from (in_flight, jobs)
+        yield self._oldest_in_flight()
         yield from self._totals()
-        yield from self._cursor_metrics()
+        positions = {stream: self._position(stream) for stream in Stream}
+        yield from self._cursor_metrics(positions)
+        yield self._yesterday(positions[Stream.DAILY])
+        if self.tasks is not None:
+            yield self._last_successes(self.tasks)
+        if self.controls is not None:
+            yield self._paused(self.controls)
+        if self.queue is not None:
+            depth = GaugeMetricFamily(
+                "gardener_reprocess_queue_depth",
+                "Jobs queued for reprocessing by operators, not yet handed out.",
+            )
+            depth.add_metric([], self.queue.count())
+            yield depth
+
+    def _oldest_in_flight(self) -> GaugeMetricFamily:
+        """The age of each source's oldest run in flight (one query, limit 1, per source)."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily(
+            "gardener_oldest_in_flight_age_seconds",
+            "Seconds since the oldest run in flight of each source started (0: none in flight).",
+            labels=["experiment", "datatype"],
+        )
+        sources = source_labels(self.config)
+        started = self.tracker.oldest_in_flight(sources)
+        now = self.tracker.clock()
+        for source in sources:
+            age = (now - started[source]).total_seconds() if source in started else 0.0
+            family.add_metric(list(source), max(0.0, age))
+        return family
 
     def _totals(self) -> Iterator[CounterMetricFamily]:
         """Yield the started/completed/failed totals of the config's sources (0 until counted)."""
@@ -136,43 +183,121 @@ class TrackerCollector:
                 family.add_metric(list(source), kept.get(source, {}).get(name, 0))
         yield from families.values()
 
-    def _cursor_metrics(self) -> Iterator[GaugeMetricFamily]:
+    def _position(self, stream: Stream) -> Position | None:
+        stored = self.cursors.get(stream.value)
+        return None if stored is None else Position.decode(stored)
+
+    def _cursor_metrics(
+        self, positions: dict[Stream, Position | None]
+    ) -> Iterator[GaugeMetricFamily]:
         from prometheus_client.core import GaugeMetricFamily
 
-        state_date = GaugeMetricFamily(
-            "gardener_state_date",
-            "Last day (Unix seconds of its UTC midnight) each source's stream has resolved.",
+        position_family = GaugeMetricFamily(
+            "gardener_stream_position_timestamp_seconds",
+            "UTC midnight (Unix seconds) of the last day each source's stream has resolved.",
             labels=["experiment", "datatype", "stream"],
         )
         cycle = GaugeMetricFamily(
             "gardener_historical_cycle", "The historical stream's cycle (0 for the first pass)."
         )
-        for stream in Stream:
-            stored = self.cursors.get(stream.value)
-            if stored is None:
+        for stream, position in positions.items():
+            if position is None:
                 continue
-            position = Position.decode(stored)
             for (experiment, datatype), when in stream_dates(self.config, stream, position).items():
-                state_date.add_metric([experiment, datatype, stream.value], when.timestamp())
+                position_family.add_metric([experiment, datatype, stream.value], when.timestamp())
             if stream is Stream.HISTORICAL:
                 cycle.add_metric([], position.cycle)
-        yield from (state_date, cycle)
+        yield from (position_family, cycle)
+
+    def _yesterday(self, daily: Position | None) -> GaugeMetricFamily:
+        """Whether each source's job of yesterday (UTC) is done (one read per source)."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily(
+            "gardener_yesterday_complete",
+            "1 if yesterday's (UTC) daily job of the source is done: the daily stream has "
+            "resolved the day and its job is complete (or already cleaned up); else 0.",
+            labels=["experiment", "datatype"],
+        )
+        yesterday = self.tracker.clock().astimezone(UTC).date() - timedelta(days=1)
+        resolved = stream_dates(self.config, Stream.DAILY, daily) if daily is not None else {}
+        done: dict[SourceLabels, bool] = {}
+        for source in self.config.sources:
+            labels = (source.experiment, source.datatype)
+            ok = labels in resolved and resolved[labels].date() >= yesterday
+            if ok:
+                record = self.tracker.find_record(
+                    Job(source.bucket, source.experiment, source.datatype, yesterday).key()
+                )
+                ok = record is None or record.status.state is State.COMPLETE
+            done[labels] = done.get(labels, True) and ok
+        for labels, ok in done.items():
+            family.add_metric(list(labels), 1.0 if ok else 0.0)
+        return family
+
+    def _last_successes(self, tasks: TaskStore) -> GaugeMetricFamily:
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily(
+            "gardener_last_success_timestamp_seconds",
+            "When each scheduled task (maintain, postprocess, snapshot) last succeeded "
+            "(Unix seconds; absent until it has).",
+            labels=["task"],
+        )
+        found = tasks.last_successes()
+        for task in TASKS:
+            if task in found:
+                family.add_metric([task], found[task].timestamp())
+        return family
+
+    def _paused(self, controls: ControlStore) -> GaugeMetricFamily:
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily(
+            "gardener_paused",
+            "1 if an operator has paused the target (historical, or a source "
+            "experiment/datatype), else 0.",
+            labels=["target"],
+        )
+        paused = {pause.target for pause in controls.all()}
+        targets = [HISTORICAL, *dict.fromkeys(source_name(s) for s in self.config.sources)]
+        for target in dict.fromkeys([*targets, *sorted(paused)]):
+            family.add_metric([target], 1.0 if target in paused else 0.0)
+        return family
 
 
-def scrape(tracker: Tracker, cursors: CursorStore, config: Config) -> bytes:
+def scrape(
+    tracker: Tracker,
+    cursors: CursorStore,
+    config: Config,
+    *,
+    controls: ControlStore | None = None,
+    queue: ReprocessQueue | None = None,
+    tasks: TaskStore | None = None,
+) -> bytes:
     """Return the metrics in the Prometheus text format, computed now."""
     from prometheus_client import CollectorRegistry, generate_latest
 
+    collector = TrackerCollector(
+        tracker, cursors, config, controls=controls, queue=queue, tasks=tasks
+    )
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(cast("Collector", TrackerCollector(tracker, cursors, config)))
+    registry.register(cast("Collector", collector))
     return generate_latest(registry)
 
 
 @endpoint(["GET"], answers={200: Answer("Prometheus text", (CONTENT_TYPE,))}, raises=(Unavailable,))
 def metrics(request: flask.Request, app: App) -> flask.Response:
-    """``/metrics``: job counts per source and state and the streams' dates, Prometheus text."""
+    """``/metrics``: job counts, ages, totals, stream positions, tasks' successes, pauses."""
     service = app.services.job_service()
-    body = scrape(app.services.tracker(), service.cursors, service.config)
+    body = scrape(
+        app.services.tracker(),
+        service.cursors,
+        service.config,
+        controls=app.services.controls(),
+        queue=service.queue,
+        tasks=app.services.tasks(),
+    )
     return flask.Response(body, content_type=CONTENT_TYPE)
 
 

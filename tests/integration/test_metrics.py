@@ -98,22 +98,26 @@ def test_metrics_after_real_operations(http, service, tracker):
     ) not in got
     assert value("gardener_jobs", experiment="ndt", datatype="ndt7", state="failed") == 1
     assert value("gardener_jobs", experiment="ndt", datatype="ndt7", state="complete") == 1
-    assert value("gardener_failed_jobs", experiment="ndt", datatype="ndt7") == 1
-    assert value("gardener_failed_jobs", experiment="ndt", datatype="annotation2") == 0
+    assert not any(name == "gardener_failed_jobs" for name, _ in got)  # = gardener_jobs{failed}
     # the daily stream has resolved yesterday for both sources; the historical
     # one has walked to its end (the day before yesterday) for ndt7 only
     yesterday = NOW_DAY - timedelta(days=1)
+    position = "gardener_stream_position_timestamp_seconds"
+    assert value(position, experiment="ndt", datatype="ndt7", stream="daily") == midnight(yesterday)
     assert value(
-        "gardener_state_date", experiment="ndt", datatype="ndt7", stream="daily"
+        "gardener_stream_position_timestamp_seconds",
+        experiment="ndt",
+        datatype="annotation2",
+        stream="daily",
     ) == midnight(yesterday)
     assert value(
-        "gardener_state_date", experiment="ndt", datatype="annotation2", stream="daily"
-    ) == midnight(yesterday)
-    assert value(
-        "gardener_state_date", experiment="ndt", datatype="ndt7", stream="historical"
+        "gardener_stream_position_timestamp_seconds",
+        experiment="ndt",
+        datatype="ndt7",
+        stream="historical",
     ) >= midnight(NOW_DAY - timedelta(days=2))
     assert (
-        "gardener_state_date",
+        "gardener_stream_position_timestamp_seconds",
         (("datatype", "annotation2"), ("experiment", "ndt"), ("stream", "historical")),
     ) not in got
     assert value("gardener_historical_cycle") >= 0
@@ -131,7 +135,7 @@ def test_metrics_before_any_hand_out_has_counts_but_no_dates(http, service, trac
         ]
         == 1
     )
-    assert not any(name == "gardener_state_date" for name, _ in got)
+    assert not any(name == "gardener_stream_position_timestamp_seconds" for name, _ in got)
 
 
 def test_metrics_rejects_other_methods(http, service):
@@ -321,3 +325,196 @@ def test_concurrent_restarts_of_one_job_count_one_hand_out(tracker):
         won = list(pool.map(restart, range(8)))
     assert won.count(True) == 1
     assert tracker.store.counters.totals() == {("ndt", "ndt7"): {"started": 2, "failed": 1}}
+
+
+# --- what an SRE alerts on ----------------------------------------------------------------
+
+
+def scraped(http) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = http.get("/metrics")
+    assert response.status_code == 200
+    return samples(response.get_data(as_text=True))
+
+
+def series(got, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples of one metric, by sorted labels."""
+    return {labels: v for (n, labels), v in got.items() if n == name}
+
+
+def source(datatype: str) -> tuple[tuple[str, str], ...]:
+    return (("datatype", datatype), ("experiment", "ndt"))
+
+
+def test_alerting_metrics_before_anything_ran(http, service):
+    from shared.store import ReprocessQueue
+
+    service.queue = ReprocessQueue(service.cursors.collection._client)
+    got = scraped(http)
+    assert series(got, "gardener_oldest_in_flight_age_seconds") == {
+        source("ndt7"): 0,
+        source("annotation2"): 0,
+    }
+    assert series(got, "gardener_yesterday_complete") == {
+        source("ndt7"): 0,
+        source("annotation2"): 0,
+    }
+    assert series(got, "gardener_paused") == {
+        (("target", "historical"),): 0,
+        (("target", "ndt/ndt7"),): 0,
+        (("target", "ndt/annotation2"),): 0,
+    }
+    assert series(got, "gardener_reprocess_queue_depth") == {(): 0}
+    assert series(got, "gardener_last_success_timestamp_seconds") == {}
+
+
+def test_oldest_in_flight_age_follows_the_oldest_run_of_each_source(http, service, tracker, clock):
+    handed = []
+    while (record := service.next_job()) is not None:
+        handed.append(record.key)
+        clock.advance(minutes=10)
+    clock.advance(hours=1)
+    now = clock()
+    got = series(scraped(http), "gardener_oldest_in_flight_age_seconds")
+    youngest = {
+        ds: min(
+            (now - tracker.get_record(k).status.start_time).total_seconds()
+            for k in handed
+            if f"/{ds}/" in k
+        )
+        for ds in ("ndt7", "annotation2")
+    }
+    ages = {
+        ds: max(
+            (now - tracker.get_record(k).status.start_time).total_seconds()
+            for k in handed
+            if f"/{ds}/" in k
+        )
+        for ds in ("ndt7", "annotation2")
+    }
+    assert ages["ndt7"] > youngest["ndt7"]  # several runs of different ages
+    assert got[source("ndt7")] == ages["ndt7"]
+    assert got[source("annotation2")] == ages["annotation2"]
+    # the oldest ends: the next oldest run is reported; a failed job is not in flight
+    first = next(k for k in handed if "/ndt7/" in k)
+    tracker.set_job_error(first, "gave up")
+    rest = [k for k in handed if "/ndt7/" in k and k != first]
+    got = series(scraped(http), "gardener_oldest_in_flight_age_seconds")
+    assert got[source("ndt7")] == max(
+        (now - tracker.get_record(k).status.start_time).total_seconds() for k in rest
+    )
+
+
+def test_yesterday_complete_needs_the_daily_job_complete_or_cleaned_up(
+    http, service, tracker, clock
+):
+    while service.next_job() is not None:
+        pass
+    yesterday = NOW_DAY - timedelta(days=1)
+    bucket = service.config.sources[0].bucket
+    ndt7 = Job(bucket, "ndt", "ndt7", yesterday).key()
+    annotation = Job(bucket, "ndt", "annotation2", yesterday).key()
+    assert series(scraped(http), "gardener_yesterday_complete") == {
+        source("ndt7"): 0,
+        source("annotation2"): 0,
+    }
+    finish(tracker, ndt7)
+    tracker.set_job_error(annotation, "corrupt archive")
+    assert series(scraped(http), "gardener_yesterday_complete") == {
+        source("ndt7"): 1,
+        source("annotation2"): 0,
+    }
+    # clean-up removes the complete job: still done
+    tracker.store.delete(ndt7)
+    assert series(scraped(http), "gardener_yesterday_complete")[source("ndt7")] == 1
+    # the next day, today's job (not handed out yet) is yesterday's: not done
+    clock.advance(days=1)
+    assert series(scraped(http), "gardener_yesterday_complete")[source("ndt7")] == 0
+
+
+def test_paused_and_reprocess_queue_depth(http, service, tracker, firestore_client):
+    from shared.admin import Admin
+    from shared.store import ControlStore, ReprocessQueue
+
+    queue = ReprocessQueue(firestore_client)
+    service.queue = queue
+    admin = Admin(tracker, queue, ControlStore(firestore_client), service.config)
+    admin.pause("historical", "BigQuery quota", "ops@example.org")
+    admin.pause("ndt/annotation2", "bad parser", "ops@example.org")
+    admin.reprocess(NOW_DAY - timedelta(days=3), NOW_DAY - timedelta(days=2), [], "ops@x.org")
+    got = scraped(http)
+    assert series(got, "gardener_paused") == {
+        (("target", "historical"),): 1,
+        (("target", "ndt/ndt7"),): 0,
+        (("target", "ndt/annotation2"),): 1,
+    }
+    assert series(got, "gardener_reprocess_queue_depth") == {(): 4}
+    admin.resume("historical", "ops@example.org")
+    assert series(scraped(http), "gardener_paused")[(("target", "historical"),)] == 0
+
+
+def test_last_success_of_each_scheduled_task(http, service, tracker, clock, firestore_client):
+    from shared.maintenance import Maintenance, MaintenancePolicy
+    from shared.postprocess import NoWarehouse, PostProcessor
+    from shared.store import TaskStore
+
+    tasks = TaskStore(firestore_client)
+    policy = MaintenancePolicy(expiration=timedelta(hours=6))
+
+    def broken_snapshot(now: datetime) -> dict[str, str]:
+        raise RuntimeError("bucket gone")
+
+    with pytest.raises(RuntimeError):
+        Maintenance(tracker, policy, broken_snapshot, tasks=tasks).run()
+    assert series(scraped(http), "gardener_last_success_timestamp_seconds") == {}
+
+    Maintenance(tracker, policy, None, tasks=tasks).run()  # no snapshot configured
+    first = clock().timestamp()
+    assert series(scraped(http), "gardener_last_success_timestamp_seconds") == {
+        (("task", "maintain"),): first
+    }
+    clock.advance(minutes=10)
+    Maintenance(tracker, policy, lambda now: {"object": "x"}, tasks=tasks).run()
+    PostProcessor(tracker, NoWarehouse(), tasks=tasks).tick()
+    second = clock().timestamp()
+    assert series(scraped(http), "gardener_last_success_timestamp_seconds") == {
+        (("task", "maintain"),): second,
+        (("task", "postprocess"),): second,
+        (("task", "snapshot"),): second,
+    }
+
+
+def test_a_task_store_refuses_an_unknown_task(firestore_client):
+    from shared.store import TaskStore
+
+    with pytest.raises(ValueError, match="unknown task 'backup'"):
+        TaskStore(firestore_client).succeeded("backup", datetime.now(UTC))
+    assert TaskStore(firestore_client).last_successes() == {}
+
+
+def test_every_metric_the_alerts_and_the_dashboard_query_is_served(
+    http, service, tracker, clock, firestore_client
+):
+    """deploy/alerts.yml and terraform/monitoring.tf query only series /metrics serves."""
+    import re
+
+    from shared.admin import Admin
+    from shared.maintenance import Maintenance, MaintenancePolicy
+    from shared.postprocess import NoWarehouse, PostProcessor
+    from shared.store import ControlStore, ReprocessQueue, TaskStore
+    from tests.offline import ROOT
+
+    queue = ReprocessQueue(firestore_client)
+    service.queue = queue
+    tasks = TaskStore(firestore_client)
+    while service.next_job() is not None:
+        pass
+    Maintenance(tracker, MaintenancePolicy(timedelta(hours=6)), lambda now: {}, tasks=tasks).run()
+    PostProcessor(tracker, NoWarehouse(), tasks=tasks).tick()
+    Admin(tracker, queue, ControlStore(firestore_client), service.config).pause(
+        "historical", "quota", "ops@example.org"
+    )
+    served = {name for name, _ in scraped(http)}
+    for path in (ROOT / "deploy" / "alerts.yml", ROOT / "terraform" / "monitoring.tf"):
+        queried = set(re.findall(r"\bgardener_[a-z0-9_]+", path.read_text()))
+        assert queried, path
+        assert queried <= served, f"{path.name}: not served: {sorted(queried - served)}"
