@@ -48,9 +48,13 @@ class Counted:
     idle_next_reads: float = 6.0
     idle_next_writes: float = 0.0
     idle_next_gcs_lists: float = 0.0
-    #: ``/metrics`` and ``/status`` loads: counters kept in shards, a constant read each.
-    scrape_reads: float = 40.0
+    #: A ``/metrics`` scrape: the 16 job-count shards, per source its totals' shards (up to
+    #: 16), the oldest job in flight and yesterday's daily job, and 6 more (cursors, pauses,
+    #: the queue's count, the tasks' last successes): 16 + 18 x 16 sources + 6.
+    scrape_reads: float = 310.0
+    #: A ``/status`` load: its rows, plus the 16 job-count shards and the pauses.
     status_rows: float = 1000.0
+    status_reads: float = 17.0
 
 
 #: The counts as measured (docs/performance.md); results files override the first five.
@@ -179,7 +183,7 @@ def monthly(c: Counted, s: Scale, p: Prices) -> dict[str, Any]:
         + idle_polls * c.idle_next_reads
         + snapshot_reads
         + s.scrapes_per_day * d * c.scrape_reads
-        + s.status_loads_per_day * d * (c.status_rows + c.scrape_reads)
+        + s.status_loads_per_day * d * (c.status_rows + c.status_reads)
     )
     writes = (
         jobs * (c.job_writes + c.postprocess_writes)
