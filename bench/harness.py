@@ -1,9 +1,8 @@
-"""What every benchmark repeats: latencies, callers, machine facts, memory, emulators, publishing.
+"""What every benchmark shares: latencies, callers, machine facts, memory, emulators, publishing.
 
-A benchmark's ``main`` calls :func:`run_measured` with its ``measure(args, run)`` (``run``
-a :class:`Run`: the emulator, fresh projects, GCS and function servers, all undone at the
-end) and its ``render(report)``, the Markdown tables.
-"""
+A benchmark's ``main`` parses its :func:`arguments` and calls :func:`run_measured` with its
+``measure(args, run)`` (``run`` a :class:`Run`, all undone at the end), its ``render(report)``,
+the Markdown tables, and what makes the exit status 1."""
 
 from __future__ import annotations
 
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
+from unittest import mock
 from urllib.parse import urlencode, urlsplit
 
 import requests
@@ -46,30 +46,21 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
 MIB = 2**20
 T = TypeVar("T")
+TRACED_NOT_YET = {"traced_peak_mib": None, "traced_seconds": None}
+LATENCY_KEYS = ("count", "p50_ms", "p99_ms", "mean_ms", "max_ms", "p95_ms")
 
 
-@dataclass
-class Latencies:
-    """Summary of a list of latencies (nearest-rank percentiles, in milliseconds)."""
+def latencies(seconds: Sequence[float]) -> dict[str, float]:
+    """count, then p50/p99/mean/max/p95 in ms (nearest-rank percentiles) of ``seconds``."""
+    s = sorted(seconds)
+    if not s:
+        return dict.fromkeys(LATENCY_KEYS, math.nan) | {"count": 0}
 
-    count: int
-    p50_ms: float
-    p99_ms: float
-    mean_ms: float
-    max_ms: float
-    p95_ms: float = math.nan
+    def ms(p: float) -> float:
+        return s[min(max(1, math.ceil(p / 100 * len(s))), len(s)) - 1] * 1000
 
-    @classmethod
-    def of(cls, seconds: Sequence[float]) -> Latencies:
-        """Summarise ``seconds``."""
-        if not seconds:
-            return cls(0, math.nan, math.nan, math.nan, math.nan)
-        s = sorted(seconds)
-
-        def ms(p: float) -> float:
-            return s[min(max(1, math.ceil(p / 100 * len(s))), len(s)) - 1] * 1000
-
-        return cls(len(s), ms(50), ms(99), sum(s) / len(s) * 1000, s[-1] * 1000, ms(95))
+    values = (len(s), ms(50), ms(99), sum(s) / len(s) * 1000, s[-1] * 1000, ms(95))
+    return dict(zip(LATENCY_KEYS, values, strict=True))
 
 
 def fmt(x: float | None, digits: int = 1) -> str:
@@ -86,8 +77,7 @@ def growth(values: Sequence[float | None]) -> list[str]:
 
 
 def table(header: str, rows: Sequence[Sequence[object]], align: str = "") -> list[str]:
-    """A Markdown table; ``header`` is ``a | b | c``, ``align`` an ``l``, ``r`` or ``c`` per
-    column (default: the first left, the others right)."""
+    """A Markdown table; ``align`` an ``l``/``r``/``c`` per column (default: first left)."""
     align = align or "l" + "r" * header.count(" | ")
     rule = "|".join({"l": "---", "r": "--:", "c": ":-:"}[a] for a in align)
     return [f"| {header} |", f"|{rule}|", *("| " + " | ".join(map(str, r)) + " |" for r in rows)]
@@ -101,15 +91,12 @@ def dig(row: Any, path: str) -> Any:
 
 
 def grid(
-    rows: Sequence[Mapping[str, Any]],
-    spec: str,
-    align: str = "",
-    **derived: Callable[[Any], object],
+    rows: Sequence[Mapping[str, Any]], spec: str, align: str = "", **derived: Any
 ) -> list[str]:
     """A Markdown table of ``rows``, one column per ``header@expr`` of ``spec`` (joined by
     `` | ``). An expr is a name of ``derived`` (called with the row), or a dotted key of the
     row, optionally ``/divisor``, then ``:,`` (thousands), ``:digits`` (:func:`fmt`) or ``:×``
-    (:func:`growth` down the column); ``align`` as for :func:`table`."""
+    (:func:`growth` down the column)."""
     header, columns = [], []
     for column in spec.split(" | "):
         head, _, expr = column.rpartition("@")
@@ -132,9 +119,25 @@ def grid(
     return table(" | ".join(header), list(zip(*columns, strict=True)), align)
 
 
+def section(lines: list[str], title: str, rows: Any, spec: str, align: str = "", **kw: Any) -> None:
+    """Append ``title`` and the :func:`grid` of ``rows`` to ``lines``, after a blank line."""
+    lines += [""] * bool(lines and lines[-1]) + [title, ""] + grid(rows, spec, align, **kw)
+
+
 def heading(title: str, machine: dict[str, Any], *notes: str) -> list[str]:
     """A report's title, its machine facts and further ``notes`` as list items."""
-    return [f"# {title}", "", *describe(machine), *(f"- {n}" for n in notes), ""]
+    m = machine
+    return [
+        f"# {title}",
+        "",
+        f"- Machine: {m['cpu_count']} CPUs `{m['cpu_model'] or '?'}`, {m['memory_gib']} GiB, "
+        f"load average at start {m['loadavg_at_start']}; {m['platform']}; {m['python']}",
+        f"- Firestore emulator {m.get('emulator_version', '?')} at {m['emulator_host']} "
+        f"({m.get('java', '?')}); google-cloud-firestore {m['google_cloud_firestore']}"
+        + (f"; {m['gcs_emulator']}" if "gcs_emulator" in m else ""),
+        *(f"- {n}" for n in notes),
+        "",
+    ]
 
 
 def machine_facts(host: str, own_emulator: bool, gcs_url: str | None = None) -> dict[str, Any]:
@@ -151,59 +154,35 @@ def machine_facts(host: str, own_emulator: bool, gcs_url: str | None = None) -> 
             return metadata.version(package)
         return "?"
 
-    memory = read("/proc/meminfo", r"^MemTotal:\s+(\d+) kB")
-    facts: dict[str, Any] = {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": read("/proc/cpuinfo", r"^model name\s*:(.*)$"),
-        "memory_gib": round(int(memory) / 2**20, 1) if memory else None,
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "platform": platform.platform(),
-        "platform_processor": platform.processor(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "emulator": "Firestore emulator jar" + ("" if own_emulator else " (external)"),
-        "emulator_host": host,
-        "http_client": f"requests {version('requests')}",
-        "server": "functions-framework (gunicorn gthread), "
-        f"workers={os.environ.get('WORKERS', '1')}, "
-        f"threads={os.environ.get('THREADS', (os.cpu_count() or 1) * 4)}",
-        **{
-            p.replace("-", "_"): version(p)
-            for p in ("functions-framework", "google-cloud-firestore", "google-cloud-storage")
-        },
-    }
+    memory, cpus, env = read("/proc/meminfo", r"^MemTotal:\s+(\d+) kB"), os.cpu_count(), os.environ
+    model = read("/proc/cpuinfo", r"^model name\s*:(.*)$")
+    facts: dict[str, Any] = {"cpu_count": cpus, "cpu_model": model}
+    facts["memory_gib"] = round(int(memory) / 2**20, 1) if memory else None
+    facts["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    facts |= {"platform": platform.platform(), "platform_processor": platform.processor()}
+    facts["python"] = f"{platform.python_implementation()} {platform.python_version()}"
+    facts["emulator"] = "Firestore emulator jar" + ("" if own_emulator else " (external)")
+    facts |= {"emulator_host": host, "http_client": f"requests {version('requests')}"}
+    threads = f"workers={env.get('WORKERS', '1')}, threads={env.get('THREADS', (cpus or 1) * 4)}"
+    facts["server"] = f"functions-framework (gunicorn gthread), {threads}"
+    for p in ("functions-framework", "google-cloud-firestore", "google-cloud-storage"):
+        facts[p.replace("-", "_")] = version(p)
     if gcs_url:
         facts["gcs_emulator_url"] = gcs_url
     try:
         jar = facts["emulator_jar"] = find_jar()
         snapshot = jar.parents[2] / ".install" / "cloud-firestore-emulator.snapshot.json"
-        facts["emulator_version"] = next(
-            (
-                c["version"]["version_string"]
-                for c in json.loads(snapshot.read_text())["components"]
-                if c.get("id") == "cloud-firestore-emulator"
-            ),
-            "unknown",
-        )
-        out = subprocess.run(
-            [check_java(), "-version"], capture_output=True, text=True, timeout=20, check=False
-        ).stderr
+        found = {c.get("id"): c for c in json.loads(snapshot.read_text())["components"]}
+        emulator = found.get("cloud-firestore-emulator")
+        facts["emulator_version"] = emulator["version"]["version_string"] if emulator else "unknown"
+        java = [check_java(), "-version"]
+        out = subprocess.run(java, capture_output=True, text=True, timeout=20, check=False).stderr
         facts["java"] = out.splitlines()[0] if out else "unknown"
         if gcs_url:
             facts["gcs_emulator"] = f"fake-gcs-server, memory backend ({find_binary().name})"
     except Exception as exc:  # noqa: BLE001 - facts are best effort
         facts.setdefault("java", f"unknown ({exc.__class__.__name__})")
     return facts
-
-
-def describe(m: dict[str, Any]) -> list[str]:
-    """The machine facts as the two lines every report starts with."""
-    return [
-        f"- Machine: {m['cpu_count']} CPUs `{m['cpu_model'] or '?'}`, {m['memory_gib']} GiB, "
-        f"load average at start {m['loadavg_at_start']}; {m['platform']}; {m['python']}",
-        f"- Firestore emulator {m.get('emulator_version', '?')} at {m['emulator_host']} "
-        f"({m.get('java', '?')}); google-cloud-firestore {m['google_cloud_firestore']}"
-        + (f"; {m['gcs_emulator']}" if "gcs_emulator" in m else ""),
-    ]
 
 
 class Caller:
@@ -213,8 +192,7 @@ class Caller:
         self.base, self.timeout, self.session = base, timeout, requests.Session()
 
     def send(self, method: str, path: str) -> tuple[int, str]:
-        """Send ``method path`` (query string included) with an empty body, as the Go client
-        does; the status and the body."""
+        """Send ``method path`` with an empty body, as the Go client does; status and body."""
         try:
             response = self.session.request(method, self.base + path, timeout=self.timeout)
             return int(response.status_code), response.text
@@ -237,21 +215,12 @@ def heartbeat_path(key: str) -> str:
 
 
 def run_callers(
-    base: str,
-    callers: int,
-    step: Callable[[Caller, float], bool],
-    timeout: float,
-    max_seconds: float,
+    base: str, callers: int, step: Callable[..., bool], timeout: float, max_seconds: float
 ) -> tuple[float, float, bool]:
-    """Let ``callers`` threads, each with a keep-alive :class:`Caller` warmed by a GET of an
-    unknown path (a 404 without Firestore), call ``step(caller, deadline)`` from the moment
-    all are ready until it returns False or the window of ``max_seconds`` has passed.
-
-    Returns the window's start, the time until every caller stopped, and whether the
-    window's end stopped one.
-    """
-    ready, stopped = threading.Barrier(callers + 1), threading.Event()
-    deadline = [math.inf]
+    """Let ``callers`` threads, each with a :class:`Caller` warmed by a GET of an unknown path,
+    call ``step(caller, deadline)`` from when all are ready until it returns False or
+    ``max_seconds`` have passed; the window's start, its length, whether time stopped one."""
+    ready, stopped, deadline = threading.Barrier(callers + 1), threading.Event(), [math.inf]
 
     def worker() -> None:
         caller = Caller(base, timeout)
@@ -260,10 +229,9 @@ def run_callers(
             ready.wait()
             while True:
                 if time.perf_counter() > deadline[0]:
-                    stopped.set()
-                    return
+                    return stopped.set()
                 if not step(caller, deadline[0]):
-                    return
+                    return None
         finally:
             caller.session.close()
 
@@ -280,13 +248,12 @@ def run_callers(
 
 def timed_ops(op: Callable[[int], object], n: int) -> tuple[float, list[float]]:
     """Run ``op(0) … op(n-1)`` sequentially; the wall time and each call's latency."""
-    latencies = []
-    start = time.perf_counter()
+    lat, start = [], time.perf_counter()
     for i in range(n):
         t0 = time.perf_counter()
         op(i)
-        latencies.append(time.perf_counter() - t0)
-    return time.perf_counter() - start, latencies
+        lat.append(time.perf_counter() - t0)
+    return time.perf_counter() - start, lat
 
 
 def bench_floor(client: Any, n: int, warmup: int = 10) -> list[dict[str, Any]]:
@@ -295,10 +262,8 @@ def bench_floor(client: Any, n: int, warmup: int = 10) -> list[dict[str, Any]]:
 
     from shared.model import utcnow
 
-    set_ref, txn_ref = (
-        client.collection("bench_floor").document("set"),
-        client.collection("bench_floor").document("transaction"),
-    )
+    floor = client.collection("bench_floor")
+    set_ref, txn_ref = floor.document("set"), floor.document("transaction")
     for ref in (set_ref, txn_ref):
         ref.set({"n": 0, "heartbeat_time": utcnow()})
 
@@ -315,16 +280,9 @@ def bench_floor(client: Any, n: int, warmup: int = 10) -> list[dict[str, Any]]:
     ):
         timed_ops(op, warmup)
         seconds, lat = timed_ops(op, n)
-        s = Latencies.of(lat)
+        s, row = latencies(lat), {"operation": name, "ops": n, "seconds": seconds}
         results.append(
-            {
-                "operation": name,
-                "ops": n,
-                "seconds": seconds,
-                "ops_per_s": n / seconds,
-                "p50_ms": s.p50_ms,
-                "p99_ms": s.p99_ms,
-            }
+            row | {"ops_per_s": n / seconds, "p50_ms": s["p50_ms"], "p99_ms": s["p99_ms"]}
         )
     return results
 
@@ -352,21 +310,9 @@ def settle() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc only
 
 
-@dataclass
-class Cost:
-    """Time and memory of a call: time and RSS of an untraced run, tracemalloc of another."""
-
-    seconds: float
-    #: Peak RSS sampled (every 5 ms) during the call, above the RSS at its start.
-    rss_peak_mib: float
-    #: How much the call raised the process's high-water RSS (``ru_maxrss``).
-    maxrss_growth_mib: float
-    traced_peak_mib: float | None = None
-    traced_seconds: float | None = None
-
-
-def untraced(call: Callable[[], T]) -> tuple[T, Cost]:
-    """Run ``call`` once; its value, time and RSS figures."""
+def untraced(call: Callable[[], T]) -> tuple[T, dict[str, Any]]:
+    """Run ``call`` once; its value and cost: seconds, the peak RSS sampled every 5 ms above
+    the start's, the growth of ``ru_maxrss`` (traced figures left for :func:`traced`)."""
     settle()
     before, start_rss = maxrss_mib(), rss_mib()
     peak, done = [start_rss], threading.Event()
@@ -385,7 +331,8 @@ def untraced(call: Callable[[], T]) -> tuple[T, Cost]:
         done.set()
         sampler.join(timeout=5)
     peak[0] = max(peak[0], rss_mib())
-    return value, Cost(seconds, peak[0] - start_rss, maxrss_mib() - before)
+    cost = {"seconds": seconds, "rss_peak_mib": peak[0] - start_rss}
+    return value, cost | {"maxrss_growth_mib": maxrss_mib() - before} | TRACED_NOT_YET
 
 
 def traced(call: Callable[[], T]) -> tuple[T, float, float]:
@@ -486,28 +433,22 @@ class Run:
             except OSError as exc:
                 progress(f"could not wipe {project}: {exc}")
 
-    def machine(self) -> dict[str, Any]:
-        """The machine facts of this run."""
-        return machine_facts(self.host, self.own_emulator, self.gcs_url)
-
 
 def run_measured(
     args: Any,
     measure: Callable[[Any, Run], dict[str, Any]],
     render: Callable[[dict[str, Any]], str],
-    log: Path,
+    log_prefix: str,
     failure: Callable[[dict[str, Any]], str | None] = lambda report: None,
     heap: str | None = None,
 ) -> int:
     """Run ``measure`` on the emulator ``FIRESTORE_EMULATOR_HOST`` names (on this machine) or
-    one started here (Java heap ``heap``, logging to ``log``), then publish its report.
-
-    The exit status: 130 if interrupted; 1, after saying why, if ``failure`` names a
-    problem in the report; else 0.
-    """
+    one started here (Java heap ``heap``, log ``bench/results/<log_prefix>firestore-emulator.log``),
+    then publish its report. The exit status: 130 if interrupted; 1, after saying why, if
+    ``failure`` names a problem in the report; else 0."""
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
-    started = time.perf_counter()
+    started, log = time.perf_counter(), RESULTS_DIR / f"{log_prefix}firestore-emulator.log"
     try:
         with ExitStack() as stack:
             host = os.environ.get("FIRESTORE_EMULATOR_HOST")
@@ -522,27 +463,18 @@ def run_measured(
                 log.unlink(missing_ok=True)  # one run per log
                 emulator = FirestoreEmulator(log_path=log)
                 stack.callback(emulator.stop)
-                old = os.environ.get("_JAVA_OPTIONS")
-                if heap:  # the JVM applies it after the command line's -Xmx
-                    os.environ["_JAVA_OPTIONS"] = f"-Xmx{heap}"
-                with deferred_interrupts():
+                # The JVM applies _JAVA_OPTIONS after the command line's -Xmx.
+                java = {"_JAVA_OPTIONS": f"-Xmx{heap}"} if heap else {}
+                with deferred_interrupts(), mock.patch.dict(os.environ, java):
                     emulator.start()
-                os.environ.pop("_JAVA_OPTIONS", None)
-                os.environ.update({"_JAVA_OPTIONS": old} if old else {})
                 os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
             run = Run(stack, os.environ["FIRESTORE_EMULATOR_HOST"], not host, log)
             try:
                 report = measure(args, run)
                 config = {k: v for k, v in vars(args).items() if k != "json"}
-                report = {
-                    "machine": run.machine(),
-                    **report,
-                    "config": {
-                        **config,
-                        "projects": list(run.projects),
-                        **report.get("config", {}),
-                    },
-                }
+                config |= {"projects": list(run.projects), **report.get("config", {})}
+                machine = machine_facts(run.host, run.own_emulator, run.gcs_url)
+                report = {"machine": machine, **report, "config": config}
             finally:
                 for project in [] if run.own_emulator else run.projects:
                     run.wipe(project)
@@ -556,9 +488,7 @@ def run_measured(
     return 0
 
 
-def publish(
-    report: dict[str, Any], path: Path, started: float, render: Callable[[dict[str, Any]], str]
-) -> None:
+def publish(report: dict[str, Any], path: Path, started: float, render: Callable[..., str]) -> None:
     """Note the run time, write ``report`` as JSON to ``path`` (NaN as null), print its tables."""
 
     def finite(value: Any) -> Any:
@@ -592,15 +522,17 @@ def int_list(maximum: int) -> Callable[[str], list[int]]:
     return parse
 
 
-def arguments(name: str, doc: str | None, quick: str = "") -> argparse.ArgumentParser:
-    """A benchmark's argument parser: ``--json`` (default ``bench/results/<name>.json``) and,
-    when ``quick`` says what it does, ``--quick``."""
-    p = argparse.ArgumentParser(
-        prog=f"python -m bench.{name}", description=(doc or "").split("\n")[0]
-    )
+def arguments(
+    name: str, doc: str | None, quick: str = "", *options: tuple[str, Any, Any, str]
+) -> argparse.ArgumentParser:
+    """A benchmark's argument parser: ``--json`` (default ``bench/results/<name>.json``),
+    ``--quick`` when ``quick`` says what it does, and each ``(flag, type, default, help)``."""
+    description = (doc or "").split("\n")[0]
+    p = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=description)
     if quick:
         p.add_argument("--quick", action="store_true", help=quick)
-    p.add_argument(
-        "--json", type=Path, default=RESULTS_DIR / f"{name}.json", help="where to write the JSON"
-    )
+    default = RESULTS_DIR / f"{name}.json"
+    p.add_argument("--json", type=Path, default=default, help="where to write the JSON")
+    for flag, kind, value, text in options:
+        p.add_argument(flag, type=kind, default=value, help=text)
     return p

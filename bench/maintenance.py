@@ -1,43 +1,31 @@
 """Maintenance scale benchmark: snapshot export and import, expiry and the status page at 1k–100k jobs.
 
-N stale ``parsing`` jobs (:func:`local.workload.stale_parsing_record`) on a fresh project per
-N; time and RSS from an untraced run, the tracemalloc peak from a separate traced run.
-``make bench-maintenance``.
-"""
+N stale ``parsing`` jobs on a fresh project per N; time and RSS untraced, tracemalloc peak from
+a separate run. With ``scale=True`` (:mod:`bench.scale`): ``/status`` through a server, its
+reads, a one-row query, one expiry pass, an export and a count reconciliation per N."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import math
+import os
 import re
 import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from bench.harness import (
-    MIB,
-    RESULTS_DIR,
-    Run,
-    arguments,
-    fmt,
-    grid,
-    heading,
-    int_list,
-    progress,
-    run_measured,
-    traced,
-    untraced,
-)
+from bench import harness as h
 from local.workload import STALE_AGE, stale_parsing_record
 from shared.defaults import MAINTENANCE_BATCH as BATCH
 from shared.model import JobFilter, utcnow
 from shared.schemas import StatusQuery
 
-EMULATOR_LOG = RESULTS_DIR / "maintenance-firestore-emulator.log"
 #: Largest N accepted (two projects of it must fit in the emulator's heap) and the default heap.
 MAX_SIZE, DEFAULT_HEAP = 200_000, "4g"
 #: Records built and created per ``create_missing`` call while loading (not measured).
@@ -54,11 +42,8 @@ def load_jobs(store: Any, n: int, now: datetime) -> dict[str, Any]:
     """Create jobs ``0 … n-1`` in ``parsing``, :data:`LOAD_CHUNK` at a time (not a measurement)."""
     created, start = 0, time.perf_counter()
     for first in range(0, n, LOAD_CHUNK):
-        created += len(
-            store.create_missing(
-                [stale_parsing_record(i, now) for i in range(first, min(n, first + LOAD_CHUNK))]
-            )
-        )
+        chunk = [stale_parsing_record(i, now) for i in range(first, min(n, first + LOAD_CHUNK))]
+        created += len(store.create_missing(chunk))
     seconds = time.perf_counter() - start
     if created != n:
         raise RuntimeError(f"loaded {created} jobs instead of {n}: the project was not empty")
@@ -69,25 +54,18 @@ def bench_export(store: Any, bucket: Any, prefix: str, n: int) -> dict[str, Any]
     """Export the N jobs untraced (time, RSS), then again under tracemalloc (peak)."""
     from shared.snapshot import write_snapshot
 
-    result, cost = untraced(lambda: write_snapshot(store, bucket, utcnow(), prefix=prefix))
-    again, cost.traced_peak_mib, cost.traced_seconds = traced(
-        lambda: write_snapshot(store, bucket, utcnow(), prefix=prefix)
-    )
+    def export() -> Any:
+        return write_snapshot(store, bucket, utcnow(), prefix=prefix)
+
+    result, cost = h.untraced(export)
+    again, cost["traced_peak_mib"], cost["traced_seconds"] = h.traced(export)
     if result.jobs != n or again.jobs != n:
         raise RuntimeError(f"exported {result.jobs} jobs instead of {n}")
-    return {
-        "n": n,
-        "cost": vars(cost),
-        "jobs": result.jobs,
-        "bytes": result.bytes,
-        "object": result.object,
-        "jobs_per_s": n / cost.seconds,
-    }
+    figures = {"n": n, "cost": cost, "jobs": result.jobs, "bytes": result.bytes}
+    return figures | {"object": result.object, "jobs_per_s": n / cost["seconds"]}
 
 
-def bench_import(
-    run: Run, gcs: Any, source: str, n: int, trace: bool
-) -> tuple[dict[str, Any], Any]:
+def bench_import(run: h.Run, gcs: Any, source: str, n: int, trace: bool) -> tuple[Any, Any]:
     """Import the latest snapshot into a fresh project (untraced), then into another (traced);
     the figures and the store of the untraced copy."""
     from shared.snapshot import import_snapshot, load_snapshot
@@ -106,23 +84,16 @@ def bench_import(
         return result
 
     store = JobStore(run.firestore())
-    _, cost = untraced(lambda: load(store))
-    figures = {
-        "n": n,
-        "cost": cost,
-        "read_seconds": split["read"],
-        "create_seconds": split["create"],
-        "created": n,
-        "jobs_per_s": n / cost.seconds,
-        "project": store.client.project,
-        "traced_project": None,
-    }
+    _, cost = h.untraced(lambda: load(store))
+    read, create = split["read"], split["create"]
+    figures = {"n": n, "cost": cost, "read_seconds": read, "create_seconds": create}
+    figures |= {"created": n, "jobs_per_s": n / cost["seconds"], "project": store.client.project}
+    figures["traced_project"] = None
     if trace:
         target = JobStore(run.firestore())
-        _, cost.traced_peak_mib, cost.traced_seconds = traced(lambda: load(target))
+        _, cost["traced_peak_mib"], cost["traced_seconds"] = h.traced(lambda: load(target))
         figures["traced_project"] = target.client.project
         run.wipe(target.client.project)
-    figures["cost"] = vars(cost)
     return figures, store
 
 
@@ -132,7 +103,7 @@ def bench_expiry(store: Any, probe: Any, n: int, now: datetime) -> dict[str, Any
     from shared.tracker import Tracker
 
     cutoff = now - EXPIRATION
-    probe_keys, peak, seconds = traced(lambda: Tracker(probe).expire_stale(cutoff, BATCH))
+    probe_keys, peak, seconds = h.traced(lambda: Tracker(probe).expire_stale(cutoff, BATCH))
     tracker = Tracker(store)
 
     def expire_all() -> tuple[int, list[float]]:
@@ -146,29 +117,17 @@ def bench_expiry(store: Any, probe: Any, n: int, now: datetime) -> dict[str, Any
                 break
         return expired, passes
 
-    (expired, passes), cost = untraced(expire_all)
-    failed = tracker.num_failed()
+    (expired, passes), cost = h.untraced(expire_all)
+    failed, ms = tracker.num_failed(), [p * 1000 for p in passes]
     if expired != n or failed != n:
         raise RuntimeError(f"expired {expired} (failed: {failed}) of {n} jobs")
-    ms = [p * 1000 for p in passes]
-    return {
-        "n": n,
-        "ran": True,
-        "seconds": cost.seconds,
-        "passes": len(passes),
-        "expired": expired,
-        "failed_after": failed,
-        "jobs_per_s": n / cost.seconds,
-        "ms_per_job": cost.seconds / n * 1000,
-        "pass_ms_median": statistics.median(ms),
-        "pass_ms_max": max(ms),
-        "rss_peak_mib": cost.rss_peak_mib,
-        "maxrss_growth_mib": cost.maxrss_growth_mib,
-        "pass_traced_peak_mib": peak,
-        "pass_traced_seconds": seconds,
-        "pass_traced_expired": len(probe_keys),
-        "note": "",
-    }
+    out: dict[str, Any] = {"n": n, "ran": True, "seconds": cost["seconds"], "passes": len(passes)}
+    out |= {"expired": expired, "failed_after": failed, "jobs_per_s": n / cost["seconds"]}
+    out |= {"ms_per_job": cost["seconds"] / n * 1000, "pass_ms_median": statistics.median(ms)}
+    out |= {"pass_ms_max": max(ms), "rss_peak_mib": cost["rss_peak_mib"]}
+    out |= {"maxrss_growth_mib": cost["maxrss_growth_mib"], "pass_traced_peak_mib": peak}
+    out |= {"pass_traced_seconds": seconds, "pass_traced_expired": len(probe_keys), "note": ""}
+    return out
 
 
 def status_page(tracker: Any) -> dict[str, Any]:
@@ -183,86 +142,69 @@ def status_page(tracker: Any) -> dict[str, Any]:
     html = render_html(records, total, NO_FILTERS, utcnow())
     t3 = time.perf_counter()
     body = json.dumps(render_json(records, total, NO_FILTERS), ensure_ascii=False)
-    return {
-        "rows": len(records),
-        "total": total,
-        "query_seconds": t1 - t0,
-        "count_seconds": t2 - t1,
-        "html_seconds": t3 - t2,
-        "json_seconds": time.perf_counter() - t3,
-        "html_bytes": len(html.encode()),
-        "json_bytes": len(body.encode()),
-    }
+    out: dict[str, Any] = {"rows": len(records), "total": total, "query_seconds": t1 - t0}
+    out |= {"count_seconds": t2 - t1, "html_seconds": t3 - t2}
+    out |= {"json_seconds": time.perf_counter() - t3, "html_bytes": len(html.encode())}
+    return out | {"json_bytes": len(body.encode())}
 
 
 def bench_status(tracker: Any, n: int) -> dict[str, Any]:
     """The page :data:`STATUS_REPEATS` times untraced (medians), once traced (peak)."""
-    runs = [untraced(lambda: status_page(tracker)) for _ in range(STATUS_REPEATS)]
-    middle = sorted(runs, key=lambda run: run[1].seconds)[len(runs) // 2][1]
-    page, middle.traced_peak_mib, middle.traced_seconds = traced(lambda: status_page(tracker))
+    runs = [h.untraced(lambda: status_page(tracker)) for _ in range(STATUS_REPEATS)]
+    middle = sorted(runs, key=lambda run: run[1]["seconds"])[len(runs) // 2][1]
+    page, middle["traced_peak_mib"], middle["traced_seconds"] = h.traced(
+        lambda: status_page(tracker)
+    )
     if page["rows"] != min(n, STATUS_LIMIT) or page["total"] != n:
         raise RuntimeError(f"status page shows {page['rows']} of {page['total']}, expected {n}")
     medians = {k: statistics.median(p[k] for p, _ in runs) for k in runs[0][0] if "sec" in k}
-    return {
-        "n": n,
-        "cost": vars(middle),
-        "rows": page["rows"],
-        "total": page["total"],
-        **medians,
-        "html_bytes": page["html_bytes"],
-        "json_bytes": page["json_bytes"],
-        "repeats": STATUS_REPEATS,
-    }
+    figures = {"n": n, "cost": middle, "rows": page["rows"], "total": page["total"], **medians}
+    figures |= {"html_bytes": page["html_bytes"], "json_bytes": page["json_bytes"]}
+    return figures | {"repeats": STATUS_REPEATS}
 
 
-def bench_size(
-    run: Run, n: int, args: Any, gcs: Any, bucket: Any, expiry_rate: float | None
-) -> dict[str, Any]:
+def bench_size(run: h.Run, n: int, args: Any, gcs: Any, bucket: Any, rate: Any) -> dict[str, Any]:
     """Load N jobs into a fresh project and run every measurement on them."""
     from shared.store import JobStore
     from shared.tracker import Tracker
 
     now, store = utcnow(), JobStore(run.firestore())
-    progress(f"N={n:,}: loading into {store.client.project} …")
+    h.progress(f"N={n:,}: loading into {store.client.project} …")
     load = load_jobs(store, n, now)
-    progress("    status page, snapshot export, snapshot import …")
+    h.progress("    status page, snapshot export, snapshot import …")
     status = bench_status(Tracker(store), n)
     export = bench_export(store, bucket, f"n{n}/", n)
-    imported, copy = bench_import(
-        run, gcs, f"gs://{bucket.name}/n{n}/latest.json", n, n <= args.trace_import_max
-    )
+    source = f"gs://{bucket.name}/n{n}/latest.json"
+    imported, copy = bench_import(run, gcs, source, n, n <= args.trace_import_max)
     if n <= args.expiry_max:
-        progress(f"    expiry in passes of {BATCH} …")
+        h.progress(f"    expiry in passes of {BATCH} …")
         expiry = bench_expiry(store, copy, n, now)
     else:
-        expiry = {
-            "n": n,
-            "ran": False,
-            "note": f"not run: above --expiry-max {args.expiry_max:,}"
-            + (
-                f"; ~{n / expiry_rate / 60:.0f} min at {expiry_rate:.0f} jobs/s"
-                if expiry_rate
-                else ""
-            ),
-        }
-    for project in (store.client.project, copy.client.project):
+        note = f"not run: above --expiry-max {args.expiry_max:,}"
+        note += f"; ~{n / rate / 60:.0f} min at {rate:.0f} jobs/s" if rate else ""
+        expiry = {"n": n, "ran": False, "note": note}
+    clean(run, bucket, f"n{n}/", store.client.project, copy.client.project)
+    projects = [load["project"], imported["project"], imported["traced_project"]]
+    row = {"n": n, "load": load, "status_page": status, "snapshot_export": export}
+    row |= {"snapshot_import": imported, "expiry": expiry}
+    return row | {"projects": [p for p in projects if p]}
+
+
+def clean(run: h.Run, bucket: Any, prefix: str, *projects: str) -> None:
+    """Wipe ``projects`` and delete the objects under ``prefix`` (frees the emulators' memory)."""
+    for project in projects:
         run.wipe(project)
-    for blob in bucket.list_blobs(prefix=f"n{n}/"):  # frees the GCS emulator's memory
+    for blob in bucket.list_blobs(prefix=prefix):
         with contextlib.suppress(Exception):
             blob.delete()
-    return {
-        "n": n,
-        "load": load,
-        "status_page": status,
-        "snapshot_export": export,
-        "snapshot_import": imported,
-        "expiry": expiry,
-        "projects": [load["project"], imported["project"]]
-        + [p for p in [imported["traced_project"]] if p],
-    }
 
 
-def measure(args: Any, run: Run) -> dict[str, Any]:
+def heap_note(args: Any, run: h.Run, external: str) -> str:
+    """The emulator's Java heap as the report's config gives it."""
+    return f"-Xmx{args.emulator_heap}" if run.own_emulator else external
+
+
+def measure(args: Any, run: h.Run) -> dict[str, Any]:
     """Start the GCS emulator and a bucket, then every size."""
     gcs = run.gcs()
     bucket = gcs.create_bucket(f"bench-snapshots-{uuid.uuid4().hex[:8]}")
@@ -270,21 +212,12 @@ def measure(args: Any, run: Run) -> dict[str, Any]:
     for n in args.sizes:
         rates = [s["expiry"]["jobs_per_s"] for s in sizes if s["expiry"]["ran"]]
         sizes.append(bench_size(run, n, args, gcs, bucket, rates[-1] if rates else None))
-    return {
-        "config": {
-            "emulator_heap": f"-Xmx{args.emulator_heap}"
-            if run.own_emulator
-            else "external emulator (not set here)",
-            "load_chunk": LOAD_CHUNK,
-            "batch": BATCH,
-            "status_limit": STATUS_LIMIT,
-            "status_repeats": STATUS_REPEATS,
-            "expiration": str(EXPIRATION),
-            "stale_age": str(STALE_AGE),
-            "snapshot_bucket": bucket.name,
-        },
-        "sizes": sizes,
-    }
+    heap = heap_note(args, run, "external emulator (not set here)")
+    config: dict[str, Any] = {"emulator_heap": heap, "load_chunk": LOAD_CHUNK, "batch": BATCH}
+    config |= {"status_limit": STATUS_LIMIT}
+    config |= {"status_repeats": STATUS_REPEATS, "expiration": str(EXPIRATION)}
+    config |= {"stale_age": str(STALE_AGE), "snapshot_bucket": bucket.name}
+    return {"config": config, "sizes": sizes}
 
 
 def render(report: dict[str, Any]) -> str:
@@ -294,91 +227,192 @@ def render(report: dict[str, Any]) -> str:
     rss = "RSS peak +MiB@cost.rss_peak_mib:1 | ru_maxrss +MiB@cost.maxrss_growth_mib:1"
     time_s = "time s@cost.seconds:2 | growth@cost.seconds:×"
     heap = report["config"]["emulator_heap"]
-    lines = heading(
+    lines = h.heading(
         "Maintenance scale benchmark",
         report["machine"],
         f"Java heap {heap}; time and RSS untraced, tracemalloc peak from a separate traced run",
     )
-    lines += ["## 0. Loading the jobs (not a measurement)", ""]
-    lines += grid(rows, f"{n} | load s@load.seconds:1 | jobs/s@load.docs_per_s:0", "rrr")
-    lines += ["", "## 1. Snapshot export: `write_snapshot(store, bucket, now)`", ""]
-    lines += grid(
+    h.section(
+        lines,
+        "## 0. Loading the jobs (not a measurement)",
+        rows,
+        f"{n} | load s@load.seconds:1 | jobs/s@load.docs_per_s:0",
+        "rrr",
+    )
+    h.section(
+        lines,
+        "## 1. Snapshot export: `write_snapshot(store, bucket, now)`",
         [r["snapshot_export"] for r in rows],
-        f"{n} | {time_s} | jobs/s@jobs_per_s:0 | object MiB@bytes/{MIB}:1 | {cost} | "
+        f"{n} | {time_s} | jobs/s@jobs_per_s:0 | object MiB@bytes/{h.MIB}:1 | {cost} | "
         f"peak growth@cost.traced_peak_mib:× | {rss}",
         "r" * 9,
     )
-    lines += ["", "## 2. Snapshot import into an empty project: "]
-    lines[-1] += '`import_snapshot(store2, load_snapshot("gs://…/latest.json"))`'
-    lines += [""]
-    lines += grid(
+    h.section(
+        lines,
+        '## 2. Snapshot import into an empty project: `import_snapshot(store2, load_snapshot("gs://…/latest.json"))`',
         [r["snapshot_import"] for r in rows],
         f"{n} | {time_s} | read + validate s@read_seconds:2 | create s@create_seconds:2 | "
-        "jobs/s@jobs_per_s:0 | tracemalloc peak MiB@peak | "
-        f"peak growth@cost.traced_peak_mib:× | {rss}",
+        f"jobs/s@jobs_per_s:0 | tracemalloc peak MiB@peak | peak growth@cost.traced_peak_mib:× | {rss}",
         "r" * 10,
         peak=lambda i: (
-            fmt(i["cost"]["traced_peak_mib"])
-            if i["cost"]["traced_peak_mib"] is not None
-            else "not traced"
+            "not traced"
+            if i["cost"]["traced_peak_mib"] is None
+            else h.fmt(i["cost"]["traced_peak_mib"])
         ),
     )
-    expiry = [r["expiry"] for r in rows]
-    lines += [
-        "",
+    h.section(
+        lines,
         f"## 3. Expiry: `Tracker(store).expire_stale(cutoff, {BATCH})` in passes until "
         "none is left, all N jobs stale in `parsing`",
-        "",
-    ]
-    lines += grid(
-        expiry,
+        [r["expiry"] for r in rows],
         f"{n} | time s@time | growth@seconds:× | jobs/s@jobs_per_s:0 | ms/job@ms_per_job:2"
         " | passes@passes | pass ms median@pass_ms_median:0 | pass ms max@pass_ms_max:0 | "
-        f"tracemalloc peak of one pass of {BATCH}, MiB@pass_traced_peak_mib:2 | "
-        "RSS peak +MiB@rss_peak_mib:1",
+        f"tracemalloc peak of one pass of {BATCH}, MiB@pass_traced_peak_mib:2 | RSS peak +MiB@rss_peak_mib:1",
         "r" * 10,
-        time=lambda x: fmt(x["seconds"]) if x["ran"] else x["note"],
+        time=lambda x: h.fmt(x["seconds"]) if x["ran"] else x["note"],
         passes=lambda x: x.get("passes", ""),
     )
-    lines += [
-        "",
-        f"## 4. Status page, default limit {STATUS_LIMIT:,}: `list(tracker.get_state("
-        f"limit={STATUS_LIMIT}))`, the count, `render_html`, `render_json` + `json.dumps` "
-        f"(median of {STATUS_REPEATS})",
-        "",
-    ]
-    lines += grid(
+    h.section(
+        lines,
+        f"## 4. Status page, default limit {STATUS_LIMIT:,}: `list(tracker.get_state(limit={STATUS_LIMIT}))`, "
+        f"the count, `render_html`, `render_json` + `json.dumps` (median of {STATUS_REPEATS})",
         [r["status_page"] for r in rows],
         f"{n} | time s@cost.seconds:3 | growth@cost.seconds:× | get_state s@query_seconds:3 | "
         "count s@count_seconds:3 | render_html s@html_seconds:3 | render_json s@json_seconds:3"
-        " | HTML KiB@html_bytes/1024:0 | JSON KiB@json_bytes/1024:0 | "
-        f"{cost} | RSS peak +MiB@cost.rss_peak_mib:1",
+        f" | HTML KiB@html_bytes/1024:0 | JSON KiB@json_bytes/1024:0 | {cost} | RSS peak +MiB@cost.rss_peak_mib:1",
         "r" * 11,
     )
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark, print the tables, write the JSON; the exit status."""
-    p = arguments("maintenance", __doc__, "sizes 1000,10000")
-    p.add_argument(
-        "--sizes",
-        type=int_list(MAX_SIZE),
-        help="job counts, one fresh project each (default 1000,10000,100000)",
+# The scale benchmark (``python -m bench.scale``): the same loading, export and expiry, with
+# the status page through HTTP.
+
+
+def group_peak_rss_mib(pgid: int) -> float:
+    """The largest peak RSS (``VmHWM``) of the processes in process group ``pgid``, in MiB."""
+    peak = 0.0
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and os.getpgid(int(proc.name)) == pgid:
+                for line in (proc / "status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]) / 1024)
+        except (OSError, ValueError, ProcessLookupError):
+            continue
+    return peak
+
+
+def median_seconds(call: Callable[[], object]) -> float:
+    """The median time of :data:`STATUS_REPEATS` calls of ``call``."""
+    return statistics.median(h.timed_ops(lambda _: call(), STATUS_REPEATS)[1])
+
+
+def scale_size(run: h.Run, n: int, bucket: Any) -> dict[str, Any]:
+    """Load N jobs into a fresh project and measure every scale figure on them."""
+    from shared.maintenance import reconcile_counts
+    from shared.store import JobStore
+    from shared.tracker import Tracker
+    from shared.web.status import state_counts
+
+    now, project = utcnow(), run.project()
+    store = JobStore(run.firestore(project))
+    # Started on the empty project: its readiness probe is a /status request.
+    env = {"STORAGE_EMULATOR_HOST": run.gcs_url or "", "GOOGLE_CLOUD_PROJECT": project}
+    with run.server(env) as (base, server):
+        h.progress(f"N={n:,}: loading into {project} …")
+        load = load_jobs(store, n, now)
+        caller = h.Caller(base, 300.0)
+        caller.get("/no-such-path")  # warms the connection and the worker
+        h.progress("    status page (HTML, JSON) …")
+
+        def get(path: str) -> None:
+            if (status := caller.get(path)) != 200:
+                raise RuntimeError(f"GET {path} answered {status}")
+
+        html = median_seconds(lambda: get("/status"))
+        as_json = median_seconds(lambda: get("/status?format=json"))
+        server_peak = group_peak_rss_mib(server.pid)
+        caller.session.close()
+    # The reads of building /status's rows and counts in-process.
+    tracker, counts = Tracker(store), store.state_counts
+    before = store.stats.reads + counts.stats.reads
+    rows = list(tracker.get_state(JobFilter(limit=STATUS_LIMIT)))
+    counted = sum(state_counts(tracker, None, None).values())
+    if len(rows) != min(counted, STATUS_LIMIT) or counted != n:
+        raise RuntimeError(f"status shows {len(rows)} rows of {counted}, {n} loaded")
+    reads = store.stats.reads + counts.stats.reads - before
+    floor = median_seconds(lambda: list(store.collection.limit(1).stream()))
+    h.progress("    count reconciliation, snapshot export, expiry pass …")
+    summary, reconcile = h.untraced(lambda: reconcile_counts(Tracker(store)))
+    drift = sum(abs(d) for d in summary.get("drift", {}).values())
+    if drift or "skipped" in summary:
+        raise RuntimeError(f"the count reconciliation found {summary}: the counts were not exact")
+    export = bench_export(store, bucket, f"scale-n{n}/", n)["cost"]
+    tracker, cutoff = Tracker(store), now - EXPIRATION
+    expired, cost = h.untraced(lambda: tracker.expire_stale(cutoff, BATCH))
+    _, traced_mib, _ = h.traced(lambda: tracker.expire_stale(cutoff, BATCH))
+    clean(run, bucket, f"scale-n{n}/", project)
+    out: dict[str, Any] = {"n": n, "load_seconds": load["seconds"], "status_html_s": html}
+    out |= {"status_json_s": as_json, "server_peak_rss_mib": server_peak, "status_reads": reads}
+    out |= {"status_counted_total": counted, "query_floor_s": floor}
+    out |= {"expiry_pass_s": cost["seconds"], "expiry_pass_jobs": len(expired)}
+    out |= {"expiry_pass_traced_mib": traced_mib, "export_s": export["seconds"]}
+    out |= {"export_rss_peak_mib": export["rss_peak_mib"]}
+    out |= {"export_traced_mib": export["traced_peak_mib"], "reconcile_s": reconcile["seconds"]}
+    return out | {"reconcile_drift": drift, "project": project}
+
+
+def measure_scale(args: Any, run: h.Run) -> dict[str, Any]:
+    """Start the GCS emulator and a bucket, then every size."""
+    bucket = run.gcs().create_bucket(f"bench-scale-{uuid.uuid4().hex[:8]}")
+    rows = [scale_size(run, n, bucket) for n in args.sizes]
+    heap = heap_note(args, run, "external emulator")
+    config = {"batch": BATCH, "status_repeats": STATUS_REPEATS, "emulator_heap": heap}
+    return {"config": config, "sizes": rows}
+
+
+def render_scale(report: dict[str, Any]) -> str:
+    """The scale report as Markdown: one row per N, then the growth factors."""
+    rows = report["sizes"]
+    lines = h.heading("Scale benchmark", report["machine"])
+    lines += h.grid(
+        rows,
+        "N jobs@n:, | status HTML s@status_html_s:2 | status JSON s@status_json_s:2 | "
+        "one-row query s@query_floor_s:2 | status reads@status_reads:, | "
+        f"server peak RSS MiB@server_peak_rss_mib:1 | expiry pass of {BATCH} s@expiry_pass_s:2"
+        " | expiry pass tracemalloc MiB@expiry_pass_traced_mib:1 | export s@export_s:2 | "
+        "export RSS peak MiB@export_rss_peak_mib:1 | export tracemalloc MiB@export_traced_mib:1"
+        " | count reconciliation s@reconcile_s:2",
+        "r" * 12,
     )
-    p.add_argument("--expiry-max", type=int, default=10_000, help="largest N expiry runs at")
-    p.add_argument(
-        "--trace-import-max",
-        type=int,
-        default=10_000,
-        help="largest N whose import also runs under tracemalloc",
-    )
-    p.add_argument("--emulator-heap", default=DEFAULT_HEAP, help="Java heap of the emulator")
+    if len(rows) > 1:
+        lines += ["", "Growth from the previous N:", ""]
+        growths = h.grid(
+            rows,
+            "N jobs@n:, | × N@n:× | status HTML@status_html_s:× | status JSON@status_json_s:× | "
+            "expiry pass@expiry_pass_s:× | export@export_s:× | export memory@export_traced_mib:×",
+            "r" * 7,
+        )
+        lines += growths[:2] + growths[3:]  # the first N has nothing to grow from
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None, scale: bool = False, doc: str | None = __doc__) -> int:
+    """Run the benchmark (the scale one if ``scale``, described by ``doc``)."""
+    name, quick = ("scale", "") if scale else ("maintenance", "sizes 1000,10000")
+    sizes = ("--sizes", h.int_list(MAX_SIZE), [1_000, 10_000] if scale else None, "job counts")
+    expiry = [("--expiry-max", int, 10_000, "largest N expiry runs at")]
+    expiry += [("--trace-import-max", int, 10_000, "largest N whose import is also traced")]
+    heap = ("--emulator-heap", str, DEFAULT_HEAP, "Java heap of the emulator")
+    p = h.arguments(name, doc, quick, sizes, *([] if scale else expiry), heap)
     args = p.parse_args(argv)
-    args.sizes = args.sizes or ([1_000, 10_000] if args.quick else [1_000, 10_000, 100_000])
+    if not scale:
+        args.sizes = args.sizes or ([1_000, 10_000] if args.quick else [1_000, 10_000, 100_000])
     if not re.fullmatch(r"[1-9][0-9]*[mMgG]", args.emulator_heap):
         p.error("--emulator-heap takes a Java size such as 4g or 3072m")
-    return run_measured(args, measure, render, EMULATOR_LOG, heap=args.emulator_heap)
+    measured = (measure_scale, render_scale) if scale else (measure, render)
+    return h.run_measured(args, *measured, f"{name}-", heap=args.emulator_heap)
 
 
 if __name__ == "__main__":

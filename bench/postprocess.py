@@ -1,9 +1,7 @@
 """Post-processing tick benchmark: ticks that carry N jobs from ``postProcessing`` to ``complete``.
 
-``PostProcessor.tick()`` in-process, one at a time (``batch`` N and 50), then two at once,
-with BigQuery stood in for (:class:`local.counting_warehouse.CountingWarehouse`: 14
-actions a job) and a fake clock. ``make bench-postprocess``.
-"""
+``PostProcessor.tick()`` in-process, one at a time (``batch`` N and 50), then two at once, with
+a fake clock and :class:`local.counting_warehouse.CountingWarehouse` for BigQuery."""
 
 from __future__ import annotations
 
@@ -13,46 +11,26 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from bench.harness import (
-    RESULTS_DIR,
-    Latencies,
-    Run,
-    arguments,
-    dig,
-    fmt,
-    grid,
-    heading,
-    int_list,
-    progress,
-    run_measured,
-)
+from bench import harness as h
 from local.clock import FakeClock
 from local.counting_warehouse import CountingWarehouse
 from local.workload import bench_job, post_processing_record
 from shared.model import JobFilter, State, utcnow
 
-EMULATOR_LOG = RESULTS_DIR / "postprocess-firestore-emulator.log"
 #: The default batch of :class:`shared.postprocess.PostProcessPolicy`; largest N accepted.
 DEFAULT_BATCH, MAX_SIZE = 50, 5000
 #: Seconds the clock moves between ticks; jobs of the unreported warm-up run.
 ADVANCE_SECONDS, WARMUP_N = 5.0, 20
+#: Seconds a round's ticks may take before the run stops as hung.
+JOIN_TIMEOUT = 120.0
 S = State
 #: Every job's history at the end, and the steps that start a BigQuery job.
-CHAIN = (
-    S.INIT,
-    S.PARSING,
-    S.POST_PROCESSING,
-    S.LOADING,
-    S.DEDUPLICATING,
-    S.COPYING,
-    S.DELETING,
-    S.JOINING,
-    S.COMPLETE,
-)
+CHAIN: tuple[State, ...] = (S.INIT, S.PARSING, S.POST_PROCESSING, S.LOADING, S.DEDUPLICATING)
+CHAIN += (S.COPYING, S.DELETING, S.JOINING, S.COMPLETE)
 BQ_STEPS = (S.LOADING, S.DEDUPLICATING, S.COPYING, S.JOINING)
 #: A job's actions: the move into loading, start + wait + collect per BigQuery step, the delete.
 ACTIONS_PER_JOB = 1 + 3 * len(BQ_STEPS) + 1
@@ -66,39 +44,14 @@ def verify(client: Any, keys: Sequence[str], warehouse: CountingWarehouse) -> di
     complete = chain_ok = 0
     for record in JobStore(client).stream_all():
         complete += record.status.state is S.COMPLETE
-        chain_ok += (
-            tuple(e.state for e in record.status.history) == CHAIN
-            and record.lease_owner == ""
-            and record.step_job == ""
-        )
+        chain = tuple(e.state for e in record.status.history)
+        chain_ok += chain == CHAIN and record.lease_owner == "" and record.step_job == ""
     v = {"complete": complete, "chain_ok": chain_ok, **warehouse.check(keys, BQ_STEPS)}
+    twice, missed = v["ids_started_twice"], v["job_steps_not_started_once"]
     v["ok"] = (
-        complete == chain_ok == len(keys)
-        and v["ids_started_twice"] == 0
-        and v["job_steps_not_started_once"] == v["jobs_not_deleted_once"] == 0
+        complete == chain_ok == len(keys) and twice == missed == v["jobs_not_deleted_once"] == 0
     )
     return v
-
-
-def tick_sample(
-    number: int, summary: dict[str, Any], seconds: float, reads: int, writes: int, thread: str = ""
-) -> dict[str, Any]:
-    """One tick from its summary and its store's counts."""
-    kinds = ("started", "moved", "waiting", "retrying", "failed")
-    return {
-        "tick": number,
-        "ms": seconds * 1000,
-        "acted": sum(len(summary[k]) for k in kinds),
-        "skipped": summary["skipped"],
-        "started": len(summary["started"]),
-        "moved": dict(Counter(summary["moved"].values())),
-        "waiting": len(summary["waiting"]),
-        "retrying": len(summary["retrying"]),
-        "failed": len(summary["failed"]),
-        "reads": reads,
-        "writes": writes,
-        "thread": thread,
-    }
 
 
 def label(s: dict[str, Any]) -> str:
@@ -114,7 +67,7 @@ def label(s: dict[str, Any]) -> str:
 class Setup:
     """A fresh project holding N jobs in ``postProcessing``, a clock, a stub, processors."""
 
-    def __init__(self, run: Run, n: int, batch: int, processors: int) -> None:
+    def __init__(self, run: h.Run, n: int, batch: int, processors: int) -> None:
         from shared.postprocess import PostProcessor, PostProcessPolicy
         from shared.store import JobStore
         from shared.tracker import Tracker
@@ -123,40 +76,35 @@ class Setup:
         added = utcnow().replace(microsecond=0) - timedelta(hours=1)
         records = [post_processing_record(bench_job(i), added) for i in range(n)]
         store, t0 = JobStore(self.client), time.perf_counter()
-        if len(store.create_missing(records)) != n or store.count(
-            JobFilter(datatype="annotation2")
-        ):
+        created = len(store.create_missing(records))
+        if created != n or store.count(JobFilter(datatype="annotation2")):
             raise RuntimeError("the project was not empty")
         self.load_seconds = time.perf_counter() - t0
         self.n, self.batch, self.keys = n, batch, [r.key for r in records]
         self.project, self.clock = self.client.project, FakeClock(added + timedelta(minutes=5))
-        self.warehouse = CountingWarehouse()
-        policy = PostProcessPolicy(batch=batch, poll=timedelta(0))
-        self.processors = [
-            PostProcessor(
-                Tracker(JobStore(self.client), clock=self.clock),
-                self.warehouse,
-                policy,
-                clock=self.clock,
-            )
-            for _ in range(processors)
-        ]
+        self.warehouse, policy = (
+            CountingWarehouse(),
+            PostProcessPolicy(batch=batch, poll=timedelta(0)),
+        )
+
+        def processor() -> PostProcessor:
+            tracker = Tracker(JobStore(self.client), clock=self.clock)
+            return PostProcessor(tracker, self.warehouse, policy, clock=self.clock)
+
+        self.processors = [processor() for _ in range(processors)]
 
     def tick(self, i: int, number: int, thread: str = "") -> dict[str, Any]:
-        """Tick processor ``i`` once, counting its reads and writes."""
+        """Tick processor ``i`` once: what it did, its time, reads and writes."""
         stats = self.processors[i].tracker.store.stats
         r0, w0, t0 = stats.reads, stats.writes, time.perf_counter()
         summary = self.processors[i].tick()
-        return tick_sample(
-            number, summary, time.perf_counter() - t0, stats.reads - r0, stats.writes - w0, thread
-        )
-
-    def totals(self) -> tuple[int, int]:
-        """The reads and writes of every processor."""
-        return (
-            sum(p.tracker.store.stats.reads for p in self.processors),
-            sum(p.tracker.store.stats.writes for p in self.processors),
-        )
+        ms, kinds = (time.perf_counter() - t0) * 1000, ("started", "waiting", "retrying", "failed")
+        acted = sum(len(summary[k]) for k in (*kinds, "moved"))
+        sample: dict[str, Any] = {"tick": number, "ms": ms, "acted": acted}
+        sample |= {"skipped": summary["skipped"], "started": len(summary["started"])}
+        sample |= {"moved": dict(Counter(summary["moved"].values()))}
+        sample |= {k: len(summary[k]) for k in kinds[1:]}
+        return sample | {"reads": stats.reads - r0, "writes": stats.writes - w0, "thread": thread}
 
 
 def completed(samples: Sequence[dict[str, Any]]) -> int:
@@ -165,13 +113,11 @@ def completed(samples: Sequence[dict[str, Any]]) -> int:
 
 
 def run_ticks(
-    run: Run, n: int, batch: int, max_seconds: float, at_once: int = 1, join_timeout: float = 120.0
+    run: h.Run, n: int, batch: int, max_seconds: float, at_once: int = 1
 ) -> dict[str, Any]:
     """Carry N fresh jobs to complete in rounds of ``at_once`` ticks (one thread and processor
     each, a barrier), the clock moved between rounds; then one idle tick; verify the jobs.
-
-    A tick that raises or hangs stops the run, as do ``max_seconds`` and 3 × 14 + 20 rounds.
-    """
+    A tick that raises or hangs stops the run, as do ``max_seconds`` and 3 × 14 + 20 rounds."""
     setup = Setup(run, n, batch, at_once)
     samples: list[dict[str, Any]] = []
     round_ms: list[float] = []
@@ -187,10 +133,7 @@ def run_ticks(
         outcome: list[dict[str, Any] | None] = [None] * at_once
 
         def tick(
-            i: int,
-            number: int = number,
-            barrier: threading.Barrier = barrier,
-            outcome: list[dict[str, Any] | None] = outcome,
+            i: int, number: int = number, barrier: Any = barrier, outcome: list[Any] = outcome
         ) -> None:
             try:
                 barrier.wait(timeout=30)
@@ -203,135 +146,105 @@ def run_ticks(
         for t in threads:
             t.start()
         for t in threads:
-            t.join(timeout=join_timeout)
+            t.join(timeout=JOIN_TIMEOUT)
         round_ms.append((time.perf_counter() - t0) * 1000)
         if any(t.is_alive() for t in threads):
-            errors.append(f"round {number}: a tick did not finish in {join_timeout:g} s")
+            errors.append(f"round {number}: a tick did not finish in {JOIN_TIMEOUT:g} s")
         samples += [s for s in outcome if s is not None]
         setup.clock.advance(seconds=ADVANCE_SECONDS)
     wall = time.perf_counter() - start
-    reads, writes = setup.totals()
+    stats = [p.tracker.store.stats for p in setup.processors]
+    reads, writes = sum(s.reads for s in stats), sum(s.writes for s in stats)
     done = completed(samples) == n
     idle = setup.tick(0, 0) if done else {"ms": math.nan, "reads": 0}  # nothing left to do
     working, acted = [s for s in samples if s["acted"]], sum(s["acted"] for s in samples)
-    ticks, rounds = (
-        Latencies.of([s["ms"] / 1000 for s in samples]),
-        Latencies.of([ms / 1000 for ms in round_ms]),
-    )
-
-    def per_action(total: float) -> float:
-        return total / acted if acted else math.nan
-
-    return {
-        "n": n,
-        "batch": batch,
-        "project": setup.project,
-        "load_seconds": setup.load_seconds,
-        "ticks": len(samples),
-        "min_ticks": ACTIONS_PER_JOB,
-        "rounds": len(round_ms),
-        "wall_seconds": wall,
-        "stopped_early": not done,
-        "errors": errors,
-        "tick_p50_ms": ticks.p50_ms,
-        "tick_max_ms": ticks.max_ms,
-        "tick_mean_ms": ticks.mean_ms,
-        "round_p50_ms": rounds.p50_ms,
-        "round_max_ms": rounds.max_ms,
-        "acted_total": acted,
-        "expected_actions": ACTIONS_PER_JOB * n,
-        "acted_p50": statistics.median([s["acted"] for s in samples] or [0]),
-        "acted_max": max((s["acted"] for s in samples), default=0),
-        "skipped_total": sum(s["skipped"] for s in samples),
-        "ms_per_action": per_action(sum(s["ms"] for s in samples)),
-        "reads_per_job_tick": per_action(reads),
-        "writes_per_job_tick": per_action(writes),
-        "reads_per_job_tick_max": max((s["reads"] / s["acted"] for s in working), default=math.nan),
-        "writes_per_job_tick_max": max(
-            (s["writes"] / s["acted"] for s in working), default=math.nan
-        ),
-        "reads_per_job_chain": reads / n,
-        "writes_per_job_chain": writes / n,
-        "idle_tick_ms": idle["ms"],
-        "idle_tick_reads": idle["reads"],
-        "verification": verify(setup.client, setup.keys, setup.warehouse),
-        # Jobs carried to complete per hour of tick time.
-        "jobs_per_hour": 3600 * n / (sum(s["ms"] for s in samples) / 1000) if done else math.nan,
-        "sequential_wall_seconds": None,
-        "samples": samples,
-    }
+    ticks = h.latencies([s["ms"] / 1000 for s in samples])
+    rounds = h.latencies([ms / 1000 for ms in round_ms])
+    tick_seconds = sum(s["ms"] for s in samples) / 1000
+    per_action = (lambda total: total / acted) if acted else (lambda total: math.nan)
+    result = {"n": n, "batch": batch, "project": setup.project, "load_seconds": setup.load_seconds}
+    result |= {"ticks": len(samples), "min_ticks": ACTIONS_PER_JOB, "rounds": len(round_ms)}
+    result |= {"wall_seconds": wall, "stopped_early": not done, "errors": errors}
+    result |= {"tick_p50_ms": ticks["p50_ms"], "tick_max_ms": ticks["max_ms"]}
+    result |= {"tick_mean_ms": ticks["mean_ms"], "round_p50_ms": rounds["p50_ms"]}
+    result |= {"round_max_ms": rounds["max_ms"], "acted_total": acted}
+    result |= {"expected_actions": ACTIONS_PER_JOB * n}
+    result |= {"acted_p50": statistics.median([s["acted"] for s in samples] or [0])}
+    result |= {"acted_max": max((s["acted"] for s in samples), default=0)}
+    result |= {"skipped_total": sum(s["skipped"] for s in samples)}
+    result |= {"ms_per_action": per_action(tick_seconds * 1000)}
+    result |= {"reads_per_job_tick": per_action(reads), "writes_per_job_tick": per_action(writes)}
+    for what in ("reads", "writes"):
+        worst = max((s[what] / s["acted"] for s in working), default=math.nan)
+        result[f"{what}_per_job_tick_max"] = worst
+    result |= {"reads_per_job_chain": reads / n, "writes_per_job_chain": writes / n}
+    result |= {"idle_tick_ms": idle["ms"], "idle_tick_reads": idle["reads"]}
+    result["verification"] = verify(setup.client, setup.keys, setup.warehouse)
+    # Jobs carried to complete per hour of tick time.
+    result["jobs_per_hour"] = 3600 * n / tick_seconds if done else math.nan
+    return result | {"sequential_wall_seconds": None, "samples": samples}
 
 
-def measure(args: Any, run: Run) -> dict[str, Any]:
+def measure(args: Any, run: h.Run) -> dict[str, Any]:
     """A warm-up run, every series, then the overlap runs."""
-    progress(f"warm-up: N = {WARMUP_N}, not reported …")
+    h.progress(f"warm-up: N = {WARMUP_N}, not reported …")
     run_ticks(run, WARMUP_N, WARMUP_N, args.max_seconds)
     series, overlap = [], []
     for n in args.sizes:
         for batch in sorted({n, DEFAULT_BATCH}):
-            progress(f"N = {n:,}, batch = {batch:,}: one tick at a time …")
+            h.progress(f"N = {n:,}, batch = {batch:,}: one tick at a time …")
             series.append(run_ticks(run, n, batch, args.max_seconds))
     for batch in sorted({args.overlap_n, DEFAULT_BATCH}) if args.overlap_n else []:
-        progress(f"N = {args.overlap_n:,}, batch = {batch}: two overlapping ticks …")
+        h.progress(f"N = {args.overlap_n:,}, batch = {batch}: two overlapping ticks …")
         o = run_ticks(run, args.overlap_n, batch, args.max_seconds, at_once=2)
-        o["sequential_wall_seconds"] = next(
-            (s["wall_seconds"] for s in series if s["n"] == o["n"] and s["batch"] == batch), None
-        )
+        same = (s["wall_seconds"] for s in series if s["n"] == o["n"] and s["batch"] == batch)
+        o["sequential_wall_seconds"] = next(same, None)
         overlap.append(o)
     largest = max((s for s in series if s["batch"] >= s["n"]), key=lambda s: s["n"], default=None)
-    return {
-        "config": {
-            "batches": f"N and {DEFAULT_BATCH}",
-            "poll_seconds": 0,
-            "advance_seconds": ADVANCE_SECONDS,
-            "actions_per_job": ACTIONS_PER_JOB,
-            "warmup_n": WARMUP_N,
-        },
-        "series": series,
-        "tick_detail": largest and {k: largest[k] for k in ("n", "batch", "samples")},
-        "overlap": overlap,
-    }
+    config = {"batches": f"N and {DEFAULT_BATCH}", "poll_seconds": 0}
+    config |= {"advance_seconds": ADVANCE_SECONDS}
+    config |= {"actions_per_job": ACTIONS_PER_JOB, "warmup_n": WARMUP_N}
+    detail = largest and {k: largest[k] for k in ("n", "batch", "samples")}
+    return {"config": config, "series": series, "tick_detail": detail, "overlap": overlap}
 
 
 def render(report: dict[str, Any]) -> str:
-    """The report as Markdown."""
-
     def ok(r: dict[str, Any]) -> str:
         return "yes" if r["verification"]["ok"] else "**no**"
 
-    def with_max(what: str) -> Callable[[dict[str, Any]], str]:
-        key = f"{what}_per_job_tick"
-        return lambda r: f"{fmt(r[key], 2)} ({fmt(r[key + '_max'], 2)})"
+    def stopped(r: dict[str, Any], note: str) -> str:
+        return note if r["stopped_early"] else ""
 
-    def per_job(what: str) -> Callable[[dict[str, Any]], str]:
-        return lambda s: fmt(s[what] / s["acted"], 2) if s["acted"] else "–"
+    def with_max(what: str) -> Any:
+        return lambda r: f"{h.fmt(r[what], 2)} ({h.fmt(r[what + '_max'], 2)})"
 
-    def both(what: str, expected: str) -> Callable[[dict[str, Any]], str]:
-        return lambda r: f"{dig(r, what)} ({dig(r, expected)})"
+    def per_job(what: str) -> Any:
+        return lambda s: h.fmt(s[what] / s["acted"], 2) if s["acted"] else "–"
 
-    lines = heading("Post-processing tick benchmark", report["machine"])
-    lines += ["## 1. One tick at a time, until all N jobs are complete", ""]
-    chain = "reads/job, chain@reads_per_job_chain:1 | writes/job, chain@writes_per_job_chain:1"
-    lines += grid(
+    def both(what: str, expected: str) -> Any:
+        return lambda r: f"{h.dig(r, what)} ({h.dig(r, expected)})"
+
+    lines = h.heading("Post-processing tick benchmark", report["machine"])
+    h.section(
+        lines,
+        "## 1. One tick at a time, until all N jobs are complete",
         report["series"],
         "N@n:, | batch@batch:, | ticks (min)@ticks | wall s@wall_seconds:2 | "
         "tick p50 ms@tick_p50_ms:1 | tick max ms@tick_max_ms:1 | jobs/tick p50@acted_p50:0 | "
         "jobs/tick max@acted_max:, | ms/action@ms_per_action:2 | reads/job/tick (max)@reads | "
-        f"writes/job/tick (max)@writes | {chain} | idle tick ms@idle_tick_ms:1 | "
+        "writes/job/tick (max)@writes | reads/job, chain@reads_per_job_chain:1 | "
+        "writes/job, chain@writes_per_job_chain:1 | idle tick ms@idle_tick_ms:1 | "
         "jobs/hour@jobs_per_hour:0 | all complete, each step once@ok",
         "r" * 15 + "c",
-        ticks=lambda r: (
-            f"{r['ticks']:,} ({r['min_ticks']:,})"
-            + (" (stopped at limit)" if r["stopped_early"] else "")
-        ),
-        reads=with_max("reads"),
-        writes=with_max("writes"),
+        ticks=lambda r: f"{r['ticks']:,} ({r['min_ticks']:,}){stopped(r, ' (stopped at limit)')}",
+        reads=with_max("reads_per_job_tick"),
+        writes=with_max("writes_per_job_tick"),
         ok=ok,
     )
-    detail = report.get("tick_detail")
-    if detail:
-        lines += ["", f"## 2. Tick by tick: N = {detail['n']:,}, batch = {detail['batch']:,}", ""]
-        lines += grid(
+    if detail := report.get("tick_detail"):
+        h.section(
+            lines,
+            f"## 2. Tick by tick: N = {detail['n']:,}, batch = {detail['batch']:,}",
             detail["samples"],
             "tick@tick | what it did@label | ms@ms:1 | jobs@acted:, | reads@reads:, | "
             "writes@writes:, | reads/job@rpj | writes/job@wpj",
@@ -341,9 +254,9 @@ def render(report: dict[str, Any]) -> str:
             wpj=per_job("writes"),
         )
     if report["overlap"]:
-        lines += ["", "## 3. Two overlapping ticks (two threads), until all N jobs are complete"]
-        lines += [""]
-        lines += grid(
+        h.section(
+            lines,
+            "## 3. Two overlapping ticks (two threads), until all N jobs are complete",
             report["overlap"],
             "N@n:, | batch@batch:, | rounds@rounds | wall s@wall_seconds:2 | "
             "sequential s@sequential_wall_seconds:2 | round p50 ms@round_p50_ms:1 | "
@@ -351,53 +264,38 @@ def render(report: dict[str, Any]) -> str:
             "BigQuery starts (expected)@starts | ids started twice@verification.ids_started_twice"
             " | job×step not started once@verification.job_steps_not_started_once | "
             "deletes (jobs not deleted once)@deletes | reads/job@reads_per_job_chain:1 | "
-            "writes/job@writes_per_job_chain:1 | "
-            "all complete, each step once@ok",
+            "writes/job@writes_per_job_chain:1 | all complete, each step once@ok",
             "r" * 15 + "c",
-            rounds=lambda r: f"{r['rounds']}{' (stopped)' if r['stopped_early'] else ''}",
+            rounds=lambda r: f"{r['rounds']}{stopped(r, ' (stopped)')}",
             actions=both("acted_total", "expected_actions"),
             starts=both("verification.starts", "verification.expected_starts"),
             deletes=both("verification.deletes", "verification.jobs_not_deleted_once"),
             ok=ok,
         )
-    lines += [
-        f"Error (N = {r['n']}, batch = {r['batch']}): {e}"
-        for r in [*report["series"], *report["overlap"]]
-        for e in r["errors"]
-    ]
+    runs = [*report["series"], *report["overlap"]]
+    lines += [f"Error (N = {r['n']}, batch = {r['batch']}): {e}" for r in runs for e in r["errors"]]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark, print the tables, write the JSON; 1 if a run did not carry every job
-    to complete with each step started once."""
-    p = arguments("postprocess", __doc__, "sizes 10,100, for a smoke run")
-    p.add_argument("--sizes", type=int_list(MAX_SIZE), help="job counts (default 10,100,1000)")
-    p.add_argument(
-        "--overlap-n",
-        type=int,
-        default=100,
-        help="jobs of the runs of two overlapping ticks; 0 skips them",
-    )
-    p.add_argument("--max-seconds", type=float, default=150.0, help="time limit of each run")
+    options = [
+        ("--sizes", h.int_list(MAX_SIZE), None, "job counts (default 10,100,1000)"),
+        ("--overlap-n", int, 100, "jobs of the runs of two overlapping ticks; 0 skips them"),
+        ("--max-seconds", float, 150.0, "time limit of each run"),
+    ]
+    p = h.arguments("postprocess", __doc__, "sizes 10,100, for a smoke run", *options)
     args = p.parse_args(argv)
     args.sizes = args.sizes or ([10, 100] if args.quick else [10, 100, 1000])
     if not 0 <= args.overlap_n <= MAX_SIZE or args.max_seconds <= 0:
         p.error(f"--overlap-n must be between 0 and {MAX_SIZE:,}, --max-seconds positive")
-    return run_measured(
-        args,
-        measure,
-        render,
-        EMULATOR_LOG,
-        lambda report: (
-            None
-            if all(
-                r["verification"]["ok"] and not r["stopped_early"]
-                for r in [*report["series"], *report["overlap"]]
-            )
-            else "a run did not carry every job to complete with each step started once"
-        ),
-    )
+
+    def failure(report: dict[str, Any]) -> str | None:
+        runs = [*report["series"], *report["overlap"]]
+        if all(r["verification"]["ok"] and not r["stopped_early"] for r in runs):
+            return None
+        return "a run did not carry every job to complete with each step started once"
+
+    return h.run_measured(args, measure, render, "postprocess-", failure)
 
 
 if __name__ == "__main__":
