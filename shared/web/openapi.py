@@ -166,7 +166,9 @@ def document(routes: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
         plugins=[MarshmallowPlugin()],
         info={
             "description": "Parameters go in the query string (the Go client's "
-            "way) or a form body; the body wins."
+            "way) or a form body; the body wins. The parsers' endpoints also take "
+            "them as a JSON object body (Content-Type: application/json); a "
+            "parameter given in both with different values is a 400."
         },
     )
     plugin: MarshmallowPlugin = spec.plugins[0]  # type: ignore[assignment]
@@ -187,6 +189,13 @@ def document(routes: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
                 operation["description"] = description
             if handler.params is not None:
                 operation["parameters"] = [{"in": "query", "schema": handler.params}]
+                if handler.json_body:
+                    operation["requestBody"] = {
+                        "required": False,
+                        "description": "the same parameters as a JSON object, instead of "
+                        "(or agreeing with) the query string",
+                        "content": {"application/json": {"schema": handler.params}},
+                    }
             operations[method.lower()] = operation
         spec.path(path=path, operations=operations)
     result = spec.to_dict()
