@@ -280,6 +280,17 @@ def stop_on_signals() -> threading.Event:
     return stopping
 
 
+def port_number(text: str) -> int:
+    """A TCP port, 1 to 65535 (``--port`` and ``PORT``)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"PORT must be a TCP port (1 to 65535), not {text!r}")
+    return port
+
+
 def port_in_use(port: int) -> bool:
     """Whether something already listens on 127.0.0.1:``port`` (or it cannot be bound)."""
     with socket.socket() as s:
@@ -302,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--port",
-        type=int,
-        default=int(os.environ.get("PORT", "8080")),
+        type=port_number,
+        default=os.environ.get("PORT", "8080"),  # argparse checks a string default with type
         help="port of the base URL (default: $PORT or 8080)",
     )
     parser.add_argument(
@@ -314,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fleet",
         type=int,
-        default=int(os.environ.get("FLEET") or 0),
+        default=os.environ.get("FLEET") or "0",  # checked with type, as PORT
         help="simulated parsers to run against the stack (default: $FLEET or 0)",
     )
     args = parser.parse_args(argv)

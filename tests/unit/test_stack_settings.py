@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from local.stack import DEMO_CONFIG, SettingError, demo_env, intervals, port_in_use, snapshots_on
+from local.stack import (
+    DEMO_CONFIG,
+    SettingError,
+    demo_env,
+    intervals,
+    port_in_use,
+    port_number,
+    snapshots_on,
+)
 from shared.config import load_config
 from shared.streams import Stream, candidate, initial_position
 
@@ -58,3 +67,10 @@ def test_demo_config_offers_yesterdays_daily_job_at_any_hour(hour):
     found = candidate(Stream.DAILY, config, initial_position(Stream.DAILY, config, now), now)
     assert found is not None
     assert found.job.date == now.date() - timedelta(days=1)
+
+
+@pytest.mark.parametrize("bad", ["abc", "0", "70000", ""])
+def test_a_bad_port_is_refused(bad):
+    assert port_number("8080") == 8080
+    with pytest.raises(argparse.ArgumentTypeError, match="PORT must be a TCP port"):
+        port_number(bad)
