@@ -7,11 +7,14 @@ for yesterday and for days of the last ten, checks the job-service config
 (``local/demo-config.yml`` unless ``GARDENER_CONFIG`` names another), serves
 the ``api`` router with functions-framework on ``http://127.0.0.1:$PORT``
 (default 8080), calls the scheduled functions on a timer as Cloud Scheduler
-would (``/maintain`` every ``MAINTAIN_INTERVAL`` seconds, default 10), and
-stops everything on Ctrl-C. With ``--fleet N`` (or ``FLEET=N``) it also runs N
-simulated parsers (:mod:`local.fleet`) and, with the demo config, shortens the
-tracker timeout to 20 s, the timers to 5 s and the retry backoff to 10 s so
-every state shows within a minute.
+would (``/maintain`` every ``MAINTAIN_INTERVAL`` seconds and ``/postprocess``
+every ``POSTPROCESS_INTERVAL``, default 10; ``0`` or ``off`` turns one off;
+``SNAPSHOTS=off`` turns the snapshots of ``maintain`` off), and stops
+everything on Ctrl-C, SIGTERM or SIGHUP (it first checks that the port is
+free). With ``--fleet N`` (or ``FLEET=N``) it also runs N simulated parsers
+(:mod:`local.fleet`) and, with the demo config, shortens the tracker timeout
+to 20 s, the timers to 5 s and the retry backoff to 10 s so every state shows
+within a minute.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -55,6 +59,50 @@ LOCAL_SETTINGS = {
 
 #: The scheduled functions and the environment variable that sets each one's interval.
 SCHEDULED = {"/maintain": "MAINTAIN_INTERVAL", "/postprocess": "POSTPROCESS_INTERVAL"}
+
+#: Values of ``MAINTAIN_INTERVAL``, ``POSTPROCESS_INTERVAL`` and ``SNAPSHOTS`` that turn them off.
+OFF = ("0", "off")
+
+#: Values of ``SNAPSHOTS`` that keep snapshots on (the default).
+ON = ("1", "on")
+
+
+class SettingError(ValueError):
+    """A local stack switch with a value it does not take."""
+
+
+def intervals(environ: dict[str, str] | os._Environ[str], fleet: bool) -> dict[str, float | None]:
+    """Seconds between the calls of each scheduled path (None: off), from ``*_INTERVAL``.
+
+    Default 10 s, 5 s with a fleet; ``0`` or ``off`` turns a ticker off.
+    """
+    defaults = FLEET_INTERVALS if fleet else {}
+    result: dict[str, float | None] = {}
+    for path, variable in SCHEDULED.items():
+        raw = environ.get(variable, defaults.get(variable, "10")).strip()
+        if raw.lower() in OFF:
+            result[path] = None
+            continue
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = -1.0
+        if not 0 < seconds < float("inf"):
+            raise SettingError(
+                f"{variable} must be a number of seconds, or 0 or off to turn the calls "
+                f"to {path} off, not {raw!r}"
+            )
+        result[path] = seconds
+    return result
+
+
+def snapshots_on(environ: dict[str, str] | os._Environ[str]) -> bool:
+    """Whether ``SNAPSHOTS`` (default on) keeps the snapshots of ``maintain`` on."""
+    raw = environ.get("SNAPSHOTS", "on").strip().lower()
+    if raw not in ON + OFF:
+        raise SettingError(f"SNAPSHOTS must be on or off (or 1 or 0), not {raw!r}")
+    return raw in ON
+
 
 #: The demo config's tracker timeout (``DEMO_TIMEOUT``), without and with a fleet.
 DEMO_TIMEOUT, FLEET_DEMO_TIMEOUT = "3m", "20s"
@@ -100,19 +148,24 @@ def start_functions(
     finally:
         if log_path is not None:
             out.close()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"functions-framework exited with {proc.returncode}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/status?format=json", timeout=2).close()
-            return proc
-        except urllib.error.HTTPError:
-            return proc  # it answers; an error status is still an answer
-        except OSError:
-            time.sleep(0.2)
-    stop_process(proc)
-    raise RuntimeError(f"functions-framework did not answer on port {port}")
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"functions-framework exited with {proc.returncode}")
+            try:
+                urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/status?format=json", timeout=2
+                ).close()
+                return proc
+            except urllib.error.HTTPError:
+                return proc  # it answers; an error status is still an answer
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"functions-framework did not answer on port {port}")
+    except BaseException:  # a stop asked for while it starts (KeyboardInterrupt) too
+        stop_process(proc)
+        raise
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
@@ -204,8 +257,55 @@ def tick(base: str, path: str, interval: float, stop: threading.Event) -> None:
             print(f"{path}: {exc}", file=sys.stderr, flush=True)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+#: The signals that stop the stack: Ctrl-C, a supervisor's or a script's TERM, a closed terminal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def stop_on_signals() -> threading.Event:
+    """Turn the first of :data:`STOP_SIGNALS` into ``KeyboardInterrupt``; ignore the later ones.
+
+    ``kill -TERM -- -PGID`` reaches both ``make`` and the stack, and ``make``
+    passes its own on: the second signal must not interrupt the clean-up. The
+    returned event is set once a stop is asked for.
+    """
+    stopping = threading.Event()
+
+    def interrupt(signum: int, frame: object) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            raise KeyboardInterrupt
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, interrupt)
+    return stopping
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 1 to 65535 (``--port`` and ``PORT``)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"PORT must be a TCP port (1 to 65535), not {text!r}")
+    return port
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something already listens on 127.0.0.1:``port`` (or it cannot be bound)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def say(text: str) -> None:
+    """Print ``text``; a closed terminal (SIGHUP) must not stop the clean-up."""
+    with contextlib.suppress(OSError):
+        print(text, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--port",
-        type=int,
-        default=int(os.environ.get("PORT", "8080")),
+        type=port_number,
+        default=os.environ.get("PORT", "8080"),  # argparse checks a string default with type
         help="port of the base URL (default: $PORT or 8080)",
     )
     parser.add_argument(
@@ -225,11 +325,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fleet",
         type=int,
-        default=int(os.environ.get("FLEET") or 0),
+        default=os.environ.get("FLEET") or "0",  # checked with type, as PORT
         help="simulated parsers to run against the stack (default: $FLEET or 0)",
     )
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        schedule = intervals(os.environ, bool(args.fleet))
+        snapshots = snapshots_on(os.environ)
+    except SettingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if port_in_use(args.port):
+        print(
+            f"error: port {args.port} is in use; stop what listens there or choose "
+            f"another port with PORT= (make run PORT={args.port + 1})",
+            file=sys.stderr,
+        )
+        return 1
+    stop_on_signals()
 
     local_dir = ROOT / ".local"
     local_dir.mkdir(exist_ok=True)
@@ -239,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.fleet:
         env.update({k: v for k, v in FLEET_SETTINGS.items() if k not in os.environ})
+    if not snapshots:
+        env["SNAPSHOT_BUCKET"] = ""
     config_path = os.environ.get("GARDENER_CONFIG")
     if not config_path:
         config_path = str(DEMO_CONFIG)
@@ -270,46 +385,58 @@ def main(argv: list[str] | None = None) -> int:
     except (EmulatorError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        say("\nstopping")
+        return 0
     finally:
         if server is None:
             for emulator in (gcs, firestore_emulator):
                 if emulator:
                     emulator.stop()
 
-    base = f"http://127.0.0.1:{args.port}"
-    print(f"Firestore emulator: {host} (project {args.project}); GCS emulator: {gcs_url}")
-    print(f"Config: {config_path}")
-    print(f"Tracker at {base}  (status page: {base}/status, JSON: {base}/status?format=json)")
-    print("Try:")
-    print(f"  curl -X POST {base}/v2/job/next")
-    print(f"  curl -X POST '{base}/v2/job/update?id=<ID>&state=parsing&detail=starting'")
-    print(f"  curl -X POST '{base}/v2/job/heartbeat?id=<ID>'")
-    print(f"  curl {base}/metrics            # Prometheus text")
-    print(f"  curl {base}/openapi.json       # the API's OpenAPI 3 document")
-    print(f"  .venv/bin/gardener --url {base} jobs    # operator control (gardener --help)")
     stop = threading.Event()
-    intervals = FLEET_INTERVALS if args.fleet else {}
-    for path, variable in SCHEDULED.items():
-        interval = float(os.environ.get(variable, intervals.get(variable, "10")))
-        threading.Thread(target=tick, args=(base, path, interval, stop), daemon=True).start()
-        print(f"Calling {path} every {interval:g} s ({variable})")
-    print(f"Snapshots go to gs://{env.get('SNAPSHOT_BUCKET')}/")
-    fleet = Fleet(base, args.fleet).start() if args.fleet > 0 else None
-    if fleet:
-        timeout = f" (tracker timeout {env['DEMO_TIMEOUT']})" if "DEMO_TIMEOUT" in env else ""
-        print(f"Demo fleet: {args.fleet} simulated parsers{timeout}; watch {base}/status")
-    print("Ctrl-C stops everything.", flush=True)
+    fleet: Fleet | None = None
     try:
+        base = f"http://127.0.0.1:{args.port}"
+        print(f"Firestore emulator: {host} (project {args.project}); GCS emulator: {gcs_url}")
+        print(f"Config: {config_path}")
+        print(f"Tracker at {base}  (status page: {base}/status, JSON: {base}/status?format=json)")
+        print("Try:")
+        print(f"  curl -X POST {base}/v2/job/next")
+        print(f"  curl -X POST '{base}/v2/job/update?id=<ID>&state=parsing&detail=starting'")
+        print(f"  curl -X POST '{base}/v2/job/heartbeat?id=<ID>'")
+        print(f"  curl {base}/metrics            # Prometheus text")
+        print(f"  curl {base}/openapi.json       # the API's OpenAPI 3 document")
+        print(f"  .venv/bin/gardener --url {base} jobs    # operator control (gardener --help)")
+        for path, interval in schedule.items():
+            variable = SCHEDULED[path]
+            if interval is None:
+                print(f"Not calling {path} ({variable}=off)")
+                continue
+            threading.Thread(target=tick, args=(base, path, interval, stop), daemon=True).start()
+            print(f"Calling {path} every {interval:g} s ({variable})")
+        if not env.get("SNAPSHOT_BUCKET"):
+            print("Snapshots: off (SNAPSHOTS=off)")
+        elif schedule["/maintain"] is None:
+            print(f"Snapshots: none while /maintain is off (bucket gs://{env['SNAPSHOT_BUCKET']}/)")
+        else:
+            print(f"Snapshots go to gs://{env['SNAPSHOT_BUCKET']}/ (SNAPSHOTS=off to stop them)")
+        fleet = Fleet(base, args.fleet).start() if args.fleet > 0 else None
+        if fleet:
+            timeout = f" (tracker timeout {env['DEMO_TIMEOUT']})" if "DEMO_TIMEOUT" in env else ""
+            print(f"Demo fleet: {args.fleet} simulated parsers{timeout}; watch {base}/status")
+        print("Ctrl-C stops everything.", flush=True)
         while server.poll() is None:
             time.sleep(0.5)
         print(f"error: the function server exited with {server.returncode}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\nstopping", flush=True)
+        say("\nstopping")
         return 0
     finally:
-        # A second Ctrl-C must not orphan the emulators.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # A second Ctrl-C, TERM or HUP must not orphan the emulators.
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
         stop.set()
         if fleet:
             fleet.stop(timeout=5)

@@ -102,7 +102,8 @@ class Endpoint:
     """A handler wrapped by :func:`endpoint`, with what the OpenAPI document says of it:
     ``methods`` (allowed), ``params`` (the schema its parameters are parsed with),
     ``answers`` (by status code, besides the errors), ``raises`` (what the handler
-    can raise, for :attr:`error_statuses`)."""
+    can raise, for :attr:`error_statuses`), ``json_body`` (its parameters may also
+    come in a JSON body)."""
 
     def __init__(
         self,
@@ -112,6 +113,7 @@ class Endpoint:
         answers: dict[int, Answer],
         bulk: bool,
         raises: Raises = (),
+        json_body: bool = False,
     ) -> None:
         self.handler = handler
         self.methods = methods
@@ -119,6 +121,7 @@ class Endpoint:
         self.answers = answers
         self.bulk = bulk
         self.raises = tuple(raises)
+        self.json_body = json_body
         self.__name__ = handler.__name__
         self.__doc__ = handler.__doc__
 
@@ -172,6 +175,7 @@ def endpoint(
     answers: Mapping[int, Answer] | None = None,
     bulk: bool = False,
     raises: Raises = (),
+    json_body: bool = False,
 ) -> Callable[[Handler], Endpoint]:
     """Wrap a handler: answer 405 for other methods and map errors to status codes.
 
@@ -184,12 +188,14 @@ def endpoint(
     counted from when it starts; a ``bulk`` handler (one that works through many
     documents, within a longer function timeout) has none, and each of its
     Firestore calls is bounded on its own (:mod:`shared.store.deadline`).
+    ``json_body`` says, for the OpenAPI document, that the handler also takes its
+    parameters from a JSON body (``parse(..., json_body=True)``).
     """
     allowed = tuple(methods)
     described = dict(answers or {200: Answer("done")})
 
     def decorate(handler: Handler) -> Endpoint:
-        return Endpoint(handler, allowed, params, described, bulk, raises)
+        return Endpoint(handler, allowed, params, described, bulk, raises, json_body)
 
     return decorate
 
@@ -203,23 +209,65 @@ class Route:
     handler: Endpoint
 
 
-def params(request: flask.Request) -> dict[str, str]:
-    """Return the request's parameters: query string, then form body (the body wins, as in Go)."""
+def params(request: flask.Request, json_body: bool = False) -> dict[str, str]:
+    """Return the request's parameters: query string, then form body (the body wins, as in Go).
+
+    With ``json_body``, a non-empty ``application/json`` body (what Python's
+    ``requests.post(json=...)`` sends) also carries them: a JSON object whose
+    values are strings (``null`` counts as absent, other keys are ignored).
+    Its parameters join the query string's; one given in both with different
+    values, malformed JSON or a value that is not a string is a 400, and so is
+    a JSON object sent as a form body (``curl -d`` without a content type).
+    """
     merged = {k: request.args.get(k, "") for k in request.args}
+    if (
+        json_body
+        and request.mimetype == "application/x-www-form-urlencoded"
+        and request.get_data(cache=True).lstrip().startswith(b"{")
+    ):  # curl -d '{...}' without -H 'Content-Type: application/json'
+        raise HttpError(400, "the body is JSON: send it with Content-Type: application/json")
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         merged.update({k: request.form.get(k, "") for k in request.form})
+    elif json_body and request.is_json and request.get_data(cache=True):
+        for name, value in json_params(request.get_data(cache=True)).items():
+            if name in merged and merged[name] != value:
+                raise HttpError(
+                    400,
+                    f"parameter {name!r} differs between the query string and the JSON body",
+                    {name: ["given twice with different values"]},
+                )
+            merged[name] = value
     return merged
 
 
-def parse(schema: Schema, request: flask.Request) -> Any:
+def json_params(body: bytes) -> dict[str, str]:
+    """Return the parameters of a JSON body (an object of strings); :class:`HttpError` 400 if not."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise HttpError(400, f"malformed JSON body: {exc}") from None
+    if not isinstance(data, dict):
+        raise HttpError(400, f"the JSON body must be an object, not {type(data).__name__}")
+    wrong = sorted(k for k, v in data.items() if v is not None and not isinstance(v, str))
+    if wrong:
+        raise HttpError(
+            400,
+            f"JSON body: {', '.join(map(repr, wrong))} must be a string",
+            {k: ["must be a string"] for k in wrong},
+        )
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def parse(schema: Schema, request: flask.Request, json_body: bool = False) -> Any:
     """Load the request's parameters with ``schema`` (into its dataclass); :class:`HttpError` if bad.
 
     Parameters are judged in the Go handlers' order (``id``, then ``state`` or
     ``error``, then the rest): the first one in error sets the status — its
     own code if it is missing, else 400 — and the message lists every error.
+    ``json_body``: they may also come in a JSON body (:func:`params`).
     """
     try:
-        return schema.load(params(request))
+        return schema.load(params(request, json_body))
     except ValidationError as exc:
         errors: dict[str, Any] = exc.normalized_messages()
         detail = "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in sorted(errors.items()))

@@ -512,7 +512,9 @@ def document(
         plugins=[MarshmallowPlugin()],
         info={
             "description": "Parameters go in the query string (the Go client's "
-            "way) or a form body; the body wins."
+            "way) or a form body; the body wins. The parsers' endpoints also take "
+            "them as a JSON object body (Content-Type: application/json); a "
+            "parameter given in both with different values is a 400."
         },
         servers=[
             {
@@ -544,6 +546,13 @@ def document(
                 operation["description"] = description
             if handler.params is not None:
                 operation["parameters"] = [{"in": "query", "schema": handler.params}]
+                if handler.json_body:
+                    operation["requestBody"] = {
+                        "required": False,
+                        "description": "the same parameters as a JSON object, instead of "
+                        "(or agreeing with) the query string",
+                        "content": {"application/json": {"schema": handler.params}},
+                    }
             operations[method.lower()] = operation
         spec.path(path=path, operations=operations)
     result = spec.to_dict()

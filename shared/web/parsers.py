@@ -1,6 +1,7 @@
 """The parsers' endpoints: next job, update, heartbeat, error — the Go tracker's ``/v2/job/...``.
 
-Each parses its parameters, calls one tracker or job-service operation and
+Each parses its parameters (query string, form body, or a JSON body such as
+``{"id": ..., "state": ..., "detail": ...}``), calls one tracker or job-service operation and
 answers the Go tracker's JSON. They are served at the Go paths and at each
 entry point's own name (``/next_job``, ``/update``, ...).
 """
@@ -37,10 +38,11 @@ NO_JOB_RETRY_AFTER = 10
     _UPDATE,
     {200: Answer("the new and previous state", schema=openapi.UpdateAnswer())},
     raises=(Conflict, NotFound, Unavailable),
+    json_body=True,
 )
 def update(request: flask.Request, app: App) -> flask.Response:
     """``/v2/job/update?id=&state=&detail=``: report progress or a new state (parser states only)."""
-    p: Update = parse(_UPDATE, request)
+    p: Update = parse(_UPDATE, request, json_body=True)
     previous = app.services.tracker().set_status(
         p.id.key, p.state, p.detail, by=Role.PARSER, run=p.id.run
     )
@@ -52,10 +54,11 @@ def update(request: flask.Request, app: App) -> flask.Response:
     _HEARTBEAT,
     {200: Answer("acknowledged", schema=openapi.HeartbeatAnswer())},
     raises=(Conflict, NotFound, Unavailable),
+    json_body=True,
 )
 def heartbeat(request: flask.Request, app: App) -> flask.Response:
     """``/v2/job/heartbeat?id=``: prove the job's parser is alive."""
-    p: Heartbeat = parse(_HEARTBEAT, request)
+    p: Heartbeat = parse(_HEARTBEAT, request, json_body=True)
     recorded = app.services.tracker().heartbeat(p.id.key, run=p.id.run)
     return json_response({"ID": str(p.id), "Recorded": recorded})
 
@@ -65,10 +68,11 @@ def heartbeat(request: flask.Request, app: App) -> flask.Response:
     _ERROR,
     {200: Answer("the job is in parseError", schema=openapi.UpdateAnswer())},
     raises=(Conflict, NotFound, Unavailable),
+    json_body=True,
 )
 def error(request: flask.Request, app: App) -> flask.Response:
     """``/v2/job/error?id=&error=``: report a parse error (state ``parseError``)."""
-    p: ErrorReport = parse(_ERROR, request)
+    p: ErrorReport = parse(_ERROR, request, json_body=True)
     previous = app.services.tracker().set_status(
         p.id.key, State.PARSE_ERROR, p.error, by=Role.PARSER, run=p.id.run
     )

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import timedelta
 from typing import Any
+
+import pytest
 
 from local.emulator import free_port
 from local.stack import ROOT, launched
+from shared.model import utcnow
 
 
 def post(url: str) -> tuple[int, dict[str, Any]]:
@@ -62,10 +68,13 @@ def test_stack_serves_go_client_calls_and_stops_on_ctrl_c(emulator_host, gcs_url
         assert f"http://127.0.0.1:{port}" in output, output
         base = f"http://127.0.0.1:{port}"
 
-        # The demo bucket has archives: the first next hands out a job in the Go shape.
+        # The demo bucket has archives: the first next hands out a job in the Go shape,
+        # yesterday's first daily job at any hour (the demo config's daily_delay is 0s).
         code, job = post(f"{base}/v2/job/next")
         assert code == 200, job
         job_id = job["ID"]
+        yesterday = utcnow().date() - timedelta(days=1)
+        assert job_id.startswith(f"archive-demo/ndt/annotation2/{yesterday:%Y%m%d}~"), job_id
         key = job_id.partition("~")[0]  # the status page shows the key
         assert set(job) == {"ID", "Job"}
         assert job["Job"]["Bucket"] == "archive-demo" and job["Job"]["Date"].endswith("T00:00:00Z")
@@ -122,10 +131,6 @@ def test_stack_serves_go_client_calls_and_stops_on_ctrl_c(emulator_host, gcs_url
 def test_silent_job_fails_is_handed_out_again_and_snapshots_appear(
     emulator_host, gcs_url, gcs_client, project, tmp_path
 ):
-    from datetime import timedelta
-
-    from shared.model import utcnow
-
     day = utcnow().date() - timedelta(days=3)
     bucket = "archive-accept-" + project[-8:]
     gcs_client.create_bucket(bucket)
@@ -169,3 +174,146 @@ def test_silent_job_fails_is_handed_out_again_and_snapshots_appear(
 
         names = [b.name for b in gcs_client.list_blobs("gardener-snapshots")]
         assert "snapshots/latest.json" in names and len(names) >= 2
+
+
+def _own_emulators_env(port: int) -> dict[str, str]:
+    """The environment of a stack that starts its own emulators, as a plain ``make run``."""
+    env = {**os.environ, "PORT": str(port), "GOOGLE_CLOUD_PROJECT": "demo-stack-signals"}
+    for name in ("FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "GARDENER_CONFIG"):
+        env.pop(name, None)
+    return env
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=2).close()
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def test_busy_port_is_refused_before_anything_starts():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "local.stack"],
+            cwd=ROOT,
+            env=_own_emulators_env(port),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert f"port {port} is in use" in done.stderr and "PORT=" in done.stderr
+    assert time.monotonic() - started < 20  # no emulator was started
+
+
+def test_bad_switch_is_refused_before_anything_starts():
+    env = {**_own_emulators_env(free_port()), "MAINTAIN_INTERVAL": "soon"}
+    done = subprocess.run(
+        [sys.executable, "-m", "local.stack"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "MAINTAIN_INTERVAL must be a number of seconds" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "signals",
+    [
+        # kill -TERM -- -PGID: make and the stack both get it, and make passes its own on.
+        (signal.SIGTERM, signal.SIGTERM),
+        # A closed terminal, then a supervisor's TERM while the stack cleans up.
+        (signal.SIGHUP, signal.SIGTERM),
+    ],
+    ids=["term-twice", "hup"],
+)
+def test_stop_signals_stop_everything_the_stack_started(signals):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "local.stack"],
+        cwd=ROOT,
+        env=_own_emulators_env(port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as make's under a shell
+    )
+    assert proc.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.put(line)
+        lines.put("")  # end of output
+
+    threading.Thread(target=read, daemon=True).start()
+
+    def wait_for(text: str) -> list[str]:
+        seen: list[str] = []
+        while text not in (line := lines.get(timeout=90)):
+            assert line, f"output ended before {text!r}:\n" + "".join(seen)
+            seen.append(line)
+        return seen
+
+    try:
+        printed = wait_for("Ctrl-C")
+        first = next(x for x in printed if x.startswith("Firestore emulator:"))
+        firestore = "http://" + first.split()[2]
+        gcs = first.rsplit("GCS emulator: ", 1)[1].strip()
+        base = f"http://127.0.0.1:{port}"
+        assert _answers(firestore) and _answers(gcs) and _answers(f"{base}/status")
+
+        os.killpg(proc.pid, signals[0])
+        wait_for("stopping")
+        os.kill(proc.pid, signals[1])  # in the middle of the clean-up
+        assert proc.wait(timeout=60) == 0
+        for url in (firestore, gcs, f"{base}/status"):
+            assert not _answers(url), f"{url} still answers after the stack stopped"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_tickers_and_snapshots_have_switches(emulator_host, gcs_url, project):
+    env = {
+        **os.environ,
+        "FIRESTORE_EMULATOR_HOST": emulator_host,
+        "GOOGLE_CLOUD_PROJECT": project,
+        "STORAGE_EMULATOR_HOST": gcs_url,
+        "POSTPROCESS_INTERVAL": "off",
+        "MAINTAIN_INTERVAL": "0.5",
+        "SNAPSHOTS": "off",
+    }
+    env.pop("GARDENER_CONFIG", None)
+    with launched(env, free_port()) as (base, output):
+        printed = "".join(output)
+        assert "Not calling /postprocess (POSTPROCESS_INTERVAL=off)" in printed
+        assert "Calling /maintain every 0.5 s" in printed
+        assert "Snapshots: off (SNAPSHOTS=off)" in printed
+        code, summary = post(f"{base}/maintain")
+        assert code == 200 and summary["snapshot"] is None
+
+        code, job = post(f"{base}/v2/job/next")
+        assert code == 200
+        job_id = job["ID"]
+        assert post(f"{base}/v2/job/update?id={job_id}&state=postProcessing")[0] == 200
+        time.sleep(3)  # several maintain ticks, no post-processing tick
+        with urllib.request.urlopen(f"{base}/status?format=json", timeout=30) as r:
+            jobs = {j["ID"]: j for j in json.loads(r.read())["Jobs"]}
+        assert jobs[job_id.partition("~")[0]]["State"] == "postProcessing"

@@ -114,6 +114,94 @@ def test_rejected_requests_answer_precisely_and_write_nothing(
     assert snapshot(store) == before
 
 
+#: The parsers' rejected requests, whose parameters may also come as a JSON body.
+REJECTED_AS_JSON = [
+    r for r in REJECTED if r[0] == "POST" and r[1].startswith("/v2/job/") and r[3] != 404
+]
+
+
+@pytest.mark.parametrize(("method", "path", "params", "code", "message"), REJECTED_AS_JSON)
+def test_json_body_is_judged_as_the_query_string_is(
+    http, store, job, method, path, params, code, message
+):
+    before = snapshot(store)
+    response = http.post(path, json=params)
+    assert response.status_code == code
+    assert message in response.get_json()["error"]
+    assert snapshot(store) == before
+
+
+def test_json_body_as_requests_sends_it(http, tracker, job):
+    # What requests.post(url, json={...}) sends: Content-Type application/json, an object.
+    response = http.post(
+        "/v2/job/update",
+        data=json.dumps({"id": KEY, "state": "parsing", "detail": "from-json"}),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 200
+    assert response.get_json() == {"ID": KEY, "State": "parsing", "Previous": "parsing"}
+    assert tracker.get_status(KEY).detail == "from-json"
+    assert http.post("/v2/job/heartbeat", json={"id": KEY}).get_json()["ID"] == KEY
+    response = http.post("/v2/job/error", json={"id": KEY, "error": "bad archive"})
+    assert response.status_code == 200
+    assert tracker.get_status(KEY).state is State.PARSE_ERROR
+
+
+def test_json_body_may_repeat_the_query_string_and_null_is_absent(http, tracker, job):
+    response = http.post(
+        f"/v2/job/update?id={KEY}", json={"id": KEY, "state": "parsing", "detail": None}
+    )
+    assert response.status_code == 200
+    assert tracker.get_status(KEY).detail == "starting tasks"  # as with no detail in the query
+    assert http.post("/v2/job/update", json={"id": None, "state": "parsing"}).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("query", "body", "message", "field"),
+    [
+        ("?state=parsing", {"id": KEY, "state": "postProcessing"}, "'state' differs", "state"),
+        (f"?id={KEY}~abc", {"id": KEY, "state": "parsing"}, "'id' differs", "id"),
+        ("", '{"id": "' + KEY + '", "state": ', "malformed JSON body", None),
+        ("", "[1, 2]", "must be an object", None),
+        ("", {"id": KEY, "state": "parsing", "detail": 7}, "'detail' must be a string", "detail"),
+        ("", {"id": [KEY], "state": "parsing"}, "'id' must be a string", "id"),
+    ],
+)
+def test_bad_json_body_answers_400_and_writes_nothing(
+    http, store, job, query, body, message, field
+):
+    before = snapshot(store)
+    data = body if isinstance(body, str) else json.dumps(body)
+    response = http.post(
+        "/v2/job/update" + query, data=data, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    answer = response.get_json()
+    assert message in answer["error"]
+    if field:
+        assert field in answer["fields"]
+    assert snapshot(store) == before
+
+
+def test_json_sent_as_a_form_body_says_which_content_type(http, store, job):
+    # curl -d '{"id": ...}' without -H 'Content-Type: application/json'.
+    before = snapshot(store)
+    response = http.post(
+        "/v2/job/update",
+        data=json.dumps({"id": KEY, "state": "parsing"}),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400
+    assert "Content-Type: application/json" in response.get_json()["error"]
+    assert snapshot(store) == before
+
+
+def test_json_body_is_not_read_by_the_other_endpoints(http):
+    # Only the parsers' endpoints take a JSON body; the status page still reads its query.
+    response = http.get("/status", json={"format": "xml"})
+    assert response.status_code == 200
+
+
 def test_method_not_allowed_names_the_allowed_method(http):
     response = http.get("/v2/job/update")
     assert response.headers["Allow"] == "POST"

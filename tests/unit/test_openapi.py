@@ -325,3 +325,24 @@ def test_a_route_not_wrapped_by_endpoint_fails_loudly():
         openapi.UndocumentedRoute, match=re.escape("not wrapped by shared.web.endpoint.endpoint")
     ):
         openapi.document({"/bare": bare})
+
+
+def test_only_the_parsers_endpoints_declare_a_json_body(served):
+    declared = {
+        path
+        for path, item in served["paths"].items()
+        for operation in item.values()
+        if "requestBody" in operation
+    }
+    assert declared == {
+        "/v2/job/update",
+        "/v2/job/heartbeat",
+        "/v2/job/error",
+        "/update",
+        "/heartbeat",
+        "/error",
+    }
+    body = served["paths"]["/v2/job/update"]["post"]["requestBody"]
+    assert body["required"] is False
+    ref = body["content"]["application/json"]["schema"]["$ref"].rpartition("/")[2]
+    assert set(served["components"]["schemas"][ref]["properties"]) == {"id", "state", "detail"}
