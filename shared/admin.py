@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +56,7 @@ from shared.model import (
     State,
     source_name,
 )
+from shared.schemas import MAX_BULK
 from shared.store import ControlStore, ReprocessQueue
 from shared.tracker import Tracker
 
@@ -261,14 +262,25 @@ class Admin:
         Each job changes alone, in its own transaction: a job that refuses (it
         is not failed, it is terminal, it vanished) is listed in ``unchanged``
         with why, and the rest go on. ``dry_run`` writes nothing and lists the
-        matching jobs in ``changed``. Refused (:class:`Invalid`) for an unknown
-        source, an unknown action, or a fail without a reason.
+        matching jobs in ``changed``. Refused (:class:`Invalid`), with nothing
+        changed, for an unknown source, an unknown action, a fail without a
+        reason, or a filter that matches more jobs than ``f.limit``: acting on
+        only some of them would leave the rest unseen (a retried job stays
+        ``failed``, so running again would pick the same ones).
         """
         if action not in ("retry", "fail"):
             raise Invalid(f"unknown bulk action {action!r}; use retry or fail")
         if action == "fail" and not reason.strip():
             raise Invalid("a reason is required to fail jobs", {"reason": ["required"]})
-        keys = [rec.key for rec in self.list_jobs(f)]
+        limit = f.limit or MAX_BULK
+        keys = [rec.key for rec in self.list_jobs(replace(f, limit=limit + 1))]
+        if len(keys) > limit:
+            raise Invalid(
+                f"more than {limit} jobs match; nothing was changed: narrow the filter "
+                "(a source, a state or a date range)"
+                + (f" or raise the limit (at most {MAX_BULK})" if limit < MAX_BULK else ""),
+                {"limit": [f"more than {limit} jobs match"]},
+            )
         if dry_run:
             return BulkResult(action, True, keys, [], who)
         changed: list[str] = []
@@ -389,7 +401,8 @@ class Admin:
 
         A target paused already keeps who paused it and since when; only its
         reason changes (``previous_reason`` says what it was, and the log who
-        changed it). :class:`Conflict` if the pause is lifted meanwhile.
+        changed it); without a reason the pause stays as it is.
+        :class:`Conflict` if the pause is lifted meanwhile.
         """
         self._check_target(target)
         pause = Pause(target, who, self.clock(), reason)
@@ -397,6 +410,8 @@ class Admin:
         if before is None:
             log.info("%s paused %s: %s", who, target, reason)
             return PauseChange(pause)
+        if not reason.strip():  # paused again without a reason: the one in force stays
+            return PauseChange(before)
         updated = self.controls.set_reason(target, reason)
         if updated is None:
             raise Conflict(f"{target} was resumed while its reason was being changed; pause again")

@@ -32,6 +32,7 @@ import requests
 
 from shared.gotime import parse_time
 from shared.model import UTC, State
+from shared.schemas import MAX_BULK
 from shared.transport import (
     Transport,
     TransportError,
@@ -46,8 +47,6 @@ EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 #: The local stack's base URL, used when neither ``--url`` nor ``$GARDENER_URL`` is given.
 DEFAULT_URL = "http://127.0.0.1:8080"
 
-#: Most jobs one bulk retry or fail acts on (the server's limit, ``shared.schemas.MAX_BULK``).
-MAX_BULK = 500
 
 #: The filters of bulk ``retry`` and ``fail``: argparse name, API parameter.
 _FILTERS = (
@@ -204,7 +203,7 @@ def parser() -> argparse.ArgumentParser:
             "--limit",
             type=positive_int,
             default=None,
-            help=f"with filters: at most this many jobs (default {MAX_BULK})",
+            help=f"with filters: refuse if more jobs than this match (default and most {MAX_BULK})",
         )
         sub.add_argument(
             "--dry-run",
@@ -596,12 +595,18 @@ def _first_line(exc: BaseException) -> str:
     return _short(re.sub(r"\s*For more information.*$", "", text), 160) or type(exc).__name__
 
 
+#: The writes by filter, sent once (a timeout leaves their outcome to be looked at).
+BULK_PATHS = ("/admin/jobs/retry", "/admin/jobs/fail")
+
+
 def call(
     args: argparse.Namespace, tracker: Transport, method: str, path: str, params: dict[str, Any]
 ) -> dict[str, Any]:
     """Make one API call; return its JSON answer, or raise :class:`Failure` with one line."""
     import google.auth.exceptions
 
+    if path in BULK_PATHS and not params.get("dry_run"):
+        tracker.attempts = 1  # a write by filter is sent once: a retry would act again
     try:
         response = tracker.request(method, path, call=f"gardener {args.command}", params=params)
     except google.auth.exceptions.GoogleAuthError as exc:  # an ID token could not be minted
@@ -645,8 +650,10 @@ def _auth_hint(args: argparse.Namespace, status: int) -> str:
 def confirm(question: str) -> bool:
     """Ask ``question`` on the terminal; return whether the answer is yes."""
     try:
-        answer = input(f"{question} [y/N] ")
-    except EOFError:
+        print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)  # stdout is for the answer
+        answer = input()
+    except (EOFError, KeyboardInterrupt):  # no terminal, or Ctrl-C: no
+        print(file=sys.stderr)
         return False
     return answer.strip().lower() in ("y", "yes")
 

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from marshmallow import (
     EXCLUDE,
+    RAISE,
     Schema,
     ValidationError,
     fields,
@@ -404,8 +405,12 @@ class AdminJobsQuery(_Params):
 class AdminBulkParams(_Params):
     """``POST /admin/jobs/retry`` and ``/admin/jobs/fail``: the filters of ``/admin/jobs``, ``reason``, ``dry_run``.
 
-    At least one filter is required, so that no call acts on every job by accident.
+    At least one filter is required, so that no call acts on every job by accident;
+    an unknown parameter (``dry-run`` for ``dry_run``) is refused, as these calls write.
     """
+
+    class Meta:
+        unknown = RAISE
 
     _loads_into = BulkRequest
     _empty_is_missing = ("state", "experiment", "datatype", "from", "to", "limit", "reason")

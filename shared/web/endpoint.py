@@ -246,6 +246,8 @@ def json_params(body: bytes) -> dict[str, str]:
         data = json.loads(body)
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise HttpError(400, f"malformed JSON body: {exc}") from None
+    except RecursionError:
+        raise HttpError(400, "malformed JSON body: nested too deeply") from None
     if not isinstance(data, dict):
         raise HttpError(400, f"the JSON body must be an object, not {type(data).__name__}")
     wrong = sorted(k for k, v in data.items() if v is not None and not isinstance(v, str))
@@ -255,7 +257,23 @@ def json_params(body: bytes) -> dict[str, str]:
             f"JSON body: {', '.join(map(repr, wrong))} must be a string",
             {k: ["must be a string"] for k in wrong},
         )
+    unencodable = sorted(k for k, v in data.items() if isinstance(v, str) and not _utf8(v))
+    if unencodable:  # a lone surrogate (\udcff): JSON can carry it, UTF-8 cannot
+        raise HttpError(
+            400,
+            f"JSON body: {', '.join(map(repr, unencodable))} is not valid Unicode text",
+            {k: ["not valid Unicode text (a lone surrogate)"] for k in unencodable},
+        )
     return {k: v for k, v in data.items() if v is not None}
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` can be encoded as UTF-8 (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse(schema: Schema, request: flask.Request, json_body: bool = False) -> Any:

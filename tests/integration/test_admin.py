@@ -783,6 +783,30 @@ def test_bad_bulk_requests_answer_400_and_write_nothing(
     assert everything(firestore_client) == before
 
 
+def test_a_bulk_write_refuses_a_filter_matching_more_than_its_limit_and_a_misspelt_dry_run(
+    api, tracker, bucket, firestore_client
+):
+    for days in range(3):
+        add(tracker, bucket, "a", YESTERDAY - timedelta(days=days), State.FAILED)
+    before = everything(firestore_client)
+    response = api.post("/admin/jobs/retry?state=failed&limit=2", headers=OP)
+    assert response.status_code == 400
+    assert "more than 2 jobs match; nothing was changed" in response.get_json()["error"]
+    # The CLI flag's spelling is not the parameter's: refused, not a real run.
+    response = api.post("/admin/jobs/fail?state=failed&reason=x&dry-run=true", headers=OP)
+    assert response.status_code == 400 and "dry-run" in response.get_json()["fields"]
+    assert everything(firestore_client) == before
+    assert api.post("/admin/jobs/retry?state=failed&limit=3", headers=OP).status_code == 200
+
+
+def test_pausing_again_without_a_reason_keeps_the_reason(api):
+    api.post("/admin/pause?target=ndt/b&reason=quota", headers=OP)
+    response = api.post("/admin/pause?target=ndt/b", headers=OP)
+    assert response.status_code == 200 and response.get_json()["Paused"]["Reason"] == "quota"
+    controls = api.get("/admin/controls").get_json()
+    assert {s["Source"]: s["Paused"] for s in controls["Sources"]}["ndt/b"]["Reason"] == "quota"
+
+
 def test_a_heartbeat_to_a_finished_job_says_to_stop_and_what_runs_it_again(api, tracker, bucket):
     done = add(
         tracker, bucket, "a", YESTERDAY, State.PARSING, State.POST_PROCESSING, State.COMPLETE

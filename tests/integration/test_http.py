@@ -165,6 +165,14 @@ def test_json_body_may_repeat_the_query_string_and_null_is_absent(http, tracker,
         ("", "[1, 2]", "must be an object", None),
         ("", {"id": KEY, "state": "parsing", "detail": 7}, "'detail' must be a string", "detail"),
         ("", {"id": [KEY], "state": "parsing"}, "'id' must be a string", "id"),
+        # A lone surrogate, as json= sends text decoded with surrogateescape: not UTF-8.
+        (
+            "",
+            '{"id": "' + KEY + '", "state": "parsing", "detail": "f\\udcff"}',
+            "'detail' is not valid Unicode text",
+            "detail",
+        ),
+        ("", "[" * 100_000 + "]" * 100_000, "nested too deeply", None),
     ],
 )
 def test_bad_json_body_answers_400_and_writes_nothing(
