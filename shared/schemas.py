@@ -29,7 +29,16 @@ from marshmallow import (
 
 from shared.gotime import format_time, parse_time
 from shared.limits import INT64_MAX, MAX_TEXT_BYTES, date_problem, time_problem
-from shared.model import BUCKET_PATTERN, NAME_PATTERN, SOURCE_PATTERN, UTC, Job, RunId, State
+from shared.model import (
+    BUCKET_PATTERN,
+    NAME_PATTERN,
+    SOURCE_PATTERN,
+    UTC,
+    Job,
+    JobFilter,
+    RunId,
+    State,
+)
 
 #: Longest detail, error or reason accepted, in UTF-8 bytes (:data:`shared.limits.MAX_TEXT_BYTES`).
 MAX_DETAIL_LENGTH = MAX_TEXT_BYTES
@@ -305,18 +314,6 @@ SOURCE_NAME = SOURCE_PATTERN
 MAX_ADMIN_LIMIT = 10_000
 
 
-@dataclass(frozen=True)
-class JobsQuery:
-    """Which jobs an operator lists: equal state, experiment, datatype; job dates ``first``–``last``."""
-
-    state: State | None
-    experiment: str | None
-    datatype: str | None
-    first: date | None
-    last: date | None
-    limit: int
-
-
 #: Most jobs one bulk retry or fail acts on (and its default).
 MAX_BULK = 500
 
@@ -388,7 +385,7 @@ def _check_range(data: dict[str, Any]) -> None:
 class AdminJobsQuery(_Params):
     """``GET /admin/jobs``: filters (state, experiment, datatype, job dates ``from``–``to``) and a limit."""
 
-    _loads_into = JobsQuery
+    _loads_into = JobFilter
     _empty_is_missing = ("state", "experiment", "datatype", "from", "to", "limit")
     state = StateName(load_default=None)
     experiment = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))

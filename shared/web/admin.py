@@ -33,7 +33,6 @@ from shared.schemas import (
     FailRequest,
     ImportRequest,
     JobRef,
-    JobsQuery,
     NoParams,
     PauseRequest,
     ReprocessRange,
@@ -79,11 +78,9 @@ def action(
 
 
 @action(["GET"], AdminJobsQuery(), Answer("the jobs", schema=openapi.JobList()), (Invalid,))
-def jobs(admin: Admin, q: JobsQuery, who: str) -> Any:
+def jobs(admin: Admin, f: JobFilter, who: str) -> Any:
     """``/admin/jobs``: list and filter jobs."""
-    return views.jobs_view(
-        admin.list_jobs(JobFilter(q.state, q.experiment, q.datatype, q.first, q.last, q.limit))
-    )
+    return views.jobs_view(admin.list_jobs(f))
 
 
 @action(["GET"], AdminJobParams(), Answer("the job", schema=openapi.AdminJob()), (NotFound,))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from marshmallow import Schema, ValidationError
 
-from shared.model import UTC, ZERO_TIME, Datasets, Job, RunId, State, StateInfo, Status
+from shared.model import UTC, ZERO_TIME, Datasets, Job, JobFilter, RunId, State, StateInfo, Status
 from shared.schemas import (
     MAX_DETAIL_LENGTH,
     MISSING,
@@ -28,7 +28,6 @@ from shared.schemas import (
     HeartbeatParams,
     JobRef,
     JobSchema,
-    JobsQuery,
     PauseRequest,
     ReprocessRange,
     StatusQuery,
@@ -586,7 +585,7 @@ def test_admin_params_load_into_frozen_dataclasses() -> None:
         {"from": "2019-01-01", "to": "2019-01-02", "sources": "ndt/a,ndt/b"}
     )
     assert reprocess == ReprocessRange(date(2019, 1, 1), date(2019, 1, 2), ("ndt/a", "ndt/b"))
-    assert AdminJobsQuery().load({"state": "failed", "from": "2019-01-01"}) == JobsQuery(
+    assert AdminJobsQuery().load({"state": "failed", "from": "2019-01-01"}) == JobFilter(
         State.FAILED, None, None, date(2019, 1, 1), None, 100
     )
     assert AdminJobParams().load({"id": KEY}) == JobRef(KEY)
