@@ -33,6 +33,7 @@ Policies:
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -119,7 +120,8 @@ class Imported:
 class BulkResult:
     """What a bulk retry or fail did: the jobs changed, and those left alone with why.
 
-    ``dry_run``: nothing was written; ``changed`` lists the jobs that matched.
+    ``dry_run``: nothing was written; ``changed`` lists the matching jobs that would
+    change, ``unchanged`` those that would be refused, with why.
     """
 
     action: str
@@ -137,8 +139,6 @@ class PauseChange:
     pause: Pause
     #: The reason replaced, when the target was paused already (None: a new pause).
     previous_reason: str | None = None
-    #: Who changed the reason (the pause keeps who paused first and since when).
-    updated_by: str = ""
 
 
 def _source_names(jobs: list[Job]) -> str:
@@ -213,6 +213,17 @@ class Admin:
 
     def retry(self, key: str, who: str) -> JobRecord:
         """Make a failed job due for a retry now; :class:`Conflict` for any other state."""
+        return self.tracker.administer(key, self._retry_change(key, who))[1]
+
+    def fail(self, key: str, reason: str, who: str) -> tuple[State, JobRecord]:
+        """Mark a job in flight failed with ``reason``; return the state before and the job.
+
+        A job failed already is refused (:class:`Conflict`) with what to do instead.
+        """
+        return self.tracker.administer(key, self._fail_change(key, reason, who))
+
+    def _retry_change(self, key: str, who: str) -> Callable[[JobRecord, datetime], None]:
+        """The change :meth:`retry` makes to the job's record; it raises to refuse."""
         limit = self.tracker.retry.max_attempts
 
         def change(rec: JobRecord, now: datetime) -> None:
@@ -228,13 +239,11 @@ class Admin:
             rec.retry_at = now
             rec.note(AuditEntry(now, who, "retry", f"due now as attempt {nth}{beyond}"))
 
-        return self.tracker.administer(key, change)[1]
+        return change
 
-    def fail(self, key: str, reason: str, who: str) -> tuple[State, JobRecord]:
-        """Mark a job in flight failed with ``reason``; return the state before and the job.
-
-        A job failed already is refused (:class:`Conflict`) with what to do instead.
-        """
+    @staticmethod
+    def _fail_change(key: str, reason: str, who: str) -> Callable[[JobRecord, datetime], None]:
+        """The change :meth:`fail` makes to the job's record; it raises to refuse."""
 
         def change(rec: JobRecord, now: datetime) -> None:
             old = rec.status.state
@@ -250,7 +259,7 @@ class Admin:
             rec.lease_owner, rec.lease_until = "", FREE
             rec.note(AuditEntry(now, who, "fail", f"in {old.value}: {reason}{dropped}"))
 
-        return self.tracker.administer(key, change)
+        return change
 
     # --- acting on jobs by filter ----------------------------------------------------------
 
@@ -261,8 +270,9 @@ class Admin:
 
         Each job changes alone, in its own transaction: a job that refuses (it
         is not failed, it is terminal, it vanished) is listed in ``unchanged``
-        with why, and the rest go on. ``dry_run`` writes nothing and lists the
-        matching jobs in ``changed``. Refused (:class:`Invalid`), with nothing
+        with why, and the rest go on. ``dry_run`` writes nothing: ``changed``
+        lists the matching jobs the real run would change as they stand now,
+        ``unchanged`` those it would refuse, with why. Refused (:class:`Invalid`), with nothing
         changed, for an unknown source, an unknown action, a fail without a
         reason, or a filter that matches more jobs than ``f.limit``: acting on
         only some of them would leave the rest unseen (a retried job stays
@@ -273,16 +283,30 @@ class Admin:
         if action == "fail" and not reason.strip():
             raise Invalid("a reason is required to fail jobs", {"reason": ["required"]})
         limit = f.limit or MAX_BULK
-        keys = [rec.key for rec in self.list_jobs(replace(f, limit=limit + 1))]
-        if len(keys) > limit:
+        records = self.list_jobs(replace(f, limit=limit + 1))
+        if len(records) > limit:
             raise Invalid(
                 f"more than {limit} jobs match; nothing was changed: narrow the filter "
                 "(a source, a state or a date range)"
                 + (f" or raise the limit (at most {MAX_BULK})" if limit < MAX_BULK else ""),
                 {"limit": [f"more than {limit} jobs match"]},
             )
-        if dry_run:
-            return BulkResult(action, True, keys, [], who)
+        keys = [rec.key for rec in records]
+        if dry_run:  # each job as read now, tried on a copy by the rule the real run applies
+            would, wont = [], []
+            for rec in records:
+                change = (
+                    self._retry_change(rec.key, who)
+                    if action == "retry"
+                    else self._fail_change(rec.key, reason, who)
+                )
+                try:
+                    change(copy.deepcopy(rec), self.clock())
+                except TrackerError as exc:
+                    wont.append((rec.key, str(exc)))
+                else:
+                    would.append(rec.key)
+            return BulkResult(action, True, would, wont, who)
         changed: list[str] = []
         unchanged: list[tuple[str, str]] = []
         for key in keys:
@@ -399,32 +423,28 @@ class Admin:
     def pause(self, target: str, reason: str, who: str) -> PauseChange:
         """Pause ``historical`` or a source, or change the reason of its pause in force.
 
-        A target paused already keeps who paused it and since when; only its
-        reason changes (``previous_reason`` says what it was, and the log who
-        changed it); without a reason the pause stays as it is.
-        :class:`Conflict` if the pause is lifted meanwhile.
+        A target paused already keeps who paused it and since when; a reason
+        given replaces the one in force, and the pause records who changed it
+        and when (``previous_reason`` says what it was); without a reason the
+        pause stays as it is.
         """
         self._check_target(target)
-        pause = Pause(target, who, self.clock(), reason)
-        before = self.controls.pause(pause)
+        before, after = self.controls.pause(Pause(target, who, self.clock(), reason))
         if before is None:
             log.info("%s paused %s: %s", who, target, reason)
-            return PauseChange(pause)
-        if not reason.strip():  # paused again without a reason: the one in force stays
-            return PauseChange(before)
-        updated = self.controls.set_reason(target, reason)
-        if updated is None:
-            raise Conflict(f"{target} was resumed while its reason was being changed; pause again")
+            return PauseChange(after)
+        if after is before:  # paused again without a reason: the one in force stays
+            return PauseChange(after)
         log.info(
             "%s changed the reason of the pause of %s (by %s since %s) from %r to %r",
             who,
             target,
-            updated.who,
-            format_time(updated.since),
+            after.who,
+            format_time(after.since),
             before.reason,
             reason,
         )
-        return PauseChange(updated, before.reason, who)
+        return PauseChange(after, before.reason)
 
     def resume(self, target: str, who: str) -> Pause:
         """Lift the pause of ``target``; return it. :class:`Conflict` if it was not paused."""

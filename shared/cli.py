@@ -443,8 +443,9 @@ def _show_job(body: dict[str, Any], when: When) -> str:
 def _show_pause(p: dict[str, Any] | None, when: When) -> str:
     if p is None:
         return "running"
+    changed = f" (reason by {p['ReasonBy']} {when(p['ReasonAt'])})" if "ReasonBy" in p else ""
     return f"paused by {p['Who']} since {when(p['Since'])}" + (
-        f": {p['Reason']}" if p["Reason"] else ""
+        f": {p['Reason']}{changed}" if p["Reason"] else ""
     )
 
 
@@ -509,11 +510,15 @@ def _show_import(body: dict[str, Any], when: When) -> str:
 def _show_bulk(body: dict[str, Any], when: When) -> str:
     done = "retried" if body["Action"] == "retry" else "failed"
     if body["DryRun"]:
-        lines = [f"{len(body['Changed'])} jobs match; nothing changed (dry run)"]
-        return "\n".join(lines + [f"  {key}" for key in body["Changed"]])
-    lines = [f"{done} {len(body['Changed'])} jobs"] + [f"  {key}" for key in body["Changed"]]
+        would = f"would be {done}" if body["Changed"] else ""
+        lines = [f"{body['Matched']} jobs match; nothing changed (dry run)"]
+        lines += [f"{len(body['Changed'])} {would}:"] if body["Changed"] else []
+        lines += [f"  {key}" for key in body["Changed"]]
+    else:
+        lines = [f"{done} {len(body['Changed'])} jobs"] + [f"  {key}" for key in body["Changed"]]
     if body["Unchanged"]:
-        lines.append(f"left {len(body['Unchanged'])} jobs unchanged:")
+        left = "would be left" if body["DryRun"] else "left"
+        lines.append(f"{left} {len(body['Unchanged'])} jobs unchanged:")
         lines += [f"  {u['ID']}: {u['Why']}" for u in body["Unchanged"]]
     return "\n".join(lines)
 
@@ -668,12 +673,14 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.command in ("retry", "fail") and is_bulk(args) and not args.dry_run and not args.yes:
         preview = call(args, tracker, method, path, {**params, "dry_run": "true"})
         keys = preview["Changed"]
+        refused = f" ({len(preview['Unchanged'])} more match but would be refused)"
         if not keys:
-            print("no jobs match; nothing changed")
+            print("no jobs to change; nothing changed" + (refused if preview["Unchanged"] else ""))
             return None
         shown = "".join(f"\n  {key}" for key in keys[:20])
         more = f"\n  … and {len(keys) - 20} more" if len(keys) > 20 else ""
-        print(f"{len(keys)} jobs match:{shown}{more}", file=sys.stderr)
+        refused = refused if preview["Unchanged"] else ""
+        print(f"{len(keys)} jobs would change{refused}:{shown}{more}", file=sys.stderr)
         if not confirm(f"{args.command} these {len(keys)} jobs?"):
             raise Failure("nothing changed (not confirmed; --yes skips the question)")
     return call(args, tracker, method, path, params)

@@ -18,3 +18,7 @@ class Pause:
     since: datetime
     #: Why, as the operator gave it.
     reason: str = ""
+    #: Who last changed the reason of the pause in force ("": the reason is the pauser's).
+    reason_by: str = ""
+    #: When they changed it (None: never changed).
+    reason_at: datetime | None = None

@@ -15,6 +15,7 @@ from typing import ParamSpec, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry, if_exception_type
+from google.cloud import firestore
 
 from shared.errors import StoreUnavailable
 
@@ -93,6 +94,23 @@ def unavailable(cause: BaseException) -> StoreUnavailable:
     if isinstance(cause, StoreUnavailable):  # a deadline ran out (shared.store.deadline)
         return StoreUnavailable(str(cause))
     return StoreUnavailable(f"Firestore unavailable: {cause}")
+
+
+def run_transaction(client: firestore.Client, body: Callable[[firestore.Transaction], _R]) -> _R:
+    """Run ``body`` in a read-write transaction (retried by the client on contention).
+
+    A transient failure, or a commit aborted on every attempt, is raised as
+    :class:`StoreUnavailable`; whatever ``body`` raises goes through unchanged.
+    """
+    try:
+        # firestore.transactional() drops the wrapped function's type.
+        result: _R = firestore.transactional(body)(client.transaction())
+    except ValueError as exc:
+        cause = transient_cause(exc)
+        if cause is None:
+            raise
+        raise unavailable(cause) from exc
+    return result
 
 
 def guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:

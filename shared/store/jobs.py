@@ -59,9 +59,8 @@ from shared.store.errors import (
     DocumentExists,
     DocumentMissing,
     guarded,
+    run_transaction,
     transient_as_unavailable,
-    transient_cause,
-    unavailable,
 )
 
 #: Default collection of job documents.
@@ -235,7 +234,6 @@ class JobStore:
         """
         ref = self._ref(key)
 
-        @firestore.transactional
         def run(transaction: firestore.Transaction) -> JobRecord:
             snap = ref.get(transaction=transaction)
             self.stats.add(reads=1)
@@ -257,15 +255,7 @@ class JobStore:
             self.stats.add(writes=writes)
             return record
 
-        try:
-            # firestore.transactional() drops the wrapped function's type: run returns a record.
-            result: JobRecord = run(self.client.transaction())
-        except ValueError as exc:
-            cause = transient_cause(exc)
-            if cause is None:
-                raise
-            raise unavailable(cause) from exc
-        return result
+        return run_transaction(self.client, run)
 
     def write_detail(
         self,

@@ -198,6 +198,9 @@ class PauseAnswer(Schema):
     Who = fields.String(required=True)
     Since = _time(required=True)
     Reason = fields.String(required=True)
+    #: Only once the reason of the pause in force was changed: by whom, and when.
+    ReasonBy = fields.String()
+    ReasonAt = _time()
 
 
 class PausedAnswer(Schema):

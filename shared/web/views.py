@@ -98,15 +98,19 @@ def failed_view(previous: State, record: JobRecord) -> dict[str, Any]:
 
 
 def pause_json(pause: Pause | None) -> dict[str, str] | None:
-    """Return an operator's pause as JSON (None when not paused)."""
+    """Return an operator's pause as JSON (None when not paused); ``ReasonBy`` and
+    ``ReasonAt`` only once someone changed the reason of the pause in force."""
     if pause is None:
         return None
-    return {
+    body = {
         "Target": pause.target,
         "Who": pause.who,
         "Since": format_time(pause.since),
         "Reason": pause.reason,
     }
+    if pause.reason_by and pause.reason_at is not None:
+        body |= {"ReasonBy": pause.reason_by, "ReasonAt": format_time(pause.reason_at)}
+    return body
 
 
 def paused_json(change: PauseChange) -> dict[str, Any]:
@@ -114,7 +118,7 @@ def paused_json(change: PauseChange) -> dict[str, Any]:
     body: dict[str, Any] = {"Paused": pause_json(change.pause)}
     if change.previous_reason is not None:
         body["PreviousReason"] = change.previous_reason
-        body["UpdatedBy"] = change.updated_by
+        body["UpdatedBy"] = change.pause.reason_by
     return body
 
 

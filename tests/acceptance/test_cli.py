@@ -203,7 +203,7 @@ def test_bulk_retry_and_fail_by_filter_with_a_dry_run_and_a_confirmation(
 
     monkeypatch.setattr("builtins.input", lambda *question: "n")
     code, out, err = run(capsys, url, "fail", "--datatype", "a", "--reason", "bad")
-    assert code == 1 and "2 jobs match" in err and "not confirmed" in err
+    assert code == 1 and "2 jobs would change:" in err and "not confirmed" in err
     monkeypatch.setattr("builtins.input", lambda: "y")
     code, out, err = run(capsys, url, "fail", "--datatype", "a", "--reason", "bad")
     # The question goes to stderr, so that stdout (--json) holds the answer alone.
@@ -211,6 +211,9 @@ def test_bulk_retry_and_fail_by_filter_with_a_dry_run_and_a_confirmation(
     assert "[y/N]" not in out
     assert first in out and second in out
 
+    code, out, _ = run(capsys, url, "fail", "--datatype", "a", "--reason", "again", "--dry-run")
+    assert code == 0 and "would be left 2 jobs unchanged" in out  # the real run's refusal
+    assert f"gardener retry {first}" in out
     code, out, _ = run(capsys, url, "fail", "--datatype", "a", "--reason", "again", "--yes")
     assert code == 0 and "failed 0 jobs" in out and "left 2 jobs unchanged" in out
     assert f"gardener retry {first}" in out
@@ -219,7 +222,7 @@ def test_bulk_retry_and_fail_by_filter_with_a_dry_run_and_a_confirmation(
     assert code == 0 and sorted(body["Changed"]) == sorted([first, second])
     assert body["Unchanged"] == [] and body["Who"] == "carol (unverified)"
     code, out, _ = run(capsys, url, "retry", "--state", "complete")
-    assert code == 0 and "no jobs match; nothing changed" in out
+    assert code == 0 and "no jobs to change; nothing changed" in out
 
 
 def test_unknown_sources_are_refused_with_the_valid_list(server, capsys):

@@ -7,7 +7,8 @@ import json
 import logging
 import threading
 import uuid
-from datetime import date, timedelta
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from shared.admin import Admin, Cancellation
 from shared.config import Config, Source
 from shared.gcs import ArchiveLister
 from shared.job_service import JobService
-from shared.model import Datasets, Job, ReprocessItem, State
+from shared.model import Datasets, Job, Pause, ReprocessItem, State
 from shared.store import ControlStore, CursorStore, ReprocessQueue
 from shared.tracker import Tracker
 from tests.idtokens import CERTS, HOST, OTHER_KEY, signed, unsigned
@@ -668,12 +669,50 @@ def test_pausing_again_changes_the_reason_and_keeps_who_paused_and_since(api, cl
         )
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
-    assert body["Paused"] == first["Paused"] | {"Reason": "quota until Monday"}
+    changed = {"Reason": "quota until Monday", "ReasonBy": "bob (unverified)"}
+    assert body["Paused"] == first["Paused"] | changed | {"ReasonAt": body["Paused"]["ReasonAt"]}
+    assert body["Paused"]["ReasonAt"] != first["Paused"]["Since"]  # five minutes later
     assert body["PreviousReason"] == "quota" and body["UpdatedBy"] == "bob (unverified)"
     assert "bob (unverified) changed the reason of the pause of ndt/b" in caplog.text
     controls = api.get("/admin/controls").get_json()
     paused = {s["Source"]: s["Paused"] for s in controls["Sources"]}["ndt/b"]
     assert paused["Reason"] == "quota until Monday" and paused["Who"] == ALICE
+    assert paused["ReasonBy"] == "bob (unverified)"  # stored, not only answered
+    # Paused again without a reason: nothing changes, who changed the reason stays.
+    again = api.post("/admin/pause?target=ndt/b", headers={"X-Operator": "carol"}).get_json()
+    assert again["Paused"] == paused and "PreviousReason" not in again
+
+
+def test_pauses_reason_changes_and_resumes_of_one_target_happen_one_after_another(
+    firestore_client,
+):
+    """Concurrent pause, reason change and resume: every resume that answers found a pause,
+    and what is in force at the end is what the last action left."""
+    controls = ControlStore(firestore_client)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    for round_ in range(5):
+        controls.pause(Pause("ndt/a", "alice", now, "quota"))
+        with ThreadPoolExecutor(3) as pool:
+            changes = [
+                pool.submit(controls.pause, Pause("ndt/a", f"bob{i}", now, f"reason {i}"))
+                for i in range(2)
+            ]
+            lifted = pool.submit(controls.resume, "ndt/a")
+            results = [c.result() for c in changes]
+        resumed = lifted.result()
+        # The resume always finds a pause (it was paused before any of them ran).
+        assert resumed is not None, round_
+        in_force = {p.target: p for p in controls.all()}.get("ndt/a")
+        for before, after in results:
+            if before is None:  # paused anew after the resume: a fresh pause, no reason change
+                assert after.who.startswith("bob") and after.reason_by == ""
+            else:  # changed the reason of the pause in force
+                assert after.who == before.who and after.reason_by.startswith("bob")
+        fresh = [after for before, after in results if before is None]
+        assert len(fresh) <= 1  # only one of them can create the pause anew
+        assert (in_force is not None) == bool(fresh), (results, in_force)
+        if in_force is not None:
+            controls.resume("ndt/a")
 
 
 # --- unknown sources, bulk retry and fail, finished jobs ----------------------------------------
@@ -708,13 +747,17 @@ def test_bulk_retry_dry_run_lists_the_jobs_and_writes_nothing(
 ):
     k1 = add(tracker, bucket, "a", YESTERDAY - timedelta(days=1), State.FAILED)
     k2 = add(tracker, bucket, "b", YESTERDAY, State.FAILED)
-    add(tracker, bucket, "a", YESTERDAY, State.PARSING)
+    parsing = add(tracker, bucket, "a", YESTERDAY, State.PARSING)
     before = everything(firestore_client)
     response = api.post("/admin/jobs/retry?state=failed&dry_run=true", headers=OP)
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert body["DryRun"] is True and sorted(body["Changed"]) == sorted([k1, k2])
     assert body["Matched"] == 2 and body["Unchanged"] == []
+    # A job the real run would refuse is listed as such, with the real run's reason.
+    body = api.post("/admin/jobs/retry?datatype=a&dry_run=true", headers=OP).get_json()
+    assert body["Changed"] == [k1] and [u["ID"] for u in body["Unchanged"]] == [parsing]
+    assert "not failed" in body["Unchanged"][0]["Why"]
     assert everything(firestore_client) == before
 
 

@@ -229,8 +229,14 @@ def test_a_bulk_answer_lists_what_changed_and_what_did_not_with_why():
         "left 1 jobs unchanged:",
         "  b/e/t/20261127: job is parsing, not failed",
     ]
-    dry = cli.SHOW["fail"](body | {"DryRun": True, "Unchanged": []}, cli.absolute)
-    assert dry.startswith("1 jobs match; nothing changed (dry run)")
+    dry = cli.SHOW["fail"](body | {"DryRun": True, "Matched": 2}, cli.absolute)
+    assert dry.splitlines() == [
+        "2 jobs match; nothing changed (dry run)",
+        "1 would be retried:",
+        "  b/e/t/20261126",
+        "would be left 1 jobs unchanged:",
+        "  b/e/t/20261127: job is parsing, not failed",
+    ]
 
 
 def test_a_repeated_pause_shows_the_reason_it_replaced():
