@@ -1,19 +1,18 @@
 """``gardener``: the operator's command line over the ``/admin/...`` API.
 
 Every command calls the tracker at ``--url`` (default ``$GARDENER_URL`` or the
-local stack), prints a table or, with ``--json``, the API's JSON answer, and
-exits 0 when done, 1 when the tracker refused (its message on stderr) or could
-not be reached, 2 for a usage error. Deployed (https) URLs get a Google ID
-token from Application Default Credentials; the operator is then the token's
-email, verified by the tracker. Against the local stack the operator is
-``--operator`` (default ``$GARDENER_OPERATOR`` or the login name), sent as
-``X-Operator`` and recorded marked ``(unverified)``. A person deployed passes
-their own ID token (``--token``/``$GARDENER_TOKEN``, as ``gcloud auth
-print-identity-token`` prints) or impersonates a service account
-(``--impersonate-service-account``). Every failure is one line on stderr that
-says what to do; times in tables are relative ("3 min ago") unless
-``--absolute``.
-"""
+local stack; deployed, Terraform's ``admin_url``), prints a table or, with
+``--json``, the API's JSON answer, and exits 0 when done, 1 when the tracker
+refused (its message on stderr) or could not be reached, 2 for a usage error.
+Deployed (https) URLs get a Google ID token: ``--token``/``$GARDENER_TOKEN``;
+else one minted for ``--impersonate-service-account`` (the person sent beside
+it as a claim); else from Application Default Credentials; else, for a
+person's own login, from ``gcloud auth print-identity-token``. The operator is
+then the token's email, verified by the tracker. Against the local stack the
+operator is ``--operator`` (default ``$GARDENER_OPERATOR`` or the login name),
+sent as ``X-Operator`` and recorded marked ``(unverified)``. Every failure,
+authentication included, is one line on stderr that says what to do; times in
+tables are relative ("3 min ago") unless ``--absolute``."""
 
 from __future__ import annotations
 
@@ -127,7 +126,7 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
         default=default(os.environ.get("GARDENER_TOKEN") or ""),
         help="deployed: an ID token to call with, e.g. from `gcloud auth "
         "print-identity-token` (default: $GARDENER_TOKEN; without it, "
-        "Application Default Credentials)",
+        "Application Default Credentials, else gcloud's own token)",
     )
     parser.add_argument(
         "--impersonate-service-account",
