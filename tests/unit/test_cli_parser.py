@@ -282,7 +282,7 @@ def test_no_credentials_is_one_line_saying_how_to_log_in(monkeypatch, capsys):
         )
 
     monkeypatch.setattr(cli, "identity_session", no_credentials)
-    monkeypatch.setattr(cli.shutil, "which", lambda name: None)  # no gcloud either
+    monkeypatch.setattr("shutil.which", lambda name: None)  # no gcloud either
     assert cli.main(["jobs", "--url", DEPLOYED]) == cli.EXIT_REJECTED
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -298,7 +298,7 @@ def test_impersonation_asks_for_the_service_accounts_id_token(monkeypatch):
 
     monkeypatch.delenv("GARDENER_TOKEN", raising=False)
     monkeypatch.setattr(cli, "identity_session", fake)
-    monkeypatch.setattr(cli.shutil, "which", lambda name: None)  # the person: the login name
+    monkeypatch.setattr("shutil.which", lambda name: None)  # the person: the login name
     sa = "ops@p.iam.gserviceaccount.com"
     assert cli.main(["jobs", "--url", DEPLOYED + "/", "--impersonate-service-account", sa]) == 0
     monkeypatch.setenv("GARDENER_IMPERSONATE", "env@p.iam.gserviceaccount.com")
@@ -366,7 +366,7 @@ def fake_gcloud(monkeypatch, tmp_path, script: str) -> None:
     gcloud = tmp_path / "gcloud"
     gcloud.write_text("#!/bin/sh\n" + script + "\n")
     gcloud.chmod(0o755)
-    monkeypatch.setattr(cli.shutil, "which", lambda name: str(gcloud) if name == "gcloud" else None)
+    monkeypatch.setattr("shutil.which", lambda name: str(gcloud) if name == "gcloud" else None)
 
 
 def test_a_persons_own_login_calls_with_gcloud_identity_token(monkeypatch, tmp_path, capsys):
@@ -401,7 +401,7 @@ def test_a_persons_own_login_calls_with_gcloud_identity_token(monkeypatch, tmp_p
 def test_gcloud_that_cannot_give_a_token_is_one_line(monkeypatch, tmp_path, capsys, script, said):
     monkeypatch.delenv("GARDENER_TOKEN", raising=False)
     monkeypatch.setattr(cli, "identity_session", no_id_tokens)
-    monkeypatch.setattr(cli.defaults, "GCLOUD_TOKEN_TIMEOUT", 0.5)
+    monkeypatch.setattr("shared.defaults.GCLOUD_TOKEN_TIMEOUT", 0.5)
     fake_gcloud(monkeypatch, tmp_path, script)
     assert cli.main(["jobs", "--url", DEPLOYED]) == cli.EXIT_REJECTED
     err = capsys.readouterr().err

@@ -307,7 +307,7 @@ def test_keys_are_fetched_with_a_deadline_and_cached(monkeypatch):
         return Answer()
 
     monkeypatch.setattr(identity, "_cache", {})
-    monkeypatch.setattr(identity.requests, "get", get)
+    monkeypatch.setattr("requests.get", get)
     assert identity.iap_keys() == IAP_KEYS and identity.iap_keys() == IAP_KEYS
     assert calls == [(identity.IAP_KEYS_URL, 10.0)]
     assert identity.iap_email(iap_signed(), IAP_AUDIENCE) == "ops@example.org"
