@@ -709,7 +709,7 @@ def call(
     except TransportError as exc:
         if exc.unreachable:
             raise Failure(f"error: no tracker at {args.url}; set --url or GARDENER_URL") from None
-        raise Failure(f"error: {exc}") from None
+        raise Failure(f"error: {_short(str(exc), 300)}") from None  # one line, if HTML
     status = response.status_code
     if status in (401, 403):
         ours = _tracker_error(response)
@@ -721,7 +721,9 @@ def call(
             body=response.text,
         )
     if status != 200:
-        raise Failure(f"error: {error_message(response)} (HTTP {status})", body=response.text)
+        ours = _tracker_error(response)
+        said = ours or f"{_short(error_message(response), 160)} (not the tracker's answer)"
+        raise Failure(f"error: {said} (HTTP {status})", body=response.text)
     try:
         body = response.json()
     except ValueError:

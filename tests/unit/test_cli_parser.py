@@ -472,3 +472,17 @@ def test_a_200_answer_that_is_not_the_trackers_json_is_one_line(monkeypatch, cap
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "answered HTTP 200 but not with the tracker's JSON (text/html" in err
     assert "admin_url" in err
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(404, "<html>\n<body>\nNot Found\n</body>\n</html>"), (502, "<html>\n\nBad\nGateway</html>")],
+    ids=["html-404", "html-502-after-retries"],
+)
+def test_an_html_error_page_is_one_line(monkeypatch, capsys, status, body):
+    session = FakeSession(status, body, "text/html")
+    monkeypatch.setattr(cli, "token_session", lambda token: session)
+    monkeypatch.setattr("tenacity.nap.time.sleep", lambda seconds: None)
+    assert cli.main(["jobs", "--url", DEPLOYED, "--token", "t"]) == cli.EXIT_REJECTED
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"HTTP {status}" in err
