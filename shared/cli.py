@@ -1,35 +1,39 @@
 """``gardener``: the operator's command line over the ``/admin/...`` API.
 
 Every command calls the tracker at ``--url`` (default ``$GARDENER_URL`` or the
-local stack), prints a table or, with ``--json``, the API's JSON answer, and
-exits 0 when done, 1 when the tracker refused (its message on stderr) or could
-not be reached, 2 for a usage error. Deployed (https) URLs get a Google ID
-token from Application Default Credentials; the operator is then the token's
-email, verified by the tracker. Against the local stack the operator is
-``--operator`` (default ``$GARDENER_OPERATOR`` or the login name), sent as
-``X-Operator`` and recorded marked ``(unverified)``. A person deployed passes
-their own ID token (``--token``/``$GARDENER_TOKEN``, as ``gcloud auth
-print-identity-token`` prints) or impersonates a service account
-(``--impersonate-service-account``). Every failure is one line on stderr that
-says what to do; times in tables are relative ("3 min ago") unless
-``--absolute``.
-"""
+local stack; deployed, Terraform's ``admin_url``), prints a table or, with
+``--json``, the API's JSON answer, and exits 0 when done, 1 when the tracker
+refused (its message on stderr) or could not be reached, 2 for a usage error.
+Deployed (https) URLs get a Google ID token: ``--token``/``$GARDENER_TOKEN``;
+else one minted for ``--impersonate-service-account`` (the person sent beside
+it as a claim); else from Application Default Credentials; else, for a
+person's own login, from ``gcloud auth print-identity-token``. The operator is
+then the token's email, verified by the tracker. Against the local stack the
+operator is ``--operator`` (default ``$GARDENER_OPERATOR`` or the login name),
+sent as ``X-Operator`` and recorded marked ``(unverified)``. Every failure,
+authentication included, is one line on stderr that says what to do; times in
+tables are relative ("3 min ago") unless ``--absolute``."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import getpass
 import json
 import logging
 import os
 import re
+import shutil
+import signal
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import requests
 
+from shared import defaults
 from shared.gotime import parse_time
 from shared.model import UTC, State
 from shared.schemas import MAX_BULK
@@ -122,7 +126,7 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
         default=default(os.environ.get("GARDENER_TOKEN") or ""),
         help="deployed: an ID token to call with, e.g. from `gcloud auth "
         "print-identity-token` (default: $GARDENER_TOKEN; without it, "
-        "Application Default Credentials)",
+        "Application Default Credentials, else gcloud's own token)",
     )
     parser.add_argument(
         "--impersonate-service-account",
@@ -571,28 +575,117 @@ LOGIN_HINT = (
     "`gcloud auth application-default login` and add --impersonate-service-account SA_EMAIL"
 )
 
+#: Where the CLI's URL comes from, said when the answer is not the tracker's.
+URL_HINT = "is --url the admin function's URL (`terraform output admin_url`)?"
+
 
 def transport(args: argparse.Namespace) -> Transport:
     """Return the transport for ``args.url``: ID tokens when deployed, ``X-Operator`` locally.
 
-    Raises :class:`Failure` when deployed credentials are missing or unusable.
+    Deployed, the ID token is ``--token``; else one minted for a service account
+    to impersonate (the person is sent as ``X-Operator``, recorded as a claim
+    beside the account); else one of the Application Default Credentials; else,
+    when those cannot mint one (a person's own login), ``gcloud auth
+    print-identity-token``. Raises :class:`Failure` when none of these works.
     """
     if needs_identity_token(args.url):
+        import google.auth.exceptions
+
         if args.token:
             session = token_session(args.token)
         else:
-            import google.auth.exceptions
-
             try:
                 session = identity_session(args.url.rstrip("/"), args.impersonate)
             except google.auth.exceptions.GoogleAuthError as exc:
-                raise Failure(
-                    f"error: no credentials to call {args.url} ({_first_line(exc)}): {LOGIN_HINT}"
-                ) from None
+                if args.impersonate:
+                    raise Failure(
+                        f"error: no credentials to impersonate {args.impersonate} "
+                        f"({_first_line(exc)}): run `gcloud auth application-default login`"
+                    ) from None
+                args.token = gcloud_identity_token(args.url, exc)  # a 401 is about this token
+                session = token_session(args.token)
+            if args.impersonate:
+                session.headers["X-Operator"] = args.operator or _person()
         return Transport(args.url, timeout=args.timeout, attempts=3, session=session)
     session = requests.Session()
     session.headers["X-Operator"] = args.operator or _default_operator()
     return Transport(args.url, timeout=args.timeout, attempts=3, session=session)
+
+
+def gcloud_identity_token(url: str, why: BaseException) -> str:
+    """Return the ID token of the person logged in to gcloud; :class:`Failure` if there is none.
+
+    ``why`` is the reason Application Default Credentials could not mint one
+    (a person's user credentials cannot), said when gcloud cannot help either.
+    """
+    gcloud = shutil.which("gcloud")
+    command = "`gcloud auth print-identity-token`"
+    if gcloud is None:
+        raise Failure(
+            f"error: no credentials to call {url} ({_first_line(why)}) and no gcloud to ask: "
+            f"{LOGIN_HINT}"
+        )
+    timeout = defaults.GCLOUD_TOKEN_TIMEOUT
+    try:
+        done = _run(gcloud, "auth", "print-identity-token")
+    except subprocess.TimeoutExpired:
+        raise Failure(
+            f"error: {command} gave no token within {timeout:g} s; run it yourself and "
+            'pass --token "$(gcloud auth print-identity-token)"'
+        ) from None
+    except OSError as exc:
+        raise Failure(f"error: cannot run {command} ({exc}): {LOGIN_HINT}") from None
+    token = done.stdout.strip()
+    if done.returncode != 0 or not token or any(c.isspace() for c in token):
+        lines = done.stderr.strip().splitlines()
+        said = _short(re.sub(r"^ERROR: \([\w.-]+\) ", "", lines[0]) if lines else "", 120)
+        raise Failure(
+            f"error: {command} failed ({said or f'exit status {done.returncode}'}): "
+            f"run `gcloud auth login` and try again, or {LOGIN_HINT}"
+        )
+    return token
+
+
+def _run(*command: str) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` within :data:`~shared.defaults.GCLOUD_TOKEN_TIMEOUT`, in its own group.
+
+    On time-out the whole process group is killed (gcloud is a script that starts
+    Python, which would otherwise keep the pipes open) and ``TimeoutExpired`` raised.
+    """
+    timeout = defaults.GCLOUD_TOKEN_TIMEOUT
+    with subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+def _person() -> str:
+    """Who impersonates: $GARDENER_OPERATOR, else gcloud's account, else the login name."""
+    if os.environ.get("GARDENER_OPERATOR"):
+        return os.environ["GARDENER_OPERATOR"]
+    gcloud = shutil.which("gcloud")
+    if gcloud:
+        try:
+            done = _run(gcloud, "config", "get-value", "account")
+        except (subprocess.TimeoutExpired, OSError):
+            pass
+        else:
+            account = done.stdout.strip()
+            if done.returncode == 0 and "@" in account and " " not in account:
+                return account
+    return _default_operator()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -621,32 +714,57 @@ def call(
     except TransportError as exc:
         if exc.unreachable:
             raise Failure(f"error: no tracker at {args.url}; set --url or GARDENER_URL") from None
-        raise Failure(f"error: {exc}") from None
-    if response.status_code in (401, 403):
+        raise Failure(f"error: {_short(str(exc), 300)}") from None  # one line, if HTML
+    status = response.status_code
+    if status in (401, 403):
+        ours = _tracker_error(response)
+        who = "the tracker" if ours else "the platform (Cloud Run, or IAP) in front of the tracker"
+        said = f": {_short(ours, 160)}" if ours else ""
         raise Failure(
-            f"error: the tracker at {args.url} refused the call (HTTP {response.status_code}: "
-            f"{_short(error_message(response), 120)}): {_auth_hint(args, response.status_code)}",
+            f"error: {who} at {args.url} refused the call (HTTP {status}{said}): "
+            f"{_auth_hint(args, status)}",
             body=response.text,
         )
-    if response.status_code != 200:
+    if status != 200:
+        ours = _tracker_error(response)
+        said = ours or f"{_short(error_message(response), 160)} (not the tracker's answer)"
+        raise Failure(f"error: {said} (HTTP {status})", body=response.text)
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        kind = response.headers.get("Content-Type", "no content type").split(";")[0]
         raise Failure(
-            f"error: {error_message(response)} (HTTP {response.status_code})", body=response.text
+            f"error: {args.url} answered HTTP 200 but not with the tracker's JSON ({kind}: "
+            f"{_short(response.text, 60)!r}): {URL_HINT} A sign-in page means a proxy (IAP) "
+            "wants a browser; the command line needs a token it admits",
+            body=response.text,
         )
-    body: dict[str, Any] = response.json()
     return body
+
+
+def _tracker_error(response: requests.Response) -> str:
+    """The tracker's own error message (a JSON ``error``), or "" for the platform's answer."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    return str(body["error"]) if isinstance(body, dict) and "error" in body else ""
 
 
 def _auth_hint(args: argparse.Namespace, status: int) -> str:
     if status == 403:
         return (
-            "your identity may not call it; ask for roles/run.invoker on the admin "
-            "function (or use --impersonate-service-account with a service account that has it)"
+            "your identity may not call it; ask for roles/run.invoker on the admin function "
+            "(behind IAP: roles/iap.httpsResourceAccessor), or use "
+            "--impersonate-service-account with a service account that has it"
         )
     if not needs_identity_token(args.url):
-        return "is --url the tracker's admin URL?"
+        return URL_HINT
     if args.token:
         return (
-            "the token is expired (they last an hour) or for another audience; get a new "
+            "the token is expired (they last an hour) or not for this service; get a new "
             'one: --token "$(gcloud auth print-identity-token)"'
         )
     return LOGIN_HINT

@@ -147,3 +147,20 @@ SNAPSHOT_SPOOL_MAX = 8 * 1024 * 1024
 #: Bytes an export buffers before it uploads a chunk (a multiple of 256 KiB, as resumable
 #: uploads require).
 SNAPSHOT_UPLOAD_CHUNK = 8 * 1024 * 1024
+
+# --- operators' identity (shared.web.identity) --------------------------------------------
+
+#: OAuth client IDs a person's own Google ID token may be minted for, besides the service's
+#: URL (``OPERATOR_TOKEN_AUDIENCES``): the gcloud CLI's, whose ``gcloud auth
+#: print-identity-token`` is what a person has at hand.
+OPERATOR_TOKEN_AUDIENCES: tuple[str, ...] = ("32555940559.apps.googleusercontent.com",)
+
+#: How long fetched Google certificates and IAP keys are used before being fetched again
+#: (Google rotates them daily).
+IDENTITY_KEYS_TTL = timedelta(hours=1)
+
+#: Seconds one fetch of Google's certificates or IAP's keys may take.
+IDENTITY_KEYS_TIMEOUT = 10.0
+
+#: Seconds the ``gardener`` command line waits for ``gcloud auth print-identity-token``.
+GCLOUD_TOKEN_TIMEOUT = 30.0

@@ -105,6 +105,36 @@ def _names(text: str) -> frozenset[str]:
     return names
 
 
+#: IAP's signed-header audiences: a Cloud Run service, a backend service, an App Engine app.
+_IAP_AUDIENCE_RE = re.compile(
+    r"/projects/[0-9]+/(?:locations/[a-z0-9-]+/services/[a-z0-9-]+"
+    r"|global/backendServices/[0-9]+|apps/[a-z][a-z0-9-]*)\Z"
+)
+
+#: An OAuth client ID, as Google issues them.
+_CLIENT_ID_RE = re.compile(r"[A-Za-z0-9-]+\.apps\.googleusercontent\.com\Z")
+
+
+def _iap_audience(text: str) -> str:
+    if not _IAP_AUDIENCE_RE.match(text):
+        raise ValueError(
+            "not an IAP audience such as /projects/NUMBER/locations/REGION/services/SERVICE"
+        )
+    return text
+
+
+def _client_ids(text: str) -> tuple[str, ...]:
+    if text.strip() == "none":
+        return ()
+    ids = tuple(part.strip() for part in text.split(",") if part.strip())
+    bad = [part for part in ids if not _CLIENT_ID_RE.match(part)]
+    if bad or not ids:
+        raise ValueError(
+            f"not OAuth client IDs (….apps.googleusercontent.com, comma-separated, or none): {bad}"
+        )
+    return ids
+
+
 _DEFAULT_RETRY = RetryPolicy()
 
 
@@ -134,6 +164,10 @@ class Settings:
         defaults.REPROCESS_MAX
     )  # REPROCESS_MAX: jobs one reprocessing request may queue
     firestore_deadline: float = defaults.FIRESTORE_DEADLINE  # FIRESTORE_DEADLINE_SECONDS
+    iap_audience: str = ""  # IAP_AUDIENCE: set when IAP is in front; "": no IAP
+    operator_token_audiences: tuple[str, ...] = (
+        defaults.OPERATOR_TOKEN_AUDIENCES
+    )  # OPERATOR_TOKEN_AUDIENCES: OAuth client IDs a person's own ID token may be for
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -165,6 +199,10 @@ class Settings:
             ),
             postprocess_tick=_env(
                 env, "POSTPROCESS_TICK_SECONDS", _tick_seconds, d.postprocess_tick
+            ),
+            iap_audience=_env(env, "IAP_AUDIENCE", _iap_audience, d.iap_audience),
+            operator_token_audiences=_env(
+                env, "OPERATOR_TOKEN_AUDIENCES", _client_ids, d.operator_token_audiences
             ),
         )
 

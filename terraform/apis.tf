@@ -1,7 +1,7 @@
 # The Google APIs the deployment uses. They stay enabled when the tracker is destroyed.
 
 locals {
-  services = toset([
+  services = toset(concat([
     "bigquery.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
@@ -12,7 +12,7 @@ locals {
     "monitoring.googleapis.com",
     "storage.googleapis.com",
     "artifactregistry.googleapis.com",
-  ])
+  ], var.iap_enabled ? ["iap.googleapis.com"] : []))
 }
 
 resource "google_project_service" "apis" {

@@ -84,7 +84,7 @@ resource "google_cloudfunctions2_function" "fn" {
     min_instance_count             = 0
     max_instance_count             = each.value.max_instances
     service_account_email          = google_service_account.runtime.email
-    environment_variables          = merge(local.environment, lookup(local.function_environment, each.key, {}))
+    environment_variables          = merge(local.environment, lookup(local.function_environment, each.key, {}), lookup(local.iap_environment, each.key, {}))
     all_traffic_on_latest_revision = true
     # Parsers and Cloud Scheduler call from outside the project's network; every call needs an
     # identity token of an account granted the invoker role below (no public invoker).

@@ -100,7 +100,7 @@ variable "parser_service_accounts" {
 }
 
 variable "operator_members" {
-  description = "IAM members (user:, group:, serviceAccount: or domain:) who may invoke the operator functions (status)."
+  description = "IAM members (user:, group:, serviceAccount: or domain:) who may invoke the operator functions (status, admin, metrics) and, with iap_enabled, pass IAP."
   type        = list(string)
   default     = []
 
@@ -108,6 +108,18 @@ variable "operator_members" {
     condition     = alltrue([for m in var.operator_members : can(regex("^(user|group|serviceAccount|domain):[^:]+$", m))])
     error_message = "operator_members: IAM members of a named principal (user:, group:, serviceAccount:, domain:)."
   }
+}
+
+variable "iap_enabled" {
+  description = "Put Identity-Aware Proxy directly on the Cloud Run services of status and admin (iap.tf): operator_members sign in with Google in a browser. Needs the project to be in an organization, and gcloud where terraform apply runs."
+  type        = bool
+  default     = false
+}
+
+variable "iap_metrics" {
+  description = "With iap_enabled, put IAP on metrics too (a scraper then needs a token IAP admits)."
+  type        = bool
+  default     = false
 }
 
 variable "maintain_schedule" {

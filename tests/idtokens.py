@@ -10,7 +10,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
@@ -69,3 +69,43 @@ def unsigned(claims: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+# --- IAP's signed headers ---------------------------------------------------------------------
+
+#: What IAP_AUDIENCE is for IAP on the Cloud Run service of the admin function.
+IAP_AUDIENCE = "/projects/123456789/locations/us-central1/services/gardener-admin"
+
+
+def _ec_key() -> tuple[bytes, str]:
+    """A fresh P-256 key (PEM) and its public key (PEM), as IAP publishes its keys."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, public.decode()
+
+
+IAP_KEY, IAP_PUBLIC = _ec_key()
+OTHER_IAP_KEY, _ = _ec_key()
+IAP_KEYS: Mapping[str, str] = {"iap-1": IAP_PUBLIC}
+
+
+def iap_signed(key: bytes = IAP_KEY, kid: str = "iap-1", **changes: Any) -> str:
+    """An IAP-style assertion (ES256) signed with ``key``; ``changes`` replace or (None) drop claims."""
+    now = int(dt.datetime.now(dt.UTC).timestamp())
+    claims: dict[str, Any] = {
+        "iss": "https://cloud.google.com/iap",
+        "aud": IAP_AUDIENCE,
+        "email": "ops@example.org",
+        "sub": "accounts.google.com:123",
+        "iat": now,
+        "exp": now + 600,
+    }
+    claims.update(changes)
+    claims = {k: v for k, v in claims.items() if v is not None}
+    token: bytes = jwt.encode(crypt.ES256Signer.from_string(key, kid), claims)
+    return token.decode()

@@ -62,7 +62,8 @@ def action(
     def decorate(act: Action) -> Endpoint:
         def handler(request: flask.Request, app: App) -> flask.Response:
             p = parse(schema, request)
-            who = operator_of(request)
+            settings = app.services.settings()
+            who = operator_of(request, settings.iap_audience, settings.operator_token_audiences)
             return json_response(act(app.services.admin(), p, who))
 
         handler.__name__, handler.__doc__ = act.__name__, act.__doc__

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -276,3 +278,94 @@ def test_a_reader_that_stops_early_gets_no_traceback(server):
     process.stdout.close()
     err = process.stderr.read().decode()
     assert process.wait(timeout=60) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+class _Canned(http.server.BaseHTTPRequestHandler):
+    """Answers every request with the server's canned status, content type and body."""
+
+    def do_GET(self) -> None:
+        status, content_type, body = self.server.canned  # type: ignore[attr-defined]
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def canned():
+    """A local server whose answer a test sets: ``serve(status, content_type, body) -> url``."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Canned)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def serve(status: int, content_type: str, body: bytes) -> str:
+        server.canned = (status, content_type, body)  # type: ignore[attr-defined]
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield serve
+    server.shutdown()
+    server.server_close()
+
+
+def gardener(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run this tree's command line as a process."""
+    return subprocess.run(
+        [*THIS_GARDENER, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type", "body", "said"),
+    [
+        (
+            200,
+            "text/html; charset=utf-8",
+            b"<!DOCTYPE html><html><title>Sign in</title></html>",
+            "answered HTTP 200 but not with the tracker's JSON (text/html",
+        ),
+        (200, "application/json", b"[]", "not with the tracker's JSON (application/json"),
+        (401, "text/html", b"<html>Unauthorized</html>", "the platform (Cloud Run, or IAP)"),
+        (403, "application/json", b'{"error": "no"}', "the tracker at"),
+    ],
+    ids=["sign-in-page", "json-list", "platform-401", "tracker-403"],
+)
+def test_answers_that_are_not_the_trackers_are_one_line_without_a_traceback(
+    canned, status, content_type, body, said
+):
+    done = gardener("jobs", "--url", canned(status, content_type, body))
+    assert done.returncode == 1 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
+    assert said in done.stderr
+
+
+def test_deployed_without_credentials_is_one_line_saying_what_to_run(tmp_path):
+    """A person's login cannot mint ID tokens: gcloud is asked, and when it cannot help, one line."""
+    env = {
+        "PATH": str(tmp_path),  # no gcloud
+        "HOME": str(tmp_path),
+        "GCE_METADATA_HOST": "127.0.0.1:9",  # no metadata server
+        "GCE_METADATA_IP": "127.0.0.1:9",
+    }
+    url = "https://gardener-admin-abc123-uc.a.run.app"
+    done = gardener("jobs", "--url", url, env=env)
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr and "no gcloud to ask" in done.stderr
+    assert "gcloud auth print-identity-token" in done.stderr
+    (tmp_path / "gcloud").write_text(
+        "#!/bin/sh\necho 'ERROR: (gcloud.auth.print-identity-token) You do not currently have"
+        " an active account selected.' >&2\nexit 1\n"
+    )
+    (tmp_path / "gcloud").chmod(0o755)
+    done = gardener("jobs", "--url", url, env=env)
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert "an active account selected.): run `gcloud auth login`" in done.stderr

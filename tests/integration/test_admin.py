@@ -20,7 +20,16 @@ from shared.job_service import JobService
 from shared.model import Datasets, Job, Pause, ReprocessItem, State
 from shared.store import ControlStore, CursorStore, ReprocessQueue
 from shared.tracker import Tracker
-from tests.idtokens import CERTS, HOST, OTHER_KEY, signed, unsigned
+from tests.idtokens import (
+    CERTS,
+    HOST,
+    IAP_AUDIENCE,
+    IAP_KEYS,
+    OTHER_KEY,
+    iap_signed,
+    signed,
+    unsigned,
+)
 
 NOW_DAY = date(2026, 11, 27)  # the FakeClock's day; it stands at 12:00 UTC
 YESTERDAY = NOW_DAY - timedelta(days=1)
@@ -322,6 +331,73 @@ def test_only_a_verified_id_token_names_the_operator(
     assert response.status_code == status
     if who is None:
         assert "the ID token is not valid" in response.get_json()["error"]
+        assert everything(firestore_client) == before
+    else:
+        assert tracker.get_record(key).audit[-1].who == who
+
+
+@pytest.mark.parametrize(
+    ("iap", "headers", "status", "who"),
+    [
+        (
+            True,
+            {"X-Goog-IAP-JWT-Assertion": iap_signed(email="ann@example.org")},
+            200,
+            "ann@example.org",
+        ),
+        (True, {"Authorization": f"Bearer {signed()}", **OP}, 401, "did not come through IAP"),
+        (
+            True,
+            {"X-Goog-IAP-JWT-Assertion": iap_signed(aud="/projects/1/locations/r/services/s")},
+            401,
+            "is not this service",
+        ),
+        (False, {"X-Goog-IAP-JWT-Assertion": iap_signed()}, 401, "IAP_AUDIENCE is unset"),
+        (
+            False,
+            {"Authorization": f"Bearer {signed(aud='32555940559.apps.googleusercontent.com')}"},
+            200,
+            "ops@example.org",
+        ),
+        (
+            False,
+            {
+                "Authorization": f"Bearer {signed(email='sa@p.iam.gserviceaccount.com')}",
+                "X-Operator": "ann@example.org",
+            },
+            200,
+            "sa@p.iam.gserviceaccount.com for ann@example.org (claimed)",
+        ),
+    ],
+    ids=[
+        "iap",
+        "iap-header-missing",
+        "iap-wrong-audience",
+        "iap-not-configured",
+        "gcloud-token",
+        "sa-for-a-person",
+    ],
+)
+def test_iap_and_a_persons_own_token_name_the_operator(
+    api, tracker, bucket, firestore_client, monkeypatch, iap, headers, status, who
+):
+    """Behind IAP only its verified assertion names the operator; a refusal changes nothing."""
+    from shared import runtime
+    from shared.runtime import Settings
+    from shared.web import identity
+
+    monkeypatch.setattr(identity, "google_certs", lambda: CERTS)
+    monkeypatch.setattr(identity, "iap_keys", lambda: IAP_KEYS)
+    monkeypatch.setattr(
+        runtime, "settings", lambda: Settings(iap_audience=IAP_AUDIENCE if iap else "")
+    )
+    monkeypatch.setenv("K_SERVICE", "admin")
+    key = add(tracker, bucket, "a", NOW_DAY - timedelta(days=1), State.PARSING)
+    before = everything(firestore_client)
+    response = api.post(f"/admin/job/fail?id={key}&reason=r", headers={"Host": HOST, **headers})
+    assert response.status_code == status, response.get_json()
+    if status == 401:
+        assert who in response.get_json()["error"]
         assert everything(firestore_client) == before
     else:
         assert tracker.get_record(key).audit[-1].who == who

@@ -250,16 +250,18 @@ def test_a_repeated_pause_shows_the_reason_it_replaced():
 class FakeSession(requests.Session):
     """A session that answers every request with one status and JSON body, and keeps the headers."""
 
-    def __init__(self, status: int, body: object) -> None:
+    def __init__(self, status: int, body: object, content_type: str = "application/json") -> None:
         super().__init__()
-        self.status, self.body = status, body
+        self.status, self.body, self.content_type = status, body, content_type
         self.sent: list[dict[str, str]] = []
 
     def request(self, method, url, **kwargs):  # type: ignore[override]
         self.sent.append(dict(self.headers))
         response = requests.Response()
         response.status_code = self.status
-        response._content = json.dumps(self.body).encode()
+        text = self.body if isinstance(self.body, str) else json.dumps(self.body)
+        response._content = text.encode()
+        response.headers["Content-Type"] = self.content_type
         response.url = url
         return response
 
@@ -286,6 +288,7 @@ def test_no_credentials_is_one_line_saying_how_to_log_in(monkeypatch, capsys):
         )
 
     monkeypatch.setattr(cli, "identity_session", no_credentials)
+    monkeypatch.setattr("shutil.which", lambda name: None)  # no gcloud either
     assert cli.main(["jobs", "--url", DEPLOYED]) == cli.EXIT_REJECTED
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -301,6 +304,7 @@ def test_impersonation_asks_for_the_service_accounts_id_token(monkeypatch):
 
     monkeypatch.delenv("GARDENER_TOKEN", raising=False)
     monkeypatch.setattr(cli, "identity_session", fake)
+    monkeypatch.setattr("shutil.which", lambda name: None)  # the person: the login name
     sa = "ops@p.iam.gserviceaccount.com"
     assert cli.main(["jobs", "--url", DEPLOYED + "/", "--impersonate-service-account", sa]) == 0
     monkeypatch.setenv("GARDENER_IMPERSONATE", "env@p.iam.gserviceaccount.com")
@@ -354,3 +358,137 @@ def test_impersonation_mints_the_service_accounts_id_token_for_the_url(monkeypat
     assert credentials._target_audience == DEPLOYED and credentials._include_email
     assert credentials._target_credentials._target_principal == sa
     assert credentials._target_credentials._source_credentials.token == "user-token"
+
+
+def no_id_tokens(audience: str, impersonate: str = "") -> requests.Session:
+    """Application Default Credentials of a person: they cannot mint ID tokens."""
+    raise google.auth.exceptions.DefaultCredentialsError(
+        "Neither metadata server or valid service account credentials are found."
+    )
+
+
+def fake_gcloud(monkeypatch, tmp_path, script: str) -> None:
+    """Put a ``gcloud`` running ``script`` (sh) where the command line looks for it."""
+    gcloud = tmp_path / "gcloud"
+    gcloud.write_text("#!/bin/sh\n" + script + "\n")
+    gcloud.chmod(0o755)
+    monkeypatch.setattr("shutil.which", lambda name: str(gcloud) if name == "gcloud" else None)
+
+
+def test_a_persons_own_login_calls_with_gcloud_identity_token(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("GARDENER_TOKEN", raising=False)
+    monkeypatch.setattr(cli, "identity_session", no_id_tokens)
+    fake_gcloud(monkeypatch, tmp_path, 'test "$*" = "auth print-identity-token" && echo tok-of-ann')
+    session = FakeSession(200, {"Shown": 0, "Jobs": []})
+    used: list[str] = []
+
+    def sends(token: str) -> requests.Session:
+        used.append(token)
+        return session
+
+    monkeypatch.setattr(cli, "token_session", sends)
+    assert cli.main(["jobs", "--url", DEPLOYED]) == cli.EXIT_OK
+    assert used == ["tok-of-ann"] and len(session.sent) == 1
+
+
+@pytest.mark.parametrize(
+    ("script", "said"),
+    [
+        (
+            "echo 'ERROR: (gcloud.auth.print-identity-token) You do not currently have an "
+            "active account selected.' >&2; exit 1",
+            "You do not currently have an active account selected.): run `gcloud auth login`",
+        ),
+        ("exit 0", "(exit status 0): run `gcloud auth login`"),
+        ("sleep 5", "gave no token within 0.5 s"),
+    ],
+    ids=["not-logged-in", "no-token", "hangs"],
+)
+def test_gcloud_that_cannot_give_a_token_is_one_line(monkeypatch, tmp_path, capsys, script, said):
+    monkeypatch.delenv("GARDENER_TOKEN", raising=False)
+    monkeypatch.setattr(cli, "identity_session", no_id_tokens)
+    monkeypatch.setattr("shared.defaults.GCLOUD_TOKEN_TIMEOUT", 0.5)
+    fake_gcloud(monkeypatch, tmp_path, script)
+    assert cli.main(["jobs", "--url", DEPLOYED]) == cli.EXIT_REJECTED
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert said in err
+
+
+def test_impersonation_sends_the_person_for_the_audit(monkeypatch):
+    session = FakeSession(200, {"Shown": 0, "Jobs": []})
+    monkeypatch.setattr(cli, "identity_session", lambda audience, impersonate="": session)
+    monkeypatch.setenv("GARDENER_OPERATOR", "ann@example.org")
+    sa = "ops@p.iam.gserviceaccount.com"
+    assert cli.main(["jobs", "--url", DEPLOYED, "--impersonate-service-account", sa]) == 0
+    assert session.sent[0]["X-Operator"] == "ann@example.org"
+    assert (
+        cli.main(
+            ["jobs", "--url", DEPLOYED, "--impersonate-service-account", sa, "--operator", "bo"]
+        )
+        == 0
+    )
+    assert session.sent[1]["X-Operator"] == "bo"
+
+
+def test_impersonation_without_credentials_is_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "identity_session", no_id_tokens)
+    sa = "ops@p.iam.gserviceaccount.com"
+    assert cli.main(["jobs", "--url", DEPLOYED, "--impersonate-service-account", sa]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"no credentials to impersonate {sa}" in err and "application-default login" in err
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "said"),
+    [
+        (401, "<html><body>401 Unauthorized</body></html>", "text/html", "the platform"),
+        (
+            403,
+            "<html><body>Forbidden</body></html>",
+            "text/html",
+            "roles/iap.httpsResourceAccessor",
+        ),
+        (401, {"error": "the ID token is not valid: expired"}, "application/json", "the tracker"),
+    ],
+    ids=["cloud-run-401", "cloud-run-403", "tracker-401"],
+)
+def test_who_refused_the_call_is_said_in_one_line(
+    monkeypatch, capsys, status, body, content_type, said
+):
+    session = FakeSession(status, body, content_type)
+    monkeypatch.setattr(cli, "token_session", lambda token: session)
+    assert cli.main(["jobs", "--url", DEPLOYED, "--token", "t"]) == cli.EXIT_REJECTED
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert said in err and f"HTTP {status}" in err and "<html>" not in err
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["<!DOCTYPE html><html><title>Sign in - Google Accounts</title></html>", "[1, 2]", ""],
+    ids=["sign-in-page", "json-not-an-object", "empty"],
+)
+def test_a_200_answer_that_is_not_the_trackers_json_is_one_line(monkeypatch, capsys, body):
+    session = FakeSession(200, body, "text/html; charset=utf-8")
+    monkeypatch.setattr(cli, "token_session", lambda token: session)
+    assert cli.main(["jobs", "--url", DEPLOYED, "--token", "t"]) == cli.EXIT_REJECTED
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "answered HTTP 200 but not with the tracker's JSON (text/html" in err
+    assert "admin_url" in err
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(404, "<html>\n<body>\nNot Found\n</body>\n</html>"), (502, "<html>\n\nBad\nGateway</html>")],
+    ids=["html-404", "html-502-after-retries"],
+)
+def test_an_html_error_page_is_one_line(monkeypatch, capsys, status, body):
+    session = FakeSession(status, body, "text/html")
+    monkeypatch.setattr(cli, "token_session", lambda token: session)
+    monkeypatch.setattr("tenacity.nap.time.sleep", lambda seconds: None)
+    assert cli.main(["jobs", "--url", DEPLOYED, "--token", "t"]) == cli.EXIT_REJECTED
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"HTTP {status}" in err

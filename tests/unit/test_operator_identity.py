@@ -11,7 +11,21 @@ import pytest
 
 from shared.web.errors import HttpError
 from shared.web.identity import operator
-from tests.idtokens import AUDIENCE, CERTS, HOST, OTHER_KEY, signed, unsigned
+from tests.idtokens import (
+    AUDIENCE,
+    CERTS,
+    HOST,
+    IAP_AUDIENCE,
+    IAP_KEYS,
+    OTHER_IAP_KEY,
+    OTHER_KEY,
+    iap_signed,
+    signed,
+    unsigned,
+)
+
+#: The gcloud CLI's OAuth client: the audience of a person's `gcloud auth print-identity-token`.
+GCLOUD = "32555940559.apps.googleusercontent.com"
 
 
 def forged_signature(token: str) -> str:
@@ -62,6 +76,7 @@ REFUSED = [
     ("unknown-key-id", f"Bearer {signed(kid='kid-9')}", "the ID token is not valid"),
     ("expired", f"Bearer {signed(iat=HOUR_AGO - 3600, exp=HOUR_AGO)}", "the ID token is not valid"),
     ("not-google", f"Bearer {signed(iss='https://evil.example.org')}", "not Google"),
+    ("other-client-audience", f"Bearer {signed(aud='1-x.apps.googleusercontent.com')}", "accepted"),
     (
         "minted-for-another-service",
         f"Bearer {signed(aud='https://other.a.run.app')}",
@@ -138,3 +153,161 @@ def test_certificates_that_cannot_be_fetched_answer_503(monkeypatch):
     assert refused.value.status == 503 and "cannot fetch Google's certificates" in str(
         refused.value
     )
+
+
+# --- IAP and a person's own token ------------------------------------------------------------
+
+NOW = int(dt.datetime.now(dt.UTC).timestamp())
+
+#: name, IAP_AUDIENCE, IAP's header, Authorization, X-Operator, who (or the 401's message).
+CASES = [
+    ("iap-valid", IAP_AUDIENCE, iap_signed(), "", "", "ops@example.org"),
+    (
+        "iap-wins-over-a-bearer-and-a-header",
+        IAP_AUDIENCE,
+        iap_signed(),
+        "Bearer x",
+        "eve",
+        "ops@example.org",
+    ),
+    (
+        "iap-wrong-audience",
+        IAP_AUDIENCE,
+        iap_signed(aud="/projects/123456789/locations/us-central1/services/other"),
+        "",
+        "",
+        "401: its audience '/projects/123456789/locations/us-central1/services/other' is not this service",
+    ),
+    (
+        "iap-wrong-issuer",
+        IAP_AUDIENCE,
+        iap_signed(iss="https://accounts.google.com"),
+        "",
+        "",
+        "401: not IAP",
+    ),
+    (
+        "iap-expired",
+        IAP_AUDIENCE,
+        iap_signed(iat=NOW - 1200, exp=NOW - 600),
+        "",
+        "",
+        "401: IAP assertion",
+    ),
+    ("iap-other-key", IAP_AUDIENCE, iap_signed(OTHER_IAP_KEY), "", "", "401: IAP assertion"),
+    ("iap-unknown-key-id", IAP_AUDIENCE, iap_signed(kid="iap-9"), "", "", "401: IAP assertion"),
+    ("iap-not-es256", IAP_AUDIENCE, signed(aud=IAP_AUDIENCE), "", "", "401: not ES256"),
+    ("iap-no-email", IAP_AUDIENCE, iap_signed(email=None), "", "", "401: no valid email"),
+    ("iap-garbage", IAP_AUDIENCE, "not-a-jwt", "", "", "401: IAP assertion"),
+    (
+        "iap-missing-header-when-configured",
+        IAP_AUDIENCE,
+        "",
+        f"Bearer {signed()}",
+        "alice",
+        "401: did not come through IAP",
+    ),
+    (
+        "iap-header-where-iap-is-not-configured",
+        "",
+        iap_signed(),
+        "",
+        "alice",
+        "401: IAP_AUDIENCE is unset",
+    ),
+    ("gcloud-audience-user-token", "", "", f"Bearer {signed(aud=GCLOUD)}", "", "ops@example.org"),
+    (
+        "other-audience-refused",
+        "",
+        "",
+        f"Bearer {signed(aud='999-other.apps.googleusercontent.com')}",
+        "",
+        "401: is not this service",
+    ),
+    (
+        "service-account-for-a-person",
+        "",
+        "",
+        f"Bearer {signed(email='ops@p.iam.gserviceaccount.com')}",
+        "alice@example.org",
+        "ops@p.iam.gserviceaccount.com for alice@example.org (claimed)",
+    ),
+    (
+        "service-account-alone",
+        "",
+        "",
+        f"Bearer {signed(email='ops@p.iam.gserviceaccount.com')}",
+        "",
+        "ops@p.iam.gserviceaccount.com",
+    ),
+    ("person-header-ignored", "", "", f"Bearer {signed()}", "mallory", "ops@example.org"),
+]
+
+
+@pytest.mark.parametrize(
+    ("iap_audience", "assertion", "authorization", "header", "who"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_iap_assertions_and_tokens_name_the_operator_or_are_refused(
+    monkeypatch, iap_audience, assertion, authorization, header, who
+):
+    monkeypatch.setenv("K_SERVICE", "admin")
+
+    def name() -> str:
+        return operator(
+            authorization,
+            header,
+            HOST,
+            certs=lambda: CERTS,
+            iap_assertion=assertion,
+            iap_audience=iap_audience,
+            keys=lambda: IAP_KEYS,
+        )
+
+    if who.startswith("401: "):
+        with pytest.raises(HttpError) as refused:
+            name()
+        assert refused.value.status == 401 and who[5:] in str(refused.value)
+    else:
+        assert name() == who
+
+
+def test_a_gcloud_token_is_refused_when_no_client_audience_is_accepted():
+    with pytest.raises(HttpError) as refused:
+        operator(f"Bearer {signed(aud=GCLOUD)}", "", HOST, certs=lambda: CERTS, audiences=())
+    assert refused.value.status == 401 and "is not this service" in str(refused.value)
+
+
+def test_iap_keys_that_cannot_be_fetched_answer_503():
+    import requests
+
+    def down() -> Mapping[str, str]:
+        raise requests.ConnectionError("no route to host")
+
+    with pytest.raises(HttpError) as refused:
+        operator("", "", HOST, iap_assertion=iap_signed(), iap_audience=IAP_AUDIENCE, keys=down)
+    assert refused.value.status == 503 and "cannot fetch IAP's keys" in str(refused.value)
+
+
+def test_keys_are_fetched_with_a_deadline_and_cached(monkeypatch):
+    from shared.web import identity
+
+    calls: list[tuple[str, float]] = []
+
+    class Answer:
+        def raise_for_status(self) -> None:
+            pass
+
+        def json(self) -> dict[str, str]:
+            return dict(IAP_KEYS)
+
+    def get(url: str, timeout: float) -> Answer:
+        calls.append((url, timeout))
+        return Answer()
+
+    monkeypatch.setattr(identity, "_cache", {})
+    monkeypatch.setattr("requests.get", get)
+    assert identity.iap_keys() == IAP_KEYS and identity.iap_keys() == IAP_KEYS
+    assert calls == [(identity.IAP_KEYS_URL, 10.0)]
+    assert identity.iap_email(iap_signed(), IAP_AUDIENCE) == "ops@example.org"

@@ -86,3 +86,24 @@ def test_firestore_deadline_is_read_and_checked() -> None:
     for bad in ("0", "-1", "soon", "nan", "31"):
         with pytest.raises(ValueError, match="FIRESTORE_DEADLINE_SECONDS"):
             Settings.from_env({"FIRESTORE_DEADLINE_SECONDS": bad})
+
+
+def test_iap_audience_and_operator_token_audiences_are_read_and_checked() -> None:
+    s = Settings.from_env({})
+    assert s.iap_audience == "" and s.operator_token_audiences == (
+        "32555940559.apps.googleusercontent.com",
+    )
+    audience = "/projects/123/locations/us-central1/services/gardener-admin"
+    assert Settings.from_env({"IAP_AUDIENCE": audience}).iap_audience == audience
+    two = "1-a.apps.googleusercontent.com, 2-b.apps.googleusercontent.com"
+    assert Settings.from_env({"OPERATOR_TOKEN_AUDIENCES": two}).operator_token_audiences == (
+        "1-a.apps.googleusercontent.com",
+        "2-b.apps.googleusercontent.com",
+    )
+    assert Settings.from_env({"OPERATOR_TOKEN_AUDIENCES": "none"}).operator_token_audiences == ()
+    for bad in ("projects/123/locations/r/services/s", "/projects/p/locations/r/services/s", "x"):
+        with pytest.raises(ValueError, match="IAP_AUDIENCE"):
+            Settings.from_env({"IAP_AUDIENCE": bad})
+    for bad in ("https://x.a.run.app", "a.apps.googleusercontent.com;x", ","):
+        with pytest.raises(ValueError, match="OPERATOR_TOKEN_AUDIENCES"):
+            Settings.from_env({"OPERATOR_TOKEN_AUDIENCES": bad})

@@ -348,3 +348,91 @@ def test_every_function_timeout_leaves_room_beyond_the_firestore_deadline(tf: Co
         if name in ("api", "next_job"):
             assert fn["timeout"] > deadline + gcs, (name, fn["timeout"], deadline, gcs)
     assert min(fn["timeout"] for fn in tf.locals["functions"].values()) / 2 >= MAX_DEADLINE
+
+
+# --- Identity-Aware Proxy ---------------------------------------------------------------------
+
+#: The operator functions IAP can go in front of: status and admin, metrics on request.
+IAP_FUNCTIONS = {"status", "admin", "metrics"}
+
+
+def test_iap_is_off_by_default_and_covers_status_and_admin_metrics_on_request(tf: Config) -> None:
+    assert tf.variables["iap_enabled"]["default"] is False
+    assert tf.variables["iap_metrics"]["default"] is False
+    assert "organization" in tf.variables["iap_enabled"]["description"]
+    chosen = tf.locals["iap_functions"]
+    assert chosen.startswith("${var.iap_enabled ? ") and chosen.endswith(": toset([])}")
+    assert '["status", "admin"], var.iap_metrics ? ["metrics"] : []' in chosen
+    functions = tf.locals["functions"]
+    assert set(functions) >= IAP_FUNCTIONS
+    assert {functions[name]["invoker"] for name in IAP_FUNCTIONS} == {"operators"}
+
+
+def test_iap_grants_operators_access_and_its_agent_the_invoker_role(tf: Config) -> None:
+    agent = tf.resource("google_project_service_identity", "iap")
+    assert agent["service"] == "iap.googleapis.com" and agent["provider"] == "google-beta"
+    assert agent["count"] == "${var.iap_enabled ? 1 : 0}"
+    invoker = tf.resource("google_cloud_run_service_iam_member", "iap_invoker")
+    assert invoker["for_each"] == "${local.iap_functions}"
+    assert invoker["role"] == "roles/run.invoker"
+    assert invoker["member"] == "serviceAccount:${google_project_service_identity.iap[0].email}"
+    assert invoker["service"] == "${google_cloudfunctions2_function.fn[each.key].name}"
+    access = tf.resource("google_iap_web_cloud_run_service_iam_member", "operators")
+    assert access["role"] == "roles/iap.httpsResourceAccessor"
+    assert access["for_each"] == "${local.iap_accessors}"
+    assert access["member"] == "${each.value.member}"
+    assert access["cloud_run_service_name"] == (
+        "${google_cloudfunctions2_function.fn[each.value.function].name}"
+    )
+    accessors = tf.locals["iap_accessors"]
+    assert "for name in local.iap_functions" in accessors
+    assert "for member in var.operator_members" in accessors
+    assert "iap.googleapis.com" in tf.text and 'var.iap_enabled ? ["iap.googleapis.com"]' in tf.text
+
+
+def test_iap_is_switched_on_by_gcloud_again_after_each_change_of_the_function(tf: Config) -> None:
+    step = tf.resource("terraform_data", "iap")
+    assert step["for_each"] == "${local.iap_functions}"
+    assert step["triggers_replace"] == [
+        "${google_cloudfunctions2_function.fn[each.key].update_time}"
+    ]
+    on, off = (p["local-exec"] for p in step["provisioner"])
+    assert "gcloud beta run services update ${self.input.service}" in on["command"]
+    assert on["command"].endswith("--iap --quiet") and "when" not in on
+    assert off["when"] == "destroy" and off["command"].endswith("--no-iap --quiet")
+    assert "--region=${self.input.region}" in on["command"] and "--project=" in on["command"]
+
+
+def test_each_function_behind_iap_knows_the_audience_iap_signs_for(tf: Config) -> None:
+    from shared.runtime import Settings
+
+    audience = (
+        "/projects/${data.google_project.this[0].number}/locations/${var.region}"
+        "/services/${var.name_prefix}-${name}"
+    )
+    environment = tf.locals["iap_environment"]
+    assert environment == (
+        f'${{{{for name in local.iap_functions : name => {{IAP_AUDIENCE = "{audience}"}}}}}}'
+    )
+    fn = tf.resource("google_cloudfunctions2_function", "fn")
+    assert fn["name"] == '${var.name_prefix}-${replace(each.key, "_", "-")}'  # = the service
+    assert (
+        "lookup(local.iap_environment, each.key, {})"
+        in (fn["service_config"][0]["environment_variables"])
+    )
+    example = (
+        audience.replace("${data.google_project.this[0].number}", "123456789")
+        .replace("${var.region}", "us-central1")
+        .replace("${var.name_prefix}-${name}", "gardener-admin")
+    )
+    assert Settings.from_env({"IAP_AUDIENCE": example}).iap_audience == example
+
+
+def test_outputs_give_each_tool_its_url(tf: Config) -> None:
+    fn = "google_cloudfunctions2_function.fn"
+    assert tf.outputs["admin_url"]["value"] == f'${{{fn}["admin"].url}}'
+    assert tf.outputs["status_url"]["value"] == f'${{{fn}["status"].url}}/status'
+    assert tf.outputs["metrics_url"]["value"] == f'${{{fn}["metrics"].url}}/metrics'
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    for output in ("api_url", "admin_url", "status_url", "metrics_url"):
+        assert f"`{output}`" in deploy, output
