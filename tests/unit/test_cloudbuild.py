@@ -50,6 +50,7 @@ def test_the_build_tests_packages_then_plans_and_applies_that_plan() -> None:
         "test",
         "package",
         "terraform-init",
+        "terraform-binary",
         "terraform-validate",
         "terraform-plan",
         "terraform-apply",
@@ -60,8 +61,14 @@ def test_the_build_tests_packages_then_plans_and_applies_that_plan() -> None:
     assert "-backend-config=bucket=${_TF_STATE_BUCKET}" in by_id["terraform-init"]["args"]
     assert "-out=tfplan" in by_id["terraform-plan"]["args"]
     assert by_id["terraform-apply"]["args"][-1] == "tfplan"
-    images = {step["name"] for step in steps() if str(step["id"]).startswith("terraform")}
+    terraform = [s for s in steps() if str(s["id"]).startswith("terraform")]
+    images = {s["name"] for s in terraform if s["id"] != "terraform-apply"}
     assert len(images) == 1 and images.pop().split(":")[1][0].isdigit()  # one pinned version
+    # The apply runs that same binary, copied out, where gcloud is (IAP is switched on with it).
+    apply = by_id["terraform-apply"]
+    assert "/bin/terraform /workspace/.terraform-bin/" in by_id["terraform-binary"]["args"][-1]
+    assert apply["entrypoint"] == "/workspace/.terraform-bin/terraform"
+    assert "google-cloud-cli" in apply["name"] and apply["name"].split(":")[1][0].isdigit()
 
 
 def test_every_substitution_used_is_declared() -> None:
