@@ -541,3 +541,22 @@ class AdminImportParams(_Params):
         ),
     )
 
+
+# --- the job page ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobPageRequest:
+    """What the job page shows: one job, by key, as HTML or JSON."""
+
+    id: str
+    format: str
+
+
+class JobPageQuery(_Params):
+    """Query of the job page, ``/status/job``: the job ``id`` (its key) and the output format."""
+
+    _loads_into = JobPageRequest
+    _empty_is_missing = ("id", "format")
+    id = JobId(required=True)
+    format = fields.String(load_default="html", validate=validate.OneOf(["html", "json"]))
