@@ -24,9 +24,8 @@ for _dir in (Path(__file__).resolve().parent, Path(__file__).resolve().parent.pa
         break
 
 from shared import logs, runtime  # noqa: E402
+from shared.web import job_page, parsers, scheduled  # noqa: E402
 from shared.web import metrics as prometheus  # noqa: E402
-from shared.web import parsers, scheduled  # noqa: E402
-from shared.web import status as status_page  # noqa: E402
 from shared.web.routes import Router, enabled  # noqa: E402
 
 logs.setup()
@@ -76,8 +75,8 @@ def postprocess(request: flask.Request) -> flask.Response:
 
 @functions_framework.http
 def status(request: flask.Request) -> flask.Response:
-    """``/status``: every job as an HTML page or JSON."""
-    return status_page.status(request, API.app)
+    """``/status``: every job; ``/status/job?id=``: one job; each an HTML page or JSON."""
+    return job_page.status_function(request, API.app)
 
 
 @functions_framework.http

@@ -228,7 +228,7 @@ class Admin:
 
         def change(rec: JobRecord, now: datetime) -> None:
             state = rec.status.state
-            if state is not State.FAILED:
+            if transitions.Action.RETRY not in transitions.operator_actions(state):
                 hint = "reprocess it" if state is State.COMPLETE else "mark it failed first"
                 raise Conflict(
                     f"job {key} is {state.value}, not failed: only a failed "
@@ -247,12 +247,13 @@ class Admin:
 
         def change(rec: JobRecord, now: datetime) -> None:
             old = rec.status.state
-            if old is State.FAILED:
-                raise Conflict(
-                    f"job {key} is failed already, so there is nothing to fail; to run it "
-                    f"again: gardener retry {key}"
-                )
-            transitions.check(key, old, State.FAILED)
+            if transitions.Action.FAIL not in transitions.operator_actions(old):
+                if old is State.FAILED:
+                    raise Conflict(
+                        f"job {key} is failed already, so there is nothing to fail; to run it "
+                        f"again: gardener retry {key}"
+                    )
+                transitions.check(key, old, State.FAILED)  # raises: the job is terminal
             Tracker.fail(rec, f"{old.value}: failed by {who}: {reason}", now)
             dropped = f"; dropped the owed re-offer {rec.reoffer}" if rec.reoffer else ""
             rec.retry_at, rec.reoffer = None, ""

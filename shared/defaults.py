@@ -33,6 +33,20 @@ RETRY_MAX_ATTEMPTS = 3
 #: further failure (``RETRY_BACKOFF``, a Go duration).
 RETRY_BACKOFF = timedelta(minutes=10)
 
+# --- earlier runs of a job (shared.model.record) ------------------------------------------
+
+#: Earlier runs a job keeps a summary of (complete or failed, newest last); a restart beyond
+#: this drops the oldest. With :data:`RUN_HISTORY_KEEP` and :data:`RUN_ERROR_LENGTH` a job's
+#: runs take about 72 KB of its document at worst (tests/unit/test_run_summaries.py).
+RUNS_KEEP = 5
+
+#: History entries a kept run holds: its first and its latest (details cut to
+#: :data:`shared.model.OLD_DETAIL_LENGTH` characters); the others are counted.
+RUN_HISTORY_KEEP = 12
+
+#: Characters of a kept run's error; a longer one is cut.
+RUN_ERROR_LENGTH = 1000
+
 # --- next-job (shared.job_service) --------------------------------------------------------
 
 #: Candidates (GCS checks) one next-job request examines at most before answering "no job".

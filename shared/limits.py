@@ -59,10 +59,11 @@ MAX_CLOCK_SKEW = timedelta(days=1)
 #: ``google_firestore_field`` exemptions in terraform/firestore.tf): free texts, never
 #: queried. Every other string (key, names, datasets, offers, …) must stay within
 #: :data:`MAX_INDEXED_STRING_BYTES`.
-#: ``live`` holds the hot path's per-run details (up to :data:`MAX_TEXT_BYTES` each). A field
+#: ``live`` holds the hot path's per-run details (up to :data:`MAX_TEXT_BYTES` each), ``runs``
+#: the summaries of earlier runs (their errors and histories). A field
 #: added here is added to ``unindexed_job_fields`` in terraform/firestore.tf too (a test keeps
 #: the two in step).
-UNINDEXED_FIELDS = frozenset({"history", "audit", "last_error", "filter", "live"})
+UNINDEXED_FIELDS = frozenset({"history", "audit", "last_error", "filter", "live", "runs"})
 
 #: Bytes a timestamp, integer or float takes.
 _NUMBER_BYTES = 8

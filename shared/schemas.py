@@ -32,12 +32,15 @@ from shared.limits import INT64_MAX, MAX_TEXT_BYTES, date_problem, time_problem
 from shared.model import (
     BUCKET_PATTERN,
     NAME_PATTERN,
+    RUN_RE,
     SOURCE_PATTERN,
     UTC,
     Job,
     JobFilter,
     RunId,
+    RunSummary,
     State,
+    StateInfo,
 )
 
 #: Longest detail, error or reason accepted, in UTF-8 bytes (:data:`shared.limits.MAX_TEXT_BYTES`).
@@ -305,6 +308,36 @@ class StatusSchema(Schema):
     )
 
 
+def _run_token(value: str) -> None:
+    """Refuse a run token that is neither empty (a job stored without one) nor a token."""
+    if value and not RUN_RE.match(value):
+        raise ValidationError(f"malformed run {value!r}; expected 1 to 32 characters 0-9 a-z")
+
+
+class RunSummarySchema(Schema):
+    """An earlier run of a job (:class:`~shared.model.RunSummary`): a snapshot's ``Runs`` (a
+    field Go ignores) and the job page's JSON. Loads into a :class:`~shared.model.RunSummary`."""
+
+    run = fields.String(data_key="Run", load_default="", validate=_run_token)
+    attempt = fields.Integer(data_key="Attempt", load_default=1, validate=_count)
+    offer = fields.String(data_key="Offer", load_default="")
+    started = GoTime(data_key="Started", required=True, validate=in_window)
+    ended = GoTime(data_key="Ended", required=True, validate=in_window)
+    state = StateName(data_key="State", required=True)
+    error = fields.String(data_key="Error", load_default="")
+    history = fields.List(fields.Nested(StateInfoSchema), data_key="History", load_default=list)
+    dropped = fields.Integer(data_key="Dropped", load_default=0, validate=_count)
+    updates = fields.Integer(data_key="Updates", load_default=0, validate=_count)
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> RunSummary:
+        entries = tuple(
+            StateInfo(e["state"], e["start"], e["detail_time"], e["detail"])
+            for e in data["history"]
+        )
+        return RunSummary(**{**data, "history": entries})
+
+
 # --- the operator's admin API ------------------------------------------------------------
 
 #: A source by its operator name, ``experiment/datatype``.
@@ -507,3 +540,23 @@ class AdminImportParams(_Params):
             rf"^gs://{BUCKET_PATTERN}/[^\r\n]{{1,1024}}$", error="expected gs://BUCKET/OBJECT"
         ),
     )
+
+
+# --- the job page ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobPageRequest:
+    """What the job page shows: one job, by key, as HTML or JSON."""
+
+    id: str
+    format: str
+
+
+class JobPageQuery(_Params):
+    """Query of the job page, ``/status/job``: the job ``id`` (its key) and the output format."""
+
+    _loads_into = JobPageRequest
+    _empty_is_missing = ("id", "format")
+    id = JobId(required=True)
+    format = fields.String(load_default="html", validate=validate.OneOf(["html", "json"]))

@@ -11,7 +11,11 @@ The format is the Go Gardener's "saver struct v2" (``tracker.saverStructV2``)::
 so a Go tracker can start from one of our snapshots and we can start from a Go
 state file. Times are Go's (``0001-01-01T00:00:00Z`` is the zero time: no
 heartbeat yet). Bookkeeping that Go has no field for (the offer and re-offer of
-the job service, retry counters) is not exported and comes back empty.
+the job service, retry counters) is not exported and comes back empty. The one
+addition: a status entry of a job with earlier runs carries them as ``Runs``
+(:class:`~shared.schemas.RunSummarySchema`; omitted when there are none), a
+field Go's decoder ignores, and an import restores them (bounded as the
+tracker bounds them).
 
 **Export** (:func:`write_snapshot`) reads every job in one streamed query and
 writes a new, create-only object ``<prefix>YYYY-MM-DDTHH-MM-SS.ffffffZ.json``
@@ -90,8 +94,18 @@ from shared.config import error_leaves, format_path
 from shared.errors import Unavailable
 from shared.gcs import TRANSIENT
 from shared.gotime import format_time
-from shared.model import UTC, Datasets, Job, JobRecord, State, StateInfo, Status, bucket_problem
-from shared.schemas import GoTime, JobSchema, StatusSchema, in_window
+from shared.model import (
+    UTC,
+    Datasets,
+    Job,
+    JobRecord,
+    RunSummary,
+    State,
+    StateInfo,
+    Status,
+    bucket_problem,
+)
+from shared.schemas import GoTime, JobSchema, RunSummarySchema, StatusSchema, in_window
 from shared.store import MAX_BATCH, JobStore, doc_id, to_document
 
 #: Name of the pointer object under the snapshot prefix.
@@ -100,7 +114,17 @@ POINTER_NAME = "latest.json"
 _SNAPSHOT_RE = re.compile(
     r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{6}Z(?:_[0-9a-f]{8})?\.json\Z", re.ASCII
 )
-_STATUS = StatusSchema()
+
+
+class SnapshotStatusSchema(StatusSchema):
+    """A ``Statuses`` entry: Go's ``Status`` and, for a job with earlier runs, their ``Runs``."""
+
+    runs = fields.List(fields.Nested(RunSummarySchema), data_key="Runs", load_default=list)
+
+
+_STATUS = SnapshotStatusSchema()
+_GO_STATUS = StatusSchema()
+_RUNS = RunSummarySchema(many=True)
 _JOB = JobSchema()
 
 
@@ -272,6 +296,13 @@ def _mismatch(key: str, job: Job) -> str | None:
     return "fields do not match the key: " + ", ".join(diffs) if diffs else None
 
 
+def _restored(job: Job, status: Status, runs: list[RunSummary]) -> JobRecord:
+    """The record of a job restored from a snapshot, with its earlier runs (bounded)."""
+    record = JobRecord(job, status, last_update_of(status))
+    record.restore_runs(runs)
+    return record
+
+
 def last_update_of(status: Status) -> datetime:
     """Return a restored job's last update: its latest detail time, or the last start if later."""
     return max(max(e.detail_time for e in status.history), status.history[-1].start)
@@ -283,7 +314,7 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 def _check_statuses(
     entries: Iterable[tuple[str, Any]], has_job: Callable[[str], bool], problems: list[str]
-) -> Iterator[tuple[str, Status]]:
+) -> Iterator[tuple[str, tuple[Status, list[RunSummary]]]]:
     """Validate ``Statuses`` entries; yield the good ones, add a problem for each bad one."""
     for key, raw in entries:
         where = _where("Statuses", key)
@@ -303,7 +334,7 @@ def _check_statuses(
         if edge:
             problems.append(f"{where}.History{edge}")
             continue
-        yield key, _status(loaded)
+        yield key, (_status(loaded), loaded["runs"])
 
 
 def _check_jobs(
@@ -362,8 +393,8 @@ def parse_snapshot(data: Any) -> Snapshot:
     skipped: list[str] = []
     jobs = dict(_check_jobs(raw_jobs.items(), raw_statuses.__contains__, problems, skipped))
     records = [
-        JobRecord(jobs[key], status, last_update_of(status))
-        for key, status in sorted(statuses.items())
+        _restored(jobs[key], status, runs)
+        for key, (status, runs) in sorted(statuses.items())
         if key in jobs
     ]
     if not problems:  # only whole records: each problem above is reported once
@@ -646,8 +677,8 @@ class SpooledSnapshot:
             "USING (key) WHERE statuses.ok AND jobs.ok ORDER BY key"
         )
         for _key, status_raw, job_raw in rows:
-            status = _status(_STATUS.load(json.loads(status_raw)))
-            yield JobRecord(_job(_JOB.load(json.loads(job_raw))), status, last_update_of(status))
+            loaded = _STATUS.load(json.loads(status_raw))
+            yield _restored(_job(_JOB.load(json.loads(job_raw))), _status(loaded), loaded["runs"])
 
     def __len__(self) -> int:
         """The number of jobs (records) in the snapshot."""
@@ -801,7 +832,10 @@ def _upload(
             for record in store.stream_all():
                 key = _dumps(record.key)
                 sep = "," if count else ""
-                writer.write(f"{sep}{key}:{_dumps(_STATUS.dump(record.status))}".encode())
+                status = _GO_STATUS.dump(record.status)
+                if record.runs:
+                    status["Runs"] = _RUNS.dump(record.runs)
+                writer.write(f"{sep}{key}:{_dumps(status)}".encode())
                 spool.write(f"{sep}{key}:{_dumps(_JOB.dump(record.job))}".encode())
                 count += 1
             writer.write(b'},"Jobs":{')

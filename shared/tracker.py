@@ -206,7 +206,8 @@ class Tracker:
         retry backoff; any other existing job raises :class:`JobAlreadyExists`.
         Of concurrent callers exactly one succeeds. Restarting a failed job
         counts one more attempt and keeps its error in ``last_error``;
-        restarting a complete one starts counting afresh. ``ignore_backoff``
+        restarting a complete one starts counting afresh. Either way the run
+        that ended is kept, summarised, in ``runs`` (bounded). ``ignore_backoff``
         restarts a failed job even within its backoff (operator reprocessing);
         ``note`` is added to the job's audit, which a restart keeps.
         """
@@ -239,6 +240,7 @@ class Tracker:
                 record.attempts = existing.attempts + 1
                 record.last_error = existing.status.error
             record.audit = existing.audit
+            record.keep_run(existing)
             if note is not None:
                 record.note(note)
             try:

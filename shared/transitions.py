@@ -57,6 +57,31 @@ class Role(str, enum.Enum):
     OPERATOR = "operator"  # operators, post-processing, expiry: bound by the table only
 
 
+class Action(str, enum.Enum):
+    """An operator's action on one job, named as the ``gardener`` command that takes it."""
+
+    FAIL = "fail"
+    RETRY = "retry"
+    REPROCESS = "reprocess"
+
+
+def operator_actions(state: State) -> tuple[Action, ...]:
+    """The operator's actions a job in ``state`` allows, in the order to offer them.
+
+    ``fail``: a state the table lets become ``failed`` (every state in flight);
+    ``retry``: ``failed`` alone; ``reprocess``: a terminal state, which it
+    restarts (a job in flight would only be owed a re-offer when it ends).
+    """
+    actions = []
+    if is_allowed(state, S.FAILED) and state is not S.FAILED:
+        actions.append(Action.FAIL)
+    if state is S.FAILED:
+        actions.append(Action.RETRY)
+    if state in TERMINAL:
+        actions.append(Action.REPROCESS)
+    return tuple(actions)
+
+
 def owner(state: State) -> str:
     """Name who sets ``state``, as the transitions table and refusals say it."""
     if state is S.INIT:

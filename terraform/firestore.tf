@@ -44,7 +44,7 @@ locals {
   # Free-text fields of a job document that no query uses: no single-field index, so a
   # long detail is neither cut in an index (1,500 bytes) nor paid for. The same list as
   # UNINDEXED_FIELDS in shared/limits.py; a map's subfields (history.N.detail) follow it.
-  unindexed_job_fields = ["history", "audit", "last_error", "filter", "live"]
+  unindexed_job_fields = ["history", "audit", "last_error", "filter", "live", "runs"]
 }
 
 resource "google_firestore_field" "unindexed" {

@@ -7,7 +7,8 @@ One module per noun, every public name re-exported here
 * :mod:`~shared.model.job` — :class:`Job`, :class:`State`, :class:`Datasets`, keys and runs.
 * :mod:`~shared.model.status` — :class:`Status` and its history of :class:`StateInfo`.
 * :mod:`~shared.model.record` — :class:`JobRecord` (a job, its status and the
-  tracker's bookkeeping) and the operators' :class:`AuditEntry`.
+  tracker's bookkeeping), the operators' :class:`AuditEntry` and the
+  :class:`RunSummary` of an earlier run.
 * :mod:`~shared.model.reprocess` — :class:`ReprocessItem`, a queued reprocessing.
 * :mod:`~shared.model.pause` — :class:`Pause`, an operator's pause.
 * :mod:`~shared.model.job_filter` — :class:`JobFilter`, which jobs a listing is about.
@@ -47,7 +48,7 @@ from shared.model.names import (
     ymd,
 )
 from shared.model.pause import Pause
-from shared.model.record import AUDIT_KEEP, FREE, AuditEntry, JobRecord
+from shared.model.record import AUDIT_KEEP, FREE, AuditEntry, JobRecord, RunSummary
 from shared.model.reprocess import ReprocessItem
 from shared.model.status import (
     HISTORY_FULL_DETAILS,
@@ -89,6 +90,7 @@ __all__ = [
     "Pause",
     "ReprocessItem",
     "RunId",
+    "RunSummary",
     "State",
     "StateInfo",
     "Status",

@@ -1,4 +1,5 @@
-"""A job record: a job, its status and the tracker's bookkeeping; and the operators' audit of it.
+"""A job record: a job, its status and the tracker's bookkeeping; the operators' audit of it
+and the summaries of its earlier runs.
 
 Pure: how a record is stored is the store's business
 (:mod:`shared.store.documents`).
@@ -6,11 +7,12 @@ Pure: how a record is stored is the store's business
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from shared.model.job import Job, new_run
-from shared.model.status import Status
+from shared import defaults
+from shared.model.job import Job, State, new_run
+from shared.model.status import OLD_DETAIL_LENGTH, StateInfo, Status
 
 #: The lease time of a job no post-processing tick holds (a time always in the past).
 FREE = datetime(1970, 1, 1, tzinfo=UTC)
@@ -31,6 +33,75 @@ class AuditEntry:
     action: str
     #: Why, or what came of it.
     detail: str = ""
+
+
+def _cut(text: str, length: int) -> str:
+    """``text``, cut to ``length`` characters (the last one an ellipsis) when longer."""
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """An earlier run of a job, as it ended: kept on the job when it is started again.
+
+    Bounded: its history holds the first entry and the latest of the run, at most
+    :data:`~shared.defaults.RUN_HISTORY_KEEP` (the others counted in ``dropped``),
+    each detail cut to :data:`~shared.model.OLD_DETAIL_LENGTH` characters, and its
+    error to :data:`~shared.defaults.RUN_ERROR_LENGTH`.
+    """
+
+    #: The run's token ("" for a job stored without one).
+    run: str
+    #: Which attempt the run was (1 for the first since the job last completed).
+    attempt: int
+    #: The next-job offer that handed it out ("" if added otherwise).
+    offer: str
+    #: When it started (its first history entry).
+    started: datetime
+    #: When it ended (it entered its final state).
+    ended: datetime
+    #: Its final state: ``complete`` or ``failed``.
+    state: State
+    #: Its error when it failed, else "".
+    error: str
+    #: Its history, first entry and latest, oldest first.
+    history: tuple[StateInfo, ...]
+    #: History entries of the run left out of :attr:`history` (between the first and the kept).
+    dropped: int = 0
+    #: Updates the run counted.
+    updates: int = 0
+
+    def bounded(self) -> RunSummary:
+        """Return the summary within its bounds: the first history entry and the latest, at
+        most :data:`~shared.defaults.RUN_HISTORY_KEEP` (the others counted in ``dropped``),
+        details and error cut. Applied to every run kept, a restored one too."""
+        keep = max(1, defaults.RUN_HISTORY_KEEP - 1)
+        tail = list(self.history[1:][-keep:])
+        kept = [*self.history[:1], *tail]
+        return replace(
+            self,
+            error=_cut(self.error, defaults.RUN_ERROR_LENGTH),
+            history=tuple(replace(e, detail=_cut(e.detail, OLD_DETAIL_LENGTH)) for e in kept),
+            dropped=self.dropped + len(self.history) - len(kept),
+        )
+
+    @classmethod
+    def of(cls, record: JobRecord) -> RunSummary:
+        """Return the bounded summary of ``record``'s run as it stands (a finished job's, to keep it)."""
+        status = record.status
+        whole = cls(
+            run=record.run,
+            attempt=record.attempts,
+            offer=record.offer,
+            started=status.start_time,
+            ended=status.state_change_time,
+            state=status.state,
+            error=status.error,
+            history=tuple(status.history),
+            dropped=status.dropped,
+            updates=status.update_count,
+        )
+        return whole.bounded()
 
 
 @dataclass
@@ -71,10 +142,21 @@ class JobRecord:
     progress_folded: int = 0
     #: When the job document last took a sum of this run's shards (None: never).
     progress_summed_at: datetime | None = None
+    #: Earlier runs, oldest first, at most :data:`~shared.defaults.RUNS_KEEP` (kept across restarts).
+    runs: list[RunSummary] = field(default_factory=list)
 
     def note(self, entry: AuditEntry) -> None:
         """Append an operator action to the audit, dropping the oldest beyond :data:`AUDIT_KEEP`."""
         self.audit = [*self.audit, entry][-AUDIT_KEEP:]
+
+    def keep_run(self, ended: JobRecord) -> None:
+        """Add the summary of the finished run ``ended`` to :attr:`runs` (``ended``'s earlier
+        runs before it), dropping the oldest beyond :data:`~shared.defaults.RUNS_KEEP`."""
+        self.runs = [*ended.runs, RunSummary.of(ended)][-defaults.RUNS_KEEP :]
+
+    def restore_runs(self, runs: list[RunSummary]) -> None:
+        """Set :attr:`runs` from a snapshot: the latest :data:`~shared.defaults.RUNS_KEEP`, each bounded."""
+        self.runs = [r.bounded() for r in runs[-defaults.RUNS_KEEP :]]
 
     @property
     def key(self) -> str:

@@ -32,6 +32,7 @@ from shared.model import (
     Datasets,
     Job,
     JobRecord,
+    RunSummary,
     State,
     StateInfo,
     Status,
@@ -123,6 +124,40 @@ def _entry_to_doc(info: StateInfo) -> dict[str, Any]:
     }
 
 
+def _entry_from_doc(e: dict[str, Any]) -> StateInfo:
+    return StateInfo(State(e["state"]), e["start"], e["detail_time"], e.get("detail", ""))
+
+
+def _run_to_doc(run: RunSummary) -> dict[str, Any]:
+    return {
+        "run": run.run,
+        "attempt": run.attempt,
+        "offer": run.offer,
+        "started": run.started,
+        "ended": run.ended,
+        "state": run.state.value,
+        "error": run.error,
+        "history": [_entry_to_doc(e) for e in run.history],
+        "dropped": run.dropped,
+        "updates": run.updates,
+    }
+
+
+def _run_from_doc(data: dict[str, Any]) -> RunSummary:
+    return RunSummary(
+        run=data.get("run", ""),
+        attempt=data.get("attempt", 1),
+        offer=data.get("offer", ""),
+        started=data["started"],
+        ended=data["ended"],
+        state=State(data["state"]),
+        error=data.get("error", ""),
+        history=tuple(_entry_from_doc(e) for e in data.get("history") or () if "state" in e),
+        dropped=data.get("dropped", 0),
+        updates=data.get("updates", 0),
+    )
+
+
 def to_document(record: JobRecord) -> dict[str, Any]:
     """Return the Firestore document of a record."""
     job, status = record.job, record.status
@@ -161,6 +196,7 @@ def to_document(record: JobRecord) -> dict[str, Any]:
             {"time": a.time, "who": a.who, "action": a.action, "detail": a.detail}
             for a in record.audit
         ],
+        "runs": [_run_to_doc(r) for r in record.runs],
     }
 
 
@@ -248,10 +284,7 @@ def from_document(
     entries = sorted(
         ((int(i), e) for i, e in data["history"].items() if "state" in e), key=lambda p: p[0]
     )
-    history = [
-        StateInfo(State(e["state"]), e["start"], e["detail_time"], e.get("detail", ""))
-        for _, e in entries
-    ] or [_stand_in_entry(data)]
+    history = [_entry_from_doc(e) for _, e in entries] or [_stand_in_entry(data)]
     run = data.get("run", "")
     live = (data.get("live") or {}).get(run or NO_RUN) or {}
     folded = data.get("progress_folded") or 0
@@ -308,4 +341,5 @@ def from_document(
         run=run,
         progress_folded=folded,
         progress_summed_at=live.get("summed_at"),
+        runs=[_run_from_doc(r) for r in data.get("runs") or ()],
     )

@@ -7,7 +7,8 @@ the web layer (model, store, operations) imports from here.
 - :mod:`~shared.web.errors`: the status code of each error.
 - :mod:`~shared.web.routes`: the one route table, its groups, the routers.
 - :mod:`~shared.web.parsers`, :mod:`~shared.web.scheduled`, :mod:`~shared.web.status`,
-  :mod:`~shared.web.metrics`, :mod:`~shared.web.openapi`, :mod:`~shared.web.admin`:
+  :mod:`~shared.web.job_page`, :mod:`~shared.web.metrics`, :mod:`~shared.web.openapi`,
+  :mod:`~shared.web.admin`:
   the endpoints, each module with its routes.
 - :mod:`~shared.web.views`: the Go-shaped JSON of jobs, pauses, audit, queue items, controls.
 - :mod:`~shared.web.identity`: who makes an admin request (Google ID tokens).

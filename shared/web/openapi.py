@@ -23,7 +23,15 @@ import flask
 from marshmallow import INCLUDE, Schema, fields
 
 from shared.model import KEY_RE, MAX_KEY_LENGTH, MAX_RUN_LENGTH, RUN_RE, RUN_SEPARATOR, State
-from shared.schemas import GoTime, JobId, JobSchema, ParserJobId, StateName, StatusSchema
+from shared.schemas import (
+    GoTime,
+    JobId,
+    JobSchema,
+    ParserJobId,
+    RunSummarySchema,
+    StateName,
+    StatusSchema,
+)
 from shared.web.endpoint import Answer, App, Endpoint, Route, endpoint, json_response
 
 if TYPE_CHECKING:
@@ -182,6 +190,23 @@ class FailedJob(AdminJob):
     """A job an operator failed, with the state it was in."""
 
     Previous = _state(required=True)
+
+
+class CommandAnswer(Schema):
+    """A ``gardener`` command that acts on a job in its state."""
+
+    Action = fields.String(required=True, metadata={"enum": ["show", "fail", "retry", "reprocess"]})
+    Command = fields.String(required=True, metadata={"description": "the command line"})
+    Does = fields.String(required=True, metadata={"description": "what it does"})
+
+
+class JobPageAnswer(AdminJob):
+    """One job as its page's JSON shows it (``/status/job?format=json``): the admin view, the
+    current run's token, the earlier runs (oldest first) and the commands that act on it."""
+
+    Run = fields.String(required=True, metadata={"description": "the current run's token"})
+    Runs = fields.List(fields.Nested(RunSummarySchema), required=True)
+    Commands = fields.List(fields.Nested(CommandAnswer), required=True)
 
 
 class JobList(Schema):

@@ -14,15 +14,16 @@ from collections.abc import Mapping
 import flask
 
 from shared.config import ConfigError
-from shared.web import admin, metrics, openapi, parsers, scheduled, status
+from shared.web import admin, job_page, metrics, openapi, parsers, scheduled, status
 from shared.web.endpoint import App, Endpoint, Route, Services, error_response
 
 #: Every route: the parsers' Go paths and each entry point's name, the scheduled
-#: ticks, the status page and metrics, the OpenAPI document, ``/admin/...``.
+#: ticks, the status and job pages and metrics, the OpenAPI document, ``/admin/...``.
 ROUTES: tuple[Route, ...] = (
     *parsers.ROUTES,
     *scheduled.ROUTES,
     *status.ROUTES,
+    *job_page.ROUTES,
     *metrics.ROUTES,
     *openapi.ROUTES,
     *admin.ROUTES,

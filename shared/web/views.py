@@ -21,11 +21,12 @@ from shared.admin import (
 )
 from shared.gotime import format_time
 from shared.model import FREE, UTC, AuditEntry, JobRecord, Pause, ReprocessItem, State
-from shared.schemas import JobSchema, StatusSchema
+from shared.schemas import JobSchema, RunSummarySchema, StatusSchema
 from shared.transitions import TERMINAL
 
 _JOB = JobSchema()
 _STATUS = StatusSchema()
+_RUNS = RunSummarySchema(many=True)
 
 #: The latest time Firestore (and Python) can hold: an expiry beyond it is shown as it.
 LATEST = datetime.max.replace(tzinfo=UTC)
@@ -84,6 +85,24 @@ def job_view(record: JobRecord) -> dict[str, Any]:
         "LeaseOwner": record.lease_owner,
         "LeaseUntil": format_time(record.lease_until) if record.lease_until != FREE else None,
         "Audit": [audit_json(a) for a in record.audit],
+    }
+
+
+def job_page_json(
+    record: JobRecord, timeout: timedelta | None, commands: list[tuple[str, str, str]]
+) -> dict[str, Any]:
+    """Return one job as its page's JSON shows it: the admin view, its expiry, the current
+    run's token, the earlier runs (oldest first) and the ``gardener`` commands that act on
+    it, each (action, command line, what it does)."""
+    expiry = expires_at(record, timeout)
+    return {
+        **job_view(record),
+        "ExpiresAt": format_time(expiry) if expiry else None,
+        "Run": record.run,
+        "Runs": _RUNS.dump(record.runs),
+        "Commands": [
+            {"Action": action, "Command": line, "Does": does} for action, line, does in commands
+        ],
     }
 
 

@@ -150,3 +150,49 @@ def test_status_page_screenshot(page_url, tmp_path):
     )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 10_000  # a rendered page, not a blank one
+
+
+#: A page that loads ``page`` (a file beside it) in a frame ``width`` px wide and puts in its
+#: title whether the frame's page fits that width (no horizontal overflow), then the frame
+#: page's own title.
+FRAME = """<!doctype html><html><head><title>loading</title></head><body style="margin:0">
+<iframe id="f" src="{page}" style="width:{width}px;height:900px;border:0"></iframe>
+<script>
+document.getElementById("f").addEventListener("load", function () {{
+  var page = this.contentDocument, root = page.documentElement;
+  var fits = root.scrollWidth <= root.clientWidth;
+  document.title = (fits ? "fits" : "overflows " + root.scrollWidth + " > " + root.clientWidth)
+    + " | " + page.title;
+}});
+</script></body></html>"""
+
+
+def test_job_page_fits_desktop_and_phone_widths_and_escapes_script(page_url, tmp_path):
+    """The job page of a job with a script in its detail, and of a failed one, at 1400 and
+    390 px: no horizontal overflow, the script shown as text and never run.
+
+    The page as served is saved beside a frame page (a script in a file may read a frame of
+    the same directory, not one of the server's origin) that measures it.
+    """
+    from urllib.parse import quote
+
+    base, jobs = page_url
+    for name in ("evil", "failed"):
+        served = requests.get(f"{base}/status/job?id={quote(jobs[name], safe='')}", timeout=30)
+        assert served.status_code == 200, served.text[:2000]
+        (tmp_path / f"{name}.html").write_bytes(served.content)
+        for width in (1400, 390):
+            frame = tmp_path / f"frame-{name}-{width}.html"
+            frame.write_text(FRAME.format(page=f"{name}.html", width=width))
+            dom = chromium(
+                tmp_path,
+                "--allow-file-access-from-files",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                frame.as_uri(),
+            )
+            found = re.search(r"<title>(.*?)</title>", dom, re.S)
+            assert found, dom[:2000]
+            fits, _, title = html.unescape(found.group(1)).partition(" | ")
+            assert fits == "fits", (name, width, fits)
+            assert title.startswith("Gardener job ") and "pwned" not in title, title

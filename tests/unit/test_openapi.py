@@ -86,12 +86,14 @@ def test_responses_are_the_answers_and_the_errors_each_endpoint_can_give(served)
 
 #: The error statuses of each operation, from what its handler can raise: the wrapper's
 #: 405 and 500 everywhere; 400 and the missing-parameter codes only with parameters;
-#: 409 and 410 only where a job's state or existence is at stake; 401 where the
+#: 409 and 410 only where a job's state or existence is at stake (the job page, a page,
+#: answers an unknown job with 404); 401 where the
 #: operator is named; 503 wherever Firestore is read (and next's no-job answer).
 ERRORS = {
     "/openapi.json": {405, 500},
     "/metrics": {405, 500, 503},
     "/status": {400, 405, 500, 503},
+    "/status/job": {400, 404, 405, 422, 500, 503},
     "/maintain": {405, 500, 503},
     "/postprocess": {405, 500, 503},
     "/v2/job/next": {405, 500, 503},
