@@ -113,6 +113,11 @@ class Config:
     #: The least time between the starts of two historical cycles (0: no pacing).
     min_cycle_interval: timedelta = defaults.MIN_CYCLE_INTERVAL
 
+    @property
+    def needs_bigquery(self) -> bool:
+        """Whether a source has BigQuery steps (any pipeline but the empty one)."""
+        return any(source.pipeline != () for source in self.sources)
+
 
 class ConfigError(ValueError):
     """A bad config: the message lists every problem, one ``path: message`` per line."""

@@ -37,7 +37,7 @@ from shared import defaults
 from shared.config import Config
 from shared.errors import JobAlreadyExists, JobNotFound, Unavailable
 from shared.gcs import ArchiveLister
-from shared.gotime import format_time
+from shared.gotime import format_duration, format_time
 from shared.model import AuditEntry, Job, JobRecord, ReprocessItem, source_name
 from shared.store import ControlStore, CursorState, CursorStore, ReprocessQueue
 from shared.streams import Candidate, Position, Stream, candidate, initial_position, next_cycle_at
@@ -482,7 +482,7 @@ class JobService:
                 "the %s cycle ended; the next starts at %s (min_cycle_interval %s)",
                 stream.value,
                 format_time(paced),
-                self.config.min_cycle_interval,
+                format_duration(self.config.min_cycle_interval),
             )
         self.cursors.advance(
             stream.value,
