@@ -306,6 +306,7 @@ def test_tickers_and_snapshots_have_switches(emulator_host, gcs_url, project):
         assert "Not calling /postprocess (POSTPROCESS_INTERVAL=off)" in printed
         assert "Calling /maintain every 0.5 s" in printed
         assert "Snapshots: off (SNAPSHOTS=off)" in printed
+        assert "BigQuery" not in printed  # no source of the demo config needs it
         code, summary = post(f"{base}/maintain")
         assert code == 200 and summary["snapshot"] is None
 
