@@ -14,6 +14,12 @@ answers 200, stopped with SIGTERM. Two things make it work offline:
 ``gs://bucket/path`` URIs in load jobs are read from ``{gcs_root}/bucket/path``
 (``BQEMU_GCS_LOCAL_ROOT``). Clients reach the emulator through :func:`client`.
 
+Of the post-processing steps, the emulator runs the load and the dedup; the
+copy, the partition delete and the join it refuses (:data:`UNSUPPORTED`,
+measured: ``tests/integration/test_bq_emulator_steps.py``). :func:`create_tables`
+creates the datasets and tables a config's steps need, :func:`write_rows` rows
+for a load to find.
+
 ``BQEMULATOR_PYTHON`` may name another interpreter that has ``bqemulator``
 installed (its dependency pins differ from the runtime's); by default the
 current interpreter runs it.
@@ -21,18 +27,25 @@ current interpreter runs it.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Iterable
+from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from local.emulator import EmulatorError, EmulatorProcess
+from shared.model import Job, State
+from shared.warehouse import ANNOTATION_TABLE, DATE_COLUMN
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
+
+    from shared.config import Config
 
 PACKAGE = "bqemulator"
 VERSION = "1.4.0"
@@ -164,3 +177,103 @@ def client(url: str, project: str = DEMO_PROJECT) -> bigquery.Client:
     return bigquery.Client(
         project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": url}
     )
+
+
+#: The post-processing steps this emulator version cannot run, and why: a job
+#: whose pipeline reaches one of them fails there, with BigQuery's error as its detail.
+UNSUPPORTED: dict[State, str] = {
+    State.COPYING: (
+        "copies one partition (table$YYYYMMDD), and the emulator addresses no "
+        "partition: 'Not found: table'"
+    ),
+    State.DELETING: (
+        "deletes one partition (table$YYYYMMDD), and the emulator refuses the "
+        "decorator: 'Invalid table id'"
+    ),
+    State.JOINING: (
+        "writes a partition of its destination with schema update options, which "
+        "the emulator refuses: 'Schema update options should only be specified with "
+        "WRITE_APPEND disposition'"
+    ),
+}
+
+
+def row_schema() -> list[bigquery.SchemaField]:
+    """The columns of the tables :func:`create_tables` makes: what the steps read and write."""
+    from google.cloud import bigquery
+
+    parser = bigquery.SchemaField(
+        "parser",
+        "RECORD",
+        fields=[
+            bigquery.SchemaField("Version", "STRING"),
+            bigquery.SchemaField("Time", "TIMESTAMP"),
+        ],
+    )
+    return [
+        bigquery.SchemaField("id", "STRING"),
+        bigquery.SchemaField(DATE_COLUMN, "DATE"),
+        parser,
+    ]
+
+
+def create_tables(bq: bigquery.Client, config: Config, deadline: float = 30.0) -> list[str]:
+    """Create what ``config``'s BigQuery steps need; return the table ids, existing ones too.
+
+    For each source with BigQuery steps: its ``tmp``, ``raw`` and ``join``
+    datasets, a table named after its datatype in ``tmp`` (the load appends to
+    it) and in ``raw`` (the copy's destination), and the annotations' table in
+    ``raw`` when it has a join. Tables are partitioned by day on ``date``.
+    Each call, its retries included, ends within ``deadline`` seconds.
+    """
+    from google.cloud import bigquery
+    from google.cloud.bigquery.retry import DEFAULT_RETRY
+
+    limits: dict[str, Any] = {"timeout": deadline, "retry": DEFAULT_RETRY.with_timeout(deadline)}
+
+    tables: dict[str, None] = {}
+    for source in config.sources:
+        if source.pipeline == ():
+            continue
+        datasets = source.datasets
+        for name in (datasets.tmp, datasets.raw, datasets.join):
+            if name:
+                bq.create_dataset(f"{bq.project}.{name}", exists_ok=True, **limits)
+        tables[f"{bq.project}.{datasets.tmp}.{source.datatype}"] = None
+        tables[f"{bq.project}.{datasets.raw}.{source.datatype}"] = None
+        if datasets.join:
+            tables[f"{bq.project}.{datasets.raw}.{ANNOTATION_TABLE}"] = None
+    for table_id in tables:
+        table = bigquery.Table(table_id, schema=row_schema())
+        table.time_partitioning = bigquery.TimePartitioning(field=DATE_COLUMN)
+        bq.create_table(table, exists_ok=True, **limits)
+    return list(tables)
+
+
+def unsupported_steps(steps: Iterable[State]) -> dict[State, str]:
+    """The steps among ``steps`` that the emulator cannot run, in chain order, with why."""
+    wanted = set(steps)
+    return {step: why for step, why in UNSUPPORTED.items() if step in wanted}
+
+
+def write_rows(gcs_root: Path, input_bucket: str, job: Job, name: str, ids: Iterable[str]) -> Path:
+    """Write one NDJSON file of rows for ``job`` where its load reads (``gs://input_bucket/…``).
+
+    The file is ``{gcs_root}/{input_bucket}/{bucket}/{experiment}/{datatype}/YYYY/MM/DD/{name}``;
+    each row has an ``id``, the job's date and a parser time.
+    """
+    folder = gcs_root / input_bucket / job.bucket / job.experiment / job.datatype
+    folder = folder / f"{job.date:%Y/%m/%d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    day: date = job.date
+    rows = (
+        {
+            "id": i,
+            DATE_COLUMN: f"{day:%Y-%m-%d}",
+            "parser": {"Version": "demo", "Time": f"{day:%Y-%m-%d}T12:00:00Z"},
+        }
+        for i in ids
+    )
+    path = folder / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

@@ -11,8 +11,14 @@ would (``/maintain`` every ``MAINTAIN_INTERVAL`` seconds and ``/postprocess``
 every ``POSTPROCESS_INTERVAL``, default 10; ``0`` or ``off`` turns one off;
 ``SNAPSHOTS=off`` turns the snapshots of ``maintain`` off), and stops
 everything on Ctrl-C, SIGTERM or SIGHUP (it first checks that the port is
-free). With ``--fleet N`` (or ``FLEET=N``) it also runs N simulated parsers
-(:mod:`local.fleet`) and, with the demo config, shortens the tracker timeout
+free). When a source of the config has BigQuery steps, it also starts the
+BigQuery emulator (unless ``BIGQUERY_EMULATOR_HOST`` points at a running one,
+or ``BIGQUERY=off``), creates the datasets and tables the steps need, points
+the functions at it without credentials and says which steps the emulator
+cannot run; ``local/demo-bigquery-config.yml`` is the demo config with the
+standard chain, for which it also writes rows for the loads to find. With
+``--fleet N`` (or ``FLEET=N``) it also runs N simulated parsers
+(:mod:`local.fleet`) and, with a demo config, shortens the tracker timeout
 to 20 s, the timers to 5 s and the retry backoff to 10 s so every state shows
 within a minute.
 """
@@ -36,16 +42,23 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from local import bq_emulator
+from local.bq_emulator import BqEmulator
 from local.emulator import EmulatorError, FirestoreEmulator
 from local.fleet import Fleet
 from local.gcs_emulator import GcsEmulator, client, seed
-from shared.config import ConfigError, load_config
-from shared.model import utcnow
+from shared.config import Config, ConfigError, load_config
+from shared.gotime import format_duration
+from shared.model import Job, State, utcnow
+from shared.postprocess import STANDARD_PIPELINE
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "functions" / "main.py"
 DEFAULT_PROJECT = "demo-gardener"
 DEMO_CONFIG = ROOT / "local" / "demo-config.yml"
+#: The demo config with the standard chain of BigQuery steps (the BigQuery emulator runs them).
+DEMO_BIGQUERY_CONFIG = ROOT / "local" / "demo-bigquery-config.yml"
+DEMO_CONFIGS = (DEMO_CONFIG, DEMO_BIGQUERY_CONFIG)
 DEMO_BUCKET = "archive-demo"
 SNAPSHOT_BUCKET = "gardener-snapshots"
 
@@ -56,6 +69,10 @@ LOCAL_SETTINGS = {
     "RETRY_BACKOFF": "30s",
     "CLEANUP_DELAY": "10m",
 }
+
+#: Settings of the functions when the stack runs the BigQuery emulator, unless the environment
+#: sets them: the bucket the loads read rows from (a folder under ``.local/bq-gcs``).
+BIGQUERY_SETTINGS = {"INPUT_BUCKET": "parser-output"}
 
 #: The scheduled functions and the environment variable that sets each one's interval.
 SCHEDULED = {"/maintain": "MAINTAIN_INTERVAL", "/postprocess": "POSTPROCESS_INTERVAL"}
@@ -96,12 +113,52 @@ def intervals(environ: dict[str, str] | os._Environ[str], fleet: bool) -> dict[s
     return result
 
 
+def _switch(environ: dict[str, str] | os._Environ[str], variable: str) -> bool:
+    raw = environ.get(variable, "on").strip().lower()
+    if raw not in ON + OFF:
+        raise SettingError(f"{variable} must be on or off (or 1 or 0), not {raw!r}")
+    return raw in ON
+
+
 def snapshots_on(environ: dict[str, str] | os._Environ[str]) -> bool:
     """Whether ``SNAPSHOTS`` (default on) keeps the snapshots of ``maintain`` on."""
-    raw = environ.get("SNAPSHOTS", "on").strip().lower()
-    if raw not in ON + OFF:
-        raise SettingError(f"SNAPSHOTS must be on or off (or 1 or 0), not {raw!r}")
-    return raw in ON
+    return _switch(environ, "SNAPSHOTS")
+
+
+def bigquery_on(environ: dict[str, str] | os._Environ[str]) -> bool:
+    """Whether ``BIGQUERY`` (default on) lets the stack start the BigQuery emulator when needed."""
+    return _switch(environ, "BIGQUERY")
+
+
+def bigquery_steps(config: Config) -> list[State]:
+    """The BigQuery steps the config's sources run, in chain order (none: no emulator needed)."""
+    used = {
+        step
+        for source in config.sources
+        for step in (STANDARD_PIPELINE if source.pipeline is None else source.pipeline)
+    }
+    return [step for step in STANDARD_PIPELINE if step in used]
+
+
+def bigquery_warnings(config: Config) -> list[str]:
+    """One line per step of the config that the BigQuery emulator cannot run."""
+    return [
+        f"The BigQuery emulator cannot run {step.value}: it {why}; "
+        f"a job fails there, with that error as its detail"
+        for step, why in bq_emulator.unsupported_steps(bigquery_steps(config)).items()
+    ]
+
+
+def demo_rows(gcs_root: Path, input_bucket: str, names: list[str]) -> int:
+    """Write rows for each demo archive where its job's load reads them; return the files written."""
+    for name in names:
+        experiment, datatype, year, month, day, archive = name.split("/")
+        job = Job(DEMO_BUCKET, experiment, datatype, date(int(year), int(month), int(day)))
+        stem = archive.removesuffix(".tgz")
+        bq_emulator.write_rows(
+            gcs_root, input_bucket, job, f"{stem}.json", [f"{stem}-{i}" for i in range(3)]
+        )
+    return len(names)
 
 
 #: The demo config's tracker timeout (``DEMO_TIMEOUT``), without and with a fleet.
@@ -332,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         schedule = intervals(os.environ, bool(args.fleet))
         snapshots = snapshots_on(os.environ)
+        bigquery = bigquery_on(os.environ)
     except SettingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -354,18 +412,23 @@ def main(argv: list[str] | None = None) -> int:
         env.update({k: v for k, v in FLEET_SETTINGS.items() if k not in os.environ})
     if not snapshots:
         env["SNAPSHOT_BUCKET"] = ""
-    config_path = os.environ.get("GARDENER_CONFIG")
-    if not config_path:
-        config_path = str(DEMO_CONFIG)
+    config_path = os.environ.get("GARDENER_CONFIG") or str(DEMO_CONFIG)
+    demo = Path(config_path).resolve() in DEMO_CONFIGS
+    if demo:
         env.update(demo_env(utcnow().date(), FLEET_DEMO_TIMEOUT if args.fleet else DEMO_TIMEOUT))
     env["GARDENER_CONFIG"] = config_path
     try:
-        load_config(config_path, {**os.environ, **env})
+        config = load_config(config_path, {**os.environ, **env})
     except ConfigError as exc:
         print(f"error: bad config {config_path}:\n{exc}", file=sys.stderr)
         return 1
+    use_bigquery = config.needs_bigquery and bigquery
+    if use_bigquery:
+        env.update({k: v for k, v in BIGQUERY_SETTINGS.items() if k not in os.environ})
+    input_bucket = os.environ.get("INPUT_BUCKET") or env.get("INPUT_BUCKET", "")
 
-    firestore_emulator = gcs = server = None
+    firestore_emulator = gcs = bq = server = None
+    bq_url = bq_note = ""
     try:
         host = os.environ.get("FIRESTORE_EMULATOR_HOST")
         if not host:
@@ -376,11 +439,26 @@ def main(argv: list[str] | None = None) -> int:
             gcs = GcsEmulator(root=local_dir / "gcs", log_path=local_dir / "gcs-emulator.log")
             gcs_url = gcs.start().url
         gcs_client = client(gcs_url, args.project)
-        if config_path == str(DEMO_CONFIG):
+        if demo:
             seed(gcs_client, DEMO_BUCKET, demo_archives(utcnow().date()))
         if env.get("SNAPSHOT_BUCKET") == SNAPSHOT_BUCKET:
             seed(gcs_client, SNAPSHOT_BUCKET, [])
         env.update(FIRESTORE_EMULATOR_HOST=host, STORAGE_EMULATOR_HOST=gcs_url)
+        if use_bigquery:
+            bq_url = os.environ.get("BIGQUERY_EMULATOR_HOST", "")
+            if not bq_url:
+                rows = local_dir / "bq-gcs"
+                bq = BqEmulator(gcs_root=rows, log_path=local_dir / "bq-emulator.log")
+                bq_url = bq.start().url
+                bq_note = f"loads read gs://{input_bucket}/… from {rows}/{input_bucket}/…"
+                if demo:
+                    demo_rows(rows, input_bucket, demo_archives(utcnow().date()))
+            try:
+                tables = bq_emulator.create_tables(bq_emulator.client(bq_url, args.project), config)
+            except Exception as exc:  # any failure here is one line to the operator
+                raise EmulatorError(f"cannot create the tables on {bq_url}: {exc}") from exc
+            bq_note = "; ".join(filter(None, [f"{len(tables)} tables", bq_note]))
+            env["BIGQUERY_EMULATOR_HOST"] = bq_url
         server = start_functions(args.port, env)
     except (EmulatorError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -390,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         if server is None:
-            for emulator in (gcs, firestore_emulator):
+            for emulator in (bq, gcs, firestore_emulator):
                 if emulator:
                     emulator.stop()
 
@@ -400,6 +478,18 @@ def main(argv: list[str] | None = None) -> int:
         base = f"http://127.0.0.1:{args.port}"
         print(f"Firestore emulator: {host} (project {args.project}); GCS emulator: {gcs_url}")
         print(f"Config: {config_path}")
+        if use_bigquery:
+            print(f"BigQuery emulator: {bq_url} ({bq_note}; BIGQUERY=off to not start it)")
+            for line in bigquery_warnings(config):
+                print(line)
+        elif config.needs_bigquery:
+            where = f"gs://{input_bucket}/" if input_bucket else "no INPUT_BUCKET: set it"
+            print(f"BigQuery: off (BIGQUERY=off); the BigQuery steps use your access ({where})")
+        if config.min_cycle_interval:
+            print(
+                f"Historical cycles start at least {format_duration(config.min_cycle_interval)} apart "
+                "(min_cycle_interval)"
+            )
         print(f"Tracker at {base}  (status page: {base}/status, JSON: {base}/status?format=json)")
         print("Try:")
         print(f"  curl -X POST {base}/v2/job/next")
@@ -441,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         if fleet:
             fleet.stop(timeout=5)
         stop_process(server)
-        for emulator in (gcs, firestore_emulator):
+        for emulator in (bq, gcs, firestore_emulator):
             if emulator:
                 emulator.stop()
 

@@ -12,7 +12,7 @@ set is an error. Substitution happens after YAML parsing, so a value may hold
 any character; a value that is *only* a placeholder must be quoted
 (``bucket: "{{BUCKET}}"``), or YAML reads the braces as a mapping.
 
-Format (the Go service's, plus the optional ``daily_delay``)::
+Format (the Go service's, plus the optional ``daily_delay`` and ``min_cycle_interval``)::
 
     start_date: 2015-11-19          # first date of the historical stream
     tracker:
@@ -21,6 +21,8 @@ Format (the Go service's, plus the optional ``daily_delay``)::
       polling_interval: 1m
     daily_delay: 10h30m             # optional: the daily job for D is available
                                     # at D + 24h + daily_delay (UTC)
+    min_cycle_interval: 0s          # optional: a historical cycle starts at least
+                                    # this long after the previous one started
     sources:                        # at least one; jobs of a date go out in this order
     - bucket: archive-measurement-lab
       experiment: ndt
@@ -108,6 +110,13 @@ class Config:
     polling_interval: timedelta
     sources: tuple[Source, ...]
     daily_delay: timedelta = defaults.DAILY_DELAY
+    #: The least time between the starts of two historical cycles (0: no pacing).
+    min_cycle_interval: timedelta = defaults.MIN_CYCLE_INTERVAL
+
+    @property
+    def needs_bigquery(self) -> bool:
+        """Whether a source has BigQuery steps (any pipeline but the empty one)."""
+        return any(source.pipeline != () for source in self.sources)
 
 
 class ConfigError(ValueError):
@@ -406,6 +415,7 @@ class ConfigSchema(_Strict):
         },
     )
     daily_delay = _Duration(load_default=defaults.DAILY_DELAY, validate=_non_negative)
+    min_cycle_interval = _Duration(load_default=defaults.MIN_CYCLE_INTERVAL, validate=_non_negative)
 
     @validates_schema
     def _check_unique(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -431,6 +441,7 @@ class ConfigSchema(_Strict):
             polling_interval=data["monitor"]["polling_interval"],
             sources=tuple(data["sources"]),
             daily_delay=data["daily_delay"],
+            min_cycle_interval=data["min_cycle_interval"],
         )
 
 

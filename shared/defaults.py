@@ -67,6 +67,10 @@ OWED_PAGES = 10
 #: ``daily_delay``).
 DAILY_DELAY = timedelta(hours=10, minutes=30)
 
+#: The least time from the start of one historical cycle to the start of the next (config
+#: ``min_cycle_interval``); 0: a cycle starts over as soon as the previous one ends.
+MIN_CYCLE_INTERVAL = timedelta(0)
+
 # --- Firestore (shared.store) -------------------------------------------------------------
 
 #: How long a request may wait on Firestore in all, and one call at most (seconds;

@@ -31,16 +31,16 @@ import functools
 import logging
 import random
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shared import defaults
 from shared.config import Config
 from shared.errors import JobAlreadyExists, JobNotFound, Unavailable
 from shared.gcs import ArchiveLister
-from shared.gotime import format_time
+from shared.gotime import format_duration, format_time
 from shared.model import AuditEntry, Job, JobRecord, ReprocessItem, source_name
 from shared.store import ControlStore, CursorState, CursorStore, ReprocessQueue
-from shared.streams import Candidate, Position, Stream, candidate, initial_position
+from shared.streams import Candidate, Position, Stream, candidate, initial_position, next_cycle_at
 from shared.tracker import Clock, Tracker
 from shared.transitions import TERMINAL
 
@@ -334,7 +334,10 @@ class JobService:
         after a jump is noted in the cursor document, so the walkers that
         close the gap pass it over. A stream that came a whole cycle round
         without a hand-out is not walked again for the config's polling
-        interval. Returns the job handed out (or None) and the steps taken so far.
+        interval. A historical cycle starts only once the config's
+        ``min_cycle_interval`` has passed since the previous one started; until
+        then the walk stops at the end of the cycle and the stream rests.
+        Returns the job handed out (or None) and the steps taken so far.
         """
         now = self.clock()
         state = self.cursors.state(stream.value)
@@ -351,11 +354,24 @@ class JobService:
         contiguous, busy, came_round = True, False, False
         passed: list[int] = []
         started_at: Position | None = None
+        pacing = stream is Stream.HISTORICAL and self.config.min_cycle_interval > timedelta(0)
+        cycle = start.cycle
+        # The first walk of a paced stream starts its first cycle.
+        new_cycle: int | None = cycle if pacing and state.position is None else None
+        paced: datetime | None = None  # the next cycle may not start before this time
         try:
             while steps < self.max_steps:
                 found = candidate(stream, self.config, position, now)
                 if found is None:
                     break
+                if pacing and found.position.cycle > cycle:
+                    paced = next_cycle_at(
+                        state.cycle_started.get(cycle), self.config.min_cycle_interval, now
+                    )
+                    if paced is not None:
+                        break
+                    new_cycle = found.position.cycle
+                cycle = found.position.cycle
                 if _came_round(start, found.position):
                     came_round = True
                     break
@@ -404,6 +420,8 @@ class JobService:
                     came_round,
                     busy,
                     woke,
+                    new_cycle,
+                    paced,
                 )
             except Unavailable as exc:  # a hint only: a job handed out stays handed out
                 log.warning(
@@ -426,6 +444,8 @@ class JobService:
         whole_cycle: bool,
         busy: bool,
         woke: bool,
+        new_cycle: int | None = None,
+        paced: datetime | None = None,
     ) -> None:
         """Write what a walk learnt to the cursor document (at most one blind write).
 
@@ -434,7 +454,10 @@ class JobService:
         fruitless walk began, if unset or the stream's rest is over); a stream
         that came a whole cycle round from ``quiet_from`` without a hand-out
         rests until ``idle_until``, unless the walk met other callers' hand-outs
-        (``busy``).
+        (``busy``). ``new_cycle``: the cycle this walk started (its start time
+        is recorded, older records dropped); ``paced``: the walk stopped at the
+        end of a cycle because the next may not start before this time, and
+        the stream rests until then if everything before that end is resolved.
         """
         below = resolved.encode() if resolved is not None else -1
         quiet: int | None = None
@@ -453,6 +476,14 @@ class JobService:
                 stream.value,
                 format_time(idle),
             )
+        if paced is not None and contiguous:
+            idle = paced
+            log.info(
+                "the %s cycle ended; the next starts at %s (min_cycle_interval %s)",
+                stream.value,
+                format_time(paced),
+                format_duration(self.config.min_cycle_interval),
+            )
         self.cursors.advance(
             stream.value,
             resolved.encode() if resolved is not None else None,
@@ -461,6 +492,12 @@ class JobService:
             quiet_from=quiet,
             idle_until=idle,
             wake=woke,
+            cycle_started=(new_cycle, now) if new_cycle is not None else None,
+            forget_cycles=(
+                [c for c in state.cycle_started if c < new_cycle - 1]
+                if new_cycle is not None
+                else ()
+            ),
         )
 
     def _ahead(self, stream: Stream, position: Position, n: int, now: datetime) -> Position:

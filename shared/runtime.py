@@ -84,6 +84,16 @@ def _location(text: str) -> str:
     return text
 
 
+#: An emulator's base URL: ``http://127.0.0.1:9050`` (a scheme, a host, an optional port).
+_EMULATOR_URL_RE = re.compile(r"https?://[A-Za-z0-9.\-]+(?::[0-9]{1,5})?/?\Z")
+
+
+def _emulator_url(text: str) -> str:
+    if not _EMULATOR_URL_RE.match(text):
+        raise ValueError("not an emulator's base URL (such as http://127.0.0.1:9050)")
+    return text.rstrip("/")
+
+
 def _deadline(text: str) -> float:
     value = float(text)
     if not 0 < value <= MAX_DEADLINE:  # also rejects nan
@@ -155,6 +165,7 @@ class Settings:
     bigquery_location: str = (
         defaults.BIGQUERY_LOCATION
     )  # BIGQUERY_LOCATION: where the datasets and jobs are
+    bigquery_emulator: str | None = None  # BIGQUERY_EMULATOR_HOST: no credentials, that URL
     api_routes: frozenset[str] | None = None  # API_ROUTES: route groups of `api`; None: all
     postprocess_batch: int = PostProcessPolicy.batch  # POSTPROCESS_BATCH: jobs per page of a tick
     postprocess_tick: float = (
@@ -191,6 +202,7 @@ class Settings:
             input_bucket=env.get("INPUT_BUCKET") or None,
             bigquery_project=env.get("BIGQUERY_PROJECT") or None,
             bigquery_location=_env(env, "BIGQUERY_LOCATION", _location, d.bigquery_location),
+            bigquery_emulator=_env(env, "BIGQUERY_EMULATOR_HOST", _emulator_url, None),
             api_routes=_env(env, "API_ROUTES", _names, d.api_routes),
             postprocess_batch=_env(env, "POSTPROCESS_BATCH", _positive, d.postprocess_batch),
             reprocess_max=_env(env, "REPROCESS_MAX", _positive, d.reprocess_max),
@@ -333,7 +345,8 @@ def _snapshot_writer(s: Settings) -> Callable[[datetime], dict[str, Any]] | None
 @functools.cache
 def postprocessor() -> PostProcessor:
     """Return this process's post-processor: sources and pipelines from the config, BigQuery
-    (in ``BIGQUERY_LOCATION``) if any source needs it.
+    (in ``BIGQUERY_LOCATION``) if any source needs it: the emulator at
+    ``BIGQUERY_EMULATOR_HOST``, without credentials, if that is set.
 
     Raises :class:`ConfigError` when a source needs BigQuery steps and
     ``INPUT_BUCKET`` is not set.
@@ -346,7 +359,7 @@ def postprocessor() -> PostProcessor:
         if src.pipeline is not None
     }
     sources = {(src.bucket, src.experiment, src.datatype) for src in config.sources}
-    bigquery_steps = not all(src.pipeline == () for src in config.sources)
+    bigquery_steps = config.needs_bigquery
     visit = visit_budget(s.firestore_deadline, bigquery=bigquery_steps)
     if visit.total_seconds() >= s.postprocess_tick:
         raise ConfigError(
@@ -378,6 +391,14 @@ def postprocessor() -> PostProcessor:
     from shared.warehouse import Warehouse
 
     project = s.bigquery_project or s.project
-    client = bigquery.Client(project=project, location=s.bigquery_location)
+    emulator: dict[str, Any] = {}
+    if s.bigquery_emulator:  # as the Firestore and GCS clients do for theirs
+        from google.auth.credentials import AnonymousCredentials
+
+        emulator = {
+            "credentials": AnonymousCredentials(),
+            "client_options": {"api_endpoint": s.bigquery_emulator},
+        }
+    client = bigquery.Client(project=project, location=s.bigquery_location, **emulator)
     warehouse = Warehouse(client, client.project, s.input_bucket, location=s.bigquery_location)
     return PostProcessor(tracker(), warehouse, policy, pipelines, sources=sources, tasks=tasks())

@@ -5,7 +5,9 @@ yesterday and offers every source for day D once D + 24 h + the daily delay
 has passed. The *historical* stream starts at the config's ``start_date`` and
 offers every source that is not ``daily_only``; a day older than one year is
 offered only to sources with ``full_history``; when the next day is within
-36 hours of now the stream starts over at ``start_date`` in the next cycle.
+36 hours of now the stream starts over at ``start_date`` in the next cycle,
+but not before the config's ``min_cycle_interval`` has passed since the
+previous cycle started (:func:`next_cycle_at`).
 
 Positions encode to integers that grow in iteration order, so a stored cursor
 can only move forward with Firestore's ``Maximum`` transform: concurrent
@@ -145,3 +147,18 @@ def _historical(config: Config, pos: Position, now: datetime) -> Candidate | Non
                     Stream.HISTORICAL, replace(pos, source=i), _job(sources[i], pos.day)
                 )
         pos = Position(pos.cycle, pos.day + timedelta(days=1), 0)
+
+
+def next_cycle_at(
+    previous_start: datetime | None, min_interval: timedelta, now: datetime
+) -> datetime | None:
+    """When the historical stream may start its next cycle: None if now, else the time.
+
+    ``previous_start``: when the cycle that just ended started (None: not
+    known, so no wait); ``min_interval``: the config's ``min_cycle_interval``
+    (0: no pacing).
+    """
+    if previous_start is None or min_interval <= timedelta(0):
+        return None
+    allowed = previous_start + min_interval
+    return allowed if now < allowed else None

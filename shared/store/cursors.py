@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from google.cloud import firestore
@@ -24,12 +24,15 @@ class CursorState:
     jumped ahead of the cursor. ``quiet_from``: no hand-out is known from this
     position on. ``idle_until``: the stream came a whole cycle round from
     ``quiet_from`` without a hand-out; it is not walked again before this time.
+    ``cycle_started``: when each recent cycle of the stream started, by cycle
+    (kept only while the config paces cycles, ``min_cycle_interval``).
     """
 
     position: int | None = None
     handed: frozenset[int] = frozenset()
     quiet_from: int | None = None
     idle_until: datetime | None = None
+    cycle_started: Mapping[int, datetime] = field(default_factory=dict)
 
 
 class CursorStore:
@@ -56,8 +59,9 @@ class CursorStore:
         self.stats.add(reads=1)
         data = (snap.to_dict() or {}) if snap.exists else {}
         handed = frozenset(int(k) for k in (data.get("handed") or {}))
+        cycles = {int(k): v for k, v in (data.get("cycle_started") or {}).items()}
         return CursorState(
-            data.get("position"), handed, data.get("quiet_from"), data.get("idle_until")
+            data.get("position"), handed, data.get("quiet_from"), data.get("idle_until"), cycles
         )
 
     @guarded
@@ -71,13 +75,16 @@ class CursorStore:
         quiet_from: int | None = None,
         idle_until: datetime | None = None,
         wake: bool = False,
+        cycle_started: tuple[int, datetime] | None = None,
+        forget_cycles: Iterable[int] = (),
     ) -> None:
         """Move the cursor forward and note what the stream's walk learnt (one blind write).
 
         ``position`` and ``quiet_from`` move only forward (``Maximum``);
         ``handed`` is added to the positions handed out ahead of the cursor and
         ``passed`` removed from them; ``idle_until`` is set when given, and
-        removed with ``wake``.
+        removed with ``wake``; ``cycle_started`` (cycle, time) records when a
+        cycle started, and ``forget_cycles`` drops older records.
         """
         fields: dict[str, object] = {}
         if position is not None:
@@ -93,6 +100,11 @@ class CursorStore:
             marks[str(handed)] = True
         if marks:
             fields["handed"] = marks
+        cycles: dict[str, object] = {str(c): firestore.DELETE_FIELD for c in forget_cycles}
+        if cycle_started is not None:
+            cycles[str(cycle_started[0])] = cycle_started[1]
+        if cycles:
+            fields["cycle_started"] = cycles
         if not fields:
             return
         self.collection.document(name).set(fields, merge=True, retry=IDEMPOTENT_WRITE_RETRY)

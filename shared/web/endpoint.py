@@ -212,12 +212,14 @@ class Route:
 def params(request: flask.Request, json_body: bool = False) -> dict[str, str]:
     """Return the request's parameters: query string, then form body (the body wins, as in Go).
 
-    With ``json_body``, a non-empty ``application/json`` body (what Python's
+    With ``json_body``, an ``application/json`` body (what Python's
     ``requests.post(json=...)`` sends) also carries them: a JSON object whose
-    values are strings (``null`` counts as absent, other keys are ignored).
-    Its parameters join the query string's; one given in both with different
-    values, malformed JSON or a value that is not a string is a 400, and so is
-    a JSON object sent as a form body (``curl -d`` without a content type).
+    values are strings (``null`` counts as absent, other keys are ignored); a
+    body that is empty or only whitespace is no body. Its parameters join the
+    query string's, where an empty value (``?id=``) counts as absent; one given
+    in both with different values, malformed JSON or a value that is not a
+    string is a 400, and so is a JSON object sent as a form body (``curl -d``
+    without a content type).
     """
     merged = {k: request.args.get(k, "") for k in request.args}
     if (
@@ -228,9 +230,9 @@ def params(request: flask.Request, json_body: bool = False) -> dict[str, str]:
         raise HttpError(400, "the body is JSON: send it with Content-Type: application/json")
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         merged.update({k: request.form.get(k, "") for k in request.form})
-    elif json_body and request.is_json and request.get_data(cache=True):
+    elif json_body and request.is_json and request.get_data(cache=True).strip():
         for name, value in json_params(request.get_data(cache=True)).items():
-            if name in merged and merged[name] != value:
+            if merged.get(name, "") not in ("", value):
                 raise HttpError(
                     400,
                     f"parameter {name!r} differs between the query string and the JSON body",

@@ -306,6 +306,7 @@ def test_tickers_and_snapshots_have_switches(emulator_host, gcs_url, project):
         assert "Not calling /postprocess (POSTPROCESS_INTERVAL=off)" in printed
         assert "Calling /maintain every 0.5 s" in printed
         assert "Snapshots: off (SNAPSHOTS=off)" in printed
+        assert "BigQuery" not in printed  # no source of the demo config needs it
         code, summary = post(f"{base}/maintain")
         assert code == 200 and summary["snapshot"] is None
 
@@ -317,3 +318,79 @@ def test_tickers_and_snapshots_have_switches(emulator_host, gcs_url, project):
         with urllib.request.urlopen(f"{base}/status?format=json", timeout=30) as r:
             jobs = {j["ID"]: j for j in json.loads(r.read())["Jobs"]}
         assert jobs[job_id.partition("~")[0]]["State"] == "postProcessing"
+
+
+def test_a_bigquery_config_runs_post_processing_on_the_emulator_to_its_documented_stop(
+    emulator_host, gcs_url, project
+):
+    env = {
+        **os.environ,
+        "FIRESTORE_EMULATOR_HOST": emulator_host,
+        "GOOGLE_CLOUD_PROJECT": project,
+        "STORAGE_EMULATOR_HOST": gcs_url,
+        "GARDENER_CONFIG": str(ROOT / "local" / "demo-bigquery-config.yml"),
+        "POSTPROCESS_INTERVAL": "0.5",
+        "MAINTAIN_INTERVAL": "off",
+        # Credentials that cannot be read: a client that looked for any would fail its step.
+        "GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/credentials.json",
+    }
+    for name in ("BIGQUERY_EMULATOR_HOST", "BIGQUERY", "INPUT_BUCKET", "BIGQUERY_PROJECT"):
+        env.pop(name, None)
+    with launched(env, free_port()) as (base, output):
+        printed = "".join(output)
+        assert "BigQuery emulator: http://127.0.0.1:" in printed, printed
+        cannot = [line for line in output if line.startswith("The BigQuery emulator cannot run")]
+        assert [line.split(":")[0].rsplit(" ", 1)[1] for line in cannot] == [
+            "copying",
+            "deleting",
+            "joining",
+        ]
+        assert "Historical cycles start at least 5m0s apart" in printed
+
+        code, job = post(f"{base}/v2/job/next")
+        assert code == 200, job
+        job_id = job["ID"]
+        key = job_id.partition("~")[0]
+        assert post(f"{base}/v2/job/update?id={job_id}&state=postProcessing")[0] == 200
+
+        # Loaded and deduplicated on the emulator, then refused at the copy: failed, saying why.
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{base}/status?format=json", timeout=30) as r:
+                jobs = {j["ID"]: j for j in json.loads(r.read())["Jobs"]}
+            if jobs[key]["State"] == "failed":
+                break
+            time.sleep(0.5)
+        history = jobs[key]["Status"]["History"]
+        assert [e["State"] for e in history] == [
+            "init",
+            "postProcessing",
+            "loading",
+            "deduplicating",
+            "copying",
+            "failed",
+        ], history
+        details = {e["State"]: e["Detail"] for e in history}
+        assert "3 rows" in details["loading"], details
+        assert details["deduplicating"].startswith("Dedup took "), details
+        assert "copying: Copy job" in jobs[key]["Detail"], jobs[key]
+        assert "Not found: table" in jobs[key]["Detail"]
+
+
+def test_bigquery_off_starts_no_emulator_and_says_so(emulator_host, gcs_url, project):
+    env = {
+        **os.environ,
+        "FIRESTORE_EMULATOR_HOST": emulator_host,
+        "GOOGLE_CLOUD_PROJECT": project,
+        "STORAGE_EMULATOR_HOST": gcs_url,
+        "GARDENER_CONFIG": str(ROOT / "local" / "demo-bigquery-config.yml"),
+        "POSTPROCESS_INTERVAL": "off",
+        "MAINTAIN_INTERVAL": "off",
+        "BIGQUERY": "off",
+    }
+    for name in ("BIGQUERY_EMULATOR_HOST", "INPUT_BUCKET"):
+        env.pop(name, None)
+    with launched(env, free_port()) as (_, output):
+        printed = "".join(output)
+        assert "BigQuery emulator" not in printed
+        assert "BigQuery: off (BIGQUERY=off)" in printed and "no INPUT_BUCKET" in printed

@@ -156,6 +156,21 @@ def test_json_body_may_repeat_the_query_string_and_null_is_absent(http, tracker,
     assert http.post("/v2/job/update", json={"id": None, "state": "parsing"}).status_code == 422
 
 
+def test_whitespace_body_is_no_body_and_an_empty_query_value_is_absent(http, tracker, job):
+    # A client that always sends a JSON content type, with nothing but a newline as body.
+    response = http.post(
+        f"/v2/job/update?id={KEY}&state=parsing&detail=from-query",
+        data=" \n",
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 200
+    assert tracker.get_status(KEY).detail == "from-query"
+    # A template that leaves ?id= empty and sends the id in the body.
+    response = http.post("/v2/job/update?id=", json={"id": KEY, "state": "parseError"})
+    assert response.status_code == 200
+    assert tracker.get_status(KEY).state is State.PARSE_ERROR
+
+
 @pytest.mark.parametrize(
     ("query", "body", "message", "field"),
     [

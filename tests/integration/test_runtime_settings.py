@@ -82,3 +82,31 @@ def test_bigquery_location_and_sources_reach_the_postprocessor(
     assert clients == [{"project": "bq-project", "location": "europe-west4"}]
     assert processor.warehouse.location == "europe-west4"
     assert ("demo-bucket", "ndt", "ndt7") in processor.sources
+
+
+def test_bigquery_emulator_host_is_called_without_credentials(
+    fresh_runtime, monkeypatch, tmp_path, bq_url
+) -> None:
+    import google.auth
+    from google.auth.credentials import AnonymousCredentials
+
+    config = (ROOT / "local" / "demo-config.yml").read_text().replace("    pipeline: []\n", "")
+    (tmp_path / "gardener.yml").write_text(config)
+    monkeypatch.setenv("GARDENER_CONFIG", str(tmp_path / "gardener.yml"))
+    monkeypatch.setenv("DEMO_START_DATE", "2026-11-01")
+    monkeypatch.setenv("DEMO_BUCKET", "demo-bucket")
+    monkeypatch.setenv("DEMO_TIMEOUT", "3m")
+    monkeypatch.setenv("INPUT_BUCKET", "parser-rows")
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", bq_url)
+
+    def no_default(*args: object, **kwargs: object) -> None:
+        raise AssertionError("looked for credentials")
+
+    monkeypatch.setattr(google.auth, "default", no_default)
+    warehouse = fresh_runtime.postprocessor().warehouse
+    client = warehouse._client
+    assert isinstance(client._credentials, AnonymousCredentials)
+    endpoint = client._connection.API_BASE_URL
+    assert endpoint == bq_url
+    # It answers: the emulator, not BigQuery (a job that does not exist is MISSING there).
+    assert warehouse.result("gardener_loading_0_x_0").outcome.value == "missing"

@@ -192,6 +192,14 @@ INVALID: list[tuple[str, list[tuple[str, Any]], str, str]] = [
     ),
     ("delay-negative", [("daily_delay", "-1m")], "daily_delay", "must not be negative"),
     ("delay-bad", [("daily_delay", "10x")], "daily_delay", "invalid duration"),
+    (
+        "cycle-interval-negative",
+        [("min_cycle_interval", "-1h")],
+        "min_cycle_interval",
+        "must not be negative",
+    ),
+    ("cycle-interval-bad", [("min_cycle_interval", "1 day")], "min_cycle_interval", "invalid"),
+    ("cycle-interval-number", [("min_cycle_interval", 60)], "min_cycle_interval", "bare number"),
     # sources
     ("sources-missing", [("sources", DELETE)], "sources", "at least one source is required"),
     ("sources-empty", [("sources", [])], "sources", "at least one source is required"),
@@ -609,6 +617,17 @@ def test_daily_delay_may_be_set(text: str, expected: timedelta) -> None:
     assert parse(with_changes(("daily_delay", text))).daily_delay == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("0s", timedelta(0)), ("10m", timedelta(minutes=10)), ("24h", timedelta(hours=24))],
+)
+def test_min_cycle_interval_may_be_set_and_is_off_by_default(
+    text: str, expected: timedelta
+) -> None:
+    assert parse(BASE).min_cycle_interval == timedelta(0)
+    assert parse(with_changes(("min_cycle_interval", text))).min_cycle_interval == expected
+
+
 def test_unquoted_yaml_date_and_quoted_string_both_load() -> None:
     text = dump(BASE).replace("start_date: '2019-03-01'", "start_date: 2019-03-01")
     assert "start_date: 2019-03-01\n" in text
@@ -699,8 +718,8 @@ def test_anchors_cannot_smuggle_in_unknown_keys() -> None:
     )
     assert rejected(text).problems == [
         (
-            "common: unknown key (expected one of: daily_delay, monitor, sources, start_date,"
-            " tracker)"
+            "common: unknown key (expected one of: daily_delay, min_cycle_interval, monitor,"
+            " sources, start_date, tracker)"
         )
     ]
 

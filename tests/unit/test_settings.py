@@ -80,6 +80,16 @@ def test_bigquery_location_defaults_to_us_and_is_checked() -> None:
             Settings.from_env({"BIGQUERY_LOCATION": bad})
 
 
+def test_bigquery_emulator_host_is_a_base_url() -> None:
+    assert Settings.from_env({}).bigquery_emulator is None
+    for url in ("http://127.0.0.1:9050", "http://localhost:9050/", "https://bq.test"):
+        got = Settings.from_env({"BIGQUERY_EMULATOR_HOST": url}).bigquery_emulator
+        assert got == url.rstrip("/")
+    for bad in ("127.0.0.1:9050", "ftp://h", "http://h:9050/path", "http://h h"):
+        with pytest.raises(ValueError, match="BIGQUERY_EMULATOR_HOST"):
+            Settings.from_env({"BIGQUERY_EMULATOR_HOST": bad})
+
+
 def test_firestore_deadline_is_read_and_checked() -> None:
     assert Settings.from_env({}).firestore_deadline == 20.0
     assert Settings.from_env({"FIRESTORE_DEADLINE_SECONDS": "2.5"}).firestore_deadline == 2.5

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import json
 import socket
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from local.stack import (
+    DEMO_BIGQUERY_CONFIG,
+    DEMO_BUCKET,
     DEMO_CONFIG,
     SettingError,
+    bigquery_on,
+    bigquery_steps,
+    bigquery_warnings,
+    demo_archives,
     demo_env,
+    demo_rows,
     intervals,
     port_in_use,
     port_number,
     snapshots_on,
 )
 from shared.config import load_config
+from shared.model import Job, State
 from shared.streams import Stream, candidate, initial_position
 
 
@@ -74,3 +83,61 @@ def test_a_bad_port_is_refused(bad):
     assert port_number("8080") == 8080
     with pytest.raises(argparse.ArgumentTypeError, match="PORT must be a TCP port"):
         port_number(bad)
+
+
+def test_bigquery_switch():
+    assert bigquery_on({}) is True
+    assert bigquery_on({"BIGQUERY": "off"}) is False
+    assert bigquery_on({"BIGQUERY": " 1 "}) is True
+    with pytest.raises(SettingError, match="BIGQUERY must be on or off"):
+        bigquery_on({"BIGQUERY": "emulator"})
+
+
+TODAY = date(2026, 11, 28)
+
+
+def test_the_demo_config_needs_no_bigquery_and_the_bigquery_one_names_what_the_emulator_cannot():
+    plain = load_config(str(DEMO_CONFIG), demo_env(TODAY))
+    assert (
+        not plain.needs_bigquery and bigquery_steps(plain) == [] and bigquery_warnings(plain) == []
+    )
+    full = load_config(str(DEMO_BIGQUERY_CONFIG), demo_env(TODAY))
+    assert full.needs_bigquery
+    assert [(s.experiment, s.datatype) for s in full.sources] == [
+        (s.experiment, s.datatype) for s in plain.sources
+    ]
+    assert bigquery_steps(full) == [
+        State.LOADING,
+        State.DEDUPLICATING,
+        State.COPYING,
+        State.DELETING,
+        State.JOINING,
+    ]
+    warnings = bigquery_warnings(full)
+    assert [w.split(":")[0] for w in warnings] == [
+        "The BigQuery emulator cannot run copying",
+        "The BigQuery emulator cannot run deleting",
+        "The BigQuery emulator cannot run joining",
+    ]
+    assert all("a job fails there" in w for w in warnings)
+
+
+@pytest.mark.parametrize("path", [DEMO_CONFIG, DEMO_BIGQUERY_CONFIG], ids=lambda p: p.name)
+def test_the_demo_configs_pace_the_historical_stream(path):
+    assert load_config(str(path), demo_env(TODAY)).min_cycle_interval == timedelta(minutes=5)
+
+
+def test_demo_rows_go_where_each_demo_jobs_load_reads(tmp_path):
+    from shared.warehouse import Warehouse
+
+    names = demo_archives(TODAY)
+    assert demo_rows(tmp_path, "parser-output", names) == len(names)
+    warehouse = Warehouse(None, "demo-gardener", "parser-output")  # type: ignore[arg-type]
+    for name in names:
+        experiment, datatype, year, month, day, _ = name.split("/")
+        job = Job(DEMO_BUCKET, experiment, datatype, date(int(year), int(month), int(day)))
+        folder = warehouse.load_uri(job).removeprefix("gs://").removesuffix("*")
+        files = list((tmp_path / folder).glob("*.json"))
+        assert files, folder
+        lines = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+        assert {row["date"] for row in lines} == {job.date.isoformat()}

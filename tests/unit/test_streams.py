@@ -8,7 +8,7 @@ import pytest
 
 from shared.config import Config, Source
 from shared.model import UTC, Datasets
-from shared.streams import Position, Stream, candidate, initial_position
+from shared.streams import Position, Stream, candidate, initial_position, next_cycle_at
 
 DS = Datasets("tmp_ndt", "raw_ndt", "")
 
@@ -193,3 +193,33 @@ def test_offer_ids_are_distinct_per_stream_cycle_day_and_source():
     assert offers[0] == "historical/0/20261101/0"
     daily = candidate(Stream.DAILY, ABC, Position(0, date(2026, 11, 1), 1), now)
     assert daily is not None and daily.offer == "daily/0/20261101/1"
+
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("previous_start", "interval", "now", "expected"),
+    [
+        # Off (the default): a cycle starts over at once.
+        (T0, timedelta(0), T0 + timedelta(seconds=1), None),
+        # The previous start is not known (a cursor from before the setting): no wait.
+        (None, timedelta(hours=1), T0, None),
+        # Too early: the next cycle waits until the interval has passed since the last start.
+        (T0, timedelta(hours=1), T0 + timedelta(seconds=5), T0 + timedelta(hours=1)),
+        (T0, timedelta(hours=1), T0, T0 + timedelta(hours=1)),
+        (
+            T0,
+            timedelta(minutes=10),
+            T0 + timedelta(minutes=9, seconds=59),
+            T0 + timedelta(minutes=10),
+        ),
+        # Exactly at, or after, the interval: now.
+        (T0, timedelta(hours=1), T0 + timedelta(hours=1), None),
+        (T0, timedelta(hours=1), T0 + timedelta(days=3), None),
+        # A start in the future (clocks apart): wait for it plus the interval.
+        (T0 + timedelta(minutes=5), timedelta(minutes=10), T0, T0 + timedelta(minutes=15)),
+    ],
+)
+def test_next_cycle_waits_for_the_min_cycle_interval(previous_start, interval, now, expected):
+    assert next_cycle_at(previous_start, interval, now) == expected

@@ -1,0 +1,116 @@
+"""The historical stream's pacing (config ``min_cycle_interval``) on the emulators, with a fake clock."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from shared.config import Config
+from shared.gcs import ArchiveLister
+from shared.job_service import JobService
+from shared.model import State
+from shared.store import CursorStore
+from tests.integration.test_next_job import NOW_DAY, make_config, put_files
+
+DAY = NOW_DAY - timedelta(days=3)
+
+
+@pytest.fixture
+def bucket(gcs_client):
+    """A fresh bucket on the GCS emulator, with one archive on DAY."""
+    name = f"archive-{uuid.uuid4().hex[:12]}"
+    gcs_client.create_bucket(name)
+    put_files(gcs_client, name, "b", DAY)
+    return name
+
+
+@pytest.fixture
+def cursors(firestore_client):
+    """The job service's cursors on this test's project (counting their reads and writes)."""
+    return CursorStore(firestore_client)
+
+
+@pytest.fixture
+def archives(gcs_client):
+    """The archive lister on the GCS emulator (counting its list requests)."""
+    return ArchiveLister(gcs_client)
+
+
+def paced(bucket: str, interval: timedelta) -> Config:
+    """One historical source with files on DAY only, from DAY on, paced by ``interval``."""
+    config = make_config(bucket, ("b", False), start=DAY)
+    return dataclasses.replace(config, min_cycle_interval=interval)
+
+
+def finish(tracker, key: str) -> None:
+    """Carry a handed-out job to complete."""
+    tracker.set_status(key, State.POST_PROCESSING)
+    tracker.set_status(key, State.COMPLETE)
+
+
+def test_a_new_cycle_waits_for_the_interval_and_the_wait_is_cheap(
+    tracker, cursors, archives, clock, bucket
+):
+    service = JobService(tracker, cursors, archives, paced(bucket, timedelta(hours=1)), clock=clock)
+    started = clock()
+    first = service.next_job()
+    assert first is not None and first.offer == f"historical/0/{DAY:%Y%m%d}/0"
+    finish(tracker, first.key)
+
+    # The cycle has ended; the next may not start before an hour after the first began.
+    assert service.next_job() is None
+    state = cursors.state("historical")
+    assert state.idle_until == started + timedelta(hours=1)
+    assert state.cycle_started == {0: started}
+
+    # Meanwhile "no job" reads the two cursors, writes nothing and lists no files.
+    clock.advance(minutes=30)
+    reads, writes, lists = cursors.stats.reads, cursors.stats.writes, archives.calls
+    assert service.next_job() is None
+    assert (cursors.stats.reads - reads, cursors.stats.writes - writes) == (2, 0)
+    assert archives.calls == lists
+
+    # An hour after the first cycle started, the second starts and hands the day out again.
+    clock.advance(minutes=30)
+    again = service.next_job()
+    assert again is not None and again.key == first.key
+    assert again.offer == f"historical/1/{DAY:%Y%m%d}/0"
+    state = cursors.state("historical")
+    assert state.cycle_started == {0: started, 1: clock()}
+    assert state.idle_until is None
+
+    # Records older than the previous cycle are dropped as cycles go by.
+    finish(tracker, again.key)
+    clock.advance(hours=1)
+    third = service.next_job()
+    assert third is not None and third.offer == f"historical/2/{DAY:%Y%m%d}/0"
+    assert set(cursors.state("historical").cycle_started) == {1, 2}
+
+
+def test_without_pacing_a_cycle_starts_over_at_once(tracker, cursors, archives, clock, bucket):
+    service = JobService(tracker, cursors, archives, paced(bucket, timedelta(0)), clock=clock)
+    first = service.next_job()
+    assert first is not None
+    finish(tracker, first.key)
+    again = service.next_job()
+    assert again is not None and again.offer == f"historical/1/{DAY:%Y%m%d}/0"
+    assert cursors.state("historical").cycle_started == {}
+
+
+def test_pacing_set_on_a_running_stream_lets_its_next_cycle_start(
+    tracker, cursors, archives, clock, bucket
+):
+    # A cursor written before pacing was configured holds no start time: no wait then.
+    first = JobService(tracker, cursors, archives, paced(bucket, timedelta(0)), clock=clock)
+    job = first.next_job()
+    assert job is not None
+    finish(tracker, job.key)
+    service = JobService(tracker, cursors, archives, paced(bucket, timedelta(hours=1)), clock=clock)
+    again = service.next_job()
+    assert again is not None and again.offer == f"historical/1/{DAY:%Y%m%d}/0"
+    finish(tracker, again.key)
+    assert service.next_job() is None  # cycle 1's start is now known: the next waits
+    assert cursors.state("historical").idle_until == clock() + timedelta(hours=1)
