@@ -578,7 +578,8 @@ def document(
                     operation["requestBody"] = {
                         "required": False,
                         "description": "the same parameters as a JSON object, instead of "
-                        "(or agreeing with) the query string",
+                        "(or agreeing with) the query string; an empty query value counts "
+                        "as absent, and an empty or blank body as no body",
                         "content": {"application/json": {"schema": handler.params}},
                     }
             operations[method.lower()] = operation
