@@ -636,9 +636,8 @@ def gcloud_identity_token(url: str, why: BaseException) -> str:
     except OSError as exc:
         raise Failure(f"error: cannot run {command} ({exc}): {LOGIN_HINT}") from None
     token = done.stdout.strip()
-    if done.returncode != 0 or not token or any(c.isspace() for c in token):
-        lines = done.stderr.strip().splitlines()
-        said = _short(re.sub(r"^ERROR: \([\w.-]+\) ", "", lines[0]) if lines else "", 120)
+    if done.returncode != 0 or not token.isascii() or not token or any(c.isspace() for c in token):
+        said = _short(re.sub(r"^ERROR: \([\w.-]+\) ", "", _gcloud_error(done.stderr)), 120)
         raise Failure(
             f"error: {command} failed ({said or f'exit status {done.returncode}'}): "
             f"run `gcloud auth login` and try again, or {LOGIN_HINT}"
@@ -646,11 +645,20 @@ def gcloud_identity_token(url: str, why: BaseException) -> str:
     return token
 
 
+def _gcloud_error(stderr: str) -> str:
+    """The line of gcloud's ``stderr`` that says what failed: its ERROR, not a WARNING before it."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR:")]
+    others = [line for line in lines if not line.startswith("WARNING:")]
+    return (errors or others or lines or [""])[0]
+
+
 def _run(*command: str) -> subprocess.CompletedProcess[str]:
     """Run ``command`` within :data:`~shared.defaults.GCLOUD_TOKEN_TIMEOUT`, in its own group.
 
-    On time-out the whole process group is killed (gcloud is a script that starts
-    Python, which would otherwise keep the pipes open) and ``TimeoutExpired`` raised.
+    On time-out, or Ctrl-C, the whole process group is killed (gcloud is a script
+    that starts Python, which would otherwise keep the pipes open, or run on) and
+    the exception (``TimeoutExpired``, ``KeyboardInterrupt``) raised again.
     """
     timeout = defaults.GCLOUD_TOKEN_TIMEOUT
     with subprocess.Popen(
@@ -659,11 +667,12 @@ def _run(*command: str) -> subprocess.CompletedProcess[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        errors="replace",  # whatever the locale prints, a line to show rather than a crash
         start_new_session=True,
     ) as process:
         try:
             out, err = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except BaseException:  # the time-out, or Ctrl-C, which gcloud (a session of its own) misses
             with contextlib.suppress(OSError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
