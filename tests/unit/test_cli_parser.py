@@ -519,9 +519,11 @@ def test_ctrl_c_while_gcloud_runs_stops_gcloud_too(monkeypatch, tmp_path):
     fake_gcloud(monkeypatch, tmp_path, f"echo $$ > {pid_file}; exec sleep 30")
     communicate = subprocess.Popen.communicate
 
-    def interrupted(self: subprocess.Popen[str], *args: object, **kwargs: object) -> object:
-        if kwargs.get("timeout") is None:
-            return communicate(self, *args, **kwargs)  # type: ignore[arg-type]
+    def interrupted(
+        self: subprocess.Popen[str], input: str | None = None, timeout: float | None = None
+    ) -> tuple[str, str]:
+        if timeout is None:
+            return communicate(self, input)
         for _ in range(100):
             if pid_file.exists() and pid_file.read_text().strip():
                 break
