@@ -3,9 +3,9 @@
 Every command calls the tracker at ``--url`` (default ``$GARDENER_URL`` or the
 local stack; deployed, Terraform's ``admin_url``), prints a table or, with
 ``--json``, the API's JSON answer, and exits 0 when done, 1 when the tracker
-refused (its message on stderr) or could not be reached, 2 for a usage error.
-Deployed (https) URLs get a Google ID token: ``--token``/``$GARDENER_TOKEN``;
-else one minted for ``--impersonate-service-account`` (the person sent beside
+refused (its message on stderr) or could not be reached, 2 for a usage error,
+130 when stopped by Ctrl-C. Deployed (https) URLs get a Google ID token:
+``--token``/``$GARDENER_TOKEN``; else one minted for ``--impersonate-service-account`` (the person sent beside
 it as a claim); else from Application Default Credentials; else, for a
 person's own login, from ``gcloud auth print-identity-token``. The operator is
 then the token's email, verified by the tracker. Against the local stack the
@@ -47,6 +47,9 @@ from shared.transport import (
 )
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+
+#: The exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 #: The local stack's base URL, used when neither ``--url`` nor ``$GARDENER_URL`` is given.
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -841,6 +844,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return failure.status
     except BrokenPipeError:  # the reader (head, less) stopped reading: not an error
         _silence_stdout()
+    except KeyboardInterrupt:  # Ctrl-C, while gcloud or the tracker was being waited for
+        print(
+            "gardener: interrupted (a call already sent may have been acted on: look before "
+            "running it again)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     return EXIT_OK
 
 
