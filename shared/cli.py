@@ -5,14 +5,15 @@ local stack; deployed, Terraform's ``admin_url``), prints a table or, with
 ``--json``, the API's JSON answer, and exits 0 when done, 1 when the tracker
 refused (its message on stderr) or could not be reached, 2 for a usage error,
 130 when stopped by Ctrl-C. Deployed (https) URLs get a Google ID token:
-``--token``/``$GARDENER_TOKEN``; else one minted for ``--impersonate-service-account`` (the person sent beside
-it as a claim); else from Application Default Credentials; else, for a
-person's own login, from ``gcloud auth print-identity-token``. The operator is
-then the token's email, verified by the tracker. Against the local stack the
-operator is ``--operator`` (default ``$GARDENER_OPERATOR`` or the login name),
-sent as ``X-Operator`` and recorded marked ``(unverified)``. Every failure,
-authentication included, is one line on stderr that says what to do; times in
-tables are relative ("3 min ago") unless ``--absolute``."""
+``--token``/``$GARDENER_TOKEN``; else one minted for
+``--impersonate-service-account`` (the person sent beside it as a claim); else
+from Application Default Credentials; else, for a person's own login, from
+``gcloud auth print-identity-token``. The operator is then the token's email,
+verified by the tracker. Against the local stack the operator is ``--operator``
+(default ``$GARDENER_OPERATOR`` or the login name), sent as ``X-Operator`` and
+recorded marked ``(unverified)``. Every failure, authentication included, is one
+line on stderr that says what to do; times in tables are relative ("3 min ago")
+unless ``--absolute``."""
 
 from __future__ import annotations
 
