@@ -3,16 +3,17 @@
 Every command calls the tracker at ``--url`` (default ``$GARDENER_URL`` or the
 local stack; deployed, Terraform's ``admin_url``), prints a table or, with
 ``--json``, the API's JSON answer, and exits 0 when done, 1 when the tracker
-refused (its message on stderr) or could not be reached, 2 for a usage error.
-Deployed (https) URLs get a Google ID token: ``--token``/``$GARDENER_TOKEN``;
-else one minted for ``--impersonate-service-account`` (the person sent beside
-it as a claim); else from Application Default Credentials; else, for a
-person's own login, from ``gcloud auth print-identity-token``. The operator is
-then the token's email, verified by the tracker. Against the local stack the
-operator is ``--operator`` (default ``$GARDENER_OPERATOR`` or the login name),
-sent as ``X-Operator`` and recorded marked ``(unverified)``. Every failure,
-authentication included, is one line on stderr that says what to do; times in
-tables are relative ("3 min ago") unless ``--absolute``."""
+refused (its message on stderr) or could not be reached, 2 for a usage error,
+130 when stopped by Ctrl-C. Deployed (https) URLs get a Google ID token:
+``--token``/``$GARDENER_TOKEN``; else one minted for
+``--impersonate-service-account`` (the person sent beside it as a claim); else
+from Application Default Credentials; else, for a person's own login, from
+``gcloud auth print-identity-token``. The operator is then the token's email,
+verified by the tracker. Against the local stack the operator is ``--operator``
+(default ``$GARDENER_OPERATOR`` or the login name), sent as ``X-Operator`` and
+recorded marked ``(unverified)``. Every failure, authentication included, is one
+line on stderr that says what to do; times in tables are relative ("3 min ago")
+unless ``--absolute``."""
 
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ from shared.transport import (
 )
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+
+#: The exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 #: The local stack's base URL, used when neither ``--url`` nor ``$GARDENER_URL`` is given.
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -636,9 +640,8 @@ def gcloud_identity_token(url: str, why: BaseException) -> str:
     except OSError as exc:
         raise Failure(f"error: cannot run {command} ({exc}): {LOGIN_HINT}") from None
     token = done.stdout.strip()
-    if done.returncode != 0 or not token or any(c.isspace() for c in token):
-        lines = done.stderr.strip().splitlines()
-        said = _short(re.sub(r"^ERROR: \([\w.-]+\) ", "", lines[0]) if lines else "", 120)
+    if done.returncode != 0 or not token.isascii() or not token or any(c.isspace() for c in token):
+        said = _short(re.sub(r"^ERROR: \([\w.-]+\) ", "", _gcloud_error(done.stderr)), 120)
         raise Failure(
             f"error: {command} failed ({said or f'exit status {done.returncode}'}): "
             f"run `gcloud auth login` and try again, or {LOGIN_HINT}"
@@ -646,11 +649,20 @@ def gcloud_identity_token(url: str, why: BaseException) -> str:
     return token
 
 
+def _gcloud_error(stderr: str) -> str:
+    """The line of gcloud's ``stderr`` that says what failed: its ERROR, not a WARNING before it."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR:")]
+    others = [line for line in lines if not line.startswith("WARNING:")]
+    return (errors or others or lines or [""])[0]
+
+
 def _run(*command: str) -> subprocess.CompletedProcess[str]:
     """Run ``command`` within :data:`~shared.defaults.GCLOUD_TOKEN_TIMEOUT`, in its own group.
 
-    On time-out the whole process group is killed (gcloud is a script that starts
-    Python, which would otherwise keep the pipes open) and ``TimeoutExpired`` raised.
+    On time-out, or Ctrl-C, the whole process group is killed (gcloud is a script
+    that starts Python, which would otherwise keep the pipes open, or run on) and
+    the exception (``TimeoutExpired``, ``KeyboardInterrupt``) raised again.
     """
     timeout = defaults.GCLOUD_TOKEN_TIMEOUT
     with subprocess.Popen(
@@ -659,11 +671,12 @@ def _run(*command: str) -> subprocess.CompletedProcess[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        errors="replace",  # whatever the locale prints, a line to show rather than a crash
         start_new_session=True,
     ) as process:
         try:
             out, err = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except BaseException:  # the time-out, or Ctrl-C, which gcloud (a session of its own) misses
             with contextlib.suppress(OSError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
@@ -832,6 +845,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return failure.status
     except BrokenPipeError:  # the reader (head, less) stopped reading: not an error
         _silence_stdout()
+    except KeyboardInterrupt:  # Ctrl-C, while gcloud or the tracker was being waited for
+        print(
+            "gardener: interrupted (a call already sent may have been acted on: look before "
+            "running it again)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     return EXIT_OK
 
 

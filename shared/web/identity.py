@@ -1,4 +1,4 @@
-"""Who makes an admin request: IAP's signed assertion, a verified Google ID token, else a name.
+"""Who makes an admin request: IAP's signed assertion, a Google ID token, else a name.
 
 Three ways in, strongest first:
 
@@ -7,12 +7,17 @@ Three ways in, strongest first:
   ``https://cloud.google.com/iap``, audience the service). It is verified here and
   its e-mail is the operator; a request without it did not come through IAP and is
   refused (never named by an unverified header instead).
-- **A bearer Google ID token** (``Authorization``): verified against Google's
-  certificates, for an audience that is this service's URL or one of the OAuth
-  client IDs of ``OPERATOR_TOKEN_AUDIENCES`` (by default the gcloud CLI's, so that
-  a person's own ``gcloud auth print-identity-token`` works). The platform's check
-  is not relied on: Cloud Run admits a request on a token in
-  ``X-Serverless-Authorization`` and passes ``Authorization`` on unchecked.
+- **A bearer Google ID token**, the one Cloud Run checked: ``X-Serverless-Authorization``
+  when the request carries it (Cloud Run then checks that one and passes
+  ``Authorization`` on unchecked, so ``Authorization`` is ignored), else
+  ``Authorization``. Cloud Run replaces the signature of a token it has verified with
+  ``SIGNATURE_REMOVED_BY_GOOGLE`` (so that the service cannot replay it); on Cloud Run
+  (``K_SERVICE`` set) such a token's claims are the platform's verified ones, which
+  holds because no function admits unauthenticated callers. A token whose signature
+  is intact is verified here against Google's certificates. Either way its issuer,
+  expiry, audience (this service's URL or one of the OAuth client IDs of
+  ``OPERATOR_TOKEN_AUDIENCES``, by default the gcloud CLI's, so that a person's own
+  ``gcloud auth print-identity-token`` works) and verified e-mail are checked.
 - Otherwise the ``X-Operator`` header or the local user, marked unverified.
 
 Refusals are :class:`~shared.web.errors.HttpError`: 401 for an assertion or token
@@ -58,6 +63,15 @@ IAP_ISSUER = "https://cloud.google.com/iap"
 
 #: The header IAP signs each request it lets through with.
 IAP_HEADER = "X-Goog-IAP-JWT-Assertion"
+
+#: The header Cloud Run checks instead of ``Authorization`` when a request carries it.
+SERVERLESS_HEADER = "X-Serverless-Authorization"
+
+#: What Cloud Run puts in place of the signature of an ID token it has verified.
+SIGNATURE_REMOVED = "SIGNATURE_REMOVED_BY_GOOGLE"
+
+#: Seconds of clock skew allowed on an ID token's expiry.
+TOKEN_CLOCK_SKEW = 10
 
 #: Clock skew allowed on an IAP assertion's times (IAP's documentation allows 30 s).
 IAP_CLOCK_SKEW = 30
@@ -156,6 +170,28 @@ def iap_email(assertion: str, audience: str, keys: Certs | None = None) -> str:
     return str(claims["email"])
 
 
+def _platform_claims(token: str) -> Mapping[str, Any]:
+    """The claims of a token Cloud Run verified and removed the signature of; 401 off Cloud Run."""
+    from google.auth import jwt
+
+    if not os.environ.get("K_SERVICE"):
+        raise HttpError(
+            401,
+            f"the ID token is not valid: its signature is {SIGNATURE_REMOVED}, which only "
+            "Cloud Run may vouch for, and this is not Cloud Run",
+        )
+    try:
+        claims: Mapping[str, Any] = jwt.decode(token, verify=False)
+    except (ValueError, KeyError) as exc:
+        raise HttpError(401, f"the ID token is not valid: {exc}") from None
+    expiry = claims.get("exp")
+    if not isinstance(expiry, int | float) or isinstance(expiry, bool):
+        raise HttpError(401, "the ID token is not valid: it has no expiry")
+    if expiry + TOKEN_CLOCK_SKEW < datetime.now(UTC).timestamp():
+        raise HttpError(401, "the ID token is not valid: it has expired")
+    return claims
+
+
 def verified_email(
     token: str,
     host: str,
@@ -164,14 +200,22 @@ def verified_email(
 ) -> str:
     """Return the e-mail of a Google ID token that is valid for a request to ``host``.
 
-    Checked: the signature against ``certs`` (default :func:`google_certs`),
-    expiry, the issuer (Google), an audience that is an https URL on ``host``
-    or one of ``audiences`` (OAuth client IDs a person's own token is minted
-    for: the token names its holder, and Cloud Run let the request in only for
-    an account with the invoker role), and a verified e-mail. Raises
-    :class:`HttpError` (401) saying what is wrong.
+    The token is the one Cloud Run checked. Its signature is verified against
+    ``certs`` (default :func:`google_certs`) with its expiry, unless Cloud Run
+    verified it and replaced the signature with :data:`SIGNATURE_REMOVED` (taken
+    as verified on Cloud Run only, see the module's note). Then checked: the issuer
+    (Google), an audience that is an https URL on ``host`` or one of ``audiences``
+    (OAuth client IDs a person's own token is minted for: the token names its
+    holder, and Cloud Run let the request in only for an account with the invoker
+    role), and a verified e-mail. Raises :class:`HttpError` (401) saying what is
+    wrong.
     """
-    claims = _decode(token, certs or google_certs, "Google's certificates", "ID token", 10)
+    if token.count(".") == 2 and token.rsplit(".", 1)[1] == SIGNATURE_REMOVED:
+        claims = _platform_claims(token)
+    else:
+        claims = _decode(
+            token, certs or google_certs, "Google's certificates", "ID token", TOKEN_CLOCK_SKEW
+        )
     problem = ""
     audience = claims.get("aud")
     if claims.get("iss") not in GOOGLE_ISSUERS:
@@ -198,13 +242,16 @@ def operator(
     iap_audience: str = "",
     keys: Certs | None = None,
     audiences: Collection[str] = defaults.OPERATOR_TOKEN_AUDIENCES,
+    serverless_authorization: str = "",
 ) -> str:
     """Return who makes a request, as recorded on the audit.
 
     With IAP configured (``iap_audience``), only IAP's assertion counts
     (:func:`iap_email`); without it the request is refused (401), as is an
     assertion where IAP is not configured (it cannot be checked to be for this
-    service). Otherwise a bearer token must be a Google ID token
+    service). Otherwise the bearer token Cloud Run checked
+    (``serverless_authorization`` when given, else ``authorization``, which Cloud
+    Run then passes on unchecked) must be a Google ID token
     (:func:`verified_email`, which refuses any other with 401); its e-mail is the
     operator, and a service account's is followed by the person it says it acts
     for (``X-Operator``), marked :data:`CLAIMED`. Without a token the name is only
@@ -228,10 +275,13 @@ def operator(
             f"the request carries {IAP_HEADER} but this service is not configured for IAP "
             "(IAP_AUDIENCE is unset), so it cannot be checked",
         )
-    scheme, _, token = authorization.strip().partition(" ")
-    if authorization.strip():
+    header, credentials = SERVERLESS_HEADER, serverless_authorization.strip()
+    if not credentials:
+        header, credentials = "Authorization", authorization.strip()
+    scheme, _, token = credentials.partition(" ")
+    if credentials:
         if scheme.lower() != "bearer" or not token.strip():
-            raise HttpError(401, 'Authorization must be "Bearer <Google ID token>"')
+            raise HttpError(401, f'{header} must be "Bearer <Google ID token>"')
         email = verified_email(token.strip(), host, certs, audiences)
         if name and name != email and email.endswith(".gserviceaccount.com"):
             return f"{email} for {name}{CLAIMED}"
@@ -254,6 +304,7 @@ def operator_of(
         iap_assertion=request.headers.get(IAP_HEADER, ""),
         iap_audience=iap_audience,
         audiences=audiences,
+        serverless_authorization=request.headers.get(SERVERLESS_HEADER, ""),
     )
 
 

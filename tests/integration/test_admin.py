@@ -336,6 +336,13 @@ def test_only_a_verified_id_token_names_the_operator(
         assert tracker.get_record(key).audit[-1].who == who
 
 
+#: A person's gcloud token as Cloud Run passes it on: verified, its signature replaced.
+CHECKED_BY_CLOUD_RUN = (
+    signed(aud="32555940559.apps.googleusercontent.com").rsplit(".", 1)[0]
+    + ".SIGNATURE_REMOVED_BY_GOOGLE"
+)
+
+
 @pytest.mark.parametrize(
     ("iap", "headers", "status", "who"),
     [
@@ -368,6 +375,21 @@ def test_only_a_verified_id_token_names_the_operator(
             200,
             "sa@p.iam.gserviceaccount.com for ann@example.org (claimed)",
         ),
+        (
+            False,
+            {"Authorization": f"Bearer {CHECKED_BY_CLOUD_RUN}"},
+            200,
+            "ops@example.org",
+        ),
+        (
+            False,
+            {
+                "Authorization": f"Bearer {signed(email='mallory@example.org')}",
+                "X-Serverless-Authorization": f"Bearer {CHECKED_BY_CLOUD_RUN}",
+            },
+            200,
+            "ops@example.org",
+        ),
     ],
     ids=[
         "iap",
@@ -376,6 +398,8 @@ def test_only_a_verified_id_token_names_the_operator(
         "iap-not-configured",
         "gcloud-token",
         "sa-for-a-person",
+        "gcloud-token-as-cloud-run-passes-it",
+        "the-token-cloud-run-checked-wins",
     ],
 )
 def test_iap_and_a_persons_own_token_name_the_operator(

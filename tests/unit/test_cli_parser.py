@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 
 import google.auth.exceptions
 import pytest
@@ -401,8 +402,24 @@ def test_a_persons_own_login_calls_with_gcloud_identity_token(monkeypatch, tmp_p
         ),
         ("exit 0", "(exit status 0): run `gcloud auth login`"),
         ("sleep 5", "gave no token within 0.5 s"),
+        (
+            "echo 'WARNING: Python 3.8 is no longer supported' >&2; echo 'ERROR: "
+            "(gcloud.auth.print-identity-token) Reauthentication failed.' >&2; exit 1",
+            "failed (Reauthentication failed.): run `gcloud auth login`",
+        ),
+        ("printf 'Fehler: \\374ber\\377\\n' >&2; exit 1", "failed (Fehler: \ufffdber\ufffd)"),
+        ("printf '\\377\\376tok\\n'; exit 1", "run `gcloud auth login`"),
+        ("printf '\\377\\376tok\\n'", "(exit status 0): run `gcloud auth login`"),
     ],
-    ids=["not-logged-in", "no-token", "hangs"],
+    ids=[
+        "not-logged-in",
+        "no-token",
+        "hangs",
+        "warning-before-the-error",
+        "not-utf8",
+        "binary",
+        "binary-token",
+    ],
 )
 def test_gcloud_that_cannot_give_a_token_is_one_line(monkeypatch, tmp_path, capsys, script, said):
     monkeypatch.delenv("GARDENER_TOKEN", raising=False)
@@ -492,3 +509,40 @@ def test_an_html_error_page_is_one_line(monkeypatch, capsys, status, body):
     assert cli.main(["jobs", "--url", DEPLOYED, "--token", "t"]) == cli.EXIT_REJECTED
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and f"HTTP {status}" in err
+
+
+def test_ctrl_c_while_gcloud_runs_stops_gcloud_too(monkeypatch, tmp_path):
+    import subprocess
+    import time
+
+    pid_file = tmp_path / "pid"
+    fake_gcloud(monkeypatch, tmp_path, f"echo $$ > {pid_file}; exec sleep 30")
+    communicate = subprocess.Popen.communicate
+
+    def interrupted(
+        self: subprocess.Popen[str], input: str | None = None, timeout: float | None = None
+    ) -> tuple[str, str]:
+        if timeout is None:
+            return communicate(self, input)
+        for _ in range(100):
+            if pid_file.exists() and pid_file.read_text().strip():
+                break
+            time.sleep(0.05)
+        raise KeyboardInterrupt  # as Ctrl-C arrives to gardener alone
+
+    monkeypatch.setattr(subprocess.Popen, "communicate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cli.gcloud_identity_token(DEPLOYED, RuntimeError("no ADC"))
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_ctrl_c_is_one_line_and_exit_status_130(monkeypatch, capsys):
+    def interrupted(args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run", interrupted)
+    assert cli.main(["jobs", "--url", DEPLOYED, "--token", "t"]) == cli.EXIT_INTERRUPTED == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("gardener: interrupted")

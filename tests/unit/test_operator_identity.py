@@ -311,3 +311,119 @@ def test_keys_are_fetched_with_a_deadline_and_cached(monkeypatch):
     assert identity.iap_keys() == IAP_KEYS and identity.iap_keys() == IAP_KEYS
     assert calls == [(identity.IAP_KEYS_URL, 10.0)]
     assert identity.iap_email(iap_signed(), IAP_AUDIENCE) == "ops@example.org"
+
+
+# --- the token Cloud Run checked, whose signature it removed ---------------------------------
+
+
+def stripped(token: str) -> str:
+    """``token`` as Cloud Run passes on a token it has verified: its signature replaced."""
+    return token.rsplit(".", 1)[0] + ".SIGNATURE_REMOVED_BY_GOOGLE"
+
+
+#: name, Authorization, X-Serverless-Authorization, X-Operator, who (or the 401's message).
+PLATFORM = [
+    ("person-gcloud-token", f"Bearer {stripped(signed(aud=GCLOUD))}", "", "", "ops@example.org"),
+    ("token-for-the-url", f"Bearer {stripped(signed())}", "", "eve", "ops@example.org"),
+    (
+        "service-account-for-a-person",
+        f"Bearer {stripped(signed(email='sa@p.iam.gserviceaccount.com'))}",
+        "",
+        "alice@example.org",
+        "sa@p.iam.gserviceaccount.com for alice@example.org (claimed)",
+    ),
+    (
+        "serverless-header-is-the-checked-one",
+        f"Bearer {signed(email='mallory@example.org')}",
+        f"Bearer {stripped(signed())}",
+        "",
+        "ops@example.org",
+    ),
+    (
+        "unchecked-authorization-cannot-pose-as-checked",
+        f"Bearer {stripped(signed(email='mallory@example.org'))}",
+        f"Bearer {signed()}",
+        "",
+        "ops@example.org",
+    ),
+    (
+        "serverless-header-not-bearer",
+        f"Bearer {signed()}",
+        "Basic YWxpY2U6cHc=",
+        "",
+        "401: X-Serverless-Authorization must be",
+    ),
+    (
+        "expired",
+        f"Bearer {stripped(signed(iat=NOW - 7200, exp=NOW - 3600))}",
+        "",
+        "",
+        "401: it has expired",
+    ),
+    ("no-expiry", f"Bearer {stripped(signed(exp=None))}", "", "", "401: it has no expiry"),
+    (
+        "other-audience",
+        f"Bearer {stripped(signed(aud='https://other.a.run.app'))}",
+        "",
+        "",
+        "401: is not this service",
+    ),
+    (
+        "not-google",
+        f"Bearer {stripped(signed(iss='https://evil.example'))}",
+        "",
+        "",
+        "401: not Google",
+    ),
+    ("no-email", f"Bearer {stripped(signed(email=None))}", "", "", "401: no verified email"),
+    ("garbage", "Bearer x.y.SIGNATURE_REMOVED_BY_GOOGLE", "", "", "401: the ID token is not valid"),
+]
+
+
+@pytest.mark.parametrize(
+    ("authorization", "serverless", "header", "who"),
+    [c[1:] for c in PLATFORM],
+    ids=[c[0] for c in PLATFORM],
+)
+def test_on_cloud_run_the_token_it_checked_names_the_operator(
+    monkeypatch, authorization, serverless, header, who
+):
+    monkeypatch.setenv("K_SERVICE", "admin")
+
+    def name() -> str:
+        return operator(
+            authorization,
+            header,
+            HOST,
+            certs=lambda: CERTS,
+            serverless_authorization=serverless,
+        )
+
+    if who.startswith("401: "):
+        with pytest.raises(HttpError) as refused:
+            name()
+        assert refused.value.status == 401 and who[5:] in str(refused.value)
+    else:
+        assert name() == who
+
+
+def test_a_token_without_its_signature_is_refused_off_cloud_run(monkeypatch):
+    monkeypatch.delenv("K_SERVICE", raising=False)
+    with pytest.raises(HttpError) as refused:
+        operator(f"Bearer {stripped(signed())}", "", HOST, certs=lambda: CERTS)
+    assert refused.value.status == 401 and "this is not Cloud Run" in str(refused.value)
+
+
+def test_the_request_s_serverless_header_is_the_token_read(monkeypatch):
+    import flask
+
+    from shared.web.identity import operator_of
+
+    monkeypatch.setenv("K_SERVICE", "admin")
+    app = flask.Flask(__name__)
+    headers = {
+        "Authorization": f"Bearer {signed(email='mallory@example.org')}",
+        "X-Serverless-Authorization": f"Bearer {stripped(signed())}",
+    }
+    with app.test_request_context("/admin/jobs", headers=headers, base_url=AUDIENCE):
+        assert operator_of(flask.request) == "ops@example.org"

@@ -265,6 +265,17 @@ def test_no_public_member_anywhere(tf: Config) -> None:
         assert isinstance(member, str) and not member.startswith(("all", "public")), member
 
 
+def test_cloud_run_checks_every_caller_so_the_tokens_it_passes_on_can_be_trusted(
+    tf: Config,
+) -> None:
+    """The functions take a token whose signature Cloud Run removed as verified by it.
+
+    That holds only while Cloud Run checks every call: no public member (above)
+    and no switching its invoker check off.
+    """
+    assert not re.search(r"invoker_iam_disabled|no-invoker-iam-check", tf.text, re.IGNORECASE)
+
+
 def test_runtime_account_has_exactly_the_roles_the_code_needs(tf: Config) -> None:
     runtime_roles = {
         (rtype, body["role"])
