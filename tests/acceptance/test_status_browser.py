@@ -4,11 +4,12 @@ Skipped where ``/usr/bin/chromium`` is absent (Debian: ``apt-get install chromiu
 layout checks at desktop and phone widths drive it through ``/usr/bin/chromedriver``
 (Debian: ``chromium-driver``), whose W3C WebDriver API is plain HTTP. ``.ci/run``
 installs both where apt-get can. Set ``STATUS_SCREENSHOT=/path/page.png`` to keep a
-screenshot of the page.
+screenshot of the page (and ``page-1400.png``, ``page-390.png`` of the layout checks).
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import os
 import re
@@ -297,6 +298,10 @@ def test_status_page_fits_desktop_and_phone_widths_with_progress_and_grid(
     session = webdriver.session(width, 844, phone)
     try:
         got = webdriver.measure(session, f"{base}/status?refresh=0")
+        if os.environ.get("STATUS_SCREENSHOT"):  # keep what the browser showed, beside it
+            shot = Path(os.environ["STATUS_SCREENSHOT"])
+            png = webdriver.call("GET", f"/session/{session}/screenshot")
+            shot.with_name(f"{shot.stem}-{width}{shot.suffix}").write_bytes(base64.b64decode(png))
     finally:
         webdriver.call("DELETE", f"/session/{session}")
     assert got["innerWidth"] == width
