@@ -46,6 +46,9 @@ class DailyProgress:
     yesterday_state: State | None
     #: Whether yesterday's job is done (see :func:`yesterday_done`).
     yesterday_complete: bool
+    #: Whether yesterday's job, without a document, is queued for reprocessing (a paused
+    #: source's deferred daily job); looked up only once the daily stream has resolved it.
+    yesterday_queued: bool = False
 
 
 @dataclass(frozen=True)
@@ -248,6 +251,7 @@ class Progress:
                         yesterday,
                         record.status.state if record else None,
                         yesterday_done(resolved, yesterday, record, key in queued),
+                        key in queued,
                     ),
                     history,
                     paused.get(source_name(source)),

@@ -1,13 +1,19 @@
-"""The status page: every tracked job as an HTML table (like the Go tracker's) or JSON.
+"""The status page: how far every source has got, a date × source grid of the last days'
+daily jobs, and every tracked job as an HTML table (like the Go tracker's) or JSON.
 
-The HTML page shows the count of jobs in each state at the top (each a link
+The progress and the grid come from :class:`shared.progress.Progress` (the
+metrics' computation too); each grid cell links to its job's page
+(:func:`job_href`), as does each row, and a failed row says when it is retried.
+
+Below them the HTML page shows the count of jobs in each state at the top (each a link
 that filters by it), plain GET filter forms, each job's full history in a
 ``<details>`` element, and colours rows by age: a job in flight whose last
 activity is more than half (``AGING``) or three quarters (``EXPIRING``) of
 the tracker timeout old stands out, as do failed jobs. It refreshes itself
 every ``refresh`` seconds with a meta refresh (``refresh=0`` turns it off).
 Nothing needs JavaScript, and every text from a job is escaped. The JSON
-form (``format=json``) holds the same jobs as :func:`shared.web.views.job_json`.
+form (``format=json``) holds the same jobs as :func:`shared.web.views.job_json`,
+the progress as ``Sources`` and the grid as ``Grid``.
 """
 
 from __future__ import annotations
@@ -143,7 +149,7 @@ def _pause_text(pause: Pause | None) -> str:
     )
 
 
-def _progress_rows(overview: Overview, now: datetime) -> list[dict[str, Any]]:
+def _progress_rows(overview: Overview) -> list[dict[str, Any]]:
     """Every source's progress as the page's progress table shows it."""
     rows = []
     for p in overview.sources:
@@ -154,7 +160,7 @@ def _progress_rows(overview: Overview, now: datetime) -> list[dict[str, Any]]:
             else daily.yesterday_state.value
             if daily.yesterday_state
             else "queued"
-            if p.paused
+            if daily.yesterday_queued
             else "not yet"
         )
         rows.append(
@@ -297,7 +303,7 @@ def render_html(
             for p in pauses
         ],
         timeout=format_duration(timeout) if timeout else "",
-        progress=_progress_rows(overview, now) if overview else None,
+        progress=_progress_rows(overview) if overview else None,
         grid=_grid(overview) if overview else None,
         no_refresh={
             **base,

@@ -152,8 +152,9 @@ def test_a_paused_sources_deferred_daily_job_is_not_complete(http, stack, clock)
     overview = stack.progress.overview()
     ndt7 = overview.sources[0]
     assert ndt7.daily.date == YESTERDAY and ndt7.daily.yesterday_state is None
-    assert ndt7.daily.yesterday_complete is False
+    assert ndt7.daily.yesterday_complete is False and ndt7.daily.yesterday_queued
     assert ndt7.queued == 1 and ndt7.paused is not None
+    assert ">queued</a>" in http.get("/status").get_data(as_text=True)
     scrape = http.get("/metrics").get_data(as_text=True)
     assert 'gardener_yesterday_complete{datatype="ndt7",experiment="ndt"} 0.0' in scrape
     # resumed: the queued job is handed out, then done

@@ -145,7 +145,9 @@ def overview() -> Overview:
             None,
             0,
         ),
-        SourceProgress(evil, DailyProgress(yesterday, yesterday, None, False), None, paused, 1),
+        SourceProgress(
+            evil, DailyProgress(yesterday, yesterday, None, False, True), None, paused, 1
+        ),
     )
 
     def key(source: Source, day: date) -> str:
