@@ -49,12 +49,16 @@ class Counted:
     idle_next_writes: float = 0.0
     idle_next_gcs_lists: float = 0.0
     #: A ``/metrics`` scrape: the 16 job-count shards, per source its totals' shards (up to
-    #: 16), the oldest job in flight and yesterday's daily job, and 6 more (cursors, pauses,
-    #: the queue's count, the tasks' last successes): 16 + 18 x 16 sources + 6.
-    scrape_reads: float = 310.0
-    #: A ``/status`` load: its rows, plus the 16 job-count shards and the pauses.
+    #: 16), the oldest job in flight, yesterday's daily job and (without a document) its
+    #: lookup in the reprocessing queue, and 6 more (cursors, pauses, the queue's count, the
+    #: tasks' last successes): 16 + 19 x 16 sources + 6.
+    scrape_reads: float = 326.0
+    #: A ``/status`` load: its rows, plus the 16 job-count shards, the pauses, the 2 stream
+    #: cursors, the grid's 14 days x 16 sources, and per source a count of its queued
+    #: reprocessing and at most one lookup of yesterday's job in the queue: 16 + 1 + 2 +
+    #: 224 + 32.
     status_rows: float = 1000.0
-    status_reads: float = 17.0
+    status_reads: float = 275.0
 
 
 #: The counts as measured (docs/performance.md); results files override the first five.

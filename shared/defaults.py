@@ -104,6 +104,14 @@ COUNTER_SHARDS = 16
 #: reads all 16, whatever the number of sources and jobs.
 STATE_COUNT_SHARDS = 16
 
+# --- the status page (shared.web.status, shared.progress) -------------------------------
+
+#: Days the status page's date × source grid shows by default, back from yesterday (``days``).
+STATUS_GRID_DAYS = 14
+
+#: Most days the grid may show: each day costs one document read per source.
+STATUS_GRID_MAX_DAYS = 90
+
 # --- maintenance (shared.maintenance) -----------------------------------------------------
 
 #: A complete job is removed this long after its last update (``CLEANUP_DELAY``).

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import google.cloud.storage as storage  # the name form mypy resolves
 
     from shared.admin import Admin
+    from shared.progress import Progress
 
 _T = TypeVar("_T")
 
@@ -310,6 +311,24 @@ def tracker_timeout() -> timedelta | None:
         return load_config(default_config_path()).tracker_timeout
     except (ConfigError, OSError):
         return None
+
+
+def progress() -> Progress | None:
+    """Return the reader of every source's progress (the status page's); None if the config
+    cannot be loaded (the page then shows its jobs without it)."""
+    from shared.progress import Progress
+
+    try:
+        config = load_config(default_config_path())
+    except (ConfigError, OSError):
+        return None
+    return Progress(
+        tracker(),
+        CursorStore(_firestore()),
+        config,
+        controls=controls(),
+        queue=reprocess_queue(),
+    )
 
 
 @functools.cache

@@ -27,6 +27,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from shared import defaults
 from shared.gotime import format_time, parse_time
 from shared.limits import INT64_MAX, MAX_TEXT_BYTES, date_problem, time_problem
 from shared.model import (
@@ -204,6 +205,8 @@ class StatusRequest:
     datatype: str | None
     limit: int
     refresh: int
+    #: Days of the date × source grid, back from yesterday.
+    days: int = defaults.STATUS_GRID_DAYS
 
 
 class HeartbeatParams(_Params):
@@ -234,16 +237,25 @@ class ErrorParams(_Params):
 
 
 class StatusQuery(_Params):
-    """Query of the status page: output format, filters, a row limit, the refresh period (s, 0 off)."""
+    """Query of the status page: output format, filters, a row limit, the refresh period (s, 0
+    off), the days of the date × source grid."""
 
     _loads_into = StatusRequest
-    _empty_is_missing = ("format", "state", "experiment", "datatype", "limit", "refresh")
+    _empty_is_missing = ("format", "state", "experiment", "datatype", "limit", "refresh", "days")
     format = fields.String(load_default="html", validate=validate.OneOf(["html", "json"]))
     state = StateName(load_default=None)
     experiment = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
     datatype = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
     limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=100_000))
     refresh = fields.Integer(load_default=30, validate=validate.Range(min=0, max=86_400))
+    days = fields.Integer(
+        load_default=defaults.STATUS_GRID_DAYS,
+        validate=validate.Range(
+            min=1,
+            max=defaults.STATUS_GRID_MAX_DAYS,
+            error=f"days of the grid must be 1 to {defaults.STATUS_GRID_MAX_DAYS}",
+        ),
+    )
 
 
 class DatasetsSchema(Schema):

@@ -88,6 +88,25 @@ def _one_year_before(now: datetime) -> datetime:
         return now.replace(year=now.year - 1, month=3, day=1)
 
 
+def _first_recent_day(now: datetime) -> date:
+    """The first day not older than a year: the first a source without full history is offered."""
+    return (_one_year_before(now) - timedelta(microseconds=1)).date() + timedelta(days=1)
+
+
+def cycle_days(config: Config, source: Source, now: datetime) -> tuple[date, date]:
+    """Return the first and last day the historical stream offers ``source`` in a cycle now.
+
+    The first is ``start_date``, or the first day not older than a year for a
+    source without ``full_history``; the last is the last day before the
+    stream starts over (36 h before now). The first is after the last when the
+    cycle holds no day of the source.
+    """
+    first = config.start_date
+    if not source.full_history:
+        first = max(first, _first_recent_day(now))
+    return first, (now - RESTART_WINDOW).astimezone(UTC).date()
+
+
 def initial_position(stream: Stream, config: Config, now: datetime) -> Position:
     """Return where a stream starts when it has no stored cursor."""
     if stream is Stream.DAILY:
@@ -125,9 +144,9 @@ def _historical(config: Config, pos: Position, now: datetime) -> Candidate | Non
         return None
     full = [i for i in eligible if sources[i].full_history]
     year_ago = _one_year_before(now)
-    # The first day not older than a year; without full-history sources the
-    # stream jumps there instead of stepping through years of days.
-    recent_start = (year_ago - timedelta(microseconds=1)).date() + timedelta(days=1)
+    # Without full-history sources the stream jumps to the first recent day
+    # instead of stepping through years of days.
+    recent_start = _first_recent_day(now)
     if pos.day < config.start_date:
         pos = Position(pos.cycle, config.start_date, 0)
     wrapped = False

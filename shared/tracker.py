@@ -760,6 +760,13 @@ class Tracker:
         """Return the job as its document holds it, or None if there is none (one read)."""
         return self.store.get(key)
 
+    def find_records(self, keys: Sequence[str]) -> dict[str, JobRecord]:
+        """Return the jobs of ``keys`` that exist, by key: batched lookups by id, one read per key.
+
+        No query, so its cost does not grow with the number of jobs stored.
+        """
+        return self.store.get_many(keys)
+
     def import_records(self, records: Iterable[JobRecord]) -> ImportResult:
         """Create the jobs of ``records`` the store lacks (:func:`shared.snapshot.import_snapshot`)."""
         from shared.snapshot import import_snapshot

@@ -44,6 +44,9 @@ TRANSITIONS: Mapping[State, frozenset[State]] = {
 #: States a job never leaves except by being added again.
 TERMINAL: frozenset[State] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
 
+#: Terminal states that mean the job's work is done (``failed`` is terminal, not done).
+SUCCEEDED: frozenset[State] = frozenset({S.COMPLETE})
+
 #: The states parsers own: the only ones ``update`` and ``error`` may set, or
 #: update in place. A parser may also give up (``failed``) on a job in one of
 #: them or in ``init``; every other state is set by post-processing or an operator.

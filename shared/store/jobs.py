@@ -159,6 +159,25 @@ class JobStore:
         shards = self._read_shards(key, data.get("run", "")) if progress else None
         return from_document(data, snap.update_time, shards)
 
+    @guarded
+    def get_many(self, keys: Sequence[str]) -> dict[str, JobRecord]:
+        """Return the jobs of ``keys`` that exist, by key: batched lookups by document id.
+
+        No query: one read per key, a missing document included, in lookups of at
+        most :data:`MAX_BATCH` documents; the progress shards are not read.
+        """
+        found: dict[str, JobRecord] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), MAX_BATCH):
+            refs = [self._ref(k) for k in unique[start : start + MAX_BATCH]]
+            for snap in self.client.get_all(refs):
+                data = snap.to_dict() if snap.exists else None
+                if data is not None:
+                    record = from_document(data, snap.update_time)
+                    found[record.key] = record
+            self.stats.add(reads=len(refs))
+        return found
+
     def _count(self, writer: Any, record: JobRecord, names: Sequence[str]) -> int:
         return self.counters.add(writer, record.job.experiment, record.job.datatype, names)
 

@@ -6,10 +6,12 @@ import contextlib
 import dataclasses
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from google.cloud.firestore_v1.aggregation import AggregationQuery
+from google.cloud.firestore_v1.base_aggregation import AggregationResult
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.model import UTC, ReprocessItem, midnight
@@ -177,6 +179,29 @@ class ReprocessQueue:
                 cancelled.extend(i.key for i in todo if self.remove(i))
         order = {k: n for n, k in enumerate(keys)}
         return sorted(cancelled, key=order.__getitem__), sorted(claimed, key=order.__getitem__)
+
+    @guarded
+    def queued(self, keys: list[str]) -> set[str]:
+        """Return which of the job ``keys`` are queued (lookups by id: one read per key)."""
+        found: set[str] = set()
+        for start in range(0, len(keys), MAX_BATCH):
+            refs = [self.collection.document(doc_id(k)) for k in keys[start : start + MAX_BATCH]]
+            found.update(item_from_snapshot(s).key for s in self.client.get_all(refs) if s.exists)
+            self.stats.add(reads=len(refs))
+        return found
+
+    @guarded
+    def count_of(self, bucket: str, source: str) -> int:
+        """Return the number of items queued for one source (``experiment/datatype``) of
+        ``bucket`` (an aggregation query: one read per 1,000 items)."""
+        query = self.collection.where(filter=FieldFilter("source", "==", source)).where(
+            filter=FieldFilter("bucket", "==", bucket)
+        )
+        # As in JobStore.count: the library's annotations do not match what get() returns.
+        aggregation = cast(AggregationQuery, query.count())
+        result = cast("list[list[AggregationResult]]", aggregation.get())
+        self.stats.add(reads=1)
+        return int(result[0][0].value)
 
     @guarded
     def count(self) -> int:

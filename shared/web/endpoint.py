@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from shared.job_service import JobService
     from shared.maintenance import Maintenance
     from shared.postprocess import PostProcessor
+    from shared.progress import Progress
     from shared.runtime import Settings
     from shared.store import ControlStore, TaskStore
     from shared.tracker import Tracker
@@ -55,6 +56,7 @@ class Services(Protocol):
     def maintenance(self) -> Maintenance: ...
     def postprocessor(self) -> PostProcessor: ...
     def tracker_timeout(self) -> timedelta | None: ...
+    def progress(self) -> Progress | None: ...
 
 
 @dataclass(frozen=True)

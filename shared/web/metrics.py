@@ -18,8 +18,7 @@ first scrape, not with the module: no parser request needs it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, time, timedelta
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, cast
 
 import flask
@@ -27,10 +26,11 @@ import flask
 from shared.config import Config
 from shared.errors import Unavailable
 from shared.job_service import HISTORICAL
-from shared.model import Job, State
+from shared.model import Pause
 from shared.model.names import source_name
+from shared.progress import Overview, Progress, SourceLabels, by_labels, timestamp
 from shared.store import TASKS, ControlStore, CursorStore, ReprocessQueue, TaskStore
-from shared.streams import Position, Stream
+from shared.streams import Stream
 from shared.tracker import COMPLETED, FAILED, STARTED, Tracker
 from shared.transitions import TERMINAL
 from shared.web.endpoint import Answer, App, Route, endpoint
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 #: Content type of a scrape's answer: ``prometheus_client.CONTENT_TYPE_LATEST`` (a test
 #: keeps the two equal), written out so that the route table does not import the library.
 CONTENT_TYPE = "text/plain; version=1.0.0; charset=utf-8"
-
-SourceLabels = tuple[str, str]  # (experiment, datatype)
 
 #: The totals exported, by the name they are kept under: (metric name, help).
 #: The names are the Go service's (``gardener_fail_total`` without its failure-kind label).
@@ -63,26 +61,6 @@ TOTALS: dict[str, tuple[str, str]] = {
 def source_labels(config: Config) -> list[SourceLabels]:
     """Return the distinct (experiment, datatype) pairs of the config, in config order."""
     return list(dict.fromkeys((s.experiment, s.datatype) for s in config.sources))
-
-
-def stream_dates(
-    config: Config, stream: Stream, position: Position
-) -> dict[SourceLabels, datetime]:
-    """Return, per source of ``stream``, the last day its cursor has resolved (UTC midnight).
-
-    Sources before the cursor's source index have resolved the cursor's day,
-    the others the day before. Sources sharing (experiment, datatype) report
-    the earliest; ``daily_only`` sources are not in the historical stream.
-    """
-    dates: dict[SourceLabels, datetime] = {}
-    for index, source in enumerate(config.sources):
-        if stream is Stream.HISTORICAL and source.daily_only:
-            continue
-        day = position.day if index < position.source else position.day - timedelta(days=1)
-        when = datetime.combine(day, time(0), tzinfo=UTC)
-        labels = (source.experiment, source.datatype)
-        dates[labels] = min(when, dates.get(labels, when))
-    return dates
 
 
 class TrackerCollector:
@@ -135,13 +113,15 @@ class TrackerCollector:
         yield from (in_flight, jobs)
         yield self._oldest_in_flight()
         yield from self._totals()
-        positions = {stream: self._position(stream) for stream in Stream}
-        yield from self._cursor_metrics(positions)
-        yield self._yesterday(positions[Stream.DAILY])
+        overview = Progress(
+            self.tracker, self.cursors, self.config, controls=self.controls, queue=self.queue
+        ).overview(count_queued=False)
+        yield from self._cursor_metrics(overview)
+        yield self._yesterday(overview)
         if self.tasks is not None:
             yield self._last_successes(self.tasks)
         if self.controls is not None:
-            yield self._paused(self.controls)
+            yield self._paused(overview.pauses)
         if self.queue is not None:
             depth = GaugeMetricFamily(
                 "gardener_reprocess_queue_depth",
@@ -183,13 +163,7 @@ class TrackerCollector:
                 family.add_metric(list(source), kept.get(source, {}).get(name, 0))
         yield from families.values()
 
-    def _position(self, stream: Stream) -> Position | None:
-        stored = self.cursors.get(stream.value)
-        return None if stored is None else Position.decode(stored)
-
-    def _cursor_metrics(
-        self, positions: dict[Stream, Position | None]
-    ) -> Iterator[GaugeMetricFamily]:
+    def _cursor_metrics(self, overview: Overview) -> Iterator[GaugeMetricFamily]:
         from prometheus_client.core import GaugeMetricFamily
 
         position_family = GaugeMetricFamily(
@@ -200,39 +174,33 @@ class TrackerCollector:
         cycle = GaugeMetricFamily(
             "gardener_historical_cycle", "The historical stream's cycle (0 for the first pass)."
         )
-        for stream, position in positions.items():
-            if position is None:
-                continue
-            for (experiment, datatype), when in stream_dates(self.config, stream, position).items():
-                position_family.add_metric([experiment, datatype, stream.value], when.timestamp())
-            if stream is Stream.HISTORICAL:
-                cycle.add_metric([], position.cycle)
+        for labels, group in by_labels(overview.sources).items():
+            # Sources sharing (experiment, datatype) report the earliest day.
+            for stream, days in (
+                (Stream.DAILY, [p.daily.date for p in group]),
+                (Stream.HISTORICAL, [p.historical.date for p in group if p.historical]),
+            ):
+                known = [day for day in days if day is not None]
+                if known:
+                    position_family.add_metric([*labels, stream.value], timestamp(min(known)))
+        if overview.historical is not None:
+            cycle.add_metric([], overview.historical.cycle)
         yield from (position_family, cycle)
 
-    def _yesterday(self, daily: Position | None) -> GaugeMetricFamily:
-        """Whether each source's job of yesterday (UTC) is done (one read per source)."""
+    def _yesterday(self, overview: Overview) -> GaugeMetricFamily:
+        """Whether each source's job of yesterday (UTC) is done (:func:`shared.progress.yesterday_done`)."""
         from prometheus_client.core import GaugeMetricFamily
 
         family = GaugeMetricFamily(
             "gardener_yesterday_complete",
             "1 if yesterday's (UTC) daily job of the source is done: the daily stream has "
-            "resolved the day and its job is complete (or already cleaned up); else 0.",
+            "resolved the day and its job is complete (or cleaned up after it was, and not "
+            "queued for reprocessing, as a paused source's is); else 0.",
             labels=["experiment", "datatype"],
         )
-        yesterday = self.tracker.clock().astimezone(UTC).date() - timedelta(days=1)
-        resolved = stream_dates(self.config, Stream.DAILY, daily) if daily is not None else {}
-        done: dict[SourceLabels, bool] = {}
-        for source in self.config.sources:
-            labels = (source.experiment, source.datatype)
-            ok = labels in resolved and resolved[labels].date() >= yesterday
-            if ok:
-                record = self.tracker.find_record(
-                    Job(source.bucket, source.experiment, source.datatype, yesterday).key()
-                )
-                ok = record is None or record.status.state is State.COMPLETE
-            done[labels] = done.get(labels, True) and ok
-        for labels, ok in done.items():
-            family.add_metric(list(labels), 1.0 if ok else 0.0)
+        for labels, group in by_labels(overview.sources).items():
+            done = all(p.daily.yesterday_complete for p in group)
+            family.add_metric(list(labels), 1.0 if done else 0.0)
         return family
 
     def _last_successes(self, tasks: TaskStore) -> GaugeMetricFamily:
@@ -250,7 +218,7 @@ class TrackerCollector:
                 family.add_metric([task], found[task].timestamp())
         return family
 
-    def _paused(self, controls: ControlStore) -> GaugeMetricFamily:
+    def _paused(self, pauses: Iterable[Pause]) -> GaugeMetricFamily:
         from prometheus_client.core import GaugeMetricFamily
 
         family = GaugeMetricFamily(
@@ -259,7 +227,7 @@ class TrackerCollector:
             "experiment/datatype), else 0.",
             labels=["target"],
         )
-        paused = {pause.target for pause in controls.all()}
+        paused = {pause.target for pause in pauses}
         targets = [HISTORICAL, *dict.fromkeys(source_name(s) for s in self.config.sources)]
         for target in dict.fromkeys([*targets, *sorted(paused)]):
             family.add_metric([target], 1.0 if target in paused else 0.0)

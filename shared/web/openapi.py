@@ -345,6 +345,89 @@ class StatusFilters(Schema):
     datatype = fields.String(required=True, allow_none=True)
 
 
+def _day(**kwargs: Any) -> GoTime:
+    """A day as Go marshals its UTC midnight (``2026-11-26T00:00:00Z``)."""
+    return GoTime(**kwargs)
+
+
+class DailyProgressAnswer(Schema):
+    """Where a source's daily stream is, and whether yesterday's job is done."""
+
+    Date = _day(
+        required=True,
+        allow_none=True,
+        metadata={"description": "the last day the daily stream has resolved (null: not yet)"},
+    )
+    Yesterday = _day(required=True)
+    #: The state of yesterday's job (null: no job document).
+    YesterdayState = _state(required=True, allow_none=True)
+    YesterdayComplete = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "yesterday's job is done: complete, or complete and cleaned up "
+            "(no document and no reprocessing queued); a paused source's is not"
+        },
+    )
+
+
+class HistoricalProgressAnswer(Schema):
+    """Where the historical stream is for a source."""
+
+    Date = _day(
+        required=True,
+        allow_none=True,
+        metadata={"description": "the last day the stream has resolved (null: not yet)"},
+    )
+    Cycle = fields.Integer(required=True, metadata={"description": "0 for the first pass"})
+    CyclePercent = fields.Float(
+        required=True, metadata={"description": "share of the source's days of the cycle done"}
+    )
+    Paused = fields.Nested(
+        PauseAnswer,
+        required=True,
+        allow_none=True,
+        metadata={"description": "the pause of the historical cycle (null: not paused)"},
+    )
+
+
+class SourceProgressAnswer(Schema):
+    """How far one source of the config has got."""
+
+    Bucket = fields.String(required=True)
+    Experiment = fields.String(required=True)
+    Datatype = fields.String(required=True)
+    Daily = fields.Nested(DailyProgressAnswer, required=True)
+    Historical = fields.Nested(
+        HistoricalProgressAnswer,
+        required=True,
+        allow_none=True,
+        metadata={"description": "null for a daily_only source"},
+    )
+    Paused = fields.Nested(
+        PauseAnswer,
+        required=True,
+        allow_none=True,
+        metadata={"description": "the source's pause (null: not paused)"},
+    )
+    Queued = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "reprocessing queued"}
+    )
+
+
+class GridJob(Schema):
+    """One day of one source: the job's key, and its state (null: no job document)."""
+
+    ID = fields.String(required=True)
+    State = _state(required=True, allow_none=True)
+
+
+class GridDayAnswer(Schema):
+    """One day of the grid: a job per source, in the order of ``Sources``."""
+
+    Date = _day(required=True)
+    Jobs = fields.List(fields.Nested(GridJob), required=True)
+
+
 class StatusAnswer(Schema):
     """The status page's JSON (``format=json``); more fields may be added."""
 
@@ -357,6 +440,16 @@ class StatusAnswer(Schema):
     Shown = fields.Integer(required=True)
     Filters = fields.Nested(StatusFilters, required=True)
     Paused = fields.List(fields.Nested(PauseAnswer), required=True)
+    Sources = fields.List(
+        fields.Nested(SourceProgressAnswer),
+        required=True,
+        metadata={"description": "how far each source of the config has got (empty without one)"},
+    )
+    Grid = fields.List(
+        fields.Nested(GridDayAnswer),
+        required=True,
+        metadata={"description": "the last `days` days, newest first: each source's job"},
+    )
     Jobs = fields.List(fields.Nested(JobAnswer), required=True)
     StateCounts = fields.Dict(
         keys=fields.String(),

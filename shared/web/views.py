@@ -1,4 +1,5 @@
-"""The Go-shaped JSON of what the tracker holds: jobs, pauses, audit entries, queue items, controls.
+"""The Go-shaped JSON of what the tracker holds: jobs, pauses, audit entries, queue items,
+controls, every source's progress.
 
 Every JSON body the status page and the admin API answer is built here from
 the domain's objects (:mod:`shared.model`, :mod:`shared.store`,
@@ -7,7 +8,7 @@ the domain's objects (:mod:`shared.model`, :mod:`shared.store`,
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from shared.admin import (
@@ -20,7 +21,17 @@ from shared.admin import (
     Reprocessing,
 )
 from shared.gotime import format_time
-from shared.model import FREE, UTC, AuditEntry, JobRecord, Pause, ReprocessItem, State
+from shared.model import (
+    FREE,
+    UTC,
+    AuditEntry,
+    JobRecord,
+    Pause,
+    ReprocessItem,
+    State,
+    midnight,
+)
+from shared.progress import GridDay, SourceProgress
 from shared.schemas import JobSchema, RunSummarySchema, StatusSchema
 from shared.transitions import TERMINAL
 
@@ -130,6 +141,52 @@ def pause_json(pause: Pause | None) -> dict[str, str] | None:
     if pause.reason_by and pause.reason_at is not None:
         body |= {"ReasonBy": pause.reason_by, "ReasonAt": format_time(pause.reason_at)}
     return body
+
+
+def _day(day: date | None) -> str | None:
+    """A day as Go marshals a UTC midnight ``time.Time``; None stays None."""
+    return None if day is None else format_time(midnight(day))
+
+
+def source_progress_json(progress: SourceProgress) -> dict[str, Any]:
+    """Return how far one source has got (:class:`shared.progress.SourceProgress`) as JSON."""
+    daily, history = progress.daily, progress.historical
+    return {
+        "Bucket": progress.source.bucket,
+        "Experiment": progress.source.experiment,
+        "Datatype": progress.source.datatype,
+        "Daily": {
+            "Date": _day(daily.date),
+            "Yesterday": _day(daily.yesterday),
+            "YesterdayState": daily.yesterday_state.value if daily.yesterday_state else None,
+            "YesterdayComplete": daily.yesterday_complete,
+        },
+        "Historical": None
+        if history is None
+        else {
+            "Date": _day(history.date),
+            "Cycle": history.cycle,
+            "CyclePercent": history.percent,
+            "Paused": pause_json(history.paused),
+        },
+        "Paused": pause_json(progress.paused),
+        "Queued": progress.queued,
+    }
+
+
+def grid_json(grid: tuple[GridDay, ...]) -> list[dict[str, Any]]:
+    """Return the date × source grid as JSON: per day, newest first, a job per source
+    (in the order of ``Sources``), its state null where it has no document."""
+    return [
+        {
+            "Date": _day(row.day),
+            "Jobs": [
+                {"ID": cell.key, "State": cell.state.value if cell.state else None}
+                for cell in row.cells
+            ],
+        }
+        for row in grid
+    ]
 
 
 def paused_json(change: PauseChange) -> dict[str, Any]:

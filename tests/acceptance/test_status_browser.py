@@ -1,17 +1,24 @@
 """The status page in a real browser: headless Chromium loads it from a running function server.
 
-Skipped where ``/usr/bin/chromium`` is absent (Debian: ``apt-get install chromium``).
-Set ``STATUS_SCREENSHOT=/path/page.png`` to keep a screenshot of the page.
+Skipped where ``/usr/bin/chromium`` is absent (Debian: ``apt-get install chromium``); the
+layout checks at desktop and phone widths drive it through ``/usr/bin/chromedriver``
+(Debian: ``chromium-driver``), whose W3C WebDriver API is plain HTTP. ``.ci/run``
+installs both where apt-get can. Set ``STATUS_SCREENSHOT=/path/page.png`` to keep a
+screenshot of the page (and ``page-1400.png``, ``page-390.png`` of the layout checks).
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import os
 import re
 import subprocess
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -196,3 +203,161 @@ def test_job_page_fits_desktop_and_phone_widths_and_escapes_script(page_url, tmp
             fits, _, title = html.unescape(found.group(1)).partition(" | ")
             assert fits == "fits", (name, width, fits)
             assert title.startswith("Gardener job ") and "pwned" not in title, title
+
+
+# --- the layout at desktop and phone widths, through WebDriver ------------------------------
+
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+#: What the layout check measures in the page, once loaded.
+MEASURE = """
+const visible = (selector) => {
+  const element = document.querySelector(selector);
+  if (!element) return false;
+  const box = element.getBoundingClientRect();
+  return box.width > 0 && box.height > 0 && getComputedStyle(element).visibility !== "hidden";
+};
+const links = (selector) => [...document.querySelectorAll(selector)].map((a) => a.getAttribute("href"));
+return {
+  scrollWidth: document.scrollingElement.scrollWidth,
+  innerWidth: window.innerWidth,
+  rowHeights: [...document.querySelectorAll("table.jobs tbody tr")].map(
+    (row) => row.getBoundingClientRect().height),
+  progress: visible("table.progress"),
+  grid: visible("table.grid"),
+  gridLinks: links("table.grid a.cell"),
+  rowLinks: links("table.jobs a.page"),
+  yesterdayLinks: links("table.progress a.badge"),
+};
+"""
+
+
+class WebDriver:
+    """A headless Chromium session through chromedriver's W3C WebDriver HTTP API."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        from local.emulator import free_port
+
+        self.port = free_port()
+        self.log = (tmp_path / "chromedriver.log").open("w")
+        self.process = subprocess.Popen(
+            [str(CHROMEDRIVER), f"--port={self.port}"], stdout=self.log, stderr=subprocess.STDOUT
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.profile = tmp_path / "webdriver-profile"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{self.base}/status", timeout=2).json()["value"]["ready"]:
+                    break
+            except (requests.ConnectionError, KeyError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("chromedriver did not start")
+            time.sleep(0.2)
+
+    def session(self, width: int, height: int, phone: bool) -> str:
+        """Start a browser of ``width`` CSS pixels (a phone's viewport with ``phone``)."""
+        options: dict[str, Any] = {
+            "binary": str(CHROMIUM),
+            "args": [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--disable-background-networking",
+                f"--user-data-dir={self.profile}-{width}",
+                f"--window-size={width},{height}",
+            ],
+        }
+        if phone:
+            options["mobileEmulation"] = {
+                "deviceMetrics": {
+                    "width": width,
+                    "height": height,
+                    "pixelRatio": 3.0,
+                    "touch": True,
+                }
+            }
+        answer = self.call(
+            "POST",
+            "/session",
+            {"capabilities": {"alwaysMatch": {"goog:chromeOptions": options}}},
+        )
+        return str(answer["sessionId"])
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        answer = requests.request(method, f"{self.base}{path}", json=body, timeout=90)
+        value = answer.json()["value"]
+        assert answer.status_code == 200, value
+        return value
+
+    def measure(self, session: str, url: str) -> dict[str, Any]:
+        """Load ``url`` in the session and measure the page (:data:`MEASURE`)."""
+        self.call("POST", f"/session/{session}/url", {"url": url})
+        return dict(
+            self.call("POST", f"/session/{session}/execute/sync", {"script": MEASURE, "args": []})
+        )
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.log.close()
+
+
+@pytest.fixture
+def webdriver(tmp_path):
+    if not CHROMEDRIVER.exists():
+        pytest.skip("chromedriver not installed: apt-get install -y chromium-driver (Debian)")
+    driver = WebDriver(tmp_path)
+    try:
+        yield driver
+    finally:
+        driver.close()
+
+
+@pytest.fixture
+def recent_url(page_url, store) -> tuple[str, list[str]]:
+    """The page's server, with daily jobs of yesterday and of three days ago for the grid."""
+    base, _ = page_url
+    today = datetime.now(UTC).date()
+    tracker = Tracker(store)
+    recent = []
+    for back, steps in ((1, (State.PARSING,)), (3, (State.PARSING, State.FAILED))):
+        record = tracker.add_job(Job("archive-demo", "ndt", "ndt7", today - timedelta(days=back)))
+        for state in steps:
+            tracker.set_status(record.key, state, "a long detail " * 20)
+        recent.append(record.key)
+    return base, recent
+
+
+@pytest.mark.parametrize(("width", "phone"), [(1400, False), (390, True)], ids=["desktop", "phone"])
+def test_status_page_fits_desktop_and_phone_widths_with_progress_and_grid(
+    recent_url, webdriver, width, phone
+):
+    base, recent = recent_url
+    session = webdriver.session(width, 844, phone)
+    try:
+        got = webdriver.measure(session, f"{base}/status?refresh=0")
+        if os.environ.get("STATUS_SCREENSHOT"):  # keep what the browser showed, beside it
+            shot = Path(os.environ["STATUS_SCREENSHOT"])
+            png = webdriver.call("GET", f"/session/{session}/screenshot")
+            shot.with_name(f"{shot.stem}-{width}{shot.suffix}").write_bytes(base64.b64decode(png))
+    finally:
+        webdriver.call("DELETE", f"/session/{session}")
+    assert got["innerWidth"] == width
+    # the page never scrolls sideways: wide tables scroll inside their own box
+    assert got["scrollWidth"] <= got["innerWidth"], got
+    assert got["progress"] and got["grid"], got
+    # every job of the grid links to its page; so does every row and yesterday's badge
+    assert sorted(got["gridLinks"]) == sorted(f"/status/job?id={quote(k, safe='')}" for k in recent)
+    assert len(got["rowLinks"]) == 8 and all(
+        link.startswith("/status/job?id=") for link in got["rowLinks"]
+    )
+    assert got["yesterdayLinks"] == [f"/status/job?id={quote(recent[0], safe='')}"]
+    assert got["rowHeights"] and max(got["rowHeights"]) < 300, got["rowHeights"]

@@ -143,7 +143,7 @@ def test_other_methods_are_refused_and_head_answers(http, tracker):
 def test_every_status_row_links_to_its_job_page(http, tracker):
     tracker.add_job(JOB)
     page = http.get("/status", query_string={"refresh": "0"}).get_data(as_text=True)
-    [link] = re.findall(r'<a href="(/status/job\?id=[^"]+)">', page)
+    [link] = re.findall(r'<a class="page" href="(/status/job\?id=[^"]+)"', page)
     followed = http.get(link.replace("&amp;", "&"))
     assert followed.status_code == 200
     assert f'<code class="copy" title="select to copy">{KEY}</code>' in followed.get_data(

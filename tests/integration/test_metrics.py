@@ -13,8 +13,6 @@ from shared.gcs import ArchiveLister
 from shared.job_service import JobService
 from shared.model import Datasets, Job, JobFilter, State
 from shared.store import CursorStore
-from shared.streams import Position, Stream
-from shared.web.metrics import stream_dates
 
 NOW_DAY = date(2026, 11, 27)  # the FakeClock's day
 DS = Datasets("tmp_ndt", "raw_ndt", "ndt")
@@ -150,26 +148,6 @@ def test_the_content_type_is_the_prometheus_clients():
     from shared.web.metrics import CONTENT_TYPE
 
     assert CONTENT_TYPE == prometheus_client.CONTENT_TYPE_LATEST
-
-
-def test_stream_dates_split_at_the_cursor_source():
-    sources = tuple(
-        Source("b", "e", dt, "", DS, only, False)
-        for dt, only in (("a", False), ("b", True), ("c", False))
-    )
-    config = Config(
-        start_date=date(2020, 1, 1),
-        tracker_timeout=timedelta(hours=1),
-        polling_interval=timedelta(minutes=1),
-        sources=sources,
-    )
-    at = Position(0, date(2020, 1, 5), 1)
-    daily = stream_dates(config, Stream.DAILY, at)
-    assert daily[("e", "a")].date() == date(2020, 1, 5)
-    assert daily[("e", "b")].date() == date(2020, 1, 4)
-    historical = stream_dates(config, Stream.HISTORICAL, at)
-    assert ("e", "b") not in historical
-    assert historical[("e", "c")].date() == date(2020, 1, 4)
 
 
 # --- started / completed / failed totals ------------------------------------------------

@@ -101,6 +101,45 @@ def test_status_json_with_every_kind_of_job_matches_the_document(admin_http, tra
     check_answer(admin_http.get("/status?limit=0"), "/status", "GET")  # 400
 
 
+def test_status_json_with_sources_and_grid_matches_the_document(
+    admin_http, tracker, config, firestore_client, gcs_client, clock, monkeypatch
+):
+    from shared import runtime
+    from shared.progress import Progress
+
+    queue, controls = ReprocessQueue(firestore_client), ControlStore(firestore_client)
+    service = JobService(
+        tracker,
+        CursorStore(firestore_client),
+        ArchiveLister(gcs_client),
+        config,
+        clock=clock,
+        queue=queue,
+        controls=controls,
+    )
+    if gcs_client.lookup_bucket(BUCKET) is None:
+        gcs_client.create_bucket(BUCKET)
+    for datatype in ("a", "b"):
+        for back in (1, 2, 3):
+            day = NOW_DAY - timedelta(days=back)
+            gcs_client.bucket(BUCKET).blob(
+                f"ndt/{datatype}/{day:%Y/%m/%d}/x.tgz"
+            ).upload_from_string(b"x")
+    admin_http.post("/admin/pause", query_string={"target": "ndt/b", "reason": "bad parser"})
+    admin_http.post("/admin/pause", query_string={"target": "historical"})
+    while service.next_job() is not None:
+        pass
+    progress = Progress(tracker, service.cursors, config, controls=controls, queue=queue)
+    monkeypatch.setattr(runtime, "progress", lambda: progress)
+    body = check_answer(admin_http.get("/status?format=json&days=3"), "/status", "GET")
+    a, b = body["Sources"]
+    assert a["Daily"]["YesterdayState"] == "init" and a["Historical"]["Paused"]
+    assert b["Paused"]["Reason"] == "bad parser" and b["Queued"] == 1  # yesterday, deferred
+    assert [len(day["Jobs"]) for day in body["Grid"]] == [2, 2, 2]
+    html = admin_http.get("/status?days=3")
+    assert check_answer(html, "/status", "GET") is None and 'class="grid"' in html.text
+
+
 def test_metrics_and_the_document_itself_match_the_document(
     http, tracker, config, firestore_client, gcs_client, clock, monkeypatch
 ):

@@ -1,8 +1,9 @@
 """The alert rules (``deploy/alerts.yml``) and their Cloud Monitoring twins
 (``terraform/monitoring.tf``): offline checks.
 
-``promtool check rules`` runs when ``promtool`` is on PATH; without it the rules'
-structure and expressions are checked here, and
+``promtool check rules`` and ``promtool test rules deploy/alerts_test.yml`` run when
+``promtool`` is on PATH (``.ci/run`` installs Debian's ``prometheus`` package for it); the
+rules' structure and expressions are checked here either way, and
 ``tests/integration/test_metrics.py`` checks that every metric they query is served.
 """
 
@@ -21,6 +22,8 @@ from tests.offline import ROOT, TERRAFORM_DIR
 from tests.unit.test_terraform import Config
 
 ALERTS = ROOT / "deploy" / "alerts.yml"
+#: promtool's unit tests of the rules: each alert fires, and not before its time.
+ALERTS_TEST = ROOT / "deploy" / "alerts_test.yml"
 #: PromQL functions and aggregations the rules may use.
 PROMQL_FUNCTIONS = {
     "absent",
@@ -110,6 +113,28 @@ def test_promtool_accepts_the_rules() -> None:
         [promtool, "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_promtool_unit_tests_of_the_rules_pass() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian's prometheus package provides it)")
+    done = subprocess.run(
+        [promtool, "test", "rules", str(ALERTS_TEST)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_alert_has_a_promtool_unit_test_that_fires_it() -> None:
+    document = yaml.safe_load(ALERTS_TEST.read_text())
+    assert document["rule_files"] == [ALERTS.name]
+    fired = {
+        case["alertname"]
+        for test in document["tests"]
+        for case in test["alert_rule_test"]
+        if case["exp_alerts"]
+    }
+    assert fired == {rule["alert"] for rule in rules()}
 
 
 # --- the same rules in Cloud Monitoring ---------------------------------------------------

@@ -256,6 +256,7 @@ QUERY_DEFAULTS = {
     "datatype": None,
     "limit": 1000,
     "refresh": 30,
+    "days": 14,
 }
 
 
@@ -272,6 +273,9 @@ QUERY_DEFAULTS = {
         ({"limit": "5"}, {"limit": 5}),
         ({"limit": "1"}, {"limit": 1}),
         ({"limit": "100000"}, {"limit": 100000}),
+        ({"days": ""}, {}),
+        ({"days": "1"}, {"days": 1}),
+        ({"days": "90"}, {"days": 90}),
         ({"unknown": "x"}, {}),
     ],
 )
@@ -292,10 +296,21 @@ def test_status_query(data: dict[str, Any], changes: dict[str, Any]) -> None:
         ({"limit": "-1"}, "limit"),
         ({"limit": "100001"}, "limit"),
         ({"limit": "abc"}, "limit"),
+        ({"days": "0"}, "days"),
+        ({"days": "91"}, "days"),
+        ({"days": "-3"}, "days"),
+        ({"days": "two"}, "days"),
+        ({"days": "1.5"}, "days"),
     ],
 )
 def test_status_query_rejects(data: dict[str, Any], field: str) -> None:
     assert set(load_errors(StatusQuery(), data)) == {field}
+
+
+def test_status_query_days_out_of_range_says_the_range() -> None:
+    assert load_errors(StatusQuery(), {"days": "365"}) == {
+        "days": ["days of the grid must be 1 to 90"]
+    }
 
 
 # --- JobSchema --------------------------------------------------------------------

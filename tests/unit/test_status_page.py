@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from urllib.parse import quote
 
 from shared.model import UTC, Job, JobRecord, Pause, State, StateInfo
+from shared.progress import Overview
 from shared.web.status import _span, age_class, render_html, render_json
 from shared.web.views import expires_at
 
@@ -112,3 +114,162 @@ def test_expiry_past_year_9999_is_clamped_not_an_overflow():
     assert render_json([rec], 1, {}, timeout=TIMEOUT)["Jobs"][0]["ExpiresAt"] == (
         "9999-12-31T23:59:59.999999Z"
     )
+
+
+# --- per-source progress, the grid, retry times ---------------------------------------
+
+
+def overview() -> Overview:
+    """Two sources: ndt7 done yesterday in its 2nd historical cycle, an evil-named daily-only
+    one paused with yesterday deferred to the queue; a grid of two days."""
+    from shared.config import Source
+    from shared.progress import (
+        DailyProgress,
+        GridCell,
+        GridDay,
+        HistoricalProgress,
+        SourceProgress,
+    )
+    from shared.streams import Position
+
+    yesterday, before = date(2026, 11, 26), date(2026, 11, 25)
+    ndt7 = Source("archive-b", "ndt", "ndt7")
+    evil = Source("archive-b", "ndt", "<i>x</i>", daily_only=True)
+    paused = Pause("ndt/<i>x</i>", "bob", NOW, "parser <b>bug</b>")
+    cycle = Pause("historical", "alice", NOW, "quota")
+    sources = (
+        SourceProgress(
+            ndt7,
+            DailyProgress(yesterday, yesterday, State.COMPLETE, True),
+            HistoricalProgress(date(2024, 3, 1), 2, 37.5, cycle),
+            None,
+            0,
+        ),
+        SourceProgress(
+            evil, DailyProgress(yesterday, yesterday, None, False, True), None, paused, 1
+        ),
+    )
+
+    def key(source: Source, day: date) -> str:
+        return Job(source.bucket, source.experiment, source.datatype, day).key()
+
+    grid = (
+        GridDay(
+            yesterday,
+            (GridCell(key(ndt7, yesterday), State.COMPLETE), GridCell(key(evil, yesterday), None)),
+        ),
+        GridDay(
+            before,
+            (GridCell(key(ndt7, before), State.FAILED), GridCell(key(evil, before), State.PARSING)),
+        ),
+    )
+    return Overview(
+        sources, grid, (cycle, paused), Position(0, yesterday, 2), Position(2, date(2024, 3, 1), 1)
+    )
+
+
+def test_page_shows_each_sources_progress_escaped():
+    page = render_html([], 0, {}, NOW, overview=overview())
+    table = page[page.index('<table class="progress">') : page.index("</table>")]
+    ndt7, evil = table.split('<tr>\n    <th scope="row"')[1:]
+    assert ">ndt/ndt7</th>" in ndt7 and "2026-11-26" in ndt7
+    assert '<a class="badge ok" href="/status/job?id=archive-b%2Fndt%2Fndt7%2F20261126"' in ndt7
+    assert ">done</a>" in ndt7
+    assert "2024-03-01" in ndt7 and "37.5 %" in ndt7 and 'style="width: 37.5%"' in ndt7
+    assert "historical paused" in ndt7
+    # the paused source: yesterday deferred, not done; its names and reason escaped
+    assert "ndt/&lt;i&gt;x&lt;/i&gt;" in evil and "<i>x" not in evil
+    assert '<a class="badge late"' in evil and ">queued</a>" in evil
+    assert "daily only" in evil
+    assert (
+        "paused</strong> by bob since 2026-11-27T12:00:00Z: parser &lt;b&gt;bug&lt;/b&gt;" in evil
+    )
+    assert '<td class="num">1</td>' in evil
+    assert "<b>bug" not in page
+
+
+def test_grid_cells_link_to_the_job_and_are_empty_without_one():
+    counts = dict.fromkeys(State, 0)
+    page = render_html([], 0, {}, NOW, counts, overview=overview(), days=2)
+    grid = page[page.index('<table class="grid">') :]
+    grid = grid[: grid.index("</table>")]
+    rows = grid.split("<tr>")[2:]
+    assert [r[r.index('scope="row">') + 12 :][:10] for r in rows] == ["2026-11-26", "2026-11-25"]
+    assert (
+        '<a class="cell s-complete" href="/status/job?id=archive-b%2Fndt%2Fndt7%2F20261126" '
+        'title="archive-b/ndt/ndt7/20261126: complete">complete</a>' in rows[0]
+    )
+    assert rows[0].count("<td></td>") == 1  # no job: an empty cell
+    assert "s-failed" in rows[1] and "s-parsing" in rows[1]
+    assert "&lt;i&gt;x&lt;/i&gt;%2F" not in grid and "%3Ci%3Ex%3C%2Fi%3E" in grid  # quoted
+    assert "the last 2 days" in page
+    # the days chosen stay in every link the page makes
+    assert 'href="?days=30"' in page and "days=2&amp;state=failed" in page
+
+
+def test_page_without_an_overview_has_no_progress_or_grid():
+    page = render_html([], 0, {}, NOW)
+    assert 'class="progress"' not in page and 'class="grid"' not in page
+
+
+def test_json_carries_sources_and_grid():
+    body = render_json([], 0, {}, overview=overview())
+    ndt7, evil = body["Sources"]
+    assert ndt7 == {
+        "Bucket": "archive-b",
+        "Experiment": "ndt",
+        "Datatype": "ndt7",
+        "Daily": {
+            "Date": "2026-11-26T00:00:00Z",
+            "Yesterday": "2026-11-26T00:00:00Z",
+            "YesterdayState": "complete",
+            "YesterdayComplete": True,
+        },
+        "Historical": {
+            "Date": "2024-03-01T00:00:00Z",
+            "Cycle": 2,
+            "CyclePercent": 37.5,
+            "Paused": {
+                "Target": "historical",
+                "Who": "alice",
+                "Since": "2026-11-27T12:00:00Z",
+                "Reason": "quota",
+            },
+        },
+        "Paused": None,
+        "Queued": 0,
+    }
+    assert evil["Historical"] is None and evil["Paused"]["Who"] == "bob"
+    assert evil["Daily"]["YesterdayComplete"] is False and evil["Queued"] == 1
+    assert body["Grid"][1] == {
+        "Date": "2026-11-25T00:00:00Z",
+        "Jobs": [
+            {"ID": "archive-b/ndt/ndt7/20261125", "State": "failed"},
+            {"ID": "archive-b/ndt/<i>x</i>/20261125", "State": "parsing"},
+        ],
+    }
+    assert body["Grid"][0]["Jobs"][1]["State"] is None
+    assert render_json([], 0, {})["Sources"] == [] and render_json([], 0, {})["Grid"] == []
+
+
+def test_failed_rows_say_when_they_are_retried():
+    due_later = record(1, State.PARSING, State.FAILED, day=2)
+    due_later.retry_at = NOW + timedelta(minutes=8)
+    due = record(1, State.PARSING, State.FAILED, day=3)
+    due.retry_at = NOW - timedelta(minutes=1)
+    final = record(1, State.PARSING, State.FAILED, day=4)
+    running = record(1, State.PARSING, day=5)
+    page = render_html([due_later, due, final, running], 4, {}, NOW, timeout=TIMEOUT)
+
+    def row(rec: JobRecord) -> str:
+        start = page.index(f'title="{rec.key}"')
+        return page[page.rindex("<tr", 0, start) : page.index("</tr>", start)]
+
+    assert '<span class="retry">retry in 8m 0s</span>' in row(due_later)
+    assert 'title="2026-11-27T12:08:00Z"' in row(due_later)
+    assert '<span class="retry">retry due</span>' in row(due)
+    assert '<span class="retry">not retried</span>' in row(final)
+    assert 'class="retry"' not in row(running)
+    assert f'href="/status/job?id={quote(running.key, safe="")}"' in row(running)
+    jobs = render_json([due_later, final], 2, {})["Jobs"]
+    assert jobs[0]["RetryAt"] == "2026-11-27T12:08:00Z" and jobs[1]["RetryAt"] is None
