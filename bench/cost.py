@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -27,12 +26,8 @@ AMOUNTS += ("vcpu_seconds", "gib_seconds", "gcs_class_a", "gcs_class_b")
 def render(report: dict[str, Any]) -> str:
     s, r = report["scale"], report["result"]
     j, a = r["per_job"], r["per_archive"]
-    lines = [
-        "## Cost per month at M-Lab's scale (`python -m bench.cost`)",
-        "",
-        "Counted operations:",
-        "",
-    ]
+    lines = ["## Cost per month at M-Lab's scale (`python -m bench.cost`)", ""]
+    lines += ["Counted operations:", ""]
     job = [
         f"{j['reads']:.1f}",
         f"{j['writes']:.1f}",
@@ -42,9 +37,8 @@ def render(report: dict[str, Any]) -> str:
     archive = [f"{a['reads']:.2f}", f"{a['writes']:.2f}", "0", "0", f"{a['requests']:.2f}"]
     rows = [["per job (lifecycle and post-processing)", *job, f"{j['requests']:.0f}"]]
     rows += [["per archive (heartbeat + update)", *archive]]
-    lines += table(
-        "unit | Firestore reads | writes | deletes | GCS lists | function requests", rows
-    )
+    head = "unit | Firestore reads | writes | deletes | GCS lists | function requests"
+    lines += table(head, rows)
     lines += [
         "",
         f"Assumed: {s['sources']} sources, {s['jobs_per_day']:,.0f} jobs a day, "
@@ -68,7 +62,7 @@ def render(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     where = "where the benchmarks' results are read from"
-    args = arguments("cost", __doc__, "", ("--results", Path, RESULTS_DIR, where)).parse_args(argv)
+    args = arguments("cost", __doc__, argv, "", ("--results", Path, RESULTS_DIR, where))
     started = time.perf_counter()
     counted, used = cost.counted_from_results(args.results)
     prices = f"{cost.PRICES_AS_OF}; " + "; ".join(f"{k}: {v}" for k, v in cost.SOURCES.items())
@@ -80,4 +74,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
