@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Any
 
 from bench import harness as h
 from local.imports import fresh_import, heavy
@@ -25,7 +24,7 @@ PARSER_ENTRY_POINTS = ("api", "next_job", "update", "heartbeat", "error")
 TARGET_SECONDS = 0.3
 
 
-def measure(samples: int, entry_points: list[str]) -> dict[str, Any]:
+def measure(samples: int, entry_points: list[str]) -> h.Report:
     """Sample each entry point ``samples`` times; medians in seconds."""
     rows = []
     for entry in entry_points:
@@ -39,7 +38,7 @@ def measure(samples: int, entry_points: list[str]) -> dict[str, Any]:
     return {"samples": samples, "target_s": TARGET_SECONDS, "rows": rows}
 
 
-def render(report: dict[str, Any]) -> str:
+def render(report: h.Report) -> str:
     title = f"## Cold start: import time per entry point (median of {report['samples']} fresh "
     lines = [title + "interpreters; `python -m bench.cold_start`)", ""]
     lines += h.grid(

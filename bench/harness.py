@@ -46,6 +46,8 @@ MIB = 2**20
 T = TypeVar("T")
 TRACED_NOT_YET = {"traced_peak_mib": None, "traced_seconds": None}
 LATENCY_KEYS = ("count", "p50_ms", "p99_ms", "mean_ms", "max_ms", "p95_ms")
+#: A benchmark's report, or a part of it (a row of a table): JSON-ready values by name.
+Report = dict[str, Any]
 
 
 def latencies(seconds: Sequence[float]) -> dict[str, float]:
@@ -123,7 +125,7 @@ def section(title: str, rows: Any, spec: str, **derived: Any) -> list[str]:
     return ["", title, "", *grid(rows, spec, **derived)]
 
 
-def heading(title: str, machine: dict[str, Any], *notes: str) -> list[str]:
+def heading(title: str, machine: Report, *notes: str) -> list[str]:
     """A report's title, its machine facts and further ``notes`` as list items (no blank line after)."""
     m = machine
     return [
@@ -138,7 +140,7 @@ def heading(title: str, machine: dict[str, Any], *notes: str) -> list[str]:
     ]
 
 
-def machine_facts(host: str, own_emulator: bool, gcs_url: str | None = None) -> dict[str, Any]:
+def machine_facts(host: str, own_emulator: bool, gcs_url: str | None = None) -> Report:
     """What the figures depend on: CPU, memory, load, Python, emulators, library versions."""
 
     def read(path: str, pattern: str) -> str:
@@ -153,7 +155,7 @@ def machine_facts(host: str, own_emulator: bool, gcs_url: str | None = None) -> 
         return "?"
 
     memory, cpus, env = read("/proc/meminfo", r"^MemTotal:\s+(\d+) kB"), os.cpu_count(), os.environ
-    facts: dict[str, Any] = {
+    facts: Report = {
         "cpu_count": cpus,
         "cpu_model": read("/proc/cpuinfo", r"^model name\s*:(.*)$"),
     }
@@ -180,7 +182,7 @@ def machine_facts(host: str, own_emulator: bool, gcs_url: str | None = None) -> 
     return facts
 
 
-def summary(calls: Sequence[Call], *keys: str) -> dict[str, Any]:
+def summary(calls: Sequence[Call], *keys: str) -> Report:
     """How many ``calls``, how many not answered 200, and the ``keys`` of their latencies."""
     lat, errors = latencies([c.seconds for c in calls]), sum(c.status != 200 for c in calls)
     return {"requests": len(calls), "errors": errors} | {k: lat[k] for k in keys}
@@ -201,7 +203,7 @@ def timed_ops(op: Callable[[int], object], n: int) -> tuple[float, list[float]]:
     return time.perf_counter() - start, lat
 
 
-def bench_floor(client: Any, n: int, warmup: int = 10) -> list[dict[str, Any]]:
+def bench_floor(client: Any, n: int, warmup: int = 10) -> list[Report]:
     """Measure bare ``set``, ``get`` and read+write transactions on one document each."""
     from google.cloud import firestore
 
@@ -252,7 +254,7 @@ def settle() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc only
 
 
-def untraced(call: Callable[[], T]) -> tuple[T, dict[str, Any]]:
+def untraced(call: Callable[[], T]) -> tuple[T, Report]:
     """Run ``call`` once; its value and cost: seconds, the peak RSS sampled every 5 ms above
     the start's, the growth of ``ru_maxrss`` (traced figures left for :func:`traced`)."""
     settle()
@@ -290,6 +292,12 @@ def traced(call: Callable[[], T]) -> tuple[T, float, float]:
     return value, (peak - base) / MIB, seconds
 
 
+def trace_into(cost: Report, call: Callable[[], T]) -> T:
+    """Run ``call`` under tracemalloc (:func:`traced`); its value. Its figures go into ``cost``."""
+    value, cost["traced_peak_mib"], cost["traced_seconds"] = traced(call)
+    return value
+
+
 def progress(message: str) -> None:
     """Say what the benchmark is doing, on stderr."""
     print(message, file=sys.stderr, flush=True)
@@ -304,7 +312,6 @@ class Run:
     own_emulator: bool
     log: Path
     projects: list[str] = field(default_factory=list)
-    wiped: set[str] = field(default_factory=set)
     gcs_url: str | None = None
 
     def project(self) -> str:
@@ -348,20 +355,18 @@ class Run:
 
     def wipe(self, project: str) -> None:
         """Delete ``project``'s documents (frees the emulator's memory)."""
-        if project not in self.wiped:
-            self.wiped.add(project)
-            try:
-                fs_emulator.wipe(self.host, project)
-            except OSError as exc:
-                progress(f"could not wipe {project}: {exc}")
+        try:
+            fs_emulator.wipe(self.host, project)
+        except OSError as exc:
+            progress(f"could not wipe {project}: {exc}")
 
 
 def run_measured(
     args: Any,
-    measure: Callable[[Any, Run], dict[str, Any]],
-    render: Callable[[dict[str, Any]], str],
+    measure: Callable[[Any, Run], Report],
+    render: Callable[[Report], str],
     log_prefix: str,
-    failure: Callable[[dict[str, Any]], str | None] = lambda report: None,
+    failure: Callable[[Report], str | None] = lambda report: None,
     heap: str | None = None,
 ) -> int:
     """Run ``measure`` on the emulator ``FIRESTORE_EMULATOR_HOST`` names (on this machine) or
@@ -398,7 +403,7 @@ def run_measured(
     return 0
 
 
-def publish(report: dict[str, Any], path: Path, started: float, render: Callable[..., str]) -> None:
+def publish(report: Report, path: Path, started: float, render: Callable[..., str]) -> None:
     """Note the run time, write ``report`` as JSON to ``path`` (NaN as null), print its tables."""
 
     def finite(value: Any) -> Any:

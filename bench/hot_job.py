@@ -42,23 +42,17 @@ def sample_lag(base: str, until: float, sender: FanOut, lags: list[float], rows:
         time.sleep(LAG_SAMPLE_SECONDS)
 
 
-def scenario(
-    name: str, base: str, tracker: Any, first: int, jobs: int, args: Any
-) -> dict[str, Any]:
+def scenario(name: str, base: str, tracker: Any, first: int, jobs: int, args: Any) -> h.Report:
     """``args.tasks`` slots on each of ``jobs`` jobs at ``args.rate`` completions/s per job."""
     store, stats = tracker.store, tracker.store.stats
     keys = create_parsing_jobs(tracker, [bench_job(first + i, "hotjob") for i in range(jobs)])
     paths = {key: store._ref(key).path for key in keys}
     start_count = {k: tracker.get_status(k).update_count for k in keys}
-    lags: list[float] = []
-    rows: list[int] = []
+    lags, rows = list[float](), list[int]()  # the lag sampler's
     before, reads_before, writes_before = Counter(stats.writes_by_path), stats.reads, stats.writes
     last, per_second, begin = before, [], time.monotonic()
-    sender, pace, until = (
-        FanOut(base, SENDERS_PER_JOB * jobs),
-        args.tasks / args.rate,
-        begin + args.seconds,
-    )
+    sender, pace = FanOut(base, SENDERS_PER_JOB * jobs), args.tasks / args.rate
+    until = begin + args.seconds
     threads = [Thread(target=sender.work, args=(k, args.tasks, pace, until)) for k in keys]
     threads.append(Thread(target=sample_lag, args=(base, until, sender, lags, rows)))
     for t in threads:
@@ -85,7 +79,7 @@ def scenario(
     if sum(acked.values()) != updates:
         misses.append(f"exact view counted {sum(acked.values())} updates, {updates} acknowledged")
     archives, lat = max(updates, 1), h.latencies
-    out: dict[str, Any] = {"name": name, "jobs": jobs, "tasks_per_job": args.tasks}
+    out: h.Report = {"name": name, "jobs": jobs, "tasks_per_job": args.tasks}
     out |= {"target_completions_per_s": args.rate, "seconds": elapsed}
     out |= {"updates_acknowledged": updates, "heartbeats_acknowledged": heartbeats}
     out |= {"errors": len(sender.calls) - updates - heartbeats}
@@ -104,7 +98,7 @@ def scenario(
     return out | {"requests_per_archive": (updates + heartbeats) / archives}
 
 
-def measure(args: Any, run: h.Run) -> dict[str, Any]:
+def measure(args: Any, run: h.Run) -> h.Report:
     """Serve the router in-process (a threaded WSGI server) on a fresh project; the scenarios."""
     import functions_framework
     from werkzeug.serving import make_server
@@ -127,7 +121,7 @@ def measure(args: Any, run: h.Run) -> dict[str, Any]:
     return {"scenarios": results}
 
 
-def render(report: dict[str, Any]) -> str:
+def render(report: h.Report) -> str:
     def pair(lat: str, digits: int = 1) -> Any:
         return lambda r: f"{h.fmt(r[lat]['p50_ms'], digits)} / {h.fmt(r[lat]['p99_ms'], digits)}"
 
@@ -159,7 +153,7 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def failure(report: dict[str, Any]) -> str | None:
+def failure(report: h.Report) -> str | None:
     """Whether a scenario had errors or an inexact UpdateCount."""
     bad = any(r["errors"] or not r["update_count_exact"] for r in report["scenarios"])
     return "a scenario had errors or an inexact UpdateCount" if bad else None

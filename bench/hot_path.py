@@ -27,7 +27,7 @@ LOCK_TIMEOUT = "Operation failed: Transaction lock timeout"  # in the emulator's
 
 def http_scenario(
     name: str, endpoint: str, base: str, sent: list[Any], jobs: int, callers: int, args: Any
-) -> dict[str, Any]:
+) -> h.Report:
     """POST each ``(kind, path, params)`` of ``sent`` once, ``callers`` callers taking the next
     from a shared cursor; the summary (errors: non-200 answers and no answers)."""
     got: list[Call | None] = [None] * len(sent)
@@ -44,14 +44,14 @@ def http_scenario(
     done, p50_p99 = [c for c in got if c is not None], ("p50_ms", "p99_ms")
     kinds = sorted({c.endpoint for c in done})
     mine = {kind: [c for c in done if c.endpoint == kind] for kind in kinds if len(kinds) > 1}
-    out: dict[str, Any] = {"scenario": name, "endpoint": endpoint, "jobs": jobs, "callers": callers}
+    out: h.Report = {"scenario": name, "endpoint": endpoint, "jobs": jobs, "callers": callers}
     out |= h.summary(done, *p50_p99) | {"seconds": seconds, "ratio_to_txn": math.nan}
     out |= {"requests_per_s": len(done) / seconds if seconds else math.nan}
     out |= {"status_codes": h.status_codes(done), "stopped_early": stopped}
     return out | {"by_kind": {kind: h.summary(c, *p50_p99) for kind, c in mine.items()}}
 
 
-def bench_http(base: str, keys: Sequence[str], hot_key: str, args: Any) -> list[dict[str, Any]]:
+def bench_http(base: str, keys: Sequence[str], hot_key: str, args: Any) -> list[h.Report]:
     """Updates and heartbeats over ``keys`` at each concurrency, then the hot job."""
     warm = [update(k, "warmup") for k in keys[:16]] + [heartbeat(k) for k in keys[:16]]
     http_scenario("warm-up", "both", base, warm, len(keys), 4, args)  # not measured
@@ -72,7 +72,7 @@ def bench_http(base: str, keys: Sequence[str], hot_key: str, args: Any) -> list[
     return [*results, http_scenario(name, "both", base, hot, 1, callers, args)]
 
 
-def bench_per_call(client: Any, calls: int) -> list[dict[str, Any]]:
+def bench_per_call(client: Any, calls: int) -> list[h.Report]:
     """Count the Firestore reads and writes of each tracker operation on a store of its own
     (set-up, such as moving jobs to ``parsing`` or priming heartbeats, uses another)."""
     setup = Tracker(JobStore(client), heartbeat_coalesce=timedelta(0))
@@ -111,10 +111,9 @@ def bench_per_call(client: Any, calls: int) -> list[dict[str, Any]]:
     return results
 
 
-def measure(args: Any, run: h.Run) -> dict[str, Any]:
+def measure(args: Any, run: h.Run) -> h.Report:
     """The floor, the per-call counts, then the HTTP scenarios on a server of the project."""
-    project = run.project()
-    client = run.firestore(project)
+    client = run.firestore(project := run.project())
     h.progress("1/3 the floor …")
     floor = h.bench_floor(client, args.floor_ops)
     h.progress("2/3 reads and writes per call …")
@@ -134,7 +133,7 @@ def measure(args: Any, run: h.Run) -> dict[str, Any]:
     return report | {"http": http, "per_call": per_call, "emulator_lock_timeouts": lock_timeouts}
 
 
-def render(report: dict[str, Any]) -> str:
+def render(report: h.Report) -> str:
     lines, http = h.heading("Tracker hot-path benchmark", report["machine"]), report["http"]
     lines += h.section(
         "## 1. The floor: the Firestore client directly, sequential, one thread",

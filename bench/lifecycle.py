@@ -25,7 +25,7 @@ ENDPOINTS = ("next", START, "heartbeat", ARCHIVE, POST)
 
 def summarise(
     parsers: int, seconds: float, calls: list[Call], txn_rate: float, project: str
-) -> dict[str, Any]:
+) -> h.Report:
     """One level's figures from its calls (a "no job" 503 is not an error)."""
     handed = [c.key for c in calls if c.endpoint == "next" and c.status == 200]
     completed = sum(c.endpoint == POST and c.status == 200 for c in calls)
@@ -40,7 +40,7 @@ def summarise(
         endpoints.append({"endpoint": name, "requests": len(mine), "errors": sum(map(error, mine))})
         endpoints[-1] |= {k: lat[k] for k in ("p50_ms", "p95_ms", "p99_ms")}
     rate = len(calls) / seconds
-    out: dict[str, Any] = {"parsers": parsers, "jobs": len(handed), "completed": completed}
+    out: h.Report = {"parsers": parsers, "jobs": len(handed), "completed": completed}
     out |= {"requests": len(calls), "errors": sum(map(error, calls)), "seconds": seconds}
     out |= {"jobs_per_s": completed / seconds, "requests_per_s": rate}
     out |= {"ratio_to_txn": rate / txn_rate, "duplicates": len(handed) - len(set(handed))}
@@ -65,13 +65,13 @@ def per_job_cost(fs: Any, gcs: Any, config: Any, jobs: int, archives: int) -> di
         done += 1
     c = counted.counts()
     reads, writes = c["job_reads"] + c["cursor_reads"], c["job_writes"] + c["cursor_writes"]
-    out: dict[str, Any] = {"jobs": done, "archives": archives, "reads_per_job": reads / done}
+    out: h.Report = {"jobs": done, "archives": archives, "reads_per_job": reads / done}
     out |= {"writes_per_job": writes / done, "gcs_lists_per_job": c["gcs_lists"] / done}
     out |= {"job_reads_per_job": (reads - in_archives["job_reads"]) / done}
     return out | {"job_writes_per_job": (writes - in_archives["job_writes"]) / done}
 
 
-def measure(args: Any, run: h.Run) -> dict[str, Any]:
+def measure(args: Any, run: h.Run) -> h.Report:
     """Seed GCS, measure the floor and the per-job cost, then each parser count."""
     today = utcnow().date()
     start = today - timedelta(days=args.jobs // 3 + 5)  # three jobs with files a day: enough
@@ -94,11 +94,11 @@ def measure(args: Any, run: h.Run) -> dict[str, Any]:
     return {"config": config_yaml, "floor_txn_per_s": txn_rate, "per_job": cost, "levels": levels}
 
 
-def render(report: dict[str, Any]) -> str:
+def render(report: h.Report) -> str:
     cfg, cost = report["config"], report["per_job"]
 
     def trio(name: str) -> Any:
-        def cell(r: dict[str, Any]) -> str:
+        def cell(r: h.Report) -> str:
             e = next(e for e in r["endpoints"] if e["endpoint"] == name)
             return " / ".join(h.fmt(e[k]) for k in ("p50_ms", "p95_ms", "p99_ms"))
 
@@ -133,7 +133,7 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def failure(report: dict[str, Any]) -> str | None:
+def failure(report: h.Report) -> str | None:
     """Whether a job was handed out twice or not completed."""
     bad = any(r["duplicates"] or r["completed"] != r["jobs"] for r in report["levels"])
     return "a job was handed out twice or not completed" if bad else None

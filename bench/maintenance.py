@@ -39,24 +39,21 @@ LOAD_CHUNK = 5_000
 #: Rows of the status page by default, and its untraced repetitions (the median is reported).
 STATUS_LIMIT: int = StatusQuery().fields["limit"].load_default
 STATUS_REPEATS = 3
-NO_FILTERS: dict[str, Any] = {"state": None, "experiment": None, "datatype": None}
+NO_FILTERS: h.Report = {"state": None, "experiment": None, "datatype": None}
 #: The expiry timeout (config/gardener.yml).
 EXPIRATION = timedelta(hours=5)
 
 
-def load_jobs(store: Any, n: int, now: datetime) -> dict[str, Any]:
+def load_jobs(store: Any, n: int, now: datetime) -> h.Report:
     """Create jobs ``0 … n-1`` in ``parsing``, :data:`LOAD_CHUNK` at a time (not a measurement)."""
     seconds = load(store, (stale_parsing_record(i, now) for i in range(n)), LOAD_CHUNK)
     return {"n": n, "project": store.client.project, "seconds": seconds, "docs_per_s": n / seconds}
 
 
-def bench_export(store: Any, bucket: Any, prefix: str, n: int) -> dict[str, Any]:
+def bench_export(store: Any, bucket: Any, prefix: str, n: int) -> h.Report:
     """Export the N jobs untraced (time, RSS), then again under tracemalloc (peak)."""
-
-    result, cost = h.untraced(
-        export := lambda: write_snapshot(store, bucket, utcnow(), prefix=prefix)
-    )
-    again, cost["traced_peak_mib"], cost["traced_seconds"] = h.traced(export)
+    result, cost = h.untraced(lambda: write_snapshot(store, bucket, utcnow(), prefix=prefix))
+    again = h.trace_into(cost, lambda: write_snapshot(store, bucket, utcnow(), prefix=prefix))
     if result.jobs != n or again.jobs != n:
         raise RuntimeError(f"exported {result.jobs} jobs instead of {n}")
     figures = {"n": n, "cost": cost, "jobs": result.jobs, "bytes": result.bytes}
@@ -86,13 +83,13 @@ def bench_import(run: h.Run, gcs: Any, source: str, n: int, trace: bool) -> tupl
     figures["traced_project"] = None
     if trace:
         target = JobStore(run.firestore())
-        _, cost["traced_peak_mib"], cost["traced_seconds"] = h.traced(lambda: load(target))
+        h.trace_into(cost, lambda: load(target))
         figures["traced_project"] = target.client.project
         run.wipe(target.client.project)
     return figures, store
 
 
-def bench_expiry(store: Any, probe: Any, n: int, now: datetime) -> dict[str, Any]:
+def bench_expiry(store: Any, probe: Any, n: int, now: datetime) -> h.Report:
     """Expire the N stale jobs of ``store`` in passes of :data:`BATCH` until one finds nothing;
     trace one pass on ``probe``'s copy of them."""
     cutoff = now - EXPIRATION
@@ -114,7 +111,7 @@ def bench_expiry(store: Any, probe: Any, n: int, now: datetime) -> dict[str, Any
     failed, ms = tracker.num_failed(), [p * 1000 for p in passes]
     if expired != n or failed != n:
         raise RuntimeError(f"expired {expired} (failed: {failed}) of {n} jobs")
-    out: dict[str, Any] = {"n": n, "ran": True, "seconds": cost["seconds"], "passes": len(passes)}
+    out: h.Report = {"n": n, "ran": True, "seconds": cost["seconds"], "passes": len(passes)}
     out |= {"expired": expired, "failed_after": failed, "jobs_per_s": n / cost["seconds"]}
     out |= {"ms_per_job": cost["seconds"] / n * 1000, "pass_ms_median": statistics.median(ms)}
     out |= {"pass_ms_max": max(ms), "rss_peak_mib": cost["rss_peak_mib"]}
@@ -123,7 +120,7 @@ def bench_expiry(store: Any, probe: Any, n: int, now: datetime) -> dict[str, Any
     return out
 
 
-def status_page(tracker: Any) -> dict[str, Any]:
+def status_page(tracker: Any) -> h.Report:
     """Build the status page as ``/status`` does (rows, count, HTML, JSON); each step's time."""
     t0 = time.perf_counter()
     records = list(tracker.get_state(JobFilter(limit=STATUS_LIMIT)))
@@ -133,19 +130,17 @@ def status_page(tracker: Any) -> dict[str, Any]:
     html = render_html(records, total, NO_FILTERS, utcnow())
     t3 = time.perf_counter()
     body = json.dumps(render_json(records, total, NO_FILTERS), ensure_ascii=False)
-    out: dict[str, Any] = {"rows": len(records), "total": total, "query_seconds": t1 - t0}
+    out: h.Report = {"rows": len(records), "total": total, "query_seconds": t1 - t0}
     out |= {"count_seconds": t2 - t1, "html_seconds": t3 - t2}
     out |= {"json_seconds": time.perf_counter() - t3, "html_bytes": len(html.encode())}
     return out | {"json_bytes": len(body.encode())}
 
 
-def bench_status(tracker: Any, n: int) -> dict[str, Any]:
+def bench_status(tracker: Any, n: int) -> h.Report:
     """The page :data:`STATUS_REPEATS` times untraced (medians), once traced (peak)."""
     runs = [h.untraced(lambda: status_page(tracker)) for _ in range(STATUS_REPEATS)]
     middle = sorted(runs, key=lambda run: run[1]["seconds"])[len(runs) // 2][1]
-    page, middle["traced_peak_mib"], middle["traced_seconds"] = h.traced(
-        lambda: status_page(tracker)
-    )
+    page = h.trace_into(middle, lambda: status_page(tracker))
     if page["rows"] != min(n, STATUS_LIMIT) or page["total"] != n:
         raise RuntimeError(f"status page shows {page['rows']} of {page['total']}, expected {n}")
     medians = {k: statistics.median(p[k] for p, _ in runs) for k in runs[0][0] if "sec" in k}
@@ -154,7 +149,7 @@ def bench_status(tracker: Any, n: int) -> dict[str, Any]:
     return figures | {"repeats": STATUS_REPEATS}
 
 
-def bench_size(run: h.Run, n: int, args: Any, gcs: Any, bucket: Any, rate: Any) -> dict[str, Any]:
+def bench_size(run: h.Run, n: int, args: Any, gcs: Any, bucket: Any, rate: Any) -> h.Report:
     """Load N jobs into a fresh project and run every measurement on them."""
     now, store = utcnow(), JobStore(run.firestore())
     h.progress(f"N={n:,}: loading into {store.client.project} …")
@@ -187,23 +182,23 @@ def clean(run: h.Run, bucket: Any, prefix: str, *projects: str) -> None:
             blob.delete()
 
 
-def measure(args: Any, run: h.Run) -> dict[str, Any]:
+def measure(args: Any, run: h.Run) -> h.Report:
     """Start the GCS emulator and a bucket, then every size."""
     gcs = run.gcs()
     bucket = gcs.create_bucket(f"bench-snapshots-{uuid.uuid4().hex[:8]}")
-    sizes: list[dict[str, Any]] = []
+    sizes: list[h.Report] = []
     for n in args.sizes:
         rates = [s["expiry"]["jobs_per_s"] for s in sizes if s["expiry"]["ran"]]
         sizes.append(bench_size(run, n, args, gcs, bucket, rates[-1] if rates else None))
     heap = f"-Xmx{args.emulator_heap}" if run.own_emulator else "external emulator (not set here)"
-    config: dict[str, Any] = {"emulator_heap": heap, "load_chunk": LOAD_CHUNK, "batch": BATCH}
+    config: h.Report = {"emulator_heap": heap, "load_chunk": LOAD_CHUNK, "batch": BATCH}
     config |= {"status_limit": STATUS_LIMIT, "status_repeats": STATUS_REPEATS}
     config |= {"expiration": str(EXPIRATION)}
     config |= {"stale_age": str(STALE_AGE), "snapshot_bucket": bucket.name}
     return {"config": config, "sizes": sizes}
 
 
-def render(report: dict[str, Any]) -> str:
+def render(report: h.Report) -> str:
     """The report as Markdown: one table per measurement, one row per N."""
     rows = report["sizes"]
     n, cost = ">N@n:,", "tracemalloc peak MiB@cost.traced_peak_mib:1"
@@ -281,7 +276,7 @@ def median_seconds(call: Callable[[], object]) -> float:
     return statistics.median(h.timed_ops(lambda _: call(), STATUS_REPEATS)[1])
 
 
-def scale_size(run: h.Run, n: int, bucket: Any) -> dict[str, Any]:
+def scale_size(run: h.Run, n: int, bucket: Any) -> h.Report:
     """Load N jobs into a fresh project and measure every scale figure on them."""
     now, project = utcnow(), run.project()
     store = JobStore(run.firestore(project))
@@ -321,7 +316,7 @@ def scale_size(run: h.Run, n: int, bucket: Any) -> dict[str, Any]:
     expired, cost = h.untraced(lambda: tracker.expire_stale(cutoff, BATCH))
     _, traced_mib, _ = h.traced(lambda: tracker.expire_stale(cutoff, BATCH))
     clean(run, bucket, f"scale-n{n}/", project)
-    out: dict[str, Any] = {"n": n, "load_seconds": load["seconds"], "status_html_s": html}
+    out: h.Report = {"n": n, "load_seconds": load["seconds"], "status_html_s": html}
     out |= {"status_json_s": as_json, "server_peak_rss_mib": server_peak, "status_reads": reads}
     out |= {"status_counted_total": counted, "query_floor_s": floor}
     out |= {"expiry_pass_s": cost["seconds"], "expiry_pass_jobs": len(expired)}
@@ -331,7 +326,7 @@ def scale_size(run: h.Run, n: int, bucket: Any) -> dict[str, Any]:
     return out | {"reconcile_drift": drift, "project": project}
 
 
-def measure_scale(args: Any, run: h.Run) -> dict[str, Any]:
+def measure_scale(args: Any, run: h.Run) -> h.Report:
     """Start the GCS emulator and a bucket, then every size."""
     bucket = run.gcs().create_bucket(f"bench-scale-{uuid.uuid4().hex[:8]}")
     rows = [scale_size(run, n, bucket) for n in args.sizes]
@@ -340,7 +335,7 @@ def measure_scale(args: Any, run: h.Run) -> dict[str, Any]:
     return {"config": config, "sizes": rows}
 
 
-def render_scale(report: dict[str, Any]) -> str:
+def render_scale(report: h.Report) -> str:
     """The scale report as Markdown: one row per N, then the growth factors."""
     rows = report["sizes"]
     lines = h.heading("Scale benchmark", report["machine"])

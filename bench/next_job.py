@@ -21,9 +21,9 @@ from shared.store import CursorStore, JobStore
 from shared.tracker import Tracker
 
 
-def call_cost(call: str, samples: list[dict[str, Any]]) -> dict[str, Any]:
+def call_cost(call: str, samples: list[h.Report]) -> h.Report:
     """The mean cost of a kind of in-process call (``samples`` non-empty)."""
-    cost: dict[str, Any] = {k: sum(s[k] for s in samples) / len(samples) for k in wl.COUNTS}
+    cost: h.Report = {k: sum(s[k] for s in samples) / len(samples) for k in wl.COUNTS}
     lat = h.latencies([s["seconds"] for s in samples])
     cost |= {"reads": cost["job_reads"] + cost["cursor_reads"]}
     cost |= {"writes": cost["job_writes"] + cost["cursor_writes"]}
@@ -73,7 +73,7 @@ def bench_per_call(
 
 def bench_http_level(
     run: h.Run, callers: int, env: dict[str, str], config: Any, args: Any
-) -> dict[str, Any]:
+) -> h.Report:
     """On a fresh project's server, ``callers`` callers POST ``next`` until each is told "no
     job" (or ``--max-handouts`` are out, or after 5 errors in a row); every answer checked."""
     project = env["GOOGLE_CLOUD_PROJECT"] = run.project()
@@ -109,7 +109,7 @@ def bench_http_level(
     expected = expected_after if handed == expected_after else expected_before
     last = max((c.at for c in ok), default=start)
     lat, nj = h.latencies([c.seconds for c in ok]), h.latencies([c.seconds for c in no_job])
-    level: dict[str, Any] = {"callers": callers, "project": project, "expected": len(expected)}
+    level: h.Report = {"callers": callers, "project": project, "expected": len(expected)}
     level |= {"handouts": len(ok), "warmup_handouts": int(bool(warm_key))}
     level |= {"requests": len(answers), "no_job": len(no_job)}
     level |= {"early_no_job": sum(1 for c in no_job if c.at < last)}
@@ -124,7 +124,7 @@ def bench_http_level(
     return level | {"server_start_s": server_start, "status_codes": h.status_codes(answers)}
 
 
-def measure(args: Any, run: h.Run) -> dict[str, Any]:
+def measure(args: Any, run: h.Run) -> h.Report:
     """Write the config, seed GCS, then the in-process calls and each HTTP level."""
     today = utcnow().date()
     start = today - timedelta(days=args.days)
@@ -152,7 +152,7 @@ def measure(args: Any, run: h.Run) -> dict[str, Any]:
     return report | {"http": http, "per_call": per_call, "per_call_samples": samples}
 
 
-def render(report: dict[str, Any]) -> str:
+def render(report: h.Report) -> str:
     w = report["workload"]
     lines = h.heading(
         "Next-job benchmark",
@@ -192,7 +192,7 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def failure(report: dict[str, Any]) -> str | None:
+def failure(report: h.Report) -> str | None:
     """Whether a level handed a job out twice."""
     return "a job was handed out twice" if any(r["duplicates"] for r in report["http"]) else None
 

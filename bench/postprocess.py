@@ -39,7 +39,7 @@ BQ_STEPS = tuple(s for s in STANDARD_PIPELINE if STEPS[s].kind != "delete")
 ACTIONS_PER_JOB = 1 + 3 * len(BQ_STEPS) + 1
 
 
-def verify(client: Any, keys: Sequence[str], warehouse: CountingWarehouse) -> dict[str, Any]:
+def verify(client: Any, keys: Sequence[str], warehouse: CountingWarehouse) -> h.Report:
     """Read every job back (uncounted): complete through the whole chain, lease released;
     each BigQuery step started once, one delete."""
     complete = chain_ok = 0
@@ -53,7 +53,7 @@ def verify(client: Any, keys: Sequence[str], warehouse: CountingWarehouse) -> di
     return v | {"ok": ok}
 
 
-def label(s: dict[str, Any]) -> str:
+def label(s: h.Report) -> str:
     """What a tick did, as ``start ×100``, ``→copying ×100``, ``wait ×100``."""
     parts = [f"start ×{s['started']}"] * bool(s["started"])
     parts += [f"→{state} ×{n}" for state, n in s["moved"].items()]
@@ -81,11 +81,11 @@ class Setup:
             PostProcessor(t, self.warehouse, policy, clock=self.clock) for t in trackers
         ]
 
-    def round(self, number: int) -> tuple[float, list[dict[str, Any]], list[str]]:
+    def round(self, number: int) -> tuple[float, list[h.Report], list[str]]:
         """Tick every processor at once, a thread each behind a barrier: the round's time in
         ms, the ticks' samples, and errors (a tick that raised, or one still running)."""
         at_once, errors = len(self.processors), list[str]()
-        outcome: list[dict[str, Any] | None] = [None] * at_once
+        outcome: list[h.Report | None] = [None] * at_once
         barrier = threading.Barrier(at_once)
 
         def tick(i: int) -> None:
@@ -105,13 +105,13 @@ class Setup:
             errors.append(f"round {number}: a tick did not finish in {JOIN_TIMEOUT:g} s")
         return (time.perf_counter() - t0) * 1000, [s for s in outcome if s is not None], errors
 
-    def tick(self, i: int, number: int, thread: str = "") -> dict[str, Any]:
+    def tick(self, i: int, number: int, thread: str = "") -> h.Report:
         """Tick processor ``i`` once: what it did, its time, reads and writes."""
         stats = self.processors[i].tracker.store.stats
         r0, w0, t0 = stats.reads, stats.writes, time.perf_counter()
         summary = self.processors[i].tick()
         ms, kinds = (time.perf_counter() - t0) * 1000, ("started", "waiting", "retrying", "failed")
-        sample: dict[str, Any] = {"tick": number, "ms": ms}
+        sample: h.Report = {"tick": number, "ms": ms}
         sample["acted"] = sum(len(summary[k]) for k in (*kinds, "moved"))
         sample |= {"skipped": summary["skipped"], "started": len(summary["started"])}
         sample |= {"moved": dict(Counter(summary["moved"].values()))}
@@ -119,19 +119,17 @@ class Setup:
         return sample | {"reads": stats.reads - r0, "writes": stats.writes - w0, "thread": thread}
 
 
-def completed(samples: Sequence[dict[str, Any]]) -> int:
+def completed(samples: Sequence[h.Report]) -> int:
     """Jobs the ticks moved to ``complete``."""
     return sum(s["moved"].get(S.COMPLETE.value, 0) for s in samples)
 
 
-def run_ticks(
-    run: h.Run, n: int, batch: int, max_seconds: float, at_once: int = 1
-) -> dict[str, Any]:
+def run_ticks(run: h.Run, n: int, batch: int, max_seconds: float, at_once: int = 1) -> h.Report:
     """Carry N fresh jobs to complete in rounds of ``at_once`` ticks (one thread and processor
     each, a barrier), the clock moved between rounds; then one idle tick; verify the jobs.
     A tick that raises or hangs stops the run, as do ``max_seconds`` and 3 × 14 + 20 rounds."""
     setup, start = Setup(run, n, batch, at_once), time.perf_counter()
-    samples: list[dict[str, Any]] = []
+    samples: list[h.Report] = []
     round_ms: list[float] = []
     for number in range(1, 3 * ACTIONS_PER_JOB + 21):
         ms, ticked, errors = setup.round(number)
@@ -172,7 +170,7 @@ def run_ticks(
     return result | {"sequential_wall_seconds": None, "samples": samples}
 
 
-def measure(args: Any, run: h.Run) -> dict[str, Any]:
+def measure(args: Any, run: h.Run) -> h.Report:
     """A warm-up run, every series, then the overlap runs."""
     h.progress(f"warm-up: N = {WARMUP_N}, not reported …")
     run_ticks(run, WARMUP_N, WARMUP_N, args.max_seconds)
@@ -195,12 +193,9 @@ def measure(args: Any, run: h.Run) -> dict[str, Any]:
     return {"config": config, "series": series, "tick_detail": detail, "overlap": overlap}
 
 
-def render(report: dict[str, Any]) -> str:
-    def ok(r: dict[str, Any]) -> str:
+def render(report: h.Report) -> str:
+    def ok(r: h.Report) -> str:
         return "yes" if r["verification"]["ok"] else "**no**"
-
-    def stopped(r: dict[str, Any], note: str) -> str:
-        return note if r["stopped_early"] else ""
 
     def with_max(what: str) -> Any:
         return lambda r: f"{h.fmt(r[what], 2)} ({h.fmt(r[what + '_max'], 2)})"
@@ -221,7 +216,9 @@ def render(report: dict[str, Any]) -> str:
         "writes/job/tick (max)@writes | reads/job, chain@reads_per_job_chain:1 | "
         "writes/job, chain@writes_per_job_chain:1 | idle tick ms@idle_tick_ms:1 | "
         "jobs/hour@jobs_per_hour:0 | ^all complete, each step once@ok",
-        ticks=lambda r: f"{r['ticks']:,} ({r['min_ticks']:,}){stopped(r, ' (stopped at limit)')}",
+        ticks=lambda r: (
+            f"{r['ticks']:,} ({r['min_ticks']:,})" + " (stopped at limit)" * r["stopped_early"]
+        ),
         reads=with_max("reads_per_job_tick"),
         writes=with_max("writes_per_job_tick"),
         ok=ok,
@@ -247,7 +244,7 @@ def render(report: dict[str, Any]) -> str:
             " | job×step not started once@verification.job_steps_not_started_once | "
             "deletes (jobs not deleted once)@deletes | reads/job@reads_per_job_chain:1 | "
             "writes/job@writes_per_job_chain:1 | ^all complete, each step once@ok",
-            rounds=lambda r: f"{r['rounds']}{stopped(r, ' (stopped)')}",
+            rounds=lambda r: f"{r['rounds']}" + " (stopped)" * r["stopped_early"],
             actions=both("acted_total", "expected_actions"),
             starts=both("verification.starts", "verification.expected_starts"),
             deletes=both("verification.deletes", "verification.jobs_not_deleted_once"),
@@ -258,7 +255,7 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def failure(report: dict[str, Any]) -> str | None:
+def failure(report: h.Report) -> str | None:
     """Whether a run did not carry every job to complete with each step started once."""
     runs = [*report["series"], *report["overlap"]]
     if all(r["verification"]["ok"] and not r["stopped_early"] for r in runs):
