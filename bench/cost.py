@@ -1,7 +1,6 @@
 """Monthly cost at M-Lab's scale, from the counted operations (:mod:`local.cost`) and list prices.
 
-``make bench-cost``, last in ``make bench``: it reads that run's results in ``bench/results/``.
-"""
+``make bench-cost``, last in ``make bench``: it reads that run's results in ``bench/results/``."""
 
 from __future__ import annotations
 
@@ -14,13 +13,8 @@ from bench.harness import RESULTS_DIR, arguments, publish, table
 from local import cost
 
 #: The monthly amounts in the order of the cost items, Cloud Scheduler's 2 jobs last.
-AMOUNTS: tuple[str, ...] = (
-    "firestore_reads",
-    "firestore_writes",
-    "firestore_deletes",
-    "function_requests",
-)
-AMOUNTS += ("vcpu_seconds", "gib_seconds", "gcs_class_a", "gcs_class_b")
+AMOUNTS: tuple[str, ...] = ("firestore_reads", "firestore_writes", "firestore_deletes")
+AMOUNTS += ("function_requests", "vcpu_seconds", "gib_seconds", "gcs_class_a", "gcs_class_b")
 
 
 def render(report: dict[str, Any]) -> str:

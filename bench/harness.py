@@ -34,11 +34,14 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
+from google.cloud import firestore
+
 from local import emulator as fs_emulator
 from local import gcs_emulator
 from local.fleet import Call
 from local.stack import start_functions, stop_on_signals, stop_process
 from local.workload import seed_workload
+from shared.model import utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -94,8 +97,9 @@ def grid(rows: Sequence[Mapping[str, Any]], spec: str, **derived: Any) -> list[s
     """A Markdown table of ``rows``, one column per ``header@expr`` of ``spec`` (joined by
     `` | ``; a header led by ``<``, ``>`` or ``^`` aligns its column left, right or centre,
     else the first is left and the rest right). An expr is a name of ``derived`` (called with
-    the row), or a dotted key of the row, optionally ``/divisor``, then ``:,`` (thousands),
-    ``:digits`` (:func:`fmt`) or ``:×`` (:func:`growth` down the column)."""
+    the row), a dotted key of the row, optionally ``/divisor``, then ``:,`` (thousands),
+    ``:digits`` (:func:`fmt`) or ``:×`` (:func:`growth` down the column); or dotted keys joined
+    by ``+`` (shown ``a / b / …``) or by ``&`` (``a (b)``), optionally ``:digits``."""
     header, columns, align = list[str](), list[Any](), ""
     for column in spec.split(" | "):
         head, _, expr = column.rpartition("@")
@@ -106,6 +110,12 @@ def grid(rows: Sequence[Mapping[str, Any]], spec: str, **derived: Any) -> list[s
             columns.append([derived[expr](r) for r in rows])
             continue
         expr, _, how = expr.partition(":")
+        if "+" in expr or "&" in expr:
+            split = [[dig(r, p) for p in re.split("[+&]", expr)] for r in rows]
+            shown = [[fmt(v, int(how)) if how else str(v) for v in values] for values in split]
+            join = " / ".join if "+" in expr else lambda v: f"{v[0]} ({v[1]})"
+            columns.append([join(values) for values in shown])
+            continue
         path, _, divisor = expr.partition("/")
         values = [dig(r, path) for r in rows]
         if divisor:
@@ -125,9 +135,8 @@ def section(title: str, rows: Any, spec: str, **derived: Any) -> list[str]:
     return ["", title, "", *grid(rows, spec, **derived)]
 
 
-def heading(title: str, machine: Report, *notes: str) -> list[str]:
-    """A report's title, its machine facts and further ``notes`` as list items (no blank line after)."""
-    m = machine
+def heading(title: str, m: Report, *notes: str) -> list[str]:
+    """The ``title``, the machine facts ``m`` and ``notes`` as list items (no blank line after)."""
     return [
         f"# {title}",
         "",
@@ -205,10 +214,6 @@ def timed_ops(op: Callable[[int], object], n: int) -> tuple[float, list[float]]:
 
 def bench_floor(client: Any, n: int, warmup: int = 10) -> list[Report]:
     """Measure bare ``set``, ``get`` and read+write transactions on one document each."""
-    from google.cloud import firestore
-
-    from shared.model import utcnow
-
     floor = client.collection("bench_floor")
     set_ref, txn_ref = floor.document("set"), floor.document("transaction")
     for ref in (set_ref, txn_ref):
@@ -279,22 +284,18 @@ def untraced(call: Callable[[], T]) -> tuple[T, Report]:
     return value, cost | {"maxrss_growth_mib": maxrss_mib() - before} | TRACED_NOT_YET
 
 
-def traced(call: Callable[[], T]) -> tuple[T, float, float]:
-    """Run ``call`` under tracemalloc; its value, its peak in MiB and its time."""
+def traced(cost: Report, call: Callable[[], T]) -> T:
+    """Run ``call`` under tracemalloc; its value. Its peak in MiB and its time go into ``cost``
+    (``traced_peak_mib``, ``traced_seconds``)."""
     settle()
     tracemalloc.start()
     try:
         base, start = tracemalloc.get_traced_memory()[0], time.perf_counter()
         value = call()
-        seconds, peak = time.perf_counter() - start, tracemalloc.get_traced_memory()[1]
+        cost["traced_seconds"] = time.perf_counter() - start
+        cost["traced_peak_mib"] = (tracemalloc.get_traced_memory()[1] - base) / MIB
     finally:
         tracemalloc.stop()
-    return value, (peak - base) / MIB, seconds
-
-
-def trace_into(cost: Report, call: Callable[[], T]) -> T:
-    """Run ``call`` under tracemalloc (:func:`traced`); its value. Its figures go into ``cost``."""
-    value, cost["traced_peak_mib"], cost["traced_seconds"] = traced(call)
     return value
 
 
@@ -321,8 +322,6 @@ class Run:
 
     def firestore(self, project: str | None = None) -> Any:
         """A Firestore client on ``project`` (default: a fresh one)."""
-        from google.cloud import firestore
-
         return firestore.Client(project=project or self.project())
 
     def gcs(self) -> Any:
@@ -367,17 +366,17 @@ def run_measured(
     render: Callable[[Report], str],
     log_prefix: str,
     failure: Callable[[Report], str | None] = lambda report: None,
-    heap: str | None = None,
 ) -> int:
     """Run ``measure`` on the emulator ``FIRESTORE_EMULATOR_HOST`` names (on this machine) or
-    one started here (Java heap ``heap``, log ``bench/results/<log_prefix>firestore-emulator.log``),
+    one started here (Java heap ``--emulator-heap``, log ``bench/results/<log_prefix>firestore-emulator.log``),
     then publish its report. The exit status: 130 if interrupted; 1, after saying why, if
     ``failure`` names a problem in the report; else 0."""
     stop_on_signals()
     started, log = time.perf_counter(), RESULTS_DIR / f"{log_prefix}firestore-emulator.log"
     try:
         with ExitStack() as stack:
-            host, own = stack.enter_context(fs_emulator.running(log, heap or "512m"))
+            heap = getattr(args, "emulator_heap", "512m")
+            host, own = stack.enter_context(fs_emulator.running(log, heap))
             name = urlsplit(f"//{host}").hostname or ""
             with contextlib.suppress(ValueError):
                 name = "localhost" if ipaddress.ip_address(name).is_loopback else name
@@ -461,8 +460,7 @@ def arguments(name: str, doc: str | None, argv: list[str] | None, quick: str, *o
     p = argparse.ArgumentParser(f"python -m bench.{name}", description=(doc or "").split("\n")[0])
     if quick:
         p.add_argument("--quick", action="store_true", help=quick)
-    json_default = RESULTS_DIR / f"{name}.json"
-    p.add_argument("--json", type=Path, default=json_default, help="where to write the JSON")
+    p.add_argument("--json", type=Path, default=RESULTS_DIR / f"{name}.json", help="JSON file")
     for flag, kind, value, text in options:
         text += f" ({value.full}; quick {value.quick})" if isinstance(value, Quick) else ""
         p.add_argument(flag, type=kind, default=value, help=text)

@@ -6,12 +6,10 @@ then 8 at once. The router is served in-process, to count writes per document.""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
-import urllib.request
 from collections import Counter
 from threading import Thread
 from typing import Any
@@ -24,22 +22,7 @@ from shared.model import State
 
 #: Connections each job's parser sends over at once; seconds between job list reads.
 SENDERS_PER_JOB, LAG_SAMPLE_SECONDS = 8, 0.25
-PER_ARCHIVE = ("reads", "writes", "requests")
 LIST_QUERY = "format=json&state=parsing&limit=1000"  # the job list the lag is read from
-
-
-def sample_lag(base: str, until: float, sender: FanOut, lags: list[float], rows: list[int]) -> None:
-    """Read the job list until ``until``: how old each shown detail's acknowledgement was when
-    the list was asked for, and how many job documents each list read."""
-    while time.monotonic() < until:
-        asked = time.monotonic()
-        with urllib.request.urlopen(f"{base}/status?{LIST_QUERY}", timeout=30) as r:
-            jobs = json.load(r)["Jobs"]
-        with sender.lock:
-            rows.append(len(jobs))
-            acked = [sender.acked.get(job["Detail"]) for job in jobs]
-            lags += [max(0.0, asked - at) for at in acked if at is not None]
-        time.sleep(LAG_SAMPLE_SECONDS)
 
 
 def scenario(name: str, base: str, tracker: Any, first: int, jobs: int, args: Any) -> h.Report:
@@ -48,13 +31,12 @@ def scenario(name: str, base: str, tracker: Any, first: int, jobs: int, args: An
     keys = create_parsing_jobs(tracker, [bench_job(first + i, "hotjob") for i in range(jobs)])
     paths = {key: store._ref(key).path for key in keys}
     start_count = {k: tracker.get_status(k).update_count for k in keys}
-    lags, rows = list[float](), list[int]()  # the lag sampler's
     before, reads_before, writes_before = Counter(stats.writes_by_path), stats.reads, stats.writes
     last, per_second, begin = before, [], time.monotonic()
     sender, pace = FanOut(base, SENDERS_PER_JOB * jobs), args.tasks / args.rate
     until = begin + args.seconds
     threads = [Thread(target=sender.work, args=(k, args.tasks, pace, until)) for k in keys]
-    threads.append(Thread(target=sample_lag, args=(base, until, sender, lags, rows)))
+    threads.append(Thread(target=sender.watch, args=(LIST_QUERY, until, LAG_SAMPLE_SECONDS)))
     for t in threads:
         t.start()
     while any(t.is_alive() for t in threads):
@@ -63,7 +45,7 @@ def scenario(name: str, base: str, tracker: Any, first: int, jobs: int, args: An
         last = now
     sender.pool.shutdown(wait=True)
     elapsed, during = time.monotonic() - begin, Counter(stats.writes_by_path) - before
-    reads = stats.reads - reads_before - sum(rows)  # the lag sampler's reads taken off
+    reads = stats.reads - reads_before - sum(sender.listed)  # the job lists' reads taken off
     # The exact view (shards read) gives each job's share of the acknowledged updates.
     acked = {k: tracker.get_status(k).update_count - start_count[k] for k in keys}
     mine = tuple(paths[k] + "/" for k in keys)
@@ -90,7 +72,7 @@ def scenario(name: str, base: str, tracker: Any, first: int, jobs: int, args: An
     out |= {"update_count_exact": not misses, "update_count_misses": misses[:5]}
     for kind in ("update", "heartbeat"):
         out[kind] = lat([c.seconds for c in sender.calls if c.endpoint == kind])
-    out |= {"detail_lag": lat(lags)}
+    out |= {"detail_lag": lat(sender.lags)}
     job_writes = sum(during[paths[k]] for k in keys)
     out["writes_by_kind"] = {"job documents": job_writes, "progress shards": sum(shards)}
     writes = stats.writes - writes_before
@@ -122,9 +104,6 @@ def measure(args: Any, run: h.Run) -> h.Report:
 
 
 def render(report: h.Report) -> str:
-    def pair(lat: str, digits: int = 1) -> Any:
-        return lambda r: f"{h.fmt(r[lat]['p50_ms'], digits)} / {h.fmt(r[lat]['p99_ms'], digits)}"
-
     lines = h.heading(
         "Hot-job benchmark",
         report["machine"],
@@ -138,17 +117,15 @@ def render(report: h.Report) -> str:
         "updates acked@updates_acknowledged | errors@errors | "
         "busiest job doc writes/s (peak 1 s)@busiest | "
         "busiest shard writes/s@busiest_shard_writes_per_s:2 | ^UpdateCount exact@exact | "
-        "list detail lag p50/p99 ms@lag | update p50/p99 ms@update | "
-        "heartbeat p50/p99 ms@heartbeat | per archive: reads / writes / requests@archive",
+        "list detail lag p50/p99 ms@detail_lag.p50_ms+detail_lag.p99_ms:0 | "
+        "update p50/p99 ms@update.p50_ms+update.p99_ms:1 | "
+        "heartbeat p50/p99 ms@heartbeat.p50_ms+heartbeat.p99_ms:1 | per archive: reads / writes "
+        "/ requests@reads_per_archive+writes_per_archive+requests_per_archive:2",
         jobs=lambda r: f"{r['jobs']} × {r['tasks_per_job']}",
         busiest=lambda r: (
             f"{h.fmt(r['busiest_job_doc_writes_per_s'], 2)} ({r['busiest_job_doc_peak_second']})"
         ),
         exact=lambda r: "yes" if r["update_count_exact"] else "NO",
-        lag=pair("detail_lag", 0),
-        update=pair("update"),
-        heartbeat=pair("heartbeat"),
-        archive=lambda r: " / ".join(h.fmt(r[f"{k}_per_archive"], 2) for k in PER_ARCHIVE),
     )
     return "\n".join(lines)
 

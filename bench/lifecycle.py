@@ -80,8 +80,7 @@ def measure(args: Any, run: h.Run) -> h.Report:
     if available < args.jobs:
         raise SystemExit(f"only {available} jobs available for --jobs {args.jobs}")
     h.progress(f"archives seeded for {available} jobs; the floor and the per-job cost …")
-    fs = run.firestore()
-    txn_rate = h.bench_floor(fs, args.floor_ops)[-1]["ops_per_s"]
+    txn_rate = h.bench_floor(fs := run.firestore(), args.floor_ops)[-1]["ops_per_s"]
     cost = per_job_cost(fs, gcs, config, min(args.jobs, 16), args.archives)
     env["HEARTBEAT_COALESCE_SECONDS"], levels = "0", []
     for parsers in args.parsers:
@@ -96,14 +95,8 @@ def measure(args: Any, run: h.Run) -> h.Report:
 
 def render(report: h.Report) -> str:
     cfg, cost = report["config"], report["per_job"]
-
-    def trio(name: str) -> Any:
-        def cell(r: h.Report) -> str:
-            e = next(e for e in r["endpoints"] if e["endpoint"] == name)
-            return " / ".join(h.fmt(e[k]) for k in ("p50_ms", "p95_ms", "p99_ms"))
-
-        return cell
-
+    levels = [r | {e["endpoint"]: e for e in r["endpoints"]} for r in report["levels"]]
+    trio = "{0}.p50_ms+{0}.p95_ms+{0}.p99_ms:1"
     lines = h.heading(
         "Lifecycle load benchmark",
         report["machine"],
@@ -113,15 +106,13 @@ def render(report: h.Report) -> str:
     )
     lines.append("")
     lines += h.grid(
-        report["levels"],
+        levels,
         ">parsers@parsers | jobs@completed | jobs/s@jobs_per_s:2 | requests/s@requests_per_s:1 | "
         "× txn@ratio_to_txn:2 | errors@errors | duplicates@duplicates | "
-        "next p50/p95/p99 ms@next | update p50/p95/p99 ms@update | "
-        "heartbeat p50/p95/p99 ms@heartbeat | postProcessing p50/p95/p99 ms@post",
-        next=trio("next"),
-        update=trio(ARCHIVE),
-        heartbeat=trio("heartbeat"),
-        post=trio(POST),
+        f"next p50/p95/p99 ms@{trio.format('next')} | "
+        f"update p50/p95/p99 ms@{trio.format(ARCHIVE)} | "
+        f"heartbeat p50/p95/p99 ms@{trio.format('heartbeat')} | "
+        f"postProcessing p50/p95/p99 ms@{trio.format(POST)}",
     )
     lines += [
         "",

@@ -53,7 +53,7 @@ def load_jobs(store: Any, n: int, now: datetime) -> h.Report:
 def bench_export(store: Any, bucket: Any, prefix: str, n: int) -> h.Report:
     """Export the N jobs untraced (time, RSS), then again under tracemalloc (peak)."""
     result, cost = h.untraced(lambda: write_snapshot(store, bucket, utcnow(), prefix=prefix))
-    again = h.trace_into(cost, lambda: write_snapshot(store, bucket, utcnow(), prefix=prefix))
+    again = h.traced(cost, lambda: write_snapshot(store, bucket, utcnow(), prefix=prefix))
     if result.jobs != n or again.jobs != n:
         raise RuntimeError(f"exported {result.jobs} jobs instead of {n}")
     figures = {"n": n, "cost": cost, "jobs": result.jobs, "bytes": result.bytes}
@@ -83,17 +83,18 @@ def bench_import(run: h.Run, gcs: Any, source: str, n: int, trace: bool) -> tupl
     figures["traced_project"] = None
     if trace:
         target = JobStore(run.firestore())
-        h.trace_into(cost, lambda: load(target))
+        h.traced(cost, lambda: load(target))
         figures["traced_project"] = target.client.project
         run.wipe(target.client.project)
     return figures, store
 
 
-def bench_expiry(store: Any, probe: Any, n: int, now: datetime) -> h.Report:
+def bench_expiry(store: Any, copy: Any, n: int, now: datetime) -> h.Report:
     """Expire the N stale jobs of ``store`` in passes of :data:`BATCH` until one finds nothing;
-    trace one pass on ``probe``'s copy of them."""
+    trace one pass on ``copy``'s copy of them."""
     cutoff = now - EXPIRATION
-    probe_keys, peak, seconds = h.traced(lambda: Tracker(probe).expire_stale(cutoff, BATCH))
+    traced: h.Report = {}
+    probe_keys = h.traced(traced, lambda: Tracker(copy).expire_stale(cutoff, BATCH))
     tracker = Tracker(store)
 
     def expire_all() -> tuple[int, list[float]]:
@@ -115,9 +116,10 @@ def bench_expiry(store: Any, probe: Any, n: int, now: datetime) -> h.Report:
     out |= {"expired": expired, "failed_after": failed, "jobs_per_s": n / cost["seconds"]}
     out |= {"ms_per_job": cost["seconds"] / n * 1000, "pass_ms_median": statistics.median(ms)}
     out |= {"pass_ms_max": max(ms), "rss_peak_mib": cost["rss_peak_mib"]}
-    out |= {"maxrss_growth_mib": cost["maxrss_growth_mib"], "pass_traced_peak_mib": peak}
-    out |= {"pass_traced_seconds": seconds, "pass_traced_expired": len(probe_keys), "note": ""}
-    return out
+    out |= {"maxrss_growth_mib": cost["maxrss_growth_mib"]}
+    out |= {"pass_traced_peak_mib": traced["traced_peak_mib"]}
+    out |= {"pass_traced_seconds": traced["traced_seconds"], "pass_traced_expired": len(probe_keys)}
+    return out | {"note": ""}
 
 
 def status_page(tracker: Any) -> h.Report:
@@ -140,7 +142,7 @@ def bench_status(tracker: Any, n: int) -> h.Report:
     """The page :data:`STATUS_REPEATS` times untraced (medians), once traced (peak)."""
     runs = [h.untraced(lambda: status_page(tracker)) for _ in range(STATUS_REPEATS)]
     middle = sorted(runs, key=lambda run: run[1]["seconds"])[len(runs) // 2][1]
-    page = h.trace_into(middle, lambda: status_page(tracker))
+    page = h.traced(middle, lambda: status_page(tracker))
     if page["rows"] != min(n, STATUS_LIMIT) or page["total"] != n:
         raise RuntimeError(f"status page shows {page['rows']} of {page['total']}, expected {n}")
     medians = {k: statistics.median(p[k] for p, _ in runs) for k in runs[0][0] if "sec" in k}
@@ -226,11 +228,7 @@ def render(report: h.Report) -> str:
         [r["snapshot_import"] for r in rows],
         f"{n} | {time_s} | read + validate s@read_seconds:2 | create s@create_seconds:2 | "
         f"jobs/s@jobs_per_s:0 | tracemalloc peak MiB@peak | peak growth@cost.traced_peak_mib:× | {rss}",
-        peak=lambda i: (
-            "not traced"
-            if i["cost"]["traced_peak_mib"] is None
-            else h.fmt(i["cost"]["traced_peak_mib"])
-        ),
+        peak=lambda i: "not traced" if (p := i["cost"]["traced_peak_mib"]) is None else h.fmt(p),
     )
     lines += h.section(
         f"## 3. Expiry: `Tracker(store).expire_stale(cutoff, {BATCH})` in passes until "
@@ -314,13 +312,13 @@ def scale_size(run: h.Run, n: int, bucket: Any) -> h.Report:
     export = bench_export(store, bucket, f"scale-n{n}/", n)["cost"]
     tracker, cutoff = Tracker(store), now - EXPIRATION
     expired, cost = h.untraced(lambda: tracker.expire_stale(cutoff, BATCH))
-    _, traced_mib, _ = h.traced(lambda: tracker.expire_stale(cutoff, BATCH))
+    h.traced(cost, lambda: tracker.expire_stale(cutoff, BATCH))
     clean(run, bucket, f"scale-n{n}/", project)
     out: h.Report = {"n": n, "load_seconds": load["seconds"], "status_html_s": html}
     out |= {"status_json_s": as_json, "server_peak_rss_mib": server_peak, "status_reads": reads}
     out |= {"status_counted_total": counted, "query_floor_s": floor}
     out |= {"expiry_pass_s": cost["seconds"], "expiry_pass_jobs": len(expired)}
-    out |= {"expiry_pass_traced_mib": traced_mib, "export_s": export["seconds"]}
+    out |= {"expiry_pass_traced_mib": cost["traced_peak_mib"], "export_s": export["seconds"]}
     out |= {"export_rss_peak_mib": export["rss_peak_mib"]}
     out |= {"export_traced_mib": export["traced_peak_mib"], "reconcile_s": reconcile["seconds"]}
     return out | {"reconcile_drift": drift, "project": project}
@@ -377,7 +375,7 @@ def main(argv: list[str] | None = None, scale: bool = False, doc: str | None = _
     options += [("--emulator-heap", java_size, DEFAULT_HEAP, "Java heap of the emulator")]
     args = h.arguments(name, doc, argv, quick, *options)
     measured = (measure_scale, render_scale) if scale else (measure, render)
-    return h.run_measured(args, *measured, f"{name}-", heap=args.emulator_heap)
+    return h.run_measured(args, *measured, f"{name}-")
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ def bench_http_level(
 ) -> h.Report:
     """On a fresh project's server, ``callers`` callers POST ``next`` until each is told "no
     job" (or ``--max-handouts`` are out, or after 5 errors in a row); every answer checked."""
+    h.progress(f"HTTP (table 1), {callers} caller(s) …")
     project = env["GOOGLE_CLOUD_PROJECT"] = run.project()
     answers: list[Call] = []
     lock, limited, errors = threading.Lock(), threading.Event(), threading.local()
@@ -126,13 +127,11 @@ def bench_http_level(
 
 def measure(args: Any, run: h.Run) -> h.Report:
     """Write the config, seed GCS, then the in-process calls and each HTTP level."""
-    today = utcnow().date()
-    start = today - timedelta(days=args.days)
+    start = (today := utcnow().date()) - timedelta(days=args.days)
     objects = len(wl.archive_names(start, today))
     h.progress(f"seeding {objects} archives …")
     gcs, config, env = run.workload(start, today)
-    now = utcnow()
-    cands = wl.candidates(config, now)
+    cands = wl.candidates(config, now := utcnow())
     distinct, seeded = {c.job.key() for c in cands}, wl.expected_keys(config, now)
     workload = {"bucket": config.sources[0].bucket, "start_date": f"{start:%Y-%m-%d}"}
     workload |= {"days_back": args.days, "sources": len(config.sources)}
@@ -143,10 +142,7 @@ def measure(args: Any, run: h.Run) -> h.Report:
     h.progress("in-process calls (table 2) …")
     fs, calls = run.firestore(), len(distinct) + 10
     per_call, samples = bench_per_call(fs, gcs, config, args.no_job_calls, calls)
-    http = []
-    for callers in args.concurrency:
-        h.progress(f"HTTP (table 1), {callers} caller(s) …")
-        http.append(bench_http_level(run, callers, env, config, args))
+    http = [bench_http_level(run, callers, env, config, args) for callers in args.concurrency]
     report = {"config": {"config_yaml": Path(env["GARDENER_CONFIG"]).read_text()}}
     report |= {"workload": workload}
     return report | {"http": http, "per_call": per_call, "per_call_samples": samples}

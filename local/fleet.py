@@ -31,6 +31,7 @@ import random
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -345,16 +346,15 @@ def heartbeat(key: str) -> tuple[str, str, dict[str, str]]:
 class FanOut:
     """Parsers of m-lab/etl's shape (``--max_active``): :meth:`work` runs ``tasks`` task slots
     on a job, each sending a heartbeat per archive dispatched and an update per archive
-    finished; requests go out over a pool of ``connections`` without waiting for answers."""
+    finished; requests go out over a pool of ``connections`` without waiting for answers.
+    :meth:`watch` reads the job list meanwhile, for how late it shows the details."""
 
     def __init__(self, base: str, connections: int, timeout: float = 30.0) -> None:
-        self.base, self.timeout, self.local, self.lock = (
-            base,
-            timeout,
-            threading.local(),
-            threading.Lock(),
-        )
+        self.base, self.timeout = base, timeout
+        self.local, self.lock = threading.local(), threading.Lock()
         self.calls: list[Call] = []
+        self.lags: list[float] = []  # seconds from a detail's acknowledgement to a list showing it
+        self.listed: list[int] = []  # jobs in each job list read by :meth:`watch`
         self.acked: dict[str, float] = {}  # an update's detail → when acknowledged (monotonic)
         self.pool = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="sender")
 
@@ -370,6 +370,20 @@ class FanOut:
             self.calls.append(call)
             if call.status == 200 and "detail" in params:
                 self.acked[params["detail"]] = time.monotonic()
+
+    def watch(self, query: str, until: float, every: float) -> None:
+        """Read the job list ``/status?<query>`` every ``every`` s until ``until`` (monotonic):
+        how old each shown detail's acknowledgement was when the list was asked for, and how
+        many jobs each list showed."""
+        while time.monotonic() < until:
+            asked = time.monotonic()
+            with urllib.request.urlopen(f"{self.base}/status?{query}", timeout=self.timeout) as r:
+                jobs = json.load(r)["Jobs"]
+            with self.lock:
+                self.listed.append(len(jobs))
+                acked = [self.acked.get(job["Detail"]) for job in jobs]
+                self.lags += [max(0.0, asked - at) for at in acked if at is not None]
+            time.sleep(every)
 
     def work(self, key: str, tasks: int, pace: float, until: float) -> None:
         """Run ``tasks`` slots on ``key`` until ``until`` (monotonic), each finishing an archive
