@@ -1,11 +1,9 @@
 """Monthly cost at M-Lab's scale, from the counted operations (:mod:`local.cost`) and list prices.
 
-``make bench-cost``, last in ``make bench``: it reads that run's results in ``bench/results/``.
-"""
+``make bench-cost``, last in ``make bench``: it reads that run's results in ``bench/results/``."""
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -15,24 +13,15 @@ from bench.harness import RESULTS_DIR, arguments, publish, table
 from local import cost
 
 #: The monthly amounts in the order of the cost items, Cloud Scheduler's 2 jobs last.
-AMOUNTS: tuple[str, ...] = (
-    "firestore_reads",
-    "firestore_writes",
-    "firestore_deletes",
-    "function_requests",
-)
-AMOUNTS += ("vcpu_seconds", "gib_seconds", "gcs_class_a", "gcs_class_b")
+AMOUNTS: tuple[str, ...] = ("firestore_reads", "firestore_writes", "firestore_deletes")
+AMOUNTS += ("function_requests", "vcpu_seconds", "gib_seconds", "gcs_class_a", "gcs_class_b")
 
 
 def render(report: dict[str, Any]) -> str:
     s, r = report["scale"], report["result"]
     j, a = r["per_job"], r["per_archive"]
-    lines = [
-        "## Cost per month at M-Lab's scale (`python -m bench.cost`)",
-        "",
-        "Counted operations:",
-        "",
-    ]
+    lines = ["## Cost per month at M-Lab's scale (`python -m bench.cost`)", ""]
+    lines += ["Counted operations:", ""]
     job = [
         f"{j['reads']:.1f}",
         f"{j['writes']:.1f}",
@@ -42,9 +31,8 @@ def render(report: dict[str, Any]) -> str:
     archive = [f"{a['reads']:.2f}", f"{a['writes']:.2f}", "0", "0", f"{a['requests']:.2f}"]
     rows = [["per job (lifecycle and post-processing)", *job, f"{j['requests']:.0f}"]]
     rows += [["per archive (heartbeat + update)", *archive]]
-    lines += table(
-        "unit | Firestore reads | writes | deletes | GCS lists | function requests", rows
-    )
+    head = "unit | Firestore reads | writes | deletes | GCS lists | function requests"
+    lines += table(head, rows)
     lines += [
         "",
         f"Assumed: {s['sources']} sources, {s['jobs_per_day']:,.0f} jobs a day, "
@@ -68,7 +56,7 @@ def render(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     where = "where the benchmarks' results are read from"
-    args = arguments("cost", __doc__, "", ("--results", Path, RESULTS_DIR, where)).parse_args(argv)
+    args = arguments("cost", __doc__, argv, "", ("--results", Path, RESULTS_DIR, where))
     started = time.perf_counter()
     counted, used = cost.counted_from_results(args.results)
     prices = f"{cost.PRICES_AS_OF}; " + "; ".join(f"{k}: {v}" for k, v in cost.SOURCES.items())
@@ -80,4 +68,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -18,29 +18,30 @@ import os
 import platform
 import re
 import resource
-import signal
-import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import date
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypeVar
-from unittest import mock
-from urllib.parse import urlencode, urlsplit
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import urlsplit
 
-import requests
+from google.cloud import firestore
 
-from local.emulator import FirestoreEmulator, check_java, find_jar, free_port
-from local.gcs_emulator import GcsEmulator, find_binary
-from local.gcs_emulator import client as gcs_client
-from local.stack import start_functions, stop_process
+from local import emulator as fs_emulator
+from local import gcs_emulator
+from local.fleet import Call
+from local.stack import start_functions, stop_on_signals, stop_process
+from local.workload import seed_workload
+from shared.model import utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -48,6 +49,8 @@ MIB = 2**20
 T = TypeVar("T")
 TRACED_NOT_YET = {"traced_peak_mib": None, "traced_seconds": None}
 LATENCY_KEYS = ("count", "p50_ms", "p99_ms", "mean_ms", "max_ms", "p95_ms")
+#: A benchmark's report, or a part of it (a row of a table): JSON-ready values by name.
+Report = dict[str, Any]
 
 
 def latencies(seconds: Sequence[float]) -> dict[str, float]:
@@ -90,21 +93,29 @@ def dig(row: Any, path: str) -> Any:
     return row
 
 
-def grid(
-    rows: Sequence[Mapping[str, Any]], spec: str, align: str = "", **derived: Any
-) -> list[str]:
+def grid(rows: Sequence[Mapping[str, Any]], spec: str, **derived: Any) -> list[str]:
     """A Markdown table of ``rows``, one column per ``header@expr`` of ``spec`` (joined by
-    `` | ``). An expr is a name of ``derived`` (called with the row), or a dotted key of the
-    row, optionally ``/divisor``, then ``:,`` (thousands), ``:digits`` (:func:`fmt`) or ``:×``
-    (:func:`growth` down the column)."""
-    header, columns = [], []
+    `` | ``; a header led by ``<``, ``>`` or ``^`` aligns its column left, right or centre,
+    else the first is left and the rest right). An expr is a name of ``derived`` (called with
+    the row), a dotted key of the row, optionally ``/divisor``, then ``:,`` (thousands),
+    ``:digits`` (:func:`fmt`) or ``:×`` (:func:`growth` down the column); or dotted keys joined
+    by ``+`` (shown ``a / b / …``) or by ``&`` (``a (b)``), optionally ``:digits``."""
+    header, columns, align = list[str](), list[Any](), ""
     for column in spec.split(" | "):
         head, _, expr = column.rpartition("@")
-        header.append(head)
+        side = {"<": "l", ">": "r", "^": "c"}.get(head[:1])
+        align += side or ("r" if header else "l")
+        header.append(head[1:] if side else head)
         if expr in derived:
             columns.append([derived[expr](r) for r in rows])
             continue
         expr, _, how = expr.partition(":")
+        if "+" in expr or "&" in expr:
+            split = [[dig(r, p) for p in re.split("[+&]", expr)] for r in rows]
+            shown = [[fmt(v, int(how)) if how else str(v) for v in values] for values in split]
+            join = " / ".join if "+" in expr else lambda v: f"{v[0]} ({v[1]})"
+            columns.append([join(values) for values in shown])
+            continue
         path, _, divisor = expr.partition("/")
         values = [dig(r, path) for r in rows]
         if divisor:
@@ -119,14 +130,13 @@ def grid(
     return table(" | ".join(header), list(zip(*columns, strict=True)), align)
 
 
-def section(lines: list[str], title: str, rows: Any, spec: str, align: str = "", **kw: Any) -> None:
-    """Append ``title`` and the :func:`grid` of ``rows`` to ``lines``, after a blank line."""
-    lines += [""] * bool(lines and lines[-1]) + [title, ""] + grid(rows, spec, align, **kw)
+def section(title: str, rows: Any, spec: str, **derived: Any) -> list[str]:
+    """A blank line, ``title``, another and the :func:`grid` of ``rows``."""
+    return ["", title, "", *grid(rows, spec, **derived)]
 
 
-def heading(title: str, machine: dict[str, Any], *notes: str) -> list[str]:
-    """A report's title, its machine facts and further ``notes`` as list items."""
-    m = machine
+def heading(title: str, m: Report, *notes: str) -> list[str]:
+    """The ``title``, the machine facts ``m`` and ``notes`` as list items (no blank line after)."""
     return [
         f"# {title}",
         "",
@@ -136,11 +146,10 @@ def heading(title: str, machine: dict[str, Any], *notes: str) -> list[str]:
         f"({m.get('java', '?')}); google-cloud-firestore {m['google_cloud_firestore']}"
         + (f"; {m['gcs_emulator']}" if "gcs_emulator" in m else ""),
         *(f"- {n}" for n in notes),
-        "",
     ]
 
 
-def machine_facts(host: str, own_emulator: bool, gcs_url: str | None = None) -> dict[str, Any]:
+def machine_facts(host: str, own_emulator: bool, gcs_url: str | None = None) -> Report:
     """What the figures depend on: CPU, memory, load, Python, emulators, library versions."""
 
     def read(path: str, pattern: str) -> str:
@@ -155,8 +164,10 @@ def machine_facts(host: str, own_emulator: bool, gcs_url: str | None = None) -> 
         return "?"
 
     memory, cpus, env = read("/proc/meminfo", r"^MemTotal:\s+(\d+) kB"), os.cpu_count(), os.environ
-    model = read("/proc/cpuinfo", r"^model name\s*:(.*)$")
-    facts: dict[str, Any] = {"cpu_count": cpus, "cpu_model": model}
+    facts: Report = {
+        "cpu_count": cpus,
+        "cpu_model": read("/proc/cpuinfo", r"^model name\s*:(.*)$"),
+    }
     facts["memory_gib"] = round(int(memory) / 2**20, 1) if memory else None
     facts["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()]
     facts |= {"platform": platform.platform(), "platform_processor": platform.processor()}
@@ -167,83 +178,28 @@ def machine_facts(host: str, own_emulator: bool, gcs_url: str | None = None) -> 
     facts["server"] = f"functions-framework (gunicorn gthread), {threads}"
     for p in ("functions-framework", "google-cloud-firestore", "google-cloud-storage"):
         facts[p.replace("-", "_")] = version(p)
-    if gcs_url:
-        facts["gcs_emulator_url"] = gcs_url
+    facts |= {"gcs_emulator_url": gcs_url} if gcs_url else {}
     try:
-        jar = facts["emulator_jar"] = find_jar()
-        snapshot = jar.parents[2] / ".install" / "cloud-firestore-emulator.snapshot.json"
-        found = {c.get("id"): c for c in json.loads(snapshot.read_text())["components"]}
-        emulator = found.get("cloud-firestore-emulator")
-        facts["emulator_version"] = emulator["version"]["version_string"] if emulator else "unknown"
-        java = [check_java(), "-version"]
-        out = subprocess.run(java, capture_output=True, text=True, timeout=20, check=False).stderr
-        facts["java"] = out.splitlines()[0] if out else "unknown"
+        jar = facts["emulator_jar"] = fs_emulator.find_jar()
+        facts["emulator_version"] = fs_emulator.emulator_version(jar)
+        facts["java"] = fs_emulator.java_version(fs_emulator.check_java()) or "unknown"
         if gcs_url:
-            facts["gcs_emulator"] = f"fake-gcs-server, memory backend ({find_binary().name})"
+            binary = gcs_emulator.find_binary().name
+            facts["gcs_emulator"] = f"fake-gcs-server, memory backend ({binary})"
     except Exception as exc:  # noqa: BLE001 - facts are best effort
         facts.setdefault("java", f"unknown ({exc.__class__.__name__})")
     return facts
 
 
-class Caller:
-    """One keep-alive connection to a server; a status of 0 means no answer."""
-
-    def __init__(self, base: str, timeout: float = 30.0) -> None:
-        self.base, self.timeout, self.session = base, timeout, requests.Session()
-
-    def send(self, method: str, path: str) -> tuple[int, str]:
-        """Send ``method path`` with an empty body, as the Go client does; status and body."""
-        try:
-            response = self.session.request(method, self.base + path, timeout=self.timeout)
-            return int(response.status_code), response.text
-        except requests.RequestException:
-            return 0, ""
-
-    def get(self, path: str) -> int:
-        """GET ``path``; the status."""
-        return self.send("GET", path)[0]
+def summary(calls: Sequence[Call], *keys: str) -> Report:
+    """How many ``calls``, how many not answered 200, and the ``keys`` of their latencies."""
+    lat, errors = latencies([c.seconds for c in calls]), sum(c.status != 200 for c in calls)
+    return {"requests": len(calls), "errors": errors} | {k: lat[k] for k in keys}
 
 
-def update_path(key: str, detail: str) -> str:
-    """The path and query of a same-state ``parsing`` update, as the Go client builds it."""
-    return "/v2/job/update?" + urlencode({"id": key, "state": "parsing", "detail": detail})
-
-
-def heartbeat_path(key: str) -> str:
-    """The path and query of a heartbeat."""
-    return "/v2/job/heartbeat?" + urlencode({"id": key})
-
-
-def run_callers(
-    base: str, callers: int, step: Callable[..., bool], timeout: float, max_seconds: float
-) -> tuple[float, float, bool]:
-    """Let ``callers`` threads, each with a :class:`Caller` warmed by a GET of an unknown path,
-    call ``step(caller, deadline)`` from when all are ready until it returns False or
-    ``max_seconds`` have passed; the window's start, its length, whether time stopped one."""
-    ready, stopped, deadline = threading.Barrier(callers + 1), threading.Event(), [math.inf]
-
-    def worker() -> None:
-        caller = Caller(base, timeout)
-        try:
-            caller.get("/bench-warmup")
-            ready.wait()
-            while True:
-                if time.perf_counter() > deadline[0]:
-                    return stopped.set()
-                if not step(caller, deadline[0]):
-                    return None
-        finally:
-            caller.session.close()
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(callers)]
-    for t in threads:
-        t.start()
-    ready.wait(timeout=60)
-    start = time.perf_counter()
-    deadline[0] = start + max_seconds
-    for t in threads:
-        t.join(timeout=max_seconds + 2 * timeout + 10)
-    return start, time.perf_counter() - start, stopped.is_set()
+def status_codes(calls: Iterable[Call]) -> dict[str, int]:
+    """How many ``calls`` got each status (``"0"``: no answer)."""
+    return dict(sorted(Counter(str(c.status) for c in calls).items()))
 
 
 def timed_ops(op: Callable[[int], object], n: int) -> tuple[float, list[float]]:
@@ -256,12 +212,8 @@ def timed_ops(op: Callable[[int], object], n: int) -> tuple[float, list[float]]:
     return time.perf_counter() - start, lat
 
 
-def bench_floor(client: Any, n: int, warmup: int = 10) -> list[dict[str, Any]]:
+def bench_floor(client: Any, n: int, warmup: int = 10) -> list[Report]:
     """Measure bare ``set``, ``get`` and read+write transactions on one document each."""
-    from google.cloud import firestore
-
-    from shared.model import utcnow
-
     floor = client.collection("bench_floor")
     set_ref, txn_ref = floor.document("set"), floor.document("transaction")
     for ref in (set_ref, txn_ref):
@@ -280,19 +232,16 @@ def bench_floor(client: Any, n: int, warmup: int = 10) -> list[dict[str, Any]]:
     ):
         timed_ops(op, warmup)
         seconds, lat = timed_ops(op, n)
-        s, row = latencies(lat), {"operation": name, "ops": n, "seconds": seconds}
-        results.append(
-            row | {"ops_per_s": n / seconds, "p50_ms": s["p50_ms"], "p99_ms": s["p99_ms"]}
-        )
+        row = {"operation": name, "ops": n, "seconds": seconds, "ops_per_s": n / seconds}
+        results.append(row | {k: latencies(lat)[k] for k in ("p50_ms", "p99_ms")})
     return results
 
 
 def rss_mib() -> float:
     """The process's resident set size now, in MiB (NaN where /proc is absent)."""
     try:
-        return (
-            int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MIB
-        )
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / MIB
     except (OSError, IndexError, ValueError):
         return math.nan
 
@@ -310,7 +259,7 @@ def settle() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc only
 
 
-def untraced(call: Callable[[], T]) -> tuple[T, dict[str, Any]]:
+def untraced(call: Callable[[], T]) -> tuple[T, Report]:
     """Run ``call`` once; its value and cost: seconds, the peak RSS sampled every 5 ms above
     the start's, the growth of ``ru_maxrss`` (traced figures left for :func:`traced`)."""
     settle()
@@ -335,41 +284,19 @@ def untraced(call: Callable[[], T]) -> tuple[T, dict[str, Any]]:
     return value, cost | {"maxrss_growth_mib": maxrss_mib() - before} | TRACED_NOT_YET
 
 
-def traced(call: Callable[[], T]) -> tuple[T, float, float]:
-    """Run ``call`` under tracemalloc; its value, its peak in MiB and its time."""
+def traced(cost: Report, call: Callable[[], T]) -> T:
+    """Run ``call`` under tracemalloc; its value. Its peak in MiB and its time go into ``cost``
+    (``traced_peak_mib``, ``traced_seconds``)."""
     settle()
     tracemalloc.start()
     try:
         base, start = tracemalloc.get_traced_memory()[0], time.perf_counter()
         value = call()
-        seconds, peak = time.perf_counter() - start, tracemalloc.get_traced_memory()[1]
+        cost["traced_seconds"] = time.perf_counter() - start
+        cost["traced_peak_mib"] = (tracemalloc.get_traced_memory()[1] - base) / MIB
     finally:
         tracemalloc.stop()
-    return value, (peak - base) / MIB, seconds
-
-
-class _Interrupts:
-    deferring = pending = False
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    if not _Interrupts.deferring:
-        raise KeyboardInterrupt
-    _Interrupts.pending = True
-
-
-@contextlib.contextmanager
-def deferred_interrupts() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back until the block is done (around starting a process, so
-    that its handle is kept, and the process stopped)."""
-    _Interrupts.deferring = True
-    try:
-        yield
-    finally:
-        _Interrupts.deferring = False
-        if _Interrupts.pending:
-            _Interrupts.pending = False
-            raise KeyboardInterrupt
+    return value
 
 
 def progress(message: str) -> None:
@@ -386,7 +313,6 @@ class Run:
     own_emulator: bool
     log: Path
     projects: list[str] = field(default_factory=list)
-    wiped: set[str] = field(default_factory=set)
     gcs_url: str | None = None
 
     def project(self) -> str:
@@ -396,27 +322,31 @@ class Run:
 
     def firestore(self, project: str | None = None) -> Any:
         """A Firestore client on ``project`` (default: a fresh one)."""
-        from google.cloud import firestore
-
         return firestore.Client(project=project or self.project())
 
     def gcs(self) -> Any:
         """Start a GCS emulator (fake-gcs-server, memory backend) for the run; its client."""
         log = self.log.with_name(self.log.name.replace("firestore", "gcs"))
         log.unlink(missing_ok=True)
-        emulator = GcsEmulator(log_path=log)
+        emulator = gcs_emulator.GcsEmulator(log_path=log)
         self.stack.callback(emulator.stop)  # registered first: stopped even if interrupted
-        with deferred_interrupts():
-            emulator.start()
+        emulator.start()
         self.gcs_url = emulator.url
-        return gcs_client(emulator.url)
+        return gcs_emulator.client(emulator.url)
+
+    def workload(self, start: date, end: date) -> tuple[Any, Any, dict[str, str]]:
+        """The next-job workload from ``start`` to ``end`` (:func:`local.workload.seed_workload`)
+        on a GCS emulator of the run: its client, the config, a server's environment for it."""
+        directory = Path(self.stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+        path, config = seed_workload(gcs := self.gcs(), directory, start, end)
+        env = {"STORAGE_EMULATOR_HOST": self.gcs_url or "", "GARDENER_CONFIG": str(path)}
+        return gcs, config, env
 
     @contextlib.contextmanager
     def server(self, env: dict[str, str]) -> Iterator[tuple[str, Any]]:
         """A function server of the ``api`` router with ``env``; its base URL and process."""
-        port = free_port()
-        with deferred_interrupts():
-            proc = start_functions(port, {"FIRESTORE_EMULATOR_HOST": self.host, **env}, quiet=True)
+        port = fs_emulator.free_port()  # start_functions stops the server itself if interrupted
+        proc = start_functions(port, {"FIRESTORE_EMULATOR_HOST": self.host, **env}, quiet=True)
         try:
             yield f"http://127.0.0.1:{port}", proc
         finally:
@@ -424,51 +354,35 @@ class Run:
 
     def wipe(self, project: str) -> None:
         """Delete ``project``'s documents (frees the emulator's memory)."""
-        if project not in self.wiped:
-            self.wiped.add(project)
-            url = f"http://{self.host}/emulator/v1/projects/{project}/databases/(default)/documents"
-            try:
-                request = urllib.request.Request(url, method="DELETE")
-                urllib.request.urlopen(request, timeout=10).close()
-            except OSError as exc:
-                progress(f"could not wipe {project}: {exc}")
+        try:
+            fs_emulator.wipe(self.host, project)
+        except OSError as exc:
+            progress(f"could not wipe {project}: {exc}")
 
 
 def run_measured(
     args: Any,
-    measure: Callable[[Any, Run], dict[str, Any]],
-    render: Callable[[dict[str, Any]], str],
+    measure: Callable[[Any, Run], Report],
+    render: Callable[[Report], str],
     log_prefix: str,
-    failure: Callable[[dict[str, Any]], str | None] = lambda report: None,
-    heap: str | None = None,
+    failure: Callable[[Report], str | None] = lambda report: None,
 ) -> int:
     """Run ``measure`` on the emulator ``FIRESTORE_EMULATOR_HOST`` names (on this machine) or
-    one started here (Java heap ``heap``, log ``bench/results/<log_prefix>firestore-emulator.log``),
+    one started here (Java heap ``--emulator-heap``, log ``bench/results/<log_prefix>firestore-emulator.log``),
     then publish its report. The exit status: 130 if interrupted; 1, after saying why, if
     ``failure`` names a problem in the report; else 0."""
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    stop_on_signals()
     started, log = time.perf_counter(), RESULTS_DIR / f"{log_prefix}firestore-emulator.log"
     try:
         with ExitStack() as stack:
-            host = os.environ.get("FIRESTORE_EMULATOR_HOST")
-            if host:
-                name = urlsplit(f"//{host}").hostname or ""
-                with contextlib.suppress(ValueError):
-                    name = "localhost" if ipaddress.ip_address(name).is_loopback else name
-                if name != "localhost":
-                    raise SystemExit(f"FIRESTORE_EMULATOR_HOST={host} is not on this machine")
-            else:
-                log.parent.mkdir(parents=True, exist_ok=True)
-                log.unlink(missing_ok=True)  # one run per log
-                emulator = FirestoreEmulator(log_path=log)
-                stack.callback(emulator.stop)
-                # The JVM applies _JAVA_OPTIONS after the command line's -Xmx.
-                java = {"_JAVA_OPTIONS": f"-Xmx{heap}"} if heap else {}
-                with deferred_interrupts(), mock.patch.dict(os.environ, java):
-                    emulator.start()
-                os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
-            run = Run(stack, os.environ["FIRESTORE_EMULATOR_HOST"], not host, log)
+            heap = getattr(args, "emulator_heap", "512m")
+            host, own = stack.enter_context(fs_emulator.running(log, heap))
+            name = urlsplit(f"//{host}").hostname or ""
+            with contextlib.suppress(ValueError):
+                name = "localhost" if ipaddress.ip_address(name).is_loopback else name
+            if name != "localhost":
+                raise SystemExit(f"FIRESTORE_EMULATOR_HOST={host} is not on this machine")
+            run = Run(stack, host, own, log)
             try:
                 report = measure(args, run)
                 config = {k: v for k, v in vars(args).items() if k != "json"}
@@ -488,7 +402,7 @@ def run_measured(
     return 0
 
 
-def publish(report: dict[str, Any], path: Path, started: float, render: Callable[..., str]) -> None:
+def publish(report: Report, path: Path, started: float, render: Callable[..., str]) -> None:
     """Note the run time, write ``report`` as JSON to ``path`` (NaN as null), print its tables."""
 
     def finite(value: Any) -> Any:
@@ -507,32 +421,51 @@ def publish(report: dict[str, Any], path: Path, started: float, render: Callable
     print(f"\nRun time: {report['run_seconds']:.1f} s. JSON: {report['json_path']}")
 
 
-def int_list(maximum: int) -> Callable[[str], list[int]]:
-    """An argparse type: comma-separated integers from 1 to ``maximum``, sorted, distinct."""
+def number(
+    kind: type[int | float], low: float = 0, high: float = math.inf, many: bool = False
+) -> Any:
+    """An argparse type: a ``kind`` from ``low`` to ``high`` (a float above a ``low`` of 0), or
+    with ``many`` comma-separated ones, sorted, distinct."""
+    above = kind is float and low == 0  # no time, no rate
+    bounds = f"from {low:g} to {high:,g}" if high < math.inf else f"at least {low:g}"
+    what = ("comma-separated numbers " if many else "a number ") + ("above 0" if above else bounds)
 
-    def parse(text: str) -> list[int]:
-        try:
-            values = sorted({int(x.replace("_", "")) for x in text.split(",") if x.strip()})
-        except ValueError:
-            raise argparse.ArgumentTypeError("takes comma-separated integers") from None
-        if not values or values[0] < 1 or values[-1] > maximum:
-            raise argparse.ArgumentTypeError(f"values must be between 1 and {maximum:,}")
-        return values
+    def parse(text: str) -> Any:
+        with contextlib.suppress(ValueError):
+            values = sorted({kind(x.replace("_", "")) for x in text.split(",") if x.strip()})
+            fits = values and low <= values[0] <= values[-1] <= high and (many or len(values) == 1)
+            if fits and (not above or values[0] > 0):
+                return values if many else values[0]
+        raise argparse.ArgumentTypeError(f"takes {what}")
 
     return parse
 
 
-def arguments(
-    name: str, doc: str | None, quick: str = "", *options: tuple[str, Any, Any, str]
-) -> argparse.ArgumentParser:
-    """A benchmark's argument parser: ``--json`` (default ``bench/results/<name>.json``),
-    ``--quick`` when ``quick`` says what it does, and each ``(flag, type, default, help)``."""
-    description = (doc or "").split("\n")[0]
-    p = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=description)
+def int_list(maximum: int) -> Any:
+    """An argparse type: comma-separated integers from 1 to ``maximum``, sorted, distinct."""
+    return number(int, 1, maximum, many=True)
+
+
+class Quick(NamedTuple):
+    """An option's default: ``full``, or ``quick`` with ``--quick``."""
+
+    full: Any
+    quick: Any
+
+
+def arguments(name: str, doc: str | None, argv: list[str] | None, quick: str, *options: Any) -> Any:
+    """A benchmark's arguments: ``--json`` (default ``bench/results/<name>.json``), ``--quick``
+    when ``quick`` says what it does, and each ``(flag, type, default, help)`` (a
+    :class:`Quick` default as ``--quick`` says)."""
+    p = argparse.ArgumentParser(f"python -m bench.{name}", description=(doc or "").split("\n")[0])
     if quick:
         p.add_argument("--quick", action="store_true", help=quick)
-    default = RESULTS_DIR / f"{name}.json"
-    p.add_argument("--json", type=Path, default=default, help="where to write the JSON")
+    p.add_argument("--json", type=Path, default=RESULTS_DIR / f"{name}.json", help="JSON file")
     for flag, kind, value, text in options:
+        text += f" ({value.full}; quick {value.quick})" if isinstance(value, Quick) else ""
         p.add_argument(flag, type=kind, default=value, help=text)
-    return p
+    args = p.parse_args(argv)
+    for key, value in vars(args).items():
+        if isinstance(value, Quick):
+            setattr(args, key, value.quick if args.quick else value.full)
+    return args

@@ -5,8 +5,6 @@ K = 1, 8, 32 parsers (:func:`local.fleet.run_parsers`), a fresh project each: ne
 
 from __future__ import annotations
 
-import sys
-import tempfile
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -14,8 +12,11 @@ from typing import Any
 
 from bench import harness as h
 from local.fleet import Call, run_parsers
-from local.workload import expected_keys, seed_workload
-from shared.model import utcnow
+from local.workload import CountedService, expected_keys
+from shared.gcs import ArchiveLister
+from shared.model import State, utcnow
+from shared.store import CursorStore, JobStore
+from shared.tracker import Tracker
 
 #: The endpoints of a lifecycle, in the order a parser calls them.
 START, ARCHIVE, POST = "update parsing (start)", "update parsing (archive)", "update postProcessing"
@@ -24,7 +25,7 @@ ENDPOINTS = ("next", START, "heartbeat", ARCHIVE, POST)
 
 def summarise(
     parsers: int, seconds: float, calls: list[Call], txn_rate: float, project: str
-) -> dict[str, Any]:
+) -> h.Report:
     """One level's figures from its calls (a "no job" 503 is not an error)."""
     handed = [c.key for c in calls if c.endpoint == "next" and c.status == 200]
     completed = sum(c.endpoint == POST and c.status == 200 for c in calls)
@@ -39,7 +40,7 @@ def summarise(
         endpoints.append({"endpoint": name, "requests": len(mine), "errors": sum(map(error, mine))})
         endpoints[-1] |= {k: lat[k] for k in ("p50_ms", "p95_ms", "p99_ms")}
     rate = len(calls) / seconds
-    out: dict[str, Any] = {"parsers": parsers, "jobs": len(handed), "completed": completed}
+    out: h.Report = {"parsers": parsers, "jobs": len(handed), "completed": completed}
     out |= {"requests": len(calls), "errors": sum(map(error, calls)), "seconds": seconds}
     out |= {"jobs_per_s": completed / seconds, "requests_per_s": rate}
     out |= {"ratio_to_txn": rate / txn_rate, "duplicates": len(handed) - len(set(handed))}
@@ -50,70 +51,52 @@ def summarise(
 def per_job_cost(fs: Any, gcs: Any, config: Any, jobs: int, archives: int) -> dict[str, float]:
     """Run the lifecycle in-process (tracker, job service) for ``jobs`` jobs; the reads,
     writes and GCS lists per job, and the same less its archives' calls."""
-    from shared.gcs import ArchiveLister
-    from shared.job_service import JobService
-    from shared.model import State
-    from shared.store import CursorStore, JobStore
-    from shared.tracker import Tracker
-
-    store, cursors, lister = JobStore(fs), CursorStore(fs), ArchiveLister(gcs)
-    tracker = Tracker(store, heartbeat_coalesce=timedelta(0))
-    service = JobService(tracker, cursors, lister, config)
-    done = archive_reads = archive_writes = 0
-    while done < jobs and (record := service.next_job()) is not None:
+    tracker = Tracker(JobStore(fs), heartbeat_coalesce=timedelta(0))
+    counted = CountedService(tracker, CursorStore(fs), ArchiveLister(gcs), config)
+    done, in_archives = 0, dict.fromkeys(("job_reads", "job_writes"), 0)
+    while done < jobs and (record := counted.service.next_job()) is not None:
         tracker.set_status(record.key, State.PARSING, "start")
-        reads, writes = store.stats.reads, store.stats.writes
+        before = counted.counts()
         for a in range(archives):
             tracker.heartbeat(record.key)
             tracker.set_status(record.key, State.PARSING, f"archive-{a}.tgz")
-        archive_reads += store.stats.reads - reads
-        archive_writes += store.stats.writes - writes
+        in_archives = {k: v + counted.counts(since=before)[k] for k, v in in_archives.items()}
         tracker.set_status(record.key, State.POST_PROCESSING, "parsed")
         done += 1
-    reads = store.stats.reads + cursors.stats.reads
-    writes = store.stats.writes + cursors.stats.writes
-    out: dict[str, Any] = {"jobs": done, "archives": archives, "reads_per_job": reads / done}
-    out |= {"writes_per_job": writes / done, "gcs_lists_per_job": lister.calls / done}
-    out |= {"job_reads_per_job": (reads - archive_reads) / done}
-    return out | {"job_writes_per_job": (writes - archive_writes) / done}
+    c = counted.counts()
+    reads, writes = c["job_reads"] + c["cursor_reads"], c["job_writes"] + c["cursor_writes"]
+    out: h.Report = {"jobs": done, "archives": archives, "reads_per_job": reads / done}
+    out |= {"writes_per_job": writes / done, "gcs_lists_per_job": c["gcs_lists"] / done}
+    out |= {"job_reads_per_job": (reads - in_archives["job_reads"]) / done}
+    return out | {"job_writes_per_job": (writes - in_archives["job_writes"]) / done}
 
 
-def measure(args: Any, run: h.Run) -> dict[str, Any]:
+def measure(args: Any, run: h.Run) -> h.Report:
     """Seed GCS, measure the floor and the per-job cost, then each parser count."""
-    gcs, today = run.gcs(), utcnow().date()
+    today = utcnow().date()
     start = today - timedelta(days=args.jobs // 3 + 5)  # three jobs with files a day: enough
-    workdir = Path(run.stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-life-")))
-    config_path, config = seed_workload(gcs, workdir, start, today)
+    gcs, config, env = run.workload(start, today)
     available = len(expected_keys(config, utcnow()))
     if available < args.jobs:
         raise SystemExit(f"only {available} jobs available for --jobs {args.jobs}")
     h.progress(f"archives seeded for {available} jobs; the floor and the per-job cost …")
-    fs = run.firestore()
-    txn_rate = h.bench_floor(fs, args.floor_ops)[-1]["ops_per_s"]
+    txn_rate = h.bench_floor(fs := run.firestore(), args.floor_ops)[-1]["ops_per_s"]
     cost = per_job_cost(fs, gcs, config, min(args.jobs, 16), args.archives)
-    env = {"STORAGE_EMULATOR_HOST": run.gcs_url or "", "GARDENER_CONFIG": str(config_path)}
-    env["HEARTBEAT_COALESCE_SECONDS"] = "0"
-    levels = []
+    env["HEARTBEAT_COALESCE_SECONDS"], levels = "0", []
     for parsers in args.parsers:
         project = env["GOOGLE_CLOUD_PROJECT"] = run.project()
         h.progress(f"{parsers} parser(s), {args.jobs} jobs …")
         with run.server(env) as (base, _):
             seconds, calls = run_parsers(base, parsers, args.jobs, args.archives, args.timeout)
         levels.append(summarise(parsers, seconds, calls, txn_rate, project))
-    config_yaml = {"config_yaml": config_path.read_text()}
+    config_yaml = {"config_yaml": Path(env["GARDENER_CONFIG"]).read_text()}
     return {"config": config_yaml, "floor_txn_per_s": txn_rate, "per_job": cost, "levels": levels}
 
 
-def render(report: dict[str, Any]) -> str:
+def render(report: h.Report) -> str:
     cfg, cost = report["config"], report["per_job"]
-
-    def trio(name: str) -> Any:
-        def cell(r: dict[str, Any]) -> str:
-            e = next(e for e in r["endpoints"] if e["endpoint"] == name)
-            return " / ".join(h.fmt(e[k]) for k in ("p50_ms", "p95_ms", "p99_ms"))
-
-        return cell
-
+    levels = [r | {e["endpoint"]: e for e in r["endpoints"]} for r in report["levels"]]
+    trio = "{0}.p50_ms+{0}.p95_ms+{0}.p99_ms:1"
     lines = h.heading(
         "Lifecycle load benchmark",
         report["machine"],
@@ -121,17 +104,15 @@ def render(report: dict[str, Any]) -> str:
         f"{cfg['jobs']} jobs per level; floor: {h.fmt(report['floor_txn_per_s'])} bare "
         "transactions/s; × txn = requests/s ÷ that",
     )
+    lines.append("")
     lines += h.grid(
-        report["levels"],
-        "parsers@parsers | jobs@completed | jobs/s@jobs_per_s:2 | requests/s@requests_per_s:1 | "
+        levels,
+        ">parsers@parsers | jobs@completed | jobs/s@jobs_per_s:2 | requests/s@requests_per_s:1 | "
         "× txn@ratio_to_txn:2 | errors@errors | duplicates@duplicates | "
-        "next p50/p95/p99 ms@next | update p50/p95/p99 ms@update | "
-        "heartbeat p50/p95/p99 ms@heartbeat | postProcessing p50/p95/p99 ms@post",
-        "r" * 11,
-        next=trio("next"),
-        update=trio(ARCHIVE),
-        heartbeat=trio("heartbeat"),
-        post=trio(POST),
+        f"next p50/p95/p99 ms@{trio.format('next')} | "
+        f"update p50/p95/p99 ms@{trio.format(ARCHIVE)} | "
+        f"heartbeat p50/p95/p99 ms@{trio.format('heartbeat')} | "
+        f"postProcessing p50/p95/p99 ms@{trio.format(POST)}",
     )
     lines += [
         "",
@@ -143,26 +124,28 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def failure(report: h.Report) -> str | None:
+    """Whether a job was handed out twice or not completed."""
+    bad = any(r["duplicates"] or r["completed"] != r["jobs"] for r in report["levels"])
+    return "a job was handed out twice or not completed" if bad else None
+
+
 def main(argv: list[str] | None = None) -> int:
     options = [
-        ("--parsers", h.int_list(256), [1, 8, 32], "parser counts (default 1,8,32)"),
-        ("--jobs", int, None, "jobs per level (default 64; quick 16)"),
-        ("--archives", int, 10, "archives per job (default 10)"),
-        ("--floor-ops", int, 300, "bare transactions for the floor"),
+        (
+            "--parsers",
+            h.int_list(256),
+            [1, 8, 32],
+            "parser counts (default 1,8,32)",
+        ),
+        ("--jobs", h.number(int, 1), h.Quick(64, 16), "jobs per level"),
+        ("--archives", h.number(int, 0), 10, "archives per job (default 10)"),
+        ("--floor-ops", h.number(int, 1), 300, "bare transactions for the floor"),
         ("--timeout", float, 30.0, "timeout of one request (s)"),
     ]
-    p = h.arguments("lifecycle", __doc__, "small sizes, for a smoke run", *options)
-    args = p.parse_args(argv)
-    args.jobs = args.jobs or (16 if args.quick else 64)
-    if args.jobs < 1 or args.archives < 0 or args.floor_ops < 1:
-        p.error("--jobs and --floor-ops must be at least 1, --archives at least 0")
-
-    def failure(report: dict[str, Any]) -> str | None:
-        bad = any(r["duplicates"] or r["completed"] != r["jobs"] for r in report["levels"])
-        return "a job was handed out twice or not completed" if bad else None
-
+    args = h.arguments("lifecycle", __doc__, argv, "small sizes, for a smoke run", *options)
     return h.run_measured(args, measure, render, "lifecycle-", failure)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

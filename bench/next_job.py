@@ -6,27 +6,24 @@ lists per call), then 1, 8 and 32 callers draining ``next`` through HTTP, a fres
 from __future__ import annotations
 
 import math
-import sys
-import tempfile
 import threading
 import time
-from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from bench import harness as h
-from local.fleet import Call
-from local.workload import archive_names, candidates, expected_keys, seed_workload
-from shared.model import RUN_SEPARATOR, utcnow
+from local import workload as wl
+from local.fleet import Call, Caller, run_callers
+from shared.gcs import ArchiveLister
+from shared.model import utcnow
+from shared.store import CursorStore, JobStore
+from shared.tracker import Tracker
 
-#: What an in-process call's sample counts: Firestore documents, GCS lists, owed-run queries.
-COUNTS = ("job_reads", "job_writes", "cursor_reads", "cursor_writes", "gcs_lists", "queries")
 
-
-def call_cost(call: str, samples: list[dict[str, Any]]) -> dict[str, Any]:
+def call_cost(call: str, samples: list[h.Report]) -> h.Report:
     """The mean cost of a kind of in-process call (``samples`` non-empty)."""
-    cost: dict[str, Any] = {k: sum(s[k] for s in samples) / len(samples) for k in COUNTS}
+    cost: h.Report = {k: sum(s[k] for s in samples) / len(samples) for k in wl.COUNTS}
     lat = h.latencies([s["seconds"] for s in samples])
     cost |= {"reads": cost["job_reads"] + cost["cursor_reads"]}
     cost |= {"writes": cost["job_writes"] + cost["cursor_writes"]}
@@ -40,39 +37,17 @@ def bench_per_call(
 ) -> tuple[list[Any], list[Any]]:
     """Drain a directly built job service, counting each call's reads, writes, owed-run
     queries and GCS lists; after the first "no job", ``no_job_calls - 1`` more."""
-    from shared.gcs import ArchiveLister
-    from shared.job_service import JobService
-    from shared.store import CursorStore, JobStore
-    from shared.tracker import Tracker
-
-    store, cursors, archives = JobStore(fs), CursorStore(fs), ArchiveLister(gcs)
-    tracker, queries = Tracker(store), [0]
-
-    def counting(query: Any) -> Any:
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            queries[0] += 1
-            return query(*args, **kwargs)
-
-        return counted
-
-    for name in ("pending_reoffers", "unretried_reoffers", "retryable"):  # the owed-run queries
-        setattr(tracker, name, counting(getattr(tracker, name)))
-    service = JobService(tracker, cursors, archives, config)
-    samples: list[dict[str, Any]] = []
-
-    def counters() -> tuple[int, ...]:  # in the order of COUNTS
-        s, c = store.stats, cursors.stats
-        return (s.reads, s.writes, c.reads, c.writes, archives.calls, queries[0])
+    counted = wl.CountedService(Tracker(JobStore(fs)), CursorStore(fs), ArchiveLister(gcs), config)
+    service, samples = counted.service, []
 
     def one() -> str:
-        idle_until = cursors.state("historical").idle_until
-        before, t0 = counters(), time.perf_counter()
+        idle_until = counted.cursors.state("historical").idle_until
+        before, t0 = counted.counts(), time.perf_counter()
         record = service.next_job()
         seconds = time.perf_counter() - t0
         kind = "hand-out" if record else "no job"
         stream = record.offer.split("/", 1)[0] if record else ""
-        sample: dict[str, Any] = {"kind": kind, "stream": stream}
-        sample |= {k: a - b for k, a, b in zip(COUNTS, counters(), before, strict=True)}
+        sample = {"kind": kind, "stream": stream, **counted.counts(since=before)}
         # and whether the historical stream was resting when the call came
         resting = idle_until is not None and service.clock() < idle_until
         samples.append(sample | {"seconds": seconds, "resting": resting})
@@ -96,33 +71,24 @@ def bench_per_call(
     return [call_cost(name, group) for name, group in groups.items() if group], samples
 
 
-def handed_key(call: Call) -> str | None:
-    """The job key (without its run) of a 200 answer of ``next``, or None."""
-    job_id = call.job_id()
-    return None if job_id is None else job_id.partition(RUN_SEPARATOR)[0]
-
-
 def bench_http_level(
     run: h.Run, callers: int, env: dict[str, str], config: Any, args: Any
-) -> dict[str, Any]:
+) -> h.Report:
     """On a fresh project's server, ``callers`` callers POST ``next`` until each is told "no
     job" (or ``--max-handouts`` are out, or after 5 errors in a row); every answer checked."""
+    h.progress(f"HTTP (table 1), {callers} caller(s) …")
     project = env["GOOGLE_CLOUD_PROJECT"] = run.project()
-    answers: list[tuple[Call, float]] = []
+    answers: list[Call] = []
     lock, limited, errors = threading.Lock(), threading.Event(), threading.local()
 
-    def step(caller: h.Caller, deadline: float) -> bool:
+    def step(caller: Caller, deadline: float) -> bool:
         with lock:
-            if sum(bool(c.key) for c, _ in answers) >= args.max_handouts:
+            if sum(bool(c.key) for c in answers) >= args.max_handouts:
                 limited.set()
                 return False
-        t0 = time.perf_counter()
-        status, body = caller.send("POST", "/v2/job/next")
-        t1 = time.perf_counter()
-        call = Call("next", status, t1 - t0, body=body)
-        call.key = handed_key(call) or ""
+        call = caller.call("next", "/v2/job/next")
         with lock:
-            answers.append((call, t1))
+            answers.append(call)
         errors.n = 0 if call.key else getattr(errors, "n", 0) + 1
         if errors.n >= 5:
             limited.set()
@@ -131,26 +97,24 @@ def bench_http_level(
     t0 = time.perf_counter()
     with run.server(env) as (base, _):
         server_start = time.perf_counter() - t0
-        expected_before = expected_keys(config, utcnow())
-        warm = h.Caller(base, args.timeout)  # builds the server's job service; its job counts
-        status, body = warm.send("POST", "/v2/job/next")
+        expected_before = wl.expected_keys(config, utcnow())
+        warm = Caller(base, args.timeout)  # builds the server's job service; its job counts
+        warm_key = warm.call("next", "/v2/job/next").key
         warm.session.close()
-        warm_key = handed_key(Call("next", status, 0, body=body))
-        start, total, stopped = h.run_callers(base, callers, step, args.timeout, args.max_seconds)
-        expected_after = expected_keys(config, utcnow())
-    keys = [warm_key] * (warm_key is not None) + [c.key for c, _ in answers if c.key]
+        start, total, stopped = run_callers(base, callers, step, args.timeout, args.max_seconds)
+        expected_after = wl.expected_keys(config, utcnow())
+    ok, no_job = [c for c in answers if c.key], [c for c in answers if c.no_job]
+    keys = [warm_key] * bool(warm_key) + [c.key for c in ok]
     handed = set(keys)
     # What the clock allowed at the start or at the end (they differ across a day boundary).
     expected = expected_after if handed == expected_after else expected_before
-    ok = [(c, t) for c, t in answers if c.key]
-    no_job = [(c, t) for c, t in answers if c.no_job]
-    last = max((t for _, t in ok), default=start)
-    lat, nj = h.latencies([c.seconds for c, _ in ok]), h.latencies([c.seconds for c, _ in no_job])
-    level: dict[str, Any] = {"callers": callers, "project": project, "expected": len(expected)}
-    level |= {"handouts": len(ok), "warmup_handouts": int(warm_key is not None)}
+    last = max((c.at for c in ok), default=start)
+    lat, nj = h.latencies([c.seconds for c in ok]), h.latencies([c.seconds for c in no_job])
+    level: h.Report = {"callers": callers, "project": project, "expected": len(expected)}
+    level |= {"handouts": len(ok), "warmup_handouts": int(bool(warm_key))}
     level |= {"requests": len(answers), "no_job": len(no_job)}
-    level |= {"early_no_job": sum(1 for _, t in no_job if t < last)}
-    level |= {"errors": sum(1 for c, _ in answers if not c.key and not c.no_job)}
+    level |= {"early_no_job": sum(1 for c in no_job if c.at < last)}
+    level |= {"errors": len(answers) - len(ok) - len(no_job)}
     level |= {"seconds_to_last_handout": last - start, "seconds_total": total}
     level |= {"handouts_per_s": len(ok) / (last - start) if last > start else math.nan}
     level |= {"p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"], "no_job_p50_ms": nj["p50_ms"]}
@@ -158,22 +122,17 @@ def bench_http_level(
     level |= {"complete": handed == expected, "missing": len(expected - handed)}
     level |= {"unexpected": len(handed - expected), "stopped_early": limited.is_set() or stopped}
     level |= {"candidate_set_changed": expected_before != expected_after}
-    level |= {"server_start_s": server_start}
-    level |= {"status_codes": dict(sorted(Counter(str(c.status) for c, _ in answers).items()))}
-    return level
+    return level | {"server_start_s": server_start, "status_codes": h.status_codes(answers)}
 
 
-def measure(args: Any, run: h.Run) -> dict[str, Any]:
+def measure(args: Any, run: h.Run) -> h.Report:
     """Write the config, seed GCS, then the in-process calls and each HTTP level."""
-    gcs, today = run.gcs(), utcnow().date()
-    start = today - timedelta(days=args.days)
-    workdir = Path(run.stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-next-")))
-    objects = len(archive_names(start, today))
+    start = (today := utcnow().date()) - timedelta(days=args.days)
+    objects = len(wl.archive_names(start, today))
     h.progress(f"seeding {objects} archives …")
-    config_path, config = seed_workload(gcs, workdir, start, today)
-    now = utcnow()
-    cands = candidates(config, now)
-    distinct, seeded = {c.job.key() for c in cands}, expected_keys(config, now)
+    gcs, config, env = run.workload(start, today)
+    cands = wl.candidates(config, now := utcnow())
+    distinct, seeded = {c.job.key() for c in cands}, wl.expected_keys(config, now)
     workload = {"bucket": config.sources[0].bucket, "start_date": f"{start:%Y-%m-%d}"}
     workload |= {"days_back": args.days, "sources": len(config.sources)}
     for stream in ("daily", "historical"):
@@ -183,16 +142,13 @@ def measure(args: Any, run: h.Run) -> dict[str, Any]:
     h.progress("in-process calls (table 2) …")
     fs, calls = run.firestore(), len(distinct) + 10
     per_call, samples = bench_per_call(fs, gcs, config, args.no_job_calls, calls)
-    env = {"STORAGE_EMULATOR_HOST": run.gcs_url or "", "GARDENER_CONFIG": str(config_path)}
-    http = []
-    for callers in args.concurrency:
-        h.progress(f"HTTP (table 1), {callers} caller(s) …")
-        http.append(bench_http_level(run, callers, env, config, args))
-    report = {"config": {"config_yaml": config_path.read_text()}, "workload": workload}
+    http = [bench_http_level(run, callers, env, config, args) for callers in args.concurrency]
+    report = {"config": {"config_yaml": Path(env["GARDENER_CONFIG"]).read_text()}}
+    report |= {"workload": workload}
     return report | {"http": http, "per_call": per_call, "per_call_samples": samples}
 
 
-def render(report: dict[str, Any]) -> str:
+def render(report: h.Report) -> str:
     w = report["workload"]
     lines = h.heading(
         "Next-job benchmark",
@@ -202,17 +158,15 @@ def render(report: dict[str, Any]) -> str:
         f"candidates, {w['distinct_candidates']} distinct jobs, {w['seeded_candidates']} "
         f"with archives ({w['objects_seeded']} objects), {w['passed_over']} passed over",
     )
-    h.section(
-        lines,
+    lines += h.section(
         "## 1. Through HTTP: `POST /v2/job/next`, empty body, callers loop until "
         "503 `No job found. Try again.`",
         report["http"],
-        "callers@callers | hand-outs@handouts | requests@requests | 503 no job@no_job | "
+        ">callers@callers | hand-outs@handouts | requests@requests | 503 no job@no_job | "
         "errors@errors | s to last hand-out@seconds_to_last_handout:2 | total s@seconds_total:2"
         " | hand-outs/s@handouts_per_s:1 | p50 ms@p50_ms:1 | p99 ms@p99_ms:1 | "
         "no-job p50 ms@no_job_p50_ms:1 | no-job max ms@no_job_max_ms:1 | "
-        "duplicates@duplicates | complete@complete",
-        "r" * 13 + "l",
+        "duplicates@duplicates | <complete@complete",
         callers=lambda r: f"{r['callers']}{' (limit hit)' if r['stopped_early'] else ''}",
         handouts=lambda r: f"{r['handouts']} + {r['warmup_handouts']}",
         no_job=lambda r: f"{r['no_job']} ({r['early_no_job']} early)",
@@ -222,8 +176,7 @@ def render(report: dict[str, Any]) -> str:
     )
     if bad := {r["callers"]: r["status_codes"] for r in report["http"] if r["errors"]}:
         lines += ["", f"Status codes of levels with errors (0: no answer): {bad}"]
-    h.section(
-        lines,
+    lines += h.section(
         "## 2. Per call, in-process: Firestore document reads and writes "
         "(`JobStore.stats`, `CursorStore.stats`) and GCS list requests",
         report["per_call"],
@@ -235,28 +188,28 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def failure(report: h.Report) -> str | None:
+    """Whether a level handed a job out twice."""
+    return "a job was handed out twice" if any(r["duplicates"] for r in report["http"]) else None
+
+
 def main(argv: list[str] | None = None) -> int:
     options = [
-        ("--days", int, None, "start_date this many days back (60; quick 12)"),
-        ("--concurrency", h.int_list(256), [1, 8, 32], "caller counts, a fresh project each"),
-        ("--max-handouts", int, 1000, "hand-outs per level at most"),
-        ("--max-seconds", float, None, "time limit of a level (30; quick 15)"),
-        ("--no-job-calls", int, 8, "in-process no-job calls"),
+        ("--days", h.number(int, 3, 366), h.Quick(60, 12), "start_date this many days back"),
+        (
+            "--concurrency",
+            h.int_list(256),
+            [1, 8, 32],
+            "caller counts, a fresh project each",
+        ),
+        ("--max-handouts", h.number(int, 1), 1000, "hand-outs per level at most"),
+        ("--max-seconds", float, h.Quick(30.0, 15.0), "time limit of a level"),
+        ("--no-job-calls", h.number(int, 1), 8, "in-process no-job calls"),
         ("--timeout", float, 30.0, "timeout of one request"),
     ]
-    p = h.arguments("next_job", __doc__, "small sizes, for a smoke run", *options)
-    args = p.parse_args(argv)
-    args.days = args.days or (12 if args.quick else 60)
-    args.max_seconds = args.max_seconds or (15.0 if args.quick else 30.0)
-    if not 3 <= args.days <= 366 or min(args.max_handouts, args.no_job_calls) < 1:
-        p.error("--days must be between 3 and 366, the counts at least 1")
-
-    def failure(report: dict[str, Any]) -> str | None:
-        twice = any(r["duplicates"] for r in report["http"])
-        return "a job was handed out twice" if twice else None
-
+    args = h.arguments("next_job", __doc__, argv, "small sizes, for a smoke run", *options)
     return h.run_measured(args, measure, render, "next_job-", failure)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 import threading
 import time
 from collections import Counter
@@ -18,29 +17,31 @@ from typing import Any
 from bench import harness as h
 from local.clock import FakeClock
 from local.counting_warehouse import CountingWarehouse
-from local.workload import bench_job, post_processing_record
+from local.workload import bench_job, load, post_processing_record
+from shared.defaults import POSTPROCESS_BATCH
 from shared.model import JobFilter, State, utcnow
+from shared.postprocess import ANNOTATION, STANDARD_PIPELINE, PostProcessor, PostProcessPolicy
+from shared.store import JobStore
+from shared.tracker import Tracker
+from shared.warehouse import STEPS
 
 #: The default batch of :class:`shared.postprocess.PostProcessPolicy`; largest N accepted.
-DEFAULT_BATCH, MAX_SIZE = 50, 5000
+DEFAULT_BATCH, MAX_SIZE = POSTPROCESS_BATCH, 5000
 #: Seconds the clock moves between ticks; jobs of the unreported warm-up run.
 ADVANCE_SECONDS, WARMUP_N = 5.0, 20
 #: Seconds a round's ticks may take before the run stops as hung.
 JOIN_TIMEOUT = 120.0
 S = State
 #: Every job's history at the end, and the steps that start a BigQuery job.
-CHAIN: tuple[State, ...] = (S.INIT, S.PARSING, S.POST_PROCESSING, S.LOADING, S.DEDUPLICATING)
-CHAIN += (S.COPYING, S.DELETING, S.JOINING, S.COMPLETE)
-BQ_STEPS = (S.LOADING, S.DEDUPLICATING, S.COPYING, S.JOINING)
+CHAIN = (S.INIT, S.PARSING, S.POST_PROCESSING, *STANDARD_PIPELINE, S.COMPLETE)
+BQ_STEPS = tuple(s for s in STANDARD_PIPELINE if STEPS[s].kind != "delete")
 #: A job's actions: the move into loading, start + wait + collect per BigQuery step, the delete.
 ACTIONS_PER_JOB = 1 + 3 * len(BQ_STEPS) + 1
 
 
-def verify(client: Any, keys: Sequence[str], warehouse: CountingWarehouse) -> dict[str, Any]:
+def verify(client: Any, keys: Sequence[str], warehouse: CountingWarehouse) -> h.Report:
     """Read every job back (uncounted): complete through the whole chain, lease released;
     each BigQuery step started once, one delete."""
-    from shared.store import JobStore
-
     complete = chain_ok = 0
     for record in JobStore(client).stream_all():
         complete += record.status.state is S.COMPLETE
@@ -48,13 +49,11 @@ def verify(client: Any, keys: Sequence[str], warehouse: CountingWarehouse) -> di
         chain_ok += chain == CHAIN and record.lease_owner == "" and record.step_job == ""
     v = {"complete": complete, "chain_ok": chain_ok, **warehouse.check(keys, BQ_STEPS)}
     twice, missed = v["ids_started_twice"], v["job_steps_not_started_once"]
-    v["ok"] = (
-        complete == chain_ok == len(keys) and twice == missed == v["jobs_not_deleted_once"] == 0
-    )
-    return v
+    ok = complete == chain_ok == len(keys) and twice == missed == v["jobs_not_deleted_once"] == 0
+    return v | {"ok": ok}
 
 
-def label(s: dict[str, Any]) -> str:
+def label(s: h.Report) -> str:
     """What a tick did, as ``start ×100``, ``→copying ×100``, ``wait ×100``."""
     parts = [f"start ×{s['started']}"] * bool(s["started"])
     parts += [f"→{state} ×{n}" for state, n in s["moved"].items()]
@@ -68,76 +67,31 @@ class Setup:
     """A fresh project holding N jobs in ``postProcessing``, a clock, a stub, processors."""
 
     def __init__(self, run: h.Run, n: int, batch: int, processors: int) -> None:
-        from shared.postprocess import PostProcessor, PostProcessPolicy
-        from shared.store import JobStore
-        from shared.tracker import Tracker
-
-        self.client = run.firestore()
+        self.client, self.n, self.batch = run.firestore(), n, batch
         added = utcnow().replace(microsecond=0) - timedelta(hours=1)
         records = [post_processing_record(bench_job(i), added) for i in range(n)]
-        store, t0 = JobStore(self.client), time.perf_counter()
-        created = len(store.create_missing(records))
-        if created != n or store.count(JobFilter(datatype="annotation2")):
+        self.keys, store = [r.key for r in records], JobStore(self.client)
+        self.load_seconds = load(store, records)
+        if store.count(JobFilter(datatype=ANNOTATION)):
             raise RuntimeError("the project was not empty")
-        self.load_seconds = time.perf_counter() - t0
-        self.n, self.batch, self.keys = n, batch, [r.key for r in records]
         self.project, self.clock = self.client.project, FakeClock(added + timedelta(minutes=5))
-        self.warehouse, policy = (
-            CountingWarehouse(),
-            PostProcessPolicy(batch=batch, poll=timedelta(0)),
-        )
+        self.warehouse, policy = CountingWarehouse(), PostProcessPolicy(batch, poll=timedelta(0))
+        trackers = [Tracker(JobStore(self.client), clock=self.clock) for _ in range(processors)]
+        self.processors = [
+            PostProcessor(t, self.warehouse, policy, clock=self.clock) for t in trackers
+        ]
 
-        def processor() -> PostProcessor:
-            tracker = Tracker(JobStore(self.client), clock=self.clock)
-            return PostProcessor(tracker, self.warehouse, policy, clock=self.clock)
+    def round(self, number: int) -> tuple[float, list[h.Report], list[str]]:
+        """Tick every processor at once, a thread each behind a barrier: the round's time in
+        ms, the ticks' samples, and errors (a tick that raised, or one still running)."""
+        at_once, errors = len(self.processors), list[str]()
+        outcome: list[h.Report | None] = [None] * at_once
+        barrier = threading.Barrier(at_once)
 
-        self.processors = [processor() for _ in range(processors)]
-
-    def tick(self, i: int, number: int, thread: str = "") -> dict[str, Any]:
-        """Tick processor ``i`` once: what it did, its time, reads and writes."""
-        stats = self.processors[i].tracker.store.stats
-        r0, w0, t0 = stats.reads, stats.writes, time.perf_counter()
-        summary = self.processors[i].tick()
-        ms, kinds = (time.perf_counter() - t0) * 1000, ("started", "waiting", "retrying", "failed")
-        acted = sum(len(summary[k]) for k in (*kinds, "moved"))
-        sample: dict[str, Any] = {"tick": number, "ms": ms, "acted": acted}
-        sample |= {"skipped": summary["skipped"], "started": len(summary["started"])}
-        sample |= {"moved": dict(Counter(summary["moved"].values()))}
-        sample |= {k: len(summary[k]) for k in kinds[1:]}
-        return sample | {"reads": stats.reads - r0, "writes": stats.writes - w0, "thread": thread}
-
-
-def completed(samples: Sequence[dict[str, Any]]) -> int:
-    """Jobs the ticks moved to ``complete``."""
-    return sum(s["moved"].get(S.COMPLETE.value, 0) for s in samples)
-
-
-def run_ticks(
-    run: h.Run, n: int, batch: int, max_seconds: float, at_once: int = 1
-) -> dict[str, Any]:
-    """Carry N fresh jobs to complete in rounds of ``at_once`` ticks (one thread and processor
-    each, a barrier), the clock moved between rounds; then one idle tick; verify the jobs.
-    A tick that raises or hangs stops the run, as do ``max_seconds`` and 3 × 14 + 20 rounds."""
-    setup = Setup(run, n, batch, at_once)
-    samples: list[dict[str, Any]] = []
-    round_ms: list[float] = []
-    errors: list[str] = []
-    start = time.perf_counter()
-    while (
-        completed(samples) < n
-        and not errors
-        and len(round_ms) < 3 * ACTIONS_PER_JOB + 20
-        and time.perf_counter() - start < max_seconds
-    ):
-        number, barrier = len(round_ms) + 1, threading.Barrier(at_once)
-        outcome: list[dict[str, Any] | None] = [None] * at_once
-
-        def tick(
-            i: int, number: int = number, barrier: Any = barrier, outcome: list[Any] = outcome
-        ) -> None:
+        def tick(i: int) -> None:
             try:
                 barrier.wait(timeout=30)
-                outcome[i] = setup.tick(i, number, "ab"[i] if at_once > 1 else "")
+                outcome[i] = self.tick(i, number, "ab"[i] if at_once > 1 else "")
             except Exception as exc:  # noqa: BLE001 - recorded and reported
                 errors.append(f"tick {'ab'[i]} of round {number}: {exc!r}")
 
@@ -147,11 +101,42 @@ def run_ticks(
             t.start()
         for t in threads:
             t.join(timeout=JOIN_TIMEOUT)
-        round_ms.append((time.perf_counter() - t0) * 1000)
         if any(t.is_alive() for t in threads):
             errors.append(f"round {number}: a tick did not finish in {JOIN_TIMEOUT:g} s")
-        samples += [s for s in outcome if s is not None]
+        return (time.perf_counter() - t0) * 1000, [s for s in outcome if s is not None], errors
+
+    def tick(self, i: int, number: int, thread: str = "") -> h.Report:
+        """Tick processor ``i`` once: what it did, its time, reads and writes."""
+        stats = self.processors[i].tracker.store.stats
+        r0, w0, t0 = stats.reads, stats.writes, time.perf_counter()
+        summary = self.processors[i].tick()
+        ms, kinds = (time.perf_counter() - t0) * 1000, ("started", "waiting", "retrying", "failed")
+        sample: h.Report = {"tick": number, "ms": ms}
+        sample["acted"] = sum(len(summary[k]) for k in (*kinds, "moved"))
+        sample |= {"skipped": summary["skipped"], "started": len(summary["started"])}
+        sample |= {"moved": dict(Counter(summary["moved"].values()))}
+        sample |= {k: len(summary[k]) for k in kinds[1:]}
+        return sample | {"reads": stats.reads - r0, "writes": stats.writes - w0, "thread": thread}
+
+
+def completed(samples: Sequence[h.Report]) -> int:
+    """Jobs the ticks moved to ``complete``."""
+    return sum(s["moved"].get(S.COMPLETE.value, 0) for s in samples)
+
+
+def run_ticks(run: h.Run, n: int, batch: int, max_seconds: float, at_once: int = 1) -> h.Report:
+    """Carry N fresh jobs to complete in rounds of ``at_once`` ticks (one thread and processor
+    each, a barrier), the clock moved between rounds; then one idle tick; verify the jobs.
+    A tick that raises or hangs stops the run, as do ``max_seconds`` and 3 × 14 + 20 rounds."""
+    setup, start = Setup(run, n, batch, at_once), time.perf_counter()
+    samples: list[h.Report] = []
+    round_ms: list[float] = []
+    for number in range(1, 3 * ACTIONS_PER_JOB + 21):
+        ms, ticked, errors = setup.round(number)
+        round_ms, samples = [*round_ms, ms], samples + ticked
         setup.clock.advance(seconds=ADVANCE_SECONDS)
+        if completed(samples) >= n or errors or time.perf_counter() - start >= max_seconds:
+            break
     wall = time.perf_counter() - start
     stats = [p.tracker.store.stats for p in setup.processors]
     reads, writes = sum(s.reads for s in stats), sum(s.writes for s in stats)
@@ -185,7 +170,7 @@ def run_ticks(
     return result | {"sequential_wall_seconds": None, "samples": samples}
 
 
-def measure(args: Any, run: h.Run) -> dict[str, Any]:
+def measure(args: Any, run: h.Run) -> h.Report:
     """A warm-up run, every series, then the overlap runs."""
     h.progress(f"warm-up: N = {WARMUP_N}, not reported …")
     run_ticks(run, WARMUP_N, WARMUP_N, args.max_seconds)
@@ -208,68 +193,55 @@ def measure(args: Any, run: h.Run) -> dict[str, Any]:
     return {"config": config, "series": series, "tick_detail": detail, "overlap": overlap}
 
 
-def render(report: dict[str, Any]) -> str:
-    def ok(r: dict[str, Any]) -> str:
+def render(report: h.Report) -> str:
+    def ok(r: h.Report) -> str:
         return "yes" if r["verification"]["ok"] else "**no**"
-
-    def stopped(r: dict[str, Any], note: str) -> str:
-        return note if r["stopped_early"] else ""
-
-    def with_max(what: str) -> Any:
-        return lambda r: f"{h.fmt(r[what], 2)} ({h.fmt(r[what + '_max'], 2)})"
 
     def per_job(what: str) -> Any:
         return lambda s: h.fmt(s[what] / s["acted"], 2) if s["acted"] else "–"
 
-    def both(what: str, expected: str) -> Any:
-        return lambda r: f"{h.dig(r, what)} ({h.dig(r, expected)})"
-
     lines = h.heading("Post-processing tick benchmark", report["machine"])
-    h.section(
-        lines,
+    lines += h.section(
         "## 1. One tick at a time, until all N jobs are complete",
         report["series"],
-        "N@n:, | batch@batch:, | ticks (min)@ticks | wall s@wall_seconds:2 | "
+        ">N@n:, | batch@batch:, | ticks (min)@ticks | wall s@wall_seconds:2 | "
         "tick p50 ms@tick_p50_ms:1 | tick max ms@tick_max_ms:1 | jobs/tick p50@acted_p50:0 | "
-        "jobs/tick max@acted_max:, | ms/action@ms_per_action:2 | reads/job/tick (max)@reads | "
-        "writes/job/tick (max)@writes | reads/job, chain@reads_per_job_chain:1 | "
+        "jobs/tick max@acted_max:, | ms/action@ms_per_action:2 | "
+        "reads/job/tick (max)@reads_per_job_tick&reads_per_job_tick_max:2 | "
+        "writes/job/tick (max)@writes_per_job_tick&writes_per_job_tick_max:2 | "
+        "reads/job, chain@reads_per_job_chain:1 | "
         "writes/job, chain@writes_per_job_chain:1 | idle tick ms@idle_tick_ms:1 | "
-        "jobs/hour@jobs_per_hour:0 | all complete, each step once@ok",
-        "r" * 15 + "c",
-        ticks=lambda r: f"{r['ticks']:,} ({r['min_ticks']:,}){stopped(r, ' (stopped at limit)')}",
-        reads=with_max("reads_per_job_tick"),
-        writes=with_max("writes_per_job_tick"),
+        "jobs/hour@jobs_per_hour:0 | ^all complete, each step once@ok",
+        ticks=lambda r: (
+            f"{r['ticks']:,} ({r['min_ticks']:,})" + " (stopped at limit)" * r["stopped_early"]
+        ),
         ok=ok,
     )
     if detail := report.get("tick_detail"):
-        h.section(
-            lines,
+        lines += h.section(
             f"## 2. Tick by tick: N = {detail['n']:,}, batch = {detail['batch']:,}",
             detail["samples"],
-            "tick@tick | what it did@label | ms@ms:1 | jobs@acted:, | reads@reads:, | "
+            ">tick@tick | <what it did@label | ms@ms:1 | jobs@acted:, | reads@reads:, | "
             "writes@writes:, | reads/job@rpj | writes/job@wpj",
-            "rlrrrrrr",
             label=label,
             rpj=per_job("reads"),
             wpj=per_job("writes"),
         )
     if report["overlap"]:
-        h.section(
-            lines,
+        lines += h.section(
             "## 3. Two overlapping ticks (two threads), until all N jobs are complete",
             report["overlap"],
-            "N@n:, | batch@batch:, | rounds@rounds | wall s@wall_seconds:2 | "
+            ">N@n:, | batch@batch:, | rounds@rounds | wall s@wall_seconds:2 | "
             "sequential s@sequential_wall_seconds:2 | round p50 ms@round_p50_ms:1 | "
-            "round max ms@round_max_ms:1 | actions (expected)@actions | skipped@skipped_total | "
-            "BigQuery starts (expected)@starts | ids started twice@verification.ids_started_twice"
-            " | job×step not started once@verification.job_steps_not_started_once | "
-            "deletes (jobs not deleted once)@deletes | reads/job@reads_per_job_chain:1 | "
-            "writes/job@writes_per_job_chain:1 | all complete, each step once@ok",
-            "r" * 15 + "c",
-            rounds=lambda r: f"{r['rounds']}{stopped(r, ' (stopped)')}",
-            actions=both("acted_total", "expected_actions"),
-            starts=both("verification.starts", "verification.expected_starts"),
-            deletes=both("verification.deletes", "verification.jobs_not_deleted_once"),
+            "round max ms@round_max_ms:1 | actions (expected)@acted_total&expected_actions | "
+            "skipped@skipped_total | BigQuery starts (expected)@"
+            "verification.starts&verification.expected_starts | "
+            "ids started twice@verification.ids_started_twice | "
+            "job×step not started once@verification.job_steps_not_started_once | "
+            "deletes (jobs not deleted once)@verification.deletes&verification.jobs_not_deleted_once"
+            " | reads/job@reads_per_job_chain:1 | "
+            "writes/job@writes_per_job_chain:1 | ^all complete, each step once@ok",
+            rounds=lambda r: f"{r['rounds']}" + " (stopped)" * r["stopped_early"],
             ok=ok,
         )
     runs = [*report["series"], *report["overlap"]]
@@ -277,26 +249,28 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def failure(report: h.Report) -> str | None:
+    """Whether a run did not carry every job to complete with each step started once."""
+    runs = [*report["series"], *report["overlap"]]
+    if all(r["verification"]["ok"] and not r["stopped_early"] for r in runs):
+        return None
+    return "a run did not carry every job to complete with each step started once"
+
+
 def main(argv: list[str] | None = None) -> int:
     options = [
-        ("--sizes", h.int_list(MAX_SIZE), None, "job counts (default 10,100,1000)"),
-        ("--overlap-n", int, 100, "jobs of the runs of two overlapping ticks; 0 skips them"),
-        ("--max-seconds", float, 150.0, "time limit of each run"),
+        (
+            "--sizes",
+            h.int_list(MAX_SIZE),
+            h.Quick([10, 100, 1000], [10, 100]),
+            "job counts",
+        ),
+        ("--overlap-n", h.number(int, 0, MAX_SIZE), 100, "jobs of two overlapping ticks; 0: none"),
+        ("--max-seconds", h.number(float), 150.0, "time limit of each run"),
     ]
-    p = h.arguments("postprocess", __doc__, "sizes 10,100, for a smoke run", *options)
-    args = p.parse_args(argv)
-    args.sizes = args.sizes or ([10, 100] if args.quick else [10, 100, 1000])
-    if not 0 <= args.overlap_n <= MAX_SIZE or args.max_seconds <= 0:
-        p.error(f"--overlap-n must be between 0 and {MAX_SIZE:,}, --max-seconds positive")
-
-    def failure(report: dict[str, Any]) -> str | None:
-        runs = [*report["series"], *report["overlap"]]
-        if all(r["verification"]["ok"] and not r["stopped_early"] for r in runs):
-            return None
-        return "a run did not carry every job to complete with each step started once"
-
+    args = h.arguments("postprocess", __doc__, argv, "sizes 10,100, for a smoke run", *options)
     return h.run_measured(args, measure, render, "postprocess-", failure)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

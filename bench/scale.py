@@ -2,9 +2,7 @@
 
 Measured by :mod:`bench.maintenance`, on its loading, export and expiry."""
 
-import sys
-
 from bench.maintenance import main
 
 if __name__ == "__main__":
-    sys.exit(main(scale=True, doc=__doc__))
+    raise SystemExit(main(scale=True, doc=__doc__))

@@ -7,6 +7,8 @@ on ``POST /shutdown``, and a signal cannot orphan it.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
@@ -15,6 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Self
 
@@ -63,11 +66,50 @@ def check_java() -> str:
     java = shutil.which("java")
     if not java:
         raise EmulatorError(f"java is not on PATH. {INSTALL_HINT}")
-    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
-    m = re.search(r'version "(\d+)', out)
+    found = java_version(java)
+    m = re.search(r'version "(\d+)', found)
     if not m or int(m.group(1)) < 17:
-        raise EmulatorError(f"Java 17 or newer is needed, found: {out.splitlines()[:1]}")
+        raise EmulatorError(f"Java 17 or newer is needed, found: {found or 'no version'}")
     return java
+
+
+def java_version(java: str) -> str:
+    """The first line ``java -version`` prints (empty if none)."""
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=20).stderr
+    return out.splitlines()[0] if out else ""
+
+
+def emulator_version(jar: Path) -> str:
+    """The version of the emulator ``jar`` as the Cloud SDK's install record gives it."""
+    snapshot = jar.parents[2] / ".install" / "cloud-firestore-emulator.snapshot.json"
+    found = {c.get("id"): c for c in json.loads(snapshot.read_text())["components"]}
+    emulator = found.get("cloud-firestore-emulator")
+    return str(emulator["version"]["version_string"]) if emulator else "unknown"
+
+
+@contextlib.contextmanager
+def running(log_path: Path, heap: str = "512m") -> Iterator[tuple[str, bool]]:
+    """The Firestore emulator ``FIRESTORE_EMULATOR_HOST`` names, else one started for the block
+    (a fresh log ``log_path``, Java heap ``heap``) and named there meanwhile: its host, and
+    whether it was started here."""
+    if host := os.environ.get("FIRESTORE_EMULATOR_HOST"):
+        yield host, False
+        return
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.unlink(missing_ok=True)
+    emulator = FirestoreEmulator(log_path=log_path, heap=heap)
+    try:
+        os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.start().host
+        yield emulator.host, True
+    finally:
+        emulator.stop()
+        os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+
+
+def wipe(host: str, project: str) -> None:
+    """Delete every document of ``project``'s default database on the emulator at ``host``."""
+    url = f"http://{host}/emulator/v1/projects/{project}/databases/(default)/documents"
+    urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10).close()
 
 
 def _get(url: str, timeout: float = 1.0) -> str:
@@ -180,19 +222,21 @@ class EmulatorProcess:
 
 
 class FirestoreEmulator(EmulatorProcess):
-    """One Firestore emulator process on 127.0.0.1."""
+    """One Firestore emulator process on 127.0.0.1 (``heap``: its Java heap, such as ``4g``)."""
 
     name = "Firestore emulator"
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, log_path: Path | None = None, heap: str = "512m"
+    ) -> None:
         super().__init__(port, log_path)
-        self.host = f"127.0.0.1:{self.port}"
+        self.host, self.heap = f"127.0.0.1:{self.port}", heap
 
     def command(self) -> list[str]:
         """Return the java command line that runs the emulator's jar."""
         return [
             check_java(),
-            "-Xmx512m",
+            f"-Xmx{self.heap}",
             "-cp",
             str(find_jar()),
             _MAIN,
@@ -207,11 +251,7 @@ class FirestoreEmulator(EmulatorProcess):
 
     def wipe(self, project: str) -> None:
         """Delete every document of ``project``'s default database."""
-        req = urllib.request.Request(
-            f"{self.url}/emulator/v1/projects/{project}/databases/(default)/documents",
-            method="DELETE",
-        )
-        urllib.request.urlopen(req, timeout=10).close()
+        wipe(self.host, project)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the emulator to shut down (``POST /shutdown``), then stop the process."""

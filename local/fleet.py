@@ -1,4 +1,4 @@
-"""Simulated parsers: the demo fleet's, the lifecycle benchmark's, the soak's and the tests'.
+"""Simulated parsers: the demo fleet's, the benchmarks', the soak's and the tests'.
 
 A :class:`SimulatedParser` loops as a Go parser does: take a job (``next``),
 report ``parsing``, then for each archive send a heartbeat, "parse" it (a
@@ -13,20 +13,27 @@ in a fixed rotation (``make run FLEET=4``, or ``python -m local.fleet --url
 http://127.0.0.1:8080 -n 4`` against a stack already up); the tracker expires
 the abandoned ones and hands them out again. :func:`run_parsers` runs N until
 a number of jobs was asked for, recording every call (the lifecycle benchmark,
-the kill-and-restart test).
+the kill-and-restart test). :class:`FanOut` plays m-lab/etl's parsers, many
+task slots on each job (the hot-job benchmark), and :func:`run_callers` drives
+bare callers (the hot-path and next-job benchmarks); every request goes
+through a :class:`Caller`.
 """
 
 from __future__ import annotations
 
 import argparse
 import enum
+import heapq
 import itertools
 import json
+import math
 import random
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -74,6 +81,7 @@ class Call:
     key: str = ""
     params: dict[str, str] = field(default_factory=dict)
     body: str = ""
+    at: float = 0.0  # when the answer came (``time.perf_counter()``)
 
     @property
     def no_job(self) -> bool:
@@ -89,6 +97,36 @@ class Call:
         except (ValueError, KeyError, TypeError):
             return None
         return job_id if isinstance(job_id, str) else None
+
+
+class Caller:
+    """One keep-alive connection to the tracker at ``base``; a status of 0 means no answer."""
+
+    def __init__(self, base: str, timeout: float = 30.0) -> None:
+        self.base, self.timeout, self.session = base, timeout, requests.Session()
+
+    def send(self, method: str, path: str) -> tuple[int, str]:
+        """Send ``method path`` with an empty body, as the Go client does; status and body."""
+        try:
+            response = self.session.request(method, self.base + path, timeout=self.timeout)
+            return int(response.status_code), response.text
+        except requests.RequestException:
+            return 0, ""
+
+    def get(self, path: str) -> int:
+        """GET ``path``; the status."""
+        return self.send("GET", path)[0]
+
+    def call(self, endpoint: str, path: str, params: dict[str, str] | None = None) -> Call:
+        """POST ``path`` (``params`` in its query string) as a call of ``endpoint``, timed; the
+        call's key is the job's (its ``id``, or the ID ``next`` handed out) without its run."""
+        params = params or {}
+        t0 = time.perf_counter()
+        status, body = self.send("POST", path + ("?" + urlencode(params) if params else ""))
+        t1 = time.perf_counter()
+        call = Call(endpoint, status, t1 - t0, "", params, body, t1)
+        call.key = (params.get("id") or call.job_id() or "").partition(RUN_SEPARATOR)[0]
+        return call
 
 
 @dataclass
@@ -129,7 +167,7 @@ class SimulatedParser:
         self.rng = rng or random.Random(0)
         self.fate, self.take, self.record, self.tally = fate, take, record, tally
         self.stop = stop or threading.Event()
-        self.session = requests.Session()
+        self.caller = Caller(base, policy.timeout)
 
     def running(self) -> bool:
         """Whether to go on (between jobs and between archives)."""
@@ -142,16 +180,7 @@ class SimulatedParser:
 
     def send(self, endpoint: str, path: str, params: dict[str, str]) -> Call:
         """Make one request (POST, parameters in the query string) and record it."""
-        t0 = time.perf_counter()
-        try:
-            response = self.session.post(
-                self.base + path + "?" + urlencode(params), timeout=self.policy.timeout
-            )
-            status, body = int(response.status_code), response.text
-        except requests.RequestException:
-            status, body = 0, ""
-        call = Call(endpoint, status, time.perf_counter() - t0, "", params, body)
-        call.key = (params.get("id") or call.job_id() or "").partition(RUN_SEPARATOR)[0]
+        call = self.caller.call(endpoint, path, params)
         self.record(call)
         return call
 
@@ -185,7 +214,7 @@ class SimulatedParser:
                     continue
                 self.work(job_id, self.fate(self.rng))
         finally:
-            self.session.close()
+            self.caller.session.close()
 
     def before_next(self) -> bool:
         """Something to do instead of asking for a job (True if done); nothing here."""
@@ -270,6 +299,109 @@ def run_parsers(
     for t in threads:
         t.join()
     return time.perf_counter() - t0, calls
+
+
+def run_callers(
+    base: str, callers: int, step: Callable[..., bool], timeout: float, max_seconds: float
+) -> tuple[float, float, bool]:
+    """Let ``callers`` threads, each with a :class:`Caller` warmed by a GET of an unknown path,
+    call ``step(caller, deadline)`` from when all are ready until it returns False or
+    ``max_seconds`` have passed; the window's start, its length, whether time stopped one."""
+    ready, stopped, deadline = threading.Barrier(callers + 1), threading.Event(), [math.inf]
+
+    def worker() -> None:
+        caller = Caller(base, timeout)
+        try:
+            caller.get("/bench-warmup")
+            ready.wait()
+            while True:
+                if time.perf_counter() > deadline[0]:
+                    return stopped.set()
+                if not step(caller, deadline[0]):
+                    return None
+        finally:
+            caller.session.close()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(callers)]
+    for t in threads:
+        t.start()
+    ready.wait(timeout=60)
+    start = time.perf_counter()
+    deadline[0] = start + max_seconds
+    for t in threads:
+        t.join(timeout=max_seconds + 2 * timeout + 10)
+    return start, time.perf_counter() - start, stopped.is_set()
+
+
+def update(key: str, detail: str) -> tuple[str, str, dict[str, str]]:
+    """A same-state ``parsing`` update of ``key`` with ``detail``, as arguments of :meth:`Caller.call`."""
+    return "update", "/v2/job/update", {"id": key, "state": "parsing", "detail": detail}
+
+
+def heartbeat(key: str) -> tuple[str, str, dict[str, str]]:
+    """A heartbeat of ``key``, as arguments of :meth:`Caller.call`."""
+    return "heartbeat", "/v2/job/heartbeat", {"id": key}
+
+
+class FanOut:
+    """Parsers of m-lab/etl's shape (``--max_active``): :meth:`work` runs ``tasks`` task slots
+    on a job, each sending a heartbeat per archive dispatched and an update per archive
+    finished; requests go out over a pool of ``connections`` without waiting for answers.
+    :meth:`watch` reads the job list meanwhile, for how late it shows the details."""
+
+    def __init__(self, base: str, connections: int, timeout: float = 30.0) -> None:
+        self.base, self.timeout = base, timeout
+        self.local, self.lock = threading.local(), threading.Lock()
+        self.calls: list[Call] = []
+        self.lags: list[float] = []  # seconds from a detail's acknowledgement to a list showing it
+        self.listed: list[int] = []  # jobs in each job list read by :meth:`watch`
+        self.acked: dict[str, float] = {}  # an update's detail → when acknowledged (monotonic)
+        self.pool = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="sender")
+
+    def send(self, key: str, detail: str = "") -> None:
+        """Send an update of ``key`` with ``detail`` (a heartbeat without), not waiting."""
+        self.pool.submit(self._send, *(update(key, detail) if detail else heartbeat(key)))
+
+    def _send(self, endpoint: str, path: str, params: dict[str, str]) -> None:
+        if not hasattr(self.local, "caller"):
+            self.local.caller = Caller(self.base, self.timeout)
+        call = self.local.caller.call(endpoint, path, params)
+        with self.lock:
+            self.calls.append(call)
+            if call.status == 200 and "detail" in params:
+                self.acked[params["detail"]] = time.monotonic()
+
+    def watch(self, query: str, until: float, every: float) -> None:
+        """Read the job list ``/status?<query>`` every ``every`` s until ``until`` (monotonic):
+        how old each shown detail's acknowledgement was when the list was asked for, and how
+        many jobs each list showed."""
+        while time.monotonic() < until:
+            asked = time.monotonic()
+            with urllib.request.urlopen(f"{self.base}/status?{query}", timeout=self.timeout) as r:
+                jobs = json.load(r)["Jobs"]
+            with self.lock:
+                self.listed.append(len(jobs))
+                acked = [self.acked.get(job["Detail"]) for job in jobs]
+                self.lags += [max(0.0, asked - at) for at in acked if at is not None]
+            time.sleep(every)
+
+    def work(self, key: str, tasks: int, pace: float, until: float) -> None:
+        """Run ``tasks`` slots on ``key`` until ``until`` (monotonic), each finishing an archive
+        every ``pace`` s on average (the first spread over one pace, as in a parser long at work)."""
+        now = time.monotonic()
+        due = [(now + random.uniform(0, pace), slot, 0) for slot in range(tasks)]
+        heapq.heapify(due)
+        for _ in range(tasks):
+            self.send(key)  # a heartbeat
+        while due:
+            at, slot, archive = heapq.heappop(due)
+            if at >= until:
+                return
+            time.sleep(max(0.0, at - time.monotonic()))
+            self.send(key, f"{key} task {slot} archive {archive}")
+            self.send(key)  # a heartbeat: the slot's next archive is dispatched
+            later = time.monotonic() + pace * random.uniform(0.5, 1.5)
+            heapq.heappush(due, (later, slot, archive + 1))
 
 
 @dataclass

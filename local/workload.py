@@ -8,8 +8,10 @@ the rest (the next-job and lifecycle benchmarks, the tests that drain
 
 from __future__ import annotations
 
+import itertools
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -108,6 +110,38 @@ def expected_keys(config: Any, now: datetime) -> set[str]:
     }
 
 
+#: The tracker's owed-run queries a ``next`` may make (billed one read each when empty).
+OWED_QUERIES = ("pending_reoffers", "unretried_reoffers", "retryable")
+#: What :meth:`CountedService.counts` counts: Firestore documents, GCS lists, owed-run queries.
+COUNTS = ("job_reads", "job_writes", "cursor_reads", "cursor_writes", "gcs_lists", "queries")
+
+
+class CountedService:
+    """A job service of ``tracker`` whose job and cursor documents read and written, GCS
+    lists and owed-run queries are counted (the next-job and lifecycle benchmarks, the tests)."""
+
+    def __init__(self, tracker: Any, cursors: Any, lister: Any, config: Any, **options: Any):
+        from shared.job_service import JobService
+
+        self.tracker, self.cursors, self.lister, self.queries = tracker, cursors, lister, 0
+        for name in OWED_QUERIES:
+            setattr(tracker, name, self._counted(getattr(tracker, name)))
+        self.service = JobService(tracker, cursors, lister, config, **options)
+
+    def _counted(self, query: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.queries += 1
+            return query(*args, **kwargs)
+
+        return counted
+
+    def counts(self, since: dict[str, int] | None = None) -> dict[str, int]:
+        """The counts so far (less those of an earlier ``since``), by the names of :data:`COUNTS`."""
+        jobs, cursors, before = self.tracker.store.stats, self.cursors.stats, since or {}
+        now = (jobs.reads, jobs.writes, cursors.reads, cursors.writes, self.lister.calls)
+        return {k: v - before.get(k, 0) for k, v in zip(COUNTS, (*now, self.queries), strict=True)}
+
+
 #: The maintenance workload's 24 sources; job ``i`` is on day ``i // 24`` from :data:`FIRST_DATE`.
 BUCKETS = ("archive-measurement-lab", "archive-mlab-oti", "archive-mlab-sandbox")
 DATATYPES = (
@@ -164,6 +198,17 @@ def post_processing_record(job: Job, added: datetime) -> Any:
     record.status.heartbeat_time = record.last_update = parsed
     record.status.update_count = 2
     return record
+
+
+def load(store: Any, records: Iterable[Any], chunk: int = 5_000) -> float:
+    """Create ``records`` in ``store``, ``chunk`` at a time; the seconds taken. RuntimeError if
+    one existed already (the project was not empty)."""
+    start, remaining, created, total = time.perf_counter(), iter(records), 0, 0
+    while part := list(itertools.islice(remaining, chunk)):
+        total, created = total + len(part), created + len(store.create_missing(part))
+    if created != total:
+        raise RuntimeError(f"created {created} jobs of {total}: the project was not empty")
+    return time.perf_counter() - start
 
 
 def bench_job(index: int, experiment: str = "ndt") -> Any:

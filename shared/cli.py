@@ -235,22 +235,13 @@ def parser() -> argparse.ArgumentParser:
         ),
     ):
         rep = command(name, help_text)
-        rep.add_argument(
-            "--from",
-            dest="first",
-            type=_date,
-            required=True,
-            metavar="YYYY-MM-DD",
-            help="first job date",
-        )
-        rep.add_argument(
-            "--to",
-            dest="last",
-            type=_date,
-            required=True,
-            metavar="YYYY-MM-DD",
-            help="last job date (yesterday at the latest)",
-        )
+        for flag, dest, date_help in (
+            ("--from", "first", "first job date"),
+            ("--to", "last", "last job date (yesterday at the latest)"),
+        ):
+            rep.add_argument(
+                flag, dest=dest, type=_date, required=True, metavar="YYYY-MM-DD", help=date_help
+            )
         rep.add_argument(
             "--source",
             dest="sources",

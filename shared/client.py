@@ -110,32 +110,14 @@ def _is_no_job(response: requests.Response) -> bool:
 class TrackerClient:
     """Calls one tracker deployment (the ``api`` function's root URL, or the local stack).
 
-    ``timeout`` bounds each attempt in seconds; ``attempts`` (the first try
-    included), ``backoff`` and ``max_backoff`` shape the retries;
-    ``identity_token`` forces Google ID tokens on or off (default: on for
-    ``https`` URLs that are not this machine).
+    ``options`` are :class:`shared.transport.Transport`'s: ``timeout`` bounds
+    each attempt in seconds; ``attempts`` (the first try included), ``backoff``
+    and ``max_backoff`` shape the retries; ``identity_token`` forces Google ID
+    tokens on or off (default: on for ``https`` URLs that are not this machine).
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout: float = 30.0,
-        attempts: int = 5,
-        backoff: float = 0.5,
-        max_backoff: float = 10.0,
-        identity_token: bool | None = None,
-        session: requests.Session | None = None,
-    ) -> None:
-        self.transport = Transport(
-            base_url,
-            timeout=timeout,
-            attempts=attempts,
-            backoff=backoff,
-            max_backoff=max_backoff,
-            identity_token=identity_token,
-            session=session,
-        )
+    def __init__(self, base_url: str, **options: Any) -> None:
+        self.transport = Transport(base_url, **options)
 
     def next(self) -> Assignment | None:
         """Take the next job; None when the tracker has none now (ask again in about 10 s).

@@ -48,12 +48,20 @@ def parse_time(text: str) -> datetime:
         raise ValueError(f"time out of range (after year 9999 in UTC): {text!r}") from None
 
 
+def clock_parts(seconds: int) -> tuple[int, int, int, int]:
+    """Whole ``seconds`` (not negative) as days, hours, minutes and seconds."""
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return days, hours, minutes, seconds
+
+
 def format_duration(value: timedelta) -> str:
     """Format a duration as Go's ``time.Duration.String`` does for whole seconds (``1h2m3s``)."""
     total = int(value.total_seconds())
     sign, total = ("-", -total) if total < 0 else ("", total)
-    hours, rest = divmod(total, 3600)
-    minutes, seconds = divmod(rest, 60)
+    days, hours, minutes, seconds = clock_parts(total)
+    hours += 24 * days
     if hours:
         return f"{sign}{hours}h{minutes}m{seconds}s"
     if minutes:

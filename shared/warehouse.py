@@ -36,6 +36,7 @@ formatted here from ``Job.date``. Errors of the API calls themselves that mean
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -470,84 +471,69 @@ FROM raw_rows LEFT JOIN ann USING (id)
         from google.cloud import bigquery
 
         step = State(step)
+        if step not in STEPS:
+            raise ValueError(f"{step.value} is not a post-processing step")
+        plan = functools.partial(Plan, step, STEPS[step].kind)
         if step is State.LOADING:
             load = bigquery.LoadJobConfig(
                 source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
                 write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
                 create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
             )
-            return Plan(
-                step,
-                "load",
-                load,
-                destination=self._table(job.datasets.tmp, job.datatype),
-                source=self.load_uri(job),
-            )
+            tmp = self._table(job.datasets.tmp, job.datatype)
+            return plan(load, destination=tmp, source=self.load_uri(job))
         if step is State.DEDUPLICATING:
             dedup = bigquery.QueryJobConfig(
-                priority=bigquery.QueryPriority.BATCH,
-                use_legacy_sql=False,
+                priority=bigquery.QueryPriority.BATCH, use_legacy_sql=False
             )
-            return Plan(
-                step,
-                "query",
-                dedup,
-                destination=self._table(job.datasets.tmp, job.datatype),
-                sql=self.dedup_sql(job),
-            )
+            tmp = self._table(job.datasets.tmp, job.datatype)
+            return plan(dedup, destination=tmp, sql=self.dedup_sql(job))
         if step is State.COPYING:
             copy = bigquery.CopyJobConfig(
-                write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+                write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE
             )
-            return Plan(
-                step,
-                "copy",
-                copy,
-                destination=self._table(job.datasets.raw, job.datatype, job.date),
-                source=self._table(job.datasets.tmp, job.datatype, job.date),
-            )
+            raw = self._table(job.datasets.raw, job.datatype, job.date)
+            tmp = self._table(job.datasets.tmp, job.datatype, job.date)
+            return plan(copy, destination=raw, source=tmp)
         if step is State.DELETING:
-            return Plan(
-                step,
-                "delete",
-                None,
-                destination=self._table(job.datasets.tmp, job.datatype, job.date),
-            )
-        if step is State.JOINING:
-            if not job.datasets.join:
-                raise ValueError(f"{job}: {skip_detail(step, job)}")
-            destination = self._table(job.datasets.join, job.datatype, job.date)
-            join = bigquery.QueryJobConfig(
-                destination=destination,
-                write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
-                create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
-                time_partitioning=bigquery.TimePartitioning(
-                    type_=bigquery.TimePartitioningType.DAY, field=DATE_COLUMN
-                ),
-                schema_update_options=[
-                    bigquery.SchemaUpdateOption.ALLOW_FIELD_ADDITION,
-                    bigquery.SchemaUpdateOption.ALLOW_FIELD_RELAXATION,
-                ],
-                priority=bigquery.QueryPriority.BATCH,
-                use_legacy_sql=False,
-            )
-            return Plan(step, "query", join, destination=destination, sql=self.join_sql(job))
-        raise ValueError(f"{step.value} is not a post-processing step")
+            return plan(None, destination=self._table(job.datasets.tmp, job.datatype, job.date))
+        if not job.datasets.join:  # joining
+            raise ValueError(f"{job}: {skip_detail(step, job)}")
+        destination = self._table(job.datasets.join, job.datatype, job.date)
+        join = bigquery.QueryJobConfig(
+            destination=destination,
+            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+            create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
+            time_partitioning=bigquery.TimePartitioning(
+                type_=bigquery.TimePartitioningType.DAY, field=DATE_COLUMN
+            ),
+            schema_update_options=[
+                bigquery.SchemaUpdateOption.ALLOW_FIELD_ADDITION,
+                bigquery.SchemaUpdateOption.ALLOW_FIELD_RELAXATION,
+            ],
+            priority=bigquery.QueryPriority.BATCH,
+            use_legacy_sql=False,
+        )
+        return plan(join, destination=destination, sql=self.join_sql(job))
 
     # -- running ----------------------------------------------------------
 
     def _exists(self, job_id: str) -> bool:
         try:
-            self._client.get_job(
-                job_id,
-                project=self.project,
-                location=self.location,
-                retry=self._retry,
-                timeout=self.timeout,
-            )
+            self._get_job(job_id)
         except gexc.NotFound:
             return False
         return True
+
+    def _get_job(self, job_id: str) -> Any:
+        """BigQuery's job ``job_id`` (``NotFound`` if it has none), within the call deadline."""
+        return self._client.get_job(
+            job_id,
+            project=self.project,
+            location=self.location,
+            retry=self._retry,
+            timeout=self.timeout,
+        )
 
     def start(self, step: State, job: Job, job_id: str) -> None:
         """Start ``step``'s BigQuery job for ``job`` under ``job_id``; do nothing if that job exists.
@@ -611,13 +597,7 @@ FROM raw_rows LEFT JOIN ann USING (id)
         step = step_of(job_id)
         label = step.label if step else "BigQuery"
         try:
-            bq_job = self._client.get_job(
-                job_id,
-                project=self.project,
-                location=self.location,
-                retry=self._retry,
-                timeout=self.timeout,
-            )
+            bq_job = self._get_job(job_id)
         except gexc.NotFound:
             return StepResult(StepOutcome.MISSING, f"{label} job {job_id} not found")
         except Exception as exc:

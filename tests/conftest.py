@@ -25,26 +25,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from local.clock import FakeClock  # noqa: E402
-from local.emulator import FirestoreEmulator, free_port  # noqa: E402
+from local.emulator import free_port, running  # noqa: E402
 from local.stack import start_functions, stop_process  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def emulator_host() -> Iterator[str]:
     """Host:port of a running Firestore emulator (started here if none is configured)."""
-    host = os.environ.get("FIRESTORE_EMULATOR_HOST")
-    if host:
+    with running(ROOT / ".pytest_cache" / "firestore-emulator.log") as (host, _):
         yield host
-        return
-    emulator = FirestoreEmulator(log_path=ROOT / ".pytest_cache" / "firestore-emulator.log")
-    (ROOT / ".pytest_cache").mkdir(exist_ok=True)
-    emulator.start()
-    os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
-    try:
-        yield emulator.host
-    finally:
-        emulator.stop()
-        os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ first scrape, not with the module: no parser request needs it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, cast
 
 import flask
@@ -88,6 +88,14 @@ class TrackerCollector:
         self.queue = queue
         self.tasks = tasks
 
+    def scrape(self) -> bytes:
+        """Return the metrics in the Prometheus text format, computed now."""
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(cast("Collector", self))
+        return generate_latest(registry)
+
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         """Yield every metric family (reads bounded by the number of sources; see the module)."""
         from prometheus_client.core import GaugeMetricFamily
@@ -132,20 +140,16 @@ class TrackerCollector:
 
     def _oldest_in_flight(self) -> GaugeMetricFamily:
         """The age of each source's oldest run in flight (one query, limit 1, per source)."""
-        from prometheus_client.core import GaugeMetricFamily
-
-        family = GaugeMetricFamily(
-            "gardener_oldest_in_flight_age_seconds",
-            "Seconds since the oldest run in flight of each source started (0: none in flight).",
-            labels=["experiment", "datatype"],
-        )
         sources = source_labels(self.config)
         started = self.tracker.oldest_in_flight(sources)
         now = self.tracker.clock()
-        for source in sources:
-            age = (now - started[source]).total_seconds() if source in started else 0.0
-            family.add_metric(list(source), max(0.0, age))
-        return family
+        ages = {s: (now - started[s]).total_seconds() if s in started else 0.0 for s in sources}
+        return _gauge(
+            "gardener_oldest_in_flight_age_seconds",
+            "Seconds since the oldest run in flight of each source started (0: none in flight).",
+            ["experiment", "datatype"],
+            {source: max(0.0, age) for source, age in ages.items()},
+        )
 
     def _totals(self) -> Iterator[CounterMetricFamily]:
         """Yield the started/completed/failed totals of the config's sources (0 until counted)."""
@@ -189,83 +193,64 @@ class TrackerCollector:
 
     def _yesterday(self, overview: Overview) -> GaugeMetricFamily:
         """Whether each source's job of yesterday (UTC) is done (:func:`shared.progress.yesterday_done`)."""
-        from prometheus_client.core import GaugeMetricFamily
-
-        family = GaugeMetricFamily(
+        return _gauge(
             "gardener_yesterday_complete",
             "1 if yesterday's (UTC) daily job of the source is done: the daily stream has "
             "resolved the day and its job is complete (or cleaned up after it was, and not "
             "queued for reprocessing, as a paused source's is); else 0.",
-            labels=["experiment", "datatype"],
+            ["experiment", "datatype"],
+            {
+                labels: 1.0 if all(p.daily.yesterday_complete for p in group) else 0.0
+                for labels, group in by_labels(overview.sources).items()
+            },
         )
-        for labels, group in by_labels(overview.sources).items():
-            done = all(p.daily.yesterday_complete for p in group)
-            family.add_metric(list(labels), 1.0 if done else 0.0)
-        return family
 
     def _last_successes(self, tasks: TaskStore) -> GaugeMetricFamily:
-        from prometheus_client.core import GaugeMetricFamily
-
-        family = GaugeMetricFamily(
+        found = tasks.last_successes()
+        return _gauge(
             "gardener_last_success_timestamp_seconds",
             "When each scheduled task (maintain, postprocess, snapshot) last succeeded "
             "(Unix seconds; absent until it has).",
-            labels=["task"],
+            ["task"],
+            {(task,): found[task].timestamp() for task in TASKS if task in found},
         )
-        found = tasks.last_successes()
-        for task in TASKS:
-            if task in found:
-                family.add_metric([task], found[task].timestamp())
-        return family
 
     def _paused(self, pauses: Iterable[Pause]) -> GaugeMetricFamily:
-        from prometheus_client.core import GaugeMetricFamily
-
-        family = GaugeMetricFamily(
+        paused = {pause.target for pause in pauses}
+        targets = [HISTORICAL, *dict.fromkeys(source_name(s) for s in self.config.sources)]
+        return _gauge(
             "gardener_paused",
             "1 if an operator has paused the target (historical, or a source "
             "experiment/datatype), else 0.",
-            labels=["target"],
+            ["target"],
+            {(t,): 1.0 if t in paused else 0.0 for t in dict.fromkeys([*targets, *sorted(paused)])},
         )
-        paused = {pause.target for pause in pauses}
-        targets = [HISTORICAL, *dict.fromkeys(source_name(s) for s in self.config.sources)]
-        for target in dict.fromkeys([*targets, *sorted(paused)]):
-            family.add_metric([target], 1.0 if target in paused else 0.0)
-        return family
 
 
-def scrape(
-    tracker: Tracker,
-    cursors: CursorStore,
-    config: Config,
-    *,
-    controls: ControlStore | None = None,
-    queue: ReprocessQueue | None = None,
-    tasks: TaskStore | None = None,
-) -> bytes:
-    """Return the metrics in the Prometheus text format, computed now."""
-    from prometheus_client import CollectorRegistry, generate_latest
+def _gauge(
+    name: str, text: str, labels: list[str], samples: Mapping[tuple[str, ...], float]
+) -> GaugeMetricFamily:
+    """A gauge family with one sample per entry of ``samples`` (its label values: its value)."""
+    from prometheus_client.core import GaugeMetricFamily
 
-    collector = TrackerCollector(
-        tracker, cursors, config, controls=controls, queue=queue, tasks=tasks
-    )
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(cast("Collector", collector))
-    return generate_latest(registry)
+    family = GaugeMetricFamily(name, text, labels=labels)
+    for values, value in samples.items():
+        family.add_metric(list(values), value)
+    return family
 
 
 @endpoint(["GET"], answers={200: Answer("Prometheus text", (CONTENT_TYPE,))}, raises=(Unavailable,))
 def metrics(request: flask.Request, app: App) -> flask.Response:
     """``/metrics``: job counts, ages, totals, stream positions, tasks' successes, pauses."""
     service = app.services.job_service()
-    body = scrape(
+    body = TrackerCollector(
         app.services.tracker(),
         service.cursors,
         service.config,
         controls=app.services.controls(),
         queue=service.queue,
         tasks=app.services.tasks(),
-    )
+    ).scrape()
     return flask.Response(body, content_type=CONTENT_TYPE)
 
 

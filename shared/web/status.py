@@ -28,7 +28,7 @@ import flask
 
 from shared import defaults
 from shared.errors import Unavailable
-from shared.gotime import format_duration, format_time
+from shared.gotime import clock_parts, format_duration, format_time
 from shared.model import JobFilter, JobRecord, Pause, State, source_name, utcnow
 from shared.progress import Overview
 from shared.schemas import StatusQuery, StatusRequest
@@ -121,10 +121,7 @@ def render_json(
 
 def _span(delta: timedelta) -> str:
     """A short human span: ``2d 3h``, ``3h 5m``, ``4m 10s``, ``12s``."""
-    seconds = max(0, int(delta.total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
+    days, hours, minutes, secs = clock_parts(max(0, int(delta.total_seconds())))
     if days:
         return f"{days}d {hours}h"
     if hours:

@@ -13,19 +13,11 @@ from shared.gcs import ArchiveLister
 from shared.job_service import JobService
 from shared.maintenance import Maintenance, MaintenancePolicy
 from shared.model import Datasets, Job, State
+from shared.postprocess import STANDARD_PIPELINE
 from shared.store import CursorStore
 
 POLICY = MaintenancePolicy(expiration=timedelta(minutes=5), cleanup_delay=timedelta(hours=3))
-CHAIN = [
-    State.PARSING,
-    State.POST_PROCESSING,
-    State.LOADING,
-    State.DEDUPLICATING,
-    State.COPYING,
-    State.DELETING,
-    State.JOINING,
-    State.COMPLETE,
-]
+CHAIN = [State.PARSING, State.POST_PROCESSING, *STANDARD_PIPELINE, State.COMPLETE]
 
 
 def job(day: int, datatype: str = "ndt7") -> Job:

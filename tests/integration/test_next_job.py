@@ -13,6 +13,7 @@ from shared.config import Config, Source
 from shared.gcs import ArchiveLister
 from shared.job_service import JobService
 from shared.model import Datasets, Job, JobRecord, Pause, State
+from shared.postprocess import STANDARD_PIPELINE
 from shared.store import ControlStore, CursorStore
 
 NOW_DAY = date(2026, 11, 27)  # the FakeClock's day; it stands at 12:00 UTC
@@ -121,15 +122,7 @@ def test_in_flight_job_is_offered_again_when_it_ends(
         clock.advance(minutes=9)
         assert service.next_job() is None  # still owed, but in its retry backoff
     else:
-        for state in (
-            State.POST_PROCESSING,
-            State.LOADING,
-            State.DEDUPLICATING,
-            State.COPYING,
-            State.DELETING,
-            State.JOINING,
-            State.COMPLETE,
-        ):
+        for state in (State.POST_PROCESSING, *STANDARD_PIPELINE, State.COMPLETE):
             tracker.set_status(first.key, state)
     clock.advance(minutes=2)
     again = service.next_job()

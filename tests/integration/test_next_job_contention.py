@@ -5,15 +5,16 @@ from __future__ import annotations
 import random
 import threading
 import uuid
-from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from local.workload import CountedService
 from shared.gcs import ArchiveLister
 from shared.job_service import JobService
 from shared.model import JobRecord, State
+from shared.postprocess import STANDARD_PIPELINE
 from shared.store import CursorStore
 from shared.streams import Stream, candidate, initial_position
 from tests.integration.test_next_job import NOW_DAY, drain, make_config, put_files
@@ -50,20 +51,6 @@ class CountingLister(ArchiveLister):
         """Record the prefix, then answer as the real lister does."""
         self.prefixes.append(prefix)
         return super().has_files(bucket, prefix)
-
-
-def count_queries(tracker: Any, names: Iterable[str]) -> Callable[[], int]:
-    """Wrap the tracker's owed-run queries on this instance; return a reader of their count."""
-    calls = [0]
-    for name in names:
-        query = getattr(tracker, name)
-
-        def counted(*args: Any, _query: Any = query, **kwargs: Any) -> Any:
-            calls[0] += 1
-            return _query(*args, **kwargs)
-
-        setattr(tracker, name, counted)
-    return lambda: calls[0]
 
 
 def historical_offers(config: Any, now: Any) -> list[str]:
@@ -168,10 +155,11 @@ def test_no_job_while_everything_is_in_flight_costs_a_handful_of_reads_and_no_gc
     days = [NOW_DAY - timedelta(days=d) for d in range(2, 13)]
     put_files(gcs_client, bucket, "b", *days)
     put_files(gcs_client, bucket, "c", *days[::2])
-    cursors = CursorStore(firestore_client)
     lister = ArchiveLister(gcs_client)
-    service = JobService(tracker, cursors, lister, config, clock=clock, max_steps=8)
-    queries = count_queries(tracker, ("pending_reoffers", "unretried_reoffers", "retryable"))
+    counted = CountedService(
+        tracker, CursorStore(firestore_client), lister, config, clock=clock, max_steps=8
+    )
+    service, cursors = counted.service, counted.cursors
     handed = drain(service)
     for k in handed:
         tracker.set_status(k, State.PARSING)
@@ -182,19 +170,11 @@ def test_no_job_while_everything_is_in_flight_costs_a_handful_of_reads_and_no_gc
     assert cursors.state("historical").idle_until is not None
 
     def cost() -> tuple[int, int, int, int]:
-        before = (
-            tracker.store.stats.reads + cursors.stats.reads,
-            tracker.store.stats.writes + cursors.stats.writes,
-            lister.calls,
-            queries(),
-        )
+        before = counted.counts()
         assert service.next_job() is None
-        return (
-            tracker.store.stats.reads + cursors.stats.reads - before[0],
-            tracker.store.stats.writes + cursors.stats.writes - before[1],
-            lister.calls - before[2],
-            queries() - before[3],
-        )
+        c = counted.counts(since=before)
+        reads, writes = c["job_reads"] + c["cursor_reads"], c["job_writes"] + c["cursor_writes"]
+        return reads, writes, c["gcs_lists"], c["queries"]
 
     reads, writes, lists, owed_queries = cost()
     # Two cursor reads; three owed-run queries that find nothing (billed one read each).
@@ -202,15 +182,7 @@ def test_no_job_while_everything_is_in_flight_costs_a_handful_of_reads_and_no_gc
 
     # A job that ends is handed out again at once (the owed path is not resting).
     ended: JobRecord = tracker.get_record(handed[0])
-    for state in (
-        State.POST_PROCESSING,
-        State.LOADING,
-        State.DEDUPLICATING,
-        State.COPYING,
-        State.DELETING,
-        State.JOINING,
-        State.COMPLETE,
-    ):
+    for state in (State.POST_PROCESSING, *STANDARD_PIPELINE, State.COMPLETE):
         tracker.set_status(ended.key, state)
     again = service.next_job()
     assert again is not None and again.key == ended.key

@@ -22,6 +22,7 @@ from shared.model import (
     State,
     Status,
 )
+from shared.postprocess import STANDARD_PIPELINE
 from shared.store import doc_id
 
 JOB = Job("archive-bucket", "ndt", "ndt7", date(2019, 1, 2))
@@ -215,15 +216,7 @@ OPERATOR_PATH = {
     State.PARSING: [State.PARSING],
     State.POST_PROCESSING: [State.PARSING, State.POST_PROCESSING],
     State.LOADING: [State.PARSING, State.POST_PROCESSING, State.LOADING],
-    State.JOINING: [
-        State.PARSING,
-        State.POST_PROCESSING,
-        State.LOADING,
-        State.DEDUPLICATING,
-        State.COPYING,
-        State.DELETING,
-        State.JOINING,
-    ],
+    State.JOINING: [State.PARSING, State.POST_PROCESSING, *STANDARD_PIPELINE],
 }
 
 # (name, the job's state, path, params, expected status, the answer's error or Previous)

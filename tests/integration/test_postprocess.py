@@ -18,7 +18,7 @@ import pytest
 
 from shared.gotime import format_time
 from shared.model import Datasets, Job, State
-from shared.postprocess import PostProcessor, PostProcessPolicy
+from shared.postprocess import STANDARD_PIPELINE, PostProcessor, PostProcessPolicy
 from shared.tracker import Tracker
 from shared.warehouse import StepOutcome, StepResult, check_dataset, step_of
 from shared.warehouse import job_id as step_job_id
@@ -100,18 +100,12 @@ def test_a_job_goes_through_every_step_to_complete(tracker, clock):
     status = tracker.get_status(key)
     assert [e.state for e in status.history][2:] == [
         S.POST_PROCESSING,
-        S.LOADING,
-        S.DEDUPLICATING,
-        S.COPYING,
-        S.DELETING,
-        S.JOINING,
+        *STANDARD_PIPELINE,
         S.COMPLETE,
     ]
+    # every step but the delete starts a BigQuery job
     assert [step_state(j) for j in warehouse.starts] == [
-        S.LOADING,
-        S.DEDUPLICATING,
-        S.COPYING,
-        S.JOINING,
+        s for s in STANDARD_PIPELINE if s is not S.DELETING
     ]
     assert warehouse.deleted == ["ndt7$20261102"]
     record = tracker.get_record(key)
@@ -258,15 +252,7 @@ def test_a_source_without_bigquery_steps_goes_straight_to_complete(tracker, cloc
 def test_a_source_pipeline_is_followed(tracker, clock):
     key = ready(tracker, "tcpinfo", Datasets("tmp_ndt", "raw_ndt", ""))
     warehouse = MemoryWarehouse()
-    steps = (
-        S.STABILIZING,
-        S.LOADING,
-        S.DEDUPLICATING,
-        S.COPYING,
-        S.DELETING,
-        S.JOINING,
-        S.FINISHING,
-    )
+    steps = (S.STABILIZING, *STANDARD_PIPELINE, S.FINISHING)
     processor = PostProcessor(
         tracker,
         warehouse,

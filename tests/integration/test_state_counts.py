@@ -9,22 +9,14 @@ from shared.admin import Admin
 from shared.config import Config, Source
 from shared.maintenance import Maintenance, MaintenancePolicy, reconcile_counts
 from shared.model import Datasets, Job, JobFilter, JobRecord, State
+from shared.postprocess import STANDARD_PIPELINE
 from shared.snapshot import import_snapshot
 from shared.store import ControlStore, JobStore, ReprocessQueue, to_document
 from shared.tracker import Tracker
 
 DS = Datasets("tmp_ndt", "raw_ndt", "ndt")
 SOURCES = [("ndt", "ndt7"), ("ndt", "annotation2"), ("host", "")]
-CHAIN = [
-    State.PARSING,
-    State.POST_PROCESSING,
-    State.LOADING,
-    State.DEDUPLICATING,
-    State.COPYING,
-    State.DELETING,
-    State.JOINING,
-    State.COMPLETE,
-]
+CHAIN = [State.PARSING, State.POST_PROCESSING, *STANDARD_PIPELINE, State.COMPLETE]
 
 
 def job(day: int, source: tuple[str, str] = SOURCES[0]) -> Job:
@@ -198,7 +190,7 @@ def test_a_scrape_reads_the_counter_shards_once_and_no_job(tracker, store, fires
     from prometheus_client.parser import text_string_to_metric_families
 
     from shared.store import CursorStore
-    from shared.web.metrics import scrape
+    from shared.web.metrics import TrackerCollector
 
     for day in range(1, 6):
         tracker.add_job(job(day, SOURCES[day % 2]))
@@ -209,7 +201,7 @@ def test_a_scrape_reads_the_counter_shards_once_and_no_job(tracker, store, fires
         sources=tuple(Source("archive-bucket", e, d, "", DS, False, False) for e, d in SOURCES[:2]),
     )
     job_reads, count_reads = store.stats.reads, store.state_counts.stats.reads
-    text = scrape(tracker, CursorStore(firestore_client), config).decode()
+    text = TrackerCollector(tracker, CursorStore(firestore_client), config).scrape().decode()
     # no aggregation query, no scan of the jobs: per source, one limit-1 query for its oldest
     # job in flight (no cursor here, so no read of yesterday's daily job)
     assert store.stats.reads - job_reads == len(config.sources)

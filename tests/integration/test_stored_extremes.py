@@ -102,7 +102,7 @@ def test_metrics_count_any_stored_job(tracker, firestore_client, extremes):
     from shared.config import Config, Source
     from shared.maintenance import reconcile_counts
     from shared.store import CursorStore
-    from shared.web.metrics import scrape
+    from shared.web.metrics import TrackerCollector
 
     config = Config(
         start_date=date(2019, 1, 1),
@@ -113,7 +113,7 @@ def test_metrics_count_any_stored_job(tracker, firestore_client, extremes):
     # The documents were written outside the store, so the job counts learn of them
     # from maintain's reconciliation, as jobs from before the counts do.
     assert reconcile_counts(tracker, [("ndt", "ndt7")])["repaired"]
-    text = scrape(tracker, CursorStore(firestore_client), config).decode()
+    text = TrackerCollector(tracker, CursorStore(firestore_client), config).scrape().decode()
     assert 'gardener_jobs{datatype="ndt7",experiment="ndt",state="parsing"} 3.0' in text
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from shared.errors import IllegalTransition, JobAlreadyExists, JobNotFound
 from shared.model import Datasets, Job, JobFilter, State
+from shared.postprocess import STANDARD_PIPELINE
 from shared.store import doc_id
 
 JOB = Job(
@@ -20,16 +21,7 @@ JOB = Job(
     datasets=Datasets("tmp_ndt", "raw_ndt", "ndt"),
 )
 KEY = JOB.key()
-CHAIN = [
-    State.PARSING,
-    State.POST_PROCESSING,
-    State.LOADING,
-    State.DEDUPLICATING,
-    State.COPYING,
-    State.DELETING,
-    State.JOINING,
-    State.COMPLETE,
-]
+CHAIN = [State.PARSING, State.POST_PROCESSING, *STANDARD_PIPELINE, State.COMPLETE]
 
 
 def raw(store, key=KEY):

@@ -31,6 +31,7 @@ from local.bq_emulator import BqEmulator
 from local.emulator import EmulatorError, free_port
 from shared.errors import Unavailable
 from shared.model import Datasets, Job, State
+from shared.postprocess import STANDARD_PIPELINE
 from shared.warehouse import (
     STEPS,
     StepOutcome,
@@ -535,13 +536,7 @@ def test_job_id_refuses_other_states_and_negative_attempts(
 
 
 def test_steps_cover_the_post_processing_states() -> None:
-    assert set(STEPS) == {
-        State.LOADING,
-        State.DEDUPLICATING,
-        State.COPYING,
-        State.DELETING,
-        State.JOINING,
-    }
+    assert set(STEPS) == set(STANDARD_PIPELINE)
     assert STEPS["copying"].kind == "copy"  # type: ignore[index]
     assert step_of("someone_elses_job") is None
 

@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
+from local.imports import fresh_import, heavy
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def test_importing_the_functions_loads_no_heavy_client_library(tmp_path: Path) -> None:
-    out = tmp_path / "cold_start.json"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.cold_start",
-            "--samples",
-            "1",
-            "--entry-points",
-            "api",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        cwd=ROOT,
-        timeout=120,
-        check=True,
-    )
-    (row,) = json.loads(out.read_text())["rows"]
-    assert row["heavy_loaded_by_import"] == []
 
 
 _BUILD_A_STEP = """
@@ -57,41 +35,14 @@ def test_bigquery_is_imported_by_the_first_step_built():
     assert out == ["False", "True", "LoadJobConfig"]
 
 
-#: Libraries no parser request uses, which the web layer imports only when a request needs
-#: them: the OpenAPI generator, the Prometheus client, GCS and BigQuery, snapshots.
-#: (Jinja2 cannot be among them: Flask itself imports it; the status page's template
-#: environment is built by the first page served.)
-NOT_AT_IMPORT = (
-    "apispec",
-    "prometheus_client",
-    "google.cloud.storage",
-    "google.cloud.bigquery",
-    "shared.snapshot",
-)
-
-_IMPORT_THE_ENTRY_POINTS = """
-import json, sys
-import functions.main
-print(json.dumps({"web": sorted(m for m in sys.modules if m.startswith("shared.web.")),
-                  "heavy": sorted(m for m in %r if m in sys.modules)}))
-"""
-
-
-def test_the_web_layer_loads_no_library_a_parser_request_does_not_use():
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run(
-        [sys.executable, "-c", _IMPORT_THE_ENTRY_POINTS % (NOT_AT_IMPORT,)],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        timeout=120,
-        check=True,
-    ).stdout
-    loaded = json.loads(out.strip().splitlines()[-1])
+def test_importing_the_functions_loads_the_web_layer_and_no_heavy_client_library() -> None:
+    modules = fresh_import()["modules"]
     every_web_module = sorted(
         f"shared.web.{p.stem}"
-        for p in (root / "shared" / "web").glob("*.py")
+        for p in (ROOT / "shared" / "web").glob("*.py")
         if p.stem != "__init__"
     )
-    assert loaded["web"] == every_web_module  # the entry points' import covers all of shared.web
-    assert loaded["heavy"] == []
+    # The entry points' import covers all of shared.web, yet no library a parser request
+    # does not use (the web layer imports those when a request needs them).
+    assert [m for m in modules if m.startswith("shared.web.")] == every_web_module
+    assert heavy(modules) == []
