@@ -14,11 +14,10 @@ says what is wrong (JSON with ``format=json``): 422, 400, 404.
 
 from __future__ import annotations
 
-import functools
 import logging
 import shlex
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import flask
 
@@ -30,11 +29,9 @@ from shared.transitions import TERMINAL, Action, operator_actions
 from shared.web import openapi
 from shared.web.endpoint import Answer, App, Route, endpoint, json_response, parse
 from shared.web.errors import HttpError, status_of
-from shared.web.status import _span, status
+from shared.web.pages import span, template
+from shared.web.status import status
 from shared.web.views import expires_at, job_page_json
-
-if TYPE_CHECKING:
-    import jinja2
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +47,6 @@ _DOES = {
     Action.RETRY.value: "make it due now: next hands it out as the next attempt",
     Action.REPROCESS.value: "queue it to run again, ahead of the historical cycle",
 }
-
-
-@functools.cache
-def _template() -> jinja2.Template:
-    import jinja2  # deferred: only the HTML page needs it
-
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("shared.web", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    return env.get_template("job.html")
 
 
 def commands(record: JobRecord) -> list[tuple[str, str, str]]:
@@ -118,7 +103,7 @@ def _run(run: RunSummary) -> dict[str, Any]:
 
 def _when(at: datetime, now: datetime) -> str:
     """``at`` relative to ``now``: ``in 3m 0s`` or ``2h 5m ago``."""
-    return f"in {_span(at - now)}" if at > now else f"{_span(now - at)} ago"
+    return f"in {span(at - now)}" if at > now else f"{span(now - at)} ago"
 
 
 def _retry(record: JobRecord, now: datetime) -> str:
@@ -142,7 +127,7 @@ def render_html(
     """
     status = record.status
     expiry = expires_at(record, timeout)
-    return _template().render(
+    return template("job.html").render(
         error=None,
         key=record.key,
         job=str(record.job),
@@ -165,7 +150,7 @@ def render_html(
         last_activity=format_time(record.last_activity),
         activity_ago=_when(record.last_activity, now),
         expires=format_time(expiry) if expiry else "",
-        expires_in=("in " + _span(expiry - now) if expiry > now else "due") if expiry else "",
+        expires_in=("in " + span(expiry - now) if expiry > now else "due") if expiry else "",
         lease=f"{record.lease_owner} until {format_time(record.lease_until)}"
         if record.lease_owner
         else "",
@@ -183,7 +168,7 @@ def render_html(
 
 def render_error(status_code: int, message: str, asked: str) -> str:
     """Return the page of a request that names no job (``asked``: the id as given)."""
-    return _template().render(error=message, status=status_code, asked=asked)
+    return template("job.html").render(error=message, status=status_code, asked=asked)
 
 
 @endpoint(

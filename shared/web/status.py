@@ -18,17 +18,16 @@ the progress as ``Sources`` and the grid as ``Grid``.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import flask
 
 from shared import defaults
 from shared.errors import Unavailable
-from shared.gotime import clock_parts, format_duration, format_time
+from shared.gotime import format_duration, format_time
 from shared.model import JobFilter, JobRecord, Pause, State, source_name, utcnow
 from shared.progress import Overview
 from shared.schemas import StatusQuery, StatusRequest
@@ -36,10 +35,8 @@ from shared.tracker import Tracker
 from shared.transitions import TERMINAL
 from shared.web import openapi
 from shared.web.endpoint import Answer, App, Route, endpoint, json_response, parse
+from shared.web.pages import span, template
 from shared.web.views import expires_at, grid_json, job_json, pause_json, source_progress_json
-
-if TYPE_CHECKING:
-    import jinja2
 
 #: States whose rows are highlighted, as in the Go tracker: waiting for a parser
 #: or for post-processing.
@@ -59,18 +56,6 @@ _QUERY = StatusQuery()
 def job_href(key: str) -> str:
     """The link to a job's page."""
     return f"{JOB_PAGE}?id={quote(key, safe='')}"
-
-
-@functools.cache
-def _template() -> jinja2.Template:
-    import jinja2  # deferred: only the HTML page needs it, not a parser's request
-
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("shared.web", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    return env.get_template("status.html")
 
 
 def state_counts(
@@ -119,23 +104,13 @@ def render_json(
     return document
 
 
-def _span(delta: timedelta) -> str:
-    """A short human span: ``2d 3h``, ``3h 5m``, ``4m 10s``, ``12s``."""
-    days, hours, minutes, secs = clock_parts(max(0, int(delta.total_seconds())))
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
-
-
 def _retry(record: JobRecord, now: datetime) -> str:
     """When a failed job is handed out again: ``retry in 8m 0s``, ``retry due``, ``not retried``."""
     if record.status.state is not State.FAILED:
         return ""
     if record.retry_at is None:
         return "not retried"
-    return f"retry in {_span(record.retry_at - now)}" if record.retry_at > now else "retry due"
+    return f"retry in {span(record.retry_at - now)}" if record.retry_at > now else "retry due"
 
 
 def _pause_text(pause: Pause | None) -> str:
@@ -255,9 +230,9 @@ def render_html(
                 "terminal": r.status.state in TERMINAL,
                 "age": age_class(r, timeout, now),
                 "last_activity": format_time(r.last_activity),
-                "ago": f"{_span(now - r.last_activity)} ago",
+                "ago": f"{span(now - r.last_activity)} ago",
                 "expires": format_time(expiry) if expiry else "",
-                "expires_in": (f"in {_span(expiry - now)}" if expiry > now else "due")
+                "expires_in": (f"in {span(expiry - now)}" if expiry > now else "due")
                 if expiry
                 else "",
                 "retry": retry,
@@ -280,7 +255,7 @@ def render_html(
         base["refresh"] = refresh
     if days != defaults.STATUS_GRID_DAYS:
         base["days"] = days
-    return _template().render(
+    return template("status.html").render(
         rows=rows,
         total=total,
         filters=shown,

@@ -7,7 +7,8 @@ from urllib.parse import quote
 
 from shared.model import UTC, Job, JobRecord, Pause, State, StateInfo
 from shared.progress import Overview
-from shared.web.status import _span, age_class, render_html, render_json
+from shared.web.pages import span
+from shared.web.status import age_class, render_html, render_json
 from shared.web.views import expires_at
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -40,11 +41,11 @@ def test_expiry_only_for_jobs_in_flight():
 
 
 def test_span_is_short_and_human():
-    assert _span(timedelta(seconds=12)) == "12s"
-    assert _span(timedelta(minutes=4, seconds=10)) == "4m 10s"
-    assert _span(timedelta(hours=3, minutes=5, seconds=9)) == "3h 5m"
-    assert _span(timedelta(days=2, hours=3)) == "2d 3h"
-    assert _span(timedelta(seconds=-5)) == "0s"
+    assert span(timedelta(seconds=12)) == "12s"
+    assert span(timedelta(minutes=4, seconds=10)) == "4m 10s"
+    assert span(timedelta(hours=3, minutes=5, seconds=9)) == "3h 5m"
+    assert span(timedelta(days=2, hours=3)) == "2d 3h"
+    assert span(timedelta(seconds=-5)) == "0s"
 
 
 def test_page_has_counts_filters_refresh_and_escaped_history():
