@@ -314,6 +314,12 @@ def _run_token(value: str) -> None:
         raise ValidationError(f"malformed run {value!r}; expected 1 to 32 characters 0-9 a-z")
 
 
+def _ended(value: State) -> None:
+    """Refuse an earlier run's final state that is not one a run ends in."""
+    if value not in (State.COMPLETE, State.FAILED):
+        raise ValidationError(f"an earlier run ended complete or failed, not {value.value}")
+
+
 class RunSummarySchema(Schema):
     """An earlier run of a job (:class:`~shared.model.RunSummary`): a snapshot's ``Runs`` (a
     field Go ignores) and the job page's JSON. Loads into a :class:`~shared.model.RunSummary`."""
@@ -323,7 +329,7 @@ class RunSummarySchema(Schema):
     offer = fields.String(data_key="Offer", load_default="")
     started = GoTime(data_key="Started", required=True, validate=in_window)
     ended = GoTime(data_key="Ended", required=True, validate=in_window)
-    state = StateName(data_key="State", required=True)
+    state = StateName(data_key="State", required=True, validate=_ended)
     error = fields.String(data_key="Error", load_default="")
     history = fields.List(fields.Nested(StateInfoSchema), data_key="History", load_default=list)
     dropped = fields.Integer(data_key="Dropped", load_default=0, validate=_count)
