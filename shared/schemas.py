@@ -33,6 +33,7 @@ from shared.model import (
     BUCKET_PATTERN,
     NAME_PATTERN,
     RUN_RE,
+    RUN_SEPARATOR,
     SOURCE_PATTERN,
     UTC,
     Job,
@@ -54,15 +55,31 @@ _NAME_RE = rf"^{NAME_PATTERN}$"
 
 
 class JobId(fields.String):
-    """A job key, ``bucket/experiment/datatype/YYYYMMDD``, checked by :meth:`Job.from_key`."""
+    """A job key, ``bucket/experiment/datatype/YYYYMMDD``, checked by :meth:`Job.from_key`.
+
+    A parser's ``key~run`` (what ``next`` handed out) is refused with the key to give instead.
+    """
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
         try:
             Job.from_key(text)
         except ValueError as exc:
+            key, separator, _ = text.partition(RUN_SEPARATOR)
+            if separator and _is_key(key):
+                raise ValidationError(
+                    f"{exc}: {text!r} names a run of the job; give the job's key, {key}"
+                ) from None
             raise ValidationError(str(exc)) from None
         return text
+
+
+def _is_key(text: str) -> bool:
+    try:
+        Job.from_key(text)
+    except ValueError:
+        return False
+    return True
 
 
 class ParserJobId(fields.Field[RunId]):

@@ -273,6 +273,12 @@ def test_job_page_query_loads(data: dict[str, Any], expected: JobPageRequest) ->
         pytest.param({"id": ""}, "id", "Missing data", id="empty"),
         pytest.param({"id": "not-a-key"}, "id", "malformed job id", id="malformed"),
         pytest.param({"id": KEY + "~0a1b2c3d"}, "id", "malformed job id", id="with a run"),
+        pytest.param(
+            {"id": KEY + "~0a1b2c3d"},
+            "id",
+            f"names a run of the job; give the job's key, {KEY}",
+            id="with a run: the key to give",
+        ),
         pytest.param({"id": "archive-b/ndt/ndt7/20261341"}, "id", "invalid date", id="bad date"),
         pytest.param({"id": KEY, "format": "xml"}, "format", "Must be one of", id="format"),
     ],
