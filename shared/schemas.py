@@ -28,7 +28,13 @@ from marshmallow import (
 )
 
 from shared.gotime import format_time, parse_time
-from shared.limits import INT64_MAX, MAX_TEXT_BYTES, date_problem, time_problem
+from shared.limits import (
+    INT64_MAX,
+    MAX_INDEXED_STRING_BYTES,
+    MAX_TEXT_BYTES,
+    date_problem,
+    time_problem,
+)
 from shared.model import (
     BUCKET_PATTERN,
     NAME_PATTERN,
@@ -331,6 +337,15 @@ def _run_token(value: str) -> None:
         raise ValidationError(f"malformed run {value!r}; expected 1 to 32 characters 0-9 a-z")
 
 
+def _offer(value: str) -> None:
+    """Refuse an earlier run's offer longer than the job's own offer may be (an indexed string)."""
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_INDEXED_STRING_BYTES:
+        raise ValidationError(
+            f"{size} bytes; an offer holds at most {MAX_INDEXED_STRING_BYTES}, as the job's own"
+        )
+
+
 def _ended(value: State) -> None:
     """Refuse an earlier run's final state that is not one a run ends in."""
     if value not in (State.COMPLETE, State.FAILED):
@@ -343,7 +358,7 @@ class RunSummarySchema(Schema):
 
     run = fields.String(data_key="Run", load_default="", validate=_run_token)
     attempt = fields.Integer(data_key="Attempt", load_default=1, validate=_count)
-    offer = fields.String(data_key="Offer", load_default="")
+    offer = fields.String(data_key="Offer", load_default="", validate=_offer)
     started = GoTime(data_key="Started", required=True, validate=in_window)
     ended = GoTime(data_key="Ended", required=True, validate=in_window)
     state = StateName(data_key="State", required=True, validate=_ended)

@@ -235,6 +235,11 @@ def snapshot_with_run(**run: object) -> dict[str, object]:
             id="a run still in flight",
         ),
         pytest.param(
+            {"Offer": "o" * 1501},
+            "Runs[0].Offer: 1501 bytes; an offer holds at most 1500",
+            id="an offer longer than a job's own",
+        ),
+        pytest.param(
             {"Error": "parsing: \ud800"},
             "runs[0].error: not valid Unicode text (a lone surrogate)",
             id="a lone surrogate in the error",
