@@ -14,6 +14,7 @@ from google.cloud import firestore
 
 from shared.admin import Admin
 from shared.config import Config, Source
+from shared.defaults import RUNS_KEEP
 from shared.errors import JobAlreadyExists
 from shared.gotime import format_time
 from shared.model import Datasets, Job, State
@@ -250,3 +251,27 @@ def test_every_way_a_run_ends_and_restarts_keeps_it_once_with_its_error(
     assert kept.error.startswith(error) and (kept.error != "") is bool(error)
     assert kept.state is (State.FAILED if error else State.COMPLETE)
     assert [e.state for e in kept.history][:2] == [State.INIT, State.PARSING]
+
+
+def test_a_page_load_reads_the_job_and_its_runs_shards_whatever_its_earlier_runs(
+    http, tracker, clock
+):
+    """One read of the job document (its earlier runs inside it) and one query of the current
+    run's progress shards (a read per shard written, at least one): never one per run kept."""
+
+    def reads_of_page() -> int:
+        before = tracker.store.stats.reads
+        assert http.get("/status/job", query_string={"id": KEY}).status_code == 200
+        return tracker.store.stats.reads - before
+
+    tracker.add_job(JOB)
+    fresh = reads_of_page()
+    for attempt in range(RUNS_KEEP + 2):
+        tracker.set_status(KEY, State.PARSING, f"attempt {attempt}")
+        tracker.set_job_error(KEY, f"error {attempt}")
+        clock.advance(days=1)
+        tracker.add_job(JOB, f"retry/{attempt}", ignore_backoff=True)
+
+    assert fresh == 2
+    assert len(tracker.get_record(KEY).runs) == RUNS_KEEP
+    assert reads_of_page() == fresh
