@@ -272,3 +272,14 @@ def test_a_snapshot_run_the_store_cannot_hold_is_refused_before_any_write(run, p
         parse_snapshot(snapshot_with_run(**run))
     [message] = refused.value.problems
     assert message.startswith(f'Statuses["{JOB.key()}"]') and problem in message, message
+
+
+def test_runs_keep_of_zero_keeps_no_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound switched off is no run kept, not every run (a slice from -0 is the whole list)."""
+    record = restarted(restarted(failed_run(0, "first"), 10), 20)
+    assert len(record.runs) == 2
+    monkeypatch.setattr(defaults, "RUNS_KEEP", 0)
+
+    assert restarted(record, 30).runs == []
+    record.restore_runs(record.runs)
+    assert record.runs == []
