@@ -260,9 +260,10 @@ def test_a_page_load_reads_the_job_and_its_runs_shards_whatever_its_earlier_runs
     run's progress shards (a read per shard written, at least one): never one per run kept."""
 
     def reads_of_page() -> int:
-        before = tracker.store.stats.reads
+        before: int = tracker.store.stats.reads
         assert http.get("/status/job", query_string={"id": KEY}).status_code == 200
-        return tracker.store.stats.reads - before
+        after: int = tracker.store.stats.reads
+        return after - before
 
     tracker.add_job(JOB)
     fresh = reads_of_page()
