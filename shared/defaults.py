@@ -36,8 +36,9 @@ RETRY_BACKOFF = timedelta(minutes=10)
 # --- earlier runs of a job (shared.model.record) ------------------------------------------
 
 #: Earlier runs a job keeps a summary of (complete or failed, newest last); a restart beyond
-#: this drops the oldest. With :data:`RUN_HISTORY_KEEP` and :data:`RUN_ERROR_LENGTH` a job's
-#: runs take about 72 KB of its document at worst (tests/unit/test_run_summaries.py).
+#: this drops the oldest; 0 keeps none. With :data:`RUN_HISTORY_KEEP` and
+#: :data:`RUN_ERROR_LENGTH` a job's runs take about 72 KB of its document at worst
+#: (tests/unit/test_run_summaries.py).
 RUNS_KEEP = 5
 
 #: History entries a kept run holds: its first and its latest (details cut to

@@ -122,6 +122,16 @@ def date_problem(day: date) -> str | None:
     )
 
 
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8: it holds no lone surrogate (``\\ud800``), which JSON
+    can carry and Firestore (like any UTF-8 text) cannot."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _leaves(value: Any, path: str) -> Iterator[tuple[str, Any]]:
     if isinstance(value, Mapping):
         for k, v in value.items():
@@ -136,7 +146,8 @@ def _leaves(value: Any, path: str) -> Iterator[tuple[str, Any]]:
 def document_problems(fields: Mapping[str, Any], name_bytes: int) -> list[str]:
     """List what Firestore would refuse (or index wrongly) in a job document; empty if nothing.
 
-    Checks integers against int64, strings of indexed fields against
+    Checks integers against int64, every string for a lone surrogate (JSON can carry one,
+    UTF-8 cannot: the client would fail mid-write), strings of indexed fields against
     :data:`MAX_INDEXED_STRING_BYTES` and the whole against :data:`MAX_DOCUMENT_BYTES`.
     """
     problems = []
@@ -144,6 +155,10 @@ def document_problems(fields: Mapping[str, Any], name_bytes: int) -> list[str]:
         if isinstance(value, int) and not isinstance(value, bool):
             if not INT64_MIN <= value <= INT64_MAX:
                 problems.append(f"{path}: {value} does not fit in a 64-bit integer")
+        elif isinstance(value, str) and not is_utf8(value):
+            problems.append(
+                f"{path}: not valid Unicode text (a lone surrogate); Firestore stores UTF-8"
+            )
         elif isinstance(value, str) and path.split(".")[0].split("[")[0] not in UNINDEXED_FIELDS:
             size = string_size(value) - 1
             if size > MAX_INDEXED_STRING_BYTES:

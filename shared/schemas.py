@@ -29,11 +29,18 @@ from marshmallow import (
 
 from shared import defaults
 from shared.gotime import format_time, parse_time
-from shared.limits import INT64_MAX, MAX_TEXT_BYTES, date_problem, time_problem
+from shared.limits import (
+    INT64_MAX,
+    MAX_INDEXED_STRING_BYTES,
+    MAX_TEXT_BYTES,
+    date_problem,
+    time_problem,
+)
 from shared.model import (
     BUCKET_PATTERN,
     NAME_PATTERN,
     RUN_RE,
+    RUN_SEPARATOR,
     SOURCE_PATTERN,
     UTC,
     Job,
@@ -55,15 +62,31 @@ _NAME_RE = rf"^{NAME_PATTERN}$"
 
 
 class JobId(fields.String):
-    """A job key, ``bucket/experiment/datatype/YYYYMMDD``, checked by :meth:`Job.from_key`."""
+    """A job key, ``bucket/experiment/datatype/YYYYMMDD``, checked by :meth:`Job.from_key`.
+
+    A parser's ``key~run`` (what ``next`` handed out) is refused with the key to give instead.
+    """
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
         try:
             Job.from_key(text)
         except ValueError as exc:
+            key, separator, _ = text.partition(RUN_SEPARATOR)
+            if separator and _is_key(key):
+                raise ValidationError(
+                    f"{exc}: {text!r} names a run of the job; give the job's key, {key}"
+                ) from None
             raise ValidationError(str(exc)) from None
         return text
+
+
+def _is_key(text: str) -> bool:
+    try:
+        Job.from_key(text)
+    except ValueError:
+        return False
+    return True
 
 
 class ParserJobId(fields.Field[RunId]):
@@ -326,16 +349,31 @@ def _run_token(value: str) -> None:
         raise ValidationError(f"malformed run {value!r}; expected 1 to 32 characters 0-9 a-z")
 
 
+def _offer(value: str) -> None:
+    """Refuse an earlier run's offer longer than the job's own offer may be (an indexed string)."""
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_INDEXED_STRING_BYTES:
+        raise ValidationError(
+            f"{size} bytes; an offer holds at most {MAX_INDEXED_STRING_BYTES}, as the job's own"
+        )
+
+
+def _ended(value: State) -> None:
+    """Refuse an earlier run's final state that is not one a run ends in."""
+    if value not in (State.COMPLETE, State.FAILED):
+        raise ValidationError(f"an earlier run ended complete or failed, not {value.value}")
+
+
 class RunSummarySchema(Schema):
     """An earlier run of a job (:class:`~shared.model.RunSummary`): a snapshot's ``Runs`` (a
     field Go ignores) and the job page's JSON. Loads into a :class:`~shared.model.RunSummary`."""
 
     run = fields.String(data_key="Run", load_default="", validate=_run_token)
     attempt = fields.Integer(data_key="Attempt", load_default=1, validate=_count)
-    offer = fields.String(data_key="Offer", load_default="")
+    offer = fields.String(data_key="Offer", load_default="", validate=_offer)
     started = GoTime(data_key="Started", required=True, validate=in_window)
     ended = GoTime(data_key="Ended", required=True, validate=in_window)
-    state = StateName(data_key="State", required=True)
+    state = StateName(data_key="State", required=True, validate=_ended)
     error = fields.String(data_key="Error", load_default="")
     history = fields.List(fields.Nested(StateInfoSchema), data_key="History", load_default=list)
     dropped = fields.Integer(data_key="Dropped", load_default=0, validate=_count)

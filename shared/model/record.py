@@ -104,6 +104,11 @@ class RunSummary:
         return whole.bounded()
 
 
+def _latest(runs: list[RunSummary]) -> list[RunSummary]:
+    """The latest :data:`~shared.defaults.RUNS_KEEP` of ``runs`` (none when it is 0)."""
+    return runs[max(0, len(runs) - defaults.RUNS_KEEP) :]
+
+
 @dataclass
 class JobRecord:
     """A job, its status and the store's bookkeeping, as read from one document."""
@@ -152,11 +157,11 @@ class JobRecord:
     def keep_run(self, ended: JobRecord) -> None:
         """Add the summary of the finished run ``ended`` to :attr:`runs` (``ended``'s earlier
         runs before it), dropping the oldest beyond :data:`~shared.defaults.RUNS_KEEP`."""
-        self.runs = [*ended.runs, RunSummary.of(ended)][-defaults.RUNS_KEEP :]
+        self.runs = _latest([*ended.runs, RunSummary.of(ended)])
 
     def restore_runs(self, runs: list[RunSummary]) -> None:
         """Set :attr:`runs` from a snapshot: the latest :data:`~shared.defaults.RUNS_KEEP`, each bounded."""
-        self.runs = [r.bounded() for r in runs[-defaults.RUNS_KEEP :]]
+        self.runs = [r.bounded() for r in _latest(runs)]
 
     @property
     def key(self) -> str:

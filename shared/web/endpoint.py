@@ -23,6 +23,7 @@ from marshmallow import Schema, ValidationError
 
 from shared.config import ConfigError
 from shared.errors import TrackerError
+from shared.limits import is_utf8
 from shared.logs import request_trace
 from shared.schemas import MISSING
 from shared.store import budget
@@ -261,7 +262,7 @@ def json_params(body: bytes) -> dict[str, str]:
             f"JSON body: {', '.join(map(repr, wrong))} must be a string",
             {k: ["must be a string"] for k in wrong},
         )
-    unencodable = sorted(k for k, v in data.items() if isinstance(v, str) and not _utf8(v))
+    unencodable = sorted(k for k, v in data.items() if isinstance(v, str) and not is_utf8(v))
     if unencodable:  # a lone surrogate (\udcff): JSON can carry it, UTF-8 cannot
         raise HttpError(
             400,
@@ -269,15 +270,6 @@ def json_params(body: bytes) -> dict[str, str]:
             {k: ["not valid Unicode text (a lone surrogate)"] for k in unencodable},
         )
     return {k: v for k, v in data.items() if v is not None}
-
-
-def _utf8(text: str) -> bool:
-    """Whether ``text`` can be encoded as UTF-8 (no lone surrogates)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def parse(schema: Schema, request: flask.Request, json_body: bool = False) -> Any:

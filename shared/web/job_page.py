@@ -190,11 +190,12 @@ def render_error(status_code: int, message: str, asked: str) -> str:
     raises=(404, Unavailable),
 )
 def job_page(request: flask.Request, app: App) -> flask.Response:
-    """``/status/job?id=``: one job: its full ID, state, history, runs and errors, audit, and
-    the ``gardener`` commands that act on it; ``?format=json``.
+    """``/status/job?id=``: one job, its runs, audit and commands; ?format=json.
 
-    ``id`` is the job's key (``bucket/experiment/datatype/YYYYMMDD``, as the
-    ``gardener`` commands take it). An unknown job answers 404.
+    Its full ID, state, history, earlier runs with their errors, audit, and the
+    ``gardener`` commands that act on it. ``id`` is the job's key
+    (``bucket/experiment/datatype/YYYYMMDD``, as the ``gardener`` commands take
+    it). An unknown job answers 404.
     """
     as_json = request.args.get("format") == "json"
     try:

@@ -4,6 +4,7 @@ the status function serves it beside the status page; a snapshot keeps the runs.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import date, timedelta
@@ -13,6 +14,8 @@ from google.cloud import firestore
 
 from shared.admin import Admin
 from shared.config import Config, Source
+from shared.defaults import RUNS_KEEP
+from shared.errors import JobAlreadyExists
 from shared.gotime import format_time
 from shared.model import Datasets, Job, State
 from shared.snapshot import import_snapshot, load_snapshot, write_snapshot
@@ -175,6 +178,11 @@ def test_a_snapshot_round_trip_keeps_the_earlier_runs(
     bucket = gcs_client.create_bucket(f"snap-{uuid.uuid4().hex[:12]}")
     result = write_snapshot(store, bucket, clock())
     fresh = JobStore(firestore.Client(project=f"demo-{uuid.uuid4().hex[:12]}"))
+    exported = json.loads(bucket.blob(result.object).download_as_bytes())
+    status = exported["Statuses"][twice_failed]
+    # Go's fields as Go writes them, then Runs, a field Go's decoder ignores
+    assert list(status) == ["HeartbeatTime", "UpdateCount", "History", "Runs"]
+    assert [e["State"] for e in status["History"]] == ["init", "parsing", "failed"]
 
     with load_snapshot(f"gs://{bucket.name}/{result.object}", gcs_client) as snapshot:
         assert import_snapshot(fresh, snapshot).created == 1
@@ -183,3 +191,88 @@ def test_a_snapshot_round_trip_keeps_the_earlier_runs(
     assert original is not None and restored is not None
     assert len(original.runs) == 1 and restored.runs == original.runs
     assert restored.runs[0].error == f"parsing: corrupt archive {EVIL}"
+
+
+def _expire(tracker, clock, admin) -> str:
+    clock.advance(hours=7)
+    assert tracker.expire_stale(clock() - timedelta(hours=6), 10) == [KEY]
+    return "expired in parsing: no heartbeat or update since"
+
+
+def _operator_fail(tracker, clock, admin) -> str:
+    admin.fail(KEY, "bad 'archive' $HOME", "ops@example.com")
+    return "parsing: failed by ops@example.com: bad 'archive' $HOME"
+
+
+def _post_processing_fail(tracker, clock, admin) -> str:
+    tracker.set_status(KEY, State.POST_PROCESSING, "")
+    tracker.set_job_error(KEY, "load failed: quota")
+    return "postProcessing: load failed: quota"
+
+
+def _complete(tracker, clock, admin) -> str:
+    tracker.set_status(KEY, State.POST_PROCESSING, "")
+    tracker.set_status(KEY, State.COMPLETE, "")
+    return ""
+
+
+@pytest.mark.parametrize(
+    ("end", "offer"),
+    [
+        pytest.param(_expire, "retry/2", id="expired, then handed out again"),
+        pytest.param(_operator_fail, "reprocess/0", id="failed by an operator, then reprocessed"),
+        pytest.param(_post_processing_fail, "retry/2", id="failed in post-processing, retried"),
+        pytest.param(_complete, "daily/1/20261120/0", id="complete, then offered again"),
+    ],
+)
+def test_every_way_a_run_ends_and_restarts_keeps_it_once_with_its_error(
+    end, offer, tracker, clock, firestore_client
+):
+    """The run that ended is kept once, with its error, whichever way it ended and restarted;
+    a second hand-out racing the first starts nothing and keeps nothing."""
+    config = Config(
+        start_date=date(2026, 11, 1),
+        tracker_timeout=timedelta(hours=6),
+        polling_interval=timedelta(minutes=1),
+        sources=(Source(JOB.bucket, JOB.experiment, JOB.datatype, "", DS),),
+    )
+    admin = Admin(tracker, ReprocessQueue(firestore_client), ControlStore(firestore_client), config)
+    first = tracker.add_job(JOB, "daily/0/20261120/0")
+    tracker.set_status(KEY, State.PARSING, "archive 1 of 3")
+    error = end(tracker, clock, admin)
+    clock.advance(days=1)
+
+    tracker.add_job(JOB, offer, ignore_backoff=True)
+    with pytest.raises(JobAlreadyExists):
+        tracker.add_job(JOB, offer + "-again", ignore_backoff=True)
+
+    [kept] = tracker.get_record(KEY).runs
+    assert (kept.run, kept.offer, kept.attempt) == (first.run, "daily/0/20261120/0", 1)
+    assert kept.error.startswith(error) and (kept.error != "") is bool(error)
+    assert kept.state is (State.FAILED if error else State.COMPLETE)
+    assert [e.state for e in kept.history][:2] == [State.INIT, State.PARSING]
+
+
+def test_a_page_load_reads_the_job_and_its_runs_shards_whatever_its_earlier_runs(
+    http, tracker, clock
+):
+    """One read of the job document (its earlier runs inside it) and one query of the current
+    run's progress shards (a read per shard written, at least one): never one per run kept."""
+
+    def reads_of_page() -> int:
+        before: int = tracker.store.stats.reads
+        assert http.get("/status/job", query_string={"id": KEY}).status_code == 200
+        after: int = tracker.store.stats.reads
+        return after - before
+
+    tracker.add_job(JOB)
+    fresh = reads_of_page()
+    for attempt in range(RUNS_KEEP + 2):
+        tracker.set_status(KEY, State.PARSING, f"attempt {attempt}")
+        tracker.set_job_error(KEY, f"error {attempt}")
+        clock.advance(days=1)
+        tracker.add_job(JOB, f"retry/{attempt}", ignore_backoff=True)
+
+    assert fresh == 2
+    assert len(tracker.get_record(KEY).runs) == RUNS_KEEP
+    assert reads_of_page() == fresh

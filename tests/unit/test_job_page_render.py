@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -273,6 +274,12 @@ def test_job_page_query_loads(data: dict[str, Any], expected: JobPageRequest) ->
         pytest.param({"id": ""}, "id", "Missing data", id="empty"),
         pytest.param({"id": "not-a-key"}, "id", "malformed job id", id="malformed"),
         pytest.param({"id": KEY + "~0a1b2c3d"}, "id", "malformed job id", id="with a run"),
+        pytest.param(
+            {"id": KEY + "~0a1b2c3d"},
+            "id",
+            f"names a run of the job; give the job's key, {KEY}",
+            id="with a run: the key to give",
+        ),
         pytest.param({"id": "archive-b/ndt/ndt7/20261341"}, "id", "invalid date", id="bad date"),
         pytest.param({"id": KEY, "format": "xml"}, "format", "Must be one of", id="format"),
     ],
@@ -282,3 +289,24 @@ def test_job_page_query_refuses(data: dict[str, Any], field: str, fragment: str)
         JobPageQuery().load(data)
     assert list(refused.value.messages) == [field]
     assert fragment in " ".join(refused.value.messages[field])  # type: ignore[call-overload]
+
+
+def test_every_text_a_job_carries_is_escaped_in_the_page() -> None:
+    """A script in each free text of a job, its earlier runs and its audit is shown as text."""
+    record = retried_twice()
+    record.status.set_detail(EVIL, NOW - timedelta(minutes=4))
+    record.offer, record.reoffer, record.last_error = EVIL, EVIL, EVIL
+    record.lease_owner, record.lease_until = EVIL, NOW
+    record.note(AuditEntry(NOW, EVIL, EVIL, EVIL))
+    ended = record_in(State.FAILED, EVIL)
+    ended.offer = EVIL
+    record.keep_run(ended)
+    record.runs[-1] = replace(record.runs[-1], offer=EVIL, error=EVIL)
+
+    page = render_html(record, NOW, timedelta(hours=1), 3)
+
+    assert "<script" not in page
+    escaped = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;"
+    # detail, offer, re-offer, lease, audit (who, action, detail), the run's offer, error and
+    # history detail: each shown, escaped
+    assert page.count(escaped) >= 10, page.count(escaped)

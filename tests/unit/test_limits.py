@@ -82,3 +82,14 @@ def test_the_hot_paths_live_details_are_unindexed():
     # live.{run}.entries.{index}.detail holds a parser's detail of up to MAX_TEXT_BYTES
     detail = {"live": {"0a1b2c3d": {"entries": {"3": {"detail": "x" * MAX_TEXT_BYTES}}}}}
     assert document_problems(detail, 100) == []
+
+
+def test_a_lone_surrogate_is_a_problem_in_any_field():
+    """JSON can carry ``\\ud800``, UTF-8 cannot: Firestore's client fails on it mid-write."""
+    assert document_problems({"runs": [{"error": "ok 𝄞"}], "filter": "é"}, 100) == []
+    assert document_problems(
+        {"runs": [{"error": "bad \ud800"}], "history": {"3": {"detail": "\udfff"}}}, 100
+    ) == [
+        "runs[0].error: not valid Unicode text (a lone surrogate); Firestore stores UTF-8",
+        "history.3.detail: not valid Unicode text (a lone surrogate); Firestore stores UTF-8",
+    ]

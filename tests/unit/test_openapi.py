@@ -294,6 +294,8 @@ def test_every_operation_is_described(served):
     for path, item in served["paths"].items():
         for method, operation in item.items():
             assert operation["summary"].strip(), (path, method)
+            # a whole sentence: a docstring whose first line wraps leaves it cut mid-phrase
+            assert operation["summary"].endswith("."), (path, method, operation["summary"])
             assert operation["responses"], (path, method)
 
 

@@ -22,7 +22,7 @@ from shared.model import (
     State,
 )
 from shared.schemas import RunSummarySchema
-from shared.snapshot import parse_snapshot, record_problems
+from shared.snapshot import SnapshotError, parse_snapshot, record_problems
 from shared.store.documents import from_document, to_document
 
 JOB = Job("archive-bucket", "ndt", "ndt7", date(2019, 1, 2))
@@ -203,3 +203,83 @@ def test_the_worst_case_job_document_stays_well_inside_firestores_limit() -> Non
     assert record_problems(record) == []
     assert runs < 100_000, runs  # the runs: about 72 KB at worst
     assert size < MAX_DOCUMENT_BYTES // 2, size  # the whole document: well inside 1 MiB
+
+
+def snapshot_with_run(**run: object) -> dict[str, object]:
+    """A state file of one job whose status carries one earlier run, ``run`` overriding it."""
+    kept = RunSummarySchema().dump(RunSummary.of(failed_run(0, "parsing: boom", bounces=1)))
+    status = {
+        "HeartbeatTime": "0001-01-01T00:00:00Z",
+        "UpdateCount": 0,
+        "History": [
+            {"State": "init", "Start": "2026-11-27T13:00:00Z", "DetailTime": "2026-11-27T13:00:00Z"}
+        ],
+        "Runs": [{**kept, **run}],
+    }
+    job = {
+        "Bucket": JOB.bucket,
+        "Experiment": "ndt",
+        "Datatype": "ndt7",
+        "Date": "2019-01-02T00:00:00Z",
+    }
+    key = JOB.key()
+    return {"SaveTime": "2026-11-27T13:00:00Z", "Statuses": {key: status}, "Jobs": {key: job}}
+
+
+@pytest.mark.parametrize(
+    ("run", "problem"),
+    [
+        pytest.param(
+            {"State": "parsing"},
+            "Runs[0].State: an earlier run ended complete or failed, not parsing",
+            id="a run still in flight",
+        ),
+        pytest.param(
+            {"Offer": "o" * 1501},
+            "Runs[0].Offer: 1501 bytes; an offer holds at most 1500",
+            id="an offer longer than a job's own",
+        ),
+        pytest.param(
+            {"Error": "parsing: \ud800"},
+            "runs[0].error: not valid Unicode text (a lone surrogate)",
+            id="a lone surrogate in the error",
+        ),
+        pytest.param(
+            {"Offer": "retry/\udfff"},
+            "runs[0].offer: not valid Unicode text (a lone surrogate)",
+            id="a lone surrogate in the offer",
+        ),
+        pytest.param(
+            {
+                "History": [
+                    {
+                        "State": "init",
+                        "Start": "2026-11-27T12:00:00Z",
+                        "DetailTime": "2026-11-27T12:00:00Z",
+                        "Detail": "\ud83d",
+                    }
+                ]
+            },
+            "runs[0].history[0].detail: not valid Unicode text (a lone surrogate)",
+            id="a lone surrogate in a detail",
+        ),
+    ],
+)
+def test_a_snapshot_run_the_store_cannot_hold_is_refused_before_any_write(run, problem) -> None:
+    """Refused when the file is read, so an import stops before its first batch: a lone
+    surrogate would otherwise pass every check and fail the import part-way through."""
+    with pytest.raises(SnapshotError) as refused:
+        parse_snapshot(snapshot_with_run(**run))
+    [message] = refused.value.problems
+    assert message.startswith(f'Statuses["{JOB.key()}"]') and problem in message, message
+
+
+def test_runs_keep_of_zero_keeps_no_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound switched off is no run kept, not every run (a slice from -0 is the whole list)."""
+    record = restarted(restarted(failed_run(0, "first"), 10), 20)
+    assert len(record.runs) == 2
+    monkeypatch.setattr(defaults, "RUNS_KEEP", 0)
+
+    assert restarted(record, 30).runs == []
+    record.restore_runs(record.runs)
+    assert record.runs == []
