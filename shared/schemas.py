@@ -105,14 +105,25 @@ class ParserJobId(fields.Field[RunId]):
 
 
 class StateName(fields.String):
-    """A state given by its wire string; unknown names are rejected with the valid list."""
+    """A state given by its wire string; unknown names are rejected with the valid list.
+
+    ``only``: the states the field may hold (default every state); another is refused.
+    """
+
+    def __init__(self, *, only: tuple[State, ...] = tuple(State), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.only = only
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> State:
         text = super()._deserialize(value, attr, data, **kwargs)
         try:
-            return State.parse(text)
+            state = State.parse(text)
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
+        if state not in self.only:
+            allowed = " or ".join(s.value for s in self.only)
+            raise ValidationError(f"must be {allowed}, not {state.value}")
+        return state
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         return None if value is None else State(value).value
@@ -358,12 +369,6 @@ def _offer(value: str) -> None:
         )
 
 
-def _ended(value: State) -> None:
-    """Refuse an earlier run's final state that is not one a run ends in."""
-    if value not in (State.COMPLETE, State.FAILED):
-        raise ValidationError(f"an earlier run ended complete or failed, not {value.value}")
-
-
 class RunSummarySchema(Schema):
     """An earlier run of a job (:class:`~shared.model.RunSummary`): a snapshot's ``Runs`` (a
     field Go ignores) and the job page's JSON. Loads into a :class:`~shared.model.RunSummary`."""
@@ -373,7 +378,8 @@ class RunSummarySchema(Schema):
     offer = fields.String(data_key="Offer", load_default="", validate=_offer)
     started = GoTime(data_key="Started", required=True, validate=in_window)
     ended = GoTime(data_key="Ended", required=True, validate=in_window)
-    state = StateName(data_key="State", required=True, validate=_ended)
+    #: An earlier run ended in one of these.
+    state = StateName(data_key="State", required=True, only=(State.COMPLETE, State.FAILED))
     error = fields.String(data_key="Error", load_default="")
     history = fields.List(fields.Nested(StateInfoSchema), data_key="History", load_default=list)
     dropped = fields.Integer(data_key="Dropped", load_default=0, validate=_count)

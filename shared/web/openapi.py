@@ -523,7 +523,7 @@ def _field_extras(self: Any, field: fields.Field[Any], **kwargs: Any) -> dict[st
     if isinstance(field, JobId):
         return {"pattern": KEY_PATTERN, "maxLength": MAX_KEY_LENGTH}
     if isinstance(field, StateName):
-        return {"enum": STATE_NAMES}
+        return {"enum": [s.value for s in field.only]}
     if isinstance(field, GoTime):
         return {"type": "string", "format": "date-time"}
     return {}

@@ -298,12 +298,13 @@ def render_html(
     raises=(Unavailable,),
 )
 def status(request: flask.Request, app: App) -> flask.Response:
-    """``/status``: every source's progress, a date × source grid of the last ``days`` days, and
-    every job, oldest first; ``?format=json``, ``state=``, ``experiment=``, ``datatype=``.
+    """``/status``: how far every source has got, a date × source grid and every job.
 
-    The HTML page shows how far each source has got and the grid at the top,
-    counts the jobs of every state, colours jobs near expiry, says when a
-    failed job is retried and refreshes itself every ``refresh`` seconds (0: never).
+    Every job oldest first; ``?format=json``, ``state=``, ``experiment=``,
+    ``datatype=``, ``days=`` (the grid's days back from yesterday). The HTML
+    page shows how far each source has got and the grid at the top, counts the
+    jobs of every state, colours jobs near expiry, says when a failed job is
+    retried and refreshes itself every ``refresh`` seconds (0: never).
     """
     q: StatusRequest = parse(_QUERY, request)
     tracker = app.services.tracker()

@@ -231,7 +231,7 @@ def snapshot_with_run(**run: object) -> dict[str, object]:
     [
         pytest.param(
             {"State": "parsing"},
-            "Runs[0].State: an earlier run ended complete or failed, not parsing",
+            "Runs[0].State: must be complete or failed, not parsing",
             id="a run still in flight",
         ),
         pytest.param(
