@@ -114,3 +114,80 @@ def test_pacing_set_on_a_running_stream_lets_its_next_cycle_start(
     finish(tracker, again.key)
     assert service.next_job() is None  # cycle 1's start is now known: the next waits
     assert cursors.state("historical").idle_until == clock() + timedelta(hours=1)
+
+
+def test_a_walk_that_starts_a_cycle_and_reaches_its_end_waits_there(
+    tracker, cursors, archives, clock, bucket
+):
+    service = JobService(tracker, cursors, archives, paced(bucket, timedelta(hours=1)), clock=clock)
+    first = service.next_job()
+    assert first is not None and first.offer == f"historical/0/{DAY:%Y%m%d}/0"
+    tracker.set_status(first.key, State.PARSING)  # still parsing when the next cycle starts
+    assert service.next_job() is None
+
+    # One walk starts cycle 1, finds its only job in flight (marked to be offered
+    # again) and reaches the end of cycle 1: cycle 2 waits an hour from now.
+    clock.advance(hours=1)
+    cycle_1 = clock()
+    assert service.next_job() is None
+    state = cursors.state("historical")
+    assert state.cycle_started.get(1) == cycle_1
+    assert 2 not in state.cycle_started
+    assert state.idle_until == cycle_1 + timedelta(hours=1)
+
+    # The job ends; its owed cycle-1 run goes out, and no cycle-2 run before the hour.
+    finish(tracker, first.key)
+    owed = service.next_job()
+    assert owed is not None and owed.offer == f"historical/1/{DAY:%Y%m%d}/0"
+    finish(tracker, owed.key)
+    clock.advance(minutes=2)
+    assert service.next_job() is None
+    clock.advance(minutes=58)
+    again = service.next_job()
+    assert again is not None and again.offer == f"historical/2/{DAY:%Y%m%d}/0"
+
+
+def test_the_first_walk_through_a_whole_cycle_starts_no_second_one(
+    tracker, cursors, archives, clock, gcs_client
+):
+    empty = f"archive-{uuid.uuid4().hex[:12]}"
+    gcs_client.create_bucket(empty)  # no files: every candidate is passed over
+    service = JobService(tracker, cursors, archives, paced(empty, timedelta(hours=1)), clock=clock)
+    began = clock()
+    assert service.next_job() is None
+    state = cursors.state("historical")
+    assert state.cycle_started == {0: began}
+    assert state.idle_until == began + timedelta(hours=1)
+
+
+@pytest.mark.parametrize("interval", [timedelta(0), timedelta(minutes=10)])
+def test_an_interval_shortened_mid_rest_takes_effect(
+    tracker, cursors, archives, clock, bucket, interval
+):
+    long = JobService(tracker, cursors, archives, paced(bucket, timedelta(days=30)), clock=clock)
+    first = long.next_job()
+    assert first is not None
+    finish(tracker, first.key)
+    assert long.next_job() is None  # resting thirty days
+
+    short = JobService(tracker, cursors, archives, paced(bucket, interval), clock=clock)
+    clock.advance(minutes=10)
+    again = short.next_job()
+    assert again is not None and again.offer == f"historical/1/{DAY:%Y%m%d}/0"
+
+
+def test_an_interval_lengthened_mid_rest_takes_effect(tracker, cursors, archives, clock, bucket):
+    hour = JobService(tracker, cursors, archives, paced(bucket, timedelta(hours=1)), clock=clock)
+    started = clock()
+    first = hour.next_job()
+    assert first is not None
+    finish(tracker, first.key)
+    assert hour.next_job() is None
+
+    day = JobService(tracker, cursors, archives, paced(bucket, timedelta(days=1)), clock=clock)
+    clock.advance(hours=2)
+    assert day.next_job() is None
+    assert cursors.state("historical").idle_until == started + timedelta(days=1)
+    clock.advance(hours=22)
+    again = day.next_job()
+    assert again is not None and again.offer == f"historical/1/{DAY:%Y%m%d}/0"
