@@ -37,7 +37,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from shared.config import Config, ConfigError, load_config
 from shared.gotime import format_duration
 from shared.model import Job, State, utcnow
 from shared.postprocess import STANDARD_PIPELINE
+from shared.runtime import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "functions" / "main.py"
@@ -128,6 +129,17 @@ def snapshots_on(environ: dict[str, str] | os._Environ[str]) -> bool:
 def bigquery_on(environ: dict[str, str] | os._Environ[str]) -> bool:
     """Whether ``BIGQUERY`` (default on) lets the stack start the BigQuery emulator when needed."""
     return _switch(environ, "BIGQUERY")
+
+
+def function_settings(environ: Mapping[str, str]) -> None:
+    """Check the settings the functions will read from ``environ``; :class:`SettingError` if bad.
+
+    The function server would refuse them only once the emulators are up.
+    """
+    try:
+        Settings.from_env(environ)
+    except ValueError as exc:
+        raise SettingError(str(exc)) from None
 
 
 def bigquery_steps(config: Config) -> list[State]:
@@ -426,6 +438,11 @@ def main(argv: list[str] | None = None) -> int:
     if use_bigquery:
         env.update({k: v for k, v in BIGQUERY_SETTINGS.items() if k not in os.environ})
     input_bucket = os.environ.get("INPUT_BUCKET") or env.get("INPUT_BUCKET", "")
+    try:
+        function_settings({**os.environ, **env})
+    except SettingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
     firestore_emulator = gcs = bq = server = None
     bq_url = bq_note = ""

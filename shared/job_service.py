@@ -341,7 +341,8 @@ class JobService:
         """
         now = self.clock()
         state = self.cursors.state(stream.value)
-        if state.idle_until is not None and now < state.idle_until:
+        rest = self._rest_until(stream, state, now)
+        if rest is not None and now < rest:
             return None, steps
         woke = state.idle_until is not None  # its rest is over: look again for a whole cycle
         position = start = (
@@ -358,6 +359,11 @@ class JobService:
         cycle = start.cycle
         # The first walk of a paced stream starts its first cycle.
         new_cycle: int | None = cycle if pacing and state.position is None else None
+        # When each cycle started, the one this walk starts included: a walk that
+        # starts a cycle and reaches its end stops there too.
+        cycle_started = dict(state.cycle_started)
+        if new_cycle is not None:
+            cycle_started[new_cycle] = now
         paced: datetime | None = None  # the next cycle may not start before this time
         try:
             while steps < self.max_steps:
@@ -366,11 +372,12 @@ class JobService:
                     break
                 if pacing and found.position.cycle > cycle:
                     paced = next_cycle_at(
-                        state.cycle_started.get(cycle), self.config.min_cycle_interval, now
+                        cycle_started.get(cycle), self.config.min_cycle_interval, now
                     )
                     if paced is not None:
                         break
                     new_cycle = found.position.cycle
+                    cycle_started[new_cycle] = now
                 cycle = found.position.cycle
                 if _came_round(start, found.position):
                     came_round = True
@@ -430,6 +437,27 @@ class JobService:
                     stream.value,
                     exc,
                 )
+
+    def _rest_until(self, stream: Stream, state: CursorState, now: datetime) -> datetime | None:
+        """Return until when the stream rests (None: it does not), by the config in force.
+
+        A rest longer than the polling interval from now is the historical
+        stream's wait for its next cycle; it ends no later than the cursor's
+        cycle started plus the current ``min_cycle_interval``, so an interval
+        shortened or turned off mid-rest takes effect at once.
+        """
+        until = state.idle_until
+        if (
+            until is None
+            or stream is not Stream.HISTORICAL
+            or until <= now + self.config.polling_interval
+            or state.position is None
+        ):
+            return until
+        began = state.cycle_started.get(Position.decode(state.position).cycle)
+        if began is None:
+            return until
+        return min(until, began + self.config.min_cycle_interval)
 
     def _note_walk(
         self,

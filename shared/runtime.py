@@ -86,13 +86,31 @@ def _location(text: str) -> str:
 
 
 #: An emulator's base URL: ``http://127.0.0.1:9050`` (a scheme, a host, an optional port).
-_EMULATOR_URL_RE = re.compile(r"https?://[A-Za-z0-9.\-]+(?::[0-9]{1,5})?/?\Z")
+_EMULATOR_URL_RE = re.compile(r"https?://[A-Za-z0-9.\-]+(?::(?P<port>[0-9]{1,5}))?/?\Z")
 
 
 def _emulator_url(text: str) -> str:
-    if not _EMULATOR_URL_RE.match(text):
+    match = _EMULATOR_URL_RE.match(text)
+    if not match:
         raise ValueError("not an emulator's base URL (such as http://127.0.0.1:9050)")
+    if match["port"] is not None and not 0 < int(match["port"]) < 65536:
+        raise ValueError("the port must be from 1 to 65535")
     return text.rstrip("/")
+
+
+def _local_emulator(env: Mapping[str, str]) -> str | None:
+    """``BIGQUERY_EMULATOR_HOST``, refused on Cloud Run/Functions (``K_SERVICE`` set).
+
+    A deployed function given it by mistake would send its BigQuery work to
+    that host without credentials; it refuses to start instead.
+    """
+    url = _env(env, "BIGQUERY_EMULATOR_HOST", _emulator_url, None)
+    if url is not None and env.get("K_SERVICE"):
+        raise ValueError(
+            f"BIGQUERY_EMULATOR_HOST={url!r}: an emulator is for local runs only, and this "
+            f"runs on Cloud Run/Functions (K_SERVICE={env['K_SERVICE']!r}); unset it"
+        )
+    return url
 
 
 def _deadline(text: str) -> float:
@@ -203,7 +221,7 @@ class Settings:
             input_bucket=env.get("INPUT_BUCKET") or None,
             bigquery_project=env.get("BIGQUERY_PROJECT") or None,
             bigquery_location=_env(env, "BIGQUERY_LOCATION", _location, d.bigquery_location),
-            bigquery_emulator=_env(env, "BIGQUERY_EMULATOR_HOST", _emulator_url, None),
+            bigquery_emulator=_local_emulator(env),
             api_routes=_env(env, "API_ROUTES", _names, d.api_routes),
             postprocess_batch=_env(env, "POSTPROCESS_BATCH", _positive, d.postprocess_batch),
             reprocess_max=_env(env, "REPROCESS_MAX", _positive, d.reprocess_max),

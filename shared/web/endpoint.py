@@ -221,21 +221,23 @@ def params(request: flask.Request, json_body: bool = False) -> dict[str, str]:
     body that is empty or only whitespace is no body. Its parameters join the
     query string's, where an empty value (``?id=``) counts as absent; one given
     in both with different values, malformed JSON or a value that is not a
-    string is a 400, and so is a JSON object sent as a form body (``curl -d``
-    without a content type).
+    string is a 400, and so is a JSON object sent without a JSON content type
+    (``curl -d`` sends it as a form body; some clients send none). Every value
+    of a repeated query parameter must agree with the body's.
     """
     merged = {k: request.args.get(k, "") for k in request.args}
     if (
         json_body
-        and request.mimetype == "application/x-www-form-urlencoded"
+        and not request.is_json
+        and request.mimetype != "multipart/form-data"
         and request.get_data(cache=True).lstrip().startswith(b"{")
-    ):  # curl -d '{...}' without -H 'Content-Type: application/json'
+    ):  # curl -d '{...}' without -H 'Content-Type: application/json', or no content type at all
         raise HttpError(400, "the body is JSON: send it with Content-Type: application/json")
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         merged.update({k: request.form.get(k, "") for k in request.form})
     elif json_body and request.is_json and request.get_data(cache=True).strip():
         for name, value in json_params(request.get_data(cache=True)).items():
-            if merged.get(name, "") not in ("", value):
+            if any(given not in ("", value) for given in request.args.getlist(name)):
                 raise HttpError(
                     400,
                     f"parameter {name!r} differs between the query string and the JSON body",
@@ -254,7 +256,7 @@ def json_params(body: bytes) -> dict[str, str]:
     except RecursionError:
         raise HttpError(400, "malformed JSON body: nested too deeply") from None
     if not isinstance(data, dict):
-        raise HttpError(400, f"the JSON body must be an object, not {type(data).__name__}")
+        raise HttpError(400, f"the JSON body must be an object, not {_json_kind(data)}")
     wrong = sorted(k for k, v in data.items() if v is not None and not isinstance(v, str))
     if wrong:
         raise HttpError(
@@ -270,6 +272,17 @@ def json_params(body: bytes) -> dict[str, str]:
             {k: ["not valid Unicode text (a lone surrogate)"] for k in unencodable},
         )
     return {k: v for k, v in data.items() if v is not None}
+
+
+def _json_kind(value: object) -> str:
+    """Name a parsed JSON value's kind in JSON's terms: ``null``, ``an array``, ``a number``, …"""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a string" if isinstance(value, str) else "an array"
 
 
 def parse(schema: Schema, request: flask.Request, json_body: bool = False) -> Any:

@@ -85,9 +85,20 @@ def test_bigquery_emulator_host_is_a_base_url() -> None:
     for url in ("http://127.0.0.1:9050", "http://localhost:9050/", "https://bq.test"):
         got = Settings.from_env({"BIGQUERY_EMULATOR_HOST": url}).bigquery_emulator
         assert got == url.rstrip("/")
-    for bad in ("127.0.0.1:9050", "ftp://h", "http://h:9050/path", "http://h h"):
+    for bad in ("127.0.0.1:9050", "ftp://h", "http://h:9050/path", "http://h h", "http://h:0"):
         with pytest.raises(ValueError, match="BIGQUERY_EMULATOR_HOST"):
             Settings.from_env({"BIGQUERY_EMULATOR_HOST": bad})
+    with pytest.raises(ValueError, match=r"BIGQUERY_EMULATOR_HOST.*port must be from 1 to 65535"):
+        Settings.from_env({"BIGQUERY_EMULATOR_HOST": "http://127.0.0.1:99999"})
+
+
+def test_bigquery_emulator_host_is_refused_on_cloud_run() -> None:
+    # A deployed function would otherwise send its BigQuery work to that host, unauthenticated.
+    env = {"BIGQUERY_EMULATOR_HOST": "http://10.0.0.1:9050", "K_SERVICE": "api"}
+    with pytest.raises(ValueError, match=r"BIGQUERY_EMULATOR_HOST=.*K_SERVICE='api'"):
+        Settings.from_env(env)
+    assert Settings.from_env({"K_SERVICE": "api"}).bigquery_emulator is None
+    assert Settings.from_env({**env, "K_SERVICE": ""}).bigquery_emulator == "http://10.0.0.1:9050"
 
 
 def test_firestore_deadline_is_read_and_checked() -> None:

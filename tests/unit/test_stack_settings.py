@@ -20,6 +20,7 @@ from local.stack import (
     demo_archives,
     demo_env,
     demo_rows,
+    function_settings,
     intervals,
     port_in_use,
     port_number,
@@ -141,3 +142,12 @@ def test_demo_rows_go_where_each_demo_jobs_load_reads(tmp_path):
         assert files, folder
         lines = [json.loads(line) for f in files for line in f.read_text().splitlines()]
         assert {row["date"] for row in lines} == {job.date.isoformat()}
+
+
+def test_the_functions_settings_are_checked_before_anything_starts():
+    function_settings({"BIGQUERY_EMULATOR_HOST": "http://127.0.0.1:9050"})
+    # The Firestore and GCS variables take host:port; this one a URL, named in the error.
+    with pytest.raises(SettingError, match=r"BIGQUERY_EMULATOR_HOST='127.0.0.1:9050'.*http://"):
+        function_settings({"BIGQUERY_EMULATOR_HOST": "127.0.0.1:9050"})
+    with pytest.raises(SettingError, match="FIRESTORE_DEADLINE_SECONDS"):
+        function_settings({"FIRESTORE_DEADLINE_SECONDS": "soon"})
