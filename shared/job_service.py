@@ -26,12 +26,11 @@ cycle round without a hand-out rests for the config's polling interval.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import random
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shared import defaults
 from shared.config import Config
@@ -39,7 +38,7 @@ from shared.errors import JobAlreadyExists, JobNotFound, Unavailable
 from shared.gcs import ArchiveLister
 from shared.gotime import format_time
 from shared.model import AuditEntry, Job, JobRecord, ReprocessItem, source_name
-from shared.store import ControlStore, CursorState, CursorStore, ReprocessQueue
+from shared.store import ControlStore, CursorState, CursorStore, OwedHint, ReprocessQueue
 from shared.streams import Candidate, Position, Stream, candidate, initial_position
 from shared.tracker import Clock, Tracker
 from shared.transitions import TERMINAL
@@ -85,6 +84,7 @@ class JobService:
         controls: ControlStore | None = None,
         rng: random.Random | None = None,
         spread: int = defaults.SPREAD,
+        owed_recheck: timedelta = defaults.OWED_RECHECK,
     ) -> None:
         self.tracker = tracker
         self.cursors = cursors
@@ -98,6 +98,8 @@ class JobService:
             raise ValueError(f"spread must be at least 1, got {spread}")
         self.rng = rng or random.Random()
         self.spread = spread
+        #: The owed-run queries run at least this often, whatever the owed-runs hint says.
+        self.owed_recheck = owed_recheck
 
     def next_job(self) -> JobRecord | None:
         """Hand out the next job, or return None if no job is available now.
@@ -140,6 +142,10 @@ class JobService:
         checks made.
         """
         now = self.clock()
+        hint = self.tracker.owed_hint()
+        reoffers, retries = hint.queries(now, self.owed_recheck)
+        if not (reoffers or retries):
+            return None, 0  # nothing can be owed now: no query
         if paused - {HISTORICAL}:
             scopes: list[tuple[str, str] | None] = list(
                 dict.fromkeys(
@@ -151,18 +157,27 @@ class JobService:
             pages = 1
         else:
             scopes, pages = [None], defaults.OWED_PAGES
-        steps = 0
+        steps, found = 0, False
         for scope in scopes:
             batch = defaults.REOFFER_BATCH
-            queries: tuple[tuple[Callable[[JobRecord | None], Iterable[JobRecord]], bool], ...] = (
-                (functools.partial(self.tracker.pending_reoffers, batch, source=scope), False),
-                (functools.partial(self.tracker.unretried_reoffers, batch, source=scope), False),
-                (functools.partial(self.tracker.retryable, now, batch, source=scope), True),
-            )
+            queries: list[tuple[Callable[[JobRecord | None], Iterable[JobRecord]], bool]] = []
+            if reoffers:
+                queries += [
+                    (functools.partial(self.tracker.pending_reoffers, batch, source=scope), False),
+                    (
+                        functools.partial(self.tracker.unretried_reoffers, batch, source=scope),
+                        False,
+                    ),
+                ]
+            if retries:
+                queries.append(
+                    (functools.partial(self.tracker.retryable, now, batch, source=scope), True)
+                )
             for query, retry in queries:
                 after: JobRecord | None = None
                 for _ in range(pages):
                     page = list(query(after))
+                    found = found or bool(page)
                     for record in sorted(page, key=lambda r: r.job.date, reverse=True):
                         if record.job.source in paused:
                             continue
@@ -189,7 +204,19 @@ class JobService:
                     if len(page) < batch:
                         break
                     after = page[-1]
+        if not found and scopes == [None]:  # a paused source's owed runs were not asked for
+            self._clear_owed(hint, now)
         return None, steps
+
+    def _clear_owed(self, hint: OwedHint, now: datetime) -> None:
+        """Clear the owed-runs hint read as ``hint``: the queries allowed found nothing."""
+        try:
+            cleared = self.tracker.clear_owed_hint(hint, now)
+        except Unavailable as exc:  # a hint only: the next request asks again
+            log.warning("the owed-runs hint was not cleared (%s)", exc)
+            return
+        if cleared:
+            log.info("nothing owed: the owed-run queries rest until a run is owed")
 
     def _check_owed(self, record: JobRecord, offer: str) -> Job | None:
         """Return the job to run for an owed ``offer``, with its source's current settings.
@@ -484,12 +511,11 @@ class JobService:
         job, offer = found.job, found.offer
         existing: JobRecord | None = None
         if look_first:
-            with contextlib.suppress(JobNotFound):
-                existing = self.tracker.get_record(job.key())
+            existing = self.tracker.find_record(job.key())
         if existing is not None and existing.offer == offer:
             return None, True
         if existing is not None and existing.status.state not in TERMINAL:
-            return self._mark_reoffer(found, existing.reoffer)
+            return self._mark_reoffer(found, existing.reoffer, existing.update_time)
         if not self.archives.has_files(job.bucket, job.prefix()):
             log.info("no files under %s; passing over %s", job.path(), offer)
             return None, False
@@ -500,12 +526,17 @@ class JobService:
                 return None, True
             return self._mark_reoffer(found, exc.reoffer)
 
-    def _mark_reoffer(self, found: Candidate, reoffer: str) -> tuple[JobRecord | None, bool]:
-        """Mark the candidate's job in flight to be offered again when it ends (unless it owes one)."""
+    def _mark_reoffer(
+        self, found: Candidate, reoffer: str, seen: datetime | None = None
+    ) -> tuple[JobRecord | None, bool]:
+        """Mark the candidate's job in flight to be offered again when it ends (unless it owes one).
+
+        ``seen``: the job's update time as read in flight, if it was.
+        """
         if reoffer:
             return None, False  # it already owes one more run: nothing to add
         try:
-            self.tracker.request_reoffer(found.job.key(), found.offer)
+            self.tracker.request_reoffer(found.job.key(), found.offer, seen)
         except JobNotFound:
             return self._resolve(found)  # it ended and was removed meanwhile
         return None, False
