@@ -26,6 +26,7 @@ cycle round without a hand-out rests for the config's polling interval.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import random
@@ -110,16 +111,18 @@ class JobService:
         resume); a paused historical cycle is not walked.
         """
         paused = self.paused()
-        started, steps = self._owed(paused)
+        states, hint = self.cursors.states_and_hint([s.value for s in Stream])
+        started, steps = self._owed(paused, hint)
         if started:
             return started
-        started, steps = self._from_stream(Stream.DAILY, steps, paused)
+        started, steps = self._from_stream(Stream.DAILY, steps, paused, states[Stream.DAILY.value])
         if started:
             return started
-        started, steps = self._reprocess(steps, paused)
+        started, steps = self._reprocess(steps, paused, hint)
         if started or HISTORICAL in paused:
             return started
-        return self._from_stream(Stream.HISTORICAL, steps, paused)[0]
+        historical = states[Stream.HISTORICAL.value]
+        return self._from_stream(Stream.HISTORICAL, steps, paused, historical)[0]
 
     def paused(self) -> frozenset[str]:
         """Return the pause targets in force: ``historical`` and source names (one query)."""
@@ -127,7 +130,9 @@ class JobService:
             return frozenset()
         return frozenset(p.target for p in self.controls.all())
 
-    def _owed(self, paused: frozenset[str] = frozenset()) -> tuple[JobRecord | None, int]:
+    def _owed(
+        self, paused: frozenset[str] = frozenset(), hint: OwedHint | None = None
+    ) -> tuple[JobRecord | None, int]:
         """Restart the first ended job owed a run: a re-offer, else a retry that is due.
 
         Three queries, each read a page at a time: complete jobs owed a
@@ -140,9 +145,14 @@ class JobService:
         whose prefix holds no files, is dropped (:meth:`_check_owed`), so it
         never fills a page. Returns the job handed out (or None) and the GCS
         checks made.
+
+        Only the queries the owed-runs ``hint`` (as read; None: unknown)
+        allows are run, none while it says nothing can be owed; when those
+        find nothing and no source is paused, the hint is cleared
+        (:mod:`shared.store.owed`).
         """
         now = self.clock()
-        hint = self.tracker.owed_hint()
+        hint = hint or OwedHint()
         reoffers, retries = hint.queries(now, self.owed_recheck)
         if not (reoffers or retries):
             return None, 0  # nothing can be owed now: no query
@@ -254,7 +264,9 @@ class JobService:
             return None
         return job
 
-    def _reprocess(self, steps: int, paused: frozenset[str]) -> tuple[JobRecord | None, int]:
+    def _reprocess(
+        self, steps: int, paused: frozenset[str], hint: OwedHint | None = None
+    ) -> tuple[JobRecord | None, int]:
         """Hand out the first queued reprocessing of a source that is not paused.
 
         Exactly once: the item is first claimed (an update guarded by its
@@ -267,14 +279,26 @@ class JobService:
         left by a caller that died is claimed again by the next one. A job in flight
         is marked to be offered again when it ends; a job without files is
         dropped from the queue.
+
+        The queue is not read while the ``hint`` (as read; None: unknown) says
+        nothing is queued; a head found empty while no source is paused is
+        noted on it.
         """
         if self.queue is None:
+            return None, steps
+        now = self.clock()
+        hint = hint or OwedHint()
+        if not hint.queue(now, self.owed_recheck):
             return None, steps
         sources = sorted({source_name(s) for s in self.config.sources} - paused)
         if not sources:
             return None, steps
         by_key = {(s.bucket, s.experiment, s.datatype): s for s in self.config.sources}
-        for item in self.queue.head(sources, defaults.REOFFER_BATCH):
+        head = self.queue.head(sources, defaults.REOFFER_BATCH)
+        if not head and not paused - {HISTORICAL}:
+            with contextlib.suppress(Unavailable):  # a hint only: the next request looks again
+                self.queue.found_empty(hint, now)
+        for item in head:
             if steps >= self.max_steps:
                 break
             steps += 1
@@ -350,7 +374,11 @@ class JobService:
         )
 
     def _from_stream(
-        self, stream: Stream, steps: int, paused: frozenset[str] = frozenset()
+        self,
+        stream: Stream,
+        steps: int,
+        paused: frozenset[str] = frozenset(),
+        state: CursorState | None = None,
     ) -> tuple[JobRecord | None, int]:
         """Walk the stream from its cursor, counting ``steps``; advance the cursor past what was resolved.
 
@@ -361,10 +389,11 @@ class JobService:
         after a jump is noted in the cursor document, so the walkers that
         close the gap pass it over. A stream that came a whole cycle round
         without a hand-out is not walked again for the config's polling
-        interval. Returns the job handed out (or None) and the steps taken so far.
+        interval. ``state``: the cursor as read at the start of the request (None: read it).
+        Returns the job handed out (or None) and the steps taken so far.
         """
         now = self.clock()
-        state = self.cursors.state(stream.value)
+        state = state or self.cursors.state(stream.value)
         if state.idle_until is not None and now < state.idle_until:
             return None, steps
         woke = state.idle_until is not None  # its rest is over: look again for a whole cycle

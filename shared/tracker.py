@@ -287,10 +287,6 @@ class Tracker:
         if marked is not None:
             self.store.note_owed([marked])
 
-    def owed_hint(self) -> OwedHint:
-        """Return the owed-runs hint: which owed-run queries may find something (one read)."""
-        return self.store.owed.read()
-
     def clear_owed_hint(self, read: OwedHint, now: datetime) -> bool:
         """Record on the hint that nothing is owed at ``now``, and when the next retry is due.
 

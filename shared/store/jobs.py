@@ -40,6 +40,7 @@ from shared import defaults
 from shared.model import JobFilter, JobRecord, State, midnight
 from shared.store.common import MAX_BATCH, StoreStats
 from shared.store.counters import CounterStore, StateCountStore
+from shared.store.cursors import CURSORS_COLLECTION
 from shared.store.documents import (
     NO_RUN,
     doc_id,
@@ -107,7 +108,7 @@ class JobStore:
         #: changes the state of a job.
         self.state_counts = state_counts or StateCountStore(client)
         #: The owed-runs hint, written by every commit that makes a run owed.
-        self.owed = owed or OwedHintStore(client, stats=self.stats)
+        self.owed = owed or OwedHintStore(client, CURSORS_COLLECTION, stats=self.stats)
 
     def _ref(self, key: str) -> firestore.DocumentReference:
         return self.collection.document(doc_id(key))

@@ -1,4 +1,5 @@
-"""The owed-runs hint: whether ``next`` may skip its three owed-run queries.
+"""The owed-runs hint: whether ``next`` may skip its three owed-run queries (and its
+look at the reprocessing queue).
 
 One document, ``cursors/owed``. Every commit that makes a run owed — a job
 with a re-offer ending, a failure given a retry time, an operator's retry, an
@@ -18,6 +19,10 @@ the clear is refused and nothing owed is ever hidden. A missing document
 (before the first clear) allows every query, and a clear older than the
 recheck interval does too, so owed runs written by something that does not
 know the hint are found within that interval.
+
+The same document says whether reprocessing may be queued (``queued``): set
+by every enqueueing (a blind write after the items' commit), cleared the same
+guarded way by a ``next`` that found the head of the queue empty.
 """
 
 from __future__ import annotations
@@ -31,10 +36,10 @@ from google.cloud import firestore
 
 from shared.model import JobRecord, State
 from shared.store.common import StoreStats
-from shared.store.cursors import CURSORS_COLLECTION
 from shared.store.errors import guarded
 
-#: The hint's document id in the cursors collection.
+#: The hint's document id; it lives in the cursors collection, beside the stream cursors
+#: (:class:`~shared.store.cursors.CursorStore` reads them all in one call).
 OWED_DOCUMENT = "owed"
 
 #: The retry time of a hint that knows nothing: every retry may be due.
@@ -71,6 +76,10 @@ class OwedHint:
     retry_from: datetime | None = _UNKNOWN
     #: When the queries last came back empty (None: never).
     checked_at: datetime | None = None
+    #: Reprocessing may be queued (true while unknown).
+    queued: bool = True
+    #: When the head of the reprocessing queue was last found empty (None: never).
+    queue_checked_at: datetime | None = None
     #: The document's update time as read (None: there is no document).
     update_time: datetime | None = None
 
@@ -83,15 +92,33 @@ class OwedHint:
             return True, True
         return self.reoffers, self.retry_from is not None and self.retry_from <= now
 
+    def queue(self, now: datetime, recheck: timedelta) -> bool:
+        """Whether the head of the reprocessing queue may hold something at ``now``."""
+        checked = self.queue_checked_at
+        return self.queued or checked is None or now - checked >= recheck
+
+
+def hint_from(snap: Any) -> OwedHint:
+    """The hint a document snapshot holds; a missing document allows every query."""
+    data = snap.to_dict() if snap.exists else None
+    if data is None:
+        return OwedHint()
+    retry_from = data.get("retry_from")
+    return OwedHint(
+        bool(data.get("reoffers", True)),
+        None if retry_from is None else datetime.fromtimestamp(retry_from, UTC),
+        data.get("checked_at"),
+        bool(data.get("queued", True)),
+        data.get("queue_checked_at"),
+        snap.update_time,
+    )
+
 
 class OwedHintStore:
     """The owed-runs hint document: noted by the commits that make a run owed, cleared by ``next``."""
 
     def __init__(
-        self,
-        client: firestore.Client,
-        collection: str = CURSORS_COLLECTION,
-        stats: StoreStats | None = None,
+        self, client: firestore.Client, collection: str, stats: StoreStats | None = None
     ) -> None:
         self.ref = client.collection(collection).document(OWED_DOCUMENT)
         #: Counts its reads and clears (a note is counted by the commit that carries it).
@@ -112,20 +139,26 @@ class OwedHintStore:
         return 1
 
     @guarded
+    def note_queued(self) -> None:
+        """Note that reprocessing was queued (one blind write, made after the items' commit)."""
+        self.ref.set({"queued": True}, merge=True)
+        self.stats.add(writes=1)
+
+    @guarded
+    def clear_queued(self, read: OwedHint, now: datetime) -> bool:
+        """Record that the head of the reprocessing queue was empty at ``now``.
+
+        Only if the hint is unchanged since ``read`` (as :meth:`clear`).
+        Returns whether it was written.
+        """
+        return self._write_if_unchanged(read, {"queued": False, "queue_checked_at": now})
+
+    @guarded
     def read(self) -> OwedHint:
         """Return the hint (one read); a missing document allows every query."""
         snap = self.ref.get()
         self.stats.add(reads=1)
-        data = snap.to_dict() if snap.exists else None
-        if data is None:
-            return OwedHint()
-        retry_from = data.get("retry_from")
-        return OwedHint(
-            bool(data.get("reoffers", True)),
-            None if retry_from is None else datetime.fromtimestamp(retry_from, UTC),
-            data.get("checked_at"),
-            snap.update_time,
-        )
+        return hint_from(snap)
 
     @guarded
     def clear(self, read: OwedHint, next_retry: datetime | None, now: datetime) -> bool:
@@ -135,15 +168,17 @@ class OwedHintStore:
         document): a run made owed since then is not hidden. Returns whether it
         was written.
         """
-        fields: dict[str, Any] = {
-            "reoffers": False,
-            "retry_from": firestore.DELETE_FIELD if next_retry is None else _seconds(next_retry),
-            "checked_at": now,
-        }
+        fields: dict[str, Any] = {"reoffers": False, "checked_at": now}
+        if next_retry is not None:
+            fields["retry_from"] = _seconds(next_retry)
+        elif read.update_time is not None:
+            fields["retry_from"] = firestore.DELETE_FIELD
+        return self._write_if_unchanged(read, fields)
+
+    def _write_if_unchanged(self, read: OwedHint, fields: dict[str, Any]) -> bool:
+        """Write ``fields`` if the hint is unchanged since ``read`` (created if it had no document)."""
         try:
             if read.update_time is None:
-                if next_retry is None:
-                    del fields["retry_from"]
                 self.ref.create(fields)
             else:
                 option = firestore.Client.write_option(last_update_time=read.update_time)

@@ -18,7 +18,7 @@ from shared import defaults
 from shared.admin import Admin
 from shared.gcs import ArchiveLister
 from shared.job_service import JobService
-from shared.model import Pause, State
+from shared.model import Job, Pause, ReprocessItem, State
 from shared.store import OWED_DOCUMENT, ControlStore, CursorStore, ReprocessQueue, doc_id
 from shared.tracker import RetryPolicy
 from tests.integration.test_next_job import (
@@ -66,21 +66,25 @@ def service(tracker, firestore_client, gcs_client, clock, bucket) -> JobService:
         config,
         clock=clock,
         controls=ControlStore(firestore_client),
+        queue=ReprocessQueue(firestore_client),
     )
 
 
 @pytest.fixture
-def queries(tracker) -> Callable[[], int]:
-    """The number of owed-run queries made so far."""
-    return count_queries(tracker, OWED_QUERIES)
+def queries(tracker, service) -> Callable[[], int]:
+    """The number of owed-run queries and looks at the reprocessing queue made so far."""
+    owed, heads = count_queries(tracker, OWED_QUERIES), count_queries(service.queue, ("head",))
+    return lambda: owed() + heads()
 
 
 def settled(service: JobService, queries: Callable[[], int]) -> list[str]:
-    """Drain ``service``; check that a further call makes no owed-run query; return the keys."""
+    """Drain ``service``; check that a further call makes no owed-run query and does not
+    look at the reprocessing queue; return the keys."""
     handed = drain(service)
+    assert service.next_job() is None  # the hint's two clears may need two calls
     before = queries()
     assert service.next_job() is None
-    assert queries() == before, "the hint should say nothing is owed"
+    assert queries() == before, "the hint should say nothing is owed or queued"
     return handed
 
 
@@ -250,5 +254,38 @@ def test_without_a_hint_document_every_owed_query_runs(service, tracker, firesto
     firestore_client.collection("cursors").document(OWED_DOCUMENT).delete()
     before = queries()
     assert service.next_job() is None
-    assert queries() - before == len(OWED_QUERIES)
+    assert queries() - before == len(OWED_QUERIES) + 1  # and the head of the queue
     assert hint_update_time(firestore_client) is not None  # and it is written again
+
+
+def test_reprocessing_queued_after_the_queue_was_found_empty_is_handed_out(
+    service, bucket, gcs_client, clock, queries
+):
+    settled(service, queries)
+    put_files(gcs_client, bucket, "a", LONG_AGO)
+    item = ReprocessItem.new(Job(bucket, "ndt", "a", LONG_AGO), "alice", clock.now)
+    service.queue.add([item])
+    again = service.next_job()
+    assert again is not None and again.offer == f"reprocess/{item.token}"
+
+
+def test_reprocessing_queued_while_the_queue_is_found_empty_is_not_hidden(
+    service, bucket, gcs_client, clock, queries, monkeypatch
+):
+    """The race: an item is queued after the head was read empty, before the clear."""
+    settled(service, queries)
+    put_files(gcs_client, bucket, "a", LONG_AGO)
+    clock.advance(seconds=defaults.OWED_RECHECK.total_seconds())  # the queue is read again
+    queue, head = service.queue, service.queue.head
+    item = ReprocessItem.new(Job(bucket, "ndt", "a", LONG_AGO), "alice", clock.now)
+
+    def queued_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        found = head(*args, **kwargs)
+        queue.add([item])
+        return found
+
+    monkeypatch.setattr(queue, "head", queued_meanwhile)
+    assert service.next_job() is None  # every stream job is in flight
+    monkeypatch.setattr(queue, "head", head)
+    again = service.next_job()
+    assert again is not None and again.offer == f"reprocess/{item.token}"
