@@ -110,8 +110,8 @@ class JobService:
         paused source is queued for reprocessing, so it runs after the
         resume); a paused historical cycle is not walked.
         """
-        paused = self.paused()
         states, hint = self.cursors.states_and_hint([s.value for s in Stream])
+        paused = self.paused(hint)
         started, steps = self._owed(paused, hint)
         if started:
             return started
@@ -124,11 +124,23 @@ class JobService:
         historical = states[Stream.HISTORICAL.value]
         return self._from_stream(Stream.HISTORICAL, steps, paused, historical)[0]
 
-    def paused(self) -> frozenset[str]:
-        """Return the pause targets in force: ``historical`` and source names (one query)."""
+    def paused(self, hint: OwedHint | None = None) -> frozenset[str]:
+        """Return the pause targets in force: ``historical`` and source names (one query).
+
+        No query while the ``hint`` (as read; None: unknown) says no pause is
+        in force; none found is noted on it.
+        """
         if self.controls is None:
             return frozenset()
-        return frozenset(p.target for p in self.controls.all())
+        now = self.clock()
+        hint = hint or OwedHint()
+        if not hint.paused(now, self.owed_recheck):
+            return frozenset()
+        paused = frozenset(p.target for p in self.controls.all())
+        if not paused:
+            with contextlib.suppress(Unavailable):  # a hint only: the next request looks again
+                self.controls.found_none(hint, now)
+        return paused
 
     def _owed(
         self, paused: frozenset[str] = frozenset(), hint: OwedHint | None = None

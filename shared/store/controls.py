@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -9,8 +10,10 @@ from google.cloud import firestore
 
 from shared.model import Pause
 from shared.store.common import StoreStats
+from shared.store.cursors import CURSORS_COLLECTION
 from shared.store.documents import doc_id, streamed_fields
 from shared.store.errors import guarded
+from shared.store.owed import OwedHint, OwedHintStore
 
 #: Default collection of the operator's pauses.
 CONTROLS_COLLECTION = "controls"
@@ -34,15 +37,21 @@ class ControlStore:
     """
 
     def __init__(self, client: firestore.Client, collection: str = CONTROLS_COLLECTION) -> None:
+        self.client = client
         self.collection = client.collection(collection)
         self.stats = StoreStats()
+        #: The hint that tells ``next`` whether to read the pauses; noted by every pause.
+        self.hint = OwedHintStore(client, CURSORS_COLLECTION, stats=self.stats)
 
     @guarded
     def pause(self, pause: Pause) -> Pause | None:
         """Record the pause unless its target is paused already; return the pause in force before, if any."""
         ref = self.collection.document(doc_id(pause.target))
         try:
-            ref.create(pause_to_document(pause))
+            batch = self.client.batch()
+            batch.create(ref, pause_to_document(pause))
+            self.hint.note_paused(batch)  # in the same commit: next never misses the pause
+            batch.commit()
             return None
         except gexc.Conflict:
             snap = ref.get()
@@ -82,6 +91,13 @@ class ControlStore:
         finally:
             self.stats.add(writes=1)
         return pause_from_document(data)
+
+    def found_none(self, read: OwedHint, now: datetime) -> bool:
+        """Note on the hint, read as ``read``, that no pause was in force at ``now``.
+
+        Refused (False) if a pause was made since ``read``.
+        """
+        return self.hint.clear_paused(read, now)
 
     @guarded
     def all(self) -> list[Pause]:

@@ -22,7 +22,9 @@ know the hint are found within that interval.
 
 The same document says whether reprocessing may be queued (``queued``): set
 by every enqueueing (a blind write after the items' commit), cleared the same
-guarded way by a ``next`` that found the head of the queue empty.
+guarded way by a ``next`` that found the head of the queue empty; and whether
+a pause may be in force (``pauses``): set in the batch that creates a pause,
+cleared the same way by a ``next`` that found none.
 """
 
 from __future__ import annotations
@@ -80,6 +82,10 @@ class OwedHint:
     queued: bool = True
     #: When the head of the reprocessing queue was last found empty (None: never).
     queue_checked_at: datetime | None = None
+    #: A pause may be in force (true while unknown).
+    pauses: bool = True
+    #: When no pause was last found in force (None: never).
+    pauses_checked_at: datetime | None = None
     #: The document's update time as read (None: there is no document).
     update_time: datetime | None = None
 
@@ -97,6 +103,11 @@ class OwedHint:
         checked = self.queue_checked_at
         return self.queued or checked is None or now - checked >= recheck
 
+    def paused(self, now: datetime, recheck: timedelta) -> bool:
+        """Whether a pause may be in force at ``now``."""
+        checked = self.pauses_checked_at
+        return self.pauses or checked is None or now - checked >= recheck
+
 
 def hint_from(snap: Any) -> OwedHint:
     """The hint a document snapshot holds; a missing document allows every query."""
@@ -110,6 +121,8 @@ def hint_from(snap: Any) -> OwedHint:
         data.get("checked_at"),
         bool(data.get("queued", True)),
         data.get("queue_checked_at"),
+        bool(data.get("pauses", True)),
+        data.get("pauses_checked_at"),
         snap.update_time,
     )
 
@@ -152,6 +165,15 @@ class OwedHintStore:
         Returns whether it was written.
         """
         return self._write_if_unchanged(read, {"queued": False, "queue_checked_at": now})
+
+    def note_paused(self, writer: Any) -> None:
+        """Note that a pause is in force, as a blind write in ``writer`` (the pause's batch)."""
+        writer.set(self.ref, {"pauses": True}, merge=True)
+
+    @guarded
+    def clear_paused(self, read: OwedHint, now: datetime) -> bool:
+        """Record that no pause was in force at ``now``, if the hint is unchanged since ``read``."""
+        return self._write_if_unchanged(read, {"pauses": False, "pauses_checked_at": now})
 
     @guarded
     def read(self) -> OwedHint:

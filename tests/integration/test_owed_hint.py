@@ -72,16 +72,19 @@ def service(tracker, firestore_client, gcs_client, clock, bucket) -> JobService:
 
 @pytest.fixture
 def queries(tracker, service) -> Callable[[], int]:
-    """The number of owed-run queries and looks at the reprocessing queue made so far."""
+    """The number of owed-run queries and reads of the reprocessing queue and of the pauses
+    made so far."""
     owed, heads = count_queries(tracker, OWED_QUERIES), count_queries(service.queue, ("head",))
-    return lambda: owed() + heads()
+    pauses = count_queries(service.controls, ("all",))
+    return lambda: owed() + heads() + pauses()
 
 
 def settled(service: JobService, queries: Callable[[], int]) -> list[str]:
-    """Drain ``service``; check that a further call makes no owed-run query and does not
-    look at the reprocessing queue; return the keys."""
+    """Drain ``service``; check that a further call makes no owed-run query and reads neither
+    the reprocessing queue nor the pauses; return the keys."""
     handed = drain(service)
-    assert service.next_job() is None  # the hint's two clears may need two calls
+    for _ in range(3):  # the hint's three clears may take a call each
+        assert service.next_job() is None
     before = queries()
     assert service.next_job() is None
     assert queries() == before, "the hint should say nothing is owed or queued"
@@ -254,7 +257,7 @@ def test_without_a_hint_document_every_owed_query_runs(service, tracker, firesto
     firestore_client.collection("cursors").document(OWED_DOCUMENT).delete()
     before = queries()
     assert service.next_job() is None
-    assert queries() - before == len(OWED_QUERIES) + 1  # and the head of the queue
+    assert queries() - before == len(OWED_QUERIES) + 2  # and the queue and the pauses
     assert hint_update_time(firestore_client) is not None  # and it is written again
 
 
@@ -289,3 +292,29 @@ def test_reprocessing_queued_while_the_queue_is_found_empty_is_not_hidden(
     monkeypatch.setattr(queue, "head", head)
     again = service.next_job()
     assert again is not None and again.offer == f"reprocess/{item.token}"
+
+
+def test_a_pause_made_while_none_is_found_is_not_missed(
+    service, store, bucket, gcs_client, clock, queries, monkeypatch
+):
+    """The race: a pause is made after the pauses were read, before the clear."""
+    settled(service, queries)
+    put_files(gcs_client, bucket, "a", LONG_AGO)
+    clock.advance(seconds=defaults.OWED_RECHECK.total_seconds())  # the pauses are read again
+    controls, read = service.controls, service.controls.all
+
+    def paused_meanwhile() -> Any:
+        found = read()
+        controls.pause(Pause("ndt/a", "alice", clock.now, "quota"))
+        return found
+
+    monkeypatch.setattr(controls, "all", paused_meanwhile)
+    assert service.next_job() is None  # every stream job is in flight
+    monkeypatch.setattr(controls, "all", read)
+    store.create_missing(
+        [ended(bucket, "a", LONG_AGO, State.FAILED, clock.now, retry_at=clock.now)]
+    )
+    assert service.next_job() is None  # the pause is honoured
+    controls.resume("ndt/a")
+    again = service.next_job()
+    assert again is not None and again.key == key(bucket, "a", LONG_AGO)
