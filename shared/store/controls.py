@@ -32,8 +32,10 @@ def pause_from_document(data: dict[str, Any]) -> Pause:
 class ControlStore:
     """The operator's pauses: one document per paused target, present while it is paused.
 
-    Next-job reads them all with one query per call; pausing and resuming are
-    single create-only or guarded writes, so nothing contends.
+    Next-job reads them all with one query per call while the owed-runs hint
+    (:mod:`shared.store.owed`) says a pause may be in force; a pause sets it
+    in the same commit. Pausing and resuming are single create-only or guarded
+    writes (a pause with the hint's blind write), so nothing contends.
     """
 
     def __init__(self, client: firestore.Client, collection: str = CONTROLS_COLLECTION) -> None:
