@@ -7,6 +7,7 @@ hands it out: a write that did not note the hint would leave it hidden.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -117,6 +118,7 @@ def test_a_failure_is_retried_when_its_backoff_is_over_without_querying_before(
     service, tracker, clock, queries
 ):
     first, *_ = settled(service, queries)
+    service.owed_recheck = timedelta(days=1)  # the hint alone decides
     tracker.set_job_error(first, "parser died")
     before = queries()
     clock.advance(minutes=1)
@@ -318,3 +320,43 @@ def test_a_pause_made_while_none_is_found_is_not_missed(
     controls.resume("ndt/a")
     again = service.next_job()
     assert again is not None and again.key == key(bucket, "a", LONG_AGO)
+
+
+def test_failures_among_concurrent_callers_are_each_retried_exactly_once(
+    service, tracker, store, bucket, gcs_client, clock, queries
+):
+    """Runs made owed while 8 callers ask for work and clear the hint: none is lost,
+    none handed out twice."""
+    settled(service, queries)
+    service.owed_recheck = timedelta(days=1)  # the hint alone decides
+    days = [LONG_AGO - timedelta(days=d) for d in range(24)]
+    put_files(gcs_client, bucket, "a", *days)
+    parsing = [ended(bucket, "a", day, State.PARSING, clock.now) for day in days]
+    store.create_missing(parsing)
+    handed: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(9)
+
+    def caller() -> None:
+        barrier.wait()
+        for _ in range(6):
+            record = service.next_job()
+            if record is not None:
+                with lock:
+                    handed.append(record.key)
+
+    def failing() -> None:
+        barrier.wait()
+        for record in parsing:
+            tracker.set_job_error(record.key, "parser died")
+
+    threads = [threading.Thread(target=caller) for _ in range(8)]
+    threads.append(threading.Thread(target=failing))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert handed == []  # each is in its retry backoff
+    clock.advance(seconds=defaults.RETRY_BACKOFF.total_seconds() + 1)
+    handed += drain(service)
+    assert sorted(handed) == sorted(r.key for r in parsing)
