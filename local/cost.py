@@ -44,8 +44,9 @@ class Counted:
     archive_reads: float = 3.0
     archive_writes: float = 1.0
     #: A ``next`` answering "no job" while every job is in flight and the stream rests: the two
-    #: stream cursors, the three owed-run queries (one read each when empty) and the pauses.
-    idle_next_reads: float = 6.0
+    #: stream cursors and the owed-runs hint; no owed-run query while nothing is owed, and no
+    #: query of the pauses while none is in force (the hint says so).
+    idle_next_reads: float = 3.0
     idle_next_writes: float = 0.0
     idle_next_gcs_lists: float = 0.0
     #: A ``/metrics`` scrape: the 16 job-count shards, per source its totals' shards (up to
@@ -156,8 +157,9 @@ def counted_from_results(results: Path) -> tuple[Counted, list[str]]:
     if next_job.exists():
         resting = [c for c in json.loads(next_job.read_text())["per_call"] if c["call"] == RESTING]
         if resting:
-            # The in-process service runs without operator control: add its pauses query.
-            values["idle_next_reads"] = resting[0]["reads"] + resting[0]["queries"] + 1
+            # Owed-run queries made are billed one read each (when empty). The pauses are read
+            # only while one is in force, which the resting state does not assume.
+            values["idle_next_reads"] = resting[0]["reads"] + resting[0]["queries"]
             values["idle_next_writes"] = resting[0]["writes"]
             values["idle_next_gcs_lists"] = resting[0]["gcs_lists"]
             used.append(str(next_job))

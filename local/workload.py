@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,22 @@ OWED_QUERIES = ("pending_reoffers", "unretried_reoffers", "retryable")
 COUNTS = ("job_reads", "job_writes", "cursor_reads", "cursor_writes", "gcs_lists", "queries")
 
 
+def count_calls(owner: Any, names: Iterable[str]) -> Callable[[], int]:
+    """Count the calls of the methods ``names`` on this instance ``owner``; return a reader."""
+    calls = [0]
+
+    def wrap(method: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls[0] += 1
+            return method(*args, **kwargs)
+
+        return counted
+
+    for name in names:
+        setattr(owner, name, wrap(getattr(owner, name)))
+    return lambda: calls[0]
+
+
 class CountedService:
     """A job service of ``tracker`` whose job and cursor documents read and written, GCS
     lists and owed-run queries are counted (the next-job and lifecycle benchmarks, the tests)."""
@@ -123,23 +139,16 @@ class CountedService:
     def __init__(self, tracker: Any, cursors: Any, lister: Any, config: Any, **options: Any):
         from shared.job_service import JobService
 
-        self.tracker, self.cursors, self.lister, self.queries = tracker, cursors, lister, 0
-        for name in OWED_QUERIES:
-            setattr(tracker, name, self._counted(getattr(tracker, name)))
+        self.tracker, self.cursors, self.lister = tracker, cursors, lister
+        self.queries = count_calls(tracker, OWED_QUERIES)
         self.service = JobService(tracker, cursors, lister, config, **options)
-
-    def _counted(self, query: Any) -> Any:
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.queries += 1
-            return query(*args, **kwargs)
-
-        return counted
 
     def counts(self, since: dict[str, int] | None = None) -> dict[str, int]:
         """The counts so far (less those of an earlier ``since``), by the names of :data:`COUNTS`."""
         jobs, cursors, before = self.tracker.store.stats, self.cursors.stats, since or {}
         now = (jobs.reads, jobs.writes, cursors.reads, cursors.writes, self.lister.calls)
-        return {k: v - before.get(k, 0) for k, v in zip(COUNTS, (*now, self.queries), strict=True)}
+        counted = (*now, self.queries())
+        return {k: v - before.get(k, 0) for k, v in zip(COUNTS, counted, strict=True)}
 
 
 #: The maintenance workload's 24 sources; job ``i`` is on day ``i // 24`` from :data:`FIRST_DATE`.

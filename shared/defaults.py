@@ -64,6 +64,11 @@ REOFFER_BATCH = 10
 #: Pages of owed runs one request reads at most per query while no source is paused.
 OWED_PAGES = 10
 
+#: The owed-run queries of ``next`` run at least this often even while the owed-runs
+#: hint says nothing is owed, so a run made owed by a writer that does not note the hint
+#: (an older version during a deployment, a write by hand) waits at most this long.
+OWED_RECHECK = timedelta(minutes=5)
+
 #: How long after the end of day D the daily job for D becomes available (config
 #: ``daily_delay``).
 DAILY_DELAY = timedelta(hours=10, minutes=30)

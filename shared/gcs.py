@@ -11,8 +11,10 @@ object. Transient GCS errors become :class:`ArchiveUnavailable`, an
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from typing import TYPE_CHECKING
+import urllib.request
+from typing import TYPE_CHECKING, Any
 
 import requests
 from google.api_core import exceptions as gexc
@@ -51,6 +53,25 @@ class ArchiveUnavailable(Unavailable):
         self.prefix = prefix
 
 
+def settle_environment(session: Any) -> None:
+    """Have a requests ``session`` read its environment settings once, not at every request.
+
+    With ``trust_env`` a session looks up proxies (every environment variable),
+    ``~/.netrc`` and the CA bundle variables at each request: about a quarter of
+    the CPU of a one-object list. Without proxies in the environment, the same
+    CA bundle (``REQUESTS_CA_BUNDLE``, else ``CURL_CA_BUNDLE``) is set on the
+    session once and the lookups are switched off; with proxies (whose
+    ``no_proxy`` is matched per URL), nothing changes. Credentials come from
+    the client, never from ``~/.netrc``.
+    """
+    if not getattr(session, "trust_env", False) or urllib.request.getproxies():
+        return
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:  # what each request would have taken from the environment
+        session.verify = bundle
+    session.trust_env = False
+
+
 class ArchiveLister:
     """Answers whether archive files exist under a bucket prefix; counts its list requests.
 
@@ -73,6 +94,7 @@ class ArchiveLister:
         # client; DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA=true does it process-wide.
         if getattr(client, "_bucket_metadata_cache", None) is not None:
             client._bucket_metadata_cache = None
+        settle_environment(client._http)
         self.timeout = timeout
         self.deadline = deadline
         from google.cloud.storage.retry import DEFAULT_RETRY  # with the client, not at import

@@ -39,7 +39,7 @@ from shared.errors import JobAlreadyExists, JobNotFound, Unavailable
 from shared.gcs import ArchiveLister
 from shared.gotime import format_duration, format_time
 from shared.model import AuditEntry, Job, JobRecord, ReprocessItem, source_name
-from shared.store import ControlStore, CursorState, CursorStore, ReprocessQueue
+from shared.store import ControlStore, CursorState, CursorStore, OwedHint, ReprocessQueue
 from shared.streams import Candidate, Position, Stream, candidate, initial_position, next_cycle_at
 from shared.tracker import Clock, Tracker
 from shared.transitions import TERMINAL
@@ -85,6 +85,7 @@ class JobService:
         controls: ControlStore | None = None,
         rng: random.Random | None = None,
         spread: int = defaults.SPREAD,
+        owed_recheck: timedelta = defaults.OWED_RECHECK,
     ) -> None:
         self.tracker = tracker
         self.cursors = cursors
@@ -98,6 +99,8 @@ class JobService:
             raise ValueError(f"spread must be at least 1, got {spread}")
         self.rng = rng or random.Random()
         self.spread = spread
+        #: The owed-run queries run at least this often, whatever the owed-runs hint says.
+        self.owed_recheck = owed_recheck
 
     def next_job(self) -> JobRecord | None:
         """Hand out the next job, or return None if no job is available now.
@@ -107,25 +110,41 @@ class JobService:
         paused source is queued for reprocessing, so it runs after the
         resume); a paused historical cycle is not walked.
         """
-        paused = self.paused()
-        started, steps = self._owed(paused)
+        states, hint = self.cursors.states_and_hint([s.value for s in Stream])
+        paused = self.paused(hint)
+        started, steps = self._owed(paused, hint)
         if started:
             return started
-        started, steps = self._from_stream(Stream.DAILY, steps, paused)
+        started, steps = self._from_stream(Stream.DAILY, steps, paused, states[Stream.DAILY.value])
         if started:
             return started
-        started, steps = self._reprocess(steps, paused)
+        started, steps = self._reprocess(steps, paused, hint)
         if started or HISTORICAL in paused:
             return started
-        return self._from_stream(Stream.HISTORICAL, steps, paused)[0]
+        historical = states[Stream.HISTORICAL.value]
+        return self._from_stream(Stream.HISTORICAL, steps, paused, historical)[0]
 
-    def paused(self) -> frozenset[str]:
-        """Return the pause targets in force: ``historical`` and source names (one query)."""
+    def paused(self, hint: OwedHint | None = None) -> frozenset[str]:
+        """Return the pause targets in force: ``historical`` and source names (one query).
+
+        No query while the ``hint`` (as read; None: unknown) says no pause is
+        in force; none found is noted on it.
+        """
         if self.controls is None:
             return frozenset()
-        return frozenset(p.target for p in self.controls.all())
+        now = self.clock()
+        hint = hint or OwedHint()
+        if not hint.paused(now, self.owed_recheck):
+            return frozenset()
+        paused = frozenset(p.target for p in self.controls.all())
+        if not paused:
+            with contextlib.suppress(Unavailable):  # a hint only: the next request looks again
+                self.controls.found_none(hint, now)
+        return paused
 
-    def _owed(self, paused: frozenset[str] = frozenset()) -> tuple[JobRecord | None, int]:
+    def _owed(
+        self, paused: frozenset[str] = frozenset(), hint: OwedHint | None = None
+    ) -> tuple[JobRecord | None, int]:
         """Restart the first ended job owed a run: a re-offer, else a retry that is due.
 
         Three queries, each read a page at a time: complete jobs owed a
@@ -138,8 +157,17 @@ class JobService:
         whose prefix holds no files, is dropped (:meth:`_check_owed`), so it
         never fills a page. Returns the job handed out (or None) and the GCS
         checks made.
+
+        Only the queries the owed-runs ``hint`` (as read; None: unknown)
+        allows are run, none while it says nothing can be owed; when those
+        find nothing and no source is paused, the hint is cleared
+        (:mod:`shared.store.owed`).
         """
         now = self.clock()
+        hint = hint or OwedHint()
+        reoffers, retries = hint.queries(now, self.owed_recheck)
+        if not (reoffers or retries):
+            return None, 0  # nothing can be owed now: no query
         if paused - {HISTORICAL}:
             scopes: list[tuple[str, str] | None] = list(
                 dict.fromkeys(
@@ -151,18 +179,27 @@ class JobService:
             pages = 1
         else:
             scopes, pages = [None], defaults.OWED_PAGES
-        steps = 0
+        steps, found = 0, False
         for scope in scopes:
             batch = defaults.REOFFER_BATCH
-            queries: tuple[tuple[Callable[[JobRecord | None], Iterable[JobRecord]], bool], ...] = (
-                (functools.partial(self.tracker.pending_reoffers, batch, source=scope), False),
-                (functools.partial(self.tracker.unretried_reoffers, batch, source=scope), False),
-                (functools.partial(self.tracker.retryable, now, batch, source=scope), True),
-            )
+            queries: list[tuple[Callable[[JobRecord | None], Iterable[JobRecord]], bool]] = []
+            if reoffers:
+                queries += [
+                    (functools.partial(self.tracker.pending_reoffers, batch, source=scope), False),
+                    (
+                        functools.partial(self.tracker.unretried_reoffers, batch, source=scope),
+                        False,
+                    ),
+                ]
+            if retries:
+                queries.append(
+                    (functools.partial(self.tracker.retryable, now, batch, source=scope), True)
+                )
             for query, retry in queries:
                 after: JobRecord | None = None
                 for _ in range(pages):
                     page = list(query(after))
+                    found = found or bool(page)
                     for record in sorted(page, key=lambda r: r.job.date, reverse=True):
                         if record.job.source in paused:
                             continue
@@ -189,7 +226,19 @@ class JobService:
                     if len(page) < batch:
                         break
                     after = page[-1]
+        if not found and scopes == [None]:  # a paused source's owed runs were not asked for
+            self._clear_owed(hint, now)
         return None, steps
+
+    def _clear_owed(self, hint: OwedHint, now: datetime) -> None:
+        """Clear the owed-runs hint read as ``hint``: the queries allowed found nothing."""
+        try:
+            cleared = self.tracker.clear_owed_hint(hint, now)
+        except Unavailable as exc:  # a hint only: the next request asks again
+            log.warning("the owed-runs hint was not cleared (%s)", exc)
+            return
+        if cleared:
+            log.info("nothing owed: the owed-run queries rest until a run is owed")
 
     def _check_owed(self, record: JobRecord, offer: str) -> Job | None:
         """Return the job to run for an owed ``offer``, with its source's current settings.
@@ -227,7 +276,9 @@ class JobService:
             return None
         return job
 
-    def _reprocess(self, steps: int, paused: frozenset[str]) -> tuple[JobRecord | None, int]:
+    def _reprocess(
+        self, steps: int, paused: frozenset[str], hint: OwedHint | None = None
+    ) -> tuple[JobRecord | None, int]:
         """Hand out the first queued reprocessing of a source that is not paused.
 
         Exactly once: the item is first claimed (an update guarded by its
@@ -240,14 +291,26 @@ class JobService:
         left by a caller that died is claimed again by the next one. A job in flight
         is marked to be offered again when it ends; a job without files is
         dropped from the queue.
+
+        The queue is not read while the ``hint`` (as read; None: unknown) says
+        nothing is queued; a head found empty while no source is paused is
+        noted on it.
         """
         if self.queue is None:
+            return None, steps
+        now = self.clock()
+        hint = hint or OwedHint()
+        if not hint.queue(now, self.owed_recheck):
             return None, steps
         sources = sorted({source_name(s) for s in self.config.sources} - paused)
         if not sources:
             return None, steps
         by_key = {(s.bucket, s.experiment, s.datatype): s for s in self.config.sources}
-        for item in self.queue.head(sources, defaults.REOFFER_BATCH):
+        head = self.queue.head(sources, defaults.REOFFER_BATCH)
+        if not head and not paused - {HISTORICAL}:
+            with contextlib.suppress(Unavailable):  # a hint only: the next request looks again
+                self.queue.found_empty(hint, now)
+        for item in head:
             if steps >= self.max_steps:
                 break
             steps += 1
@@ -323,7 +386,11 @@ class JobService:
         )
 
     def _from_stream(
-        self, stream: Stream, steps: int, paused: frozenset[str] = frozenset()
+        self,
+        stream: Stream,
+        steps: int,
+        paused: frozenset[str] = frozenset(),
+        state: CursorState | None = None,
     ) -> tuple[JobRecord | None, int]:
         """Walk the stream from its cursor, counting ``steps``; advance the cursor past what was resolved.
 
@@ -337,10 +404,11 @@ class JobService:
         interval. A historical cycle starts only once the config's
         ``min_cycle_interval`` has passed since the previous one started; until
         then the walk stops at the end of the cycle and the stream rests.
+        ``state``: the cursor as read at the start of the request (None: read it).
         Returns the job handed out (or None) and the steps taken so far.
         """
         now = self.clock()
-        state = self.cursors.state(stream.value)
+        state = state or self.cursors.state(stream.value)
         rest = self._rest_until(stream, state, now)
         if rest is not None and now < rest:
             return None, steps
@@ -549,12 +617,11 @@ class JobService:
         job, offer = found.job, found.offer
         existing: JobRecord | None = None
         if look_first:
-            with contextlib.suppress(JobNotFound):
-                existing = self.tracker.get_record(job.key())
+            existing = self.tracker.find_record(job.key())
         if existing is not None and existing.offer == offer:
             return None, True
         if existing is not None and existing.status.state not in TERMINAL:
-            return self._mark_reoffer(found, existing.reoffer)
+            return self._mark_reoffer(found, existing.reoffer, existing.update_time)
         if not self.archives.has_files(job.bucket, job.prefix()):
             log.info("no files under %s; passing over %s", job.path(), offer)
             return None, False
@@ -565,12 +632,17 @@ class JobService:
                 return None, True
             return self._mark_reoffer(found, exc.reoffer)
 
-    def _mark_reoffer(self, found: Candidate, reoffer: str) -> tuple[JobRecord | None, bool]:
-        """Mark the candidate's job in flight to be offered again when it ends (unless it owes one)."""
+    def _mark_reoffer(
+        self, found: Candidate, reoffer: str, seen: datetime | None = None
+    ) -> tuple[JobRecord | None, bool]:
+        """Mark the candidate's job in flight to be offered again when it ends (unless it owes one).
+
+        ``seen``: the job's update time as read in flight, if it was.
+        """
         if reoffer:
             return None, False  # it already owes one more run: nothing to add
         try:
-            self.tracker.request_reoffer(found.job.key(), found.offer)
+            self.tracker.request_reoffer(found.job.key(), found.offer, seen)
         except JobNotFound:
             return self._resolve(found)  # it ended and was removed meanwhile
         return None, False

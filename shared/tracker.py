@@ -46,7 +46,7 @@ from shared.model import (
     Status,
     utcnow,
 )
-from shared.store import DocumentChanged, DocumentExists, DocumentMissing, JobStore
+from shared.store import DocumentChanged, DocumentExists, DocumentMissing, JobStore, OwedHint
 from shared.transitions import Role
 
 if TYPE_CHECKING:
@@ -263,13 +263,40 @@ class Tracker:
             return record
         raise JobAlreadyExists(record.key, State.INIT, offer)
 
-    def request_reoffer(self, key: str, offer: str) -> None:
-        """Ask that the in-flight job be offered again as ``offer`` once it is complete or failed."""
+    def request_reoffer(self, key: str, offer: str, seen: datetime | None = None) -> None:
+        """Ask that the in-flight job be offered again as ``offer`` once it is complete or failed.
+
+        The transaction that ends the job then notes the re-offer on the
+        owed-runs hint. ``seen``: the job's update time as read in flight; the
+        mark is then written only if the job is unchanged since, so it is known
+        to land before the job ends. Otherwise, or if the job changed, the mark
+        is written blindly and the job read again (one read): a mark that landed
+        on a job that had just ended is noted on the hint here.
+        """
+        if seen is not None:
+            try:
+                self.store.write_reoffer(key, offer, if_update_time=seen)
+                log.info("job %s is in flight; %s will offer it again when it ends", key, offer)
+                return
+            except DocumentChanged:
+                pass  # changed (or gone) since it was read: mark it blindly, then look
         try:
             self.store.write_reoffer(key, offer)
         except DocumentMissing:
             raise JobNotFound(key) from None
         log.info("job %s is in flight; %s will offer it again when it ends", key, offer)
+        marked = self.store.get(key)
+        if marked is not None:
+            self.store.note_owed([marked])
+
+    def clear_owed_hint(self, read: OwedHint, now: datetime) -> bool:
+        """Record on the hint that nothing is owed at ``now``, and when the next retry is due.
+
+        For a caller whose owed-run queries, made after it read the hint as
+        ``read``, found nothing. One query and one write, refused (False) if a
+        run was made owed since ``read``.
+        """
+        return self.store.owed.clear(read, self.store.earliest_retry(), now)
 
     def pending_reoffers(
         self, limit: int, after: JobRecord | None = None, source: tuple[str, str] | None = None

@@ -11,6 +11,9 @@ One module per kind of document, all re-exported here (import from
   changes per source, in sharded documents; :class:`StateCountStore`: the
   number of jobs per source and state, in shard documents moved by the jobs'
   own commits.
+* :mod:`~shared.store.owed` — :class:`OwedHintStore`: the owed-runs hint, noted
+  by every commit that makes a run owed, so ``next`` skips its owed-run
+  queries while nothing can be owed.
 * :mod:`~shared.store.cursors`, :mod:`~shared.store.reprocess`,
   :mod:`~shared.store.controls` — the job service's cursors and the operator's
   reprocessing queue and pauses (their records are in :mod:`shared.model`).
@@ -52,6 +55,7 @@ from shared.store.errors import (
 )
 from shared.store.indexes import INDEXES
 from shared.store.jobs import CREATE_BATCH, JOBS_COLLECTION, JobStore
+from shared.store.owed import OWED_DOCUMENT, OwedHint, OwedHintStore, owing
 from shared.store.reprocess import MAX_IN_VALUES, REPROCESS_COLLECTION, ReprocessQueue
 from shared.store.tasks import TASKS, TASKS_COLLECTION, TaskStore
 
@@ -65,6 +69,7 @@ __all__ = [
     "JOBS_COLLECTION",
     "MAX_BATCH",
     "MAX_IN_VALUES",
+    "OWED_DOCUMENT",
     "REPROCESS_COLLECTION",
     "STATE_COUNTS_COLLECTION",
     "TASKS",
@@ -80,6 +85,8 @@ __all__ = [
     "DocumentExists",
     "DocumentMissing",
     "JobStore",
+    "OwedHint",
+    "OwedHintStore",
     "ReprocessQueue",
     "StateCountStore",
     "StateCountsRead",
@@ -90,5 +97,6 @@ __all__ = [
     "from_document",
     "in_budget",
     "key_from_doc_id",
+    "owing",
     "to_document",
 ]

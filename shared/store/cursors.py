@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from google.cloud import firestore
 
 from shared.store.common import StoreStats
 from shared.store.errors import IDEMPOTENT_WRITE_RETRY, guarded
+from shared.store.owed import OWED_DOCUMENT, OwedHint, hint_from
 
 #: Default collection of the job service's cursors.
 CURSORS_COLLECTION = "cursors"
@@ -35,6 +37,15 @@ class CursorState:
     cycle_started: Mapping[int, datetime] = field(default_factory=dict)
 
 
+def _state(snap: Any) -> CursorState:
+    data = (snap.to_dict() or {}) if snap.exists else {}
+    handed = frozenset(int(k) for k in (data.get("handed") or {}))
+    cycles = {int(k): v for k, v in (data.get("cycle_started") or {}).items()}
+    return CursorState(
+        data.get("position"), handed, data.get("quiet_from"), data.get("idle_until"), cycles
+    )
+
+
 class CursorStore:
     """Forward-only cursors of the job service: one document per stream.
 
@@ -44,6 +55,7 @@ class CursorStore:
     """
 
     def __init__(self, client: firestore.Client, collection: str = CURSORS_COLLECTION) -> None:
+        self.client = client
         self.collection = client.collection(collection)
         self.stats = StoreStats()
 
@@ -57,12 +69,15 @@ class CursorStore:
         """Return the whole cursor document (one read); empty if it was never written."""
         snap = self.collection.document(name).get()
         self.stats.add(reads=1)
-        data = (snap.to_dict() or {}) if snap.exists else {}
-        handed = frozenset(int(k) for k in (data.get("handed") or {}))
-        cycles = {int(k): v for k, v in (data.get("cycle_started") or {}).items()}
-        return CursorState(
-            data.get("position"), handed, data.get("quiet_from"), data.get("idle_until"), cycles
-        )
+        return _state(snap)
+
+    @guarded
+    def states_and_hint(self, names: Sequence[str]) -> tuple[dict[str, CursorState], OwedHint]:
+        """Return the cursors ``names`` and the owed-runs hint, in one call (a read each)."""
+        refs = [self.collection.document(n) for n in (*names, OWED_DOCUMENT)]
+        snaps = {snap.id: snap for snap in self.client.get_all(refs)}
+        self.stats.add(reads=len(refs))
+        return {n: _state(snaps[n]) for n in names}, hint_from(snaps[OWED_DOCUMENT])
 
     @guarded
     def advance(

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from google.api_core import exceptions as gexc
@@ -40,6 +40,7 @@ from shared import defaults
 from shared.model import JobFilter, JobRecord, State, midnight
 from shared.store.common import MAX_BATCH, StoreStats
 from shared.store.counters import CounterStore, StateCountStore
+from shared.store.cursors import CURSORS_COLLECTION
 from shared.store.documents import (
     NO_RUN,
     doc_id,
@@ -62,6 +63,7 @@ from shared.store.errors import (
     run_transaction,
     transient_as_unavailable,
 )
+from shared.store.owed import OwedHintStore, Owing, owing
 
 #: Default collection of job documents.
 JOBS_COLLECTION = "jobs"
@@ -69,6 +71,9 @@ JOBS_COLLECTION = "jobs"
 #: Jobs :meth:`JobStore.create_missing` creates per commit: one write of a batch
 #: of :data:`~shared.store.MAX_BATCH` is the counts per state.
 CREATE_BATCH = MAX_BATCH - 1
+
+#: A time after every retry time: the bound of a query for the earliest.
+_LATEST = datetime(9999, 12, 31, tzinfo=UTC)
 
 #: The subcollection of a job document holding its progress shards.
 PROGRESS_COLLECTION = "progress"
@@ -91,6 +96,7 @@ class JobStore:
         collection: str = JOBS_COLLECTION,
         counters: CounterStore | None = None,
         state_counts: StateCountStore | None = None,
+        owed: OwedHintStore | None = None,
     ) -> None:
         self.client = client
         self.collection = client.collection(collection)
@@ -100,6 +106,8 @@ class JobStore:
         #: The jobs per source and state, moved by every write that creates, deletes or
         #: changes the state of a job.
         self.state_counts = state_counts or StateCountStore(client)
+        #: The owed-runs hint, written by every commit that makes a run owed.
+        self.owed = owed or OwedHintStore(client, CURSORS_COLLECTION, stats=self.stats)
 
     def _ref(self, key: str) -> firestore.DocumentReference:
         return self.collection.document(doc_id(key))
@@ -186,6 +194,31 @@ class JobStore:
             writer, record.job.experiment, record.job.datatype, old and old.value, new and new.value
         )
 
+    def _note_owed(self, writer: Any, before: Owing | None, record: JobRecord) -> int:
+        """Note on the owed-runs hint, in ``writer``, a run ``record`` owes that it did not
+        owe ``before``; return the writes added (0 or 1)."""
+        owes = owing(record)
+        if owes is None or owes == before:
+            return 0
+        return self.owed.note(writer, owes)
+
+    @guarded
+    def note_owed(self, records: Sequence[JobRecord]) -> None:
+        """Note on the owed-runs hint, in one blind write, the runs ``records`` owe (if any).
+
+        For writes that could not carry the note in their own commit: made
+        after it, so a clear of the hint in between is undone (a clear reads
+        no owed run only before the commit, and this write comes after it).
+        """
+        owed = [o for r in records if (o := owing(r)) is not None]
+        if not owed:
+            return
+        retries = [at for _, at in owed if at is not None]
+        batch = self.client.batch()
+        self.owed.note(batch, (any(r for r, _ in owed), min(retries, default=None)))
+        batch.commit()
+        self.stats.add(writes=1)
+
     @guarded
     def create(self, record: JobRecord, count: Sequence[str] = ()) -> None:
         """Write a new job document; :class:`DocumentExists` if the key is taken.
@@ -196,6 +229,7 @@ class JobStore:
         batch.create(self._ref(record.key), to_document(record))
         writes = 1 + self._count(batch, record, count)
         writes += self._move(batch, record, None, record.status.state)
+        writes += self._note_owed(batch, None, record)
         try:
             batch.commit()
         except gexc.Conflict:
@@ -226,6 +260,7 @@ class JobStore:
         writes = 1 + self._count(batch, record, count)
         if replacing is not None:
             writes += self._move(batch, record, replacing, record.status.state)
+        writes += self._note_owed(batch, None, record)
         try:
             batch.commit()
         except (gexc.FailedPrecondition, gexc.NotFound):
@@ -265,12 +300,13 @@ class JobStore:
             # counted by the next reader, once.
             shards = self._read_shards(key, data.get("run", ""))
             record = from_document(data, snap.update_time, shards)
-            old = record.status.state
+            old, owed = record.status.state, owing(record)
             record = change(record)
             transaction.set(ref, to_document(record))
             self.stats.add(writes=1, path=ref.path)
             writes = self._count(transaction, record, count(record)) if count else 0
             writes += self._move(transaction, record, old, record.status.state)
+            writes += self._note_owed(transaction, owed, record)
             self.stats.add(writes=writes)
             return record
 
@@ -369,9 +405,13 @@ class JobStore:
         self.stats.add(writes=len(gone))
         return len(gone)
 
-    def write_reoffer(self, key: str, offer: str) -> None:
-        """Ask, in one blind write, that the job be offered again as ``offer`` when it ends."""
-        self._update(key, {"reoffer": offer}, IDEMPOTENT_WRITE_RETRY)
+    def write_reoffer(self, key: str, offer: str, if_update_time: datetime | None = None) -> None:
+        """Ask, in one write, that the job be offered again as ``offer`` when it ends.
+
+        A blind write, or with ``if_update_time`` one only if the job is
+        unchanged since (else :class:`DocumentChanged`).
+        """
+        self._update(key, {"reoffer": offer}, IDEMPOTENT_WRITE_RETRY, if_update_time)
 
     def query_reoffers(
         self,
@@ -432,6 +472,14 @@ class JobStore:
             .order_by(field, direction=firestore.Query.DESCENDING)
         )
         return self._stream(query, limit)
+
+    def earliest_retry(self) -> datetime | None:
+        """Return the earliest retry time of a failed job, or None if none has one (one read)."""
+        found = next(self.query_before([State.FAILED], "retry_at", _LATEST, 1), None)
+        if found is None:
+            self.stats.add(reads=1)  # an empty query is billed as one read
+            return None
+        return found.retry_at
 
     @guarded
     def oldest_started(
@@ -598,6 +646,7 @@ class JobStore:
             try:
                 batch.commit()
                 created.extend(r.key for _, r in todo)
+                self.note_owed([r for _, r in todo])
             except gexc.Conflict:  # created meanwhile by someone else: one by one
                 writes = 0  # each create counts its own
                 for _ref, record in todo:

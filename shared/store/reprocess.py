@@ -16,8 +16,10 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.model import UTC, ReprocessItem, midnight
 from shared.store.common import MAX_BATCH, StoreStats, delete_if_unchanged
+from shared.store.cursors import CURSORS_COLLECTION
 from shared.store.documents import doc_id
 from shared.store.errors import guarded, transient_as_unavailable
+from shared.store.owed import OwedHint, OwedHintStore
 
 #: Default collection of queued reprocessing, one document per job key.
 REPROCESS_COLLECTION = "reprocess"
@@ -72,6 +74,8 @@ class ReprocessQueue:
         self.client = client
         self.collection = client.collection(collection)
         self.stats = StoreStats()
+        #: The hint that tells ``next`` whether to look at the queue; noted by every enqueueing.
+        self.hint = OwedHintStore(client, CURSORS_COLLECTION, stats=self.stats)
 
     @guarded
     def add(self, items: list[ReprocessItem]) -> list[str]:
@@ -100,6 +104,8 @@ class ReprocessQueue:
                         ref.create(item_to_document(item))
                         created.append(item.key)
             self.stats.add(writes=len(todo))
+        if created:  # after the commit: a clear of the hint that missed these is undone
+            self.hint.note_queued()
         return created
 
     def head(self, sources: list[str], limit: int) -> list[ReprocessItem]:
@@ -118,6 +124,13 @@ class ReprocessQueue:
                     self.stats.add(reads=1)
                     found.append(item_from_snapshot(snap))
         return sorted(found, key=lambda i: i.rank)[:limit]
+
+    def found_empty(self, read: OwedHint, now: datetime) -> bool:
+        """Note on the hint, read as ``read``, that the head of the queue was empty at ``now``.
+
+        Refused (False) if reprocessing was queued since ``read``.
+        """
+        return self.hint.clear_queued(read, now)
 
     @guarded
     def remove(self, item: ReprocessItem) -> bool:

@@ -67,11 +67,12 @@ def test_a_new_cycle_waits_for_the_interval_and_the_wait_is_cheap(
     assert state.idle_until == started + timedelta(hours=1)
     assert state.cycle_started == {0: started}
 
-    # Meanwhile "no job" reads the two cursors, writes nothing and lists no files.
+    # Meanwhile "no job" reads the two cursors and the owed-runs hint beside them, writes
+    # nothing and lists no files.
     clock.advance(minutes=30)
     reads, writes, lists = cursors.stats.reads, cursors.stats.writes, archives.calls
     assert service.next_job() is None
-    assert (cursors.stats.reads - reads, cursors.stats.writes - writes) == (2, 0)
+    assert (cursors.stats.reads - reads, cursors.stats.writes - writes) == (3, 0)
     assert archives.calls == lists
 
     # An hour after the first cycle started, the second starts and hands the day out again.

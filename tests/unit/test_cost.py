@@ -117,5 +117,5 @@ def test_counts_are_read_from_benchmark_results(tmp_path) -> None:
         1.02,
         2.1,
     )  # the m-lab shape, not the first scenario
-    assert (counted.idle_next_reads, counted.idle_next_writes) == (6.0, 0.0)  # + the pauses
+    assert (counted.idle_next_reads, counted.idle_next_writes) == (5.0, 0.0)
     assert counted.postprocess_reads == COUNTED.postprocess_reads and len(used) == 3
