@@ -151,13 +151,16 @@ def yesterday_done(
 
 
 def cycle_percent(config: Config, source: Source, resolved: date | None, now: datetime) -> float:
-    """Share (0 to 100) of ``source``'s days in the historical cycle that ``resolved`` covers."""
+    """Share (0 to 100) of ``source``'s days in the historical cycle that ``resolved`` covers,
+    to a tenth: 100 only once every day is resolved, 0 only while none is."""
     first, last = cycle_days(config, source, now)
     total = (last - first).days + 1
     if resolved is None or total <= 0:
         return 0.0
     done = min(max((resolved - first).days + 1, 0), total)
-    return round(100.0 * done / total, 1)
+    if done in (0, total):
+        return 100.0 * done / total
+    return min(max(round(100.0 * done / total, 1), 0.1), 99.9)
 
 
 class Progress:

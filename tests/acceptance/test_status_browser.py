@@ -10,9 +10,11 @@ screenshot of the page (and ``page-1400.png``, ``page-390.png`` of the layout ch
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import os
 import re
+import signal
 import subprocess
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -240,19 +242,31 @@ class WebDriver:
 
         self.port = free_port()
         self.log = (tmp_path / "chromedriver.log").open("w")
+        # Its own process group holds the browsers it starts too: close() ends them all,
+        # those of sessions a failed test never deleted included.
         self.process = subprocess.Popen(
-            [str(CHROMEDRIVER), f"--port={self.port}"], stdout=self.log, stderr=subprocess.STDOUT
+            [str(CHROMEDRIVER), f"--port={self.port}"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.base = f"http://127.0.0.1:{self.port}"
         self.profile = tmp_path / "webdriver-profile"
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_ready(self) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
                 if requests.get(f"{self.base}/status", timeout=2).json()["value"]["ready"]:
-                    break
-            except (requests.ConnectionError, KeyError, ValueError):
+                    return
+            except (requests.RequestException, KeyError, ValueError):
                 pass
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or self.process.poll() is not None:
                 raise RuntimeError("chromedriver did not start")
             time.sleep(0.2)
 
@@ -301,12 +315,18 @@ class WebDriver:
         )
 
     def close(self) -> None:
-        self.process.terminate()
-        try:
+        """Quit every session's browser, then end chromedriver and whatever is left of its
+        process group (chromedriver alone exits and leaves its browsers running)."""
+        with contextlib.suppress(requests.RequestException):
+            requests.get(f"{self.base}/shutdown", timeout=15)  # quits the sessions' browsers
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        time.sleep(0.5)  # what is left of the group after SIGTERM is killed
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
         self.log.close()
 
 
@@ -361,3 +381,36 @@ def test_status_page_fits_desktop_and_phone_widths_with_progress_and_grid(
     )
     assert got["yesterdayLinks"] == [f"/status/job?id={quote(recent[0], safe='')}"]
     assert got["rowHeights"] and max(got["rowHeights"]) < 300, got["rowHeights"]
+
+
+def browsers_using(profile: Path) -> list[int]:
+    """The ids of the live (not zombie) processes whose command line names ``profile``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if str(profile) in command and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_closing_the_webdriver_ends_the_browsers_of_sessions_left_open(tmp_path):
+    """A test that fails before deleting its session (or whose session request timed out)
+    leaves no Chromium behind: chromedriver alone would exit and orphan it."""
+    if not CHROMEDRIVER.exists():
+        pytest.skip("chromedriver not installed: apt-get install -y chromium-driver (Debian)")
+    driver = WebDriver(tmp_path)
+    try:
+        driver.session(390, 844, phone=True)  # never deleted
+        assert browsers_using(driver.profile), "the session started no browser"
+    finally:
+        driver.close()
+    deadline = time.monotonic() + 10
+    while browsers_using(driver.profile) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert browsers_using(driver.profile) == []

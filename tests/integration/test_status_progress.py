@@ -202,3 +202,41 @@ def test_days_out_of_range_is_refused_with_the_range(http, stack, days, status):
         assert "days" in answer.get_json()["fields"]
     else:
         assert len(answer.get_json()["Grid"]) == int(days)
+
+
+def test_a_90_day_grid_of_many_sources_reads_every_cell_across_lookup_batches(
+    tracker, firestore_client
+):
+    """90 days × 7 sources is 630 cells, more than one lookup of MAX_BATCH (500) documents:
+    every cell is read once, and the jobs on either side of the batch boundary are found."""
+    from shared.store.common import MAX_BATCH
+
+    sources = tuple(Source("b", "ndt", f"type{n}", "", DS) for n in range(7))
+    config = Config(
+        start_date=date(2020, 1, 1),
+        tracker_timeout=timedelta(hours=6),
+        polling_interval=timedelta(minutes=1),
+        sources=sources,
+    )
+    days = defaults.STATUS_GRID_MAX_DAYS
+    assert days * len(sources) > MAX_BATCH
+    # the first cell, the last cells of the first batch, the first of the second, the last
+    cells = [0, MAX_BATCH - 1, MAX_BATCH, days * len(sources) - 1]
+    for cell in cells:
+        back, index = divmod(cell, len(sources))
+        source = sources[index]
+        tracker.add_job(Job("b", "ndt", source.datatype, YESTERDAY - timedelta(days=back)))
+    cursors = CursorStore(firestore_client)
+    before = tracker.store.stats.reads
+    overview = Progress(tracker, cursors, config).overview(days)
+    assert tracker.store.stats.reads - before == days * len(sources)
+    assert len(overview.grid) == days and overview.grid[-1].day == YESTERDAY - timedelta(89)
+    found = [
+        n
+        for n, cell in enumerate(c for row in overview.grid for c in row.cells)
+        if cell.state is not None
+    ]
+    assert found == cells
+    assert all(
+        cell.state is State.INIT for row in overview.grid for cell in row.cells if cell.state
+    )

@@ -130,3 +130,16 @@ def test_cycle_days_follow_the_restart_window_and_the_year_of_recent_days() -> N
     # at midnight exactly, the day a year before is not older than a year
     midnight = datetime(2026, 11, 27, tzinfo=UTC)
     assert cycle_days(cfg, recent, midnight)[0] == date(2025, 11, 27)
+
+
+def test_cycle_percent_is_100_only_once_the_last_day_is_resolved() -> None:
+    # 2,522 days from 2020-01-01 to 2026-11-26: one day short of the end is 99.96 %, which
+    # rounds to 100 although the cycle is not done
+    source = Source("b", "e", "d", full_history=True)
+    cfg = config(date(2020, 1, 1), source)
+    first, last = cycle_days(cfg, source, NOW)
+    assert (last - first).days + 1 == 2522
+    assert cycle_percent(cfg, source, last - timedelta(1), NOW) < 100.0
+    assert cycle_percent(cfg, source, last, NOW) == 100.0
+    assert cycle_percent(cfg, source, first, NOW) > 0.0  # one day resolved is not none
+    assert cycle_percent(cfg, source, first - timedelta(1), NOW) == 0.0
