@@ -69,13 +69,15 @@ class Maintenance:
         started = time.monotonic()
         now = self.clock()
         batch = defaults.MAINTENANCE_BATCH
-        expired = self.tracker.expire_stale(now - self.policy.expiration, batch)
+        not_expired: dict[str, str] = {}
+        expired = self.tracker.expire_stale(now - self.policy.expiration, batch, not_expired)
         removed = self.tracker.remove_complete(now - self.policy.cleanup_delay, batch)
         counts = reconcile_counts(self.tracker, self.sources)
         snapshot = self.snapshot(now) if self.snapshot else None
         summary = {
             "time": format_time(now),
             "expired": expired,
+            "not_expired": not_expired,
             "removed_complete": removed,
             "counts": counts,
             "snapshot": snapshot,
@@ -88,9 +90,10 @@ class Maintenance:
                 self.tasks.succeeded(SNAPSHOT, now)
             self.tasks.succeeded(MAINTAIN, now)
         log.info(
-            "maintenance: %d expired, %d complete removed, counts of %s checked (drift %s), "
-            "snapshot %s, %d jobs (%d failed)",
+            "maintenance: %d expired (%d stale left for the next run), %d complete removed, "
+            "counts of %s checked (drift %s), snapshot %s, %d jobs (%d failed)",
             len(expired),
+            len(not_expired),
             removed,
             counts.get("source"),
             counts.get("drift") or "none",

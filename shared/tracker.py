@@ -494,8 +494,14 @@ class Tracker:
             log_state_change(key, before[0], after.status.state, reason)
         return before[0], after
 
-    def expire_stale(self, cutoff: datetime, limit: int) -> list[str]:
+    def expire_stale(
+        self, cutoff: datetime, limit: int, not_expired: dict[str, str] | None = None
+    ) -> list[str]:
         """Fail every job in flight whose last activity is before ``cutoff``; return their keys.
+
+        A stale job this run cannot expire (Firestore unavailable for it, say its
+        document still locked) is left to the next run, logged and, when
+        ``not_expired`` is given, added to it with why; the others go on.
 
         Each is one transaction that looks again: a job that heartbeated or
         changed state since the query is left alone. The detail says why:
@@ -532,6 +538,8 @@ class Tracker:
                     log.warning(
                         "job %s not expired this run: %s", stale.key, exc, extra={"job": stale.key}
                     )
+                    if not_expired is not None:
+                        not_expired[stale.key] = str(exc)
         return expired
 
     def _expired(self, rec: JobRecord, cutoff: datetime, now: datetime) -> None:

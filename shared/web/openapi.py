@@ -463,6 +463,14 @@ class MaintainAnswer(Schema):
 
     time = _time(required=True)
     expired = fields.List(fields.String(), required=True)
+    not_expired = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={
+            "description": "stale jobs this run could not expire (left to the next), with why"
+        },
+    )
     removed_complete = fields.Integer(required=True)
     counts = fields.Dict(
         required=True, metadata={"description": "the count reconciliation of one source"}

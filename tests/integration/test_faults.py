@@ -179,13 +179,17 @@ def _expired_applied(before: dict[str, Any], after: dict[str, Any]) -> None:
 
 
 def _expire(http: Any, tracker: Any) -> int:
+    not_expired: dict[str, str] = {}
     try:
-        expired = tracker.expire_stale(tracker.clock() + timedelta(seconds=1), 10)
+        expired = tracker.expire_stale(tracker.clock() + timedelta(seconds=1), 10, not_expired)
     except StoreUnavailable:
         return 503
     assert expired in ([KEY], [])  # [] once it has been expired
     if not expired and tracker.get_status(KEY).state is not State.FAILED:
-        return 503  # its transaction failed: left, unwritten, to the next run (which goes on)
+        # Its transaction failed: left, unwritten, to the next run, and named with why.
+        assert list(not_expired) == [KEY] and "Firestore" in not_expired[KEY], not_expired
+        return 503
+    assert not_expired == {}
     return 200
 
 
