@@ -140,6 +140,17 @@ def _email(claims: Mapping[str, Any]) -> str:
     return email if _OPERATOR_RE.fullmatch(email) else ""
 
 
+def _operator_email(claims: Mapping[str, Any], what: str, checks: list[tuple[bool, str]]) -> str:
+    """The claims' e-mail, after ``checks`` (a refusal if true, and why) and the e-mail's own.
+
+    Raises :class:`HttpError` (401) naming ``what`` and the first check that fails.
+    """
+    for refused, problem in [*checks, (not _email(claims), "it carries no verified email")]:
+        if refused:
+            raise HttpError(401, f"the {what} is not valid: {problem}")
+    return str(claims["email"])
+
+
 def iap_email(assertion: str, audience: str, keys: Certs | None = None) -> str:
     """Return the e-mail of IAP's signed assertion for ``audience``.
 
@@ -158,16 +169,15 @@ def iap_email(assertion: str, audience: str, keys: Certs | None = None) -> str:
     if algorithm != "ES256":
         raise HttpError(401, f"the {what} is not valid: signed with {algorithm!r}, not ES256")
     claims = _decode(assertion, keys or iap_keys, "IAP's keys", what, IAP_CLOCK_SKEW)
-    problem = ""
-    if claims.get("iss") != IAP_ISSUER:
-        problem = f"issued by {claims.get('iss')!r}, not IAP ({IAP_ISSUER})"
-    elif claims.get("aud") != audience:
-        problem = f"its audience {claims.get('aud')!r} is not this service ({audience})"
-    elif not _email(claims):
-        problem = "it carries no valid email"
-    if problem:
-        raise HttpError(401, f"the {what} is not valid: {problem}")
-    return str(claims["email"])
+    issuer, aud = claims.get("iss"), claims.get("aud")
+    return _operator_email(
+        claims,
+        what,
+        [
+            (issuer != IAP_ISSUER, f"issued by {issuer!r}, not IAP ({IAP_ISSUER})"),
+            (aud != audience, f"its audience {aud!r} is not this service ({audience})"),
+        ],
+    )
 
 
 def _platform_claims(token: str) -> Mapping[str, Any]:
@@ -216,20 +226,19 @@ def verified_email(
         claims = _decode(
             token, certs or google_certs, "Google's certificates", "ID token", TOKEN_CLOCK_SKEW
         )
-    problem = ""
-    audience = claims.get("aud")
-    if claims.get("iss") not in GOOGLE_ISSUERS:
-        problem = f"issued by {claims.get('iss')!r}, not Google"
-    elif not isinstance(audience, str) or not (
+    issuer, audience = claims.get("iss"), claims.get("aud")
+    ours = isinstance(audience, str) and (
         urlsplit(audience)[:2] == ("https", host.lower()) or audience in audiences
-    ):
-        accepted = ", ".join([f"https://{host}", *audiences])
-        problem = f"its audience {audience!r} is not this service (accepted: {accepted})"
-    elif not _email(claims):
-        problem = "it carries no verified email"
-    if problem:
-        raise HttpError(401, f"the ID token is not valid: {problem}")
-    return str(claims["email"])
+    )
+    accepted = ", ".join([f"https://{host}", *audiences])
+    return _operator_email(
+        claims,
+        "ID token",
+        [
+            (issuer not in GOOGLE_ISSUERS, f"issued by {issuer!r}, not Google"),
+            (not ours, f"its audience {audience!r} is not this service (accepted: {accepted})"),
+        ],
+    )
 
 
 def operator(

@@ -197,7 +197,7 @@ CASES = [
     ("iap-other-key", IAP_AUDIENCE, iap_signed(OTHER_IAP_KEY), "", "", "401: IAP assertion"),
     ("iap-unknown-key-id", IAP_AUDIENCE, iap_signed(kid="iap-9"), "", "", "401: IAP assertion"),
     ("iap-not-es256", IAP_AUDIENCE, signed(aud=IAP_AUDIENCE), "", "", "401: not ES256"),
-    ("iap-no-email", IAP_AUDIENCE, iap_signed(email=None), "", "", "401: no valid email"),
+    ("iap-no-email", IAP_AUDIENCE, iap_signed(email=None), "", "", "401: no verified email"),
     ("iap-garbage", IAP_AUDIENCE, "not-a-jwt", "", "", "401: IAP assertion"),
     (
         "iap-missing-header-when-configured",
