@@ -7,7 +7,8 @@ every job creation, deletion and change of state moves in its own commit
 started/completed/failed totals are the sums of the counter shards kept in
 the state-change transactions (one query); the stream positions come from the
 job service's cursors; the oldest job in flight from one indexed query with
-limit 1 per source; yesterday's daily jobs from one read per source; the
+limit 1 per source; yesterday's daily jobs from one read per source, plus a
+look in the reprocessing queue for a job not found (:mod:`shared.progress`); the
 scheduled tasks' last successes, the pauses and the reprocessing queue's depth
 from a query each. Every read is bounded by the number of sources, never by the
 number of jobs. The names follow the Go Gardener's where they still mean the
@@ -29,9 +30,9 @@ from shared.job_service import HISTORICAL
 from shared.model import Pause
 from shared.model.names import source_name
 from shared.progress import Overview, Progress, SourceLabels, by_labels, timestamp
-from shared.store import TASKS, ControlStore, CursorStore, ReprocessQueue, TaskStore
+from shared.store import TASKS, TaskStore
 from shared.streams import Stream
-from shared.tracker import COMPLETED, FAILED, STARTED, Tracker
+from shared.tracker import COMPLETED, FAILED, STARTED
 from shared.transitions import TERMINAL
 from shared.web.endpoint import Answer, App, Route, endpoint
 
@@ -67,25 +68,15 @@ class TrackerCollector:
     """Collects the tracker's metrics from Firestore when the registry is scraped
     (a ``prometheus_client`` collector).
 
-    ``controls``, ``queue`` and ``tasks`` are optional: without one, its metrics are
-    left out.
+    Counts, ages and totals come from ``progress``'s tracker, stream positions and
+    yesterday from its overview; without its pauses, its queue or ``tasks``, their
+    metrics are left out.
     """
 
-    def __init__(
-        self,
-        tracker: Tracker,
-        cursors: CursorStore,
-        config: Config,
-        *,
-        controls: ControlStore | None = None,
-        queue: ReprocessQueue | None = None,
-        tasks: TaskStore | None = None,
-    ) -> None:
-        self.tracker = tracker
-        self.cursors = cursors
-        self.config = config
-        self.controls = controls
-        self.queue = queue
+    def __init__(self, progress: Progress, tasks: TaskStore | None = None) -> None:
+        self.progress = progress
+        self.tracker, self.config = progress.tracker, progress.config
+        self.controls, self.queue = progress.controls, progress.queue
         self.tasks = tasks
 
     def scrape(self) -> bytes:
@@ -121,9 +112,7 @@ class TrackerCollector:
         yield from (in_flight, jobs)
         yield self._oldest_in_flight()
         yield from self._totals()
-        overview = Progress(
-            self.tracker, self.cursors, self.config, controls=self.controls, queue=self.queue
-        ).overview(count_queued=False)
+        overview = self.progress.overview(count_queued=False)
         yield from self._cursor_metrics(overview)
         yield self._yesterday(overview)
         if self.tasks is not None:
@@ -243,14 +232,14 @@ def _gauge(
 def metrics(request: flask.Request, app: App) -> flask.Response:
     """``/metrics``: job counts, ages, totals, stream positions, tasks' successes, pauses."""
     service = app.services.job_service()
-    body = TrackerCollector(
+    progress = Progress(
         app.services.tracker(),
         service.cursors,
         service.config,
         controls=app.services.controls(),
         queue=service.queue,
-        tasks=app.services.tasks(),
-    ).scrape()
+    )
+    body = TrackerCollector(progress, tasks=app.services.tasks()).scrape()
     return flask.Response(body, content_type=CONTENT_TYPE)
 
 

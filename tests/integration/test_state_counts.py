@@ -189,6 +189,7 @@ def test_a_negative_count_shows_as_zero(tracker, store):
 def test_a_scrape_reads_the_counter_shards_once_and_no_job(tracker, store, firestore_client):
     from prometheus_client.parser import text_string_to_metric_families
 
+    from shared.progress import Progress
     from shared.store import CursorStore
     from shared.web.metrics import TrackerCollector
 
@@ -201,7 +202,9 @@ def test_a_scrape_reads_the_counter_shards_once_and_no_job(tracker, store, fires
         sources=tuple(Source("archive-bucket", e, d, "", DS, False, False) for e, d in SOURCES[:2]),
     )
     job_reads, count_reads = store.stats.reads, store.state_counts.stats.reads
-    text = TrackerCollector(tracker, CursorStore(firestore_client), config).scrape().decode()
+    text = (
+        TrackerCollector(Progress(tracker, CursorStore(firestore_client), config)).scrape().decode()
+    )
     # no aggregation query, no scan of the jobs: per source, one limit-1 query for its oldest
     # job in flight (no cursor here, so no read of yesterday's daily job)
     assert store.stats.reads - job_reads == len(config.sources)

@@ -101,6 +101,7 @@ def test_a_job_ahead_of_the_clock_by_less_than_the_skew_is_left_alone(tracker, c
 def test_metrics_count_any_stored_job(tracker, firestore_client, extremes):
     from shared.config import Config, Source
     from shared.maintenance import reconcile_counts
+    from shared.progress import Progress
     from shared.store import CursorStore
     from shared.web.metrics import TrackerCollector
 
@@ -113,7 +114,9 @@ def test_metrics_count_any_stored_job(tracker, firestore_client, extremes):
     # The documents were written outside the store, so the job counts learn of them
     # from maintain's reconciliation, as jobs from before the counts do.
     assert reconcile_counts(tracker, [("ndt", "ndt7")])["repaired"]
-    text = TrackerCollector(tracker, CursorStore(firestore_client), config).scrape().decode()
+    text = (
+        TrackerCollector(Progress(tracker, CursorStore(firestore_client), config)).scrape().decode()
+    )
     assert 'gardener_jobs{datatype="ndt7",experiment="ndt",state="parsing"} 3.0' in text
 
 
