@@ -1,4 +1,5 @@
-"""Integration fixtures of their own: the BigQuery emulator (bqemulator), for the warehouse.
+"""Integration fixtures of their own: the BigQuery emulator (bqemulator), for the warehouse,
+and a fresh GCS bucket for job archives.
 
 The Firestore and GCS emulators, the tracker and the HTTP client come from
 ``tests/conftest.py``, shared with the acceptance tests.
@@ -6,6 +7,7 @@ The Firestore and GCS emulators, the tracker and the HTTP client come from
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,3 +40,11 @@ def bq_client(bq_url: str):
     from local.bq_emulator import client
 
     return client(bq_url)
+
+
+@pytest.fixture
+def bucket(gcs_client) -> str:
+    """A fresh bucket on the GCS emulator, for job archives (its name)."""
+    name = f"archive-{uuid.uuid4().hex[:12]}"
+    gcs_client.create_bucket(name)
+    return name

@@ -38,13 +38,6 @@ ROOT_MAIN = __import__("pathlib").Path(__file__).resolve().parents[2] / "functio
 
 
 @pytest.fixture
-def bucket(gcs_client):
-    name = f"archive-{uuid.uuid4().hex[:12]}"
-    gcs_client.create_bucket(name)
-    return name
-
-
-@pytest.fixture
 def config(bucket: str) -> Config:
     """Two sources, ndt/a (daily and historical) and ndt/b, history from a week ago."""
     sources = tuple(Source(bucket, "ndt", dt, "", DS) for dt in ("a", "b"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-import uuid
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -19,14 +18,6 @@ from shared.store import ControlStore, CursorStore
 NOW_DAY = date(2026, 11, 27)  # the FakeClock's day; it stands at 12:00 UTC
 YESTERDAY = NOW_DAY - timedelta(days=1)
 DS = Datasets("tmp_ndt", "raw_ndt", "ndt")
-
-
-@pytest.fixture
-def bucket(gcs_client):
-    """A fresh bucket on the GCS emulator."""
-    name = f"archive-{uuid.uuid4().hex[:12]}"
-    gcs_client.create_bucket(name)
-    return name
 
 
 def make_config(

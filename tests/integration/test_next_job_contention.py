@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import random
 import threading
-import uuid
 from datetime import timedelta
 from typing import Any
-
-import pytest
 
 from local.workload import CountedService
 from shared.gcs import ArchiveLister
@@ -18,14 +15,6 @@ from shared.postprocess import STANDARD_PIPELINE
 from shared.store import CursorStore
 from shared.streams import Stream, candidate, initial_position
 from tests.integration.test_next_job import NOW_DAY, drain, make_config, put_files
-
-
-@pytest.fixture
-def bucket(gcs_client):
-    """A fresh bucket on the GCS emulator."""
-    name = f"archive-{uuid.uuid4().hex[:12]}"
-    gcs_client.create_bucket(name)
-    return name
 
 
 class FixedOffsets(random.Random):

@@ -8,7 +8,6 @@ hands it out: a write that did not note the hint would leave it hidden.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -21,6 +20,7 @@ from shared.admin import Admin
 from shared.gcs import ArchiveLister
 from shared.job_service import JobService
 from shared.model import Job, Pause, ReprocessItem, State
+from shared.postprocess import STANDARD_PIPELINE
 from shared.store import OWED_DOCUMENT, ControlStore, CursorStore, ReprocessQueue, doc_id
 from shared.tracker import RetryPolicy
 from tests.integration.test_next_job import (
@@ -36,23 +36,7 @@ from tests.integration.test_next_job import (
 OWED_QUERIES = ("pending_reoffers", "unretried_reoffers", "retryable")
 
 #: The post-processing chain from parsing to complete, as an operator may step it.
-TO_COMPLETE = (
-    State.POST_PROCESSING,
-    State.LOADING,
-    State.DEDUPLICATING,
-    State.COPYING,
-    State.DELETING,
-    State.JOINING,
-    State.COMPLETE,
-)
-
-
-@pytest.fixture
-def bucket(gcs_client):
-    """A fresh bucket on the GCS emulator."""
-    name = f"archive-{uuid.uuid4().hex[:12]}"
-    gcs_client.create_bucket(name)
-    return name
+TO_COMPLETE = (State.POST_PROCESSING, *STANDARD_PIPELINE, State.COMPLETE)
 
 
 @pytest.fixture
