@@ -35,14 +35,6 @@ def bq_url(bq_gcs_root: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def bq_client(bq_url: str):
-    """A BigQuery client bound to the emulator (project demo-gardener)."""
-    from local.bq_emulator import client
-
-    return client(bq_url)
-
-
-@pytest.fixture
 def bucket(gcs_client) -> str:
     """A fresh bucket on the GCS emulator, for job archives (its name)."""
     name = f"archive-{uuid.uuid4().hex[:12]}"

@@ -30,6 +30,7 @@ from tests.idtokens import (
     signed,
     unsigned,
 )
+from tests.integration.test_next_job import drain
 
 NOW_DAY = date(2026, 11, 27)  # the FakeClock's day; it stands at 12:00 UTC
 YESTERDAY = NOW_DAY - timedelta(days=1)
@@ -116,13 +117,6 @@ def api(admin, tracker, monkeypatch):
 def everything(firestore_client) -> dict[str, dict[str, Any]]:
     """Every document of the test's project, by collection and id."""
     return {c.id: {d.id: d.to_dict() for d in c.stream()} for c in firestore_client.collections()}
-
-
-def drain(service: JobService) -> list[str]:
-    keys = []
-    while (record := service.next_job()) is not None:
-        keys.append(record.key)
-    return keys
 
 
 def add(tracker: Tracker, bucket: str, datatype: str, day: date, *states: State) -> str:

@@ -30,18 +30,19 @@ JOB = Job("archive-bucket", "ndt", "ndt7", date(2026, 11, 20), "", DS)
 KEY = JOB.key()
 MISSING_KEY = "archive-bucket/ndt/ndt7/20200101"
 EVIL = "<script>alert('x')</script>"
+#: One source, the job's own, for the operator actions these tests take.
+CONFIG = Config(
+    start_date=date(2026, 11, 1),
+    tracker_timeout=timedelta(hours=6),
+    polling_interval=timedelta(minutes=1),
+    sources=(Source(JOB.bucket, JOB.experiment, JOB.datatype, "", DS),),
+)
 
 
 @pytest.fixture
 def twice_failed(tracker, clock, firestore_client) -> str:
     """A job that failed, was retried by an operator, handed out again and failed again."""
-    config = Config(
-        start_date=date(2026, 11, 1),
-        tracker_timeout=timedelta(hours=6),
-        polling_interval=timedelta(minutes=1),
-        sources=(Source(JOB.bucket, JOB.experiment, JOB.datatype, "", DS),),
-    )
-    admin = Admin(tracker, ReprocessQueue(firestore_client), ControlStore(firestore_client), config)
+    admin = Admin(tracker, ReprocessQueue(firestore_client), ControlStore(firestore_client), CONFIG)
     tracker.add_job(JOB, "daily/0/20261120/0")
     tracker.set_status(KEY, State.PARSING, "archive 1 of 3")
     clock.advance(minutes=5)
@@ -230,13 +231,7 @@ def test_every_way_a_run_ends_and_restarts_keeps_it_once_with_its_error(
 ):
     """The run that ended is kept once, with its error, whichever way it ended and restarted;
     a second hand-out racing the first starts nothing and keeps nothing."""
-    config = Config(
-        start_date=date(2026, 11, 1),
-        tracker_timeout=timedelta(hours=6),
-        polling_interval=timedelta(minutes=1),
-        sources=(Source(JOB.bucket, JOB.experiment, JOB.datatype, "", DS),),
-    )
-    admin = Admin(tracker, ReprocessQueue(firestore_client), ControlStore(firestore_client), config)
+    admin = Admin(tracker, ReprocessQueue(firestore_client), ControlStore(firestore_client), CONFIG)
     first = tracker.add_job(JOB, "daily/0/20261120/0")
     tracker.set_status(KEY, State.PARSING, "archive 1 of 3")
     error = end(tracker, clock, admin)

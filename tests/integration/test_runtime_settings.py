@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -31,11 +32,27 @@ def fresh_runtime(monkeypatch: pytest.MonkeyPatch, project: str):
         fn.cache_clear()
 
 
-def test_postprocess_batch_sets_the_tick_batch(fresh_runtime, monkeypatch) -> None:
-    monkeypatch.setenv("GARDENER_CONFIG", str(ROOT / "local" / "demo-config.yml"))
+DEMO_CONFIG = ROOT / "local" / "demo-config.yml"
+
+
+def use_demo_config(monkeypatch: pytest.MonkeyPatch, path: Path = DEMO_CONFIG) -> None:
+    """Point the runtime at the demo config (or ``path``) and the settings it reads."""
+    monkeypatch.setenv("GARDENER_CONFIG", str(path))
     monkeypatch.setenv("DEMO_START_DATE", "2026-11-01")
     monkeypatch.setenv("DEMO_BUCKET", "demo-bucket")
     monkeypatch.setenv("DEMO_TIMEOUT", "3m")
+
+
+def use_demo_config_with_pipelines(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The demo config without its empty pipelines, and the bucket of the parser's rows."""
+    config = DEMO_CONFIG.read_text().replace("    pipeline: []\n", "")
+    (tmp_path / "gardener.yml").write_text(config)
+    use_demo_config(monkeypatch, tmp_path / "gardener.yml")
+    monkeypatch.setenv("INPUT_BUCKET", "parser-rows")
+
+
+def test_postprocess_batch_sets_the_tick_batch(fresh_runtime, monkeypatch) -> None:
+    use_demo_config(monkeypatch)
     monkeypatch.setenv("POSTPROCESS_BATCH", "7")
     monkeypatch.setenv("POSTPROCESS_TICK_SECONDS", "200")
     policy = fresh_runtime.postprocessor().policy
@@ -45,10 +62,7 @@ def test_postprocess_batch_sets_the_tick_batch(fresh_runtime, monkeypatch) -> No
 
 
 def test_a_tick_too_short_for_one_visit_is_refused(fresh_runtime, monkeypatch) -> None:
-    monkeypatch.setenv("GARDENER_CONFIG", str(ROOT / "local" / "demo-config.yml"))
-    monkeypatch.setenv("DEMO_START_DATE", "2026-11-01")
-    monkeypatch.setenv("DEMO_BUCKET", "demo-bucket")
-    monkeypatch.setenv("DEMO_TIMEOUT", "3m")
+    use_demo_config(monkeypatch)
     monkeypatch.setenv("POSTPROCESS_TICK_SECONDS", "30")  # 3 Firestore calls of 20 s: 60 s
     with pytest.raises(ConfigError, match="POSTPROCESS_TICK_SECONDS"):
         fresh_runtime.postprocessor()
@@ -61,13 +75,7 @@ def test_bigquery_location_and_sources_reach_the_postprocessor(
 ) -> None:
     from google.cloud import bigquery
 
-    config = (ROOT / "local" / "demo-config.yml").read_text().replace("    pipeline: []\n", "")
-    (tmp_path / "gardener.yml").write_text(config)
-    monkeypatch.setenv("GARDENER_CONFIG", str(tmp_path / "gardener.yml"))
-    monkeypatch.setenv("DEMO_START_DATE", "2026-11-01")
-    monkeypatch.setenv("DEMO_BUCKET", "demo-bucket")
-    monkeypatch.setenv("DEMO_TIMEOUT", "3m")
-    monkeypatch.setenv("INPUT_BUCKET", "parser-rows")
+    use_demo_config_with_pipelines(monkeypatch, tmp_path)
     monkeypatch.setenv("BIGQUERY_PROJECT", "bq-project")
     monkeypatch.setenv("BIGQUERY_LOCATION", "europe-west4")
     clients: list[dict[str, object]] = []
@@ -90,13 +98,7 @@ def test_bigquery_emulator_host_is_called_without_credentials(
     import google.auth
     from google.auth.credentials import AnonymousCredentials
 
-    config = (ROOT / "local" / "demo-config.yml").read_text().replace("    pipeline: []\n", "")
-    (tmp_path / "gardener.yml").write_text(config)
-    monkeypatch.setenv("GARDENER_CONFIG", str(tmp_path / "gardener.yml"))
-    monkeypatch.setenv("DEMO_START_DATE", "2026-11-01")
-    monkeypatch.setenv("DEMO_BUCKET", "demo-bucket")
-    monkeypatch.setenv("DEMO_TIMEOUT", "3m")
-    monkeypatch.setenv("INPUT_BUCKET", "parser-rows")
+    use_demo_config_with_pipelines(monkeypatch, tmp_path)
     monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", bq_url)
 
     def no_default(*args: object, **kwargs: object) -> None:

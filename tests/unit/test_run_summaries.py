@@ -143,9 +143,8 @@ def test_the_snapshot_schema_round_trips_a_run_and_refuses_a_bad_one() -> None:
     assert set(refused.value.messages) == {"Run", "State", "Dropped"}
 
 
-def test_a_snapshot_restores_runs_bounded_as_the_tracker_bounds_them() -> None:
-    runs = [RunSummarySchema().dump(RunSummary.of(failed_run(i, f"e{i}"))) for i in range(9)]
-    runs[-1]["Error"] = "y" * (defaults.RUN_ERROR_LENGTH * 3)
+def snapshot_with_runs(runs: list[dict[str, object]]) -> dict[str, object]:
+    """A state file of one job in ``init`` whose status carries ``runs``."""
     status = {
         "HeartbeatTime": "0001-01-01T00:00:00Z",
         "UpdateCount": 0,
@@ -161,10 +160,13 @@ def test_a_snapshot_restores_runs_bounded_as_the_tracker_bounds_them() -> None:
         "Date": "2019-01-02T00:00:00Z",
     }
     key = JOB.key()
+    return {"SaveTime": "2026-11-27T13:00:00Z", "Statuses": {key: status}, "Jobs": {key: job}}
 
-    [record] = parse_snapshot(
-        {"SaveTime": "2026-11-27T13:00:00Z", "Statuses": {key: status}, "Jobs": {key: job}}
-    )
+
+def test_a_snapshot_restores_runs_bounded_as_the_tracker_bounds_them() -> None:
+    runs = [RunSummarySchema().dump(RunSummary.of(failed_run(i, f"e{i}"))) for i in range(9)]
+    runs[-1]["Error"] = "y" * (defaults.RUN_ERROR_LENGTH * 3)
+    [record] = parse_snapshot(snapshot_with_runs(runs))
 
     assert len(record.runs) == defaults.RUNS_KEEP
     assert [r.error for r in record.runs[:-1]] == ["e4", "e5", "e6", "e7"]
@@ -208,22 +210,7 @@ def test_the_worst_case_job_document_stays_well_inside_firestores_limit() -> Non
 def snapshot_with_run(**run: object) -> dict[str, object]:
     """A state file of one job whose status carries one earlier run, ``run`` overriding it."""
     kept = RunSummarySchema().dump(RunSummary.of(failed_run(0, "parsing: boom", bounces=1)))
-    status = {
-        "HeartbeatTime": "0001-01-01T00:00:00Z",
-        "UpdateCount": 0,
-        "History": [
-            {"State": "init", "Start": "2026-11-27T13:00:00Z", "DetailTime": "2026-11-27T13:00:00Z"}
-        ],
-        "Runs": [{**kept, **run}],
-    }
-    job = {
-        "Bucket": JOB.bucket,
-        "Experiment": "ndt",
-        "Datatype": "ndt7",
-        "Date": "2019-01-02T00:00:00Z",
-    }
-    key = JOB.key()
-    return {"SaveTime": "2026-11-27T13:00:00Z", "Statuses": {key: status}, "Jobs": {key: job}}
+    return snapshot_with_runs([{**kept, **run}])
 
 
 @pytest.mark.parametrize(

@@ -26,19 +26,7 @@ ALL_STATES = [
     "failed",
     "complete",
 ]
-NON_TERMINAL = [
-    "init",
-    "parsing",
-    "parseError",
-    "postProcessing",
-    "stabilizing",
-    "loading",
-    "deduplicating",
-    "copying",
-    "joining",
-    "deleting",
-    "finishing",
-]
+NON_TERMINAL = [s for s in ALL_STATES if s not in ("failed", "complete")]
 PARSER_EDGES = {
     ("init", "parsing"),
     ("init", "parseError"),
