@@ -47,7 +47,8 @@ HIGHLIGHTED = frozenset({State.INIT, State.POST_PROCESSING})
 AGING = 0.5
 EXPIRING = 0.75
 
-#: The job page's path; a job's link adds ``?id=`` and its url-quoted key.
+#: The job page's path (:mod:`shared.web.job_page`; the status function serves it beside
+#: the status page); a job's link adds ``?id=`` and its url-quoted key.
 JOB_PAGE = "/status/job"
 
 _QUERY = StatusQuery()
