@@ -488,7 +488,7 @@ class AdminJobsQuery(_Params):
         _check_range(data)
 
 
-class AdminBulkParams(_Params):
+class AdminBulkParams(AdminJobsQuery):
     """``POST /admin/jobs/retry`` and ``/admin/jobs/fail``: the filters of ``/admin/jobs``, ``reason``, ``dry_run``.
 
     At least one filter is required, so that no call acts on every job by accident;
@@ -500,17 +500,12 @@ class AdminBulkParams(_Params):
 
     _loads_into = BulkRequest
     _empty_is_missing = ("state", "experiment", "datatype", "from", "to", "limit", "reason")
-    state = StateName(load_default=None)
-    experiment = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
-    datatype = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
-    first = fields.Date(data_key="from", load_default=None)
-    last = fields.Date(data_key="to", load_default=None)
     limit = fields.Integer(load_default=MAX_BULK, validate=validate.Range(min=1, max=MAX_BULK))
     reason = _text(load_default="")
     dry_run = fields.Boolean(load_default=False)
 
     @validates_schema
-    def _filters(self, data: dict[str, Any], **kwargs: Any) -> None:
+    def _range(self, data: dict[str, Any], **kwargs: Any) -> None:
         _check_range(data)
         chosen = ("state", "experiment", "datatype", "first", "last")
         if all(data.get(name) is None for name in chosen):
