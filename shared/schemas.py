@@ -474,8 +474,8 @@ def _check_range(data: dict[str, Any]) -> None:
 class AdminJobsQuery(_Params):
     """``GET /admin/jobs``: filters (state, experiment, datatype, job dates ``from``–``to``) and a limit."""
 
-    _loads_into = JobFilter
-    _empty_is_missing = ("state", "experiment", "datatype", "from", "to", "limit")
+    _loads_into: ClassVar[type[Any]] = JobFilter  # AdminBulkParams loads into its own
+    _empty_is_missing: tuple[str, ...] = ("state", "experiment", "datatype", "from", "to", "limit")
     state = StateName(load_default=None)
     experiment = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
     datatype = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
