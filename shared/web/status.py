@@ -28,6 +28,7 @@ import flask
 from shared import defaults
 from shared.errors import Unavailable
 from shared.gotime import format_duration, format_time
+from shared.job_service import HISTORICAL
 from shared.model import JobFilter, JobRecord, Pause, State, source_name, utcnow
 from shared.progress import Overview
 from shared.schemas import StatusQuery, StatusRequest
@@ -268,7 +269,7 @@ def render_html(
         refresh=refresh,
         pauses=[
             {
-                "target": "the historical cycle" if p.target == "historical" else p.target,
+                "target": "the historical cycle" if p.target == HISTORICAL else p.target,
                 "who": p.who,
                 "since": format_time(p.since),
                 "reason": p.reason,
