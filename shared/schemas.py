@@ -280,8 +280,12 @@ class StatusQuery(_Params):
     state = StateName(load_default=None)
     experiment = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
     datatype = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
-    limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=100_000))
-    refresh = fields.Integer(load_default=30, validate=validate.Range(min=0, max=86_400))
+    limit = fields.Integer(
+        load_default=defaults.STATUS_LIMIT, validate=validate.Range(min=1, max=100_000)
+    )
+    refresh = fields.Integer(
+        load_default=defaults.STATUS_REFRESH, validate=validate.Range(min=0, max=86_400)
+    )
     days = fields.Integer(
         load_default=defaults.STATUS_GRID_DAYS,
         validate=validate.Range(
