@@ -112,6 +112,12 @@ STATE_COUNT_SHARDS = 16
 
 # --- the status page (shared.web.status, shared.progress) -------------------------------
 
+#: Jobs the status page lists by default (``limit``).
+STATUS_LIMIT = 1000
+
+#: Seconds between the status page's reloads by default (``refresh``; 0 turns them off).
+STATUS_REFRESH = 30
+
 #: Days the status page's date × source grid shows by default, back from yesterday (``days``).
 STATUS_GRID_DAYS = 14
 

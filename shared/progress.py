@@ -211,20 +211,15 @@ class Progress:
         )
 
         grid_days = [yesterday - timedelta(days=n) for n in range(days)]
-        keys = [_key(s, day) for day in grid_days for s in sources]
         # Yesterday's job matters only to a source whose daily stream has resolved it.
-        if not days:
-            keys = [
-                _key(s, yesterday)
-                for i, s in enumerate(sources)
-                if daily_dates.get(i, date.min) >= yesterday
-            ]
-        records = self.tracker.find_records(keys) if keys else {}
-        missing = [
+        resolved_yesterday = [
             _key(s, yesterday)
             for i, s in enumerate(sources)
-            if daily_dates.get(i, date.min) >= yesterday and _key(s, yesterday) not in records
+            if daily_dates.get(i, date.min) >= yesterday
         ]
+        keys = [_key(s, day) for day in grid_days for s in sources] or resolved_yesterday
+        records = self.tracker.find_records(keys) if keys else {}
+        missing = [key for key in resolved_yesterday if key not in records]
         queued = self.queue.queued(missing) if self.queue is not None and missing else set()
 
         progress = []

@@ -280,8 +280,12 @@ class StatusQuery(_Params):
     state = StateName(load_default=None)
     experiment = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
     datatype = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
-    limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=100_000))
-    refresh = fields.Integer(load_default=30, validate=validate.Range(min=0, max=86_400))
+    limit = fields.Integer(
+        load_default=defaults.STATUS_LIMIT, validate=validate.Range(min=1, max=100_000)
+    )
+    refresh = fields.Integer(
+        load_default=defaults.STATUS_REFRESH, validate=validate.Range(min=0, max=86_400)
+    )
     days = fields.Integer(
         load_default=defaults.STATUS_GRID_DAYS,
         validate=validate.Range(
@@ -474,8 +478,8 @@ def _check_range(data: dict[str, Any]) -> None:
 class AdminJobsQuery(_Params):
     """``GET /admin/jobs``: filters (state, experiment, datatype, job dates ``from``–``to``) and a limit."""
 
-    _loads_into = JobFilter
-    _empty_is_missing = ("state", "experiment", "datatype", "from", "to", "limit")
+    _loads_into: ClassVar[type[Any]] = JobFilter  # AdminBulkParams loads into its own
+    _empty_is_missing: tuple[str, ...] = ("state", "experiment", "datatype", "from", "to", "limit")
     state = StateName(load_default=None)
     experiment = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
     datatype = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
@@ -488,7 +492,7 @@ class AdminJobsQuery(_Params):
         _check_range(data)
 
 
-class AdminBulkParams(_Params):
+class AdminBulkParams(AdminJobsQuery):
     """``POST /admin/jobs/retry`` and ``/admin/jobs/fail``: the filters of ``/admin/jobs``, ``reason``, ``dry_run``.
 
     At least one filter is required, so that no call acts on every job by accident;
@@ -500,17 +504,12 @@ class AdminBulkParams(_Params):
 
     _loads_into = BulkRequest
     _empty_is_missing = ("state", "experiment", "datatype", "from", "to", "limit", "reason")
-    state = StateName(load_default=None)
-    experiment = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
-    datatype = fields.String(load_default=None, validate=validate.Regexp(_NAME_RE))
-    first = fields.Date(data_key="from", load_default=None)
-    last = fields.Date(data_key="to", load_default=None)
     limit = fields.Integer(load_default=MAX_BULK, validate=validate.Range(min=1, max=MAX_BULK))
     reason = _text(load_default="")
     dry_run = fields.Boolean(load_default=False)
 
     @validates_schema
-    def _filters(self, data: dict[str, Any], **kwargs: Any) -> None:
+    def _range(self, data: dict[str, Any], **kwargs: Any) -> None:
         _check_range(data)
         chosen = ("state", "experiment", "datatype", "first", "last")
         if all(data.get(name) is None for name in chosen):

@@ -11,5 +11,6 @@ the web layer (model, store, operations) imports from here.
   :mod:`~shared.web.admin`:
   the endpoints, each module with its routes.
 - :mod:`~shared.web.views`: the Go-shaped JSON of jobs, pauses, audit, queue items, controls.
+- :mod:`~shared.web.pages`: what the HTML pages share: their templates, spans of time.
 - :mod:`~shared.web.identity`: who makes an admin request (Google ID tokens).
 """

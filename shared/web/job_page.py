@@ -30,13 +30,10 @@ from shared.web import openapi
 from shared.web.endpoint import Answer, App, Route, endpoint, json_response, parse
 from shared.web.errors import HttpError, status_of
 from shared.web.pages import span, template
-from shared.web.status import status
+from shared.web.status import JOB_PAGE, status
 from shared.web.views import expires_at, job_page_json
 
 log = logging.getLogger(__name__)
-
-#: The job page's path; the status function serves it beside the status page.
-PATH = "/status/job"
 
 _QUERY = JobPageQuery()
 
@@ -226,9 +223,9 @@ def job_page(request: flask.Request, app: App) -> flask.Response:
 def status_function(request: flask.Request, app: App) -> flask.Response:
     """The status function's entry: the job page at ``/status/job``, the status page at any
     other path (deployed, the function serves the status page at its root)."""
-    if request.path.rstrip("/") == PATH:
+    if request.path.rstrip("/") == JOB_PAGE:
         return job_page(request, app)
     return status(request, app)
 
 
-ROUTES = (Route(PATH, "status", job_page),)
+ROUTES = (Route(JOB_PAGE, "status", job_page),)

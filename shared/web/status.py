@@ -28,6 +28,7 @@ import flask
 from shared import defaults
 from shared.errors import Unavailable
 from shared.gotime import format_duration, format_time
+from shared.job_service import HISTORICAL
 from shared.model import JobFilter, JobRecord, Pause, State, source_name, utcnow
 from shared.progress import Overview
 from shared.schemas import StatusQuery, StatusRequest
@@ -47,7 +48,8 @@ HIGHLIGHTED = frozenset({State.INIT, State.POST_PROCESSING})
 AGING = 0.5
 EXPIRING = 0.75
 
-#: The job page's path; a job's link adds ``?id=`` and its url-quoted key.
+#: The job page's path (:mod:`shared.web.job_page`; the status function serves it beside
+#: the status page); a job's link adds ``?id=`` and its url-quoted key.
 JOB_PAGE = "/status/job"
 
 _QUERY = StatusQuery()
@@ -267,7 +269,7 @@ def render_html(
         refresh=refresh,
         pauses=[
             {
-                "target": "the historical cycle" if p.target == "historical" else p.target,
+                "target": "the historical cycle" if p.target == HISTORICAL else p.target,
                 "who": p.who,
                 "since": format_time(p.since),
                 "reason": p.reason,

@@ -87,10 +87,11 @@ def audit_json(entry: AuditEntry) -> dict[str, str]:
     }
 
 
-def job_view(record: JobRecord) -> dict[str, Any]:
-    """Return a job as the admin API shows it: the status page's JSON, bookkeeping and audit."""
+def job_view(record: JobRecord, timeout: timedelta | None = None) -> dict[str, Any]:
+    """Return a job as the admin API shows it: the status page's JSON (its expiry only with
+    ``timeout``), bookkeeping and audit."""
     return {
-        **job_json(record),
+        **job_json(record, timeout),
         "Offer": record.offer,
         "Reoffer": record.reoffer,
         "LeaseOwner": record.lease_owner,
@@ -105,10 +106,8 @@ def job_page_json(
     """Return one job as its page's JSON shows it: the admin view, its expiry, the current
     run's token, the earlier runs (oldest first) and the ``gardener`` commands that act on
     it, each (action, command line, what it does)."""
-    expiry = expires_at(record, timeout)
     return {
-        **job_view(record),
-        "ExpiresAt": format_time(expiry) if expiry else None,
+        **job_view(record, timeout),
         "Run": record.run,
         "Runs": _RUNS.dump(record.runs),
         "Commands": [
