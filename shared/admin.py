@@ -2,7 +2,7 @@
 
 Every action on a job is one Firestore transaction that checks the job first
 and writes nothing when it refuses, and it is recorded on the job's ``audit``
-(who, when, what; the newest :data:`shared.store.AUDIT_KEEP` are kept, across
+(who, when, what; the newest :data:`shared.model.AUDIT_KEEP` are kept, across
 restarts). Reprocessing is queued, one document per job, and recorded on the
 job when next-job hands it out; pauses are documents of their own, holding
 who paused and why.

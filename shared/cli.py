@@ -121,9 +121,9 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     parser.add_argument(
         "--timeout",
         type=float,
-        default=default(60.0),
+        default=default(defaults.CLI_TIMEOUT),
         metavar="SECONDS",
-        help="per-call timeout (default 60)",
+        help=f"per-call timeout (default {defaults.CLI_TIMEOUT:g})",
     )
     parser.add_argument(
         "--token",

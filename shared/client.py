@@ -28,9 +28,6 @@ from shared.model import Datasets, Job, State
 from shared.schemas import JobSchema
 from shared.transport import Transport, TransportError, error_message
 
-#: The tracker's answer (503, plain text) when it has no job to hand out.
-NO_JOB_TEXT = "No job found. Try again."
-
 
 @dataclass(frozen=True)
 class Assignment:

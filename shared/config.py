@@ -100,6 +100,10 @@ class Source:
     #: Post-processing steps, in order; None for the standard chain, () for none.
     pipeline: tuple[State, ...] | None = None
 
+    def job(self, day: date) -> Job:
+        """Return this source's job of ``day``, with its filter and datasets."""
+        return Job(self.bucket, self.experiment, self.datatype, day, self.filter, self.datasets)
+
 
 @dataclass(frozen=True)
 class Config:

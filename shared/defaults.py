@@ -202,3 +202,21 @@ IDENTITY_KEYS_TIMEOUT = 10.0
 
 #: Seconds the ``gardener`` command line waits for ``gcloud auth print-identity-token``.
 GCLOUD_TOKEN_TIMEOUT = 30.0
+
+# --- callers of a deployment (shared.transport, shared.client, shared.cli) -----------------
+
+#: Seconds one HTTP call to the tracker may take, per attempt.
+CALL_TIMEOUT = 30.0
+
+#: Attempts of one call (the first included) when the tracker is unreachable, throttles (429)
+#: or fails (5xx).
+CALL_ATTEMPTS = 5
+
+#: First wait between two attempts, in seconds; it doubles (with full jitter) after each.
+CALL_BACKOFF = 0.5
+
+#: Longest wait between two attempts, in seconds.
+CALL_MAX_BACKOFF = 10.0
+
+#: Seconds one call of the operator's command line may take, per attempt (``--timeout``).
+CLI_TIMEOUT = 60.0

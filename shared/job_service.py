@@ -321,14 +321,7 @@ class JobService:
                 )
                 self.queue.remove(item)
                 continue
-            job = Job(
-                item.bucket,
-                item.experiment,
-                item.datatype,
-                item.date,
-                source.filter,
-                source.datasets,
-            )
+            job = source.job(item.date)
             offer = f"{REPROCESS}/{item.token}"
             if not self.archives.has_files(job.bucket, job.prefix()):
                 log.info("no files under %s; dropping queued reprocessing %s", job.path(), offer)

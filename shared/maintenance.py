@@ -20,8 +20,9 @@ from typing import Any
 from shared import defaults
 from shared.gotime import format_time
 from shared.store import TaskStore
+from shared.store.counters import Source
 from shared.store.tasks import MAINTAIN, SNAPSHOT
-from shared.tracker import Clock, Source, Tracker
+from shared.tracker import Clock, Tracker
 
 log = logging.getLogger(__name__)
 

@@ -331,9 +331,10 @@ def tracker_timeout() -> timedelta | None:
         return None
 
 
+@functools.cache
 def progress() -> Progress | None:
-    """Return the reader of every source's progress (the status page's); None if the config
-    cannot be loaded (the page then shows its jobs without it)."""
+    """Return this process's reader of every source's progress (the status page's), built on
+    first use; None if the config cannot be loaded (the page then shows its jobs without it)."""
     from shared.progress import Progress
 
     try:

@@ -114,12 +114,6 @@ def initial_position(stream: Stream, config: Config, now: datetime) -> Position:
     return Position(0, config.start_date, 0)
 
 
-def _job(source: Source, day: date) -> Job:
-    return Job(
-        source.bucket, source.experiment, source.datatype, day, source.filter, source.datasets
-    )
-
-
 def candidate(
     stream: Stream, config: Config, position: Position, now: datetime
 ) -> Candidate | None:
@@ -134,7 +128,7 @@ def _daily(config: Config, pos: Position, now: datetime) -> Candidate | None:
         pos = Position(pos.cycle, pos.day + timedelta(days=1), 0)
     if now < midnight(pos.day) + timedelta(days=1) + config.daily_delay:
         return None
-    return Candidate(Stream.DAILY, pos, _job(config.sources[pos.source], pos.day))
+    return Candidate(Stream.DAILY, pos, config.sources[pos.source].job(pos.day))
 
 
 def _historical(config: Config, pos: Position, now: datetime) -> Candidate | None:
@@ -162,9 +156,7 @@ def _historical(config: Config, pos: Position, now: datetime) -> Candidate | Non
             continue
         for i in full if old else eligible:
             if i >= pos.source:
-                return Candidate(
-                    Stream.HISTORICAL, replace(pos, source=i), _job(sources[i], pos.day)
-                )
+                return Candidate(Stream.HISTORICAL, replace(pos, source=i), sources[i].job(pos.day))
         pos = Position(pos.cycle, pos.day + timedelta(days=1), 0)
 
 

@@ -47,6 +47,7 @@ from shared.model import (
     utcnow,
 )
 from shared.store import DocumentChanged, DocumentExists, DocumentMissing, JobStore, OwedHint
+from shared.store.counters import Source
 from shared.transitions import Role
 
 if TYPE_CHECKING:
@@ -77,9 +78,6 @@ class RetryPolicy:
 
 
 Clock = Callable[[], datetime]
-
-#: A source: (experiment, datatype).
-Source = tuple[str, str]
 
 #: A change made within a transaction: gets the record as read and the time, changes the
 #: record in place, and may raise to write nothing.
@@ -134,7 +132,7 @@ def log_state_change(key: str, old: State | None, new: State, detail: str = "") 
     )
 
 
-def _of_source(source: tuple[str, str] | None) -> dict[str, str] | None:
+def _of_source(source: Source | None) -> dict[str, str] | None:
     """The equality filters that select the jobs of ``source`` (experiment, datatype); None: all."""
     if source is None:
         return None
@@ -299,7 +297,7 @@ class Tracker:
         return self.store.owed.clear(read, self.store.earliest_retry(), now)
 
     def pending_reoffers(
-        self, limit: int, after: JobRecord | None = None, source: tuple[str, str] | None = None
+        self, limit: int, after: JobRecord | None = None, source: Source | None = None
     ) -> Iterator[JobRecord]:
         """Stream complete jobs that wait to be offered again, a page after ``after``.
 
@@ -308,7 +306,7 @@ class Tracker:
         return self.store.query_reoffers(State.COMPLETE, limit, after, equal=_of_source(source))
 
     def unretried_reoffers(
-        self, limit: int, after: JobRecord | None = None, source: tuple[str, str] | None = None
+        self, limit: int, after: JobRecord | None = None, source: Source | None = None
     ) -> Iterator[JobRecord]:
         """Stream failed jobs that are not retried automatically but wait to be offered again.
 
@@ -591,7 +589,7 @@ class Tracker:
         now: datetime,
         limit: int,
         after: JobRecord | None = None,
-        source: tuple[str, str] | None = None,
+        source: Source | None = None,
     ) -> list[JobRecord]:
         """Return failed jobs whose backoff has passed, earliest due first, a page after ``after``.
 
@@ -773,7 +771,7 @@ class Tracker:
 
     # --- for the operator and the metrics: what they need of the store ----------------
 
-    def totals(self) -> dict[tuple[str, str], dict[str, int]]:
+    def totals(self) -> dict[Source, dict[str, int]]:
         """Return each source's totals (:func:`counted` names) by (experiment, datatype); one query."""
         return self.store.counters.totals()
 

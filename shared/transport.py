@@ -25,6 +25,8 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import tenacity
 
+from shared import defaults
+
 log = logging.getLogger(__name__)
 
 #: Hosts that never get an identity token: the local stack and tests.
@@ -122,10 +124,10 @@ class Transport:
         self,
         base_url: str,
         *,
-        timeout: float = 30.0,
-        attempts: int = 5,
-        backoff: float = 0.5,
-        max_backoff: float = 10.0,
+        timeout: float = defaults.CALL_TIMEOUT,
+        attempts: int = defaults.CALL_ATTEMPTS,
+        backoff: float = defaults.CALL_BACKOFF,
+        max_backoff: float = defaults.CALL_MAX_BACKOFF,
         identity_token: bool | None = None,
         session: requests.Session | None = None,
     ) -> None:

@@ -1,5 +1,5 @@
-"""What the stores of this package share: the batch limit, the read/write counts, dates as
-times, the delete guarded by an update time."""
+"""What the stores of this package share: the batch limit, the read/write counts, the
+delete guarded by an update time."""
 
 from __future__ import annotations
 
